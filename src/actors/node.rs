@@ -1,0 +1,76 @@
+//! NodeActor: runs one attempt of one node and reports to its execution.
+//!
+//! The work runs in `post_start`, so a panic inside a node reaches the
+//! ExecutionActor (its supervisor) as `ActorFailed`, and cancelling a
+//! running node is killing its actor. The actor stops itself after
+//! reporting.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::{Map, Value};
+
+use super::execution::ExecutionMsg;
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
+use crate::journal::ErrorClass;
+use crate::nodes::{NodeCtx, NodeError, executor_for};
+use crate::runtime::Services;
+
+pub(crate) struct NodeActor;
+
+pub(crate) struct NodeArgs {
+    pub execution_id: ExecutionId,
+    pub workflow: Arc<Workflow>,
+    pub node: String,
+    pub visit: u32,
+    pub attempt: u32,
+    pub state: Arc<Map<String, Value>>,
+    pub services: Arc<Services>,
+    pub parent: ActorRef<ExecutionMsg>,
+}
+
+impl Actor for NodeActor {
+    type Msg = ();
+    type State = Option<NodeArgs>;
+    type Arguments = NodeArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<()>, args: NodeArgs) -> Result<Self::State, ActorProcessingErr> {
+        Ok(Some(args))
+    }
+
+    async fn post_start(&self, myself: ActorRef<()>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let Some(a) = state.take() else { return Ok(()) };
+        let node = a.workflow.node(&a.node).ok_or_else(|| format!("node `{}` is not in the workflow", a.node))?;
+        let ctx = NodeCtx {
+            execution_id: a.execution_id,
+            node,
+            visit: a.visit,
+            attempt: a.attempt,
+            idempotency_key: format!("{}/{}/{}", a.execution_id, a.node, a.visit),
+            state: &a.state,
+            services: &a.services,
+        };
+        let began = Instant::now();
+        let fut = executor_for(&node.kind).run(ctx);
+        let result = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), fut).await {
+                Ok(r) => r,
+                Err(_) => Err(NodeError::new(ErrorClass::Timeout, format!("no result within timeout_ms {ms}"))),
+            },
+            None => fut.await,
+        };
+        let duration_us = began.elapsed().as_micros() as u64;
+        // The parent may be gone (cancelled, shut down): nothing to report to.
+        let _ = a.parent.cast(ExecutionMsg::NodeDone {
+            node: a.node,
+            visit: a.visit,
+            attempt: a.attempt,
+            result,
+            duration_us,
+        });
+        myself.stop(None);
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! Supervisor: spawns one ExecutionActor per live execution and restarts a
+//! crashed one by rehydrating it from the journal.
+//!
+//! Past the restart budget, the execution is rehydrated one last time in
+//! `FailWith` mode, which journals `ExecutionFailed` with the panic text.
+//! ractor's default supervision would stop the supervisor when any child
+//! exits; `handle_supervisor_evt` is overridden so it never does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{error, warn};
+
+use super::execution::{ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
+use crate::runtime::Services;
+
+pub(crate) enum SupervisorMsg {
+    /// Start (or rehydrate) an execution unless it is already live.
+    Spawn { id: ExecutionId, workflow: Arc<Workflow>, hash: String, start: Start },
+    /// The executions that have a live actor.
+    Live(RpcReplyPort<Vec<ExecutionId>>),
+    #[cfg(test)]
+    Actor(ExecutionId, RpcReplyPort<Option<ActorRef<ExecutionMsg>>>),
+}
+
+pub(crate) struct Supervisor;
+
+pub(crate) struct Child {
+    id: ExecutionId,
+    workflow: Arc<Workflow>,
+    hash: String,
+    actor: ActorRef<ExecutionMsg>,
+}
+
+pub(crate) struct SupervisorState {
+    services: Arc<Services>,
+    children: HashMap<ActorId, Child>,
+    by_execution: HashMap<ExecutionId, ActorId>,
+    /// When each execution's actor was restarted (for the budget).
+    restarts: HashMap<ExecutionId, Vec<u64>>,
+}
+
+impl Supervisor {
+    async fn spawn_child(
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SupervisorState,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        hash: String,
+        start: Start,
+    ) {
+        let args =
+            ExecutionArgs { id, workflow: workflow.clone(), hash: hash.clone(), services: st.services.clone(), start };
+        match Actor::spawn_linked(None, ExecutionActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                st.by_execution.insert(id, actor.get_id());
+                st.children.insert(actor.get_id(), Child { id, workflow, hash, actor });
+            }
+            Err(e) => {
+                error!(execution_id = %id, error = %e, "execution actor did not start");
+                st.services.notify_finished(id);
+            }
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<Services>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<SupervisorMsg>,
+        services: Arc<Services>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            services,
+            children: HashMap::new(),
+            by_execution: HashMap::new(),
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        st: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Spawn { id, workflow, hash, start } => {
+                if st.by_execution.contains_key(&id) {
+                    if let Start::New { started, .. } = start {
+                        let _ = started.send(Err(format!("execution {id} is already running")));
+                    }
+                    return Ok(());
+                }
+                Self::spawn_child(&myself, st, id, workflow, hash, start).await;
+            }
+            SupervisorMsg::Live(reply) => {
+                let _ = reply.send(st.by_execution.keys().copied().collect());
+            }
+            #[cfg(test)]
+            SupervisorMsg::Actor(id, reply) => {
+                let actor = st.by_execution.get(&id).and_then(|a| st.children.get(a)).map(|c| c.actor.clone());
+                let _ = reply.send(actor);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        evt: SupervisionEvent,
+        st: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(child) = st.children.remove(&cell.get_id()) {
+                    st.by_execution.remove(&child.id);
+                    st.restarts.remove(&child.id);
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some(child) = st.children.remove(&cell.get_id()) else { return Ok(()) };
+                st.by_execution.remove(&child.id);
+                drop(child.actor);
+                let now = st.services.clock.now_ms();
+                let earlier = st.restarts.entry(child.id).or_default();
+                let allowed = st.services.restart_budget.allows(earlier, now);
+                earlier.push(now);
+                let attempts = earlier.len();
+                let start = if allowed {
+                    warn!(execution_id = %child.id, error = %err, restart = attempts, "execution actor failed; rehydrating");
+                    Start::Rehydrate
+                } else if attempts > st.services.restart_budget.max_restarts as usize + 1 {
+                    // Even failing it did not work (the journal refuses writes): give up here.
+                    error!(execution_id = %child.id, error = %err, "execution actor keeps failing; leaving it for the next start");
+                    st.services.notify_finished(child.id);
+                    return Ok(());
+                } else {
+                    let b = st.services.restart_budget;
+                    Start::FailWith(format!(
+                        "execution actor failed {} times within {} s (restart budget {}): {err}",
+                        attempts,
+                        b.window_ms / 1000,
+                        b.max_restarts
+                    ))
+                };
+                Self::spawn_child(&myself, st, child.id, child.workflow, child.hash, start).await;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

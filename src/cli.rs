@@ -1,0 +1,111 @@
+//! The `jamjet` command line: clap definitions and dispatch. Each command
+//! lives in a file of its own under `cli/`. Output for people reads well
+//! in a terminal; every command that prints data has `--json`.
+
+mod executions;
+mod inspect;
+mod resume;
+mod run;
+mod table;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::runtime::{Error as RuntimeError, Runtime};
+
+#[derive(Parser, Debug)]
+#[command(name = "jamjet", version, about = "A durable runtime for AI agents", propagate_version = true)]
+pub struct Cli {
+    /// Where the journal lives.
+    #[arg(long, global = true, env = "JAMJET_DATA_DIR", default_value = ".jamjet")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a workflow to completion on the embedded store.
+    Run(run::Args),
+    /// Compile a workflow and print every finding.
+    Validate(validate::Args),
+    /// Show an execution's timeline.
+    Inspect(inspect::Args),
+    /// List executions.
+    Executions(executions::Args),
+    /// Rehydrate and finish every non-terminal execution.
+    Resume(resume::Args),
+}
+
+/// An error the CLI prints (already formatted) before exiting non-zero.
+pub(crate) struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<RuntimeError> for Failure {
+    fn from(e: RuntimeError) -> Self {
+        Failure { message: e.to_string(), code: 1 }
+    }
+}
+
+impl Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 1 }
+    }
+}
+
+pub(crate) type CliResult = Result<ExitCode, Failure>;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JAMJET_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    // Panics inside nodes are caught and journaled; keep the default hook
+    // quiet about them unless asked (JAMJET_LOG=debug).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Run(a) => run::run(&cli.data_dir, a).await,
+        Command::Validate(a) => validate::run(a),
+        Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
+        Command::Executions(a) => executions::run(&cli.data_dir, a).await,
+        Command::Resume(a) => resume::run(&cli.data_dir, a).await,
+    }
+}
+
+/// Open the data dir without resuming anything (commands that only read,
+/// or that resume exactly what they need).
+pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
+    Runtime::builder().data_dir(data_dir).resume_on_open(false).open().await.map_err(Failure::from)
+}
+
+pub(crate) fn parse_id(text: &str) -> Result<crate::ExecutionId, Failure> {
+    text.parse().map_err(|e: crate::id::BadExecutionId| Failure::new(e.to_string()))
+}
+
+pub(crate) fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("JSON output serializes"));
+}

@@ -1,0 +1,23 @@
+//! Workflow IR, the YAML compiler, validation, templates and conditions.
+//!
+//! Both YAML forms (a `workflow:` block, or `id:`/`version:`/`nodes:` at
+//! the top level) compile to one [`Workflow`]. Compilation reports every
+//! finding at once, each with file, line and column ([`Diagnostic`]). This
+//! module knows nothing of actors, nodes' run-time behaviour or storage.
+
+mod compile;
+mod diagnostic;
+mod schema;
+mod template;
+mod workflow;
+
+pub use compile::{compile_file, compile_str};
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use schema::{SchemaError, StateSchema, Type, json_kind};
+pub use template::{
+    TemplateError, Templates, is_template, referenced_state_keys, referenced_variables, single_expression,
+};
+pub use workflow::{
+    Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Node, NodeKind, RetryPolicy, SetNode, Span,
+    Workflow,
+};

@@ -1,0 +1,317 @@
+//! The YAML compiler: workflow files in, a validated [`Workflow`] or every
+//! finding at once out.
+//!
+//! This file owns the entry points, the finding collector and the top of
+//! the file (both forms: a `workflow:` block, or `id:`/`nodes:` at the top
+//! level). Its submodules own the YAML tree ([`yaml`]), nodes ([`nodes`]),
+//! retry policies ([`retry`]), what can be known about state ([`state`]) and
+//! the graph ([`graph`]). Nothing here runs a workflow.
+
+mod graph;
+mod nodes;
+mod retry;
+mod state;
+mod yaml;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use super::diagnostic::{Diagnostic, Diagnostics};
+use super::schema::{StateSchema, Type};
+use super::workflow::{RetryPolicy, Span, Workflow};
+use yaml::{Entry, Scalar, Value, Yaml};
+
+/// Compile a workflow file. An unreadable file is one finding at 1:1.
+pub fn compile_file(path: &Path) -> Result<Workflow, Diagnostics> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(source) => compile_str(&source, &file),
+        Err(err) => Err(Diagnostics(vec![Diagnostic {
+            file,
+            line: 1,
+            column: 1,
+            message: format!("cannot read the workflow file: {err}"),
+            node: None,
+        }])),
+    }
+}
+
+/// Compile workflow YAML; `file` names it in findings and becomes
+/// [`Workflow::source_file`].
+pub fn compile_str(source: &str, file: &str) -> Result<Workflow, Diagnostics> {
+    let mut cx = Ctx { file: file.to_string(), ..Ctx::default() };
+    let workflow = match yaml::parse(source) {
+        Err((span, message)) => {
+            cx.add(span, format!("invalid YAML: {message}"));
+            None
+        }
+        Ok((root, problems)) => {
+            for (span, message) in problems {
+                cx.add(span, message);
+            }
+            cx.workflow(&root)
+        }
+    };
+    if workflow.is_none() && cx.findings.is_empty() {
+        // Every path that fails reports why; this keeps `Err` never empty.
+        cx.add(Span { line: 1, column: 1 }, "the workflow did not compile");
+    }
+    let mut findings = cx.findings;
+    findings.sort_by_key(|d| (d.line, d.column));
+    findings.dedup();
+    match workflow {
+        Some(workflow) if findings.is_empty() => Ok(workflow),
+        _ => Err(Diagnostics(findings)),
+    }
+}
+
+const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies"];
+const HEADER: &[&str] = &["id", "version", "state_schema", "start", "description"];
+const TOP_FLAT: &[&str] = &["id", "version", "state_schema", "start", "description", "nodes", "retry_policies"];
+
+/// The compiler's working state: findings so far, and what later parts of
+/// the file are checked against.
+#[derive(Default)]
+struct Ctx {
+    file: String,
+    findings: Vec<Diagnostic>,
+    /// The node being compiled; findings are attributed to it.
+    node: Option<String>,
+    schema: StateSchema,
+    policies: BTreeMap<String, RetryPolicy>,
+}
+
+/// The workflow's own fields; `None` where they have findings.
+#[derive(Default)]
+struct Header {
+    id: Option<String>,
+    version: Option<String>,
+    schema: Option<StateSchema>,
+    start: Option<(String, Span)>,
+}
+
+/// A mapping's entries, with unknown and duplicate keys already reported.
+struct Fields<'y> {
+    entries: Vec<&'y Entry>,
+}
+
+impl<'y> Fields<'y> {
+    fn get(&self, key: &str) -> Option<&'y Yaml> {
+        self.entry(key).map(|e| &e.value)
+    }
+    fn entry(&self, key: &str) -> Option<&'y Entry> {
+        self.entries.iter().copied().find(|e| e.key == key)
+    }
+}
+
+impl Ctx {
+    fn add(&mut self, span: Span, message: impl Into<String>) {
+        let node = self.node.clone();
+        self.add_for(span, node, message);
+    }
+
+    fn add_for(&mut self, span: Span, node: Option<String>, message: impl Into<String>) {
+        let Span { line, column } = span;
+        let (line, column) = (line.max(1), column.max(1));
+        self.findings.push(Diagnostic { file: self.file.clone(), line, column, message: message.into(), node });
+    }
+
+    /// The entries of a mapping, first occurrence of each key only. `owner`
+    /// names the mapping in messages ("`headers`", "node `fetch`"), `what`
+    /// its keys ("key", "node id").
+    fn entries<'y>(&mut self, y: &'y Yaml, owner: &str, what: &str) -> Option<Vec<&'y Entry>> {
+        let Value::Map(entries) = &y.value else {
+            self.add(y.span, format!("{owner} must be a mapping, found {}", y.kind()));
+            return None;
+        };
+        let mut seen: HashMap<&str, u32> = HashMap::with_capacity(entries.len());
+        let mut first = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match seen.get(entry.key.as_str()) {
+                Some(line) => {
+                    let node = (what == "node id").then(|| entry.key.clone()).or_else(|| self.node.clone());
+                    let message = format!("duplicate {what} `{}` (first defined at line {line})", entry.key);
+                    self.add_for(entry.key_span, node, message);
+                }
+                None => {
+                    seen.insert(&entry.key, entry.key_span.line);
+                    first.push(entry);
+                }
+            }
+        }
+        Some(first)
+    }
+
+    /// A mapping with a fixed set of fields; unknown ones are reported.
+    fn fields<'y>(&mut self, y: &'y Yaml, owner: &str, allowed: &[&str]) -> Option<Fields<'y>> {
+        let entries = self.entries(y, owner, "key")?;
+        for entry in &entries {
+            if !allowed.contains(&entry.key.as_str()) {
+                let hint = suggest(&entry.key, allowed.iter().copied())
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                let message =
+                    format!("unknown field `{}` in {owner} ({hint}expected one of: {})", entry.key, allowed.join(", "));
+                self.add(entry.key_span, message);
+            }
+        }
+        Some(Fields { entries })
+    }
+
+    fn required<'y>(&mut self, fields: &Fields<'y>, key: &str, owner: &str, at: Span) -> Option<&'y Yaml> {
+        let value = fields.get(key);
+        if value.is_none() {
+            self.add(at, format!("{owner} is missing the required field `{key}`"));
+        }
+        value
+    }
+
+    fn string(&mut self, y: &Yaml, field: &str) -> Option<String> {
+        let text = y.as_str().map(str::to_string);
+        if text.is_none() {
+            self.add(y.span, format!("`{field}` must be a string, found {}", y.kind()));
+        }
+        text
+    }
+
+    /// An integer no smaller than `min`.
+    fn int(&mut self, y: &Yaml, field: &str, min: i64) -> Option<u64> {
+        match &y.value {
+            Value::Scalar(_, Scalar::Int(n)) if *n >= min => u64::try_from(*n).ok(),
+            Value::Scalar(_, Scalar::Int(n)) => {
+                self.add(y.span, format!("`{field}` must be at least {min}, found {n}"));
+                None
+            }
+            _ => {
+                self.add(y.span, format!("`{field}` must be an integer, found {}", y.kind()));
+                None
+            }
+        }
+    }
+
+    /// The whole file: header, retry policies, nodes, then the graph.
+    fn workflow(&mut self, root: &Yaml) -> Option<Workflow> {
+        let nested = matches!(&root.value, Value::Map(e) if e.iter().any(|e| e.key == "workflow"));
+        let top = self.fields(root, "the top level of a workflow file", if nested { TOP_NESTED } else { TOP_FLAT })?;
+        let header = match top.entry("workflow") {
+            Some(block) => {
+                self.fields(&block.value, "the `workflow` block", HEADER).map(|f| self.header(&f, block.key_span))
+            }
+            None => Some(self.header(&top, root.span)),
+        };
+        let header = header.unwrap_or_default();
+        if let Some(y) = top.get("retry_policies") {
+            self.retry_policies(y);
+        }
+        let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
+        let (nodes, edges, start) = self.graph(nodes, header.start)?;
+        Some(Workflow {
+            id: header.id?,
+            version: header.version?,
+            state_schema: header.schema?,
+            start,
+            nodes,
+            edges,
+            retry_policies: std::mem::take(&mut self.policies),
+            source_file: Some(self.file.clone()),
+        })
+    }
+
+    /// `id`, `version`, `state_schema`, `start` and `description`, from the
+    /// `workflow` block or the top level; `at` is where a missing one is
+    /// reported. Sets `self.schema` for what follows.
+    fn header(&mut self, f: &Fields, at: Span) -> Header {
+        let id = self.required(f, "id", "the workflow", at).and_then(|y| self.string(y, "id"));
+        let version = match f.get("version").map(|y| (y, &y.value)) {
+            None => Some("0.1.0".to_string()),
+            Some((_, Value::Scalar(text, Scalar::Str | Scalar::Int(_) | Scalar::Float(_)))) => Some(text.clone()),
+            Some((y, _)) => self.string(y, "version"),
+        };
+        if let Some(y) = f.get("description") {
+            self.string(y, "description");
+        }
+        let schema = self.required(f, "state_schema", "the workflow", at).and_then(|y| self.state_schema(y));
+        self.schema = schema.clone().unwrap_or_default();
+        let start = f.get("start").and_then(|y| Some((self.string(y, "start")?, y.span)));
+        Header { id, version, schema, start }
+    }
+
+    fn state_schema(&mut self, y: &Yaml) -> Option<StateSchema> {
+        let mut schema = StateSchema::default();
+        let mut ok = true;
+        for entry in self.entries(y, "`state_schema`", "state key")? {
+            let parsed = match entry.value.as_str() {
+                Some(text) => Type::parse(text).map_err(|e| format!("state key `{}`: {e}", entry.key)),
+                None => Err(format!(
+                    "the type of state key `{}` must be a string such as `str`, found {}",
+                    entry.key,
+                    entry.value.kind()
+                )),
+            };
+            match parsed {
+                Ok(t) => {
+                    schema.fields.insert(entry.key.clone(), t);
+                }
+                Err(message) => {
+                    self.add(entry.value.span, message);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(schema)
+    }
+}
+
+/// An optional field as read: absent is fine (`Some(None)`), present but
+/// unreadable is not (`None`).
+fn optional<T>(field: Option<Option<T>>) -> Option<Option<T>> {
+    field.map_or(Some(None), |value| value.map(Some))
+}
+
+/// The candidate closest to `name` by edit distance, if within 2.
+fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    let len = name.chars().count();
+    // Distance is at least the difference in length: skip hopeless pairs.
+    for candidate in candidates.into_iter().filter(|c| c.len().abs_diff(name.len()) <= 8 && len <= 64) {
+        let d = edit_distance(name, candidate);
+        if d <= 2 && d * 2 <= len && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `did you mean `x`?` for a name not among `candidates`, or nothing.
+fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    suggest(name, candidates).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_and_suggestions() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(suggest("sumarize", ["search", "summarize"]), Some("summarize"));
+        assert_eq!(suggest("zzz", ["search"]), None);
+    }
+}

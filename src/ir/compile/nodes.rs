@@ -1,0 +1,236 @@
+//! Compiling the `nodes:` mapping: node ids, the fields every node shares,
+//! and each kind's own fields (`http`, `branch`, `set`, `end`, `function`).
+//!
+//! Each node comes out as a [`Parsed`] with its outgoing targets, which the
+//! graph checks ([`super::graph`]) resolve; this module does not look at
+//! other nodes.
+
+use std::collections::BTreeMap;
+
+use super::yaml::{Entry, Value, Yaml};
+use super::{Ctx, Fields, optional};
+use crate::ir::{BranchNode, Condition, EdgeKind, FunctionNode, HttpNode, Node, NodeKind, SetNode, Span};
+
+const COMMON: &[&str] = &["type", "next", "retry", "timeout_ms", "description"];
+const HTTP: &[&str] = &["method", "url", "headers", "body", "output_key"];
+const BRANCH: &[&str] = &["conditions", "default"];
+const SET: &[&str] = &["values"];
+const FUNCTION: &[&str] = &["function", "input", "output_key"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// One node as written, and the nodes it names.
+pub(super) struct Parsed {
+    pub id: String,
+    /// Where the node's id is written.
+    pub span: Span,
+    /// `None` when the node has findings that keep it from compiling.
+    pub node: Option<Node>,
+    pub targets: Vec<Target>,
+    /// Whether `targets` is every successor the node was written with;
+    /// when some could not be read, the graph's shape is not checked.
+    pub complete: bool,
+}
+
+/// A node id named by `next`, a condition or `default`, and where.
+pub(super) struct Target {
+    pub to: String,
+    pub span: Span,
+    pub kind: EdgeKind,
+}
+
+impl Ctx {
+    /// Every node of the `nodes:` mapping, in file order.
+    pub(super) fn nodes(&mut self, y: &Yaml) -> Option<Vec<Parsed>> {
+        let entries = self.entries(y, "`nodes`", "node id")?;
+        if entries.is_empty() {
+            self.add(y.span, "`nodes` must hold at least one node");
+            return None;
+        }
+        let parsed = entries
+            .into_iter()
+            .map(|entry| {
+                self.node = Some(entry.key.clone());
+                self.node_entry(entry)
+            })
+            .collect();
+        self.node = None;
+        Some(parsed)
+    }
+
+    fn node_entry(&mut self, entry: &Entry) -> Parsed {
+        let (id, span) = (entry.key.clone(), entry.key_span);
+        let mut parsed = Parsed { id, span, node: None, targets: Vec::new(), complete: false };
+        let id = &parsed.id;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+            let message = format!("invalid node id `{id}`: use only letters, digits, `_` and `-`");
+            self.add(span, message);
+        }
+        let owner = format!("node `{id}`");
+        let type_name = match &entry.value.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == "type").and_then(|e| e.value.as_str()),
+            _ => None,
+        };
+        let extra = match type_name {
+            Some("http") => HTTP,
+            Some("branch") => BRANCH,
+            Some("set") => SET,
+            Some("function") => FUNCTION,
+            Some("end") => &[],
+            _ => {
+                self.unknown_type(&entry.value, &owner, span);
+                return parsed;
+            }
+        };
+        let Some(f) = self.fields(&entry.value, &owner, &[COMMON, extra].concat()) else {
+            return parsed;
+        };
+        let kind = match type_name {
+            Some("http") => self.http(&f, span),
+            Some("branch") => self.branch(&f, span, &mut parsed.targets),
+            Some("set") => self.set(&f, span),
+            Some("function") => self.function(&f, span),
+            _ => Some(NodeKind::End),
+        };
+        // Only a branch's own fields name successors; `next` is read here.
+        parsed.complete = kind.is_some() || type_name != Some("branch");
+        let mut next = None;
+        if let Some(e) = f.entry("next") {
+            match kind {
+                Some(NodeKind::Branch(_)) => self.add(e.key_span, "a branch node must not have `next`: use `default`"),
+                Some(NodeKind::End) => self.add(e.key_span, "an end node must not have `next`"),
+                _ => {
+                    next = self.target(&e.value, "next", EdgeKind::Next, &mut parsed.targets);
+                    parsed.complete &= next.is_some();
+                }
+            }
+        }
+        let retry = f.get("retry").map_or(Some(Default::default()), |y| self.node_retry(y));
+        let timeout_ms = optional(f.get("timeout_ms").map(|y| self.int(y, "timeout_ms", 1)));
+        if let Some(y) = f.get("description") {
+            self.string(y, "description");
+        }
+        if let (Some(kind), Some(retry), Some(timeout_ms)) = (kind, retry, timeout_ms) {
+            let id = parsed.id.clone();
+            parsed.node = Some(Node { id, kind, next, retry, timeout_ms, span });
+        }
+        parsed
+    }
+
+    /// A node id named by `field`, recorded as one of the node's targets.
+    fn target(&mut self, y: &Yaml, field: &str, kind: EdgeKind, targets: &mut Vec<Target>) -> Option<String> {
+        let to = self.string(y, field)?;
+        targets.push(Target { to: to.clone(), span: y.span, kind });
+        Some(to)
+    }
+
+    /// A node without a known `type`: report the type, not every field.
+    fn unknown_type(&mut self, y: &Yaml, owner: &str, at: Span) {
+        let Some(entries) = self.entries(y, owner, "key") else {
+            return;
+        };
+        if let Some(y) = self.required(&Fields { entries }, "type", owner, at)
+            && let Some(name) = self.string(y, "type")
+        {
+            let known = "http, branch, set, end, function";
+            self.add(y.span, format!("unknown node type `{name}` (expected one of: {known})"));
+        }
+    }
+
+    fn http(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
+        let method = f.get("method").map_or(Some("GET".to_string()), |y| {
+            let method = self.string(y, "method")?.to_ascii_uppercase();
+            let known = METHODS.contains(&method.as_str());
+            if !known {
+                self.add(y.span, format!("unknown HTTP method `{method}` (expected one of: {})", METHODS.join(", ")));
+            }
+            known.then_some(method)
+        });
+        let url = self.required(f, "url", "an http node", at).and_then(|y| self.template_string(y, "url"));
+        let mut headers = Some(BTreeMap::new());
+        if let Some(y) = f.get("headers") {
+            headers = self.entries(y, "`headers`", "header").and_then(|entries| {
+                let values: Vec<_> = entries.iter().map(|e| self.template_string(&e.value, "a header value")).collect();
+                let keys = entries.iter().map(|e| e.key.clone());
+                keys.zip(values).map(|(k, v)| Some((k, v?))).collect()
+            });
+        }
+        let body = f.get("body").map(|y| self.json(y));
+        let output_key = f.get("output_key").map(|y| self.output_key(y));
+        Some(NodeKind::Http(HttpNode {
+            method: method?,
+            url: url?,
+            headers: headers?,
+            body,
+            output_key: optional(output_key)?,
+        }))
+    }
+
+    fn branch(&mut self, f: &Fields, at: Span, targets: &mut Vec<Target>) -> Option<NodeKind> {
+        let mut conditions = Some(Vec::new());
+        if let Some(y) = f.get("conditions") {
+            conditions = match &y.value {
+                Value::Seq(items) => {
+                    let parsed: Vec<_> =
+                        items.iter().enumerate().map(|(i, item)| self.condition(i, item, targets)).collect();
+                    parsed.into_iter().collect()
+                }
+                _ => {
+                    self.add(
+                        y.span,
+                        format!("`conditions` must be a list of {{when, next}} mappings, found {}", y.kind()),
+                    );
+                    None
+                }
+            };
+        }
+        let default = f.get("default").and_then(|y| self.target(y, "default", EdgeKind::Default, targets));
+        let empty = f.get("conditions").is_none_or(|y| matches!(&y.value, Value::Seq(items) if items.is_empty()));
+        if empty && f.get("default").is_none() {
+            self.add(at, "a branch node needs at least one condition or a `default`");
+        }
+        if f.get("default").is_some() && default.is_none() {
+            return None;
+        }
+        Some(NodeKind::Branch(BranchNode { conditions: conditions?, default }))
+    }
+
+    fn condition(&mut self, index: usize, item: &Yaml, targets: &mut Vec<Target>) -> Option<Condition> {
+        let f = self.fields(item, "a condition", &["when", "next"])?;
+        let when = self.required(&f, "when", "a condition", item.span).and_then(|y| {
+            let text = y.scalar_text().map(str::to_string);
+            match &text {
+                Some(text) => self.template(text, y.span, true),
+                None => self.add(y.span, format!("`when` must be an expression, found {}", y.kind())),
+            }
+            text
+        });
+        let next = self
+            .required(&f, "next", "a condition", item.span)
+            .and_then(|y| self.target(y, "next", EdgeKind::Condition(index), targets));
+        Some(Condition { when: when?, next: next?, span: item.span })
+    }
+
+    fn set(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
+        let values = self.required(f, "values", "a set node", at)?;
+        let entries = self.entries(values, "`values`", "state key")?;
+        let mut out = BTreeMap::new();
+        for entry in entries {
+            let value = self.set_value(entry);
+            out.insert(entry.key.clone(), value);
+        }
+        Some(NodeKind::Set(SetNode { values: out }))
+    }
+
+    fn function(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
+        let function = self.required(f, "function", "a function node", at).and_then(|y| {
+            let name = self.string(y, "function")?;
+            if name.trim().is_empty() {
+                self.add(y.span, "`function` must name a registered function");
+            }
+            Some(name)
+        });
+        let input = f.get("input").map(|y| self.json(y));
+        let output_key = f.get("output_key").map(|y| self.output_key(y));
+        Some(NodeKind::Function(FunctionNode { function: function?, input, output_key: optional(output_key)? }))
+    }
+}

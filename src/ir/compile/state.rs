@@ -1,0 +1,130 @@
+//! What the compiler can know about state before anything runs: templates
+//! and conditions compile, they read only `state.<key>` for keys the schema
+//! declares, output keys and `set` keys exist, and `set` values whose type
+//! is visible fit their key.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value as Json;
+
+use super::Ctx;
+use super::yaml::{Entry, Scalar, Value, Yaml};
+use crate::ir::{Span, Type, is_template, referenced_variables, single_expression};
+
+impl Ctx {
+    /// A value as JSON; every string in it is checked as a template.
+    pub(super) fn json(&mut self, y: &Yaml) -> Json {
+        match &y.value {
+            Value::Scalar(_, Scalar::Null) => Json::Null,
+            Value::Scalar(_, Scalar::Bool(b)) => Json::Bool(*b),
+            Value::Scalar(_, Scalar::Int(n)) => Json::from(*n),
+            Value::Scalar(text, Scalar::Float(f)) => serde_json::Number::from_f64(*f).map_or_else(
+                || {
+                    self.add(y.span, format!("`{text}` cannot be stored as JSON: write a finite number"));
+                    Json::Null
+                },
+                Json::Number,
+            ),
+            Value::Scalar(text, Scalar::Str) => {
+                self.template(text, y.span, false);
+                Json::String(text.clone())
+            }
+            Value::Seq(items) => Json::Array(items.iter().map(|item| self.json(item)).collect()),
+            Value::Map(_) => {
+                let entries = self.entries(y, "a mapping", "key").unwrap_or_default();
+                Json::Object(entries.into_iter().map(|e| (e.key.clone(), self.json(&e.value))).collect())
+            }
+        }
+    }
+
+    /// A string field that is a template (`url`, header values).
+    pub(super) fn template_string(&mut self, y: &Yaml, field: &str) -> Option<String> {
+        let text = self.string(y, field)?;
+        self.template(&text, y.span, false);
+        Some(text)
+    }
+
+    /// Check a template (or, with `expression`, a condition) written at `span`.
+    pub(super) fn template(&mut self, text: &str, span: Span, expression: bool) {
+        if !expression && !is_template(text) {
+            return;
+        }
+        let what = if expression { "condition" } else { "template" };
+        let vars = match referenced_variables(text, expression) {
+            Ok(vars) => vars,
+            Err(err) => return self.add(span, format!("{what} does not compile: {}", err.message)),
+        };
+        let mut others = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for var in &vars {
+            let mut parts = var.split('.');
+            match (parts.next(), parts.next()) {
+                (Some("state"), Some(key)) => keys.insert(key),
+                (Some("state"), None) => false,
+                (head, _) => others.insert(head.unwrap_or(var)),
+            };
+        }
+        for name in others {
+            let message =
+                format!("{what} reads `{name}`, which is not defined: only `state` is (did you mean `state.{name}`?)");
+            self.add(span, message);
+        }
+        for key in keys {
+            if self.schema.get(key).is_none() {
+                let hint = super::did_you_mean(key, self.schema.fields.keys().map(String::as_str));
+                self.add(span, format!("{what} reads `state.{key}`, which is not in `state_schema`{hint}"));
+            }
+        }
+    }
+
+    /// An `output_key`: a state key the schema declares.
+    pub(super) fn output_key(&mut self, y: &Yaml) -> Option<String> {
+        let key = self.string(y, "output_key")?;
+        if self.schema.get(&key).is_none() {
+            let hint = super::did_you_mean(&key, self.schema.fields.keys().map(String::as_str));
+            self.add(y.span, format!("`output_key` `{key}` is not in `state_schema`{hint}"));
+        }
+        Some(key)
+    }
+
+    /// One `set` value: the key must be declared, and a value whose type is
+    /// known now must fit the key's type.
+    pub(super) fn set_value(&mut self, entry: &Entry) -> Json {
+        let value = self.json(&entry.value);
+        let key = &entry.key;
+        let Some(target) = self.schema.get(key).cloned() else {
+            let hint = super::did_you_mean(key, self.schema.fields.keys().map(String::as_str));
+            self.add(entry.key_span, format!("`set` key `{key}` is not in `state_schema`{hint}"));
+            return value;
+        };
+        let (source, what) = match &value {
+            Json::String(s) if is_template(s) => match single_expression(s) {
+                Some(expr) => {
+                    let Some(from) = expr.strip_prefix("state.").filter(|k| is_identifier(k)) else {
+                        return value;
+                    };
+                    let Some(t) = self.schema.get(from).cloned() else {
+                        return value;
+                    };
+                    let what = format!("`state.{from}` of type {t}");
+                    (t, what)
+                }
+                None => (Type::Str, "a template, which renders to str".to_string()),
+            },
+            Json::Null => (Type::of_literal(&value), "null".to_string()),
+            other => {
+                let t = Type::of_literal(other);
+                let what = format!("a value of type {t}");
+                (t, what)
+            }
+        };
+        if !target.is_assignable_from(&source) {
+            self.add(entry.value.span, format!("type mismatch: `{key}` is {target} but is set to {what}"));
+        }
+        value
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

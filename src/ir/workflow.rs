@@ -1,0 +1,200 @@
+//! The workflow IR: what both YAML forms compile to and what the actors run.
+//!
+//! The IR is plain data (serde), so it can be stored in the journal beside
+//! the executions that run it and hashed to a content id. It owns no
+//! compiled templates: [`crate::ir::Templates`] compiles those once per
+//! loaded workflow. It must not depend on the actors or the journal.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::schema::StateSchema;
+
+/// A compiled, validated workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub id: String,
+    pub version: String,
+    /// Typed state keys; input and every state patch are checked against it.
+    pub state_schema: StateSchema,
+    /// The node an execution starts at.
+    pub start: String,
+    /// Nodes by id, in declaration order of their ids' sort (BTreeMap).
+    pub nodes: BTreeMap<String, Node>,
+    /// Every edge of the graph, derived from the nodes by the compiler.
+    pub edges: Vec<Edge>,
+    /// Named retry policies declared at the top of the file.
+    #[serde(default)]
+    pub retry_policies: BTreeMap<String, RetryPolicy>,
+    /// The file the workflow was compiled from, when there was one.
+    #[serde(default)]
+    pub source_file: Option<String>,
+}
+
+impl Workflow {
+    /// The content hash of the workflow: sha256 over its canonical JSON.
+    /// Executions record it in `ExecutionStarted`; the journal stores the
+    /// workflow under it.
+    pub fn content_hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a workflow always serializes");
+        let digest = Sha256::digest(&json);
+        let mut out = String::with_capacity(64);
+        for b in digest {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+}
+
+/// Where something was written: 1-based line and column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// One node of the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+    /// The node that follows when this one completes; `None` ends the
+    /// workflow (a branch chooses its own successor).
+    pub next: Option<String>,
+    /// The retry policy in force for this node (named policies resolved).
+    pub retry: RetryPolicy,
+    /// Per-attempt timeout.
+    pub timeout_ms: Option<u64>,
+    pub span: Span,
+}
+
+/// The kind-specific configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeKind {
+    Http(HttpNode),
+    Branch(BranchNode),
+    Set(SetNode),
+    End,
+    Function(FunctionNode),
+}
+
+impl NodeKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::Http(_) => "http",
+            NodeKind::Branch(_) => "branch",
+            NodeKind::Set(_) => "set",
+            NodeKind::End => "end",
+            NodeKind::Function(_) => "function",
+        }
+    }
+}
+
+/// `type: http`: one HTTP request; a JSON response goes into `output_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpNode {
+    /// Upper-case HTTP method, `GET` by default.
+    pub method: String,
+    /// Template.
+    pub url: String,
+    /// Header values are templates.
+    pub headers: BTreeMap<String, String>,
+    /// A JSON value whose strings are templates (a string body is sent as
+    /// is, after rendering; anything else as JSON).
+    pub body: Option<serde_json::Value>,
+    pub output_key: Option<String>,
+}
+
+/// `type: branch`: the first condition that holds picks the next node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchNode {
+    pub conditions: Vec<Condition>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// A minijinja expression, e.g. `state.score >= 0.8`.
+    pub when: String,
+    pub next: String,
+    pub span: Span,
+}
+
+/// `type: set`: assign state keys. String values are templates; a string
+/// that is a single `{{ expr }}` keeps the expression's type (a number
+/// stays a number), anything else renders to a string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetNode {
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+/// `type: function`: a Rust async function registered by the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionNode {
+    pub function: String,
+    /// A JSON value whose strings are templates; the whole state when absent.
+    pub input: Option<serde_json::Value>,
+    /// Where the result goes; when absent an object result is merged into
+    /// the state key by key.
+    pub output_key: Option<String>,
+}
+
+/// A directed edge of the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub kind: EdgeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    Next,
+    /// The n-th condition of a branch.
+    Condition(usize),
+    Default,
+}
+
+/// How a failed node is retried. The delay before attempt `n + 1` is a
+/// durable deadline in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub jitter: bool,
+    /// Error classes that are retried; `None` means the retryable defaults
+    /// (timeout, rate_limited, server_error, connection).
+    pub retry_on: Option<Vec<String>>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            backoff: Backoff::Exponential,
+            delay_ms: 1000,
+            max_delay_ms: 60_000,
+            jitter: false,
+            retry_on: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    Constant,
+    Linear,
+    Exponential,
+}

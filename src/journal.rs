@@ -1,0 +1,163 @@
+//! The journal: every execution's events, durable, in order.
+//!
+//! Actors see only the [`Journal`] trait. [`SledJournal`] is the embedded
+//! default (group commit: one disk sync serves every append that arrived
+//! while the previous one ran); [`MemoryJournal`] serves tests and
+//! benchmarks. An append counts only once it is durable: `append` returns
+//! after the sync that covers it.
+//!
+//! Stored layout (one sled tree, so one batch is atomic):
+//! `e{exec:16}{seq:u64 BE}` → record, `x{exec:16}` → [`ExecutionMeta`],
+//! `w{hash}` → workflow IR, `k{key}` → exec id.
+
+mod event;
+mod group_commit;
+mod memory;
+mod sled_store;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
+
+pub use event::{ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, encode};
+pub use memory::MemoryJournal;
+pub use sled_store::SledJournal;
+
+/// What can go wrong reading or writing the journal.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("journal storage error: {0}")]
+    Storage(String),
+    #[error("corrupt journal record: {0}")]
+    Corrupt(String),
+    #[error(
+        "the data dir {path} is in use by another jamjet process (sled holds a lock on it); stop that process or use another --data-dir"
+    )]
+    Locked { path: String },
+}
+
+/// Where an execution stands, as kept in the execution index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::Running)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Running, Status::Completed, Status::Failed, Status::Cancelled].into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the execution index. Stored: fields only appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionMeta {
+    pub id: ExecutionId,
+    pub workflow_id: String,
+    pub workflow_version: String,
+    pub workflow_hash: String,
+    pub status: Status,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub key: Option<String>,
+}
+
+/// One atomic, durable append to an execution's history.
+pub struct Append<'a> {
+    pub execution: ExecutionId,
+    /// Sequence number of the first event; the rest follow one by one.
+    pub first_seq: u64,
+    pub at_ms: u64,
+    pub events: &'a [Event],
+    /// A new row for the execution index, when the status changed.
+    pub meta: Option<&'a ExecutionMeta>,
+    /// The workflow to store under its hash (on `ExecutionStarted`).
+    pub workflow: Option<(&'a str, &'a Workflow)>,
+}
+
+/// Counters for benchmarks and `inspect`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Calls to `append`.
+    pub appends: u64,
+    /// Events written.
+    pub events: u64,
+    /// Disk syncs (flushes) performed.
+    pub syncs: u64,
+}
+
+/// The store of every execution's events. Implementations: sled (embedded
+/// default) and memory (tests); PostgreSQL comes with the multi-worker issue.
+pub trait Journal: Send + Sync + 'static {
+    /// Append events; resolves once they are durable.
+    fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>>;
+    /// Every record of one execution, in order.
+    fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error>;
+    /// The index row of one execution.
+    fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error>;
+    /// Every index row, oldest first.
+    fn list(&self) -> Result<Vec<ExecutionMeta>, Error>;
+    /// A stored workflow by content hash.
+    fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error>;
+    /// The execution submitted under an idempotency key.
+    fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error>;
+    fn stats(&self) -> Stats;
+}
+
+pub type SharedJournal = Arc<dyn Journal>;
+
+fn encode_meta(meta: &ExecutionMeta) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(postcard::to_stdvec(meta).expect("meta always encodes"));
+    out
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<ExecutionMeta, Error> {
+    match bytes.split_first() {
+        Some((1, body)) => {
+            postcard::from_bytes(body).map_err(|e| Error::Corrupt(format!("execution index row does not decode: {e}")))
+        }
+        Some((v, _)) => Err(Error::Corrupt(format!("execution index row has unknown format version {v}"))),
+        None => Err(Error::Corrupt("empty execution index row".into())),
+    }
+}
+
+fn encode_workflow(wf: &Workflow) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(serde_json::to_vec(wf).expect("workflow always encodes"));
+    out
+}
+
+fn decode_workflow(bytes: &[u8]) -> Result<Workflow, Error> {
+    match bytes.split_first() {
+        Some((1, body)) => {
+            serde_json::from_slice(body).map_err(|e| Error::Corrupt(format!("stored workflow does not decode: {e}")))
+        }
+        Some((v, _)) => Err(Error::Corrupt(format!("stored workflow has unknown format version {v}"))),
+        None => Err(Error::Corrupt("empty stored workflow".into())),
+    }
+}

@@ -1,0 +1,246 @@
+//! The events of an execution, and their stored encoding.
+//!
+//! What is stored is forever: variants and fields are only ever appended
+//! at the end (postcard encodes the variant index and field order), every
+//! record starts with a format version byte, and JSON values are kept as
+//! JSON text inside the record (postcard cannot round-trip
+//! `serde_json::Value`). `tests/journal_format.rs` decodes a checked-in
+//! file written by format version 1.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Error;
+
+/// The format version written in front of every record.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// A JSON value stored as its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Json(pub String);
+
+impl Json {
+    pub fn from_value(v: &Value) -> Json {
+        Json(v.to_string())
+    }
+    pub fn from_map(m: &serde_json::Map<String, Value>) -> Json {
+        Json(serde_json::to_string(m).expect("a JSON map always serializes"))
+    }
+    /// Parse the stored text; a record that does not parse is corrupt.
+    pub fn value(&self) -> Result<Value, Error> {
+        serde_json::from_str(&self.0).map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
+    }
+    pub fn object(&self) -> Result<serde_json::Map<String, Value>, Error> {
+        match self.value()? {
+            Value::Object(m) => Ok(m),
+            other => Err(Error::Corrupt(format!("stored JSON is not an object: {other}"))),
+        }
+    }
+}
+
+/// Tokens and cost a node used (filled in by model nodes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_usd += other.cost_usd;
+    }
+}
+
+/// Why a node failed, for the retry policy. Stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorClass {
+    Timeout,
+    RateLimited,
+    ServerError,
+    Connection,
+    ClientError,
+    InvalidOutput,
+    Template,
+    Function,
+    Panic,
+    Internal,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 10] = [
+        ErrorClass::Timeout,
+        ErrorClass::RateLimited,
+        ErrorClass::ServerError,
+        ErrorClass::Connection,
+        ErrorClass::ClientError,
+        ErrorClass::InvalidOutput,
+        ErrorClass::Template,
+        ErrorClass::Function,
+        ErrorClass::Panic,
+        ErrorClass::Internal,
+    ];
+
+    /// The name used in YAML (`retry_on: [timeout]`) and in `inspect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::ServerError => "server_error",
+            ErrorClass::Connection => "connection",
+            ErrorClass::ClientError => "client_error",
+            ErrorClass::InvalidOutput => "invalid_output",
+            ErrorClass::Template => "template",
+            ErrorClass::Function => "function",
+            ErrorClass::Panic => "panic",
+            ErrorClass::Internal => "internal",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ErrorClass> {
+        ErrorClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Retried by default when a policy has no `retry_on`.
+    pub fn retryable_by_default(self) -> bool {
+        matches!(self, ErrorClass::Timeout | ErrorClass::RateLimited | ErrorClass::ServerError | ErrorClass::Connection)
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the runtime decided after a node failed. Stored: append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetryDecision {
+    /// Attempt `attempt` runs at `at_ms` (unix milliseconds): a durable deadline.
+    Retry { attempt: u32, at_ms: u64 },
+    /// No more attempts: the execution fails.
+    GiveUp,
+}
+
+/// One event of an execution's history. Stored: variants only appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    ExecutionStarted {
+        workflow_id: String,
+        workflow_version: String,
+        /// Content hash of the workflow IR; the journal stores the IR under it.
+        workflow_hash: String,
+        input: Json,
+        /// The caller's idempotency key for the submission, if any.
+        key: Option<String>,
+    },
+    NodeScheduled {
+        node: String,
+        visit: u32,
+    },
+    NodeStarted {
+        node: String,
+        visit: u32,
+        attempt: u32,
+    },
+    NodeCompleted {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        /// The keys the node set, as a JSON object.
+        patch: Json,
+        /// The successor the node chose (a branch) or its `next`.
+        next: Option<String>,
+        duration_us: u64,
+        usage: Usage,
+    },
+    NodeFailed {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        class: ErrorClass,
+        message: String,
+        retry: RetryDecision,
+    },
+    ExecutionCompleted {
+        /// The final state.
+        state: Json,
+    },
+    ExecutionFailed {
+        node: Option<String>,
+        error: String,
+    },
+    ExecutionCancelled {
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's name as shown by `inspect`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::ExecutionStarted { .. } => "ExecutionStarted",
+            Event::NodeScheduled { .. } => "NodeScheduled",
+            Event::NodeStarted { .. } => "NodeStarted",
+            Event::NodeCompleted { .. } => "NodeCompleted",
+            Event::NodeFailed { .. } => "NodeFailed",
+            Event::ExecutionCompleted { .. } => "ExecutionCompleted",
+            Event::ExecutionFailed { .. } => "ExecutionFailed",
+            Event::ExecutionCancelled { .. } => "ExecutionCancelled",
+        }
+    }
+
+    /// The node an event is about, if any.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Event::NodeScheduled { node, .. }
+            | Event::NodeStarted { node, .. }
+            | Event::NodeCompleted { node, .. }
+            | Event::NodeFailed { node, .. } => Some(node),
+            Event::ExecutionFailed { node, .. } => node.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } | Event::ExecutionCancelled { .. }
+        )
+    }
+}
+
+/// An event with its position and time, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1-based position in the execution's history.
+    pub seq: u64,
+    /// Wall-clock time it was appended, unix milliseconds.
+    pub at_ms: u64,
+    pub event: Event,
+}
+
+/// Encode a record's body (version byte, then postcard of `(at_ms, event)`).
+pub fn encode(at_ms: u64, event: &Event) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    let body = postcard::to_stdvec(&(at_ms, event)).expect("events always encode");
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decode a record body written by [`encode`] (by any format version so far).
+pub fn decode(seq: u64, bytes: &[u8]) -> Result<Record, Error> {
+    let (&version, body) = bytes.split_first().ok_or_else(|| Error::Corrupt(format!("record {seq} is empty")))?;
+    match version {
+        1 => {
+            let (at_ms, event): (u64, Event) =
+                postcard::from_bytes(body).map_err(|e| Error::Corrupt(format!("record {seq} does not decode: {e}")))?;
+            Ok(Record { seq, at_ms, event })
+        }
+        v => {
+            Err(Error::Corrupt(format!("record {seq} has format version {v}; this build reads up to {FORMAT_VERSION}")))
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! An in-memory journal for tests and benchmarks: the same contract as the
+//! sled journal, with nothing to sync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+
+use super::{Append, Error, ExecutionMeta, Journal, Record, Stats, decode, encode};
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
+
+#[derive(Default)]
+struct Inner {
+    /// Encoded records, so the memory journal exercises the same codec.
+    events: BTreeMap<(ExecutionId, u64), Vec<u8>>,
+    metas: BTreeMap<ExecutionId, ExecutionMeta>,
+    workflows: HashMap<String, Workflow>,
+    keys: HashMap<String, ExecutionId>,
+}
+
+/// Events kept in process memory; lost when the process ends.
+#[derive(Default)]
+pub struct MemoryJournal {
+    inner: Mutex<Inner>,
+    appends: AtomicU64,
+    events: AtomicU64,
+}
+
+impl MemoryJournal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
+        let mut inner = self.inner.lock().expect("memory journal lock");
+        for (i, event) in append.events.iter().enumerate() {
+            let seq = append.first_seq + i as u64;
+            inner.events.insert((append.execution, seq), encode(append.at_ms, event));
+        }
+        if let Some(meta) = append.meta {
+            if let Some(key) = &meta.key {
+                inner.keys.entry(key.clone()).or_insert(meta.id);
+            }
+            inner.metas.insert(meta.id, meta.clone());
+        }
+        if let Some((hash, wf)) = append.workflow {
+            inner.workflows.entry(hash.to_string()).or_insert_with(|| wf.clone());
+        }
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(append.events.len() as u64, Ordering::Relaxed);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
+        let inner = self.inner.lock().expect("memory journal lock");
+        inner
+            .events
+            .range((execution, 0)..=(execution, u64::MAX))
+            .map(|((_, seq), bytes)| decode(*seq, bytes))
+            .collect()
+    }
+
+    fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").metas.get(&execution).cloned())
+    }
+
+    fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").metas.values().cloned().collect())
+    }
+
+    fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").workflows.get(hash).cloned())
+    }
+
+    fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").keys.get(key).copied())
+    }
+
+    fn stats(&self) -> Stats {
+        Stats { appends: self.appends.load(Ordering::Relaxed), events: self.events.load(Ordering::Relaxed), syncs: 0 }
+    }
+}

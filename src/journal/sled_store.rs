@@ -1,0 +1,161 @@
+//! The embedded default journal, on sled 0.34.
+//!
+//! Everything lives in sled's default tree so that one `Batch` (the events,
+//! the index row, the workflow, the idempotency key of one append) is
+//! atomic. Durability comes from [`GroupCommit`]: `Db::flush` syncs the
+//! whole database, so one flush covers every append since the last one.
+//! sled's own periodic flusher is off, so every sync is one we count.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+
+use super::group_commit::GroupCommit;
+use super::{
+    Append, Error, ExecutionMeta, Journal, Record, Stats, decode, decode_meta, decode_workflow, encode, encode_meta,
+    encode_workflow,
+};
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
+
+const EVENT: u8 = b'e';
+const META: u8 = b'x';
+const WORKFLOW: u8 = b'w';
+const KEY: u8 = b'k';
+
+fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = EVENT;
+    k[1..17].copy_from_slice(&id.to_bytes());
+    k[17..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn meta_key(id: ExecutionId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = META;
+    k[1..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(rest.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn storage(e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => Error::Corrupt(e.to_string()),
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+/// The sled-backed journal.
+pub struct SledJournal {
+    // Field order matters: the flusher (which holds a clone of `db`) stops
+    // before the database is dropped.
+    commit: GroupCommit,
+    db: sled::Db,
+    appends: AtomicU64,
+    events: AtomicU64,
+}
+
+impl SledJournal {
+    /// Open (or create) the journal in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir.join("journal"))
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+                {
+                    Error::Locked { path: dir.display().to_string() }
+                }
+                other => storage(other),
+            })?;
+        let flush_db = db.clone();
+        let commit = GroupCommit::start(move || flush_db.flush().map(|_| ()).map_err(|e| e.to_string()));
+        Ok(SledJournal { commit, db, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
+    }
+}
+
+impl Journal for SledJournal {
+    fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut batch = sled::Batch::default();
+            for (i, event) in append.events.iter().enumerate() {
+                let seq = append.first_seq + i as u64;
+                batch.insert(&event_key(append.execution, seq), encode(append.at_ms, event));
+            }
+            if let Some(meta) = append.meta {
+                batch.insert(&meta_key(meta.id), encode_meta(meta));
+                if let Some(key) = &meta.key {
+                    batch.insert(prefixed(KEY, key.as_bytes()), &meta.id.to_bytes());
+                }
+            }
+            if let Some((hash, wf)) = append.workflow {
+                let k = prefixed(WORKFLOW, hash.as_bytes());
+                if !self.db.contains_key(&k).map_err(storage)? {
+                    batch.insert(k, encode_workflow(wf));
+                }
+            }
+            self.db.apply_batch(batch).map_err(storage)?;
+            self.appends.fetch_add(1, Ordering::Relaxed);
+            self.events.fetch_add(append.events.len() as u64, Ordering::Relaxed);
+            self.commit.durable().await
+        })
+    }
+
+    fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
+        self.db
+            .range(event_key(execution, 0)..=event_key(execution, u64::MAX))
+            .map(|kv| {
+                let (k, v) = kv.map_err(storage)?;
+                let seq =
+                    u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
+                decode(seq, &v)
+            })
+            .collect()
+    }
+
+    fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
+        self.db.get(meta_key(execution)).map_err(storage)?.map(|v| decode_meta(&v)).transpose()
+    }
+
+    fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
+        self.db.scan_prefix([META]).map(|kv| decode_meta(&kv.map_err(storage)?.1)).collect()
+    }
+
+    fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
+        self.db.get(prefixed(WORKFLOW, hash.as_bytes())).map_err(storage)?.map(|v| decode_workflow(&v)).transpose()
+    }
+
+    fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
+        match self.db.get(prefixed(KEY, key.as_bytes())).map_err(storage)? {
+            None => Ok(None),
+            Some(v) => {
+                let bytes: [u8; 16] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt(format!("idempotency key `{key}` maps to a bad id")))?;
+                Ok(Some(ExecutionId::from_bytes(bytes)))
+            }
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            syncs: self.commit.syncs(),
+        }
+    }
+}

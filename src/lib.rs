@@ -1,0 +1,79 @@
+//! # JamJet: a durable runtime for AI agents
+//!
+//! A workflow is a graph of nodes (HTTP calls, branches, state updates,
+//! host functions; model calls, MCP tools, fan-out and waits in later
+//! issues), compiled from YAML to an IR. Every execution is a chain of
+//! recoverable state transitions journaled in an embedded store: kill the
+//! process at any instant and, on restart, every execution resumes from its
+//! last completed step; no completed step is lost or recorded twice.
+//!
+//! ```
+//! use jamjet::{Runtime, ir};
+//! use jamjet::nodes::{FunctionCall, FunctionError};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let workflow = ir::compile_str(r#"
+//! id: greet
+//! state_schema: { name: str, shout: str, greeting: str }
+//! nodes:
+//!   upper:
+//!     type: function
+//!     function: shout
+//!     input: "{{ state.name }}"
+//!     output_key: shout
+//!     next: greet
+//!   greet:
+//!     type: set
+//!     values: { greeting: "Hello, {{ state.shout }}!" }
+//! "#, "greet.yaml")?;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let rt = Runtime::builder()
+//!     .data_dir(dir.path())
+//!     .function("shout", |call: FunctionCall| async move {
+//!         let name = call.input.as_str().ok_or_else(|| FunctionError::new("want a string"))?;
+//!         Ok(json!(name.to_uppercase()))
+//!     })
+//!     .open()
+//!     .await?;
+//!
+//! let outcome = rt.run(&workflow, json!({ "name": "ada" })).await?;
+//! assert_eq!(outcome.state["greeting"], "Hello, ADA!");
+//! // The journal holds every step: ExecutionStarted, NodeScheduled, NodeStarted, NodeCompleted, ...
+//! assert_eq!(rt.events(outcome.id)?.first().unwrap().event.name(), "ExecutionStarted");
+//! rt.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layout
+//!
+//! - [`ir`]: the workflow IR, the YAML compiler and its validation,
+//!   templates and conditions (minijinja, strict).
+//! - [`journal`]: events, the [`journal::Journal`] trait, the sled backend
+//!   (embedded default, group commit) and an in-memory one.
+//! - [`actors`]: the pure execution state machine ([`actors::machine`]) and
+//!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor.
+//! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`].
+//! - [`runtime`]: the embedding API ([`Runtime`]).
+//! - [`timeline`]: an execution's history as node visits (for `inspect`).
+//! - [`cli`]: the `jamjet` command line.
+//!
+//! See `ARCHITECTURE.md` for the design and a glossary.
+
+pub mod actors;
+pub mod cli;
+pub mod clock;
+pub mod id;
+pub mod ir;
+pub mod journal;
+pub mod nodes;
+pub mod runtime;
+pub mod timeline;
+
+pub use id::ExecutionId;
+pub use ir::{Workflow, compile_file, compile_str};
+pub use journal::{Event, Status};
+pub use runtime::{Builder, Error, Outcome, Runtime};

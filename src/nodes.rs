@@ -1,0 +1,97 @@
+//! Node kinds: what each `type:` does when it runs.
+//!
+//! Every kind implements [`NodeExecutor`] in a file of its own; the actors
+//! only ever see the trait, so a new kind (model, tool, parallel, wait,
+//! eval, agent) is a new file plus one arm in [`executor_for`], and the
+//! actors do not change. A node never touches the journal: it gets a
+//! read-only view of the state and returns a patch, or a classified error.
+
+mod branch;
+mod end;
+mod function;
+mod http;
+mod set;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use crate::id::ExecutionId;
+use crate::ir::{Node, NodeKind, TemplateError};
+use crate::journal::{ErrorClass, Usage};
+use crate::runtime::Services;
+
+pub use function::{FunctionCall, FunctionError, FunctionRegistry};
+
+/// What a node sees while it runs.
+pub struct NodeCtx<'a> {
+    pub execution_id: ExecutionId,
+    pub node: &'a Node,
+    pub visit: u32,
+    pub attempt: u32,
+    /// `{execution_id}/{node_id}/{visit}`: stable across retries and crashes.
+    pub idempotency_key: String,
+    pub state: &'a Map<String, Value>,
+    pub services: &'a Services,
+}
+
+/// What a node produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeOutput {
+    /// State keys to set.
+    pub patch: Map<String, Value>,
+    /// The successor the node chose; `None` follows the node's `next`.
+    pub next: Option<String>,
+    pub usage: Usage,
+}
+
+/// Why a node failed, classified for the retry policy.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{class}: {message}")]
+pub struct NodeError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// A server's `Retry-After`, honoured by the retry delay.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl NodeError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        NodeError { class, message: message.into(), retry_after_ms: None }
+    }
+}
+
+impl From<TemplateError> for NodeError {
+    fn from(e: TemplateError) -> Self {
+        NodeError::new(ErrorClass::Template, e.to_string())
+    }
+}
+
+/// The behaviour of one node kind.
+pub trait NodeExecutor: Send + Sync + 'static {
+    fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>>;
+}
+
+/// The executor for a node's kind.
+pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
+    match kind {
+        NodeKind::Http(_) => &http::Http,
+        NodeKind::Branch(_) => &branch::Branch,
+        NodeKind::Set(_) => &set::Set,
+        NodeKind::End => &end::End,
+        NodeKind::Function(_) => &function::Function,
+    }
+}
+
+/// Put a node's result into a patch: under `output_key`, or merged key by
+/// key when the result is an object and there is no key.
+pub(crate) fn output_patch(output_key: Option<&str>, value: Value) -> Result<Map<String, Value>, NodeError> {
+    match (output_key, value) {
+        (Some(k), v) => Ok(Map::from_iter([(k.to_string(), v)])),
+        (None, Value::Object(m)) => Ok(m),
+        (None, Value::Null) => Ok(Map::new()),
+        (None, other) => Err(NodeError::new(
+            ErrorClass::InvalidOutput,
+            format!("the result is {} but the node has no output_key to put it under", crate::ir::json_kind(&other)),
+        )),
+    }
+}

@@ -1,0 +1,109 @@
+//! `type: function`: a Rust async function the embedding host registered
+//! under a name. Its input is the rendered `input` (or the whole state);
+//! its result goes under `output_key` (or is merged when it is an object).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
+use crate::id::ExecutionId;
+use crate::ir::{NodeKind, Templates};
+use crate::journal::ErrorClass;
+
+/// What a registered function is called with.
+#[derive(Debug, Clone)]
+pub struct FunctionCall {
+    pub input: Value,
+    pub execution_id: ExecutionId,
+    pub node_id: String,
+    pub attempt: u32,
+    /// Stable across retries and crashes: pass it to anything you call.
+    pub idempotency_key: String,
+}
+
+/// A function's failure. Retried when the node's `retry_on` includes
+/// `function`, or when `class` says so.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct FunctionError {
+    pub message: String,
+    pub class: ErrorClass,
+}
+
+impl FunctionError {
+    pub fn new(message: impl Into<String>) -> Self {
+        FunctionError { message: message.into(), class: ErrorClass::Function }
+    }
+    /// A failure of the given class (e.g. `ErrorClass::Timeout` to be
+    /// retried by the default policy).
+    pub fn with_class(class: ErrorClass, message: impl Into<String>) -> Self {
+        FunctionError { message: message.into(), class }
+    }
+}
+
+type Boxed = Arc<dyn Fn(FunctionCall) -> BoxFuture<'static, Result<Value, FunctionError>> + Send + Sync>;
+
+/// Functions by name, shared by every execution of a runtime.
+#[derive(Default, Clone)]
+pub struct FunctionRegistry {
+    inner: Arc<RwLock<HashMap<String, Boxed>>>,
+}
+
+impl FunctionRegistry {
+    pub fn register<F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
+        let boxed: Boxed = Arc::new(move |call| f(call).boxed());
+        self.inner.write().expect("function registry lock").insert(name.into(), boxed);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Boxed> {
+        self.inner.read().expect("function registry lock").get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<_> = self.inner.read().expect("function registry lock").keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+pub struct Function;
+
+impl NodeExecutor for Function {
+    fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(async move {
+            let NodeKind::Function(spec) = &ctx.node.kind else { unreachable!("function executor on another kind") };
+            let f = ctx.services.functions.get(&spec.function).ok_or_else(|| {
+                NodeError::new(
+                    ErrorClass::Function,
+                    format!(
+                        "no function `{}` is registered with this runtime (registered: {})",
+                        spec.function,
+                        ctx.services.functions.names().join(", ")
+                    ),
+                )
+            })?;
+            let input = match &spec.input {
+                Some(v) => ctx.services.templates.render_value(v, &Templates::context(ctx.state))?,
+                None => Value::Object(ctx.state.clone()),
+            };
+            let call = FunctionCall {
+                input,
+                execution_id: ctx.execution_id,
+                node_id: ctx.node.id.clone(),
+                attempt: ctx.attempt,
+                idempotency_key: ctx.idempotency_key.clone(),
+            };
+            let value = f(call).await.map_err(|e| NodeError::new(e.class, e.message))?;
+            Ok(NodeOutput { patch: output_patch(spec.output_key.as_deref(), value)?, ..Default::default() })
+        })
+    }
+}

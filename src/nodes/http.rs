@@ -1,0 +1,100 @@
+//! `type: http`: one request with reqwest. Method, url, headers and body
+//! are templated; a JSON response goes into `output_key` (text otherwise).
+//! The `Idempotency-Key` header is always sent, so a receiver can
+//! deduplicate the repeat of a call interrupted by a crash. Non-2xx
+//! responses are classified for the retry policy.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
+use crate::ir::{NodeKind, Templates};
+use crate::journal::ErrorClass;
+
+pub struct Http;
+
+impl NodeExecutor for Http {
+    fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        Box::pin(run(ctx))
+    }
+}
+
+async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
+    let NodeKind::Http(spec) = &ctx.node.kind else { unreachable!("http executor on another kind") };
+    let t = &ctx.services.templates;
+    let tpl = Templates::context(ctx.state);
+    let url = t.render(&spec.url, &tpl)?;
+    let method = reqwest::Method::from_bytes(spec.method.as_bytes())
+        .map_err(|_| NodeError::new(ErrorClass::ClientError, format!("bad method `{}`", spec.method)))?;
+    let mut req = ctx.services.http.request(method, &url).header("Idempotency-Key", &ctx.idempotency_key);
+    for (name, value) in &spec.headers {
+        req = req.header(name.as_str(), t.render(value, &tpl)?);
+    }
+    if let Some(body) = &spec.body {
+        req = match t.render_value(body, &tpl)? {
+            Value::String(s) => req.body(s),
+            other => req.header("content-type", "application/json").body(other.to_string()),
+        };
+    }
+    let resp = req.send().await.map_err(|e| classify_send(&url, e))?;
+    let status = resp.status();
+    let retry_after_ms = retry_after(&resp);
+    let is_json = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let bytes = resp.bytes().await.map_err(|e| classify_send(&url, e))?;
+    if !status.is_success() {
+        let class = match status.as_u16() {
+            429 => ErrorClass::RateLimited,
+            408 => ErrorClass::Timeout,
+            500..=599 => ErrorClass::ServerError,
+            _ => ErrorClass::ClientError,
+        };
+        let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        return Err(NodeError {
+            class,
+            message: format!("{} {url} returned {status}: {snippet}", spec.method),
+            retry_after_ms,
+        });
+    }
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else if is_json {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            NodeError::new(ErrorClass::InvalidOutput, format!("{url} sent a JSON content type but not JSON: {e}"))
+        })?
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    let patch = match spec.output_key.as_deref() {
+        Some(k) => output_patch(Some(k), value)?,
+        None => Default::default(),
+    };
+    Ok(NodeOutput { patch, ..Default::default() })
+}
+
+fn classify_send(url: &str, e: reqwest::Error) -> NodeError {
+    let class = if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        ErrorClass::Connection
+    } else {
+        ErrorClass::ClientError
+    };
+    let mut message = format!("{url}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    NodeError::new(class, message)
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<f64>().ok().map(|s| Duration::from_secs_f64(s.max(0.0)).as_millis() as u64)
+}

@@ -1,0 +1,496 @@
+//! The embedding API: open a runtime on a data dir, register functions,
+//! submit workflows, await or poll results, list executions, read timelines.
+//!
+//! [`Runtime`] is a cheap handle (clone it freely). [`Services`] is what
+//! every actor and node shares: the journal, the clock, the HTTP client,
+//! the template engine, the function registry.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use crate::actors::{RestartBudget, Start, Supervisor, SupervisorMsg};
+use crate::clock::{Clock, SystemClock};
+use crate::id::ExecutionId;
+use crate::ir::{SchemaError, Templates, Workflow};
+use crate::journal::{self, Event, ExecutionMeta, Journal, MemoryJournal, Record, SledJournal, Stats, Status};
+use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
+
+/// What can go wrong using a runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("input refused, nothing was started: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidInput(Vec<SchemaError>),
+    #[error("no execution {0} in this data dir")]
+    UnknownExecution(ExecutionId),
+    #[error("execution {id} uses workflow {hash}, which is not in the journal")]
+    MissingWorkflow { id: ExecutionId, hash: String },
+    #[error("execution {id} did not start: {message}")]
+    StartFailed { id: ExecutionId, message: String },
+    #[error("execution {id} stopped without finishing; run `jamjet resume` to go on")]
+    Stopped { id: ExecutionId },
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    #[error("runtime error: {0}")]
+    Actor(String),
+}
+
+/// Shared by every actor and node of one runtime.
+pub struct Services {
+    pub journal: Arc<dyn Journal>,
+    pub clock: Arc<dyn Clock>,
+    pub templates: Templates,
+    pub http: reqwest::Client,
+    pub functions: FunctionRegistry,
+    pub restart_budget: RestartBudget,
+    waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Services {
+    /// Wake everyone awaiting `id` (its terminal event is already durable).
+    pub(crate) fn notify_finished(&self, id: ExecutionId) {
+        let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// How an execution ended (or stands).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub id: ExecutionId,
+    pub status: Status,
+    /// The final state (for a failed execution: the state when it failed).
+    pub state: Value,
+    pub error: Option<String>,
+}
+
+/// Builds a [`Runtime`]: register functions before `open` so that
+/// executions resumed at open can call them.
+pub struct Builder {
+    data_dir: Option<PathBuf>,
+    journal: Option<Arc<dyn Journal>>,
+    clock: Arc<dyn Clock>,
+    functions: FunctionRegistry,
+    resume: bool,
+    restart_budget: RestartBudget,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            data_dir: None,
+            journal: None,
+            clock: Arc::new(SystemClock),
+            functions: FunctionRegistry::default(),
+            resume: true,
+            restart_budget: RestartBudget::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// Keep the journal (sled) in this directory.
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.data_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+    /// Keep the journal in memory (tests, benchmarks): lost at exit.
+    pub fn in_memory(mut self) -> Self {
+        self.journal = Some(Arc::new(MemoryJournal::new()));
+        self
+    }
+    /// Use this journal.
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Register a function for `type: function` nodes.
+    pub fn function<F, Fut>(self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
+        self.functions.register(name, f);
+        self
+    }
+    /// Whether `open` rehydrates every non-terminal execution (default: yes).
+    pub fn resume_on_open(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+    pub fn restart_budget(mut self, budget: RestartBudget) -> Self {
+        self.restart_budget = budget;
+        self
+    }
+
+    pub async fn open(self) -> Result<Runtime, Error> {
+        let journal: Arc<dyn Journal> = match (self.journal, &self.data_dir) {
+            (Some(j), _) => j,
+            (None, Some(dir)) => Arc::new(SledJournal::open(dir)?),
+            (None, None) => Arc::new(SledJournal::open(Path::new(".jamjet"))?),
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("jamjet/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
+        let services = Arc::new(Services {
+            journal,
+            clock: self.clock,
+            templates: Templates::new(),
+            http,
+            functions: self.functions,
+            restart_budget: self.restart_budget,
+            waiters: Mutex::new(HashMap::new()),
+        });
+        let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
+            .await
+            .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
+        let rt = Runtime { inner: Arc::new(Inner { services, supervisor, workflows: Mutex::new(HashMap::new()) }) };
+        if self.resume {
+            rt.resume_all().await?;
+        }
+        Ok(rt)
+    }
+}
+
+struct Inner {
+    services: Arc<Services>,
+    supervisor: ActorRef<SupervisorMsg>,
+    workflows: Mutex<HashMap<String, Arc<Workflow>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.supervisor.kill();
+    }
+}
+
+/// A running JamJet runtime. Cheap to clone; the last clone dropped stops it.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Open the runtime on a data dir (sled journal) and resume every
+    /// non-terminal execution in it.
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Runtime, Error> {
+        Builder::default().data_dir(data_dir).open().await
+    }
+
+    /// Register a function for `type: function` nodes.
+    pub fn register_function<F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
+        self.inner.services.functions.register(name, f);
+    }
+
+    fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    /// Submit an execution of `workflow` with `input`. Returns once
+    /// `ExecutionStarted` is durable. The input is checked against the
+    /// state schema first; a refused input changes nothing.
+    pub async fn submit(&self, workflow: &Workflow, input: Value) -> Result<ExecutionId, Error> {
+        self.submit_keyed(workflow, input, None).await
+    }
+
+    /// Like [`submit`](Self::submit), with an idempotency key: submitting
+    /// the same key again returns the first execution (resuming it in this
+    /// process if it is not finished) and starts nothing new.
+    pub async fn submit_keyed(
+        &self,
+        workflow: &Workflow,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<ExecutionId, Error> {
+        let input = check_input(workflow, input)?;
+        if let Some(key) = key
+            && let Some(id) = self.services().journal.find_key(key)?
+        {
+            self.ensure_live(id).await?;
+            return Ok(id);
+        }
+        let hash = workflow.content_hash();
+        let wf = self.cache_workflow(&hash, workflow);
+        let id = ExecutionId::new(self.services().clock.now_ms());
+        let (tx, rx) = oneshot::channel();
+        let start = Start::New { input, key: key.map(str::to_string), started: tx };
+        self.inner
+            .supervisor
+            .cast(SupervisorMsg::Spawn { id, workflow: wf, hash, start })
+            .map_err(|e| Error::Actor(e.to_string()))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(message)) => Err(Error::StartFailed { id, message }),
+            Err(_) => Err(Error::StartFailed { id, message: "the execution actor stopped before starting".into() }),
+        }
+    }
+
+    /// Submit and wait for the end.
+    pub async fn run(&self, workflow: &Workflow, input: Value) -> Result<Outcome, Error> {
+        let id = self.submit(workflow, input).await?;
+        self.wait(id).await
+    }
+
+    /// Await the end of an execution. An execution that is not live in
+    /// this process is resumed here first.
+    pub async fn wait(&self, id: ExecutionId) -> Result<Outcome, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.services().waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
+        let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        if !meta.status.is_terminal() {
+            self.ensure_live(id).await?;
+            let _ = rx.await;
+        }
+        let outcome = self.outcome(id)?;
+        if outcome.status == Status::Running {
+            return Err(Error::Stopped { id });
+        }
+        Ok(outcome)
+    }
+
+    /// Where an execution stands now (poll).
+    pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
+        let records = self.events(id)?;
+        let workflow = self.workflow_of(id)?;
+        let st = crate::actors::machine::ExecutionState::replay(id, &workflow, &records);
+        let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
+    }
+
+    /// The index row of one execution.
+    pub fn status(&self, id: ExecutionId) -> Result<ExecutionMeta, Error> {
+        self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))
+    }
+
+    /// Every execution, oldest first, optionally only those with `status`.
+    pub fn list(&self, status: Option<Status>) -> Result<Vec<ExecutionMeta>, Error> {
+        let mut all = self.services().journal.list()?;
+        all.retain(|m| status.is_none_or(|s| m.status == s));
+        Ok(all)
+    }
+
+    /// The event timeline of one execution.
+    pub fn events(&self, id: ExecutionId) -> Result<Vec<Record>, Error> {
+        let records = self.services().journal.read(id)?;
+        if records.is_empty() {
+            return Err(Error::UnknownExecution(id));
+        }
+        Ok(records)
+    }
+
+    /// The workflow an execution runs.
+    pub fn workflow_of(&self, id: ExecutionId) -> Result<Arc<Workflow>, Error> {
+        let meta = self.status(id)?;
+        self.load_workflow(id, &meta.workflow_hash)
+    }
+
+    /// Rehydrate every non-terminal execution that is not live yet.
+    pub async fn resume_all(&self) -> Result<Vec<ExecutionId>, Error> {
+        let live = self.live().await?;
+        let mut resumed = Vec::new();
+        for meta in self.list(Some(Status::Running))? {
+            if live.contains(&meta.id) {
+                continue;
+            }
+            self.rehydrate(meta.id, &meta.workflow_hash)?;
+            resumed.push(meta.id);
+        }
+        Ok(resumed)
+    }
+
+    /// Counters of the journal (appends, events, syncs).
+    pub fn journal_stats(&self) -> Stats {
+        self.services().journal.stats()
+    }
+
+    /// Stop every actor. What was running resumes at the next open.
+    pub async fn shutdown(self) {
+        let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+        let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+    }
+
+    async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
+        ractor::call!(self.inner.supervisor, SupervisorMsg::Live).map_err(|e| Error::Actor(e.to_string()))
+    }
+
+    async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
+        let meta = self.status(id)?;
+        if !meta.status.is_terminal() && !self.live().await?.contains(&id) {
+            self.rehydrate(id, &meta.workflow_hash)?;
+        }
+        Ok(())
+    }
+
+    fn rehydrate(&self, id: ExecutionId, hash: &str) -> Result<(), Error> {
+        let workflow = self.load_workflow(id, hash)?;
+        self.inner
+            .supervisor
+            .cast(SupervisorMsg::Spawn { id, workflow, hash: hash.to_string(), start: Start::Rehydrate })
+            .map_err(|e| Error::Actor(e.to_string()))
+    }
+
+    fn load_workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
+        if let Some(wf) = self.inner.workflows.lock().expect("workflow cache lock").get(hash) {
+            return Ok(wf.clone());
+        }
+        let wf = self
+            .services()
+            .journal
+            .workflow(hash)?
+            .ok_or_else(|| Error::MissingWorkflow { id, hash: hash.to_string() })?;
+        Ok(self.cache_workflow(hash, &wf))
+    }
+
+    fn cache_workflow(&self, hash: &str, wf: &Workflow) -> Arc<Workflow> {
+        self.inner
+            .workflows
+            .lock()
+            .expect("workflow cache lock")
+            .entry(hash.to_string())
+            .or_insert_with(|| Arc::new(wf.clone()))
+            .clone()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+        &self.inner.supervisor
+    }
+}
+
+/// Check input against the schema: an object whose keys are all declared
+/// and well typed.
+fn check_input(workflow: &Workflow, input: Value) -> Result<Map<String, Value>, Error> {
+    workflow.state_schema.check_object(&input).map_err(Error::InvalidInput)?;
+    match input {
+        Value::Object(m) => Ok(m),
+        _ => unreachable!("check_object accepts only objects"),
+    }
+}
+
+/// The terminal event of a history, if it has one.
+pub fn terminal_event(records: &[Record]) -> Option<&Event> {
+    records.last().map(|r| &r.event).filter(|e| e.is_terminal())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::actors::ExecutionMsg;
+    use crate::journal::Event;
+
+    const WF: &str = "id: p\nstate_schema: { out: int }\nnodes:\n  work:\n    type: function\n    function: work\n    output_key: out\n";
+
+    async fn actor_of(rt: &Runtime, id: ExecutionId) -> ActorRef<ExecutionMsg> {
+        for _ in 0..1000 {
+            if let Ok(Some(a)) = ractor::call!(rt.supervisor(), SupervisorMsg::Actor, id) {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("no live actor for {id}");
+    }
+
+    /// A function that holds every call until `release` says how many may finish.
+    fn holding(calls: Arc<AtomicU32>, release: Arc<tokio::sync::Semaphore>) -> Builder {
+        Runtime::builder().in_memory().function("work", move |call: FunctionCall| {
+            let (calls, release) = (calls.clone(), release.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                release.acquire().await.expect("semaphore open").forget();
+                Ok(json!(call.attempt))
+            }
+        })
+    }
+
+    async fn wait_calls(calls: &AtomicU32, n: u32) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while calls.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the function was called");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_execution_actor_is_rehydrated_and_the_execution_completes() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let rt = holding(calls.clone(), release.clone()).open().await.unwrap();
+        let wf = crate::ir::compile_str(WF, "p.yaml").unwrap();
+        let id = rt.submit(&wf, json!({})).await.unwrap();
+        wait_calls(&calls, 1).await;
+        let first = actor_of(&rt, id).await;
+        first.cast(ExecutionMsg::Panic("bug in the shell".into())).unwrap();
+        // The rehydrated actor runs the interrupted node again as attempt 2.
+        wait_calls(&calls, 2).await;
+        let second = actor_of(&rt, id).await;
+        assert_ne!(first.get_id(), second.get_id());
+        release.add_permits(2);
+        let out = rt.wait(id).await.unwrap();
+        assert_eq!(out.status, Status::Completed);
+        assert_eq!(out.state["out"], 2, "attempt 2 completed the node");
+        let starts: Vec<u32> = rt
+            .events(id)
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r.event {
+                Event::NodeStarted { attempt, visit: 1, .. } => Some(attempt),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn past_the_restart_budget_the_execution_fails_with_the_panic_text() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let rt = holding(calls.clone(), release.clone())
+            .restart_budget(RestartBudget { max_restarts: 2, window_ms: 60_000 })
+            .open()
+            .await
+            .unwrap();
+        let wf = crate::ir::compile_str(WF, "p.yaml").unwrap();
+        let id = rt.submit(&wf, json!({})).await.unwrap();
+        for n in 1..=3 {
+            wait_calls(&calls, n).await;
+            actor_of(&rt, id).await.cast(ExecutionMsg::Panic(format!("shell bug #{n}"))).unwrap();
+        }
+        let out = rt.wait(id).await.unwrap();
+        assert_eq!(out.status, Status::Failed);
+        let err = out.error.unwrap();
+        assert!(err.contains("shell bug #3") && err.contains("restart budget 2"), "{err}");
+        // The runtime keeps serving others.
+        release.add_permits(1);
+        let other = rt.run(&wf, json!({})).await.unwrap();
+        assert_eq!(other.status, Status::Completed);
+    }
+}

@@ -1,0 +1,98 @@
+//! What is stored is forever: this decodes `tests/data/journal-v1.bin`, a
+//! file of records written by journal format version 1, and checks every
+//! field. If this test fails, a change broke the stored format: add a new
+//! variant or a new format version instead.
+//!
+//! File layout: for each record, its body length as u32 little-endian,
+//! then the body (version byte + postcard). Regenerate only for a NEW
+//! format version, with `JAMJET_WRITE_FIXTURE=1 cargo test --test journal_format`.
+
+use jamjet::journal::{ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, encode};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/journal-v1.bin");
+
+/// One record of every event variant, as version 1 wrote them.
+fn expected() -> Vec<Record> {
+    let events = vec![
+        Event::ExecutionStarted {
+            workflow_id: "research-agent".into(),
+            workflow_version: "0.1.0".into(),
+            workflow_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            input: Json(r#"{"question":"why is the sky blue?"}"#.into()),
+            key: Some("order-17".into()),
+        },
+        Event::NodeScheduled { node: "search".into(), visit: 1 },
+        Event::NodeStarted { node: "search".into(), visit: 1, attempt: 1 },
+        Event::NodeFailed {
+            node: "search".into(),
+            visit: 1,
+            attempt: 1,
+            class: ErrorClass::RateLimited,
+            message: "429 Too Many Requests".into(),
+            retry: RetryDecision::Retry { attempt: 2, at_ms: 1_700_000_002_000 },
+        },
+        Event::NodeStarted { node: "search".into(), visit: 1, attempt: 2 },
+        Event::NodeCompleted {
+            node: "search".into(),
+            visit: 1,
+            attempt: 2,
+            patch: Json(r#"{"search_results":"Rayleigh scattering"}"#.into()),
+            next: Some("synthesize".into()),
+            duration_us: 1234,
+            usage: Usage { input_tokens: 10, output_tokens: 20, cost_usd: 0.00125 },
+        },
+        Event::NodeFailed {
+            node: "synthesize".into(),
+            visit: 1,
+            attempt: 1,
+            class: ErrorClass::Panic,
+            message: "boom".into(),
+            retry: RetryDecision::GiveUp,
+        },
+        Event::ExecutionCompleted { state: Json(r#"{"answer":"42"}"#.into()) },
+        Event::ExecutionFailed { node: Some("synthesize".into()), error: "node failed".into() },
+        Event::ExecutionCancelled { reason: "operator asked".into() },
+    ];
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Record { seq: i as u64 + 1, at_ms: 1_700_000_000_000 + i as u64, event })
+        .collect()
+}
+
+#[test]
+fn decodes_records_written_by_format_version_1() {
+    if std::env::var_os("JAMJET_WRITE_FIXTURE").is_some() {
+        let mut out = Vec::new();
+        for r in expected() {
+            let body = encode(r.at_ms, &r.event);
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&body);
+        }
+        std::fs::write(FIXTURE, out).unwrap();
+    }
+    let bytes = std::fs::read(FIXTURE).expect("the v1 fixture is checked in");
+    let mut rest = &bytes[..];
+    let mut decoded = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let body = &rest[4..4 + len];
+        assert_eq!(body[0], 1, "every record starts with its format version");
+        decoded.push(decode(decoded.len() as u64 + 1, body).unwrap());
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(decoded, expected());
+    // The current version still writes what version 1 wrote, byte for byte.
+    assert_eq!(FORMAT_VERSION, 1);
+}
+
+#[test]
+fn unknown_versions_and_garbage_are_clear_errors() {
+    let mut body = encode(5, &Event::NodeScheduled { node: "a".into(), visit: 1 });
+    body[0] = 9;
+    let err = decode(3, &body).unwrap_err().to_string();
+    assert!(err.contains("record 3") && err.contains("version 9"), "{err}");
+    let err = decode(4, &[1, 0xff, 0xff, 0xff]).unwrap_err().to_string();
+    assert!(err.contains("record 4") && err.contains("does not decode"), "{err}");
+    assert!(decode(5, &[]).unwrap_err().to_string().contains("empty"));
+}

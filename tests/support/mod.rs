@@ -1,0 +1,119 @@
+//! Shared test fixtures: a loopback HTTP server that counts calls per
+//! idempotency key, and helpers to drive the real `jamjet` binary.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+/// What the loopback server saw.
+#[derive(Default, Debug)]
+pub struct Seen {
+    /// Idempotency key -> the bodies received under it, in order.
+    pub by_key: HashMap<String, Vec<Value>>,
+    /// Requests that came without an Idempotency-Key header.
+    pub without_key: usize,
+}
+
+/// A loopback server on 127.0.0.1:0.
+///
+/// - `POST /step/{n}` answers `{"n": n, "v": body.v * 2 + n}` after `delay_ms`
+///   (from the body, default 0);
+/// - `POST /flaky/{n}` fails with 503 the first `n` times per key, then answers like step;
+/// - `GET /status/{code}` answers with that status.
+pub struct Server {
+    pub url: String,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+async fn step(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    UrlPath(n): UrlPath<i64>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    record(&seen, &headers, &body);
+    if let Some(ms) = body["delay_ms"].as_u64() {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let v = body["v"].as_i64().unwrap_or(0);
+    Json(json!({ "n": n, "v": v * 2 + n }))
+}
+
+async fn flaky(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    UrlPath(n): UrlPath<usize>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, (StatusCode, &'static str)> {
+    let count = record(&seen, &headers, &body);
+    if count <= n {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "try again"));
+    }
+    Ok(Json(json!({ "ok": true, "calls": count })))
+}
+
+fn record(seen: &Mutex<Seen>, headers: &HeaderMap, body: &Value) -> usize {
+    let mut seen = seen.lock().unwrap();
+    match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(k) => {
+            let list = seen.by_key.entry(k.to_string()).or_default();
+            list.push(body.clone());
+            list.len()
+        }
+        None => {
+            seen.without_key += 1;
+            0
+        }
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let app = Router::new()
+            .route("/step/{n}", post(step))
+            .route("/flaky/{n}", post(flaky))
+            .route(
+                "/status/{code}",
+                get(|UrlPath(code): UrlPath<u16>| async move {
+                    let mut h = HeaderMap::new();
+                    h.insert("retry-after", "0".parse().unwrap());
+                    (StatusCode::from_u16(code).unwrap(), h, "status page")
+                }),
+            )
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Server { url, seen }
+    }
+}
+
+/// The `jamjet` binary built for this test run.
+pub fn jamjet() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jamjet"));
+    c.env_remove("JAMJET_DATA_DIR").env("JAMJET_LOG", "error");
+    c
+}
+
+/// Run `jamjet` with `args` on `data_dir` to completion.
+pub fn jamjet_out(data_dir: &Path, args: &[&str]) -> Output {
+    jamjet().arg("--data-dir").arg(data_dir).args(args).output().expect("running jamjet")
+}
+
+/// Run `jamjet ... --json` and parse stdout, failing loudly on a bad exit.
+pub fn jamjet_json(data_dir: &Path, args: &[&str]) -> Value {
+    let out = jamjet_out(data_dir, args);
+    assert!(out.status.success(), "jamjet {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("jamjet {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
