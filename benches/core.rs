@@ -1,0 +1,216 @@
+//! `cargo bench --bench core`: the core paths of the durable runtime.
+//!
+//! - compile a YAML workflow;
+//! - apply a 10-node history in the pure state machine;
+//! - a 10-node workflow of `set` nodes, one execution, on the in-memory
+//!   journal (per-node overhead: throughput is reported per node);
+//! - the same on sled, one execution alone, with journal syncs per node
+//!   and a raw `fsync` of the same disk measured beside it;
+//! - 1,000 concurrent executions × 10 nodes on sled (node completions/s);
+//! - rehydrating N non-terminal executions after a restart, until all have
+//!   finished.
+//!
+//! Under `CI=true` the sizes shrink (CI only compiles benches, but a run
+//! there stays short). Figures and the machine they came from: README.md.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use jamjet::actors::machine::{ExecutionState, apply};
+use jamjet::nodes::{FunctionCall, FunctionError};
+use jamjet::{Runtime, Workflow, compile_str};
+use serde_json::{Value, json};
+use tokio::runtime::Runtime as Tokio;
+
+fn ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// A chain of `n` set nodes, each incrementing a counter.
+fn set_chain(n: usize) -> Workflow {
+    let mut yaml = String::from("id: chain\nstate_schema: { i: int, tag: str }\nnodes:\n");
+    for k in 0..n {
+        yaml.push_str(&format!("  s{k}:\n    type: set\n    values: {{ i: \"{{{{ state.i + 1 }}}}\" }}\n"));
+        if k + 1 < n {
+            yaml.push_str(&format!("    next: s{}\n", k + 1));
+        }
+    }
+    compile_str(&yaml, "chain.yaml").expect("the chain compiles")
+}
+
+fn tokio() -> Tokio {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn compile(c: &mut Criterion) {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/triage.yaml")).unwrap();
+    c.bench_function("compile/triage_yaml", |b| b.iter(|| compile_str(&src, "triage.yaml").unwrap()));
+}
+
+fn machine(c: &mut Criterion) {
+    let wf = set_chain(10);
+    let rt = tokio();
+    let (history, id) = rt.block_on(async {
+        let r = Runtime::builder().in_memory().open().await.unwrap();
+        let out = r.run(&wf, json!({"i": 0})).await.unwrap();
+        (r.events(out.id).unwrap(), out.id)
+    });
+    let mut g = c.benchmark_group("machine");
+    g.throughput(Throughput::Elements(history.len() as u64));
+    g.bench_function("apply_10_node_history", |b| {
+        b.iter(|| {
+            let mut st = ExecutionState::new(id);
+            for r in &history {
+                std::hint::black_box(apply(&wf, &mut st, r));
+            }
+            st
+        })
+    });
+    g.finish();
+}
+
+fn node_step(c: &mut Criterion) {
+    let wf = set_chain(10);
+    let rt = tokio();
+    let mut g = c.benchmark_group("node_step");
+    g.throughput(Throughput::Elements(10));
+
+    let mem = rt.block_on(Runtime::builder().in_memory().open()).unwrap();
+    g.bench_function("set10_memory", |b| {
+        b.to_async(&rt).iter(|| async { mem.run(&wf, json!({"i": 0})).await.unwrap() })
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).open()).unwrap();
+    let before = sled.journal_stats();
+    let mut runs = 0u64;
+    g.sample_size(20);
+    g.bench_function("set10_sled_alone", |b| {
+        b.to_async(&rt).iter(|| {
+            runs += 1;
+            async { sled.run(&wf, json!({"i": 0})).await.unwrap() }
+        })
+    });
+    let after = sled.journal_stats();
+    let syncs = after.syncs - before.syncs;
+    println!(
+        "set10_sled_alone: {syncs} syncs for {runs} executions x 10 nodes = {:.2} syncs per node",
+        syncs as f64 / (runs * 10) as f64
+    );
+    g.finish();
+
+    // A raw fsync of the same disk, for the ratio.
+    let mut f = std::fs::File::create(dir.path().join("raw-fsync")).unwrap();
+    let page = [7u8; 4096];
+    c.bench_function("fsync/raw_4k_write", |b| {
+        b.iter(|| {
+            f.write_all(&page).unwrap();
+            f.sync_all().unwrap();
+        })
+    });
+}
+
+fn concurrent(c: &mut Criterion) {
+    let (execs, nodes) = if ci() { (100, 10) } else { (1000, 10) };
+    let wf = Arc::new(set_chain(nodes));
+    let rt = tokio();
+    let dir = tempfile::tempdir().unwrap();
+    let r = rt.block_on(Runtime::builder().data_dir(dir.path()).open()).unwrap();
+    let mut g = c.benchmark_group("concurrent");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((execs * nodes) as u64));
+    g.bench_function(BenchmarkId::new("sled_executions_x10_nodes", execs), |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (r, wf) = (r.clone(), wf.clone());
+            async move {
+                let began = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..execs)
+                        .map(|_| {
+                            let (r, wf) = (r.clone(), wf.clone());
+                            tokio::spawn(async move { r.run(&wf, json!({"i": 0})).await.unwrap() })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                }
+                began.elapsed()
+            }
+        })
+    });
+    g.finish();
+}
+
+/// Fill `dir` with `n` executions parked inside a function that never
+/// returns, then drop the runtime (as a crash would leave them).
+fn park(rt: &Tokio, dir: &Path, n: usize) {
+    rt.block_on(async {
+        let r = Runtime::builder()
+            .data_dir(dir)
+            .function("hold", |_c: FunctionCall| std::future::pending::<Result<Value, FunctionError>>())
+            .open()
+            .await
+            .unwrap();
+        let wf = compile_str(
+            "id: parked\nstate_schema: { out: int }\nnodes:\n  hold: { type: function, function: hold, output_key: out }\n",
+            "parked.yaml",
+        )
+        .unwrap();
+        for chunk in 0..n.div_ceil(500) {
+            let subs: Vec<_> = (0..500.min(n - chunk * 500))
+                .map(|_| {
+                    let (r, wf) = (r.clone(), wf.clone());
+                    tokio::spawn(async move { r.submit(&wf, json!({})).await.unwrap() })
+                })
+                .collect();
+            for s in subs {
+                s.await.unwrap();
+            }
+        }
+        r.shutdown().await;
+    });
+}
+
+fn rehydrate(c: &mut Criterion) {
+    let n = if ci() { 500 } else { 10_000 };
+    let rt = tokio();
+    let mut g = c.benchmark_group("rehydrate");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("open_resume_until_all_finished", n), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                park(&rt, dir.path(), n);
+                total += rt.block_on(async {
+                    let began = Instant::now();
+                    let r = Runtime::builder()
+                        .data_dir(dir.path())
+                        .function("hold", |c: FunctionCall| async move { Ok(json!(c.attempt)) })
+                        .open()
+                        .await
+                        .unwrap();
+                    let ids: Vec<_> = r.list(None).unwrap().into_iter().map(|m| m.id).collect();
+                    assert_eq!(ids.len(), n);
+                    for id in ids {
+                        r.wait(id).await.unwrap();
+                    }
+                    let took = began.elapsed();
+                    r.shutdown().await;
+                    took
+                });
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, compile, machine, node_step, concurrent, rehydrate);
+criterion_main!(benches);
