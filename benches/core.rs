@@ -29,16 +29,31 @@ fn ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// A chain of `n` set nodes, each incrementing a counter.
+/// A chain of `n` set nodes, each incrementing a counter. `set` is pure:
+/// the chain runs inside the execution's steps, its events batched.
 fn set_chain(n: usize) -> Workflow {
-    let mut yaml = String::from("id: chain\nstate_schema: { i: int, tag: str }\nnodes:\n");
+    chain(n, "type: set\n    values: { i: \"{{ state.i + 1 }}\" }")
+}
+
+/// A chain of `n` function nodes (each its own NodeActor and its own
+/// durable step), calling [`step`].
+fn fn_chain(n: usize) -> Workflow {
+    chain(n, "type: function\n    function: step")
+}
+
+fn chain(n: usize, body: &str) -> Workflow {
+    let mut yaml = String::from("id: chain\nstate_schema: { i: int }\nnodes:\n");
     for k in 0..n {
-        yaml.push_str(&format!("  s{k}:\n    type: set\n    values: {{ i: \"{{{{ state.i + 1 }}}}\" }}\n"));
+        yaml.push_str(&format!("  s{k}:\n    {body}\n"));
         if k + 1 < n {
             yaml.push_str(&format!("    next: s{}\n", k + 1));
         }
     }
     compile_str(&yaml, "chain.yaml").expect("the chain compiles")
+}
+
+async fn step(call: FunctionCall) -> Result<Value, FunctionError> {
+    Ok(json!({ "i": call.input["i"].as_i64().unwrap_or(0) + 1 }))
 }
 
 fn tokio() -> Tokio {
@@ -72,34 +87,48 @@ fn machine(c: &mut Criterion) {
     g.finish();
 }
 
+/// Run `iters` executions one after the other from a task on the runtime
+/// (as an embedding host would), timing the whole sequence.
+fn sequential(rt: &Tokio, r: &Runtime, wf: &Workflow, iters: u64) -> Duration {
+    let (r, wf) = (r.clone(), wf.clone());
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let began = Instant::now();
+            for _ in 0..iters {
+                r.run(&wf, json!({"i": 0})).await.unwrap();
+            }
+            began.elapsed()
+        })
+        .await
+        .unwrap()
+    })
+}
+
 fn node_step(c: &mut Criterion) {
-    let wf = set_chain(10);
     let rt = tokio();
     let mut g = c.benchmark_group("node_step");
     g.throughput(Throughput::Elements(10));
-
-    let mem = rt.block_on(Runtime::builder().in_memory().open()).unwrap();
-    g.bench_function("set10_memory", |b| {
-        b.to_async(&rt).iter(|| async { mem.run(&wf, json!({"i": 0})).await.unwrap() })
-    });
-
     let dir = tempfile::tempdir().unwrap();
-    let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).open()).unwrap();
-    let before = sled.journal_stats();
-    let mut runs = 0u64;
-    g.sample_size(20);
-    g.bench_function("set10_sled_alone", |b| {
-        b.to_async(&rt).iter(|| {
-            runs += 1;
-            async { sled.run(&wf, json!({"i": 0})).await.unwrap() }
-        })
-    });
-    let after = sled.journal_stats();
-    let syncs = after.syncs - before.syncs;
-    println!(
-        "set10_sled_alone: {syncs} syncs for {runs} executions x 10 nodes = {:.2} syncs per node",
-        syncs as f64 / (runs * 10) as f64
-    );
+    let mem = rt.block_on(Runtime::builder().in_memory().function("step", step).open()).unwrap();
+    let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).function("step", step).open()).unwrap();
+    for (kind, wf) in [("set10", set_chain(10)), ("fn10", fn_chain(10))] {
+        g.sample_size(100);
+        g.bench_function(format!("{kind}_memory"), |b| b.iter_custom(|iters| sequential(&rt, &mem, &wf, iters)));
+        let before = sled.journal_stats();
+        let mut runs = 0u64;
+        g.sample_size(20);
+        g.bench_function(format!("{kind}_sled_alone"), |b| {
+            b.iter_custom(|iters| {
+                runs += iters;
+                sequential(&rt, &sled, &wf, iters)
+            })
+        });
+        let syncs = sled.journal_stats().syncs - before.syncs;
+        println!(
+            "{kind}_sled_alone: {syncs} syncs for {runs} executions x 10 nodes = {:.2} syncs per node",
+            syncs as f64 / (runs * 10) as f64
+        );
+    }
     g.finish();
 
     // A raw fsync of the same disk, for the ratio.
@@ -114,34 +143,44 @@ fn node_step(c: &mut Criterion) {
 }
 
 fn concurrent(c: &mut Criterion) {
-    let (execs, nodes) = if ci() { (100, 10) } else { (1000, 10) };
-    let wf = Arc::new(set_chain(nodes));
+    let execs = if ci() { 100 } else { 1000 };
     let rt = tokio();
     let dir = tempfile::tempdir().unwrap();
-    let r = rt.block_on(Runtime::builder().data_dir(dir.path()).open()).unwrap();
+    let r = rt.block_on(Runtime::builder().data_dir(dir.path()).function("step", step).open()).unwrap();
     let mut g = c.benchmark_group("concurrent");
     g.sample_size(10);
-    g.throughput(Throughput::Elements((execs * nodes) as u64));
-    g.bench_function(BenchmarkId::new("sled_executions_x10_nodes", execs), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (r, wf) = (r.clone(), wf.clone());
-            async move {
-                let began = Instant::now();
-                for _ in 0..iters {
-                    let tasks: Vec<_> = (0..execs)
-                        .map(|_| {
-                            let (r, wf) = (r.clone(), wf.clone());
-                            tokio::spawn(async move { r.run(&wf, json!({"i": 0})).await.unwrap() })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
+    g.throughput(Throughput::Elements(execs as u64 * 10));
+    for (kind, wf) in [("set10", set_chain(10)), ("fn10", fn_chain(10))] {
+        let wf = Arc::new(wf);
+        let before = r.journal_stats();
+        g.bench_function(BenchmarkId::new(format!("sled_{kind}"), execs), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (r, wf) = (r.clone(), wf.clone());
+                async move {
+                    let began = Instant::now();
+                    for _ in 0..iters {
+                        let tasks: Vec<_> = (0..execs)
+                            .map(|_| {
+                                let (r, wf) = (r.clone(), wf.clone());
+                                tokio::spawn(async move { r.run(&wf, json!({"i": 0})).await.unwrap() })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
                     }
+                    began.elapsed()
                 }
-                began.elapsed()
-            }
-        })
-    });
+            })
+        });
+        let after = r.journal_stats();
+        println!(
+            "concurrent sled_{kind}: {} appends, {} syncs ({:.1} appends per sync)",
+            after.appends - before.appends,
+            after.syncs - before.syncs,
+            (after.appends - before.appends) as f64 / (after.syncs - before.syncs).max(1) as f64
+        );
+    }
     g.finish();
 }
 

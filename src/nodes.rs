@@ -69,6 +69,16 @@ impl From<TemplateError> for NodeError {
 /// The behaviour of one node kind.
 pub trait NodeExecutor: Send + Sync + 'static {
     fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>>;
+
+    /// A pure kind does no IO and never waits: its future is ready at the
+    /// first poll, its result depends only on the state. The execution runs
+    /// it inside its own step (no NodeActor), and its events join the
+    /// step's batch: a chain of pure nodes costs one journal sync. Kinds
+    /// with side effects must leave this `false`, so that their
+    /// `NodeStarted` is durable before they run.
+    fn is_pure(&self) -> bool {
+        false
+    }
 }
 
 /// The executor for a node's kind.

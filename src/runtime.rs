@@ -159,7 +159,14 @@ impl Builder {
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
             .await
             .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
-        let rt = Runtime { inner: Arc::new(Inner { services, supervisor, workflows: Mutex::new(HashMap::new()) }) };
+        let rt = Runtime {
+            inner: Arc::new(Inner {
+                services,
+                supervisor,
+                workflows: Mutex::new(HashMap::new()),
+                keyed: tokio::sync::Mutex::new(()),
+            }),
+        };
         if self.resume {
             rt.resume_all().await?;
         }
@@ -171,6 +178,7 @@ struct Inner {
     services: Arc<Services>,
     supervisor: ActorRef<SupervisorMsg>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
+    keyed: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -226,6 +234,11 @@ impl Runtime {
         key: Option<&str>,
     ) -> Result<ExecutionId, Error> {
         let input = check_input(workflow, input)?;
+        // Keyed submissions are serialized so two with one key start one execution.
+        let _keyed = match key {
+            Some(_) => Some(self.inner.keyed.lock().await),
+            None => None,
+        };
         if let Some(key) = key
             && let Some(id) = self.services().journal.find_key(key)?
         {

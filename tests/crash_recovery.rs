@@ -87,7 +87,10 @@ nodes:
     values: { total: "{{ state.a.v + state.b.v + state.c.v + state.d.v }}" }
 "#;
 
-const JOBS: usize = 8;
+/// Jobs in a run; `JAMJET_CRASH_JOBS` raises it for a soak.
+fn jobs() -> usize {
+    std::env::var("JAMJET_CRASH_JOBS").ok().and_then(|s| s.parse().ok()).unwrap_or(8)
+}
 const MIN_KILLS_PER_JOB: usize = 3;
 
 fn input(server: &Server, job: usize) -> String {
@@ -99,7 +102,7 @@ fn input(server: &Server, job: usize) -> String {
 /// below it, so they land mid-run).
 fn uninterrupted(dir: &Path, wf: &Path, server: &Server) -> (Vec<Value>, Duration) {
     let mut shortest = Duration::MAX;
-    let states = (0..JOBS)
+    let states = (0..jobs())
         .map(|job| {
             let key = format!("job-{job}");
             let began = Instant::now();
@@ -124,7 +127,9 @@ async fn kill_minus_nine_at_random_moments_loses_and_repeats_nothing() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let server = Server::start().await;
-    let tmp = tempfile::tempdir().unwrap();
+    // Kept on failure (the path is printed) so a broken journal can be examined.
+    let tmp = tempfile::Builder::new().prefix("jamjet-crash-").tempdir().unwrap();
+    println!("data dirs under {}", tmp.path().display());
     let wf = tmp.path().join("crashy.yaml");
     std::fs::write(&wf, WORKFLOW).unwrap();
     let crash_dir = tmp.path().join("crashed");
@@ -134,10 +139,10 @@ async fn kill_minus_nine_at_random_moments_loses_and_repeats_nothing() {
     let kill_window = (run_time.as_millis() as u64 * 9 / 10).max(3);
     println!("an uninterrupted run takes {run_time:?}; kills land within {kill_window} ms of a start");
 
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + Duration::from_secs(30 * jobs() as u64 + 120);
     let mut kills = 0usize;
     let mut finals: Vec<Value> = Vec::new();
-    for job in 0..JOBS {
+    for job in 0..jobs() {
         let key = format!("job-{job}");
         let mut job_kills = 0usize;
         let mut launches = 0usize;
@@ -180,22 +185,26 @@ async fn kill_minus_nine_at_random_moments_loses_and_repeats_nothing() {
                     }
                 }
                 Some(s) => panic!(
-                    "jamjet exited {s} on its own after a kill (seed {seed}, job {job}, resume {resume}):\n{}",
-                    String::from_utf8_lossy(&out.stderr)
+                    "{}",
+                    format!(
+                        "jamjet exited {s} on its own after a kill (seed {seed}, job {job}, resume {resume}; data kept in {}):\n{}",
+                        tmp.keep().display(),
+                        String::from_utf8_lossy(&out.stderr)
+                    )
                 ),
             }
         };
         assert_eq!(outcome["status"], "completed", "{outcome}");
         finals.push(outcome["state"].clone());
     }
-    println!("{kills} kills across {JOBS} jobs");
+    println!("{kills} kills across {} jobs", jobs());
     assert!(kills >= 20, "only {kills} kills");
 
     // Every execution completed; final states equal the uninterrupted run's.
     assert_eq!(finals, expected, "final states differ from an uninterrupted run (seed {seed})");
     let list = jamjet_json(&crash_dir, &["executions", "--json"]);
     let list = list.as_array().unwrap();
-    assert_eq!(list.len(), JOBS, "one execution per job key: {list:?}");
+    assert_eq!(list.len(), jobs(), "one execution per job key: {list:?}");
     assert!(list.iter().all(|m| m["status"] == "completed"), "{list:?}");
 
     // Exactly one NodeCompleted per node visit; every scheduled visit completed.

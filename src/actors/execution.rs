@@ -8,8 +8,11 @@
 //! `NodeStarted` share one sync.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
@@ -22,7 +25,7 @@ use super::retry;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{Append, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status};
-use crate::nodes::{NodeError, NodeOutput};
+use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for};
 use crate::runtime::Services;
 
 /// How an ExecutionActor begins.
@@ -52,6 +55,12 @@ pub(crate) enum ExecutionMsg {
         duration_us: u64,
     },
     RetryDue {
+        node: String,
+        visit: u32,
+        attempt: u32,
+    },
+    /// Run a pure node that did not fit in the previous step\'s batch.
+    RunPure {
         node: String,
         visit: u32,
         attempt: u32,
@@ -167,6 +176,11 @@ impl Actor for ExecutionActor {
                     .is_some_and(|a| a.visit == visit && a.retry_at.map(|r| r.0) == Some(attempt));
                 if due {
                     drive(&myself, st, vec![Event::NodeStarted { node, visit, attempt }], Vec::new()).await?;
+                }
+            }
+            ExecutionMsg::RunPure { node, visit, attempt } => {
+                if is_current(st, &node, visit, attempt) {
+                    drive(&myself, st, Vec::new(), vec![Command::Run { node, visit, attempt }]).await?;
                 }
             }
             #[cfg(test)]
@@ -293,13 +307,26 @@ async fn drive(
     for c in commands {
         push_command(c, &mut queue, &mut effects, &st.machine.state);
     }
-    while let Some(event) = queue.pop_front() {
-        patched |= matches!(event, Event::NodeCompleted { .. } | Event::ExecutionStarted { .. });
-        let rec = Record { seq: st.machine.last_seq + 1, at_ms: now, event };
-        for c in machine::apply(&st.wf, &mut st.machine, &rec) {
-            push_command(c, &mut queue, &mut effects, &st.machine.state);
+    let mut inline_left = INLINE_STEPS_PER_BATCH;
+    loop {
+        while let Some(event) = queue.pop_front() {
+            patched |= matches!(event, Event::NodeCompleted { .. } | Event::ExecutionStarted { .. });
+            let rec = Record { seq: st.machine.last_seq + 1, at_ms: now, event };
+            for c in machine::apply(&st.wf, &mut st.machine, &rec) {
+                push_command(c, &mut queue, &mut effects, &st.machine.state);
+            }
+            written.push(rec.event);
         }
-        written.push(rec.event);
+        // Pure nodes (no IO: set, branch, end) run right here, inside this
+        // step; their events join this batch, so a chain of them costs one
+        // sync. Anything with side effects waits for the batch to be durable.
+        let Some(i) = effects.iter().position(|e| inline_left > 0 && is_pure_run(st, e)) else { break };
+        let Command::Run { node, visit, attempt } = effects.remove(i) else {
+            unreachable!("is_pure_run matched a Run")
+        };
+        inline_left -= 1;
+        let (result, duration_us) = run_pure(st, &node, visit, attempt);
+        queue.push_back(node_result_event(st, node, visit, attempt, result, duration_us));
     }
     let status = status_of(st.machine.phase);
     let meta = (phase_before != st.machine.phase).then(|| ExecutionMeta {
@@ -308,7 +335,7 @@ async fn drive(
         workflow_version: st.wf.version.clone(),
         workflow_hash: st.hash.clone(),
         status,
-        created_ms: if phase_before == Phase::NotStarted { now } else { st.machine.started_ms },
+        created_ms: st.machine.started_ms,
         updated_ms: now,
         key: st.machine.key.clone(),
     });
@@ -322,6 +349,11 @@ async fn drive(
     }
     for effect in effects {
         match effect {
+            // Past the inline budget: go on in a fresh message, so a long
+            // chain of pure nodes never holds the mailbox for long.
+            Command::Run { node, visit, attempt } if is_pure(st, &node) => {
+                let _ = myself.cast(ExecutionMsg::RunPure { node, visit, attempt });
+            }
             Command::Run { node, visit, attempt } => {
                 let args = NodeArgs {
                     execution_id: st.id,
@@ -346,6 +378,52 @@ async fn drive(
         }
     }
     Ok(())
+}
+
+/// How many pure nodes one step may run inline before it appends and
+/// goes on in a new message.
+const INLINE_STEPS_PER_BATCH: u32 = 64;
+
+fn is_pure(st: &State, node: &str) -> bool {
+    st.wf.node(node).is_some_and(|n| executor_for(&n.kind).is_pure())
+}
+
+fn is_pure_run(st: &State, effect: &Command) -> bool {
+    matches!(effect, Command::Run { node, .. } if is_pure(st, node))
+}
+
+/// Run a pure node inside the step. A panic is caught and reported like a
+/// NodeActor's panic, so both paths share the restart budget.
+fn run_pure(st: &State, node: &str, visit: u32, attempt: u32) -> (Result<NodeOutput, NodeError>, u64) {
+    let spec = st.wf.node(node).expect("active nodes are in the workflow");
+    let ctx = NodeCtx {
+        execution_id: st.id,
+        node: spec,
+        visit,
+        attempt,
+        idempotency_key: format!("{}/{node}/{visit}", st.id),
+        state: &st.machine.state,
+        services: &st.services,
+    };
+    let began = Instant::now();
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| executor_for(&spec.kind).run(ctx).now_or_never()));
+    let result = match polled {
+        Ok(Some(r)) => r,
+        Ok(None) => Err(NodeError::new(
+            ErrorClass::Internal,
+            format!("node kind `{}` claims to be pure but waited", spec.kind.type_name()),
+        )),
+        Err(payload) => Err(NodeError::new(ErrorClass::Panic, panic_text(&*payload))),
+    };
+    (result, began.elapsed().as_micros() as u64)
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".into())
 }
 
 fn finish(myself: &ActorRef<ExecutionMsg>, st: &State) {

@@ -76,16 +76,21 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         .collect();
     table::print(&["NODE", "STATUS", "STARTED", "DURATION", "ATTEMPTS"], &rows);
     for v in &visits {
-        if !v.errors.is_empty() || (a.verbose && v.patch.is_some()) {
+        let patch = v.patch.as_ref().filter(|p| p.as_object().is_none_or(|m| !m.is_empty()));
+        let branched = v.next.as_ref().filter(|_| a.verbose);
+        if !v.errors.is_empty() || (a.verbose && (patch.is_some() || branched.is_some())) {
             println!();
             println!("{}{}:", v.node, if v.visit > 1 { format!(" #{}", v.visit) } else { String::new() });
             for e in &v.errors {
                 println!("  error  {e}");
             }
-            if a.verbose
-                && let Some(p) = &v.patch
-            {
-                println!("  patch  {p}");
+            if a.verbose {
+                if let Some(p) = patch {
+                    println!("  patch  {p}");
+                }
+                if let Some(n) = branched {
+                    println!("  next   {n}");
+                }
             }
         }
     }

@@ -68,23 +68,48 @@ impl SledJournal {
     pub fn open(dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir.join("journal"))
-            .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
+        let path = dir.join("journal");
+        remove_unfinished_snapshots(&path)?;
+        let db = sled::Config::new().path(&path).cache_capacity(64 * 1024 * 1024).flush_every_ms(None).open().map_err(
+            |e| match e {
                 sled::Error::Io(io)
                     if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
                 {
                     Error::Locked { path: dir.display().to_string() }
                 }
                 other => storage(other),
-            })?;
+            },
+        )?;
         let flush_db = db.clone();
         let commit = GroupCommit::start(move || flush_db.flush().map(|_| ()).map_err(|e| e.to_string()));
         Ok(SledJournal { commit, db, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
     }
+}
+
+/// sled 0.34.7 writes a snapshot to `snap.<lsn>.generating`, syncs it,
+/// then renames it to `snap.<lsn>`. A kill before the rename leaves the
+/// `.generating` file behind, and sled's next open picks it (it filters
+/// only `.in___motion` files), finds it empty or torn, and refuses to open
+/// with "Read corrupted data". Our kill -9 test found this. An unrenamed
+/// snapshot was never committed: removing it makes sled recover from the
+/// previous snapshot and replay the log, as it would had the kill come a
+/// moment earlier.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), Error> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Storage(format!("cannot read {}: {e}", path.display()))),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing a snapshot an interrupted process left unfinished");
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::Storage(format!("cannot remove {}: {e}", entry.path().display())))?;
+        }
+    }
+    Ok(())
 }
 
 impl Journal for SledJournal {

@@ -10,6 +10,10 @@ use crate::journal::ErrorClass;
 pub struct Branch;
 
 impl NodeExecutor for Branch {
+    fn is_pure(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(std::future::ready(run(&ctx)))
     }

@@ -10,6 +10,10 @@ use crate::ir::{NodeKind, Templates};
 pub struct Set;
 
 impl NodeExecutor for Set {
+    fn is_pure(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(std::future::ready(run(&ctx)))
     }
