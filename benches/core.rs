@@ -146,14 +146,19 @@ fn concurrent(c: &mut Criterion) {
     let execs = if ci() { 100 } else { 1000 };
     let rt = tokio();
     let dir = tempfile::tempdir().unwrap();
-    let r = rt.block_on(Runtime::builder().data_dir(dir.path()).function("step", step).open()).unwrap();
+    let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).function("step", step).open()).unwrap();
+    let mem = rt.block_on(Runtime::builder().in_memory().function("step", step).open()).unwrap();
     let mut g = c.benchmark_group("concurrent");
     g.sample_size(10);
     g.throughput(Throughput::Elements(execs as u64 * 10));
-    for (kind, wf) in [("set10", set_chain(10)), ("fn10", fn_chain(10))] {
+    for (store, r, kind, wf) in [
+        ("sled", &sled, "set10", set_chain(10)),
+        ("sled", &sled, "fn10", fn_chain(10)),
+        ("memory", &mem, "fn10", fn_chain(10)),
+    ] {
         let wf = Arc::new(wf);
         let before = r.journal_stats();
-        g.bench_function(BenchmarkId::new(format!("sled_{kind}"), execs), |b| {
+        g.bench_function(BenchmarkId::new(format!("{store}_{kind}"), execs), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let (r, wf) = (r.clone(), wf.clone());
                 async move {
@@ -175,10 +180,11 @@ fn concurrent(c: &mut Criterion) {
         });
         let after = r.journal_stats();
         println!(
-            "concurrent sled_{kind}: {} appends, {} syncs ({:.1} appends per sync)",
+            "concurrent {store}_{kind}: {} appends, {} syncs ({:.1} appends per sync, {:.0} µs per sync)",
             after.appends - before.appends,
             after.syncs - before.syncs,
-            (after.appends - before.appends) as f64 / (after.syncs - before.syncs).max(1) as f64
+            (after.appends - before.appends) as f64 / (after.syncs - before.syncs).max(1) as f64,
+            (after.sync_us - before.sync_us) as f64 / (after.syncs - before.syncs).max(1) as f64
         );
     }
     g.finish();

@@ -7,7 +7,8 @@
 //! after the sync that covers it.
 //!
 //! Stored layout (one sled tree, so one batch is atomic):
-//! `e{exec:16}{seq:u64 BE}` → record, `x{exec:16}` → [`ExecutionMeta`],
+//! `e{exec:16}{seq:u64 BE}` → the frame of records one append wrote, keyed by
+//! its first event's sequence number, `x{exec:16}` → [`ExecutionMeta`],
 //! `w{hash}` → workflow IR, `k{key}` → exec id.
 
 mod event;
@@ -23,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
-pub use event::{ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, encode};
+pub use event::{
+    ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode, encode_frame,
+};
 pub use memory::MemoryJournal;
 pub use sled_store::SledJournal;
 
@@ -108,6 +111,8 @@ pub struct Stats {
     pub events: u64,
     /// Disk syncs (flushes) performed.
     pub syncs: u64,
+    /// Time spent in those syncs, microseconds.
+    pub sync_us: u64,
 }
 
 /// The store of every execution's events. Implementations: sled (embedded

@@ -112,18 +112,20 @@ fn a_corrupt_journal_record_is_a_clear_error_naming_the_record() {
     let out = jamjet_json(dir.path(), &["run", HELLO, "--input", r#"{"name": "Ada"}"#, "--json"]);
     let id: jamjet::ExecutionId = out["id"].as_str().unwrap().parse().unwrap();
     {
-        // Overwrite record 3 of the execution with garbage, as a torn write would.
+        // Overwrite the execution's first stored frame (records 1..) with
+        // a record that does not decode, as a torn write would leave it.
         let db = sled::open(dir.path().join("journal")).unwrap();
         let mut key = vec![b'e'];
         key.extend_from_slice(&id.to_bytes());
-        key.extend_from_slice(&3u64.to_be_bytes());
-        assert!(db.insert(key, vec![1u8, 0xff, 0xff]).unwrap().is_some());
+        key.extend_from_slice(&1u64.to_be_bytes());
+        let garbage = [3u32.to_le_bytes().as_slice(), &[1u8, 0xff, 0xff]].concat();
+        assert!(db.insert(key, garbage).unwrap().is_some());
         db.flush().unwrap();
     }
     let out = jamjet_out(dir.path(), &["inspect", &id.to_string()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("corrupt journal record") && err.contains("record 3"), "{err}");
+    assert!(err.contains("corrupt journal record") && err.contains("record 1 does not decode"), "{err}");
     // The index is intact and nothing else changed.
     assert_eq!(executions(dir.path()).len(), 1);
 }

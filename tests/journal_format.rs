@@ -3,11 +3,15 @@
 //! field. If this test fails, a change broke the stored format: add a new
 //! variant or a new format version instead.
 //!
-//! File layout: for each record, its body length as u32 little-endian,
-//! then the body (version byte + postcard). Regenerate only for a NEW
-//! format version, with `JAMJET_WRITE_FIXTURE=1 cargo test --test journal_format`.
+//! File layout: the stored frames of a few appends, each preceded by its
+//! first sequence number (u64 LE) and its length (u32 LE). A frame is what
+//! the journal stores per append: records (version byte + postcard), each
+//! preceded by its length (u32 LE). Regenerate only for a NEW format
+//! version, with `JAMJET_WRITE_FIXTURE=1 cargo test --test journal_format`.
 
-use jamjet::journal::{ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, encode};
+use jamjet::journal::{
+    ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode, encode_frame,
+};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/journal-v1.bin");
 
@@ -56,18 +60,25 @@ fn expected() -> Vec<Record> {
     events
         .into_iter()
         .enumerate()
-        .map(|(i, event)| Record { seq: i as u64 + 1, at_ms: 1_700_000_000_000 + i as u64, event })
+        .map(|(i, event)| Record { seq: i as u64 + 1, at_ms: 1_700_000_000_000 + (i as u64 / 3) * 10, event })
         .collect()
+}
+
+/// The appends the fixture holds: records 1-3, 4-6, 7-9, 10 (one time each).
+fn appends() -> Vec<Vec<Record>> {
+    expected().chunks(3).map(<[Record]>::to_vec).collect()
 }
 
 #[test]
 fn decodes_records_written_by_format_version_1() {
     if std::env::var_os("JAMJET_WRITE_FIXTURE").is_some() {
         let mut out = Vec::new();
-        for r in expected() {
-            let body = encode(r.at_ms, &r.event);
-            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            out.extend_from_slice(&body);
+        for group in appends() {
+            let events: Vec<Event> = group.iter().map(|r| r.event.clone()).collect();
+            let frame = encode_frame(group[0].at_ms, &events);
+            out.extend_from_slice(&group[0].seq.to_le_bytes());
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(&frame);
         }
         std::fs::write(FIXTURE, out).unwrap();
     }
@@ -75,11 +86,13 @@ fn decodes_records_written_by_format_version_1() {
     let mut rest = &bytes[..];
     let mut decoded = Vec::new();
     while !rest.is_empty() {
-        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let body = &rest[4..4 + len];
-        assert_eq!(body[0], 1, "every record starts with its format version");
-        decoded.push(decode(decoded.len() as u64 + 1, body).unwrap());
-        rest = &rest[4 + len..];
+        let first = u64::from_le_bytes(rest[..8].try_into().unwrap());
+        let len = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+        let frame = &rest[12..12 + len];
+        // Every record in the frame starts with its format version.
+        assert_eq!(frame[4], 1);
+        decoded.extend(decode_frame(first, frame).unwrap());
+        rest = &rest[12 + len..];
     }
     assert_eq!(decoded, expected());
     // The current version still writes what version 1 wrote, byte for byte.
@@ -95,4 +108,7 @@ fn unknown_versions_and_garbage_are_clear_errors() {
     let err = decode(4, &[1, 0xff, 0xff, 0xff]).unwrap_err().to_string();
     assert!(err.contains("record 4") && err.contains("does not decode"), "{err}");
     assert!(decode(5, &[]).unwrap_err().to_string().contains("empty"));
+    let frame = encode_frame(1, &[Event::NodeScheduled { node: "a".into(), visit: 1 }]);
+    let err = decode_frame(7, &frame[..frame.len() - 1]).unwrap_err().to_string();
+    assert!(err.contains("record 7 is cut short"), "{err}");
 }

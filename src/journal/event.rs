@@ -244,3 +244,31 @@ pub fn decode(seq: u64, bytes: &[u8]) -> Result<Record, Error> {
         }
     }
 }
+
+/// Encode the events of one append as one stored frame: each record
+/// (version byte + postcard) preceded by its length as u32 little-endian.
+/// A frame is stored under the sequence number of its first event, so an
+/// append costs one key, however many events it holds.
+pub fn encode_frame(at_ms: u64, events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.len() * 64);
+    for event in events {
+        let record = encode(at_ms, event);
+        out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        out.extend_from_slice(&record);
+    }
+    out
+}
+
+/// Decode a frame written by [`encode_frame`] whose first event is `first_seq`.
+pub fn decode_frame(first_seq: u64, mut bytes: &[u8]) -> Result<Vec<Record>, Error> {
+    let mut records = Vec::new();
+    while !bytes.is_empty() {
+        let seq = first_seq + records.len() as u64;
+        let torn = || Error::Corrupt(format!("record {seq} is cut short"));
+        let len = u32::from_le_bytes(bytes.get(..4).ok_or_else(torn)?.try_into().map_err(|_| torn())?) as usize;
+        let body = bytes.get(4..4 + len).ok_or_else(torn)?;
+        records.push(decode(seq, body)?);
+        bytes = &bytes[4 + len..];
+    }
+    Ok(records)
+}

@@ -16,6 +16,9 @@ use tokio::sync::watch;
 
 use super::Error;
 
+/// How long the flusher lets writers gather once batching is under way.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(1000);
+
 #[derive(Debug, Clone, Default)]
 struct Synced {
     /// Every ticket up to this one is durable.
@@ -29,6 +32,7 @@ struct Shared {
     wake: Condvar,
     synced: watch::Sender<Synced>,
     syncs: AtomicU64,
+    sync_us: AtomicU64,
 }
 
 struct Requests {
@@ -51,6 +55,7 @@ impl GroupCommit {
             wake: Condvar::new(),
             synced: watch::Sender::new(Synced::default()),
             syncs: AtomicU64::new(0),
+            sync_us: AtomicU64::new(0),
         });
         let flusher = shared.clone();
         let thread = std::thread::Builder::new()
@@ -88,12 +93,18 @@ impl GroupCommit {
     pub(crate) fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
     }
+
+    /// Total time spent inside syncs, in microseconds.
+    pub(crate) fn sync_us(&self) -> u64 {
+        self.shared.sync_us.load(Ordering::Relaxed)
+    }
 }
 
 fn flush_loop(shared: &Shared, sync: impl Fn() -> Result<(), String>) {
     let mut through = 0;
+    let mut last_batch = 0;
     loop {
-        let target = {
+        {
             let mut req = shared.requested.lock().expect("group commit lock");
             while req.last_ticket == through && !req.shutdown {
                 req = shared.wake.wait(req).expect("group commit lock");
@@ -101,11 +112,20 @@ fn flush_loop(shared: &Shared, sync: impl Fn() -> Result<(), String>) {
             if req.last_ticket == through {
                 return; // shut down with nothing pending
             }
-            req.last_ticket
-        };
+        }
+        // When the last sync served several writers, others are probably
+        // on their way: give them a moment to join this batch. A lone
+        // writer (last batch of one) is synced at once.
+        if last_batch > 1 {
+            std::thread::sleep(COMMIT_DELAY);
+        }
+        let target = shared.requested.lock().expect("group commit lock").last_ticket;
+        last_batch = target - through;
+        let began = std::time::Instant::now();
         match sync() {
             Ok(()) => {
                 through = target;
+                shared.sync_us.fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
                 shared.syncs.fetch_add(1, Ordering::Relaxed);
                 shared.synced.send_modify(|s| s.through = through);
             }

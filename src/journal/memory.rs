@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::{Append, Error, ExecutionMeta, Journal, Record, Stats, decode, encode};
+use super::{Append, Error, ExecutionMeta, Journal, Record, Stats, decode_frame, encode_frame};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
 #[derive(Default)]
 struct Inner {
-    /// Encoded records, so the memory journal exercises the same codec.
+    /// Encoded frames by first sequence number, as sled stores them, so
+    /// the memory journal exercises the same codec.
     events: BTreeMap<(ExecutionId, u64), Vec<u8>>,
     metas: BTreeMap<ExecutionId, ExecutionMeta>,
     workflows: HashMap<String, Workflow>,
@@ -37,9 +38,8 @@ impl MemoryJournal {
 impl Journal for MemoryJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         let mut inner = self.inner.lock().expect("memory journal lock");
-        for (i, event) in append.events.iter().enumerate() {
-            let seq = append.first_seq + i as u64;
-            inner.events.insert((append.execution, seq), encode(append.at_ms, event));
+        if !append.events.is_empty() {
+            inner.events.insert((append.execution, append.first_seq), encode_frame(append.at_ms, append.events));
         }
         if let Some(meta) = append.meta {
             if let Some(key) = &meta.key {
@@ -57,11 +57,11 @@ impl Journal for MemoryJournal {
 
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         let inner = self.inner.lock().expect("memory journal lock");
-        inner
-            .events
-            .range((execution, 0)..=(execution, u64::MAX))
-            .map(|((_, seq), bytes)| decode(*seq, bytes))
-            .collect()
+        let mut records = Vec::new();
+        for ((_, first), frame) in inner.events.range((execution, 0)..=(execution, u64::MAX)) {
+            records.extend(decode_frame(*first, frame)?);
+        }
+        Ok(records)
     }
 
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
@@ -81,6 +81,11 @@ impl Journal for MemoryJournal {
     }
 
     fn stats(&self) -> Stats {
-        Stats { appends: self.appends.load(Ordering::Relaxed), events: self.events.load(Ordering::Relaxed), syncs: 0 }
+        Stats {
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            syncs: 0,
+            sync_us: 0,
+        }
     }
 }

@@ -13,8 +13,8 @@ use futures::future::BoxFuture;
 
 use super::group_commit::GroupCommit;
 use super::{
-    Append, Error, ExecutionMeta, Journal, Record, Stats, decode, decode_meta, decode_workflow, encode, encode_meta,
-    encode_workflow,
+    Append, Error, ExecutionMeta, Journal, Record, Stats, decode_frame, decode_meta, decode_workflow, encode_frame,
+    encode_meta, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -116,9 +116,8 @@ impl Journal for SledJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let mut batch = sled::Batch::default();
-            for (i, event) in append.events.iter().enumerate() {
-                let seq = append.first_seq + i as u64;
-                batch.insert(&event_key(append.execution, seq), encode(append.at_ms, event));
+            if !append.events.is_empty() {
+                batch.insert(&event_key(append.execution, append.first_seq), encode_frame(append.at_ms, append.events));
             }
             if let Some(meta) = append.meta {
                 batch.insert(&meta_key(meta.id), encode_meta(meta));
@@ -140,15 +139,20 @@ impl Journal for SledJournal {
     }
 
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
-        self.db
-            .range(event_key(execution, 0)..=event_key(execution, u64::MAX))
-            .map(|kv| {
-                let (k, v) = kv.map_err(storage)?;
-                let seq =
-                    u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
-                decode(seq, &v)
-            })
-            .collect()
+        let mut records = Vec::new();
+        for kv in self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)) {
+            let (k, v) = kv.map_err(storage)?;
+            let first = u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
+            if first != records.len() as u64 + 1 {
+                return Err(Error::Corrupt(format!(
+                    "execution {execution}: record {} follows record {}",
+                    first,
+                    records.len()
+                )));
+            }
+            records.extend(decode_frame(first, &v)?);
+        }
+        Ok(records)
     }
 
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
@@ -181,6 +185,7 @@ impl Journal for SledJournal {
             appends: self.appends.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
             syncs: self.commit.syncs(),
+            sync_us: self.commit.sync_us(),
         }
     }
 }
