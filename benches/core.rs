@@ -16,6 +16,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -227,17 +228,27 @@ fn rehydrate(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(n as u64));
+    // Criterion times open → every execution finished; beside it we note
+    // open → every execution resumed (its interrupted node running again).
+    let resumed_after = Arc::new(std::sync::Mutex::new(Vec::new()));
     g.bench_function(BenchmarkId::new("open_resume_until_all_finished", n), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let dir = tempfile::tempdir().unwrap();
                 park(&rt, dir.path(), n);
-                total += rt.block_on(async {
+                let resumed_after = resumed_after.clone();
+                total += rt.block_on(async move {
                     let began = Instant::now();
+                    let calls = Arc::new(AtomicUsize::new(0));
                     let r = Runtime::builder()
                         .data_dir(dir.path())
-                        .function("hold", |c: FunctionCall| async move { Ok(json!(c.attempt)) })
+                        .function("hold", move |c: FunctionCall| {
+                            if calls.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                                resumed_after.lock().unwrap().push(began.elapsed());
+                            }
+                            async move { Ok(json!(c.attempt)) }
+                        })
                         .open()
                         .await
                         .unwrap();
@@ -255,6 +266,11 @@ fn rehydrate(c: &mut Criterion) {
         })
     });
     g.finish();
+    let mut resumed = resumed_after.lock().unwrap().clone();
+    resumed.sort();
+    if let Some(median) = resumed.get(resumed.len() / 2) {
+        println!("rehydrate: {n} executions all resumed after {median:?} (median of {} runs)", resumed.len());
+    }
 }
 
 criterion_group!(benches, compile, machine, node_step, concurrent, rehydrate);
