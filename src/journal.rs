@@ -1,8 +1,8 @@
 //! The journal: every execution's events, durable, in order.
 //!
 //! Actors see only the [`Journal`] trait. [`SledJournal`] is the embedded
-//! default (group commit: one disk sync serves every append that arrived
-//! while the previous one ran); [`MemoryJournal`] serves tests and
+//! default (group commit through a write-ahead log: one disk sync serves
+//! every append that arrived while the previous one ran); [`MemoryJournal`] serves tests and
 //! benchmarks. An append counts only once it is durable: `append` returns
 //! after the sync that covers it.
 //!
@@ -12,9 +12,9 @@
 //! `w{hash}` → workflow IR, `k{key}` → exec id.
 
 mod event;
-mod group_commit;
 mod memory;
 mod sled_store;
+mod wal;
 
 use std::sync::Arc;
 
@@ -109,7 +109,7 @@ pub struct Stats {
     pub appends: u64,
     /// Events written.
     pub events: u64,
-    /// Disk syncs (flushes) performed.
+    /// Disk syncs performed (log syncs and checkpoints).
     pub syncs: u64,
     /// Time spent in those syncs, microseconds.
     pub sync_us: u64,

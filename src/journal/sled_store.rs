@@ -1,17 +1,18 @@
 //! The embedded default journal, on sled 0.34.
 //!
-//! Everything lives in sled's default tree so that one `Batch` (the events,
+//! Everything lives in sled's default tree so that one batch (the events,
 //! the index row, the workflow, the idempotency key of one append) is
-//! atomic. Durability comes from [`GroupCommit`]: `Db::flush` syncs the
-//! whole database, so one flush covers every append since the last one.
-//! sled's own periodic flusher is off, so every sync is one we count.
+//! atomic. Durability comes from the write-ahead log in front of it
+//! ([`Wal`]): one `fdatasync` of the log covers every append since the
+//! last one, and sled is flushed only at checkpoints (its own periodic
+//! flusher is off).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::group_commit::GroupCommit;
+use super::wal::{Batch, Wal};
 use super::{
     Append, Error, ExecutionMeta, Journal, Record, Stats, decode_frame, decode_meta, decode_workflow, encode_frame,
     encode_meta, encode_workflow,
@@ -56,8 +57,8 @@ fn storage(e: sled::Error) -> Error {
 /// The sled-backed journal.
 pub struct SledJournal {
     // Field order matters: the flusher (which holds a clone of `db`) stops
-    // before the database is dropped.
-    commit: GroupCommit,
+    // and checkpoints before the database is dropped.
+    wal: Wal,
     db: sled::Db,
     appends: AtomicU64,
     events: AtomicU64,
@@ -80,9 +81,8 @@ impl SledJournal {
                 other => storage(other),
             },
         )?;
-        let flush_db = db.clone();
-        let commit = GroupCommit::start(move || flush_db.flush().map(|_| ()).map_err(|e| e.to_string()));
-        Ok(SledJournal { commit, db, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
+        let wal = Wal::open(&dir.join("journal.log"), db.clone())?;
+        Ok(SledJournal { wal, db, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
     }
 }
 
@@ -115,26 +115,28 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<(), Error> {
 impl Journal for SledJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let mut batch = sled::Batch::default();
+            let mut batch: Batch = Vec::with_capacity(4);
             if !append.events.is_empty() {
-                batch.insert(&event_key(append.execution, append.first_seq), encode_frame(append.at_ms, append.events));
+                let key = event_key(append.execution, append.first_seq).to_vec();
+                batch.push((key, encode_frame(append.at_ms, append.events)));
             }
             if let Some(meta) = append.meta {
-                batch.insert(&meta_key(meta.id), encode_meta(meta));
+                batch.push((meta_key(meta.id).to_vec(), encode_meta(meta)));
                 if let Some(key) = &meta.key {
-                    batch.insert(prefixed(KEY, key.as_bytes()), &meta.id.to_bytes());
+                    batch.push((prefixed(KEY, key.as_bytes()), meta.id.to_bytes().to_vec()));
                 }
             }
             if let Some((hash, wf)) = append.workflow {
                 let k = prefixed(WORKFLOW, hash.as_bytes());
                 if !self.db.contains_key(&k).map_err(storage)? {
-                    batch.insert(k, encode_workflow(wf));
+                    batch.push((k, encode_workflow(wf)));
                 }
             }
-            self.db.apply_batch(batch).map_err(storage)?;
+            let events = append.events.len() as u64;
+            self.wal.commit(batch).await?;
             self.appends.fetch_add(1, Ordering::Relaxed);
-            self.events.fetch_add(append.events.len() as u64, Ordering::Relaxed);
-            self.commit.durable().await
+            self.events.fetch_add(events, Ordering::Relaxed);
+            Ok(())
         })
     }
 
@@ -184,8 +186,8 @@ impl Journal for SledJournal {
         Stats {
             appends: self.appends.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
-            syncs: self.commit.syncs(),
-            sync_us: self.commit.sync_us(),
+            syncs: self.wal.syncs() + self.wal.checkpoints(),
+            sync_us: self.wal.sync_us(),
         }
     }
 }
