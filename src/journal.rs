@@ -135,34 +135,37 @@ pub trait Journal: Send + Sync + 'static {
 
 pub type SharedJournal = Arc<dyn Journal>;
 
-fn encode_meta(meta: &ExecutionMeta) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
-    out.extend(postcard::to_stdvec(meta).expect("meta always encodes"));
+/// A stored value: the format version byte, then the body.
+fn versioned(body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(FORMAT_VERSION);
+    out.extend(body);
     out
+}
+
+/// The body of a stored value written by format version 1.
+fn unversioned<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8], Error> {
+    match bytes.split_first() {
+        Some((1, body)) => Ok(body),
+        Some((v, _)) => Err(Error::Corrupt(format!("{what} has unknown format version {v}"))),
+        None => Err(Error::Corrupt(format!("empty {what}"))),
+    }
+}
+
+fn encode_meta(meta: &ExecutionMeta) -> Vec<u8> {
+    versioned(postcard::to_stdvec(meta).expect("meta always encodes"))
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<ExecutionMeta, Error> {
-    match bytes.split_first() {
-        Some((1, body)) => {
-            postcard::from_bytes(body).map_err(|e| Error::Corrupt(format!("execution index row does not decode: {e}")))
-        }
-        Some((v, _)) => Err(Error::Corrupt(format!("execution index row has unknown format version {v}"))),
-        None => Err(Error::Corrupt("empty execution index row".into())),
-    }
+    postcard::from_bytes(unversioned(bytes, "execution index row")?)
+        .map_err(|e| Error::Corrupt(format!("execution index row does not decode: {e}")))
 }
 
 fn encode_workflow(wf: &Workflow) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
-    out.extend(serde_json::to_vec(wf).expect("workflow always encodes"));
-    out
+    versioned(serde_json::to_vec(wf).expect("workflow always encodes"))
 }
 
 fn decode_workflow(bytes: &[u8]) -> Result<Workflow, Error> {
-    match bytes.split_first() {
-        Some((1, body)) => {
-            serde_json::from_slice(body).map_err(|e| Error::Corrupt(format!("stored workflow does not decode: {e}")))
-        }
-        Some((v, _)) => Err(Error::Corrupt(format!("stored workflow has unknown format version {v}"))),
-        None => Err(Error::Corrupt("empty stored workflow".into())),
-    }
+    serde_json::from_slice(unversioned(bytes, "stored workflow")?)
+        .map_err(|e| Error::Corrupt(format!("stored workflow does not decode: {e}")))
 }

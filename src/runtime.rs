@@ -51,6 +51,21 @@ pub struct Services {
     pub functions: FunctionRegistry,
     pub restart_budget: RestartBudget,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
+    /// Last field: fires once everything above, the journal included, is dropped.
+    _closed: ClosedSignal,
+}
+
+/// Tells [`Runtime::shutdown`] that the services (and so the journal and
+/// its lock on the data dir) are gone. The last actor to let go of them
+/// may do so a moment after the actors report stopped.
+struct ClosedSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for ClosedSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl Services {
@@ -147,6 +162,7 @@ impl Builder {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
+        let (closed_tx, closed_rx) = oneshot::channel();
         let services = Arc::new(Services {
             journal,
             clock: self.clock,
@@ -155,6 +171,7 @@ impl Builder {
             functions: self.functions,
             restart_budget: self.restart_budget,
             waiters: Mutex::new(HashMap::new()),
+            _closed: ClosedSignal(Some(closed_tx)),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
             .await
@@ -165,6 +182,7 @@ impl Builder {
                 supervisor,
                 workflows: Mutex::new(HashMap::new()),
                 keyed: tokio::sync::Mutex::new(()),
+                closed: Mutex::new(Some(closed_rx)),
             }),
         };
         if self.resume {
@@ -179,6 +197,7 @@ struct Inner {
     supervisor: ActorRef<SupervisorMsg>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     keyed: tokio::sync::Mutex<()>,
+    closed: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Drop for Inner {
@@ -340,9 +359,18 @@ impl Runtime {
     }
 
     /// Stop every actor. What was running resumes at the next open.
+    /// Stop every actor. What was running resumes at the next open. When
+    /// this is the last handle, it also waits until the journal is closed
+    /// (synced, and the data dir released for another process).
     pub async fn shutdown(self) {
         let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
         let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        let last = Arc::strong_count(&self.inner) == 1;
+        let closed = self.inner.closed.lock().expect("closed lock").take();
+        drop(self);
+        if let (true, Some(closed)) = (last, closed) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        }
     }
 
     async fn live(&self) -> Result<Vec<ExecutionId>, Error> {

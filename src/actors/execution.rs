@@ -123,9 +123,12 @@ impl Actor for ExecutionActor {
                     input: Json::from_map(&input),
                     key,
                 };
-                match drive(&myself, st, vec![event], Vec::new()).await {
-                    Ok(()) => {
+                // The submission is acknowledged once ExecutionStarted is
+                // durable; what fails after that is the supervisor's to handle.
+                match persist(st, vec![event], Vec::new()).await {
+                    Ok(effects) => {
                         let _ = started.send(Ok(()));
+                        carry_out(&myself, st, effects).await?;
                     }
                     Err(e) => {
                         let _ = started.send(Err(e.to_string()));
@@ -289,6 +292,18 @@ async fn drive(
     events: Vec<Event>,
     commands: Vec<Command>,
 ) -> Result<(), ActorProcessingErr> {
+    let effects = persist(st, events, commands).await?;
+    carry_out(myself, st, effects).await
+}
+
+/// Fold the events (and the events the machine asks for, running pure
+/// nodes inline) and append them in one durable batch. Returns the effects
+/// to carry out now that they are durable.
+async fn persist(
+    st: &mut State,
+    events: Vec<Event>,
+    commands: Vec<Command>,
+) -> Result<Vec<Command>, ActorProcessingErr> {
     let now = st.services.clock.now_ms();
     let first_seq = st.machine.last_seq + 1;
     let phase_before = st.machine.phase;
@@ -347,6 +362,14 @@ async fn drive(
     if patched {
         st.snapshot = Arc::new(st.machine.state.clone());
     }
+    Ok(effects)
+}
+
+async fn carry_out(
+    myself: &ActorRef<ExecutionMsg>,
+    st: &mut State,
+    effects: Vec<Command>,
+) -> Result<(), ActorProcessingErr> {
     for effect in effects {
         match effect {
             // Past the inline budget: go on in a fresh message, so a long
