@@ -16,6 +16,8 @@
 //! load (it seals and writes its IO buffers from a thread pool); a log
 //! append costs one `write` and one `fdatasync`.
 //!
+//! Each writer is woken exactly once, by its own acknowledgement.
+//!
 //! Frame: `len: u32 LE | crc32(payload): u32 LE | payload`, payload =
 //! version byte + postcard of the batch. A failed write or sync poisons
 //! the journal: nothing later is acknowledged, because we can no longer
@@ -29,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::Error;
 
@@ -42,17 +44,14 @@ const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// How long the flusher lets writers gather once batching is under way.
 const COMMIT_DELAY: Duration = Duration::from_micros(200);
 
-#[derive(Debug, Clone, Default)]
-struct Done {
-    /// Every ticket up to this one is durable and applied.
-    through: u64,
-    poisoned: Option<String>,
-}
+/// Tells one writer its batch is durable and applied (or why not).
+type Ack = oneshot::Sender<Result<(), String>>;
 
 #[derive(Default)]
 struct Pending {
-    batches: Vec<Batch>,
-    last_ticket: u64,
+    batches: Vec<(Batch, Ack)>,
+    /// Set once a write or sync failed: nothing more is accepted.
+    poisoned: Option<String>,
     shutdown: bool,
 }
 
@@ -66,7 +65,6 @@ struct Counters {
 struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
-    done: watch::Sender<Done>,
     counters: Counters,
 }
 
@@ -146,7 +144,6 @@ impl Wal {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
-            done: watch::Sender::new(Done::default()),
             counters: Counters::default(),
         });
         let flusher = shared.clone();
@@ -159,27 +156,21 @@ impl Wal {
 
     /// Make `batch` durable, then visible in sled.
     pub(crate) async fn commit(&self, batch: Batch) -> Result<(), Error> {
-        let mut rx = self.shared.done.subscribe();
-        let ticket = {
+        let poisoned =
+            |msg: &str| Error::Storage(format!("a journal sync failed, nothing more is acknowledged: {msg}"));
+        let (ack, acked) = oneshot::channel();
+        {
             let mut p = self.shared.pending.lock().expect("wal lock");
-            p.batches.push(batch);
-            p.last_ticket += 1;
-            p.last_ticket
-        };
+            if let Some(msg) = &p.poisoned {
+                return Err(poisoned(msg));
+            }
+            p.batches.push((batch, ack));
+        }
         self.shared.wake.notify_one();
-        loop {
-            {
-                let done = rx.borrow_and_update();
-                if let Some(msg) = &done.poisoned {
-                    return Err(Error::Storage(format!("a journal sync failed, nothing more is acknowledged: {msg}")));
-                }
-                if done.through >= ticket {
-                    return Ok(());
-                }
-            }
-            if rx.changed().await.is_err() {
-                return Err(Error::Storage("the journal was closed".into()));
-            }
+        match acked.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(poisoned(&msg)),
+            Err(_) => Err(Error::Storage("the journal was closed".into())),
         }
     }
 
@@ -222,40 +213,41 @@ fn flush_loop(shared: &Shared, mut file: File, db: sled::Db) {
         if last_round > 1 {
             std::thread::sleep(COMMIT_DELAY);
         }
-        let (batches, target) = {
-            let mut p = shared.pending.lock().expect("wal lock");
-            (std::mem::take(&mut p.batches), p.last_ticket)
-        };
-        last_round = batches.len();
+        let round = std::mem::take(&mut shared.pending.lock().expect("wal lock").batches);
+        last_round = round.len();
         buf.clear();
-        for b in &batches {
+        for (b, _) in &round {
             encode_frame(b, &mut buf);
         }
         let began = Instant::now();
-        let result = file
+        let mut result = file
             .write_all(&buf)
             .and_then(|()| file.sync_data())
             .map_err(|e| format!("writing the journal log: {e}"))
             .and_then(|()| {
                 shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 shared.counters.sync_us.fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
-                batches.iter().try_for_each(|b| apply(&db, b))
+                round.iter().try_for_each(|(b, _)| apply(&db, b))
             });
-        if let Err(msg) = result {
-            tracing::error!(error = %msg, "journal sync failed; the journal is poisoned");
-            shared.done.send_modify(|d| d.poisoned = Some(msg));
-            return;
-        }
-        shared.done.send_modify(|d| d.through = target);
         written += buf.len() as u64;
-        if written >= CHECKPOINT_BYTES {
-            if let Err(msg) = checkpoint(&db, &mut file) {
-                tracing::error!(error = %msg, "journal checkpoint failed; the journal is poisoned");
-                shared.done.send_modify(|d| d.poisoned = Some(msg));
-                return;
-            }
+        if result.is_ok() && written >= CHECKPOINT_BYTES {
+            result = checkpoint(&db, &mut file);
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             written = 0;
+        }
+        if let Err(msg) = &result {
+            tracing::error!(error = %msg, "journal write failed; the journal is poisoned");
+            shared.pending.lock().expect("wal lock").poisoned = Some(msg.clone());
+        }
+        for (_, ack) in round {
+            let _ = ack.send(result.clone());
+        }
+        if result.is_err() {
+            // Fail whoever queued meanwhile, then stop.
+            for (_, ack) in std::mem::take(&mut shared.pending.lock().expect("wal lock").batches) {
+                let _ = ack.send(result.clone());
+            }
+            return;
         }
     }
     if let Err(msg) = checkpoint(&db, &mut file) {
