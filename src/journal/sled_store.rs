@@ -4,8 +4,8 @@
 //! the index row, the workflow, the idempotency key of one append) is
 //! atomic. Durability comes from the write-ahead log in front of it
 //! ([`Wal`]): one `fdatasync` of the log covers every append since the
-//! last one, and sled is flushed only at checkpoints (its own periodic
-//! flusher is off).
+//! last one. sled's own background flush runs every 500 ms so that the
+//! flush at a checkpoint (which lets the log be truncated) stays small.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,11 @@ use super::{
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
+
+/// sled's own background flush. Durability does not depend on it (the log
+/// does that); it keeps the data a checkpoint must flush small, so a
+/// checkpoint does not stall the writers.
+const SLED_FLUSH_MS: u64 = 500;
 
 const EVENT: u8 = b'e';
 const META: u8 = b'x';
@@ -71,16 +76,19 @@ impl SledJournal {
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("journal");
         remove_unfinished_snapshots(&path)?;
-        let db = sled::Config::new().path(&path).cache_capacity(64 * 1024 * 1024).flush_every_ms(None).open().map_err(
-            |e| match e {
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(SLED_FLUSH_MS))
+            .open()
+            .map_err(|e| match e {
                 sled::Error::Io(io)
                     if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
                 {
                     Error::Locked { path: dir.display().to_string() }
                 }
                 other => storage(other),
-            },
-        )?;
+            })?;
         let wal = Wal::open(&dir.join("journal.log"), db.clone())?;
         Ok(SledJournal { wal, db, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
     }
