@@ -231,7 +231,9 @@ fn flush_loop(shared: &Shared, mut file: File, db: sled::Db) {
             });
         written += buf.len() as u64;
         if result.is_ok() && written >= CHECKPOINT_BYTES {
+            let began = Instant::now();
             result = checkpoint(&db, &mut file);
+            tracing::debug!(took_ms = began.elapsed().as_millis() as u64, "journal checkpoint");
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             written = 0;
         }
