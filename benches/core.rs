@@ -26,6 +26,15 @@ use jamjet::{Runtime, Workflow, compile_str};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime as Tokio;
 
+/// Warnings (a slow journal round, say) go to stderr; `JAMJET_LOG` filters.
+fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("JAMJET_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    });
+}
+
 fn ci() -> bool {
     std::env::var_os("CI").is_some()
 }
@@ -58,6 +67,7 @@ async fn step(call: FunctionCall) -> Result<Value, FunctionError> {
 }
 
 fn tokio() -> Tokio {
+    logs();
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 

@@ -41,6 +41,8 @@ pub(crate) type Batch = Vec<(Vec<u8>, Vec<u8>)>;
 const WAL_VERSION: u8 = 1;
 /// Past this size the flusher checkpoints: flush sled, truncate the log.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// A round (sync + apply) slower than this is logged.
+const SLOW_ROUND: Duration = Duration::from_millis(200);
 /// How long the flusher lets writers gather once batching is under way.
 const COMMIT_DELAY: Duration = Duration::from_micros(200);
 
@@ -225,9 +227,21 @@ fn flush_loop(shared: &Shared, mut file: File, db: sled::Db) {
             .and_then(|()| file.sync_data())
             .map_err(|e| format!("writing the journal log: {e}"))
             .and_then(|()| {
+                let synced = began.elapsed();
                 shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                shared.counters.sync_us.fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
-                round.iter().try_for_each(|(b, _)| apply(&db, b))
+                shared.counters.sync_us.fetch_add(synced.as_micros() as u64, Ordering::Relaxed);
+                let applying = Instant::now();
+                let applied = round.iter().try_for_each(|(b, _)| apply(&db, b));
+                let apply_took = applying.elapsed();
+                if synced + apply_took > SLOW_ROUND {
+                    tracing::warn!(
+                        sync_ms = synced.as_millis() as u64,
+                        apply_ms = apply_took.as_millis() as u64,
+                        batches = round.len(),
+                        "slow journal round"
+                    );
+                }
+                applied
             });
         written += buf.len() as u64;
         if result.is_ok() && written >= CHECKPOINT_BYTES {
