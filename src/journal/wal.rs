@@ -142,7 +142,11 @@ impl Wal {
             tracing::info!(batches = batches.len(), "replayed the journal log");
         }
         checkpoint(&db, &mut file).map_err(Error::Storage)?;
+        Self::start(file, db)
+    }
 
+    /// Start the flusher on a log that recovery has already emptied.
+    fn start(log: impl Log, db: sled::Db) -> Result<Wal, Error> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -151,7 +155,7 @@ impl Wal {
         let flusher = shared.clone();
         let thread = std::thread::Builder::new()
             .name("jamjet-journal-sync".into())
-            .spawn(move || flush_loop(&flusher, file, db))
+            .spawn(move || flush_loop(&flusher, log, db))
             .map_err(|e| Error::Storage(format!("cannot start the journal sync thread: {e}")))?;
         Ok(Wal { shared, thread: Some(thread) })
     }
@@ -187,15 +191,34 @@ impl Wal {
     }
 }
 
-/// Flush sled, then empty the log: everything in it is in sled now.
-fn checkpoint(db: &sled::Db, file: &mut File) -> Result<(), String> {
-    db.flush().map_err(|e| format!("sled flush: {e}"))?;
-    file.set_len(0).map_err(|e| format!("truncating the journal log: {e}"))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| format!("rewinding the journal log: {e}"))?;
-    file.sync_all().map_err(|e| format!("syncing the journal log: {e}"))
+/// Where the flusher writes frames: the log file (tests put in one that fails).
+trait Log: Send + 'static {
+    /// Append bytes and make them durable.
+    fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Empty the log, durably.
+    fn reset(&mut self) -> std::io::Result<()>;
 }
 
-fn flush_loop(shared: &Shared, mut file: File, db: sled::Db) {
+impl Log for File {
+    fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes)?;
+        self.sync_data()
+    }
+
+    fn reset(&mut self) -> std::io::Result<()> {
+        self.set_len(0)?;
+        self.seek(SeekFrom::Start(0))?;
+        self.sync_all()
+    }
+}
+
+/// Flush sled, then empty the log: everything in it is in sled now.
+fn checkpoint(db: &sled::Db, log: &mut impl Log) -> Result<(), String> {
+    db.flush().map_err(|e| format!("sled flush: {e}"))?;
+    log.reset().map_err(|e| format!("emptying the journal log: {e}"))
+}
+
+fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db) {
     let mut last_round = 0;
     let mut written: u64 = 0;
     let mut buf = Vec::new();
@@ -222,11 +245,8 @@ fn flush_loop(shared: &Shared, mut file: File, db: sled::Db) {
             encode_frame(b, &mut buf);
         }
         let began = Instant::now();
-        let mut result = file
-            .write_all(&buf)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| format!("writing the journal log: {e}"))
-            .and_then(|()| {
+        let mut result =
+            file.append_durably(&buf).map_err(|e| format!("writing the journal log: {e}")).and_then(|()| {
                 let synced = began.elapsed();
                 shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 shared.counters.sync_us.fetch_add(synced.as_micros() as u64, Ordering::Relaxed);
@@ -323,6 +343,39 @@ mod tests {
         assert_eq!(db.len(), 300, "every acknowledged batch is visible in sled");
         let syncs = wal.syncs();
         assert!((1..300).contains(&syncs), "300 writers took {syncs} syncs");
+    }
+
+    /// A log whose writes succeed `ok` times, then fail like a dying disk.
+    struct FailingLog {
+        ok: usize,
+    }
+
+    impl Log for FailingLog {
+        fn append_durably(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
+            if self.ok == 0 {
+                return Err(std::io::Error::other("EIO from the test disk"));
+            }
+            self.ok -= 1;
+            Ok(())
+        }
+        fn reset(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_writer_and_every_later_one_and_reaches_no_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+        let wal = Wal::start(FailingLog { ok: 1 }, db.clone()).unwrap();
+        wal.commit(put("a", "1")).await.unwrap();
+        let err = wal.commit(put("b", "2")).await.unwrap_err().to_string();
+        assert!(err.contains("EIO from the test disk"), "{err}");
+        let err = wal.commit(put("c", "3")).await.unwrap_err().to_string();
+        assert!(err.contains("nothing more is acknowledged"), "{err}");
+        assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert!(db.get("b").unwrap().is_none() && db.get("c").unwrap().is_none(), "unsynced batches never reach sled");
+        assert_eq!(wal.syncs(), 1);
     }
 
     #[test]
