@@ -22,6 +22,12 @@ use crate::runtime::Services;
 
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
 
+/// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
+/// the same for every attempt and after a crash.
+pub fn idempotency_key(execution_id: ExecutionId, node: &str, visit: u32) -> String {
+    format!("{execution_id}/{node}/{visit}")
+}
+
 /// What a node sees while it runs.
 pub struct NodeCtx<'a> {
     pub execution_id: ExecutionId,

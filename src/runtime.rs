@@ -358,7 +358,6 @@ impl Runtime {
         self.services().journal.stats()
     }
 
-    /// Stop every actor. What was running resumes at the next open.
     /// Stop every actor. What was running resumes at the next open. When
     /// this is the last handle, it also waits until the journal is closed
     /// (synced, and the data dir released for another process).

@@ -25,7 +25,7 @@ use super::retry;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{Append, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status};
-use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for};
+use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
 use crate::runtime::Services;
 
 /// How an ExecutionActor begins.
@@ -424,7 +424,7 @@ fn run_pure(st: &State, node: &str, visit: u32, attempt: u32) -> (Result<NodeOut
         node: spec,
         visit,
         attempt,
-        idempotency_key: format!("{}/{node}/{visit}", st.id),
+        idempotency_key: idempotency_key(st.id, node, visit),
         state: &st.machine.state,
         services: &st.services,
     };

@@ -15,7 +15,7 @@ use super::execution::ExecutionMsg;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::ErrorClass;
-use crate::nodes::{NodeCtx, NodeError, executor_for};
+use crate::nodes::{NodeCtx, NodeError, executor_for, idempotency_key};
 use crate::runtime::Services;
 
 pub(crate) struct NodeActor;
@@ -48,7 +48,7 @@ impl Actor for NodeActor {
             node,
             visit: a.visit,
             attempt: a.attempt,
-            idempotency_key: format!("{}/{}/{}", a.execution_id, a.node, a.visit),
+            idempotency_key: idempotency_key(a.execution_id, &a.node, a.visit),
             state: &a.state,
             services: &a.services,
         };
