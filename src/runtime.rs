@@ -437,9 +437,8 @@ pub fn terminal_event(records: &[Record]) -> Option<&Event> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use serde_json::json;
+    use tokio::sync::watch;
 
     use super::*;
     use crate::actors::ExecutionMsg;
@@ -447,41 +446,39 @@ mod tests {
 
     const WF: &str = "id: p\nstate_schema: { out: int }\nnodes:\n  work:\n    type: function\n    function: work\n    output_key: out\n";
 
+    /// The execution's live actor. Called once its node is running: the
+    /// supervisor registered the actor in the same message that spawned it,
+    /// and answers this question after that message.
     async fn actor_of(rt: &Runtime, id: ExecutionId) -> ActorRef<ExecutionMsg> {
-        for _ in 0..1000 {
-            if let Ok(Some(a)) = ractor::call!(rt.supervisor(), SupervisorMsg::Actor, id) {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("no live actor for {id}");
+        ractor::call!(rt.supervisor(), SupervisorMsg::Actor, id)
+            .expect("the supervisor answers")
+            .unwrap_or_else(|| panic!("no live actor for {id}"))
     }
 
-    /// A function that holds every call until `release` says how many may finish.
-    fn holding(calls: Arc<AtomicU32>, release: Arc<tokio::sync::Semaphore>) -> Builder {
+    /// A function that counts its calls and holds each until `release`
+    /// says how many may finish.
+    fn holding(calls: Arc<watch::Sender<u32>>, release: Arc<tokio::sync::Semaphore>) -> Builder {
         Runtime::builder().in_memory().function("work", move |call: FunctionCall| {
             let (calls, release) = (calls.clone(), release.clone());
             async move {
-                calls.fetch_add(1, Ordering::SeqCst);
+                calls.send_modify(|n| *n += 1);
                 release.acquire().await.expect("semaphore open").forget();
                 Ok(json!(call.attempt))
             }
         })
     }
 
-    async fn wait_calls(calls: &AtomicU32, n: u32) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while calls.load(Ordering::SeqCst) < n {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-        .await
-        .expect("the function was called");
+    async fn wait_calls(calls: &watch::Sender<u32>, n: u32) {
+        let mut rx = calls.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|&c| c >= n))
+            .await
+            .expect("the function was called in time")
+            .expect("the counter is alive");
     }
 
     #[tokio::test]
     async fn a_panicking_execution_actor_is_rehydrated_and_the_execution_completes() {
-        let calls = Arc::new(AtomicU32::new(0));
+        let calls = Arc::new(watch::Sender::new(0u32));
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let rt = holding(calls.clone(), release.clone()).open().await.unwrap();
         let wf = crate::ir::compile_str(WF, "p.yaml").unwrap();
@@ -511,7 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_restart_budget_the_execution_fails_with_the_panic_text() {
-        let calls = Arc::new(AtomicU32::new(0));
+        let calls = Arc::new(watch::Sender::new(0u32));
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let rt = holding(calls.clone(), release.clone())
             .restart_budget(RestartBudget { max_restarts: 2, window_ms: 60_000 })

@@ -142,23 +142,20 @@ async fn a_node_interrupted_by_a_restart_runs_again_with_the_same_key_and_the_ne
     let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
     let id = {
         let k = keys.clone();
+        let called = Arc::new(tokio::sync::Notify::new());
+        let c = called.clone();
         let rt = Runtime::builder()
             .data_dir(dir.path())
             .function("profile", move |call: FunctionCall| {
                 k.lock().unwrap().push((call.idempotency_key.clone(), call.attempt));
+                c.notify_one();
                 std::future::pending::<Result<Value, FunctionError>>()
             })
             .open()
             .await
             .unwrap();
         let id = rt.submit(&wf, json!({"user": "margaret"})).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while keys.lock().unwrap().is_empty() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), called.notified()).await.expect("the node ran");
         rt.shutdown().await;
         id
     };
