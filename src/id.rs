@@ -18,6 +18,24 @@ impl ExecutionId {
         ExecutionId(Ulid::from_datetime(time))
     }
 
+    /// The id of a child execution (a parallel branch, a sub-workflow):
+    /// derived from the parent and the place that starts it, so a parent
+    /// that crashed before or after starting it finds the same child again.
+    /// It keeps the parent's timestamp, so children sort beside it.
+    pub fn child(parent: ExecutionId, node: &str, visit: u32, attempt: u32, branch: u32) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(parent.to_bytes());
+        h.update(node.as_bytes());
+        for n in [visit, attempt, branch] {
+            h.update(n.to_be_bytes());
+        }
+        let digest = h.finalize();
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&digest[..10]);
+        ExecutionId(Ulid::from_parts(parent.0.timestamp_ms(), u128::from_be_bytes(random)))
+    }
+
     /// The id's 16 bytes, big-endian, for keys that sort by time.
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_bytes()

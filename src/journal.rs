@@ -9,7 +9,8 @@
 //! Stored layout (one sled tree, so one batch is atomic):
 //! `e{exec:16}{seq:u64 BE}` → the frame of records one append wrote, keyed by
 //! its first event's sequence number, `x{exec:16}` → [`ExecutionMeta`],
-//! `w{hash}` → workflow IR, `k{key}` → exec id.
+//! `w{hash}` → workflow IR, `k{key}` → exec id, `t{deadline:u64 BE}{exec:16}`
+//! → the timer index.
 
 mod event;
 mod memory;
@@ -25,7 +26,8 @@ use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
 pub use event::{
-    ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode, encode_frame,
+    BranchOutcome, ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode,
+    encode_frame,
 };
 pub use memory::MemoryJournal;
 pub use sled_store::SledJournal;
@@ -51,11 +53,13 @@ pub enum Status {
     Completed,
     Failed,
     Cancelled,
+    /// Parked on a wait, an approval or a timer; not live in memory.
+    Waiting,
 }
 
 impl Status {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Status::Running)
+        !matches!(self, Status::Running | Status::Waiting)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,10 +67,13 @@ impl Status {
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Waiting => "waiting",
         }
     }
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Running, Status::Completed, Status::Failed, Status::Cancelled].into_iter().find(|st| st.as_str() == s)
+        [Status::Running, Status::Completed, Status::Failed, Status::Cancelled, Status::Waiting]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 }
 
@@ -100,6 +107,24 @@ pub struct Append<'a> {
     pub meta: Option<&'a ExecutionMeta>,
     /// The workflow to store under its hash (on `ExecutionStarted`).
     pub workflow: Option<(&'a str, &'a Workflow)>,
+    /// Entries of this execution to add to or remove from the timer index,
+    /// in the same atomic batch as the events.
+    pub timers: &'a [TimerChange],
+}
+
+/// A change to the timer index (deadlines of waits, retries, workflow
+/// timeouts), keyed by deadline so "which timers are due" is one range scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerChange {
+    Set(u64),
+    Clear(u64),
+}
+
+/// One entry of the timer index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timer {
+    pub at_ms: u64,
+    pub execution: ExecutionId,
 }
 
 /// Counters for benchmarks and `inspect`.
@@ -130,6 +155,10 @@ pub trait Journal: Send + Sync + 'static {
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error>;
     /// The execution submitted under an idempotency key.
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error>;
+    /// Timers due at or before `up_to_ms`, earliest first, at most `limit`.
+    fn due_timers(&self, up_to_ms: u64, limit: usize) -> Result<Vec<Timer>, Error>;
+    /// The earliest timer in the index.
+    fn next_timer(&self) -> Result<Option<Timer>, Error>;
     fn stats(&self) -> Stats;
 }
 

@@ -95,6 +95,21 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Set(_) => &set::Set,
         NodeKind::End => &end::End,
         NodeKind::Function(_) => &function::Function,
+        NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
+    }
+}
+
+/// Parallel, wait, approval and sub-workflow nodes are carried out by the
+/// execution itself (they start children or park it), not run as a step.
+struct Control;
+
+impl NodeExecutor for Control {
+    fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        let kind = ctx.node.kind.type_name();
+        Box::pin(std::future::ready(Err(NodeError::new(
+            ErrorClass::Internal,
+            format!("a {kind} node is carried out by its execution, not run as a step"),
+        ))))
     }
 }
 

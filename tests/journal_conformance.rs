@@ -42,6 +42,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         events: &[started.clone(), Event::NodeScheduled { node: "a".into(), visit: 1 }],
         meta: Some(&m),
         workflow: Some(("h1", &wf)),
+        timers: &[],
     })
     .await
     .unwrap();
@@ -52,6 +53,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         events: std::slice::from_ref(&started),
         meta: Some(&meta(b, Status::Running, None)),
         workflow: None,
+        timers: &[],
     })
     .await
     .unwrap();
@@ -63,6 +65,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         events: &[Event::ExecutionCompleted { state: Json("{}".into()) }],
         meta: Some(&done),
         workflow: None,
+        timers: &[],
     })
     .await
     .unwrap();

@@ -357,7 +357,15 @@ async fn persist(
     let workflow = (phase_before == Phase::NotStarted).then_some((st.hash.as_str(), &*st.wf));
     st.services
         .journal
-        .append(Append { execution: st.id, first_seq, at_ms: now, events: &written, meta: meta.as_ref(), workflow })
+        .append(Append {
+            execution: st.id,
+            first_seq,
+            at_ms: now,
+            events: &written,
+            meta: meta.as_ref(),
+            workflow,
+            timers: &[],
+        })
         .await?;
     if patched {
         st.snapshot = Arc::new(st.machine.state.clone());

@@ -189,6 +189,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.active.clear();
             vec![Command::Finished]
         }
+        _ => Vec::new(),
     }
 }
 

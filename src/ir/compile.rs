@@ -214,6 +214,7 @@ impl Ctx {
             edges,
             retry_policies: std::mem::take(&mut self.policies),
             source_file: Some(self.file.clone()),
+            timeout_ms: None,
         })
     }
 

@@ -31,6 +31,10 @@ pub struct Workflow {
     /// The file the workflow was compiled from, when there was one.
     #[serde(default)]
     pub source_file: Option<String>,
+    /// A deadline for the whole execution, from its start: past it the
+    /// execution fails (running nodes are stopped, children cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl Workflow {
@@ -84,6 +88,10 @@ pub enum NodeKind {
     Set(SetNode),
     End,
     Function(FunctionNode),
+    Parallel(ParallelNode),
+    Wait(WaitNode),
+    Approval(ApprovalNode),
+    Workflow(SubWorkflowNode),
 }
 
 impl NodeKind {
@@ -94,8 +102,103 @@ impl NodeKind {
             NodeKind::Set(_) => "set",
             NodeKind::End => "end",
             NodeKind::Function(_) => "function",
+            NodeKind::Parallel(_) => "parallel",
+            NodeKind::Wait(_) => "wait",
+            NodeKind::Approval(_) => "approval",
+            NodeKind::Workflow(_) => "workflow",
         }
     }
+}
+
+/// `type: parallel`: fan out branches as child executions and join them.
+///
+/// Each branch is a chain of nodes starting at one of `branches` and
+/// running until it reaches `join` (or a node with no `next`). With
+/// `for_each`, `branches` holds exactly one start node and one branch runs
+/// per item of the list, with `item` and `index` in template scope. When
+/// every branch has finished (or the first, for `merge: first`), the merged
+/// result is patched into the state and the execution goes on at `join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParallelNode {
+    pub branches: Vec<String>,
+    /// A template that evaluates to a list: one branch per item.
+    pub for_each: Option<String>,
+    /// Where the branches meet and the execution goes on.
+    pub join: String,
+    pub merge: Merge,
+    pub on_error: OnError,
+    /// How many branches run at once; all of them when absent.
+    pub max_concurrency: Option<u32>,
+    /// Where `merge: collect` puts its list (required for collect).
+    pub output_key: Option<String>,
+}
+
+/// How a parallel node combines its branches' results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    /// A list, in branch order, of the keys each branch wrote (an object
+    /// per branch; `{"error": ...}` for a failed one under `on_error: collect`).
+    Collect,
+    /// Each branch writes its own keys; they are merged into the state.
+    Keys,
+    /// The first branch to complete wins; the others are cancelled.
+    First,
+}
+
+/// What a failed branch does to its parallel node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// The first failure fails the node and cancels the other branches.
+    FailFast,
+    /// Failures are kept in the result; the node completes.
+    Collect,
+}
+
+/// `type: wait`: park until an event arrives or a timer fires.
+///
+/// With `event`, the execution waits for a signal with that correlation key
+/// (a template); its payload goes into `output_key`. With `duration_ms` or
+/// `until` (an RFC 3339 template), it waits for that time and then goes on
+/// at `next`. `event` may be combined with the node's `timeout_ms`, after
+/// which it goes on at `on_timeout` (or fails, without one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitNode {
+    pub event: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub until: Option<String>,
+    pub on_timeout: Option<String>,
+    pub output_key: Option<String>,
+}
+
+/// `type: approval`: park until a person approves or rejects.
+///
+/// The decision (`{decision, by, comment, at}`) goes into `output_key`;
+/// approved goes on at `next`, rejected at `on_reject` (or fails the
+/// execution, without one). The node's `timeout_ms` leads to `on_timeout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalNode {
+    /// Template, rendered from the state when the node is reached.
+    pub prompt: String,
+    pub on_reject: Option<String>,
+    pub on_timeout: Option<String>,
+    pub output_key: Option<String>,
+}
+
+/// `type: workflow`: run another workflow as a child execution.
+///
+/// The child workflow is resolved and compiled with the parent (by `file`,
+/// or by `workflow` id and `version` among the files beside the parent),
+/// and embedded here, so the parent's content hash covers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubWorkflowNode {
+    pub workflow: Box<Workflow>,
+    /// A JSON value whose strings are templates: the child's input. The
+    /// whole parent state (keys the child declares) when absent.
+    pub input: Option<serde_json::Value>,
+    /// Where the child's final state goes.
+    pub output_key: Option<String>,
 }
 
 /// `type: http`: one HTTP request; a JSON response goes into `output_key`.

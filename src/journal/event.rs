@@ -67,10 +67,14 @@ pub enum ErrorClass {
     Function,
     Panic,
     Internal,
+    /// A child execution (a parallel branch, a sub-workflow) failed.
+    ChildFailed,
+    /// A child workflow's input did not fit its state schema.
+    InvalidInput,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 10] = [
+    pub const ALL: [ErrorClass; 12] = [
         ErrorClass::Timeout,
         ErrorClass::RateLimited,
         ErrorClass::ServerError,
@@ -81,6 +85,8 @@ impl ErrorClass {
         ErrorClass::Function,
         ErrorClass::Panic,
         ErrorClass::Internal,
+        ErrorClass::ChildFailed,
+        ErrorClass::InvalidInput,
     ];
 
     /// The name used in YAML (`retry_on: [timeout]`) and in `inspect`.
@@ -96,6 +102,8 @@ impl ErrorClass {
             ErrorClass::Function => "function",
             ErrorClass::Panic => "panic",
             ErrorClass::Internal => "internal",
+            ErrorClass::ChildFailed => "child_failed",
+            ErrorClass::InvalidInput => "invalid_input",
         }
     }
 
@@ -175,6 +183,80 @@ pub enum Event {
     ExecutionCancelled {
         reason: String,
     },
+    /// The first event of a child execution: a parallel branch or a
+    /// sub-workflow. The child runs `workflow_hash` from `start` until it
+    /// reaches `until` (a branch's join) or ends.
+    ChildStarted {
+        workflow_id: String,
+        workflow_version: String,
+        workflow_hash: String,
+        input: Json,
+        /// Template variables of a `for_each` branch (`item`, `index`), an object.
+        vars: Json,
+        parent: String,
+        parent_node: String,
+        parent_visit: u32,
+        branch: u32,
+        start: String,
+        until: Option<String>,
+    },
+    /// A wait or approval node parked the execution.
+    Waiting {
+        node: String,
+        visit: u32,
+        /// The correlation key of the event it waits for.
+        event: Option<String>,
+        /// When it times out (or, for a timer, fires): unix ms.
+        deadline_ms: Option<u64>,
+        /// An approval's prompt, rendered from the state.
+        prompt: Option<String>,
+    },
+    /// An external event arrived. It is consumed by the wait for its key,
+    /// now or when the execution gets there.
+    SignalReceived {
+        key: String,
+        payload: Json,
+    },
+    /// A wait's deadline passed before its event (or a timer fired).
+    WaitTimedOut {
+        node: String,
+        visit: u32,
+    },
+    /// A person decided an approval.
+    ApprovalDecided {
+        node: String,
+        visit: u32,
+        approved: bool,
+        by: String,
+        comment: Option<String>,
+    },
+    /// A parallel (or sub-workflow) node started this many children.
+    FanOut {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        branches: u32,
+    },
+    /// One child of a parallel (or sub-workflow) node finished.
+    BranchFinished {
+        node: String,
+        visit: u32,
+        branch: u32,
+        outcome: BranchOutcome,
+    },
+}
+
+/// How one branch (child execution) ended. Stored: append only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BranchOutcome {
+    /// The keys the branch wrote (a sub-workflow: its final state).
+    Completed {
+        patch: Json,
+    },
+    Failed {
+        error: String,
+    },
+    Cancelled,
 }
 
 impl Event {
@@ -189,6 +271,13 @@ impl Event {
             Event::ExecutionCompleted { .. } => "ExecutionCompleted",
             Event::ExecutionFailed { .. } => "ExecutionFailed",
             Event::ExecutionCancelled { .. } => "ExecutionCancelled",
+            Event::ChildStarted { .. } => "ChildStarted",
+            Event::Waiting { .. } => "Waiting",
+            Event::SignalReceived { .. } => "SignalReceived",
+            Event::WaitTimedOut { .. } => "WaitTimedOut",
+            Event::ApprovalDecided { .. } => "ApprovalDecided",
+            Event::FanOut { .. } => "FanOut",
+            Event::BranchFinished { .. } => "BranchFinished",
         }
     }
 
@@ -198,7 +287,12 @@ impl Event {
             Event::NodeScheduled { node, .. }
             | Event::NodeStarted { node, .. }
             | Event::NodeCompleted { node, .. }
-            | Event::NodeFailed { node, .. } => Some(node),
+            | Event::NodeFailed { node, .. }
+            | Event::Waiting { node, .. }
+            | Event::WaitTimedOut { node, .. }
+            | Event::ApprovalDecided { node, .. }
+            | Event::FanOut { node, .. }
+            | Event::BranchFinished { node, .. } => Some(node),
             Event::ExecutionFailed { node, .. } => node.as_deref(),
             _ => None,
         }

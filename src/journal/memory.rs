@@ -1,13 +1,13 @@
 //! An in-memory journal for tests and benchmarks: the same contract as the
 //! sled journal, with nothing to sync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::{Append, Error, ExecutionMeta, Journal, Record, Stats, decode_frame, encode_frame};
+use super::{Append, Error, ExecutionMeta, Journal, Record, Stats, Timer, TimerChange, decode_frame, encode_frame};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
@@ -19,6 +19,7 @@ struct Inner {
     metas: BTreeMap<ExecutionId, ExecutionMeta>,
     workflows: HashMap<String, Workflow>,
     keys: HashMap<String, ExecutionId>,
+    timers: BTreeSet<Timer>,
 }
 
 /// Events kept in process memory; lost when the process ends.
@@ -50,6 +51,12 @@ impl Journal for MemoryJournal {
         if let Some((hash, wf)) = append.workflow {
             inner.workflows.entry(hash.to_string()).or_insert_with(|| wf.clone());
         }
+        for change in append.timers {
+            match *change {
+                TimerChange::Set(at_ms) => inner.timers.insert(Timer { at_ms, execution: append.execution }),
+                TimerChange::Clear(at_ms) => inner.timers.remove(&Timer { at_ms, execution: append.execution }),
+            };
+        }
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.events.fetch_add(append.events.len() as u64, Ordering::Relaxed);
         Box::pin(std::future::ready(Ok(())))
@@ -74,6 +81,15 @@ impl Journal for MemoryJournal {
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         Ok(self.inner.lock().expect("memory journal lock").workflows.get(hash).cloned())
+    }
+
+    fn due_timers(&self, up_to_ms: u64, limit: usize) -> Result<Vec<Timer>, Error> {
+        let inner = self.inner.lock().expect("memory journal lock");
+        Ok(inner.timers.iter().take_while(|t| t.at_ms <= up_to_ms).take(limit).copied().collect())
+    }
+
+    fn next_timer(&self) -> Result<Option<Timer>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").timers.first().copied())
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {

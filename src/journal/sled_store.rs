@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 
 use super::wal::{Batch, Wal};
 use super::{
-    Append, Error, ExecutionMeta, Journal, Record, Stats, decode_frame, decode_meta, decode_workflow, encode_frame,
-    encode_meta, encode_workflow,
+    Append, Error, ExecutionMeta, Journal, Record, Stats, Timer, TimerChange, decode_frame, decode_meta,
+    decode_workflow, encode_frame, encode_meta, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -29,6 +29,22 @@ const EVENT: u8 = b'e';
 const META: u8 = b'x';
 const WORKFLOW: u8 = b'w';
 const KEY: u8 = b'k';
+const TIMER: u8 = b't';
+
+fn timer_key(at_ms: u64, id: ExecutionId) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = TIMER;
+    k[1..9].copy_from_slice(&at_ms.to_be_bytes());
+    k[9..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+fn decode_timer(key: &[u8]) -> Result<Timer, Error> {
+    let bad = || Error::Corrupt(format!("timer index key of {} bytes", key.len()));
+    let at: [u8; 8] = key.get(1..9).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+    let id: [u8; 16] = key.get(9..25).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+    Ok(Timer { at_ms: u64::from_be_bytes(at), execution: ExecutionId::from_bytes(id) })
+}
 
 fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
     let mut k = [0u8; 25];
@@ -140,6 +156,12 @@ impl Journal for SledJournal {
                     batch.push((k, encode_workflow(wf)));
                 }
             }
+            for change in append.timers {
+                match *change {
+                    TimerChange::Set(at) => batch.push((timer_key(at, append.execution).to_vec(), vec![1])),
+                    TimerChange::Clear(at) => batch.push((timer_key(at, append.execution).to_vec(), Vec::new())),
+                }
+            }
             let events = append.events.len() as u64;
             self.wal.commit(batch).await?;
             self.appends.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +197,19 @@ impl Journal for SledJournal {
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         self.db.get(prefixed(WORKFLOW, hash.as_bytes())).map_err(storage)?.map(|v| decode_workflow(&v)).transpose()
+    }
+
+    fn due_timers(&self, up_to_ms: u64, limit: usize) -> Result<Vec<Timer>, Error> {
+        let end = timer_key(up_to_ms, ExecutionId::from_bytes([0xff; 16]));
+        self.db
+            .range([TIMER].as_slice()..=end.as_slice())
+            .take(limit)
+            .map(|kv| decode_timer(&kv.map_err(storage)?.0))
+            .collect()
+    }
+
+    fn next_timer(&self) -> Result<Option<Timer>, Error> {
+        self.db.scan_prefix([TIMER]).next().map(|kv| decode_timer(&kv.map_err(storage)?.0)).transpose()
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {

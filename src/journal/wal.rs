@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use super::Error;
 
 /// The puts of one append: applied to sled atomically.
+/// Keys and values to write atomically; an empty value removes its key.
 pub(crate) type Batch = Vec<(Vec<u8>, Vec<u8>)>;
 
 const WAL_VERSION: u8 = 1;
@@ -110,7 +111,12 @@ fn decode_frames(bytes: &[u8]) -> (Vec<Batch>, usize) {
 fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
     let mut b = sled::Batch::default();
     for (k, v) in batch {
-        b.insert(k.as_slice(), v.as_slice());
+        // No stored value is empty: an empty value is a removal.
+        if v.is_empty() {
+            b.remove(k.as_slice());
+        } else {
+            b.insert(k.as_slice(), v.as_slice());
+        }
     }
     db.apply_batch(b).map_err(|e| e.to_string())
 }
