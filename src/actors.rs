@@ -2,22 +2,29 @@
 //!
 //! ```text
 //! Supervisor ──▶ ExecutionActor (one per live execution: owns its state and journal cursor)
-//!                   └─▶ NodeActor (one per running node)
+//!    ▲              ├─▶ NodeActor     (one per running node)
+//!    │              └─▶ ParallelActor (one per fan-out: starts child executions, reports their ends)
+//! TimerWheel (one per runtime: delivers due deadlines of the journal's timer index)
 //! ```
 //!
 //! The supervisor restarts a crashed ExecutionActor by rehydrating it from
 //! the journal; an ExecutionActor restarts a crashed (panicked) NodeActor
 //! as a new attempt. Both are bounded by a [`RestartBudget`]. Nothing but
-//! an execution's own actor appends to its journal.
+//! an execution's own actor appends to its journal. What comes from outside
+//! (signals, approvals, cancels, due timers) goes through the supervisor,
+//! which rehydrates a hibernated execution to take it.
 
 mod execution;
 pub mod machine;
 mod node;
+mod parallel;
 pub mod retry;
 mod supervisor;
+mod timers;
 
 #[cfg(test)]
 pub(crate) use execution::ExecutionMsg;
-pub(crate) use execution::Start;
+pub(crate) use execution::{Delivery, Start};
 pub use retry::RestartBudget;
 pub(crate) use supervisor::{Supervisor, SupervisorMsg};
+pub(crate) use timers::TimerWheel;

@@ -157,8 +157,8 @@ pub trait Journal: Send + Sync + 'static {
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error>;
     /// Timers due at or before `up_to_ms`, earliest first, at most `limit`.
     fn due_timers(&self, up_to_ms: u64, limit: usize) -> Result<Vec<Timer>, Error>;
-    /// The earliest timer in the index.
-    fn next_timer(&self) -> Result<Option<Timer>, Error>;
+    /// The earliest timer in the index due after `after_ms`.
+    fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error>;
     fn stats(&self) -> Stats;
 }
 

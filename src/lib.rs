@@ -76,4 +76,4 @@ pub mod timeline;
 pub use id::ExecutionId;
 pub use ir::{Workflow, compile_file, compile_str};
 pub use journal::{Event, Status};
-pub use runtime::{Builder, Error, Outcome, Runtime};
+pub use runtime::{Builder, Decision, Error, Outcome, Runtime, WaitKind, Waiting};

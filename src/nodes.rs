@@ -7,6 +7,7 @@
 //! read-only view of the state and returns a patch, or a classified error.
 
 mod branch;
+pub(crate) mod control;
 mod end;
 mod function;
 mod http;
@@ -37,7 +38,26 @@ pub struct NodeCtx<'a> {
     /// `{execution_id}/{node_id}/{visit}`: stable across retries and crashes.
     pub idempotency_key: String,
     pub state: &'a Map<String, Value>,
+    /// Template variables beside `state` (`item` and `index` in a for_each branch).
+    pub vars: &'a Map<String, Value>,
     pub services: &'a Services,
+}
+
+impl NodeCtx<'_> {
+    /// The template context: `state`, plus the branch's variables.
+    pub fn template_context(&self) -> minijinja::Value {
+        template_context(self.state, self.vars)
+    }
+}
+
+/// The template context of a state and its execution's variables.
+pub fn template_context(state: &Map<String, Value>, vars: &Map<String, Value>) -> minijinja::Value {
+    let state = minijinja::Value::from(minijinja::value::Serde(state));
+    if vars.is_empty() {
+        minijinja::context! { state => state }
+    } else {
+        minijinja::context! { state => state, ..minijinja::Value::from(minijinja::value::Serde(vars)) }
+    }
 }
 
 /// What a node produced.

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::actors::{RestartBudget, Start, Supervisor, SupervisorMsg};
+use crate::actors::{Delivery, RestartBudget, Start, Supervisor, SupervisorMsg, TimerWheel};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
 use crate::ir::{SchemaError, Templates, Workflow};
@@ -36,6 +36,10 @@ pub enum Error {
     StartFailed { id: ExecutionId, message: String },
     #[error("execution {id} stopped without finishing; run `jamjet resume` to go on")]
     Stopped { id: ExecutionId },
+    #[error("execution {id} has already finished ({status}); nothing was delivered")]
+    Finished { id: ExecutionId, status: Status },
+    #[error("execution {id} {message}")]
+    NotWaiting { id: ExecutionId, message: String },
     #[error(transparent)]
     Journal(#[from] journal::Error),
     #[error("runtime error: {0}")]
@@ -50,7 +54,9 @@ pub struct Services {
     pub http: reqwest::Client,
     pub functions: FunctionRegistry,
     pub restart_budget: RestartBudget,
+    pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
+    workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     /// Last field: fires once everything above, the journal included, is dropped.
     _closed: ClosedSignal,
 }
@@ -69,6 +75,28 @@ impl Drop for ClosedSignal {
 }
 
 impl Services {
+    /// Resolves when `id` finishes (see [`Self::notify_finished`]). Check
+    /// the journal after calling this, not before, to miss nothing.
+    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
+        rx
+    }
+
+    /// The workflow stored under `hash` (cached), for execution `id`.
+    pub(crate) fn workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
+        if let Some(wf) = self.workflows.lock().expect("workflow cache lock").get(hash) {
+            return Ok(wf.clone());
+        }
+        let wf = self.journal.workflow(hash)?.ok_or_else(|| Error::MissingWorkflow { id, hash: hash.to_string() })?;
+        Ok(self.cache_workflow(hash, Arc::new(wf)))
+    }
+
+    /// Keep a workflow under its hash; the first one kept wins.
+    pub(crate) fn cache_workflow(&self, hash: &str, wf: Arc<Workflow>) -> Arc<Workflow> {
+        self.workflows.lock().expect("workflow cache lock").entry(hash.to_string()).or_insert(wf).clone()
+    }
+
     /// Wake everyone awaiting `id` (its terminal event is already durable).
     pub(crate) fn notify_finished(&self, id: ExecutionId) {
         let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
@@ -87,6 +115,44 @@ pub struct Outcome {
     pub state: Value,
     pub error: Option<String>,
 }
+
+/// A decision for [`Runtime::approve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The approval node; `None` takes the one the execution waits on.
+    pub node: Option<String>,
+    pub approved: bool,
+    pub by: String,
+    pub comment: Option<String>,
+}
+
+/// What a parked execution waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Waiting {
+    pub id: ExecutionId,
+    pub workflow_id: String,
+    pub node: String,
+    pub kind: WaitKind,
+    /// The event's correlation key.
+    pub event: Option<String>,
+    /// The approval's prompt.
+    pub prompt: Option<String>,
+    pub since_ms: u64,
+    pub deadline_ms: Option<u64>,
+    /// The parent, for a parallel branch or a sub-workflow.
+    pub parent: Option<ExecutionId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    Event,
+    Approval,
+    Timer,
+}
+
+/// How often a delivery is retried when its actor stopped under it.
+const DELIVERY_ATTEMPTS: usize = 20;
 
 /// Builds a [`Runtime`]: register functions before `open` so that
 /// executions resumed at open can call them.
@@ -170,17 +236,19 @@ impl Builder {
             http,
             functions: self.functions,
             restart_budget: self.restart_budget,
+            timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
+            workflows: Mutex::new(HashMap::new()),
             _closed: ClosedSignal(Some(closed_tx)),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
             .await
             .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
+        tokio::spawn(services.timers.clone().run(Arc::downgrade(&services), supervisor.clone()));
         let rt = Runtime {
             inner: Arc::new(Inner {
                 services,
                 supervisor,
-                workflows: Mutex::new(HashMap::new()),
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
             }),
@@ -195,7 +263,6 @@ impl Builder {
 struct Inner {
     services: Arc<Services>,
     supervisor: ActorRef<SupervisorMsg>,
-    workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -265,10 +332,17 @@ impl Runtime {
             return Ok(id);
         }
         let hash = workflow.content_hash();
-        let wf = self.cache_workflow(&hash, workflow);
+        let wf = self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
         let id = ExecutionId::new(self.services().clock.now_ms());
         let (tx, rx) = oneshot::channel();
-        let start = Start::New { input, key: key.map(str::to_string), started: tx };
+        let first = Event::ExecutionStarted {
+            workflow_id: wf.id.clone(),
+            workflow_version: wf.version.clone(),
+            workflow_hash: hash.clone(),
+            input: journal::Json::from_map(&input),
+            key: key.map(str::to_string),
+        };
+        let start = Start::New { first: Box::new(first), started: tx };
         self.inner
             .supervisor
             .cast(SupervisorMsg::Spawn { id, workflow: wf, hash, start })
@@ -287,10 +361,10 @@ impl Runtime {
     }
 
     /// Await the end of an execution. An execution that is not live in
-    /// this process is resumed here first.
+    /// this process is resumed here first (a parked one stays parked until
+    /// its event, decision or timer comes).
     pub async fn wait(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.services().waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
+        let rx = self.services().on_finished(id);
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         if !meta.status.is_terminal() {
             self.ensure_live(id).await?;
@@ -310,6 +384,89 @@ impl Runtime {
         let st = crate::actors::machine::ExecutionState::replay(id, &workflow, &records);
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
+    }
+
+    /// Deliver an external event to an execution's `wait` nodes: it is
+    /// journaled before this returns, and consumed by the wait for `key`
+    /// now, or when the execution reaches it. An unknown or finished
+    /// execution is an error, and nothing is journaled.
+    pub async fn signal(&self, id: ExecutionId, key: &str, payload: Value) -> Result<(), Error> {
+        let key = key.to_string();
+        self.deliver(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), reply }).await
+    }
+
+    /// Decide the approval an execution waits on (`node` picks one when
+    /// it matters). `by` is who decided; it is journaled with the time.
+    /// Returns the node decided. A second decision is refused and names
+    /// the first.
+    pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
+        self.deliver(id, |reply| Delivery::Approve {
+            node: decision.node.clone(),
+            approved: decision.approved,
+            by: decision.by.clone(),
+            comment: decision.comment.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancel a running or waiting execution: its running nodes are
+    /// stopped, its children cancelled, and `ExecutionCancelled` journaled;
+    /// it never resumes.
+    pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
+        let reason = reason.to_string();
+        self.deliver(id, |reply| Delivery::Cancel { reason: reason.clone(), reply: Some(reply) }).await
+    }
+
+    /// What every parked execution waits for, oldest first.
+    pub fn waiting(&self) -> Result<Vec<Waiting>, Error> {
+        let mut out = Vec::new();
+        for meta in self.list(Some(Status::Waiting))? {
+            let workflow = self.workflow_of(meta.id)?;
+            let st = crate::actors::machine::ExecutionState::replay(meta.id, &workflow, &self.events(meta.id)?);
+            for (node, a) in &st.active {
+                let Some(w) = &a.wait else { continue };
+                let kind = match (&w.event, &w.prompt) {
+                    (Some(_), _) => WaitKind::Event,
+                    (None, Some(_)) => WaitKind::Approval,
+                    (None, None) => WaitKind::Timer,
+                };
+                out.push(Waiting {
+                    id: meta.id,
+                    workflow_id: meta.workflow_id.clone(),
+                    node: node.clone(),
+                    kind,
+                    event: w.event.clone(),
+                    prompt: w.prompt.clone(),
+                    since_ms: w.since_ms,
+                    deadline_ms: w.deadline_ms,
+                    parent: st.parent.as_ref().map(|p| p.id),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hand a delivery to an execution through the supervisor. A delivery
+    /// whose actor stopped before handling it (hibernated, crashed) comes
+    /// back with its reply dropped, and goes again.
+    async fn deliver<T>(
+        &self,
+        id: ExecutionId,
+        make: impl Fn(oneshot::Sender<Result<T, Error>>) -> Delivery,
+    ) -> Result<T, Error> {
+        for _ in 0..DELIVERY_ATTEMPTS {
+            let (tx, rx) = oneshot::channel();
+            self.inner
+                .supervisor
+                .cast(SupervisorMsg::Deliver { id, delivery: make(tx) })
+                .map_err(|e| Error::Actor(e.to_string()))?;
+            match rx.await {
+                Ok(result) => return result,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        Err(Error::Actor(format!("execution {id} did not take the delivery after {DELIVERY_ATTEMPTS} attempts")))
     }
 
     /// The index row of one execution.
@@ -378,7 +535,7 @@ impl Runtime {
 
     async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
         let meta = self.status(id)?;
-        if !meta.status.is_terminal() && !self.live().await?.contains(&id) {
+        if meta.status == Status::Running && !self.live().await?.contains(&id) {
             self.rehydrate(id, &meta.workflow_hash)?;
         }
         Ok(())
@@ -393,25 +550,7 @@ impl Runtime {
     }
 
     fn load_workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
-        if let Some(wf) = self.inner.workflows.lock().expect("workflow cache lock").get(hash) {
-            return Ok(wf.clone());
-        }
-        let wf = self
-            .services()
-            .journal
-            .workflow(hash)?
-            .ok_or_else(|| Error::MissingWorkflow { id, hash: hash.to_string() })?;
-        Ok(self.cache_workflow(hash, &wf))
-    }
-
-    fn cache_workflow(&self, hash: &str, wf: &Workflow) -> Arc<Workflow> {
-        self.inner
-            .workflows
-            .lock()
-            .expect("workflow cache lock")
-            .entry(hash.to_string())
-            .or_insert_with(|| Arc::new(wf.clone()))
-            .clone()
+        self.services().workflow(id, hash)
     }
 
     #[cfg(test)]

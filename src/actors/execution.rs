@@ -3,11 +3,20 @@
 //! It turns what happens (a submission, a node's result, a retry deadline)
 //! into events, folds them through [`machine::apply`], appends them to the
 //! journal in one durable batch, and only then carries out the effects
-//! (run a node, arm a retry timer, report the end). One batch per step:
+//! (run a node, start children, report the end). One batch per step:
 //! a node's `NodeCompleted`, the next node's `NodeScheduled` and
 //! `NodeStarted` share one sync.
+//!
+//! Deadlines (retry delays, wait timeouts, timers, the workflow's
+//! `timeout_ms`) are kept in the journal's timer index, written in the same
+//! batch as the events that set or clear them; the [`TimerWheel`] delivers
+//! a `Tick` when one is due. A parked execution (every active node waits)
+//! asks the supervisor to hibernate it: its actor stops, and the next
+//! delivery (a signal, a decision, a tick, a cancel) rehydrates it.
+//!
+//! [`TimerWheel`]: super::timers::TimerWheel
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,17 +30,23 @@ use tracing::{debug, warn};
 
 use super::machine::{self, Command, ExecutionState, Phase};
 use super::node::{NodeActor, NodeArgs};
+use super::parallel::{ParallelActor, ParallelArgs, ParallelMsg};
 use super::retry;
+use super::supervisor::SupervisorMsg;
 use crate::id::ExecutionId;
-use crate::ir::Workflow;
-use crate::journal::{Append, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status};
+use crate::ir::{NodeKind, Workflow};
+use crate::journal::{
+    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status, TimerChange,
+};
+use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
-use crate::runtime::Services;
+use crate::runtime::{Error, Services};
 
 /// How an ExecutionActor begins.
 pub(crate) enum Start {
-    /// A new execution: append `ExecutionStarted`, then tell the submitter.
-    New { input: Map<String, Value>, key: Option<String>, started: oneshot::Sender<Result<(), String>> },
+    /// A new execution: append its first event (`ExecutionStarted`, or
+    /// `ChildStarted` for a child), then tell the submitter.
+    New { first: Box<Event>, started: oneshot::Sender<Result<(), String>> },
     /// Fold the journal and go on from the first incomplete node.
     Rehydrate,
     /// Fold the journal and fail the execution (restart budget exhausted).
@@ -44,6 +59,50 @@ pub(crate) struct ExecutionArgs {
     pub hash: String,
     pub services: Arc<Services>,
     pub start: Start,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What reaches an execution from outside, through the supervisor (which
+/// rehydrates a hibernated execution first). The supervisor counts what it
+/// forwards, so it never hibernates an actor with a delivery in flight.
+pub(crate) enum Delivery {
+    /// An external event for a `wait` node (kept if nothing waits for it yet).
+    Signal {
+        key: String,
+        payload: Value,
+        reply: Reply<()>,
+    },
+    /// A decision for an `approval` node; replies with the node decided.
+    Approve {
+        node: Option<String>,
+        approved: bool,
+        by: String,
+        comment: Option<String>,
+        reply: Reply<String>,
+    },
+    Cancel {
+        reason: String,
+        reply: Option<Reply<()>>,
+    },
+    /// A deadline in the timer index is due.
+    Tick,
+}
+
+impl Delivery {
+    /// Refuse the delivery without handling it.
+    pub(crate) fn refuse(self, error: impl FnOnce() -> Error) {
+        match self {
+            Delivery::Signal { reply, .. } | Delivery::Cancel { reply: Some(reply), .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            Delivery::Approve { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            Delivery::Cancel { reply: None, .. } | Delivery::Tick => {}
+        }
+    }
 }
 
 pub(crate) enum ExecutionMsg {
@@ -54,10 +113,16 @@ pub(crate) enum ExecutionMsg {
         result: Result<NodeOutput, NodeError>,
         duration_us: u64,
     },
-    RetryDue {
+    Deliver(Delivery),
+    /// A deadline this live actor armed itself (a retry delay) is due.
+    Due,
+    /// One child of a fan-out finished.
+    BranchDone {
         node: String,
         visit: u32,
         attempt: u32,
+        branch: u32,
+        outcome: BranchOutcome,
     },
     /// Run a pure node that did not fit in the previous step\'s batch.
     RunPure {
@@ -82,6 +147,19 @@ pub(crate) struct State {
     start: Option<Start>,
     /// The state as nodes see it; rebuilt only after a patch.
     snapshot: Arc<Map<String, Value>>,
+    supervisor: ActorRef<SupervisorMsg>,
+    /// The status last written to the execution index (`None`: not yet).
+    status: Option<Status>,
+    /// The deadlines the timer index holds for this execution.
+    deadlines: BTreeSet<u64>,
+    /// Deliveries handled (the supervisor compares it with what it forwarded).
+    delivered: u64,
+    /// A hibernation request is with the supervisor.
+    hibernating: bool,
+    /// The fan-out in progress, if any.
+    parallel: Option<ActorRef<ParallelMsg>>,
+    /// Children computed when a fan-out was journaled, for its ParallelActor.
+    plans: HashMap<(String, u32, u32), Vec<ChildSpec>>,
 }
 
 impl Actor for ExecutionActor {
@@ -94,14 +172,23 @@ impl Actor for ExecutionActor {
         _myself: ActorRef<ExecutionMsg>,
         args: ExecutionArgs,
     ) -> Result<State, ActorProcessingErr> {
-        let machine = match args.start {
-            Start::New { .. } => ExecutionState::new(args.id),
+        let (machine, status) = match args.start {
+            Start::New { .. } => (ExecutionState::new(args.id), None),
             Start::Rehydrate | Start::FailWith(_) => {
                 let records = args.services.journal.read(args.id)?;
-                ExecutionState::replay(args.id, &args.workflow, &records)
+                let machine = ExecutionState::replay(args.id, &args.workflow, &records);
+                let status = status_of(&machine);
+                (machine, Some(status))
             }
         };
         Ok(State {
+            deadlines: machine.deadlines(&args.workflow),
+            supervisor: args.supervisor,
+            status,
+            delivered: 0,
+            hibernating: false,
+            parallel: None,
+            plans: HashMap::new(),
             id: args.id,
             wf: args.workflow,
             hash: args.hash,
@@ -115,20 +202,14 @@ impl Actor for ExecutionActor {
 
     async fn post_start(&self, myself: ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), ActorProcessingErr> {
         match st.start.take() {
-            Some(Start::New { input, key, started }) => {
-                let event = Event::ExecutionStarted {
-                    workflow_id: st.wf.id.clone(),
-                    workflow_version: st.wf.version.clone(),
-                    workflow_hash: st.hash.clone(),
-                    input: Json::from_map(&input),
-                    key,
-                };
-                // The submission is acknowledged once ExecutionStarted is
+            Some(Start::New { first, started }) => {
+                // The submission is acknowledged once its first event is
                 // durable; what fails after that is the supervisor's to handle.
-                match persist(st, vec![event], Vec::new()).await {
+                match persist(st, vec![*first], Vec::new()).await {
                     Ok(effects) => {
                         let _ = started.send(Ok(()));
                         carry_out(&myself, st, effects).await?;
+                        maybe_hibernate(&myself, st);
                     }
                     Err(e) => {
                         let _ = started.send(Err(e.to_string()));
@@ -141,6 +222,9 @@ impl Actor for ExecutionActor {
                 let cmds = machine::resume(&st.machine);
                 if st.machine.phase.is_terminal() {
                     finish(&myself, st);
+                } else if let Some(reason) = orphaned(st)? {
+                    // Its parent ended (or no longer needs it) while it was down.
+                    drive(&myself, st, vec![Event::ExecutionCancelled { reason }], Vec::new()).await?;
                 } else {
                     drive(&myself, st, Vec::new(), cmds).await?;
                 }
@@ -171,14 +255,19 @@ impl Actor for ExecutionActor {
                 let event = node_result_event(st, node, visit, attempt, result, duration_us);
                 drive(&myself, st, vec![event], Vec::new()).await?;
             }
-            ExecutionMsg::RetryDue { node, visit, attempt } => {
-                let due = st
-                    .machine
-                    .active
-                    .get(&node)
-                    .is_some_and(|a| a.visit == visit && a.retry_at.map(|r| r.0) == Some(attempt));
-                if due {
-                    drive(&myself, st, vec![Event::NodeStarted { node, visit, attempt }], Vec::new()).await?;
+            ExecutionMsg::Deliver(delivery) => {
+                st.delivered += 1;
+                st.hibernating = false;
+                deliver(&myself, st, delivery).await?;
+            }
+            // A hibernating actor acts only on deliveries (which the supervisor counts).
+            ExecutionMsg::Due if st.hibernating => {}
+            ExecutionMsg::Due => tick(&myself, st).await?,
+            ExecutionMsg::BranchDone { node, visit, attempt, branch, outcome } => {
+                let open = st.machine.active.get(&node).filter(|a| a.visit == visit).and_then(|a| a.fan_out.as_ref());
+                if open.is_some_and(|f| f.attempt == attempt && !f.finished.contains_key(&branch)) {
+                    let event = Event::BranchFinished { node, visit, branch, outcome };
+                    drive(&myself, st, vec![event], Vec::new()).await?;
                 }
             }
             ExecutionMsg::RunPure { node, visit, attempt } => {
@@ -189,6 +278,7 @@ impl Actor for ExecutionActor {
             #[cfg(test)]
             ExecutionMsg::Panic(text) => panic!("{text}"),
         }
+        maybe_hibernate(&myself, st);
         Ok(())
     }
 
@@ -201,6 +291,29 @@ impl Actor for ExecutionActor {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 st.nodes.remove(&cell.get_id());
+                if st.parallel.as_ref().is_some_and(|p| p.get_id() == cell.get_id()) {
+                    st.parallel = None;
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err)
+                if st.parallel.as_ref().is_some_and(|p| p.get_id() == cell.get_id()) =>
+            {
+                // Its children live on in the journal: find them again.
+                warn!(execution_id = %st.id, error = %err, "parallel actor failed; restarting it");
+                st.parallel = None;
+                let fan_outs: Vec<Command> = st
+                    .machine
+                    .active
+                    .iter()
+                    .filter_map(|(n, a)| {
+                        a.fan_out.as_ref().map(|f| Command::Children {
+                            node: n.clone(),
+                            visit: a.visit,
+                            attempt: f.attempt,
+                        })
+                    })
+                    .collect();
+                carry_out(&myself, st, fan_outs).await?;
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some((node, visit, attempt)) = st.nodes.remove(&cell.get_id()) else { return Ok(()) };
@@ -297,8 +410,9 @@ async fn drive(
 }
 
 /// Fold the events (and the events the machine asks for, running pure
-/// nodes inline) and append them in one durable batch. Returns the effects
-/// to carry out now that they are durable.
+/// nodes and starting control nodes inline) and append them in one durable
+/// batch, with the index row and timer index changes they imply. Returns
+/// the effects to carry out now that they are durable.
 async fn persist(
     st: &mut State,
     events: Vec<Event>,
@@ -308,43 +422,79 @@ async fn persist(
     let first_seq = st.machine.last_seq + 1;
     let phase_before = st.machine.phase;
     let mut queue: VecDeque<Event> = events.into();
+    let mut commands: VecDeque<Command> = commands.into();
     let mut effects = Vec::new();
     let mut written = Vec::new();
     let mut patched = false;
-    let push_command =
-        |c: Command, queue: &mut VecDeque<Event>, effects: &mut Vec<Command>, state: &Map<String, Value>| match c {
-            Command::Schedule { node, visit } => queue.push_back(Event::NodeScheduled { node, visit }),
-            Command::Start { node, visit, attempt } => queue.push_back(Event::NodeStarted { node, visit, attempt }),
-            Command::Complete => queue.push_back(Event::ExecutionCompleted { state: Json::from_map(state) }),
-            Command::Fail { node, error } => queue.push_back(Event::ExecutionFailed { node, error }),
-            effect => effects.push(effect),
-        };
-    for c in commands {
-        push_command(c, &mut queue, &mut effects, &st.machine.state);
-    }
     let mut inline_left = INLINE_STEPS_PER_BATCH;
     loop {
-        while let Some(event) = queue.pop_front() {
-            patched |= matches!(event, Event::NodeCompleted { .. } | Event::ExecutionStarted { .. });
-            let rec = Record { seq: st.machine.last_seq + 1, at_ms: now, event };
-            for c in machine::apply(&st.wf, &mut st.machine, &rec) {
-                push_command(c, &mut queue, &mut effects, &st.machine.state);
+        if let Some(c) = commands.pop_front() {
+            match c {
+                Command::Schedule { node, visit } => queue.push_back(Event::NodeScheduled { node, visit }),
+                Command::Start { node, visit, attempt } => queue.push_back(Event::NodeStarted { node, visit, attempt }),
+                Command::Complete => {
+                    queue.push_back(Event::ExecutionCompleted { state: Json::from_map(&st.machine.state) })
+                }
+                Command::Fail { node, error } => queue.push_back(Event::ExecutionFailed { node, error }),
+                Command::Resolve { node, visit, attempt, patch, next } => {
+                    let out = NodeOutput { patch, next, ..Default::default() };
+                    queue.push_back(node_result_event(st, node, visit, attempt, Ok(out), 0));
+                }
+                Command::FailNode { node, visit, attempt, class, message } => {
+                    let err = NodeError::new(class, message);
+                    queue.push_back(node_result_event(st, node, visit, attempt, Err(err), 0));
+                }
+                effect => effects.push(effect),
             }
+            continue;
+        }
+        if let Some(event) = queue.pop_front() {
+            patched |= matches!(
+                event,
+                Event::NodeCompleted { .. } | Event::ExecutionStarted { .. } | Event::ChildStarted { .. }
+            );
+            let rec = Record { seq: st.machine.last_seq + 1, at_ms: now, event };
+            commands.extend(machine::apply(&st.wf, &mut st.machine, &rec));
             written.push(rec.event);
+            continue;
         }
         // Pure nodes (no IO: set, branch, end) run right here, inside this
-        // step; their events join this batch, so a chain of them costs one
-        // sync. Anything with side effects waits for the batch to be durable.
-        let Some(i) = effects.iter().position(|e| inline_left > 0 && is_pure_run(st, e)) else { break };
+        // step, and control nodes (wait, approval, parallel, workflow)
+        // journal what they wait for or start; their events join this
+        // batch, so a chain of them costs one sync. Anything with side
+        // effects waits for the batch to be durable.
+        let Some(i) = effects.iter().position(|e| inline_left > 0 && runs_inline(st, e)) else { break };
         let Command::Run { node, visit, attempt } = effects.remove(i) else {
-            unreachable!("is_pure_run matched a Run")
+            unreachable!("runs_inline matched a Run")
         };
         inline_left -= 1;
-        let (result, duration_us) = run_pure(st, &node, visit, attempt);
-        queue.push_back(node_result_event(st, node, visit, attempt, result, duration_us));
+        queue.push_back(match st.wf.node(&node).map(|n| &n.kind) {
+            Some(NodeKind::Wait(_) | NodeKind::Approval(_)) => {
+                match control::park(&ctx(st, &node, visit, attempt), now) {
+                    Ok(p) => {
+                        Event::Waiting { node, visit, event: p.event, deadline_ms: p.deadline_ms, prompt: p.prompt }
+                    }
+                    Err(e) => node_result_event(st, node, visit, attempt, Err(e), 0),
+                }
+            }
+            Some(NodeKind::Parallel(_) | NodeKind::Workflow(_)) => {
+                match control::children(&ctx(st, &node, visit, attempt), &st.wf) {
+                    Ok(plan) => {
+                        let branches = plan.len() as u32;
+                        st.plans.insert((node.clone(), visit, attempt), plan);
+                        Event::FanOut { node, visit, attempt, branches }
+                    }
+                    Err(e) => node_result_event(st, node, visit, attempt, Err(e), 0),
+                }
+            }
+            _ => {
+                let (result, duration_us) = run_pure(st, &node, visit, attempt);
+                node_result_event(st, node, visit, attempt, result, duration_us)
+            }
+        });
     }
-    let status = status_of(st.machine.phase);
-    let meta = (phase_before != st.machine.phase).then(|| ExecutionMeta {
+    let status = status_of(&st.machine);
+    let meta = (st.status != Some(status)).then(|| ExecutionMeta {
         id: st.id,
         workflow_id: st.wf.id.clone(),
         workflow_version: st.wf.version.clone(),
@@ -355,6 +505,13 @@ async fn persist(
         key: st.machine.key.clone(),
     });
     let workflow = (phase_before == Phase::NotStarted).then_some((st.hash.as_str(), &*st.wf));
+    let deadlines = st.machine.deadlines(&st.wf);
+    let timers: Vec<TimerChange> = st
+        .deadlines
+        .difference(&deadlines)
+        .map(|&at| TimerChange::Clear(at))
+        .chain(deadlines.difference(&st.deadlines).map(|&at| TimerChange::Set(at)))
+        .collect();
     st.services
         .journal
         .append(Append {
@@ -364,13 +521,33 @@ async fn persist(
             events: &written,
             meta: meta.as_ref(),
             workflow,
-            timers: &[],
+            timers: &timers,
         })
         .await?;
+    st.status = Some(status);
+    for &at in deadlines.difference(&st.deadlines) {
+        st.services.timers.schedule(at, st.id);
+    }
+    st.deadlines = deadlines;
     if patched {
         st.snapshot = Arc::new(st.machine.state.clone());
     }
     Ok(effects)
+}
+
+/// A node's context for work done inside the execution's step.
+fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
+    let spec = st.wf.node(node).expect("active nodes are in the workflow");
+    NodeCtx {
+        execution_id: st.id,
+        node: spec,
+        visit,
+        attempt,
+        idempotency_key: idempotency_key(st.id, node, visit),
+        state: &st.machine.state,
+        vars: &st.machine.vars,
+        services: &st.services,
+    }
 }
 
 async fn carry_out(
@@ -382,7 +559,7 @@ async fn carry_out(
         match effect {
             // Past the inline budget: go on in a fresh message, so a long
             // chain of pure nodes never holds the mailbox for long.
-            Command::Run { node, visit, attempt } if is_pure(st, &node) => {
+            Command::Run { node, visit, attempt } if is_inline(st, &node) => {
                 let _ = myself.cast(ExecutionMsg::RunPure { node, visit, attempt });
             }
             Command::Run { node, visit, attempt } => {
@@ -393,16 +570,30 @@ async fn carry_out(
                     visit,
                     attempt,
                     state: st.snapshot.clone(),
+                    vars: Arc::new(st.machine.vars.clone()),
                     services: st.services.clone(),
                     parent: myself.clone(),
                 };
                 let (actor, _) = Actor::spawn_linked(None, NodeActor, args, myself.get_cell()).await?;
                 st.nodes.insert(actor.get_id(), (node, visit, attempt));
             }
-            Command::RetryAt { node, visit, attempt, at_ms } => {
+            // The deadline is in the timer index too (for a restart); while
+            // live, the actor keeps its own timer.
+            Command::RetryAt { node, attempt, at_ms, .. } => {
                 let delay = Duration::from_millis(at_ms.saturating_sub(st.services.clock.now_ms()));
                 debug!(execution_id = %st.id, node = %node, attempt, ?delay, "retry armed");
-                myself.send_after(delay, move || ExecutionMsg::RetryDue { node, visit, attempt });
+                myself.send_after(delay, || ExecutionMsg::Due);
+            }
+            Command::Children { node, visit, attempt } => start_children(myself, st, node, visit, attempt).await?,
+            Command::CancelChildren(ids) => {
+                if let Some(p) = st.parallel.take() {
+                    p.stop(None);
+                }
+                for child in ids {
+                    let reason = format!("parent execution {} no longer needs it", st.id);
+                    let delivery = Delivery::Cancel { reason, reply: None };
+                    let _ = st.supervisor.cast(SupervisorMsg::Deliver { id: child, delivery });
+                }
             }
             Command::Finished => finish(myself, st),
             _ => unreachable!("only effects are collected"),
@@ -411,38 +602,207 @@ async fn carry_out(
     Ok(())
 }
 
+/// Start the ParallelActor of a fan-out: it starts the children that have
+/// not finished (or finds them again after a restart) and reports each end.
+async fn start_children(
+    myself: &ActorRef<ExecutionMsg>,
+    st: &mut State,
+    node: String,
+    visit: u32,
+    attempt: u32,
+) -> Result<(), ActorProcessingErr> {
+    let Some(fan_out) = st.machine.active.get(&node).and_then(|a| a.fan_out.clone()) else { return Ok(()) };
+    let plan = match st.plans.remove(&(node.clone(), visit, attempt)) {
+        Some(plan) => plan,
+        None => match control::children(&ctx(st, &node, visit, attempt), &st.wf) {
+            Ok(plan) if plan.len() as u32 == fan_out.branches => plan,
+            Ok(plan) => {
+                let error = format!(
+                    "node `{node}` fanned out to {} children, and now computes {}: the journal and the workflow disagree",
+                    fan_out.branches,
+                    plan.len()
+                );
+                let fail = vec![Command::Fail { node: Some(node), error }];
+                return Box::pin(drive(myself, st, Vec::new(), fail)).await;
+            }
+            Err(e) => {
+                let failed = vec![node_result_event(st, node, visit, attempt, Err(e), 0)];
+                return Box::pin(drive(myself, st, failed, Vec::new())).await;
+            }
+        },
+    };
+    let spec = st.wf.node(&node).expect("active nodes are in the workflow");
+    let max_concurrency = match &spec.kind {
+        NodeKind::Parallel(p) => p.max_concurrency.map_or(usize::MAX, |n| n as usize),
+        _ => 1,
+    };
+    let children = plan
+        .into_iter()
+        .enumerate()
+        .map(|(b, spec)| (b as u32, spec))
+        .filter(|(b, _)| !fan_out.finished.contains_key(b))
+        .collect();
+    let args = ParallelArgs {
+        parent: myself.clone(),
+        parent_id: st.id,
+        node,
+        visit,
+        attempt,
+        children,
+        max_concurrency,
+        services: st.services.clone(),
+        supervisor: st.supervisor.clone(),
+    };
+    if let Some(old) = st.parallel.take() {
+        old.stop(None);
+    }
+    let (actor, _) = Actor::spawn_linked(None, ParallelActor, args, myself.get_cell()).await?;
+    st.parallel = Some(actor);
+    Ok(())
+}
+
+/// Handle what came from outside. Replies go out once the events are durable.
+async fn deliver(
+    myself: &ActorRef<ExecutionMsg>,
+    st: &mut State,
+    delivery: Delivery,
+) -> Result<(), ActorProcessingErr> {
+    let id = st.id;
+    if st.machine.phase.is_terminal() {
+        let status = status_of(&st.machine);
+        delivery.refuse(|| Error::Finished { id, status });
+        return Ok(());
+    }
+    match delivery {
+        Delivery::Tick => tick(myself, st).await?,
+        Delivery::Signal { key, payload, reply } => {
+            let event = Event::SignalReceived { key, payload: Json::from_value(&payload) };
+            let effects = persist(st, vec![event], Vec::new()).await?;
+            let _ = reply.send(Ok(()));
+            carry_out(myself, st, effects).await?;
+        }
+        Delivery::Approve { node, approved, by, comment, reply } => {
+            let waiting = st.machine.active.iter().find(|(n, a)| {
+                a.wait.as_ref().is_some_and(|w| w.prompt.is_some()) && node.as_ref().is_none_or(|want| want == *n)
+            });
+            let Some((found, a)) = waiting else {
+                let decided = match &node {
+                    Some(n) => st.machine.decisions.get(n).map(|d| (n.clone(), d)),
+                    None => st.machine.decisions.iter().max_by_key(|(_, d)| d.at_ms).map(|(n, d)| (n.clone(), d)),
+                };
+                let message = match decided {
+                    Some((n, d)) => format!(
+                        "approval `{n}` was already decided: {} by {} at {}",
+                        if d.approved { "approved" } else { "rejected" },
+                        d.by,
+                        crate::clock::format_ms(d.at_ms)
+                    ),
+                    None => match &node {
+                        Some(n) => format!("is not waiting for an approval at node `{n}`"),
+                        None => "is not waiting for an approval".to_string(),
+                    },
+                };
+                let _ = reply.send(Err(Error::NotWaiting { id, message }));
+                return Ok(());
+            };
+            let (found, visit) = (found.clone(), a.visit);
+            let event = Event::ApprovalDecided { node: found.clone(), visit, approved, by, comment };
+            let effects = persist(st, vec![event], Vec::new()).await?;
+            let _ = reply.send(Ok(found));
+            carry_out(myself, st, effects).await?;
+        }
+        Delivery::Cancel { reason, reply } => {
+            let effects = persist(st, vec![Event::ExecutionCancelled { reason }], Vec::new()).await?;
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(()));
+            }
+            carry_out(myself, st, effects).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Act on every deadline that is due: the workflow's timeout, retry
+/// delays, wait timeouts and timers.
+async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), ActorProcessingErr> {
+    if st.machine.phase.is_terminal() {
+        return Ok(());
+    }
+    let now = st.services.clock.now_ms();
+    let mut events = Vec::new();
+    let mut commands = Vec::new();
+    if st.machine.deadline_ms(&st.wf).is_some_and(|d| d <= now) {
+        let ms = st.wf.timeout_ms.unwrap_or_default();
+        let error = format!("workflow `{}` timed out: timeout_ms {ms} passed", st.wf.id);
+        commands.push(Command::Fail { node: None, error });
+    } else {
+        for (node, a) in &st.machine.active {
+            if let Some((attempt, _)) = a.retry_at.filter(|r| r.1 <= now) {
+                events.push(Event::NodeStarted { node: node.clone(), visit: a.visit, attempt });
+            }
+            if a.wait.as_ref().and_then(|w| w.deadline_ms).is_some_and(|d| d <= now) {
+                events.push(Event::WaitTimedOut { node: node.clone(), visit: a.visit });
+            }
+        }
+    }
+    if !events.is_empty() || !commands.is_empty() {
+        drive(myself, st, events, commands).await?;
+    }
+    Ok(())
+}
+
+/// Why a rehydrated child should not go on: its parent has ended.
+fn orphaned(st: &State) -> Result<Option<String>, ActorProcessingErr> {
+    let Some(parent) = &st.machine.parent else { return Ok(None) };
+    Ok(match st.services.journal.meta(parent.id)? {
+        None => Some(format!("its parent execution {} is not in the journal", parent.id)),
+        Some(m) if m.status.is_terminal() => Some(format!("its parent execution {} is {}", parent.id, m.status)),
+        Some(_) => None,
+    })
+}
+
+/// Ask the supervisor to hibernate a parked execution with nothing running.
+fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
+    if st.hibernating || !st.machine.parked() || !st.nodes.is_empty() || st.parallel.is_some() {
+        return;
+    }
+    st.hibernating = true;
+    let msg = SupervisorMsg::Hibernate { id: st.id, actor: myself.get_id(), delivered: st.delivered };
+    let _ = st.supervisor.cast(msg);
+}
+
 /// How many pure nodes one step may run inline before it appends and
 /// goes on in a new message.
 const INLINE_STEPS_PER_BATCH: u32 = 64;
 
-fn is_pure(st: &State, node: &str) -> bool {
-    st.wf.node(node).is_some_and(|n| executor_for(&n.kind).is_pure())
+/// Whether a node runs inside the execution's step: pure kinds, and the
+/// control kinds the execution carries out itself.
+fn is_inline(st: &State, node: &str) -> bool {
+    st.wf.node(node).is_some_and(|n| {
+        executor_for(&n.kind).is_pure()
+            || matches!(
+                n.kind,
+                NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Parallel(_) | NodeKind::Workflow(_)
+            )
+    })
 }
 
-fn is_pure_run(st: &State, effect: &Command) -> bool {
-    matches!(effect, Command::Run { node, .. } if is_pure(st, node))
+fn runs_inline(st: &State, effect: &Command) -> bool {
+    matches!(effect, Command::Run { node, .. } if is_inline(st, node))
 }
 
 /// Run a pure node inside the step. A panic is caught and reported like a
 /// NodeActor's panic, so both paths share the restart budget.
 fn run_pure(st: &State, node: &str, visit: u32, attempt: u32) -> (Result<NodeOutput, NodeError>, u64) {
-    let spec = st.wf.node(node).expect("active nodes are in the workflow");
-    let ctx = NodeCtx {
-        execution_id: st.id,
-        node: spec,
-        visit,
-        attempt,
-        idempotency_key: idempotency_key(st.id, node, visit),
-        state: &st.machine.state,
-        services: &st.services,
-    };
+    let ctx = ctx(st, node, visit, attempt);
+    let kind = &ctx.node.kind;
     let began = Instant::now();
-    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| executor_for(&spec.kind).run(ctx).now_or_never()));
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| executor_for(kind).run(ctx).now_or_never()));
     let result = match polled {
         Ok(Some(r)) => r,
         Ok(None) => Err(NodeError::new(
             ErrorClass::Internal,
-            format!("node kind `{}` claims to be pure but waited", spec.kind.type_name()),
+            format!("node kind `{}` claims to be pure but waited", kind.type_name()),
         )),
         Err(payload) => Err(NodeError::new(ErrorClass::Panic, panic_text(&*payload))),
     };
@@ -463,11 +823,13 @@ fn finish(myself: &ActorRef<ExecutionMsg>, st: &State) {
     myself.stop(None);
 }
 
-pub(crate) fn status_of(phase: Phase) -> Status {
-    match phase {
-        Phase::NotStarted | Phase::Running => Status::Running,
+/// The index status of an execution's machine.
+pub(crate) fn status_of(m: &ExecutionState) -> Status {
+    match m.phase {
         Phase::Completed => Status::Completed,
         Phase::Failed => Status::Failed,
         Phase::Cancelled => Status::Cancelled,
+        _ if m.parked() => Status::Waiting,
+        Phase::NotStarted | Phase::Running => Status::Running,
     }
 }

@@ -5,13 +5,13 @@
 //! journal through the same function and then asks [`resume`] what is left
 //! to do, so a live run and a replay cannot drift apart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::id::ExecutionId;
-use crate::ir::Workflow;
-use crate::journal::{ErrorClass, Event, Record, RetryDecision, Usage};
+use crate::ir::{Merge, NodeKind, OnError, Workflow};
+use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ impl Phase {
 }
 
 /// A node that has been scheduled and has not completed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActiveNode {
     pub visit: u32,
     /// The last attempt started; 0 while only scheduled.
@@ -39,6 +39,47 @@ pub struct ActiveNode {
     pub retry_at: Option<(u32, u64)>,
     /// When each panic of this visit happened (for the restart budget).
     pub panics: Vec<u64>,
+    /// Set while a wait or approval node has parked the execution.
+    pub wait: Option<Wait>,
+    /// Set while a parallel or sub-workflow node has children running.
+    pub fan_out: Option<FanOut>,
+}
+
+/// What a parked node waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// The correlation key of the event (a `wait` on an event).
+    pub event: Option<String>,
+    pub deadline_ms: Option<u64>,
+    /// The rendered prompt (an approval).
+    pub prompt: Option<String>,
+    pub since_ms: u64,
+}
+
+/// The children of one attempt of a parallel or sub-workflow node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanOut {
+    pub attempt: u32,
+    pub branches: u32,
+    pub finished: BTreeMap<u32, BranchOutcome>,
+}
+
+/// Where a child execution (a parallel branch, a sub-workflow) came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentLink {
+    pub id: ExecutionId,
+    pub node: String,
+    pub visit: u32,
+    pub branch: u32,
+}
+
+/// An approval decision, kept to tell a late second decision who won.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub visit: u32,
+    pub approved: bool,
+    pub by: String,
+    pub at_ms: u64,
 }
 
 /// Everything the machine knows about one execution, folded from events.
@@ -57,19 +98,78 @@ pub struct ExecutionState {
     pub finished_ms: Option<u64>,
     pub error: Option<String>,
     pub key: Option<String>,
+    /// Set for a child execution.
+    pub parent: Option<ParentLink>,
+    /// A parallel branch ends on reaching this node (its join).
+    pub until: Option<String>,
+    /// Template variables beside `state` (`item`, `index` of a for_each branch).
+    pub vars: Map<String, Value>,
+    /// Signals received and not consumed yet, oldest first: (key, payload).
+    pub inbox: VecDeque<(String, Json)>,
+    /// The last decision of each approval node.
+    pub decisions: HashMap<String, Decision>,
+    /// Children a finished fan-out left running: cancel them (again, after
+    /// a restart) until they are.
+    pub orphans: BTreeSet<ExecutionId>,
 }
 
 /// What the shell must do after an event is applied. `Schedule`, `Start`,
-/// `Complete` and `Fail` become events (the shell stamps them with the
-/// time); `Run`, `RetryAt` and `Finished` are effects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Resolve`, `FailNode`, `Complete` and `Fail` become events (the shell
+/// stamps them with the time, and decides a retry); `Run`, `RetryAt`,
+/// `Children`, `CancelChildren` and `Finished` are effects.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Schedule { node: String, visit: u32 },
-    Start { node: String, visit: u32, attempt: u32 },
-    Run { node: String, visit: u32, attempt: u32 },
-    RetryAt { node: String, visit: u32, attempt: u32, at_ms: u64 },
+    Schedule {
+        node: String,
+        visit: u32,
+    },
+    Start {
+        node: String,
+        visit: u32,
+        attempt: u32,
+    },
+    Run {
+        node: String,
+        visit: u32,
+        attempt: u32,
+    },
+    RetryAt {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        at_ms: u64,
+    },
+    /// A node the execution carries out itself (wait, approval, parallel,
+    /// sub-workflow) has its result: it completes with `patch`, going on at
+    /// `next` (`None`: the node's own `next`).
+    Resolve {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        patch: Map<String, Value>,
+        next: Option<String>,
+    },
+    /// Such a node failed; the shell applies the node's retry policy.
+    FailNode {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        class: ErrorClass,
+        message: String,
+    },
+    /// Start (or, after a restart, find again) the children of a fan-out.
+    Children {
+        node: String,
+        visit: u32,
+        attempt: u32,
+    },
+    /// Cancel these child executions (they may have finished already).
+    CancelChildren(Vec<ExecutionId>),
     Complete,
-    Fail { node: Option<String>, error: String },
+    Fail {
+        node: Option<String>,
+        error: String,
+    },
     Finished,
 }
 
@@ -87,7 +187,52 @@ impl ExecutionState {
             finished_ms: None,
             error: None,
             key: None,
+            parent: None,
+            until: None,
+            vars: Map::new(),
+            inbox: VecDeque::new(),
+            decisions: HashMap::new(),
+            orphans: BTreeSet::new(),
         }
+    }
+
+    /// Parked: every active node waits (for an event, an approval, a timer).
+    pub fn parked(&self) -> bool {
+        self.phase == Phase::Running && !self.active.is_empty() && self.active.values().all(|a| a.wait.is_some())
+    }
+
+    /// The execution's own deadline (`timeout_ms` of its workflow), unix ms.
+    /// A parallel branch has none: its parent's covers it.
+    pub fn deadline_ms(&self, workflow: &Workflow) -> Option<u64> {
+        let t = workflow.timeout_ms.filter(|_| self.until.is_none() && self.phase == Phase::Running)?;
+        Some(self.started_ms.saturating_add(t))
+    }
+
+    /// Every deadline this execution has pending: the timer index holds
+    /// exactly these.
+    pub fn deadlines(&self, workflow: &Workflow) -> BTreeSet<u64> {
+        if self.phase != Phase::Running {
+            return BTreeSet::new();
+        }
+        let mut out: BTreeSet<u64> = self.deadline_ms(workflow).into_iter().collect();
+        for a in self.active.values() {
+            out.extend(a.retry_at.map(|r| r.1));
+            out.extend(a.wait.as_ref().and_then(|w| w.deadline_ms));
+        }
+        out
+    }
+
+    /// The children of an active fan-out that have not finished.
+    pub fn unfinished_children(&self) -> Vec<ExecutionId> {
+        let mut out = Vec::new();
+        for (node, a) in &self.active {
+            if let Some(f) = &a.fan_out {
+                for b in (0..f.branches).filter(|b| !f.finished.contains_key(b)) {
+                    out.push(ExecutionId::child(self.id, node, a.visit, f.attempt, b));
+                }
+            }
+        }
+        out
     }
 
     /// Fold a whole history (no commands are carried out).
@@ -118,16 +263,35 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.state = input.object().unwrap_or_default();
             vec![Command::Schedule { node: workflow.start.clone(), visit: 1 }]
         }
+        Event::ChildStarted { input, vars, parent, parent_node, parent_visit, branch, start, until, .. } => {
+            st.phase = Phase::Running;
+            st.started_ms = rec.at_ms;
+            st.state = input.object().unwrap_or_default();
+            st.vars = vars.object().unwrap_or_default();
+            st.until = until.clone();
+            match parent.parse() {
+                Ok(id) => {
+                    st.parent =
+                        Some(ParentLink { id, node: parent_node.clone(), visit: *parent_visit, branch: *branch })
+                }
+                Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
+            }
+            vec![Command::Schedule { node: start.clone(), visit: 1 }]
+        }
         Event::NodeScheduled { node, visit } => {
             st.visits.insert(node.clone(), *visit);
-            st.active
-                .insert(node.clone(), ActiveNode { visit: *visit, attempt: 0, retry_at: None, panics: Vec::new() });
+            st.active.insert(
+                node.clone(),
+                ActiveNode { visit: *visit, attempt: 0, retry_at: None, panics: Vec::new(), wait: None, fan_out: None },
+            );
             vec![Command::Start { node: node.clone(), visit: *visit, attempt: 1 }]
         }
         Event::NodeStarted { node, visit, attempt } => match st.active.get_mut(node) {
             Some(a) if a.visit == *visit => {
                 a.attempt = *attempt;
                 a.retry_at = None;
+                a.wait = None;
+                a.fan_out = None;
                 vec![Command::Run { node: node.clone(), visit: *visit, attempt: *attempt }]
             }
             _ => inconsistent(format!("node `{node}` visit {visit} started without being scheduled")),
@@ -142,6 +306,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 Err(e) => return inconsistent(format!("patch of node `{node}`: {e}")),
             }
             st.usage.add(usage);
+            // A parallel branch ends where its chain meets the join.
+            let next = next.as_ref().filter(|n| st.until.as_ref() != Some(*n));
             match next {
                 Some(n) => {
                     let visit = st.visits.get(n).copied().unwrap_or(0) + 1;
@@ -158,16 +324,22 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             if *class == ErrorClass::Panic {
                 a.panics.push(rec.at_ms);
             }
+            a.wait = None;
+            let orphans = take_unfinished(st.id, node, a);
+            st.orphans.extend(orphans.iter().copied());
+            let a = st.active.get_mut(node).expect("checked above");
+            let mut cmds = cancel(orphans);
             match retry {
                 RetryDecision::Retry { attempt, at_ms } => {
                     a.retry_at = Some((*attempt, *at_ms));
-                    vec![Command::RetryAt { node: node.clone(), visit: *visit, attempt: *attempt, at_ms: *at_ms }]
+                    cmds.push(Command::RetryAt { node: node.clone(), visit: *visit, attempt: *attempt, at_ms: *at_ms });
                 }
-                RetryDecision::GiveUp => vec![Command::Fail {
+                RetryDecision::GiveUp => cmds.push(Command::Fail {
                     node: Some(node.clone()),
                     error: format!("node `{node}` failed ({class}): {message}"),
-                }],
+                }),
             }
+            cmds
         }
         Event::ExecutionCompleted { .. } => {
             st.phase = Phase::Completed;
@@ -179,24 +351,281 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.phase = Phase::Failed;
             st.finished_ms = Some(rec.at_ms);
             st.error = Some(error.clone());
-            st.active.clear();
-            vec![Command::Finished]
+            end_children(st)
         }
         Event::ExecutionCancelled { reason } => {
             st.phase = Phase::Cancelled;
             st.finished_ms = Some(rec.at_ms);
             st.error = Some(format!("cancelled: {reason}"));
-            st.active.clear();
-            vec![Command::Finished]
+            end_children(st)
         }
-        _ => Vec::new(),
+        Event::Waiting { node, visit, event, deadline_ms, prompt } => {
+            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt > 0) else {
+                return inconsistent(format!("node `{node}` visit {visit} waits without running"));
+            };
+            a.wait = Some(Wait {
+                event: event.clone(),
+                deadline_ms: *deadline_ms,
+                prompt: prompt.clone(),
+                since_ms: rec.at_ms,
+            });
+            let attempt = a.attempt;
+            // An event that arrived before the execution got here is kept.
+            if let Some(key) = event
+                && let Some(i) = st.inbox.iter().position(|(k, _)| k == key)
+            {
+                let (_, payload) = st.inbox.remove(i).expect("position is in range");
+                return vec![resolve_with_payload(workflow, node, *visit, attempt, &payload)];
+            }
+            Vec::new()
+        }
+        Event::SignalReceived { key, payload } => {
+            let waiting = st
+                .active
+                .iter()
+                .find(|(_, a)| a.wait.as_ref().and_then(|w| w.event.as_ref()) == Some(key))
+                .map(|(n, a)| (n.clone(), a.visit, a.attempt));
+            match waiting {
+                Some((node, visit, attempt)) => {
+                    st.active.get_mut(&node).expect("found above").wait = None;
+                    vec![resolve_with_payload(workflow, &node, visit, attempt, payload)]
+                }
+                None => {
+                    st.inbox.push_back((key.clone(), payload.clone()));
+                    Vec::new()
+                }
+            }
+        }
+        Event::WaitTimedOut { node, visit } => {
+            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.wait.is_some()) else {
+                return Vec::new();
+            };
+            let wait = a.wait.take().expect("checked above");
+            let attempt = a.attempt;
+            let spec = workflow.node(node).map(|n| &n.kind);
+            let on_timeout = match spec {
+                Some(NodeKind::Wait(w)) if wait.event.is_none() => {
+                    // A timer: firing is its normal end.
+                    let _ = w;
+                    return vec![Command::Resolve {
+                        node: node.clone(),
+                        visit: *visit,
+                        attempt,
+                        patch: Map::new(),
+                        next: None,
+                    }];
+                }
+                Some(NodeKind::Wait(w)) => w.on_timeout.clone(),
+                Some(NodeKind::Approval(a)) => a.on_timeout.clone(),
+                _ => None,
+            };
+            let what = match &wait.event {
+                Some(key) => format!("event `{key}`"),
+                None => "an approval".to_string(),
+            };
+            match on_timeout {
+                Some(to) => vec![Command::Resolve {
+                    node: node.clone(),
+                    visit: *visit,
+                    attempt,
+                    patch: Map::new(),
+                    next: Some(to),
+                }],
+                None => vec![Command::FailNode {
+                    node: node.clone(),
+                    visit: *visit,
+                    attempt,
+                    class: ErrorClass::Timeout,
+                    message: format!("no {what} within timeout_ms and no `on_timeout`"),
+                }],
+            }
+        }
+        Event::ApprovalDecided { node, visit, approved, by, comment } => {
+            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.wait.is_some()) else {
+                return inconsistent(format!("a decision for node `{node}` visit {visit}, which is not waiting"));
+            };
+            a.wait = None;
+            let attempt = a.attempt;
+            st.decisions.insert(
+                node.clone(),
+                Decision { visit: *visit, approved: *approved, by: by.clone(), at_ms: rec.at_ms },
+            );
+            let Some(NodeKind::Approval(spec)) = workflow.node(node).map(|n| &n.kind) else {
+                return inconsistent(format!("a decision for node `{node}`, which is not an approval"));
+            };
+            let decision = json!({
+                "decision": if *approved { "approved" } else { "rejected" },
+                "by": by,
+                "comment": comment,
+                "at": crate::clock::format_ms(rec.at_ms),
+            });
+            let patch = spec.output_key.iter().map(|k| (k.clone(), decision.clone())).collect();
+            match (*approved, &spec.on_reject) {
+                (true, _) => vec![Command::Resolve { node: node.clone(), visit: *visit, attempt, patch, next: None }],
+                (false, Some(to)) => {
+                    vec![Command::Resolve { node: node.clone(), visit: *visit, attempt, patch, next: Some(to.clone()) }]
+                }
+                (false, None) => {
+                    let why = comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+                    vec![Command::Fail {
+                        node: Some(node.clone()),
+                        error: format!("approval `{node}` rejected by {by}{why}"),
+                    }]
+                }
+            }
+        }
+        Event::FanOut { node, visit, attempt, branches } => {
+            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt == *attempt) else {
+                return inconsistent(format!("node `{node}` visit {visit} fanned out without running"));
+            };
+            a.fan_out = Some(FanOut { attempt: *attempt, branches: *branches, finished: BTreeMap::new() });
+            let mut cmds = vec![Command::Children { node: node.clone(), visit: *visit, attempt: *attempt }];
+            cmds.extend(join(workflow, st, node));
+            cmds
+        }
+        Event::BranchFinished { node, visit, branch, outcome } => {
+            let Some(f) = st.active.get_mut(node).filter(|a| a.visit == *visit).and_then(|a| a.fan_out.as_mut()) else {
+                // A branch that ended after its node was decided: nothing to do.
+                return Vec::new();
+            };
+            f.finished.insert(*branch, outcome.clone());
+            join(workflow, st, node)
+        }
     }
+}
+
+fn cancel(ids: Vec<ExecutionId>) -> Vec<Command> {
+    if ids.is_empty() { Vec::new() } else { vec![Command::CancelChildren(ids)] }
+}
+
+/// The children of `a`'s fan-out that have not finished; the fan-out is over.
+fn take_unfinished(parent: ExecutionId, node: &str, a: &mut ActiveNode) -> Vec<ExecutionId> {
+    let Some(f) = a.fan_out.take() else { return Vec::new() };
+    (0..f.branches)
+        .filter(|b| !f.finished.contains_key(b))
+        .map(|b| ExecutionId::child(parent, node, a.visit, f.attempt, b))
+        .collect()
+}
+
+/// A terminal event: every running child is cancelled with the execution.
+fn end_children(st: &mut ExecutionState) -> Vec<Command> {
+    let children = st.unfinished_children();
+    st.orphans.clear();
+    st.active.clear();
+    let mut cmds = cancel(children);
+    cmds.push(Command::Finished);
+    cmds
+}
+
+fn resolve_with_payload(workflow: &Workflow, node: &str, visit: u32, attempt: u32, payload: &Json) -> Command {
+    let output_key = match workflow.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Wait(w)) => w.output_key.clone(),
+        _ => None,
+    };
+    match (output_key, payload.value()) {
+        (None, _) => Command::Resolve { node: node.into(), visit, attempt, patch: Map::new(), next: None },
+        (Some(k), Ok(v)) => {
+            Command::Resolve { node: node.into(), visit, attempt, patch: Map::from_iter([(k, v)]), next: None }
+        }
+        (Some(_), Err(e)) => Command::FailNode {
+            node: node.into(),
+            visit,
+            attempt,
+            class: ErrorClass::InvalidOutput,
+            message: format!("the event's payload: {e}"),
+        },
+    }
+}
+
+/// A fan-out's result: the patch and where to go on, or why it failed.
+type Joined = Result<(Map<String, Value>, Option<String>), (ErrorClass, String)>;
+
+/// Decide a fan-out once enough of its children have finished: complete
+/// the node with the merged result, or fail it; children still running
+/// are then cancelled.
+fn join(workflow: &Workflow, st: &mut ExecutionState, node: &str) -> Vec<Command> {
+    let id = st.id;
+    let Some(a) = st.active.get_mut(node) else { return Vec::new() };
+    let Some(f) = &a.fan_out else { return Vec::new() };
+    let (visit, attempt) = (a.visit, a.attempt);
+    let kind = workflow.node(node).map(|n| &n.kind);
+    let done = f.finished.len() as u32 == f.branches;
+    let decided: Option<Joined> = match kind {
+        Some(NodeKind::Workflow(spec)) => f.finished.get(&0).map(|outcome| match outcome {
+            BranchOutcome::Completed { patch } => match patch.value() {
+                Ok(v) => Ok((spec.output_key.iter().map(|k| (k.clone(), v.clone())).collect(), None)),
+                Err(e) => Err((ErrorClass::Internal, format!("the child's final state: {e}"))),
+            },
+            BranchOutcome::Failed { error } => {
+                Err((ErrorClass::ChildFailed, format!("the child workflow failed: {error}")))
+            }
+            BranchOutcome::Cancelled => Err((ErrorClass::ChildFailed, "the child workflow was cancelled".into())),
+        }),
+        Some(NodeKind::Parallel(p)) => {
+            let failed = f.finished.iter().find_map(|(b, o)| match o {
+                BranchOutcome::Failed { error } => Some(format!("branch {b} failed: {error}")),
+                BranchOutcome::Cancelled => Some(format!("branch {b} was cancelled")),
+                BranchOutcome::Completed { .. } => None,
+            });
+            let first_done = f.finished.values().find_map(|o| match o {
+                BranchOutcome::Completed { patch } => Some(patch),
+                _ => None,
+            });
+            let next = Some(p.join.clone());
+            match (p.merge, p.on_error, failed) {
+                (_, OnError::FailFast, Some(why)) => Err((ErrorClass::ChildFailed, why)),
+                (Merge::First, _, _) if first_done.is_some() => first_done
+                    .expect("checked")
+                    .object()
+                    .map(|m| (m, next))
+                    .map_err(|e| (ErrorClass::Internal, e.to_string())),
+                (Merge::First, _, Some(_)) if done => {
+                    Err((ErrorClass::ChildFailed, format!("all {} branches failed", f.branches)))
+                }
+                _ if !done => return Vec::new(),
+                (Merge::Keys | Merge::First, _, _) => {
+                    let mut merged = Map::new();
+                    for o in f.finished.values() {
+                        if let BranchOutcome::Completed { patch } = o {
+                            merged.extend(patch.object().unwrap_or_default());
+                        }
+                    }
+                    Ok((merged, next))
+                }
+                (Merge::Collect, _, _) => {
+                    let list: Vec<Value> = f
+                        .finished
+                        .values()
+                        .map(|o| match o {
+                            BranchOutcome::Completed { patch } => patch.value().unwrap_or(Value::Null),
+                            BranchOutcome::Failed { error } => json!({ "error": error }),
+                            BranchOutcome::Cancelled => json!({ "error": "cancelled" }),
+                        })
+                        .collect();
+                    Ok((p.output_key.iter().map(|k| (k.clone(), Value::Array(list.clone()))).collect(), next))
+                }
+            }
+            .into()
+        }
+        _ => Some(Err((ErrorClass::Internal, format!("node `{node}` cannot fan out")))),
+    };
+    let Some(decided) = decided else { return Vec::new() };
+    let orphans = take_unfinished(id, node, a);
+    st.orphans.extend(orphans.iter().copied());
+    let mut cmds = cancel(orphans);
+    cmds.push(match decided {
+        Ok((patch, next)) => Command::Resolve { node: node.to_string(), visit, attempt, patch, next },
+        Err((class, message)) => Command::FailNode { node: node.to_string(), visit, attempt, class, message },
+    });
+    cmds
 }
 
 /// What a rehydrated execution must do to go on from where its journal
 /// stops: a node scheduled but not started starts; a node started but not
 /// completed starts again with attempt + 1 (same visit, so the same
-/// idempotency key); a pending retry waits for its recorded deadline.
+/// idempotency key); a pending retry waits for its recorded deadline; a
+/// fan-out finds its children again (only unfinished ones run); a parked
+/// node stays parked; children a finished fan-out left are cancelled.
 pub fn resume(st: &ExecutionState) -> Vec<Command> {
     match st.phase {
         Phase::NotStarted => {
@@ -205,16 +634,22 @@ pub fn resume(st: &ExecutionState) -> Vec<Command> {
         p if p.is_terminal() => return Vec::new(),
         _ => {}
     }
+    let mut cmds = cancel(st.orphans.iter().copied().collect());
     if st.active.is_empty() {
-        return vec![Command::Complete];
+        cmds.push(Command::Complete);
+        return cmds;
     }
-    st.active
-        .iter()
-        .map(|(node, a)| match a.retry_at {
-            Some((attempt, at_ms)) => Command::RetryAt { node: node.clone(), visit: a.visit, attempt, at_ms },
-            None => Command::Start { node: node.clone(), visit: a.visit, attempt: a.attempt + 1 },
-        })
-        .collect()
+    for (node, a) in &st.active {
+        let (node, visit) = (node.clone(), a.visit);
+        cmds.push(match (&a.retry_at, &a.wait, &a.fan_out) {
+            (Some((attempt, at_ms)), _, _) => Command::RetryAt { node, visit, attempt: *attempt, at_ms: *at_ms },
+            // Parked: its deadline is in the timer index, its event will be delivered.
+            (None, Some(_), _) => continue,
+            (None, None, Some(f)) => Command::Children { node, visit, attempt: f.attempt },
+            (None, None, None) => Command::Start { node, visit, attempt: a.attempt + 1 },
+        });
+    }
+    cmds
 }
 
 #[cfg(test)]

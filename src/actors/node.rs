@@ -27,6 +27,7 @@ pub(crate) struct NodeArgs {
     pub visit: u32,
     pub attempt: u32,
     pub state: Arc<Map<String, Value>>,
+    pub vars: Arc<Map<String, Value>>,
     pub services: Arc<Services>,
     pub parent: ActorRef<ExecutionMsg>,
 }
@@ -50,6 +51,7 @@ impl Actor for NodeActor {
             attempt: a.attempt,
             idempotency_key: idempotency_key(a.execution_id, &a.node, a.visit),
             state: &a.state,
+            vars: &a.vars,
             services: &a.services,
         };
         let began = Instant::now();

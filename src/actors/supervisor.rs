@@ -12,14 +12,20 @@ use std::sync::Arc;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{error, warn};
 
-use super::execution::{ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
+use super::execution::{Delivery, ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::runtime::Services;
+use crate::runtime::{Error, Services};
 
 pub(crate) enum SupervisorMsg {
     /// Start (or rehydrate) an execution unless it is already live.
     Spawn { id: ExecutionId, workflow: Arc<Workflow>, hash: String, start: Start },
+    /// Hand something to an execution, rehydrating it first if it is not
+    /// live; refused (through its reply) for an unknown or finished one.
+    Deliver { id: ExecutionId, delivery: Delivery },
+    /// A parked execution asks to be evicted from memory. Granted only if
+    /// it has handled every delivery forwarded to it.
+    Hibernate { id: ExecutionId, actor: ActorId, delivered: u64 },
     /// The executions that have a live actor.
     Live(RpcReplyPort<Vec<ExecutionId>>),
     #[cfg(test)]
@@ -33,6 +39,8 @@ pub(crate) struct Child {
     workflow: Arc<Workflow>,
     hash: String,
     actor: ActorRef<ExecutionMsg>,
+    /// Deliveries forwarded to this actor.
+    forwarded: u64,
 }
 
 pub(crate) struct SupervisorState {
@@ -52,18 +60,66 @@ impl Supervisor {
         hash: String,
         start: Start,
     ) {
-        let args =
-            ExecutionArgs { id, workflow: workflow.clone(), hash: hash.clone(), services: st.services.clone(), start };
+        let args = ExecutionArgs {
+            id,
+            workflow: workflow.clone(),
+            hash: hash.clone(),
+            services: st.services.clone(),
+            start,
+            supervisor: myself.clone(),
+        };
         match Actor::spawn_linked(None, ExecutionActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 st.by_execution.insert(id, actor.get_id());
-                st.children.insert(actor.get_id(), Child { id, workflow, hash, actor });
+                st.children.insert(actor.get_id(), Child { id, workflow, hash, actor, forwarded: 0 });
             }
             Err(e) => {
                 error!(execution_id = %id, error = %e, "execution actor did not start");
                 st.services.notify_finished(id);
             }
         }
+    }
+
+    async fn deliver(
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SupervisorState,
+        id: ExecutionId,
+        delivery: Delivery,
+    ) -> Result<(), ActorProcessingErr> {
+        if !st.by_execution.contains_key(&id) {
+            let meta = match st.services.journal.meta(id) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => {
+                    delivery.refuse(|| Error::UnknownExecution(id));
+                    return Ok(());
+                }
+                Err(e) => {
+                    delivery.refuse(|| Error::Journal(e));
+                    return Ok(());
+                }
+            };
+            if meta.status.is_terminal() {
+                delivery.refuse(|| Error::Finished { id, status: meta.status });
+                return Ok(());
+            }
+            let workflow = match st.services.workflow(id, &meta.workflow_hash) {
+                Ok(wf) => wf,
+                Err(e) => {
+                    delivery.refuse(|| e);
+                    return Ok(());
+                }
+            };
+            Self::spawn_child(myself, st, id, workflow, meta.workflow_hash, Start::Rehydrate).await;
+        }
+        let Some(child) = st.by_execution.get(&id).and_then(|a| st.children.get_mut(a)) else {
+            delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated")));
+            return Ok(());
+        };
+        child.forwarded += 1;
+        // A send to an actor that is stopping drops the delivery, and with
+        // it the reply: the caller sees that and delivers again.
+        let _ = child.actor.cast(ExecutionMsg::Deliver(delivery));
+        Ok(())
     }
 }
 
@@ -100,6 +156,16 @@ impl Actor for Supervisor {
                     return Ok(());
                 }
                 Self::spawn_child(&myself, st, id, workflow, hash, start).await;
+            }
+            SupervisorMsg::Deliver { id, delivery } => Self::deliver(&myself, st, id, delivery).await?,
+            SupervisorMsg::Hibernate { id, actor, delivered } => {
+                let granted = st.children.get(&actor).is_some_and(|c| c.id == id && c.forwarded == delivered);
+                if granted && let Some(child) = st.children.remove(&actor) {
+                    st.by_execution.remove(&id);
+                    st.restarts.remove(&id);
+                    tracing::debug!(execution_id = %id, "hibernated");
+                    child.actor.stop(Some("hibernated".into()));
+                }
             }
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(st.by_execution.keys().copied().collect());

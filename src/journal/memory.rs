@@ -88,8 +88,9 @@ impl Journal for MemoryJournal {
         Ok(inner.timers.iter().take_while(|t| t.at_ms <= up_to_ms).take(limit).copied().collect())
     }
 
-    fn next_timer(&self) -> Result<Option<Timer>, Error> {
-        Ok(self.inner.lock().expect("memory journal lock").timers.first().copied())
+    fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
+        let inner = self.inner.lock().expect("memory journal lock");
+        Ok(inner.timers.iter().find(|t| t.at_ms > after_ms).copied())
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {

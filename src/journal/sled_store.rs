@@ -208,8 +208,14 @@ impl Journal for SledJournal {
             .collect()
     }
 
-    fn next_timer(&self) -> Result<Option<Timer>, Error> {
-        self.db.scan_prefix([TIMER]).next().map(|kv| decode_timer(&kv.map_err(storage)?.0)).transpose()
+    fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
+        let from = timer_key(after_ms.saturating_add(1), ExecutionId::from_bytes([0; 16]));
+        let end = [TIMER + 1];
+        self.db
+            .range(from.as_slice()..end.as_slice())
+            .next()
+            .map(|kv| decode_timer(&kv.map_err(storage)?.0))
+            .transpose()
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {

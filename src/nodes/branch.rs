@@ -4,7 +4,7 @@
 use futures::future::BoxFuture;
 
 use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput};
-use crate::ir::{NodeKind, Templates};
+use crate::ir::NodeKind;
 use crate::journal::ErrorClass;
 
 pub struct Branch;
@@ -21,7 +21,7 @@ impl NodeExecutor for Branch {
 
 fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let NodeKind::Branch(branch) = &ctx.node.kind else { unreachable!("branch executor on another kind") };
-    let tpl = Templates::context(ctx.state);
+    let tpl = ctx.template_context();
     for c in &branch.conditions {
         if ctx.services.templates.condition(&c.when, &tpl)? {
             return Ok(NodeOutput { next: Some(c.next.clone()), ..Default::default() });

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
 use crate::id::ExecutionId;
-use crate::ir::{NodeKind, Templates};
+use crate::ir::NodeKind;
 use crate::journal::ErrorClass;
 
 /// What a registered function is called with.
@@ -92,7 +92,7 @@ impl NodeExecutor for Function {
                 )
             })?;
             let input = match &spec.input {
-                Some(v) => ctx.services.templates.render_value(v, &Templates::context(ctx.state))?,
+                Some(v) => ctx.services.templates.render_value(v, &ctx.template_context())?,
                 None => Value::Object(ctx.state.clone()),
             };
             let call = FunctionCall {

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
-use crate::ir::{NodeKind, Templates};
+use crate::ir::NodeKind;
 use crate::journal::ErrorClass;
 
 pub struct Http;
@@ -24,7 +24,7 @@ impl NodeExecutor for Http {
 async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let NodeKind::Http(spec) = &ctx.node.kind else { unreachable!("http executor on another kind") };
     let t = &ctx.services.templates;
-    let tpl = Templates::context(ctx.state);
+    let tpl = ctx.template_context();
     let url = t.render(&spec.url, &tpl)?;
     let method = reqwest::Method::from_bytes(spec.method.as_bytes())
         .map_err(|_| NodeError::new(ErrorClass::ClientError, format!("bad method `{}`", spec.method)))?;

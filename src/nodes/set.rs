@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use serde_json::Map;
 
 use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput};
-use crate::ir::{NodeKind, Templates};
+use crate::ir::NodeKind;
 
 pub struct Set;
 
@@ -21,7 +21,7 @@ impl NodeExecutor for Set {
 
 fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let NodeKind::Set(set) = &ctx.node.kind else { unreachable!("set executor on another kind") };
-    let tpl = Templates::context(ctx.state);
+    let tpl = ctx.template_context();
     let mut patch = Map::new();
     for (key, value) in &set.values {
         patch.insert(key.clone(), ctx.services.templates.render_value(value, &tpl)?);

@@ -1,0 +1,207 @@
+//! ParallelActor: runs the children of one fan-out (a `parallel` node's
+//! branches, or a `workflow` node's child) and reports each one's end to
+//! its ExecutionActor, which journals it.
+//!
+//! Children are executions of their own, with their own journals, started
+//! through the supervisor. Their ids are derived from the parent, the node,
+//! the visit, the attempt and the branch, so after a crash the parent finds
+//! the same children: a finished one is reported from its journal, a
+//! running one is awaited, a missing one is started. At most
+//! `max_concurrency` run at once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Map;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::execution::{ExecutionMsg, Start};
+use super::supervisor::SupervisorMsg;
+use crate::id::ExecutionId;
+use crate::journal::{BranchOutcome, Event, Json, Status};
+use crate::nodes::control::ChildSpec;
+use crate::runtime::Services;
+
+pub(crate) struct ParallelActor;
+
+pub(crate) struct ParallelArgs {
+    pub parent: ActorRef<ExecutionMsg>,
+    pub parent_id: ExecutionId,
+    pub node: String,
+    pub visit: u32,
+    pub attempt: u32,
+    /// The children that have not finished, by branch number.
+    pub children: Vec<(u32, ChildSpec)>,
+    pub max_concurrency: usize,
+    pub services: Arc<Services>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+pub(crate) enum ParallelMsg {
+    /// A child's terminal event is durable (or it could not start).
+    Ended { branch: u32, child: ExecutionId, outcome: Option<BranchOutcome> },
+}
+
+pub(crate) struct ParallelState {
+    args: ParallelArgs,
+    pending: VecDeque<(u32, ChildSpec)>,
+    running: usize,
+    watchers: Vec<JoinHandle<()>>,
+}
+
+impl Actor for ParallelActor {
+    type Msg = ParallelMsg;
+    type State = ParallelState;
+    type Arguments = ParallelArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<ParallelMsg>,
+        mut args: ParallelArgs,
+    ) -> Result<ParallelState, ActorProcessingErr> {
+        let pending = std::mem::take(&mut args.children).into();
+        Ok(ParallelState { args, pending, running: 0, watchers: Vec::new() })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ParallelMsg>,
+        st: &mut ParallelState,
+    ) -> Result<(), ActorProcessingErr> {
+        start_more(&myself, st).await
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ParallelMsg>,
+        msg: ParallelMsg,
+        st: &mut ParallelState,
+    ) -> Result<(), ActorProcessingErr> {
+        let ParallelMsg::Ended { branch, child, outcome } = msg;
+        st.running = st.running.saturating_sub(1);
+        let outcome = match outcome {
+            Some(o) => o,
+            None => child_outcome(&st.args.services, child, st.args.is_branch())?,
+        };
+        let a = &st.args;
+        let done =
+            ExecutionMsg::BranchDone { node: a.node.clone(), visit: a.visit, attempt: a.attempt, branch, outcome };
+        let _ = a.parent.cast(done);
+        start_more(&myself, st).await
+    }
+
+    async fn post_stop(&self, _: ActorRef<ParallelMsg>, st: &mut ParallelState) -> Result<(), ActorProcessingErr> {
+        for w in st.watchers.drain(..) {
+            w.abort();
+        }
+        Ok(())
+    }
+}
+
+impl ParallelArgs {
+    /// Branches of a parallel node report the keys they wrote; a
+    /// sub-workflow reports its final state.
+    fn is_branch(&self) -> bool {
+        self.children.first().is_none_or(|(_, c)| c.until.is_some())
+    }
+}
+
+/// Start children until `max_concurrency` run.
+async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> Result<(), ActorProcessingErr> {
+    while st.running < st.args.max_concurrency {
+        let Some((branch, spec)) = st.pending.pop_front() else { break };
+        st.running += 1;
+        let a = &st.args;
+        let child = ExecutionId::child(a.parent_id, &a.node, a.visit, a.attempt, branch);
+        // Listen before looking, so an end between the two is not missed.
+        let finished = a.services.on_finished(child);
+        let meta = a.services.journal.meta(child)?;
+        match meta.map(|m| m.status) {
+            None => {
+                let hash = spec.workflow.content_hash();
+                let first = Event::ChildStarted {
+                    workflow_id: spec.workflow.id.clone(),
+                    workflow_version: spec.workflow.version.clone(),
+                    workflow_hash: hash.clone(),
+                    input: Json::from_map(&spec.input),
+                    vars: Json::from_map(&spec.vars),
+                    parent: a.parent_id.to_string(),
+                    parent_node: a.node.clone(),
+                    parent_visit: a.visit,
+                    branch,
+                    start: spec.start.clone(),
+                    until: spec.until.clone(),
+                };
+                let (started, rx) = oneshot::channel();
+                let workflow = a.services.cache_workflow(&hash, spec.workflow);
+                let msg = SupervisorMsg::Spawn {
+                    id: child,
+                    workflow,
+                    hash,
+                    start: Start::New { first: Box::new(first), started },
+                };
+                a.supervisor.cast(msg)?;
+                let me = myself.clone();
+                st.watchers.push(tokio::spawn(async move {
+                    let outcome = match rx.await {
+                        Ok(Ok(())) => {
+                            let _ = finished.await;
+                            None
+                        }
+                        Ok(Err(e)) => Some(BranchOutcome::Failed { error: format!("the child did not start: {e}") }),
+                        Err(_) => Some(BranchOutcome::Failed { error: "the child did not start".into() }),
+                    };
+                    let _ = me.cast(ParallelMsg::Ended { branch, child, outcome });
+                }));
+            }
+            Some(status) => {
+                if status == Status::Running {
+                    // Not live after a restart without resume: rehydrate it
+                    // (the supervisor ignores this when it is live).
+                    let workflow = a.services.cache_workflow(&spec.workflow.content_hash(), spec.workflow);
+                    let hash = workflow.content_hash();
+                    let _ =
+                        a.supervisor.cast(SupervisorMsg::Spawn { id: child, workflow, hash, start: Start::Rehydrate });
+                }
+                let me = myself.clone();
+                let terminal = status.is_terminal();
+                st.watchers.push(tokio::spawn(async move {
+                    if !terminal {
+                        let _ = finished.await;
+                    }
+                    let _ = me.cast(ParallelMsg::Ended { branch, child, outcome: None });
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a finished child ended, from its journal: for a branch, the keys it
+/// wrote (every patch, in order); for a sub-workflow, its final state.
+pub(crate) fn child_outcome(
+    services: &Services,
+    child: ExecutionId,
+    branch: bool,
+) -> Result<BranchOutcome, ActorProcessingErr> {
+    let records = services.journal.read(child)?;
+    let mut written = Map::new();
+    for r in &records {
+        match &r.event {
+            Event::NodeCompleted { patch, .. } if branch => written.extend(patch.object()?),
+            Event::ExecutionCompleted { state } if branch => {
+                let _ = state;
+                return Ok(BranchOutcome::Completed { patch: Json::from_map(&written) });
+            }
+            Event::ExecutionCompleted { state } => return Ok(BranchOutcome::Completed { patch: state.clone() }),
+            Event::ExecutionFailed { error, .. } => return Ok(BranchOutcome::Failed { error: error.clone() }),
+            Event::ExecutionCancelled { .. } => return Ok(BranchOutcome::Cancelled),
+            _ => {}
+        }
+    }
+    warn!(child = %child, "child reported finished without a terminal event");
+    Ok(BranchOutcome::Failed { error: format!("child execution {child} stopped without finishing") })
+}
