@@ -56,6 +56,8 @@ pub struct Services {
     pub restart_budget: RestartBudget,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
+    /// Awaiting an execution to park on something only the outside can end.
+    parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     /// Last field: fires once everything above, the journal included, is dropped.
     _closed: ClosedSignal,
@@ -97,6 +99,21 @@ impl Services {
         self.workflows.lock().expect("workflow cache lock").entry(hash.to_string()).or_insert(wf).clone()
     }
 
+    /// Resolves when `id` parks on an event or an approval (its `Waiting`
+    /// is durable): only a signal or a decision can move it on.
+    pub(crate) fn on_parked(&self, id: ExecutionId) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.parkers.lock().expect("parkers lock").entry(id).or_default().push(tx);
+        rx
+    }
+
+    pub(crate) fn notify_parked(&self, id: ExecutionId) {
+        let parkers = self.parkers.lock().expect("parkers lock").remove(&id);
+        for w in parkers.into_iter().flatten() {
+            let _ = w.send(());
+        }
+    }
+
     /// Wake everyone awaiting `id` (its terminal event is already durable).
     pub(crate) fn notify_finished(&self, id: ExecutionId) {
         let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
@@ -114,6 +131,9 @@ pub struct Outcome {
     /// The final state (for a failed execution: the state when it failed).
     pub state: Value,
     pub error: Option<String>,
+    /// Parked on timers only: it goes on by itself when they fire.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waits_on_timer_only: bool,
 }
 
 /// A decision for [`Runtime::approve`].
@@ -238,6 +258,7 @@ impl Builder {
             restart_budget: self.restart_budget,
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
+            parkers: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
             _closed: ClosedSignal(Some(closed_tx)),
         });
@@ -377,13 +398,36 @@ impl Runtime {
         Ok(outcome)
     }
 
+    /// Await the end of an execution, or its parking on an event or an
+    /// approval (status `waiting`): what a command-line run waits for,
+    /// since only the outside can move such an execution on. A timer is
+    /// waited out.
+    pub async fn settle(&self, id: ExecutionId) -> Result<Outcome, Error> {
+        let finished = self.services().on_finished(id);
+        let parked = self.services().on_parked(id);
+        let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        let settled = |o: &Outcome| o.status.is_terminal() || (o.status == Status::Waiting && !o.waits_on_timer_only);
+        let now = self.outcome(id)?;
+        if meta.status.is_terminal() || settled(&now) {
+            return Ok(now);
+        }
+        self.ensure_live(id).await?;
+        tokio::select! {
+            _ = finished => {}
+            _ = parked => {}
+        }
+        self.outcome(id)
+    }
+
     /// Where an execution stands now (poll).
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
         let records = self.events(id)?;
         let workflow = self.workflow_of(id)?;
         let st = crate::actors::machine::ExecutionState::replay(id, &workflow, &records);
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
-        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
+        let waits = st.active.values().filter_map(|a| a.wait.as_ref());
+        let waits_on_timer_only = st.parked() && waits.clone().all(|w| w.event.is_none() && w.prompt.is_none());
+        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error, waits_on_timer_only })
     }
 
     /// Deliver an external event to an execution's `wait` nodes: it is

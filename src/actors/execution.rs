@@ -767,6 +767,9 @@ fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
         return;
     }
     st.hibernating = true;
+    if st.machine.active.values().filter_map(|a| a.wait.as_ref()).any(|w| w.event.is_some() || w.prompt.is_some()) {
+        st.services.notify_parked(st.id);
+    }
     let msg = SupervisorMsg::Hibernate { id: st.id, actor: myself.get_id(), delivered: st.delivered };
     let _ = st.supervisor.cast(msg);
 }
