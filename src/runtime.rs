@@ -573,7 +573,9 @@ impl Runtime {
         }
     }
 
-    async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
+    /// The executions that have an actor in memory now (parked ones are
+    /// hibernated: not in this list).
+    pub async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
         ractor::call!(self.inner.supervisor, SupervisorMsg::Live).map_err(|e| Error::Actor(e.to_string()))
     }
 
