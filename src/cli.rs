@@ -2,6 +2,7 @@
 //! lives in a file of its own under `cli/`. Output for people reads well
 //! in a terminal; every command that prints data has `--json`.
 
+mod bench;
 mod executions;
 mod inspect;
 mod resume;
@@ -38,6 +39,8 @@ pub enum Command {
     Executions(executions::Args),
     /// Rehydrate and finish every non-terminal execution.
     Resume(resume::Args),
+    /// Load runs that measure the runtime (figures for the README).
+    Bench(bench::Args),
 }
 
 /// An error the CLI prints (already formatted) before exiting non-zero.
@@ -94,6 +97,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
+        Command::Bench(a) => bench::run(a).await,
     }
 }
 
