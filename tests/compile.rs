@@ -1066,6 +1066,32 @@ fn sub_workflows_that_include_themselves_are_reported() {
     assert!(d[0].message.starts_with(&format!("sub-workflow `{b}` does not compile: {b}:6:15: error: sub-workflow `{c}` does not compile: {c}:6:15: error: sub-workflow `{b}` includes itself: {b} → {c} → {b}")), "{}", d[0]);
 }
 
+#[test]
+fn sub_workflow_files_resolve_from_the_current_directory_for_strings() {
+    // `cargo test` runs in the package's directory.
+    let yaml = "id: p\nstate_schema: { name: str, out: dict }\nnodes:\n  run: {type: workflow, file: examples/child.yaml, output_key: out}\n";
+    let w = ir::compile_str(yaml, "inline.yaml").expect("compiles");
+    let NodeKind::Workflow(run) = &w.nodes["run"].kind else { panic!("run is a sub-workflow") };
+    assert_eq!((run.workflow.id.as_str(), run.input.clone()), ("greeter", None));
+}
+
+#[test]
+fn the_examples_compile() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for name in ["hello", "triage", "fanout", "wait", "approval", "parent", "child"] {
+        let path = std::path::Path::new(examples).join(format!("{name}.yaml"));
+        if let Err(d) = ir::compile_file(&path) {
+            panic!("{name}.yaml does not compile:\n{d}");
+        }
+    }
+    let fanout = ir::compile_file(&std::path::Path::new(examples).join("fanout.yaml")).expect("compiles");
+    let kinds: Vec<_> = fanout.nodes.values().map(|n| n.kind.type_name()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "parallel").count(), 2);
+    let parent = ir::compile_file(&std::path::Path::new(examples).join("parent.yaml")).expect("compiles");
+    let NodeKind::Workflow(child) = &parent.nodes["greet_user"].kind else { panic!("greet_user is a sub-workflow") };
+    assert_eq!(child.workflow.id, "greeter");
+}
+
 // ---- property tests ----
 
 #[derive(Debug, Clone, Copy, PartialEq)]
