@@ -31,7 +31,8 @@ async fn open(dir: &std::path::Path) -> Runtime {
 async fn wait_status(rt: &Runtime, id: ExecutionId, want: Status) {
     within(&format!("{id} reaching {want}"), async {
         for _ in 0..2000 {
-            if rt.status(id).unwrap().status == want {
+            // A child may not exist yet.
+            if rt.status(id).is_ok_and(|m| m.status == want) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
