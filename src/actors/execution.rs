@@ -116,13 +116,12 @@ pub(crate) enum ExecutionMsg {
     Deliver(Delivery),
     /// A deadline this live actor armed itself (a retry delay) is due.
     Due,
-    /// One child of a fan-out finished.
-    BranchDone {
+    /// Children of a fan-out finished (a batch, journaled in one append).
+    BranchesDone {
         node: String,
         visit: u32,
         attempt: u32,
-        branch: u32,
-        outcome: BranchOutcome,
+        ends: Vec<(u32, BranchOutcome)>,
     },
     /// Run a pure node that did not fit in the previous step\'s batch.
     RunPure {
@@ -263,11 +262,21 @@ impl Actor for ExecutionActor {
             // A hibernating actor acts only on deliveries (which the supervisor counts).
             ExecutionMsg::Due if st.hibernating => {}
             ExecutionMsg::Due => tick(&myself, st).await?,
-            ExecutionMsg::BranchDone { node, visit, attempt, branch, outcome } => {
+            ExecutionMsg::BranchesDone { node, visit, attempt, ends } => {
                 let open = st.machine.active.get(&node).filter(|a| a.visit == visit).and_then(|a| a.fan_out.as_ref());
-                if open.is_some_and(|f| f.attempt == attempt && !f.finished.contains_key(&branch)) {
-                    let event = Event::BranchFinished { node, visit, branch, outcome };
-                    drive(&myself, st, vec![event], Vec::new()).await?;
+                let events: Vec<Event> = match open.filter(|f| f.attempt == attempt) {
+                    Some(f) => ends
+                        .into_iter()
+                        .filter(|(b, _)| !f.finished.contains_key(b))
+                        .map(|(branch, outcome)| Event::BranchFinished { node: node.clone(), visit, branch, outcome })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if !events.is_empty() {
+                    drive(&myself, st, events, Vec::new()).await?;
+                }
+                if let Some(p) = &st.parallel {
+                    let _ = p.cast(ParallelMsg::Taken);
                 }
             }
             ExecutionMsg::RunPure { node, visit, attempt } => {
@@ -642,7 +651,12 @@ async fn start_children(
         .map(|(b, spec)| (b as u32, spec))
         .filter(|(b, _)| !fan_out.finished.contains_key(b))
         .collect();
+    let hash = match &spec.kind {
+        NodeKind::Workflow(w) => w.workflow.content_hash(),
+        _ => st.hash.clone(),
+    };
     let args = ParallelArgs {
+        hash,
         parent: myself.clone(),
         parent_id: st.id,
         node,

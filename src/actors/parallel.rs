@@ -38,11 +38,15 @@ pub(crate) struct ParallelArgs {
     pub max_concurrency: usize,
     pub services: Arc<Services>,
     pub supervisor: ActorRef<SupervisorMsg>,
+    /// The content hash of the children's workflow (they all run one).
+    pub hash: String,
 }
 
 pub(crate) enum ParallelMsg {
     /// A child's terminal event is durable (or it could not start).
     Ended { branch: u32, child: ExecutionId, outcome: Option<BranchOutcome> },
+    /// The parent has journaled the last batch of ends it was sent.
+    Taken,
 }
 
 pub(crate) struct ParallelState {
@@ -51,6 +55,12 @@ pub(crate) struct ParallelState {
     branch: bool,
     pending: VecDeque<(u32, ChildSpec)>,
     running: usize,
+    /// Ends not yet sent to the parent: sent as one batch (one journal
+    /// append) whenever the parent has taken the previous one, so a
+    /// thousand branches ending together cost a handful of syncs.
+    ready: Vec<(u32, BranchOutcome)>,
+    /// A batch is with the parent.
+    sent: bool,
     watchers: Vec<JoinHandle<()>>,
 }
 
@@ -66,7 +76,7 @@ impl Actor for ParallelActor {
     ) -> Result<ParallelState, ActorProcessingErr> {
         let branch = args.children.first().is_none_or(|(_, c)| c.until.is_some());
         let pending = std::mem::take(&mut args.children).into();
-        Ok(ParallelState { args, branch, pending, running: 0, watchers: Vec::new() })
+        Ok(ParallelState { args, branch, pending, running: 0, ready: Vec::new(), sent: false, watchers: Vec::new() })
     }
 
     async fn post_start(
@@ -83,17 +93,25 @@ impl Actor for ParallelActor {
         msg: ParallelMsg,
         st: &mut ParallelState,
     ) -> Result<(), ActorProcessingErr> {
-        let ParallelMsg::Ended { branch, child, outcome } = msg;
-        st.running = st.running.saturating_sub(1);
-        let outcome = match outcome {
-            Some(o) => o,
-            None => child_outcome(&st.args.services, child, st.branch)?,
-        };
-        let a = &st.args;
-        let done =
-            ExecutionMsg::BranchDone { node: a.node.clone(), visit: a.visit, attempt: a.attempt, branch, outcome };
-        let _ = a.parent.cast(done);
-        start_more(&myself, st).await
+        match msg {
+            ParallelMsg::Ended { branch, child, outcome } => {
+                st.running = st.running.saturating_sub(1);
+                let outcome = match outcome {
+                    Some(o) => o,
+                    None => child_outcome(&st.args.services, child, st.branch)?,
+                };
+                st.ready.push((branch, outcome));
+                start_more(&myself, st).await?;
+            }
+            ParallelMsg::Taken => st.sent = false,
+        }
+        if !st.sent && !st.ready.is_empty() {
+            let a = &st.args;
+            let ends = std::mem::take(&mut st.ready);
+            let done = ExecutionMsg::BranchesDone { node: a.node.clone(), visit: a.visit, attempt: a.attempt, ends };
+            st.sent = a.parent.cast(done).is_ok();
+        }
+        Ok(())
     }
 
     async fn post_stop(&self, _: ActorRef<ParallelMsg>, st: &mut ParallelState) -> Result<(), ActorProcessingErr> {
@@ -116,7 +134,7 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
         let meta = a.services.journal.meta(child)?;
         match meta.map(|m| m.status) {
             None => {
-                let hash = spec.workflow.content_hash();
+                let hash = a.hash.clone();
                 let first = Event::ChildStarted {
                     workflow_id: spec.workflow.id.clone(),
                     workflow_version: spec.workflow.version.clone(),
