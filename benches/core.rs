@@ -8,7 +8,11 @@
 //!   and a raw `fsync` of the same disk measured beside it;
 //! - 1,000 concurrent executions × 10 nodes on sled (node completions/s);
 //! - rehydrating N non-terminal executions after a restart, until all have
-//!   finished.
+//!   finished;
+//! - a parallel node of 1,000 `set` branches (child executions), joined, on sled;
+//! - 5,000 executions parked (hibernated) on a wait, all signalled: time
+//!   until every one has completed. (`jamjet bench parked` does this at
+//!   100,000, with resident memory and timer lateness.)
 //!
 //! Under `CI=true` the sizes shrink (CI only compiles benches, but a run
 //! there stays short). Figures and the machine they came from: README.md.
@@ -283,5 +287,86 @@ fn rehydrate(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, compile, machine, node_step, concurrent, rehydrate);
+/// A parallel node fanning out `n` branches of one `set` node each, joined
+/// (issue 3's target: 1,000 branches joined in ≤ 300 ms on sled).
+fn fan_out_workflow(n: usize) -> Workflow {
+    let yaml = format!(
+        "id: fan\nstate_schema: {{ items: list, out: list, v: int }}\nnodes:\n  fan:\n    type: parallel\n    for_each: \"{{{{ range({n}) | list }}}}\"\n    branches: [one]\n    join: done\n    output_key: out\n  one: {{ type: set, values: {{ v: \"{{{{ item }}}}\" }}, next: done }}\n  done: {{ type: end }}\n"
+    );
+    compile_str(&yaml, "fan.yaml").unwrap()
+}
+
+fn fan_out(c: &mut Criterion) {
+    let n = if ci() { 100 } else { 1000 };
+    let rt = tokio();
+    let dir = tempfile::tempdir().unwrap();
+    let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).open()).unwrap();
+    let wf = fan_out_workflow(n);
+    let mut g = c.benchmark_group("fan_out");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("sled_set_branches_joined", n), |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = sled.run(&wf, json!({})).await.unwrap();
+            assert_eq!(out.state["out"].as_array().map(Vec::len), Some(n));
+        })
+    });
+    g.finish();
+}
+
+/// Park `n` executions on a wait (hibernated), then signal them all; time
+/// from the first signal until every one has completed.
+fn signals(c: &mut Criterion) {
+    let n = if ci() { 200 } else { 5000 };
+    let rt = tokio();
+    let dir = tempfile::tempdir().unwrap();
+    let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).open()).unwrap();
+    let wf = compile_str(
+        "id: w\nstate_schema: { n: int, p: any }\nnodes:\n  w: { type: wait, event: \"go:{{ state.n }}\", output_key: p }\n",
+        "w.yaml",
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("signals");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("sled_resume_parked", n), |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (sled, wf) = (sled.clone(), wf.clone());
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut ids = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let id = sled.submit(&wf, json!({ "n": i })).await.unwrap();
+                        ids.push(id);
+                    }
+                    for id in &ids {
+                        sled.settle(*id).await.unwrap();
+                    }
+                    let began = Instant::now();
+                    let tasks: Vec<_> = ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| {
+                            let (sled, id) = (sled.clone(), *id);
+                            tokio::spawn(async move {
+                                let done = sled.wait(id);
+                                sled.signal(id, &format!("go:{i}"), json!(i)).await.unwrap();
+                                done.await.unwrap()
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    total += began.elapsed();
+                }
+                total
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, compile, machine, node_step, concurrent, rehydrate, fan_out, signals);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 //! in a terminal; every command that prints data has `--json`.
 
 mod approve;
+mod bench;
 mod cancel;
 mod executions;
 mod inspect;
@@ -48,6 +49,8 @@ pub enum Command {
     Executions(executions::Args),
     /// Rehydrate every running execution and carry each on until it settles.
     Resume(resume::Args),
+    /// Load runs that measure the runtime (figures for the README).
+    Bench(bench::Args),
 }
 
 /// An error the CLI prints (already formatted) before exiting non-zero.
@@ -107,6 +110,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
+        Command::Bench(a) => bench::run(a).await,
     }
 }
 

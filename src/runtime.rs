@@ -444,14 +444,48 @@ impl Runtime {
     /// Returns the node decided. A second decision is refused and names
     /// the first.
     pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
-        self.deliver(id, |reply| Delivery::Approve {
-            node: decision.node.clone(),
-            approved: decision.approved,
-            by: decision.by.clone(),
-            comment: decision.comment.clone(),
-            reply,
-        })
-        .await
+        let result = self
+            .deliver(id, |reply| Delivery::Approve {
+                node: decision.node.clone(),
+                approved: decision.approved,
+                by: decision.by.clone(),
+                comment: decision.comment.clone(),
+                reply,
+            })
+            .await;
+        match result {
+            // The first decision may have carried the execution to its end.
+            Err(Error::Finished { id, status }) => Err(self.decided_before(id, decision.node.as_deref(), status)),
+            other => other,
+        }
+    }
+
+    /// Why an approval for a finished execution is refused: who decided it.
+    fn decided_before(&self, id: ExecutionId, node: Option<&str>, status: Status) -> Error {
+        let records = self.events(id).unwrap_or_default();
+        let decided = records.iter().rev().find_map(|r| match &r.event {
+            Event::ApprovalDecided { node: n, approved, by, .. } if node.is_none_or(|want| want == n) => {
+                Some((n.clone(), *approved, by.clone(), r.at_ms))
+            }
+            _ => None,
+        });
+        match decided {
+            Some((n, approved, by, at)) => Error::NotWaiting {
+                id,
+                message: format!(
+                    "approval `{n}` was already decided: {} by {by} at {} (the execution has since {})",
+                    if approved { "approved" } else { "rejected" },
+                    crate::clock::format_ms(at),
+                    match status {
+                        Status::Completed => "completed",
+                        Status::Failed => "failed",
+                        Status::Cancelled => "been cancelled",
+                        _ => "moved on",
+                    }
+                ),
+            },
+            None => Error::Finished { id, status },
+        }
     }
 
     /// Cancel a running or waiting execution: its running nodes are
@@ -573,7 +607,9 @@ impl Runtime {
         }
     }
 
-    async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
+    /// The executions that have an actor in memory now (parked ones are
+    /// hibernated: not in this list).
+    pub async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
         ractor::call!(self.inner.supervisor, SupervisorMsg::Live).map_err(|e| Error::Actor(e.to_string()))
     }
 

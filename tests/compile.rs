@@ -3,7 +3,10 @@
 
 use jamjet::ir;
 
-use ir::{Backoff, Diagnostic, EdgeKind, NodeKind, RetryPolicy, Span, Type};
+use ir::{
+    ApprovalNode, Backoff, Diagnostic, EdgeKind, Merge, NodeKind, OnError, ParallelNode, RetryPolicy, Span,
+    SubWorkflowNode, Type, WaitNode,
+};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::json;
@@ -420,6 +423,673 @@ nodes:
     let text = ir::Diagnostics(d).to_string();
     assert!(text.starts_with("wf.yaml:4:3: error: unknown field `colour`"), "{text}");
     assert!(text.contains("(node `fetch`)"));
+}
+
+// ---- workflow timeout, parallel, wait, approval, sub-workflows ----
+
+#[test]
+fn workflow_timeout_ms_in_both_forms() {
+    let nested = "workflow:\n  id: x\n  state_schema: {}\n  timeout_ms: 60000\nnodes: {a: {type: end}}\n";
+    assert_eq!(ir::compile_str(nested, "wf.yaml").expect("compiles").timeout_ms, Some(60_000));
+    let flat = "id: x\ntimeout_ms: 5\nstate_schema: {}\nnodes: {a: {type: end}}\n";
+    assert_eq!(ir::compile_str(flat, "wf.yaml").expect("compiles").timeout_ms, Some(5));
+    let none = "id: x\nstate_schema: {}\nnodes: {a: {type: end}}\n";
+    assert_eq!(ir::compile_str(none, "wf.yaml").expect("compiles").timeout_ms, None);
+    finding_at(
+        "id: x\ntimeout_ms: 0\nstate_schema: {}\nnodes: {a: {type: end}}\n",
+        2,
+        13,
+        "`timeout_ms` must be at least 1",
+    );
+    let block = "workflow:\n  id: x\n  state_schema: {}\n  timeout_ms: soon\nnodes: {a: {type: end}}\n";
+    finding_at(block, 4, 15, "`timeout_ms` must be an integer, found a string");
+}
+
+#[test]
+fn unknown_node_types_list_every_kind() {
+    let d =
+        finding_at("id: x\nstate_schema: {}\nnodes:\n  a:\n    type: paralel\n", 5, 11, "unknown node type `paralel`");
+    assert!(d.message.contains("did you mean `parallel`?"), "{d}");
+    assert!(
+        d.message.contains("expected one of: http, branch, set, end, function, parallel, wait, approval, workflow")
+    );
+}
+
+const FANOUT: &str = "id: fan
+state_schema: { names: \"list[str]\", greeting: str, results: list, a: str, b: int }
+nodes:
+  each:
+    type: parallel
+    for_each: \"{{ state.names }}\"
+    branches: [greet]
+    join: both
+    on_error: collect
+    max_concurrency: 2
+    output_key: results
+  greet:
+    type: set
+    values: { greeting: \"{{ index }}: {{ item | upper }}\" }
+    next: both
+  both:
+    type: parallel
+    branches: [left, right]
+    join: done
+    merge: keys
+    timeout_ms: 1000
+  left:
+    type: set
+    values: { a: x }
+    next: left_more
+  left_more:
+    type: function
+    function: f
+    next: done
+  right:
+    type: branch
+    conditions: [{when: \"state.b > 1\", next: done}]
+    default: right_set
+  right_set:
+    type: set
+    values: { b: 2 }
+    next: done
+  done:
+    type: end
+";
+
+#[test]
+fn compiles_parallel_nodes() {
+    let w = ir::compile_str(FANOUT, "wf.yaml").expect("compiles");
+    let NodeKind::Parallel(each) = &w.nodes["each"].kind else { panic!("each is parallel") };
+    let expected = ParallelNode {
+        branches: vec!["greet".into()],
+        for_each: Some("{{ state.names }}".into()),
+        join: "both".into(),
+        merge: Merge::Collect,
+        on_error: OnError::Collect,
+        max_concurrency: Some(2),
+        output_key: Some("results".into()),
+    };
+    assert_eq!(each, &expected);
+    assert_eq!(w.nodes["each"].next, None);
+    let both = &w.nodes["both"];
+    let NodeKind::Parallel(p) = &both.kind else { panic!("both is parallel") };
+    assert_eq!((p.branches.clone(), p.join.as_str()), (vec!["left".to_string(), "right".to_string()], "done"));
+    assert_eq!(
+        (p.merge, p.on_error, p.max_concurrency, p.output_key.clone()),
+        (Merge::Keys, OnError::FailFast, None, None)
+    );
+    assert_eq!(both.timeout_ms, Some(1000));
+    let edges: Vec<_> = w
+        .edges
+        .iter()
+        .filter(|e| e.from == "each" || e.from == "both")
+        .map(|e| (e.from.as_str(), e.to.as_str(), e.kind))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("each", "greet", EdgeKind::Branch(0)),
+            ("each", "both", EdgeKind::Join),
+            ("both", "left", EdgeKind::Branch(0)),
+            ("both", "right", EdgeKind::Branch(1)),
+            ("both", "done", EdgeKind::Join),
+        ]
+    );
+    // The new edge kinds are stored snake_case, like the others.
+    assert_eq!(serde_json::to_value(EdgeKind::Branch(1)).unwrap(), json!({"branch": 1}));
+    assert_eq!(serde_json::to_value(EdgeKind::Join).unwrap(), json!("join"));
+}
+
+#[test]
+fn a_parallel_node_has_no_next() {
+    let yaml = FANOUT.replace("    output_key: results\n", "    output_key: results\n    next: both\n");
+    let d = finding_at(&yaml, 12, 5, "a parallel node must not have `next`: the execution goes on at its `join`");
+    assert_eq!(d.node.as_deref(), Some("each"));
+}
+
+#[test]
+fn parallel_field_rules() {
+    let two = FANOUT.replace("branches: [greet]", "branches: [greet, done]");
+    finding_at(&two, 7, 15, "with `for_each`, `branches` names exactly one node");
+    let keys = FANOUT.replace("    on_error: collect\n", "    merge: keys\n");
+    finding_at(&keys, 9, 12, "`merge: keys` cannot be used with `for_each`: every item runs the same chain");
+    finding_at(
+        &keys,
+        11,
+        5,
+        "`output_key` is only for `merge: collect`: with `merge: keys` the branches' own state keys",
+    );
+    let collect = FANOUT.replace("    output_key: results\n", "");
+    finding_at(&collect, 4, 3, "`merge: collect` is missing the required field `output_key`");
+    let word = FANOUT.replace("merge: keys", "merge: key");
+    finding_at(&word, 20, 12, "unknown merge `key` (did you mean `keys`? expected one of: collect, keys, first)");
+    let word = FANOUT.replace("on_error: collect", "on_error: fail-fast");
+    finding_at(&word, 9, 15, "unknown on_error `fail-fast` (did you mean `fail_fast`?");
+    finding_at(
+        &FANOUT.replace("max_concurrency: 2", "max_concurrency: 0"),
+        10,
+        22,
+        "`max_concurrency` must be at least 1",
+    );
+    finding_at(
+        &FANOUT.replace("branches: [left, right]", "branches: []"),
+        18,
+        15,
+        "`branches` must name at least one node",
+    );
+    finding_at(
+        &FANOUT.replace("branches: [left, right]", "branches: left"),
+        18,
+        15,
+        "`branches` must be a list of node ids",
+    );
+    finding_at(&FANOUT.replace("[left, right]", "[left, left]"), 18, 22, "branch `left` is listed twice");
+    let no_join = FANOUT.replace("    join: done\n", "");
+    finding_at(&no_join, 16, 3, "a parallel node is missing the required field `join`");
+    let d = finding_at(&FANOUT.replace("[left, right]", "[left, rihgt]"), 18, 22, "`branches` names node `rihgt`");
+    assert!(d.message.ends_with("(did you mean `right`?)"), "{d}");
+    finding_at(
+        &FANOUT.replace("join: done", "join: dnoe"),
+        19,
+        11,
+        "`join` names node `dnoe`, which does not exist (did you mean `done`?)",
+    );
+    finding_at(&FANOUT.replace("join: done", "join: left"), 19, 11, "`join` `left` is also a branch");
+    finding_at(
+        &FANOUT.replace("max_concurrency", "max_concurency"),
+        10,
+        5,
+        "unknown field `max_concurency` in node `each` (did you mean `max_concurrency`?",
+    );
+}
+
+#[test]
+fn for_each_is_a_template_over_a_list() {
+    finding_at(
+        &FANOUT.replace("\"{{ state.names }}\"", "names"),
+        6,
+        15,
+        "`for_each` must be a template that evaluates to a list",
+    );
+    finding_at(
+        &FANOUT.replace("\"{{ state.names }}\"", "\"{{ state.greeting }}\""),
+        6,
+        15,
+        "`for_each` reads `state.greeting`, which is str, not a list",
+    );
+    finding_at(
+        &FANOUT.replace("\"{{ state.names }}\"", "\"{{ state.nmes }}\""),
+        6,
+        15,
+        "template reads `state.nmes`, which is not in `state_schema` (did you mean `names`?)",
+    );
+}
+
+#[test]
+fn collect_needs_an_output_key_that_holds_a_list_of_objects() {
+    let yaml = FANOUT.replace("results: list", "results: \"list[str]\"");
+    finding_at(&yaml, 11, 17, "type mismatch: `output_key` `results` is list[str], but it receives a list of objects");
+    finding_at(
+        &FANOUT.replace("output_key: results", "output_key: result"),
+        11,
+        17,
+        "`output_key` `result` is not in `state_schema` (did you mean `results`?)",
+    );
+}
+
+#[test]
+fn every_branch_must_reach_join() {
+    // `right_set` ends the branch instead of going on to `done`; `right`'s
+    // condition still reaches it, so only a chain with no way there fails.
+    let yaml = FANOUT.replace("    values: { b: 2 }\n    next: done\n", "    values: { b: 2 }\n");
+    assert!(ir::compile_str(&yaml, "wf.yaml").is_ok());
+    let yaml = FANOUT.replace("    function: f\n    next: done\n", "    function: f\n");
+    let d = finding_at(
+        &yaml,
+        18,
+        16,
+        "branch `left` never reaches `join` `done`: give the last node of its chain `next: done`",
+    );
+    assert_eq!(d.node.as_deref(), Some("both"));
+    let yaml = FANOUT.replace(
+        "    values: { greeting: \"{{ index }}: {{ item | upper }}\" }\n    next: both\n",
+        "    values: { greeting: \"{{ index }}: {{ item | upper }}\" }\n",
+    );
+    finding_at(&yaml, 7, 16, "branch `greet` never reaches `join` `both`");
+}
+
+#[test]
+fn merge_keys_branches_must_write_different_keys() {
+    // `left` writes `a` (the function without `output_key` counts for
+    // nothing); `right_set` writes `a` too, and `b`.
+    let yaml = FANOUT.replace("values: { b: 2 }", "values: { b: 2, a: y }");
+    let d = finding_at(
+        &yaml,
+        18,
+        22,
+        "branches `left` and `right` both write state key `a`: with `merge: keys` each key must be written by one branch",
+    );
+    assert_eq!(d.node.as_deref(), Some("both"));
+    let yaml = FANOUT
+        .replace("values: { b: 2 }", "values: { b: 2, a: y }")
+        .replace("values: { a: x }", "values: { a: x, b: 1 }");
+    finding_at(&yaml, 18, 22, "both write state keys `a`, `b`");
+    let yaml = FANOUT.replace("    function: f\n", "    function: f\n    output_key: b\n");
+    finding_at(&yaml, 18, 22, "branches `left` and `right` both write state key `b`");
+    // Under `merge: first` only the winner's keys are written: no finding.
+    let yaml =
+        FANOUT.replace("values: { b: 2 }", "values: { b: 2, a: y }").replace("    merge: keys\n", "    merge: first\n");
+    assert!(ir::compile_str(&yaml, "wf.yaml").is_ok());
+}
+
+#[test]
+fn item_and_index_exist_only_in_for_each_chains() {
+    let yaml = FANOUT.replace("values: { a: x }", "values: { a: \"{{ item }}\" }");
+    let d = finding_at(
+        &yaml,
+        24,
+        18,
+        "template reads `item`, which is not defined here: `item` and `index` exist only in the branch of a parallel node with `for_each`",
+    );
+    assert_eq!(d.node.as_deref(), Some("left"));
+    let yaml = FANOUT.replace("when: \"state.b > 1\"", "when: \"index > 1\"");
+    assert_ne!(yaml, FANOUT);
+    finding_at(&yaml, 32, 25, "condition reads `index`, which is not defined here");
+    // Without `for_each`, `greet` runs once, outside any loop.
+    let yaml = FANOUT.replace("    for_each:", "    # no for_each:");
+    let d = findings(&yaml);
+    let reads: Vec<_> =
+        d.iter().filter(|d| d.message.contains("which is not defined here")).map(|d| (d.line, d.column)).collect();
+    assert_eq!(reads, [(14, 25), (14, 25)], "{d:#?}");
+    // Other names are reported as soon as the node is read, as before.
+    let yaml = FANOUT.replace("{{ item | upper }}", "{{ items }}");
+    finding_at(&yaml, 14, 25, "template reads `items`, which is not defined: only `state` is");
+}
+
+#[test]
+fn branches_count_as_successors_for_the_graph_checks() {
+    // `lonely` is reached by nobody; the branches and join are.
+    let yaml = format!("{FANOUT}  lonely: {{type: end}}\n");
+    let d = findings(&yaml);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(d[0].message.contains("node `lonely` is not reachable"), "{}", d[0]);
+    // A branch chain that loops forever is a trap like any other.
+    let yaml = FANOUT.replace("    function: f\n    next: done\n", "    function: f\n    next: left\n");
+    let d = findings(&yaml);
+    assert!(d.iter().any(|d| d.message.contains("nodes `left`, `left_more` form a cycle with no way out")), "{d:#?}");
+}
+
+const WAITS: &str = "id: waits
+state_schema: { order: str, payment: dict, status: str, decision: dict, when: str }
+nodes:
+  pay:
+    type: wait
+    event: \"payment:{{ state.order }}\"
+    timeout_ms: 60000
+    on_timeout: expired
+    output_key: payment
+    next: pause
+  pause:
+    type: wait
+    duration_ms: 500
+    next: until
+  until:
+    type: wait
+    until: 2026-01-31T09:00:00Z
+    next: later
+  later:
+    type: wait
+    until: \"{{ state.when }}\"
+    next: ask
+  ask:
+    type: approval
+    prompt: \"Ship order {{ state.order }}?\"
+    on_reject: refused
+    on_timeout: expired
+    timeout_ms: 3600000
+    output_key: decision
+    next: shipped
+  shipped: {type: set, values: {status: shipped}}
+  refused: {type: set, values: {status: refused}}
+  expired: {type: set, values: {status: expired}}
+";
+
+#[test]
+fn compiles_wait_and_approval_nodes() {
+    let w = ir::compile_str(WAITS, "wf.yaml").expect("compiles");
+    let wait = |id: &str| match &w.nodes[id].kind {
+        NodeKind::Wait(wait) => wait.clone(),
+        other => panic!("{id} is {other:?}"),
+    };
+    assert_eq!(
+        wait("pay"),
+        WaitNode {
+            event: Some("payment:{{ state.order }}".into()),
+            duration_ms: None,
+            until: None,
+            on_timeout: Some("expired".into()),
+            output_key: Some("payment".into()),
+        }
+    );
+    assert_eq!(w.nodes["pay"].timeout_ms, Some(60_000));
+    assert_eq!((wait("pause").duration_ms, wait("pause").event), (Some(500), None));
+    assert_eq!(wait("until").until.as_deref(), Some("2026-01-31T09:00:00Z"));
+    assert_eq!(wait("later").until.as_deref(), Some("{{ state.when }}"));
+    let NodeKind::Approval(ask) = &w.nodes["ask"].kind else { panic!("ask is an approval") };
+    let expected = ApprovalNode {
+        prompt: "Ship order {{ state.order }}?".into(),
+        on_reject: Some("refused".into()),
+        on_timeout: Some("expired".into()),
+        output_key: Some("decision".into()),
+    };
+    assert_eq!(ask, &expected);
+    assert_eq!((w.nodes["ask"].timeout_ms, w.nodes["ask"].next.as_deref()), (Some(3_600_000), Some("shipped")));
+    let edges: Vec<_> = w
+        .edges
+        .iter()
+        .filter(|e| e.from == "pay" || e.from == "ask")
+        .map(|e| (e.from.as_str(), e.to.as_str(), e.kind))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("pay", "expired", EdgeKind::OnTimeout),
+            ("pay", "pause", EdgeKind::Next),
+            ("ask", "refused", EdgeKind::OnReject),
+            ("ask", "expired", EdgeKind::OnTimeout),
+            ("ask", "shipped", EdgeKind::Next),
+        ]
+    );
+}
+
+#[test]
+fn a_wait_waits_for_exactly_one_thing() {
+    finding_at(
+        &WAITS.replace("    duration_ms: 500\n", ""),
+        11,
+        3,
+        "a wait node needs one of `event`, `duration_ms` or `until`",
+    );
+    let both = WAITS.replace("    duration_ms: 500\n", "    duration_ms: 500\n    event: e\n");
+    finding_at(&both, 14, 5, "`event` cannot be combined with `duration_ms`: a wait node waits for one thing");
+    finding_at(&WAITS.replace("duration_ms: 500", "duration_ms: 0"), 13, 18, "`duration_ms` must be at least 1");
+}
+
+#[test]
+fn until_must_be_an_rfc3339_timestamp_or_a_template() {
+    let d = finding_at(
+        &WAITS.replace("2026-01-31T09:00:00Z", "2026-01-31 9am"),
+        17,
+        12,
+        "`until` must be an RFC 3339 timestamp",
+    );
+    assert_eq!(d.node.as_deref(), Some("until"));
+    finding_at(
+        &WAITS.replace("{{ state.when }}", "{{ state.wen }}"),
+        21,
+        12,
+        "template reads `state.wen`, which is not in `state_schema` (did you mean `when`?)",
+    );
+}
+
+#[test]
+fn wait_timeouts_and_output_keys() {
+    let no_timeout = WAITS.replace("    timeout_ms: 60000\n", "");
+    finding_at(&no_timeout, 7, 5, "`on_timeout` needs `timeout_ms`: without a timeout the node never times out");
+    // A timeout without `on_timeout` is fine: the wait fails when it passes.
+    assert!(
+        ir::compile_str(&WAITS.replace("    on_timeout: expired\n    output_key", "    output_key"), "wf.yaml").is_ok()
+    );
+    let timer = WAITS.replace(
+        "    duration_ms: 500\n",
+        "    duration_ms: 500\n    timeout_ms: 9\n    on_timeout: expired\n    output_key: payment\n",
+    );
+    let d = findings(&timer);
+    let found: Vec<_> = d.iter().map(|d| (d.line, d.column, d.message.split(':').next().unwrap_or_default())).collect();
+    assert_eq!(
+        found,
+        [
+            (14, 5, "`timeout_ms` is for a wait on an `event`"),
+            (15, 5, "`on_timeout` is for a wait on an `event` (with `timeout_ms`)"),
+            (16, 5, "`output_key` is for a wait on an `event` (its payload goes there)"),
+        ],
+        "{d:#?}"
+    );
+    finding_at(
+        &WAITS.replace("output_key: payment", "output_key: paymnt"),
+        9,
+        17,
+        "`output_key` `paymnt` is not in `state_schema` (did you mean `payment`?)",
+    );
+    let d = finding_at(
+        &WAITS.replace("on_timeout: expired\n    output_key: payment", "on_timeout: expird\n    output_key: payment"),
+        8,
+        17,
+        "`on_timeout` names node `expird`",
+    );
+    assert!(d.message.ends_with("(did you mean `expired`?)"), "{d}");
+}
+
+#[test]
+fn approval_rules() {
+    finding_at(
+        &WAITS.replace("    prompt: \"Ship order {{ state.order }}?\"\n", ""),
+        23,
+        3,
+        "an approval node is missing the required field `prompt`",
+    );
+    finding_at(&WAITS.replace("    timeout_ms: 3600000\n", ""), 27, 5, "`on_timeout` needs `timeout_ms`");
+    let typed = WAITS.replace("decision: dict", "decision: str");
+    finding_at(
+        &typed,
+        29,
+        17,
+        "type mismatch: `output_key` `decision` is str, but it receives the decision `{decision, by, comment, at}`, an object",
+    );
+    assert!(ir::compile_str(&WAITS.replace("decision: dict", "decision: any"), "wf.yaml").is_ok());
+    assert!(ir::compile_str(&WAITS.replace("decision: dict", "decision: dict?"), "wf.yaml").is_ok());
+    let d = finding_at(
+        &WAITS.replace("on_reject: refused", "on_reject: refsued"),
+        26,
+        16,
+        "`on_reject` names node `refsued`",
+    );
+    assert!(d.message.ends_with("(did you mean `refused`?)"), "{d}");
+    finding_at(
+        &WAITS.replace("\"Ship order {{ state.order }}?\"", "\"Ship {{ state.order \""),
+        25,
+        13,
+        "template does not compile",
+    );
+    finding_at(
+        &WAITS.replace("on_reject: refused", "on_rejected: refused"),
+        26,
+        5,
+        "unknown field `on_rejected` in node `ask` (did you mean `on_reject`?",
+    );
+}
+
+/// A directory of workflow files, removed when dropped.
+fn files(list: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for (name, text) in list {
+        std::fs::write(dir.path().join(name), text).expect("temp files are writable");
+    }
+    dir
+}
+
+const CHILD: &str = "id: child\nversion: 1.2.0\nstate_schema: { name: str, greeting: str }\nnodes:\n  greet: {type: set, values: {greeting: \"hi {{ state.name }}\"}}\n";
+
+fn parent(child_field: &str) -> String {
+    format!(
+        "id: parent
+state_schema: {{ user: str, result: dict }}
+nodes:
+  call:
+    type: workflow
+    {child_field}
+    input: {{ name: \"{{{{ state.user }}}}\" }}
+    output_key: result
+    timeout_ms: 5000
+"
+    )
+}
+
+#[test]
+fn sub_workflows_by_file_are_compiled_and_embedded() {
+    let dir = files(&[("parent.yaml", &parent("file: sub/child.yaml"))]);
+    std::fs::create_dir(dir.path().join("sub")).expect("writable");
+    std::fs::write(dir.path().join("sub/child.yaml"), CHILD).expect("writable");
+    let w = ir::compile_file(&dir.path().join("parent.yaml")).expect("compiles");
+    let NodeKind::Workflow(call) = &w.nodes["call"].kind else { panic!("call is a sub-workflow") };
+    let child = ir::compile_file(&dir.path().join("sub/child.yaml")).expect("the child compiles");
+    assert_eq!(
+        call,
+        &SubWorkflowNode {
+            workflow: Box::new(child),
+            input: Some(json!({"name": "{{ state.user }}"})),
+            output_key: Some("result".into())
+        }
+    );
+    assert_eq!(w.nodes["call"].timeout_ms, Some(5000));
+}
+
+#[test]
+fn sub_workflows_by_id_are_found_beside_the_parent() {
+    let v2 = CHILD.replace("1.2.0", "2.0.0").replace("hi ", "hello ");
+    let dir = files(&[
+        ("parent.yaml", &parent("workflow: child\n    version: 2.0.0")),
+        ("a.yml", CHILD),
+        ("b.yaml", &v2),
+        ("notes.yaml", "just: text\n"),
+        ("broken.yaml", "{"),
+    ]);
+    let w = ir::compile_file(&dir.path().join("parent.yaml")).expect("compiles");
+    let NodeKind::Workflow(call) = &w.nodes["call"].kind else { panic!("call is a sub-workflow") };
+    assert_eq!((call.workflow.id.as_str(), call.workflow.version.as_str()), ("child", "2.0.0"));
+
+    std::fs::write(dir.path().join("parent.yaml"), parent("workflow: child")).expect("writable");
+    let d = ir::compile_file(&dir.path().join("parent.yaml")).expect_err("ambiguous").0;
+    assert_eq!((d.len(), d[0].line, d[0].column), (1, 6, 15), "{d:#?}");
+    assert!(
+        d[0].message.contains("several files declare workflow `child`")
+            && d[0].message.contains("add `version` to pick one"),
+        "{}",
+        d[0]
+    );
+    std::fs::write(dir.path().join("parent.yaml"), parent("workflow: child\n    version: 3")).expect("writable");
+    let d = ir::compile_file(&dir.path().join("parent.yaml")).expect_err("no such version").0;
+    assert!(
+        d[0].message.contains("no version `3` of workflow `child`") && d[0].message.contains("found: 1.2.0, 2.0.0"),
+        "{}",
+        d[0]
+    );
+    std::fs::write(dir.path().join("parent.yaml"), parent("workflow: chlid")).expect("writable");
+    let d = ir::compile_file(&dir.path().join("parent.yaml")).expect_err("no such id").0;
+    assert!(
+        d[0].message.contains("no workflow `chlid` among the `.yaml`/`.yml` files")
+            && d[0].message.ends_with("(did you mean `child`?)"),
+        "{}",
+        d[0]
+    );
+}
+
+#[test]
+fn sub_workflow_field_rules() {
+    let d = findings(&parent("workflow: child"));
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!((d[0].line, d[0].column), (6, 15));
+    assert!(d[0].message.contains("this workflow was not compiled from a file: name the child by `file`"), "{}", d[0]);
+    finding_at(&parent("file: a.yaml\n    workflow: child"), 7, 5, "by `file` or by `workflow` (an id), not both");
+    finding_at(
+        &parent("description: none"),
+        4,
+        3,
+        "a workflow node needs `file` (a path from this file's directory) or `workflow` (an id)",
+    );
+    let d = finding_at(
+        &parent("file: /definitely/not/here.yaml"),
+        6,
+        11,
+        "cannot read sub-workflow `/definitely/not/here.yaml`",
+    );
+    assert_eq!(d.node.as_deref(), Some("call"));
+    let dir = files(&[("child.yaml", CHILD)]);
+    let yaml = parent("file: child.yaml\n    version: 1.2.0")
+        .replace("name: ", "nme: ")
+        .replace("result: dict", "result: str");
+    std::fs::write(dir.path().join("parent.yaml"), &yaml).expect("writable");
+    let d = ir::compile_file(&dir.path().join("parent.yaml")).expect_err("findings").0;
+    let found: Vec<_> = d.iter().map(|d| (d.line, d.column, d.message.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (7, 5, "`version` goes with `workflow: <id>`: a `file` names one workflow"),
+            (8, 14, "`input` key `nme` is not in the `state_schema` of sub-workflow `child` (did you mean `name`?)"),
+            (9, 17, "type mismatch: `output_key` `result` is str, but it receives the child's final state, an object"),
+        ]
+    );
+}
+
+#[test]
+fn a_child_that_does_not_compile_is_reported_at_the_parent() {
+    let broken = CHILD.replace("}}\n", "}, next: nowhere, colour: blue}\n");
+    let dir = files(&[("parent.yaml", &parent("file: child.yaml")), ("child.yaml", &broken)]);
+    let d = ir::compile_file(&dir.path().join("parent.yaml")).expect_err("the child has findings").0;
+    assert_eq!(d.len(), 1, "{d:#?}");
+    let child = dir.path().join("child.yaml").display().to_string();
+    assert_eq!((d[0].line, d[0].column, d[0].node.as_deref()), (6, 11, Some("call")));
+    let expected = format!("sub-workflow `{child}` does not compile: {child}:5:71: error: `next` names node `nowhere`");
+    assert!(d[0].message.starts_with(&expected), "{}", d[0]);
+    assert!(d[0].message.ends_with("(and 1 more)"), "{}", d[0]);
+}
+
+#[test]
+fn sub_workflows_that_include_themselves_are_reported() {
+    let dir = files(&[("a.yaml", &parent("file: a.yaml"))]);
+    let a = dir.path().join("a.yaml");
+    let d = ir::compile_file(&a).expect_err("includes itself").0;
+    let shown = a.display().to_string();
+    assert_eq!((d.len(), d[0].line, d[0].column), (1, 6, 11), "{d:#?}");
+    assert_eq!(d[0].message, format!("sub-workflow `{shown}` includes itself: {shown} → {shown}"));
+
+    // a -> b -> c -> b, found by id: reported where c names b, and at each
+    // parent on the way up.
+    let dir = files(&[
+        ("a.yaml", &parent("file: b.yaml")),
+        ("b.yaml", &parent("workflow: c").replace("id: parent", "id: b").replace("name:", "user:")),
+        ("c.yaml", &parent("workflow: b").replace("id: parent", "id: c").replace("name:", "user:")),
+    ]);
+    let d = ir::compile_file(&dir.path().join("a.yaml")).expect_err("a cycle").0;
+    assert_eq!(d.len(), 1, "{d:#?}");
+    let [b, c] = ["b.yaml", "c.yaml"].map(|f| dir.path().join(f).display().to_string());
+    assert!(d[0].message.starts_with(&format!("sub-workflow `{b}` does not compile: {b}:6:15: error: sub-workflow `{c}` does not compile: {c}:6:15: error: sub-workflow `{b}` includes itself: {b} → {c} → {b}")), "{}", d[0]);
+}
+
+#[test]
+fn sub_workflow_files_resolve_from_the_current_directory_for_strings() {
+    // `cargo test` runs in the package's directory.
+    let yaml = "id: p\nstate_schema: { name: str, out: dict }\nnodes:\n  run: {type: workflow, file: examples/child.yaml, output_key: out}\n";
+    let w = ir::compile_str(yaml, "inline.yaml").expect("compiles");
+    let NodeKind::Workflow(run) = &w.nodes["run"].kind else { panic!("run is a sub-workflow") };
+    assert_eq!((run.workflow.id.as_str(), run.input.clone()), ("greeter", None));
+}
+
+#[test]
+fn the_examples_compile() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for name in ["hello", "triage", "fanout", "wait", "approval", "parent", "child"] {
+        let path = std::path::Path::new(examples).join(format!("{name}.yaml"));
+        if let Err(d) = ir::compile_file(&path) {
+            panic!("{name}.yaml does not compile:\n{d}");
+        }
+    }
+    let fanout = ir::compile_file(&std::path::Path::new(examples).join("fanout.yaml")).expect("compiles");
+    let kinds: Vec<_> = fanout.nodes.values().map(|n| n.kind.type_name()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "parallel").count(), 2);
+    let parent = ir::compile_file(&std::path::Path::new(examples).join("parent.yaml")).expect("compiles");
+    let NodeKind::Workflow(child) = &parent.nodes["greet_user"].kind else { panic!("greet_user is a sub-workflow") };
+    assert_eq!(child.workflow.id, "greeter");
 }
 
 // ---- property tests ----

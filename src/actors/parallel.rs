@@ -47,6 +47,8 @@ pub(crate) enum ParallelMsg {
 
 pub(crate) struct ParallelState {
     args: ParallelArgs,
+    /// Branches report the keys they wrote; a sub-workflow, its final state.
+    branch: bool,
     pending: VecDeque<(u32, ChildSpec)>,
     running: usize,
     watchers: Vec<JoinHandle<()>>,
@@ -62,8 +64,9 @@ impl Actor for ParallelActor {
         _: ActorRef<ParallelMsg>,
         mut args: ParallelArgs,
     ) -> Result<ParallelState, ActorProcessingErr> {
+        let branch = args.children.first().is_none_or(|(_, c)| c.until.is_some());
         let pending = std::mem::take(&mut args.children).into();
-        Ok(ParallelState { args, pending, running: 0, watchers: Vec::new() })
+        Ok(ParallelState { args, branch, pending, running: 0, watchers: Vec::new() })
     }
 
     async fn post_start(
@@ -84,7 +87,7 @@ impl Actor for ParallelActor {
         st.running = st.running.saturating_sub(1);
         let outcome = match outcome {
             Some(o) => o,
-            None => child_outcome(&st.args.services, child, st.args.is_branch())?,
+            None => child_outcome(&st.args.services, child, st.branch)?,
         };
         let a = &st.args;
         let done =
@@ -98,14 +101,6 @@ impl Actor for ParallelActor {
             w.abort();
         }
         Ok(())
-    }
-}
-
-impl ParallelArgs {
-    /// Branches of a parallel node report the keys they wrote; a
-    /// sub-workflow reports its final state.
-    fn is_branch(&self) -> bool {
-        self.children.first().is_none_or(|(_, c)| c.until.is_some())
     }
 }
 

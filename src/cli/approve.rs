@@ -6,11 +6,8 @@
 use std::path::Path;
 
 use super::report::{Invocation, carry_on};
-use super::{CliResult, Failure, open_quiet, parse_id};
-use crate::clock::format_ms;
-use crate::id::ExecutionId;
-use crate::journal::Event;
-use crate::runtime::{Decision, Error as RuntimeError, Runtime};
+use super::{CliResult, open_quiet, parse_id};
+use crate::runtime::Decision;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -52,15 +49,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     };
     let rt = open_quiet(data_dir).await?;
     let result = async {
-        let node = match rt.approve(id, decision).await {
-            Ok(node) => node,
-            Err(RuntimeError::Finished { id, status }) => {
-                // The runtime names the first decision only while the execution lives.
-                let decided = decided(&rt, id, a.node.as_deref()).unwrap_or_default();
-                return Err(Failure::new(format!("{}{decided}", RuntimeError::Finished { id, status })));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let node = rt.approve(id, decision).await?;
         if !a.json {
             let verdict = if a.decision == Verdict::Approved { "approved" } else { "rejected" };
             eprintln!("approval `{node}` of execution {id} {verdict} by {by}");
@@ -70,17 +59,4 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     .await;
     rt.shutdown().await;
     result
-}
-
-/// `; approval `N` was decided: … by … at …` for the last decision in the
-/// history (of `node`, when given).
-fn decided(rt: &Runtime, id: ExecutionId, node: Option<&str>) -> Option<String> {
-    rt.events(id).ok()?.iter().rev().find_map(|r| match &r.event {
-        Event::ApprovalDecided { node: n, approved, by, .. } if node.is_none_or(|want| want == n) => Some(format!(
-            "; approval `{n}` was decided: {} by {by} at {}",
-            if *approved { "approved" } else { "rejected" },
-            format_ms(r.at_ms)
-        )),
-        _ => None,
-    })
 }

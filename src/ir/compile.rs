@@ -4,17 +4,22 @@
 //! This file owns the entry points, the finding collector and the top of
 //! the file (both forms: a `workflow:` block, or `id:`/`nodes:` at the top
 //! level). Its submodules own the YAML tree ([`yaml`]), nodes ([`nodes`]),
-//! retry policies ([`retry`]), what can be known about state ([`state`]) and
-//! the graph ([`graph`]). Nothing here runs a workflow.
+//! the kinds that fan out ([`parallel`]), park ([`waits`]) or include
+//! another file ([`subworkflow`]), retry policies ([`retry`]), what can be
+//! known about state ([`state`]) and the graph ([`graph`]). Nothing here
+//! runs a workflow.
 
 mod graph;
 mod nodes;
+mod parallel;
 mod retry;
 mod state;
+mod subworkflow;
+mod waits;
 mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::schema::{StateSchema, Type};
@@ -22,24 +27,40 @@ use super::workflow::{RetryPolicy, Span, Workflow};
 use yaml::{Entry, Scalar, Value, Yaml};
 
 /// Compile a workflow file. An unreadable file is one finding at 1:1.
+/// Sub-workflows are resolved beside it.
 pub fn compile_file(path: &Path) -> Result<Workflow, Diagnostics> {
-    let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(source) => compile_str(&source, &file),
-        Err(err) => Err(Diagnostics(vec![Diagnostic {
-            file,
-            line: 1,
-            column: 1,
-            message: format!("cannot read the workflow file: {err}"),
-            node: None,
-        }])),
-    }
+    compile_path(path, &[])
 }
 
 /// Compile workflow YAML; `file` names it in findings and becomes
-/// [`Workflow::source_file`].
+/// [`Workflow::source_file`]. A sub-workflow's `file:` is resolved from the
+/// current directory; one named by `workflow:` id cannot be found (that
+/// needs [`compile_file`]).
 pub fn compile_str(source: &str, file: &str) -> Result<Workflow, Diagnostics> {
-    let mut cx = Ctx { file: file.to_string(), ..Ctx::default() };
+    compile_source(source, file, None, Vec::new())
+}
+
+/// Compile a file that the files of `including` (outermost first) include.
+fn compile_path(path: &Path, including: &[Including]) -> Result<Workflow, Diagnostics> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|err| {
+        let message = format!("cannot read the workflow file: {err}");
+        Diagnostics(vec![Diagnostic { file: file.clone(), line: 1, column: 1, message, node: None }])
+    })?;
+    let mut including = including.to_vec();
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    including.push(Including { canonical, shown: file.clone() });
+    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    compile_source(&source, &file, Some(dir), including)
+}
+
+fn compile_source(
+    source: &str,
+    file: &str,
+    dir: Option<PathBuf>,
+    including: Vec<Including>,
+) -> Result<Workflow, Diagnostics> {
+    let mut cx = Ctx { file: file.to_string(), dir, including, ..Ctx::default() };
     let workflow = match yaml::parse(source) {
         Err((span, message)) => {
             cx.add(span, format!("invalid YAML: {message}"));
@@ -66,19 +87,37 @@ pub fn compile_str(source: &str, file: &str) -> Result<Workflow, Diagnostics> {
 }
 
 const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies"];
-const HEADER: &[&str] = &["id", "version", "state_schema", "start", "description"];
-const TOP_FLAT: &[&str] = &["id", "version", "state_schema", "start", "description", "nodes", "retry_policies"];
+const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
+const TOP_FLAT: &[&str] =
+    &["id", "version", "state_schema", "start", "timeout_ms", "description", "nodes", "retry_policies"];
+
+/// One of the files being compiled, the outermost first: a sub-workflow
+/// that names one of them includes itself.
+#[derive(Clone)]
+struct Including {
+    canonical: PathBuf,
+    /// As findings show it.
+    shown: String,
+}
 
 /// The compiler's working state: findings so far, and what later parts of
 /// the file are checked against.
 #[derive(Default)]
 struct Ctx {
     file: String,
+    /// The directory sub-workflows are looked up in; `None` when the
+    /// workflow was not read from a file.
+    dir: Option<PathBuf>,
+    /// The files being compiled, this one last (empty for a string).
+    including: Vec<Including>,
     findings: Vec<Diagnostic>,
     /// The node being compiled; findings are attributed to it.
     node: Option<String>,
     schema: StateSchema,
     policies: BTreeMap<String, RetryPolicy>,
+    /// The current node's reads of `item` and `index`, which are defined
+    /// only in a `for_each` branch: the graph decides ([`state::LoopRead`]).
+    loop_reads: Vec<state::LoopRead>,
 }
 
 /// The workflow's own fields; `None` where they have findings.
@@ -88,6 +127,7 @@ struct Header {
     version: Option<String>,
     schema: Option<StateSchema>,
     start: Option<(String, Span)>,
+    timeout_ms: Option<Option<u64>>,
 }
 
 /// A mapping's entries, with unknown and duplicate keys already reported.
@@ -174,6 +214,18 @@ impl Ctx {
         text
     }
 
+    /// One of a fixed set of words (`merge: keys`).
+    fn keyword(&mut self, y: &Yaml, field: &str, known: &[&'static str]) -> Option<&'static str> {
+        let word = self.string(y, field)?;
+        let found = known.iter().copied().find(|k| *k == word);
+        if found.is_none() {
+            let hint =
+                suggest(&word, known.iter().copied()).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
+            self.add(y.span, format!("unknown {field} `{word}` ({hint}expected one of: {})", known.join(", ")));
+        }
+        found
+    }
+
     /// An integer no smaller than `min`.
     fn int(&mut self, y: &Yaml, field: &str, min: i64) -> Option<u64> {
         match &y.value {
@@ -214,13 +266,13 @@ impl Ctx {
             edges,
             retry_policies: std::mem::take(&mut self.policies),
             source_file: Some(self.file.clone()),
-            timeout_ms: None,
+            timeout_ms: header.timeout_ms?,
         })
     }
 
-    /// `id`, `version`, `state_schema`, `start` and `description`, from the
-    /// `workflow` block or the top level; `at` is where a missing one is
-    /// reported. Sets `self.schema` for what follows.
+    /// `id`, `version`, `state_schema`, `start`, `timeout_ms` and
+    /// `description`, from the `workflow` block or the top level; `at` is
+    /// where a missing one is reported. Sets `self.schema` for what follows.
     fn header(&mut self, f: &Fields, at: Span) -> Header {
         let id = self.required(f, "id", "the workflow", at).and_then(|y| self.string(y, "id"));
         let version = match f.get("version").map(|y| (y, &y.value)) {
@@ -234,7 +286,8 @@ impl Ctx {
         let schema = self.required(f, "state_schema", "the workflow", at).and_then(|y| self.state_schema(y));
         self.schema = schema.clone().unwrap_or_default();
         let start = f.get("start").and_then(|y| Some((self.string(y, "start")?, y.span)));
-        Header { id, version, schema, start }
+        let timeout_ms = optional(f.get("timeout_ms").map(|y| self.int(y, "timeout_ms", 1)));
+        Header { id, version, schema, start, timeout_ms }
     }
 
     fn state_schema(&mut self, y: &Yaml) -> Option<StateSchema> {

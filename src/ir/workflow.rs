@@ -265,6 +265,14 @@ pub enum EdgeKind {
     /// The n-th condition of a branch.
     Condition(usize),
     Default,
+    /// The start of a parallel node's n-th branch.
+    Branch(usize),
+    /// Where a parallel node's branches meet and its execution goes on.
+    Join,
+    /// Where a wait or an approval goes when its `timeout_ms` passes.
+    OnTimeout,
+    /// Where an approval goes when it is rejected.
+    OnReject,
 }
 
 /// How a failed node is retried. The delay before attempt `n + 1` is a

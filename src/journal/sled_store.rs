@@ -110,6 +110,31 @@ impl SledJournal {
     }
 }
 
+/// A crash-test hook: with `JAMJET_PAUSE_AFTER=<Event>[:<n>]` (say
+/// `BranchFinished:2`), the append that makes the n-th such event durable
+/// (the first, without `:n`) prints `jamjet: paused after <Event> #<n>` to
+/// stderr and never returns, so a test can `kill -9` the process at exactly
+/// that point. Unset (always, outside tests), it costs one relaxed load.
+async fn pause_point(events: &[crate::journal::Event]) {
+    use std::sync::OnceLock;
+    static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let target = TARGET.get_or_init(|| {
+        let spec = std::env::var("JAMJET_PAUSE_AFTER").ok()?;
+        let (name, n) = spec.split_once(':').unwrap_or((&spec, "1"));
+        Some((name.to_string(), n.parse().unwrap_or(1)))
+    });
+    let Some((name, n)) = target else { return };
+    for e in events.iter().filter(|e| e.name() == name) {
+        let seen = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
+        if seen == *n {
+            let _ = e;
+            eprintln!("jamjet: paused after {name} #{n}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// sled 0.34.7 writes a snapshot to `snap.<lsn>.generating`, syncs it,
 /// then renames it to `snap.<lsn>`. A kill before the rename leaves the
 /// `.generating` file behind, and sled's next open picks it (it filters
@@ -166,6 +191,7 @@ impl Journal for SledJournal {
             self.wal.commit(batch).await?;
             self.appends.fetch_add(1, Ordering::Relaxed);
             self.events.fetch_add(events, Ordering::Relaxed);
+            pause_point(append.events).await;
             Ok(())
         })
     }

@@ -2,6 +2,9 @@
 //! `start`, and no reachable loop is a trap (a cycle from which no node that
 //! ends the workflow can be reached). Also derives [`Workflow::edges`].
 //!
+//! A parallel node's successors are its branches' starts and its `join`;
+//! the checks on its branches' chains are [`super::parallel`]'s.
+//!
 //! [`Workflow::edges`]: crate::ir::Workflow::edges
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,39 +16,54 @@ use crate::ir::{Edge, EdgeKind, Node, Span};
 /// The compiled graph: nodes by id, edges in file order, the start node.
 type Graph = (BTreeMap<String, Node>, Vec<Edge>, String);
 
+/// A resolved target: the node's index, the kind of edge, and where the
+/// target is written (a misspelt one stands for the node it likely means).
+#[derive(Clone, Copy)]
+pub(super) struct Successor {
+    pub node: usize,
+    pub kind: EdgeKind,
+    pub span: Span,
+}
+
 impl Ctx {
     /// Resolve targets and check the graph; the graph comes back only when
     /// every node compiled and `start` exists.
     pub(super) fn graph(&mut self, nodes: Vec<Parsed>, start: Option<(String, Span)>) -> Option<Graph> {
         let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
         let ids = || nodes.iter().map(|p| p.id.as_str());
-        let mut successors = vec![Vec::new(); nodes.len()];
+        let mut resolved: Vec<Vec<Successor>> = vec![Vec::new(); nodes.len()];
         let mut edges = Vec::new();
         // The graph's shape is checked only when every successor is known;
         // a misspelt target counts as the node it most likely means.
         let mut shape_known = nodes.iter().all(|p| p.complete);
         for (from, parsed) in nodes.iter().enumerate() {
             for target in &parsed.targets {
+                let (kind, span) = (target.kind, target.span);
                 if let Some(&to) = index.get(target.to.as_str()) {
-                    successors[from].push(to);
-                    edges.push(Edge { from: parsed.id.clone(), to: target.to.clone(), kind: target.kind });
+                    resolved[from].push(Successor { node: to, kind, span });
+                    edges.push(Edge { from: parsed.id.clone(), to: target.to.clone(), kind });
                     continue;
                 }
-                let field = match target.kind {
+                let field = match kind {
                     EdgeKind::Next => "`next`".to_string(),
                     EdgeKind::Condition(i) => format!("condition {}'s `next`", i + 1),
                     EdgeKind::Default => "`default`".to_string(),
+                    EdgeKind::Branch(_) => "`branches`".to_string(),
+                    EdgeKind::Join => "`join`".to_string(),
+                    EdgeKind::OnTimeout => "`on_timeout`".to_string(),
+                    EdgeKind::OnReject => "`on_reject`".to_string(),
                 };
                 let likely = super::suggest(&target.to, ids());
                 let hint = likely.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
                 let message = format!("{field} names node `{}`, which does not exist{hint}", target.to);
-                self.add_for(target.span, Some(parsed.id.clone()), message);
+                self.add_for(span, Some(parsed.id.clone()), message);
                 match likely.and_then(|s| index.get(s)) {
-                    Some(&to) => successors[from].push(to),
+                    Some(&to) => resolved[from].push(Successor { node: to, kind, span }),
                     None => shape_known = false,
                 }
             }
         }
+        let successors: Vec<Vec<usize>> = resolved.iter().map(|r| r.iter().map(|s| s.node).collect()).collect();
         let start = match start {
             None => nodes.first().map(|p| p.id.clone()),
             Some((name, span)) => {
@@ -59,6 +77,9 @@ impl Ctx {
         };
         if let Some(&first) = start.as_deref().and_then(|s| index.get(s)).filter(|_| shape_known) {
             self.reachability(&nodes, &successors, first);
+        }
+        if shape_known {
+            self.branch_chains(&nodes, &resolved);
         }
         let mut compiled = BTreeMap::new();
         for parsed in nodes {

@@ -1,5 +1,7 @@
 //! Compiling the `nodes:` mapping: node ids, the fields every node shares,
-//! and each kind's own fields (`http`, `branch`, `set`, `end`, `function`).
+//! and the simple kinds' own fields (`http`, `branch`, `set`, `end`,
+//! `function`). The others have their own files: [`super::parallel`],
+//! [`super::waits`] (`wait`, `approval`) and [`super::subworkflow`].
 //!
 //! Each node comes out as a [`Parsed`] with its outgoing targets, which the
 //! graph checks ([`super::graph`]) resolve; this module does not look at
@@ -7,6 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use super::parallel::PARALLEL;
+use super::state::LoopRead;
+use super::subworkflow::SUB_WORKFLOW;
+use super::waits::{APPROVAL, WAIT};
 use super::yaml::{Entry, Value, Yaml};
 use super::{Ctx, Fields, optional};
 use crate::ir::{BranchNode, Condition, EdgeKind, FunctionNode, HttpNode, Node, NodeKind, SetNode, Span};
@@ -17,6 +23,9 @@ const BRANCH: &[&str] = &["conditions", "default"];
 const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+const KINDS: &[&str] = &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow"];
+/// The kinds whose own fields name successors (besides `next`).
+const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval"];
 
 /// One node as written, and the nodes it names.
 pub(super) struct Parsed {
@@ -29,9 +38,12 @@ pub(super) struct Parsed {
     /// Whether `targets` is every successor the node was written with;
     /// when some could not be read, the graph's shape is not checked.
     pub complete: bool,
+    /// Its templates' reads of `item` and `index`.
+    pub loop_reads: Vec<LoopRead>,
 }
 
-/// A node id named by `next`, a condition or `default`, and where.
+/// A node id named by `next`, a condition, `default`, `branches`, `join`,
+/// `on_timeout` or `on_reject`, and where.
 pub(super) struct Target {
     pub to: String,
     pub span: Span,
@@ -50,7 +62,9 @@ impl Ctx {
             .into_iter()
             .map(|entry| {
                 self.node = Some(entry.key.clone());
-                self.node_entry(entry)
+                let mut parsed = self.node_entry(entry);
+                parsed.loop_reads = std::mem::take(&mut self.loop_reads);
+                parsed
             })
             .collect();
         self.node = None;
@@ -59,7 +73,7 @@ impl Ctx {
 
     fn node_entry(&mut self, entry: &Entry) -> Parsed {
         let (id, span) = (entry.key.clone(), entry.key_span);
-        let mut parsed = Parsed { id, span, node: None, targets: Vec::new(), complete: false };
+        let mut parsed = Parsed { id, span, node: None, targets: Vec::new(), complete: false, loop_reads: Vec::new() };
         let id = &parsed.id;
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
             let message = format!("invalid node id `{id}`: use only letters, digits, `_` and `-`");
@@ -75,6 +89,10 @@ impl Ctx {
             Some("branch") => BRANCH,
             Some("set") => SET,
             Some("function") => FUNCTION,
+            Some("parallel") => PARALLEL,
+            Some("wait") => WAIT,
+            Some("approval") => APPROVAL,
+            Some("workflow") => SUB_WORKFLOW,
             Some("end") => &[],
             _ => {
                 self.unknown_type(&entry.value, &owner, span);
@@ -89,15 +107,22 @@ impl Ctx {
             Some("branch") => self.branch(&f, span, &mut parsed.targets),
             Some("set") => self.set(&f, span),
             Some("function") => self.function(&f, span),
+            Some("parallel") => self.parallel(&f, span, &mut parsed.targets),
+            Some("wait") => self.wait(&f, span, &mut parsed.targets),
+            Some("approval") => self.approval(&f, span, &mut parsed.targets),
+            Some("workflow") => self.sub_workflow(&f, span),
             _ => Some(NodeKind::End),
         };
-        // Only a branch's own fields name successors; `next` is read here.
-        parsed.complete = kind.is_some() || type_name != Some("branch");
+        // `next` is read here; some kinds' own fields name successors too.
+        parsed.complete = kind.is_some() || !NAMING_SUCCESSORS.contains(&type_name.unwrap_or_default());
         let mut next = None;
         if let Some(e) = f.entry("next") {
-            match kind {
-                Some(NodeKind::Branch(_)) => self.add(e.key_span, "a branch node must not have `next`: use `default`"),
-                Some(NodeKind::End) => self.add(e.key_span, "an end node must not have `next`"),
+            match (type_name, &kind) {
+                (Some("branch"), _) => self.add(e.key_span, "a branch node must not have `next`: use `default`"),
+                (Some("parallel"), _) => {
+                    self.add(e.key_span, "a parallel node must not have `next`: the execution goes on at its `join`")
+                }
+                (_, Some(NodeKind::End)) => self.add(e.key_span, "an end node must not have `next`"),
                 _ => {
                     next = self.target(&e.value, "next", EdgeKind::Next, &mut parsed.targets);
                     parsed.complete &= next.is_some();
@@ -117,7 +142,13 @@ impl Ctx {
     }
 
     /// A node id named by `field`, recorded as one of the node's targets.
-    fn target(&mut self, y: &Yaml, field: &str, kind: EdgeKind, targets: &mut Vec<Target>) -> Option<String> {
+    pub(super) fn target(
+        &mut self,
+        y: &Yaml,
+        field: &str,
+        kind: EdgeKind,
+        targets: &mut Vec<Target>,
+    ) -> Option<String> {
         let to = self.string(y, field)?;
         targets.push(Target { to: to.clone(), span: y.span, kind });
         Some(to)
@@ -131,8 +162,11 @@ impl Ctx {
         if let Some(y) = self.required(&Fields { entries }, "type", owner, at)
             && let Some(name) = self.string(y, "type")
         {
-            let known = "http, branch, set, end, function";
-            self.add(y.span, format!("unknown node type `{name}` (expected one of: {known})"));
+            let hint = super::suggest(&name, KINDS.iter().copied())
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            let message = format!("unknown node type `{name}` ({hint}expected one of: {})", KINDS.join(", "));
+            self.add(y.span, message);
         }
     }
 

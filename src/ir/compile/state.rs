@@ -1,7 +1,7 @@
 //! What the compiler can know about state before anything runs: templates
 //! and conditions compile, they read only `state.<key>` for keys the schema
-//! declares, output keys and `set` keys exist, and `set` values whose type
-//! is visible fit their key.
+//! declares (and `item`/`index` in a `for_each` branch), output keys and
+//! `set` keys exist, and values whose type is visible fit their key.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +10,19 @@ use serde_json::Value as Json;
 use super::Ctx;
 use super::yaml::{Entry, Scalar, Value, Yaml};
 use crate::ir::{Span, Type, is_template, referenced_variables, single_expression};
+
+/// The variables a `for_each` branch has besides `state`.
+pub(super) const LOOP_VARIABLES: &[&str] = &["item", "index"];
+
+/// A template's read of `item` or `index`. Whether the node runs in a
+/// `for_each` branch is known only once the graph is, so the verdict waits
+/// for [`Ctx::loop_reads_outside_for_each`].
+pub(super) struct LoopRead {
+    pub span: Span,
+    pub name: String,
+    /// "template" or "condition".
+    pub what: &'static str,
+}
 
 impl Ctx {
     /// A value as JSON; every string in it is checked as a template.
@@ -65,6 +78,10 @@ impl Ctx {
             };
         }
         for name in others {
+            if LOOP_VARIABLES.contains(&name) {
+                self.loop_reads.push(LoopRead { span, name: name.to_string(), what });
+                continue;
+            }
             let message =
                 format!("{what} reads `{name}`, which is not defined: only `state` is (did you mean `state.{name}`?)");
             self.add(span, message);
@@ -85,6 +102,32 @@ impl Ctx {
             self.add(y.span, format!("`output_key` `{key}` is not in `state_schema`{hint}"));
         }
         Some(key)
+    }
+
+    /// An `output_key` that receives a value of type `written` (`what`
+    /// describes it); its declared type must accept it.
+    pub(super) fn output_key_for(&mut self, y: &Yaml, written: &Type, what: &str) -> Option<String> {
+        let key = self.output_key(y)?;
+        if let Some(declared) = self.schema.get(&key)
+            && !declared.is_assignable_from(written)
+        {
+            let message = format!("type mismatch: `output_key` `{key}` is {declared}, but it receives {what}");
+            self.add(y.span, message);
+        }
+        Some(key)
+    }
+
+    /// Reads of `item` and `index` by a node that is not in a `for_each`
+    /// branch's chain: there they are not defined.
+    pub(super) fn loop_reads_outside_for_each(&mut self, node: &str, reads: &[LoopRead]) {
+        for read in reads {
+            let LoopRead { span, name, what } = read;
+            let message = format!(
+                "{what} reads `{name}`, which is not defined here: `item` and `index` exist only in the branch of a \
+                 parallel node with `for_each` (did you mean `state.{name}`?)"
+            );
+            self.add_for(*span, Some(node.to_string()), message);
+        }
     }
 
     /// One `set` value: the key must be declared, and a value whose type is

@@ -1,0 +1,201 @@
+//! Compiling `type: workflow` nodes: the child workflow is found (by
+//! `file`, relative to the parent's directory, or by `workflow` id and
+//! `version` among the `.yaml`/`.yml` files there), compiled with the
+//! parent, and embedded. A workflow that includes itself, directly or not,
+//! is a finding, not a stack overflow.
+
+use std::path::{Path, PathBuf};
+
+use super::yaml::{self, Scalar, Value, Yaml};
+use super::{Ctx, Fields, optional};
+use crate::ir::{NodeKind, Span, SubWorkflowNode, Type, Workflow};
+
+pub(super) const SUB_WORKFLOW: &[&str] = &["file", "workflow", "version", "input", "output_key"];
+
+/// A file beside the parent that declares a workflow.
+struct Candidate {
+    path: PathBuf,
+    id: String,
+    version: String,
+}
+
+impl Ctx {
+    pub(super) fn sub_workflow(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
+        let input = f.get("input").map(|y| self.json(y));
+        let child = match (f.entry("file"), f.entry("workflow")) {
+            (Some(_), Some(e)) => {
+                let message = "a workflow node names its child by `file` or by `workflow` (an id), not both";
+                self.add(e.key_span, message);
+                None
+            }
+            (None, None) => {
+                let message = "a workflow node needs `file` (a path from this file's directory) or `workflow` (an id)";
+                self.add(at, message);
+                None
+            }
+            (Some(file), None) => {
+                if let Some(e) = f.entry("version") {
+                    self.add(e.key_span, "`version` goes with `workflow: <id>`: a `file` names one workflow");
+                }
+                self.child_by_file(&file.value)
+            }
+            (None, Some(e)) => self.child_by_id(&e.value, f.get("version")),
+        };
+        let output_key = optional(
+            f.get("output_key").map(|y| self.output_key_for(y, &Type::Dict, "the child's final state, an object")),
+        );
+        if let (Some(child), Some(y)) = (&child, f.get("input")) {
+            self.child_input(child, y);
+        }
+        Some(NodeKind::Workflow(SubWorkflowNode { workflow: Box::new(child?), input, output_key: output_key? }))
+    }
+
+    fn child_by_file(&mut self, y: &Yaml) -> Option<Workflow> {
+        let file = self.string(y, "file")?;
+        let path = self.dir.as_deref().unwrap_or(Path::new("")).join(file);
+        self.include(&path, y.span)
+    }
+
+    fn child_by_id(&mut self, y: &Yaml, version: Option<&Yaml>) -> Option<Workflow> {
+        let id = self.string(y, "workflow")?;
+        // Written like the workflow's own `version` (`1.10` is text, not a float).
+        let version = match version.map(|y| (y, &y.value)) {
+            None => None,
+            Some((_, Value::Scalar(text, Scalar::Str | Scalar::Int(_) | Scalar::Float(_)))) => Some(text.clone()),
+            Some((y, _)) => {
+                self.string(y, "version");
+                return None;
+            }
+        };
+        let Some(dir) = self.dir.clone() else {
+            let message = format!(
+                "`workflow: {id}` is looked up among the files beside this workflow's file, and this workflow was \
+                 not compiled from a file: name the child by `file`"
+            );
+            self.add(y.span, message);
+            return None;
+        };
+        let candidates = candidates(&dir);
+        let fits = |c: &&Candidate| c.id == id && version.as_ref().is_none_or(|v| *v == c.version);
+        let matches: Vec<&Candidate> = candidates.iter().filter(fits).collect();
+        let shown_dir = if dir.as_os_str().is_empty() { ".".to_string() } else { dir.display().to_string() };
+        let message = match matches.as_slice() {
+            [one] => return self.include(&one.path, y.span),
+            [] => {
+                let versions: Vec<&str> =
+                    candidates.iter().filter(|c| c.id == id).map(|c| c.version.as_str()).collect();
+                match &version {
+                    Some(v) if !versions.is_empty() => {
+                        format!("no version `{v}` of workflow `{id}` in `{shown_dir}` (found: {})", versions.join(", "))
+                    }
+                    _ => {
+                        let hint = super::did_you_mean(&id, candidates.iter().map(|c| c.id.as_str()));
+                        format!("no workflow `{id}` among the `.yaml`/`.yml` files in `{shown_dir}`{hint}")
+                    }
+                }
+            }
+            many => {
+                let found: Vec<String> = many.iter().map(|c| format!("{} ({})", c.path.display(), c.version)).collect();
+                let fix = if version.is_some() { "keep one of them" } else { "add `version` to pick one" };
+                format!("several files declare workflow `{id}`: {}; {fix}", found.join(", "))
+            }
+        };
+        self.add(y.span, message);
+        None
+    }
+
+    /// Compile the child at `path` (the finding, if any, goes at `at`).
+    fn include(&mut self, path: &Path, at: Span) -> Option<Workflow> {
+        let shown = path.display().to_string();
+        let canonical = match std::fs::canonicalize(path) {
+            Ok(canonical) => canonical,
+            Err(err) => {
+                self.add(at, format!("cannot read sub-workflow `{shown}`: {err}"));
+                return None;
+            }
+        };
+        if let Some(i) = self.including.iter().position(|f| f.canonical == canonical) {
+            let cycle: Vec<&str> =
+                self.including[i..].iter().map(|f| f.shown.as_str()).chain([shown.as_str()]).collect();
+            self.add(at, format!("sub-workflow `{shown}` includes itself: {}", cycle.join(" → ")));
+            return None;
+        }
+        match super::compile_path(path, &self.including) {
+            Ok(workflow) => Some(workflow),
+            Err(findings) => {
+                let more = match findings.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                let first = findings.iter().next().map(ToString::to_string).unwrap_or_default();
+                self.add(at, format!("sub-workflow `{shown}` does not compile: {first}{more}"));
+                None
+            }
+        }
+    }
+
+    /// The keys of an `input` mapping are the child's state keys.
+    fn child_input(&mut self, child: &Workflow, y: &Yaml) {
+        match &y.value {
+            Value::Map(entries) => {
+                for entry in entries {
+                    if child.state_schema.get(&entry.key).is_none() {
+                        let hint =
+                            super::did_you_mean(&entry.key, child.state_schema.fields.keys().map(String::as_str));
+                        let message = format!(
+                            "`input` key `{}` is not in the `state_schema` of sub-workflow `{}`{hint}",
+                            entry.key, child.id
+                        );
+                        self.add(entry.key_span, message);
+                    }
+                }
+            }
+            Value::Scalar(_, Scalar::Str) => {}
+            _ => {
+                let message =
+                    format!("`input` must be a mapping of the child's state keys (or a template), found {}", y.kind());
+                self.add(y.span, message);
+            }
+        }
+    }
+}
+
+/// The workflows declared by the `.yaml`/`.yml` files of `dir`, by file
+/// name. Files that cannot be read or parsed are not candidates.
+fn candidates(dir: &Path) -> Vec<Candidate> {
+    let listed = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    // An unreadable directory, or entry, holds no candidates.
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(listed)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| dir.join(entry.file_name()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml") && p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let source = std::fs::read_to_string(&path).ok()?;
+            let (root, _) = yaml::parse(&source).ok()?;
+            let (id, version) = declared(&root)?;
+            Some(Candidate { path, id, version })
+        })
+        .collect()
+}
+
+/// The `id` and `version` a workflow file declares (in either form).
+fn declared(root: &Yaml) -> Option<(String, String)> {
+    let Value::Map(top) = &root.value else {
+        return None;
+    };
+    let header = match top.iter().find(|e| e.key == "workflow").map(|e| &e.value.value) {
+        Some(Value::Map(block)) => block,
+        Some(_) => return None,
+        None => top,
+    };
+    let field = |key: &str| header.iter().find(|e| e.key == key).map(|e| &e.value);
+    let id = field("id")?.as_str()?.to_string();
+    let version = field("version").and_then(Yaml::scalar_text).unwrap_or("0.1.0").to_string();
+    Some((id, version))
+}
