@@ -16,6 +16,7 @@ pub struct Args {
     /// The approval node, when the execution waits on more than one.
     #[arg(long)]
     pub node: Option<String>,
+    /// Approved goes on at the node's `next`; rejected at `on_reject` (or fails the execution).
     #[arg(long, value_enum)]
     pub decision: Verdict,
     /// Why, for the record.

@@ -37,11 +37,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let mut all_ok = true;
     let mut out = Vec::new();
     for (id, r) in results {
+        let r = r.and_then(|o| {
+            let waits = if o.status == Status::Waiting { waits_under(&rt, id)? } else { Vec::new() };
+            Ok((o, waits))
+        });
         match r {
-            Ok(o) => {
+            Ok((o, waits)) => {
                 all_ok &= matches!(o.status, Status::Completed | Status::Waiting);
-                let waits =
-                    if o.status == Status::Waiting { waits_under(&rt, id).unwrap_or_default() } else { Vec::new() };
                 if !a.json {
                     println!("{id} {}{}", o.status, o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default());
                     print_waits(&rt, &inv, id, &waits);
