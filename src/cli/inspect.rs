@@ -12,6 +12,7 @@ use super::report::{Invocation, print_waits, waits_under};
 use super::{CliResult, open_quiet, parse_id, print_json, table};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
+use crate::ir::NodeKind;
 use crate::journal::{Event, Status};
 use crate::runtime::{Runtime, WaitKind};
 use crate::timeline::{Branch, NodeVisit, WaitEnd, WaitSpan, timeline};
@@ -39,6 +40,7 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
     let meta = rt.status(id)?;
     let records = rt.events(id)?;
     let tl = timeline(id, &records);
+    let workflow = rt.workflow_of(id)?;
     let outcome = rt.outcome(id)?;
     // Branches the parent has not recorded the end of: ask their own index row.
     let child_status = |b: &Branch| -> String {
@@ -143,16 +145,20 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
         for b in &v.branches {
             let attempt = if v.failures.is_empty() { String::new() } else { format!(" (attempt {})", b.attempt) };
             let why = b.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
-            println!("  branch {}{attempt}  {}  {}{why}", b.branch, b.child, child_status(b));
+            let which = match workflow.node(&v.node).map(|n| &n.kind) {
+                Some(NodeKind::Workflow(_)) => "child   ".to_string(),
+                _ => format!("branch {}", b.branch),
+            };
+            println!("  {which}{attempt}  {}  {}{why}", b.child, child_status(b));
             if let (true, Some(p)) = (a.verbose, &b.patch) {
                 println!("            wrote {p}");
             }
         }
         if let Some(p) = patch.filter(|_| a.verbose) {
-            println!("  patch  {p}");
+            println!("  patch    {p}");
         }
         if let Some(n) = branched {
-            println!("  next   {n}");
+            println!("  next     {n}");
         }
     }
     if !tl.kept_signals.is_empty() {
