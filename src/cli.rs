@@ -2,11 +2,15 @@
 //! lives in a file of its own under `cli/`. Output for people reads well
 //! in a terminal; every command that prints data has `--json`.
 
+mod approve;
 mod bench;
+mod cancel;
 mod executions;
 mod inspect;
+mod report;
 mod resume;
 mod run;
+mod signal;
 mod table;
 mod validate;
 
@@ -29,15 +33,21 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a workflow to completion on the embedded store.
+    /// Run a workflow until it ends or waits for an event or an approval.
     Run(run::Args),
+    /// Deliver an event to an execution and carry it on.
+    Signal(signal::Args),
+    /// Approve or reject the approval an execution waits on, and carry it on.
+    Approve(approve::Args),
+    /// Cancel a running or waiting execution.
+    Cancel(cancel::Args),
     /// Compile a workflow and print every finding.
     Validate(validate::Args),
     /// Show an execution's timeline.
     Inspect(inspect::Args),
-    /// List executions.
+    /// List executions, or (--waiting) what each waiting one waits for.
     Executions(executions::Args),
-    /// Rehydrate and finish every non-terminal execution.
+    /// Rehydrate every running execution and carry each on until it settles.
     Resume(resume::Args),
     /// Load runs that measure the runtime (figures for the README).
     Bench(bench::Args),
@@ -93,6 +103,9 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> CliResult {
     match cli.command {
         Command::Run(a) => run::run(&cli.data_dir, a).await,
+        Command::Signal(a) => signal::run(&cli.data_dir, a).await,
+        Command::Approve(a) => approve::run(&cli.data_dir, a).await,
+        Command::Cancel(a) => cancel::run(&cli.data_dir, a).await,
         Command::Validate(a) => validate::run(a),
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,

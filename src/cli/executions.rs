@@ -1,4 +1,6 @@
 //! `jamjet executions [--status S]`: list executions, oldest first.
+//! `--waiting`: what each parked execution waits for (an event, an
+//! approval, a timer), since when and until when.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,12 +8,16 @@ use std::process::ExitCode;
 use super::{CliResult, Failure, open_quiet, print_json, table};
 use crate::clock::format_ms;
 use crate::journal::Status;
+use crate::runtime::{WaitKind, Waiting};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only executions with this status (running, completed, failed, cancelled).
-    #[arg(long)]
+    /// Only executions with this status (running, waiting, completed, failed, cancelled).
+    #[arg(long, conflicts_with = "waiting")]
     pub status: Option<String>,
+    /// What each waiting execution waits for, one row per waiting node.
+    #[arg(long)]
+    pub waiting: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -20,30 +26,86 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let status = match a.status.as_deref() {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            Failure::new(format!("--status `{s}` is not a status (running, completed, failed, cancelled)"))
+            Failure::new(format!("--status `{s}` is not a status (running, waiting, completed, failed, cancelled)"))
         })?),
     };
     let rt = open_quiet(data_dir).await?;
-    let list = rt.list(status)?;
-    if a.json {
-        print_json(&list);
-    } else if list.is_empty() {
-        println!("no executions");
+    let result = if a.waiting {
+        rt.waiting().map(|w| print_waiting(&w, a.json))
     } else {
-        let rows: Vec<Vec<String>> = list
-            .iter()
-            .map(|m| {
-                vec![
-                    m.id.to_string(),
-                    format!("{}@{}", m.workflow_id, m.workflow_version),
-                    m.status.to_string(),
-                    format_ms(m.created_ms),
-                    format_ms(m.updated_ms),
-                ]
-            })
-            .collect();
-        table::print(&["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
-    }
+        rt.list(status).map(|list| {
+            if a.json {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("no executions");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.id.to_string(),
+                            format!("{}@{}", m.workflow_id, m.workflow_version),
+                            m.status.to_string(),
+                            format_ms(m.created_ms),
+                            format_ms(m.updated_ms),
+                        ]
+                    })
+                    .collect();
+                table::print(&["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+            }
+        })
+    };
     rt.shutdown().await;
+    result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The longest prompt shown in a table cell.
+const PROMPT_CELL: usize = 60;
+
+fn print_waiting(waits: &[Waiting], json: bool) {
+    if json {
+        print_json(&waits);
+        return;
+    }
+    if waits.is_empty() {
+        println!("nothing waits");
+        return;
+    }
+    let rows: Vec<Vec<String>> = waits
+        .iter()
+        .map(|w| {
+            let kind = match w.kind {
+                WaitKind::Event => "event",
+                WaitKind::Approval => "approval",
+                WaitKind::Timer => "timer",
+            };
+            let what = match w.kind {
+                WaitKind::Event => w.event.clone().unwrap_or_default(),
+                WaitKind::Approval => clip(w.prompt.as_deref().unwrap_or_default(), PROMPT_CELL),
+                WaitKind::Timer => "-".into(),
+            };
+            vec![
+                w.id.to_string(),
+                w.workflow_id.clone(),
+                w.node.clone(),
+                kind.into(),
+                what,
+                format_ms(w.since_ms),
+                w.deadline_ms.map(format_ms).unwrap_or_else(|| "-".into()),
+                w.parent.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table::print(&["EXECUTION", "WORKFLOW", "NODE", "KIND", "WAITS FOR", "SINCE", "DEADLINE", "PARENT"], &rows);
+}
+
+/// `text` on one line, cut to `max` characters.
+fn clip(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(max - 1).collect::<String>())
+    }
 }

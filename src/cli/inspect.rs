@@ -1,20 +1,27 @@
 //! `jamjet inspect <exec-id>`: the timeline of one execution — node,
-//! status, started, duration, attempts; `-v` adds each state patch, the
-//! input and the final state; `--json` prints the events and the rows.
+//! status, started, duration, attempts — then, under each node that has
+//! them, its failed attempts, what it waited for and how that ended, and
+//! the child executions it started; a waiting execution says what moves it
+//! on. `-v` adds each state patch, the input, the final state and every
+//! event; `--json` prints the events and the rows.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::report::{Invocation, print_waits, waits_under};
 use super::{CliResult, open_quiet, parse_id, print_json, table};
 use crate::clock::format_ms;
-use crate::journal::Event;
-use crate::timeline::node_visits;
+use crate::id::ExecutionId;
+use crate::ir::NodeKind;
+use crate::journal::{Event, Status};
+use crate::runtime::{Runtime, WaitKind};
+use crate::timeline::{Branch, NodeVisit, WaitEnd, WaitSpan, timeline};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The execution id (exec_...).
     pub id: String,
-    /// Show state patches, the input and the final state.
+    /// Show state patches, the input, the final state and every event.
     #[arg(short, long)]
     pub verbose: bool,
     #[arg(long)]
@@ -24,23 +31,46 @@ pub struct Args {
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
     let rt = open_quiet(data_dir).await?;
+    let result = show(&rt, data_dir, id, &a);
+    rt.shutdown().await;
+    result
+}
+
+fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
     let meta = rt.status(id)?;
     let records = rt.events(id)?;
-    let visits = node_visits(&records);
+    let tl = timeline(id, &records);
+    let workflow = rt.workflow_of(id)?;
     let outcome = rt.outcome(id)?;
+    // Branches the parent has not recorded the end of: ask their own index row.
+    let child_status = |b: &Branch| -> String {
+        match b.outcome {
+            Some(o) => o.to_string(),
+            None => rt.status(b.child).map(|m| m.status.to_string()).unwrap_or_else(|_| "not started".into()),
+        }
+    };
     if a.json {
         let events: Vec<_> = records
             .iter()
             .map(|r| serde_json::json!({"seq": r.seq, "at": format_ms(r.at_ms), "at_ms": r.at_ms, "type": r.event.name(), "event": event_json(&r.event)}))
             .collect();
+        let mut nodes = serde_json::to_value(&tl.nodes).expect("rows serialize");
+        for (row, v) in tl.nodes.iter().zip(nodes.as_array_mut().into_iter().flatten()) {
+            for (b, bv) in row.branches.iter().zip(v["branches"].as_array_mut().into_iter().flatten()) {
+                bv["status"] = child_status(b).into();
+            }
+        }
+        let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
         print_json(&serde_json::json!({
             "execution": meta,
+            "parent": parent_json(&records),
             "state": outcome.state,
             "error": outcome.error,
-            "nodes": visits,
+            "waiting": waiting,
+            "nodes": nodes,
+            "kept_signals": tl.kept_signals,
             "events": events,
         }));
-        rt.shutdown().await;
         return Ok(ExitCode::SUCCESS);
     }
     println!("execution  {id}");
@@ -50,6 +80,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         meta.workflow_version,
         &meta.workflow_hash[..12.min(meta.workflow_hash.len())]
     );
+    if let Some(Event::ChildStarted { parent, parent_node, parent_visit, branch, start, until, .. }) =
+        records.first().map(|r| &r.event)
+    {
+        let visit = if *parent_visit > 1 { format!(" #{parent_visit}") } else { String::new() };
+        let span = until.as_ref().map(|u| format!(", from `{start}` until `{u}`")).unwrap_or_default();
+        println!("parent     {parent} (node `{parent_node}`{visit}, branch {branch}{span})");
+    }
     println!("status     {}", meta.status);
     println!("started    {}", format_ms(meta.created_ms));
     if meta.status.is_terminal() {
@@ -58,15 +95,25 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(e) = &outcome.error {
         println!("error      {e}");
     }
-    if let (true, Some(Event::ExecutionStarted { input, .. })) = (a.verbose, records.first().map(|r| &r.event)) {
+    if let (true, Some(Event::ExecutionStarted { input, .. } | Event::ChildStarted { input, .. })) =
+        (a.verbose, records.first().map(|r| &r.event))
+    {
         println!("input      {}", input.0);
     }
+    if matches!(meta.status, Status::Waiting | Status::Running) {
+        let waits = waits_under(rt, id)?;
+        if !waits.is_empty() {
+            println!();
+            print_waits(rt, &Invocation::new(data_dir), id, &waits);
+        }
+    }
     println!();
-    let rows: Vec<Vec<String>> = visits
+    let rows: Vec<Vec<String>> = tl
+        .nodes
         .iter()
         .map(|v| {
             vec![
-                if v.visit > 1 { format!("{} #{}", v.node, v.visit) } else { v.node.clone() },
+                label(v),
                 v.status.to_string(),
                 v.started_ms.map(format_ms).unwrap_or_else(|| "-".into()),
                 v.duration_us.map(table::micros).unwrap_or_else(|| "-".into()),
@@ -75,31 +122,136 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         })
         .collect();
     table::print(&["NODE", "STATUS", "STARTED", "DURATION", "ATTEMPTS"], &rows);
-    for v in &visits {
+    for v in &tl.nodes {
         let patch = v.patch.as_ref().filter(|p| p.as_object().is_none_or(|m| !m.is_empty()));
-        let branched = v.next.as_ref().filter(|_| a.verbose);
-        if !v.errors.is_empty() || (a.verbose && (patch.is_some() || branched.is_some())) {
-            println!();
-            println!("{}{}:", v.node, if v.visit > 1 { format!(" #{}", v.visit) } else { String::new() });
-            for e in &v.errors {
-                println!("  error  {e}");
+        let branched = v.next.as_ref().filter(|_| a.verbose || !v.waits.is_empty());
+        let detailed = !v.errors.is_empty() || !v.waits.is_empty() || !v.branches.is_empty();
+        if !detailed && !(a.verbose && (patch.is_some() || branched.is_some())) {
+            continue;
+        }
+        println!();
+        println!("{}:", label(v));
+        // Failures with the attempt they ended and what was decided next.
+        for f in &v.failures {
+            let then = match f.retry_at_ms {
+                Some(at) => format!("; attempt {} at {}", f.attempt + 1, format_ms(at)),
+                None => "; gave up".into(),
+            };
+            println!("  attempt {}  failed at {}: {}: {}{then}", f.attempt, format_ms(f.at_ms), f.class, f.message);
+        }
+        for w in &v.waits {
+            print_wait(w, v.status);
+        }
+        for b in &v.branches {
+            let attempt = if v.failures.is_empty() { String::new() } else { format!(" (attempt {})", b.attempt) };
+            let why = b.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            let which = match workflow.node(&v.node).map(|n| &n.kind) {
+                Some(NodeKind::Workflow(_)) => "child   ".to_string(),
+                _ => format!("branch {}", b.branch),
+            };
+            println!("  {which}{attempt}  {}  {}{why}", b.child, child_status(b));
+            if let (true, Some(p)) = (a.verbose, &b.patch) {
+                println!("            wrote {p}");
             }
-            if a.verbose {
-                if let Some(p) = patch {
-                    println!("  patch  {p}");
-                }
-                if let Some(n) = branched {
-                    println!("  next   {n}");
-                }
-            }
+        }
+        if let Some(p) = patch.filter(|_| a.verbose) {
+            println!("  patch    {p}");
+        }
+        if let Some(n) = branched {
+            println!("  next     {n}");
+        }
+    }
+    if !tl.kept_signals.is_empty() {
+        println!();
+        println!("events received that nothing waits for yet (kept until a wait for the key is reached):");
+        for s in &tl.kept_signals {
+            println!("  `{}` at {}  payload {}", s.key, format_ms(s.at_ms), s.payload);
         }
     }
     if a.verbose {
         println!();
         println!("state      {}", outcome.state);
+        println!();
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| vec![r.seq.to_string(), format_ms(r.at_ms), r.event.name().to_string(), details(&r.event)])
+            .collect();
+        table::print(&["SEQ", "AT", "EVENT", "DETAILS"], &rows);
     }
-    rt.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node visit's name as the table shows it.
+fn label(v: &NodeVisit) -> String {
+    if v.visit > 1 { format!("{} #{}", v.node, v.visit) } else { v.node.clone() }
+}
+
+/// What a wait waited for, and how it ended.
+fn print_wait(w: &WaitSpan, row_status: &str) {
+    let deadline = w.deadline_ms.map(|d| format!(", deadline {}", format_ms(d))).unwrap_or_default();
+    let since = format_ms(w.since_ms);
+    match w.kind {
+        WaitKind::Event => {
+            let key = w.event.as_deref().unwrap_or_default();
+            println!("  waited   for event `{key}` from {since}{deadline}");
+        }
+        WaitKind::Approval => {
+            println!("  waited   for an approval from {since}{deadline}");
+            println!("  prompt   {}", w.prompt.as_deref().unwrap_or_default());
+        }
+        WaitKind::Timer => {
+            let until = w.deadline_ms.map(format_ms).unwrap_or_else(|| "-".into());
+            println!("  waited   for a timer from {since} until {until}");
+        }
+    }
+    match &w.ended {
+        None if matches!(row_status, "cancelled" | "stopped") => {
+            println!("  ended    with the execution ({row_status})")
+        }
+        None => println!("  ended    not yet"),
+        Some(WaitEnd::Signal { at_ms, payload }) => {
+            let early = if *at_ms < w.since_ms { " (it arrived before the wait began)" } else { "" };
+            println!("  signal   at {}{early}, payload {payload}", format_ms(*at_ms));
+        }
+        Some(WaitEnd::Timeout { at_ms }) if w.kind == WaitKind::Timer => {
+            println!("  fired    at {}", format_ms(*at_ms));
+        }
+        Some(WaitEnd::Timeout { at_ms }) => println!("  timeout  at {}", format_ms(*at_ms)),
+        Some(WaitEnd::Decision { at_ms, approved, by, comment }) => {
+            let verdict = if *approved { "approved" } else { "rejected" };
+            let why = comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
+            println!("  decided  {verdict} by {by} at {}{why}", format_ms(*at_ms));
+        }
+    }
+}
+
+/// One event on one line, for `-v`.
+fn details(e: &Event) -> String {
+    let v = event_json(e);
+    let inner = v.as_object().and_then(|o| o.values().next()).cloned().unwrap_or(serde_json::Value::Null);
+    match inner {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Where a child execution came from, for `--json`.
+fn parent_json(records: &[crate::journal::Record]) -> serde_json::Value {
+    match records.first().map(|r| &r.event) {
+        Some(Event::ChildStarted { parent, parent_node, parent_visit, branch, .. }) => serde_json::json!({
+            "id": parent, "node": parent_node, "visit": parent_visit, "branch": branch,
+        }),
+        _ => serde_json::Value::Null,
+    }
 }
 
 /// An event as JSON for `--json`, with stored JSON text expanded.
@@ -107,12 +259,20 @@ fn event_json(e: &Event) -> serde_json::Value {
     let mut v = serde_json::to_value(e).expect("events serialize");
     // Json(String) fields serialize as strings; expand the ones we know.
     if let Some(obj) = v.as_object_mut().and_then(|o| o.values_mut().next()).and_then(|inner| inner.as_object_mut()) {
-        for key in ["input", "patch", "state"] {
+        for key in ["input", "patch", "state", "payload", "vars"] {
             if let Some(serde_json::Value::String(text)) = obj.get(key)
                 && let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text)
             {
                 obj.insert(key.to_string(), parsed);
             }
+        }
+        // A branch's outcome nests its patch one level down.
+        if let Some(serde_json::Value::Object(outcome)) = obj.get_mut("outcome")
+            && let Some(serde_json::Value::Object(done)) = outcome.get_mut("Completed")
+            && let Some(serde_json::Value::String(text)) = done.get("patch")
+            && let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text)
+        {
+            done.insert("patch".into(), parsed);
         }
     }
     v

@@ -1,9 +1,12 @@
-//! `jamjet resume`: rehydrate every non-terminal execution in the data dir
-//! and run each to its end.
+//! `jamjet resume`: rehydrate every running execution in the data dir and
+//! carry each on until it settles: it ends, or parks on an event or an
+//! approval (a timer is waited out). A parked one is listed with what it
+//! waits for; it does not hold the command.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::report::{Invocation, print_waits, waits_under};
 use super::{CliResult, open_quiet, print_json};
 use crate::journal::Status;
 
@@ -15,25 +18,37 @@ pub struct Args {
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let rt = open_quiet(data_dir).await?;
-    let ids = rt.resume_all().await?;
+    let ids = match rt.resume_all().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            rt.shutdown().await;
+            return Err(e.into());
+        }
+    };
     if !a.json {
         eprintln!("resuming {} execution{}", ids.len(), if ids.len() == 1 { "" } else { "s" });
     }
-    let waits = ids.iter().map(|&id| {
+    let settles = ids.iter().map(|&id| {
         let rt = rt.clone();
-        async move { (id, rt.wait(id).await) }
+        async move { (id, rt.settle(id).await) }
     });
-    let results = futures::future::join_all(waits).await;
+    let results = futures::future::join_all(settles).await;
+    let inv = Invocation::new(data_dir);
     let mut all_ok = true;
     let mut out = Vec::new();
     for (id, r) in results {
+        let r = r.and_then(|o| {
+            let waits = if o.status == Status::Waiting { waits_under(&rt, id)? } else { Vec::new() };
+            Ok((o, waits))
+        });
         match r {
-            Ok(o) => {
-                all_ok &= o.status == Status::Completed;
+            Ok((o, waits)) => {
+                all_ok &= matches!(o.status, Status::Completed | Status::Waiting);
                 if !a.json {
                     println!("{id} {}{}", o.status, o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default());
+                    print_waits(&rt, &inv, id, &waits);
                 }
-                out.push(serde_json::json!({"id": id, "status": o.status, "error": o.error}));
+                out.push(serde_json::json!({"id": id, "status": o.status, "error": o.error, "waiting": waits}));
             }
             Err(e) => {
                 all_ok = false;

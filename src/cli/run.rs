@@ -1,19 +1,21 @@
-//! `jamjet run wf.yaml --input '{...}'`: run one execution to its end on
-//! the embedded store and print the final state and the execution id.
+//! `jamjet run wf.yaml --input '{...}'`: run one execution on the
+//! embedded store until it ends or parks on an event or an approval (a
+//! timer is waited out), and print where it stands: the final state, or
+//! what it waits for and the command that moves it on. Waiting is not a
+//! failure (exit 0); the data dir is free for that next command once this
+//! one exits.
 //!
 //! With `--key`, the run is idempotent: if an execution was already
 //! submitted under that key (say the process was killed), this attaches
 //! to it, resumes it if needed, and prints its result.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::{CliResult, Failure, open_quiet, print_json};
-use crate::clock::format_ms;
+use super::report::{Invocation, print_outcome};
+use super::{CliResult, Failure, open_quiet};
 use crate::ir::compile_file;
-use crate::journal::Status;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -39,18 +41,10 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let rt = open_quiet(data_dir).await?;
     let id = rt.submit_keyed(&wf, input, a.key.as_deref()).await?;
     eprintln!("execution {id} started");
-    let outcome = rt.wait(id).await?;
-    let meta = rt.status(id)?;
-    if a.json {
-        print_json(&outcome);
-    } else {
-        let took = meta.updated_ms.saturating_sub(meta.created_ms);
-        println!("execution {id} {} at {} ({took} ms)", outcome.status, format_ms(meta.updated_ms));
-        if let Some(e) = &outcome.error {
-            println!("error: {e}");
-        }
-        println!("{}", serde_json::to_string_pretty(&outcome.state).expect("state serializes"));
-    }
+    let result = match rt.settle(id).await {
+        Ok(outcome) => print_outcome(&rt, &Invocation::new(data_dir), &outcome, None, a.json),
+        Err(e) => Err(Failure::from(e)),
+    };
     rt.shutdown().await;
-    Ok(if outcome.status == Status::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    result
 }

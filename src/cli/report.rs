@@ -1,0 +1,260 @@
+//! Where an execution stands after a command moved it on (`run`,
+//! `signal`, `approve`): its outcome, and for a waiting one what it waits
+//! for and the exact command that moves it on. Also the family tree of
+//! child executions (parallel branches, sub-workflows), so a wait deep in
+//! a branch is reported with the execution the user started.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::{CliResult, Failure, print_json};
+use crate::clock::format_ms;
+use crate::id::ExecutionId;
+use crate::ir::NodeKind;
+use crate::journal::{Event, Status};
+use crate::runtime::{Error as RuntimeError, Outcome, Runtime, WaitKind, Waiting};
+
+/// How to type a command on this data dir: `jamjet` plus `--data-dir`
+/// when the next command would not find the same one by default.
+pub(crate) struct Invocation {
+    prefix: String,
+}
+
+impl Invocation {
+    pub(crate) fn new(data_dir: &Path) -> Self {
+        let from_env = std::env::var_os("JAMJET_DATA_DIR").is_some_and(|v| Path::new(&v) == data_dir);
+        let prefix = if from_env || data_dir == Path::new(".jamjet") {
+            "jamjet".to_string()
+        } else {
+            format!("jamjet --data-dir {}", shell_word(&data_dir.display().to_string()))
+        };
+        Invocation { prefix }
+    }
+
+    /// The command that moves `w` on.
+    pub(crate) fn next_step(&self, w: &Waiting, several_approvals: bool) -> Option<String> {
+        let p = &self.prefix;
+        match w.kind {
+            WaitKind::Event => {
+                let key = w.event.as_deref().unwrap_or_default();
+                Some(format!("{p} signal {} {} --payload '<json>'", w.id, shell_word(key)))
+            }
+            WaitKind::Approval => {
+                let node = if several_approvals { format!(" --node {}", shell_word(&w.node)) } else { String::new() };
+                Some(format!("{p} approve {}{node} --decision approved", w.id))
+            }
+            WaitKind::Timer => None,
+        }
+    }
+}
+
+/// A word the shell reads back as `text`.
+pub(crate) fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-.,:/@%+=".contains(c));
+    if plain { text.to_string() } else { format!("'{}'", text.replace('\'', r"'\''")) }
+}
+
+/// The execution that started `id`'s family: `id` itself, or the parent
+/// of its parent… of a branch or sub-workflow.
+pub(crate) fn root_of(rt: &Runtime, mut id: ExecutionId) -> Result<ExecutionId, RuntimeError> {
+    while let Some(parent) = parent_of(rt, id)? {
+        id = parent;
+    }
+    Ok(id)
+}
+
+/// The parent of a child execution, from its first event.
+pub(crate) fn parent_of(rt: &Runtime, id: ExecutionId) -> Result<Option<ExecutionId>, RuntimeError> {
+    let records = rt.events(id)?;
+    Ok(match records.first().map(|r| &r.event) {
+        Some(Event::ChildStarted { parent, .. }) => parent.parse().ok(),
+        _ => None,
+    })
+}
+
+/// What `id` and its descendants wait for.
+pub(crate) fn waits_under(rt: &Runtime, id: ExecutionId) -> Result<Vec<Waiting>, RuntimeError> {
+    let mut out = Vec::new();
+    for w in rt.waiting()? {
+        let mut at = Some(w.id);
+        while let Some(e) = at {
+            if e == id {
+                out.push(w);
+                break;
+            }
+            at = if e == w.id { w.parent } else { parent_of(rt, e)? };
+        }
+    }
+    Ok(out)
+}
+
+/// The `output_key` a wait node puts an event's payload into.
+fn payload_key(rt: &Runtime, w: &Waiting) -> Option<String> {
+    let wf = rt.workflow_of(w.id).ok()?;
+    match &wf.node(&w.node)?.kind {
+        NodeKind::Wait(n) => n.output_key.clone(),
+        _ => None,
+    }
+}
+
+/// One line per wait: what it waits for, and the command that ends it.
+pub(crate) fn print_waits(rt: &Runtime, inv: &Invocation, root: ExecutionId, waits: &[Waiting]) {
+    for w in waits {
+        let whose = if w.id == root { String::new() } else { format!(" (in child execution {})", w.id) };
+        let deadline = w.deadline_ms.map(|d| format!(", deadline {}", format_ms(d))).unwrap_or_default();
+        match w.kind {
+            WaitKind::Event => {
+                let key = w.event.as_deref().unwrap_or_default();
+                println!(
+                    "waits at node `{}`{whose} for event `{key}` since {}{deadline}",
+                    w.node,
+                    format_ms(w.since_ms)
+                );
+            }
+            WaitKind::Approval => {
+                let prompt = w.prompt.as_deref().unwrap_or_default();
+                println!("waits at node `{}`{whose} for an approval since {}{deadline}", w.node, format_ms(w.since_ms));
+                println!("  prompt: {prompt}");
+            }
+            WaitKind::Timer => {
+                let at = w.deadline_ms.map(format_ms).unwrap_or_else(|| "-".into());
+                println!("waits at node `{}`{whose} for a timer until {at} (it goes on by itself)", w.node);
+            }
+        }
+        let approvals = waits.iter().filter(|o| o.id == w.id && o.kind == WaitKind::Approval).count();
+        if let Some(cmd) = inv.next_step(w, approvals > 1) {
+            println!("  to go on: {cmd}");
+            match w.kind {
+                WaitKind::Event => {
+                    if let Some(k) = payload_key(rt, w) {
+                        println!("            (the payload goes into `{k}`)");
+                    }
+                }
+                WaitKind::Approval => println!("            (or --decision rejected)"),
+                WaitKind::Timer => {}
+            }
+        }
+    }
+}
+
+/// The waits as JSON, each with the command that moves it on.
+fn waits_json(inv: &Invocation, waits: &[Waiting]) -> Vec<Value> {
+    waits
+        .iter()
+        .map(|w| {
+            let approvals = waits.iter().filter(|o| o.id == w.id && o.kind == WaitKind::Approval).count();
+            let mut v = serde_json::to_value(w).expect("waits serialize");
+            if let (Some(obj), Some(cmd)) = (v.as_object_mut(), inv.next_step(w, approvals > 1)) {
+                obj.insert("next".into(), Value::String(cmd));
+            }
+            v
+        })
+        .collect()
+}
+
+/// Print where `outcome` stands; the exit code says whether it failed
+/// (a waiting execution has not failed: it waits for the outside).
+/// `family`: the execution a finished child belongs to, and what that
+/// one still waits for.
+pub(crate) fn print_outcome(
+    rt: &Runtime,
+    inv: &Invocation,
+    outcome: &Outcome,
+    family: Option<(ExecutionId, &[Waiting])>,
+    json: bool,
+) -> CliResult {
+    let id = outcome.id;
+    if outcome.status == Status::Running {
+        // Settled yet running: its actor stopped under it.
+        return Err(Failure::from(RuntimeError::Stopped { id }));
+    }
+    let meta = rt.status(id)?;
+    let waits = if outcome.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
+    if json {
+        let mut v = serde_json::to_value(outcome).expect("outcomes serialize");
+        if let Some(obj) = v.as_object_mut() {
+            if !waits.is_empty() {
+                obj.insert("waiting".into(), Value::Array(waits_json(inv, &waits)));
+            }
+            if let Some((root, family_waits)) = family {
+                let waiting = Value::Array(waits_json(inv, family_waits));
+                obj.insert("family".into(), serde_json::json!({ "id": root, "waiting": waiting }));
+            }
+        }
+        print_json(&v);
+    } else {
+        match outcome.status {
+            Status::Waiting => {
+                // Since it parked where it is now (the index row changes only with the status).
+                let since = waits.iter().map(|w| w.since_ms).max().unwrap_or(meta.updated_ms);
+                println!("execution {id} waiting since {}", format_ms(since));
+            }
+            s => {
+                let took = meta.updated_ms.saturating_sub(meta.created_ms);
+                println!("execution {id} {s} at {} ({took} ms)", format_ms(meta.updated_ms));
+            }
+        }
+        if let Some(e) = &outcome.error {
+            println!("error: {e}");
+        }
+        print_waits(rt, inv, id, &waits);
+        println!("{}", serde_json::to_string_pretty(&outcome.state).expect("state serializes"));
+        if let Some((root, family_waits)) = family {
+            println!();
+            println!("it is part of execution {root}, which goes on once these do:");
+            print_waits(rt, inv, root, family_waits);
+        }
+    }
+    Ok(if matches!(outcome.status, Status::Completed | Status::Waiting) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Carry an execution on after a delivery until it settles. A child
+/// (a branch, a sub-workflow) that finished hands over to the execution
+/// its family started from, which then goes on too, unless another of its
+/// descendants still waits: the family cannot move before that one does,
+/// and its end is journaled in the parent when the family goes on.
+pub(crate) async fn carry_on(rt: &Runtime, inv: &Invocation, id: ExecutionId, json: bool) -> CliResult {
+    let outcome = rt.settle(id).await?;
+    let root = root_of(rt, id)?;
+    if root == id || !outcome.status.is_terminal() {
+        return print_outcome(rt, inv, &outcome, None, json);
+    }
+    let waits = waits_under(rt, root)?;
+    if waits.is_empty() {
+        if !json {
+            eprintln!("execution {id} {}; its family goes on from execution {root}", outcome.status);
+        }
+        let family = rt.settle(root).await?;
+        return print_outcome(rt, inv, &family, None, json);
+    }
+    print_outcome(rt, inv, &outcome, Some((root, &waits)), json)
+}
+
+/// The child executions under `id` (branches, sub-workflows, and theirs)
+/// whose end its parent has not recorded and that have not ended.
+pub(crate) fn open_descendants(rt: &Runtime, id: ExecutionId) -> Result<Vec<ExecutionId>, RuntimeError> {
+    let mut out = Vec::new();
+    let mut todo = vec![id];
+    while let Some(at) = todo.pop() {
+        let records = rt.events(at)?;
+        for row in crate::timeline::timeline(at, &records).nodes {
+            for b in row.branches.iter().filter(|b| b.outcome.is_none()) {
+                match rt.status(b.child) {
+                    Ok(meta) if !meta.status.is_terminal() => {
+                        out.push(b.child);
+                        todo.push(b.child);
+                    }
+                    Ok(_) | Err(RuntimeError::UnknownExecution(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,63 @@
+//! `jamjet signal <exec-id> <key> [--payload '<json>']`: deliver an
+//! external event to an execution's `wait` nodes, then carry the execution
+//! on until it ends or parks again, and print where it stands.
+//!
+//! An event nothing waits for yet is kept: the execution consumes it when
+//! it reaches the wait for that key. This says so rather than failing.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::report::{Invocation, carry_on, waits_under};
+use super::{CliResult, Failure, open_quiet, parse_id};
+use crate::runtime::WaitKind;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The execution id (exec_...).
+    pub id: String,
+    /// The event's correlation key, as the wait node rendered it (e.g. payment:42).
+    pub key: String,
+    /// The event's payload, as JSON; the wait's `output_key` receives it.
+    #[arg(long, default_value = "null")]
+    pub payload: String,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
+    let id = parse_id(&a.id)?;
+    let payload: Value = serde_json::from_str(&a.payload).map_err(|e| {
+        Failure::new(format!("--payload is not valid JSON ({e}); nothing was delivered to execution {id}"))
+    })?;
+    let rt = open_quiet(data_dir).await?;
+    let result = signal(&rt, data_dir, id, &a, payload).await;
+    rt.shutdown().await;
+    result
+}
+
+async fn signal(rt: &crate::Runtime, data_dir: &Path, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
+    // Asked before delivering: once delivered, the wait it ends is gone.
+    let waits = waits_under(rt, id)?;
+    let awaited = waits.iter().any(|w| w.id == id && w.event.as_deref() == Some(a.key.as_str()));
+    rt.signal(id, &a.key, payload).await?;
+    if !a.json {
+        if awaited {
+            eprintln!("event `{}` delivered to execution {id}", a.key);
+        } else {
+            let keys: Vec<String> = waits
+                .iter()
+                .filter(|w| w.id == id && w.kind == WaitKind::Event)
+                .filter_map(|w| w.event.as_ref().map(|k| format!("`{k}`")))
+                .collect();
+            let now = if keys.is_empty() { String::new() } else { format!(" (it waits for {})", keys.join(", ")) };
+            eprintln!(
+                "event `{}` delivered to execution {id}; nothing waits for it yet{now}, so it is kept until a wait for that key is reached",
+                a.key
+            );
+        }
+    }
+    carry_on(rt, &Invocation::new(data_dir), id, a.json).await
+}
