@@ -131,9 +131,6 @@ pub struct Outcome {
     /// The final state (for a failed execution: the state when it failed).
     pub state: Value,
     pub error: Option<String>,
-    /// Parked on timers only: it goes on by itself when they fire.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub waits_on_timer_only: bool,
 }
 
 /// A decision for [`Runtime::approve`].
@@ -182,6 +179,7 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     functions: FunctionRegistry,
     resume: bool,
+    timers: bool,
     restart_budget: RestartBudget,
 }
 
@@ -193,6 +191,7 @@ impl Default for Builder {
             clock: Arc::new(SystemClock),
             functions: FunctionRegistry::default(),
             resume: true,
+            timers: true,
             restart_budget: RestartBudget::default(),
         }
     }
@@ -232,6 +231,12 @@ impl Builder {
         self.resume = yes;
         self
     }
+    /// Whether the timer wheel runs (default: yes). A process that only
+    /// reads the journal turns it off, so it never acts on a due deadline.
+    pub fn timers(mut self, yes: bool) -> Self {
+        self.timers = yes;
+        self
+    }
     pub fn restart_budget(mut self, budget: RestartBudget) -> Self {
         self.restart_budget = budget;
         self
@@ -265,7 +270,9 @@ impl Builder {
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
             .await
             .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
-        tokio::spawn(services.timers.clone().run(Arc::downgrade(&services), supervisor.clone()));
+        if self.timers {
+            tokio::spawn(services.timers.clone().run(Arc::downgrade(&services), supervisor.clone()));
+        }
         let rt = Runtime {
             inner: Arc::new(Inner {
                 services,
@@ -403,20 +410,93 @@ impl Runtime {
     /// since only the outside can move such an execution on. A timer is
     /// waited out.
     pub async fn settle(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        let finished = self.services().on_finished(id);
-        let parked = self.services().on_parked(id);
-        let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
-        let settled = |o: &Outcome| o.status.is_terminal() || (o.status == Status::Waiting && !o.waits_on_timer_only);
-        let now = self.outcome(id)?;
-        if meta.status.is_terminal() || settled(&now) {
-            return Ok(now);
-        }
+        self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         self.ensure_live(id).await?;
-        tokio::select! {
-            _ = finished => {}
-            _ = parked => {}
+        loop {
+            // Listen first, then look, so a change between the two is not missed.
+            let mut changes = Vec::new();
+            let family = self.family(id)?;
+            for &member in &family {
+                changes.push(self.services().on_finished(member));
+                changes.push(self.services().on_parked(member));
+            }
+            if family.iter().all(|&m| self.settled(m).unwrap_or(true)) {
+                return self.outcome(id);
+            }
+            // A deadline (a timer) may move it on with no notice to us: look again now and then.
+            let tick = tokio::time::sleep(Duration::from_millis(250));
+            tokio::select! {
+                _ = futures::future::select_all(changes) => {}
+                _ = tick => {}
+            }
         }
-        self.outcome(id)
+    }
+
+    /// An execution and, recursively, the unfinished children of its fan-outs.
+    fn family(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() && out.len() < 100_000 {
+            let st = self.machine(out[i])?;
+            if !st.phase.is_terminal() {
+                out.extend(st.unfinished_children().into_iter().filter(|c| self.status(*c).is_ok()));
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// Whether only the outside can move this execution on: it ended, or
+    /// it is parked on an event or approval with no deadline passed, or it
+    /// waits on children (the rest of its family decides).
+    fn settled(&self, id: ExecutionId) -> Result<bool, Error> {
+        let st = self.machine(id)?;
+        if st.phase.is_terminal() {
+            return Ok(true);
+        }
+        let now = self.services().clock.now_ms();
+        let mut waits = st.active.values().filter_map(|a| a.wait.as_ref()).peekable();
+        let fanning_out = st.active.values().any(|a| a.fan_out.is_some());
+        if st.parked() {
+            return Ok(
+                waits.all(|w| (w.event.is_some() || w.prompt.is_some()) && w.deadline_ms.is_none_or(|d| d > now))
+            );
+        }
+        if !fanning_out || waits.peek().is_some() || !st.active.values().all(|a| a.fan_out.is_some()) {
+            return Ok(false);
+        }
+        // Waiting on children: every child that can run must have started
+        // (its own settling is checked as part of the family).
+        let workflow = self.workflow_of(id)?;
+        for (node, a) in &st.active {
+            let Some(f) = &a.fan_out else { continue };
+            let limit = match workflow.node(node).map(|n| &n.kind) {
+                Some(crate::ir::NodeKind::Parallel(p)) => p.max_concurrency.map_or(usize::MAX, |m| m as usize),
+                _ => usize::MAX,
+            };
+            let unfinished: Vec<ExecutionId> = (0..f.branches)
+                .filter(|b| !f.finished.contains_key(b))
+                .map(|b| ExecutionId::child(id, node, a.visit, f.attempt, b))
+                .collect();
+            let mut started = 0;
+            for c in &unfinished {
+                match self.services().journal.meta(*c)? {
+                    // Ended, and the parent has not journaled it yet: it is about to move.
+                    Some(m) if m.status.is_terminal() => return Ok(false),
+                    Some(_) => started += 1,
+                    None => {}
+                }
+            }
+            if started < unfinished.len().min(limit) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn machine(&self, id: ExecutionId) -> Result<crate::actors::machine::ExecutionState, Error> {
+        let workflow = self.workflow_of(id)?;
+        Ok(crate::actors::machine::ExecutionState::replay(id, &workflow, &self.events(id)?))
     }
 
     /// Where an execution stands now (poll).
@@ -425,9 +505,7 @@ impl Runtime {
         let workflow = self.workflow_of(id)?;
         let st = crate::actors::machine::ExecutionState::replay(id, &workflow, &records);
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
-        let waits = st.active.values().filter_map(|a| a.wait.as_ref());
-        let waits_on_timer_only = st.parked() && waits.clone().all(|w| w.event.is_none() && w.prompt.is_none());
-        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error, waits_on_timer_only })
+        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
     }
 
     /// Deliver an external event to an execution's `wait` nodes: it is
@@ -574,16 +652,21 @@ impl Runtime {
         self.load_workflow(id, &meta.workflow_hash)
     }
 
-    /// Rehydrate every non-terminal execution that is not live yet.
+    /// Rehydrate every running execution that is not live yet. Returns
+    /// them, and the parked ones a deadline will move on (the timer wheel
+    /// wakes those when it comes; at once if it passed while down).
     pub async fn resume_all(&self) -> Result<Vec<ExecutionId>, Error> {
         let live = self.live().await?;
         let mut resumed = Vec::new();
-        for meta in self.list(Some(Status::Running))? {
-            if live.contains(&meta.id) {
-                continue;
+        for meta in self.list(None)? {
+            match meta.status {
+                Status::Running if !live.contains(&meta.id) => {
+                    self.rehydrate(meta.id, &meta.workflow_hash)?;
+                    resumed.push(meta.id);
+                }
+                Status::Waiting if !self.settled(meta.id)? => resumed.push(meta.id),
+                _ => {}
             }
-            self.rehydrate(meta.id, &meta.workflow_hash)?;
-            resumed.push(meta.id);
         }
         Ok(resumed)
     }

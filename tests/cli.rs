@@ -527,7 +527,6 @@ fn resume_carries_a_killed_run_on_to_its_next_wait_and_does_not_hang_on_it() {
 }
 
 #[test]
-#[ignore = "runtime: Runtime::settle does not return for a parent whose parallel branches all park (see the cli-issue3 report)"]
 fn run_parks_on_waiting_branches_and_signals_carry_the_family_on() {
     let dir = tempfile::tempdir().unwrap();
     let par = workflow(

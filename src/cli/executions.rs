@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{CliResult, Failure, open_quiet, print_json, table};
+use super::{CliResult, Failure, open_read_only, print_json, table};
 use crate::clock::format_ms;
 use crate::journal::Status;
 use crate::runtime::{WaitKind, Waiting};
@@ -29,7 +29,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             Failure::new(format!("--status `{s}` is not a status (running, waiting, completed, failed, cancelled)"))
         })?),
     };
-    let rt = open_quiet(data_dir).await?;
+    let rt = open_read_only(data_dir).await?;
     let result = if a.waiting {
         rt.waiting().map(|w| print_waiting(&w, a.json))
     } else {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::report::{Invocation, print_waits, waits_under};
-use super::{CliResult, open_quiet, parse_id, print_json, table};
+use super::{CliResult, open_read_only, parse_id, print_json, table};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::NodeKind;
@@ -30,7 +30,7 @@ pub struct Args {
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
-    let rt = open_quiet(data_dir).await?;
+    let rt = open_read_only(data_dir).await?;
     let result = show(&rt, data_dir, id, &a);
     rt.shutdown().await;
     result

@@ -166,12 +166,12 @@ pub(crate) fn print_outcome(
     json: bool,
 ) -> CliResult {
     let id = outcome.id;
-    if outcome.status == Status::Running {
-        // Settled yet running: its actor stopped under it.
-        return Err(Failure::from(RuntimeError::Stopped { id }));
-    }
     let meta = rt.status(id)?;
     let waits = if outcome.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
+    if outcome.status == Status::Running && waits.is_empty() {
+        // Settled, running, and waiting on no one: its actor stopped under it.
+        return Err(Failure::from(RuntimeError::Stopped { id }));
+    }
     if json {
         let mut v = serde_json::to_value(outcome).expect("outcomes serialize");
         if let Some(obj) = v.as_object_mut() {
@@ -191,6 +191,7 @@ pub(crate) fn print_outcome(
                 let since = waits.iter().map(|w| w.since_ms).max().unwrap_or(meta.updated_ms);
                 println!("execution {id} waiting since {}", format_ms(since));
             }
+            Status::Running => println!("execution {id} running, its children waiting:"),
             s => {
                 let took = meta.updated_ms.saturating_sub(meta.created_ms);
                 println!("execution {id} {s} at {} ({took} ms)", format_ms(meta.updated_ms));
@@ -207,7 +208,7 @@ pub(crate) fn print_outcome(
             print_waits(rt, inv, root, family_waits);
         }
     }
-    Ok(if matches!(outcome.status, Status::Completed | Status::Waiting) {
+    Ok(if matches!(outcome.status, Status::Completed | Status::Waiting | Status::Running) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
