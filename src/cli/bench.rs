@@ -177,7 +177,7 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
             let id = rt.submit(wf, json!({ "n": n })).await.map_err(|e| e.to_string())?;
             let out = rt.settle(id).await.map_err(|e| e.to_string())?;
             match out.status {
-                Status::Waiting => Ok(id),
+                Status::Waiting => Ok((n, id)),
                 other => Err(format!("execution {id} is {other}, not waiting")),
             }
         });
@@ -210,16 +210,15 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
     let bar = progress(ids.len(), "signalling");
     let began = Instant::now();
     let mut pending = FuturesUnordered::new();
-    for (n, id) in ids.iter().copied().enumerate() {
+    for (n, id) in ids.iter().copied() {
         if pending.len() >= a.in_flight {
             next(&mut pending).await?;
             bar.inc(1);
         }
         let rt = rt.clone();
         pending.push(async move {
-            let done = rt.wait(id);
             rt.signal(id, &format!("go:{n}"), json!({ "n": n })).await.map_err(|e| e.to_string())?;
-            let out = done.await.map_err(|e| e.to_string())?;
+            let out = rt.wait(id).await.map_err(|e| e.to_string())?;
             match out.status {
                 Status::Completed => Ok(id),
                 other => Err(format!("execution {id} is {other} after its signal")),
