@@ -521,6 +521,11 @@ async fn persist(
         .map(|&at| TimerChange::Clear(at))
         .chain(deadlines.difference(&st.deadlines).map(|&at| TimerChange::Set(at)))
         .collect();
+    // Nothing to write (a rehydrated execution that only goes on waiting):
+    // no append, so no sync to wait for.
+    if written.is_empty() && meta.is_none() && timers.is_empty() {
+        return Ok(effects);
+    }
     st.services
         .journal
         .append(Append {
