@@ -2,6 +2,8 @@
 //! and timeouts, cancellation, hibernation and sub-workflows, through the
 //! embedding API on the sled journal.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -497,6 +499,42 @@ async fn a_workflow_timeout_fails_the_execution_and_stops_its_running_node() {
     assert!(out.error.unwrap().contains("timeout_ms 150"));
     assert!(began.elapsed() < Duration::from_secs(10));
     assert!(!rt.live().await.unwrap().contains(&out.id));
+}
+
+#[tokio::test]
+async fn rate_limited_calls_wait_for_retry_after_and_retry_on_limits_what_is_retried() {
+    let server = support::Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let yaml = |retry_on: &str| {
+        format!(
+            "id: limited\nstate_schema: {{ base: str, out: dict }}\nnodes:\n  call:\n    type: http\n    method: POST\n    url: \"{{{{ state.base }}}}/limited/1\"\n    body: {{ x: 1 }}\n    output_key: out\n    retry: {{ max_attempts: 3, backoff: constant, delay_ms: 10, retry_on: [{retry_on}] }}\n"
+        )
+    };
+    let out =
+        within("the retry", rt.run(&compile(&yaml("rate_limited")), json!({ "base": server.url }))).await.unwrap();
+    assert_eq!(out.status, Status::Completed, "{out:?}");
+    let recs = rt.events(out.id).unwrap();
+    let failed = recs.iter().find(|r| matches!(r.event, Event::NodeFailed { .. })).unwrap();
+    let retried = recs.iter().filter(|r| matches!(r.event, Event::NodeStarted { .. })).nth(1).unwrap();
+    assert!(retried.at_ms >= failed.at_ms + 1000, "Retry-After: 1 not honoured: {} ms", retried.at_ms - failed.at_ms);
+    // Not in retry_on: the first 429 fails the execution.
+    let out = within("no retry", rt.run(&compile(&yaml("server_error")), json!({ "base": server.url }))).await.unwrap();
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.error.unwrap().contains("rate_limited"));
+}
+
+#[tokio::test]
+async fn a_parallel_node_timeout_fails_it_and_cancels_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let wf = compile(
+        "id: slowfan\nstate_schema: { p: any }\nnodes:\n  fan: { type: parallel, branches: [w], join: done, merge: keys, timeout_ms: 100 }\n  w: { type: wait, event: never, output_key: p, next: done }\n  done: { type: end }\n",
+    );
+    let out = within("the timeout", rt.run(&wf, json!({}))).await.unwrap();
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.error.unwrap().contains("timeout_ms 100"));
+    wait_status(&rt, ExecutionId::child(out.id, "fan", 1, 1, 0), Status::Cancelled).await;
 }
 
 // ---------------------------------------------------------------- cancellation

@@ -762,6 +762,16 @@ async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), Act
             if a.wait.as_ref().and_then(|w| w.deadline_ms).is_some_and(|d| d <= now) {
                 events.push(Event::WaitTimedOut { node: node.clone(), visit: a.visit });
             }
+            if let Some(d) = machine::fan_out_deadline(&st.wf, node, a).filter(|d| *d <= now) {
+                let waited = d.saturating_sub(a.started_ms);
+                commands.push(Command::FailNode {
+                    node: node.clone(),
+                    visit: a.visit,
+                    attempt: a.attempt,
+                    class: ErrorClass::Timeout,
+                    message: format!("its children did not all finish within timeout_ms {waited}"),
+                });
+            }
         }
     }
     if !events.is_empty() || !commands.is_empty() {

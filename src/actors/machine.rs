@@ -43,6 +43,8 @@ pub struct ActiveNode {
     pub wait: Option<Wait>,
     /// Set while a parallel or sub-workflow node has children running.
     pub fan_out: Option<FanOut>,
+    /// When the last attempt started (unix ms).
+    pub started_ms: u64,
 }
 
 /// What a parked node waits for.
@@ -215,9 +217,10 @@ impl ExecutionState {
             return BTreeSet::new();
         }
         let mut out: BTreeSet<u64> = self.deadline_ms(workflow).into_iter().collect();
-        for a in self.active.values() {
+        for (node, a) in &self.active {
             out.extend(a.retry_at.map(|r| r.1));
             out.extend(a.wait.as_ref().and_then(|w| w.deadline_ms));
+            out.extend(fan_out_deadline(workflow, node, a));
         }
         out
     }
@@ -282,7 +285,15 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.visits.insert(node.clone(), *visit);
             st.active.insert(
                 node.clone(),
-                ActiveNode { visit: *visit, attempt: 0, retry_at: None, panics: Vec::new(), wait: None, fan_out: None },
+                ActiveNode {
+                    visit: *visit,
+                    attempt: 0,
+                    retry_at: None,
+                    panics: Vec::new(),
+                    wait: None,
+                    fan_out: None,
+                    started_ms: 0,
+                },
             );
             vec![Command::Start { node: node.clone(), visit: *visit, attempt: 1 }]
         }
@@ -292,6 +303,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 a.retry_at = None;
                 a.wait = None;
                 a.fan_out = None;
+                a.started_ms = rec.at_ms;
                 vec![Command::Run { node: node.clone(), visit: *visit, attempt: *attempt }]
             }
             _ => inconsistent(format!("node `{node}` visit {visit} started without being scheduled")),
@@ -492,6 +504,13 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             join(workflow, st, node)
         }
     }
+}
+
+/// A fan-out's `timeout_ms`: its children must all be done by then.
+pub fn fan_out_deadline(workflow: &Workflow, node: &str, a: &ActiveNode) -> Option<u64> {
+    a.fan_out.as_ref()?;
+    let t = workflow.node(node)?.timeout_ms?;
+    Some(a.started_ms.saturating_add(t))
 }
 
 fn cancel(ids: Vec<ExecutionId>) -> Vec<Command> {

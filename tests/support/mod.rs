@@ -76,12 +76,29 @@ fn record(seen: &Mutex<Seen>, headers: &HeaderMap, body: &Value) -> usize {
     }
 }
 
+/// 429 with `Retry-After: 1` for the first `n` calls of a key, then 200.
+async fn limited(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    UrlPath(n): UrlPath<usize>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, (StatusCode, HeaderMap, &'static str)> {
+    let count = record(&seen, &headers, &body);
+    if count <= n {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "1".parse().unwrap());
+        return Err((StatusCode::TOO_MANY_REQUESTS, h, "slow down"));
+    }
+    Ok(Json(json!({ "ok": true, "calls": count })))
+}
+
 impl Server {
     pub async fn start() -> Server {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let app = Router::new()
             .route("/step/{n}", post(step))
             .route("/flaky/{n}", post(flaky))
+            .route("/limited/{n}", post(limited))
             .route(
                 "/status/{code}",
                 get(|UrlPath(code): UrlPath<u16>| async move {
