@@ -658,14 +658,18 @@ impl Runtime {
     pub async fn resume_all(&self) -> Result<Vec<ExecutionId>, Error> {
         let live = self.live().await?;
         let mut resumed = Vec::new();
-        for meta in self.list(None)? {
-            match meta.status {
-                Status::Running if !live.contains(&meta.id) => {
-                    self.rehydrate(meta.id, &meta.workflow_hash)?;
-                    resumed.push(meta.id);
-                }
-                Status::Waiting if !self.settled(meta.id)? => resumed.push(meta.id),
-                _ => {}
+        for meta in self.list(Some(Status::Running))? {
+            if !live.contains(&meta.id) {
+                self.rehydrate(meta.id, &meta.workflow_hash)?;
+                resumed.push(meta.id);
+            }
+        }
+        // Parked ones whose deadline has passed: one range scan of the timer index.
+        let now = self.services().clock.now_ms();
+        let mut seen = std::collections::HashSet::new();
+        for t in self.services().journal.due_timers(now, usize::MAX)? {
+            if seen.insert(t.execution) && self.status(t.execution)?.status == Status::Waiting {
+                resumed.push(t.execution);
             }
         }
         Ok(resumed)
