@@ -120,6 +120,11 @@ pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, Fa
     Runtime::builder().data_dir(data_dir).resume_on_open(false).open().await.map_err(Failure::from)
 }
 
+/// Open the data dir with nothing resumed and the timers not started yet.
+pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
+    Runtime::builder().data_dir(data_dir).resume_on_open(false).timers(false).open().await.map_err(Failure::from)
+}
+
 /// Open the data dir to read it only: nothing resumes, no timer fires.
 pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
     Runtime::builder().data_dir(data_dir).resume_on_open(false).timers(false).open().await.map_err(Failure::from)

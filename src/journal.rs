@@ -118,6 +118,9 @@ pub struct Append<'a> {
 pub enum TimerChange {
     Set(u64),
     Clear(u64),
+    /// An entry for another execution (an execution waking its children:
+    /// a cancelled parent's children are cancelled even after a crash).
+    SetFor(ExecutionId, u64),
 }
 
 /// One entry of the timer index.

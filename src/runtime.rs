@@ -270,9 +270,7 @@ impl Builder {
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
             .await
             .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
-        if self.timers {
-            tokio::spawn(services.timers.clone().run(Arc::downgrade(&services), supervisor.clone()));
-        }
+        let timers = self.timers;
         let rt = Runtime {
             inner: Arc::new(Inner {
                 services,
@@ -283,6 +281,9 @@ impl Builder {
         };
         if self.resume {
             rt.resume_all().await?;
+        }
+        if timers {
+            rt.start_timers();
         }
         Ok(rt)
     }
@@ -420,7 +421,13 @@ impl Runtime {
                 changes.push(self.services().on_finished(member));
                 changes.push(self.services().on_parked(member));
             }
-            if family.iter().all(|&m| self.settled(m).unwrap_or(true)) {
+            // Settled only if nothing moved while we looked: the family and
+            // each member's history are the same before and after the check.
+            let before = self.snapshot(&family);
+            if family.iter().all(|&m| self.settled(m).unwrap_or(true))
+                && self.family(id)? == family
+                && self.snapshot(&family) == before
+            {
                 return self.outcome(id);
             }
             // A deadline (a timer) may move it on with no notice to us: look again now and then.
@@ -430,6 +437,11 @@ impl Runtime {
                 _ = tick => {}
             }
         }
+    }
+
+    /// How far each execution's history goes (its last sequence number).
+    fn snapshot(&self, ids: &[ExecutionId]) -> Vec<u64> {
+        ids.iter().map(|id| self.services().journal.read(*id).map_or(0, |r| r.last().map_or(0, |r| r.seq))).collect()
     }
 
     /// An execution and, recursively, the unfinished children of its fan-outs.
@@ -455,6 +467,10 @@ impl Runtime {
             return Ok(true);
         }
         let now = self.services().clock.now_ms();
+        // A due entry in the timer index (a deadline, a parent's wake-up) is about to move it.
+        if self.services().journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id) {
+            return Ok(false);
+        }
         let mut waits = st.active.values().filter_map(|a| a.wait.as_ref()).peekable();
         let fanning_out = st.active.values().any(|a| a.fan_out.is_some());
         if st.parked() {
@@ -691,6 +707,16 @@ impl Runtime {
         drop(self);
         if let (true, Some(closed)) = (last, closed) {
             let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        }
+    }
+
+    /// Start the timer wheel, if it is not running (a runtime opened with
+    /// `timers(false)` starts it here, say after listing what to resume,
+    /// so no deadline moves an execution on before it was listed).
+    pub fn start_timers(&self) {
+        let services = &self.inner.services;
+        if !services.timers.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(services.timers.clone().run(Arc::downgrade(services), self.inner.supervisor.clone()));
         }
     }
 

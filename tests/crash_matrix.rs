@@ -366,7 +366,6 @@ fn fan_reference(case: &Case, server: &Server) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: settle can call a fan-out settled while its first branches start, so `jamjet run` exits 1 mid-run (\"stopped without finishing\")"]
 async fn parallel_killed_mid_fan_out_reruns_only_the_unfinished_branches() {
     let server = Server::start().await;
     let case = Case::new("parallel, mid fan-out", FAN);
@@ -404,7 +403,6 @@ async fn parallel_killed_mid_fan_out_reruns_only_the_unfinished_branches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: settle can call a fan-out settled while its first branches start, so `jamjet run` exits 1 mid-run (\"stopped without finishing\")"]
 async fn parallel_killed_after_the_last_branch_ended_joins_once() {
     let server = Server::start().await;
     let case = Case::new("parallel, mid join", FAN);
@@ -626,7 +624,6 @@ fn now_ms() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a deadline that passed while down can be fired by resume's timer wheel before resume_all lists it; resume then skips it (says 0) and stops it mid-node"]
 async fn timer_killed_while_parked_fires_at_once_on_resume_after_its_deadline() {
     let server = Server::start().await;
     let case = Case::new("timer", NAP);
@@ -718,7 +715,6 @@ nodes:
 "#;
 
 #[test]
-#[ignore = "bug: resume does not rehydrate parked children of a parent cancelled before it could cancel them; they wait forever"]
 fn cancel_killed_after_the_parent_ended_cancels_every_child_on_resume() {
     let case = Case::new("cancellation", GATHER);
     let parked = |dir: &Path| -> String {

@@ -86,8 +86,10 @@ pub(crate) enum Delivery {
         reason: String,
         reply: Option<Reply<()>>,
     },
-    /// A deadline in the timer index is due.
-    Tick,
+    /// A deadline in the timer index is due (the entry's time).
+    Tick {
+        at_ms: u64,
+    },
 }
 
 impl Delivery {
@@ -100,7 +102,7 @@ impl Delivery {
             Delivery::Approve { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
-            Delivery::Cancel { reply: None, .. } | Delivery::Tick => {}
+            Delivery::Cancel { reply: None, .. } | Delivery::Tick { .. } => {}
         }
     }
 }
@@ -515,12 +517,20 @@ async fn persist(
     });
     let workflow = (phase_before == Phase::NotStarted).then_some((st.hash.as_str(), &*st.wf));
     let deadlines = st.machine.deadlines(&st.wf);
-    let timers: Vec<TimerChange> = st
+    let mut timers: Vec<TimerChange> = st
         .deadlines
         .difference(&deadlines)
         .map(|&at| TimerChange::Clear(at))
         .chain(deadlines.difference(&st.deadlines).map(|&at| TimerChange::Set(at)))
         .collect();
+    // Children to cancel get a due entry in the same batch: should the
+    // process die before they are told, the timer wheel wakes them at the
+    // next start, and a child whose parent has ended cancels itself.
+    for effect in &effects {
+        if let Command::CancelChildren(ids) = effect {
+            timers.extend(ids.iter().map(|&child| TimerChange::SetFor(child, now)));
+        }
+    }
     // Nothing to write (a rehydrated execution that only goes on waiting):
     // no append, so no sync to wait for.
     if written.is_empty() && meta.is_none() && timers.is_empty() {
@@ -687,13 +697,20 @@ async fn deliver(
     delivery: Delivery,
 ) -> Result<(), ActorProcessingErr> {
     let id = st.id;
+    // A due entry that is none of this execution's deadlines (a parent's
+    // wake-up, or left by a crash) has done its job: remove it.
+    if let Delivery::Tick { at_ms } = delivery
+        && !st.deadlines.contains(&at_ms)
+    {
+        clear_timer(&st.services, id, at_ms).await?;
+    }
     if st.machine.phase.is_terminal() {
         let status = status_of(&st.machine);
         delivery.refuse(|| Error::Finished { id, status });
         return Ok(());
     }
     match delivery {
-        Delivery::Tick => tick(myself, st).await?,
+        Delivery::Tick { .. } => tick(myself, st).await?,
         Delivery::Signal { key, payload, reply } => {
             let event = Event::SignalReceived { key, payload: Json::from_value(&payload) };
             let effects = persist(st, vec![event], Vec::new()).await?;
@@ -778,6 +795,20 @@ async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), Act
         drive(myself, st, events, commands).await?;
     }
     Ok(())
+}
+
+/// Remove one entry of the timer index for `id` (nothing else changes).
+pub(crate) async fn clear_timer(services: &Services, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
+    let append = Append {
+        execution: id,
+        first_seq: 0,
+        at_ms,
+        events: &[],
+        meta: None,
+        workflow: None,
+        timers: &[TimerChange::Clear(at_ms)],
+    };
+    services.journal.append(append).await
 }
 
 /// Why a rehydrated child should not go on: its parent has ended.

@@ -99,6 +99,13 @@ impl Supervisor {
                 }
             };
             if meta.status.is_terminal() {
+                if let Delivery::Tick { at_ms } = delivery {
+                    // A finished execution's leftover entry: remove it.
+                    let services = st.services.clone();
+                    tokio::spawn(async move {
+                        let _ = super::execution::clear_timer(&services, id, at_ms).await;
+                    });
+                }
                 delivery.refuse(|| Error::Finished { id, status: meta.status });
                 return Ok(());
             }

@@ -42,6 +42,8 @@ pub struct TimerWheel {
     /// Timers set since the last scan: one equal to a timer fired before
     /// (same execution, same millisecond) is a new one, to fire again.
     set: Mutex<Vec<Timer>>,
+    /// The wheel's task was started.
+    pub(crate) started: std::sync::atomic::AtomicBool,
 }
 
 impl TimerWheel {
@@ -77,7 +79,7 @@ impl TimerWheel {
                 let again = fired.get(t).is_some_and(|at| at.elapsed() >= REFIRE);
                 if again || !fired.contains_key(t) {
                     fired.insert(*t, Instant::now());
-                    let msg = SupervisorMsg::Deliver { id: t.execution, delivery: Delivery::Tick };
+                    let msg = SupervisorMsg::Deliver { id: t.execution, delivery: Delivery::Tick { at_ms: t.at_ms } };
                     if supervisor.cast(msg).is_err() {
                         return;
                     }

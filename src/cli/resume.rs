@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::report::{Invocation, print_waits, waits_under};
-use super::{CliResult, open_quiet, print_json};
+use super::{CliResult, print_json};
 use crate::journal::Status;
 
 #[derive(clap::Args, Debug)]
@@ -17,7 +17,9 @@ pub struct Args {
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
-    let rt = open_quiet(data_dir).await?;
+    // Timers start only once everything to resume is listed, so a deadline
+    // that passed while down cannot move an execution on unlisted.
+    let rt = super::open_without_timers(data_dir).await?;
     let ids = match rt.resume_all().await {
         Ok(ids) => ids,
         Err(e) => {
@@ -25,6 +27,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             return Err(e.into());
         }
     };
+    rt.start_timers();
     if !a.json {
         eprintln!("resuming {} execution{}", ids.len(), if ids.len() == 1 { "" } else { "s" });
     }
@@ -43,7 +46,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         });
         match r {
             Ok((o, waits)) => {
-                all_ok &= matches!(o.status, Status::Completed | Status::Waiting);
+                // A cancellation was asked for (of it, or of its parent): not a failure of the resume.
+                all_ok &= matches!(o.status, Status::Completed | Status::Waiting | Status::Running | Status::Cancelled);
                 if !a.json {
                     println!("{id} {}{}", o.status, o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default());
                     print_waits(&rt, &inv, id, &waits);

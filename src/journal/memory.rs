@@ -55,6 +55,7 @@ impl Journal for MemoryJournal {
             match *change {
                 TimerChange::Set(at_ms) => inner.timers.insert(Timer { at_ms, execution: append.execution }),
                 TimerChange::Clear(at_ms) => inner.timers.remove(&Timer { at_ms, execution: append.execution }),
+                TimerChange::SetFor(execution, at_ms) => inner.timers.insert(Timer { at_ms, execution }),
             };
         }
         self.appends.fetch_add(1, Ordering::Relaxed);

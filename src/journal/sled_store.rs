@@ -185,6 +185,7 @@ impl Journal for SledJournal {
                 match *change {
                     TimerChange::Set(at) => batch.push((timer_key(at, append.execution).to_vec(), vec![1])),
                     TimerChange::Clear(at) => batch.push((timer_key(at, append.execution).to_vec(), Vec::new())),
+                    TimerChange::SetFor(id, at) => batch.push((timer_key(at, id).to_vec(), vec![1])),
                 }
             }
             let events = append.events.len() as u64;
