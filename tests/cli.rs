@@ -550,3 +550,26 @@ fn run_parks_on_waiting_branches_and_signals_carry_the_family_on() {
     assert_eq!((last["id"].as_str(), last["status"].as_str()), (Some(root.as_str()), Some("completed")), "{last}");
     assert_eq!(last["state"], serde_json::json!({"a": 1, "b": 2}));
 }
+
+#[test]
+fn the_examples_run_a_fan_out_and_a_sub_workflow_to_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let fan = examples.join("fanout.yaml");
+    let out =
+        jamjet_json(dir.path(), &["run", fan.to_str().unwrap(), "--input", r#"{"names": ["Ada", "Grace"]}"#, "--json"]);
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["state"]["greetings"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(out["state"]["shout"], "ADA, GRACE", "{out}");
+    let parent = examples.join("parent.yaml");
+    let out = jamjet_json(dir.path(), &["run", parent.to_str().unwrap(), "--input", r#"{"user": "Ada"}"#, "--json"]);
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["state"]["welcome"]["name"], "Ada", "{out}");
+    // The child is an execution of its own, listed beside its parent.
+    let list = jamjet_json(dir.path(), &["executions", "--json"]);
+    let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|m| m["workflow_id"].as_str()).collect();
+    assert!(
+        ids.contains(&"welcome") && ids.iter().filter(|w| **w != "welcome" && **w != "fanout").count() >= 1,
+        "{list}"
+    );
+}
