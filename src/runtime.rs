@@ -517,9 +517,7 @@ impl Runtime {
 
     /// Where an execution stands now (poll).
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        let records = self.events(id)?;
-        let workflow = self.workflow_of(id)?;
-        let st = crate::actors::machine::ExecutionState::replay(id, &workflow, &records);
+        let st = self.machine(id)?;
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
     }
@@ -594,8 +592,7 @@ impl Runtime {
     pub fn waiting(&self) -> Result<Vec<Waiting>, Error> {
         let mut out = Vec::new();
         for meta in self.list(Some(Status::Waiting))? {
-            let workflow = self.workflow_of(meta.id)?;
-            let st = crate::actors::machine::ExecutionState::replay(meta.id, &workflow, &self.events(meta.id)?);
+            let st = self.machine(meta.id)?;
             for (node, a) in &st.active {
                 let Some(w) = &a.wait else { continue };
                 let kind = match (&w.event, &w.prompt) {
@@ -684,7 +681,8 @@ impl Runtime {
         let now = self.services().clock.now_ms();
         let mut seen = std::collections::HashSet::new();
         for t in self.services().journal.due_timers(now, usize::MAX)? {
-            if seen.insert(t.execution) && self.status(t.execution)?.status == Status::Waiting {
+            // (An entry may outlive its execution's row only by a bug; skip it rather than fail.)
+            if seen.insert(t.execution) && self.status(t.execution).is_ok_and(|m| m.status == Status::Waiting) {
                 resumed.push(t.execution);
             }
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use jamjet::ExecutionId;
 use serde_json::{Value, json};
-use support::{Server, jamjet};
+use support::{GATHER, Server, jamjet};
 
 /// How long a process may take to reach its pause point.
 const PAUSE_LIMIT: Duration = Duration::from_secs(30);
@@ -698,21 +698,6 @@ async fn retry_killed_during_its_delay_resumes_with_the_same_key() {
 }
 
 // ---------------------------------------------------------------- cancellation
-
-/// Three branches, each waiting for an event of its own.
-const GATHER: &str = r#"
-id: gather
-state_schema: { answers: list, answer: any }
-nodes:
-  ask:
-    type: parallel
-    for_each: "{{ [1, 2, 3] }}"
-    branches: [wait_answer]
-    join: done
-    output_key: answers
-  wait_answer: { type: wait, event: "answer:{{ item }}", output_key: answer, next: done }
-  done: { type: end }
-"#;
 
 #[test]
 fn cancel_killed_after_the_parent_ended_cancels_every_child_on_resume() {

@@ -30,16 +30,18 @@ async fn open(dir: &std::path::Path) -> Runtime {
     Runtime::open(dir).await.unwrap()
 }
 
-async fn wait_status(rt: &Runtime, id: ExecutionId, want: Status) {
-    within(&format!("{id} reaching {want}"), async {
+/// The end of a child execution. Its index row is written by its own
+/// actor, with no notice to await, so this first looks (bounded) until
+/// the row is there, then awaits the end itself.
+async fn child_end(rt: &Runtime, id: ExecutionId) -> Outcome {
+    within(&format!("{id} ending"), async {
         for _ in 0..2000 {
-            // A child may not exist yet.
-            if rt.status(id).is_ok_and(|m| m.status == want) {
-                return;
+            if rt.status(id).is_ok() {
+                return rt.wait(id).await.unwrap();
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        panic!("{id} never reached {want}");
+        panic!("child {id} never appeared");
     })
     .await
 }
@@ -174,7 +176,7 @@ async fn merge_first_takes_the_first_branch_and_cancels_the_rest() {
     let out = within("the race", rt.run(&compile(RACE), json!({}))).await.unwrap();
     assert_eq!(out.state["winner"], "fast");
     let slow = ExecutionId::child(out.id, "race", 1, 1, 1);
-    wait_status(&rt, slow, Status::Cancelled).await;
+    assert_eq!(child_end(&rt, slow).await.status, Status::Cancelled);
     assert!(matches!(events(&rt, slow).last(), Some(Event::ExecutionCancelled { .. })));
 }
 
@@ -242,7 +244,7 @@ async fn a_wait_parks_hibernated_and_a_signal_resumes_it_with_the_payload() {
     let id = rt.submit(&pay(600_000), json!({ "order_id": "42" })).await.unwrap();
     let parked = within("parking", rt.settle(id)).await.unwrap();
     assert_eq!(parked.status, Status::Waiting);
-    // Hibernated: no actor in memory.
+    // Hibernated: no actor in memory. Eviction sends no notice, so look (bounded).
     within("hibernation", async {
         while rt.live().await.unwrap().contains(&id) {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -348,7 +350,8 @@ async fn a_timer_fires_at_its_deadline_and_after_a_restart_at_once_if_it_passed(
 
     // Park one, shut down, let its deadline pass while down, reopen: it fires at once.
     let id = rt.submit(&wf, json!({})).await.unwrap();
-    wait_status(&rt, id, Status::Waiting).await;
+    // The timer's `Waiting` is durable in the submission's own batch.
+    assert_eq!(rt.status(id).unwrap().status, Status::Waiting);
     rt.shutdown().await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let rt = open(dir.path()).await;
@@ -534,7 +537,7 @@ async fn a_parallel_node_timeout_fails_it_and_cancels_its_children() {
     let out = within("the timeout", rt.run(&wf, json!({}))).await.unwrap();
     assert_eq!(out.status, Status::Failed);
     assert!(out.error.unwrap().contains("timeout_ms 100"));
-    wait_status(&rt, ExecutionId::child(out.id, "fan", 1, 1, 0), Status::Cancelled).await;
+    assert_eq!(child_end(&rt, ExecutionId::child(out.id, "fan", 1, 1, 0)).await.status, Status::Cancelled);
 }
 
 // ---------------------------------------------------------------- cancellation
@@ -598,9 +601,11 @@ async fn a_sub_workflow_runs_as_a_child_and_cancelling_the_parent_cancels_it() {
 
     let id = rt.submit(&wf, json!({ "n": 500 })).await.unwrap();
     let child_id = ExecutionId::child(id, "call", 1, 1, 0);
-    wait_status(&rt, child_id, Status::Waiting).await;
+    // Settled as a family: the child parked, the parent waits on it.
+    within("parking", rt.settle(id)).await.unwrap();
+    assert_eq!(rt.status(child_id).unwrap().status, Status::Waiting);
     rt.cancel(id, "parent cancelled").await.unwrap();
-    wait_status(&rt, child_id, Status::Cancelled).await;
+    assert_eq!(within("the child's end", rt.wait(child_id)).await.unwrap().status, Status::Cancelled);
     let parent_out: Outcome = rt.wait(id).await.unwrap();
     assert_eq!(parent_out.status, Status::Cancelled);
     let evs = events(&rt, id);
@@ -611,24 +616,11 @@ async fn a_sub_workflow_runs_as_a_child_and_cancelling_the_parent_cancels_it() {
 async fn a_parallel_branch_can_wait_and_the_parent_joins_when_it_is_signalled() {
     let dir = tempfile::tempdir().unwrap();
     let rt = open(dir.path()).await;
-    let wf = compile(
-        r#"
-id: gather
-state_schema: { answers: list, answer: any }
-nodes:
-  ask:
-    type: parallel
-    for_each: "{{ [1, 2, 3] }}"
-    branches: [wait_answer]
-    join: done
-    output_key: answers
-  wait_answer: { type: wait, event: "answer:{{ item }}", output_key: answer, next: done }
-  done: { type: end }
-"#,
-    );
+    let wf = compile(support::GATHER);
     let id = rt.submit(&wf, json!({})).await.unwrap();
+    within("parking", rt.settle(id)).await.unwrap();
     for b in 0..3u32 {
-        wait_status(&rt, ExecutionId::child(id, "ask", 1, 1, b), Status::Waiting).await;
+        assert_eq!(rt.status(ExecutionId::child(id, "ask", 1, 1, b)).unwrap().status, Status::Waiting);
     }
     let waiting: Vec<Value> = rt.waiting().unwrap().into_iter().map(|w| json!(w.event)).collect();
     assert_eq!(waiting.len(), 3, "{waiting:?}");

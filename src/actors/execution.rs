@@ -148,6 +148,8 @@ pub(crate) struct State {
     start: Option<Start>,
     /// The state as nodes see it; rebuilt only after a patch.
     snapshot: Arc<Map<String, Value>>,
+    /// The template variables nodes see (`item`, `index`); set once, by the first event.
+    vars: Arc<Map<String, Value>>,
     supervisor: ActorRef<SupervisorMsg>,
     /// The status last written to the execution index (`None`: not yet).
     status: Option<Status>,
@@ -195,6 +197,7 @@ impl Actor for ExecutionActor {
             hash: args.hash,
             services: args.services,
             snapshot: Arc::new(machine.state.clone()),
+            vars: Arc::new(machine.vars.clone()),
             machine,
             nodes: HashMap::new(),
             start: Some(args.start),
@@ -555,6 +558,9 @@ async fn persist(
     st.deadlines = deadlines;
     if patched {
         st.snapshot = Arc::new(st.machine.state.clone());
+        if phase_before == Phase::NotStarted {
+            st.vars = Arc::new(st.machine.vars.clone());
+        }
     }
     Ok(effects)
 }
@@ -594,7 +600,7 @@ async fn carry_out(
                     visit,
                     attempt,
                     state: st.snapshot.clone(),
-                    vars: Arc::new(st.machine.vars.clone()),
+                    vars: st.vars.clone(),
                     services: st.services.clone(),
                     parent: myself.clone(),
                 };
@@ -827,11 +833,13 @@ fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
         return;
     }
     st.hibernating = true;
+    // The request goes first: whoever the park wakes and then asks the
+    // supervisor anything is answered after the eviction.
+    let msg = SupervisorMsg::Hibernate { id: st.id, actor: myself.get_id(), delivered: st.delivered };
+    let _ = st.supervisor.cast(msg);
     if st.machine.active.values().filter_map(|a| a.wait.as_ref()).any(|w| w.event.is_some() || w.prompt.is_some()) {
         st.services.notify_parked(st.id);
     }
-    let msg = SupervisorMsg::Hibernate { id: st.id, actor: myself.get_id(), delivered: st.delivered };
-    let _ = st.supervisor.cast(msg);
 }
 
 /// How many pure nodes one step may run inline before it appends and

@@ -416,9 +416,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             let attempt = a.attempt;
             let spec = workflow.node(node).map(|n| &n.kind);
             let on_timeout = match spec {
-                Some(NodeKind::Wait(w)) if wait.event.is_none() => {
+                Some(NodeKind::Wait(_)) if wait.event.is_none() => {
                     // A timer: firing is its normal end.
-                    let _ = w;
                     return vec![Command::Resolve {
                         node: node.clone(),
                         visit: *visit,

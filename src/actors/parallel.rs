@@ -205,8 +205,7 @@ pub(crate) fn child_outcome(
     for r in &records {
         match &r.event {
             Event::NodeCompleted { patch, .. } if branch => written.extend(patch.object()?),
-            Event::ExecutionCompleted { state } if branch => {
-                let _ = state;
+            Event::ExecutionCompleted { .. } if branch => {
                 return Ok(BranchOutcome::Completed { patch: Json::from_map(&written) });
             }
             Event::ExecutionCompleted { state } => return Ok(BranchOutcome::Completed { patch: state.clone() }),

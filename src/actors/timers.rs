@@ -9,7 +9,7 @@
 //! through the supervisor, which rehydrates them when they are not live.
 //! A deadline that passed while the process was down is due at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -74,7 +74,8 @@ impl TimerWheel {
             for t in std::mem::take(&mut *self.set.lock().expect("timer wheel lock")) {
                 fired.remove(&t);
             }
-            fired.retain(|t, _| t.at_ms <= now && due.contains(t));
+            let due_set: HashSet<&Timer> = due.iter().collect();
+            fired.retain(|t, _| due_set.contains(t));
             for t in &due {
                 let again = fired.get(t).is_some_and(|at| at.elapsed() >= REFIRE);
                 if again || !fired.contains_key(t) {

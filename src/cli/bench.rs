@@ -16,10 +16,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{CliResult, Failure, print_json};
+use crate::Runtime;
 use crate::id::ExecutionId;
 use crate::ir::compile_str;
 use crate::journal::{Event, Status};
-use crate::{Runtime, WaitKind};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -251,7 +251,6 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
     }
     late.sort_unstable();
     let pct = |p: f64| late.get(((late.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-    debug_assert!(rt.waiting().map(|w| w.iter().all(|w| w.kind != WaitKind::Event)).unwrap_or(true));
     let report = ParkedReport {
         executions: ids.len(),
         park_seconds,

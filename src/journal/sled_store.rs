@@ -125,10 +125,8 @@ async fn pause_point(events: &[crate::journal::Event]) {
         Some((name.to_string(), n.parse().unwrap_or(1)))
     });
     let Some((name, n)) = target else { return };
-    for e in events.iter().filter(|e| e.name() == name) {
-        let seen = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
-        if seen == *n {
-            let _ = e;
+    for _ in events.iter().filter(|e| e.name() == name) {
+        if SEEN.fetch_add(1, Ordering::SeqCst) + 1 == *n {
             eprintln!("jamjet: paused after {name} #{n}");
             std::future::pending::<()>().await;
         }

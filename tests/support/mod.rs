@@ -134,3 +134,18 @@ pub fn jamjet_json(data_dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("jamjet {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// Three branches, each waiting for an event of its own.
+pub const GATHER: &str = r#"
+id: gather
+state_schema: { answers: list, answer: any }
+nodes:
+  ask:
+    type: parallel
+    for_each: "{{ [1, 2, 3] }}"
+    branches: [wait_answer]
+    join: done
+    output_key: answers
+  wait_answer: { type: wait, event: "answer:{{ item }}", output_key: answer, next: done }
+  done: { type: end }
+"#;
