@@ -41,6 +41,10 @@ pub struct NodeCtx<'a> {
     /// Template variables beside `state` (`item` and `index` in a for_each branch).
     pub vars: &'a Map<String, Value>,
     pub services: &'a Services,
+    /// Tokens and cost the execution has used so far (before this attempt).
+    pub usage: Usage,
+    /// When the execution started (unix ms), for latency budgets.
+    pub started_ms: u64,
 }
 
 impl NodeCtx<'_> {
@@ -67,7 +71,28 @@ pub struct NodeOutput {
     pub patch: Map<String, Value>,
     /// The successor the node chose; `None` follows the node's `next`.
     pub next: Option<String>,
+    /// What the node sent and received, journaled as an `Exchange` event.
+    pub exchange: Option<Box<Exchange>>,
+    /// An eval node's scores, journaled as a `Scored` event.
+    pub scores: Option<Box<Scores>>,
+}
+
+/// What one attempt sent and got back: a model call's request and reply,
+/// a tool call's arguments and result. Never holds a secret.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exchange {
+    pub request: Value,
+    pub response: Value,
+    /// Tokens and cost of this attempt.
     pub usage: Usage,
+}
+
+/// An eval node's verdict: `scores` is a JSON array of
+/// `{scorer, passed, score, reason}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scores {
+    pub scores: Value,
+    pub passed: bool,
 }
 
 /// Why a node failed, classified for the retry policy.
@@ -78,11 +103,22 @@ pub struct NodeError {
     pub message: String,
     /// A server's `Retry-After`, honoured by the retry delay.
     pub retry_after_ms: Option<u64>,
+    /// What the failed attempt sent and received, if it got that far (a
+    /// model's reply that did not fit its `output_schema`, say).
+    pub exchange: Option<Box<Exchange>>,
+    /// An eval node's scores when they failed it.
+    pub scores: Option<Box<Scores>>,
 }
 
 impl NodeError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        NodeError { class, message: message.into(), retry_after_ms: None }
+        NodeError { class, message: message.into(), retry_after_ms: None, exchange: None, scores: None }
+    }
+
+    /// Attach what the attempt sent and received.
+    pub fn with_exchange(mut self, exchange: Exchange) -> Self {
+        self.exchange = Some(Box::new(exchange));
+        self
     }
 }
 

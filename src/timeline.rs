@@ -43,7 +43,14 @@ pub struct NodeVisit {
     pub next: Option<String>,
     /// Every failure, in order: `class: message`.
     pub errors: Vec<String>,
+    /// Tokens and cost over every attempt (failed ones too).
     pub usage: Usage,
+    /// What each attempt sent and received (model and tool calls).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<ExchangeRow>,
+    /// An eval node's scores, per attempt.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<ScoreRow>,
     /// Every failed attempt, with what was decided after it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<AttemptFailure>,
@@ -53,6 +60,25 @@ pub struct NodeVisit {
     /// The child executions a parallel or sub-workflow node started.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<Branch>,
+}
+
+/// What one attempt sent and got back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExchangeRow {
+    pub attempt: u32,
+    pub at_ms: u64,
+    pub request: Value,
+    pub response: Value,
+    pub usage: Usage,
+}
+
+/// An eval node's scores for one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreRow {
+    pub attempt: u32,
+    pub passed: bool,
+    /// `[{scorer, passed, score, reason}]`.
+    pub scores: Value,
 }
 
 /// One failed attempt of a node.
@@ -150,6 +176,8 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                 next: None,
                 errors: Vec::new(),
                 usage: Usage::default(),
+                exchanges: Vec::new(),
+                scores: Vec::new(),
                 failures: Vec::new(),
                 waits: Vec::new(),
                 branches: Vec::new(),
@@ -162,7 +190,7 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     row.attempts = *attempt;
                 }
             }
-            Event::NodeCompleted { node, visit, patch, next, duration_us, usage, .. } => {
+            Event::NodeCompleted { node, visit, patch, next, duration_us, .. } => {
                 if let Some(i) = find(&rows, node, *visit) {
                     let row = &mut rows[i];
                     row.status = "completed";
@@ -176,7 +204,6 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     };
                     row.patch = patch.value().ok();
                     row.next = next.clone();
-                    row.usage = *usage;
                 }
             }
             Event::NodeFailed { node, visit, attempt, class, message, retry } => {
@@ -273,6 +300,25 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                         error: None,
                         patch: None,
                     }));
+                }
+            }
+            Event::Exchange { node, visit, attempt, request, response, usage } => {
+                if let Some(i) = find(&rows, node, *visit) {
+                    let row = &mut rows[i];
+                    row.usage.add(usage);
+                    row.exchanges.push(ExchangeRow {
+                        attempt: *attempt,
+                        at_ms: r.at_ms,
+                        request: request.value().unwrap_or(Value::Null),
+                        response: response.value().unwrap_or(Value::Null),
+                        usage: *usage,
+                    });
+                }
+            }
+            Event::Scored { node, visit, attempt, scores, passed } => {
+                if let Some(i) = find(&rows, node, *visit) {
+                    let scores = scores.value().unwrap_or(Value::Null);
+                    rows[i].scores.push(ScoreRow { attempt: *attempt, passed: *passed, scores });
                 }
             }
             Event::BranchFinished { node, visit, branch, outcome } => {

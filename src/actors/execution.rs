@@ -256,8 +256,8 @@ impl Actor for ExecutionActor {
                 if !is_current(st, &node, visit, attempt) {
                     return Ok(());
                 }
-                let event = node_result_event(st, node, visit, attempt, result, duration_us);
-                drive(&myself, st, vec![event], Vec::new()).await?;
+                let events = node_result_event(st, node, visit, attempt, result, duration_us);
+                drive(&myself, st, events, Vec::new()).await?;
             }
             ExecutionMsg::Deliver(delivery) => {
                 st.delivered += 1;
@@ -336,8 +336,8 @@ impl Actor for ExecutionActor {
                 }
                 warn!(execution_id = %st.id, node = %node, attempt, error = %err, "node panicked");
                 let err = NodeError::new(ErrorClass::Panic, err.to_string());
-                let event = node_result_event(st, node, visit, attempt, Err(err), 0);
-                drive(&myself, st, vec![event], Vec::new()).await?;
+                let events = node_result_event(st, node, visit, attempt, Err(err), 0);
+                drive(&myself, st, events, Vec::new()).await?;
             }
             _ => {}
         }
@@ -358,7 +358,7 @@ fn node_result_event(
     attempt: u32,
     result: Result<NodeOutput, NodeError>,
     duration_us: u64,
-) -> Event {
+) -> Vec<Event> {
     let spec = st.wf.node(&node).expect("active nodes are in the workflow");
     let result = result.and_then(|out| {
         let errors = st.wf.state_schema.check_map(&out.patch);
@@ -366,21 +366,41 @@ fn node_result_event(
             Ok(out)
         } else {
             let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            Err(NodeError::new(
+            let err = NodeError::new(
                 ErrorClass::InvalidOutput,
                 format!("the node's output does not fit the state schema: {text}"),
-            ))
+            );
+            Err(NodeError { exchange: out.exchange, scores: out.scores, ..err })
         }
     });
-    match result {
+    let (exchange, scores) = match &result {
+        Ok(out) => (out.exchange.as_deref(), out.scores.as_deref()),
+        Err(e) => (e.exchange.as_deref(), e.scores.as_deref()),
+    };
+    let mut events = Vec::with_capacity(3);
+    if let Some(x) = exchange {
+        events.push(Event::Exchange {
+            node: node.clone(),
+            visit,
+            attempt,
+            request: Json::from_value(&x.request),
+            response: Json::from_value(&x.response),
+            usage: x.usage,
+        });
+    }
+    if let Some(s) = scores {
+        let scores = Json::from_value(&s.scores);
+        events.push(Event::Scored { node: node.clone(), visit, attempt, scores, passed: s.passed });
+    }
+    events.push(match result {
         Ok(out) => Event::NodeCompleted {
             next: out.next.or_else(|| spec.next.clone()),
             patch: Json::from_map(&out.patch),
+            usage: out.exchange.map(|x| x.usage).unwrap_or_default(),
             node,
             visit,
             attempt,
             duration_us,
-            usage: out.usage,
         },
         Err(e) => {
             let now = st.services.clock.now_ms();
@@ -403,7 +423,8 @@ fn node_result_event(
             }
             Event::NodeFailed { node, visit, attempt, class: e.class, message, retry }
         }
-    }
+    });
+    events
 }
 
 fn fxhash(s: &str) -> u64 {
@@ -452,11 +473,11 @@ async fn persist(
                 Command::Fail { node, error } => queue.push_back(Event::ExecutionFailed { node, error }),
                 Command::Resolve { node, visit, attempt, patch, next } => {
                     let out = NodeOutput { patch, next, ..Default::default() };
-                    queue.push_back(node_result_event(st, node, visit, attempt, Ok(out), 0));
+                    queue.extend(node_result_event(st, node, visit, attempt, Ok(out), 0));
                 }
                 Command::FailNode { node, visit, attempt, class, message } => {
                     let err = NodeError::new(class, message);
-                    queue.push_back(node_result_event(st, node, visit, attempt, Err(err), 0));
+                    queue.extend(node_result_event(st, node, visit, attempt, Err(err), 0));
                 }
                 effect => effects.push(effect),
             }
@@ -482,12 +503,16 @@ async fn persist(
             unreachable!("runs_inline matched a Run")
         };
         inline_left -= 1;
-        queue.push_back(match st.wf.node(&node).map(|n| &n.kind) {
+        queue.extend(match st.wf.node(&node).map(|n| &n.kind) {
             Some(NodeKind::Wait(_) | NodeKind::Approval(_)) => {
                 match control::park(&ctx(st, &node, visit, attempt), now) {
-                    Ok(p) => {
-                        Event::Waiting { node, visit, event: p.event, deadline_ms: p.deadline_ms, prompt: p.prompt }
-                    }
+                    Ok(p) => vec![Event::Waiting {
+                        node,
+                        visit,
+                        event: p.event,
+                        deadline_ms: p.deadline_ms,
+                        prompt: p.prompt,
+                    }],
                     Err(e) => node_result_event(st, node, visit, attempt, Err(e), 0),
                 }
             }
@@ -496,7 +521,7 @@ async fn persist(
                     Ok(plan) => {
                         let branches = plan.len() as u32;
                         st.plans.insert((node.clone(), visit, attempt), plan);
-                        Event::FanOut { node, visit, attempt, branches }
+                        vec![Event::FanOut { node, visit, attempt, branches }]
                     }
                     Err(e) => node_result_event(st, node, visit, attempt, Err(e), 0),
                 }
@@ -577,6 +602,8 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
         state: &st.machine.state,
         vars: &st.machine.vars,
         services: &st.services,
+        usage: st.machine.usage,
+        started_ms: st.machine.started_ms,
     }
 }
 
@@ -603,6 +630,8 @@ async fn carry_out(
                     vars: st.vars.clone(),
                     services: st.services.clone(),
                     parent: myself.clone(),
+                    usage: st.machine.usage,
+                    started_ms: st.machine.started_ms,
                 };
                 let (actor, _) = Actor::spawn_linked(None, NodeActor, args, myself.get_cell()).await?;
                 st.nodes.insert(actor.get_id(), (node, visit, attempt));
@@ -656,7 +685,7 @@ async fn start_children(
                 return Box::pin(drive(myself, st, Vec::new(), fail)).await;
             }
             Err(e) => {
-                let failed = vec![node_result_event(st, node, visit, attempt, Err(e), 0)];
+                let failed = node_result_event(st, node, visit, attempt, Err(e), 0);
                 return Box::pin(drive(myself, st, failed, Vec::new())).await;
             }
         },

@@ -308,7 +308,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             }
             _ => inconsistent(format!("node `{node}` visit {visit} started without being scheduled")),
         },
-        Event::NodeCompleted { node, visit, patch, next, usage, .. } => {
+        Event::NodeCompleted { node, visit, patch, next, .. } => {
             if st.active.get(node).map(|a| a.visit) != Some(*visit) {
                 return inconsistent(format!("node `{node}` visit {visit} completed without running"));
             }
@@ -317,7 +317,6 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 Ok(p) => st.state.extend(p),
                 Err(e) => return inconsistent(format!("patch of node `{node}`: {e}")),
             }
-            st.usage.add(usage);
             // A parallel branch ends where its chain meets the join.
             let next = next.as_ref().filter(|n| st.until.as_ref() != Some(*n));
             match next {
@@ -502,6 +501,12 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             f.finished.insert(*branch, outcome.clone());
             join(workflow, st, node)
         }
+        // Failed attempts cost too: the total is the sum over exchanges.
+        Event::Exchange { usage, .. } => {
+            st.usage.add(usage);
+            Vec::new()
+        }
+        Event::Scored { .. } => Vec::new(),
     }
 }
 

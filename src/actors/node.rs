@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::execution::ExecutionMsg;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::journal::ErrorClass;
+use crate::journal::{ErrorClass, Usage};
 use crate::nodes::{NodeCtx, NodeError, executor_for, idempotency_key};
 use crate::runtime::Services;
 
@@ -30,6 +30,8 @@ pub(crate) struct NodeArgs {
     pub vars: Arc<Map<String, Value>>,
     pub services: Arc<Services>,
     pub parent: ActorRef<ExecutionMsg>,
+    pub usage: Usage,
+    pub started_ms: u64,
 }
 
 impl Actor for NodeActor {
@@ -53,6 +55,8 @@ impl Actor for NodeActor {
             state: &a.state,
             vars: &a.vars,
             services: &a.services,
+            usage: a.usage,
+            started_ms: a.started_ms,
         };
         let began = Instant::now();
         let fut = executor_for(&node.kind).run(ctx);

@@ -244,6 +244,30 @@ pub enum Event {
         branch: u32,
         outcome: BranchOutcome,
     },
+    /// What one attempt of a node sent and what it got back (a model
+    /// call's request and reply, a tool call's arguments and result),
+    /// journaled with the attempt's `NodeCompleted` or `NodeFailed`, so
+    /// `inspect -v` shows exactly what a step received. Secrets (API keys,
+    /// auth headers) are never part of it.
+    Exchange {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        request: Json,
+        response: Json,
+        /// Tokens and cost of this attempt, failed attempts included: an
+        /// execution's total is the sum over its exchanges.
+        usage: Usage,
+    },
+    /// An eval node's scores for one attempt: a JSON array of
+    /// `{scorer, passed, score, reason}`.
+    Scored {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        scores: Json,
+        passed: bool,
+    },
 }
 
 /// How one branch (child execution) ended. Stored: append only.
@@ -278,6 +302,8 @@ impl Event {
             Event::ApprovalDecided { .. } => "ApprovalDecided",
             Event::FanOut { .. } => "FanOut",
             Event::BranchFinished { .. } => "BranchFinished",
+            Event::Exchange { .. } => "Exchange",
+            Event::Scored { .. } => "Scored",
         }
     }
 
@@ -292,7 +318,9 @@ impl Event {
             | Event::WaitTimedOut { node, .. }
             | Event::ApprovalDecided { node, .. }
             | Event::FanOut { node, .. }
-            | Event::BranchFinished { node, .. } => Some(node),
+            | Event::BranchFinished { node, .. }
+            | Event::Exchange { node, .. }
+            | Event::Scored { node, .. } => Some(node),
             Event::ExecutionFailed { node, .. } => node.as_deref(),
             _ => None,
         }

@@ -55,11 +55,8 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
             _ => ErrorClass::ClientError,
         };
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-        return Err(NodeError {
-            class,
-            message: format!("{} {url} returned {status}: {snippet}", spec.method),
-            retry_after_ms,
-        });
+        let message = format!("{} {url} returned {status}: {snippet}", spec.method);
+        return Err(NodeError { retry_after_ms, ..NodeError::new(class, message) });
     }
     let value = if bytes.is_empty() {
         Value::Null
