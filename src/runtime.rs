@@ -20,7 +20,7 @@ use crate::actors::{Delivery, RestartBudget, Start, Supervisor, SupervisorMsg, T
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
 use crate::ir::{SchemaError, Templates, Workflow};
-use crate::journal::{self, Event, ExecutionMeta, Journal, MemoryJournal, Record, SledJournal, Stats, Status};
+use crate::journal::{self, Event, ExecutionMeta, Journal, MemoryJournal, Record, SledJournal, Stats, Status, Usage};
 use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
 
 /// What can go wrong using a runtime.
@@ -131,6 +131,8 @@ pub struct Outcome {
     /// The final state (for a failed execution: the state when it failed).
     pub state: Value,
     pub error: Option<String>,
+    /// Tokens and cost over every model call so far, failed attempts included.
+    pub usage: Usage,
 }
 
 /// A decision for [`Runtime::approve`].
@@ -519,7 +521,7 @@ impl Runtime {
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
         let st = self.machine(id)?;
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
-        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
+        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error, usage: st.usage })
     }
 
     /// Deliver an external event to an execution's `wait` nodes: it is

@@ -369,6 +369,58 @@ mod tests {
     }
 
     #[test]
+    fn a_node_costs_every_attempt_and_keeps_each_exchange_and_its_scores() {
+        let id = ExecutionId::new(0);
+        let usage = |i, o, c| Usage { input_tokens: i, output_tokens: o, cost_usd: c };
+        let exchange = |seq, attempt, u| {
+            rec(
+                seq,
+                Event::Exchange {
+                    node: "ask".into(),
+                    visit: 1,
+                    attempt,
+                    request: Json(r#"{"prompt":"hi"}"#.into()),
+                    response: Json(format!(r#"{{"text":"reply {attempt}"}}"#)),
+                    usage: u,
+                },
+            )
+        };
+        let mut records = started("ask", 1).to_vec();
+        records.push(exchange(3, 1, usage(10, 2, 0.5)));
+        records.push(rec(
+            4,
+            Event::NodeFailed {
+                node: "ask".into(),
+                visit: 1,
+                attempt: 1,
+                class: ErrorClass::InvalidOutput,
+                message: "not JSON".into(),
+                retry: RetryDecision::Retry { attempt: 2, at_ms: 5000 },
+            },
+        ));
+        records.push(rec(5, Event::NodeStarted { node: "ask".into(), visit: 1, attempt: 2 }));
+        records.push(exchange(6, 2, usage(12, 3, 0.25)));
+        records.push(rec(
+            7,
+            Event::Scored {
+                node: "ask".into(),
+                visit: 1,
+                attempt: 2,
+                scores: Json(r#"[{"scorer":"contains","passed":true,"score":1.0,"reason":null}]"#.into()),
+                passed: true,
+            },
+        ));
+        let row = &timeline(id, &records).nodes[0];
+        assert_eq!(row.usage, usage(22, 5, 0.75));
+        assert_eq!(row.exchanges.len(), 2);
+        assert_eq!(row.exchanges[1].response["text"], "reply 2");
+        assert_eq!((row.exchanges[0].attempt, row.exchanges[0].at_ms), (1, 3000));
+        assert_eq!(row.scores.len(), 1);
+        assert!(row.scores[0].passed);
+        assert_eq!(row.scores[0].scores[0]["scorer"], "contains");
+    }
+
+    #[test]
     fn a_signal_ends_the_wait_for_its_key_and_one_nothing_waits_for_is_kept() {
         let id = ExecutionId::new(0);
         let mut records = started("pay", 1).to_vec();

@@ -719,6 +719,28 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_the_sum_over_exchanges_failed_attempts_included() {
+        let wf = wf();
+        let mut st = ExecutionState::new(ExecutionId::new(0));
+        apply(&wf, &mut st, &rec(1, started()));
+        apply(&wf, &mut st, &rec(2, Event::NodeScheduled { node: "a".into(), visit: 1 }));
+        apply(&wf, &mut st, &rec(3, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }));
+        let exchange = |attempt, tokens| Event::Exchange {
+            node: "a".into(),
+            visit: 1,
+            attempt,
+            request: Json("{}".into()),
+            response: Json("{}".into()),
+            usage: Usage { input_tokens: tokens, output_tokens: 1, cost_usd: 0.125 },
+        };
+        assert_eq!(apply(&wf, &mut st, &rec(4, exchange(1, 10))), Vec::new());
+        assert_eq!(apply(&wf, &mut st, &rec(5, exchange(2, 20))), Vec::new());
+        assert_eq!(st.usage, Usage { input_tokens: 30, output_tokens: 2, cost_usd: 0.25 });
+        // An exchange changes nothing else: the node is still running.
+        assert!(st.active.contains_key("a"));
+    }
+
+    #[test]
     fn completion_merges_the_patch_and_schedules_next_or_completes() {
         let wf = wf();
         let mut st = ExecutionState::new(ExecutionId::new(0));

@@ -1,9 +1,11 @@
 //! `jamjet inspect <exec-id>`: the timeline of one execution — node,
 //! status, started, duration, attempts — then, under each node that has
 //! them, its failed attempts, what it waited for and how that ended, and
-//! the child executions it started; a waiting execution says what moves it
-//! on. `-v` adds each state patch, the input, the final state and every
-//! event; `--json` prints the events and the rows.
+//! the child executions it started, and an eval's scores; a waiting
+//! execution says what moves it on. Model and tool calls add tokens and
+//! cost per node and in total. `-v` adds what each call sent and received,
+//! each state patch, the input, the final state and every event; `--json`
+//! prints the events and the rows.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,9 +15,9 @@ use super::{CliResult, open_read_only, parse_id, print_json, table};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::NodeKind;
-use crate::journal::{Event, Status};
+use crate::journal::{Event, Status, Usage};
 use crate::runtime::{Runtime, WaitKind};
-use crate::timeline::{Branch, NodeVisit, WaitEnd, WaitSpan, timeline};
+use crate::timeline::{Branch, ExchangeRow, NodeVisit, ScoreRow, WaitEnd, WaitSpan, timeline};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -66,6 +68,7 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
             "parent": parent_json(&records),
             "state": outcome.state,
             "error": outcome.error,
+            "usage": outcome.usage,
             "waiting": waiting,
             "nodes": nodes,
             "kept_signals": tl.kept_signals,
@@ -95,6 +98,10 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
     if let Some(e) = &outcome.error {
         println!("error      {e}");
     }
+    let calls = tl.nodes.iter().any(|v| !v.exchanges.is_empty());
+    if calls {
+        println!("usage      {}", usage_text(&outcome.usage));
+    }
     if let (true, Some(Event::ExecutionStarted { input, .. } | Event::ChildStarted { input, .. })) =
         (a.verbose, records.first().map(|r| &r.event))
     {
@@ -112,21 +119,35 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
         .nodes
         .iter()
         .map(|v| {
-            vec![
+            let mut row = vec![
                 label(v),
                 v.status.to_string(),
                 v.started_ms.map(format_ms).unwrap_or_else(|| "-".into()),
                 v.duration_us.map(table::micros).unwrap_or_else(|| "-".into()),
                 v.attempts.to_string(),
-            ]
+            ];
+            if calls {
+                let (tokens, cost) = if v.exchanges.is_empty() {
+                    ("-".into(), "-".into())
+                } else {
+                    (format!("{}/{}", v.usage.input_tokens, v.usage.output_tokens), dollars(v.usage.cost_usd))
+                };
+                row.extend([tokens, cost]);
+            }
+            row
         })
         .collect();
-    table::print(&["NODE", "STATUS", "STARTED", "DURATION", "ATTEMPTS"], &rows);
+    let mut headers = vec!["NODE", "STATUS", "STARTED", "DURATION", "ATTEMPTS"];
+    if calls {
+        headers.extend(["TOKENS IN/OUT", "COST"]);
+    }
+    table::print(&headers, &rows);
     for v in &tl.nodes {
         let patch = v.patch.as_ref().filter(|p| p.as_object().is_none_or(|m| !m.is_empty()));
         let branched = v.next.as_ref().filter(|_| a.verbose || !v.waits.is_empty());
-        let detailed = !v.errors.is_empty() || !v.waits.is_empty() || !v.branches.is_empty();
-        if !detailed && !(a.verbose && (patch.is_some() || branched.is_some())) {
+        let detailed = !v.errors.is_empty() || !v.waits.is_empty() || !v.branches.is_empty() || !v.scores.is_empty();
+        let shown = patch.is_some() || branched.is_some() || !v.exchanges.is_empty();
+        if !(detailed || a.verbose && shown) {
             continue;
         }
         println!();
@@ -141,6 +162,14 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
         }
         for w in &v.waits {
             print_wait(w, v.status);
+        }
+        for sc in &v.scores {
+            print_scores(sc, v.scores.len() > 1);
+        }
+        if a.verbose {
+            for x in &v.exchanges {
+                print_exchange(x, v.exchanges.len() > 1);
+            }
         }
         for b in &v.branches {
             let attempt = if v.failures.is_empty() { String::new() } else { format!(" (attempt {})", b.attempt) };
@@ -179,6 +208,52 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
         table::print(&["SEQ", "AT", "EVENT", "DETAILS"], &rows);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tokens and cost, for people.
+fn usage_text(u: &Usage) -> String {
+    format!("{} tokens in, {} out, {}", u.input_tokens, u.output_tokens, dollars(u.cost_usd))
+}
+
+/// A cost in US dollars: cents for big sums, more digits for small ones.
+fn dollars(usd: f64) -> String {
+    if usd == 0.0 {
+        "$0".into()
+    } else if usd >= 1.0 {
+        format!("${usd:.2}")
+    } else {
+        format!("${usd:.6}")
+    }
+}
+
+/// What one call sent and got back, for `-v`: pretty JSON, indented.
+fn print_exchange(x: &ExchangeRow, numbered: bool) {
+    let which = if numbered { format!(" (attempt {})", x.attempt) } else { String::new() };
+    println!("  request{which} at {}:", format_ms(x.at_ms));
+    println!("{}", indented(&x.request));
+    println!("  reply{which}:  {}", usage_text(&x.usage));
+    println!("{}", indented(&x.response));
+}
+
+fn indented(v: &serde_json::Value) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// An eval's scores: one line each.
+fn print_scores(sc: &ScoreRow, numbered: bool) {
+    let which = if numbered { format!(" (attempt {})", sc.attempt) } else { String::new() };
+    println!("  scores{which}  {}", if sc.passed { "passed" } else { "failed" });
+    for s in sc.scores.as_array().into_iter().flatten() {
+        let mark = if s["passed"].as_bool() == Some(true) { "pass" } else { "FAIL" };
+        let name = s["scorer"].as_str().unwrap_or("?");
+        let score = match &s["score"] {
+            serde_json::Value::Null => String::new(),
+            n => format!(" {n}"),
+        };
+        let reason = s["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+        println!("    {mark}  {name}{score}{reason}");
+    }
 }
 
 /// A node visit's name as the table shows it.
@@ -234,13 +309,22 @@ fn details(e: &Event) -> String {
             .iter()
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
+                serde_json::Value::String(s) => format!("{k}={}", clip(s)),
+                other => format!("{k}={}", clip(&other.to_string())),
             })
             .collect::<Vec<_>>()
             .join(" "),
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+/// A value cut to fit an events-table line (the node's section shows it whole).
+fn clip(s: &str) -> String {
+    const MAX: usize = 120;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -259,7 +343,7 @@ fn event_json(e: &Event) -> serde_json::Value {
     let mut v = serde_json::to_value(e).expect("events serialize");
     // Json(String) fields serialize as strings; expand the ones we know.
     if let Some(obj) = v.as_object_mut().and_then(|o| o.values_mut().next()).and_then(|inner| inner.as_object_mut()) {
-        for key in ["input", "patch", "state", "payload", "vars"] {
+        for key in ["input", "patch", "state", "payload", "vars", "request", "response", "scores"] {
             if let Some(serde_json::Value::String(text)) = obj.get(key)
                 && let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text)
             {
