@@ -200,6 +200,10 @@ pub(crate) fn print_outcome(
         if let Some(e) = &outcome.error {
             println!("error: {e}");
         }
+        let u = &outcome.usage;
+        if u.input_tokens + u.output_tokens > 0 {
+            println!("usage: {} tokens in, {} out, ${:.6}", u.input_tokens, u.output_tokens, u.cost_usd);
+        }
         print_waits(rt, inv, id, &waits);
         println!("{}", serde_json::to_string_pretty(&outcome.state).expect("state serializes"));
         if let Some((root, family_waits)) = family {
