@@ -12,12 +12,13 @@ mod end;
 mod function;
 mod http;
 mod set;
+mod tool;
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::id::ExecutionId;
-use crate::ir::{Node, NodeKind, TemplateError};
+use crate::ir::{Node, NodeKind, TemplateError, Workflow};
 use crate::journal::{ErrorClass, Usage};
 use crate::runtime::Services;
 
@@ -45,6 +46,8 @@ pub struct NodeCtx<'a> {
     pub usage: Usage,
     /// When the execution started (unix ms), for latency budgets.
     pub started_ms: u64,
+    /// The workflow the node belongs to (its `mcp:` servers, say).
+    pub workflow: &'a Workflow,
 }
 
 impl NodeCtx<'_> {
@@ -151,6 +154,7 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Set(_) => &set::Set,
         NodeKind::End => &end::End,
         NodeKind::Function(_) => &function::Function,
+        NodeKind::Tool(_) => &tool::Tool,
         NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
     }
 }

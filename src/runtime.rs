@@ -53,6 +53,8 @@ pub struct Services {
     pub templates: Templates,
     pub http: reqwest::Client,
     pub functions: FunctionRegistry,
+    /// The MCP clients, one per declared server, shared by every execution.
+    pub mcp: crate::mcp::McpPool,
     pub restart_budget: RestartBudget,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
@@ -260,6 +262,7 @@ impl Builder {
             templates: Templates::new(),
             http,
             functions: self.functions,
+            mcp: Default::default(),
             restart_budget: self.restart_budget,
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
@@ -700,6 +703,7 @@ impl Runtime {
     pub async fn shutdown(self) {
         let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
         let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.inner.services.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
         drop(self);

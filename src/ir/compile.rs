@@ -10,6 +10,7 @@
 //! runs a workflow.
 
 mod graph;
+mod mcp;
 mod nodes;
 mod parallel;
 mod retry;
@@ -86,10 +87,10 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies"];
+const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "mcp"];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
 const TOP_FLAT: &[&str] =
-    &["id", "version", "state_schema", "start", "timeout_ms", "description", "nodes", "retry_policies"];
+    &["id", "version", "state_schema", "start", "timeout_ms", "description", "nodes", "retry_policies", "mcp"];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
 /// that names one of them includes itself.
@@ -118,6 +119,9 @@ struct Ctx {
     /// The current node's reads of `item` and `index`, which are defined
     /// only in a `for_each` branch: the graph decides ([`state::LoopRead`]).
     loop_reads: Vec<state::LoopRead>,
+    /// The `mcp:` section's servers that compiled, and every name declared.
+    mcp_servers: BTreeMap<String, crate::ir::McpServer>,
+    mcp_declared: Vec<String>,
 }
 
 /// The workflow's own fields; `None` where they have findings.
@@ -255,6 +259,9 @@ impl Ctx {
         if let Some(y) = top.get("retry_policies") {
             self.retry_policies(y);
         }
+        if let Some(y) = top.get("mcp") {
+            self.mcp(y);
+        }
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
         Some(Workflow {
@@ -267,6 +274,7 @@ impl Ctx {
             retry_policies: std::mem::take(&mut self.policies),
             source_file: Some(self.file.clone()),
             timeout_ms: header.timeout_ms?,
+            mcp_servers: std::mem::take(&mut self.mcp_servers),
         })
     }
 

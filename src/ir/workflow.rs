@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::mcp::{McpServer, ToolNode};
 use super::schema::StateSchema;
 
 /// A compiled, validated workflow.
@@ -35,6 +36,9 @@ pub struct Workflow {
     /// execution fails (running nodes are stopped, children cancelled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The MCP servers of the `mcp: servers:` section, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServer>,
 }
 
 impl Workflow {
@@ -92,6 +96,7 @@ pub enum NodeKind {
     Wait(WaitNode),
     Approval(ApprovalNode),
     Workflow(SubWorkflowNode),
+    Tool(ToolNode),
 }
 
 impl NodeKind {
@@ -106,6 +111,7 @@ impl NodeKind {
             NodeKind::Wait(_) => "wait",
             NodeKind::Approval(_) => "approval",
             NodeKind::Workflow(_) => "workflow",
+            NodeKind::Tool(_) => "tool",
         }
     }
 }
