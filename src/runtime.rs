@@ -55,6 +55,8 @@ pub struct Services {
     pub functions: FunctionRegistry,
     /// Where model API keys are read from (the environment by default).
     pub keys: crate::model::KeySource,
+    /// The MCP clients, one per declared server, shared by every execution.
+    pub mcp: crate::mcp::McpPool,
     pub restart_budget: RestartBudget,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
@@ -270,6 +272,7 @@ impl Builder {
             http,
             functions: self.functions,
             keys: self.keys,
+            mcp: Default::default(),
             restart_budget: self.restart_budget,
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
@@ -716,6 +719,7 @@ impl Runtime {
     pub async fn shutdown(self) {
         let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
         let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.inner.services.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
         drop(self);

@@ -10,6 +10,7 @@
 //! runs a workflow.
 
 mod graph;
+mod mcp;
 mod model;
 mod nodes;
 mod parallel;
@@ -87,7 +88,7 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices"];
+const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices", "mcp"];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
 const TOP_FLAT: &[&str] = &[
     "id",
@@ -100,6 +101,7 @@ const TOP_FLAT: &[&str] = &[
     "retry_policies",
     "models",
     "prices",
+    "mcp",
 ];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
@@ -132,6 +134,9 @@ struct Ctx {
     /// The `models:` and `prices:` sections, read before the nodes.
     models: model::Models,
     prices: BTreeMap<String, crate::model::Price>,
+    /// The `mcp:` section's servers that compiled, and every name declared.
+    mcp_servers: BTreeMap<String, crate::ir::McpServer>,
+    mcp_declared: Vec<String>,
 }
 
 /// The workflow's own fields; `None` where they have findings.
@@ -275,6 +280,9 @@ impl Ctx {
         if let Some(y) = top.get("models") {
             self.models_section(y);
         }
+        if let Some(y) = top.get("mcp") {
+            self.mcp(y);
+        }
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
         Some(Workflow {
@@ -289,6 +297,7 @@ impl Ctx {
             timeout_ms: header.timeout_ms?,
             models: std::mem::take(&mut self.models),
             prices: std::mem::take(&mut self.prices),
+            mcp_servers: std::mem::take(&mut self.mcp_servers),
         })
     }
 

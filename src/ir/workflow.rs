@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::mcp::{McpServer, ToolNode};
 use super::schema::StateSchema;
 
 /// A compiled, validated workflow.
@@ -41,6 +42,9 @@ pub struct Workflow {
     /// The top-level `prices:` section: USD per million tokens by model id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, crate::model::Price>,
+    /// The MCP servers of the `mcp: servers:` section, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServer>,
 }
 
 impl Workflow {
@@ -99,6 +103,7 @@ pub enum NodeKind {
     Approval(ApprovalNode),
     Workflow(SubWorkflowNode),
     Model(Box<crate::model::ModelNode>),
+    Tool(ToolNode),
 }
 
 impl NodeKind {
@@ -114,6 +119,7 @@ impl NodeKind {
             NodeKind::Approval(_) => "approval",
             NodeKind::Workflow(_) => "workflow",
             NodeKind::Model(_) => "model",
+            NodeKind::Tool(_) => "tool",
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::mcp::TOOL;
 use super::model::MODEL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
@@ -25,7 +26,7 @@ const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const KINDS: &[&str] =
-    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model"];
+    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "tool"];
 /// The kinds whose own fields name successors (besides `next`).
 const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval"];
 
@@ -96,6 +97,7 @@ impl Ctx {
             Some("approval") => APPROVAL,
             Some("workflow") => SUB_WORKFLOW,
             Some("model") => MODEL,
+            Some("tool") => TOOL,
             Some("end") => &[],
             _ => {
                 self.unknown_type(&entry.value, &owner, span);
@@ -115,6 +117,7 @@ impl Ctx {
             Some("approval") => self.approval(&f, span, &mut parsed.targets),
             Some("workflow") => self.sub_workflow(&f, span),
             Some("model") => self.model_node(&f, span),
+            Some("tool") => self.tool(&f, span),
             _ => Some(NodeKind::End),
         };
         // `next` is read here; some kinds' own fields name successors too.
