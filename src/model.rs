@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use config::{ModelConfig, Provider, UnknownModel, resolve_model};
 pub use output::{compile_schema, parse_output};
 pub use prices::{Price, built_in_price, usage};
-pub use spec::{MessageTemplate, ModelNode};
+pub use spec::{DEFAULT_MAX_TOOL_ROUNDS, MessageTemplate, ModelNode, ModelTools};
 
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Usage};
@@ -161,14 +161,20 @@ pub async fn complete_with(
     request: &ChatRequest,
     idempotency_key: &str,
 ) -> Result<ChatReply, NodeError> {
+    let body = request_body(config, request);
+    send(services, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+}
+
+/// The JSON body a request is sent as, in the configuration's wire format
+/// (its temperature and max_tokens where the request sets none).
+pub fn request_body(config: &ModelConfig, request: &ChatRequest) -> Value {
     let mut request = request.clone();
     request.temperature = request.temperature.or(config.temperature);
     request.max_tokens = request.max_tokens.or(config.max_tokens);
-    let body = match config.provider {
+    match config.provider {
         Provider::Openai => openai::body(&config.model, &request),
         Provider::Anthropic => anthropic::body(&config.model, &request),
-    };
-    send(services, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+    }
 }
 
 /// Append a round of tool calls and their results to a request body, in

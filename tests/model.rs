@@ -13,6 +13,7 @@ use jamjet::model::{KeySource, Provider};
 use jamjet::{ExecutionId, Outcome, Runtime, ir};
 use serde_json::{Value, json};
 use support::jamjet;
+use support::mcp_http::McpHttpServer;
 use support::model_server::{ModelServer, Reply, Rule, Wire};
 
 #[tokio::test]
@@ -581,4 +582,133 @@ async fn kill_9_during_a_model_call_repeats_it_with_the_same_key() {
         records.iter().filter(|r| matches!(&r.event, Event::NodeCompleted { node, .. } if node == "ask")).count();
     assert_eq!(completions, 1);
     assert!(matches!(records.last().unwrap().event, Event::ExecutionCompleted { .. }));
+}
+
+// ------------------------------------------------------------ tools: MCP tools offered to the model
+
+fn tools_flow(server: &ModelServer, mcp: &McpHttpServer, extra: &str) -> String {
+    format!(
+        r#"
+id: with-tools
+state_schema: {{ question: str, a1: str, a2: str }}
+mcp:
+  servers:
+    calc: {{ url: "{mcp}" }}
+models:
+  gpt: {{ provider: openai, model: test-gpt, base_url: "{openai}", api_key_env: {KEY_VAR} }}
+  claude: {{ provider: anthropic, model: claude-haiku-4-5, base_url: "{anthropic}", api_key_env: {KEY_VAR} }}
+nodes:
+  ask_gpt:
+    type: model
+    model: gpt
+    prompt: "{{{{ state.question }}}}"
+    tools: [calc]
+    output_key: a1
+    next: ask_claude
+  ask_claude:
+    type: model
+    model: claude
+    prompt: "{{{{ state.question }}}}"
+    tools: [{{ server: calc, tools: [add] }}]
+    output_key: a2
+{extra}"#,
+        mcp = mcp.url,
+        openai = server.openai_base(),
+        anthropic = server.anthropic_base()
+    )
+}
+
+#[tokio::test]
+async fn model_nodes_call_mcp_tools_and_journal_the_whole_conversation() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("add please", Reply::tool_call("add", json!({"a": 2, "b": 3}))));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path(), &[(KEY_VAR, SECRET)]).await;
+    let wf = compile(&tools_flow(&server, &mcp, ""));
+    let out = run(&rt, &wf, json!({"question": "add please"})).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["a1"], "tool said: 5");
+    assert_eq!(out.state["a2"], "tool said: 5");
+
+    let seen = server.requests();
+    assert_eq!(seen.len(), 4, "two rounds per node");
+    let key = seen[0].idempotency_key().unwrap().to_string();
+    assert!(key.starts_with(&format!("{}/ask_gpt/", out.id)));
+    assert_eq!(seen[1].idempotency_key(), Some(format!("{key}/round/1").as_str()));
+    // OpenAI: function tools, then the assistant's tool_calls and a tool message.
+    let offered: Vec<&str> =
+        seen[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["add", "fail"]);
+    assert_eq!(seen[0].body["tools"][0]["function"]["parameters"]["required"], json!(["a", "b"]));
+    let msgs = seen[1].body["messages"].as_array().unwrap();
+    assert_eq!(msgs[1]["tool_calls"][0]["function"]["name"], "add");
+    assert_eq!(msgs[2]["role"], "tool");
+    assert_eq!(msgs[2]["tool_call_id"], msgs[1]["tool_calls"][0]["id"]);
+    assert_eq!(msgs[2]["content"], "5");
+    // Anthropic: only the listed tool, then tool_use and tool_result blocks.
+    assert_eq!(
+        seen[2].body["tools"],
+        json!([{"name": "add", "description": "Add two numbers.", "input_schema": {"type": "object", "required": ["a", "b"], "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}])
+    );
+    let msgs = seen[3].body["messages"].as_array().unwrap();
+    assert_eq!(msgs[1]["content"][0]["type"], "tool_use");
+    assert_eq!(msgs[2]["content"][0]["type"], "tool_result");
+    assert_eq!(msgs[2]["content"][0]["tool_use_id"], msgs[1]["content"][0]["id"]);
+
+    // The MCP server saw each call with its own idempotency key in _meta.
+    let calls = mcp.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].arguments, json!({"a": 2, "b": 3}));
+    assert_eq!(calls[0].meta["jamjet/idempotency_key"], format!("{key}/tool/1"));
+    let claude_key = seen[2].idempotency_key().unwrap();
+    assert_eq!(calls[1].meta["jamjet/idempotency_key"], format!("{claude_key}/tool/1"));
+
+    // One exchange per node: the last body sent (the whole conversation) and the final reply, both rounds' usage.
+    let evs = events(&rt, out.id);
+    let ex = exchanges(&evs);
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[0].0, seen[1].body);
+    assert_eq!(ex[0].1["choices"][0]["message"]["content"], "tool said: 5");
+    let gpt = completed_usage(&evs, "ask_gpt")[0];
+    // Round one: 2 words in, 1 tool call out; round two: 2 + 1 words in, 3 out.
+    assert_eq!((gpt.input_tokens, gpt.output_tokens), (2 + 3, 1 + 3));
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_model_that_keeps_calling_tools_is_stopped_at_max_tool_rounds() {
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("fail", json!({}))));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path(), &[(KEY_VAR, SECRET)]).await;
+    let src =
+        tools_flow(&server, &mcp, "").replace("    tools: [calc]\n", "    tools: [calc]\n    max_tool_rounds: 2\n");
+    let wf = compile(&src);
+    let out = run(&rt, &wf, json!({"question": "loop"})).await;
+    assert_eq!(out.status, Status::Failed);
+    let evs = events(&rt, out.id);
+    let f = failures(&evs);
+    assert_eq!(f[0].0, ErrorClass::InvalidOutput);
+    assert!(f[0].1.contains("node `ask_gpt`") && f[0].1.contains("max_tool_rounds"), "{}", f[0].1);
+    assert_eq!(server.requests().len(), 3, "the first call and two rounds");
+    assert_eq!(mcp.calls().len(), 2);
+    // The error results went back to the model as text.
+    let last = &server.requests()[2].body["messages"];
+    assert_eq!(last.as_array().unwrap().last().unwrap()["content"], "error: boom");
+    assert_eq!(exchanges(&evs).len(), 1, "the failed attempt's conversation is journaled");
+    rt.shutdown().await;
+}
+
+#[test]
+fn tools_must_name_declared_mcp_servers() {
+    let text = findings(
+        "id: bad\nstate_schema: { a: str }\nnodes:\n  n: { type: model, model: gpt-4o, prompt: hi, output_key: a, tools: [calc] }\n",
+    );
+    assert!(text.contains("MCP server `calc` is not declared") && text.contains("(node `n`)"), "{text}");
+    let text = findings(
+        "id: bad\nstate_schema: { a: str }\nnodes:\n  n: { type: model, model: gpt-4o, prompt: hi, output_key: a, max_tool_rounds: 3 }\n",
+    );
+    assert!(text.contains("`max_tool_rounds` needs `tools`"), "{text}");
 }

@@ -28,6 +28,24 @@ pub struct ModelNode {
     pub output_schema: Option<Value>,
     /// Where the reply goes: its text, or the parsed JSON with `output_schema`.
     pub output_key: Option<String>,
+    /// MCP tools offered to the model for this call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ModelTools>,
+    /// How many rounds of tool calls the model may make before it must
+    /// answer ([`DEFAULT_MAX_TOOL_ROUNDS`] when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tool_rounds: Option<u32>,
+}
+
+/// How many rounds of tool calls a model node allows by default.
+pub const DEFAULT_MAX_TOOL_ROUNDS: u32 = 8;
+
+/// One entry of a model node's `tools:`: a declared MCP server, and the
+/// names of the tools of it to offer (every one it lists when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelTools {
+    pub server: String,
+    pub tools: Option<Vec<String>>,
 }
 
 /// One message of a node's `messages:` list.

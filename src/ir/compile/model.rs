@@ -11,10 +11,22 @@ use serde_json::Value as Json;
 use super::yaml::{Scalar, Value, Yaml};
 use super::{Ctx, Fields, optional};
 use crate::ir::{NodeKind, Span, Type};
-use crate::model::{MessageTemplate, ModelConfig, ModelNode, Price, Provider, compile_schema, resolve_model};
+use crate::model::{
+    MessageTemplate, ModelConfig, ModelNode, ModelTools, Price, Provider, compile_schema, resolve_model,
+};
 
-pub(super) const MODEL: &[&str] =
-    &["model", "system", "prompt", "messages", "temperature", "max_tokens", "output_schema", "output_key"];
+pub(super) const MODEL: &[&str] = &[
+    "model",
+    "system",
+    "prompt",
+    "messages",
+    "temperature",
+    "max_tokens",
+    "output_schema",
+    "output_key",
+    "tools",
+    "max_tool_rounds",
+];
 const ENTRY: &[&str] =
     &["provider", "model", "base_url", "api_key_env", "temperature", "max_tokens", "price", "description"];
 const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];
@@ -199,6 +211,14 @@ impl Ctx {
                 None
             }
         };
+        let tools = f.get("tools").map_or(Some(Vec::new()), |y| self.model_tools(y));
+        let max_tool_rounds = optional(f.get("max_tool_rounds").map(|y| {
+            let n = self.int(y, "max_tool_rounds", 1)?;
+            u32::try_from(n).ok()
+        }));
+        if let (Some(e), None) = (f.entry("max_tool_rounds"), f.entry("tools")) {
+            self.add(e.key_span, "`max_tool_rounds` needs `tools`: without tools the model makes no tool calls");
+        }
         let (model, config) = config?;
         Some(NodeKind::Model(Box::new(ModelNode {
             model,
@@ -210,7 +230,61 @@ impl Ctx {
             max_tokens: max_tokens?,
             output_schema: output_schema?,
             output_key: output_key?,
+            tools: tools?,
+            max_tool_rounds: max_tool_rounds?,
         })))
+    }
+
+    /// `tools: [server, {server, tools: [name, ...]}]`: declared MCP servers.
+    fn model_tools(&mut self, y: &Yaml) -> Option<Vec<ModelTools>> {
+        let Value::Seq(items) = &y.value else {
+            let message = format!(
+                "`tools` must be a list of MCP server names or {{server, tools: [...]}} mappings, found {}",
+                y.kind()
+            );
+            self.add(y.span, message);
+            return None;
+        };
+        let parsed: Vec<Option<ModelTools>> = items
+            .iter()
+            .map(|item| {
+                let (server_y, tools) = match &item.value {
+                    Value::Map(_) => {
+                        let f = self.fields(item, "a `tools` entry", &["server", "tools"])?;
+                        let server = self.required(&f, "server", "a `tools` entry", item.span)?;
+                        let tools = optional(f.get("tools").map(|y| self.names(y, "tools")));
+                        (server, tools)
+                    }
+                    _ => (item, Some(None)),
+                };
+                let server = self.string(server_y, "server")?;
+                if !self.mcp_declared.contains(&server) {
+                    let declared = if self.mcp_declared.is_empty() {
+                        "none are declared: add it under `mcp: servers:`".to_string()
+                    } else {
+                        format!("declared: {}", self.mcp_declared.join(", "))
+                    };
+                    let hint = super::did_you_mean(&server, self.mcp_declared.iter().map(String::as_str));
+                    self.add(server_y.span, format!("MCP server `{server}` is not declared{hint} ({declared})"));
+                    return None;
+                }
+                Some(ModelTools { server, tools: tools? })
+            })
+            .collect();
+        parsed.into_iter().collect()
+    }
+
+    /// A non-empty list of strings.
+    fn names(&mut self, y: &Yaml, field: &str) -> Option<Vec<String>> {
+        let Value::Seq(items) = &y.value else {
+            self.add(y.span, format!("`{field}` must be a list of names, found {}", y.kind()));
+            return None;
+        };
+        if items.is_empty() {
+            self.add(y.span, format!("`{field}` must name at least one"));
+            return None;
+        }
+        items.iter().map(|i| self.string(i, field)).collect::<Vec<_>>().into_iter().collect()
     }
 
     fn messages(&mut self, y: &Yaml) -> Option<Vec<MessageTemplate>> {
