@@ -69,6 +69,8 @@ pub mod clock;
 pub mod id;
 pub mod ir;
 pub mod journal;
+pub mod mcp;
+pub mod model;
 pub mod nodes;
 pub mod runtime;
 pub mod timeline;

@@ -11,17 +11,20 @@ pub(crate) mod control;
 mod end;
 mod function;
 mod http;
+mod model;
 mod set;
+mod tool;
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::id::ExecutionId;
-use crate::ir::{Node, NodeKind, TemplateError};
+use crate::ir::{Node, NodeKind, TemplateError, Workflow};
 use crate::journal::{ErrorClass, Usage};
 use crate::runtime::Services;
 
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
+pub(crate) use http::{classify_send, retry_after};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
 /// the same for every attempt and after a crash.
@@ -45,6 +48,8 @@ pub struct NodeCtx<'a> {
     pub usage: Usage,
     /// When the execution started (unix ms), for latency budgets.
     pub started_ms: u64,
+    /// The workflow the node belongs to (its `mcp:` servers, say).
+    pub workflow: &'a Workflow,
 }
 
 impl NodeCtx<'_> {
@@ -151,6 +156,8 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Set(_) => &set::Set,
         NodeKind::End => &end::End,
         NodeKind::Function(_) => &function::Function,
+        NodeKind::Model(_) => &model::Model,
+        NodeKind::Tool(_) => &tool::Tool,
         NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
     }
 }

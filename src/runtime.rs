@@ -53,6 +53,10 @@ pub struct Services {
     pub templates: Templates,
     pub http: reqwest::Client,
     pub functions: FunctionRegistry,
+    /// Where model API keys are read from (the environment by default).
+    pub keys: crate::model::KeySource,
+    /// The MCP clients, one per declared server, shared by every execution.
+    pub mcp: crate::mcp::McpPool,
     pub restart_budget: RestartBudget,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
@@ -180,6 +184,7 @@ pub struct Builder {
     journal: Option<Arc<dyn Journal>>,
     clock: Arc<dyn Clock>,
     functions: FunctionRegistry,
+    keys: crate::model::KeySource,
     resume: bool,
     timers: bool,
     restart_budget: RestartBudget,
@@ -192,6 +197,7 @@ impl Default for Builder {
             journal: None,
             clock: Arc::new(SystemClock),
             functions: FunctionRegistry::default(),
+            keys: Default::default(),
             resume: true,
             timers: true,
             restart_budget: RestartBudget::default(),
@@ -239,6 +245,11 @@ impl Builder {
         self.timers = yes;
         self
     }
+    /// Read model API keys from this lookup instead of the environment.
+    pub fn model_keys(mut self, keys: crate::model::KeySource) -> Self {
+        self.keys = keys;
+        self
+    }
     pub fn restart_budget(mut self, budget: RestartBudget) -> Self {
         self.restart_budget = budget;
         self
@@ -262,6 +273,8 @@ impl Builder {
             templates: Templates::new(),
             http,
             functions: self.functions,
+            keys: self.keys,
+            mcp: Default::default(),
             restart_budget: self.restart_budget,
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
@@ -524,6 +537,12 @@ impl Runtime {
         Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error, usage: st.usage })
     }
 
+    /// The tokens and cost an execution has used so far: the sum over its
+    /// exchanges, failed attempts included.
+    pub fn usage(&self, id: ExecutionId) -> Result<crate::journal::Usage, Error> {
+        Ok(self.machine(id)?.usage)
+    }
+
     /// Deliver an external event to an execution's `wait` nodes: it is
     /// journaled before this returns, and consumed by the wait for `key`
     /// now, or when the execution reaches it. An unknown or finished
@@ -702,6 +721,7 @@ impl Runtime {
     pub async fn shutdown(self) {
         let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
         let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.inner.services.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
         drop(self);

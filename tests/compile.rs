@@ -243,7 +243,8 @@ fn missing_required_fields_and_bad_ids() {
 
 #[test]
 fn node_kind_rules() {
-    let d = finding_at("id: x\nstate_schema: {}\nnodes:\n  a:\n    type: model\n", 5, 11, "unknown node type `model`");
+    let d = finding_at("id: x\nstate_schema: {}\nnodes:\n  a:\n    type: modle\n", 5, 11, "unknown node type `modle`");
+    assert!(d.message.contains("did you mean `model`?"), "{}", d.message);
     assert!(d.message.contains("expected one of: http, branch, set, end, function"));
     let branch =
         "id: x\nstate_schema: {}\nnodes:\n  a:\n    type: branch\n    default: b\n    next: b\n  b: {type: end}\n";

@@ -604,6 +604,7 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
         services: &st.services,
         usage: st.machine.usage,
         started_ms: st.machine.started_ms,
+        workflow: &st.wf,
     }
 }
 

@@ -57,6 +57,7 @@ impl Actor for NodeActor {
             services: &a.services,
             usage: a.usage,
             started_ms: a.started_ms,
+            workflow: &a.workflow,
         };
         let began = Instant::now();
         let fut = executor_for(&node.kind).run(ctx);

@@ -10,6 +10,8 @@
 //! runs a workflow.
 
 mod graph;
+mod mcp;
+mod model;
 mod nodes;
 mod parallel;
 mod retry;
@@ -86,10 +88,21 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies"];
+const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices", "mcp"];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
-const TOP_FLAT: &[&str] =
-    &["id", "version", "state_schema", "start", "timeout_ms", "description", "nodes", "retry_policies"];
+const TOP_FLAT: &[&str] = &[
+    "id",
+    "version",
+    "state_schema",
+    "start",
+    "timeout_ms",
+    "description",
+    "nodes",
+    "retry_policies",
+    "models",
+    "prices",
+    "mcp",
+];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
 /// that names one of them includes itself.
@@ -118,6 +131,12 @@ struct Ctx {
     /// The current node's reads of `item` and `index`, which are defined
     /// only in a `for_each` branch: the graph decides ([`state::LoopRead`]).
     loop_reads: Vec<state::LoopRead>,
+    /// The `models:` and `prices:` sections, read before the nodes.
+    models: model::Models,
+    prices: BTreeMap<String, crate::model::Price>,
+    /// The `mcp:` section's servers that compiled, and every name declared.
+    mcp_servers: BTreeMap<String, crate::ir::McpServer>,
+    mcp_declared: Vec<String>,
 }
 
 /// The workflow's own fields; `None` where they have findings.
@@ -255,6 +274,15 @@ impl Ctx {
         if let Some(y) = top.get("retry_policies") {
             self.retry_policies(y);
         }
+        if let Some(y) = top.get("prices") {
+            self.prices_section(y);
+        }
+        if let Some(y) = top.get("models") {
+            self.models_section(y);
+        }
+        if let Some(y) = top.get("mcp") {
+            self.mcp(y);
+        }
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
         Some(Workflow {
@@ -267,6 +295,9 @@ impl Ctx {
             retry_policies: std::mem::take(&mut self.policies),
             source_file: Some(self.file.clone()),
             timeout_ms: header.timeout_ms?,
+            models: std::mem::take(&mut self.models),
+            prices: std::mem::take(&mut self.prices),
+            mcp_servers: std::mem::take(&mut self.mcp_servers),
         })
     }
 

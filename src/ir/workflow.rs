@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::mcp::{McpServer, ToolNode};
 use super::schema::StateSchema;
 
 /// A compiled, validated workflow.
@@ -35,6 +36,15 @@ pub struct Workflow {
     /// execution fails (running nodes are stopped, children cancelled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The top-level `models:` section, by name (prices not resolved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, crate::model::ModelConfig>,
+    /// The top-level `prices:` section: USD per million tokens by model id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, crate::model::Price>,
+    /// The MCP servers of the `mcp: servers:` section, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServer>,
 }
 
 impl Workflow {
@@ -92,6 +102,8 @@ pub enum NodeKind {
     Wait(WaitNode),
     Approval(ApprovalNode),
     Workflow(SubWorkflowNode),
+    Model(Box<crate::model::ModelNode>),
+    Tool(ToolNode),
 }
 
 impl NodeKind {
@@ -106,6 +118,8 @@ impl NodeKind {
             NodeKind::Wait(_) => "wait",
             NodeKind::Approval(_) => "approval",
             NodeKind::Workflow(_) => "workflow",
+            NodeKind::Model(_) => "model",
+            NodeKind::Tool(_) => "tool",
         }
     }
 }

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use super::mcp::TOOL;
+use super::model::MODEL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
 use super::subworkflow::SUB_WORKFLOW;
@@ -23,7 +25,8 @@ const BRANCH: &[&str] = &["conditions", "default"];
 const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const KINDS: &[&str] = &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow"];
+const KINDS: &[&str] =
+    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "tool"];
 /// The kinds whose own fields name successors (besides `next`).
 const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval"];
 
@@ -93,6 +96,8 @@ impl Ctx {
             Some("wait") => WAIT,
             Some("approval") => APPROVAL,
             Some("workflow") => SUB_WORKFLOW,
+            Some("model") => MODEL,
+            Some("tool") => TOOL,
             Some("end") => &[],
             _ => {
                 self.unknown_type(&entry.value, &owner, span);
@@ -111,6 +116,8 @@ impl Ctx {
             Some("wait") => self.wait(&f, span, &mut parsed.targets),
             Some("approval") => self.approval(&f, span, &mut parsed.targets),
             Some("workflow") => self.sub_workflow(&f, span),
+            Some("model") => self.model_node(&f, span),
+            Some("tool") => self.tool(&f, span),
             _ => Some(NodeKind::End),
         };
         // `next` is read here; some kinds' own fields name successors too.
