@@ -66,6 +66,7 @@
 pub mod actors;
 pub mod cli;
 pub mod clock;
+pub mod eval;
 pub mod id;
 pub mod ir;
 pub mod journal;

@@ -9,6 +9,7 @@
 mod branch;
 pub(crate) mod control;
 mod end;
+mod eval;
 mod function;
 mod http;
 mod set;
@@ -151,6 +152,7 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Set(_) => &set::Set,
         NodeKind::End => &end::End,
         NodeKind::Function(_) => &function::Function,
+        NodeKind::Eval(_) => &eval::Eval,
         NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
     }
 }

@@ -92,6 +92,7 @@ pub enum NodeKind {
     Wait(WaitNode),
     Approval(ApprovalNode),
     Workflow(SubWorkflowNode),
+    Eval(super::eval::EvalNode),
 }
 
 impl NodeKind {
@@ -106,6 +107,7 @@ impl NodeKind {
             NodeKind::Wait(_) => "wait",
             NodeKind::Approval(_) => "approval",
             NodeKind::Workflow(_) => "workflow",
+            NodeKind::Eval(_) => "eval",
         }
     }
 }
@@ -273,6 +275,8 @@ pub enum EdgeKind {
     OnTimeout,
     /// Where an approval goes when it is rejected.
     OnReject,
+    /// Where an eval node loops back to when it fails (`on_fail: {retry_from}`).
+    RetryFrom,
 }
 
 /// How a failed node is retried. The delay before attempt `n + 1` is a

@@ -52,6 +52,7 @@ impl Ctx {
                     EdgeKind::Join => "`join`".to_string(),
                     EdgeKind::OnTimeout => "`on_timeout`".to_string(),
                     EdgeKind::OnReject => "`on_reject`".to_string(),
+                    EdgeKind::RetryFrom => "`retry_from`".to_string(),
                 };
                 let likely = super::suggest(&target.to, ids());
                 let hint = likely.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::eval::EVAL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
 use super::subworkflow::SUB_WORKFLOW;
@@ -23,9 +24,10 @@ const BRANCH: &[&str] = &["conditions", "default"];
 const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const KINDS: &[&str] = &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow"];
+const KINDS: &[&str] =
+    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "eval"];
 /// The kinds whose own fields name successors (besides `next`).
-const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval"];
+const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval", "eval"];
 
 /// One node as written, and the nodes it names.
 pub(super) struct Parsed {
@@ -93,6 +95,7 @@ impl Ctx {
             Some("wait") => WAIT,
             Some("approval") => APPROVAL,
             Some("workflow") => SUB_WORKFLOW,
+            Some("eval") => EVAL,
             Some("end") => &[],
             _ => {
                 self.unknown_type(&entry.value, &owner, span);
@@ -111,6 +114,7 @@ impl Ctx {
             Some("wait") => self.wait(&f, span, &mut parsed.targets),
             Some("approval") => self.approval(&f, span, &mut parsed.targets),
             Some("workflow") => self.sub_workflow(&f, span),
+            Some("eval") => self.eval(&f, span, &mut parsed.targets),
             _ => Some(NodeKind::End),
         };
         // `next` is read here; some kinds' own fields name successors too.
