@@ -70,6 +70,7 @@ pub mod eval;
 pub mod id;
 pub mod ir;
 pub mod journal;
+pub mod model;
 pub mod nodes;
 pub mod runtime;
 pub mod timeline;

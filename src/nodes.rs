@@ -12,6 +12,7 @@ mod end;
 mod eval;
 mod function;
 mod http;
+mod model;
 mod set;
 
 use futures::future::BoxFuture;
@@ -23,6 +24,7 @@ use crate::journal::{ErrorClass, Usage};
 use crate::runtime::Services;
 
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
+pub(crate) use http::{classify_send, retry_after};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
 /// the same for every attempt and after a crash.
@@ -152,6 +154,7 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Set(_) => &set::Set,
         NodeKind::End => &end::End,
         NodeKind::Function(_) => &function::Function,
+        NodeKind::Model(_) => &model::Model,
         NodeKind::Eval(_) => &eval::Eval,
         NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
     }

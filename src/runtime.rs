@@ -53,6 +53,8 @@ pub struct Services {
     pub templates: Templates,
     pub http: reqwest::Client,
     pub functions: FunctionRegistry,
+    /// Where model API keys are read from (the environment by default).
+    pub keys: crate::model::KeySource,
     pub restart_budget: RestartBudget,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
@@ -178,6 +180,7 @@ pub struct Builder {
     journal: Option<Arc<dyn Journal>>,
     clock: Arc<dyn Clock>,
     functions: FunctionRegistry,
+    keys: crate::model::KeySource,
     resume: bool,
     timers: bool,
     restart_budget: RestartBudget,
@@ -190,6 +193,7 @@ impl Default for Builder {
             journal: None,
             clock: Arc::new(SystemClock),
             functions: FunctionRegistry::default(),
+            keys: Default::default(),
             resume: true,
             timers: true,
             restart_budget: RestartBudget::default(),
@@ -237,6 +241,11 @@ impl Builder {
         self.timers = yes;
         self
     }
+    /// Read model API keys from this lookup instead of the environment.
+    pub fn model_keys(mut self, keys: crate::model::KeySource) -> Self {
+        self.keys = keys;
+        self
+    }
     pub fn restart_budget(mut self, budget: RestartBudget) -> Self {
         self.restart_budget = budget;
         self
@@ -260,6 +269,7 @@ impl Builder {
             templates: Templates::new(),
             http,
             functions: self.functions,
+            keys: self.keys,
             restart_budget: self.restart_budget,
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
@@ -520,6 +530,12 @@ impl Runtime {
         let st = self.machine(id)?;
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error })
+    }
+
+    /// The tokens and cost an execution has used so far: the sum over its
+    /// exchanges, failed attempts included.
+    pub fn usage(&self, id: ExecutionId) -> Result<crate::journal::Usage, Error> {
+        Ok(self.machine(id)?.usage)
     }
 
     /// Deliver an external event to an execution's `wait` nodes: it is

@@ -175,6 +175,11 @@ pub(crate) fn print_outcome(
     if json {
         let mut v = serde_json::to_value(outcome).expect("outcomes serialize");
         if let Some(obj) = v.as_object_mut() {
+            // Tokens and cost of every model call, failed attempts included.
+            let usage = rt.usage(id)?;
+            if usage != Default::default() {
+                obj.insert("usage".into(), serde_json::to_value(usage).expect("usage serializes"));
+            }
             if !waits.is_empty() {
                 obj.insert("waiting".into(), Value::Array(waits_json(inv, &waits)));
             }

@@ -11,6 +11,7 @@
 
 mod eval;
 mod graph;
+mod model;
 mod nodes;
 mod parallel;
 mod retry;
@@ -87,10 +88,20 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies"];
+const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices"];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
-const TOP_FLAT: &[&str] =
-    &["id", "version", "state_schema", "start", "timeout_ms", "description", "nodes", "retry_policies"];
+const TOP_FLAT: &[&str] = &[
+    "id",
+    "version",
+    "state_schema",
+    "start",
+    "timeout_ms",
+    "description",
+    "nodes",
+    "retry_policies",
+    "models",
+    "prices",
+];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
 /// that names one of them includes itself.
@@ -119,6 +130,9 @@ struct Ctx {
     /// The current node's reads of `item` and `index`, which are defined
     /// only in a `for_each` branch: the graph decides ([`state::LoopRead`]).
     loop_reads: Vec<state::LoopRead>,
+    /// The `models:` and `prices:` sections, read before the nodes.
+    models: model::Models,
+    prices: BTreeMap<String, crate::model::Price>,
 }
 
 /// The workflow's own fields; `None` where they have findings.
@@ -256,6 +270,12 @@ impl Ctx {
         if let Some(y) = top.get("retry_policies") {
             self.retry_policies(y);
         }
+        if let Some(y) = top.get("prices") {
+            self.prices_section(y);
+        }
+        if let Some(y) = top.get("models") {
+            self.models_section(y);
+        }
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
         Some(Workflow {
@@ -268,6 +288,8 @@ impl Ctx {
             retry_policies: std::mem::take(&mut self.policies),
             source_file: Some(self.file.clone()),
             timeout_ms: header.timeout_ms?,
+            models: std::mem::take(&mut self.models),
+            prices: std::mem::take(&mut self.prices),
         })
     }
 

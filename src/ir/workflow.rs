@@ -35,6 +35,12 @@ pub struct Workflow {
     /// execution fails (running nodes are stopped, children cancelled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The top-level `models:` section, by name (prices not resolved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, crate::model::ModelConfig>,
+    /// The top-level `prices:` section: USD per million tokens by model id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, crate::model::Price>,
 }
 
 impl Workflow {
@@ -92,6 +98,7 @@ pub enum NodeKind {
     Wait(WaitNode),
     Approval(ApprovalNode),
     Workflow(SubWorkflowNode),
+    Model(Box<crate::model::ModelNode>),
     Eval(super::eval::EvalNode),
 }
 
@@ -107,6 +114,7 @@ impl NodeKind {
             NodeKind::Wait(_) => "wait",
             NodeKind::Approval(_) => "approval",
             NodeKind::Workflow(_) => "workflow",
+            NodeKind::Model(_) => "model",
             NodeKind::Eval(_) => "eval",
         }
     }

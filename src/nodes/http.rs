@@ -74,7 +74,7 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     Ok(NodeOutput { patch, ..Default::default() })
 }
 
-fn classify_send(url: &str, e: reqwest::Error) -> NodeError {
+pub(crate) fn classify_send(url: &str, e: reqwest::Error) -> NodeError {
     let class = if e.is_timeout() {
         ErrorClass::Timeout
     } else if e.is_connect() || e.is_request() || e.is_body() {
@@ -91,7 +91,7 @@ fn classify_send(url: &str, e: reqwest::Error) -> NodeError {
     NodeError::new(class, message)
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<u64> {
     let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<f64>().ok().map(|s| Duration::from_secs_f64(s.max(0.0)).as_millis() as u64)
 }

@@ -2,6 +2,8 @@
 //! idempotency key, and helpers to drive the real `jamjet` binary.
 #![allow(dead_code)]
 
+pub mod model_server;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -146,7 +146,7 @@ impl Ctx {
             }
             "json_schema" => {
                 let y = self.required(&f, "schema", &owner, at)?;
-                let schema = self.plain_json(y)?;
+                let schema = self.literal_json(y)?;
                 if let Err(err) = jsonschema::validator_for(&schema) {
                     self.add(y.span, format!("`schema` is not a valid JSON Schema: {err}"));
                     return None;
@@ -160,12 +160,12 @@ impl Ctx {
             "cost" => ScorerKind::Cost {
                 max_usd: self
                     .required(&f, "max_usd", &owner, at)
-                    .and_then(|y| self.number(y, "max_usd", 0.0, f64::MAX))?,
+                    .and_then(|y| self.bounded_number(y, "max_usd", 0.0, f64::MAX))?,
             },
             "rubric" => {
                 let model = self.required(&f, "model", &owner, at).and_then(|y| self.rubric_model(y));
                 let rubric = self.required(&f, "rubric", &owner, at).and_then(|y| self.template_string(y, "rubric"));
-                let min_score = f.get("min_score").map_or(Some(3.0), |y| self.number(y, "min_score", 1.0, 5.0));
+                let min_score = f.get("min_score").map_or(Some(3.0), |y| self.bounded_number(y, "min_score", 1.0, 5.0));
                 ScorerKind::Rubric { model: model?, rubric: rubric?, min_score: min_score? }
             }
             "contains" => {
@@ -249,7 +249,7 @@ impl Ctx {
     }
 
     /// A number within `[min, max]`.
-    fn number(&mut self, y: &Yaml, field: &str, min: f64, max: f64) -> Option<f64> {
+    fn bounded_number(&mut self, y: &Yaml, field: &str, min: f64, max: f64) -> Option<f64> {
         let n = match &y.value {
             Value::Scalar(_, Scalar::Int(n)) => *n as f64,
             Value::Scalar(_, Scalar::Float(f)) => *f,
@@ -294,7 +294,7 @@ impl Ctx {
     }
 
     /// A YAML value as JSON, strings taken literally (not templates).
-    fn plain_json(&mut self, y: &Yaml) -> Option<Json> {
+    fn literal_json(&mut self, y: &Yaml) -> Option<Json> {
         Some(match &y.value {
             Value::Scalar(_, Scalar::Null) => Json::Null,
             Value::Scalar(_, Scalar::Bool(b)) => Json::Bool(*b),
@@ -307,12 +307,12 @@ impl Ctx {
                 }
             },
             Value::Scalar(text, Scalar::Str) => Json::String(text.clone()),
-            Value::Seq(items) => Json::Array(items.iter().map(|i| self.plain_json(i)).collect::<Option<_>>()?),
+            Value::Seq(items) => Json::Array(items.iter().map(|i| self.literal_json(i)).collect::<Option<_>>()?),
             Value::Map(_) => {
                 let entries = self.entries(y, "a mapping", "key")?;
                 let mut map = serde_json::Map::new();
                 for e in entries {
-                    map.insert(e.key.clone(), self.plain_json(&e.value)?);
+                    map.insert(e.key.clone(), self.literal_json(&e.value)?);
                 }
                 Json::Object(map)
             }

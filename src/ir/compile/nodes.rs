@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::model::MODEL;
 use super::eval::EVAL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
@@ -25,7 +26,7 @@ const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const KINDS: &[&str] =
-    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "eval"];
+    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "eval"];
 /// The kinds whose own fields name successors (besides `next`).
 const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval", "eval"];
 
@@ -95,6 +96,7 @@ impl Ctx {
             Some("wait") => WAIT,
             Some("approval") => APPROVAL,
             Some("workflow") => SUB_WORKFLOW,
+            Some("model") => MODEL,
             Some("eval") => EVAL,
             Some("end") => &[],
             _ => {
@@ -114,6 +116,7 @@ impl Ctx {
             Some("wait") => self.wait(&f, span, &mut parsed.targets),
             Some("approval") => self.approval(&f, span, &mut parsed.targets),
             Some("workflow") => self.sub_workflow(&f, span),
+            Some("model") => self.model_node(&f, span),
             Some("eval") => self.eval(&f, span, &mut parsed.targets),
             _ => Some(NodeKind::End),
         };

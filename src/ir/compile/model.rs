@@ -1,0 +1,283 @@
+//! Compiling model calls: the top-level `models:` and `prices:` sections,
+//! and `type: model` nodes. A node's `model` is resolved here (an entry of
+//! `models:` or a bare model id with provider defaults) and its
+//! `output_schema` compiled with `jsonschema`, so a typo or a bad schema is
+//! a finding with line and column, not a failed execution.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::yaml::{Scalar, Value, Yaml};
+use super::{Ctx, Fields, optional};
+use crate::ir::{NodeKind, Span, Type};
+use crate::model::{MessageTemplate, ModelConfig, ModelNode, Price, Provider, compile_schema, resolve_model};
+
+pub(super) const MODEL: &[&str] =
+    &["model", "system", "prompt", "messages", "temperature", "max_tokens", "output_schema", "output_key"];
+const ENTRY: &[&str] =
+    &["provider", "model", "base_url", "api_key_env", "temperature", "max_tokens", "price", "description"];
+const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];
+const ROLES: &[&str] = &["user", "assistant", "system"];
+
+impl Ctx {
+    /// `models: {name: {provider, model, base_url, api_key_env, ...}}`.
+    pub(super) fn models_section(&mut self, y: &Yaml) {
+        let Some(entries) = self.entries(y, "`models`", "model name") else { return };
+        for entry in entries {
+            let owner = format!("model `{}`", entry.key);
+            let Some(f) = self.fields(&entry.value, &owner, ENTRY) else { continue };
+            if let Some(config) = self.model_entry(&entry.key, &f, entry.key_span) {
+                self.models.insert(entry.key.clone(), config);
+            }
+        }
+    }
+
+    fn model_entry(&mut self, name: &str, f: &Fields, at: Span) -> Option<ModelConfig> {
+        let model = f.get("model").map_or(Some(name.to_string()), |y| self.string(y, "model"));
+        let provider = match f.get("provider") {
+            Some(y) => {
+                let word = self.string(y, "provider")?;
+                let found = Provider::parse(&word);
+                if found.is_none() {
+                    let message = format!(
+                        "unknown provider `{word}` for model `{name}` (expected one of: {})",
+                        Provider::NAMES.join(", ")
+                    );
+                    self.add(y.span, message);
+                }
+                found
+            }
+            None => {
+                let inferred = model.as_deref().and_then(Provider::for_model_id);
+                if inferred.is_none() && model.is_some() {
+                    let message = format!(
+                        "model `{name}` needs a `provider` ({}): `{}` is not a model id a provider is known for",
+                        Provider::NAMES.join(" or "),
+                        model.as_deref().unwrap_or_default()
+                    );
+                    self.add(at, message);
+                }
+                inferred
+            }
+        };
+        let base_url = optional(f.get("base_url").map(|y| {
+            let url = self.string(y, "base_url")?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.add(y.span, format!("`base_url` must start with http:// or https://, found `{url}`"));
+                return None;
+            }
+            Some(url)
+        }));
+        let api_key_env = optional(f.get("api_key_env").map(|y| {
+            let var = self.string(y, "api_key_env")?;
+            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let message =
+                    format!("`api_key_env` must name an environment variable (letters, digits, `_`), found `{var}`");
+                self.add(y.span, message);
+                return None;
+            }
+            Some(var)
+        }));
+        let temperature = optional(f.get("temperature").map(|y| self.temperature(y, provider)));
+        let max_tokens = optional(f.get("max_tokens").map(|y| self.max_tokens(y)));
+        let price = optional(f.get("price").map(|y| self.price(y)));
+        if let Some(y) = f.get("description") {
+            self.string(y, "description");
+        }
+        let (provider, base_url) = (provider?, base_url?);
+        // A key is read from the provider's default variable unless the
+        // entry points elsewhere (a local server needs none) or names one.
+        let api_key_env = match (api_key_env?, &base_url) {
+            (Some(var), _) => Some(var),
+            (None, Some(_)) => None,
+            (None, None) => Some(provider.default_key_env().to_string()),
+        };
+        Some(ModelConfig {
+            provider,
+            model: model?,
+            base_url: base_url.unwrap_or_else(|| provider.default_base_url().to_string()),
+            api_key_env,
+            temperature: temperature?,
+            max_tokens: max_tokens?,
+            price: price?,
+        })
+    }
+
+    /// `prices: {model-id: {input_per_mtok, output_per_mtok}}`.
+    pub(super) fn prices_section(&mut self, y: &Yaml) {
+        let Some(entries) = self.entries(y, "`prices`", "model id") else { return };
+        for entry in entries {
+            if let Some(price) = self.price(&entry.value) {
+                self.prices.insert(entry.key.clone(), price);
+            }
+        }
+    }
+
+    fn price(&mut self, y: &Yaml) -> Option<Price> {
+        let f = self.fields(y, "a price", PRICE)?;
+        let input = self.required(&f, "input_per_mtok", "a price", y.span).and_then(|y| self.usd(y, "input_per_mtok"));
+        let output =
+            self.required(&f, "output_per_mtok", "a price", y.span).and_then(|y| self.usd(y, "output_per_mtok"));
+        Some(Price { input_per_mtok: input?, output_per_mtok: output? })
+    }
+
+    fn usd(&mut self, y: &Yaml, field: &str) -> Option<f64> {
+        let n = self.number(y, field)?;
+        if !(n >= 0.0 && n.is_finite()) {
+            self.add(y.span, format!("`{field}` must be a price in USD per million tokens, 0 or more, found {n}"));
+            return None;
+        }
+        Some(n)
+    }
+
+    fn number(&mut self, y: &Yaml, field: &str) -> Option<f64> {
+        match &y.value {
+            Value::Scalar(_, Scalar::Int(n)) => Some(*n as f64),
+            Value::Scalar(_, Scalar::Float(f)) => Some(*f),
+            _ => {
+                self.add(y.span, format!("`{field}` must be a number, found {}", y.kind()));
+                None
+            }
+        }
+    }
+
+    /// 0 to 2 (OpenAI's range), 0 to 1 for Anthropic.
+    fn temperature(&mut self, y: &Yaml, provider: Option<Provider>) -> Option<f64> {
+        let t = self.number(y, "temperature")?;
+        let max = if provider == Some(Provider::Anthropic) { 1.0 } else { 2.0 };
+        if !(0.0..=max).contains(&t) {
+            let who = provider.map_or("a model", Provider::name);
+            self.add(y.span, format!("`temperature` must be between 0 and {max} for {who}, found {t}"));
+            return None;
+        }
+        Some(t)
+    }
+
+    fn max_tokens(&mut self, y: &Yaml) -> Option<u32> {
+        let n = self.int(y, "max_tokens", 1)?;
+        let n = u32::try_from(n).ok();
+        if n.is_none() {
+            self.add(y.span, "`max_tokens` is too large");
+        }
+        n
+    }
+
+    pub(super) fn model_node(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
+        let config = self.required(f, "model", "a model node", at).and_then(|y| {
+            let name = self.string(y, "model")?;
+            match resolve_model(&name, &self.models, &self.prices) {
+                Ok(config) => Some((name, config)),
+                Err(e) => {
+                    self.add(y.span, e.to_string());
+                    None
+                }
+            }
+        });
+        let provider = config.as_ref().map(|(_, c)| c.provider);
+        let system = optional(f.get("system").map(|y| self.template_string(y, "system")));
+        let prompt = optional(f.get("prompt").map(|y| self.template_string(y, "prompt")));
+        let messages = f.get("messages").map(|y| self.messages(y));
+        match (f.entry("prompt"), f.entry("messages")) {
+            (Some(_), Some(m)) => {
+                self.add(m.key_span, "a model node takes `prompt` or `messages`, not both");
+            }
+            (None, None) => self.add(at, "a model node needs `prompt` (one user message) or `messages` (a list)"),
+            _ => {}
+        }
+        let temperature = optional(f.get("temperature").map(|y| self.temperature(y, provider)));
+        let max_tokens = optional(f.get("max_tokens").map(|y| self.max_tokens(y)));
+        let output_schema = optional(f.get("output_schema").map(|y| self.output_schema(y)));
+        let output_key = match (f.get("output_key"), f.get("output_schema")) {
+            (Some(y), Some(_)) => self.output_key(y).map(Some),
+            (Some(y), None) => self.output_key_for(y, &Type::Str, "the model's reply text, a string").map(Some),
+            (None, Some(_)) => Some(None),
+            (None, None) => {
+                let message = "a model node needs `output_key` (where its reply goes) unless `output_schema` makes \
+                               the reply an object to merge into the state";
+                self.add(at, message);
+                None
+            }
+        };
+        let (model, config) = config?;
+        Some(NodeKind::Model(Box::new(ModelNode {
+            model,
+            config,
+            system: system?,
+            prompt: prompt?,
+            messages: messages.unwrap_or(Some(Vec::new()))?,
+            temperature: temperature?,
+            max_tokens: max_tokens?,
+            output_schema: output_schema?,
+            output_key: output_key?,
+        })))
+    }
+
+    fn messages(&mut self, y: &Yaml) -> Option<Vec<MessageTemplate>> {
+        let Value::Seq(items) = &y.value else {
+            self.add(y.span, format!("`messages` must be a list of {{role, content}} mappings, found {}", y.kind()));
+            return None;
+        };
+        if items.is_empty() {
+            self.add(y.span, "`messages` must hold at least one message");
+        }
+        let parsed: Vec<Option<MessageTemplate>> = items
+            .iter()
+            .map(|item| {
+                let f = self.fields(item, "a message", &["role", "content"])?;
+                let role = self
+                    .required(&f, "role", "a message", item.span)
+                    .and_then(|y| self.keyword(y, "role", ROLES))
+                    .map(str::to_string);
+                let content = self
+                    .required(&f, "content", "a message", item.span)
+                    .and_then(|y| self.template_string(y, "content"));
+                Some(MessageTemplate { role: role?, content: content? })
+            })
+            .collect();
+        parsed.into_iter().collect()
+    }
+
+    /// A JSON Schema written in YAML, compiled now.
+    fn output_schema(&mut self, y: &Yaml) -> Option<Json> {
+        let schema = self.plain_json(y)?;
+        if !schema.is_object() {
+            self.add(y.span, format!("`output_schema` must be a JSON Schema mapping, found {}", y.kind()));
+            return None;
+        }
+        if let Err(e) = compile_schema(&schema) {
+            self.add(y.span, format!("`output_schema` is not a valid JSON Schema: {e}"));
+            return None;
+        }
+        Some(schema)
+    }
+
+    /// YAML as JSON, strings as written (not templates).
+    fn plain_json(&mut self, y: &Yaml) -> Option<Json> {
+        Some(match &y.value {
+            Value::Scalar(_, Scalar::Null) => Json::Null,
+            Value::Scalar(_, Scalar::Bool(b)) => Json::Bool(*b),
+            Value::Scalar(_, Scalar::Int(n)) => Json::from(*n),
+            Value::Scalar(text, Scalar::Float(f)) => match serde_json::Number::from_f64(*f) {
+                Some(n) => Json::Number(n),
+                None => {
+                    self.add(y.span, format!("`{text}` cannot be stored as JSON: write a finite number"));
+                    return None;
+                }
+            },
+            Value::Scalar(text, Scalar::Str) => Json::String(text.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(|i| self.plain_json(i)).collect::<Option<_>>()?),
+            Value::Map(_) => {
+                let entries = self.entries(y, "a mapping", "key")?;
+                let mut out = serde_json::Map::new();
+                for e in entries {
+                    out.insert(e.key.clone(), self.plain_json(&e.value)?);
+                }
+                Json::Object(out)
+            }
+        })
+    }
+}
+
+/// The configured model names, for the workflow.
+pub(super) type Models = BTreeMap<String, ModelConfig>;

@@ -1,0 +1,267 @@
+//! Model calls: the two provider wire formats (OpenAI-compatible chat
+//! completions, Anthropic messages), model configuration and prices, and
+//! [`complete`], the one call every user of a model goes through (the
+//! `type: model` node in [`crate::nodes`], an eval's rubric judge).
+//!
+//! A call sends the `Idempotency-Key` it is given, has a timeout, reads the
+//! API key from the environment ([`KeySource`]) at call time and never puts
+//! it in what it returns: the request in a [`ChatReply`] or in an error's
+//! [`Exchange`] is the JSON body, and the key travels only in a header.
+//! Failures are [`NodeError`]s classified for the retry policy. This module
+//! does not touch the journal: callers journal the exchange.
+
+mod anthropic;
+mod config;
+mod openai;
+mod output;
+mod prices;
+mod spec;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use config::{ModelConfig, Provider, UnknownModel, resolve_model};
+pub use output::{compile_schema, parse_output};
+pub use prices::{Price, built_in_price, usage};
+pub use spec::{MessageTemplate, ModelNode};
+
+use crate::ir::Workflow;
+use crate::journal::{ErrorClass, Usage};
+use crate::nodes::{Exchange, NodeError};
+use crate::runtime::Services;
+
+/// The timeout of a model call when its node sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where API keys come from: the process environment by default, read at
+/// each call. Tests and hosts may supply their own lookup. Its `Debug`
+/// shows nothing.
+#[derive(Clone)]
+pub struct KeySource(Arc<KeyLookup>);
+
+/// A lookup of an environment variable's value by name.
+type KeyLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl KeySource {
+    pub fn from_fn(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        KeySource(Arc::new(f))
+    }
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.is_empty())
+    }
+}
+
+impl Default for KeySource {
+    fn default() -> Self {
+        KeySource::from_fn(|var| std::env::var(var).ok())
+    }
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeySource(..)")
+    }
+}
+
+/// One message of a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `user`, `assistant` or `system`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn user(content: impl Into<String>) -> Self {
+        ChatMessage { role: "user".into(), content: content.into() }
+    }
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// A JSON Schema of the arguments.
+    pub input_schema: Value,
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The provider's id of the call, echoed with its result.
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// What to ask a model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRequest {
+    pub system: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    /// Overrides the model configuration's.
+    pub temperature: Option<f64>,
+    /// Overrides the model configuration's.
+    pub max_tokens: Option<u32>,
+    pub tools: Vec<ToolSpec>,
+    /// [`DEFAULT_TIMEOUT`] when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// What a model answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatReply {
+    /// The reply's text (empty when it only calls tools).
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    /// Tokens, and their cost at the configuration's price (0 without one).
+    pub usage: Usage,
+    /// The reply as the provider sent it.
+    pub raw: Value,
+    /// The JSON body that was sent (no key: that goes in a header).
+    pub request: Value,
+}
+
+impl ChatReply {
+    /// The call as an [`Exchange`], for the journal.
+    pub fn exchange(&self) -> Exchange {
+        Exchange { request: self.request.clone(), response: self.raw.clone(), usage: self.usage }
+    }
+}
+
+/// A reply as a wire format reads it.
+struct Parsed {
+    text: String,
+    tool_calls: Vec<ToolCall>,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+/// Ask the model `model` names in `workflow` (an entry of its `models:`, or
+/// a bare model id with provider defaults), sending `idempotency_key`.
+pub async fn complete(
+    services: &Services,
+    workflow: &Workflow,
+    model: &str,
+    request: ChatRequest,
+    idempotency_key: &str,
+) -> Result<ChatReply, NodeError> {
+    let config = resolve_model(model, &workflow.models, &workflow.prices)
+        .map_err(|e| NodeError::new(ErrorClass::ClientError, e.to_string()))?;
+    complete_with(services, &config, &request, idempotency_key).await
+}
+
+/// Ask the model of a resolved configuration.
+pub async fn complete_with(
+    services: &Services,
+    config: &ModelConfig,
+    request: &ChatRequest,
+    idempotency_key: &str,
+) -> Result<ChatReply, NodeError> {
+    let mut request = request.clone();
+    request.temperature = request.temperature.or(config.temperature);
+    request.max_tokens = request.max_tokens.or(config.max_tokens);
+    let body = match config.provider {
+        Provider::Openai => openai::body(&config.model, &request),
+        Provider::Anthropic => anthropic::body(&config.model, &request),
+    };
+    send(services, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+}
+
+/// Append a round of tool calls and their results to a request body, in
+/// the configuration's wire format, so the conversation can go on.
+pub fn push_tool_round(config: &ModelConfig, body: &mut Value, reply: &ChatReply, results: &[(ToolCall, String)]) {
+    match config.provider {
+        Provider::Openai => openai::push_tool_round(body, &reply.raw, results),
+        Provider::Anthropic => anthropic::push_tool_round(body, &reply.raw, results),
+    }
+}
+
+/// POST `body` to the configuration's endpoint and read the reply.
+pub async fn send(
+    services: &Services,
+    config: &ModelConfig,
+    body: Value,
+    idempotency_key: &str,
+    timeout: Duration,
+) -> Result<ChatReply, NodeError> {
+    let key = match &config.api_key_env {
+        Some(var) => Some(services.keys.get(var).ok_or_else(|| {
+            let message = format!(
+                "the environment variable `{var}` is not set: model `{}` ({}) reads its API key from it \
+                 (`api_key_env`)",
+                config.model,
+                config.provider.name()
+            );
+            NodeError::new(ErrorClass::ClientError, message)
+        })?),
+        None => None,
+    };
+    let url = match config.provider {
+        Provider::Openai => openai::url(&config.base_url),
+        Provider::Anthropic => anthropic::url(&config.base_url),
+    };
+    let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
+    let mut req = services
+        .http
+        .post(&url)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", idempotency_key);
+    let secret = |v: String| {
+        let mut v = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
+            NodeError::new(ErrorClass::ClientError, "the API key is not a valid header value".to_string())
+        })?;
+        v.set_sensitive(true);
+        Ok::<_, NodeError>(v)
+    };
+    match (config.provider, key) {
+        (Provider::Openai, Some(k)) => req = req.header(reqwest::header::AUTHORIZATION, secret(format!("Bearer {k}"))?),
+        (Provider::Anthropic, Some(k)) => req = req.header("x-api-key", secret(k)?),
+        (_, None) => {}
+    }
+    if config.provider == Provider::Anthropic {
+        req = req.header("anthropic-version", anthropic::VERSION);
+    }
+    let resp = req.body(bytes).send().await.map_err(|e| crate::nodes::classify_send(&url, e))?;
+    let status = resp.status();
+    let retry_after_ms = crate::nodes::retry_after(&resp);
+    let reply = resp.bytes().await.map_err(|e| crate::nodes::classify_send(&url, e))?;
+    let raw: Result<Value, _> = serde_json::from_slice(&reply);
+    let response = match &raw {
+        Ok(v) => v.clone(),
+        Err(_) => Value::String(String::from_utf8_lossy(&reply).into_owned()),
+    };
+    let failed = |class: ErrorClass, message: String| {
+        let exchange = Exchange { request: body.clone(), response: response.clone(), usage: Usage::default() };
+        NodeError::new(class, message).with_exchange(exchange)
+    };
+    if !status.is_success() {
+        let class = match status.as_u16() {
+            429 => ErrorClass::RateLimited,
+            408 => ErrorClass::Timeout,
+            500..=599 => ErrorClass::ServerError,
+            _ => ErrorClass::ClientError,
+        };
+        let snippet: String = String::from_utf8_lossy(&reply).chars().take(300).collect();
+        let message = format!("model `{}` at {url} returned {status}: {snippet}", config.model);
+        return Err(NodeError { retry_after_ms, ..failed(class, message) });
+    }
+    let raw = raw.map_err(|e| {
+        let snippet: String = String::from_utf8_lossy(&reply).chars().take(200).collect();
+        failed(
+            ErrorClass::InvalidOutput,
+            format!("model `{}` at {url} replied with malformed JSON ({e}): {snippet:?}", config.model),
+        )
+    })?;
+    let parsed = match config.provider {
+        Provider::Openai => openai::parse(&raw),
+        Provider::Anthropic => anthropic::parse(&raw),
+    }
+    .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model)))?;
+    let usage = prices::usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
+    Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
+}
