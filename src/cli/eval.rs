@@ -20,10 +20,12 @@ use serde_json::{Map, Value};
 
 use super::table::print as print_table;
 use super::{CliResult, Failure, open_quiet, print_json};
+use crate::eval::rubric::judge;
 use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
 use crate::id::ExecutionId;
 use crate::ir::{Scorer, ScorerKind, Templates, Workflow, compile_file, referenced_variables};
 use crate::journal::{Event, Status, Usage};
+use crate::model::resolve_model;
 use crate::runtime::Runtime;
 
 #[derive(clap::Args, Debug)]
@@ -166,11 +168,15 @@ fn cli_scorers(a: &RunArgs, wf: &Workflow) -> Result<Vec<Scorer>, Failure> {
         }
         out.push(Scorer { name: "cli.cost".into(), kind: ScorerKind::Cost { max_usd } });
     }
-    if let (Some(_), Some(model)) = (&a.rubric, &a.rubric_model) {
-        return Err(usage(format!(
-            "--rubric with --rubric-model `{model}`: this build cannot call a model judge (rubric scoring needs the \
-             model-call API)"
-        )));
+    if let (Some(rubric), Some(model)) = (&a.rubric, &a.rubric_model) {
+        let config = resolve_model(model, &wf.models, &wf.prices).map_err(|e| usage(format!("--rubric-model: {e}")))?;
+        let kind = ScorerKind::Rubric {
+            model: model.clone(),
+            config: Box::new(config),
+            rubric: rubric.clone(),
+            min_score: 3.0,
+        };
+        out.push(Scorer { name: "cli.rubric".into(), kind });
     }
     Ok(out)
 }
@@ -296,7 +302,33 @@ async fn run_row(
     let expected = row.expected.clone().unwrap_or(Value::Null);
     let subject =
         Subject { state: &state, output: &whole, expected: &expected, elapsed_ms, cost_usd: result.usage.cost_usd };
-    result.scores.extend(scorers.iter().filter_map(|s| score(s, &subject, templates)));
+    for s in scorers {
+        let ScorerKind::Rubric { config, rubric, min_score, .. } = &s.kind else {
+            result.scores.extend(score(s, &subject, templates));
+            continue;
+        };
+        // The judge runs outside the execution: its usage joins the row's.
+        let judge_key = format!("{key}/judge");
+        match judge(rt.services(), config, &s.name, rubric, *min_score, &subject, &judge_key).await {
+            Ok((verdict, exchange)) => {
+                result.usage.add(&exchange.usage);
+                result.scores.push(verdict);
+            }
+            Err(e) => {
+                if let Some(x) = &e.exchange {
+                    result.usage.add(&x.usage);
+                }
+                let reason = format!("the judge failed: {e}");
+                result.scores.push(ScoreResult {
+                    scorer: s.name.clone(),
+                    kind: "rubric".into(),
+                    passed: false,
+                    score: 0.0,
+                    reason,
+                });
+            }
+        }
+    }
     result.passed = outcome.status == Status::Completed && result.scores.iter().all(|s| s.passed);
     result
 }

@@ -11,7 +11,8 @@
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput, Scores};
+use super::{Exchange, NodeCtx, NodeError, NodeExecutor, NodeOutput, Scores};
+use crate::eval::rubric::judge;
 use crate::eval::{ScoreResult, Subject, feedback, score};
 use crate::ir::{EvalOnFail, NodeKind, ScorerKind};
 use crate::journal::ErrorClass;
@@ -36,20 +37,29 @@ impl NodeExecutor for Eval {
                 cost_usd: ctx.usage.cost_usd,
             };
             let mut results: Vec<ScoreResult> = Vec::with_capacity(spec.scorers.len());
+            let mut calls: Vec<Exchange> = Vec::new();
             for scorer in &spec.scorers {
-                match &scorer.kind {
-                    ScorerKind::Rubric { .. } => {
-                        return Err(NodeError::new(
-                            ErrorClass::ClientError,
-                            format!(
-                                "eval node `{}`: scorer `{}` is a rubric, and this build cannot call a model judge",
-                                ctx.node.id, scorer.name
-                            ),
-                        ));
+                let ScorerKind::Rubric { config, rubric, min_score, .. } = &scorer.kind else {
+                    results.extend(score(scorer, &subject, &ctx.services.templates));
+                    continue;
+                };
+                let rubric = ctx.services.templates.render(rubric, &subject.context())?;
+                let key = format!("{}/judge/{}", ctx.idempotency_key, scorer.name);
+                let judged = judge(ctx.services, config, &scorer.name, &rubric, *min_score, &subject, &key).await;
+                match judged {
+                    Ok((result, exchange)) => {
+                        results.push(result);
+                        calls.push(exchange);
                     }
-                    _ => results.extend(score(scorer, &subject, &ctx.services.templates)),
+                    Err(e) => {
+                        calls.extend(e.exchange.as_deref().cloned());
+                        let message = format!("eval node `{}`: {}", ctx.node.id, e.message);
+                        let exchange = merge(calls).map(Box::new);
+                        return Err(NodeError { message, exchange, ..e });
+                    }
                 }
             }
+            let exchange = merge(calls).map(Box::new);
             let passed = results.iter().all(|r| r.passed);
             let feedback = feedback(&results);
             let scores_json = serde_json::to_value(&results).expect("scores serialize");
@@ -58,18 +68,40 @@ impl NodeExecutor for Eval {
             let patch = spec.output_key.iter().map(|k| (k.clone(), verdict.clone())).collect();
             let fail = |why: String| {
                 let message = format!("eval node `{}` failed{why}:\n{feedback}", ctx.node.id);
-                Err(NodeError { scores: scores.clone(), ..NodeError::new(ErrorClass::InvalidOutput, message) })
+                Err(NodeError {
+                    scores: scores.clone(),
+                    exchange: exchange.clone(),
+                    ..NodeError::new(ErrorClass::InvalidOutput, message)
+                })
             };
             match (&spec.on_fail, passed) {
-                (_, true) | (EvalOnFail::Continue, false) => Ok(NodeOutput { patch, scores, ..Default::default() }),
+                (_, true) | (EvalOnFail::Continue, false) => {
+                    Ok(NodeOutput { patch, scores, exchange, ..Default::default() })
+                }
                 (EvalOnFail::Fail, false) => fail(String::new()),
                 (EvalOnFail::RetryFrom { node, max_retries }, false) if ctx.visit <= *max_retries => {
-                    Ok(NodeOutput { patch, next: Some(node.clone()), scores, ..Default::default() })
+                    Ok(NodeOutput { patch, next: Some(node.clone()), scores, exchange, ..Default::default() })
                 }
                 (EvalOnFail::RetryFrom { max_retries, .. }, false) => {
                     fail(format!(" after {max_retries} retr{}", if *max_retries == 1 { "y" } else { "ies" }))
                 }
             }
         })
+    }
+}
+
+/// The judge calls of one attempt as one exchange: a single call as it is,
+/// several as lists of requests and replies with their usage summed.
+fn merge(mut calls: Vec<Exchange>) -> Option<Exchange> {
+    match calls.len() {
+        0 => None,
+        1 => calls.pop(),
+        _ => {
+            let mut usage = crate::journal::Usage::default();
+            calls.iter().for_each(|c| usage.add(&c.usage));
+            let request = Value::Array(calls.iter().map(|c| c.request.clone()).collect());
+            let response = Value::Array(calls.into_iter().map(|c| c.response).collect());
+            Some(Exchange { request, response, usage })
+        }
     }
 }

@@ -166,7 +166,8 @@ impl Ctx {
                 let model = self.required(&f, "model", &owner, at).and_then(|y| self.rubric_model(y));
                 let rubric = self.required(&f, "rubric", &owner, at).and_then(|y| self.template_string(y, "rubric"));
                 let min_score = f.get("min_score").map_or(Some(3.0), |y| self.bounded_number(y, "min_score", 1.0, 5.0));
-                ScorerKind::Rubric { model: model?, rubric: rubric?, min_score: min_score? }
+                let (model, config) = model?;
+                ScorerKind::Rubric { model, config: Box::new(config), rubric: rubric?, min_score: min_score? }
             }
             "contains" => {
                 let value = self.required(&f, "value", &owner, at).and_then(|y| match y.scalar_text() {
@@ -237,15 +238,16 @@ impl Ctx {
         ok.then_some(())
     }
 
-    /// The judge's model: a name (resolved against the model configs once
-    /// model calls exist).
-    fn rubric_model(&mut self, y: &Yaml) -> Option<String> {
+    /// The judge's model: an entry of `models:` or a bare model id.
+    fn rubric_model(&mut self, y: &Yaml) -> Option<(String, crate::model::ModelConfig)> {
         let model = self.string(y, "model")?;
-        if model.trim().is_empty() {
-            self.add(y.span, "`model` must name a model");
-            return None;
+        match crate::model::resolve_model(&model, &self.models, &self.prices) {
+            Ok(config) => Some((model, config)),
+            Err(e) => {
+                self.add(y.span, format!("rubric judge: {e}"));
+                None
+            }
         }
-        Some(model)
     }
 
     /// A number within `[min, max]`.

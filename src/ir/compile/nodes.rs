@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::model::MODEL;
 use super::eval::EVAL;
+use super::model::MODEL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
 use super::subworkflow::SUB_WORKFLOW;
