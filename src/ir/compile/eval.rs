@@ -189,7 +189,9 @@ impl Ctx {
                     match regex::Regex::new(&text) {
                         Ok(_) => Some(text),
                         Err(err) => {
-                            let first = err.to_string().lines().last().unwrap_or_default().trim().to_string();
+                            let text = err.to_string();
+                            let last = text.lines().last().unwrap_or_default().trim();
+                            let first = last.trim_start_matches("error: ").to_string();
                             self.add(y.span, format!("`pattern` is not a valid regex: {first}"));
                             None
                         }
