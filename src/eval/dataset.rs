@@ -50,7 +50,9 @@ pub fn parse_dataset(text: &str, file: &str) -> Result<Vec<Row>, DatasetError> {
         let value: Value = match serde_json::from_str(raw) {
             Ok(v) => v,
             Err(e) => {
-                problems.push(format!("{file}:{line}:{}: not valid JSON: {e}", e.column()));
+                let text = e.to_string();
+                let what = text.rsplit_once(" at line ").map_or(text.as_str(), |(what, _)| what);
+                problems.push(format!("{file}:{line}:{}: not valid JSON: {what}", e.column()));
                 continue;
             }
         };
@@ -115,7 +117,7 @@ mod tests {
         let err = parse_dataset("{\"input\": {}}\n{\"input\": 3}\nnope\n{\"inputs\": {}}\n", "d.jsonl").unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
         assert!(err.problems[0].starts_with("d.jsonl:2: `input` must be a JSON object"), "{err}");
-        assert!(err.problems[1].starts_with("d.jsonl:3:1: not valid JSON"), "{err}");
+        assert!(err.problems[1].starts_with("d.jsonl:3:2: not valid JSON: expected ident"), "{err}");
         assert!(err.problems[2].contains("unknown key `inputs`"), "{err}");
         assert!(parse_dataset("\n", "e.jsonl").unwrap_err().to_string().contains("no rows"));
     }
