@@ -7,7 +7,6 @@
 //! Under `CI=true` the dataset shrinks to 50 rows (CI only compiles
 //! benches, but a run there stays short). Figures: README.md.
 
-#[allow(dead_code)]
 #[path = "../tests/support/model_server.rs"]
 mod model_server;
 
