@@ -577,3 +577,34 @@ fn eval_run_with_a_rubric_judge_against_the_loopback_model_server() {
         server.requests().iter().filter(|r| r.idempotency_key().is_some_and(|k| k.ends_with("/judge"))).count();
     assert_eq!(judged, 2, "one command-line judge call per row");
 }
+
+#[test]
+fn a_row_whose_eval_fails_its_execution_is_reported_with_the_scores_of_the_failed_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("strict.yaml");
+    std::fs::write(&wf, STRICT).unwrap();
+    let ds = dir.path().join("answers.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"id\": \"y\", \"input\": {\"answer\": \"yes\"}}\n{\"id\": \"n\", \"input\": {\"answer\": \"no\"}}\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (ds, wf) = (ds.to_str().unwrap(), wf.to_str().unwrap());
+    let report = jamjet_json(&data, &["eval", "run", ds, "--workflow", wf, "--json", "--concurrency", "1"]);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!((rows[0]["passed"].as_bool(), rows[0]["status"].as_str()), (Some(true), Some("completed")));
+    assert_eq!((rows[1]["passed"].as_bool(), rows[1]["status"].as_str()), (Some(false), Some("failed")));
+    assert!(rows[1]["error"].as_str().unwrap().contains("eval node `check` failed"), "{}", rows[1]);
+    assert_eq!(rows[1]["scores"][0]["scorer"], "check.regex");
+    assert_eq!(rows[1]["scores"][0]["passed"], false);
+    assert_eq!(report["summary"]["scorers"][0]["pass_rate"], 0.5);
+
+    let out = jamjet_out(&data, &["eval", "run", ds, "--workflow", wf, "--concurrency", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = jamjet_out(&data, &["eval", "run", ds, "--workflow", wf, "--rubric", "be right"]);
+    assert_eq!(out.status.code(), Some(2), "--rubric needs --rubric-model: {}", text(&out.stderr));
+    let out = jamjet_out(&data, &["eval", "run", ds, "--workflow", wf, "--rubric", "x", "--rubric-model", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--rubric-model: unknown model `nosuch`"), "{}", text(&out.stderr));
+}
