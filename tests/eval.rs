@@ -608,3 +608,56 @@ fn a_row_whose_eval_fails_its_execution_is_reported_with_the_scores_of_the_faile
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--rubric-model: unknown model `nosuch`"), "{}", text(&out.stderr));
 }
+
+/// `kill -9` while the judge's call is in flight (the server holds the
+/// first one): `jamjet resume` asks again with the same key, and the
+/// execution completes with one verdict.
+#[tokio::test]
+async fn kill_9_during_a_judge_call_repeats_it_with_the_same_key() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("RUBRIC:", Reply::Hold).times(1));
+    server.script(Rule::contains("RUBRIC:", Reply::text(r#"{"score": 5, "reasons": "right"}"#)));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("judged.yaml");
+    let yaml = format!(
+        "id: judged-crash\nstate_schema: {{ answer: str, verdict: dict }}\nmodels:\n  judge: {{ provider: openai, model: judge-1, base_url: \"{}\" }}\nnodes:\n  check: {{ type: eval, target: answer, scorers: [{{ type: rubric, model: judge, rubric: Is it right? }}], output_key: verdict }}\n",
+        server.openai_base()
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let mut child = support::jamjet()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["run", file.to_str().unwrap(), "--input", r#"{"answer": "Paris"}"#])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let arrived = server.wait_for_requests(1, LIMIT).await;
+    let _ = child.kill(); // SIGKILL, mid-call
+    let _ = child.wait();
+    assert!(arrived, "the judge's call never reached the server");
+
+    let d = data.clone();
+    let out = tokio::task::spawn_blocking(move || jamjet_out(&d, &["resume", "--json"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resumed[0]["status"], "completed", "{resumed}");
+
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2, "the judge was asked again after the crash");
+    assert_eq!(seen[0].idempotency_key(), seen[1].idempotency_key());
+    let rt = Runtime::builder().data_dir(&data).resume_on_open(false).timers(false).open().await.unwrap();
+    let all = rt.list(None).unwrap();
+    assert_eq!(all.len(), 1);
+    let id = all[0].id;
+    assert_eq!(seen[0].idempotency_key(), Some(format!("{id}/check/1/judge/rubric").as_str()));
+    let evs = events(&rt, id);
+    let completions = evs.iter().filter(|e| matches!(e, Event::NodeCompleted { node, .. } if node == "check")).count();
+    assert_eq!(completions, 1);
+    let verdicts = scored(&rt, id);
+    assert_eq!(verdicts.len(), 1);
+    assert!(verdicts[0].2, "{:?}", verdicts[0].3);
+    assert_eq!(rt.outcome(id).unwrap().state["verdict"]["passed"], true);
+    rt.shutdown().await;
+}
