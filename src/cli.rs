@@ -5,6 +5,7 @@
 mod approve;
 mod bench;
 mod cancel;
+mod eval;
 mod executions;
 mod inspect;
 mod report;
@@ -51,6 +52,8 @@ pub enum Command {
     Resume(resume::Args),
     /// Load runs that measure the runtime (figures for the README).
     Bench(bench::Args),
+    /// Run a dataset through a workflow and score every row.
+    Eval(eval::Args),
 }
 
 /// An error the CLI prints (already formatted) before exiting non-zero.
@@ -111,6 +114,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Eval(a) => eval::run(&cli.data_dir, a).await,
     }
 }
 

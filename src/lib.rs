@@ -58,6 +58,7 @@
 //!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor.
 //! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`].
 //! - [`runtime`]: the embedding API ([`Runtime`]).
+//! - [`eval`]: scorers for `type: eval`, datasets and reports for `jamjet eval run`.
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).
 //! - [`cli`]: the `jamjet` command line.
 //!
@@ -66,6 +67,7 @@
 pub mod actors;
 pub mod cli;
 pub mod clock;
+pub mod eval;
 pub mod id;
 pub mod ir;
 pub mod journal;

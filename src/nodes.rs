@@ -9,6 +9,7 @@
 mod branch;
 pub(crate) mod control;
 mod end;
+mod eval;
 mod function;
 mod http;
 mod model;
@@ -158,6 +159,7 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Function(_) => &function::Function,
         NodeKind::Model(_) => &model::Model,
         NodeKind::Tool(_) => &tool::Tool,
+        NodeKind::Eval(_) => &eval::Eval,
         NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
     }
 }

@@ -343,7 +343,7 @@ impl Runtime {
         self.inner.services.functions.register(name, f);
     }
 
-    fn services(&self) -> &Services {
+    pub(crate) fn services(&self) -> &Services {
         &self.inner.services
     }
 

@@ -145,7 +145,7 @@ fn tempdir() -> Result<TempDir, Failure> {
     Ok(TempDir(dir))
 }
 
-fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")

@@ -104,6 +104,7 @@ pub enum NodeKind {
     Workflow(SubWorkflowNode),
     Model(Box<crate::model::ModelNode>),
     Tool(ToolNode),
+    Eval(super::eval::EvalNode),
 }
 
 impl NodeKind {
@@ -120,6 +121,7 @@ impl NodeKind {
             NodeKind::Workflow(_) => "workflow",
             NodeKind::Model(_) => "model",
             NodeKind::Tool(_) => "tool",
+            NodeKind::Eval(_) => "eval",
         }
     }
 }
@@ -287,6 +289,8 @@ pub enum EdgeKind {
     OnTimeout,
     /// Where an approval goes when it is rejected.
     OnReject,
+    /// Where an eval node loops back to when it fails (`on_fail: {retry_from}`).
+    RetryFrom,
 }
 
 /// How a failed node is retried. The delay before attempt `n + 1` is a

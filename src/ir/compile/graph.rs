@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::Ctx;
 use super::nodes::Parsed;
-use crate::ir::{Edge, EdgeKind, Node, Span};
+use crate::ir::{Edge, EdgeKind, Node, NodeKind, Span};
 
 /// The compiled graph: nodes by id, edges in file order, the start node.
 type Graph = (BTreeMap<String, Node>, Vec<Edge>, String);
@@ -52,6 +52,7 @@ impl Ctx {
                     EdgeKind::Join => "`join`".to_string(),
                     EdgeKind::OnTimeout => "`on_timeout`".to_string(),
                     EdgeKind::OnReject => "`on_reject`".to_string(),
+                    EdgeKind::RetryFrom => "`retry_from`".to_string(),
                 };
                 let likely = super::suggest(&target.to, ids());
                 let hint = likely.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
@@ -105,7 +106,10 @@ impl Ctx {
                 predecessors[to].push(from);
             }
         }
-        let terminals: Vec<usize> = (0..nodes.len()).filter(|&i| successors[i].is_empty()).collect();
+        // An eval node without `next` ends the workflow when it passes,
+        // whatever its `retry_from` names.
+        let ends = |p: &Parsed| matches!(&p.node, Some(n) if matches!(n.kind, NodeKind::Eval(_)) && n.next.is_none());
+        let terminals: Vec<usize> = (0..nodes.len()).filter(|&i| successors[i].is_empty() || ends(&nodes[i])).collect();
         let can_end = reach(&predecessors, &terminals);
         // Stuck nodes, and what each reaches in one step or more (all stuck too).
         let onward: HashMap<usize, Vec<bool>> = (0..nodes.len())

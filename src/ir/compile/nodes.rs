@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::mcp::TOOL;
+use super::eval::EVAL;
 use super::model::MODEL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
@@ -26,9 +27,9 @@ const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const KINDS: &[&str] =
-    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "tool"];
+    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "tool", "eval"];
 /// The kinds whose own fields name successors (besides `next`).
-const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval"];
+const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval", "eval"];
 
 /// One node as written, and the nodes it names.
 pub(super) struct Parsed {
@@ -98,6 +99,7 @@ impl Ctx {
             Some("workflow") => SUB_WORKFLOW,
             Some("model") => MODEL,
             Some("tool") => TOOL,
+            Some("eval") => EVAL,
             Some("end") => &[],
             _ => {
                 self.unknown_type(&entry.value, &owner, span);
@@ -118,6 +120,7 @@ impl Ctx {
             Some("workflow") => self.sub_workflow(&f, span),
             Some("model") => self.model_node(&f, span),
             Some("tool") => self.tool(&f, span),
+            Some("eval") => self.eval(&f, span, &mut parsed.targets),
             _ => Some(NodeKind::End),
         };
         // `next` is read here; some kinds' own fields name successors too.
