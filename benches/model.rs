@@ -87,7 +87,7 @@ fn model_call(c: &mut Criterion) {
 
     let journal = SledJournal::open(&dir.path().join("sync")).unwrap();
     let id = ExecutionId::new(1_700_000_000_000);
-    let mut seq = 0u64;
+    let seq = std::sync::atomic::AtomicU64::new(0);
     let meta = ExecutionMeta {
         id,
         workflow_id: "sync".into(),
@@ -99,8 +99,8 @@ fn model_call(c: &mut Criterion) {
         key: None,
     };
     g.bench_function("sled_sync_alone", |b| {
-        b.iter(|| {
-            seq += 1;
+        b.to_async(&tokio).iter(|| async {
+            let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             let events = [Event::NodeScheduled { node: "a".into(), visit: seq as u32 }];
             let append = Append {
                 execution: id,
@@ -111,7 +111,7 @@ fn model_call(c: &mut Criterion) {
                 workflow: None,
                 timers: &[],
             };
-            tokio.block_on(journal.append(append)).unwrap();
+            journal.append(append).await.unwrap();
         })
     });
     g.finish();
