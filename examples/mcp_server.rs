@@ -7,11 +7,12 @@
 //! ```
 //!
 //! Tools: `add {a, b}` (structured `{sum}`), `echo {text}`, `slow {ms}`,
-//! `fail {message}` (an error result), `count {hold_first_ms?}` (appends the
-//! call's `_meta` idempotency key to the file named by `--count-file` or
-//! `MCP_EXAMPLE_COUNT_FILE`, returns how often it has seen that key, and
-//! holds a key's first call for `hold_first_ms`), `pid` (this process's id)
-//! and `crash` (exits at once, answering nothing). Logs go to stderr only.
+//! `fail {message}` (an error result), `count {hold_first_ms?}` (appends
+//! `<idempotency key from _meta> <pid>` to the file named by `--count-file`
+//! or `MCP_EXAMPLE_COUNT_FILE`, returns how often it has seen that key, and
+//! holds a key's first call for `hold_first_ms`), `pid` (this process's
+//! id) and `crash` (records like `count`; on a key's first call it exits
+//! at once, answering nothing; on a repeat it answers). Logs go to stderr.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -109,12 +110,7 @@ impl Example {
         meta: RequestMetaObject,
         Parameters(CountArgs { hold_first_ms }): Parameters<CountArgs>,
     ) -> Result<Json<Counted>, String> {
-        let key = meta.0.0.get(IDEMPOTENCY_META_KEY).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let path = self.count_file.as_deref().ok_or("no --count-file or MCP_EXAMPLE_COUNT_FILE given")?;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| e.to_string())?;
-        writeln!(file, "{key}").and_then(|_| file.sync_all()).map_err(|e| e.to_string())?;
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let seen = text.lines().filter(|l| *l == key).count();
+        let (key, seen) = self.record(&meta)?;
         if seen == 1 && hold_first_ms > 0 {
             tokio::time::sleep(Duration::from_millis(hold_first_ms)).await;
         }
@@ -126,9 +122,26 @@ impl Example {
         std::process::id().to_string()
     }
 
-    #[tool(description = "Exit the server process at once, answering nothing")]
-    fn crash(&self) -> String {
-        std::process::exit(3)
+    #[tool(description = "Exit the process at once, answering nothing, on a key's first call; answer on a repeat")]
+    async fn crash(&self, meta: RequestMetaObject) -> Result<String, String> {
+        let (key, seen) = self.record(&meta)?;
+        if seen == 1 {
+            std::process::exit(3);
+        }
+        Ok(format!("survived {key}"))
+    }
+}
+
+impl Example {
+    /// Append `key pid` to the count file; how often the key has been seen.
+    fn record(&self, meta: &RequestMetaObject) -> Result<(String, usize), String> {
+        let key = meta.0.0.get(IDEMPOTENCY_META_KEY).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let path = self.count_file.as_deref().ok_or("no --count-file or MCP_EXAMPLE_COUNT_FILE given")?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| e.to_string())?;
+        writeln!(file, "{key} {}", std::process::id()).and_then(|_| file.sync_all()).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let seen = text.lines().filter(|l| l.split(' ').next() == Some(key.as_str())).count();
+        Ok((key, seen))
     }
 }
 
