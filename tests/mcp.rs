@@ -381,3 +381,23 @@ async fn kill_9_during_a_tool_call_repeats_it_with_the_same_key_after_resume() {
     assert_eq!(done, 1);
     rt.shutdown().await;
 }
+
+/// `examples/tool.yaml` as the README runs it, with the example server of
+/// this test run's build (the file names `target/debug/...`).
+#[test]
+fn the_tool_example_runs_with_the_jamjet_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tool.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    assert!(text.contains("command: target/debug/examples/mcp_server"), "{text}");
+    let text = text.replace("target/debug/examples/mcp_server", &q(example_server().display().to_string()));
+    let file = dir.path().join("tool.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = jamjet_json(
+        &dir.path().join("data"),
+        &["run", file.to_str().unwrap(), "--input", r#"{"a": 2, "b": 40}"#, "--json"],
+    );
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["state"]["total"], json!({"sum": 42.0}));
+    assert_eq!(out["state"]["said"], json!("the sum is 42.0"));
+}

@@ -98,7 +98,7 @@ pub fn everything_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     let how = format!(
-        "install it with: mkdir -p {d} && (cd {d} && npm install --no-save {EVERYTHING_PACKAGE}) \
+        "install it with: mkdir -p {d} && (cd {d} && npm install --save-exact {EVERYTHING_PACKAGE}) \
          (or set JAMJET_MCP_EVERYTHING_DIR to a directory where it is installed)",
         d = dir.display()
     );
