@@ -401,3 +401,34 @@ fn the_tool_example_runs_with_the_jamjet_binary() {
     assert_eq!(out["state"]["total"], json!({"sum": 42.0}));
     assert_eq!(out["state"]["said"], json!("the sum is 42.0"));
 }
+
+#[tokio::test]
+async fn a_remote_server_that_went_away_is_reconnected_by_the_nodes_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let count_file = dir.path().join("count");
+    let first = HttpServer::start(&count_file);
+    let addr = first.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
+    let nodes = r#"  who:
+    type: tool
+    server: ex
+    tool: pid
+    output_key: pid
+    timeout_ms: 10000
+    retry: { max_attempts: 5, backoff: constant, delay_ms: 100 }
+"#;
+    let wf = workflow(&format!("{{ url: {} }}", q(&first.url)), "{ pid: any }", nodes);
+    let rt = runtime().await;
+    let one = within("the first run", rt.run(&wf, json!({}))).await.unwrap();
+    assert_eq!(one.status, Status::Completed, "{:?}", one.error);
+    drop(first); // killed
+    let second = HttpServer::start_at(&addr, &count_file);
+    let two = within("the second run", rt.run(&wf, json!({}))).await.unwrap();
+    assert_eq!(two.status, Status::Completed, "{:?}", two.error);
+    assert_ne!(one.state["pid"], two.state["pid"], "the answer came from the new server");
+    // The first attempt hit the dead connection; its retry reconnected.
+    let failed = failures(&events(&rt, two.id));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].2, ErrorClass::Connection, "{failed:?}");
+    drop(second);
+    rt.shutdown().await;
+}

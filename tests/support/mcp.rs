@@ -53,8 +53,13 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(count_file: &Path) -> HttpServer {
+        HttpServer::start_at("127.0.0.1:0", count_file)
+    }
+
+    /// On a given address (to stand in for a server that went away).
+    pub fn start_at(addr: &str, count_file: &Path) -> HttpServer {
         let mut child = Command::new(example_server())
-            .args(["--http", "127.0.0.1:0", "--count-file"])
+            .args(["--http", addr, "--count-file"])
             .arg(count_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
