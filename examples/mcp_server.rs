@@ -10,8 +10,8 @@
 //! `fail {message}` (an error result), `count {hold_first_ms?}` (appends
 //! `<idempotency key from _meta> <pid>` to the file named by `--count-file`
 //! or `MCP_EXAMPLE_COUNT_FILE`, returns how often it has seen that key, and
-//! holds a key's first call for `hold_first_ms`), `pid` (this process's
-//! id) and `crash` (records like `count`; on a key's first call it exits
+//! holds a key's first call for `hold_first_ms`), `env {name}` (one of
+//! this process's environment variables), `pid` (this process's id) and `crash` (records like `count`; on a key's first call it exits
 //! at once, answering nothing; on a repeat it answers). Logs go to stderr.
 
 use std::io::Write;
@@ -56,6 +56,11 @@ struct SlowArgs {
 #[derive(Deserialize, schemars::JsonSchema)]
 struct FailArgs {
     message: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct EnvArgs {
+    name: String,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -115,6 +120,11 @@ impl Example {
             tokio::time::sleep(Duration::from_millis(hold_first_ms)).await;
         }
         Ok(Json(Counted { key, seen }))
+    }
+
+    #[tool(description = "The value of an environment variable of this process (empty when unset)")]
+    fn env(&self, Parameters(EnvArgs { name }): Parameters<EnvArgs>) -> String {
+        std::env::var(name).unwrap_or_default()
     }
 
     #[tool(description = "This server's process id")]

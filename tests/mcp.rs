@@ -425,10 +425,55 @@ async fn a_remote_server_that_went_away_is_reconnected_by_the_nodes_retry() {
     let two = within("the second run", rt.run(&wf, json!({}))).await.unwrap();
     assert_eq!(two.status, Status::Completed, "{:?}", two.error);
     assert_ne!(one.state["pid"], two.state["pid"], "the answer came from the new server");
-    // The first attempt hit the dead connection; its retry reconnected.
+    // Either the client saw the connection close first and reconnected at
+    // once, or the first attempt hit the dead connection (`connection`)
+    // and its retry reconnected: which one is a race with the old session's
+    // stream noticing the end.
     let failed = failures(&events(&rt, two.id));
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(failed[0].2, ErrorClass::Connection, "{failed:?}");
+    assert!(failed.len() <= 1 && failed.iter().all(|f| f.2 == ErrorClass::Connection), "{failed:?}");
     drop(second);
     rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn env_references_reach_the_server_but_not_the_stored_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").expect("PATH is set");
+    let server =
+        format!("{{ command: {}, env: {{ JJ_SECRET: \"${{PATH}}\" }} }}", q(example_server().display().to_string()));
+    let nodes = "  look: { type: tool, server: ex, tool: env, arguments: { name: JJ_SECRET }, output_key: seen }\n";
+    let wf = workflow(&server, "{ seen: any }", nodes);
+    let rt = Runtime::builder().data_dir(dir.path()).open().await.unwrap();
+    let out = within("the workflow", rt.run(&wf, json!({}))).await.unwrap();
+    assert_eq!(out.state["seen"], json!(path), "the child got the resolved value");
+    let stored = serde_json::to_string(&*rt.workflow_of(out.id).unwrap()).unwrap();
+    assert!(stored.contains("${PATH}") && !stored.contains(&path), "{stored}");
+    rt.shutdown().await;
+}
+
+/// What the model slice uses: the pool on its own, without a node.
+#[tokio::test]
+async fn the_pool_lists_tools_and_calls_them_with_the_key_in_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let count_file = dir.path().join("count");
+    let wf = workflow(&stdio_server(&count_file), "{}", "  n: { type: end }\n");
+    let pool = jamjet::mcp::McpPool::default();
+    let tools = within("tools/list", pool.tools(&wf, "ex")).await.unwrap();
+    let add = tools.iter().find(|t| t.name == "add").expect("add is listed");
+    assert!(add.description.as_deref().unwrap_or("").contains("Add two numbers"), "{add:?}");
+    assert_eq!(add.input_schema["type"], json!("object"));
+    assert!(add.input_schema["properties"]["a"].is_object(), "{}", add.input_schema);
+    let timeout = Duration::from_secs(10);
+    let result = within("a call", pool.call(&wf, "ex", "count", json!({}), "k-1", timeout)).await.unwrap();
+    assert_eq!(result["structuredContent"], json!({"key": "k-1", "seen": 1}));
+    let failed = within("an error result", pool.call(&wf, "ex", "fail", json!({"message": "no"}), "k-2", timeout));
+    let failed = failed.await.unwrap();
+    assert_eq!((failed["isError"].clone(), failed["content"][0]["text"].clone()), (json!(true), json!("no")));
+    let err = pool.call(&wf, "ex", "add", json!([1, 2]), "k-3", timeout).await.unwrap_err();
+    assert!(err.message.contains("must be an object"), "{err}");
+    let err = pool.tools(&wf, "nope").await.unwrap_err();
+    assert!(err.message.contains("declares no MCP server `nope` (declared: ex)"), "{err}");
+    let pid = pool.pid(&wf, "ex").await.expect("a stdio server has a pid");
+    pool.shutdown().await;
+    assert!(gone_within(pid, Duration::from_secs(10)), "server {pid} outlived the pool's shutdown");
 }
