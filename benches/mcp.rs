@@ -49,7 +49,8 @@ fn mcp(c: &mut Criterion) {
     let args = json!({"a": 1, "b": 2}).as_object().unwrap().clone();
     let raw = rt.block_on(async {
         let cmd = tokio::process::Command::new(mcp_support::example_server());
-        ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap()
+        let (child, _) = TokioChildProcess::builder(cmd).stderr(std::process::Stdio::null()).spawn().unwrap();
+        ().serve(child).await.unwrap()
     });
     g.bench_function("raw_rmcp", |b| {
         b.to_async(&rt).iter(|| async {

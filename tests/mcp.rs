@@ -477,3 +477,35 @@ async fn the_pool_lists_tools_and_calls_them_with_the_key_in_meta() {
     pool.shutdown().await;
     assert!(gone_within(pid, Duration::from_secs(10)), "server {pid} outlived the pool's shutdown");
 }
+
+#[tokio::test]
+async fn a_slow_tool_times_out_per_timeout_ms_and_the_server_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = r#"  wait:
+    type: tool
+    server: ex
+    tool: slow
+    arguments: { ms: 5000 }
+    timeout_ms: 200
+    next: after
+  after: { type: tool, server: ex, tool: echo, arguments: { text: "still here" }, output_key: said }
+"#;
+    let wf = workflow(&stdio_server(&dir.path().join("count")), "{ said: any }", nodes);
+    let rt = runtime().await;
+    let out = within("the workflow", rt.run(&wf, json!({}))).await.unwrap();
+    assert_eq!(out.status, Status::Failed);
+    let failed = failures(&events(&rt, out.id));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].2, ErrorClass::Timeout, "{failed:?}");
+    // The same server answers the next call at once.
+    let echo = workflow(
+        &stdio_server(&dir.path().join("count")),
+        "{ said: any }",
+        "  after: { type: tool, server: ex, tool: echo, arguments: { text: \"still here\" }, output_key: said }\n",
+    );
+    let began = Instant::now();
+    let out = within("the next call", rt.run(&echo, json!({}))).await.unwrap();
+    assert_eq!(out.state["said"], json!("still here"), "{:?}", out.error);
+    assert!(began.elapsed() < Duration::from_secs(4), "the next call waited for the slow one");
+    rt.shutdown().await;
+}
