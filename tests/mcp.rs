@@ -393,10 +393,19 @@ fn the_tool_example_runs_with_the_jamjet_binary() {
     let text = text.replace("target/debug/examples/mcp_server", &q(example_server().display().to_string()));
     let file = dir.path().join("tool.yaml");
     std::fs::write(&file, text).unwrap();
-    let out = jamjet_json(
-        &dir.path().join("data"),
-        &["run", file.to_str().unwrap(), "--input", r#"{"a": 2, "b": 40}"#, "--json"],
-    );
+    let run = jamjet()
+        .env("JAMJET_LOG", "info")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["run", file.to_str().unwrap(), "--input", r#"{"a": 2, "b": 40}"#, "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // The server's own log lines come out in our log (stderr), tagged;
+    // stdout holds only the outcome.
+    assert!(stderr.contains("jamjet::mcp::stderr") && stderr.contains("client initialized"), "{stderr}");
+    let out: Value = serde_json::from_slice(&run.stdout).expect("stdout is only the outcome's JSON");
     assert_eq!(out["status"], "completed", "{out}");
     assert_eq!(out["state"]["total"], json!({"sum": 42.0}));
     assert_eq!(out["state"]["said"], json!("the sum is 42.0"));
