@@ -57,6 +57,8 @@
 //! - [`actors`]: the pure execution state machine ([`actors::machine`]) and
 //!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor.
 //! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`].
+//! - [`mcp`]: the MCP client pool behind `type: tool` (rmcp; stdio and
+//!   streamable HTTP), one live client per declared server.
 //! - [`runtime`]: the embedding API ([`Runtime`]).
 //! - [`eval`]: scorers for `type: eval`, datasets and reports for `jamjet eval run`.
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).

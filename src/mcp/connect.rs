@@ -2,8 +2,9 @@
 //! over streamable HTTP, then the MCP handshake.
 //!
 //! `${VAR}` references are resolved here, from the runtime's environment,
-//! and the resolved values go only to the child or the HTTP headers: never
-//! to the IR, the journal or the logs. A stdio child runs in its own
+//! and the resolved values go only to the child or the HTTP request: never
+//! to the IR, the journal, the logs or an error message (those show the
+//! values as written). A stdio child runs in its own
 //! process group (killed with the client), and its stderr is forwarded to
 //! `tracing` line by line, never to our stdout.
 
@@ -51,7 +52,7 @@ pub(super) async fn connect(name: &str, server: &McpServer) -> Result<(Client, O
                         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => ErrorClass::ClientError,
                         _ => ErrorClass::Connection,
                     };
-                    NodeError::new(class, format!("MCP server `{name}`: cannot start `{program}`: {e}"))
+                    NodeError::new(class, format!("MCP server `{name}`: cannot start `{command}`: {e}"))
                 })?;
             let pid = transport.id();
             if let Some(stderr) = stderr {
@@ -60,13 +61,14 @@ pub(super) async fn connect(name: &str, server: &McpServer) -> Result<(Client, O
             let client = ().serve(transport).await.map_err(|e| {
                 NodeError::new(
                     ErrorClass::Connection,
-                    format!("MCP server `{name}` (`{program}`): handshake failed: {e}"),
+                    format!("MCP server `{name}` (`{command}`): handshake failed: {e}"),
                 )
             })?;
             tracing::info!(server = name, pid, "MCP server started");
             Ok((client, pid))
         }
         McpServer::Http { url, headers } => {
+            let written = url;
             let url = resolve(url, "`url`")?;
             let mut custom = std::collections::HashMap::new();
             for (key, value) in headers {
@@ -81,12 +83,15 @@ pub(super) async fn connect(name: &str, server: &McpServer) -> Result<(Client, O
                 let key = HeaderName::try_from(key.as_str()).map_err(|_| bad("header name"))?;
                 custom.insert(key, HeaderValue::try_from(value).map_err(|_| bad("header value"))?);
             }
-            let config = StreamableHttpClientTransportConfig::with_uri(url.clone()).custom_headers(custom);
+            let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(custom);
             let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
             let client = ().serve(transport).await.map_err(|e| {
-                NodeError::new(ErrorClass::Connection, format!("MCP server `{name}` ({url}): handshake failed: {e}"))
+                NodeError::new(
+                    ErrorClass::Connection,
+                    format!("MCP server `{name}` ({written}): handshake failed: {e}"),
+                )
             })?;
-            tracing::info!(server = name, %url, "MCP server connected");
+            tracing::info!(server = name, url = %written, "MCP server connected");
             Ok((client, None))
         }
     }

@@ -39,8 +39,12 @@ pub struct ToolInfo {
 /// The runtime's MCP clients.
 #[derive(Default)]
 pub struct McpPool {
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// By server name, then by configuration (almost always one).
+    slots: Mutex<HashMap<String, SameName>>,
 }
+
+/// The slots of the servers that share a name, with their configurations.
+type SameName = Vec<(McpServer, Arc<Slot>)>;
 
 #[derive(Default)]
 struct Slot {
@@ -124,7 +128,8 @@ impl McpPool {
     /// Close every client and stop every stdio server (each gets a few
     /// seconds to exit after its stdin closes, then is killed).
     pub async fn shutdown(&self) {
-        let slots: Vec<Arc<Slot>> = self.slots.lock().expect("mcp slots lock").drain().map(|(_, s)| s).collect();
+        let slots: Vec<Arc<Slot>> =
+            self.slots.lock().expect("mcp slots lock").drain().flat_map(|(_, s)| s).map(|(_, s)| s).collect();
         let closing = slots.into_iter().map(|slot| async move {
             let Some(live) = slot.live.lock().await.take() else { return };
             match Arc::try_unwrap(live) {
@@ -141,8 +146,17 @@ impl McpPool {
     }
 
     fn slot(&self, server: &str, config: &McpServer) -> Arc<Slot> {
-        let key = format!("{server}\n{}", serde_json::to_string(config).unwrap_or_default());
-        self.slots.lock().expect("mcp slots lock").entry(key).or_default().clone()
+        let mut slots = self.slots.lock().expect("mcp slots lock");
+        let same_name = match slots.get_mut(server) {
+            Some(same_name) => same_name,
+            None => slots.entry(server.to_string()).or_default(),
+        };
+        if let Some((_, slot)) = same_name.iter().find(|(c, _)| c == config) {
+            return slot.clone();
+        }
+        let slot = Arc::new(Slot::default());
+        same_name.push((config.clone(), slot.clone()));
+        slot
     }
 
     /// The live client of a server, started (again) if it is not running.

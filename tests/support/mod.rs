@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+pub mod mcp;
+
 /// What the loopback server saw.
 #[derive(Default, Debug)]
 pub struct Seen {

@@ -57,12 +57,12 @@ impl Ctx {
             }
             (Some(command), None) => {
                 self.not_for(&f, HTTP, &owner, "`command`");
-                let command = self.env_string(&command.value, "command")?;
+                let command = self.env_string(&command.value, "`command`");
                 let args = optional(f.get("args").map(|y| self.env_list(y, "args")));
                 let env = optional(f.get("env").map(|y| self.env_map(y, "env", "environment variable")));
-                let cwd = optional(f.get("cwd").map(|y| self.env_string(y, "cwd")));
+                let cwd = optional(f.get("cwd").map(|y| self.env_string(y, "`cwd`")));
                 Some(McpServer::Stdio {
-                    command,
+                    command: command?,
                     args: args?.unwrap_or_default(),
                     env: env?.unwrap_or_default(),
                     cwd: cwd?,
@@ -70,7 +70,7 @@ impl Ctx {
             }
             (None, Some(url)) => {
                 self.not_for(&f, STDIO, &owner, "`url`");
-                let text = self.env_string(&url.value, "url")?;
+                let text = self.env_string(&url.value, "`url`")?;
                 if !text.starts_with("http://") && !text.starts_with("https://") && !text.starts_with("${") {
                     self.add(url.value.span, format!("`url` of {owner} must start with http:// or https://"));
                 }
@@ -89,18 +89,18 @@ impl Ctx {
     }
 
     /// A string (numbers and bools are taken as written) whose `${VAR}`
-    /// references are well formed.
+    /// references are well formed; `field` names it in messages.
     fn env_string(&mut self, y: &Yaml, field: &str) -> Option<String> {
         let text = match &y.value {
             Value::Scalar(..) => y.scalar_text().map(str::to_string),
             _ => None,
         };
         let Some(text) = text else {
-            self.add(y.span, format!("`{field}` must be a string, found {}", y.kind()));
+            self.add(y.span, format!("{field} must be a string, found {}", y.kind()));
             return None;
         };
         if let Err(e) = expand_env(&text, |_| Some(String::new())) {
-            self.add(y.span, format!("`{field}`: {e}"));
+            self.add(y.span, format!("{field}: {e}"));
             return None;
         }
         Some(text)
@@ -131,7 +131,9 @@ impl Ctx {
                 let declared = if self.mcp_declared.is_empty() {
                     "none are declared: add it under `mcp: servers:`".to_string()
                 } else {
-                    format!("declared: {}", self.mcp_declared.join(", "))
+                    let mut names = self.mcp_declared.clone();
+                    names.sort();
+                    format!("declared: {}", names.join(", "))
                 };
                 let hint = super::did_you_mean(&name, self.mcp_declared.iter().map(String::as_str));
                 self.add(
