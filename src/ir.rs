@@ -7,16 +7,16 @@
 
 mod compile;
 mod diagnostic;
-mod mcp;
 mod eval;
+mod mcp;
 mod schema;
 mod template;
 mod workflow;
 
 pub use compile::{compile_file, compile_str};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use mcp::{EnvRefError, McpServer, ToolNode, expand_env};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
+pub use mcp::{EnvRefError, McpServer, ToolNode, expand_env};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{
     TemplateError, Templates, is_template, referenced_state_keys, referenced_variables, single_expression,

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::mcp::TOOL;
 use super::eval::EVAL;
+use super::mcp::TOOL;
 use super::model::MODEL;
 use super::parallel::PARALLEL;
 use super::state::LoopRead;
