@@ -246,12 +246,7 @@ pub async fn send(
         NodeError::new(class, message).with_exchange(exchange)
     };
     if !status.is_success() {
-        let class = match status.as_u16() {
-            429 => ErrorClass::RateLimited,
-            408 => ErrorClass::Timeout,
-            500..=599 => ErrorClass::ServerError,
-            _ => ErrorClass::ClientError,
-        };
+        let class = crate::nodes::status_class(status);
         let snippet: String = String::from_utf8_lossy(&reply).chars().take(300).collect();
         let message = format!("model `{}` at {url} returned {status}: {snippet}", config.model);
         return Err(NodeError { retry_after_ms, ..failed(class, message) });

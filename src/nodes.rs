@@ -25,7 +25,7 @@ use crate::journal::{ErrorClass, Usage};
 use crate::runtime::Services;
 
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
-pub(crate) use http::{classify_send, retry_after};
+pub(crate) use http::{classify_send, retry_after, status_class};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
 /// the same for every attempt and after a crash.

@@ -12,9 +12,9 @@ use jamjet::journal::{ErrorClass, Event, Status, Usage};
 use jamjet::model::{KeySource, Provider};
 use jamjet::{ExecutionId, Outcome, Runtime, ir};
 use serde_json::{Value, json};
-use support::jamjet;
 use support::mcp_http::McpHttpServer;
 use support::model_server::{ModelServer, Reply, Rule, Wire};
+use support::{jamjet, jamjet_out};
 
 #[tokio::test]
 async fn model_server_speaks_both_wires_and_follows_its_script() -> anyhow::Result<()> {
@@ -534,6 +534,33 @@ async fn jamjet_run_sends_the_key_and_never_journals_it() {
         assert!(!format!("{:?}", r.event).contains(SECRET), "the key is in {r:?}");
     }
     assert!(journal[0].1.iter().any(|r| matches!(r.event, Event::Exchange { .. })));
+
+    // `inspect` shows tokens and cost per node and in total; `-v` shows
+    // the request as sent and the reply, and never the key.
+    let id = v["id"].as_str().unwrap().to_string();
+    let (d, i) = (data.clone(), id.clone());
+    let (plain, verbose, json) = tokio::task::spawn_blocking(move || {
+        let text = |args: &[&str]| {
+            let out = jamjet_out(&d, args);
+            assert!(out.status.success(), "inspect {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        (text(&["inspect", &i]), text(&["inspect", &i, "-v"]), text(&["inspect", &i, "--json"]))
+    })
+    .await
+    .unwrap();
+    // 2 tokens in at $2/M and 3 out at $8/M.
+    assert!(plain.contains("usage      2 tokens in, 3 out, $0.000028"), "{plain}");
+    assert!(plain.contains("TOKENS IN/OUT") && plain.contains("2/3"), "{plain}");
+    assert!(!plain.contains("echo: Q: hello\n"), "the reply is for -v: {plain}");
+    assert!(verbose.contains("request at "), "{verbose}");
+    assert!(verbose.contains(r#""content": "Q: hello""#), "the prompt as sent: {verbose}");
+    assert!(verbose.contains("echo: Q: hello"), "the reply: {verbose}");
+    assert!(!verbose.contains(SECRET) && !json.contains(SECRET), "the key reached inspect");
+    let j: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(j["usage"]["output_tokens"], 3);
+    assert_eq!(j["nodes"][0]["exchanges"][0]["usage"]["input_tokens"], 2);
+    assert_eq!(j["nodes"][0]["exchanges"][0]["response"]["choices"][0]["message"]["content"], "echo: Q: hello");
 }
 
 /// `kill -9` while the model call is in flight (the server holds the

@@ -100,7 +100,23 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
     }
     let calls = tl.nodes.iter().any(|v| !v.exchanges.is_empty());
     if calls {
-        println!("usage      {}", usage_text(&outcome.usage));
+        let mut unknown: Vec<&str> = tl
+            .nodes
+            .iter()
+            .filter(|v| !v.exchanges.is_empty() && unpriced(&workflow, &v.node))
+            .filter_map(|v| match workflow.node(&v.node).map(|n| &n.kind) {
+                Some(NodeKind::Model(m)) => Some(m.config.model.as_str()),
+                _ => None,
+            })
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        let note = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(" (no price known for {}: counted as $0; add it under `prices:`)", unknown.join(", "))
+        };
+        println!("usage      {}{note}", usage_text(&outcome.usage));
     }
     if let (true, Some(Event::ExecutionStarted { input, .. } | Event::ChildStarted { input, .. })) =
         (a.verbose, records.first().map(|r| &r.event))
@@ -129,6 +145,8 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
             if calls {
                 let (tokens, cost) = if v.exchanges.is_empty() {
                     ("-".into(), "-".into())
+                } else if unpriced(&workflow, &v.node) && v.usage.cost_usd == 0.0 {
+                    (format!("{}/{}", v.usage.input_tokens, v.usage.output_tokens), "no price".into())
                 } else {
                     (format!("{}/{}", v.usage.input_tokens, v.usage.output_tokens), dollars(v.usage.cost_usd))
                 };
@@ -208,6 +226,11 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
         table::print(&["SEQ", "AT", "EVENT", "DETAILS"], &rows);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A model node whose model has no known price: its cost shows as unknown, not $0.
+fn unpriced(workflow: &crate::ir::Workflow, node: &str) -> bool {
+    matches!(workflow.node(node).map(|n| &n.kind), Some(NodeKind::Model(m)) if m.config.price.is_none())
 }
 
 /// Tokens and cost, for people.

@@ -165,6 +165,35 @@ impl<'y> Fields<'y> {
 }
 
 impl Ctx {
+    /// A YAML value as JSON, strings taken literally (not templates).
+    /// Used by `output_schema`, `json_schema` scorers: JSON Schemas are data.
+    fn literal_json(&mut self, y: &Yaml) -> Option<serde_json::Value> {
+        Some(match &y.value {
+            Value::Scalar(_, Scalar::Null) => serde_json::Value::Null,
+            Value::Scalar(_, Scalar::Bool(b)) => serde_json::Value::Bool(*b),
+            Value::Scalar(_, Scalar::Int(n)) => serde_json::Value::from(*n),
+            Value::Scalar(text, Scalar::Float(f)) => match serde_json::Number::from_f64(*f) {
+                Some(n) => serde_json::Value::Number(n),
+                None => {
+                    self.add(y.span, format!("`{text}` cannot be stored as JSON: write a finite number"));
+                    return None;
+                }
+            },
+            Value::Scalar(text, Scalar::Str) => serde_json::Value::String(text.clone()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(|i| self.literal_json(i)).collect::<Option<_>>()?)
+            }
+            Value::Map(_) => {
+                let entries = self.entries(y, "a mapping", "key")?;
+                let mut map = serde_json::Map::new();
+                for e in entries {
+                    map.insert(e.key.clone(), self.literal_json(&e.value)?);
+                }
+                serde_json::Value::Object(map)
+            }
+        })
+    }
+
     fn add(&mut self, span: Span, message: impl Into<String>) {
         let node = self.node.clone();
         self.add_for(span, node, message);

@@ -48,12 +48,7 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         .is_some_and(|v| v.contains("json"));
     let bytes = resp.bytes().await.map_err(|e| classify_send(&url, e))?;
     if !status.is_success() {
-        let class = match status.as_u16() {
-            429 => ErrorClass::RateLimited,
-            408 => ErrorClass::Timeout,
-            500..=599 => ErrorClass::ServerError,
-            _ => ErrorClass::ClientError,
-        };
+        let class = status_class(status);
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         let message = format!("{} {url} returned {status}: {snippet}", spec.method);
         return Err(NodeError { retry_after_ms, ..NodeError::new(class, message) });
@@ -72,6 +67,16 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         None => Default::default(),
     };
     Ok(NodeOutput { patch, ..Default::default() })
+}
+
+/// The class of a non-2xx status, for the retry policy.
+pub(crate) fn status_class(status: reqwest::StatusCode) -> ErrorClass {
+    match status.as_u16() {
+        429 => ErrorClass::RateLimited,
+        408 => ErrorClass::Timeout,
+        500..=599 => ErrorClass::ServerError,
+        _ => ErrorClass::ClientError,
+    }
 }
 
 pub(crate) fn classify_send(url: &str, e: reqwest::Error) -> NodeError {

@@ -7,8 +7,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value as Json;
-
 use super::nodes::Target;
 use super::yaml::{Scalar, Value, Yaml};
 use super::{Ctx, Fields, optional};
@@ -295,31 +293,5 @@ impl Ctx {
             "fail" => Some(EvalOnFail::Fail),
             _ => Some(EvalOnFail::Continue),
         }
-    }
-
-    /// A YAML value as JSON, strings taken literally (not templates).
-    fn literal_json(&mut self, y: &Yaml) -> Option<Json> {
-        Some(match &y.value {
-            Value::Scalar(_, Scalar::Null) => Json::Null,
-            Value::Scalar(_, Scalar::Bool(b)) => Json::Bool(*b),
-            Value::Scalar(_, Scalar::Int(n)) => Json::from(*n),
-            Value::Scalar(text, Scalar::Float(f)) => match serde_json::Number::from_f64(*f) {
-                Some(n) => Json::Number(n),
-                None => {
-                    self.add(y.span, format!("`{text}` cannot be stored as JSON: write a finite number"));
-                    return None;
-                }
-            },
-            Value::Scalar(text, Scalar::Str) => Json::String(text.clone()),
-            Value::Seq(items) => Json::Array(items.iter().map(|i| self.literal_json(i)).collect::<Option<_>>()?),
-            Value::Map(_) => {
-                let entries = self.entries(y, "a mapping", "key")?;
-                let mut map = serde_json::Map::new();
-                for e in entries {
-                    map.insert(e.key.clone(), self.literal_json(&e.value)?);
-                }
-                Json::Object(map)
-            }
-        })
     }
 }

@@ -314,7 +314,7 @@ impl Ctx {
 
     /// A JSON Schema written in YAML, compiled now.
     fn output_schema(&mut self, y: &Yaml) -> Option<Json> {
-        let schema = self.plain_json(y)?;
+        let schema = self.literal_json(y)?;
         if !schema.is_object() {
             self.add(y.span, format!("`output_schema` must be a JSON Schema mapping, found {}", y.kind()));
             return None;
@@ -324,32 +324,6 @@ impl Ctx {
             return None;
         }
         Some(schema)
-    }
-
-    /// YAML as JSON, strings as written (not templates).
-    fn plain_json(&mut self, y: &Yaml) -> Option<Json> {
-        Some(match &y.value {
-            Value::Scalar(_, Scalar::Null) => Json::Null,
-            Value::Scalar(_, Scalar::Bool(b)) => Json::Bool(*b),
-            Value::Scalar(_, Scalar::Int(n)) => Json::from(*n),
-            Value::Scalar(text, Scalar::Float(f)) => match serde_json::Number::from_f64(*f) {
-                Some(n) => Json::Number(n),
-                None => {
-                    self.add(y.span, format!("`{text}` cannot be stored as JSON: write a finite number"));
-                    return None;
-                }
-            },
-            Value::Scalar(text, Scalar::Str) => Json::String(text.clone()),
-            Value::Seq(items) => Json::Array(items.iter().map(|i| self.plain_json(i)).collect::<Option<_>>()?),
-            Value::Map(_) => {
-                let entries = self.entries(y, "a mapping", "key")?;
-                let mut out = serde_json::Map::new();
-                for e in entries {
-                    out.insert(e.key.clone(), self.plain_json(&e.value)?);
-                }
-                Json::Object(out)
-            }
-        })
     }
 }
 
