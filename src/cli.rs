@@ -86,6 +86,7 @@ pub fn main() -> ExitCode {
         .try_init();
     // Panics inside nodes are caught and journaled; keep the default hook
     // quiet about them unless asked (JAMJET_LOG=debug).
+    quiet_on_broken_pipe();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -140,4 +141,24 @@ pub(crate) fn parse_id(text: &str) -> Result<crate::ExecutionId, Failure> {
 
 pub(crate) fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("JSON output serializes"));
+}
+
+/// `jamjet inspect ... | head` closes stdout early: end quietly with the
+/// status a SIGPIPE gives (141), as Unix tools do, instead of a panic and
+/// a backtrace. What was journaled is durable already (the log syncs
+/// before anything is acknowledged), so exiting here loses nothing.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }

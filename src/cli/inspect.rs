@@ -10,12 +10,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::report::{Invocation, print_waits, waits_under};
+use super::report::{Invocation, dollars, print_waits, usage_text, waits_under};
 use super::{CliResult, open_read_only, parse_id, print_json, table};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::NodeKind;
-use crate::journal::{Event, Status, Usage};
+use crate::journal::{Event, Status};
 use crate::runtime::{Runtime, WaitKind};
 use crate::timeline::{Branch, ExchangeRow, NodeVisit, ScoreRow, WaitEnd, WaitSpan, timeline};
 
@@ -233,28 +233,12 @@ fn unpriced(workflow: &crate::ir::Workflow, node: &str) -> bool {
     matches!(workflow.node(node).map(|n| &n.kind), Some(NodeKind::Model(m)) if m.config.price.is_none())
 }
 
-/// Tokens and cost, for people.
-fn usage_text(u: &Usage) -> String {
-    format!("{} tokens in, {} out, {}", u.input_tokens, u.output_tokens, dollars(u.cost_usd))
-}
-
-/// A cost in US dollars: cents for big sums, more digits for small ones.
-fn dollars(usd: f64) -> String {
-    if usd == 0.0 {
-        "$0".into()
-    } else if usd >= 1.0 {
-        format!("${usd:.2}")
-    } else {
-        format!("${usd:.6}")
-    }
-}
-
 /// What one call sent and got back, for `-v`: pretty JSON, indented.
 fn print_exchange(x: &ExchangeRow, numbered: bool) {
     let which = if numbered { format!(" (attempt {})", x.attempt) } else { String::new() };
     println!("  request{which} at {}:", format_ms(x.at_ms));
     println!("{}", indented(&x.request));
-    println!("  reply{which}:  {}", usage_text(&x.usage));
+    println!("  reply{which} ({}):", usage_text(&x.usage));
     println!("{}", indented(&x.response));
 }
 

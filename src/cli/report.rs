@@ -13,7 +13,7 @@ use super::{CliResult, Failure, print_json};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::NodeKind;
-use crate::journal::{Event, Status};
+use crate::journal::{Event, Status, Usage};
 use crate::runtime::{Error as RuntimeError, Outcome, Runtime, WaitKind, Waiting};
 
 /// How to type a command on this data dir: `jamjet` plus `--data-dir`
@@ -202,7 +202,7 @@ pub(crate) fn print_outcome(
         }
         let u = &outcome.usage;
         if u.input_tokens + u.output_tokens > 0 {
-            println!("usage: {} tokens in, {} out, ${:.6}", u.input_tokens, u.output_tokens, u.cost_usd);
+            println!("usage: {}", usage_text(u));
         }
         print_waits(rt, inv, id, &waits);
         println!("{}", serde_json::to_string_pretty(&outcome.state).expect("state serializes"));
@@ -262,4 +262,20 @@ pub(crate) fn open_descendants(rt: &Runtime, id: ExecutionId) -> Result<Vec<Exec
         }
     }
     Ok(out)
+}
+
+/// Tokens and cost, for people.
+pub(crate) fn usage_text(u: &Usage) -> String {
+    format!("{} tokens in, {} out, {}", u.input_tokens, u.output_tokens, dollars(u.cost_usd))
+}
+
+/// A cost in US dollars: cents for big sums, more digits for small ones.
+pub(crate) fn dollars(usd: f64) -> String {
+    if usd == 0.0 {
+        "$0".into()
+    } else if usd >= 1.0 {
+        format!("${usd:.2}")
+    } else {
+        format!("${usd:.6}")
+    }
 }
