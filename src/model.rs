@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use config::{ModelConfig, Provider, UnknownModel, resolve_model};
-pub use output::{compile_schema, parse_output};
+pub use output::{compile_schema, parse_output, schema_problems};
 pub use prices::{Price, built_in_price, usage};
 pub use spec::{DEFAULT_MAX_TOOL_ROUNDS, MessageTemplate, ModelNode, ModelTools};
 
@@ -236,33 +236,30 @@ pub async fn send(
     let status = resp.status();
     let retry_after_ms = crate::nodes::retry_after(&resp);
     let reply = resp.bytes().await.map_err(|e| crate::nodes::classify_send(&url, e))?;
-    let raw: Result<Value, _> = serde_json::from_slice(&reply);
-    let response = match &raw {
-        Ok(v) => v.clone(),
-        Err(_) => Value::String(String::from_utf8_lossy(&reply).into_owned()),
-    };
-    let failed = |class: ErrorClass, message: String| {
-        let exchange = Exchange { request: body.clone(), response: response.clone(), usage: Usage::default() };
+    // What the exchange of a failure records as the reply: the JSON, or the text.
+    let as_text = || Value::String(String::from_utf8_lossy(&reply).into_owned());
+    let failed = |class: ErrorClass, message: String, response: Value| {
+        let exchange = Exchange { request: body.clone(), response, usage: Usage::default() };
         NodeError::new(class, message).with_exchange(exchange)
     };
+    let raw: Result<Value, _> = serde_json::from_slice(&reply);
     if !status.is_success() {
         let class = crate::nodes::status_class(status);
         let snippet: String = String::from_utf8_lossy(&reply).chars().take(300).collect();
         let message = format!("model `{}` at {url} returned {status}: {snippet}", config.model);
-        return Err(NodeError { retry_after_ms, ..failed(class, message) });
+        let response = raw.unwrap_or_else(|_| as_text());
+        return Err(NodeError { retry_after_ms, ..failed(class, message, response) });
     }
     let raw = raw.map_err(|e| {
         let snippet: String = String::from_utf8_lossy(&reply).chars().take(200).collect();
-        failed(
-            ErrorClass::InvalidOutput,
-            format!("model `{}` at {url} replied with malformed JSON ({e}): {snippet:?}", config.model),
-        )
+        let message = format!("model `{}` at {url} replied with malformed JSON ({e}): {snippet:?}", config.model);
+        failed(ErrorClass::InvalidOutput, message, as_text())
     })?;
     let parsed = match config.provider {
         Provider::Openai => openai::parse(&raw),
         Provider::Anthropic => anthropic::parse(&raw),
     }
-    .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model)))?;
+    .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model), raw.clone()))?;
     let usage = prices::usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
 }

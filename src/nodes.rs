@@ -7,6 +7,7 @@
 //! read-only view of the state and returns a patch, or a classified error.
 
 mod branch;
+mod compiled;
 pub(crate) mod control;
 mod end;
 mod eval;
@@ -24,6 +25,7 @@ use crate::ir::{Node, NodeKind, TemplateError, Workflow};
 use crate::journal::{ErrorClass, Usage};
 use crate::runtime::Services;
 
+pub use compiled::Compiled;
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
 pub(crate) use http::{classify_send, retry_after, status_class};
 

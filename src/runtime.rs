@@ -51,6 +51,8 @@ pub struct Services {
     pub journal: Arc<dyn Journal>,
     pub clock: Arc<dyn Clock>,
     pub templates: Templates,
+    /// JSON Schemas and regexes nodes check against, compiled once.
+    pub compiled: crate::nodes::Compiled,
     pub http: reqwest::Client,
     pub functions: FunctionRegistry,
     /// Where model API keys are read from (the environment by default).
@@ -271,6 +273,7 @@ impl Builder {
             journal,
             clock: self.clock,
             templates: Templates::new(),
+            compiled: Default::default(),
             http,
             functions: self.functions,
             keys: self.keys,

@@ -23,7 +23,7 @@ use super::{CliResult, Failure, open_quiet, print_json};
 use crate::eval::rubric::judge;
 use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
 use crate::id::ExecutionId;
-use crate::ir::{Scorer, ScorerKind, Templates, Workflow, compile_file, referenced_variables};
+use crate::ir::{Scorer, ScorerKind, Workflow, compile_file, referenced_variables};
 use crate::journal::{Event, Status, Usage};
 use crate::model::resolve_model;
 use crate::runtime::Runtime;
@@ -108,12 +108,11 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
         super::bench::progress(rows.len(), "eval")
     };
     let began = Instant::now();
-    let templates = Templates::new();
     let jobs = rows.iter().zip(inputs).map(|(row, input)| {
         let key = format!("eval/{run_id}/{dataset_name}/{}", row.id);
-        let (rt, wf, scorers, templates, bar) = (&rt, &wf, &scorers, &templates, &bar);
+        let (rt, wf, scorers, bar) = (&rt, &wf, &scorers, &bar);
         async move {
-            let result = run_row(rt, wf, row, input, &key, scorers, templates).await;
+            let result = run_row(rt, wf, row, input, &key, scorers).await;
             bar.inc(1);
             result
         }
@@ -235,7 +234,6 @@ async fn run_row(
     input: Map<String, Value>,
     key: &str,
     scorers: &[Scorer],
-    templates: &Templates,
 ) -> RowResult {
     let began = Instant::now();
     let mut result = RowResult {
@@ -294,17 +292,14 @@ async fn run_row(
         (Some(a), Some(b)) => b.at_ms.saturating_sub(a.at_ms),
         _ => result.latency_ms,
     };
-    let state = match &outcome.state {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    let whole = Value::Object(state.clone());
-    let expected = row.expected.clone().unwrap_or(Value::Null);
-    let subject =
-        Subject { state: &state, output: &whole, expected: &expected, elapsed_ms, cost_usd: result.usage.cost_usd };
+    let no_state = Map::new();
+    let state = outcome.state.as_object().unwrap_or(&no_state);
+    let expected = row.expected.as_ref().unwrap_or(&Value::Null);
+    let subject = Subject { state, output: &outcome.state, expected, elapsed_ms, cost_usd: result.usage.cost_usd };
     for s in scorers {
         let ScorerKind::Rubric { config, rubric, min_score, .. } = &s.kind else {
-            result.scores.extend(score(s, &subject, templates));
+            let services = rt.services();
+            result.scores.extend(score(s, &subject, &services.templates, &services.compiled));
             continue;
         };
         // The judge runs outside the execution: its usage joins the row's.

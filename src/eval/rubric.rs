@@ -4,12 +4,14 @@
 //! that is not that is an `invalid_output` error carrying the exchange, not
 //! a low score.
 
+use std::sync::LazyLock;
+
 use serde_json::{Value, json};
 
 use super::scorers::text_of;
 use super::{ScoreResult, Subject};
 use crate::journal::ErrorClass;
-use crate::model::{ChatMessage, ChatRequest, ModelConfig, complete_with, parse_output};
+use crate::model::{ChatMessage, ChatRequest, ModelConfig, compile_schema, complete_with, parse_output};
 use crate::nodes::{Exchange, NodeError};
 use crate::runtime::Services;
 
@@ -26,14 +28,19 @@ pub fn judge_request(rubric: &str, output: &Value, expected: &Value) -> ChatRequ
     ChatRequest { system: Some(SYSTEM.into()), messages: vec![ChatMessage::user(prompt)], ..Default::default() }
 }
 
-/// The judge's score (1–5) and reasons, from its reply text.
-pub fn read_verdict(text: &str) -> Result<(f64, String), String> {
+/// What a judge must answer: a score from 1 to 5, and its reasons.
+static VERDICT: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     let schema = json!({
         "type": "object",
         "required": ["score"],
         "properties": {"score": {"type": "number", "minimum": 1, "maximum": 5}, "reasons": {"type": "string"}}
     });
-    let v = parse_output(text, &schema).map_err(|e| format!("the judge did not answer with a score: {e}"))?;
+    compile_schema(&schema).expect("the verdict schema compiles")
+});
+
+/// The judge's score (1–5) and reasons, from its reply text.
+pub fn read_verdict(text: &str) -> Result<(f64, String), String> {
+    let v = parse_output(text, &VERDICT).map_err(|e| format!("the judge did not answer with a score: {e}"))?;
     let score = v["score"].as_f64().unwrap_or_default();
     Ok((score, v["reasons"].as_str().unwrap_or_default().to_string()))
 }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ir::{Scorer, ScorerKind, Templates};
+use crate::model::schema_problems;
+use crate::nodes::Compiled;
 
 /// One scorer's verdict, as journaled in a `Scored` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,34 +66,25 @@ pub fn text_of(v: &Value) -> String {
     }
 }
 
-/// Run one scorer. `None` for `rubric`, which needs a model call.
-pub fn score(scorer: &Scorer, subject: &Subject, templates: &Templates) -> Option<ScoreResult> {
+/// Run one scorer with the runtime's templates and its compiled schemas
+/// and regexes. `None` for `rubric`, which needs a model call.
+pub fn score(scorer: &Scorer, subject: &Subject, templates: &Templates, compiled: &Compiled) -> Option<ScoreResult> {
     let (passed, score, reason) = match &scorer.kind {
         ScorerKind::Assertion { expr } => match templates.eval(expr, &subject.context()) {
             Ok(v) if v.is_true() => (true, 1.0, format!("`{expr}` holds")),
             Ok(v) => (false, 0.0, format!("`{expr}` is {v}")),
             Err(e) => (false, 0.0, format!("`{expr}` could not be evaluated: {}", e.message)),
         },
-        ScorerKind::JsonSchema { schema, key } => {
-            let value = subject.value(key.as_deref());
-            match jsonschema::validator_for(schema) {
-                Err(e) => (false, 0.0, format!("the schema does not compile: {e}")),
-                Ok(validator) => {
-                    let errors: Vec<String> = validator
-                        .iter_errors(value)
-                        .take(3)
-                        .map(|e| {
-                            let at = e.instance_path().to_string();
-                            if at.is_empty() { e.to_string() } else { format!("at {at}: {e}") }
-                        })
-                        .collect();
-                    match errors.is_empty() {
-                        true => (true, 1.0, "matches the schema".to_string()),
-                        false => (false, 0.0, format!("does not match the schema: {}", errors.join("; "))),
-                    }
+        ScorerKind::JsonSchema { schema, key } => match compiled.schema(schema) {
+            Err(e) => (false, 0.0, format!("the schema does not compile: {e}")),
+            Ok(validator) => {
+                let errors = schema_problems(&validator, subject.value(key.as_deref()), 3);
+                match errors.is_empty() {
+                    true => (true, 1.0, "matches the schema".to_string()),
+                    false => (false, 0.0, format!("does not match the schema: {}", errors.join("; "))),
                 }
             }
-        }
+        },
         ScorerKind::Latency { max_ms } => {
             let ms = subject.elapsed_ms;
             (ms <= *max_ms, ms as f64, format!("took {ms} ms (max {max_ms} ms)"))
@@ -111,7 +104,7 @@ pub fn score(scorer: &Scorer, subject: &Subject, templates: &Templates) -> Optio
                 }
             }
         },
-        ScorerKind::Regex { pattern, key } => match regex::Regex::new(pattern) {
+        ScorerKind::Regex { pattern, key } => match compiled.regex(pattern) {
             Err(e) => (false, 0.0, format!("the pattern does not compile: {e}")),
             Ok(re) => {
                 let hay = text_of(subject.value(key.as_deref()));
@@ -147,7 +140,7 @@ mod tests {
         let whole = Value::Object(state.clone());
         let output = target.map_or(&whole, |k| &state[k]);
         let subject = Subject { state: &state, output, expected: &json!("Paris"), elapsed_ms: 40, cost_usd: 0.5 };
-        score(&Scorer { name: "s".into(), kind }, &subject, &Templates::new()).unwrap()
+        score(&Scorer { name: "s".into(), kind }, &subject, &Templates::new(), &Compiled::default()).unwrap()
     }
 
     #[test]

@@ -19,22 +19,27 @@ pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::validator_for(schema).map_err(|e| e.to_string())
 }
 
-/// Parse `text` as JSON and validate it against `schema`. The error says
-/// what is wrong, and where in the reply.
-pub fn parse_output(text: &str, schema: &Value) -> Result<Value, String> {
-    let validator = compile_schema(schema).map_err(|e| format!("the output_schema does not compile: {e}"))?;
-    let value: Value = serde_json::from_str(unfenced(text)).map_err(|e| {
-        let shown: String = text.chars().take(200).collect();
-        format!("the reply is not JSON ({e}): {shown:?}")
-    })?;
-    let problems: Vec<String> = validator
-        .iter_errors(&value)
-        .take(5)
+/// Where `value` breaks the schema: up to `max` problems, each with its
+/// path in the value.
+pub fn schema_problems(validator: &jsonschema::Validator, value: &Value, max: usize) -> Vec<String> {
+    validator
+        .iter_errors(value)
+        .take(max)
         .map(|e| {
             let at = e.instance_path().to_string();
             if at.is_empty() { e.to_string() } else { format!("at {at}: {e}") }
         })
-        .collect();
+        .collect()
+}
+
+/// Parse `text` as JSON and validate it against a compiled schema. The
+/// error says what is wrong, and where in the reply.
+pub fn parse_output(text: &str, validator: &jsonschema::Validator) -> Result<Value, String> {
+    let value: Value = serde_json::from_str(unfenced(text)).map_err(|e| {
+        let shown: String = text.chars().take(200).collect();
+        format!("the reply is not JSON ({e}): {shown:?}")
+    })?;
+    let problems = schema_problems(validator, &value, 5);
     if problems.is_empty() {
         Ok(value)
     } else {
@@ -50,6 +55,7 @@ mod tests {
     #[test]
     fn fenced_and_bare_json_parse_and_mismatches_say_where() {
         let schema = json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}});
+        let schema = compile_schema(&schema).unwrap();
         assert_eq!(parse_output("{\"n\": 1}", &schema).unwrap(), json!({"n": 1}));
         assert_eq!(parse_output("```json\n{\"n\": 2}\n```", &schema).unwrap(), json!({"n": 2}));
         assert_eq!(parse_output("```\n{\"n\": 3}\n```\n", &schema).unwrap(), json!({"n": 3}));

@@ -23,10 +23,14 @@ impl NodeExecutor for Eval {
     fn run<'a>(&'a self, ctx: NodeCtx<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         Box::pin(async move {
             let NodeKind::Eval(spec) = &ctx.node.kind else { unreachable!("eval executor on another kind") };
-            let whole = Value::Object(ctx.state.clone());
+            // The whole state is copied only when it is what is scored.
+            let whole;
             let output = match &spec.target {
                 Some(key) => ctx.state.get(key).unwrap_or(&Value::Null),
-                None => &whole,
+                None => {
+                    whole = Value::Object(ctx.state.clone());
+                    &whole
+                }
             };
             let elapsed_ms = ctx.services.clock.now_ms().saturating_sub(ctx.started_ms);
             let subject = Subject {
@@ -40,7 +44,7 @@ impl NodeExecutor for Eval {
             let mut calls: Vec<Exchange> = Vec::new();
             for scorer in &spec.scorers {
                 let ScorerKind::Rubric { config, rubric, min_score, .. } = &scorer.kind else {
-                    results.extend(score(scorer, &subject, &ctx.services.templates));
+                    results.extend(score(scorer, &subject, &ctx.services.templates, &ctx.services.compiled));
                     continue;
                 };
                 let rubric = ctx.services.templates.render(rubric, &subject.context())?;

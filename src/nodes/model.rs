@@ -75,13 +75,15 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
             0 => ctx.idempotency_key.clone(),
             r => format!("{}/round/{r}", ctx.idempotency_key),
         };
-        let reply = send(ctx.services, config, body.clone(), &key, timeout).await.map_err(|mut e| {
+        let mut reply = send(ctx.services, config, body, &key, timeout).await.map_err(|mut e| {
             // The rounds before this one were paid for too.
             if let Some(x) = e.exchange.as_mut() {
                 x.usage.add(&usage);
             }
             e
         })?;
+        // The body comes back with the reply: the conversation goes on from it.
+        body = std::mem::take(&mut reply.request);
         usage.add(&reply.usage);
         if reply.tool_calls.is_empty() {
             break reply;
@@ -112,7 +114,11 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     };
     let exchange = Exchange { request: body, response: reply.raw.clone(), usage };
     let value = match &spec.output_schema {
-        Some(schema) => parse_output(&reply.text, schema)
+        Some(schema) => ctx
+            .services
+            .compiled
+            .schema(schema)
+            .and_then(|validator| parse_output(&reply.text, &validator))
             .map_err(|e| NodeError::new(ErrorClass::InvalidOutput, e).with_exchange(exchange.clone()))?,
         None => Value::String(reply.text),
     };

@@ -145,7 +145,7 @@ impl Ctx {
             "json_schema" => {
                 let y = self.required(&f, "schema", &owner, at)?;
                 let schema = self.literal_json(y)?;
-                if let Err(err) = jsonschema::validator_for(&schema) {
+                if let Err(err) = crate::model::compile_schema(&schema) {
                     self.add(y.span, format!("`schema` is not a valid JSON Schema: {err}"));
                     return None;
                 }
