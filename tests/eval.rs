@@ -625,14 +625,7 @@ async fn kill_9_during_a_judge_call_repeats_it_with_the_same_key() {
         server.openai_base()
     );
     std::fs::write(&file, yaml).unwrap();
-    let mut child = support::jamjet()
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["run", file.to_str().unwrap(), "--input", r#"{"answer": "Paris"}"#])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::run_to_kill(&data, &file, r#"{"answer": "Paris"}"#).spawn().unwrap();
     let arrived = server.wait_for_requests(1, LIMIT).await;
     let _ = child.kill(); // SIGKILL, mid-call
     let _ = child.wait();

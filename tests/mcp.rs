@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use jamjet::journal::{ErrorClass, Event, Status};
@@ -341,15 +341,7 @@ async fn kill_9_during_a_tool_call_repeats_it_with_the_same_key_after_resume() {
         stdio_server(&count_file)
     );
     std::fs::write(&file, src).unwrap();
-    let mut run = jamjet()
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["run", file.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = support::run_to_kill(&data, &file, "{}").spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while recorded(&count_file).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -573,15 +573,8 @@ async fn kill_9_during_a_model_call_repeats_it_with_the_same_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let file = write_flow(dir.path(), &server, "    next: done\n  done: { type: end }\n");
-    let mut child = jamjet()
-        .env(KEY_VAR, SECRET)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["run", file.to_str().unwrap(), "--input", r#"{"question": "hold on"}"#])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        support::run_to_kill(&data, &file, r#"{"question": "hold on"}"#).env(KEY_VAR, SECRET).spawn().unwrap();
     let arrived = server.wait_for_requests(1, LIMIT).await;
     let _ = child.kill(); // SIGKILL, mid-call
     let _ = child.wait();

@@ -127,6 +127,15 @@ pub fn jamjet() -> Command {
     c
 }
 
+/// `jamjet run FILE --input INPUT` on `data_dir`, its output discarded:
+/// for a test that kills it mid-run. Add environment, then `.spawn()`.
+pub fn run_to_kill(data_dir: &Path, file: &Path, input: &str) -> Command {
+    let mut c = jamjet();
+    c.arg("--data-dir").arg(data_dir).arg("run").arg(file).args(["--input", input]);
+    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c
+}
+
 /// Run `jamjet` with `args` on `data_dir` to completion.
 pub fn jamjet_out(data_dir: &Path, args: &[&str]) -> Output {
     jamjet().arg("--data-dir").arg(data_dir).args(args).output().expect("running jamjet")

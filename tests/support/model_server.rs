@@ -22,7 +22,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -218,18 +218,6 @@ impl ModelServer {
                 return self.shared.requests.lock().unwrap().len() >= n;
             }
         }
-    }
-
-    /// The blocking form of [`Self::wait_for_requests`].
-    pub fn wait_for_requests_blocking(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.shared.requests.lock().unwrap().len() >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.shared.requests.lock().unwrap().len() >= n
     }
 }
 
