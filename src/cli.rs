@@ -5,6 +5,7 @@
 mod approve;
 mod bench;
 mod cancel;
+mod dev;
 mod eval;
 mod executions;
 mod inspect;
@@ -42,6 +43,8 @@ pub enum Command {
     Approve(approve::Args),
     /// Cancel a running or waiting execution.
     Cancel(cancel::Args),
+    /// Serve the runtime over HTTP: REST API, live event streams, A2A agents.
+    Dev(dev::Args),
     /// Compile a workflow and print every finding.
     Validate(validate::Args),
     /// Show an execution's timeline.
@@ -110,6 +113,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Signal(a) => signal::run(&cli.data_dir, a).await,
         Command::Approve(a) => approve::run(&cli.data_dir, a).await,
         Command::Cancel(a) => cancel::run(&cli.data_dir, a).await,
+        Command::Dev(a) => dev::run(&cli.data_dir, a).await,
         Command::Validate(a) => validate::run(a),
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,

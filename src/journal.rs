@@ -9,7 +9,7 @@
 //! Stored layout (one sled tree, so one batch is atomic):
 //! `e{exec:16}{seq:u64 BE}` → the frame of records one append wrote, keyed by
 //! its first event's sequence number, `x{exec:16}` → [`ExecutionMeta`],
-//! `w{hash}` → workflow IR, `k{key}` → exec id, `t{deadline:u64 BE}{exec:16}`
+//! `w{hash}` → workflow IR, `r{id}\0{version}` → [`Registration`], `k{key}` → exec id, `t{deadline:u64 BE}{exec:16}`
 //! → the timer index.
 
 mod event;
@@ -96,6 +96,17 @@ pub struct ExecutionMeta {
     pub key: Option<String>,
 }
 
+/// A workflow registered under its id and version (what a server offers:
+/// `POST /workflows`, `jamjet dev --workflows`). Stored: fields only appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub workflow_id: String,
+    pub version: String,
+    /// Content hash of the IR (the key it is stored under).
+    pub hash: String,
+    pub registered_ms: u64,
+}
+
 /// One atomic, durable append to an execution's history.
 pub struct Append<'a> {
     pub execution: ExecutionId,
@@ -156,6 +167,13 @@ pub trait Journal: Send + Sync + 'static {
     fn list(&self) -> Result<Vec<ExecutionMeta>, Error>;
     /// A stored workflow by content hash.
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error>;
+    /// Register a workflow under its id and version, durably; the IR is
+    /// stored under `registration.hash`. A second registration of one id
+    /// and version replaces the first (the caller decides whether that is
+    /// allowed).
+    fn register<'a>(&'a self, registration: &'a Registration, wf: &'a Workflow) -> BoxFuture<'a, Result<(), Error>>;
+    /// Every registration, by workflow id then version.
+    fn registrations(&self) -> Result<Vec<Registration>, Error>;
     /// The execution submitted under an idempotency key.
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error>;
     /// Timers due at or before `up_to_ms`, earliest first, at most `limit`.
@@ -191,6 +209,15 @@ fn encode_meta(meta: &ExecutionMeta) -> Vec<u8> {
 fn decode_meta(bytes: &[u8]) -> Result<ExecutionMeta, Error> {
     postcard::from_bytes(unversioned(bytes, "execution index row")?)
         .map_err(|e| Error::Corrupt(format!("execution index row does not decode: {e}")))
+}
+
+fn encode_registration(r: &Registration) -> Vec<u8> {
+    versioned(postcard::to_stdvec(r).expect("registration always encodes"))
+}
+
+fn decode_registration(bytes: &[u8]) -> Result<Registration, Error> {
+    postcard::from_bytes(unversioned(bytes, "workflow registration")?)
+        .map_err(|e| Error::Corrupt(format!("workflow registration does not decode: {e}")))
 }
 
 fn encode_workflow(wf: &Workflow) -> Vec<u8> {

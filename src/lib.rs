@@ -62,10 +62,13 @@
 //! - [`runtime`]: the embedding API ([`Runtime`]).
 //! - [`eval`]: scorers for `type: eval`, datasets and reports for `jamjet eval run`.
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).
+//! - [`server`]: `jamjet dev`, the runtime as an HTTP server (REST API, SSE).
+//! - [`a2a`]: A2A agents served from workflows, and the `type: agent` client.
 //! - [`cli`]: the `jamjet` command line.
 //!
 //! See `ARCHITECTURE.md` for the design and a glossary.
 
+pub mod a2a;
 pub mod actors;
 pub mod cli;
 pub mod clock;
@@ -77,6 +80,7 @@ pub mod mcp;
 pub mod model;
 pub mod nodes;
 pub mod runtime;
+pub mod server;
 pub mod timeline;
 
 pub use id::ExecutionId;

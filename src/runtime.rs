@@ -5,6 +5,8 @@
 //! every actor and node shares: the journal, the clock, the HTTP client,
 //! the template engine, the function registry.
 
+mod feed;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,12 @@ use crate::actors::{Delivery, RestartBudget, Start, Supervisor, SupervisorMsg, T
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
 use crate::ir::{SchemaError, Templates, Workflow};
-use crate::journal::{self, Event, ExecutionMeta, Journal, MemoryJournal, Record, SledJournal, Stats, Status, Usage};
+use crate::journal::{
+    self, Event, ExecutionMeta, Journal, MemoryJournal, Record, Registration, SledJournal, Stats, Status, Usage,
+};
+
 use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
+pub use feed::{Feed, Observed};
 
 /// What can go wrong using a runtime.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,12 @@ pub enum Error {
     Finished { id: ExecutionId, status: Status },
     #[error("execution {id} {message}")]
     NotWaiting { id: ExecutionId, message: String },
+    #[error("no workflow `{id}`{} is registered", .version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
+    UnknownWorkflow { id: String, version: Option<String> },
+    #[error(
+        "workflow `{id}` version {version} is already registered with other content (hash {hash}); bump `version` or replace it"
+    )]
+    WorkflowConflict { id: String, version: String, hash: String },
     #[error(transparent)]
     Journal(#[from] journal::Error),
     #[error("runtime error: {0}")]
@@ -65,6 +77,8 @@ pub struct Services {
     /// Awaiting an execution to park on something only the outside can end.
     parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// Who follows which execution's history live.
+    pub feed: Arc<Feed>,
     /// Last field: fires once everything above, the journal included, is dropped.
     _closed: ClosedSignal,
 }
@@ -263,6 +277,8 @@ impl Builder {
             (None, Some(dir)) => Arc::new(SledJournal::open(dir)?),
             (None, None) => Arc::new(SledJournal::open(Path::new(".jamjet"))?),
         };
+        let feed = Arc::new(Feed::default());
+        let journal: Arc<dyn Journal> = Arc::new(Observed::new(journal, feed.clone()));
         let http = reqwest::Client::builder()
             .user_agent(concat!("jamjet/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -283,6 +299,7 @@ impl Builder {
             waiters: Mutex::new(HashMap::new()),
             parkers: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
+            feed,
             _closed: ClosedSignal(Some(closed_tx)),
         });
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
@@ -399,6 +416,62 @@ impl Runtime {
             Ok(Err(message)) => Err(Error::StartFailed { id, message }),
             Err(_) => Err(Error::StartFailed { id, message: "the execution actor stopped before starting".into() }),
         }
+    }
+
+    /// Register `workflow` under its id and version, durably (what a
+    /// server offers by id). The same content again changes nothing;
+    /// other content under a registered id and version is refused unless
+    /// `replace` (executions keep the IR they started with either way).
+    pub async fn register(&self, workflow: &Workflow, replace: bool) -> Result<Registration, Error> {
+        let hash = workflow.content_hash();
+        let existing =
+            self.workflows()?.into_iter().find(|r| r.workflow_id == workflow.id && r.version == workflow.version);
+        if let Some(r) = existing {
+            if r.hash == hash {
+                return Ok(r);
+            }
+            if !replace {
+                return Err(Error::WorkflowConflict { id: r.workflow_id, version: r.version, hash: r.hash });
+            }
+        }
+        let registration = Registration {
+            workflow_id: workflow.id.clone(),
+            version: workflow.version.clone(),
+            hash: hash.clone(),
+            registered_ms: self.services().clock.now_ms(),
+        };
+        self.services().journal.register(&registration, workflow).await?;
+        self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
+        Ok(registration)
+    }
+
+    /// Every registered workflow version, by id then version.
+    pub fn workflows(&self) -> Result<Vec<Registration>, Error> {
+        Ok(self.services().journal.registrations()?)
+    }
+
+    /// A registered workflow: `version`, or the one registered last.
+    pub fn registered(&self, id: &str, version: Option<&str>) -> Result<(Registration, Arc<Workflow>), Error> {
+        let unknown = || Error::UnknownWorkflow { id: id.to_string(), version: version.map(str::to_string) };
+        let registration = self
+            .workflows()?
+            .into_iter()
+            .filter(|r| r.workflow_id == id && version.is_none_or(|v| r.version == v))
+            .max_by_key(|r| r.registered_ms)
+            .ok_or_else(unknown)?;
+        if let Some(wf) = self.services().workflows.lock().expect("workflow cache lock").get(&registration.hash) {
+            return Ok((registration, wf.clone()));
+        }
+        let wf = self.services().journal.workflow(&registration.hash)?.ok_or_else(unknown)?;
+        let wf = self.services().cache_workflow(&registration.hash, Arc::new(wf));
+        Ok((registration, wf))
+    }
+
+    /// Follow an execution's history live: the receiver's value is its
+    /// last durable sequence number, and changes with every append.
+    /// Subscribe first, then read [`events`](Self::events), to miss nothing.
+    pub fn subscribe(&self, id: ExecutionId) -> tokio::sync::watch::Receiver<u64> {
+        self.services().feed.subscribe(id)
     }
 
     /// Submit and wait for the end.

@@ -16,8 +16,45 @@ use super::Error;
 pub const FORMAT_VERSION: u8 = 1;
 
 /// A JSON value stored as its text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// In the journal (postcard, not human-readable) it is that text; in a
+/// human-readable form (the API's JSON) it is the value itself, so a
+/// record reads `"input": {"q": 1}` and not `"input": "{\"q\":1}"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Json(pub String);
+
+impl Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            let value: Value =
+                serde_json::from_str(&self.0).map_err(|e| serde::ser::Error::custom(format!("stored JSON: {e}")))?;
+            value.serialize(s)
+        } else {
+            // As the newtype it always was: the stored encoding is forever.
+            s.serialize_newtype_struct("Json", &self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        if d.is_human_readable() {
+            Ok(Json(Value::deserialize(d)?.to_string()))
+        } else {
+            struct Text;
+            impl<'de> serde::de::Visitor<'de> for Text {
+                type Value = Json;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("JSON text")
+                }
+                fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+                    Ok(Json(String::deserialize(d)?))
+                }
+            }
+            d.deserialize_newtype_struct("Json", Text)
+        }
+    }
+}
 
 impl Json {
     pub fn from_value(v: &Value) -> Json {
@@ -393,4 +430,28 @@ pub fn decode_frame(first_seq: u64, mut bytes: &[u8]) -> Result<Vec<Record>, Err
         bytes = &bytes[4 + len..];
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_is_a_value_in_json_and_text_in_the_journal() {
+        let record = Record {
+            seq: 3,
+            at_ms: 7,
+            event: Event::SignalReceived { key: "go".into(), payload: Json::from_value(&json!({"n": 1})) },
+        };
+        let api = serde_json::to_value(&record).unwrap();
+        assert_eq!(api["event"]["SignalReceived"]["payload"], json!({"n": 1}));
+        let back: Record = serde_json::from_value(api).unwrap();
+        assert_eq!(back, record);
+        // The stored encoding is the text, as format version 1 wrote it.
+        let stored = postcard::to_stdvec(&Json("{\"n\":1}".into())).unwrap();
+        assert_eq!(stored, postcard::to_stdvec(&"{\"n\":1}").unwrap());
+        assert_eq!(postcard::from_bytes::<Json>(&stored).unwrap(), Json("{\"n\":1}".into()));
+    }
 }

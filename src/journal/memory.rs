@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::{Append, Error, ExecutionMeta, Journal, Record, Stats, Timer, TimerChange, decode_frame, encode_frame};
+use super::{
+    Append, Error, ExecutionMeta, Journal, Record, Registration, Stats, Timer, TimerChange, decode_frame, encode_frame,
+};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
@@ -20,6 +22,7 @@ struct Inner {
     workflows: HashMap<String, Workflow>,
     keys: HashMap<String, ExecutionId>,
     timers: BTreeSet<Timer>,
+    registrations: BTreeMap<(String, String), Registration>,
 }
 
 /// Events kept in process memory; lost when the process ends.
@@ -92,6 +95,18 @@ impl Journal for MemoryJournal {
     fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
         let inner = self.inner.lock().expect("memory journal lock");
         Ok(inner.timers.iter().find(|t| t.at_ms > after_ms).copied())
+    }
+
+    fn register<'a>(&'a self, registration: &'a Registration, wf: &'a Workflow) -> BoxFuture<'a, Result<(), Error>> {
+        let mut inner = self.inner.lock().expect("memory journal lock");
+        inner.workflows.entry(registration.hash.clone()).or_insert_with(|| wf.clone());
+        let key = (registration.workflow_id.clone(), registration.version.clone());
+        inner.registrations.insert(key, registration.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn registrations(&self) -> Result<Vec<Registration>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").registrations.values().cloned().collect())
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {

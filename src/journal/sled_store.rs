@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 
 use super::wal::{Batch, Wal};
 use super::{
-    Append, Error, ExecutionMeta, Journal, Record, Stats, Timer, TimerChange, decode_frame, decode_meta,
-    decode_workflow, encode_frame, encode_meta, encode_workflow,
+    Append, Error, ExecutionMeta, Journal, Record, Registration, Stats, Timer, TimerChange, decode_frame, decode_meta,
+    decode_registration, decode_workflow, encode_frame, encode_meta, encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -30,6 +30,14 @@ const META: u8 = b'x';
 const WORKFLOW: u8 = b'w';
 const KEY: u8 = b'k';
 const TIMER: u8 = b't';
+const REGISTERED: u8 = b'r';
+
+fn registration_key(workflow_id: &str, version: &str) -> Vec<u8> {
+    let mut k = prefixed(REGISTERED, workflow_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(version.as_bytes());
+    k
+}
 
 fn timer_key(at_ms: u64, id: ExecutionId) -> [u8; 25] {
     let mut k = [0u8; 25];
@@ -241,6 +249,25 @@ impl Journal for SledJournal {
             .next()
             .map(|kv| decode_timer(&kv.map_err(storage)?.0))
             .transpose()
+    }
+
+    fn register<'a>(&'a self, registration: &'a Registration, wf: &'a Workflow) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut batch: Batch = Vec::with_capacity(2);
+            let k = prefixed(WORKFLOW, registration.hash.as_bytes());
+            if !self.db.contains_key(&k).map_err(storage)? {
+                batch.push((k, encode_workflow(wf)));
+            }
+            batch.push((
+                registration_key(&registration.workflow_id, &registration.version),
+                encode_registration(registration),
+            ));
+            self.wal.commit(batch).await
+        })
+    }
+
+    fn registrations(&self) -> Result<Vec<Registration>, Error> {
+        self.db.scan_prefix([REGISTERED]).map(|kv| decode_registration(&kv.map_err(storage)?.1)).collect()
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {

@@ -1,0 +1,98 @@
+//! `jamjet dev`: the runtime as a server. Opens the data dir, rehydrates
+//! every unfinished execution, registers the workflows of `--workflows`,
+//! and serves the REST API and A2A agents until SIGINT or SIGTERM; then it
+//! stops accepting, lets in-flight requests finish, and stops the runtime
+//! (what was running resumes at the next start).
+//!
+//! The first line on stdout is `jamjet dev listening on http://ADDR`
+//! (with `--bind 127.0.0.1:0`, the port the OS picked).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::{CliResult, Failure};
+use crate::runtime::Runtime;
+use crate::server::{self, AppState, Config};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on. Anything but loopback needs API keys.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub bind: SocketAddr,
+    /// Register every workflow (*.yaml, *.yml) in this folder at start.
+    #[arg(long)]
+    pub workflows: Option<PathBuf>,
+    /// Serve every registered workflow as an A2A agent, not only those marked `a2a:`.
+    #[arg(long)]
+    pub a2a: bool,
+    /// The largest request body accepted, bytes.
+    #[arg(long, default_value_t = server::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// The URL peers reach this server at (agent cards); default http://BIND.
+    #[arg(long, env = "JAMJET_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
+    let rt = Runtime::builder().data_dir(data_dir).open().await?;
+    if let Some(dir) = &a.workflows {
+        register_folder(&rt, dir).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(a.bind)
+        .await
+        .map_err(|e| Failure::new(format!("cannot listen on {}: {e}", a.bind)))?;
+    let bound = listener.local_addr().map_err(|e| Failure::new(format!("cannot read the bound address: {e}")))?;
+    let mut config = Config::new(bound);
+    config.body_limit = a.body_limit;
+    config.a2a_all = a.a2a;
+    config.public_url = a.public_url;
+    println!("jamjet dev listening on http://{bound}");
+    let _ = std::io::stdout().flush();
+    let state = AppState { rt: rt.clone(), config: Arc::new(config) };
+    let served = server::serve(state, listener, stop_signal()).await;
+    rt.shutdown().await;
+    served.map_err(|e| Failure::new(format!("the server stopped: {e}")))?;
+    eprintln!("jamjet dev stopped; unfinished executions resume at the next start");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compile and register every workflow file in `dir` (sorted by name). A
+/// file that does not compile stops the start, with its findings.
+async fn register_folder(rt: &Runtime, dir: &Path) -> Result<(), Failure> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Failure::new(format!("cannot read --workflows {}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let wf = crate::ir::compile_file(&file)
+            .map_err(|d| Failure::new(format!("{} does not compile:\n{d}", file.display())))?;
+        let r = rt.register(&wf, true).await?;
+        eprintln!("registered {} {} from {}", r.workflow_id, r.version, file.display());
+    }
+    Ok(())
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
