@@ -7,7 +7,13 @@ use axum::Router;
 
 use crate::server::AppState;
 
-/// The A2A endpoints: agent cards and JSON-RPC.
+/// The agent cards (`/.well-known/agent-card.json`, `/a2a/{workflow_id}/...`):
+/// public, served without an API key.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+}
+
+/// The JSON-RPC endpoints (behind the API-key check).
 pub fn routes() -> Router<AppState> {
     Router::new()
 }
