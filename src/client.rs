@@ -196,6 +196,16 @@ impl Client {
         Ok((self.decode(path, v)?, status == 201))
     }
 
+    /// `GET /workflows`: every registration.
+    pub async fn workflows(&self) -> Result<Vec<Registration>, Error> {
+        #[derive(Deserialize)]
+        struct Got {
+            workflows: Vec<Registration>,
+        }
+        let got: Got = self.get("/workflows").await?;
+        Ok(got.workflows)
+    }
+
     /// `GET /workflows/{id}?version=`: the registration and the IR.
     pub async fn workflow(&self, id: &str, version: Option<&str>) -> Result<(Registration, Workflow), Error> {
         #[derive(Deserialize)]
@@ -249,7 +259,8 @@ impl Client {
         if let Some(c) = &q.cursor {
             params.push(format!("cursor={}", segment(c)));
         }
-        let path = if params.is_empty() { "/executions".to_string() } else { format!("/executions?{}", params.join("&")) };
+        let path =
+            if params.is_empty() { "/executions".to_string() } else { format!("/executions?{}", params.join("&")) };
         self.get(&path).await
     }
 

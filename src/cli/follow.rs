@@ -101,7 +101,9 @@ fn what(e: &Event) -> Option<String> {
             let why = comment.as_ref().map(|c| format!(": {}", one_line(c))).unwrap_or_default();
             format!("{verdict} by {by}{why}")
         }
-        Event::FanOut { branches, .. } => format!("started {branches} branch{}", if *branches == 1 { "" } else { "es" }),
+        Event::FanOut { branches, .. } => {
+            format!("started {branches} branch{}", if *branches == 1 { "" } else { "es" })
+        }
         Event::BranchFinished { branch, outcome, .. } => match outcome {
             BranchOutcome::Completed { .. } => format!("branch {branch} completed"),
             BranchOutcome::Failed { error } => format!("branch {branch} failed: {error}"),

@@ -13,8 +13,12 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::report::{Invocation, PayloadKeys, dollars, payload_key, print_waits_with, usage_text, waits_under};
+use super::remote::{ServerArg, connect, outcome_of, waits_of};
+use super::report::{
+    Invocation, PayloadKeys, dollars, payload_key, payload_key_in, print_waits_with, usage_text, waits_under,
+};
 use super::{CliResult, Failure, open_read_only, parse_id, print_json, table};
+use crate::client::Client;
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
@@ -31,10 +35,18 @@ pub struct Args {
     pub verbose: bool,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
+    if let Some(url) = &a.server.server {
+        let client = connect(url)?;
+        let data = gather_remote(&client, id).await?;
+        let keys = |w: &Waiting| Some(&data.workflow).filter(|_| w.id == id).and_then(|wf| payload_key_in(wf, &w.node));
+        return render(&data, &Invocation::remote(client.base()), &keys, &a);
+    }
     let rt = open_read_only(data_dir).await?;
     let result = show(&rt, data_dir, id, &a);
     rt.shutdown().await;
@@ -71,6 +83,37 @@ fn gather(rt: &Runtime, id: ExecutionId) -> Result<Inspected, Failure> {
     }
     let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
     Ok(Inspected { workflow: rt.workflow_of(id)?, outcome: rt.outcome(id)?, meta, records, waiting, children })
+}
+
+/// What `inspect` shows, from a server: its execution, its events, its
+/// workflow (as registered under its id and version), its open children.
+async fn gather_remote(client: &Client, id: ExecutionId) -> Result<Inspected, Failure> {
+    let x = client.execution(id).await?;
+    let records = client.events(id, 0).await?;
+    let (hash, key) = match records.first().map(|r| &r.event) {
+        Some(Event::ExecutionStarted { workflow_hash, key, .. }) => (workflow_hash.clone(), key.clone()),
+        Some(Event::ChildStarted { workflow_hash, .. }) => (workflow_hash.clone(), None),
+        _ => (String::new(), None),
+    };
+    let (_, workflow) = client.workflow(&x.workflow_id, Some(&x.version)).await?;
+    let mut children = HashMap::new();
+    for child in open_children(id, &records) {
+        if let Ok(c) = client.execution(child).await {
+            children.insert(child, c.status.to_string());
+        }
+    }
+    let waiting = if x.status.is_terminal() { Vec::new() } else { waits_of(&x) };
+    let meta = ExecutionMeta {
+        id,
+        workflow_id: x.workflow_id.clone(),
+        workflow_version: x.version.clone(),
+        workflow_hash: hash,
+        status: x.status,
+        created_ms: x.created_ms,
+        updated_ms: x.updated_ms,
+        key,
+    };
+    Ok(Inspected { meta, records, workflow: Arc::new(workflow), outcome: outcome_of(&x), waiting, children })
 }
 
 fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {

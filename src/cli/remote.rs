@@ -89,7 +89,11 @@ fn settled(x: &Execution, records: &[Record]) -> bool {
 
 /// Follow `id` over the event stream until it settles; with a printer,
 /// print every record as it arrives. Returns where it stands.
-pub(crate) async fn settle(client: &Client, id: ExecutionId, mut printer: Option<&mut Printer>) -> Result<Execution, Failure> {
+pub(crate) async fn settle(
+    client: &Client,
+    id: ExecutionId,
+    mut printer: Option<&mut Printer>,
+) -> Result<Execution, Failure> {
     let mut records: Vec<Record> = Vec::new();
     let mut stream = client.follow(id, 0);
     let mut check = false;
@@ -156,7 +160,6 @@ pub(crate) async fn carry_on(client: &Client, id: ExecutionId, json: bool) -> Cl
 
 /// `--input`/`--payload` text as JSON, or a clear error.
 pub(crate) fn json_arg(flag: &str, text: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| {
-        Failure::new(format!("{flag} is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))
-    })
+    serde_json::from_str(text)
+        .map_err(|e| Failure::new(format!("{flag} is not valid JSON: {e} (line {}, column {})", e.line(), e.column())))
 }

@@ -99,8 +99,8 @@ async fn follow_local(rt: &Runtime, id: ExecutionId, json: bool) -> Result<Outco
 /// `run` through a server.
 async fn run_remote(url: &str, wf: &Workflow, input: Value, a: &Args) -> CliResult {
     let client = connect(url)?;
-    let yaml = std::fs::read_to_string(&a.file)
-        .map_err(|e| Failure::new(format!("cannot read {}: {e}", a.file.display())))?;
+    let yaml =
+        std::fs::read_to_string(&a.file).map_err(|e| Failure::new(format!("cannot read {}: {e}", a.file.display())))?;
     match client.register_yaml(&yaml, a.replace).await {
         Ok((r, new)) => {
             if new {
