@@ -70,12 +70,14 @@ pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
         .collect()
 }
 
+/// The most child executions looked at to see whether a family settled.
+const FAMILY_LIMIT: usize = 256;
+
 /// Whether `x` settled, given its history so far: it ended, or it waits
-/// for an event or an approval (its own, open in its history, or a
-/// child's while it runs).
-fn settled(x: &Execution, records: &[Record]) -> bool {
-    let outside = |w: &client::Wait| w.kind != "timer";
-    match x.status {
+/// for an event or an approval (open in its history), or it runs only
+/// children that are parked so (see [`parked_family`]).
+async fn settled(client: &Client, x: &Execution, records: &[Record]) -> Result<bool, Failure> {
+    Ok(match x.status {
         s if s.is_terminal() => true,
         Status::Waiting => {
             let tl = timeline(x.id, records);
@@ -83,8 +85,47 @@ fn settled(x: &Execution, records: &[Record]) -> bool {
                 n.status == "waiting" && n.waits.last().is_some_and(|w| w.ended.is_none() && w.kind != WaitKind::Timer)
             })
         }
-        _ => x.waiting.iter().any(|w| outside(w) && w.id.is_some_and(|i| i != x.id)),
+        _ => parked_family(client, x.id, records).await?.is_some(),
+    })
+}
+
+/// The waits of a running execution's open children (branches,
+/// sub-workflows, and theirs), if every one of them is parked on an event
+/// or an approval: only the outside moves such a family on. `None` if one
+/// still runs, waits for a timer, or ended (its parent goes on).
+pub(crate) async fn parked_family(
+    client: &Client,
+    id: ExecutionId,
+    records: &[Record],
+) -> Result<Option<Vec<Waiting>>, Failure> {
+    let mut todo = super::inspect::open_children(id, records);
+    let mut waits = Vec::new();
+    let mut seen = 0;
+    while let Some(child) = todo.pop() {
+        seen += 1;
+        if seen > FAMILY_LIMIT {
+            return Ok(None);
+        }
+        let x = client.execution(child).await?;
+        match x.status {
+            Status::Waiting => {
+                let own = waits_of(&x);
+                if own.is_empty() || own.iter().any(|w| w.kind == WaitKind::Timer) {
+                    return Ok(None);
+                }
+                waits.extend(own.into_iter().map(|w| Waiting { parent: Some(id), ..w }));
+            }
+            Status::Running => {
+                let grandchildren = super::inspect::open_children(child, &client.events(child, 0).await?);
+                if grandchildren.is_empty() {
+                    return Ok(None);
+                }
+                todo.extend(grandchildren);
+            }
+            _ => return Ok(None),
+        }
     }
+    Ok(if waits.is_empty() { None } else { Some(waits) })
 }
 
 /// Follow `id` over the event stream until it settles; with a printer,
@@ -124,7 +165,7 @@ pub(crate) async fn settle(
         if check {
             check = false;
             let x = client.execution(id).await?;
-            if settled(&x, &records) {
+            if settled(client, &x, &records).await? {
                 break;
             }
         }
@@ -141,7 +182,14 @@ pub(crate) async fn settle(
 
 /// Print where `x` stands, as the local commands do.
 pub(crate) async fn print_outcome(client: &Client, x: &Execution, json: bool) -> CliResult {
-    let waits = if x.status.is_terminal() { Vec::new() } else { waits_of(x) };
+    let waits = match x.status {
+        s if s.is_terminal() => Vec::new(),
+        Status::Running => parked_family(client, x.id, &client.events(x.id, 0).await?).await?.unwrap_or_default(),
+        _ => waits_of(x),
+    };
+    if x.status == Status::Running && waits.is_empty() {
+        return Err(Failure::new(format!("execution {} is still running on {}", x.id, client.base())));
+    }
     // The payload keys come from the workflow; only needed for a wait.
     let workflow = match waits.is_empty() {
         true => None,
