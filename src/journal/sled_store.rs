@@ -220,6 +220,23 @@ impl Journal for SledJournal {
         Ok(records)
     }
 
+    fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
+        // Frames are keyed by their first sequence number: start at the
+        // frame that holds `after + 1`, the last one starting at or before it.
+        let want = after.saturating_add(1);
+        let from = match self.db.range(event_key(execution, 0)..=event_key(execution, want)).next_back() {
+            Some(kv) => kv.map_err(storage)?.0,
+            None => return Ok(Vec::new()),
+        };
+        let mut records = Vec::new();
+        for kv in self.db.range(from.to_vec()..=event_key(execution, u64::MAX).to_vec()) {
+            let (k, v) = kv.map_err(storage)?;
+            let first = u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
+            records.extend(decode_frame(first, &v)?.into_iter().filter(|r| r.seq > after));
+        }
+        Ok(records)
+    }
+
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
         self.db.get(meta_key(execution)).map_err(storage)?.map(|v| decode_meta(&v)).transpose()
     }
