@@ -562,7 +562,7 @@ mod tests {
     #[test]
     fn sse_blocks_split_on_blank_lines_of_either_kind() {
         assert_eq!(block_end(b"id: 1\ndata: x\n\nrest"), Some((13, 2)));
-        assert_eq!(block_end(b"id: 1\r\ndata: x\r\n\r\n"), Some((15, 4)));
+        assert_eq!(block_end(b"id: 1\r\ndata: x\r\n\r\n"), Some((14, 4)));
         assert_eq!(block_end(b"id: 1\ndata: x\n"), None);
     }
 
