@@ -64,6 +64,7 @@
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).
 //! - [`server`]: `jamjet dev`, the runtime as an HTTP server (REST API, SSE).
 //! - [`a2a`]: A2A agents served from workflows, and the `type: agent` client.
+//! - [`client`]: a typed client of a server's REST API (what `--server` uses).
 //! - [`cli`]: the `jamjet` command line.
 //!
 //! See `ARCHITECTURE.md` for the design and a glossary.
@@ -71,6 +72,7 @@
 pub mod a2a;
 pub mod actors;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod eval;
 pub mod id;

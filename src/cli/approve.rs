@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::remote::{self, ServerArg, connect};
 use super::report::{Invocation, carry_on};
 use super::{CliResult, open_quiet, parse_id};
 use crate::runtime::Decision;
@@ -28,6 +29,8 @@ pub struct Args {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +51,17 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         by: by.clone(),
         comment: a.comment,
     };
+    if let Some(url) = &a.server.server {
+        let client = connect(url)?;
+        let approved = decision.approved;
+        let got =
+            client.approve(id, approved, decision.node.as_deref(), Some(&by), decision.comment.as_deref()).await?;
+        if !a.json {
+            let verdict = if approved { "approved" } else { "rejected" };
+            eprintln!("approval `{}` of execution {id} {verdict} by {by}", got.node);
+        }
+        return remote::carry_on(&client, id, a.json).await;
+    }
     let rt = open_quiet(data_dir).await?;
     let result = async {
         let node = rt.approve(id, decision).await?;

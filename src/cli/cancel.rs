@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
+use super::inspect::open_children;
+use super::remote::{ServerArg, connect, outcome_of};
 use super::report::open_descendants;
 use super::{CliResult, open_quiet, parse_id, print_json};
 use crate::clock::format_ms;
@@ -25,10 +27,15 @@ pub struct Args {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
+    if let Some(url) = &a.server.server {
+        return cancel_remote(url, id, &a).await;
+    }
     let rt = open_quiet(data_dir).await?;
     let result = async {
         let children = open_descendants(&rt, id)?;
@@ -65,4 +72,53 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     .await;
     rt.shutdown().await;
     result
+}
+
+/// How often to ask a server whether a cancelled child ended.
+const CHILD_POLL: Duration = Duration::from_millis(50);
+
+/// `cancel` through a server: cancel, then see its open children end
+/// (the server cancels them) for up to [`CHILDREN_GRACE`].
+async fn cancel_remote(url: &str, id: ExecutionId, a: &Args) -> CliResult {
+    let client = connect(url)?;
+    let children = open_children(id, &client.events(id, 0).await?);
+    client.cancel(id, &a.reason).await?;
+    let deadline = tokio::time::Instant::now() + CHILDREN_GRACE;
+    let mut ended = Vec::new();
+    let mut left = Vec::new();
+    for child in children {
+        loop {
+            match client.execution(child).await {
+                Ok(x) if x.status.is_terminal() => {
+                    ended.push((child, x.status));
+                    break;
+                }
+                Ok(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(CHILD_POLL).await,
+                Ok(_) => {
+                    left.push(child);
+                    break;
+                }
+                // Never started, or gone: nothing to cancel.
+                Err(e) if e.code() == Some("unknown_execution") => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let x = client.execution(id).await?;
+    if a.json {
+        let mut v = serde_json::to_value(outcome_of(&x)).expect("outcomes serialize");
+        v["children"] =
+            serde_json::json!(ended.iter().map(|(c, s)| serde_json::json!({"id": c, "status": s})).collect::<Vec<_>>());
+        print_json(&v);
+    } else {
+        println!("execution {id} {} at {}: {}", x.status, format_ms(x.updated_ms), a.reason);
+        for (c, s) in &ended {
+            println!("child execution {c} {s}");
+        }
+    }
+    if !left.is_empty() {
+        let ids = left.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        eprintln!("warning: child executions not cancelled yet: {ids}; `jamjet cancel` each of them to make sure");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,13 +10,20 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::report::{Invocation, dollars, print_waits, usage_text, waits_under};
-use super::{CliResult, open_read_only, parse_id, print_json, table};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::remote::{ServerArg, connect, outcome_of, waits_of};
+use super::report::{
+    Invocation, PayloadKeys, dollars, payload_key, payload_key_in, print_waits_with, usage_text, waits_under,
+};
+use super::{CliResult, Failure, open_read_only, parse_id, print_json, table};
+use crate::client::Client;
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
-use crate::ir::NodeKind;
-use crate::journal::{Event, Status};
-use crate::runtime::{Runtime, WaitKind};
+use crate::ir::{NodeKind, Workflow};
+use crate::journal::{Event, ExecutionMeta, Record, Status};
+use crate::runtime::{Outcome, Runtime, WaitKind, Waiting};
 use crate::timeline::{Branch, ExchangeRow, NodeVisit, ScoreRow, WaitEnd, WaitSpan, timeline};
 
 #[derive(clap::Args, Debug)]
@@ -28,27 +35,102 @@ pub struct Args {
     pub verbose: bool,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
+    if let Some(url) = &a.server.server {
+        let client = connect(url)?;
+        let data = gather_remote(&client, id).await?;
+        let keys = |w: &Waiting| Some(&data.workflow).filter(|_| w.id == id).and_then(|wf| payload_key_in(wf, &w.node));
+        return render(&data, &Invocation::remote(client.base()), &keys, &a);
+    }
     let rt = open_read_only(data_dir).await?;
     let result = show(&rt, data_dir, id, &a);
     rt.shutdown().await;
     result
 }
 
-fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
+/// What `inspect` shows, gathered from the data dir or from a server.
+pub(crate) struct Inspected {
+    pub meta: ExecutionMeta,
+    pub records: Vec<Record>,
+    pub workflow: Arc<Workflow>,
+    pub outcome: Outcome,
+    /// What it (and its descendants) wait for; empty once it ended.
+    pub waiting: Vec<Waiting>,
+    /// The status of each child whose end the parent has not recorded
+    /// (asked of the child itself; absent: not started).
+    pub children: HashMap<ExecutionId, String>,
+}
+
+/// The children whose end `records` has not recorded.
+pub(crate) fn open_children(id: ExecutionId, records: &[Record]) -> Vec<ExecutionId> {
+    let tl = timeline(id, records);
+    tl.nodes.iter().flat_map(|v| v.branches.iter()).filter(|b| b.outcome.is_none()).map(|b| b.child).collect()
+}
+
+fn gather(rt: &Runtime, id: ExecutionId) -> Result<Inspected, Failure> {
     let meta = rt.status(id)?;
     let records = rt.events(id)?;
-    let tl = timeline(id, &records);
-    let workflow = rt.workflow_of(id)?;
-    let outcome = rt.outcome(id)?;
-    // Branches the parent has not recorded the end of: ask their own index row.
+    let mut children = HashMap::new();
+    for child in open_children(id, &records) {
+        if let Ok(m) = rt.status(child) {
+            children.insert(child, m.status.to_string());
+        }
+    }
+    let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
+    Ok(Inspected { workflow: rt.workflow_of(id)?, outcome: rt.outcome(id)?, meta, records, waiting, children })
+}
+
+/// What `inspect` shows, from a server: its execution, its events, its
+/// workflow (as registered under its id and version), its open children.
+async fn gather_remote(client: &Client, id: ExecutionId) -> Result<Inspected, Failure> {
+    let x = client.execution(id).await?;
+    let records = client.events(id, 0).await?;
+    let (hash, key) = match records.first().map(|r| &r.event) {
+        Some(Event::ExecutionStarted { workflow_hash, key, .. }) => (workflow_hash.clone(), key.clone()),
+        Some(Event::ChildStarted { workflow_hash, .. }) => (workflow_hash.clone(), None),
+        _ => (String::new(), None),
+    };
+    let (_, workflow) = client.workflow(&x.workflow_id, Some(&x.version)).await?;
+    let mut children = HashMap::new();
+    for child in open_children(id, &records) {
+        if let Ok(c) = client.execution(child).await {
+            children.insert(child, c.status.to_string());
+        }
+    }
+    let waiting = if x.status.is_terminal() { Vec::new() } else { waits_of(&x) };
+    let meta = ExecutionMeta {
+        id,
+        workflow_id: x.workflow_id.clone(),
+        workflow_version: x.version.clone(),
+        workflow_hash: hash,
+        status: x.status,
+        created_ms: x.created_ms,
+        updated_ms: x.updated_ms,
+        key,
+    };
+    Ok(Inspected { meta, records, workflow: Arc::new(workflow), outcome: outcome_of(&x), waiting, children })
+}
+
+fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
+    let data = gather(rt, id)?;
+    render(&data, &Invocation::new(data_dir), &|w| payload_key(rt, w), a)
+}
+
+/// Print what was gathered, as text or (`--json`) JSON.
+pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &Args) -> CliResult {
+    let Inspected { meta, records, workflow, outcome, waiting, children } = data;
+    let id = meta.id;
+    let tl = timeline(id, records);
+    // Branches the parent has not recorded the end of: their own status.
     let child_status = |b: &Branch| -> String {
         match b.outcome {
             Some(o) => o.to_string(),
-            None => rt.status(b.child).map(|m| m.status.to_string()).unwrap_or_else(|_| "not started".into()),
+            None => children.get(&b.child).cloned().unwrap_or_else(|| "not started".into()),
         }
     };
     if a.json {
@@ -62,10 +144,9 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
                 bv["status"] = child_status(b).into();
             }
         }
-        let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
         print_json(&serde_json::json!({
             "execution": meta,
-            "parent": parent_json(&records),
+            "parent": parent_json(records),
             "state": outcome.state,
             "error": outcome.error,
             "usage": outcome.usage,
@@ -123,12 +204,9 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
     {
         println!("input      {}", input.0);
     }
-    if matches!(meta.status, Status::Waiting | Status::Running) {
-        let waits = waits_under(rt, id)?;
-        if !waits.is_empty() {
-            println!();
-            print_waits(rt, &Invocation::new(data_dir), id, &waits);
-        }
+    if matches!(meta.status, Status::Waiting | Status::Running) && !waiting.is_empty() {
+        println!();
+        print_waits_with(keys, inv, id, waiting);
     }
     println!();
     let rows: Vec<Vec<String>> = tl

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{CliResult, Failure, print_json};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
-use crate::ir::NodeKind;
+use crate::ir::{NodeKind, Workflow};
 use crate::journal::{Event, Status, Usage};
 use crate::runtime::{Error as RuntimeError, Outcome, Runtime, WaitKind, Waiting};
 
@@ -20,6 +20,8 @@ use crate::runtime::{Error as RuntimeError, Outcome, Runtime, WaitKind, Waiting}
 /// when the next command would not find the same one by default.
 pub(crate) struct Invocation {
     prefix: String,
+    /// ` --server URL`, after the command's arguments, with a server.
+    suffix: String,
 }
 
 impl Invocation {
@@ -30,20 +32,28 @@ impl Invocation {
         } else {
             format!("jamjet --data-dir {}", shell_word(&data_dir.display().to_string()))
         };
-        Invocation { prefix }
+        Invocation { prefix, suffix: String::new() }
+    }
+
+    /// How to type a command against the server at `url`: `--server URL`
+    /// unless `JAMJET_SERVER` says it already.
+    pub(crate) fn remote(url: &str) -> Self {
+        let from_env = std::env::var("JAMJET_SERVER").is_ok_and(|v| v.trim_end_matches('/') == url);
+        let suffix = if from_env { String::new() } else { format!(" --server {}", shell_word(url)) };
+        Invocation { prefix: "jamjet".into(), suffix }
     }
 
     /// The command that moves `w` on.
     pub(crate) fn next_step(&self, w: &Waiting, several_approvals: bool) -> Option<String> {
-        let p = &self.prefix;
+        let (p, s) = (&self.prefix, &self.suffix);
         match w.kind {
             WaitKind::Event => {
                 let key = w.event.as_deref().unwrap_or_default();
-                Some(format!("{p} signal {} {} --payload '<json>'", w.id, shell_word(key)))
+                Some(format!("{p} signal {} {} --payload '<json>'{s}", w.id, shell_word(key)))
             }
             WaitKind::Approval => {
                 let node = if several_approvals { format!(" --node {}", shell_word(&w.node)) } else { String::new() };
-                Some(format!("{p} approve {}{node} --decision approved", w.id))
+                Some(format!("{p} approve {}{node} --decision approved{s}", w.id))
             }
             WaitKind::Timer => None,
         }
@@ -91,16 +101,28 @@ pub(crate) fn waits_under(rt: &Runtime, id: ExecutionId) -> Result<Vec<Waiting>,
 }
 
 /// The `output_key` a wait node puts an event's payload into.
-fn payload_key(rt: &Runtime, w: &Waiting) -> Option<String> {
-    let wf = rt.workflow_of(w.id).ok()?;
-    match &wf.node(&w.node)?.kind {
+pub(crate) fn payload_key(rt: &Runtime, w: &Waiting) -> Option<String> {
+    payload_key_in(&*rt.workflow_of(w.id).ok()?, &w.node)
+}
+
+/// The `output_key` wait node `node` of `wf` puts an event's payload into.
+pub(crate) fn payload_key_in(wf: &Workflow, node: &str) -> Option<String> {
+    match &wf.node(node)?.kind {
         NodeKind::Wait(n) => n.output_key.clone(),
         _ => None,
     }
 }
 
+/// Where a wait's payload goes, wherever the workflow came from.
+pub(crate) type PayloadKeys<'a> = &'a dyn Fn(&Waiting) -> Option<String>;
+
 /// One line per wait: what it waits for, and the command that ends it.
 pub(crate) fn print_waits(rt: &Runtime, inv: &Invocation, root: ExecutionId, waits: &[Waiting]) {
+    print_waits_with(&|w| payload_key(rt, w), inv, root, waits)
+}
+
+/// [`print_waits`], with the payload keys from `keys`.
+pub(crate) fn print_waits_with(keys: PayloadKeys, inv: &Invocation, root: ExecutionId, waits: &[Waiting]) {
     for w in waits {
         let whose = if w.id == root { String::new() } else { format!(" (in child execution {})", w.id) };
         let deadline = w.deadline_ms.map(|d| format!(", deadline {}", format_ms(d))).unwrap_or_default();
@@ -128,7 +150,7 @@ pub(crate) fn print_waits(rt: &Runtime, inv: &Invocation, root: ExecutionId, wai
             println!("  to go on: {cmd}");
             match w.kind {
                 WaitKind::Event => {
-                    if let Some(k) = payload_key(rt, w) {
+                    if let Some(k) = keys(w) {
                         println!("            (the payload goes into `{k}`)");
                     }
                 }
@@ -172,11 +194,28 @@ pub(crate) fn print_outcome(
         // Settled, running, and waiting on no one: its actor stopped under it.
         return Err(Failure::from(RuntimeError::Stopped { id }));
     }
+    let keys = |w: &Waiting| payload_key(rt, w);
+    render_outcome(&keys, inv, outcome, (meta.created_ms, meta.updated_ms), &waits, family, json)
+}
+
+/// [`print_outcome`] from what was gathered (here or from a server):
+/// `times` is the execution's (created, updated) unix ms.
+pub(crate) fn render_outcome(
+    keys: PayloadKeys,
+    inv: &Invocation,
+    outcome: &Outcome,
+    times: (u64, u64),
+    waits: &[Waiting],
+    family: Option<(ExecutionId, &[Waiting])>,
+    json: bool,
+) -> CliResult {
+    let id = outcome.id;
+    let (created_ms, updated_ms) = times;
     if json {
         let mut v = serde_json::to_value(outcome).expect("outcomes serialize");
         if let Some(obj) = v.as_object_mut() {
             if !waits.is_empty() {
-                obj.insert("waiting".into(), Value::Array(waits_json(inv, &waits)));
+                obj.insert("waiting".into(), Value::Array(waits_json(inv, waits)));
             }
             if let Some((root, family_waits)) = family {
                 let waiting = Value::Array(waits_json(inv, family_waits));
@@ -188,13 +227,13 @@ pub(crate) fn print_outcome(
         match outcome.status {
             Status::Waiting => {
                 // Since it parked where it is now (the index row changes only with the status).
-                let since = waits.iter().map(|w| w.since_ms).max().unwrap_or(meta.updated_ms);
+                let since = waits.iter().map(|w| w.since_ms).max().unwrap_or(updated_ms);
                 println!("execution {id} waiting since {}", format_ms(since));
             }
             Status::Running => println!("execution {id} running, its children waiting:"),
             s => {
-                let took = meta.updated_ms.saturating_sub(meta.created_ms);
-                println!("execution {id} {s} at {} ({took} ms)", format_ms(meta.updated_ms));
+                let took = updated_ms.saturating_sub(created_ms);
+                println!("execution {id} {s} at {} ({took} ms)", format_ms(updated_ms));
             }
         }
         if let Some(e) = &outcome.error {
@@ -204,12 +243,12 @@ pub(crate) fn print_outcome(
         if u.input_tokens + u.output_tokens > 0 {
             println!("usage: {}", usage_text(u));
         }
-        print_waits(rt, inv, id, &waits);
+        print_waits_with(keys, inv, id, waits);
         println!("{}", serde_json::to_string_pretty(&outcome.state).expect("state serializes"));
         if let Some((root, family_waits)) = family {
             println!();
             println!("it is part of execution {root}, which goes on once these do:");
-            print_waits(rt, inv, root, family_waits);
+            print_waits_with(keys, inv, root, family_waits);
         }
     }
     Ok(if matches!(outcome.status, Status::Completed | Status::Waiting | Status::Running) {

@@ -8,14 +8,27 @@
 //! With `--key`, the run is idempotent: if an execution was already
 //! submitted under that key (say the process was killed), this attaches
 //! to it, resumes it if needed, and prints its result.
+//!
+//! `--follow` prints each event as it becomes durable (one line per step,
+//! or JSON Lines with `--json`), then the outcome.
+//!
+//! With `--server URL` (or `JAMJET_SERVER`) it goes through that server:
+//! the file's workflow is registered there (`POST /workflows`; the same
+//! content again is a no-op; other content under the same id and version
+//! is refused unless `--replace`), submitted (`--key` is the idempotency
+//! key), and followed over the server's event stream until it settles.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::follow::Printer;
+use super::remote::{self, ServerArg, connect, json_arg, settle};
 use super::report::{Invocation, print_outcome};
 use super::{CliResult, Failure, open_quiet};
-use crate::ir::compile_file;
+use crate::id::ExecutionId;
+use crate::ir::{Workflow, compile_file};
+use crate::runtime::{Error as RuntimeError, Outcome, Runtime};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,24 +40,87 @@ pub struct Args {
     /// An idempotency key: the same key twice runs one execution.
     #[arg(long)]
     pub key: Option<String>,
-    /// Print the outcome as JSON.
+    /// Print the outcome as JSON (with --follow: each event as one JSON line first).
     #[arg(long)]
     pub json: bool,
+    /// Print each event as it becomes durable, then the outcome.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --server: replace a workflow registered there under the same id
+    /// and version with other content.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let wf = compile_file(&a.file)
         .map_err(|d| Failure { message: format!("the workflow does not compile:\n{d}"), code: 1 })?;
-    let input: Value = serde_json::from_str(&a.input).map_err(|e| {
-        Failure::new(format!("--input is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))
-    })?;
+    let input: Value = json_arg("--input", &a.input)?;
+    if let Some(url) = a.server.server.clone() {
+        return run_remote(&url, &wf, input, &a).await;
+    }
     let rt = open_quiet(data_dir).await?;
     let id = rt.submit_keyed(&wf, input, a.key.as_deref()).await?;
     eprintln!("execution {id} started");
-    let result = match rt.settle(id).await {
+    let settled = if a.follow { follow_local(&rt, id, a.json).await } else { rt.settle(id).await };
+    let result = match settled {
         Ok(outcome) => print_outcome(&rt, &Invocation::new(data_dir), &outcome, None, a.json),
         Err(e) => Err(Failure::from(e)),
     };
     rt.shutdown().await;
     result
+}
+
+/// Settle `id`, printing each of its events as it becomes durable.
+async fn follow_local(rt: &Runtime, id: ExecutionId, json: bool) -> Result<Outcome, RuntimeError> {
+    let mut printer = Printer::new(json);
+    // Subscribe first, then read, so nothing appended between is missed.
+    let mut feed = rt.subscribe(id);
+    let settle = rt.settle(id);
+    tokio::pin!(settle);
+    let mut live = true;
+    let outcome = loop {
+        for r in &rt.events(id)? {
+            printer.print(r);
+        }
+        tokio::select! {
+            outcome = &mut settle => break outcome?,
+            changed = feed.changed(), if live => live = changed.is_ok(),
+        }
+    };
+    for r in &rt.events(id)? {
+        printer.print(r);
+    }
+    Ok(outcome)
+}
+
+/// `run` through a server.
+async fn run_remote(url: &str, wf: &Workflow, input: Value, a: &Args) -> CliResult {
+    let client = connect(url)?;
+    let yaml =
+        std::fs::read_to_string(&a.file).map_err(|e| Failure::new(format!("cannot read {}: {e}", a.file.display())))?;
+    match client.register_yaml(&yaml, a.replace).await {
+        Ok((r, new)) => {
+            if new {
+                eprintln!("workflow {} {} registered on {url}", r.workflow_id, r.version);
+            }
+        }
+        Err(e) if e.code() == Some("workflow_conflict") => {
+            return Err(Failure::new(format!(
+                "{url} already has workflow `{}` version `{}` with other content: bump `version:` in {}, or pass --replace to replace it there ({e})",
+                wf.id,
+                wf.version,
+                a.file.display()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let submitted = client.submit(&wf.id, Some(&wf.version), &input, a.key.as_deref()).await?;
+    let id = submitted.id;
+    eprintln!("execution {id} started on {url}");
+    let mut printer = Printer::new(a.json);
+    let x = settle(&client, id, a.follow.then_some(&mut printer)).await?;
+    remote::print_outcome(&client, &x, a.json).await
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::remote::{self, ServerArg, connect};
 use super::report::{Invocation, carry_on, waits_under};
 use super::{CliResult, Failure, open_quiet, parse_id};
 use crate::runtime::WaitKind;
@@ -25,6 +26,8 @@ pub struct Args {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
@@ -32,6 +35,9 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let payload: Value = serde_json::from_str(&a.payload).map_err(|e| {
         Failure::new(format!("--payload is not valid JSON ({e}); nothing was delivered to execution {id}"))
     })?;
+    if let Some(url) = &a.server.server {
+        return signal_remote(url, id, &a, payload).await;
+    }
     let rt = open_quiet(data_dir).await?;
     let result = signal(&rt, data_dir, id, &a, payload).await;
     rt.shutdown().await;
@@ -60,4 +66,26 @@ async fn signal(rt: &crate::Runtime, data_dir: &Path, id: crate::ExecutionId, a:
         }
     }
     carry_on(rt, &Invocation::new(data_dir), id, a.json).await
+}
+
+/// `signal` through a server: deliver, then follow it until it settles.
+async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
+    let client = connect(url)?;
+    let before = client.execution(id).await?;
+    let awaited = before.waiting.iter().any(|w| w.event.as_deref() == Some(a.key.as_str()));
+    client.signal(id, &a.key, &payload).await?;
+    if !a.json {
+        if awaited {
+            eprintln!("event `{}` delivered to execution {id}", a.key);
+        } else {
+            let keys: Vec<String> =
+                before.waiting.iter().filter_map(|w| w.event.as_ref().map(|k| format!("`{k}`"))).collect();
+            let now = if keys.is_empty() { String::new() } else { format!(" (it waits for {})", keys.join(", ")) };
+            eprintln!(
+                "event `{}` delivered to execution {id}; nothing waits for it yet{now}, so it is kept until a wait for that key is reached",
+                a.key
+            );
+        }
+    }
+    remote::carry_on(&client, id, a.json).await
 }

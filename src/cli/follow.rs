@@ -1,0 +1,155 @@
+//! `run --follow`: each event of an execution as it becomes durable, one
+//! line per step for people (time, node, what happened), or one JSON
+//! record per line (`--json`, JSON Lines). Locally the lines come from
+//! [`Runtime::subscribe`](crate::Runtime::subscribe); with `--server`,
+//! from the server's event stream. This file only renders and prints.
+
+use crate::clock::format_ms;
+use crate::journal::{BranchOutcome, Event, Record, RetryDecision};
+
+use super::report::usage_text;
+use super::table::micros;
+
+/// Prints records in order, each once.
+pub(crate) struct Printer {
+    json: bool,
+    last: u64,
+}
+
+impl Printer {
+    pub(crate) fn new(json: bool) -> Self {
+        Printer { json, last: 0 }
+    }
+
+    /// Print `r` unless it was printed already.
+    pub(crate) fn print(&mut self, r: &Record) {
+        if r.seq <= self.last {
+            return;
+        }
+        self.last = r.seq;
+        if self.json {
+            println!("{}", serde_json::to_string(r).expect("records serialize"));
+        } else if let Some(text) = line(r) {
+            println!("{text}");
+        }
+    }
+
+    /// The highest sequence number printed.
+    pub(crate) fn last(&self) -> u64 {
+        self.last
+    }
+}
+
+/// One record on one line: `time  node  what happened`. `None` for a
+/// record that is not a step of its own (a node scheduled).
+pub(crate) fn line(r: &Record) -> Option<String> {
+    let what = what(&r.event)?;
+    let at = format_ms(r.at_ms);
+    Some(match r.event.node() {
+        Some(node) if !matches!(r.event, Event::ExecutionFailed { .. }) => format!("{at}  {node}  {what}"),
+        _ => format!("{at}  {what}"),
+    })
+}
+
+fn what(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::ExecutionStarted { workflow_id, workflow_version, .. } => {
+            format!("execution started ({workflow_id}@{workflow_version})")
+        }
+        Event::ChildStarted { parent, parent_node, branch, .. } => {
+            format!("child execution started (of {parent}, node `{parent_node}`, branch {branch})")
+        }
+        Event::NodeScheduled { .. } => return None,
+        Event::NodeStarted { attempt, .. } => {
+            if *attempt > 1 {
+                format!("started (attempt {attempt})")
+            } else {
+                "started".into()
+            }
+        }
+        Event::NodeCompleted { duration_us, next, .. } => {
+            let then = next.as_ref().map(|n| format!(", next `{n}`")).unwrap_or_default();
+            format!("completed in {}{then}", micros(*duration_us))
+        }
+        Event::NodeFailed { attempt, class, message, retry, .. } => {
+            let then = match retry {
+                RetryDecision::Retry { attempt, at_ms } => format!("; attempt {attempt} at {}", format_ms(*at_ms)),
+                RetryDecision::GiveUp => "; gave up".into(),
+            };
+            format!("failed (attempt {attempt}): {class}: {message}{then}")
+        }
+        Event::ExecutionCompleted { .. } => "execution completed".into(),
+        Event::ExecutionFailed { node, error } => {
+            let at = node.as_ref().map(|n| format!(" at `{n}`")).unwrap_or_default();
+            format!("execution failed{at}: {error}")
+        }
+        Event::ExecutionCancelled { reason } => format!("execution cancelled: {reason}"),
+        Event::Waiting { event, deadline_ms, prompt, .. } => {
+            let deadline = deadline_ms.map(|d| format!(" (deadline {})", format_ms(d))).unwrap_or_default();
+            match (event, prompt) {
+                (Some(k), _) => format!("waiting for event `{k}`{deadline}"),
+                (None, Some(p)) => format!("waiting for an approval{deadline}: {}", one_line(p)),
+                (None, None) => {
+                    format!("waiting for a timer until {}", deadline_ms.map(format_ms).unwrap_or_else(|| "-".into()))
+                }
+            }
+        }
+        Event::SignalReceived { key, payload } => format!("signal `{key}` received, payload {}", payload.0),
+        Event::WaitTimedOut { .. } => "wait ended by its deadline".into(),
+        Event::ApprovalDecided { approved, by, comment, .. } => {
+            let verdict = if *approved { "approved" } else { "rejected" };
+            let why = comment.as_ref().map(|c| format!(": {}", one_line(c))).unwrap_or_default();
+            format!("{verdict} by {by}{why}")
+        }
+        Event::FanOut { branches, .. } => {
+            format!("started {branches} branch{}", if *branches == 1 { "" } else { "es" })
+        }
+        Event::BranchFinished { branch, outcome, .. } => match outcome {
+            BranchOutcome::Completed { .. } => format!("branch {branch} completed"),
+            BranchOutcome::Failed { error } => format!("branch {branch} failed: {error}"),
+            BranchOutcome::Cancelled => format!("branch {branch} cancelled"),
+        },
+        Event::Exchange { usage, .. } => format!("call answered ({})", usage_text(usage)),
+        Event::Scored { passed, .. } => format!("scored: {}", if *passed { "passed" } else { "failed" }),
+    })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Json, Usage};
+
+    fn rec(seq: u64, event: Event) -> Record {
+        Record { seq, at_ms: 1_700_000_000_000, event }
+    }
+
+    #[test]
+    fn each_step_reads_as_one_line_with_its_node() {
+        let done = rec(
+            3,
+            Event::NodeCompleted {
+                node: "fetch".into(),
+                visit: 1,
+                attempt: 1,
+                patch: Json("{}".into()),
+                next: Some("check".into()),
+                duration_us: 12_300,
+                usage: Usage::default(),
+            },
+        );
+        let text = line(&done).expect("a step");
+        assert!(text.ends_with("  fetch  completed in 12.3 ms, next `check`"), "{text}");
+        let wait = rec(
+            4,
+            Event::Waiting { node: "gate".into(), visit: 1, event: Some("go".into()), deadline_ms: None, prompt: None },
+        );
+        assert!(line(&wait).expect("a step").ends_with("  gate  waiting for event `go`"));
+        assert_eq!(line(&rec(2, Event::NodeScheduled { node: "fetch".into(), visit: 1 })), None);
+        let failed = rec(5, Event::ExecutionFailed { node: Some("x".into()), error: "boom".into() });
+        assert!(line(&failed).expect("a step").ends_with("  execution failed at `x`: boom"));
+    }
+}

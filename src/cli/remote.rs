@@ -1,0 +1,213 @@
+//! The commands against a server (`--server URL` or `JAMJET_SERVER`):
+//! the option itself, and what `run`, `signal` and `approve` share there:
+//! following an execution until it settles (ends, or parks on an event or
+//! an approval; a timer is waited out) over the server's event stream,
+//! and printing its outcome as the local commands do.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::follow::Printer;
+use super::report::{Invocation, payload_key_in, render_outcome};
+use super::{CliResult, Failure};
+use crate::client::{self, Client, Execution, Item};
+use crate::id::ExecutionId;
+use crate::journal::{Record, Status};
+use crate::runtime::{Outcome, WaitKind, Waiting};
+use crate::timeline::timeline;
+
+/// With no new event for this long, ask the server whether the execution
+/// settled (a wait in a child shows only there).
+const IDLE: Duration = Duration::from_millis(500);
+/// After a `Waiting` record, this long without another one.
+const SOON: Duration = Duration::from_millis(50);
+
+/// `--server URL`: go through that server's API instead of the data dir.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServerArg {
+    /// A `jamjet dev` server to go through instead of opening the data dir
+    /// (`JAMJET_API_KEY` sends an API key).
+    #[arg(long, env = "JAMJET_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+}
+
+impl From<client::Error> for Failure {
+    fn from(e: client::Error) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+/// A client of `url`, or why not.
+pub(crate) fn connect(url: &str) -> Result<Client, Failure> {
+    Ok(Client::new(url)?)
+}
+
+/// What the server says an execution stands at, as the runtime's outcome.
+pub(crate) fn outcome_of(x: &Execution) -> Outcome {
+    Outcome { id: x.id, status: x.status, state: x.state.clone(), error: x.error.clone(), usage: x.usage }
+}
+
+/// The server's waits of `x`, as the runtime's.
+pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
+    x.waiting
+        .iter()
+        .map(|w| Waiting {
+            id: w.id.unwrap_or(x.id),
+            workflow_id: x.workflow_id.clone(),
+            node: w.node.clone(),
+            kind: match w.kind.as_str() {
+                "event" => WaitKind::Event,
+                "approval" => WaitKind::Approval,
+                _ => WaitKind::Timer,
+            },
+            event: w.event.clone(),
+            prompt: w.prompt.clone(),
+            since_ms: w.since_ms,
+            deadline_ms: w.deadline_ms,
+            parent: None,
+        })
+        .collect()
+}
+
+/// The most child executions looked at to see whether a family settled.
+const FAMILY_LIMIT: usize = 256;
+
+/// Whether `x` settled, given its history so far: it ended, or it waits
+/// for an event or an approval (open in its history), or it runs only
+/// children that are parked so (see [`parked_family`]).
+async fn settled(client: &Client, x: &Execution, records: &[Record]) -> Result<bool, Failure> {
+    Ok(match x.status {
+        s if s.is_terminal() => true,
+        Status::Waiting => {
+            let tl = timeline(x.id, records);
+            tl.nodes.iter().any(|n| {
+                n.status == "waiting" && n.waits.last().is_some_and(|w| w.ended.is_none() && w.kind != WaitKind::Timer)
+            })
+        }
+        _ => parked_family(client, x.id, records).await?.is_some(),
+    })
+}
+
+/// The waits of a running execution's open children (branches,
+/// sub-workflows, and theirs), if every one of them is parked on an event
+/// or an approval: only the outside moves such a family on. `None` if one
+/// still runs, waits for a timer, or ended (its parent goes on).
+pub(crate) async fn parked_family(
+    client: &Client,
+    id: ExecutionId,
+    records: &[Record],
+) -> Result<Option<Vec<Waiting>>, Failure> {
+    let mut todo = super::inspect::open_children(id, records);
+    let mut waits = Vec::new();
+    let mut seen = 0;
+    while let Some(child) = todo.pop() {
+        seen += 1;
+        if seen > FAMILY_LIMIT {
+            return Ok(None);
+        }
+        let x = client.execution(child).await?;
+        match x.status {
+            Status::Waiting => {
+                let own = waits_of(&x);
+                if own.is_empty() || own.iter().any(|w| w.kind == WaitKind::Timer) {
+                    return Ok(None);
+                }
+                waits.extend(own.into_iter().map(|w| Waiting { parent: Some(id), ..w }));
+            }
+            Status::Running => {
+                let grandchildren = super::inspect::open_children(child, &client.events(child, 0).await?);
+                if grandchildren.is_empty() {
+                    return Ok(None);
+                }
+                todo.extend(grandchildren);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(if waits.is_empty() { None } else { Some(waits) })
+}
+
+/// Follow `id` over the event stream until it settles; with a printer,
+/// print every record as it arrives. Returns where it stands.
+pub(crate) async fn settle(
+    client: &Client,
+    id: ExecutionId,
+    mut printer: Option<&mut Printer>,
+) -> Result<Execution, Failure> {
+    let mut records: Vec<Record> = Vec::new();
+    let mut stream = client.follow(id, 0);
+    let mut check = false;
+    // After a `Waiting` record, ask as soon as the stream pauses (a burst
+    // of records read later could show the wait already over).
+    let mut soon = false;
+    loop {
+        let idle = if soon { SOON } else { IDLE };
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Ok(Some(Item::Record(r)))) => {
+                if let Some(p) = printer.as_deref_mut() {
+                    p.print(&r);
+                }
+                let end = r.event.is_terminal();
+                soon = matches!(r.event, crate::journal::Event::Waiting { .. });
+                records.push(r);
+                if end {
+                    break;
+                }
+            }
+            Ok(Ok(Some(Item::End(_)) | None)) => break,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                check = true;
+                soon = false;
+            }
+        }
+        if check {
+            check = false;
+            let x = client.execution(id).await?;
+            if settled(client, &x, &records).await? {
+                break;
+            }
+        }
+    }
+    // What became durable after the last record read (nothing when it
+    // ended on the stream): print it too, then read where it stands.
+    if let Some(p) = printer {
+        for r in client.events(id, p.last()).await? {
+            p.print(&r);
+        }
+    }
+    Ok(client.execution(id).await?)
+}
+
+/// Print where `x` stands, as the local commands do.
+pub(crate) async fn print_outcome(client: &Client, x: &Execution, json: bool) -> CliResult {
+    let waits = match x.status {
+        s if s.is_terminal() => Vec::new(),
+        Status::Running => parked_family(client, x.id, &client.events(x.id, 0).await?).await?.unwrap_or_default(),
+        _ => waits_of(x),
+    };
+    if x.status == Status::Running && waits.is_empty() {
+        return Err(Failure::new(format!("execution {} is still running on {}", x.id, client.base())));
+    }
+    // The payload keys come from the workflow; only needed for a wait.
+    let workflow = match waits.is_empty() {
+        true => None,
+        false => client.workflow(&x.workflow_id, Some(&x.version)).await.ok().map(|(_, wf)| wf),
+    };
+    let keys = |w: &Waiting| workflow.as_ref().filter(|_| w.id == x.id).and_then(|wf| payload_key_in(wf, &w.node));
+    let inv = Invocation::remote(client.base());
+    render_outcome(&keys, &inv, &outcome_of(x), (x.created_ms, x.updated_ms), &waits, None, json)
+}
+
+/// Settle `id` and print its outcome (`signal`, `approve` with a server).
+pub(crate) async fn carry_on(client: &Client, id: ExecutionId, json: bool) -> CliResult {
+    let x = settle(client, id, None).await?;
+    print_outcome(client, &x, json).await
+}
+
+/// `--input`/`--payload` text as JSON, or a clear error.
+pub(crate) fn json_arg(flag: &str, text: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text)
+        .map_err(|e| Failure::new(format!("{flag} is not valid JSON: {e} (line {}, column {})", e.line(), e.column())))
+}

@@ -1,0 +1,272 @@
+//! The `jamjet` CLI against a real `jamjet dev` on 127.0.0.1:0, with
+//! `--server URL` and with `JAMJET_SERVER`: run to completion, to a wait
+//! and on with a signal, to an approval and on with a decision, cancel;
+//! `inspect` and `executions` print what the local commands print once
+//! the server stopped; `run --follow` prints the steps in order (text and
+//! JSON Lines), locally and over the server's event stream; unknown
+//! executions and unreachable servers are clear errors.
+//!
+//! The CLI is always given the server's own data dir: were it to open the
+//! store instead of going through the API, the server's lock would fail it.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+use support::dev::DevServer;
+use support::jamjet;
+
+/// Two steps, then the end.
+const TWO_STEPS: &str = r#"id: two
+version: "1"
+state_schema: { a: int, b: int }
+nodes:
+  first: { type: set, values: { a: 1 }, next: second }
+  second: { type: set, values: { b: 2 } }
+"#;
+
+/// Park until `payment:<order_id>`.
+const PAY: &str = r#"id: pay
+state_schema: { order_id: str, payment: any }
+nodes:
+  wait_payment: { type: wait, event: "payment:{{ state.order_id }}", output_key: payment, next: done }
+  done: { type: end }
+"#;
+
+/// An approval, then a wait for the shipment.
+const REVIEW: &str = r#"id: review
+state_schema: { order_id: str, decision: any, shipped: any }
+nodes:
+  review: { type: approval, prompt: "Ship order {{ state.order_id }}?", output_key: decision, next: ship }
+  ship: { type: wait, event: "shipped:{{ state.order_id }}", output_key: shipped, next: done }
+  done: { type: end }
+"#;
+
+fn workflow(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+/// `jamjet --data-dir DIR ARGS... --server URL`.
+fn cli(dir: &Path, url: &str, args: &[&str]) -> Output {
+    jamjet()
+        .env_remove("JAMJET_SERVER")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .args(["--server", url])
+        .output()
+        .expect("running jamjet")
+}
+
+/// `jamjet --data-dir DIR ARGS...` with `JAMJET_SERVER=URL`.
+fn cli_env(dir: &Path, url: &str, args: &[&str]) -> Output {
+    jamjet().env("JAMJET_SERVER", url).arg("--data-dir").arg(dir).args(args).output().expect("running jamjet")
+}
+
+/// `jamjet --data-dir DIR ARGS...` on the data dir itself.
+fn local(dir: &Path, args: &[&str]) -> Output {
+    jamjet().env_remove("JAMJET_SERVER").arg("--data-dir").arg(dir).args(args).output().expect("running jamjet")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "failed: {}\nstdout:\n{stdout}\nstderr:\n{}", out.status, stderr(&out));
+    stdout
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn json(out: Output) -> Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("no JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn run_completes_through_the_server_and_inspect_prints_what_the_local_one_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    let mut server = DevServer::start(&data, &[]);
+    let out = json(cli(&data, &server.url, &["run", &wf, "--json"]));
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!((out["state"]["a"].as_i64(), out["state"]["b"].as_i64()), (Some(1), Some(2)), "{out}");
+    let id = out["id"].as_str().unwrap().to_string();
+    // The same key twice is the same execution.
+    let keyed = json(cli(&data, &server.url, &["run", &wf, "--key", "k1", "--json"]));
+    let again = json(cli(&data, &server.url, &["run", &wf, "--key", "k1", "--json"]));
+    assert_eq!(keyed["id"], again["id"]);
+    assert_ne!(keyed["id"], out["id"]);
+    let text = ok(cli(&data, &server.url, &["inspect", &id]));
+    let verbose = ok(cli(&data, &server.url, &["inspect", &id, "-v"]));
+    let remote_json = json(cli(&data, &server.url, &["inspect", &id, "--json"]));
+    assert!(text.contains("first") && text.contains("second") && text.contains("completed"), "{text}");
+    server.stop();
+    assert_eq!(text, ok(local(&data, &["inspect", &id])));
+    assert_eq!(verbose, ok(local(&data, &["inspect", &id, "-v"])));
+    assert_eq!(remote_json, json(local(&data, &["inspect", &id, "--json"])));
+}
+
+#[test]
+fn a_wait_and_a_signal_through_jamjet_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = workflow(dir.path(), "pay.yaml", PAY);
+    let server = DevServer::start(&data, &[]);
+    let url = server.url.as_str();
+    let text = ok(cli_env(&data, url, &["run", &wf, "--input", r#"{"order_id": "42"}"#]));
+    assert!(text.contains("waits at node `wait_payment`") && text.contains("for event `payment:42`"), "{text}");
+    // JAMJET_SERVER says where already: the next command needs no --server.
+    let next = text.lines().find(|l| l.contains("to go on:")).unwrap_or_else(|| panic!("no next step:\n{text}"));
+    assert!(next.contains("jamjet signal exec_") && !next.contains("--server"), "{next}");
+    let out = json(cli_env(&data, url, &["run", &wf, "--input", r#"{"order_id": "43"}"#, "--json"]));
+    assert_eq!(out["status"], "waiting", "{out}");
+    assert_eq!(out["waiting"][0]["event"], "payment:43", "{out}");
+    let id = out["id"].as_str().unwrap();
+    let listed = json(cli_env(&data, url, &["executions", "--waiting", "--json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let done = json(cli_env(&data, url, &["signal", id, "payment:43", "--payload", r#"{"paid": 10}"#, "--json"]));
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["state"]["payment"]["paid"].as_f64(), Some(10.0), "{done}");
+}
+
+#[test]
+fn an_approval_a_decision_and_a_cancel_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = workflow(dir.path(), "review.yaml", REVIEW);
+    let server = DevServer::start(&data, &[]);
+    let url = server.url.as_str();
+    let text = ok(cli(&data, url, &["run", &wf, "--input", r#"{"order_id": "7"}"#]));
+    assert!(text.contains("for an approval") && text.contains("prompt: Ship order 7?"), "{text}");
+    let next = text.lines().find(|l| l.contains("to go on:")).unwrap_or_else(|| panic!("no next step:\n{text}"));
+    assert!(next.contains("--decision approved") && next.contains(&format!("--server {url}")), "{next}");
+    let id = text.split_whitespace().nth(1).unwrap().to_string();
+    assert!(id.starts_with("exec_"), "{text}");
+    let approved = json(cli(&data, url, &["approve", &id, "--decision", "approved", "--by", "ann", "--json"]));
+    assert_eq!(approved["status"], "waiting", "{approved}");
+    assert_eq!(approved["waiting"][0]["event"], "shipped:7", "{approved}");
+    assert_eq!(approved["state"]["decision"]["approved"], true, "{approved}");
+    let twice = cli(&data, url, &["approve", &id, "--decision", "rejected"]);
+    assert!(!twice.status.success(), "a second decision is refused");
+    let cancelled = json(cli(&data, url, &["cancel", &id, "--reason", "out of stock", "--json"]));
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["children"], serde_json::json!([]));
+    let late = cli(&data, url, &["signal", &id, "shipped:7"]);
+    assert!(!late.status.success());
+    assert!(stderr(&late).contains("finished"), "{}", stderr(&late));
+}
+
+#[test]
+fn executions_through_the_server_list_what_the_local_command_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let two = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let mut server = DevServer::start(&data, &[]);
+    let url = server.url.clone();
+    ok(cli(&data, &url, &["run", &two]));
+    ok(cli(&data, &url, &["run", &pay, "--input", r#"{"order_id": "1"}"#]));
+    let all = json(cli(&data, &url, &["executions", "--json"]));
+    let waiting = json(cli(&data, &url, &["executions", "--waiting", "--json"]));
+    let completed = json(cli(&data, &url, &["executions", "--status", "completed", "--json"]));
+    let table = ok(cli(&data, &url, &["executions"]));
+    assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
+    assert_eq!(completed.as_array().map(Vec::len), Some(1), "{completed}");
+    server.stop();
+    assert_eq!(all, json(local(&data, &["executions", "--json"])));
+    assert_eq!(waiting, json(local(&data, &["executions", "--waiting", "--json"])));
+    assert_eq!(completed, json(local(&data, &["executions", "--status", "completed", "--json"])));
+    assert_eq!(table, ok(local(&data, &["executions"])));
+}
+
+/// The JSON Lines of `--follow --json`, then the outcome (pretty JSON).
+fn split_follow(stdout: &str) -> (Vec<Value>, Value) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let records = lines.iter().take_while(|l| l.starts_with("{\"seq\"")).count();
+    let parsed = lines[..records].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let outcome = serde_json::from_str(&lines[records..].join("\n")).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    (parsed, outcome)
+}
+
+fn check_followed(text: &str, json_out: &str) {
+    let order =
+        ["execution started", "first  started", "first  completed in", "second  started", "second  completed in"];
+    let mut at = 0;
+    for step in order {
+        let found = text[at..].find(step).unwrap_or_else(|| panic!("`{step}` missing or out of order:\n{text}"));
+        at += found + step.len();
+    }
+    assert!(text[at..].contains("execution completed"), "{text}");
+    assert!(text.contains("\nexecution exec_") && text.contains(" completed at "), "the outcome follows:\n{text}");
+    let (records, outcome) = split_follow(json_out);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "every record once, in order");
+    for r in &records {
+        let _: jamjet::journal::Record = serde_json::from_value(r.clone()).unwrap();
+    }
+    assert!(records.first().is_some_and(|r| r["event"]["ExecutionStarted"].is_object()), "{json_out}");
+    assert!(records.last().is_some_and(|r| r["event"]["ExecutionCompleted"].is_object()), "{json_out}");
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+}
+
+#[test]
+fn run_follow_prints_each_step_in_order_locally_and_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    check_followed(
+        &ok(local(&data, &["run", &wf, "--follow"])),
+        &ok(local(&data, &["run", &wf, "--follow", "--json"])),
+    );
+    let server = DevServer::start(&data, &[]);
+    let url = server.url.as_str();
+    check_followed(
+        &ok(cli(&data, url, &["run", &wf, "--follow"])),
+        &ok(cli_env(&data, url, &["run", &wf, "--follow", "--json"])),
+    );
+    // A follow that parks: the wait is the last step shown, then what moves it on.
+    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let text = ok(cli(&data, url, &["run", &pay, "--input", r#"{"order_id": "9"}"#, "--follow"]));
+    let wait = text.find("wait_payment  waiting for event `payment:9`").unwrap_or_else(|| panic!("{text}"));
+    assert!(text[wait..].contains("to go on: jamjet signal"), "{text}");
+}
+
+#[test]
+fn unknown_executions_conflicts_and_unreachable_servers_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    let server = DevServer::start(&data, &[]);
+    let url = server.url.as_str();
+    let unknown = "exec_01JM4X8NKWP2ABCDEFGHJKMNPQ";
+    for args in [vec!["inspect", unknown], vec!["signal", unknown, "k"], vec!["cancel", unknown]] {
+        let out = cli(&data, url, &args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(unknown) && err.contains("unknown_execution") && err.contains(url), "{args:?}: {err}");
+    }
+    // Other content under the same id and version: refused, with the way out; --replace takes it.
+    ok(cli(&data, url, &["run", &wf]));
+    let changed = workflow(dir.path(), "two_changed.yaml", &TWO_STEPS.replace("a: 1", "a: 5"));
+    let out = cli(&data, url, &["run", &changed]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bump `version:`") && err.contains("--replace"), "{err}");
+    let out = json(cli(&data, url, &["run", &changed, "--replace", "--json"]));
+    assert_eq!(out["state"]["a"].as_i64(), Some(5), "{out}");
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gone = format!("http://127.0.0.1:{port}");
+    for args in [vec!["run", wf.as_str()], vec!["executions"], vec!["inspect", unknown]] {
+        let out = cli(&data, &gone, &args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("cannot reach jamjet server at {gone}")), "{args:?}: {err}");
+    }
+}
