@@ -7,7 +7,8 @@
 //! - A message becomes the input: every data part that is an object is
 //!   merged into it; the text parts (joined by newlines) go to the agent's
 //!   text key ([`Agent::text_key`]). Whole-number floats are read as
-//!   integers where the state schema says `int`.
+//!   integers unless the state schema says `float` (and in an event's
+//!   payload): protobuf-based clients send every number as a float.
 //! - States: running → working; parked on an event or an approval →
 //!   input-required (its status message names what it waits for, as text
 //!   and as a data part `{"waiting": [...]}`); completed / failed /
@@ -92,20 +93,33 @@ pub fn input_of(agent: &Agent, message: &Message) -> Result<Value, RpcError> {
     Ok(Value::Object(input))
 }
 
-/// `3.0` → `3` where the schema wants an `int` (JSON clients built on
-/// protobuf send every number as a float).
+/// `3.0` → `3` except where the schema says `float` (clients built on
+/// protobuf send every number as a float, so a whole number is read as an
+/// integer unless a float is declared).
 fn integral_numbers(schema: &StateSchema, input: &mut Map<String, Value>) {
     for (key, value) in input.iter_mut() {
-        let Some(t) = schema.fields.get(key) else { continue };
-        let wants_int = matches!(t, Type::Int) || matches!(t, Type::Optional(inner) if **inner == Type::Int);
-        if wants_int
-            && let Some(f) = value.as_f64()
-            && value.is_f64()
-            && f.fract() == 0.0
-            && f.abs() < 9.0e15
-        {
-            *value = json!(f as i64);
+        let float = matches!(schema.fields.get(key), Some(Type::Float))
+            || matches!(schema.fields.get(key), Some(Type::Optional(inner)) if **inner == Type::Float);
+        if !float {
+            integral(value);
         }
+    }
+}
+
+/// Every whole-number float in `value` as an integer.
+fn integral(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = json!(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral),
+        Value::Object(m) => m.values_mut().for_each(integral),
+        _ => {}
     }
 }
 
@@ -269,7 +283,8 @@ pub async fn follow_up(rt: &Runtime, id: ExecutionId, message: &Message) -> Resu
         }
         _ => {
             let key = wait.event.clone().unwrap_or_default();
-            let payload = data.or(text.map(Value::String)).unwrap_or(Value::Null);
+            let mut payload = data.or(text.map(Value::String)).unwrap_or(Value::Null);
+            integral(&mut payload);
             rt.signal(wait.id, &key, payload).await.map_err(|e| RpcError::from_runtime(e, id))?;
         }
     }
