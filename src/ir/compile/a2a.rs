@@ -74,3 +74,49 @@ impl Ctx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::compile_str;
+
+    const HEAD: &str = "id: a\nstate_schema: { q: str, n: int }\n";
+    const NODES: &str = "nodes:\n  one:\n    type: set\n    values: { n: 1 }\n";
+
+    #[test]
+    fn a2a_section_compiles_into_the_ir() {
+        let src =
+            format!("{HEAD}a2a:\n  skill: s\n  description: d\n  tags: [x]\n  input_key: q\n  output_key: n\n{NODES}");
+        let wf = compile_str(&src, "a.yaml").unwrap();
+        let a = wf.a2a.unwrap();
+        assert_eq!((a.skill.as_str(), a.description.as_str()), ("s", "d"));
+        assert_eq!(a.tags, ["x"]);
+        assert_eq!(a.input_key.as_deref(), Some("q"));
+        assert_eq!(a.output_key.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn a_workflow_without_a2a_keeps_its_hash() {
+        let wf = compile_str(&format!("{HEAD}{NODES}"), "a.yaml").unwrap();
+        assert!(wf.a2a.is_none());
+        assert!(!serde_json::to_string(&wf).unwrap().contains("a2a"), "no key in the IR JSON, so hashes are unchanged");
+    }
+
+    #[test]
+    fn findings_name_the_line_and_column() {
+        let cases = [
+            ("a2a:\n  description: d\n", 4, 3, "missing the required field `skill`"),
+            ("a2a:\n  skill: s\n  description: d\n  input_key: n\n", 6, 14, "must be a `str` state key"),
+            ("a2a:\n  skill: s\n  description: d\n  input_key: qq\n", 6, 14, "did you mean `q`"),
+            ("a2a:\n  skill: s\n  description: d\n  skil: x\n", 6, 3, "unknown field `skil`"),
+            ("a2a:\n  skill: \"\"\n  description: d\n", 4, 10, "must not be empty"),
+            ("a2a:\n  skill: s\n  description: d\n  tags: x\n", 6, 9, "must be a list of strings"),
+        ];
+        for (section, line, column, message) in cases {
+            let src = format!("{HEAD}{section}{NODES}");
+            let err = compile_str(&src, "a.yaml").unwrap_err();
+            let found = err.0.iter().find(|d| d.message.contains(message));
+            let d = found.unwrap_or_else(|| panic!("no finding `{message}` for {section:?}: {err}"));
+            assert_eq!((d.line, d.column), (line, column), "{section:?}: {d:?}");
+        }
+    }
+}
