@@ -400,3 +400,39 @@ async fn a_parked_task_survives_kill_9_and_completes_after_restart() {
     assert_eq!(done["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED", "{done}");
     assert_eq!(done["result"]["task"]["artifacts"][0]["parts"][0]["text"], "paid 5");
 }
+
+/// The SSE frames of a streaming JSON-RPC call, read to the end of the stream.
+async fn sse_frames(url: &str, method: &str, params: Value) -> Vec<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": "sub", "method": method, "params": params});
+    let r = http().post(url).body(serde_json::to_vec(&body).unwrap()).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn subscribe_to_a_parked_task_and_refuse_a_finished_one() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = Dev::start(data.path(), &[]);
+    let url = format!("{}/a2a/payment", dev.url);
+    let start = json!({"message": {"messageId": "s1", "role": "ROLE_USER", "parts": [{"data": {"order_id": "s"}}]}});
+    let r = rpc(&url, "SendMessage", start).await;
+    let id = r["result"]["task"]["id"].as_str().unwrap().to_string();
+
+    let v1 = sse_frames(&url, "SubscribeToTask", json!({"id": id})).await;
+    assert_eq!(v1[0]["result"]["task"]["status"]["state"], "TASK_STATE_INPUT_REQUIRED", "{v1:?}");
+    let last = &v1.last().unwrap()["result"]["statusUpdate"];
+    assert_eq!(last["status"]["state"], "TASK_STATE_INPUT_REQUIRED", "the stream ends at input-required: {v1:?}");
+    let v03 = sse_frames(&url, "tasks/resubscribe", json!({"id": id})).await;
+    let last = &v03.last().unwrap()["result"];
+    assert_eq!((last["status"]["state"].as_str(), last["final"].as_bool()), (Some("input-required"), Some(true)));
+
+    let follow =
+        json!({"message": {"messageId": "s2", "taskId": id, "role": "ROLE_USER", "parts": [{"data": {"amount": 1}}]}});
+    let done = rpc(&url, "SendMessage", follow).await;
+    assert_eq!(done["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED", "{done}");
+    let again = json!({"message": {"messageId": "s3", "taskId": id, "role": "ROLE_USER", "parts": [{"text": "more"}]}});
+    let refused = rpc(&url, "SendMessage", again).await;
+    assert_eq!(refused["error"]["code"], -32004, "a finished task takes no more messages: {refused}");
+    let finished = rpc(&url, "SubscribeToTask", json!({"id": id})).await;
+    assert_eq!(finished["error"]["code"], -32004, "{finished}");
+}
