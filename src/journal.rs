@@ -161,6 +161,14 @@ pub trait Journal: Send + Sync + 'static {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>>;
     /// Every record of one execution, in order.
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error>;
+    /// The records of one execution with a sequence number above `after`,
+    /// in order (what a live stream needs after its last sent record).
+    /// Backends that can seek override this.
+    fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
+        let mut records = self.read(execution)?;
+        records.retain(|r| r.seq > after);
+        Ok(records)
+    }
     /// The index row of one execution.
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error>;
     /// Every index row, oldest first.

@@ -756,6 +756,17 @@ impl Runtime {
         Ok(records)
     }
 
+    /// The records of an execution after sequence number `after` (empty
+    /// when there are none yet): a live stream reads only what it has not
+    /// sent, instead of the whole history on every append.
+    pub fn events_after(&self, id: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
+        let records = self.services().journal.read_after(id, after)?;
+        if records.is_empty() && self.services().journal.meta(id)?.is_none() {
+            return Err(Error::UnknownExecution(id));
+        }
+        Ok(records)
+    }
+
     /// The workflow an execution runs.
     pub fn workflow_of(&self, id: ExecutionId) -> Result<Arc<Workflow>, Error> {
         let meta = self.status(id)?;

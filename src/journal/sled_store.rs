@@ -62,6 +62,12 @@ fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
     k
 }
 
+/// The first sequence number of the frame stored under an event key.
+fn frame_seq(key: &[u8]) -> Result<u64, Error> {
+    let bytes = key.get(17..25).ok_or_else(|| Error::Corrupt("short event key".into()))?;
+    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| Error::Corrupt("short event key".into()))?))
+}
+
 fn meta_key(id: ExecutionId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = META;
@@ -216,6 +222,35 @@ impl Journal for SledJournal {
                 )));
             }
             records.extend(decode_frame(first, &v)?);
+        }
+        Ok(records)
+    }
+
+    fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
+        // A frame's key is its first seq: start at the frame that holds
+        // `after + 1` (the last one keyed at or below it), not at seq 1.
+        let want = after.saturating_add(1);
+        let start = self
+            .db
+            .range(event_key(execution, 0)..=event_key(execution, want))
+            .next_back()
+            .transpose()
+            .map_err(storage)?
+            .map_or(Ok(0), |(k, _)| frame_seq(&k))?;
+        let mut records = Vec::new();
+        let mut expected = None;
+        for kv in self.db.range(event_key(execution, start)..=event_key(execution, u64::MAX)) {
+            let (k, v) = kv.map_err(storage)?;
+            let first = frame_seq(&k)?;
+            if expected.is_some_and(|e| e != first) {
+                return Err(Error::Corrupt(format!(
+                    "execution {execution}: record {first} follows record {}",
+                    expected.unwrap_or(0) - 1
+                )));
+            }
+            let frame = decode_frame(first, &v)?;
+            expected = Some(first + frame.len() as u64);
+            records.extend(frame.into_iter().filter(|r| r.seq > after));
         }
         Ok(records)
     }

@@ -82,6 +82,9 @@ impl Journal for Observed {
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         self.inner.read(execution)
     }
+    fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
+        self.inner.read_after(execution, after)
+    }
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
         self.inner.meta(execution)
     }
