@@ -48,6 +48,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Serialize)]
 pub struct FanoutReport {
+    /// `SSE` (over HTTP) or `feed` (`--direct`: Runtime::subscribe).
+    pub via: &'static str,
     pub execution: String,
     pub subscribers: usize,
     /// Subscribers that had their first record before the signal.
@@ -82,7 +84,8 @@ pub(crate) async fn run(target: &Target, n: usize, quiet: bool) -> Result<Fanout
     let began = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
-        let (target, connected, notify, signalled) = (target.clone(), connected.clone(), notify.clone(), signalled.clone());
+        let (target, connected, notify, signalled) =
+            (target.clone(), connected.clone(), notify.clone(), signalled.clone());
         tasks.push(tokio::spawn(async move {
             let on_first = move || {
                 connected.fetch_add(1, Ordering::SeqCst);
@@ -119,7 +122,9 @@ pub(crate) async fn run(target: &Target, n: usize, quiet: bool) -> Result<Fanout
         seen.push(t.await.map_err(|e| format!("a subscriber task failed: {e}"))?);
     }
     let history = history(target, id).await?;
-    Ok(judge(id, n, connected_n, connect_seconds, &history, seen))
+    let mut report = judge(id, n, connected_n, connect_seconds, &history, seen);
+    report.via = if matches!(target, Target::Http(_)) { "SSE" } else { "feed" };
+    Ok(report)
 }
 
 /// Register the workflow, start one execution, wait until it is parked.
@@ -195,12 +200,7 @@ async fn subscribe(target: &Target, id: ExecutionId, on_first: impl FnOnce()) ->
 }
 
 /// Follow the live feed in-process, as the stream handler does.
-async fn feed(
-    rt: &crate::Runtime,
-    id: ExecutionId,
-    seen: &mut Seen,
-    on_first: impl FnOnce(),
-) -> Result<(), String> {
+async fn feed(rt: &crate::Runtime, id: ExecutionId, seen: &mut Seen, on_first: impl FnOnce()) -> Result<(), String> {
     let mut on_first = Some(on_first);
     let mut rx = rt.subscribe(id);
     let mut last = 0;
@@ -336,18 +336,19 @@ fn judge(
     let mut ends = Vec::new();
     let last = history.last().and_then(|r| r["seq"].as_u64()).unwrap_or(0);
     for (i, s) in seen.into_iter().enumerate() {
-        let problem = if let Some(e) = s.error {
-            Some(e)
-        } else if !s.ended {
-            Some("no end".to_string())
-        } else if s.records.len() != history.len() {
-            let seqs: Vec<u64> = s.records.iter().filter_map(|r| r["seq"].as_u64()).collect();
-            Some(format!("got {} records (seqs {seqs:?}), the history has {}", s.records.len(), history.len()))
-        } else {
-            s.records.iter().zip(history).position(|(a, b)| a != b).map(|at| {
-                format!("record {} differs: got {}, the history has {}", at + 1, s.records[at], history[at])
-            })
-        };
+        let problem =
+            if let Some(e) = s.error {
+                Some(e)
+            } else if !s.ended {
+                Some("no end".to_string())
+            } else if s.records.len() != history.len() {
+                let seqs: Vec<u64> = s.records.iter().filter_map(|r| r["seq"].as_u64()).collect();
+                Some(format!("got {} records (seqs {seqs:?}), the history has {}", s.records.len(), history.len()))
+            } else {
+                s.records.iter().zip(history).position(|(a, b)| a != b).map(|at| {
+                    format!("record {} differs: got {}, the history has {}", at + 1, s.records[at], history[at])
+                })
+            };
         match problem {
             None => {
                 complete += 1;
@@ -367,6 +368,7 @@ fn judge(
         failures.insert(0, format!("execution {id}: its history has no terminal record"));
     }
     FanoutReport {
+        via: "SSE",
         execution: id.to_string(),
         subscribers: n,
         connected,
@@ -382,9 +384,10 @@ fn judge(
 
 pub(crate) fn print_summary(f: &FanoutReport) {
     println!(
-        "fan-out     {} SSE subscribers on {} ({} connected in {:.2} s): {}/{} got all {} records in order and the end; \
+        "fan-out     {} {} subscribers on {} ({} connected in {:.2} s): {}/{} got all {} records in order and the end; \
          end seen p50 {:.2} s, last {:.2} s after the signal{}",
         f.subscribers,
+        f.via,
         f.execution,
         f.connected,
         f.connect_seconds,
@@ -408,11 +411,7 @@ mod tests {
         let got = p.push(b"utionStarted\r\ndata: {\"seq\":1}\r\n\r\nevent: end\ndata: {\"status\":\n");
         assert_eq!(
             got,
-            vec![SseEvent {
-                id: Some("1".into()),
-                event: Some("ExecutionStarted".into()),
-                data: "{\"seq\":1}".into()
-            }]
+            vec![SseEvent { id: Some("1".into()), event: Some("ExecutionStarted".into()), data: "{\"seq\":1}".into() }]
         );
         let got = p.push(b"data: \"completed\"}\n\n");
         assert_eq!(
@@ -435,7 +434,8 @@ mod tests {
             json!({"seq": 3, "event": {"ExecutionCompleted": {}}}),
         ];
         let full = Seen { records: history.clone(), ended: true, ended_after: None, error: None };
-        let gap = Seen { records: vec![history[0].clone(), history[2].clone()], ended: true, ended_after: None, error: None };
+        let gap =
+            Seen { records: vec![history[0].clone(), history[2].clone()], ended: true, ended_after: None, error: None };
         let id = ExecutionId::new(1);
         let r = judge(id, 2, 2, 0.0, &history, vec![full, gap]);
         assert_eq!(r.complete, 1);

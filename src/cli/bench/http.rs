@@ -622,5 +622,4 @@ mod tests {
         let wf = compile_str(LOAD_WORKFLOW, "bench-http.yaml").unwrap();
         assert_eq!(wf.nodes.len(), 3);
     }
-
 }
