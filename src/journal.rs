@@ -13,6 +13,7 @@
 //! → the timer index.
 
 mod event;
+pub mod latency;
 mod memory;
 mod sled_store;
 mod wal;
@@ -162,8 +163,8 @@ pub trait Journal: Send + Sync + 'static {
     /// Every record of one execution, in order.
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error>;
     /// The records of one execution with a sequence number above `after`,
-    /// in order (what a live stream needs after its last sent record).
-    /// Backends that can seek override this.
+    /// in order (what a live follower has not seen yet). Backends override
+    /// it to skip what came before instead of reading everything.
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         let mut records = self.read(execution)?;
         records.retain(|r| r.seq > after);

@@ -6,6 +6,7 @@
 //! the template engine, the function registry.
 
 mod feed;
+mod node_latency;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +29,7 @@ use crate::journal::{
 
 use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
 pub use feed::{Feed, Observed};
+pub use node_latency::NodeLatency;
 
 /// What can go wrong using a runtime.
 #[derive(Debug, thiserror::Error)]
@@ -727,6 +729,19 @@ impl Runtime {
     pub fn waiting(&self) -> Result<Vec<Waiting>, Error> {
         let mut out = Vec::new();
         for meta in self.list(Some(Status::Waiting))? {
+            out.extend(self.waits_of(&meta)?);
+        }
+        Ok(out)
+    }
+
+    /// What one execution waits for now (empty when it waits for nothing).
+    pub fn waiting_on(&self, id: ExecutionId) -> Result<Vec<Waiting>, Error> {
+        self.waits_of(&self.status(id)?)
+    }
+
+    fn waits_of(&self, meta: &ExecutionMeta) -> Result<Vec<Waiting>, Error> {
+        let mut out = Vec::new();
+        {
             let st = self.machine(meta.id)?;
             for (node, a) in &st.active {
                 let Some(w) = &a.wait else { continue };
@@ -794,15 +809,15 @@ impl Runtime {
         Ok(records)
     }
 
-    /// The records of an execution after sequence number `after` (empty
-    /// when there are none yet): a live stream reads only what it has not
-    /// sent, instead of the whole history on every append.
+    /// The records of `id` with a sequence number above `after` (what a
+    /// follower has not seen yet). Unknown executions read as empty.
     pub fn events_after(&self, id: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
-        let records = self.services().journal.read_after(id, after)?;
-        if records.is_empty() && self.services().journal.meta(id)?.is_none() {
-            return Err(Error::UnknownExecution(id));
-        }
-        Ok(records)
+        Ok(self.services().journal.read_after(id, after)?)
+    }
+
+    /// The execution submitted under an idempotency key, if any.
+    pub fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
+        Ok(self.services().journal.find_key(key)?)
     }
 
     /// The workflow an execution runs.
@@ -833,6 +848,11 @@ impl Runtime {
             }
         }
         Ok(resumed)
+    }
+
+    /// Node latency histograms by node type (for `/metrics`).
+    pub fn node_latency(&self) -> Vec<(&'static str, crate::journal::latency::Snapshot)> {
+        self.services().feed.latency.snapshot()
     }
 
     /// Counters of the journal (appends, events, syncs).

@@ -12,14 +12,23 @@
 //! requests (and the journal writes they await) finish.
 
 pub mod api;
+pub mod auth;
 pub mod error;
+mod extract;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod sse;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::from_fn_with_state;
+use axum::{Extension, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::runtime::Runtime;
 
@@ -39,11 +48,22 @@ pub struct Config {
     pub a2a_all: bool,
     /// The URL peers reach this server at (agent cards); default: `http://{bind}`.
     pub public_url: Option<String>,
+    /// Accepted API keys (digests); empty: no key needed (loopback only).
+    pub api_keys: auth::Keys,
+    /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
     pub fn new(bind: SocketAddr) -> Self {
-        Config { bind, body_limit: DEFAULT_BODY_LIMIT, a2a_all: false, public_url: None }
+        Config {
+            bind,
+            body_limit: DEFAULT_BODY_LIMIT,
+            a2a_all: false,
+            public_url: None,
+            api_keys: auth::Keys::default(),
+            cors_origins: Vec::new(),
+        }
     }
 
     /// The base URL peers use to reach this server.
@@ -59,18 +79,60 @@ pub struct AppState {
     pub config: Arc<Config>,
 }
 
-/// The whole server: REST API and A2A endpoints over one runtime.
+/// The whole server: REST API and A2A endpoints over one runtime. Every
+/// route but `/health`, `/openapi.json` and the agent cards is behind the
+/// API-key check; every request is counted (`/metrics`) and its body
+/// limited (413 JSON); CORS only for the configured origins.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new().merge(api::routes()).merge(crate::a2a::routes()).layer(DefaultBodyLimit::max(limit)).with_state(state)
+    let config = state.config.clone();
+    let limit = config.body_limit;
+    let keys = Arc::new(config.api_keys.clone());
+    let http = Arc::new(metrics::HttpMetrics::default());
+    let guarded = Router::new()
+        .merge(api::routes())
+        .merge(crate::a2a::routes())
+        .route_layer(from_fn_with_state(keys, auth::check));
+    let mut app = Router::new()
+        .merge(api::public_routes())
+        .merge(crate::a2a::public_routes())
+        .merge(guarded)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn_with_state(limit, limits::limit))
+        .layer(from_fn_with_state(http.clone(), metrics::count))
+        .layer(Extension(http));
+    if let Some(cors) = cors(&config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
 }
 
-/// Serve on `listener` until `shutdown` resolves; then stop accepting and
-/// let in-flight requests finish. The caller shuts the runtime down after.
+/// CORS for exactly these origins; `None` (CORS off) when there are none.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")]),
+    )
+}
+
+/// Serve on `listener` until `shutdown` resolves; then stop accepting, end
+/// every open event stream ([`sse::Closing`]) and let in-flight requests
+/// finish. The caller shuts the runtime down after.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let app = router(state).layer(Extension(sse::Closing(closed)));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

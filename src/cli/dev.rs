@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::{CliResult, Failure};
 use crate::runtime::Runtime;
+use crate::server::auth::Keys;
 use crate::server::{self, AppState, Config};
 
 #[derive(clap::Args, Debug)]
@@ -34,9 +35,51 @@ pub struct Args {
     /// The URL peers reach this server at (agent cards); default http://BIND.
     #[arg(long, env = "JAMJET_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Accepted API keys, comma-separated (kept only as SHA-256 digests in memory).
+    #[arg(long = "api-keys", env = "JAMJET_API_KEYS", hide_env_values = true, value_name = "KEYS")]
+    pub api_keys: Option<String>,
+    /// A file of accepted keys' SHA-256 hex digests, one per line (`#` comments).
+    #[arg(long)]
+    pub api_keys_file: Option<PathBuf>,
+    /// Allow cross-origin browser requests from ORIGIN (repeatable); CORS is off without it.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    /// Print a new random API key and its digest line for --api-keys-file, then exit.
+    #[arg(long)]
+    pub new_key: bool,
+}
+
+/// The keys of `JAMJET_API_KEYS` / `--api-keys` and `--api-keys-file`.
+fn load_keys(a: &Args) -> Result<Keys, Failure> {
+    let listed = Keys::from_list(a.api_keys.as_deref().unwrap_or("")).map_err(|e| Failure::new(e.to_string()))?;
+    let filed = match &a.api_keys_file {
+        Some(path) => Keys::from_file(path).map_err(|e| Failure::new(e.to_string()))?,
+        None => Keys::default(),
+    };
+    Ok(listed.merge(filed))
+}
+
+fn print_new_key() -> CliResult {
+    let (key, line) = crate::server::auth::new_key().map_err(|e| Failure::new(e.to_string()))?;
+    println!("key:  {key}");
+    println!("line: {line}");
+    eprintln!("Give the key to the client (Authorization: Bearer <key>); put the line in --api-keys-file.");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
+    if a.new_key {
+        return print_new_key();
+    }
+    let keys = load_keys(&a)?;
+    if keys.is_empty() && !a.bind.ip().is_loopback() {
+        return Err(Failure::new(format!(
+            "refusing to listen on {} without API keys: anything but loopback needs them. \
+             Set JAMJET_API_KEYS=key1,key2 or --api-keys-file FILE (make one with `jamjet dev --new-key`), \
+             or bind to 127.0.0.1",
+            a.bind
+        )));
+    }
     let rt = Runtime::builder().data_dir(data_dir).open().await?;
     if let Some(dir) = &a.workflows {
         register_folder(&rt, dir).await?;
@@ -49,6 +92,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     config.body_limit = a.body_limit;
     config.a2a_all = a.a2a;
     config.public_url = a.public_url;
+    config.api_keys = keys;
+    config.cors_origins = a.cors_origins;
     println!("jamjet dev listening on http://{bound}");
     let _ = std::io::stdout().flush();
     let state = AppState { rt: rt.clone(), config: Arc::new(config) };

@@ -62,12 +62,6 @@ fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
     k
 }
 
-/// The first sequence number of the frame stored under an event key.
-fn frame_seq(key: &[u8]) -> Result<u64, Error> {
-    let bytes = key.get(17..25).ok_or_else(|| Error::Corrupt("short event key".into()))?;
-    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| Error::Corrupt("short event key".into()))?))
-}
-
 fn meta_key(id: ExecutionId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = META;
@@ -227,30 +221,18 @@ impl Journal for SledJournal {
     }
 
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
-        // A frame's key is its first seq: start at the frame that holds
-        // `after + 1` (the last one keyed at or below it), not at seq 1.
+        // Frames are keyed by their first sequence number: start at the
+        // frame that holds `after + 1`, the last one starting at or before it.
         let want = after.saturating_add(1);
-        let start = self
-            .db
-            .range(event_key(execution, 0)..=event_key(execution, want))
-            .next_back()
-            .transpose()
-            .map_err(storage)?
-            .map_or(Ok(0), |(k, _)| frame_seq(&k))?;
+        let from = match self.db.range(event_key(execution, 0)..=event_key(execution, want)).next_back() {
+            Some(kv) => kv.map_err(storage)?.0,
+            None => return Ok(Vec::new()),
+        };
         let mut records = Vec::new();
-        let mut expected = None;
-        for kv in self.db.range(event_key(execution, start)..=event_key(execution, u64::MAX)) {
+        for kv in self.db.range(from.to_vec()..=event_key(execution, u64::MAX).to_vec()) {
             let (k, v) = kv.map_err(storage)?;
-            let first = frame_seq(&k)?;
-            if expected.is_some_and(|e| e != first) {
-                return Err(Error::Corrupt(format!(
-                    "execution {execution}: record {first} follows record {}",
-                    expected.unwrap_or(0) - 1
-                )));
-            }
-            let frame = decode_frame(first, &v)?;
-            expected = Some(first + frame.len() as u64);
-            records.extend(frame.into_iter().filter(|r| r.seq > after));
+            let first = u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
+            records.extend(decode_frame(first, &v)?.into_iter().filter(|r| r.seq > after));
         }
         Ok(records)
     }

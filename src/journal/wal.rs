@@ -256,6 +256,7 @@ fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db) {
                 let synced = began.elapsed();
                 shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 shared.counters.sync_us.fetch_add(synced.as_micros() as u64, Ordering::Relaxed);
+                super::latency::JOURNAL_SYNC.record(synced);
                 let applying = Instant::now();
                 let applied = round.iter().try_for_each(|(b, _)| apply(&db, b));
                 let apply_took = applying.elapsed();

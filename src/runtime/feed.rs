@@ -25,6 +25,8 @@ const SWEEP_AT: usize = 1024;
 #[derive(Default)]
 pub struct Feed {
     channels: Mutex<HashMap<ExecutionId, watch::Sender<u64>>>,
+    /// Node latency by type, from the durable `NodeCompleted` events.
+    pub latency: super::NodeLatency,
 }
 
 impl Feed {
@@ -72,9 +74,11 @@ impl Journal for Observed {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let (id, n, first) = (append.execution, append.events.len() as u64, append.first_seq);
+            let (events, wf) = (append.events, append.workflow.map(|(_, wf)| wf));
             self.inner.append(append).await?;
             if n > 0 {
                 self.feed.appended(id, first + n - 1);
+                self.feed.latency.appended(&*self.inner, id, events, wf);
             }
             Ok(())
         })

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub mod a2a_py;
+pub mod dev;
 pub mod mcp;
 
 /// What the loopback server saw.

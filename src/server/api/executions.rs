@@ -1,0 +1,223 @@
+//! `/executions`: submit (idempotent with a key), list (paged by a
+//! cursor), read one (status, state, usage, what it waits for), its events,
+//! and signal / approve / cancel. The live stream is [`super::super::sse`].
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::super::extract::json_body;
+use super::super::{ApiError, AppState};
+use crate::id::ExecutionId;
+use crate::journal::{ExecutionMeta, Status};
+use crate::runtime::Decision;
+
+/// `GET /executions` pages: default and largest `limit`.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/executions", get(list).post(submit))
+        .route("/executions/{id}", get(one))
+        .route("/executions/{id}/events", get(events))
+        .route("/executions/{id}/events/stream", get(super::super::sse::stream))
+        .route("/executions/{id}/signal", post(signal))
+        .route("/executions/{id}/approve", post(approve))
+        .route("/executions/{id}/cancel", post(cancel))
+}
+
+/// An execution id from the URL: a malformed one is a 400 naming it.
+pub fn parse_id(raw: &str) -> Result<ExecutionId, ApiError> {
+    raw.parse::<ExecutionId>().map_err(|e| {
+        ApiError::bad_request(format!("`{raw}` is not an execution id: {e}")).with_details(json!({ "id": raw }))
+    })
+}
+
+/// A query string that does not parse is a 400 naming what is wrong.
+pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+}
+
+fn row(m: &ExecutionMeta) -> Value {
+    json!({
+        "id": m.id, "workflow_id": m.workflow_id, "version": m.workflow_version, "status": m.status,
+        "created_ms": m.created_ms, "updated_ms": m.updated_ms,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    workflow_id: String,
+    version: Option<String>,
+    #[serde(default)]
+    input: Option<Map<String, Value>>,
+    idempotency_key: Option<String>,
+}
+
+async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let b: SubmitBody = json_body(&headers, &body, false)?;
+    let (_, wf) = st.rt.registered(&b.workflow_id, b.version.as_deref())?;
+    let key = b.idempotency_key.as_deref();
+    let existing = match key {
+        Some(k) => st.rt.find_key(k)?,
+        None => None,
+    };
+    let input = Value::Object(b.input.unwrap_or_default());
+    let id = st.rt.submit_keyed(&wf, input, key).await?;
+    let meta = st.rt.status(id)?;
+    let status = if existing == Some(id) { StatusCode::OK } else { StatusCode::CREATED };
+    let body =
+        json!({ "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": meta.status });
+    Ok((status, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(st): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown status `{s}`: use running, waiting, completed, failed or cancelled"))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
+    }
+    let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
+    let mut rows = st.rt.list(status)?;
+    rows.retain(|m| q.workflow.as_deref().is_none_or(|w| m.workflow_id == w));
+    // Oldest first: ids are ULIDs (time, then random), the index's order.
+    rows.sort_by_key(|m| m.id);
+    let start = match cursor {
+        Some(c) => rows.partition_point(|m| m.id <= c),
+        None => 0,
+    };
+    let page = &rows[start.min(rows.len())..];
+    let more = page.len() > limit;
+    let page = &page[..page.len().min(limit)];
+    let next = if more { page.last().map(|m| m.id.to_string()) } else { None };
+    Ok(Json(json!({ "executions": page.iter().map(row).collect::<Vec<_>>(), "next_cursor": next })))
+}
+
+async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    let meta = st.rt.status(id)?;
+    let out = st.rt.outcome(id)?;
+    let waiting: Vec<Value> = if meta.status.is_terminal() {
+        Vec::new()
+    } else {
+        st.rt
+            .waiting_on(id)?
+            .into_iter()
+            .map(|w| {
+                json!({ "node": w.node, "kind": w.kind, "event": w.event, "prompt": w.prompt,
+                        "since_ms": w.since_ms, "deadline_ms": w.deadline_ms })
+            })
+            .collect()
+    };
+    Ok(Json(json!({
+        "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": out.status,
+        "state": out.state, "error": out.error, "usage": out.usage,
+        "created_ms": meta.created_ms, "updated_ms": meta.updated_ms, "waiting": waiting,
+    })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+async fn events(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    let q = query(q)?;
+    st.rt.status(id)?;
+    let records = st.rt.events_after(id, q.after.unwrap_or(0))?;
+    Ok(Json(json!({ "events": records })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalBody {
+    key: String,
+    #[serde(default)]
+    payload: Value,
+}
+
+async fn signal(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let b: SignalBody = json_body(&headers, &body, false)?;
+    st.rt.signal(id, &b.key, b.payload).await?;
+    let status = st.rt.status(id)?.status;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": status }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    approved: bool,
+    by: Option<String>,
+    comment: Option<String>,
+    node: Option<String>,
+}
+
+async fn approve(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    let b: ApproveBody = json_body(&headers, &body, false)?;
+    let by = b.by.unwrap_or_else(|| "api".to_string());
+    let node = st.rt.approve(id, Decision { node: b.node, approved: b.approved, by, comment: b.comment }).await?;
+    let status = st.rt.status(id)?.status;
+    Ok(Json(json!({ "id": id, "node": node, "status": status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+async fn cancel(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    let b: CancelBody = json_body(&headers, &body, true)?;
+    st.rt.cancel(id, b.reason.as_deref().unwrap_or("cancelled through the API")).await?;
+    let status = st.rt.status(id)?.status;
+    Ok(Json(json!({ "id": id, "status": status })))
+}

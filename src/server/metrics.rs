@@ -1,0 +1,137 @@
+//! `GET /metrics`: Prometheus text exposition (prometheus-client's
+//! encoder), gathered at scrape time:
+//!
+//! - `jamjet_executions{status}` (gauge): executions in the journal by status;
+//! - `jamjet_node_duration_seconds{type}` (histogram): node latency by node
+//!   type, from every durable `NodeCompleted`;
+//! - `jamjet_journal_sync_seconds` (histogram): every disk sync of the
+//!   journal's write-ahead log;
+//! - `jamjet_queue_depth` (gauge): executions live in memory (running, or
+//!   parked but not hibernated): the work the runtime holds right now;
+//! - `jamjet_http_requests_total{method,route,status}` (counter): requests
+//!   by matched route (the template, e.g. `/executions/{id}`) and status.
+//!
+//! [`HttpMetrics`] counts requests in a middleware ([`count`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::{ApiError, AppState};
+use crate::journal::Status;
+use crate::journal::latency::{JOURNAL_SYNC, Snapshot};
+
+/// The Prometheus text format's content type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Requests by (method, route, status).
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    counts: Mutex<HashMap<(String, String, u16), u64>>,
+}
+
+/// Middleware: count every request by method, matched route and status.
+pub async fn count(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    *m.counts.lock().expect("metrics lock").entry((method, route, res.status().as_u16())).or_default() += 1;
+    res
+}
+
+/// What one scrape reports.
+#[derive(Debug)]
+struct Scrape {
+    executions: Vec<(Status, u64)>,
+    queue_depth: u64,
+    nodes: Vec<(&'static str, Snapshot)>,
+    sync: Snapshot,
+    http: Vec<((String, String, u16), u64)>,
+}
+
+fn histogram(enc: &mut prometheus_client::encoding::MetricEncoder<'_>, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    enc.encode_histogram::<NoLabelSet>(s.sum_seconds, s.count, &s.buckets, None)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut e =
+            encoder.encode_descriptor("executions", "Executions in the journal by status", None, MetricType::Gauge)?;
+        for (status, n) in &self.executions {
+            e.encode_family(&[("status", status.as_str())])?.encode_gauge(&(*n as i64))?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "queue_depth",
+            "Executions live in memory (running, or parked and not hibernated)",
+            None,
+            MetricType::Gauge,
+        )?;
+        e.encode_gauge(&(self.queue_depth as i64))?;
+        let mut e = encoder.encode_descriptor(
+            "node_duration_seconds",
+            "Node latency by node type (durable NodeCompleted duration)",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (kind, s) in &self.nodes {
+            histogram(&mut e.encode_family(&[("type", *kind)])?, s)?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "journal_sync_seconds",
+            "Disk syncs of the journal's write-ahead log",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram(&mut e, &self.sync)?;
+        let mut e = encoder.encode_descriptor(
+            "http_requests",
+            "HTTP requests by route and status",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((method, route, status), n) in &self.http {
+            let status = status.to_string();
+            let labels = [("method", method.as_str()), ("route", route.as_str()), ("status", status.as_str())];
+            e.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// `GET /metrics`.
+pub async fn serve(
+    State(st): State<AppState>,
+    http: Option<axum::Extension<Arc<HttpMetrics>>>,
+) -> Result<Response, ApiError> {
+    let mut by_status: HashMap<Status, u64> = HashMap::new();
+    for m in st.rt.list(None)? {
+        *by_status.entry(m.status).or_default() += 1;
+    }
+    let executions = [Status::Running, Status::Waiting, Status::Completed, Status::Failed, Status::Cancelled]
+        .into_iter()
+        .map(|s| (s, by_status.get(&s).copied().unwrap_or(0)))
+        .collect();
+    let queue_depth = st.rt.live().await?.len() as u64;
+    let mut http: Vec<_> = match http {
+        Some(h) => h.0.counts.lock().expect("metrics lock").iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        None => Vec::new(),
+    };
+    http.sort();
+    let scrape = Scrape { executions, queue_depth, nodes: st.rt.node_latency(), sync: JOURNAL_SYNC.snapshot(), http };
+    let mut registry = Registry::with_prefix("jamjet");
+    registry.register_collector(Box::new(scrape));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| {
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("encoding metrics: {e}"))
+    })?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
+}

@@ -1,0 +1,334 @@
+//! Black-box tests of `jamjet dev`: the real binary on 127.0.0.1:0 with a
+//! temp data dir, driven over HTTP (reqwest): workflows, executions, the
+//! SSE stream, signal / approve / cancel, error paths that change nothing,
+//! API keys, body limits, metrics, the OpenAPI document, and restarts
+//! (SIGTERM and kill -9) mid-execution.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::dev::{Api, DevServer, read_sse};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Parks on `pay:<order>`, then sets the status from the payment.
+const GATE: &str = r#"
+id: gate
+version: 1.0.0
+state_schema: { order: str, payment: dict, status: str }
+nodes:
+  pay:
+    type: wait
+    event: "pay:{{ state.order }}"
+    output_key: payment
+    next: done
+  done:
+    type: set
+    values: { status: "paid {{ state.payment.amount }}" }
+"#;
+
+/// Parks on an approval.
+const REFUND: &str = r#"
+id: refund
+version: 1.0.0
+state_schema: { amount: int, decision: dict, status: str }
+nodes:
+  ask:
+    type: approval
+    prompt: "Refund {{ state.amount }}?"
+    on_reject: refuse
+    output_key: decision
+    next: pay
+  pay: { type: set, values: { status: "refunded by {{ state.decision.by }}" } }
+  refuse: { type: set, values: { status: refused } }
+"#;
+
+fn hello() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello.yaml")).unwrap()
+}
+
+async fn start_gate(api: &Api, order: &str) -> String {
+    let (s, b) = api.post("/executions", &json!({ "workflow_id": "gate", "input": { "order": order } })).await;
+    assert_eq!(s, 201, "{b}");
+    b["id"].as_str().unwrap().to_string()
+}
+
+fn event_names(events: &Value) -> Vec<String> {
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["event"].as_object().map(|o| o.keys().next().unwrap().clone()).unwrap_or_else(|| r["event"].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn workflows_register_as_yaml_or_ir_and_refuse_what_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+
+    let (s, b) = api.register_yaml(&hello()).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!((b["workflow_id"].as_str(), b["version"].as_str()), (Some("hello"), Some("0.1.0")));
+    let hash = b["hash"].as_str().unwrap().to_string();
+    let (s, again) = api.register_yaml(&hello()).await;
+    assert_eq!((s, &again), (200, &b), "the same content again is a no-op");
+
+    // Read it back, and post its IR as JSON under a new version.
+    let (s, one) = api.get("/workflows/hello").await;
+    assert_eq!(s, 200, "{one}");
+    assert_eq!(one["registration"]["hash"], hash.as_str());
+    let mut ir = one["workflow"].clone();
+    ir["version"] = json!("0.2.0");
+    let (s, b) = api.post("/workflows", &ir).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["version"], "0.2.0");
+    let (_, list) = api.get("/workflows").await;
+    assert_eq!(list["workflows"].as_array().unwrap().len(), 2, "{list}");
+    let (s, v1) = api.get("/workflows/hello?version=0.1.0").await;
+    assert_eq!((s, v1["registration"]["hash"].as_str()), (200, Some(hash.as_str())));
+
+    // An IR whose graph does not hold together: 422 naming the field.
+    let mut broken = one["workflow"].clone();
+    broken["version"] = json!("0.3.0");
+    broken["nodes"]["greet"]["next"] = json!("nowhere");
+    let (s, b) = api.post("/workflows", &broken).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("invalid_workflow")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("nodes.greet.next"), "{b}");
+
+    // YAML that does not compile: findings with line and column.
+    let bad = hello().replace("next: judge", "next: juge");
+    let (s, b) = api.register_yaml(&bad).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("invalid_workflow")), "{b}");
+    let f = &b["error"]["details"]["findings"][0];
+    assert!(f["line"].as_u64().unwrap() > 1 && f["column"].as_u64().unwrap() >= 1, "{b}");
+    assert!(f["message"].as_str().unwrap().contains("juge"), "{b}");
+
+    // Other content under hello 0.1.0: 409, then ?replace=true takes it.
+    let other = hello().replace("Hello, ", "Hi, ");
+    let (s, b) = api.register_yaml(&other).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("workflow_conflict")), "{b}");
+    let (_, still) = api.get("/workflows/hello?version=0.1.0").await;
+    assert_eq!(still["registration"]["hash"], hash.as_str(), "a refused registration changes nothing");
+    let r = api.request(Method::POST, "/workflows?replace=true").header("content-type", "text/yaml").body(other);
+    let (s, b) = api.send(r).await;
+    assert_eq!(s, 201, "{b}");
+    assert_ne!(b["hash"], hash.as_str());
+
+    // Wrong content type, malformed JSON, unknown workflow.
+    let r = api.request(Method::POST, "/workflows").header("content-type", "image/png").body("x");
+    let (s, b) = api.send(r).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{b}");
+    let r = api.request(Method::POST, "/workflows").header("content-type", "application/json").body("{\n  \"id\": ");
+    let (s, b) = api.send(r).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{b}");
+    assert_eq!(b["error"]["details"]["line"], 2, "{b}");
+    let (s, b) = api.get("/workflows/nope").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("unknown_workflow")), "{b}");
+    let (_, list) = api.get("/workflows").await;
+    assert_eq!(list["workflows"].as_array().unwrap().len(), 2, "refusals registered nothing: {list}");
+}
+
+#[tokio::test]
+async fn executions_submit_idempotently_list_by_pages_and_show_state_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(&hello()).await.0, 201);
+
+    let submit = json!({ "workflow_id": "hello", "input": { "name": "Ada Lovelace" }, "idempotency_key": "k-1" });
+    let (s, first) = api.post("/executions", &submit).await;
+    assert_eq!(s, 201, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("exec_"), "{first}");
+    let (s, again) = api.post("/executions", &submit).await;
+    assert_eq!((s, again["id"].as_str()), (200, Some(id.as_str())), "the same key returns the same execution");
+
+    let done = api.poll_until(&id, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(done["state"]["verdict"], "a long name", "{done}");
+    assert_eq!(done["workflow_id"], "hello");
+    assert!(done["usage"]["input_tokens"].is_u64() && done["created_ms"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(done["waiting"], json!([]));
+
+    let (s, ev) = api.get(&format!("/executions/{id}/events")).await;
+    assert_eq!(s, 200);
+    let names = event_names(&ev);
+    assert_eq!(names.first().map(String::as_str), Some("ExecutionStarted"), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("ExecutionCompleted"), "{names:?}");
+    let (_, tail) = api.get(&format!("/executions/{id}/events?after=2")).await;
+    assert_eq!(tail["events"].as_array().unwrap().len(), names.len() - 2);
+    assert_eq!(tail["events"][0]["seq"], 3);
+
+    // Five more, then pages of two, oldest first, by cursor.
+    let mut ids = vec![id.clone()];
+    for i in 0..5 {
+        let (s, b) =
+            api.post("/executions", &json!({ "workflow_id": "hello", "input": { "name": format!("n{i}") } })).await;
+        assert_eq!(s, 201, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let (s, page) = api.get(&format!("/executions?workflow=hello&limit=2{q}")).await;
+        assert_eq!(s, 200, "{page}");
+        let rows = page["executions"].as_array().unwrap();
+        assert!(rows.len() <= 2);
+        seen.extend(rows.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "every execution once, oldest first");
+    let (_, other) = api.get("/executions?workflow=other").await;
+    assert_eq!(other["executions"], json!([]));
+    let (s, b) = api.get("/executions?limit=5000").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{b}");
+    let (s, b) = api.get("/executions?status=sleeping").await;
+    assert_eq!(s, 400, "{b}");
+
+    // Refused submissions journal nothing.
+    let (s, b) = api.post("/executions", &json!({ "workflow_id": "hello", "input": { "name": 42 } })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("invalid_input")), "{b}");
+    let (s, b) = api.post("/executions", &json!({ "workflow_id": "ghost" })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("unknown_workflow")), "{b}");
+    let r =
+        api.request(Method::POST, "/executions").header("content-type", "application/json").body("{\"workflow_id\": ");
+    assert_eq!(api.send(r).await.0, 400);
+    let r = api.request(Method::POST, "/executions").header("content-type", "text/plain").body("{}");
+    assert_eq!(api.send(r).await.0, 415);
+    let (_, all) = api.get("/executions").await;
+    assert_eq!(all["executions"].as_array().unwrap().len(), 6, "nothing journaled by refusals: {all}");
+
+    let (s, b) = api.get("/executions/not-an-id").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{b}");
+    let (s, b) = api.get("/executions/exec_01JM4X8NKWP2Q3R4S5T6V7W8X9").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("unknown_execution")), "{b}");
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_live_to_the_end_and_resumes_after_last_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(GATE).await.0, 201);
+    let id = start_gate(&api, "7").await;
+    api.poll_until(&id, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
+
+    // Follow it live: the stream is open before the signal.
+    let res = api.request(Method::GET, &format!("/executions/{id}/events/stream")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let reader = tokio::spawn(read_sse(res, 100));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, b) =
+        api.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay:7", "payload": { "amount": 12 } })).await;
+    assert_eq!(s, 202, "{b}");
+    let events = tokio::time::timeout(LIMIT, reader).await.expect("the stream ends").unwrap();
+    let end = events.last().unwrap();
+    assert_eq!(end.event, "end", "{events:?}");
+    assert_eq!(serde_json::from_str::<Value>(&end.data).unwrap(), json!({ "status": "completed" }));
+    let records: Vec<_> = events[..events.len() - 1].to_vec();
+    let (_, journal) = api.get(&format!("/executions/{id}/events")).await;
+    let all = journal["events"].as_array().unwrap();
+    assert_eq!(records.len(), all.len(), "one SSE event per record: {events:?}");
+    for (sse, rec) in records.iter().zip(all) {
+        assert_eq!(sse.id.as_deref(), Some(rec["seq"].to_string().as_str()));
+        assert_eq!(serde_json::from_str::<Value>(&sse.data).unwrap(), *rec);
+        assert_eq!(&sse.event, rec["event"].as_object().unwrap().keys().next().unwrap());
+    }
+    assert!(records.iter().any(|e| e.event == "SignalReceived"), "{events:?}");
+
+    // Resume: only what came after Last-Event-ID, then end.
+    let res = api
+        .request(Method::GET, &format!("/executions/{id}/events/stream"))
+        .header("last-event-id", "3")
+        .send()
+        .await
+        .unwrap();
+    let rest = read_sse(res, 100).await;
+    assert_eq!(rest.len(), all.len() - 3 + 1, "{rest:?}");
+    assert_eq!(rest[0].id.as_deref(), Some("4"));
+    assert_eq!(rest.last().unwrap().event, "end");
+    let res =
+        api.request(Method::GET, &format!("/executions/{id}/events/stream?after={}", all.len())).send().await.unwrap();
+    let only_end = read_sse(res, 10).await;
+    assert_eq!(only_end.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(), ["end"]);
+}
+
+#[tokio::test]
+async fn signal_approve_and_cancel_move_executions_and_refusals_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(GATE).await.0, 201);
+    assert_eq!(api.register_yaml(REFUND).await.0, 201);
+
+    // A wait: what it waits for shows, then a signal finishes it.
+    let id = start_gate(&api, "1").await;
+    let parked = api.poll_until(&id, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
+    assert_eq!(parked["waiting"][0]["kind"], "event", "{parked}");
+    assert_eq!(parked["waiting"][0]["event"], "pay:1", "{parked}");
+    let (s, b) =
+        api.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay:1", "payload": { "amount": 5 } })).await;
+    assert_eq!((s, b["id"].as_str()), (202, Some(id.as_str())), "{b}");
+    let done = api.poll_until(&id, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(done["state"]["status"], "paid 5");
+    let events_before = api.get(&format!("/executions/{id}/events")).await.1;
+    let (s, b) = api.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay:1" })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("finished")), "{b}");
+    let (s, b) = api.post(&format!("/executions/{id}/cancel"), &json!({})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("finished")), "{b}");
+    assert_eq!(api.get(&format!("/executions/{id}/events")).await.1, events_before, "refusals journal nothing");
+
+    // An approval.
+    let (s, b) = api.post("/executions", &json!({ "workflow_id": "refund", "input": { "amount": 30 } })).await;
+    assert_eq!(s, 201, "{b}");
+    let rid = b["id"].as_str().unwrap().to_string();
+    let parked = api.poll_until(&rid, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
+    assert_eq!(parked["waiting"][0]["kind"], "approval", "{parked}");
+    assert_eq!(parked["waiting"][0]["prompt"], "Refund 30?", "{parked}");
+    let r = api
+        .request(Method::POST, &format!("/executions/{rid}/approve"))
+        .header("content-type", "application/json")
+        .body("{\"approved\": tru}");
+    let (s, b) = api.send(r).await;
+    assert_eq!((s, b["error"]["details"]["line"].as_u64()), (400, Some(1)), "{b}");
+    let (s, b) = api.post(&format!("/executions/{rid}/approve"), &json!({ "approved": true, "by": "ada" })).await;
+    assert_eq!((s, b["node"].as_str()), (200, Some("ask")), "{b}");
+    let done = api.poll_until(&rid, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(done["state"]["status"], "refunded by ada");
+
+    // Cancel a parked one (empty body allowed).
+    let cid = start_gate(&api, "2").await;
+    api.poll_until(&cid, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
+    let (s, b) = api.send(api.request(Method::POST, &format!("/executions/{cid}/cancel"))).await;
+    assert_eq!(s, 200, "{b}");
+    api.poll_until(&cid, LIMIT, |b| b["status"] == "cancelled").await;
+
+    // Unknown and malformed ids.
+    let ghost = "exec_01JM4X8NKWP2Q3R4S5T6V7W8X9";
+    for op in ["signal", "approve", "cancel"] {
+        let body = match op {
+            "signal" => json!({ "key": "k" }),
+            "approve" => json!({ "approved": true }),
+            _ => json!({}),
+        };
+        let (s, b) = api.post(&format!("/executions/{ghost}/{op}"), &body).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (404, Some("unknown_execution")), "{op}: {b}");
+        let (s, _) = api.post(&format!("/executions/bogus/{op}"), &body).await;
+        assert_eq!(s, 400, "{op}");
+    }
+    let (_, all) = api.get("/executions").await;
+    assert_eq!(all["executions"].as_array().unwrap().len(), 3, "{all}");
+}
