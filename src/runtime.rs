@@ -79,6 +79,12 @@ pub struct Services {
     /// Awaiting an execution to park on something only the outside can end.
     parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// The registrations, read from the journal on first use and dropped
+    /// after every `register` (a server looks one up on every submit).
+    registry: Mutex<Option<Arc<Vec<Registration>>>>,
+    /// The cached workflows by address, with their hashes. Entries are
+    /// never removed, so a cached workflow's address names it alone.
+    by_address: Mutex<HashMap<usize, (Arc<Workflow>, String)>>,
     /// Who follows which execution's history live.
     pub feed: Arc<Feed>,
     /// Last field: fires once everything above, the journal included, is dropped.
@@ -118,7 +124,16 @@ impl Services {
 
     /// Keep a workflow under its hash; the first one kept wins.
     pub(crate) fn cache_workflow(&self, hash: &str, wf: Arc<Workflow>) -> Arc<Workflow> {
-        self.workflows.lock().expect("workflow cache lock").entry(hash.to_string()).or_insert(wf).clone()
+        let kept = self.workflows.lock().expect("workflow cache lock").entry(hash.to_string()).or_insert(wf).clone();
+        let mut by_address = self.by_address.lock().expect("workflow cache lock");
+        by_address.entry(Arc::as_ptr(&kept) as usize).or_insert_with(|| (kept.clone(), hash.to_string()));
+        kept
+    }
+
+    /// A workflow that *is* one kept in the cache (say, from
+    /// [`Runtime::registered`]), with its hash: no hashing, no copy.
+    fn cached_by_address(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
+        self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
     }
 
     /// Resolves when `id` parks on an event or an approval (its `Waiting`
@@ -301,6 +316,8 @@ impl Builder {
             waiters: Mutex::new(HashMap::new()),
             parkers: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
+            registry: Mutex::new(None),
+            by_address: Mutex::new(HashMap::new()),
             feed,
             _closed: ClosedSignal(Some(closed_tx)),
         });
@@ -397,8 +414,14 @@ impl Runtime {
             self.ensure_live(id).await?;
             return Ok(id);
         }
-        let hash = workflow.content_hash();
-        let wf = self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
+        // A workflow from the cache (a server's registered one) is hashed already.
+        let (wf, hash) = match self.services().cached_by_address(workflow) {
+            Some(known) => known,
+            None => {
+                let hash = workflow.content_hash();
+                (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
+            }
+        };
         let id = ExecutionId::new(self.services().clock.now_ms());
         let (tx, rx) = oneshot::channel();
         let first = Event::ExecutionStarted {
@@ -444,22 +467,37 @@ impl Runtime {
         };
         self.services().journal.register(&registration, workflow).await?;
         self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
+        // After the write is visible: a reader holding the lock read it, or reads it next.
+        *self.services().registry.lock().expect("registry lock") = None;
         Ok(registration)
     }
 
     /// Every registered workflow version, by id then version.
     pub fn workflows(&self) -> Result<Vec<Registration>, Error> {
-        Ok(self.services().journal.registrations()?)
+        Ok(self.registrations()?.as_ref().clone())
+    }
+
+    /// The registrations, from the cache (filled from the journal when empty).
+    fn registrations(&self) -> Result<Arc<Vec<Registration>>, Error> {
+        let mut cached = self.services().registry.lock().expect("registry lock");
+        if let Some(all) = &*cached {
+            return Ok(all.clone());
+        }
+        // Read under the lock, so an invalidation cannot slip in between.
+        let all = Arc::new(self.services().journal.registrations()?);
+        *cached = Some(all.clone());
+        Ok(all)
     }
 
     /// A registered workflow: `version`, or the one registered last.
     pub fn registered(&self, id: &str, version: Option<&str>) -> Result<(Registration, Arc<Workflow>), Error> {
         let unknown = || Error::UnknownWorkflow { id: id.to_string(), version: version.map(str::to_string) };
         let registration = self
-            .workflows()?
-            .into_iter()
+            .registrations()?
+            .iter()
             .filter(|r| r.workflow_id == id && version.is_none_or(|v| r.version == v))
             .max_by_key(|r| r.registered_ms)
+            .cloned()
             .ok_or_else(unknown)?;
         if let Some(wf) = self.services().workflows.lock().expect("workflow cache lock").get(&registration.hash) {
             return Ok((registration, wf.clone()));

@@ -78,6 +78,17 @@ async fn conformance(j: Arc<dyn Journal>) {
     assert_eq!(j.read(b).unwrap().len(), 1);
     assert!(j.read(ExecutionId::new(3_000)).unwrap().is_empty());
 
+    // Reading after a sequence number: from inside a frame, at a frame's
+    // edge, past the end, and for an execution with no history.
+    let seqs = |after| j.read_after(a, after).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(0), vec![1, 2, 3]);
+    assert_eq!(seqs(1), vec![2, 3]);
+    assert_eq!(seqs(2), vec![3]);
+    assert!(seqs(3).is_empty() && seqs(u64::MAX).is_empty());
+    assert_eq!(j.read_after(a, 1).unwrap(), ra[1..].to_vec());
+    assert_eq!(j.read_after(b, 0).unwrap().len(), 1);
+    assert!(j.read_after(ExecutionId::new(3_000), 0).unwrap().is_empty());
+
     // The index follows the last meta written; list is oldest first.
     assert_eq!(j.meta(a).unwrap(), Some(done));
     let list = j.list().unwrap();

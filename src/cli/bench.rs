@@ -5,6 +5,9 @@
 //! It runs on a fresh sled data dir (a temp dir unless `--data-dir` is
 //! given explicitly with `--keep`), in this process, so resident memory is
 //! the runtime's own: read from `/proc/self/status` (Linux).
+//!
+//! `jamjet bench http` (the server under load) lives in [`http`] and
+//! [`fanout`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +19,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{CliResult, Failure, print_json};
+
+mod fanout;
+mod http;
 use crate::Runtime;
 use crate::id::ExecutionId;
 use crate::ir::compile_str;
@@ -31,6 +37,8 @@ pub struct Args {
 pub enum Which {
     /// Park executions on waits, signal them all, time timers under load.
     Parked(ParkedArgs),
+    /// Load the server: 64 clients posting executions, then 1,000 SSE subscribers on one.
+    Http(http::HttpArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +99,7 @@ pub struct ParkedReport {
 pub(crate) async fn run(a: Args) -> CliResult {
     match a.which {
         Which::Parked(p) => parked(p).await,
+        Which::Http(h) => http::run(h).await,
     }
 }
 
