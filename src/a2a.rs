@@ -3,6 +3,8 @@
 //! project's own (`a2a-lf`, imported as the crate `::a2a`; write `::a2a::`
 //! to tell it from this module).
 
+pub mod client;
+
 use axum::Router;
 
 use crate::server::AppState;

@@ -9,6 +9,7 @@
 //! known about state ([`state`]) and the graph ([`graph`]). Nothing here
 //! runs a workflow.
 
+mod agent;
 mod eval;
 mod graph;
 mod mcp;

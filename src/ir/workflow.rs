@@ -105,6 +105,7 @@ pub enum NodeKind {
     Model(Box<crate::model::ModelNode>),
     Tool(ToolNode),
     Eval(super::eval::EvalNode),
+    Agent(super::agent::AgentNode),
 }
 
 impl NodeKind {
@@ -122,6 +123,7 @@ impl NodeKind {
             NodeKind::Model(_) => "model",
             NodeKind::Tool(_) => "tool",
             NodeKind::Eval(_) => "eval",
+            NodeKind::Agent(_) => "agent",
         }
     }
 }
