@@ -92,6 +92,8 @@ def main():
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    # Listening before the port is printed: a caller never finds it closed.
+    sock.listen(128)
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
     card = AgentCard(
