@@ -24,6 +24,6 @@ pub use template::{
     TemplateError, Templates, is_template, referenced_state_keys, referenced_variables, single_expression,
 };
 pub use workflow::{
-    ApprovalNode, Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Merge, Node, NodeKind,
-    OnError, ParallelNode, RetryPolicy, SetNode, Span, SubWorkflowNode, WaitNode, Workflow,
+    A2aAgent, ApprovalNode, Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Merge, Node,
+    NodeKind, OnError, ParallelNode, RetryPolicy, SetNode, Span, SubWorkflowNode, WaitNode, Workflow,
 };

@@ -39,11 +39,14 @@ pub struct Config {
     pub a2a_all: bool,
     /// The URL peers reach this server at (agent cards); default: `http://{bind}`.
     pub public_url: Option<String>,
+    /// Requests need `Authorization: Bearer <key>` (API keys configured):
+    /// agent cards then declare a bearer security scheme.
+    pub bearer_auth: bool,
 }
 
 impl Config {
     pub fn new(bind: SocketAddr) -> Self {
-        Config { bind, body_limit: DEFAULT_BODY_LIMIT, a2a_all: false, public_url: None }
+        Config { bind, body_limit: DEFAULT_BODY_LIMIT, a2a_all: false, public_url: None, bearer_auth: false }
     }
 
     /// The base URL peers use to reach this server.
@@ -62,7 +65,12 @@ pub struct AppState {
 /// The whole server: REST API and A2A endpoints over one runtime.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.body_limit;
-    Router::new().merge(api::routes()).merge(crate::a2a::routes()).layer(DefaultBodyLimit::max(limit)).with_state(state)
+    Router::new()
+        .merge(api::routes())
+        .merge(crate::a2a::public_routes())
+        .merge(crate::a2a::routes())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
 }
 
 /// Serve on `listener` until `shutdown` resolves; then stop accepting and

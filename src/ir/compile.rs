@@ -9,6 +9,7 @@
 //! known about state ([`state`]) and the graph ([`graph`]). Nothing here
 //! runs a workflow.
 
+mod a2a;
 mod agent;
 mod eval;
 mod graph;
@@ -90,7 +91,7 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices", "mcp"];
+const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices", "mcp", "a2a"];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
 const TOP_FLAT: &[&str] = &[
     "id",
@@ -104,6 +105,7 @@ const TOP_FLAT: &[&str] = &[
     "models",
     "prices",
     "mcp",
+    "a2a",
 ];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
@@ -314,6 +316,7 @@ impl Ctx {
         if let Some(y) = top.get("mcp") {
             self.mcp(y);
         }
+        let a2a = optional(top.get("a2a").map(|y| self.a2a(y)));
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
         Some(Workflow {
@@ -329,6 +332,7 @@ impl Ctx {
             models: std::mem::take(&mut self.models),
             prices: std::mem::take(&mut self.prices),
             mcp_servers: std::mem::take(&mut self.mcp_servers),
+            a2a: a2a?,
         })
     }
 

@@ -45,6 +45,9 @@ pub struct Workflow {
     /// The MCP servers of the `mcp: servers:` section, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mcp_servers: BTreeMap<String, McpServer>,
+    /// The top-level `a2a:` section: this workflow is served as an A2A agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<A2aAgent>,
 }
 
 impl Workflow {
@@ -328,4 +331,30 @@ pub enum Backoff {
     Constant,
     Linear,
     Exponential,
+}
+
+/// The top-level `a2a:` section: how a workflow is served as an A2A agent
+/// (its skill on the agent card, how a message becomes the input, how the
+/// final state becomes the reply). See `crate::a2a`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct A2aAgent {
+    /// The skill id on the agent card.
+    pub skill: String,
+    /// What the agent does, for the card.
+    pub description: String,
+    /// The card's display name; default: the workflow id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    /// The `str` state key a message's text goes to; default: the only
+    /// `str` key of the state schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_key: Option<String>,
+    /// The state key whose value is the reply, as text; default: the whole
+    /// final state, as a data part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_key: Option<String>,
 }
