@@ -18,6 +18,8 @@ pub mod rpc;
 pub mod stream;
 pub mod task;
 
+pub mod client;
+
 use axum::Router;
 use axum::routing::{get, post};
 

@@ -14,6 +14,7 @@
 //! (signals, approvals, cancels, due timers) goes through the supervisor,
 //! which rehydrates a hibernated execution to take it.
 
+pub mod agent_rounds;
 mod execution;
 pub mod machine;
 mod node;

@@ -5,6 +5,7 @@
 //! finding at once, each with file, line and column ([`Diagnostic`]). This
 //! module knows nothing of actors, nodes' run-time behaviour or storage.
 
+mod agent;
 mod compile;
 mod diagnostic;
 mod eval;
@@ -13,6 +14,7 @@ mod schema;
 mod template;
 mod workflow;
 
+pub use agent::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS};
 pub use compile::{compile_file, compile_str};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};

@@ -6,6 +6,7 @@
 //! actors do not change. A node never touches the journal: it gets a
 //! read-only view of the state and returns a patch, or a classified error.
 
+mod agent;
 mod branch;
 mod compiled;
 pub(crate) mod control;
@@ -53,6 +54,8 @@ pub struct NodeCtx<'a> {
     pub started_ms: u64,
     /// The workflow the node belongs to (its `mcp:` servers, say).
     pub workflow: &'a Workflow,
+    /// An agent node's remote task and pending answer, from the journal.
+    pub agent: Option<&'a crate::actors::agent_rounds::AgentRound>,
 }
 
 impl NodeCtx<'_> {
@@ -83,6 +86,17 @@ pub struct NodeOutput {
     pub exchange: Option<Box<Exchange>>,
     /// An eval node's scores, journaled as a `Scored` event.
     pub scores: Option<Box<Scores>>,
+    /// The node parks the execution instead of completing (an agent whose
+    /// remote task asks for input): journaled as `Waiting`.
+    pub park: Option<Park>,
+}
+
+/// What a node that parks its execution waits for: a signal with key `event`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Park {
+    pub event: String,
+    /// What the execution is asked (the remote's question).
+    pub prompt: Option<String>,
 }
 
 /// What one attempt sent and got back: a model call's request and reply,
@@ -162,6 +176,7 @@ pub fn executor_for(kind: &NodeKind) -> &'static dyn NodeExecutor {
         NodeKind::Model(_) => &model::Model,
         NodeKind::Tool(_) => &tool::Tool,
         NodeKind::Eval(_) => &eval::Eval,
+        NodeKind::Agent(_) => &agent::Agent,
         NodeKind::Parallel(_) | NodeKind::Wait(_) | NodeKind::Approval(_) | NodeKind::Workflow(_) => &Control,
     }
 }

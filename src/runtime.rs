@@ -73,6 +73,8 @@ pub struct Services {
     pub keys: crate::model::KeySource,
     /// The MCP clients, one per declared server, shared by every execution.
     pub mcp: crate::mcp::McpPool,
+    /// The A2A agent cards `type: agent` nodes resolved, by URL.
+    pub agents: crate::a2a::client::AgentCards,
     pub restart_budget: RestartBudget,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
@@ -311,6 +313,7 @@ impl Builder {
             functions: self.functions,
             keys: self.keys,
             mcp: Default::default(),
+            agents: Default::default(),
             restart_budget: self.restart_budget,
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),

@@ -392,6 +392,13 @@ fn node_result_event(
         let scores = Json::from_value(&s.scores);
         events.push(Event::Scored { node: node.clone(), visit, attempt, scores, passed: s.passed });
     }
+    // A node that parks (an agent whose remote task asks for input) waits
+    // for a signal instead of completing.
+    if let Ok(NodeOutput { park: Some(p), .. }) = &result {
+        let (event, prompt) = (Some(p.event.clone()), p.prompt.clone());
+        events.push(Event::Waiting { node, visit, event, deadline_ms: None, prompt });
+        return events;
+    }
     events.push(match result {
         Ok(out) => Event::NodeCompleted {
             next: out.next.or_else(|| spec.next.clone()),
@@ -413,7 +420,15 @@ fn node_result_event(
                 }
             } else {
                 let seed = fxhash(&format!("{}/{node}/{visit}/{attempt}", st.id));
-                retry::decide(&spec.retry, e.class, attempt, now, e.retry_after_ms, seed)
+                // An agent's attempts that carried an answer to its remote
+                // task are rounds of one conversation, not retries.
+                let rounds = st.machine.agents.get(&node).filter(|r| r.visit == visit).map_or(0, |r| r.replies);
+                match retry::decide(&spec.retry, e.class, attempt.saturating_sub(rounds), now, e.retry_after_ms, seed) {
+                    RetryDecision::Retry { attempt, at_ms } => {
+                        RetryDecision::Retry { attempt: attempt + rounds, at_ms }
+                    }
+                    give_up => give_up,
+                }
             };
             let mut message = e.message;
             if e.class == ErrorClass::Panic && retry == RetryDecision::GiveUp {
@@ -605,6 +620,7 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
         usage: st.machine.usage,
         started_ms: st.machine.started_ms,
         workflow: &st.wf,
+        agent: st.machine.agents.get(node).filter(|r| r.visit == visit),
     }
 }
 
@@ -633,6 +649,7 @@ async fn carry_out(
                     parent: myself.clone(),
                     usage: st.machine.usage,
                     started_ms: st.machine.started_ms,
+                    agent: st.machine.agents.get(&node).filter(|r| r.visit == visit).cloned(),
                 };
                 let (actor, _) = Actor::spawn_linked(None, NodeActor, args, myself.get_cell()).await?;
                 st.nodes.insert(actor.get_id(), (node, visit, attempt));

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde_json::{Map, Value, json};
 
+use super::agent_rounds::AgentRound;
 use crate::id::ExecutionId;
 use crate::ir::{Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
@@ -113,6 +114,8 @@ pub struct ExecutionState {
     /// Children a finished fan-out left running: cancel them (again, after
     /// a restart) until they are.
     pub orphans: BTreeSet<ExecutionId>,
+    /// The remote task and pending answer of each active `type: agent` node.
+    pub agents: HashMap<String, AgentRound>,
 }
 
 /// What the shell must do after an event is applied. `Schedule`, `Start`,
@@ -195,6 +198,7 @@ impl ExecutionState {
             inbox: VecDeque::new(),
             decisions: HashMap::new(),
             orphans: BTreeSet::new(),
+            agents: HashMap::new(),
         }
     }
 
@@ -283,6 +287,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         }
         Event::NodeScheduled { node, visit } => {
             st.visits.insert(node.clone(), *visit);
+            st.agents.remove(node);
             st.active.insert(
                 node.clone(),
                 ActiveNode {
@@ -313,6 +318,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 return inconsistent(format!("node `{node}` visit {visit} completed without running"));
             }
             st.active.remove(node);
+            st.agents.remove(node);
             match patch.object() {
                 Ok(p) => st.state.extend(p),
                 Err(e) => return inconsistent(format!("patch of node `{node}`: {e}")),
@@ -386,7 +392,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 && let Some(i) = st.inbox.iter().position(|(k, _)| k == key)
             {
                 let (_, payload) = st.inbox.remove(i).expect("position is in range");
-                return vec![resolve_with_payload(workflow, node, *visit, attempt, &payload)];
+                return vec![answer(workflow, st, node, *visit, attempt, &payload)];
             }
             Vec::new()
         }
@@ -399,7 +405,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             match waiting {
                 Some((node, visit, attempt)) => {
                     st.active.get_mut(&node).expect("found above").wait = None;
-                    vec![resolve_with_payload(workflow, &node, visit, attempt, payload)]
+                    vec![answer(workflow, st, &node, visit, attempt, payload)]
                 }
                 None => {
                     st.inbox.push_back((key.clone(), payload.clone()));
@@ -502,8 +508,11 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             join(workflow, st, node)
         }
         // Failed attempts cost too: the total is the sum over exchanges.
-        Event::Exchange { usage, .. } => {
+        Event::Exchange { usage, node, visit, response, .. } => {
             st.usage.add(usage);
+            if let Some(NodeKind::Agent(_)) = workflow.node(node).map(|n| &n.kind) {
+                st.agents.entry(node.clone()).or_default().exchanged(*visit, response);
+            }
             Vec::new()
         }
         Event::Scored { .. } => Vec::new(),
@@ -538,6 +547,36 @@ fn end_children(st: &mut ExecutionState) -> Vec<Command> {
     let mut cmds = cancel(children);
     cmds.push(Command::Finished);
     cmds
+}
+
+/// A signal answers what a parked node waits for. A wait resolves with
+/// the payload; an agent node (whose remote task asked for input) runs
+/// again as its next attempt, which sends the payload on the same remote
+/// task and goes on waiting for it.
+fn answer(
+    workflow: &Workflow,
+    st: &mut ExecutionState,
+    node: &str,
+    visit: u32,
+    attempt: u32,
+    payload: &Json,
+) -> Command {
+    if let Some(NodeKind::Agent(_)) = workflow.node(node).map(|n| &n.kind) {
+        return match payload.value() {
+            Ok(v) => {
+                st.agents.entry(node.to_string()).or_default().answered(visit, v);
+                Command::Start { node: node.into(), visit, attempt: attempt + 1 }
+            }
+            Err(e) => Command::FailNode {
+                node: node.into(),
+                visit,
+                attempt,
+                class: ErrorClass::InvalidOutput,
+                message: format!("the event's payload: {e}"),
+            },
+        };
+    }
+    resolve_with_payload(workflow, node, visit, attempt, payload)
 }
 
 fn resolve_with_payload(workflow: &Workflow, node: &str, visit: u32, attempt: u32, payload: &Json) -> Command {

@@ -32,6 +32,8 @@ pub(crate) struct NodeArgs {
     pub parent: ActorRef<ExecutionMsg>,
     pub usage: Usage,
     pub started_ms: u64,
+    /// An agent node's remote task and pending answer.
+    pub agent: Option<super::agent_rounds::AgentRound>,
 }
 
 impl Actor for NodeActor {
@@ -58,6 +60,7 @@ impl Actor for NodeActor {
             usage: a.usage,
             started_ms: a.started_ms,
             workflow: &a.workflow,
+            agent: a.agent.as_ref(),
         };
         let began = Instant::now();
         let fut = executor_for(&node.kind).run(ctx);

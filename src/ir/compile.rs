@@ -10,6 +10,7 @@
 //! runs a workflow.
 
 mod a2a;
+mod agent;
 mod eval;
 mod graph;
 mod mcp;

@@ -108,6 +108,7 @@ pub enum NodeKind {
     Model(Box<crate::model::ModelNode>),
     Tool(ToolNode),
     Eval(super::eval::EvalNode),
+    Agent(super::agent::AgentNode),
 }
 
 impl NodeKind {
@@ -125,6 +126,7 @@ impl NodeKind {
             NodeKind::Model(_) => "model",
             NodeKind::Tool(_) => "tool",
             NodeKind::Eval(_) => "eval",
+            NodeKind::Agent(_) => "agent",
         }
     }
 }

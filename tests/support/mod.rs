@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+pub mod a2a_agent;
 pub mod a2a_py;
 pub mod dev;
 pub mod mcp;

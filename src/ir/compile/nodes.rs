@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::agent::AGENT;
 use super::eval::EVAL;
 use super::mcp::TOOL;
 use super::model::MODEL;
@@ -26,8 +27,10 @@ const BRANCH: &[&str] = &["conditions", "default"];
 const SET: &[&str] = &["values"];
 const FUNCTION: &[&str] = &["function", "input", "output_key"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const KINDS: &[&str] =
-    &["http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "tool", "eval"];
+const KINDS: &[&str] = &[
+    "http", "branch", "set", "end", "function", "parallel", "wait", "approval", "workflow", "model", "tool", "eval",
+    "agent",
+];
 /// The kinds whose own fields name successors (besides `next`).
 const NAMING_SUCCESSORS: &[&str] = &["branch", "parallel", "wait", "approval", "eval"];
 
@@ -100,6 +103,7 @@ impl Ctx {
             Some("model") => MODEL,
             Some("tool") => TOOL,
             Some("eval") => EVAL,
+            Some("agent") => AGENT,
             Some("end") => &[],
             _ => {
                 self.unknown_type(&entry.value, &owner, span);
@@ -121,6 +125,7 @@ impl Ctx {
             Some("model") => self.model_node(&f, span),
             Some("tool") => self.tool(&f, span),
             Some("eval") => self.eval(&f, span, &mut parsed.targets),
+            Some("agent") => self.agent(&f, span),
             _ => Some(NodeKind::End),
         };
         // `next` is read here; some kinds' own fields name successors too.
@@ -146,6 +151,7 @@ impl Ctx {
         }
         if let (Some(kind), Some(retry), Some(timeout_ms)) = (kind, retry, timeout_ms) {
             let id = parsed.id.clone();
+            let (kind, timeout_ms) = super::agent::own_timeout(kind, timeout_ms);
             parsed.node = Some(Node { id, kind, next, retry, timeout_ms, span });
         }
         parsed

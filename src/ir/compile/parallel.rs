@@ -245,6 +245,7 @@ fn writes(parsed: &Parsed) -> Vec<&str> {
         NodeKind::Model(n) => n.output_key.iter().map(String::as_str).collect(),
         NodeKind::Tool(n) => n.output_key.iter().map(String::as_str).collect(),
         NodeKind::Eval(n) => n.output_key.iter().map(String::as_str).collect(),
+        NodeKind::Agent(n) => n.output_key.iter().map(String::as_str).collect(),
         NodeKind::Branch(_) | NodeKind::End => Vec::new(),
     }
 }

@@ -1,0 +1,33 @@
+//! The IR of `type: agent`: a call to a remote A2A agent. What the node
+//! does at run time lives in `crate::nodes::agent`; the A2A wire protocol
+//! in `crate::a2a::client`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole-call timeout when a node gives none: five minutes.
+pub const DEFAULT_AGENT_TIMEOUT_MS: u64 = 300_000;
+
+/// `type: agent`: send a message built from the state to a remote A2A
+/// agent, wait for its task to finish, and put the result in `output_key`.
+/// When the remote task asks for input, the execution parks on the event
+/// `input_event`; the signal's payload is sent as the next message of the
+/// same remote task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentNode {
+    /// The agent card's URL, or a base URL under which
+    /// `/.well-known/agent-card.json` is looked up.
+    pub agent: String,
+    /// A string template (sent as a text part) or a JSON value whose
+    /// strings are templates (sent as a data part).
+    pub message: serde_json::Value,
+    pub output_key: Option<String>,
+    /// The whole call (send and wait for the task), per attempt.
+    pub timeout_ms: u64,
+    /// Extra HTTP headers; `${VAR}` in a value is read from the
+    /// environment at call time and never journaled.
+    pub headers: BTreeMap<String, String>,
+    /// The event key a signal answers the remote's question with.
+    pub input_event: String,
+}
