@@ -78,6 +78,30 @@ async fn conformance(j: Arc<dyn Journal>) {
     assert_eq!(j.read(b).unwrap().len(), 1);
     assert!(j.read(ExecutionId::new(3_000)).unwrap().is_empty());
 
+    // read_after: what a follower has not seen, from inside a frame too
+    // (records 1 and 2 were one append, 3 another).
+    let seqs = |after| j.read_after(a, after).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(0), vec![1, 2, 3]);
+    assert_eq!(seqs(1), vec![2, 3]);
+    assert_eq!(seqs(2), vec![3]);
+    assert_eq!(seqs(3), Vec::<u64>::new());
+    assert_eq!(seqs(99), Vec::<u64>::new());
+    assert_eq!(j.read_after(a, 1).unwrap()[1], ra[2]);
+    assert!(j.read_after(ExecutionId::new(3_000), 0).unwrap().is_empty());
+
+    // Registrations: durable, by id then version; the same id and version again replaces.
+    let reg = |v: &str, hash: &str, at| jamjet::journal::Registration {
+        workflow_id: "j".into(),
+        version: v.into(),
+        hash: hash.into(),
+        registered_ms: at,
+    };
+    j.register(&reg("0.2.0", "h1", 30), &wf).await.unwrap();
+    j.register(&reg("0.1.0", "h1", 31), &wf).await.unwrap();
+    j.register(&reg("0.1.0", "h1b", 32), &wf).await.unwrap();
+    assert_eq!(j.registrations().unwrap(), vec![reg("0.1.0", "h1b", 32), reg("0.2.0", "h1", 30)]);
+    assert_eq!(j.workflow("h1b").unwrap(), Some(wf.clone()));
+
     // The index follows the last meta written; list is oldest first.
     assert_eq!(j.meta(a).unwrap(), Some(done));
     let list = j.list().unwrap();

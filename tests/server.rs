@@ -332,3 +332,209 @@ async fn signal_approve_and_cancel_move_executions_and_refusals_change_nothing()
     let (_, all) = api.get("/executions").await;
     assert_eq!(all["executions"].as_array().unwrap().len(), 3, "{all}");
 }
+
+#[tokio::test]
+async fn api_keys_guard_every_route_but_health_and_a_wrong_or_missing_key_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start_env(dir.path(), &[], &[("JAMJET_API_KEYS", "k-one,k-two")]);
+    let open = server.api();
+    let keyed = server.api().with_key("k-two");
+    let wrong = server.api().with_key("k-three");
+
+    assert_eq!(open.get("/health").await.0, 200);
+    assert_eq!(open.get("/openapi.json").await.0, 200);
+    for api in [&open, &wrong] {
+        let res = api
+            .request(Method::POST, "/workflows")
+            .header("content-type", "application/yaml")
+            .body(GATE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        let b: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!(b["error"]["code"], "unauthorized", "{b}");
+        let (s, _) = api.get("/executions").await;
+        assert_eq!(s, 401);
+        let (s, _) = api.get("/metrics").await;
+        assert_eq!(s, 401);
+    }
+    let (s, b) = keyed.get("/workflows").await;
+    assert_eq!((s, &b["workflows"]), (200, &json!([])), "the refused registrations registered nothing");
+    assert_eq!(keyed.register_yaml(GATE).await.0, 201);
+    for api in [&open, &wrong] {
+        let (s, _) = api.post("/executions", &json!({ "workflow_id": "gate", "input": { "order": "x" } })).await;
+        assert_eq!(s, 401);
+    }
+    let (s, b) = keyed.get("/executions").await;
+    assert_eq!((s, &b["executions"]), (200, &json!([])), "nothing journaled without a key");
+    let id = start_gate(&keyed, "x").await;
+    let (s, _) = open.post(&format!("/executions/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 401);
+    let (s, b) = keyed.get(&format!("/executions/{id}")).await;
+    assert_eq!(s, 200);
+    assert_ne!(b["status"], "cancelled");
+}
+
+#[test]
+fn a_non_loopback_bind_without_keys_refuses_to_start_and_new_key_makes_a_usable_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::jamjet()
+        .env_remove("JAMJET_API_KEYS")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["dev", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0:0 without API keys"), "{err}");
+    assert!(out.stdout.is_empty(), "it never listened");
+
+    let out = support::jamjet().args(["dev", "--new-key"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let key = text.lines().find_map(|l| l.strip_prefix("key:  ")).unwrap().to_string();
+    let line = text.lines().find_map(|l| l.strip_prefix("line: ")).unwrap().to_string();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("# test\n{line}\n")).unwrap();
+    let server = DevServer::start(dir.path(), &["--api-keys-file", keys.to_str().unwrap()]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        assert_eq!(server.api().get("/workflows").await.0, 401);
+        assert_eq!(server.api().with_key(&key).get("/workflows").await.0, 200);
+        assert_eq!(server.api().with_key(&line).get("/workflows").await.0, 401, "the digest is not a key");
+    });
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_and_changes_nothing_and_cors_is_off_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &["--body-limit", "2048", "--cors-origin", "https://app.example"]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(GATE).await.0, 201);
+    let big = json!({ "workflow_id": "gate", "input": { "order": "x".repeat(4096) } });
+    let (s, b) = api.post("/executions", &big).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("body_too_large")), "{b}");
+    let padded = format!("{GATE}\n#{}", "x".repeat(4096));
+    let (s, b) = api.register_yaml(&padded).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("body_too_large")), "{b}");
+    let (_, all) = api.get("/executions").await;
+    assert_eq!(all["executions"], json!([]));
+
+    let res = api.request(Method::GET, "/health").header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
+    let res = api.request(Method::GET, "/health").header("origin", "https://evil.example").send().await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    drop(server);
+    let server = DevServer::start(dir.path(), &[]);
+    let res =
+        server.api().request(Method::GET, "/health").header("origin", "https://app.example").send().await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none(), "CORS off by default");
+}
+
+#[tokio::test]
+async fn metrics_parse_and_have_every_family_and_openapi_lists_every_route_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(&hello()).await.0, 201);
+    let (_, b) = api.post("/executions", &json!({ "workflow_id": "hello", "input": { "name": "Bo" } })).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    api.poll_until(&id, LIMIT, |b| b["status"] == "completed").await;
+
+    let res = api.request(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    for family in [
+        "# TYPE jamjet_executions gauge",
+        "# TYPE jamjet_queue_depth gauge",
+        "# TYPE jamjet_node_duration_seconds histogram",
+        "# TYPE jamjet_journal_sync_seconds histogram",
+        "# TYPE jamjet_http_requests counter",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    assert!(text.contains("jamjet_executions{status=\"completed\"} 1"), "{text}");
+    assert!(text.contains("jamjet_node_duration_seconds_count{type=\"set\"} 2"), "{text}");
+    assert!(text.contains("jamjet_node_duration_seconds_count{type=\"branch\"} 1"), "{text}");
+    assert!(text.contains("route=\"/executions/{id}\",status=\"200\""), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    // Every sample line: name{labels} number.
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+    }
+    let sync_count = text.lines().find(|l| l.starts_with("jamjet_journal_sync_seconds_count")).unwrap();
+    assert!(sync_count.rsplit(' ').next().unwrap().parse::<u64>().unwrap() > 0, "{sync_count}");
+
+    // Every documented route answers on the real server (not 404/405).
+    let (_, doc) = api.get("/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut count = 0;
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", if path.starts_with("/workflows") { "hello" } else { &id });
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let res =
+                api.request(m, &concrete).header("content-type", "application/json").body("{}").send().await.unwrap();
+            let s = res.status().as_u16();
+            assert!(s != 404 && s != 405, "{method} {path} answered {s}");
+            count += 1;
+        }
+    }
+    assert_eq!(count, 14, "{paths:?}");
+    // And a route that is not there is a 404.
+    assert_eq!(api.get("/nope").await.0, 404);
+}
+
+/// Restart mid-execution: parked on a wait, the server stops (SIGTERM or
+/// kill -9), a new one on the same data dir finishes it through the API,
+/// with every step once.
+async fn restart_mid_execution(kill9: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(GATE).await.0, 201);
+    let id = start_gate(&api, "r").await;
+    api.poll_until(&id, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
+    // An open stream must not hold up a graceful stop.
+    let res = api.request(Method::GET, &format!("/executions/{id}/events/stream")).send().await.unwrap();
+    let stream = tokio::spawn(read_sse(res, 100));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if kill9 {
+        server.kill9();
+    } else {
+        let status = server.stop();
+        assert!(status.success(), "{status}: {}", server.stderr.lock().unwrap());
+        let got = tokio::time::timeout(LIMIT, stream).await.expect("the stream closed at shutdown").unwrap();
+        assert!(got.iter().all(|e| e.event != "end"), "{got:?}");
+    }
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    let parked = api.poll_until(&id, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
+    assert_eq!(parked["waiting"][0]["event"], "pay:r");
+    let (s, b) =
+        api.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay:r", "payload": { "amount": 9 } })).await;
+    assert_eq!(s, 202, "{b}");
+    let done = api.poll_until(&id, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(done["state"]["status"], "paid 9");
+    let (_, ev) = api.get(&format!("/executions/{id}/events")).await;
+    let names = event_names(&ev);
+    for once in ["ExecutionStarted", "SignalReceived", "ExecutionCompleted"] {
+        assert_eq!(names.iter().filter(|n| *n == once).count(), 1, "{once}: {names:?}");
+    }
+    assert_eq!(names.iter().filter(|n| *n == "NodeCompleted").count(), 2, "each node completed once: {names:?}");
+}
+
+#[tokio::test]
+async fn a_sigterm_mid_execution_closes_streams_and_the_next_server_finishes_it() {
+    restart_mid_execution(false).await;
+}
+
+#[tokio::test]
+async fn a_kill9_mid_execution_loses_nothing_and_the_next_server_finishes_it() {
+    restart_mid_execution(true).await;
+}

@@ -86,7 +86,7 @@ struct Follow {
 }
 
 enum Next {
-    Record(Record),
+    Record(Box<Record>),
     End,
     Stop,
 }
@@ -95,7 +95,7 @@ impl Follow {
     async fn next(&mut self) -> Next {
         loop {
             if let Some(r) = self.pending.pop_front() {
-                return Next::Record(r);
+                return Next::Record(Box::new(r));
             }
             if self.ended {
                 return Next::End;
