@@ -151,7 +151,8 @@ fn an_approval_a_decision_and_a_cancel_through_the_server() {
     let approved = json(cli(&data, url, &["approve", &id, "--decision", "approved", "--by", "ann", "--json"]));
     assert_eq!(approved["status"], "waiting", "{approved}");
     assert_eq!(approved["waiting"][0]["event"], "shipped:7", "{approved}");
-    assert_eq!(approved["state"]["decision"]["approved"], true, "{approved}");
+    assert_eq!(approved["state"]["decision"]["decision"], "approved", "{approved}");
+    assert_eq!(approved["state"]["decision"]["by"], "ann", "{approved}");
     let twice = cli(&data, url, &["approve", &id, "--decision", "rejected"]);
     assert!(!twice.status.success(), "a second decision is refused");
     let cancelled = json(cli(&data, url, &["cancel", &id, "--reason", "out of stock", "--json"]));

@@ -184,7 +184,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         let mut unknown: Vec<&str> = tl
             .nodes
             .iter()
-            .filter(|v| !v.exchanges.is_empty() && unpriced(&workflow, &v.node))
+            .filter(|v| !v.exchanges.is_empty() && unpriced(workflow, &v.node))
             .filter_map(|v| match workflow.node(&v.node).map(|n| &n.kind) {
                 Some(NodeKind::Model(m)) => Some(m.config.model.as_str()),
                 _ => None,
@@ -223,7 +223,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
             if calls {
                 let (tokens, cost) = if v.exchanges.is_empty() {
                     ("-".into(), "-".into())
-                } else if unpriced(&workflow, &v.node) && v.usage.cost_usd == 0.0 {
+                } else if unpriced(workflow, &v.node) && v.usage.cost_usd == 0.0 {
                     (format!("{}/{}", v.usage.input_tokens, v.usage.output_tokens), "no price".into())
                 } else {
                     (format!("{}/{}", v.usage.input_tokens, v.usage.output_tokens), dollars(v.usage.cost_usd))
