@@ -43,7 +43,8 @@ pub async fn agent_card(
         agents::one(&state.rt, &workflow_id, state.config.a2a_all)?.ok_or_else(|| not_an_agent(&workflow_id))?;
     let url = format!("{}/a2a/{}", state.config.base_url(), workflow_id);
     let name = agent.spec.name.clone().unwrap_or_else(|| agent.workflow.id.clone());
-    let mut card = card(&name, agent.spec.description.clone(), url, vec![skill(&agent)], !state.config.api_keys.is_empty());
+    let mut card =
+        card(&name, agent.spec.description.clone(), url, vec![skill(&agent)], !state.config.api_keys.is_empty());
     card.version = agent.workflow.version.clone();
     Ok(Json(card))
 }
