@@ -1,6 +1,6 @@
-//! Two jamjet peers over A2A: a workflow here (the caller, in process)
-//! calls an agent workflow served by a real `jamjet dev --a2a` process
-//! (the callee); the callee is killed -9 mid-task and restarted on the same
+//! Two jamjet peers over A2A: a workflow on one `jamjet dev` process (the
+//! caller, A, driven through its REST API) calls an agent workflow served
+//! by another `jamjet dev --a2a` process (the callee, B); the callee is killed -9 mid-task and restarted on the same
 //! data dir and port, and the caller's execution still completes with the
 //! right output, the callee's task having run its steps once.
 
@@ -11,9 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use jamjet::journal::Status;
-use jamjet::{Runtime, ir};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SLOW: &str = r#"
 id: slow-greeter
@@ -80,8 +78,12 @@ async fn the_callee_is_killed_mid_task_and_restarted_and_the_caller_still_comple
     let (mut b, addr, paused) = dev(b_data.path(), b_flows.path(), "127.0.0.1:0", Some("Waiting"));
     let base = addr.trim_start_matches("http://").to_string();
 
-    let caller = ir::compile_str(
-        &format!(
+    // A: a second `jamjet dev` whose workflow calls B's agent.
+    let a_data = tempfile::tempdir().unwrap();
+    let a_flows = tempfile::tempdir().unwrap();
+    std::fs::write(
+        a_flows.path().join("caller.yaml"),
+        format!(
             r#"
 id: caller
 state_schema: {{ name: str, result: any }}
@@ -95,11 +97,20 @@ nodes:
     retry: {{ max_attempts: 5, backoff: constant, delay_ms: 300 }}
 "#
         ),
-        "caller.yaml",
     )
-    .unwrap_or_else(|d| panic!("{d}"));
-    let a = Runtime::builder().in_memory().open().await.unwrap();
-    let id = a.submit(&caller, json!({"name": "Ada"})).await.unwrap();
+    .unwrap();
+    let (mut a, a_url, _) = dev(a_data.path(), a_flows.path(), "127.0.0.1:0", None);
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{a_url}/executions"))
+        .json(&json!({"workflow_id": "caller", "input": {"name": "Ada"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap_or_else(|| panic!("A refused the execution: {started}")).to_string();
 
     // B pauses right after its task's timer wait is durable: kill -9 it there.
     let paused = tokio::task::spawn_blocking(move || paused.recv_timeout(Duration::from_secs(60))).await.unwrap();
@@ -109,10 +120,19 @@ nodes:
 
     // Restart B on the same data dir and port; it rehydrates the task.
     let (mut b2, _, _) = dev(b_data.path(), b_flows.path(), &base, None);
-    let out = tokio::time::timeout(Duration::from_secs(90), a.wait(id)).await.expect("caller finished").unwrap();
-    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
-    assert_eq!(out.state["result"]["greeting"], "Hello, Ada!");
-    a.shutdown().await;
+    // A's execution finishes on its own: poll A's API (bounded: 90 s).
+    let mut last = Value::Null;
+    for _ in 0..900 {
+        last = http.get(format!("{a_url}/executions/{id}")).send().await.unwrap().json().await.unwrap();
+        if last["status"] != "running" && last["status"] != "waiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["state"]["result"]["greeting"], "Hello, Ada!", "{last}");
+    let _ = a.kill();
+    let _ = a.wait();
     let _ = b2.kill();
     let _ = b2.wait();
 
