@@ -20,15 +20,8 @@ use jamjet::{Runtime, compile_str};
 use serde_json::json;
 use tokio::runtime::Runtime as Tokio;
 
-const WF: &str = r#"
-id: bench-http
-version: "1"
-state_schema: { n: int, a: int, b: int, c: int }
-nodes:
-  one: { type: set, values: { a: 1 }, next: two }
-  two: { type: set, values: { b: 2 }, next: three }
-  three: { type: set, values: { c: 3 } }
-"#;
+/// The workflow `jamjet bench http` loads the server with.
+const WF: &str = include_str!("../src/cli/bench/load.yaml");
 
 fn ci() -> bool {
     std::env::var_os("CI").is_some()

@@ -12,11 +12,11 @@ use ::a2a::{
     CancelTaskRequest, GetTaskRequest, JsonRpcError, JsonRpcId, JsonRpcResponse, ListTasksRequest, ListTasksResponse,
     SendMessageRequest, SubscribeToTaskRequest,
 };
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -27,6 +27,7 @@ use crate::id::ExecutionId;
 use crate::journal::ExecutionMeta;
 use crate::runtime;
 use crate::server::AppState;
+use crate::server::sse::Closing;
 
 /// A JSON-RPC error, before it gets its request id.
 #[derive(Debug, Clone)]
@@ -70,19 +71,25 @@ impl RpcError {
 }
 
 /// `POST /a2a`: every agent.
-pub async fn server_endpoint(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(state, None, headers, body).await
+pub async fn server_endpoint(
+    State(state): State<AppState>,
+    closing: Option<Extension<Closing>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, None, closing, headers, body).await
 }
 
 /// `POST /a2a/{workflow_id}`: one agent.
 pub async fn agent_endpoint(
     State(state): State<AppState>,
     Path(workflow_id): Path<String>,
+    closing: Option<Extension<Closing>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     match agents::one(&state.rt, &workflow_id, state.config.a2a_all) {
-        Ok(Some(agent)) => handle(state, Some(agent), headers, body).await,
+        Ok(Some(agent)) => handle(state, Some(agent), closing, headers, body).await,
         Ok(None) => super::card::not_an_agent(&workflow_id).into_response(),
         Err(e) => crate::server::ApiError::from(e).into_response(),
     }
@@ -181,7 +188,15 @@ fn params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcErro
     serde_json::from_value(params).map_err(|e| RpcError::invalid_params(format!("invalid params for `{method}`: {e}")))
 }
 
-async fn handle(state: AppState, agent: Option<Agent>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    state: AppState,
+    agent: Option<Agent>,
+    closing: Option<Extension<Closing>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Streams end when the server begins to shut down.
+    let closing = closing.map(|c| c.0.0);
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return reply(JsonRpcId::Null, Err(RpcError::new(code::PARSE_ERROR, format!("parse error: {e}")))),
@@ -231,7 +246,7 @@ async fn handle(state: AppState, agent: Option<Agent>, headers: HeaderMap, body:
             Err(e) => reply(id, Err(e)),
             Ok(req) => match scope.accept(&req).await {
                 Err(e) => reply(id, Err(e)),
-                Ok((exec, after)) => stream::sse(scope.state, id, dialect, exec, after, true),
+                Ok((exec, after)) => stream::sse(scope.state, closing, id, dialect, exec, after, true),
             },
         },
         Method::Subscribe => match params::<SubscribeToTaskRequest>(name, p).and_then(|r| scope.task(&r.id)) {
@@ -244,7 +259,7 @@ async fn handle(state: AppState, agent: Option<Agent>, headers: HeaderMap, body:
             }
             Ok((exec, _)) => {
                 let after = scope.state.rt.events(exec).map(|r| r.last().map_or(0, |r| r.seq)).unwrap_or(0);
-                stream::sse(scope.state, id, dialect, exec, after, false)
+                stream::sse(scope.state, closing, id, dialect, exec, after, false)
             }
         },
         Method::Push => reply(

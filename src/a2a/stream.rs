@@ -30,12 +30,30 @@ const LOOK_AGAIN: Duration = Duration::from_secs(5);
 
 /// Stream task `id` from after sequence `after`. `fresh`: the task was just
 /// started or answered, so it is shown as working until the journal says more.
-pub fn sse(state: AppState, rpc_id: JsonRpcId, dialect: Dialect, id: ExecutionId, after: u64, fresh: bool) -> Response {
+/// `closing` flips when the server begins to shut down: the stream ends
+/// there, so graceful shutdown does not wait on a task still working.
+pub fn sse(
+    state: AppState,
+    closing: Option<tokio::sync::watch::Receiver<bool>>,
+    rpc_id: JsonRpcId,
+    dialect: Dialect,
+    id: ExecutionId,
+    after: u64,
+    fresh: bool,
+) -> Response {
     let (tx, rx) = mpsc::channel::<SseEvent>(32);
     tokio::spawn(follow(state.rt.clone(), rpc_id, dialect, id, after, fresh, tx));
     let events =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    let closed = async move {
+        match closing {
+            Some(mut c) => {
+                let _ = c.wait_for(|closing| *closing).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    Sse::new(futures::StreamExt::take_until(events, Box::pin(closed))).keep_alive(KeepAlive::default()).into_response()
 }
 
 fn frame(rpc_id: &JsonRpcId, dialect: Dialect, event: Value, last: bool) -> SseEvent {

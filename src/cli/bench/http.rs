@@ -87,15 +87,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// The 3-node workflow the accept load submits.
-pub const LOAD_WORKFLOW: &str = r#"
-id: bench-http
-version: "1"
-state_schema: { n: int, a: int, b: int, c: int }
-nodes:
-  one: { type: set, values: { a: 1 }, next: two }
-  two: { type: set, values: { b: 2 }, next: three }
-  three: { type: set, values: { c: 3 } }
-"#;
+pub const LOAD_WORKFLOW: &str = include_str!("load.yaml");
 
 /// No client sends more than this many requests (a bound besides time).
 const MAX_PER_CLIENT: u64 = 10_000_000;
