@@ -221,30 +221,6 @@ fn resume_finishes_what_a_killed_run_left() {
     assert_eq!(again, serde_json::json!([]));
 }
 
-/// The payment workflow of the issue: park until `payment:<order_id>`.
-const PAY: &str = r#"id: pay
-state_schema: { order_id: str, payment: any, decision: any }
-nodes:
-  wait_payment: { type: wait, event: "payment:{{ state.order_id }}", output_key: payment, next: done }
-  done: { type: end }
-"#;
-
-/// An approval, then a wait for the shipment: the execution lives on
-/// after its decision, so a second decision meets a live execution.
-const REVIEW: &str = r#"id: review
-state_schema: { order_id: str, decision: any, shipped: any }
-nodes:
-  review: { type: approval, prompt: "Ship order {{ state.order_id }}?", output_key: decision, next: ship }
-  ship: { type: wait, event: "shipped:{{ state.order_id }}", output_key: shipped, next: done }
-  done: { type: end }
-"#;
-
-fn workflow(dir: &Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, yaml).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -257,7 +233,7 @@ fn event_count(data: &Path, id: &str) -> usize {
 fn run_parks_on_an_event_and_signal_carries_it_on() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let pay = support::workflow_file(dir.path(), "pay.yaml", support::PAY);
 
     let human = jamjet_out(&data, &["run", &pay, "--input", r#"{"order_id": "42"}"#]);
     assert!(human.status.success(), "waiting is not a failure: {}", stderr(&human));
@@ -323,7 +299,7 @@ fn run_parks_on_an_event_and_signal_carries_it_on() {
 #[test]
 fn an_event_nothing_waits_for_yet_is_kept_and_said_so() {
     let dir = tempfile::tempdir().unwrap();
-    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let pay = support::workflow_file(dir.path(), "pay.yaml", support::PAY);
     let out = jamjet_json(dir.path(), &["run", &pay, "--input", r#"{"order_id": "42"}"#, "--json"]);
     let id = out["id"].as_str().unwrap();
     let early = jamjet_out(dir.path(), &["signal", id, "payment:43", "--payload", "1"]);
@@ -338,7 +314,7 @@ fn an_event_nothing_waits_for_yet_is_kept_and_said_so() {
 fn approve_decides_and_a_second_decision_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let review = workflow(dir.path(), "review.yaml", REVIEW);
+    let review = support::workflow_file(dir.path(), "review.yaml", support::REVIEW);
     let run = jamjet_out(&data, &["run", &review, "--input", r#"{"order_id": "42"}"#]);
     assert!(run.status.success(), "{}", stderr(&run));
     let text = stdout(&run);
@@ -388,7 +364,7 @@ fn approve_decides_and_a_second_decision_is_refused_naming_the_first() {
 #[test]
 fn a_rejection_without_on_reject_fails_the_execution() {
     let dir = tempfile::tempdir().unwrap();
-    let review = workflow(dir.path(), "review.yaml", REVIEW);
+    let review = support::workflow_file(dir.path(), "review.yaml", support::REVIEW);
     let out = jamjet_json(dir.path(), &["run", &review, "--input", r#"{"order_id": "9"}"#, "--json"]);
     let id = out["id"].as_str().unwrap();
     let no = jamjet_out(
@@ -403,7 +379,7 @@ fn a_rejection_without_on_reject_fails_the_execution() {
 #[test]
 fn cancel_ends_a_waiting_execution_and_refuses_a_finished_one() {
     let dir = tempfile::tempdir().unwrap();
-    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let pay = support::workflow_file(dir.path(), "pay.yaml", support::PAY);
     let out = jamjet_json(dir.path(), &["run", &pay, "--input", r#"{"order_id": "1"}"#, "--json"]);
     let id = out["id"].as_str().unwrap();
     let cancel = jamjet_out(dir.path(), &["cancel", id, "--reason", "customer left"]);
@@ -431,7 +407,7 @@ fn cancel_ends_a_waiting_execution_and_refuses_a_finished_one() {
 #[test]
 fn run_waits_out_a_timer() {
     let dir = tempfile::tempdir().unwrap();
-    let wf = workflow(
+    let wf = support::workflow_file(
         dir.path(),
         "nap.yaml",
         "id: nap\nstate_schema: { done: bool }\nnodes:\n  nap: { type: wait, duration_ms: 200, next: up }\n  up: { type: set, values: { done: true } }\n",
@@ -448,7 +424,7 @@ fn run_waits_out_a_timer() {
 #[test]
 fn inspect_shows_branches_with_their_children_and_failed_attempts() {
     let dir = tempfile::tempdir().unwrap();
-    let fan = workflow(
+    let fan = support::workflow_file(
         dir.path(),
         "fan.yaml",
         "id: fan\nstate_schema: { a: int, b: int }\nnodes:\n  fan: { type: parallel, branches: [one, two], join: done, merge: keys }\n  one: { type: set, values: { a: 1 }, next: done }\n  two: { type: set, values: { b: 2 }, next: done }\n  done: { type: end }\n",
@@ -469,7 +445,7 @@ fn inspect_shows_branches_with_their_children_and_failed_attempts() {
 
     // A call to a closed port fails twice: each attempt and the retry decided after it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let call = workflow(
+    let call = support::workflow_file(
         dir.path(),
         "call.yaml",
         &format!(
@@ -490,7 +466,7 @@ fn resume_carries_a_killed_run_on_to_its_next_wait_and_does_not_hang_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let wf = workflow(
+    let wf = support::workflow_file(
         dir.path(),
         "call_then_wait.yaml",
         &format!(
@@ -529,7 +505,7 @@ fn resume_carries_a_killed_run_on_to_its_next_wait_and_does_not_hang_on_it() {
 #[test]
 fn run_parks_on_waiting_branches_and_signals_carry_the_family_on() {
     let dir = tempfile::tempdir().unwrap();
-    let par = workflow(
+    let par = support::workflow_file(
         dir.path(),
         "par.yaml",
         "id: par\nstate_schema: { a: any, b: any }\nnodes:\n  fan: { type: parallel, branches: [wa, wb], join: done, merge: keys }\n  wa: { type: wait, event: a, output_key: a, next: done }\n  wb: { type: wait, event: b, output_key: b, next: done }\n  done: { type: end }\n",

@@ -27,29 +27,6 @@ nodes:
   second: { type: set, values: { b: 2 } }
 "#;
 
-/// Park until `payment:<order_id>`.
-const PAY: &str = r#"id: pay
-state_schema: { order_id: str, payment: any }
-nodes:
-  wait_payment: { type: wait, event: "payment:{{ state.order_id }}", output_key: payment, next: done }
-  done: { type: end }
-"#;
-
-/// An approval, then a wait for the shipment.
-const REVIEW: &str = r#"id: review
-state_schema: { order_id: str, decision: any, shipped: any }
-nodes:
-  review: { type: approval, prompt: "Ship order {{ state.order_id }}?", output_key: decision, next: ship }
-  ship: { type: wait, event: "shipped:{{ state.order_id }}", output_key: shipped, next: done }
-  done: { type: end }
-"#;
-
-fn workflow(dir: &Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
-}
-
 /// `jamjet --data-dir DIR ARGS... --server URL`.
 fn cli(dir: &Path, url: &str, args: &[&str]) -> Output {
     jamjet()
@@ -91,7 +68,7 @@ fn json(out: Output) -> Value {
 fn run_completes_through_the_server_and_inspect_prints_what_the_local_one_prints() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let wf = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    let wf = support::workflow_file(dir.path(), "two.yaml", TWO_STEPS);
     let mut server = DevServer::start(&data, &[]);
     let out = json(cli(&data, &server.url, &["run", &wf, "--json"]));
     assert_eq!(out["status"], "completed", "{out}");
@@ -116,7 +93,7 @@ fn run_completes_through_the_server_and_inspect_prints_what_the_local_one_prints
 fn a_wait_and_a_signal_through_jamjet_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let wf = workflow(dir.path(), "pay.yaml", PAY);
+    let wf = support::workflow_file(dir.path(), "pay.yaml", support::PAY);
     let server = DevServer::start(&data, &[]);
     let url = server.url.as_str();
     let text = ok(cli_env(&data, url, &["run", &wf, "--input", r#"{"order_id": "42"}"#]));
@@ -139,7 +116,7 @@ fn a_wait_and_a_signal_through_jamjet_server() {
 fn an_approval_a_decision_and_a_cancel_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let wf = workflow(dir.path(), "review.yaml", REVIEW);
+    let wf = support::workflow_file(dir.path(), "review.yaml", support::REVIEW);
     let server = DevServer::start(&data, &[]);
     let url = server.url.as_str();
     let text = ok(cli(&data, url, &["run", &wf, "--input", r#"{"order_id": "7"}"#]));
@@ -167,8 +144,8 @@ fn an_approval_a_decision_and_a_cancel_through_the_server() {
 fn executions_through_the_server_list_what_the_local_command_lists() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let two = workflow(dir.path(), "two.yaml", TWO_STEPS);
-    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let two = support::workflow_file(dir.path(), "two.yaml", TWO_STEPS);
+    let pay = support::workflow_file(dir.path(), "pay.yaml", support::PAY);
     let mut server = DevServer::start(&data, &[]);
     let url = server.url.clone();
     ok(cli(&data, &url, &["run", &two]));
@@ -220,7 +197,7 @@ fn check_followed(text: &str, json_out: &str) {
 fn run_follow_prints_each_step_in_order_locally_and_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let wf = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    let wf = support::workflow_file(dir.path(), "two.yaml", TWO_STEPS);
     check_followed(
         &ok(local(&data, &["run", &wf, "--follow"])),
         &ok(local(&data, &["run", &wf, "--follow", "--json"])),
@@ -232,7 +209,7 @@ fn run_follow_prints_each_step_in_order_locally_and_through_the_server() {
         &ok(cli_env(&data, url, &["run", &wf, "--follow", "--json"])),
     );
     // A follow that parks: the wait is the last step shown, then what moves it on.
-    let pay = workflow(dir.path(), "pay.yaml", PAY);
+    let pay = support::workflow_file(dir.path(), "pay.yaml", support::PAY);
     let text = ok(cli(&data, url, &["run", &pay, "--input", r#"{"order_id": "9"}"#, "--follow"]));
     let wait = text.find("wait_payment  waiting for event `payment:9`").unwrap_or_else(|| panic!("{text}"));
     assert!(text[wait..].contains("to go on: jamjet signal"), "{text}");
@@ -242,7 +219,7 @@ fn run_follow_prints_each_step_in_order_locally_and_through_the_server() {
 fn unknown_executions_conflicts_and_unreachable_servers_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let wf = workflow(dir.path(), "two.yaml", TWO_STEPS);
+    let wf = support::workflow_file(dir.path(), "two.yaml", TWO_STEPS);
     let server = DevServer::start(&data, &[]);
     let url = server.url.as_str();
     let unknown = "exec_01JM4X8NKWP2ABCDEFGHJKMNPQ";
@@ -254,7 +231,7 @@ fn unknown_executions_conflicts_and_unreachable_servers_are_clear_errors() {
     }
     // Other content under the same id and version: refused, with the way out; --replace takes it.
     ok(cli(&data, url, &["run", &wf]));
-    let changed = workflow(dir.path(), "two_changed.yaml", &TWO_STEPS.replace("a: 1", "a: 5"));
+    let changed = support::workflow_file(dir.path(), "two_changed.yaml", &TWO_STEPS.replace("a: 1", "a: 5"));
     let out = cli(&data, url, &["run", &changed]);
     assert!(!out.status.success());
     let err = stderr(&out);

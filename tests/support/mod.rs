@@ -166,3 +166,28 @@ nodes:
   wait_answer: { type: wait, event: "answer:{{ item }}", output_key: answer, next: done }
   done: { type: end }
 "#;
+
+/// The payment workflow: park until `payment:<order_id>`.
+pub const PAY: &str = r#"id: pay
+state_schema: { order_id: str, payment: any, decision: any }
+nodes:
+  wait_payment: { type: wait, event: "payment:{{ state.order_id }}", output_key: payment, next: done }
+  done: { type: end }
+"#;
+
+/// An approval, then a wait for the shipment: the execution lives on
+/// after its decision, so a second decision meets a live execution.
+pub const REVIEW: &str = r#"id: review
+state_schema: { order_id: str, decision: any, shipped: any }
+nodes:
+  review: { type: approval, prompt: "Ship order {{ state.order_id }}?", output_key: decision, next: ship }
+  ship: { type: wait, event: "shipped:{{ state.order_id }}", output_key: shipped, next: done }
+  done: { type: end }
+"#;
+
+/// Write `yaml` to `dir/name`; its path, for the command line.
+pub fn workflow_file(dir: &std::path::Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path.to_str().unwrap().to_string()
+}
