@@ -405,6 +405,18 @@ impl Runtime {
         input: Value,
         key: Option<&str>,
     ) -> Result<ExecutionId, Error> {
+        Ok(self.submit_once(workflow, input, key).await?.0)
+    }
+
+    /// [`submit_keyed`](Self::submit_keyed), also telling whether this call
+    /// started the execution (`true`) or found it under its key (`false`):
+    /// decided under the same lock that makes one key start one execution.
+    pub async fn submit_once(
+        &self,
+        workflow: &Workflow,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<(ExecutionId, bool), Error> {
         let input = check_input(workflow, input)?;
         // Keyed submissions are serialized so two with one key start one execution.
         let _keyed = match key {
@@ -415,7 +427,7 @@ impl Runtime {
             && let Some(id) = self.services().journal.find_key(key)?
         {
             self.ensure_live(id).await?;
-            return Ok(id);
+            return Ok((id, false));
         }
         // A workflow from the cache (a server's registered one) is hashed already.
         let (wf, hash) = match self.services().cached_by_address(workflow) {
@@ -440,7 +452,7 @@ impl Runtime {
             .cast(SupervisorMsg::Spawn { id, workflow: wf, hash, start })
             .map_err(|e| Error::Actor(e.to_string()))?;
         match rx.await {
-            Ok(Ok(())) => Ok(id),
+            Ok(Ok(())) => Ok((id, true)),
             Ok(Err(message)) => Err(Error::StartFailed { id, message }),
             Err(_) => Err(Error::StartFailed { id, message: "the execution actor stopped before starting".into() }),
         }
@@ -816,11 +828,6 @@ impl Runtime {
     /// follower has not seen yet). Unknown executions read as empty.
     pub fn events_after(&self, id: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         Ok(self.services().journal.read_after(id, after)?)
-    }
-
-    /// The execution submitted under an idempotency key, if any.
-    pub fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
-        Ok(self.services().journal.find_key(key)?)
     }
 
     /// The workflow an execution runs.

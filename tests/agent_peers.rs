@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SLOW: &str = r#"
 id: slow-greeter
@@ -99,17 +99,10 @@ nodes:
         ),
     )
     .unwrap();
-    let (mut a, a_url, _) = dev(a_data.path(), a_flows.path(), "127.0.0.1:0", None);
-    let http = reqwest::Client::new();
-    let started: Value = http
-        .post(format!("{a_url}/executions"))
-        .json(&json!({"workflow_id": "caller", "input": {"name": "Ada"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut a = support::dev::DevServer::start(a_data.path(), &["--workflows", a_flows.path().to_str().unwrap()]);
+    let api = a.api();
+    let (code, started) = api.post("/executions", &json!({"workflow_id": "caller", "input": {"name": "Ada"}})).await;
+    assert_eq!(code, 201, "{started}");
     let id = started["id"].as_str().unwrap_or_else(|| panic!("A refused the execution: {started}")).to_string();
 
     // B pauses right after its task's timer wait is durable: kill -9 it there.
@@ -120,19 +113,12 @@ nodes:
 
     // Restart B on the same data dir and port; it rehydrates the task.
     let (mut b2, _, _) = dev(b_data.path(), b_flows.path(), &base, None);
-    // A's execution finishes on its own: poll A's API (bounded: 90 s).
-    let mut last = Value::Null;
-    for _ in 0..900 {
-        last = http.get(format!("{a_url}/executions/{id}")).send().await.unwrap().json().await.unwrap();
-        if last["status"] != "running" && last["status"] != "waiting" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // A's execution finishes on its own: A's API says so (bounded: 90 s).
+    let last =
+        api.poll_until(&id, Duration::from_secs(90), |b| b["status"] != "running" && b["status"] != "waiting").await;
     assert_eq!(last["status"], "completed", "{last}");
     assert_eq!(last["state"]["result"]["greeting"], "Hello, Ada!", "{last}");
-    let _ = a.kill();
-    let _ = a.wait();
+    a.stop();
     let _ = b2.kill();
     let _ = b2.wait();
 

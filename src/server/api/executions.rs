@@ -66,15 +66,10 @@ struct SubmitBody {
 async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let b: SubmitBody = json_body(&headers, &body, false)?;
     let (_, wf) = st.rt.registered(&b.workflow_id, b.version.as_deref())?;
-    let key = b.idempotency_key.as_deref();
-    let existing = match key {
-        Some(k) => st.rt.find_key(k)?,
-        None => None,
-    };
     let input = Value::Object(b.input.unwrap_or_default());
-    let id = st.rt.submit_keyed(&wf, input, key).await?;
+    let (id, new) = st.rt.submit_once(&wf, input, b.idempotency_key.as_deref()).await?;
     let meta = st.rt.status(id)?;
-    let status = if existing == Some(id) { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     let body =
         json!({ "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": meta.status });
     Ok((status, Json(body)).into_response())
