@@ -8,7 +8,6 @@
 //! callers get `final: true` on that last status update.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use ::a2a::{JsonRpcId, JsonRpcResponse, Message, Part, Role, StreamResponse, TaskArtifactUpdateEvent, TaskState};
 use ::a2a::{TaskStatus, TaskStatusUpdateEvent};
@@ -23,10 +22,6 @@ use crate::id::ExecutionId;
 use crate::journal::Event;
 use crate::runtime::Runtime;
 use crate::server::AppState;
-
-/// How long a quiet stream waits before it looks again (the live feed may
-/// have been replaced, e.g. the execution hibernated and came back).
-const LOOK_AGAIN: Duration = Duration::from_secs(5);
 
 /// Stream task `id` from after sequence `after`. `fresh`: the task was just
 /// started or answered, so it is shown as working until the journal says more.
@@ -105,7 +100,7 @@ async fn follow(
         return;
     }
     loop {
-        let records = match rt.events(id) {
+        let records = match rt.events_after(id, after) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(error_frame(&rpc_id, super::rpc::RpcError::from_runtime(e, id))).await;
@@ -113,8 +108,7 @@ async fn follow(
             }
         };
         let mut ended = false;
-        let from = after;
-        for record in records.into_iter().filter(|r| r.seq > from) {
+        for record in records {
             after = record.seq;
             match &record.event {
                 Event::NodeCompleted { node, .. } => {
@@ -164,19 +158,14 @@ async fn follow(
             let _ = tx.send(frame(&rpc_id, dialect, event, true)).await;
             return;
         }
-        // Wait for the next durable append (or look again after a while);
-        // a client that went away ends the loop at the next send.
+        // Wait for the next durable append, or for the client to go away.
         tokio::select! {
             changed = feed.changed() => {
                 if changed.is_err() {
-                    feed = rt.subscribe(id);
-                }
-            }
-            _ = tokio::time::sleep(LOOK_AGAIN) => {
-                if tx.is_closed() {
                     return;
                 }
             }
+            _ = tx.closed() => return,
         }
     }
 }

@@ -101,8 +101,7 @@ async fn list(
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
     let mut rows = st.rt.list(status)?;
     rows.retain(|m| q.workflow.as_deref().is_none_or(|w| m.workflow_id == w));
-    // Oldest first: ids are ULIDs (time, then random), the index's order.
-    rows.sort_by_key(|m| m.id);
+    // Oldest first already: the index is keyed by id (a ULID: time, then random).
     let start = match cursor {
         Some(c) => rows.partition_point(|m| m.id <= c),
         None => 0,
