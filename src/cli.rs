@@ -77,6 +77,10 @@ impl Failure {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Failure { message: message.into(), code: 1 }
     }
+    /// Bad usage (a flag, a file): exit code 2.
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 2 }
+    }
 }
 
 pub(crate) type CliResult = Result<ExitCode, Failure>;
@@ -128,17 +132,31 @@ async fn dispatch(cli: Cli) -> CliResult {
 /// Open the data dir without resuming anything (commands that only read,
 /// or that resume exactly what they need).
 pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder().data_dir(data_dir).resume_on_open(false).open().await.map_err(Failure::from)
+    Runtime::builder().data_dir(data_dir).bench_functions().resume_on_open(false).open().await.map_err(Failure::from)
 }
 
 /// Open the data dir with nothing resumed and the timers not started yet.
 pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder().data_dir(data_dir).resume_on_open(false).timers(false).open().await.map_err(Failure::from)
+    Runtime::builder()
+        .data_dir(data_dir)
+        .bench_functions()
+        .resume_on_open(false)
+        .timers(false)
+        .open()
+        .await
+        .map_err(Failure::from)
 }
 
 /// Open the data dir to read it only: nothing resumes, no timer fires.
 pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder().data_dir(data_dir).resume_on_open(false).timers(false).open().await.map_err(Failure::from)
+    Runtime::builder()
+        .data_dir(data_dir)
+        .bench_functions()
+        .resume_on_open(false)
+        .timers(false)
+        .open()
+        .await
+        .map_err(Failure::from)
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<crate::ExecutionId, Failure> {

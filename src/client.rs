@@ -332,6 +332,18 @@ impl Client {
         self.post(&format!("/executions/{id}/cancel"), &json!({ "reason": reason })).await
     }
 
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let url = self.url("/metrics");
+        let resp = self.authorized(self.http.get(&url)).send().await.map_err(|e| unreachable(&self.base, &e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| Error::Protocol { url: url.clone(), reason: e.to_string() })?;
+        if !(200..300).contains(&status) {
+            return Err(api_error("GET", url, status, serde_json::from_slice(&bytes).ok(), &bytes));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|e| Error::Protocol { url, reason: format!("not UTF-8: {e}") })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -81,6 +81,7 @@ pub mod journal;
 pub mod mcp;
 pub mod model;
 pub mod nodes;
+pub mod procstat;
 pub mod runtime;
 pub mod server;
 pub mod timeline;

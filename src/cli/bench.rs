@@ -1,6 +1,12 @@
-//! `jamjet bench parked`: park many executions on waits, measure what they
-//! cost in memory, then signal them all and measure how fast they resume,
-//! while timers fire under that load.
+//! `jamjet bench`: the benchmark harness.
+//!
+//! - `jamjet bench [WORKFLOW.yaml | --workload W]` ([`drive`]): N executions
+//!   (or `--duration`) at concurrency C on the embedded store or a server:
+//!   executions/s, node completions/s, HDR latency percentiles per
+//!   execution and per node, journal syncs per node, CPU time, peak memory.
+//! - `jamjet bench parked` (here): park many executions on waits, measure
+//!   what they cost in memory, then signal them all and measure how fast
+//!   they resume, while timers fire under that load.
 //!
 //! It runs on a fresh sled data dir (a temp dir unless `--data-dir` is
 //! given explicitly with `--keep`), in this process, so resident memory is
@@ -20,17 +26,22 @@ use serde_json::json;
 
 use super::{CliResult, Failure, print_json};
 
+mod drive;
 mod fanout;
 mod http;
+mod workloads;
 use crate::Runtime;
 use crate::id::ExecutionId;
 use crate::ir::compile_str;
 use crate::journal::{Event, Status};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
     #[command(subcommand)]
-    pub which: Which,
+    pub which: Option<Which>,
+    #[command(flatten)]
+    pub drive: drive::DriveArgs,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -98,8 +109,9 @@ pub struct ParkedReport {
 
 pub(crate) async fn run(a: Args) -> CliResult {
     match a.which {
-        Which::Parked(p) => parked(p).await,
-        Which::Http(h) => http::run(h).await,
+        None => drive::run(a.drive).await,
+        Some(Which::Parked(p)) => parked(p).await,
+        Some(Which::Http(h)) => http::run(h).await,
     }
 }
 

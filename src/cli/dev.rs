@@ -80,7 +80,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             a.bind
         )));
     }
-    let rt = Runtime::builder().data_dir(data_dir).open().await?;
+    let rt = Runtime::builder().data_dir(data_dir).bench_functions().open().await?;
     if let Some(dir) = &a.workflows {
         register_folder(&rt, dir).await?;
     }

@@ -83,7 +83,7 @@ fn fraction(text: &str) -> Result<f64, String> {
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure { message: message.into(), code: 2 }
+    Failure::usage(message)
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {

@@ -9,7 +9,12 @@
 //! - `jamjet_queue_depth` (gauge): executions live in memory (running, or
 //!   parked but not hibernated): the work the runtime holds right now;
 //! - `jamjet_http_requests_total{method,route,status}` (counter): requests
-//!   by matched route (the template, e.g. `/executions/{id}`) and status.
+//!   by matched route (the template, e.g. `/executions/{id}`) and status;
+//! - `jamjet_process_cpu_seconds_total` (counter),
+//!   `jamjet_process_resident_memory_bytes` and
+//!   `jamjet_process_peak_resident_memory_bytes` (gauges): the server
+//!   process's CPU time and memory ([`crate::procstat`]), which
+//!   `jamjet bench --server` reads before and after its load.
 //!
 //! [`HttpMetrics`] counts requests in a middleware ([`count`]).
 
@@ -56,6 +61,7 @@ struct Scrape {
     nodes: Vec<(&'static str, Snapshot)>,
     sync: Snapshot,
     http: Vec<((String, String, u16), u64)>,
+    process: crate::procstat::Usage,
 }
 
 fn histogram(enc: &mut prometheus_client::encoding::MetricEncoder<'_>, s: &Snapshot) -> Result<(), std::fmt::Error> {
@@ -103,6 +109,31 @@ impl Collector for Scrape {
             let labels = [("method", method.as_str()), ("route", route.as_str()), ("status", status.as_str())];
             e.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
+        let p = &self.process;
+        encoder
+            .encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time of the process",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&p.cpu_seconds, None)?;
+        encoder
+            .encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of the process",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&(p.rss_bytes as i64))?;
+        encoder
+            .encode_descriptor(
+                "process_peak_resident_memory_bytes",
+                "The most resident memory the process has had",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&(p.peak_rss_bytes as i64))?;
         Ok(())
     }
 }
@@ -126,7 +157,14 @@ pub async fn serve(
         None => Vec::new(),
     };
     http.sort();
-    let scrape = Scrape { executions, queue_depth, nodes: st.rt.node_latency(), sync: JOURNAL_SYNC.snapshot(), http };
+    let scrape = Scrape {
+        executions,
+        queue_depth,
+        nodes: st.rt.node_latency(),
+        sync: JOURNAL_SYNC.snapshot(),
+        http,
+        process: crate::procstat::usage(),
+    };
     let mut registry = Registry::with_prefix("jamjet");
     registry.register_collector(Box::new(scrape));
     let mut text = String::new();
