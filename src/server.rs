@@ -134,5 +134,12 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
+    // No Nagle: an SSE record or a small answer must not wait ~40 ms for
+    // the peer's delayed ACK (`jamjet bench --server` found it).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
