@@ -760,6 +760,17 @@ impl Runtime {
         self.waits_of(&self.status(id)?)
     }
 
+    /// What an execution and its unfinished children (parallel branches,
+    /// sub-workflows, recursively) wait for now; each [`Waiting::id`] says
+    /// which execution to signal.
+    pub fn waiting_in_family(&self, id: ExecutionId) -> Result<Vec<Waiting>, Error> {
+        let mut out = Vec::new();
+        for member in self.family(id)? {
+            out.extend(self.waits_of(&self.status(member)?)?);
+        }
+        Ok(out)
+    }
+
     fn waits_of(&self, meta: &ExecutionMeta) -> Result<Vec<Waiting>, Error> {
         let mut out = Vec::new();
         {

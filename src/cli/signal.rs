@@ -72,14 +72,15 @@ async fn signal(rt: &crate::Runtime, data_dir: &Path, id: crate::ExecutionId, a:
 async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
     let client = connect(url)?;
     let before = client.execution(id).await?;
-    let awaited = before.waiting.iter().any(|w| w.event.as_deref() == Some(a.key.as_str()));
+    // Waits of its branches are listed too (with their own id): only its own count here.
+    let own: Vec<_> = before.waiting.iter().filter(|w| w.id.is_none_or(|w| w == id)).collect();
+    let awaited = own.iter().any(|w| w.event.as_deref() == Some(a.key.as_str()));
     client.signal(id, &a.key, &payload).await?;
     if !a.json {
         if awaited {
             eprintln!("event `{}` delivered to execution {id}", a.key);
         } else {
-            let keys: Vec<String> =
-                before.waiting.iter().filter_map(|w| w.event.as_ref().map(|k| format!("`{k}`"))).collect();
+            let keys: Vec<String> = own.iter().filter_map(|w| w.event.as_ref().map(|k| format!("`{k}`"))).collect();
             let now = if keys.is_empty() { String::new() } else { format!(" (it waits for {})", keys.join(", ")) };
             eprintln!(
                 "event `{}` delivered to execution {id}; nothing waits for it yet{now}, so it is kept until a wait for that key is reached",

@@ -465,10 +465,11 @@ async fn drive_embedded(plan: &Plan, rt: &Runtime) -> Result<(ExecutionId, Statu
     }
     for _ in 0..MAX_PARKS {
         let out = rt.settle(id).await.map_err(|e| format!("execution {id}: {e}"))?;
-        if out.status != Status::Waiting {
+        // Settled and not waiting itself: ended, or its branches wait.
+        if out.status.is_terminal() {
             return Ok((id, out.status, out.state));
         }
-        for w in rt.waiting_on(id).map_err(|e| format!("execution {id}: {e}"))? {
+        for w in rt.waiting_in_family(id).map_err(|e| format!("execution {id}: {e}"))? {
             match (w.kind, &w.event) {
                 (WaitKind::Event, Some(event)) => rt.signal(w.id, event, plan.payload.clone()).await,
                 (WaitKind::Approval, _) => rt
@@ -496,44 +497,69 @@ async fn drive_server(plan: &Plan, c: &Client) -> Result<(ExecutionId, Status, V
     let sub = c.submit(&wf.id, Some(&wf.version), &plan.input, None).await.map_err(|e| e.to_string())?;
     let id = sub.id;
     let mut follow = c.follow(id, 0);
-    let mut parks = 0;
+    let mut answered = 0;
     let mut state = Value::Null;
-    // Bounded: the stream ends with the execution; each park is answered at most MAX_PARKS times.
-    while let Some(item) = follow.next().await.map_err(|e| format!("execution {id}: {e}"))? {
-        match item {
-            Item::Record(r) => match r.event {
+    // Bounded: the stream ends with the execution; waits are answered at most MAX_PARKS times.
+    loop {
+        let next = if plan.parks {
+            // A branch's wait shows in its own history, not its parent's:
+            // when the stream goes quiet, ask what the execution waits for.
+            match tokio::time::timeout(QUIET, follow.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    answered += answer_waits(plan, c, id).await?;
+                    if answered > MAX_PARKS {
+                        return Err(format!("execution {id} parked more than {MAX_PARKS} times"));
+                    }
+                    continue;
+                }
+            }
+        } else {
+            follow.next().await
+        };
+        match next.map_err(|e| format!("execution {id}: {e}"))? {
+            Some(Item::Record(r)) => match r.event {
                 Event::ExecutionCompleted { state: s } => {
                     state = s.value().map_err(|e| format!("execution {id}: {e}"))?
                 }
-                Event::Waiting { event, .. } if plan.parks && (event.is_some() || parks == 0) => {
-                    parks += 1;
-                    if parks > MAX_PARKS {
+                Event::Waiting { event, prompt, .. } if event.is_some() || prompt.is_some() => {
+                    answered += answer_waits(plan, c, id).await?;
+                    if answered > MAX_PARKS {
                         return Err(format!("execution {id} parked more than {MAX_PARKS} times"));
                     }
-                    answer_waits(plan, c, id).await?;
                 }
                 _ => {}
             },
-            Item::End(status) => return Ok((id, status, state)),
+            Some(Item::End(status)) => return Ok((id, status, state)),
+            None => return Err(format!("execution {id}: its event stream ended without an end")),
         }
     }
-    Err(format!("execution {id}: its event stream ended without an end"))
 }
 
+/// How long a parked execution's stream may stay quiet before the harness
+/// asks the server what it waits for.
+const QUIET: Duration = Duration::from_millis(250);
+
 /// Answer what a server says `id` waits for: events with the payload,
-/// approvals with "approved".
-async fn answer_waits(plan: &Plan, c: &Client, id: ExecutionId) -> Result<(), String> {
+/// approvals with "approved". A wait that moved on meanwhile (answered
+/// already, or timed out) is skipped. How many were answered.
+async fn answer_waits(plan: &Plan, c: &Client, id: ExecutionId) -> Result<usize, String> {
     let ex = c.execution(id).await.map_err(|e| format!("execution {id}: {e}"))?;
+    let mut answered = 0;
     for w in ex.waiting {
         let target = w.id.unwrap_or(id);
         let r = match (w.kind.as_str(), &w.event) {
             ("event", Some(event)) => c.signal(target, event, &plan.payload).await.map(|_| ()),
             ("approval", _) => c.approve(target, true, Some(&w.node), Some("jamjet bench"), None).await.map(|_| ()),
-            _ => Ok(()),
+            _ => continue,
         };
-        r.map_err(|e| format!("execution {target}: answering its wait at `{}`: {e}", w.node))?;
+        match r {
+            Ok(()) => answered += 1,
+            Err(e) if matches!(e.code(), Some("not_waiting" | "finished")) => {}
+            Err(e) => return Err(format!("execution {target}: answering its wait at `{}`: {e}", w.node)),
+        }
     }
-    Ok(())
+    Ok(answered)
 }
 
 async fn counters(target: &Target) -> Result<Counters, String> {

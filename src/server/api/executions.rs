@@ -121,10 +121,10 @@ async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json
         Vec::new()
     } else {
         st.rt
-            .waiting_on(id)?
+            .waiting_in_family(id)?
             .into_iter()
             .map(|w| {
-                json!({ "node": w.node, "kind": w.kind, "event": w.event, "prompt": w.prompt,
+                json!({ "id": w.id, "node": w.node, "kind": w.kind, "event": w.event, "prompt": w.prompt,
                         "since_ms": w.since_ms, "deadline_ms": w.deadline_ms })
             })
             .collect()
