@@ -2,6 +2,9 @@
 //!
 //! - compile a YAML workflow;
 //! - apply a 10-node history in the pure state machine;
+//! - journal appends on sled, awaited until durable: one alone (one sync
+//!   each), and 64 at once from 64 executions (group commit: appends per
+//!   sync printed beside it);
 //! - a 10-node workflow of `set` nodes, one execution, on the in-memory
 //!   journal (per-node overhead: throughput is reported per node);
 //! - the same on sled, one execution alone, with journal syncs per node
@@ -25,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jamjet::actors::machine::{ExecutionState, apply};
+use jamjet::journal::{Append, Event, ExecutionMeta, Journal, SledJournal, Status};
 use jamjet::nodes::{FunctionCall, FunctionError};
-use jamjet::{Runtime, Workflow, compile_str};
+use jamjet::{ExecutionId, Runtime, Workflow, compile_str};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime as Tokio;
 
@@ -100,6 +104,92 @@ fn machine(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// One writer per execution, appending a `NodeScheduled` at a time.
+struct Writer {
+    id: ExecutionId,
+    meta: ExecutionMeta,
+    seq: u64,
+}
+
+impl Writer {
+    fn new(n: u64) -> Writer {
+        let id = ExecutionId::new(1_700_000_000_000 + n);
+        let meta = ExecutionMeta {
+            id,
+            workflow_id: "journal".into(),
+            workflow_version: "0".into(),
+            workflow_hash: "h".into(),
+            status: Status::Running,
+            created_ms: 0,
+            updated_ms: 0,
+            key: None,
+        };
+        Writer { id, meta, seq: 0 }
+    }
+
+    async fn append(&mut self, journal: &SledJournal) {
+        self.seq += 1;
+        let events = [Event::NodeScheduled { node: "a".into(), visit: self.seq as u32 }];
+        let append = Append {
+            execution: self.id,
+            first_seq: self.seq,
+            at_ms: self.seq,
+            events: &events,
+            meta: (self.seq == 1).then_some(&self.meta),
+            workflow: None,
+            timers: &[],
+        };
+        journal.append(append).await.unwrap();
+    }
+}
+
+/// Appends on sled awaited until durable: alone, then 64 at once.
+fn journal(c: &mut Criterion) {
+    const WRITERS: u64 = 64;
+    let rt = tokio();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(SledJournal::open(dir.path()).unwrap());
+    let mut g = c.benchmark_group("journal");
+    g.sample_size(if ci() { 10 } else { 50 });
+    let alone = Arc::new(tokio::sync::Mutex::new(Writer::new(0)));
+    g.bench_function("sled_append_alone", |b| {
+        b.to_async(&rt).iter(|| {
+            let (w, j) = (alone.clone(), journal.clone());
+            async move { w.lock().await.append(&j).await }
+        })
+    });
+    let writers: Vec<_> = (1..=WRITERS).map(|n| Arc::new(tokio::sync::Mutex::new(Writer::new(n)))).collect();
+    let before = journal.stats();
+    let mut rounds = 0u64;
+    g.throughput(Throughput::Elements(WRITERS));
+    g.bench_function(BenchmarkId::new("sled_group_commit", WRITERS), |b| {
+        b.to_async(&rt).iter(|| {
+            rounds += 1;
+            let tasks: Vec<_> = writers
+                .iter()
+                .map(|w| {
+                    let (w, j) = (w.clone(), journal.clone());
+                    tokio::spawn(async move { w.lock().await.append(&j).await })
+                })
+                .collect();
+            async move {
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            }
+        })
+    });
+    g.finish();
+    let after = journal.stats();
+    println!(
+        "journal sled_group_commit: {} appends in {} syncs ({:.1} appends per sync, {:.0} µs per sync)",
+        after.appends - before.appends,
+        after.syncs - before.syncs,
+        (after.appends - before.appends) as f64 / (after.syncs - before.syncs).max(1) as f64,
+        (after.sync_us - before.sync_us) as f64 / (after.syncs - before.syncs).max(1) as f64
+    );
 }
 
 /// Run `iters` executions one after the other from a task on the runtime
@@ -368,5 +458,5 @@ fn signals(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, compile, machine, node_step, concurrent, rehydrate, fan_out, signals);
+criterion_group!(benches, compile, machine, journal, node_step, concurrent, rehydrate, fan_out, signals);
 criterion_main!(benches);
