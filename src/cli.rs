@@ -147,16 +147,10 @@ pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Ru
         .map_err(Failure::from)
 }
 
-/// Open the data dir to read it only: nothing resumes, no timer fires.
+/// Open the data dir to read it only: nothing resumes, no timer fires
+/// (the timers are never started).
 pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder()
-        .data_dir(data_dir)
-        .bench_functions()
-        .resume_on_open(false)
-        .timers(false)
-        .open()
-        .await
-        .map_err(Failure::from)
+    open_without_timers(data_dir).await
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<crate::ExecutionId, Failure> {
