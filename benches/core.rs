@@ -26,11 +26,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "support/journal_writer.rs"]
+mod journal_writer;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jamjet::actors::machine::{ExecutionState, apply};
-use jamjet::journal::{Append, Event, ExecutionMeta, Journal, SledJournal, Status};
+use jamjet::journal::{Journal, SledJournal};
 use jamjet::nodes::{FunctionCall, FunctionError};
-use jamjet::{ExecutionId, Runtime, Workflow, compile_str};
+use jamjet::{Runtime, Workflow, compile_str};
+use journal_writer::{Writer, syncs_between};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime as Tokio;
 
@@ -106,45 +110,6 @@ fn machine(c: &mut Criterion) {
     g.finish();
 }
 
-/// One writer per execution, appending a `NodeScheduled` at a time.
-struct Writer {
-    id: ExecutionId,
-    meta: ExecutionMeta,
-    seq: u64,
-}
-
-impl Writer {
-    fn new(n: u64) -> Writer {
-        let id = ExecutionId::new(1_700_000_000_000 + n);
-        let meta = ExecutionMeta {
-            id,
-            workflow_id: "journal".into(),
-            workflow_version: "0".into(),
-            workflow_hash: "h".into(),
-            status: Status::Running,
-            created_ms: 0,
-            updated_ms: 0,
-            key: None,
-        };
-        Writer { id, meta, seq: 0 }
-    }
-
-    async fn append(&mut self, journal: &SledJournal) {
-        self.seq += 1;
-        let events = [Event::NodeScheduled { node: "a".into(), visit: self.seq as u32 }];
-        let append = Append {
-            execution: self.id,
-            first_seq: self.seq,
-            at_ms: self.seq,
-            events: &events,
-            meta: (self.seq == 1).then_some(&self.meta),
-            workflow: None,
-            timers: &[],
-        };
-        journal.append(append).await.unwrap();
-    }
-}
-
 /// Appends on sled awaited until durable: alone, then 64 at once.
 fn journal(c: &mut Criterion) {
     const WRITERS: u64 = 64;
@@ -157,21 +122,19 @@ fn journal(c: &mut Criterion) {
     g.bench_function("sled_append_alone", |b| {
         b.to_async(&rt).iter(|| {
             let (w, j) = (alone.clone(), journal.clone());
-            async move { w.lock().await.append(&j).await }
+            async move { w.lock().await.append(&*j).await }
         })
     });
     let writers: Vec<_> = (1..=WRITERS).map(|n| Arc::new(tokio::sync::Mutex::new(Writer::new(n)))).collect();
     let before = journal.stats();
-    let mut rounds = 0u64;
     g.throughput(Throughput::Elements(WRITERS));
     g.bench_function(BenchmarkId::new("sled_group_commit", WRITERS), |b| {
         b.to_async(&rt).iter(|| {
-            rounds += 1;
             let tasks: Vec<_> = writers
                 .iter()
                 .map(|w| {
                     let (w, j) = (w.clone(), journal.clone());
-                    tokio::spawn(async move { w.lock().await.append(&j).await })
+                    tokio::spawn(async move { w.lock().await.append(&*j).await })
                 })
                 .collect();
             async move {
@@ -183,13 +146,7 @@ fn journal(c: &mut Criterion) {
     });
     g.finish();
     let after = journal.stats();
-    println!(
-        "journal sled_group_commit: {} appends in {} syncs ({:.1} appends per sync, {:.0} µs per sync)",
-        after.appends - before.appends,
-        after.syncs - before.syncs,
-        (after.appends - before.appends) as f64 / (after.syncs - before.syncs).max(1) as f64,
-        (after.sync_us - before.sync_us) as f64 / (after.syncs - before.syncs).max(1) as f64
-    );
+    println!("journal sled_group_commit: {}", syncs_between(before, after));
 }
 
 /// Run `iters` executions one after the other from a task on the runtime
@@ -284,13 +241,7 @@ fn concurrent(c: &mut Criterion) {
             })
         });
         let after = r.journal_stats();
-        println!(
-            "concurrent {store}_{kind}: {} appends, {} syncs ({:.1} appends per sync, {:.0} µs per sync)",
-            after.appends - before.appends,
-            after.syncs - before.syncs,
-            (after.appends - before.appends) as f64 / (after.syncs - before.syncs).max(1) as f64,
-            (after.sync_us - before.sync_us) as f64 / (after.syncs - before.syncs).max(1) as f64
-        );
+        println!("concurrent {store}_{kind}: {}", syncs_between(before, after));
     }
     g.finish();
 }

@@ -16,14 +16,17 @@
 //! syncs × sled_sync_alone`. Under `CI=true` the sample sizes shrink.
 //! Figures and the machine they came from: README.md.
 
+#[path = "support/journal_writer.rs"]
+mod journal_writer;
 #[path = "../tests/support/model_server.rs"]
 mod model_server;
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jamjet::journal::{Append, Event, ExecutionMeta, Journal, SledJournal, Status};
-use jamjet::{ExecutionId, Runtime, compile_str};
+use jamjet::journal::SledJournal;
+use jamjet::{Runtime, compile_str};
+use journal_writer::Writer;
 use model_server::ModelServer;
 use serde_json::{Value, json};
 
@@ -86,33 +89,9 @@ fn model_call(c: &mut Criterion) {
     tokio.block_on(rt.shutdown());
 
     let journal = SledJournal::open(&dir.path().join("sync")).unwrap();
-    let id = ExecutionId::new(1_700_000_000_000);
-    let seq = std::sync::atomic::AtomicU64::new(0);
-    let meta = ExecutionMeta {
-        id,
-        workflow_id: "sync".into(),
-        workflow_version: "0".into(),
-        workflow_hash: "h".into(),
-        status: Status::Running,
-        created_ms: 0,
-        updated_ms: 0,
-        key: None,
-    };
+    let writer = tokio::sync::Mutex::new(Writer::new(0));
     g.bench_function("sled_sync_alone", |b| {
-        b.to_async(&tokio).iter(|| async {
-            let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            let events = [Event::NodeScheduled { node: "a".into(), visit: seq as u32 }];
-            let append = Append {
-                execution: id,
-                first_seq: seq,
-                at_ms: seq,
-                events: &events,
-                meta: (seq == 1).then_some(&meta),
-                workflow: None,
-                timers: &[],
-            };
-            journal.append(append).await.unwrap();
-        })
+        b.to_async(&tokio).iter(|| async { writer.lock().await.append(&journal).await })
     });
     g.finish();
 }

@@ -334,14 +334,9 @@ impl Client {
 
     /// `GET /metrics`: the Prometheus text exposition.
     pub async fn metrics(&self) -> Result<String, Error> {
-        let url = self.url("/metrics");
-        let resp = self.authorized(self.http.get(&url)).send().await.map_err(|e| unreachable(&self.base, &e))?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| Error::Protocol { url: url.clone(), reason: e.to_string() })?;
-        if !(200..300).contains(&status) {
-            return Err(api_error("GET", url, status, serde_json::from_slice(&bytes).ok(), &bytes));
-        }
-        String::from_utf8(bytes.to_vec()).map_err(|e| Error::Protocol { url, reason: format!("not UTF-8: {e}") })
+        let (_, bytes) = self.fetch("GET", "/metrics", self.http.get(self.url("/metrics"))).await?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::Protocol { url: self.url("/metrics"), reason: format!("not UTF-8: {e}") })
     }
 
     fn url(&self, path: &str) -> String {
@@ -365,16 +360,27 @@ impl Client {
 
     /// Send, and read a JSON answer; an error status becomes [`Error::Api`].
     async fn send(&self, method: &str, path: &str, req: reqwest::RequestBuilder) -> Result<(u16, Value), Error> {
+        let (status, bytes) = self.fetch(method, path, req).await?;
+        let v = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Protocol { url: self.url(path), reason: format!("not JSON: {e}") })?;
+        Ok((status, v))
+    }
+
+    /// Send, and read the answer's bytes; an error status becomes [`Error::Api`].
+    async fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, axum::body::Bytes), Error> {
         let url = self.url(path);
         let resp = self.authorized(req).send().await.map_err(|e| unreachable(&self.base, &e))?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| Error::Protocol { url: url.clone(), reason: e.to_string() })?;
-        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if (200..300).contains(&status) {
-            let v = parsed.map_err(|e| Error::Protocol { url, reason: format!("not JSON: {e}") })?;
-            return Ok((status, v));
+            return Ok((status, bytes));
         }
-        Err(api_error(method, url, status, parsed.ok(), &bytes))
+        Err(api_error(method, url, status, serde_json::from_slice(&bytes).ok(), &bytes))
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

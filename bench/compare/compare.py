@@ -153,25 +153,17 @@ def langgraph(args: list[str]) -> dict:
     return json.loads(out)
 
 
-def jamjet_figure(metric: str, r: dict) -> float:
-    lat = r["execution_latency"]
-    if metric == "per_step_us":
-        return lat["p50_us"] / 10
-    if metric == "executions_per_s":
-        return r["executions_per_second"]
-    if metric == "execution_ms":
-        return lat["p50_us"] / 1000
-    raise ValueError(metric)
-
-
-def langgraph_figure(metric: str, r: dict) -> float:
-    if metric == "per_step_us":
-        return r["median_per_step_us"]
-    if metric == "executions_per_s":
-        return r["median_executions_per_s"]
-    if metric == "execution_ms":
-        return r["median_execution_ms"]
-    raise ValueError(metric)
+# Each row's figure, from each side's JSON (latency rows: the run's median execution).
+JAMJET_FIGURE = {
+    "per_step_us": lambda r: r["execution_latency"]["p50_us"] / 10,
+    "executions_per_s": lambda r: r["executions_per_second"],
+    "execution_ms": lambda r: r["execution_latency"]["p50_us"] / 1000,
+}
+LANGGRAPH_FIGURE = {
+    "per_step_us": lambda r: r["median_per_step_us"],
+    "executions_per_s": lambda r: r["median_executions_per_s"],
+    "execution_ms": lambda r: r["median_execution_ms"],
+}
 
 
 def sh(cmd: str) -> str:
@@ -242,7 +234,7 @@ def main() -> None:
             for side, args in sides:
                 if side == "jamjet":
                     r = jamjet(args)
-                    figures[key]["jamjet"].append(jamjet_figure(metric, r))
+                    figures[key]["jamjet"].append(JAMJET_FIGURE[metric](r))
                     extras[key].append(
                         {
                             "syncs_per_node": r["syncs_per_node"],
@@ -252,7 +244,7 @@ def main() -> None:
                     )
                 else:
                     r = langgraph(args)
-                    figures[key]["langgraph"].append(langgraph_figure(metric, r))
+                    figures[key]["langgraph"].append(LANGGRAPH_FIGURE[metric](r))
                     lg_meta = lg_meta or r
                     lg_extras[key].append(r.get("checkpoints_per_execution"))
     took = time.monotonic() - began

@@ -292,6 +292,17 @@ def memory_facts(saver: InMemorySaver) -> dict:
 # --------------------------------------------------------------------------
 
 
+def open_sync_saver(saver_name: str, db):
+    """The sync checkpointer `saver_name` names, and its SQLite connection (None in memory).
+    Per SqliteSaver's docs, check_same_thread=False is fine: the saver serialises with a lock."""
+    if saver_name == "memory":
+        return InMemorySaver(), None
+    conn = sqlite3.connect(db.path, check_same_thread=False)
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver, conn
+
+
 def run_sequential(graph, check, warmup: int, runs: int, durability: str, deadline: Deadline, what: str):
     inp = {"i": 0} if what == "linear10" else {"out": []}
     for n in range(warmup):
@@ -476,13 +487,7 @@ def main() -> int:
     try:
         if args.workload in ("linear10", "fanout100"):
             build, check = (build_linear10, check_linear) if args.workload == "linear10" else (build_fanout100, check_fanout)
-            if args.saver == "memory":
-                saver = InMemorySaver()
-                conn = None
-            else:
-                conn = sqlite3.connect(db.path, check_same_thread=False)
-                saver = SqliteSaver(conn)
-                saver.setup()
+            saver, conn = open_sync_saver(args.saver, db)
             try:
                 graph = build(saver)
                 log(f"{args.workload}/{args.saver}: warmup {warmup}, runs {runs}, durability {durability}")
@@ -502,14 +507,7 @@ def main() -> int:
                 f"{args.executions} x {args.concurrency} in flight, durability {durability}"
             )
             if mode == "threads":
-                if args.saver == "memory":
-                    saver = InMemorySaver()
-                    conn = None
-                else:
-                    # Per SqliteSaver's docs: check_same_thread=False is OK, the saver serialises with a lock.
-                    conn = sqlite3.connect(db.path, check_same_thread=False)
-                    saver = SqliteSaver(conn)
-                    saver.setup()
+                saver, conn = open_sync_saver(args.saver, db)
                 try:
                     graph = build_linear10(saver)
                     if warmup:

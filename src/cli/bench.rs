@@ -166,6 +166,12 @@ fn tempdir() -> Result<TempDir, Failure> {
     Ok(TempDir(dir))
 }
 
+/// A latency histogram in microseconds: 1 µs .. 1 hour, 3 significant
+/// digits (values beyond are recorded as the maximum).
+pub(crate) fn histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
 pub(crate) fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
@@ -180,7 +186,7 @@ pub(crate) fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
 async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
     let rt = Runtime::open(dir).await.map_err(|e| e.to_string())?;
     let wf = compile_str(PARKED, "bench-parked.yaml").map_err(|d| d.to_string())?;
-    let rss_before = rss().0;
+    let rss_before = crate::procstat::usage().rss_bytes;
 
     // Park them all.
     let bar = progress(a.executions, "parking");
@@ -218,7 +224,7 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
         live = rt.live().await.map_err(|e| e.to_string())?.len();
     }
-    let rss_parked = rss().0;
+    let rss_parked = crate::procstat::usage().rss_bytes;
 
     // Timers that come due while the signals flow.
     let timer_wf = compile_str(&TIMER.replace("DURATION", "300"), "bench-timer.yaml").map_err(|d| d.to_string())?;
@@ -286,7 +292,7 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
         timer_late_ms_p50: pct(0.5),
         timer_late_ms_p99: pct(0.99),
         timer_late_ms_max: late.last().copied().unwrap_or(0),
-        peak_rss_bytes: rss().1,
+        peak_rss_bytes: crate::procstat::usage().peak_rss_bytes,
     };
     rt.shutdown().await;
     Ok(report)
@@ -296,19 +302,4 @@ async fn next<T>(
     pending: &mut FuturesUnordered<impl std::future::Future<Output = Result<T, String>>>,
 ) -> Result<T, String> {
     pending.next().await.expect("a future is pending")
-}
-
-/// Resident and peak resident memory of this process, bytes (0 where
-/// `/proc` is not there).
-pub fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -73,7 +73,7 @@ async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Val
     let client = connect(url)?;
     let before = client.execution(id).await?;
     // Waits of its branches are listed too (with their own id): only its own count here.
-    let own: Vec<_> = before.waiting.iter().filter(|w| w.id.is_none_or(|w| w == id)).collect();
+    let own: Vec<_> = before.waiting.iter().filter(|w| w.id.is_none_or(|waiter| waiter == id)).collect();
     let awaited = own.iter().any(|w| w.event.as_deref() == Some(a.key.as_str()));
     client.signal(id, &a.key, &payload).await?;
     if !a.json {

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use super::http::{loadavg, parse_duration};
 use super::workloads::{LoopbackModel, Workload, default_payload};
-use super::{TempDir, progress, tempdir};
+use super::{TempDir, histogram, progress, tempdir};
 use crate::cli::{CliResult, Failure, print_json};
 use crate::client::{Client, Item};
 use crate::clock::{Clock, SystemClock};
@@ -64,7 +64,7 @@ pub struct DriveArgs {
     pub concurrency: u32,
     /// Load before the measured window: a count of executions (`200`) or a duration (`2s`).
     #[arg(long, default_value = "1s", value_parser = parse_warmup)]
-    pub warmup: Warmup,
+    pub warmup: Amount,
     /// Each execution's input, as JSON (a file's workflow: default `{}`).
     #[arg(long)]
     pub input: Option<String>,
@@ -91,18 +91,18 @@ pub struct DriveArgs {
     pub json: bool,
 }
 
-/// How much warm-up.
+/// How much load: a count of executions, or a time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Warmup {
+pub enum Amount {
     Executions(u64),
     Time(Duration),
 }
 
 /// `200` (executions) or `2s`, `1500ms`, `1m` (time).
-pub fn parse_warmup(s: &str) -> Result<Warmup, String> {
+pub fn parse_warmup(s: &str) -> Result<Amount, String> {
     match s.trim().parse::<u64>() {
-        Ok(n) => Ok(Warmup::Executions(n)),
-        Err(_) => parse_duration(s).map(Warmup::Time),
+        Ok(n) => Ok(Amount::Executions(n)),
+        Err(_) => parse_duration(s).map(Amount::Time),
     }
 }
 
@@ -296,41 +296,25 @@ async fn measure(
     loadavg_before: Option<f64>,
 ) -> Result<BenchReport, String> {
     if let Target::Server(c) = target {
-        c.register_yaml(&plan.yaml, false).await.map_err(|e| {
-            format!("{e} (the server holds other content under this workflow id and version: bump `version:`)")
+        c.register_yaml(&plan.yaml, false).await.map_err(|e| match e.code() {
+            Some("workflow_conflict") => {
+                format!("{e} (the server holds other content under this workflow id and version: bump `version:`)")
+            }
+            _ => e.to_string(),
         })?;
     }
     let quiet = a.json;
-    let warm = match a.warmup {
-        Warmup::Executions(0) => None,
-        w => Some(w),
+    let warmup_executions = match a.warmup {
+        Amount::Executions(0) => 0,
+        w => load(plan, target, a.concurrency, w, "warm-up", quiet).await?.done(),
     };
-    let mut warmup_executions = 0;
-    if let Some(w) = warm {
-        let (n, deadline) = match w {
-            Warmup::Executions(n) => (n, None),
-            Warmup::Time(t) => (MAX_EXECUTIONS, Some(t)),
-        };
-        let run = load(plan, target, a.concurrency, n, deadline, "warm-up", quiet).await?;
-        warmup_executions = run.done;
-    }
-
     // The window's executions are told apart by their creation time (ms):
-    // open it on a fresh millisecond, after every warm-up one was created.
-    let last_warm_ms = SystemClock.now_ms();
-    for _ in 0..100 {
-        if SystemClock.now_ms() > last_warm_ms {
-            break;
-        }
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    // open it a millisecond after the last warm-up one was created.
+    tokio::time::sleep(Duration::from_millis(1)).await;
     let before = counters(target).await?;
     let window_start_ms = SystemClock.now_ms();
-    let (n, deadline) = match a.duration {
-        Some(d) => (MAX_EXECUTIONS, Some(d)),
-        None => (a.executions, None),
-    };
-    let run = load(plan, target, a.concurrency, n, deadline, "measured", quiet).await?;
+    let amount = a.duration.map_or(Amount::Executions(a.executions), Amount::Time);
+    let run = load(plan, target, a.concurrency, amount, "measured", quiet).await?;
     let after = counters(target).await?;
     let window_end_ms = SystemClock.now_ms();
 
@@ -349,9 +333,9 @@ async fn measure(
         },
         concurrency: a.concurrency,
         warmup_executions,
-        executions: run.done,
+        executions: run.done(),
         seconds: run.seconds,
-        executions_per_second: run.done as f64 / secs,
+        executions_per_second: run.done() as f64 / secs,
         node_completions: nodes,
         nodes_per_second: nodes as f64 / secs,
         execution_latency: Percentiles::of(&run.latency),
@@ -372,30 +356,33 @@ async fn measure(
     })
 }
 
-/// One phase's load: what finished and how long each took.
+/// One phase's load: how long it took, and each finished execution's latency.
 struct Run {
-    done: u64,
     seconds: f64,
     latency: Histogram<u64>,
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 1 hour, 3 significant digits.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+impl Run {
+    fn done(&self) -> u64 {
+        self.latency.len()
+    }
 }
 
-/// `concurrency` workers drive executions until `n` have started or the
-/// deadline has passed; the phase ends when the last one finishes. The
+/// `concurrency` workers drive executions until `amount` have started (or
+/// its time has passed); the phase ends when the last one finishes. The
 /// first failure stops every worker and fails the phase.
 async fn load(
     plan: &Plan,
     target: &Target,
     concurrency: u32,
-    n: u64,
-    deadline: Option<Duration>,
+    amount: Amount,
     phase: &str,
     quiet: bool,
 ) -> Result<Run, String> {
+    let (n, deadline) = match amount {
+        Amount::Executions(n) => (n, None),
+        Amount::Time(t) => (MAX_EXECUTIONS, Some(t)),
+    };
     let bar = match (deadline, quiet) {
         (_, true) => indicatif::ProgressBar::hidden(),
         (Some(_), false) => {
@@ -427,7 +414,7 @@ async fn load(
                 stop.store(true, Ordering::Relaxed);
                 return Err(e);
             }
-            hist.record((started.elapsed().as_micros() as u64).max(1)).expect("latency within the histogram's bounds");
+            hist.saturating_record((started.elapsed().as_micros() as u64).max(1));
             bar.inc(1);
         }
     };
@@ -439,7 +426,7 @@ async fn load(
     for r in results {
         latency.add(r?).expect("histograms with the same bounds");
     }
-    Ok(Run { done: latency.len(), seconds, latency })
+    Ok(Run { seconds, latency })
 }
 
 /// Start one execution and drive it to its end; check how it ended.
@@ -647,9 +634,9 @@ async fn node_latencies(
     while let Some(records) = histories.next().await {
         for r in records? {
             if let Event::NodeCompleted { node, duration_us, .. } = r.event {
-                let us = duration_us.clamp(1, 3_600_000_000);
-                all.record(us).expect("within bounds");
-                by_node.entry(node).or_insert_with(histogram).record(us).expect("within bounds");
+                let us = duration_us.max(1);
+                all.saturating_record(us);
+                by_node.entry(node).or_insert_with(histogram).saturating_record(us);
             }
         }
     }
@@ -715,9 +702,9 @@ mod tests {
 
     #[test]
     fn warmup_is_a_count_or_a_duration() {
-        assert_eq!(parse_warmup("200"), Ok(Warmup::Executions(200)));
-        assert_eq!(parse_warmup("2s"), Ok(Warmup::Time(Duration::from_secs(2))));
-        assert_eq!(parse_warmup("150ms"), Ok(Warmup::Time(Duration::from_millis(150))));
+        assert_eq!(parse_warmup("200"), Ok(Amount::Executions(200)));
+        assert_eq!(parse_warmup("2s"), Ok(Amount::Time(Duration::from_secs(2))));
+        assert_eq!(parse_warmup("150ms"), Ok(Amount::Time(Duration::from_millis(150))));
         assert!(parse_warmup("soon").is_err());
     }
 

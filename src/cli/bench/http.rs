@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::fanout::{self, FanoutReport};
-use super::{Failure, TempDir, tempdir};
+use super::{Failure, TempDir, histogram, tempdir};
 use crate::cli::{CliResult, print_json};
 use crate::ir::compile_str;
 use crate::journal::Status;
@@ -280,11 +280,6 @@ struct ClientLoad {
     refused: u64,
     errors: u64,
     first_error: Option<String>,
-}
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 10 min, 3 significant digits.
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 pub(crate) async fn run(a: HttpArgs) -> CliResult {
