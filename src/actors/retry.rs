@@ -48,10 +48,12 @@ pub fn decide(
     retry_after_ms: Option<u64>,
     jitter_seed: u64,
 ) -> RetryDecision {
-    let retryable = match &policy.retry_on {
-        Some(list) => list.iter().any(|c| c == class.as_str()),
-        None => class.retryable_by_default(),
-    };
+    // A crossed limit would only be crossed again.
+    let retryable = class != ErrorClass::LimitExceeded
+        && match &policy.retry_on {
+            Some(list) => list.iter().any(|c| c == class.as_str()),
+            None => class.retryable_by_default(),
+        };
     if !retryable || attempt >= policy.max_attempts {
         return RetryDecision::GiveUp;
     }
@@ -59,10 +61,12 @@ pub fn decide(
     if policy.jitter && delay > 0 {
         delay = delay / 2 + jitter_seed % (delay / 2 + 1);
     }
+    // A server's `Retry-After` is honoured up to the policy's longest
+    // delay: a hostile or broken one cannot park a node for a year.
     if let Some(ra) = retry_after_ms {
-        delay = delay.max(ra);
+        delay = delay.max(ra.min(policy.max_delay_ms.max(policy.delay_ms)));
     }
-    RetryDecision::Retry { attempt: attempt + 1, at_ms: now_ms + delay }
+    RetryDecision::Retry { attempt: attempt + 1, at_ms: now_ms.saturating_add(delay) }
 }
 
 #[cfg(test)]
@@ -92,10 +96,19 @@ mod tests {
         );
         assert_eq!(decide(&p, ErrorClass::ClientError, 1, 1000, None, 0), RetryDecision::GiveUp);
         assert_eq!(decide(&p, ErrorClass::ServerError, 4, 1000, None, 0), RetryDecision::GiveUp);
+        let patient = RetryPolicy { max_delay_ms: 5000, ..p.clone() };
         assert_eq!(
-            decide(&p, ErrorClass::RateLimited, 1, 1000, Some(3000), 0),
+            decide(&patient, ErrorClass::RateLimited, 1, 1000, Some(3000), 0),
             RetryDecision::Retry { attempt: 2, at_ms: 4000 }
         );
+        // Honoured up to the policy's longest delay (250 ms here), no further.
+        assert_eq!(
+            decide(&p, ErrorClass::RateLimited, 1, 1000, Some(3_000_000_000), 0),
+            RetryDecision::Retry { attempt: 2, at_ms: 1250 }
+        );
+        assert_eq!(decide(&patient, ErrorClass::LimitExceeded, 1, 0, None, 0), RetryDecision::GiveUp);
+        let all = RetryPolicy { retry_on: Some(vec!["limit_exceeded".into()]), ..patient };
+        assert_eq!(decide(&all, ErrorClass::LimitExceeded, 1, 0, None, 0), RetryDecision::GiveUp, "never retried");
         let only_fn = RetryPolicy { retry_on: Some(vec!["function".into()]), ..p };
         assert!(matches!(decide(&only_fn, ErrorClass::Function, 1, 0, None, 0), RetryDecision::Retry { .. }));
         assert_eq!(decide(&only_fn, ErrorClass::Timeout, 1, 0, None, 0), RetryDecision::GiveUp);

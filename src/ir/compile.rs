@@ -27,14 +27,42 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
+use super::limits::Limits;
 use super::schema::{StateSchema, Type};
 use super::workflow::{RetryPolicy, Span, Workflow};
 use yaml::{Entry, Scalar, Value, Yaml};
 
+/// What the compiler may do beyond reading the text it is given, and the
+/// limits it checks.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Workflow size, template length and terms, durations.
+    pub limits: Limits,
+    /// Which files a `type: workflow` node may include.
+    pub includes: Includes,
+}
+
+/// Where sub-workflow files may be read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Includes {
+    /// Any file the process can read (a local file of your own).
+    #[default]
+    Anywhere,
+    /// Only files under this directory (a server's `--workflows` DIR).
+    Under(PathBuf),
+    /// No file at all (a workflow posted to a server with no `--workflows`).
+    Nowhere,
+}
+
 /// Compile a workflow file. An unreadable file is one finding at 1:1.
 /// Sub-workflows are resolved beside it.
 pub fn compile_file(path: &Path) -> Result<Workflow, Diagnostics> {
-    compile_path(path, &[])
+    compile_file_with(path, &Options::default())
+}
+
+/// [`compile_file`] with these options.
+pub fn compile_file_with(path: &Path, options: &Options) -> Result<Workflow, Diagnostics> {
+    compile_path(path, &[], options)
 }
 
 /// Compile workflow YAML; `file` names it in findings and becomes
@@ -42,11 +70,16 @@ pub fn compile_file(path: &Path) -> Result<Workflow, Diagnostics> {
 /// current directory; one named by `workflow:` id cannot be found (that
 /// needs [`compile_file`]).
 pub fn compile_str(source: &str, file: &str) -> Result<Workflow, Diagnostics> {
-    compile_source(source, file, None, Vec::new())
+    compile_str_with(source, file, &Options::default())
+}
+
+/// [`compile_str`] with these options.
+pub fn compile_str_with(source: &str, file: &str, options: &Options) -> Result<Workflow, Diagnostics> {
+    compile_source(source, file, None, Vec::new(), options)
 }
 
 /// Compile a file that the files of `including` (outermost first) include.
-fn compile_path(path: &Path, including: &[Including]) -> Result<Workflow, Diagnostics> {
+fn compile_path(path: &Path, including: &[Including], options: &Options) -> Result<Workflow, Diagnostics> {
     let file = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|err| {
         let message = format!("cannot read the workflow file: {err}");
@@ -56,7 +89,7 @@ fn compile_path(path: &Path, including: &[Including]) -> Result<Workflow, Diagno
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     including.push(Including { canonical, shown: file.clone() });
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    compile_source(&source, &file, Some(dir), including)
+    compile_source(&source, &file, Some(dir), including, options)
 }
 
 fn compile_source(
@@ -64,8 +97,9 @@ fn compile_source(
     file: &str,
     dir: Option<PathBuf>,
     including: Vec<Including>,
+    options: &Options,
 ) -> Result<Workflow, Diagnostics> {
-    let mut cx = Ctx { file: file.to_string(), dir, including, ..Ctx::default() };
+    let mut cx = Ctx { file: file.to_string(), dir, including, options: options.clone(), ..Ctx::default() };
     let workflow = match yaml::parse(source) {
         Err((span, message)) => {
             cx.add(span, format!("invalid YAML: {message}"));
@@ -141,6 +175,8 @@ struct Ctx {
     /// The `mcp:` section's servers that compiled, and every name declared.
     mcp_servers: BTreeMap<String, crate::ir::McpServer>,
     mcp_declared: Vec<String>,
+    /// Limits and what may be read (sub-workflow files).
+    options: Options,
 }
 
 /// The workflow's own fields; `None` where they have findings.
@@ -333,6 +369,7 @@ impl Ctx {
             prices: std::mem::take(&mut self.prices),
             mcp_servers: std::mem::take(&mut self.mcp_servers),
             a2a: a2a?,
+            max_steps: None,
         })
     }
 

@@ -48,6 +48,10 @@ pub struct Workflow {
     /// The top-level `a2a:` section: this workflow is served as an A2A agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2a: Option<A2aAgent>,
+    /// `max_steps:`: node visits one execution may make; the smaller of
+    /// this and the runtime's `max_steps` limit is in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
 }
 
 impl Workflow {

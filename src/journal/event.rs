@@ -108,10 +108,13 @@ pub enum ErrorClass {
     ChildFailed,
     /// A child workflow's input did not fit its state schema.
     InvalidInput,
+    /// The node or the execution crossed one of the runtime's limits
+    /// (`ir::Limits`): never retried.
+    LimitExceeded,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 12] = [
+    pub const ALL: [ErrorClass; 13] = [
         ErrorClass::Timeout,
         ErrorClass::RateLimited,
         ErrorClass::ServerError,
@@ -124,6 +127,7 @@ impl ErrorClass {
         ErrorClass::Internal,
         ErrorClass::ChildFailed,
         ErrorClass::InvalidInput,
+        ErrorClass::LimitExceeded,
     ];
 
     /// The name used in YAML (`retry_on: [timeout]`) and in `inspect`.
@@ -141,6 +145,7 @@ impl ErrorClass {
             ErrorClass::Internal => "internal",
             ErrorClass::ChildFailed => "child_failed",
             ErrorClass::InvalidInput => "invalid_input",
+            ErrorClass::LimitExceeded => "limit_exceeded",
         }
     }
 

@@ -120,7 +120,7 @@ impl Ctx {
             self.add(at, format!("sub-workflow `{shown}` includes itself: {}", cycle.join(" → ")));
             return None;
         }
-        match super::compile_path(path, &self.including) {
+        match super::compile_path(path, &self.including, &self.options) {
             Ok(workflow) => Some(workflow),
             Err(findings) => {
                 let more = match findings.len() {

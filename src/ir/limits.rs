@@ -1,0 +1,329 @@
+//! Limits: how much one workflow, or one execution of it, may make.
+//!
+//! Every limit has a default, a name, and a setting: a runtime's
+//! [`Limits`] (the CLI's `--limit NAME=VALUE`, repeatable, or
+//! `JAMJET_LIMITS=NAME=VALUE,...`; a Rust host's `Builder::limits`), and
+//! for `max_steps` also the workflow's own `max_steps:`, which can lower
+//! the runtime's limit but never raise it. Compile-time limits (workflow
+//! size, template length and terms, durations) are checked by the
+//! compiler, for YAML and IR JSON alike; run-time limits (responses, state,
+//! steps, fan-out) fail the execution with class `limit_exceeded`,
+//! journaled, and nothing else.
+//!
+//! This module is plain data and text: it knows nothing of who enforces
+//! each limit.
+
+use std::fmt;
+
+/// The limits in force. `Limits::default()` is what a runtime uses unless
+/// told otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The body of one http, model, tool or agent response read into
+    /// memory (and so into state), bytes. Read as a stream and stopped at
+    /// the limit.
+    pub max_response_bytes: u64,
+    /// The state of an execution after a step, as JSON, bytes.
+    pub max_state_bytes: u64,
+    /// Node visits one execution may make (a loop's every turn is one).
+    pub max_steps: u64,
+    /// Items of one `for_each` (so child executions of one fan-out).
+    pub max_for_each_items: u64,
+    /// Nodes of one workflow, sub-workflows' nodes included.
+    pub max_nodes: u64,
+    /// One template or condition, bytes.
+    pub max_template_bytes: u64,
+    /// Operators, filters, attribute reads and calls in one `{{ }}` or
+    /// `{% %}` tag (or one condition): what bounds the depth of the
+    /// expression the template engine builds and walks recursively.
+    pub max_expression_terms: u64,
+    /// Instructions one template may execute when rendered (a loop's
+    /// every turn costs some): what stops a runaway template.
+    pub template_fuel: u64,
+    /// The text one template may render, bytes.
+    pub max_render_bytes: u64,
+    /// Any duration or deadline a workflow sets (`duration_ms`,
+    /// `timeout_ms`, retry delays, an `until` time from now), ms.
+    pub max_duration_ms: u64,
+    /// A workflow file the compiler reads (a sub-workflow's included), bytes.
+    pub max_workflow_bytes: u64,
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_response_bytes: 10 * MIB,
+            max_state_bytes: 64 * MIB,
+            max_steps: 100_000,
+            max_for_each_items: 10_000,
+            max_nodes: 10_000,
+            max_template_bytes: 256 * KIB,
+            max_expression_terms: 500,
+            template_fuel: 10_000_000,
+            max_render_bytes: 16 * MIB,
+            max_duration_ms: 366 * DAY_MS,
+            max_workflow_bytes: 16 * MIB,
+        }
+    }
+}
+
+/// One limit, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    MaxResponseBytes,
+    MaxStateBytes,
+    MaxSteps,
+    MaxForEachItems,
+    MaxNodes,
+    MaxTemplateBytes,
+    MaxExpressionTerms,
+    TemplateFuel,
+    MaxRenderBytes,
+    MaxDurationMs,
+    MaxWorkflowBytes,
+}
+
+/// How a limit's value is written and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Bytes,
+    Count,
+    Ms,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 11] = [
+        Limit::MaxResponseBytes,
+        Limit::MaxStateBytes,
+        Limit::MaxSteps,
+        Limit::MaxForEachItems,
+        Limit::MaxNodes,
+        Limit::MaxTemplateBytes,
+        Limit::MaxExpressionTerms,
+        Limit::TemplateFuel,
+        Limit::MaxRenderBytes,
+        Limit::MaxDurationMs,
+        Limit::MaxWorkflowBytes,
+    ];
+
+    /// The name used in `--limit NAME=VALUE`, `JAMJET_LIMITS` and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::MaxResponseBytes => "max_response_bytes",
+            Limit::MaxStateBytes => "max_state_bytes",
+            Limit::MaxSteps => "max_steps",
+            Limit::MaxForEachItems => "max_for_each_items",
+            Limit::MaxNodes => "max_nodes",
+            Limit::MaxTemplateBytes => "max_template_bytes",
+            Limit::MaxExpressionTerms => "max_expression_terms",
+            Limit::TemplateFuel => "template_fuel",
+            Limit::MaxRenderBytes => "max_render_bytes",
+            Limit::MaxDurationMs => "max_duration_ms",
+            Limit::MaxWorkflowBytes => "max_workflow_bytes",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Limit> {
+        Limit::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    fn unit(self) -> Unit {
+        match self {
+            Limit::MaxResponseBytes
+            | Limit::MaxStateBytes
+            | Limit::MaxTemplateBytes
+            | Limit::MaxRenderBytes
+            | Limit::MaxWorkflowBytes => Unit::Bytes,
+            Limit::MaxDurationMs => Unit::Ms,
+            Limit::MaxSteps
+            | Limit::MaxForEachItems
+            | Limit::MaxNodes
+            | Limit::MaxExpressionTerms
+            | Limit::TemplateFuel => Unit::Count,
+        }
+    }
+
+    /// How to raise it, for error messages.
+    pub fn how_to_raise(self) -> String {
+        let name = self.name();
+        let workflow = if self == Limit::MaxSteps { ", or lower it per workflow with `max_steps:`" } else { "" };
+        format!("raise it with `--limit {name}=N` or JAMJET_LIMITS={name}=N{workflow}")
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A `--limit` setting that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadLimit(pub String);
+
+impl Limits {
+    pub fn get(&self, limit: Limit) -> u64 {
+        match limit {
+            Limit::MaxResponseBytes => self.max_response_bytes,
+            Limit::MaxStateBytes => self.max_state_bytes,
+            Limit::MaxSteps => self.max_steps,
+            Limit::MaxForEachItems => self.max_for_each_items,
+            Limit::MaxNodes => self.max_nodes,
+            Limit::MaxTemplateBytes => self.max_template_bytes,
+            Limit::MaxExpressionTerms => self.max_expression_terms,
+            Limit::TemplateFuel => self.template_fuel,
+            Limit::MaxRenderBytes => self.max_render_bytes,
+            Limit::MaxDurationMs => self.max_duration_ms,
+            Limit::MaxWorkflowBytes => self.max_workflow_bytes,
+        }
+    }
+
+    pub fn set(&mut self, limit: Limit, value: u64) {
+        let slot = match limit {
+            Limit::MaxResponseBytes => &mut self.max_response_bytes,
+            Limit::MaxStateBytes => &mut self.max_state_bytes,
+            Limit::MaxSteps => &mut self.max_steps,
+            Limit::MaxForEachItems => &mut self.max_for_each_items,
+            Limit::MaxNodes => &mut self.max_nodes,
+            Limit::MaxTemplateBytes => &mut self.max_template_bytes,
+            Limit::MaxExpressionTerms => &mut self.max_expression_terms,
+            Limit::TemplateFuel => &mut self.template_fuel,
+            Limit::MaxRenderBytes => &mut self.max_render_bytes,
+            Limit::MaxDurationMs => &mut self.max_duration_ms,
+            Limit::MaxWorkflowBytes => &mut self.max_workflow_bytes,
+        };
+        *slot = value;
+    }
+
+    /// Apply one `NAME=VALUE` setting. Sizes take `KiB`, `MiB` and `GiB`
+    /// (`50MiB`), counts and milliseconds `_` separators (`1_000_000`).
+    pub fn apply(&mut self, setting: &str) -> Result<(), BadLimit> {
+        let (name, value) = setting.split_once('=').ok_or_else(|| {
+            BadLimit(format!("`{setting}` is not a limit setting: write NAME=VALUE, e.g. max_steps=200000"))
+        })?;
+        let (name, value) = (name.trim(), value.trim());
+        let limit = Limit::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = Limit::ALL.iter().map(|l| l.name()).collect();
+            BadLimit(format!("unknown limit `{name}`; the limits are: {}", known.join(", ")))
+        })?;
+        let parsed = parse_value(value, limit.unit())
+            .filter(|&v| v > 0)
+            .ok_or_else(|| BadLimit(format!("`{value}` is not a value for {name}: {}", limit.unit().expected())))?;
+        self.set(limit, parsed);
+        Ok(())
+    }
+
+    /// Apply a comma-separated list of settings (`JAMJET_LIMITS`).
+    pub fn apply_list(&mut self, list: &str) -> Result<(), BadLimit> {
+        list.split(',').map(str::trim).filter(|s| !s.is_empty()).try_for_each(|s| self.apply(s))
+    }
+
+    /// The value of a limit as people read it (`10 MiB`, `100,000`, `366 days`).
+    pub fn show(&self, limit: Limit) -> String {
+        show_value(self.get(limit), limit.unit())
+    }
+
+    /// The message of a crossed limit: what crossed it, the limit with its
+    /// value, and how to raise it.
+    pub fn exceeded(&self, limit: Limit, what: impl fmt::Display) -> String {
+        format!("{what}: over the limit {limit} = {} ({})", self.show(limit), limit.how_to_raise())
+    }
+}
+
+impl Unit {
+    fn expected(self) -> &'static str {
+        match self {
+            Unit::Bytes => "a positive size in bytes, optionally with KiB, MiB or GiB (e.g. 50MiB)",
+            Unit::Count => "a positive whole number (e.g. 200000)",
+            Unit::Ms => "a positive number of milliseconds (e.g. 86400000)",
+        }
+    }
+}
+
+fn parse_value(text: &str, unit: Unit) -> Option<u64> {
+    let text: String = text.chars().filter(|c| *c != '_').collect();
+    let (digits, scale) = match unit {
+        Unit::Bytes => {
+            let lower = text.to_ascii_lowercase();
+            [("gib", 1024 * MIB), ("mib", MIB), ("kib", KIB), ("b", 1)]
+                .into_iter()
+                .find_map(|(suffix, scale)| lower.strip_suffix(suffix).map(|d| (d.trim().to_string(), scale)))
+                .unwrap_or((lower, 1))
+        }
+        Unit::Count | Unit::Ms => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+fn show_value(v: u64, unit: Unit) -> String {
+    match unit {
+        Unit::Bytes => show_bytes(v),
+        Unit::Count => thousands(v),
+        Unit::Ms if v >= DAY_MS && v % DAY_MS == 0 => format!("{} days", thousands(v / DAY_MS)),
+        Unit::Ms => format!("{} ms", thousands(v)),
+    }
+}
+
+/// `10 MiB`, `1.5 GiB`, `300 bytes`.
+pub fn show_bytes(v: u64) -> String {
+    for (scale, name) in [(1024 * MIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
+        if v >= scale {
+            return if v % scale == 0 {
+                format!("{} {name}", v / scale)
+            } else {
+                format!("{:.1} {name}", v as f64 / scale as f64)
+            };
+        }
+    }
+    format!("{v} bytes")
+}
+
+fn thousands(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_with_units_and_refuse_junk() {
+        let mut l = Limits::default();
+        l.apply("max_response_bytes=50MiB").unwrap();
+        assert_eq!(l.max_response_bytes, 50 * MIB);
+        l.apply_list(" max_steps=1_000 , max_duration_ms=60000 ").unwrap();
+        assert_eq!((l.max_steps, l.max_duration_ms), (1000, 60_000));
+        assert!(l.apply("max_stepz=3").unwrap_err().0.contains("unknown limit `max_stepz`"));
+        assert!(l.apply("max_steps=0").is_err());
+        assert!(l.apply("max_steps=-1").is_err());
+        assert!(l.apply("max_steps").is_err());
+        assert!(l.apply("max_state_bytes=99999999999GiB").is_err(), "overflow is refused");
+    }
+
+    #[test]
+    fn messages_name_the_limit_its_value_and_how_to_raise_it() {
+        let l = Limits::default();
+        let m = l.exceeded(Limit::MaxResponseBytes, "the response of node `fetch`");
+        assert!(m.contains("max_response_bytes = 10 MiB"), "{m}");
+        assert!(m.contains("--limit max_response_bytes=N"), "{m}");
+        assert_eq!(l.show(Limit::MaxSteps), "100,000");
+        assert_eq!(l.show(Limit::MaxDurationMs), "366 days");
+        assert_eq!(show_bytes(1536), "1.5 KiB");
+    }
+}
