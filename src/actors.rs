@@ -16,6 +16,7 @@
 
 pub mod agent_rounds;
 mod execution;
+mod fold;
 pub mod machine;
 mod node;
 mod parallel;
@@ -26,6 +27,7 @@ mod timers;
 #[cfg(test)]
 pub(crate) use execution::ExecutionMsg;
 pub(crate) use execution::{Delivery, Start};
+pub(crate) use fold::replay as fold_history;
 pub use retry::RestartBudget;
 pub(crate) use supervisor::{Supervisor, SupervisorMsg};
 pub(crate) use timers::TimerWheel;

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use crate::actors::{Delivery, RestartBudget, Start, Supervisor, SupervisorMsg, TimerWheel};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
-use crate::ir::{SchemaError, Templates, Workflow};
+use crate::ir::{Limits, SchemaError, Templates, Workflow};
 use crate::journal::{
     self, Event, ExecutionMeta, Journal, MemoryJournal, Record, Registration, SledJournal, Stats, Status, Usage,
 };
@@ -76,6 +76,11 @@ pub struct Services {
     /// The A2A agent cards `type: agent` nodes resolved, by URL.
     pub agents: crate::a2a::client::AgentCards,
     pub restart_budget: RestartBudget,
+    /// How much an execution may make (responses, state, steps, fan-out).
+    pub limits: Limits,
+    /// The states parallel branches start from, by (parent, record), kept
+    /// while a branch holds one (see `actors::fold`).
+    pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), std::sync::Weak<Map<String, Value>>>>,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
     /// Awaiting an execution to park on something only the outside can end.
@@ -223,6 +228,7 @@ pub struct Builder {
     resume: bool,
     timers: bool,
     restart_budget: RestartBudget,
+    limits: Limits,
 }
 
 impl Default for Builder {
@@ -236,6 +242,7 @@ impl Default for Builder {
             resume: true,
             timers: true,
             restart_budget: RestartBudget::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -295,6 +302,11 @@ impl Builder {
         self.restart_budget = budget;
         self
     }
+    /// The limits in force (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
 
     pub async fn open(self) -> Result<Runtime, Error> {
         let journal: Arc<dyn Journal> = match (self.journal, &self.data_dir) {
@@ -321,6 +333,8 @@ impl Builder {
             mcp: Default::default(),
             agents: Default::default(),
             restart_budget: self.restart_budget,
+            limits: self.limits,
+            bases: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
             parkers: Mutex::new(HashMap::new()),
@@ -452,7 +466,7 @@ impl Runtime {
             input: journal::Json::from_map(&input),
             key: key.map(str::to_string),
         };
-        let start = Start::New { first: Box::new(first), started: tx };
+        let start = Start::New { first: Box::new(first), started: tx, base: None };
         self.inner
             .supervisor
             .cast(SupervisorMsg::Spawn { id, workflow: wf, hash, start })
@@ -664,14 +678,20 @@ impl Runtime {
 
     fn machine(&self, id: ExecutionId) -> Result<crate::actors::machine::ExecutionState, Error> {
         let workflow = self.workflow_of(id)?;
-        Ok(crate::actors::machine::ExecutionState::replay(id, &workflow, &self.events(id)?))
+        crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)
     }
 
     /// Where an execution stands now (poll).
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
         let st = self.machine(id)?;
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
-        Ok(Outcome { id, status: meta.status, state: Value::Object(st.state), error: st.error, usage: st.usage })
+        let state = Value::Object(Arc::unwrap_or_clone(st.state));
+        Ok(Outcome { id, status: meta.status, state, error: st.error, usage: st.usage })
+    }
+
+    /// The limits this runtime enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.services().limits
     }
 
     /// The tokens and cost an execution has used so far: the sum over its

@@ -346,7 +346,10 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     }
                 }
             }
-            Event::ExecutionStarted { .. } | Event::ChildStarted { .. } | Event::ExecutionCompleted { .. } => {}
+            Event::ExecutionStarted { .. }
+            | Event::ChildStarted { .. }
+            | Event::BranchStarted { .. }
+            | Event::ExecutionCompleted { .. } => {}
         }
     }
     Timeline { nodes: rows, kept_signals: kept }

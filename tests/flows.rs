@@ -111,8 +111,19 @@ async fn for_each_runs_a_branch_per_item_in_order_bounded_by_max_concurrency() {
     assert_eq!(count(&evs, |e| matches!(e, Event::BranchFinished { .. })), 5);
     let child = ExecutionId::child(out.id, "fetch_all", 1, 1, 3);
     let child_evs = events(&rt, child);
-    assert!(matches!(&child_evs[0], Event::ChildStarted { start, .. } if start == "fetch"));
-    assert!(matches!(child_evs.last(), Some(Event::ExecutionCompleted { .. })));
+    // A branch names the parent's state at its fan-out instead of copying it,
+    // and ends with only the keys it wrote.
+    let fan_out_seq = rt.events(out.id).unwrap().iter().find(|r| matches!(r.event, Event::FanOut { .. })).unwrap().seq;
+    assert!(
+        matches!(&child_evs[0], Event::BranchStarted { start, state_at, .. } if start == "fetch" && *state_at == fan_out_seq),
+        "{:?}",
+        child_evs[0]
+    );
+    match child_evs.last() {
+        Some(Event::ExecutionCompleted { state }) => assert_eq!(state.value().unwrap(), json!({"a": 43})),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rt.outcome(child).unwrap().state["urls"], json!(["a", "bb", "ccc", "dddd", "e"]), "the parent's state");
 }
 
 const KEYS: &str = r#"

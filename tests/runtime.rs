@@ -58,7 +58,7 @@ async fn functions_branches_and_sets_run_to_completion_and_replay_exactly() {
     for o in [&gold, &std] {
         let events = rt.events(o.id).unwrap();
         let replayed = ExecutionState::replay(o.id, &wf, &events);
-        assert_eq!(Value::Object(replayed.state.clone()), o.state);
+        assert_eq!(Value::Object((*replayed.state).clone()), o.state);
         let Some(Event::ExecutionCompleted { state }) = events.last().map(|r| &r.event) else { panic!("no end") };
         assert_eq!(state.value().unwrap(), o.state);
     }

@@ -46,7 +46,12 @@ use crate::runtime::{Error, Services};
 pub(crate) enum Start {
     /// A new execution: append its first event (`ExecutionStarted`, or
     /// `ChildStarted` for a child), then tell the submitter.
-    New { first: Box<Event>, started: oneshot::Sender<Result<(), String>> },
+    New {
+        first: Box<Event>,
+        started: oneshot::Sender<Result<(), String>>,
+        /// A branch's starting state (its parent's, shared), for `BranchStarted`.
+        base: Option<Arc<Map<String, Value>>>,
+    },
     /// Fold the journal and go on from the first incomplete node.
     Rehydrate,
     /// Fold the journal and fail the execution (restart budget exhausted).
@@ -146,8 +151,6 @@ pub(crate) struct State {
     /// Running node actors: which attempt each one is.
     nodes: HashMap<ActorId, (String, u32, u32)>,
     start: Option<Start>,
-    /// The state as nodes see it; rebuilt only after a patch.
-    snapshot: Arc<Map<String, Value>>,
     /// The template variables nodes see (`item`, `index`); set once, by the first event.
     vars: Arc<Map<String, Value>>,
     supervisor: ActorRef<SupervisorMsg>,
@@ -173,17 +176,22 @@ impl Actor for ExecutionActor {
     async fn pre_start(
         &self,
         _myself: ActorRef<ExecutionMsg>,
-        args: ExecutionArgs,
+        mut args: ExecutionArgs,
     ) -> Result<State, ActorProcessingErr> {
-        let (machine, status) = match args.start {
-            Start::New { .. } => (ExecutionState::new(args.id), None),
+        let (mut machine, status) = match &mut args.start {
+            Start::New { base, .. } => {
+                let mut machine = ExecutionState::new(args.id);
+                machine.base = base.take();
+                (machine, None)
+            }
             Start::Rehydrate | Start::FailWith(_) => {
                 let records = args.services.journal.read(args.id)?;
-                let machine = ExecutionState::replay(args.id, &args.workflow, &records);
+                let machine = super::fold::replay(&args.services, args.id, &args.workflow, &records)?;
                 let status = status_of(&machine);
                 (machine, Some(status))
             }
         };
+        machine.max_steps = args.services.limits.max_steps.min(args.workflow.max_steps.unwrap_or(u64::MAX));
         Ok(State {
             deadlines: machine.deadlines(&args.workflow),
             supervisor: args.supervisor,
@@ -196,7 +204,6 @@ impl Actor for ExecutionActor {
             wf: args.workflow,
             hash: args.hash,
             services: args.services,
-            snapshot: Arc::new(machine.state.clone()),
             vars: Arc::new(machine.vars.clone()),
             machine,
             nodes: HashMap::new(),
@@ -206,7 +213,7 @@ impl Actor for ExecutionActor {
 
     async fn post_start(&self, myself: ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), ActorProcessingErr> {
         match st.start.take() {
-            Some(Start::New { first, started }) => {
+            Some(Start::New { first, started, .. }) => {
                 // The submission is acknowledged once its first event is
                 // durable; what fails after that is the supervisor's to handle.
                 match persist(st, vec![*first], Vec::new()).await {
@@ -475,7 +482,6 @@ async fn persist(
     let mut commands: VecDeque<Command> = commands.into();
     let mut effects = Vec::new();
     let mut written = Vec::new();
-    let mut patched = false;
     let mut inline_left = INLINE_STEPS_PER_BATCH;
     loop {
         if let Some(c) = commands.pop_front() {
@@ -483,7 +489,7 @@ async fn persist(
                 Command::Schedule { node, visit } => queue.push_back(Event::NodeScheduled { node, visit }),
                 Command::Start { node, visit, attempt } => queue.push_back(Event::NodeStarted { node, visit, attempt }),
                 Command::Complete => {
-                    queue.push_back(Event::ExecutionCompleted { state: Json::from_map(&st.machine.state) })
+                    queue.push_back(Event::ExecutionCompleted { state: Json::from_map(st.machine.final_state()) })
                 }
                 Command::Fail { node, error } => queue.push_back(Event::ExecutionFailed { node, error }),
                 Command::Resolve { node, visit, attempt, patch, next } => {
@@ -499,10 +505,6 @@ async fn persist(
             continue;
         }
         if let Some(event) = queue.pop_front() {
-            patched |= matches!(
-                event,
-                Event::NodeCompleted { .. } | Event::ExecutionStarted { .. } | Event::ChildStarted { .. }
-            );
             let rec = Record { seq: st.machine.last_seq + 1, at_ms: now, event };
             commands.extend(machine::apply(&st.wf, &mut st.machine, &rec));
             written.push(rec.event);
@@ -532,7 +534,7 @@ async fn persist(
                 }
             }
             Some(NodeKind::Parallel(_) | NodeKind::Workflow(_)) => {
-                match control::children(&ctx(st, &node, visit, attempt), &st.wf) {
+                match control::children(&ctx(st, &node, visit, attempt), &st.wf, &st.machine.state) {
                     Ok(plan) => {
                         let branches = plan.len() as u32;
                         st.plans.insert((node.clone(), visit, attempt), plan);
@@ -596,11 +598,8 @@ async fn persist(
         st.services.timers.schedule(at, st.id);
     }
     st.deadlines = deadlines;
-    if patched {
-        st.snapshot = Arc::new(st.machine.state.clone());
-        if phase_before == Phase::NotStarted {
-            st.vars = Arc::new(st.machine.vars.clone());
-        }
+    if phase_before == Phase::NotStarted {
+        st.vars = Arc::new(st.machine.vars.clone());
     }
     Ok(effects)
 }
@@ -643,7 +642,7 @@ async fn carry_out(
                     node: node.clone(),
                     visit,
                     attempt,
-                    state: st.snapshot.clone(),
+                    state: st.machine.state.clone(),
                     vars: st.vars.clone(),
                     services: st.services.clone(),
                     parent: myself.clone(),
@@ -691,7 +690,7 @@ async fn start_children(
     let Some(fan_out) = st.machine.active.get(&node).and_then(|a| a.fan_out.clone()) else { return Ok(()) };
     let plan = match st.plans.remove(&(node.clone(), visit, attempt)) {
         Some(plan) => plan,
-        None => match control::children(&ctx(st, &node, visit, attempt), &st.wf) {
+        None => match control::children(&ctx(st, &node, visit, attempt), &st.wf, &st.machine.state) {
             Ok(plan) if plan.len() as u32 == fan_out.branches => plan,
             Ok(plan) => {
                 let error = format!(
@@ -723,7 +722,11 @@ async fn start_children(
         NodeKind::Workflow(w) => w.workflow.content_hash(),
         _ => st.hash.clone(),
     };
+    // Branches start from this state as of the fan-out: share it, so that
+    // none of them reads it back from the journal.
+    super::fold::share_base(&st.services, st.id, fan_out.seq, &st.machine.state);
     let args = ParallelArgs {
+        state_at: fan_out.seq,
         hash,
         parent: myself.clone(),
         parent_id: st.id,

@@ -6,12 +6,13 @@
 //! to do, so a live run and a replay cannot drift apart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use super::agent_rounds::AgentRound;
 use crate::id::ExecutionId;
-use crate::ir::{Merge, NodeKind, OnError, Workflow};
+use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
 
 /// Where an execution stands in the machine.
@@ -65,6 +66,9 @@ pub struct FanOut {
     pub attempt: u32,
     pub branches: u32,
     pub finished: BTreeMap<u32, BranchOutcome>,
+    /// The sequence number of the `FanOut` record: branches start from the
+    /// state as of this record (`BranchStarted::state_at`).
+    pub seq: u64,
 }
 
 /// Where a child execution (a parallel branch, a sub-workflow) came from.
@@ -90,7 +94,22 @@ pub struct Decision {
 pub struct ExecutionState {
     pub id: ExecutionId,
     pub phase: Phase,
-    pub state: Map<String, Value>,
+    /// Shared with the nodes that read it, copied only when a patch comes
+    /// while they still hold it; a parallel branch starts with its
+    /// parent's (see [`Self::base`]), so a fan-out copies nothing.
+    pub state: Arc<Map<String, Value>>,
+    /// A branch started by `BranchStarted`: its parent's state at the
+    /// fan-out, which the shell reads from the parent's journal and sets
+    /// before applying the first event.
+    pub base: Option<Arc<Map<String, Value>>>,
+    /// A branch started by `BranchStarted` keeps the keys it wrote: its
+    /// `ExecutionCompleted` holds only those.
+    pub written: Option<Map<String, Value>>,
+    /// Node visits so far (one per `NodeScheduled`).
+    pub steps: u64,
+    /// Node visits allowed (the `max_steps` limit in force); the shell sets
+    /// it on a live execution, a replay for reading leaves it unbounded.
+    pub max_steps: u64,
     /// Times each node has been scheduled.
     pub visits: HashMap<String, u32>,
     pub active: BTreeMap<String, ActiveNode>,
@@ -183,7 +202,11 @@ impl ExecutionState {
         ExecutionState {
             id,
             phase: Phase::NotStarted,
-            state: Map::new(),
+            state: Arc::new(Map::new()),
+            base: None,
+            written: None,
+            steps: 0,
+            max_steps: u64::MAX,
             visits: HashMap::new(),
             active: BTreeMap::new(),
             last_seq: 0,
@@ -242,13 +265,49 @@ impl ExecutionState {
         out
     }
 
-    /// Fold a whole history (no commands are carried out).
+    /// Fold a whole history (no commands are carried out). A branch that
+    /// starts with `BranchStarted` needs its parent's state: see
+    /// [`Self::replay_on`].
     pub fn replay(id: ExecutionId, workflow: &Workflow, records: &[Record]) -> Self {
+        Self::replay_on(id, workflow, records, None)
+    }
+
+    /// Fold a whole history whose first event may be `BranchStarted`,
+    /// starting from `base` (the parent's state at the fan-out).
+    pub fn replay_on(
+        id: ExecutionId,
+        workflow: &Workflow,
+        records: &[Record],
+        base: Option<Arc<Map<String, Value>>>,
+    ) -> Self {
         let mut st = ExecutionState::new(id);
+        st.base = base;
         for r in records {
             apply(workflow, &mut st, r);
         }
         st
+    }
+
+    /// What `ExecutionCompleted` records: the final state, or for a branch
+    /// started by `BranchStarted`, the keys it wrote.
+    pub fn final_state(&self) -> &Map<String, Value> {
+        self.written.as_ref().unwrap_or(&self.state)
+    }
+
+    /// The command that schedules `node`, or fails the execution when it
+    /// has made every step its `max_steps` limit allows.
+    fn schedule(&self, node: &str, visit: u32) -> Command {
+        if self.steps >= self.max_steps {
+            let what = format!(
+                "execution {} has made {} steps (node visits) and would go on at node `{node}`",
+                self.id, self.steps
+            );
+            return Command::Fail {
+                node: Some(node.to_string()),
+                error: format!("limit_exceeded: {}", crate::ir::limits_message(Limit::MaxSteps, self.max_steps, what)),
+            };
+        }
+        Command::Schedule { node: node.to_string(), visit }
     }
 }
 
@@ -267,13 +326,13 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.phase = Phase::Running;
             st.started_ms = rec.at_ms;
             st.key = key.clone();
-            st.state = input.object().unwrap_or_default();
-            vec![Command::Schedule { node: workflow.start.clone(), visit: 1 }]
+            st.state = Arc::new(input.object().unwrap_or_default());
+            vec![st.schedule(&workflow.start, 1)]
         }
         Event::ChildStarted { input, vars, parent, parent_node, parent_visit, branch, start, until, .. } => {
             st.phase = Phase::Running;
             st.started_ms = rec.at_ms;
-            st.state = input.object().unwrap_or_default();
+            st.state = Arc::new(input.object().unwrap_or_default());
             st.vars = vars.object().unwrap_or_default();
             st.until = until.clone();
             match parent.parse() {
@@ -283,9 +342,33 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 }
                 Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
             }
-            vec![Command::Schedule { node: start.clone(), visit: 1 }]
+            vec![st.schedule(start, 1)]
+        }
+        Event::BranchStarted { vars, parent, parent_node, parent_visit, branch, start, until, state_at, .. } => {
+            st.phase = Phase::Running;
+            st.started_ms = rec.at_ms;
+            st.vars = vars.object().unwrap_or_default();
+            st.until = until.clone();
+            st.written = Some(Map::new());
+            match parent.parse() {
+                Ok(id) => {
+                    st.parent =
+                        Some(ParentLink { id, node: parent_node.clone(), visit: *parent_visit, branch: *branch })
+                }
+                Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
+            }
+            match &st.base {
+                Some(base) => st.state = base.clone(),
+                None => {
+                    return inconsistent(format!(
+                        "branch of {parent} started without its parent's state at record {state_at}"
+                    ));
+                }
+            }
+            vec![st.schedule(start, 1)]
         }
         Event::NodeScheduled { node, visit } => {
+            st.steps += 1;
             st.visits.insert(node.clone(), *visit);
             st.agents.remove(node);
             st.active.insert(
@@ -320,7 +403,13 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.active.remove(node);
             st.agents.remove(node);
             match patch.object() {
-                Ok(p) => st.state.extend(p),
+                Ok(p) if p.is_empty() => {}
+                Ok(p) => {
+                    if let Some(written) = &mut st.written {
+                        written.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    Arc::make_mut(&mut st.state).extend(p);
+                }
                 Err(e) => return inconsistent(format!("patch of node `{node}`: {e}")),
             }
             // A parallel branch ends where its chain meets the join.
@@ -328,7 +417,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             match next {
                 Some(n) => {
                     let visit = st.visits.get(n).copied().unwrap_or(0) + 1;
-                    vec![Command::Schedule { node: n.clone(), visit }]
+                    vec![st.schedule(n, visit)]
                 }
                 None if st.active.is_empty() => vec![Command::Complete],
                 None => Vec::new(),
@@ -494,7 +583,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt == *attempt) else {
                 return inconsistent(format!("node `{node}` visit {visit} fanned out without running"));
             };
-            a.fan_out = Some(FanOut { attempt: *attempt, branches: *branches, finished: BTreeMap::new() });
+            a.fan_out =
+                Some(FanOut { attempt: *attempt, branches: *branches, finished: BTreeMap::new(), seq: rec.seq });
             let mut cmds = vec![Command::Children { node: node.clone(), visit: *visit, attempt: *attempt }];
             cmds.extend(join(workflow, st, node));
             cmds

@@ -72,6 +72,9 @@ impl Actor for NodeActor {
             None => fut.await,
         };
         let duration_us = began.elapsed().as_micros() as u64;
+        // Let go of the state before reporting: the execution patches it
+        // next, in place when no one else holds it.
+        drop(a.state);
         // The parent may be gone (cancelled, shut down): nothing to report to.
         let _ = a.parent.cast(ExecutionMsg::NodeDone {
             node: a.node,

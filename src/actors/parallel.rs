@@ -40,6 +40,8 @@ pub(crate) struct ParallelArgs {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The content hash of the children's workflow (they all run one).
     pub hash: String,
+    /// The parent's `FanOut` record: branches start from its state then.
+    pub state_at: u64,
 }
 
 pub(crate) enum ParallelMsg {
@@ -135,18 +137,40 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
         match meta.map(|m| m.status) {
             None => {
                 let hash = a.hash.clone();
-                let first = Event::ChildStarted {
-                    workflow_id: spec.workflow.id.clone(),
-                    workflow_version: spec.workflow.version.clone(),
-                    workflow_hash: hash.clone(),
-                    input: Json::from_map(&spec.input),
-                    vars: Json::from_map(&spec.vars),
-                    parent: a.parent_id.to_string(),
-                    parent_node: a.node.clone(),
-                    parent_visit: a.visit,
-                    branch,
-                    start: spec.start.clone(),
-                    until: spec.until.clone(),
+                // A branch names its parent's state; a sub-workflow gets its own input.
+                let (first, base) = match &spec.until {
+                    Some(_) => (
+                        Event::BranchStarted {
+                            workflow_id: spec.workflow.id.clone(),
+                            workflow_version: spec.workflow.version.clone(),
+                            workflow_hash: hash.clone(),
+                            vars: Json::from_map(&spec.vars),
+                            parent: a.parent_id.to_string(),
+                            parent_node: a.node.clone(),
+                            parent_visit: a.visit,
+                            branch,
+                            start: spec.start.clone(),
+                            until: spec.until.clone(),
+                            state_at: a.state_at,
+                        },
+                        Some(spec.input.clone()),
+                    ),
+                    None => (
+                        Event::ChildStarted {
+                            workflow_id: spec.workflow.id.clone(),
+                            workflow_version: spec.workflow.version.clone(),
+                            workflow_hash: hash.clone(),
+                            input: Json::from_map(&spec.input),
+                            vars: Json::from_map(&spec.vars),
+                            parent: a.parent_id.to_string(),
+                            parent_node: a.node.clone(),
+                            parent_visit: a.visit,
+                            branch,
+                            start: spec.start.clone(),
+                            until: None,
+                        },
+                        None,
+                    ),
                 };
                 let (started, rx) = oneshot::channel();
                 let workflow = a.services.cache_workflow(&hash, spec.workflow);
@@ -154,7 +178,7 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
                     id: child,
                     workflow,
                     hash,
-                    start: Start::New { first: Box::new(first), started },
+                    start: Start::New { first: Box::new(first), started, base },
                 };
                 a.supervisor.cast(msg)?;
                 let me = myself.clone();

@@ -56,7 +56,8 @@ fn what(e: &Event) -> Option<String> {
         Event::ExecutionStarted { workflow_id, workflow_version, .. } => {
             format!("execution started ({workflow_id}@{workflow_version})")
         }
-        Event::ChildStarted { parent, parent_node, branch, .. } => {
+        Event::ChildStarted { parent, parent_node, branch, .. }
+        | Event::BranchStarted { parent, parent_node, branch, .. } => {
             format!("child execution started (of {parent}, node `{parent_node}`, branch {branch})")
         }
         Event::NodeScheduled { .. } => return None,

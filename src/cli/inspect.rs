@@ -92,7 +92,9 @@ async fn gather_remote(client: &Client, id: ExecutionId) -> Result<Inspected, Fa
     let records = client.events(id, 0).await?;
     let (hash, key) = match records.first().map(|r| &r.event) {
         Some(Event::ExecutionStarted { workflow_hash, key, .. }) => (workflow_hash.clone(), key.clone()),
-        Some(Event::ChildStarted { workflow_hash, .. }) => (workflow_hash.clone(), None),
+        Some(Event::ChildStarted { workflow_hash, .. } | Event::BranchStarted { workflow_hash, .. }) => {
+            (workflow_hash.clone(), None)
+        }
         _ => (String::new(), None),
     };
     let (_, workflow) = client.workflow(&x.workflow_id, Some(&x.version)).await?;
@@ -164,8 +166,10 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         meta.workflow_version,
         &meta.workflow_hash[..12.min(meta.workflow_hash.len())]
     );
-    if let Some(Event::ChildStarted { parent, parent_node, parent_visit, branch, start, until, .. }) =
-        records.first().map(|r| &r.event)
+    if let Some(
+        Event::ChildStarted { parent, parent_node, parent_visit, branch, start, until, .. }
+        | Event::BranchStarted { parent, parent_node, parent_visit, branch, start, until, .. },
+    ) = records.first().map(|r| &r.event)
     {
         let visit = if *parent_visit > 1 { format!(" #{parent_visit}") } else { String::new() };
         let span = until.as_ref().map(|u| format!(", from `{start}` until `{u}`")).unwrap_or_default();
@@ -199,10 +203,14 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         };
         println!("usage      {}{note}", usage_text(&outcome.usage));
     }
-    if let (true, Some(Event::ExecutionStarted { input, .. } | Event::ChildStarted { input, .. })) =
-        (a.verbose, records.first().map(|r| &r.event))
-    {
-        println!("input      {}", input.0);
+    match (a.verbose, records.first().map(|r| &r.event)) {
+        (true, Some(Event::ExecutionStarted { input, .. } | Event::ChildStarted { input, .. })) => {
+            println!("input      {}", input.0);
+        }
+        (true, Some(Event::BranchStarted { parent, state_at, vars, .. })) => {
+            println!("input      the state of {parent} at its record {state_at}; variables {}", vars.0);
+        }
+        _ => {}
     }
     if matches!(meta.status, Status::Waiting | Status::Running) && !waiting.is_empty() {
         println!();
@@ -416,10 +424,13 @@ fn clip(s: &str) -> String {
 /// Where a child execution came from, for `--json`.
 fn parent_json(records: &[crate::journal::Record]) -> serde_json::Value {
     match records.first().map(|r| &r.event) {
-        Some(Event::ChildStarted { parent, parent_node, parent_visit, branch, .. }) => serde_json::json!({
-            "id": parent, "node": parent_node, "visit": parent_visit, "branch": branch,
-        }),
-        _ => serde_json::Value::Null,
+        Some(e) => match e.parent_link() {
+            Some((parent, node, visit, branch)) => serde_json::json!({
+                "id": parent, "node": node, "visit": visit, "branch": branch,
+            }),
+            None => serde_json::Value::Null,
+        },
+        None => serde_json::Value::Null,
     }
 }
 

@@ -13,7 +13,7 @@ use super::{CliResult, Failure, print_json};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
-use crate::journal::{Event, Status, Usage};
+use crate::journal::{Status, Usage};
 use crate::runtime::{Error as RuntimeError, Outcome, Runtime, WaitKind, Waiting};
 
 /// How to type a command on this data dir: `jamjet` plus `--data-dir`
@@ -78,10 +78,7 @@ pub(crate) fn root_of(rt: &Runtime, mut id: ExecutionId) -> Result<ExecutionId, 
 /// The parent of a child execution, from its first event.
 pub(crate) fn parent_of(rt: &Runtime, id: ExecutionId) -> Result<Option<ExecutionId>, RuntimeError> {
     let records = rt.events(id)?;
-    Ok(match records.first().map(|r| &r.event) {
-        Some(Event::ChildStarted { parent, .. }) => parent.parse().ok(),
-        _ => None,
-    })
+    Ok(records.first().and_then(|r| r.event.parent_link()).and_then(|(parent, ..)| parent.parse().ok()))
 }
 
 /// What `id` and its descendants wait for.

@@ -231,8 +231,13 @@ impl Limits {
     /// The message of a crossed limit: what crossed it, the limit with its
     /// value, and how to raise it.
     pub fn exceeded(&self, limit: Limit, what: impl fmt::Display) -> String {
-        format!("{what}: over the limit {limit} = {} ({})", self.show(limit), limit.how_to_raise())
+        message(limit, self.get(limit), what)
     }
+}
+
+/// The message of a crossed limit whose value is `value` (see [`Limits::exceeded`]).
+pub fn message(limit: Limit, value: u64, what: impl fmt::Display) -> String {
+    format!("{what}: over the limit {limit} = {} ({})", show_value(value, limit.unit()), limit.how_to_raise())
 }
 
 impl Unit {

@@ -310,6 +310,28 @@ pub enum Event {
         scores: Json,
         passed: bool,
     },
+    /// The first event of a parallel branch: like `ChildStarted`, but the
+    /// branch's state is not copied into its journal. It starts from its
+    /// parent's state as of the parent's record `state_at` (the parent's
+    /// `FanOut`), which the parent's journal already holds: a fan-out of
+    /// 10,000 items costs 10,000 items, not 10,000 copies of the state.
+    /// A branch that starts this way ends with `ExecutionCompleted` holding
+    /// only the keys it wrote.
+    BranchStarted {
+        workflow_id: String,
+        workflow_version: String,
+        workflow_hash: String,
+        /// Template variables of a `for_each` branch (`item`, `index`), an object.
+        vars: Json,
+        parent: String,
+        parent_node: String,
+        parent_visit: u32,
+        branch: u32,
+        start: String,
+        until: Option<String>,
+        /// The parent's sequence number whose state the branch starts from.
+        state_at: u64,
+    },
 }
 
 /// How one branch (child execution) ended. Stored: append only.
@@ -346,6 +368,7 @@ impl Event {
             Event::BranchFinished { .. } => "BranchFinished",
             Event::Exchange { .. } => "Exchange",
             Event::Scored { .. } => "Scored",
+            Event::BranchStarted { .. } => "BranchStarted",
         }
     }
 
@@ -366,6 +389,23 @@ impl Event {
             Event::ExecutionFailed { node, .. } => node.as_deref(),
             _ => None,
         }
+    }
+
+    /// Where a child execution (a parallel branch, a sub-workflow) came
+    /// from, when this is its first event: (parent, node, visit, branch).
+    pub fn parent_link(&self) -> Option<(&str, &str, u32, u32)> {
+        match self {
+            Event::ChildStarted { parent, parent_node, parent_visit, branch, .. }
+            | Event::BranchStarted { parent, parent_node, parent_visit, branch, .. } => {
+                Some((parent, parent_node, *parent_visit, *branch))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this is the first event of an execution.
+    pub fn is_start(&self) -> bool {
+        matches!(self, Event::ExecutionStarted { .. } | Event::ChildStarted { .. } | Event::BranchStarted { .. })
     }
 
     pub fn is_terminal(&self) -> bool {

@@ -67,20 +67,27 @@ pub(crate) struct ChildSpec {
     pub workflow: Arc<Workflow>,
     pub start: String,
     pub until: Option<String>,
-    pub input: Map<String, Value>,
+    /// A branch's is its parent's state itself (shared, never copied); a
+    /// sub-workflow's is its own input.
+    pub input: Arc<Map<String, Value>>,
     pub vars: Map<String, Value>,
 }
 
 /// The children of a `parallel` or `workflow` node, in branch order.
 /// `workflow` is the running execution's own workflow (branches run it).
-pub(crate) fn children(ctx: &NodeCtx<'_>, workflow: &Arc<Workflow>) -> Result<Vec<ChildSpec>, NodeError> {
+/// `state` is the execution's state (`ctx.state`, shared).
+pub(crate) fn children(
+    ctx: &NodeCtx<'_>,
+    workflow: &Arc<Workflow>,
+    state: &Arc<Map<String, Value>>,
+) -> Result<Vec<ChildSpec>, NodeError> {
     match &ctx.node.kind {
         NodeKind::Parallel(p) => {
             let branch = |start: &str, vars: Map<String, Value>| ChildSpec {
                 workflow: workflow.clone(),
                 start: start.to_string(),
                 until: Some(p.join.clone()),
-                input: ctx.state.clone(),
+                input: state.clone(),
                 vars,
             };
             let Some(for_each) = &p.for_each else {
@@ -94,6 +101,14 @@ pub(crate) fn children(ctx: &NodeCtx<'_>, workflow: &Arc<Workflow>) -> Result<Ve
                     format!("`for_each` must give a list; `{for_each}` gave {}", crate::ir::json_kind(&items)),
                 ));
             };
+            let limits = &ctx.services.limits;
+            if items.len() as u64 > limits.max_for_each_items {
+                let what = format!("`for_each` of node `{}` gave {} items", ctx.node.id, items.len());
+                return Err(NodeError::new(
+                    ErrorClass::LimitExceeded,
+                    limits.exceeded(crate::ir::Limit::MaxForEachItems, what),
+                ));
+            }
             let start = p.branches.first().ok_or_else(|| NodeError::new(ErrorClass::Internal, "no branch"))?;
             Ok(items
                 .into_iter()
@@ -126,6 +141,7 @@ pub(crate) fn children(ctx: &NodeCtx<'_>, workflow: &Arc<Workflow>) -> Result<Ve
                 ));
             }
             let Value::Object(input) = input else { unreachable!("check_object accepts only objects") };
+            let input = Arc::new(input);
             Ok(vec![ChildSpec { start: child.start.clone(), workflow: child, until: None, input, vars: Map::new() }])
         }
         other => Err(NodeError::new(ErrorClass::Internal, format!("a {} node has no children", other.type_name()))),
