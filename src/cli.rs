@@ -10,6 +10,7 @@ mod eval;
 mod executions;
 mod follow;
 mod inspect;
+mod limits;
 mod remote;
 mod report;
 mod resume;
@@ -31,6 +32,9 @@ pub struct Cli {
     /// Where the journal lives.
     #[arg(long, global = true, env = "JAMJET_DATA_DIR", default_value = ".jamjet")]
     pub data_dir: PathBuf,
+    /// Change a limit: NAME=VALUE (repeatable; also JAMJET_LIMITS=NAME=VALUE,...). `jamjet limits` lists them.
+    #[arg(long = "limit", global = true, value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +63,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Run a dataset through a workflow and score every row.
     Eval(eval::Args),
+    /// List the limits in force: response and state sizes, steps, fan-out, templates, durations.
+    Limits(limits::Args),
 }
 
 /// An error the CLI prints (already formatted) before exiting non-zero.
@@ -113,7 +119,34 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The limits this process runs with: the defaults, then `JAMJET_LIMITS`,
+/// then each `--limit` (set once, before any command runs).
+static LIMITS: std::sync::OnceLock<crate::ir::Limits> = std::sync::OnceLock::new();
+
+/// The limits in force (see [`LIMITS`]).
+pub(crate) fn limits() -> crate::ir::Limits {
+    LIMITS.get().copied().unwrap_or_default()
+}
+
+/// What the compiler may do for a command of this process: these limits,
+/// and sub-workflow files from anywhere (your own files).
+pub(crate) fn compile_options() -> crate::ir::Options {
+    crate::ir::Options { limits: limits(), ..Default::default() }
+}
+
+fn read_limits(flags: &[String]) -> Result<crate::ir::Limits, Failure> {
+    let mut limits = crate::ir::Limits::default();
+    if let Ok(list) = std::env::var("JAMJET_LIMITS") {
+        limits.apply_list(&list).map_err(|e| Failure::usage(format!("JAMJET_LIMITS: {e}")))?;
+    }
+    for flag in flags {
+        limits.apply(flag).map_err(|e| Failure::usage(format!("--limit {flag}: {e}")))?;
+    }
+    Ok(limits)
+}
+
 async fn dispatch(cli: Cli) -> CliResult {
+    let _ = LIMITS.set(read_limits(&cli.limits)?);
     match cli.command {
         Command::Run(a) => run::run(&cli.data_dir, a).await,
         Command::Signal(a) => signal::run(&cli.data_dir, a).await,
@@ -126,13 +159,21 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Eval(a) => eval::run(&cli.data_dir, a).await,
+        Command::Limits(a) => limits::run(a),
     }
 }
 
 /// Open the data dir without resuming anything (commands that only read,
 /// or that resume exactly what they need).
 pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder().data_dir(data_dir).bench_functions().resume_on_open(false).open().await.map_err(Failure::from)
+    Runtime::builder()
+        .data_dir(data_dir)
+        .bench_functions()
+        .limits(limits())
+        .resume_on_open(false)
+        .open()
+        .await
+        .map_err(Failure::from)
 }
 
 /// Open the data dir with nothing resumed and the timers not started yet.
@@ -140,6 +181,7 @@ pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Ru
     Runtime::builder()
         .data_dir(data_dir)
         .bench_functions()
+        .limits(limits())
         .resume_on_open(false)
         .timers(false)
         .open()

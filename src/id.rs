@@ -55,15 +55,31 @@ impl fmt::Display for ExecutionId {
 /// A string that is not an execution id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not an execution id (expected exec_ followed by 26 characters, like exec_01JM4X8NKWP2ZZ3Q6T1B2C3D4E)"
+    "`{0}` is not an execution id (expected exec_ followed by 26 characters of Crockford base 32 in capitals, the first 0-7, like exec_01JM4X8NKWP2ZZ3Q6T1B2C3D4E)"
 )]
 pub struct BadExecutionId(pub String);
 
+/// The digits of Crockford's base 32, as ids are written.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 impl FromStr for ExecutionId {
     type Err = BadExecutionId;
+    /// Strict: exactly the form ids are printed in, so no two spellings
+    /// name one execution. (A ULID parser accepts lower case and folds
+    /// `I`, `L`, `O`; and 26 digits of base 32 hold 130 bits, so a first
+    /// digit above 7 overflows into another id.)
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s.strip_prefix("exec_").ok_or_else(|| BadExecutionId(s.to_string()))?;
-        Ulid::from_string(rest).map(ExecutionId).map_err(|_| BadExecutionId(s.to_string()))
+        let bad = || BadExecutionId(s.chars().take(64).collect());
+        let rest = s.strip_prefix("exec_").ok_or_else(bad)?;
+        let digits = rest.as_bytes();
+        if digits.len() != 26 || !digits.iter().all(|b| CROCKFORD.contains(b)) || digits[0] > b'7' {
+            return Err(bad());
+        }
+        let id = Ulid::from_string(rest).map(ExecutionId).map_err(|_| bad())?;
+        if id.0.to_string() != rest {
+            return Err(bad());
+        }
+        Ok(id)
     }
 }
 
@@ -92,5 +108,25 @@ mod tests {
         assert_eq!(text.parse::<ExecutionId>().unwrap(), id);
         assert!("exec_nope".parse::<ExecutionId>().is_err());
         assert!("01JM4X8NKWP2ZZ3Q6T1B2C3D4E".parse::<ExecutionId>().is_err());
+    }
+
+    #[test]
+    fn one_spelling_per_id() {
+        let id = ExecutionId::new(1_700_000_000_000);
+        let text = id.to_string();
+        let body = &text[5..];
+        // Lower case, and the letters a ULID parser folds (I, L -> 1; O -> 0).
+        assert!(format!("exec_{}", body.to_lowercase()).parse::<ExecutionId>().is_err());
+        let folded = format!("exec_{}", body.replacen('1', "I", 1));
+        if folded != text {
+            assert!(folded.parse::<ExecutionId>().is_err(), "{folded}");
+        }
+        // A first digit past 7 overflows 128 bits: once it aliased a real id.
+        for first in ['8', '9', 'G', 'Z'] {
+            let over = format!("exec_{first}{}", &body[1..]);
+            assert!(over.parse::<ExecutionId>().is_err(), "{over}");
+        }
+        assert!(format!("{text}0").parse::<ExecutionId>().is_err());
+        assert!("exec_7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<ExecutionId>().is_ok(), "the largest id");
     }
 }

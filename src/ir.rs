@@ -19,7 +19,7 @@ pub use agent::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS};
 pub use compile::{Includes, Options, compile_file, compile_file_with, compile_str, compile_str_with};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
-pub use limits::{BadLimit, Limit, Limits, message as limits_message, show_bytes};
+pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limits_message, show_bytes, thousands};
 pub use mcp::{EnvRefError, McpServer, ToolNode, expand_env};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{

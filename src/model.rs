@@ -235,7 +235,10 @@ pub async fn send(
     let resp = req.body(bytes).send().await.map_err(|e| crate::nodes::classify_send(&url, e))?;
     let status = resp.status();
     let retry_after_ms = crate::nodes::retry_after(&resp);
-    let reply = resp.bytes().await.map_err(|e| crate::nodes::classify_send(&url, e))?;
+    let what = format!("the reply of model `{}` at {url}", config.model);
+    let reply = crate::nodes::read_body(resp, services.limits.max_response_bytes)
+        .await
+        .map_err(|e| e.into_node_error(&url, &what, &services.limits))?;
     // What the exchange of a failure records as the reply: the JSON, or the text.
     let as_text = || Value::String(String::from_utf8_lossy(&reply).into_owned());
     let failed = |class: ErrorClass, message: String, response: Value| {

@@ -29,7 +29,7 @@ use crate::runtime::Services;
 
 pub use compiled::Compiled;
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
-pub(crate) use http::{classify_send, retry_after, status_class};
+pub(crate) use http::{classify_send, read_body, retry_after, status_class};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
 /// the same for every attempt and after a crash.

@@ -54,6 +54,14 @@ pub enum Error {
         "workflow `{id}` version {version} is already registered with other content (hash {hash}); bump `version` or replace it"
     )]
     WorkflowConflict { id: String, version: String, hash: String },
+    #[error(
+        "idempotency key `{key}` already started execution {id} with {what}; nothing was started (use another key for another submission)"
+    )]
+    KeyConflict { key: String, id: ExecutionId, what: String },
+    #[error("bad idempotency key: {0}")]
+    InvalidKey(String),
+    #[error("{0}; nothing was started")]
+    LimitExceeded(String),
     #[error(transparent)]
     Journal(#[from] journal::Error),
     #[error("runtime error: {0}")]
@@ -330,7 +338,7 @@ impl Builder {
             http,
             functions: self.functions,
             keys: self.keys,
-            mcp: Default::default(),
+            mcp: crate::mcp::McpPool::new(self.limits.max_response_bytes),
             agents: Default::default(),
             restart_budget: self.restart_budget,
             limits: self.limits,
@@ -437,18 +445,10 @@ impl Runtime {
         input: Value,
         key: Option<&str>,
     ) -> Result<(ExecutionId, bool), Error> {
-        let input = check_input(workflow, input)?;
-        // Keyed submissions are serialized so two with one key start one execution.
-        let _keyed = match key {
-            Some(_) => Some(self.inner.keyed.lock().await),
-            None => None,
-        };
-        if let Some(key) = key
-            && let Some(id) = self.services().journal.find_key(key)?
-        {
-            self.ensure_live(id).await?;
-            return Ok((id, false));
+        if let Some(key) = key {
+            check_key(key)?;
         }
+        let input = check_input(workflow, input, &self.services().limits)?;
         // A workflow from the cache (a server's registered one) is hashed already.
         let (wf, hash) = match self.services().cached_by_address(workflow) {
             Some(known) => known,
@@ -457,6 +457,18 @@ impl Runtime {
                 (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
             }
         };
+        // Keyed submissions are serialized so two with one key start one execution.
+        let _keyed = match key {
+            Some(_) => Some(self.inner.keyed.lock().await),
+            None => None,
+        };
+        if let Some(key) = key
+            && let Some(id) = self.services().journal.find_key(key)?
+        {
+            self.same_submission(id, key, &hash, &input)?;
+            self.ensure_live(id).await?;
+            return Ok((id, false));
+        }
         let id = ExecutionId::new(self.services().clock.now_ms());
         let (tx, rx) = oneshot::channel();
         let first = Event::ExecutionStarted {
@@ -476,6 +488,28 @@ impl Runtime {
             Ok(Err(message)) => Err(Error::StartFailed { id, message }),
             Err(_) => Err(Error::StartFailed { id, message: "the execution actor stopped before starting".into() }),
         }
+    }
+
+    /// A key names one submission: the execution found under `key` must
+    /// run the same workflow with the same input, or this is a conflict.
+    fn same_submission(&self, id: ExecutionId, key: &str, hash: &str, input: &Map<String, Value>) -> Result<(), Error> {
+        let records = self.services().journal.read_after(id, 0)?;
+        let Some(Event::ExecutionStarted { workflow_hash, input: first, .. }) = records.first().map(|r| &r.event)
+        else {
+            return Err(Error::KeyConflict {
+                key: key.into(),
+                id,
+                what: "a history that does not start with its submission".into(),
+            });
+        };
+        if workflow_hash != hash {
+            let what = format!("another workflow (content hash {}, this one {})", short(workflow_hash), short(hash));
+            return Err(Error::KeyConflict { key: key.into(), id, what });
+        }
+        if first.object()? != *input {
+            return Err(Error::KeyConflict { key: key.into(), id, what: "another input".into() });
+        }
+        Ok(())
     }
 
     /// Register `workflow` under its id and version, durably (what a
@@ -578,6 +612,12 @@ impl Runtime {
     /// waited out.
     pub async fn settle(&self, id: ExecutionId) -> Result<Outcome, Error> {
         self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        // Nothing in it waits on the outside: its end is all there is to
+        // wait for (and a fan-out of 10,000 branches is not looked over
+        // whenever one of them ends).
+        if !can_park(&*self.workflow_of(id)?) {
+            return self.wait(id).await;
+        }
         self.ensure_live(id).await?;
         loop {
             // Listen first, then look, so a change between the two is not missed.
@@ -964,14 +1004,58 @@ impl Runtime {
     }
 }
 
-/// Check input against the schema: an object whose keys are all declared
-/// and well typed.
-fn check_input(workflow: &Workflow, input: Value) -> Result<Map<String, Value>, Error> {
+/// Check input against the schema (an object whose keys are all declared
+/// and well typed) and the state size limit.
+fn check_input(workflow: &Workflow, input: Value, limits: &Limits) -> Result<Map<String, Value>, Error> {
     workflow.state_schema.check_object(&input).map_err(Error::InvalidInput)?;
+    let size = crate::ir::json_size(&input);
+    if size > limits.max_state_bytes {
+        let what = format!("the input is {}", crate::ir::show_bytes(size));
+        return Err(Error::LimitExceeded(format!(
+            "limit_exceeded: {}",
+            limits.exceeded(crate::ir::Limit::MaxStateBytes, what)
+        )));
+    }
     match input {
         Value::Object(m) => Ok(m),
         _ => unreachable!("check_object accepts only objects"),
     }
+}
+
+/// The longest idempotency key accepted, bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// An idempotency key names one submission: it may not be empty (which
+/// would make every keyless-looking request one), nor huge, nor hold
+/// control characters.
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.trim().is_empty() {
+        return Err(Error::InvalidKey("the key is empty; leave it out to submit without one".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::InvalidKey(format!("the key is {} bytes; at most {MAX_KEY_BYTES}", key.len())));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::InvalidKey("the key holds control characters".into()));
+    }
+    Ok(())
+}
+
+/// The first 12 characters of a content hash, as `inspect` shows it.
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Whether an execution of `wf` (or of a sub-workflow it runs) can park on
+/// something only the outside moves: an event, an approval, a remote
+/// agent's question. A timer is not that: it fires by itself.
+fn can_park(wf: &Workflow) -> bool {
+    wf.nodes.values().any(|n| match &n.kind {
+        crate::ir::NodeKind::Wait(w) => w.event.is_some(),
+        crate::ir::NodeKind::Approval(_) | crate::ir::NodeKind::Agent(_) => true,
+        crate::ir::NodeKind::Workflow(s) => can_park(&s.workflow),
+        _ => false,
+    })
 }
 
 /// The terminal event of a history, if it has one.

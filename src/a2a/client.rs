@@ -17,6 +17,23 @@ use serde_json::{Value, json};
 use crate::journal::ErrorClass;
 use crate::nodes::{classify_send, retry_after, status_class};
 
+/// The HTTP client calls go through, and the most a response may hold.
+#[derive(Clone, Copy)]
+pub struct Http<'a> {
+    pub client: &'a reqwest::Client,
+    pub limits: &'a crate::ir::Limits,
+}
+
+impl Http<'_> {
+    /// A response body, read up to `max_response_bytes` and no further.
+    async fn read(&self, resp: reqwest::Response, url: &str, what: &str) -> Result<Vec<u8>, CallError> {
+        crate::nodes::read_body(resp, self.limits.max_response_bytes).await.map_err(|e| {
+            let e = e.into_node_error(url, what, self.limits);
+            CallError::new(e.class, e.message)
+        })
+    }
+}
+
 /// Where the card of an agent whose URL names no card is looked up.
 pub const WELL_KNOWN_CARD: &str = "/.well-known/agent-card.json";
 
@@ -68,7 +85,7 @@ impl AgentCards {
     /// [`WELL_KNOWN_CARD`] is looked up), from the cache or fetched.
     pub async fn resolve(
         &self,
-        http: &reqwest::Client,
+        http: &Http<'_>,
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Arc<Agent>, CallError> {
@@ -91,9 +108,9 @@ pub fn card_url(url: &str) -> String {
     if url.ends_with(".json") { url.to_string() } else { format!("{}{WELL_KNOWN_CARD}", url.trim_end_matches('/')) }
 }
 
-async fn fetch_card(http: &reqwest::Client, url: &str, headers: &[(String, String)]) -> Result<Agent, CallError> {
+async fn fetch_card(http: &Http<'_>, url: &str, headers: &[(String, String)]) -> Result<Agent, CallError> {
     let card_url = card_url(url);
-    let mut req = http.get(&card_url).header("accept", "application/json");
+    let mut req = http.client.get(&card_url).header("accept", "application/json");
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -104,9 +121,8 @@ async fn fetch_card(http: &reqwest::Client, url: &str, headers: &[(String, Strin
         e.retry_after_ms = retry_after(&resp);
         return Err(e);
     }
-    let card: Value = resp
-        .json()
-        .await
+    let bytes = http.read(resp, &card_url, &format!("the agent card {card_url}")).await?;
+    let card: Value = serde_json::from_slice(&bytes)
         .map_err(|e| CallError::new(ErrorClass::InvalidOutput, format!("agent card {card_url} is not JSON: {e}")))?;
     read_card(&card_url, &card)
 }
@@ -235,7 +251,7 @@ pub fn message(protocol: Protocol, message_id: &str, content: &Value, task: Opti
 
 /// `SendMessage` (`message/send`), not waiting for the task to finish.
 pub async fn send_message(
-    http: &reqwest::Client,
+    http: &Http<'_>,
     agent: &Agent,
     headers: &[(String, String)],
     message: Value,
@@ -271,7 +287,7 @@ pub async fn send_message(
 
 /// `GetTask` (`tasks/get`).
 pub async fn get_task(
-    http: &reqwest::Client,
+    http: &Http<'_>,
     agent: &Agent,
     headers: &[(String, String)],
     task_id: &str,
@@ -348,7 +364,7 @@ fn from_send(url: &str, e: reqwest::Error) -> CallError {
 
 /// One JSON-RPC 2.0 call; the `result`, or the error classified.
 async fn call(
-    http: &reqwest::Client,
+    http: &Http<'_>,
     agent: &Agent,
     headers: &[(String, String)],
     method: &str,
@@ -356,7 +372,7 @@ async fn call(
 ) -> Result<Value, CallError> {
     let id = ::a2a::JsonRpcId::String(::a2a::new_message_id());
     let body = ::a2a::JsonRpcRequest::new(id, method, Some(params));
-    let mut req = http.post(&agent.endpoint).json(&body);
+    let mut req = http.client.post(&agent.endpoint).json(&body);
     if agent.protocol == Protocol::V1 {
         req = req.header(::a2a::SVC_PARAM_VERSION, ::a2a::VERSION);
     }
@@ -367,7 +383,7 @@ async fn call(
     let resp = req.send().await.map_err(|e| from_send(url, e))?;
     let status = resp.status();
     let retry_after_ms = retry_after(&resp);
-    let bytes = resp.bytes().await.map_err(|e| from_send(url, e))?;
+    let bytes = http.read(resp, url, &format!("the answer to {method} from {url}")).await?;
     if !status.is_success() {
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         let mut e = CallError::new(status_class(status), format!("{method} to {url} returned {status}: {snippet}"));

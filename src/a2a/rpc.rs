@@ -174,6 +174,12 @@ impl Scope {
                 err.message = format!("workflow `{}`: {}", agent.workflow.id, err.message);
                 err
             }
+            // The same message id with other content, or an input over the limits.
+            e @ (runtime::Error::KeyConflict { .. }
+            | runtime::Error::LimitExceeded(_)
+            | runtime::Error::InvalidKey(_)) => {
+                RpcError::invalid_params(format!("workflow `{}`: {e}", agent.workflow.id))
+            }
             e => internal(e),
         })?;
         Ok((id, 0))

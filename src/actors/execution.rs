@@ -369,16 +369,22 @@ fn node_result_event(
     let spec = st.wf.node(&node).expect("active nodes are in the workflow");
     let result = result.and_then(|out| {
         let errors = st.wf.state_schema.check_map(&out.patch);
-        if errors.is_empty() {
-            Ok(out)
-        } else {
+        let limits = &st.services.limits;
+        let err = if !errors.is_empty() {
             let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            let err = NodeError::new(
+            NodeError::new(
                 ErrorClass::InvalidOutput,
                 format!("the node's output does not fit the state schema: {text}"),
-            );
-            Err(NodeError { exchange: out.exchange, scores: out.scores, ..err })
-        }
+            )
+        } else {
+            let size = st.machine.state_bytes_after(&out.patch);
+            if size <= limits.max_state_bytes {
+                return Ok(out);
+            }
+            let what = format!("the state after node `{node}` would be {}", crate::ir::show_bytes(size));
+            NodeError::new(ErrorClass::LimitExceeded, limits.exceeded(crate::ir::Limit::MaxStateBytes, what))
+        };
+        Err(NodeError { exchange: out.exchange, scores: out.scores, ..err })
     });
     let (exchange, scores) = match &result {
         Ok(out) => (out.exchange.as_deref(), out.scores.as_deref()),

@@ -107,6 +107,9 @@ pub struct ExecutionState {
     pub written: Option<Map<String, Value>>,
     /// Node visits so far (one per `NodeScheduled`).
     pub steps: u64,
+    /// The state's size as compact JSON (`ir::json_size`), kept as
+    /// patches come (what `max_state_bytes` is checked against).
+    pub state_bytes: u64,
     /// Node visits allowed (the `max_steps` limit in force); the shell sets
     /// it on a live execution, a replay for reading leaves it unbounded.
     pub max_steps: u64,
@@ -206,6 +209,7 @@ impl ExecutionState {
             base: None,
             written: None,
             steps: 0,
+            state_bytes: 2,
             max_steps: u64::MAX,
             visits: HashMap::new(),
             active: BTreeMap::new(),
@@ -288,6 +292,23 @@ impl ExecutionState {
         st
     }
 
+    /// The state's size once `patch` is applied (see [`Self::state_bytes`]).
+    pub fn state_bytes_after(&self, patch: &Map<String, Value>) -> u64 {
+        let mut size = self.state_bytes;
+        let mut entries = self.state.len();
+        for (k, v) in patch {
+            match self.state.get(k) {
+                Some(old) => size = size.saturating_sub(crate::ir::json_size(old)) + crate::ir::json_size(v),
+                None => {
+                    // A comma before every entry but the first.
+                    size += crate::ir::entry_size(k, v) + u64::from(entries > 0);
+                    entries += 1;
+                }
+            }
+        }
+        size
+    }
+
     /// What `ExecutionCompleted` records: the final state, or for a branch
     /// started by `BranchStarted`, the keys it wrote.
     pub fn final_state(&self) -> &Map<String, Value> {
@@ -300,7 +321,8 @@ impl ExecutionState {
         if self.steps >= self.max_steps {
             let what = format!(
                 "execution {} has made {} steps (node visits) and would go on at node `{node}`",
-                self.id, self.steps
+                self.id,
+                crate::ir::thousands(self.steps)
             );
             return Command::Fail {
                 node: Some(node.to_string()),
@@ -309,6 +331,11 @@ impl ExecutionState {
         }
         Command::Schedule { node: node.to_string(), visit }
     }
+}
+
+/// The size of a whole state object (see [`ExecutionState::state_bytes`]).
+fn map_size(map: &Map<String, Value>) -> u64 {
+    2 + map.len().saturating_sub(1) as u64 + map.iter().map(|(k, v)| crate::ir::entry_size(k, v)).sum::<u64>()
 }
 
 fn inconsistent(what: String) -> Vec<Command> {
@@ -327,12 +354,14 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.started_ms = rec.at_ms;
             st.key = key.clone();
             st.state = Arc::new(input.object().unwrap_or_default());
+            st.state_bytes = map_size(&st.state);
             vec![st.schedule(&workflow.start, 1)]
         }
         Event::ChildStarted { input, vars, parent, parent_node, parent_visit, branch, start, until, .. } => {
             st.phase = Phase::Running;
             st.started_ms = rec.at_ms;
             st.state = Arc::new(input.object().unwrap_or_default());
+            st.state_bytes = map_size(&st.state);
             st.vars = vars.object().unwrap_or_default();
             st.until = until.clone();
             match parent.parse() {
@@ -358,7 +387,10 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
             }
             match &st.base {
-                Some(base) => st.state = base.clone(),
+                Some(base) => {
+                    st.state = base.clone();
+                    st.state_bytes = map_size(&st.state);
+                }
                 None => {
                     return inconsistent(format!(
                         "branch of {parent} started without its parent's state at record {state_at}"
@@ -405,6 +437,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             match patch.object() {
                 Ok(p) if p.is_empty() => {}
                 Ok(p) => {
+                    st.state_bytes = st.state_bytes_after(&p);
                     if let Some(written) = &mut st.written {
                         written.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
                     }

@@ -23,7 +23,7 @@ use super::{CliResult, Failure, open_quiet, print_json};
 use crate::eval::rubric::judge;
 use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
 use crate::id::ExecutionId;
-use crate::ir::{Scorer, ScorerKind, Workflow, compile_file, referenced_variables};
+use crate::ir::{Scorer, ScorerKind, Workflow, compile_file_with, referenced_variables};
 use crate::journal::{Event, Status, Usage};
 use crate::model::resolve_model;
 use crate::runtime::Runtime;
@@ -93,7 +93,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
 }
 
 async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
-    let wf = compile_file(&a.workflow).map_err(|d| usage(format!("the workflow does not compile:\n{d}")))?;
+    let wf = compile_file_with(&a.workflow, &super::compile_options())
+        .map_err(|d| usage(format!("the workflow does not compile:\n{d}")))?;
     let scorers = cli_scorers(&a, &wf)?;
     let dataset_name = a.dataset.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
     let rows = read_dataset(&a.dataset).map_err(|e| usage(format!("the dataset has bad rows, nothing ran:\n{e}")))?;

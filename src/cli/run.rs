@@ -25,9 +25,9 @@ use serde_json::Value;
 use super::follow::Printer;
 use super::remote::{self, ServerArg, connect, json_arg, settle};
 use super::report::{Invocation, print_outcome};
-use super::{CliResult, Failure, open_quiet};
+use super::{CliResult, Failure, compile_options, open_quiet};
 use crate::id::ExecutionId;
-use crate::ir::{Workflow, compile_file};
+use crate::ir::{Workflow, compile_file_with};
 use crate::runtime::{Error as RuntimeError, Outcome, Runtime};
 
 #[derive(clap::Args, Debug)]
@@ -55,7 +55,7 @@ pub struct Args {
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
-    let wf = compile_file(&a.file)
+    let wf = compile_file_with(&a.file, &compile_options())
         .map_err(|d| Failure { message: format!("the workflow does not compile:\n{d}"), code: 1 })?;
     let input: Value = json_arg("--input", &a.input)?;
     if let Some(url) = a.server.server.clone() {

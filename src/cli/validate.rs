@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{CliResult, print_json};
-use crate::ir::compile_file;
+use super::{CliResult, compile_options, print_json};
+use crate::ir::compile_file_with;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub(crate) fn run(a: Args) -> CliResult {
-    match compile_file(&a.file) {
+    match compile_file_with(&a.file, &compile_options()) {
         Ok(wf) => {
             if a.json {
                 print_json(&serde_json::json!({ "ok": true, "workflow": wf }));

@@ -147,6 +147,35 @@ impl Limit {
         }
     }
 
+    /// What it bounds, in a few words (`jamjet limits`).
+    pub fn about(self) -> &'static str {
+        match self {
+            Limit::MaxResponseBytes => "an http, model, tool or agent response read into memory",
+            Limit::MaxStateBytes => "an execution's state after a step, as JSON",
+            Limit::MaxSteps => "node visits of one execution (a workflow's `max_steps:` may lower it)",
+            Limit::MaxForEachItems => "items of one `for_each` (child executions of one fan-out)",
+            Limit::MaxNodes => "nodes of one workflow, sub-workflows included",
+            Limit::MaxTemplateBytes => "one template or condition",
+            Limit::MaxExpressionTerms => "operators, filters, attribute reads and calls in one template tag",
+            Limit::TemplateFuel => "instructions one template may run when rendered",
+            Limit::MaxRenderBytes => "the text one template may render",
+            Limit::MaxDurationMs => "a duration, timeout, retry delay or `until` time from now",
+            Limit::MaxWorkflowBytes => "a workflow file the compiler reads",
+        }
+    }
+
+    /// Checked when a workflow is compiled or registered (the rest while it runs).
+    pub fn at_compile_time(self) -> bool {
+        matches!(
+            self,
+            Limit::MaxNodes
+                | Limit::MaxTemplateBytes
+                | Limit::MaxExpressionTerms
+                | Limit::MaxDurationMs
+                | Limit::MaxWorkflowBytes
+        )
+    }
+
     /// How to raise it, for error messages.
     pub fn how_to_raise(self) -> String {
         let name = self.name();
@@ -277,6 +306,53 @@ fn show_value(v: u64, unit: Unit) -> String {
     }
 }
 
+/// The length of `v` written as compact JSON, in bytes (what
+/// `max_state_bytes` measures), counted without writing it.
+pub fn json_size(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::Null => 4,
+        Value::Bool(b) => 4 + u64::from(!*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => digits(u),
+            (None, Some(i)) => 1 + digits(i.unsigned_abs()),
+            // Floats print in at most 24 characters (ryu's shortest form).
+            _ => 24,
+        },
+        Value::String(s) => string_size(s),
+        Value::Array(items) => 2 + items.len().saturating_sub(1) as u64 + items.iter().map(json_size).sum::<u64>(),
+        Value::Object(map) => {
+            2 + map.len().saturating_sub(1) as u64 + map.iter().map(|(k, v)| entry_size(k, v)).sum::<u64>()
+        }
+    }
+}
+
+/// One `"key":value` entry of an object, as [`json_size`] counts it.
+pub fn entry_size(key: &str, value: &serde_json::Value) -> u64 {
+    string_size(key) + 1 + json_size(value)
+}
+
+fn string_size(s: &str) -> u64 {
+    let escaped: u64 = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..0x20 => 5,
+            _ => 0,
+        })
+        .sum();
+    2 + s.len() as u64 + escaped
+}
+
+fn digits(mut v: u64) -> u64 {
+    let mut n = 1;
+    while v >= 10 {
+        v /= 10;
+        n += 1;
+    }
+    n
+}
+
 /// `10 MiB`, `1.5 GiB`, `300 bytes`.
 pub fn show_bytes(v: u64) -> String {
     for (scale, name) in [(1024 * MIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
@@ -291,7 +367,8 @@ pub fn show_bytes(v: u64) -> String {
     format!("{v} bytes")
 }
 
-fn thousands(v: u64) -> String {
+/// `100,000`.
+pub fn thousands(v: u64) -> String {
     let digits = v.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -319,6 +396,23 @@ mod tests {
         assert!(l.apply("max_steps=-1").is_err());
         assert!(l.apply("max_steps").is_err());
         assert!(l.apply("max_state_bytes=99999999999GiB").is_err(), "overflow is refused");
+    }
+
+    #[test]
+    fn json_size_is_the_compact_length() {
+        let samples = [
+            serde_json::json!(null),
+            serde_json::json!({"a": [1, -20, 3.25, true, false, "x\"y\n\u{1}"], "b": {}, "c": [], "": 18446744073709551615u64}),
+            serde_json::json!(-9223372036854775808i64),
+            serde_json::json!("plain"),
+        ];
+        for v in samples {
+            let exact = serde_json::to_string(&v).unwrap().len() as u64;
+            let counted = json_size(&v);
+            // Floats are counted at their longest; everything else exactly.
+            assert!(counted >= exact && counted <= exact + 24, "{v}: {counted} vs {exact}");
+        }
+        assert_eq!(json_size(&serde_json::json!({"ab": "cd", "e": [1, 22]})), 22);
     }
 
     #[test]

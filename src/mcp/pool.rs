@@ -37,10 +37,20 @@ pub struct ToolInfo {
 }
 
 /// The runtime's MCP clients.
-#[derive(Default)]
 pub struct McpPool {
     /// By server name, then by configuration (almost always one).
     slots: Mutex<HashMap<String, SameName>>,
+    /// The largest tool result a call accepts, as JSON (the runtime's
+    /// `max_response_bytes`). The transport (rmcp) also caps each message
+    /// it reads at 16 MiB, over a pipe and over HTTP alike, so nothing
+    /// larger is ever held.
+    max_result_bytes: u64,
+}
+
+impl Default for McpPool {
+    fn default() -> Self {
+        McpPool::new(crate::ir::Limits::default().max_response_bytes)
+    }
 }
 
 /// The slots of the servers that share a name, with their configurations.
@@ -65,6 +75,11 @@ impl Live {
 }
 
 impl McpPool {
+    /// A pool whose calls accept results up to `max_result_bytes` (as JSON).
+    pub fn new(max_result_bytes: u64) -> Self {
+        McpPool { slots: Mutex::default(), max_result_bytes }
+    }
+
     /// The tools `server` (declared by `wf`) offers, connecting first if needed.
     pub async fn tools(&self, wf: &Workflow, server: &str) -> Result<Vec<ToolInfo>, NodeError> {
         let config = declared(wf, server)?;
@@ -113,9 +128,21 @@ impl McpPool {
                 return Err(NodeError::new(ErrorClass::Timeout, message));
             }
         };
-        serde_json::to_value(&result).map_err(|e| {
+        let result = serde_json::to_value(&result).map_err(|e| {
             NodeError::new(ErrorClass::Internal, format!("MCP server `{server}`: cannot encode the result: {e}"))
-        })
+        })?;
+        let size = crate::ir::json_size(&result);
+        if size > self.max_result_bytes {
+            let mut limits = crate::ir::Limits::default();
+            limits.max_response_bytes = self.max_result_bytes;
+            let what =
+                format!("the result of tool `{tool}` of MCP server `{server}` is {}", crate::ir::show_bytes(size));
+            return Err(NodeError::new(
+                ErrorClass::LimitExceeded,
+                limits.exceeded(crate::ir::Limit::MaxResponseBytes, what),
+            ));
+        }
+        Ok(result)
     }
 
     /// The pid of a running stdio server's process, if it is started.

@@ -103,11 +103,16 @@ fn headers(spec: &AgentNode) -> Result<Vec<(String, String)>, NodeError> {
         .collect()
 }
 
+/// The runtime's HTTP client with its response limit.
+fn http<'a>(ctx: &NodeCtx<'a>) -> client::Http<'a> {
+    client::Http { client: &ctx.services.http, limits: &ctx.services.limits }
+}
+
 async fn call(ctx: &NodeCtx<'_>, spec: &AgentNode, seen: &mut Seen) -> Result<NodeOutput, NodeError> {
     let headers = headers(spec)?;
-    let http = &ctx.services.http;
+    let http = http(ctx);
     let cards = &ctx.services.agents;
-    let agent = cards.resolve(http, &spec.agent, &headers).await.map_err(node_error)?;
+    let agent = cards.resolve(&http, &spec.agent, &headers).await.map_err(node_error)?;
     let round = ctx.agent.filter(|r| r.visit == ctx.visit);
     let last = round.and_then(|r| r.last.as_ref()).and_then(|v| v.get("task"));
     let last_id = last.and_then(|t| Some((t.get("id")?.as_str()?, t.get("contextId")?.as_str()?)));
@@ -183,7 +188,7 @@ async fn send(
 ) -> Result<TaskView, NodeError> {
     request["message"] = message.clone();
     seen.request = Some(request);
-    match client::send_message(&ctx.services.http, agent, headers, message).await {
+    match client::send_message(&http(ctx), agent, headers, message).await {
         Ok(t) => Ok(t),
         Err(e) => {
             // The agent may have moved or changed: read its card again next time.
@@ -204,7 +209,7 @@ async fn poll_once(
 ) -> Result<TaskView, NodeError> {
     let mut delay = FIRST_POLL_MS;
     loop {
-        match client::get_task(&ctx.services.http, agent, headers, id).await {
+        match client::get_task(&http(ctx), agent, headers, id).await {
             Ok(t) => return Ok(t),
             Err(e) if e.class.retryable_by_default() => {
                 tracing::debug!(node = %ctx.node.id, error = %e, "agent poll failed; asking again");

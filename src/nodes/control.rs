@@ -22,6 +22,21 @@ pub(crate) struct Park {
 
 /// Render what a `wait` or `approval` node waits for, at `now_ms`.
 pub(crate) fn park(ctx: &NodeCtx<'_>, now_ms: u64) -> Result<Park, NodeError> {
+    let park = park_unbounded(ctx, now_ms)?;
+    // A deadline is bounded like every duration (the compiler checks the
+    // written ones; `until` is known only now, and a stored workflow may
+    // predate the check).
+    let limits = &ctx.services.limits;
+    if let Some(d) = park.deadline_ms.filter(|d| d.saturating_sub(now_ms) > limits.max_duration_ms) {
+        let days = (d - now_ms) / (24 * 60 * 60 * 1000);
+        let what =
+            format!("node `{}` would wait until {} ({days} days from now)", ctx.node.id, crate::clock::format_ms(d));
+        return Err(NodeError::new(ErrorClass::LimitExceeded, limits.exceeded(crate::ir::Limit::MaxDurationMs, what)));
+    }
+    Ok(park)
+}
+
+fn park_unbounded(ctx: &NodeCtx<'_>, now_ms: u64) -> Result<Park, NodeError> {
     let templates = &ctx.services.templates;
     let tpl = ctx.template_context();
     let after = |ms: u64| now_ms.saturating_add(ms);

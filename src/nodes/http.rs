@@ -46,7 +46,10 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let bytes = resp.bytes().await.map_err(|e| classify_send(&url, e))?;
+    let what = format!("the response of {} {url}", spec.method);
+    let bytes = read_body(resp, ctx.services.limits.max_response_bytes)
+        .await
+        .map_err(|e| e.into_node_error(&url, &what, &ctx.services.limits))?;
     if !status.is_success() {
         let class = status_class(status);
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
@@ -67,6 +70,49 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         None => Default::default(),
     };
     Ok(NodeOutput { patch, ..Default::default() })
+}
+
+/// Why a response body was not read whole.
+pub(crate) enum BodyError {
+    Transport(reqwest::Error),
+    /// Longer than the limit: `declared` by Content-Length, or found
+    /// while reading (then `None`; reading stopped there).
+    TooLarge {
+        declared: Option<u64>,
+    },
+}
+
+impl BodyError {
+    /// As a node's error: a transport error classified for the retry
+    /// policy, an oversized body as `limit_exceeded` naming the limit.
+    pub(crate) fn into_node_error(self, url: &str, what: &str, limits: &crate::ir::Limits) -> NodeError {
+        match self {
+            BodyError::Transport(e) => classify_send(url, e),
+            BodyError::TooLarge { declared } => {
+                let size = match declared {
+                    Some(n) => format!("{what} is {}", crate::ir::show_bytes(n)),
+                    None => format!("{what} is larger (reading stopped at the limit)"),
+                };
+                NodeError::new(ErrorClass::LimitExceeded, limits.exceeded(crate::ir::Limit::MaxResponseBytes, size))
+            }
+        }
+    }
+}
+
+/// Read a response body as a stream, stopping as soon as it passes
+/// `limit` bytes: a body larger than the limit is never held in memory.
+pub(crate) async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
+    if let Some(n) = resp.content_length().filter(|&n| n > limit) {
+        return Err(BodyError::TooLarge { declared: Some(n) });
+    }
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit).min(1 << 20) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge { declared: None });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The class of a non-2xx status, for the retry policy.

@@ -60,6 +60,13 @@ impl From<RuntimeError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "finished", message).with_details(json!({ "status": status }))
             }
             RuntimeError::NotWaiting { .. } => ApiError::new(StatusCode::CONFLICT, "not_waiting", message),
+            RuntimeError::KeyConflict { id, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "key_conflict", message).with_details(json!({ "existing": id }))
+            }
+            RuntimeError::InvalidKey(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", message),
+            RuntimeError::LimitExceeded(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)
+            }
             RuntimeError::Stopped { .. }
             | RuntimeError::StartFailed { .. }
             | RuntimeError::MissingWorkflow { .. }

@@ -291,7 +291,7 @@ pub(crate) async fn run(a: HttpArgs) -> CliResult {
         (None, direct) => {
             tmp = Some(tempdir()?);
             let dir = &tmp.as_ref().expect("just set").0;
-            let rt = Runtime::builder().data_dir(dir).open().await?;
+            let rt = Runtime::builder().data_dir(dir).limits(crate::cli::limits()).open().await?;
             if direct {
                 (Target::Direct(rt.clone()), "direct (runtime calls, no HTTP; sled temp dir)".to_string(), Some(rt))
             } else {
