@@ -528,4 +528,108 @@ mod tests {
         let vars = referenced_variables("{% for i in range(3) %}{{ foo.x }}{{ i }}{% endfor %}", false).unwrap();
         assert_eq!(vars.into_iter().collect::<Vec<_>>(), vec!["foo.x"]);
     }
+
+    fn terms_error(source: &str, expression: bool) -> Option<TemplateError> {
+        check_template(source, expression, &Limits::default()).err()
+    }
+
+    #[test]
+    fn every_chain_shape_over_the_limit_is_refused_before_the_engine_sees_it() {
+        let n = 501;
+        let shapes = [
+            format!("a{}", " + a".repeat(n)),
+            format!("a{}", "|lower".repeat(n)),
+            format!("a{}", ".b".repeat(n)),
+            format!("f{}", "()".repeat(n)),
+            format!("a{}", "[0]".repeat(n)),
+            format!("{}a", "not ".repeat(n)),
+            format!("{}a", "- ".repeat(n)),
+            format!("a{}", " is defined".repeat(n)),
+            format!("a{}", " ~ a".repeat(n)),
+            format!("a{}", ".0".repeat(n)),
+        ];
+        for shape in &shapes {
+            let err = terms_error(shape, true).unwrap_or_else(|| panic!("not refused: {}", &shape[..40]));
+            assert_eq!(err.limit, Some(Limit::MaxExpressionTerms), "{}", err.message);
+            assert!(err.message.contains("max_expression_terms = 500"), "{}", err.message);
+            assert!(err.template.chars().count() <= QUOTED_CHARS + 1, "the error quotes only the start");
+            let template = format!("line one\n  {{{{ {shape} }}}}");
+            let err = terms_error(&template, false).expect("refused in a template");
+            assert!(err.message.contains("tag at line 2, column 3"), "{}", err.message);
+        }
+        let elifs = format!("{{% if a %}}{}{{% endif %}}", "{% elif a %}x".repeat(n));
+        assert!(terms_error(&elifs, false).unwrap().message.contains("`{% elif %}`"));
+        // Under the limit: fine, and each tag counts on its own.
+        assert!(terms_error(&format!("a{}", " + a".repeat(400)), true).is_none());
+        assert!(terms_error(&format!("{{{{ a{} }}}}", " + a".repeat(400)).repeat(10), false).is_none());
+    }
+
+    #[test]
+    fn strings_comments_and_raw_blocks_are_not_counted_but_nothing_hides_terms() {
+        let plus = "+".repeat(1000);
+        for quiet in [
+            format!("{{{{ '{plus}' }}}}"),
+            format!("{{{{ \"a\\\"{plus}\" }}}}"),
+            format!("{{# {plus} #}}{{{{ a }}}}"),
+            format!("{{% raw %}}{{{{ {plus} }}}}{{% endraw %}}"),
+            format!("{{{{ {{'a': '}}}}'}} }}}} {plus}"),
+        ] {
+            assert!(terms_error(&quiet, false).is_none(), "{quiet}");
+        }
+        // A `}}` inside brackets does not end the tag (the engine's lexer agrees).
+        let hidden = format!("{{{{ {{'a': {{'b': 1}}}} {} }}}}", "+ a ".repeat(600));
+        assert!(terms_error(&hidden, false).is_some());
+        let unterminated = format!("{{{{ a{} ' }}}}", " + a".repeat(600));
+        assert!(terms_error(&unterminated, false).is_some());
+    }
+
+    #[test]
+    fn length_recursive_loops_fuel_and_output_are_limited() {
+        let limits = Limits { max_template_bytes: 100, ..Limits::default() };
+        let err = check_template(&"x {{ a }}".repeat(20), false, &limits).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::MaxTemplateBytes));
+        let err = terms_error("{% for x in state.tree recursive %}{{ loop(x.children) }}{% endfor %}", false).unwrap();
+        assert!(err.message.contains("recursive loop"), "{}", err.message);
+        assert_eq!(err.limit, None);
+
+        let c = ctx(json!({"n": 3}));
+        let t = Templates::new();
+        let spin = "{% for a in range(99999) %}{% for b in range(99999) %}x{% endfor %}{% endfor %}";
+        let err = Templates::with_limits(Limits { max_render_bytes: u64::MAX, ..Limits::default() })
+            .render(spin, &c)
+            .unwrap_err();
+        assert_eq!(err.limit, Some(Limit::TemplateFuel), "{}", err.message);
+        let err = t.render(spin, &c).unwrap_err();
+        assert!(err.limit.is_some(), "{}", err.message);
+        let small = Templates::with_limits(Limits { max_render_bytes: 1000, ..Limits::default() });
+        let err = small.render("{% for a in range(2000) %}x{% endfor %}", &c).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::MaxRenderBytes), "{}", err.message);
+        assert_eq!(small.render("{% for a in range(1000) %}x{% endfor %}", &c).unwrap().len(), 1000);
+        let err = t.eval(&format!("state.n{}", " + 1".repeat(600)), &c).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::MaxExpressionTerms));
+        assert!(t.render("{% macro m() %}x{% endmacro %}", &c).is_err(), "macros are compiled out");
+    }
+
+    #[test]
+    fn a_chain_at_the_limit_runs_on_a_two_mib_stack() {
+        let limits = Limits::default();
+        let n = limits.max_expression_terms as usize;
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let t = Templates::new();
+                let c = ctx(json!({"n": 1}));
+                let sum = format!("{{{{ state.n{} }}}}", " + 1".repeat(n - 1));
+                assert_eq!(t.render_value(&json!(sum), &c).unwrap(), json!(n));
+                let not = format!("{}state.n", "not ".repeat(n - 1));
+                t.eval(&not, &c).unwrap();
+                let minus = format!("{}state.n", "- ".repeat(n - 1));
+                t.eval(&minus, &c).unwrap();
+                let elifs = format!("{{% if false %}}{}{{% endif %}}", "{% elif false %}x".repeat(n));
+                assert_eq!(t.render(&elifs, &c).unwrap(), "");
+                referenced_variables(&sum, false).unwrap();
+            })
+            .unwrap();
+        handle.join().expect("no overflow");
+    }
 }
