@@ -6,6 +6,7 @@
 //! module knows nothing of actors, nodes' run-time behaviour or storage.
 
 mod agent;
+mod check;
 mod compile;
 mod diagnostic;
 mod eval;
@@ -16,6 +17,7 @@ mod template;
 mod workflow;
 
 pub use agent::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS};
+pub use check::{Finding, check};
 pub use compile::{Includes, Options, compile_file, compile_file_with, compile_str, compile_str_with};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
@@ -23,7 +25,8 @@ pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limi
 pub use mcp::{EnvRefError, McpServer, ToolNode, expand_env};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{
-    TemplateError, Templates, is_template, referenced_state_keys, referenced_variables, single_expression,
+    TemplateError, Templates, check_template, is_template, referenced_state_keys, referenced_variables,
+    referenced_variables_with, single_expression,
 };
 pub use workflow::{
     A2aAgent, ApprovalNode, Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Merge, Node,

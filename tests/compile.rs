@@ -1246,6 +1246,83 @@ fn literal(t: Ty) -> &'static str {
     }
 }
 
+#[test]
+fn max_steps_is_read_from_both_forms() {
+    let nested = "workflow:\n  id: s\n  max_steps: 25\n  state_schema: {}\nnodes:\n  a: {type: end}\n";
+    assert_eq!(ir::compile_str(nested, "wf.yaml").unwrap().max_steps, Some(25));
+    let flat = "id: s\nmax_steps: 7\nstate_schema: {}\nnodes:\n  a: {type: end}\n";
+    assert_eq!(ir::compile_str(flat, "wf.yaml").unwrap().max_steps, Some(7));
+    let none = "id: s\nstate_schema: {}\nnodes:\n  a: {type: end}\n";
+    assert_eq!(ir::compile_str(none, "wf.yaml").unwrap().max_steps, None);
+    finding_at(
+        "id: s\nmax_steps: 0\nstate_schema: {}\nnodes:\n  a: {type: end}\n",
+        2,
+        12,
+        "`max_steps` must be at least 1",
+    );
+    finding_at(
+        "id: s\nmax_steps: many\nstate_schema: {}\nnodes:\n  a: {type: end}\n",
+        2,
+        12,
+        "`max_steps` must be an integer",
+    );
+}
+
+#[test]
+fn compile_time_limits_follow_the_options() {
+    let limits = ir::Limits { max_duration_ms: 1000, max_nodes: 2, max_expression_terms: 3, ..ir::Limits::default() };
+    let options = ir::Options { limits, ..ir::Options::default() };
+    let yaml = "id: l\nstate_schema: {n: int}\nnodes:\n  a: {type: wait, duration_ms: 1001, next: b}\n  b: {type: set, values: {n: '{{ state.n + 1 + 1 + 1 }}'}}\n";
+    let found = ir::compile_str_with(yaml, "wf.yaml", &options).unwrap_err();
+    let messages: Vec<String> = found.iter().map(|d| format!("{}:{} {}", d.line, d.column, d.message)).collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages[0].starts_with("4:32 `duration_ms` of 1001 ms: over the limit max_duration_ms = 1,000 ms"),
+        "{messages:#?}"
+    );
+    assert!(messages[1].starts_with("5:30 template: the expression has 4 operators"), "{messages:#?}");
+    let three = "id: l\nstate_schema: {}\nnodes:\n  a: {type: end}\n  b: {type: end}\n  c: {type: end}\n";
+    let found = ir::compile_str_with(three, "wf.yaml", &options).unwrap_err();
+    assert!(found.0[0].message.contains("`nodes` holds 3 nodes: over the limit max_nodes = 2"), "{found}");
+    assert_eq!((found.0[0].line, found.0[0].column), (4, 3));
+}
+
+#[test]
+fn a_40000_node_cycle_is_one_finding_naming_ten_members() {
+    let n = 40_000;
+    let mut yaml =
+        String::from("id: cycle\nstate_schema: {x: int}\nnodes:\n  start: {type: set, values: {x: 0}, next: n0}\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  n{i}: {{type: set, values: {{x: 1}}, next: n{}}}\n", (i + 1) % n));
+    }
+    let limits = ir::Limits { max_nodes: 50_000, ..ir::Limits::default() };
+    let options = ir::Options { limits, ..ir::Options::default() };
+    let found = ir::compile_str_with(&yaml, "wf.yaml", &options).unwrap_err();
+    assert_eq!(found.len(), 1, "{found}");
+    let d = &found.0[0];
+    assert_eq!((d.line, d.column, d.node.as_deref()), (5, 3, Some("n0")));
+    assert!(
+        d.message
+            .ends_with("`n9` and 39990 more form a cycle with no way out: none leads to a node that ends the workflow"),
+        "{d}"
+    );
+}
+
+#[test]
+fn thousands_of_misspelt_targets_each_get_a_finding() {
+    // Every `next` is misspelt: suggestions stop when their budget is spent,
+    // the findings do not.
+    let n = 5_000;
+    let mut yaml = String::from("id: typo\nstate_schema: {x: int}\nnodes:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  node_{i}: {{type: set, values: {{x: 1}}, next: nod_{}}}\n", i + 1));
+    }
+    let found = ir::compile_str(&yaml, "wf.yaml").unwrap_err();
+    let missing = found.iter().filter(|d| d.message.contains("which does not exist")).count();
+    assert_eq!(missing, n);
+    assert!(found.0[0].message.contains("(did you mean `node_1`?)"), "{}", found.0[0]);
+}
+
 /// A modest number of cases; failures are kept beside this file.
 fn config(cases: u32) -> ProptestConfig {
     let persistence = FileFailurePersistence::WithSource("proptest-regressions");
@@ -1335,7 +1412,7 @@ proptest! {
             Err(d) => {
                 prop_assert!(!d.is_empty());
                 for f in d.iter() {
-                    prop_assert!(f.line >= 1 && f.column >= 1 && f.line <= lines + 1, "{} in\n{}", f, text);
+                    prop_assert!(f.line >= 1 && f.column >= 1 && f.line <= lines.max(1), "{} in\n{}", f, text);
                 }
                 if let Some(line) = renamed {
                     let hit = d.iter().any(|f| f.line as usize == line && f.message.contains("does not exist"));

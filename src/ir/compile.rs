@@ -23,11 +23,12 @@ mod subworkflow;
 mod waits;
 mod yaml;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::limits::Limits;
+use super::limits::{Limit, Limits};
 use super::schema::{StateSchema, Type};
 use super::workflow::{RetryPolicy, Span, Workflow};
 use yaml::{Entry, Scalar, Value, Yaml};
@@ -62,6 +63,7 @@ pub fn compile_file(path: &Path) -> Result<Workflow, Diagnostics> {
 
 /// [`compile_file`] with these options.
 pub fn compile_file_with(path: &Path, options: &Options) -> Result<Workflow, Diagnostics> {
+    SUGGESTION_WORK.set(SUGGESTION_BUDGET);
     compile_path(path, &[], options)
 }
 
@@ -75,6 +77,7 @@ pub fn compile_str(source: &str, file: &str) -> Result<Workflow, Diagnostics> {
 
 /// [`compile_str`] with these options.
 pub fn compile_str_with(source: &str, file: &str, options: &Options) -> Result<Workflow, Diagnostics> {
+    SUGGESTION_WORK.set(SUGGESTION_BUDGET);
     compile_source(source, file, None, Vec::new(), options)
 }
 
@@ -112,11 +115,22 @@ fn compile_source(
             cx.workflow(&root)
         }
     };
+    // What the walk of the compiled IR finds that the file's own checks do
+    // not: the size of the workflow with its sub-workflows', and the same
+    // template and duration limits an IR posted as JSON is held to.
+    if let Some(wf) = workflow.as_ref().filter(|_| cx.findings.is_empty()) {
+        for finding in super::check::check_limits(wf, &cx.options.limits) {
+            let span =
+                finding.node.as_ref().and_then(|n| wf.nodes.get(n)).map_or(Span { line: 1, column: 1 }, |n| n.span);
+            cx.add_for(span, finding.node.clone(), finding.message);
+        }
+    }
     if workflow.is_none() && cx.findings.is_empty() {
         // Every path that fails reports why; this keeps `Err` never empty.
         cx.add(Span { line: 1, column: 1 }, "the workflow did not compile");
     }
     let mut findings = cx.findings;
+    clamp_positions(&mut findings, file, source);
     findings.sort_by_key(|d| (d.line, d.column));
     findings.dedup();
     match workflow {
@@ -126,13 +140,14 @@ fn compile_source(
 }
 
 const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices", "mcp", "a2a"];
-const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "description"];
+const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "max_steps", "description"];
 const TOP_FLAT: &[&str] = &[
     "id",
     "version",
     "state_schema",
     "start",
     "timeout_ms",
+    "max_steps",
     "description",
     "nodes",
     "retry_policies",
@@ -187,6 +202,7 @@ struct Header {
     schema: Option<StateSchema>,
     start: Option<(String, Span)>,
     timeout_ms: Option<Option<u64>>,
+    max_steps: Option<Option<u64>>,
 }
 
 /// A mapping's entries, with unknown and duplicate keys already reported.
@@ -238,10 +254,14 @@ impl Ctx {
         self.add_for(span, node, message);
     }
 
+    /// Every finding goes through here: its message and node id are made
+    /// safe to print on one line ([`one_line`]).
     fn add_for(&mut self, span: Span, node: Option<String>, message: impl Into<String>) {
         let Span { line, column } = span;
         let (line, column) = (line.max(1), column.max(1));
-        self.findings.push(Diagnostic { file: self.file.clone(), line, column, message: message.into(), node });
+        let message = one_line(&message.into());
+        let node = node.map(|n| one_line(&n));
+        self.findings.push(Diagnostic { file: self.file.clone(), line, column, message, node });
     }
 
     /// The entries of a mapping, first occurrence of each key only. `owner`
@@ -329,6 +349,18 @@ impl Ctx {
         }
     }
 
+    /// A duration or deadline in milliseconds: an integer no smaller than
+    /// `min` and no larger than the `max_duration_ms` limit.
+    pub(super) fn duration(&mut self, y: &Yaml, field: &str, min: i64) -> Option<u64> {
+        let ms = self.int(y, field, min)?;
+        let limits = self.options.limits;
+        if ms > limits.max_duration_ms {
+            self.add(y.span, limits.exceeded(Limit::MaxDurationMs, format!("`{field}` of {ms} ms")));
+            return None;
+        }
+        Some(ms)
+    }
+
     /// The whole file: header, retry policies, nodes, then the graph.
     fn workflow(&mut self, root: &Yaml) -> Option<Workflow> {
         let nested = matches!(&root.value, Value::Map(e) if e.iter().any(|e| e.key == "workflow"));
@@ -369,12 +401,12 @@ impl Ctx {
             prices: std::mem::take(&mut self.prices),
             mcp_servers: std::mem::take(&mut self.mcp_servers),
             a2a: a2a?,
-            max_steps: None,
+            max_steps: header.max_steps?,
         })
     }
 
-    /// `id`, `version`, `state_schema`, `start`, `timeout_ms` and
-    /// `description`, from the `workflow` block or the top level; `at` is
+    /// `id`, `version`, `state_schema`, `start`, `timeout_ms`, `max_steps`
+    /// and `description`, from the `workflow` block or the top level; `at` is
     /// where a missing one is reported. Sets `self.schema` for what follows.
     fn header(&mut self, f: &Fields, at: Span) -> Header {
         let id = self.required(f, "id", "the workflow", at).and_then(|y| self.string(y, "id"));
@@ -389,8 +421,9 @@ impl Ctx {
         let schema = self.required(f, "state_schema", "the workflow", at).and_then(|y| self.state_schema(y));
         self.schema = schema.clone().unwrap_or_default();
         let start = f.get("start").and_then(|y| Some((self.string(y, "start")?, y.span)));
-        let timeout_ms = optional(f.get("timeout_ms").map(|y| self.int(y, "timeout_ms", 1)));
-        Header { id, version, schema, start, timeout_ms }
+        let timeout_ms = optional(f.get("timeout_ms").map(|y| self.duration(y, "timeout_ms", 1)));
+        let max_steps = optional(f.get("max_steps").map(|y| self.int(y, "max_steps", 1)));
+        Header { id, version, schema, start, timeout_ms, max_steps }
     }
 
     fn state_schema(&mut self, y: &Yaml) -> Option<StateSchema> {
@@ -425,12 +458,40 @@ fn optional<T>(field: Option<Option<T>>) -> Option<Option<T>> {
     field.map_or(Some(None), |value| value.map(Some))
 }
 
+/// How much work suggestions may cost one compilation (a candidate looked
+/// at costs 1, an edit distance the product of the lengths): past it a
+/// misspelt name gets no `did you mean`, so a file full of misspellings
+/// against thousands of names stays linear.
+const SUGGESTION_BUDGET: u64 = 20_000_000;
+
+thread_local! {
+    /// What is left of [`SUGGESTION_BUDGET`] for the compilation running on
+    /// this thread (reset by each entry point; sub-workflows share it).
+    static SUGGESTION_WORK: Cell<u64> = const { Cell::new(SUGGESTION_BUDGET) };
+}
+
+/// Take `cost` from the suggestion budget; false when it is spent.
+fn spend(cost: u64) -> bool {
+    let left = SUGGESTION_WORK.get();
+    SUGGESTION_WORK.set(left.saturating_sub(cost));
+    left >= cost
+}
+
 /// The candidate closest to `name` by edit distance, if within 2.
 fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     let len = name.chars().count();
+    if len > 64 {
+        return None;
+    }
     // Distance is at least the difference in length: skip hopeless pairs.
-    for candidate in candidates.into_iter().filter(|c| c.len().abs_diff(name.len()) <= 8 && len <= 64) {
+    for candidate in candidates {
+        if !spend(1) {
+            return None;
+        }
+        if candidate.len().abs_diff(name.len()) > 8 || !spend((name.len() * candidate.len()) as u64) {
+            continue;
+        }
         let d = edit_distance(name, candidate);
         if d <= 2 && d * 2 <= len && best.is_none_or(|(b, _)| d < b) {
             best = Some((d, candidate));
@@ -460,9 +521,88 @@ fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -
     suggest(name, candidates).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
 }
 
+/// How much of one quoted (backticked) piece of user text a finding shows.
+const QUOTED_CHARS: usize = 120;
+/// How long one finding's message may be.
+const MESSAGE_CHARS: usize = 2000;
+
+/// A message as it may be printed on one line: control characters (a
+/// newline, a carriage return, an escape sequence) and the characters that
+/// reorder or break text are escaped (`\n`, `\u{1b}`), so text from the file
+/// cannot forge another finding; a quoted piece longer than 120 characters,
+/// and a message longer than 2,000, is cut with `…`.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MESSAGE_CHARS + 8));
+    let (mut quoted, mut in_quote, mut total) = (0usize, false, 0usize);
+    for c in message.chars() {
+        if total >= MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c == '`' {
+            in_quote = !in_quote;
+            quoted = 0;
+        } else if in_quote {
+            quoted += 1;
+            if quoted == QUOTED_CHARS + 1 {
+                out.push('…');
+            }
+            if quoted > QUOTED_CHARS {
+                continue;
+            }
+        }
+        total += 1;
+        let breaks = matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || breaks {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Move every finding of `file` onto a real position of `source`: a line
+/// past the last (as the parser reports the end of a file that stops
+/// without a newline) becomes the last line's end; a column past a line's
+/// end becomes its end.
+fn clamp_positions(findings: &mut [Diagnostic], file: &str, source: &str) {
+    let lines: Vec<&str> = source.lines().collect();
+    let last = u32::try_from(lines.len().max(1)).unwrap_or(u32::MAX);
+    for d in findings.iter_mut().filter(|d| d.file == file) {
+        if d.line > last {
+            d.line = last;
+            d.column = u32::MAX;
+        }
+        let text = lines.get(d.line as usize - 1).copied().unwrap_or("");
+        let end = u32::try_from(text.chars().count()).unwrap_or(u32::MAX - 1) + 1;
+        d.column = d.column.clamp(1, end);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_stay_on_one_line_and_quotes_are_cut() {
+        assert_eq!(one_line("field `a\nb:1:1: error: x`"), "field `a\\nb:1:1: error: x`");
+        assert_eq!(one_line("esc `\u{1b}[2J` and \r"), "esc `\\u{1b}[2J` and \\r");
+        let long = format!("unknown `{}` here", "x".repeat(500));
+        let cut = one_line(&long);
+        assert!(cut.starts_with(&format!("unknown `{}…`", "x".repeat(120))), "{cut}");
+        assert!(cut.ends_with("` here"), "{cut}");
+        assert!(one_line(&"y".repeat(10_000)).chars().count() <= 2001);
+    }
+
+    #[test]
+    fn positions_are_clamped_to_the_file() {
+        let at = |line, column| Diagnostic { file: "f".into(), line, column, message: String::new(), node: None };
+        let mut findings = vec![at(3, 1), at(1, 99), at(2, 2), Diagnostic { file: "other".into(), ..at(9, 9) }];
+        clamp_positions(&mut findings, "f", "a: 1\nbé: [x");
+        let got: Vec<_> = findings.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(got, [(2, 7), (1, 5), (2, 2), (9, 9)]);
+    }
 
     #[test]
     fn edit_distance_and_suggestions() {

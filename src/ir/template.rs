@@ -8,32 +8,71 @@
 //! keeps its type (`"{{ state.n + 1 }}"` is a number, not the text "4").
 
 use std::collections::BTreeSet;
+use std::io;
 
-use minijinja::{Environment, UndefinedBehavior, Value as TplValue};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as TplValue};
 use serde_json::Value;
 
-/// A template or condition that failed, with the text that failed.
+use super::limits::{Limit, Limits, show_bytes};
+
+/// How deep the engine may recurse at run time (its own counter; 500 by
+/// default). Macros are compiled out and recursive loops refused, so
+/// nothing a workflow writes comes near it.
+const RECURSION_LIMIT: usize = 100;
+
+/// How much of a template an error quotes.
+const QUOTED_CHARS: usize = 200;
+
+/// A template or condition that failed, with (the start of) the text that
+/// failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("template `{template}`: {message}")]
 pub struct TemplateError {
+    /// The template, cut after 200 characters.
     pub template: String,
     pub message: String,
+    /// The limit it crossed, if that is why it failed (a run-time error of
+    /// class `limit_exceeded`, not `template`).
+    pub limit: Option<Limit>,
 }
 
 impl TemplateError {
-    fn new(template: &str, err: minijinja::Error) -> Self {
+    fn new(template: &str, err: minijinja::Error, limits: &Limits) -> Self {
+        if err.kind() == ErrorKind::OutOfFuel {
+            let message = limits.exceeded(Limit::TemplateFuel, "the template ran too long");
+            return TemplateError::limit(template, Limit::TemplateFuel, message);
+        }
         let mut message = err.kind().to_string();
         if let Some(detail) = err.detail() {
             message = format!("{message}: {detail}");
         }
-        TemplateError { template: template.to_string(), message }
+        TemplateError { template: quote(template), message, limit: None }
+    }
+
+    fn limit(template: &str, limit: Limit, message: String) -> Self {
+        TemplateError { template: quote(template), message, limit: Some(limit) }
+    }
+
+    fn refused(template: &str, message: String) -> Self {
+        TemplateError { template: quote(template), message, limit: None }
     }
 }
 
-/// The rendering engine shared by every node of a runtime.
+/// The start of a template, for an error.
+fn quote(template: &str) -> String {
+    match template.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => format!("{}…", &template[..at]),
+        None => template.to_string(),
+    }
+}
+
+/// The rendering engine shared by every node of a runtime. Every render and
+/// evaluation is guarded first ([`check_template`]), runs on fuel
+/// (`template_fuel`) and stops at `max_render_bytes` of output.
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
+    limits: Limits,
 }
 
 impl Default for Templates {
@@ -58,9 +97,11 @@ pub fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%")
 }
 
-fn engine() -> Environment<'static> {
+fn engine(limits: &Limits) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(limits.template_fuel));
+    env.set_recursion_limit(RECURSION_LIMIT);
     env
 }
 
@@ -68,14 +109,27 @@ fn engine() -> Environment<'static> {
 /// (`state.a.b`, `foo`), leaving out the engine's globals (`range`, `dict`,
 /// ...); or the syntax error that stops it compiling. The compiler uses it
 /// to find names other than `state`, which the run-time context lacks.
+/// Checked against the default [`Limits`] first ([`check_template`]).
 pub fn referenced_variables(source: &str, expression: bool) -> Result<BTreeSet<String>, TemplateError> {
-    let env = engine();
+    referenced_variables_with(source, expression, &Limits::default())
+}
+
+/// [`referenced_variables`] under these limits.
+pub fn referenced_variables_with(
+    source: &str,
+    expression: bool,
+    limits: &Limits,
+) -> Result<BTreeSet<String>, TemplateError> {
+    if !expression && let Some(expr) = single_expression(source) {
+        return referenced_variables_with(expr, true, limits)
+            .map_err(|e| TemplateError { template: quote(source), ..e });
+    }
+    check_template(source, expression, limits)?;
+    let env = engine(limits);
     let vars = if expression {
-        env.compile_expression(source).map_err(|e| TemplateError::new(source, e))?.undeclared_variables(true)
-    } else if let Some(expr) = single_expression(source) {
-        return referenced_variables(expr, true);
+        env.compile_expression(source).map_err(|e| TemplateError::new(source, e, limits))?.undeclared_variables(true)
     } else {
-        env.template_from_str(source).map_err(|e| TemplateError::new(source, e))?.undeclared_variables(true)
+        env.template_from_str(source).map_err(|e| TemplateError::new(source, e, limits))?.undeclared_variables(true)
     };
     let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
     Ok(vars.into_iter().filter(|v| !globals.contains(v.split('.').next().unwrap_or(v))).collect())
@@ -90,9 +144,280 @@ pub fn referenced_state_keys(source: &str, expression: bool) -> Result<BTreeSet<
         .collect())
 }
 
+/// The guard every template and expression passes before the engine sees
+/// it, at compile time and at every render: what would make the engine
+/// recurse too deep or never stop is refused here.
+///
+/// The engine parses a flat chain (`a + a + ...`, `x|f|f...`, `a.b.c...`,
+/// `f()()...`, `not not ...`, `- - ...`, `a if b else a if b else ...`, and
+/// `{% elif %}` after `{% elif %}`) into a tree as deep as the chain is
+/// long, then compiles, inspects and drops it recursively: a deep enough
+/// chain overflows the stack, which aborts the process. So a template over
+/// `max_template_bytes`, a `{{ }}` or `{% %}` tag (or a whole expression)
+/// with more than `max_expression_terms` operators, filters, tests,
+/// attribute reads, calls and subscripts, or an `if` with more
+/// `{% elif %}`s than that, is an error naming the limit. The count is
+/// lexical and skips string literals; it may count more than the engine
+/// builds (every operator character and bracket counts), never less.
+/// Recursive loops (`{% for ... recursive %}`) are refused: each turn of
+/// one recurses in the engine.
+pub fn check_template(source: &str, expression: bool, limits: &Limits) -> Result<(), TemplateError> {
+    let len = source.len() as u64;
+    if len > limits.max_template_bytes {
+        let what = if expression { "an expression" } else { "a template" };
+        let message = limits.exceeded(Limit::MaxTemplateBytes, format!("{what} of {}", show_bytes(len)));
+        return Err(TemplateError::limit(source, Limit::MaxTemplateBytes, message));
+    }
+    let max = limits.max_expression_terms;
+    let bytes = source.as_bytes();
+    if expression {
+        let tag = scan_tag(bytes, 0, None);
+        if tag.terms > max {
+            let what = format!("the expression has {} {TERMS}", tag.terms);
+            return Err(TemplateError::limit(
+                source,
+                Limit::MaxExpressionTerms,
+                limits.exceeded(Limit::MaxExpressionTerms, what),
+            ));
+        }
+        return Ok(());
+    }
+    let mut at = 0;
+    let mut elifs = 0u64;
+    while let Some(found) = bytes[at..].iter().position(|&b| b == b'{') {
+        let start = at + found;
+        let close: &[u8] = match bytes.get(start + 1) {
+            Some(b'{') => b"}}",
+            Some(b'%') => b"%}",
+            Some(b'#') => {
+                match find(bytes, start + 2, b"#}") {
+                    Some(end) => at = end + 2,
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            _ => {
+                at = start + 1;
+                continue;
+            }
+        };
+        let mut inner = start + 2;
+        if matches!(bytes.get(inner), Some(b'-' | b'+')) {
+            inner += 1;
+        }
+        let block = close == b"%}";
+        if block && basic_tag(bytes, inner, b"raw", false).is_some() {
+            // Raw text up to `{% endraw %}`, which the engine does not parse.
+            let mut from = inner;
+            loop {
+                let Some(open) = find(bytes, from, b"{%") else {
+                    return Ok(());
+                };
+                if let Some(end) = basic_tag(bytes, open + 2, b"endraw", true) {
+                    at = end;
+                    break;
+                }
+                from = open + 2;
+            }
+            continue;
+        }
+        let tag = scan_tag(bytes, inner, Some(close));
+        let (line, column) = position(source, start);
+        let shown = if block { "{% %}" } else { "{{ }}" };
+        if tag.terms > max {
+            let what = format!("the `{shown}` tag at line {line}, column {column} has {} {TERMS}", tag.terms);
+            return Err(TemplateError::limit(
+                source,
+                Limit::MaxExpressionTerms,
+                limits.exceeded(Limit::MaxExpressionTerms, what),
+            ));
+        }
+        if block && tag.first == Some(b"elif".as_slice()) {
+            elifs += 1;
+            if elifs > max {
+                let what = format!(
+                    "the template has more than {max} `{{% elif %}}` tags (one at line {line}, column {column})"
+                );
+                return Err(TemplateError::limit(
+                    source,
+                    Limit::MaxExpressionTerms,
+                    limits.exceeded(Limit::MaxExpressionTerms, what),
+                ));
+            }
+        }
+        if block && tag.first == Some(b"for".as_slice()) && tag.recursive {
+            let message = format!(
+                "the `{{% for %}}` tag at line {line}, column {column} is a recursive loop, which workflows do not \
+                 support: write the nesting out"
+            );
+            return Err(TemplateError::refused(source, message));
+        }
+        at = tag.end;
+    }
+    Ok(())
+}
+
+/// What [`check_template`] counts, for its messages.
+const TERMS: &str = "operators, filters, tests, attribute reads, calls and subscripts";
+
+/// One `{{ }}` or `{% %}` tag as [`check_template`] scans it.
+struct Tag<'s> {
+    /// Just past the tag's closing delimiter (or the end of the text).
+    end: usize,
+    terms: u64,
+    /// The tag's first identifier (`for`, `elif`, ...).
+    first: Option<&'s [u8]>,
+    /// Whether the identifier `recursive` occurs in it.
+    recursive: bool,
+}
+
+/// Scan the inside of a tag from `at` up to `close` (`}}` or `%}`, with an
+/// optional `-` or `+` before it) outside any bracket, as the engine's lexer
+/// finds it; with no `close`, the whole text is one expression.
+fn scan_tag<'s>(bytes: &'s [u8], mut at: usize, close: Option<&[u8]>) -> Tag<'s> {
+    let mut tag = Tag { end: bytes.len(), terms: 0, first: None, recursive: false };
+    let mut balance: isize = 0;
+    while let Some(&c) = bytes.get(at) {
+        if c.is_ascii_whitespace() {
+            at += 1;
+            continue;
+        }
+        if let Some(close) = close.filter(|_| balance == 0) {
+            let ws = usize::from(matches!(c, b'-' | b'+'));
+            if bytes[at + ws..].starts_with(close) {
+                tag.end = at + ws + close.len();
+                return tag;
+            }
+        }
+        match c {
+            b'\'' | b'"' => {
+                // As the engine lexes a string: a backslash escapes the next byte.
+                let mut i = at + 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return tag,
+                        Some(b'\\') => i += 2,
+                        Some(&b) if b == c => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                at = i + 1;
+            }
+            b'0'..=b'9' => {
+                // A `.` ends a number here: `a.0.1` reads items, each a term.
+                at += 1;
+                while bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+                    at += 1;
+                }
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let from = at;
+                while bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+                    at += 1;
+                }
+                let word = &bytes[from..at];
+                if tag.first.is_none() {
+                    tag.first = Some(word);
+                }
+                match word {
+                    b"and" | b"or" | b"not" | b"is" | b"in" | b"if" | b"else" | b"elif" => tag.terms += 1,
+                    b"recursive" => tag.recursive = true,
+                    _ => {}
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                balance += 1;
+                tag.terms += 1;
+                at += 1;
+            }
+            b')' | b']' | b'}' => {
+                balance -= 1;
+                at += 1;
+            }
+            b',' | b':' => at += 1,
+            c if c.is_ascii_punctuation() => {
+                tag.terms += 1;
+                at += 1;
+            }
+            _ => at += 1,
+        }
+    }
+    tag
+}
+
+/// The engine's test for `{% raw %}` and `{% endraw %}`: after `at` (just
+/// past `{%`, and past a `-`/`+` when `ws_control`), whitespace, `name`,
+/// whitespace, an optional `-`/`+`, then `%}`; where the tag ends.
+fn basic_tag(bytes: &[u8], mut at: usize, name: &[u8], ws_control: bool) -> Option<usize> {
+    if ws_control && matches!(bytes.get(at), Some(b'-' | b'+')) {
+        at += 1;
+    }
+    while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    if !bytes[at.min(bytes.len())..].starts_with(name) {
+        return None;
+    }
+    at += name.len();
+    while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    if matches!(bytes.get(at), Some(b'-' | b'+')) {
+        at += 1;
+    }
+    bytes[at.min(bytes.len())..].starts_with(b"%}").then_some(at + 2)
+}
+
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| from + i)
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn position(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// A writer that takes at most `max` bytes, then fails the render.
+struct Capped {
+    out: Vec<u8>,
+    max: u64,
+    over: bool,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if (self.out.len() + buf.len()) as u64 > self.max {
+            self.over = true;
+            return Err(io::Error::other("the render limit is reached"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Templates {
+    /// An engine with the default [`Limits`].
     pub fn new() -> Self {
-        Templates { env: engine() }
+        Self::with_limits(Limits::default())
+    }
+
+    /// An engine that holds every render and evaluation to these limits
+    /// (`max_template_bytes`, `max_expression_terms`, `template_fuel`,
+    /// `max_render_bytes`).
+    pub fn with_limits(limits: Limits) -> Self {
+        Templates { env: engine(&limits), limits }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The render context for a state object.
@@ -105,12 +430,27 @@ impl Templates {
         if !is_template(source) {
             return Ok(source.to_string());
         }
-        self.env.render_str(source, ctx).map_err(|e| TemplateError::new(source, e))
+        check_template(source, false, &self.limits)?;
+        let template = self.env.template_from_str(source).map_err(|e| TemplateError::new(source, e, &self.limits))?;
+        let mut out = Capped { out: Vec::new(), max: self.limits.max_render_bytes, over: false };
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.out)
+                .map_err(|e| TemplateError::refused(source, format!("rendered text is not UTF-8: {e}"))),
+            Err(_) if out.over => {
+                let message = self.limits.exceeded(Limit::MaxRenderBytes, "the template's output");
+                Err(TemplateError::limit(source, Limit::MaxRenderBytes, message))
+            }
+            Err(e) => Err(TemplateError::new(source, e, &self.limits)),
+        }
     }
 
     /// Evaluate a minijinja expression (a condition) to a value.
     pub fn eval(&self, expression: &str, ctx: &TplValue) -> Result<TplValue, TemplateError> {
-        self.env.compile_expression(expression).and_then(|e| e.eval(ctx)).map_err(|e| TemplateError::new(expression, e))
+        check_template(expression, true, &self.limits)?;
+        self.env
+            .compile_expression(expression)
+            .and_then(|e| e.eval(ctx))
+            .map_err(|e| TemplateError::new(expression, e, &self.limits))
     }
 
     /// Evaluate a condition: true when the expression's value is truthy.
@@ -124,8 +464,8 @@ impl Templates {
         Ok(match value {
             Value::String(s) => {
                 if let Some(expr) = single_expression(s) {
-                    let v = self.eval(expr, ctx).map_err(|e| TemplateError { template: s.clone(), ..e })?;
-                    to_json(&v).map_err(|message| TemplateError { template: s.clone(), message })?
+                    let v = self.eval(expr, ctx).map_err(|e| TemplateError { template: quote(s), ..e })?;
+                    to_json(&v).map_err(|message| TemplateError::refused(s, message))?
                 } else {
                     Value::String(self.render(s, ctx)?)
                 }
@@ -187,5 +527,109 @@ mod tests {
         assert!(referenced_state_keys("{{ state.a ", false).is_err());
         let vars = referenced_variables("{% for i in range(3) %}{{ foo.x }}{{ i }}{% endfor %}", false).unwrap();
         assert_eq!(vars.into_iter().collect::<Vec<_>>(), vec!["foo.x"]);
+    }
+
+    fn terms_error(source: &str, expression: bool) -> Option<TemplateError> {
+        check_template(source, expression, &Limits::default()).err()
+    }
+
+    #[test]
+    fn every_chain_shape_over_the_limit_is_refused_before_the_engine_sees_it() {
+        let n = 501;
+        let shapes = [
+            format!("a{}", " + a".repeat(n)),
+            format!("a{}", "|lower".repeat(n)),
+            format!("a{}", ".b".repeat(n)),
+            format!("f{}", "()".repeat(n)),
+            format!("a{}", "[0]".repeat(n)),
+            format!("{}a", "not ".repeat(n)),
+            format!("{}a", "- ".repeat(n)),
+            format!("a{}", " is defined".repeat(n)),
+            format!("a{}", " ~ a".repeat(n)),
+            format!("a{}", ".0".repeat(n)),
+        ];
+        for shape in &shapes {
+            let err = terms_error(shape, true).unwrap_or_else(|| panic!("not refused: {}", &shape[..40]));
+            assert_eq!(err.limit, Some(Limit::MaxExpressionTerms), "{}", err.message);
+            assert!(err.message.contains("max_expression_terms = 500"), "{}", err.message);
+            assert!(err.template.chars().count() <= QUOTED_CHARS + 1, "the error quotes only the start");
+            let template = format!("line one\n  {{{{ {shape} }}}}");
+            let err = terms_error(&template, false).expect("refused in a template");
+            assert!(err.message.contains("tag at line 2, column 3"), "{}", err.message);
+        }
+        let elifs = format!("{{% if a %}}{}{{% endif %}}", "{% elif a %}x".repeat(n));
+        assert!(terms_error(&elifs, false).unwrap().message.contains("`{% elif %}`"));
+        // Under the limit: fine, and each tag counts on its own.
+        assert!(terms_error(&format!("a{}", " + a".repeat(400)), true).is_none());
+        assert!(terms_error(&format!("{{{{ a{} }}}}", " + a".repeat(400)).repeat(10), false).is_none());
+    }
+
+    #[test]
+    fn strings_comments_and_raw_blocks_are_not_counted_but_nothing_hides_terms() {
+        let plus = "+".repeat(1000);
+        for quiet in [
+            format!("{{{{ '{plus}' }}}}"),
+            format!("{{{{ \"a\\\"{plus}\" }}}}"),
+            format!("{{# {plus} #}}{{{{ a }}}}"),
+            format!("{{% raw %}}{{{{ {plus} }}}}{{% endraw %}}"),
+            format!("{{{{ {{'a': '}}}}'}} }}}} {plus}"),
+        ] {
+            assert!(terms_error(&quiet, false).is_none(), "{quiet}");
+        }
+        // A `}}` inside brackets does not end the tag (the engine's lexer agrees).
+        let hidden = format!("{{{{ {{'a': {{'b': 1}}}} {} }}}}", "+ a ".repeat(600));
+        assert!(terms_error(&hidden, false).is_some());
+        let unterminated = format!("{{{{ a{} ' }}}}", " + a".repeat(600));
+        assert!(terms_error(&unterminated, false).is_some());
+    }
+
+    #[test]
+    fn length_recursive_loops_fuel_and_output_are_limited() {
+        let limits = Limits { max_template_bytes: 100, ..Limits::default() };
+        let err = check_template(&"x {{ a }}".repeat(20), false, &limits).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::MaxTemplateBytes));
+        let err = terms_error("{% for x in state.tree recursive %}{{ loop(x.children) }}{% endfor %}", false).unwrap();
+        assert!(err.message.contains("recursive loop"), "{}", err.message);
+        assert_eq!(err.limit, None);
+
+        let c = ctx(json!({"n": 3}));
+        let t = Templates::new();
+        let spin = "{% for a in range(99999) %}{% for b in range(99999) %}x{% endfor %}{% endfor %}";
+        let err = Templates::with_limits(Limits { max_render_bytes: u64::MAX, ..Limits::default() })
+            .render(spin, &c)
+            .unwrap_err();
+        assert_eq!(err.limit, Some(Limit::TemplateFuel), "{}", err.message);
+        let err = t.render(spin, &c).unwrap_err();
+        assert!(err.limit.is_some(), "{}", err.message);
+        let small = Templates::with_limits(Limits { max_render_bytes: 1000, ..Limits::default() });
+        let err = small.render("{% for a in range(2000) %}x{% endfor %}", &c).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::MaxRenderBytes), "{}", err.message);
+        assert_eq!(small.render("{% for a in range(1000) %}x{% endfor %}", &c).unwrap().len(), 1000);
+        let err = t.eval(&format!("state.n{}", " + 1".repeat(600)), &c).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::MaxExpressionTerms));
+        assert!(t.render("{% macro m() %}x{% endmacro %}", &c).is_err(), "macros are compiled out");
+    }
+
+    #[test]
+    fn a_chain_at_the_limit_runs_on_a_two_mib_stack() {
+        let limits = Limits::default();
+        let n = limits.max_expression_terms as usize;
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let t = Templates::new();
+                let c = ctx(json!({"n": 1}));
+                let sum = format!("{{{{ state.n{} }}}}", " + 1".repeat(n - 1));
+                assert_eq!(t.render_value(&json!(sum), &c).unwrap(), json!(n));
+                let not = format!("{}state.n", "not ".repeat(n - 1));
+                t.eval(&not, &c).unwrap();
+                let minus = format!("{}state.n", "- ".repeat(n - 1));
+                t.eval(&minus, &c).unwrap();
+                let elifs = format!("{{% if false %}}{}{{% endif %}}", "{% elif false %}x".repeat(n));
+                assert_eq!(t.render(&elifs, &c).unwrap(), "");
+                referenced_variables(&sum, false).unwrap();
+            })
+            .unwrap();
+        handle.join().expect("no overflow");
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::nodes::Target;
 use super::yaml::{Scalar, Value, Yaml};
 use super::{Ctx, Fields, optional};
-use crate::ir::{EdgeKind, EvalNode, EvalOnFail, NodeKind, Scorer, ScorerKind, Span, Type, referenced_variables};
+use crate::ir::{EdgeKind, EvalNode, EvalOnFail, NodeKind, Scorer, ScorerKind, Span, Type, referenced_variables_with};
 
 pub(super) const EVAL: &[&str] = &["scorers", "target", "on_fail", "output_key"];
 
@@ -205,8 +205,12 @@ impl Ctx {
     /// An assertion compiles and reads only `state.<declared key>`,
     /// `output` and `expected`.
     fn assertion(&mut self, expr: &str, span: Span) -> Option<()> {
-        let vars = match referenced_variables(expr, true) {
+        let vars = match referenced_variables_with(expr, true, &self.options.limits) {
             Ok(vars) => vars,
+            Err(err) if err.limit.is_some() => {
+                self.add(span, format!("`expr`: {}", err.message));
+                return None;
+            }
             Err(err) => {
                 self.add(span, format!("`expr` does not compile: {}", err.message));
                 return None;

@@ -111,34 +111,102 @@ impl Ctx {
         let ends = |p: &Parsed| matches!(&p.node, Some(n) if matches!(n.kind, NodeKind::Eval(_)) && n.next.is_none());
         let terminals: Vec<usize> = (0..nodes.len()).filter(|&i| successors[i].is_empty() || ends(&nodes[i])).collect();
         let can_end = reach(&predecessors, &terminals);
-        // Stuck nodes, and what each reaches in one step or more (all stuck too).
-        let onward: HashMap<usize, Vec<bool>> = (0..nodes.len())
-            .filter(|&i| reached[i] && !can_end[i])
-            .map(|i| (i, reach(successors, &successors[i])))
-            .collect();
-        let mut reported = vec![false; nodes.len()];
-        for v in 0..nodes.len() {
-            let Some(from_v) = onward.get(&v) else {
-                continue;
-            };
-            // Report the bottom groups only: every node v reaches leads back
-            // to v. Any other stuck node ends up in one of them.
-            let leads_back = |u: usize| !from_v[u] || onward.get(&u).is_some_and(|from_u| from_u[v]);
-            if reported[v] || !from_v[v] || !(0..nodes.len()).all(leads_back) {
-                continue;
-            }
-            let members: Vec<&str> = (0..nodes.len()).filter(|&u| from_v[u]).map(|u| nodes[u].id.as_str()).collect();
-            (0..nodes.len()).filter(|&u| from_v[u]).for_each(|u| reported[u] = true);
-            let message = match members.as_slice() {
+        // Stuck nodes reach only stuck nodes. Report the bottom groups: the
+        // strongly connected components nothing leaves, each at its first
+        // node. Any other stuck node ends up in one of them.
+        let stuck: Vec<bool> = (0..nodes.len()).map(|i| reached[i] && !can_end[i]).collect();
+        for mut members in bottom_cycles(successors, &stuck) {
+            members.sort_unstable();
+            let first = members[0];
+            let names: Vec<&str> = members.iter().take(SHOWN_MEMBERS).map(|&u| nodes[u].id.as_str()).collect();
+            let message = match names.as_slice() {
                 [one] => format!("node `{one}` loops to itself with no way out to a node that ends the workflow"),
-                _ => format!(
-                    "nodes `{}` form a cycle with no way out: none leads to a node that ends the workflow",
-                    members.join("`, `")
-                ),
+                _ => {
+                    let more = members.len().saturating_sub(SHOWN_MEMBERS);
+                    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                    format!(
+                        "nodes `{}`{more} form a cycle with no way out: none leads to a node that ends the workflow",
+                        names.join("`, `")
+                    )
+                }
             };
-            self.add_for(nodes[v].span, Some(nodes[v].id.clone()), message);
+            self.add_for(nodes[first].span, Some(nodes[first].id.clone()), message);
         }
     }
+}
+
+/// How many members of a cycle a finding names.
+const SHOWN_MEMBERS: usize = 10;
+
+/// The strongly connected components among `within` that no edge leaves
+/// and that hold a cycle (more than one node, or a node that is its own
+/// successor). Tarjan's algorithm with an explicit stack: linear, and no
+/// recursion however long the graph's chains.
+fn bottom_cycles(successors: &[Vec<usize>], within: &[bool]) -> Vec<Vec<usize>> {
+    const UNSEEN: usize = usize::MAX;
+    let n = successors.len();
+    let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
+    let mut on_stack = vec![false; n];
+    let mut component = vec![UNSEEN; n];
+    let (mut stack, mut next_index, mut components) = (Vec::new(), 0, Vec::<Vec<usize>>::new());
+    for root in (0..n).filter(|&v| within[v]) {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // (node, how many of its successors were looked at)
+        let mut calls = vec![(root, 0usize)];
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut i)) = calls.last_mut() {
+            if let Some(&w) = successors[v].get(*i) {
+                *i += 1;
+                if !within[w] {
+                    continue;
+                }
+                if index[w] == UNSEEN {
+                    index[w] = next_index;
+                    low[w] = next_index;
+                    next_index += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    calls.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(parent, _)) = calls.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let id = components.len();
+                let mut members = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component[w] = id;
+                    members.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                components.push(members);
+            }
+        }
+    }
+    components
+        .into_iter()
+        .enumerate()
+        .filter(|(id, members)| {
+            let leaves = members.iter().any(|&v| successors[v].iter().any(|&w| !within[w] || component[w] != *id));
+            let cycle = members.len() > 1 || successors[members[0]].contains(&members[0]);
+            !leaves && cycle
+        })
+        .map(|(_, members)| members)
+        .collect()
 }
 
 /// Which nodes can be reached from `seeds` (the seeds included).
@@ -151,4 +219,30 @@ fn reach(adjacent: &[Vec<usize>], seeds: &[usize]) -> Vec<bool> {
         }
     }
     seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bottom_cycles_are_the_components_nothing_leaves() {
+        // 0 -> 1 -> 2 -> 1 (bottom); 0 -> 3 -> 3 (bottom, self-loop); 4 -> 5 -> 4 -> 0 (leaves)
+        let successors = vec![vec![1, 3], vec![2], vec![1], vec![3], vec![5], vec![4, 0]];
+        let mut found = bottom_cycles(&successors, &[true; 6]);
+        found.iter_mut().for_each(|c| c.sort_unstable());
+        found.sort();
+        assert_eq!(found, [vec![1, 2], vec![3]]);
+        // Outside `within` does not count as a way out, nor as a member.
+        assert_eq!(bottom_cycles(&successors, &[false, true, true, false, false, false]), [vec![2, 1]]);
+    }
+
+    #[test]
+    fn a_long_cycle_needs_no_recursion() {
+        let n = 200_000;
+        let successors: Vec<Vec<usize>> = (0..n).map(|i| vec![(i + 1) % n]).collect();
+        let found = bottom_cycles(&successors, &vec![true; n]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].len(), n);
+    }
 }

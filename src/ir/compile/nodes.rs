@@ -19,7 +19,7 @@ use super::subworkflow::SUB_WORKFLOW;
 use super::waits::{APPROVAL, WAIT};
 use super::yaml::{Entry, Value, Yaml};
 use super::{Ctx, Fields, optional};
-use crate::ir::{BranchNode, Condition, EdgeKind, FunctionNode, HttpNode, Node, NodeKind, SetNode, Span};
+use crate::ir::{BranchNode, Condition, EdgeKind, FunctionNode, HttpNode, Limit, Node, NodeKind, SetNode, Span};
 
 const COMMON: &[&str] = &["type", "next", "retry", "timeout_ms", "description"];
 const HTTP: &[&str] = &["method", "url", "headers", "body", "output_key"];
@@ -63,6 +63,12 @@ impl Ctx {
         let entries = self.entries(y, "`nodes`", "node id")?;
         if entries.is_empty() {
             self.add(y.span, "`nodes` must hold at least one node");
+            return None;
+        }
+        let limits = self.options.limits;
+        if entries.len() as u64 > limits.max_nodes {
+            let what = format!("`nodes` holds {} nodes", entries.len());
+            self.add(y.span, limits.exceeded(Limit::MaxNodes, what));
             return None;
         }
         let parsed = entries
@@ -145,7 +151,7 @@ impl Ctx {
             }
         }
         let retry = f.get("retry").map_or(Some(Default::default()), |y| self.node_retry(y));
-        let timeout_ms = optional(f.get("timeout_ms").map(|y| self.int(y, "timeout_ms", 1)));
+        let timeout_ms = optional(f.get("timeout_ms").map(|y| self.duration(y, "timeout_ms", 1)));
         if let Some(y) = f.get("description") {
             self.string(y, "description");
         }

@@ -4,7 +4,7 @@
 //! the same state key; and only nodes in a `for_each` branch's chain read
 //! `item` and `index`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::graph::Successor;
 use super::nodes::{Parsed, Target};
@@ -113,10 +113,11 @@ impl Ctx {
             return None;
         }
         let mut names = Some(Vec::with_capacity(items.len()));
+        let mut seen = HashSet::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let name = self.target(item, "a branch", EdgeKind::Branch(i), targets);
-            if let (Some(name), Some(seen)) = (&name, &names)
-                && seen.contains(name)
+            if let Some(name) = &name
+                && !seen.insert(name.clone())
             {
                 self.add(item.span, format!("branch `{name}` is listed twice"));
             }
@@ -148,9 +149,11 @@ impl Ctx {
     }
 
     /// The checks on parallel nodes' branches, once every successor is
-    /// known; and the verdict on reads of `item` and `index`.
+    /// known; and the verdict on reads of `item` and `index`. Costs the
+    /// sum of the branches' chains, not branches times nodes.
     pub(super) fn branch_chains(&mut self, nodes: &[Parsed], resolved: &[Vec<Successor>]) {
         let mut in_for_each = vec![false; nodes.len()];
+        let mut marks = Marks { stamp: vec![0; nodes.len()], current: 0 };
         for (p, parsed) in nodes.iter().enumerate() {
             let Some(NodeKind::Parallel(parallel)) = parsed.node.as_ref().map(|n| &n.kind) else {
                 continue;
@@ -160,10 +163,13 @@ impl Ctx {
             };
             let starts: Vec<&Successor> =
                 resolved[p].iter().filter(|s| matches!(s.kind, EdgeKind::Branch(_)) && s.node != join).collect();
-            let mut written: Vec<(usize, BTreeSet<&str>)> = Vec::new();
+            // Under `merge: keys`: each key's first writer (a branch's
+            // start), and the branches already looked at.
+            let mut first_writer: HashMap<&str, usize> = HashMap::new();
+            let mut done: HashSet<usize> = HashSet::new();
             for start in starts {
-                let chain = chain(resolved, start.node, join);
-                if !chain.iter().enumerate().any(|(i, &on)| on && resolved[i].iter().any(|s| s.node == join)) {
+                let chain = chain(resolved, start.node, join, &mut marks);
+                if !chain.iter().any(|&i| resolved[i].iter().any(|s| s.node == join)) {
                     let message = format!(
                         "branch `{}` never reaches `join` `{}`: give the last node of its chain `next: {}`",
                         nodes[start.node].id, nodes[join].id, nodes[join].id
@@ -171,12 +177,23 @@ impl Ctx {
                     self.add_for(start.span, Some(parsed.id.clone()), message);
                 }
                 if parallel.for_each.is_some() {
-                    in_for_each.iter_mut().zip(&chain).for_each(|(mark, &on)| *mark |= on);
+                    chain.iter().for_each(|&i| in_for_each[i] = true);
                 }
-                if parallel.merge == Merge::Keys && !written.iter().any(|(s, _)| *s == start.node) {
-                    let keys = (0..nodes.len()).filter(|&i| chain[i]).flat_map(|i| writes(&nodes[i])).collect();
-                    self.shared_keys(&parsed.id, nodes, &written, start, &keys);
-                    written.push((start.node, keys));
+                if parallel.merge == Merge::Keys && done.insert(start.node) {
+                    let keys: BTreeSet<&str> = chain.iter().flat_map(|&i| writes(&nodes[i])).collect();
+                    // The shared keys, by the earlier branch that wrote them first.
+                    let mut shared: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+                    for key in keys {
+                        match first_writer.get(key) {
+                            Some(&other) => shared.entry(other).or_default().push(key),
+                            None => {
+                                first_writer.insert(key, start.node);
+                            }
+                        }
+                    }
+                    for (other, keys) in shared {
+                        self.shared_keys(&parsed.id, nodes, other, start, &keys);
+                    }
                 }
             }
         }
@@ -187,45 +204,42 @@ impl Ctx {
         }
     }
 
-    /// Under `merge: keys`: the keys the branch at `start` writes that an
-    /// earlier branch writes too, one finding per earlier branch.
-    fn shared_keys(
-        &mut self,
-        parallel: &str,
-        nodes: &[Parsed],
-        earlier: &[(usize, BTreeSet<&str>)],
-        start: &Successor,
-        keys: &BTreeSet<&str>,
-    ) {
-        for (other, their_keys) in earlier {
-            let shared: Vec<&str> = keys.intersection(their_keys).copied().collect();
-            if shared.is_empty() {
-                continue;
-            }
-            let s = if shared.len() == 1 { "" } else { "s" };
-            let message = format!(
-                "branches `{}` and `{}` both write state key{s} `{}`: with `merge: keys` each key must be \
-                 written by one branch",
-                nodes[*other].id,
-                nodes[start.node].id,
-                shared.join("`, `")
-            );
-            self.add_for(start.span, Some(parallel.to_string()), message);
-        }
+    /// Under `merge: keys`: the keys the branch at `start` writes that the
+    /// earlier branch at `other` wrote first.
+    fn shared_keys(&mut self, parallel: &str, nodes: &[Parsed], other: usize, start: &Successor, shared: &[&str]) {
+        let s = if shared.len() == 1 { "" } else { "s" };
+        let message = format!(
+            "branches `{}` and `{}` both write state key{s} `{}`: with `merge: keys` each key must be \
+             written by one branch",
+            nodes[other].id,
+            nodes[start.node].id,
+            shared.join("`, `")
+        );
+        self.add_for(start.span, Some(parallel.to_string()), message);
     }
+}
+
+/// Which nodes the current chain has visited: a node is visited when its
+/// stamp is `current`, so each chain starts afresh without clearing.
+struct Marks {
+    stamp: Vec<u32>,
+    current: u32,
 }
 
 /// The nodes a branch runs: those reachable from `start` without passing
 /// through `join`.
-fn chain(resolved: &[Vec<Successor>], start: usize, join: usize) -> Vec<bool> {
-    let mut seen = vec![false; resolved.len()];
+fn chain(resolved: &[Vec<Successor>], start: usize, join: usize, marks: &mut Marks) -> Vec<usize> {
+    marks.current += 1;
+    let mut members = Vec::new();
     let mut todo = vec![start];
     while let Some(i) = todo.pop() {
-        if i != join && !std::mem::replace(&mut seen[i], true) {
+        if i != join && marks.stamp[i] != marks.current {
+            marks.stamp[i] = marks.current;
+            members.push(i);
             todo.extend(resolved[i].iter().map(|s| s.node));
         }
     }
-    seen
+    members
 }
 
 /// The state keys a node is known to write. A function without
@@ -262,7 +276,11 @@ mod tests {
     fn a_chain_stops_at_join() {
         // 0 -> 1 -> 2 (join) -> 3; 1 -> 4
         let resolved = vec![vec![to(1)], vec![to(2), to(4)], vec![to(3)], vec![], vec![]];
-        assert_eq!(chain(&resolved, 0, 2), [true, true, false, false, true]);
-        assert_eq!(chain(&resolved, 2, 2), [false; 5]);
+        let mut marks = Marks { stamp: vec![0; 5], current: 0 };
+        let mut members = chain(&resolved, 0, 2, &mut marks);
+        members.sort_unstable();
+        assert_eq!(members, [0, 1, 4]);
+        assert_eq!(chain(&resolved, 2, 2, &mut marks), [] as [usize; 0]);
+        assert_eq!(chain(&resolved, 1, 2, &mut marks).len(), 2, "a later chain starts afresh");
     }
 }

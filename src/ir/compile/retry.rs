@@ -79,7 +79,7 @@ impl Ctx {
         }
         for (field, slot) in [("delay_ms", &mut policy.delay_ms), ("max_delay_ms", &mut policy.max_delay_ms)] {
             if let Some(y) = f.get(field) {
-                match self.int(y, field, 0) {
+                match self.duration(y, field, 0) {
                     Some(n) => *slot = n,
                     None => ok = false,
                 }

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::Ctx;
 use super::yaml::{Entry, Scalar, Value, Yaml};
-use crate::ir::{Span, Type, is_template, referenced_variables, single_expression};
+use crate::ir::{Span, Type, is_template, referenced_variables_with, single_expression};
 
 /// The variables a `for_each` branch has besides `state`.
 pub(super) const LOOP_VARIABLES: &[&str] = &["item", "index"];
@@ -63,8 +63,9 @@ impl Ctx {
             return;
         }
         let what = if expression { "condition" } else { "template" };
-        let vars = match referenced_variables(text, expression) {
+        let vars = match referenced_variables_with(text, expression, &self.options.limits) {
             Ok(vars) => vars,
+            Err(err) if err.limit.is_some() => return self.add(span, format!("{what}: {}", err.message)),
             Err(err) => return self.add(span, format!("{what} does not compile: {}", err.message)),
         };
         let mut others = BTreeSet::new();

@@ -16,7 +16,7 @@ const WAIT_FOR: &[&str] = &["event", "duration_ms", "until"];
 impl Ctx {
     pub(super) fn wait(&mut self, f: &Fields, at: Span, targets: &mut Vec<Target>) -> Option<NodeKind> {
         let event = optional(f.get("event").map(|y| self.template_string(y, "event")));
-        let duration_ms = optional(f.get("duration_ms").map(|y| self.int(y, "duration_ms", 1)));
+        let duration_ms = optional(f.get("duration_ms").map(|y| self.duration(y, "duration_ms", 1)));
         let until = optional(f.get("until").map(|y| self.until(y)));
         let mut given: Vec<&Entry> = WAIT_FOR.iter().filter_map(|field| f.entry(field)).collect();
         given.sort_by_key(|e| e.key_span);
