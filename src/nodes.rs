@@ -146,8 +146,11 @@ impl NodeError {
 }
 
 impl From<TemplateError> for NodeError {
+    /// A template that crossed a limit (its length, terms, fuel or output)
+    /// fails its node as `limit_exceeded`; any other as `template`.
     fn from(e: TemplateError) -> Self {
-        NodeError::new(ErrorClass::Template, e.to_string())
+        let class = if e.limit.is_some() { ErrorClass::LimitExceeded } else { ErrorClass::Template };
+        NodeError::new(class, e.to_string())
     }
 }
 

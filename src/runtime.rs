@@ -62,6 +62,8 @@ pub enum Error {
     InvalidKey(String),
     #[error("{0}; nothing was started")]
     LimitExceeded(String),
+    #[error("workflow `{id}` does not pass the checks, nothing was started: {problems}")]
+    InvalidWorkflow { id: String, problems: String },
     #[error(transparent)]
     Journal(#[from] journal::Error),
     #[error("runtime error: {0}")]
@@ -86,9 +88,12 @@ pub struct Services {
     pub restart_budget: RestartBudget,
     /// How much an execution may make (responses, state, steps, fan-out).
     pub limits: Limits,
+    /// What `ir::check` found in each workflow run here, by content hash
+    /// (empty: it may run), computed once per workflow.
+    checked: Mutex<HashMap<String, Option<Arc<str>>>>,
     /// The states parallel branches start from, by (parent, record), kept
     /// while a branch holds one (see `actors::fold`).
-    pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), std::sync::Weak<Map<String, Value>>>>,
+    pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), BranchBase>>,
     pub(crate) timers: Arc<TimerWheel>,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
     /// Awaiting an execution to park on something only the outside can end.
@@ -105,6 +110,9 @@ pub struct Services {
     /// Last field: fires once everything above, the journal included, is dropped.
     _closed: ClosedSignal,
 }
+
+/// The state a parallel branch starts from, held by the branches using it.
+pub(crate) type BranchBase = std::sync::Weak<Map<String, Value>>;
 
 /// Tells [`Runtime::shutdown`] that the services (and so the journal and
 /// its lock on the data dir) are gone. The last actor to let go of them
@@ -135,6 +143,27 @@ impl Services {
         }
         let wf = self.journal.workflow(hash)?.ok_or_else(|| Error::MissingWorkflow { id, hash: hash.to_string() })?;
         Ok(self.cache_workflow(hash, Arc::new(wf)))
+    }
+
+    /// What keeps the workflow stored under `hash` from running here
+    /// (`ir::check` under this runtime's limits: its templates, durations,
+    /// size and graph), or `None`. A workflow that came in as IR JSON, or
+    /// was journaled by an earlier version, is checked before it runs, so
+    /// no render of it can overflow the stack.
+    pub(crate) fn problems(&self, hash: &str, wf: &Workflow) -> Option<Arc<str>> {
+        if let Some(known) = self.checked.lock().expect("checked lock").get(hash) {
+            return known.clone();
+        }
+        let findings = crate::ir::check(wf, &self.limits);
+        let problems = (!findings.is_empty()).then(|| {
+            let mut text: Vec<String> = findings.iter().take(5).map(ToString::to_string).collect();
+            if findings.len() > 5 {
+                text.push(format!("and {} more", findings.len() - 5));
+            }
+            Arc::from(text.join("; "))
+        });
+        self.checked.lock().expect("checked lock").insert(hash.to_string(), problems.clone());
+        problems
     }
 
     /// Keep a workflow under its hash; the first one kept wins.
@@ -333,7 +362,7 @@ impl Builder {
         let services = Arc::new(Services {
             journal,
             clock: self.clock,
-            templates: Templates::new(),
+            templates: Templates::with_limits(self.limits),
             compiled: Default::default(),
             http,
             functions: self.functions,
@@ -343,6 +372,7 @@ impl Builder {
             restart_budget: self.restart_budget,
             limits: self.limits,
             bases: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
             parkers: Mutex::new(HashMap::new()),
@@ -457,6 +487,9 @@ impl Runtime {
                 (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
             }
         };
+        if let Some(problems) = self.services().problems(&hash, &wf) {
+            return Err(Error::InvalidWorkflow { id: wf.id.clone(), problems: problems.to_string() });
+        }
         // Keyed submissions are serialized so two with one key start one execution.
         let _keyed = match key {
             Some(_) => Some(self.inner.keyed.lock().await),

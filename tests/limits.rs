@@ -36,6 +36,7 @@ struct Measured {
 
 /// Run `jamjet ARGS` on `dir` to its end and measure it with `wait4`
 /// (its own rusage, not that of the other tests' children).
+#[allow(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
 fn measured(dir: &Path, args: &[&str]) -> Measured {
     let began = Instant::now();
     let mut child = jamjet()

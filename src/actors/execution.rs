@@ -192,6 +192,13 @@ impl Actor for ExecutionActor {
             }
         };
         machine.max_steps = args.services.limits.max_steps.min(args.workflow.max_steps.unwrap_or(u64::MAX));
+        // A workflow journaled before this version checked it (or under
+        // other limits) fails its execution, journaled, instead of running.
+        if matches!(args.start, Start::Rehydrate)
+            && let Some(problems) = args.services.problems(&args.hash, &args.workflow)
+        {
+            args.start = Start::FailWith(format!("its workflow does not pass the checks of this runtime: {problems}"));
+        }
         Ok(State {
             deadlines: machine.deadlines(&args.workflow),
             supervisor: args.supervisor,

@@ -102,6 +102,11 @@ fn engine(limits: &Limits) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(limits.template_fuel));
     env.set_recursion_limit(RECURSION_LIMIT);
+    // `namespace()` is the one way a loop carries a value from one turn to
+    // the next, so `{% set ns.s = ns.s ~ ns.s %}` in a loop doubles a string
+    // at every turn: a few dozen turns (well within the fuel) exhaust any
+    // memory. Without it, a loop's `set` lives one turn.
+    env.remove_global("namespace");
     env
 }
 

@@ -467,7 +467,9 @@ pub fn encode_frame(at_ms: u64, events: &[Event]) -> Vec<u8> {
 pub fn decode_frame(first_seq: u64, mut bytes: &[u8]) -> Result<Vec<Record>, Error> {
     let mut records = Vec::new();
     while !bytes.is_empty() {
-        let seq = first_seq + records.len() as u64;
+        let seq = first_seq
+            .checked_add(records.len() as u64)
+            .ok_or_else(|| Error::Corrupt(format!("a frame at sequence number {first_seq} runs past the last one")))?;
         let torn = || Error::Corrupt(format!("record {seq} is cut short"));
         let len = u32::from_le_bytes(bytes.get(..4).ok_or_else(torn)?.try_into().map_err(|_| torn())?) as usize;
         let body = bytes.get(4..4 + len).ok_or_else(torn)?;

@@ -133,8 +133,7 @@ impl McpPool {
         })?;
         let size = crate::ir::json_size(&result);
         if size > self.max_result_bytes {
-            let mut limits = crate::ir::Limits::default();
-            limits.max_response_bytes = self.max_result_bytes;
+            let limits = crate::ir::Limits { max_response_bytes: self.max_result_bytes, ..Default::default() };
             let what =
                 format!("the result of tool `{tool}` of MCP server `{server}` is {}", crate::ir::show_bytes(size));
             return Err(NodeError::new(

@@ -63,6 +63,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::KeyConflict { id, .. } => {
                 ApiError::new(StatusCode::CONFLICT, "key_conflict", message).with_details(json!({ "existing": id }))
             }
+            RuntimeError::InvalidWorkflow { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow", message)
+            }
             RuntimeError::InvalidKey(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", message),
             RuntimeError::LimitExceeded(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)
