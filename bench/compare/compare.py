@@ -2,6 +2,7 @@
 """JamJet-rs against LangGraph, side by side on this machine, in one run.
 
     python3 bench/compare/compare.py [--rounds 3] [--no-build] [--out bench/compare/results.md]
+                                     [--baseline PATH/TO/OTHER/jamjet]
 
 What it does, in order:
 
@@ -26,6 +27,12 @@ a Python function node for LangGraph, each its own checkpointed step):
 - 1,000 executions of it at concurrency 64 (after 100 warm-up): executions/s;
 - fanout100: one execution of a 100-way fan-out and join at a time (3
   warm-up, 20 measured): the median execution.
+
+With `--baseline BIN`, every round also runs jamjet's rows with another
+jamjet binary (say a release build of the commit before a change), in
+alternating order with this one, and a second table gives this build's
+figure against the baseline's per row: how a change is held to "no slower
+than before" (within 5 %), measured side by side in one run.
 
 each in memory (jamjet's in-memory journal, LangGraph's InMemorySaver) and
 durable (jamjet on sled, LangGraph's SqliteSaver with durability="sync": a
@@ -144,8 +151,8 @@ def setup(build: bool) -> None:
         stamp.write_text(wanted)
 
 
-def jamjet(args: list[str]) -> dict:
-    return json.loads(run([str(JAMJET), "bench", *args, "--json"]))
+def jamjet(args: list[str], binary: Path = JAMJET) -> dict:
+    return json.loads(run([str(binary), "bench", *args, "--json"]))
 
 
 def langgraph(args: list[str]) -> dict:
@@ -214,14 +221,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every row on each side (median over them)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/jamjet as it is")
     ap.add_argument("--out", default=str(HERE / "results.md"), help="where to write the results")
+    ap.add_argument("--baseline", help="another jamjet binary to run beside this one, row by row")
     a = ap.parse_args()
+    baseline = Path(a.baseline).resolve() if a.baseline else None
+    if baseline is not None and not baseline.exists():
+        sys.exit(f"compare: --baseline {baseline} does not exist")
     if not 1 <= a.rounds <= 20:
         sys.exit("compare: --rounds must be between 1 and 20")
     command = "python3 bench/compare/compare.py " + shlex.join(sys.argv[1:])
     setup(not a.no_build)
     before = machine()
     began = time.monotonic()
-    figures: dict[str, dict[str, list[float]]] = {k: {"jamjet": [], "langgraph": []} for k, *_ in ROWS}
+    figures: dict[str, dict[str, list[float]]] = {k: {"jamjet": [], "langgraph": [], "baseline": []} for k, *_ in ROWS}
     extras: dict[str, list[dict]] = {k: [] for k, *_ in ROWS}
     lg_extras: dict[str, list] = {k: [] for k, *_ in ROWS}
     lg_meta: dict = {}
@@ -229,10 +240,14 @@ def main() -> None:
         for key, label, jargs, largs, metric, _unit, _higher in ROWS:
             log(f"round {rnd + 1}/{a.rounds}: {label}")
             sides = [("jamjet", jargs), ("langgraph", largs)]
+            if baseline is not None:
+                sides.insert(1, ("baseline", jargs))
             if rnd % 2 == 1:
                 sides.reverse()
             for side, args in sides:
-                if side == "jamjet":
+                if side == "baseline":
+                    figures[key]["baseline"].append(JAMJET_FIGURE[metric](jamjet(args, baseline)))
+                elif side == "jamjet":
                     r = jamjet(args)
                     figures[key]["jamjet"].append(JAMJET_FIGURE[metric](r))
                     extras[key].append(
@@ -275,6 +290,17 @@ def main() -> None:
     for name, got, want, unit in targets:
         print(f"{'MET ' if got >= want else 'MISS'} {name}: {got:.1f}{unit}")
     print(f"{'MET ' if seq_syncs <= 1.3 else 'MISS'} durable sequential row within 1.3 disk syncs per step: {seq_syncs:.2f}")
+    against = []
+    if baseline is not None:
+        print()
+        print(f"{'row':<52} {'this':>12} {'baseline':>12} {'change':>9}")
+        for key, label, unit, j, _lg, _ratio, _adv, higher, *_ in rows:
+            b = statistics.median(figures[key]["baseline"])
+            # Positive: this build is better; negative: worse.
+            change = (j / b - 1) if higher else (b / j - 1)
+            against.append((label, unit, j, b, change))
+            verdict = "ok " if change >= -0.05 else "SLOWER"
+            print(f"{label + ' (' + unit + ')':<52} {fmt(j):>12} {fmt(b):>12} {change:>+8.1%}  {verdict}")
 
     # results.md
     m = before
@@ -316,10 +342,22 @@ def main() -> None:
         f" {seq_syncs:.2f} (one `fdatasync` for the start of each execution and one per step, none shared when one"
         " execution runs alone)."
     )
+    if against:
+        lines += [
+            "",
+            f"## Against the baseline `{baseline}`",
+            "",
+            "Run in the same rounds, in alternating order with this build (positive: this build is better).",
+            "",
+            "| row | unit | this build | baseline | change |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for label, unit, j, b, change in against:
+            lines.append(f"| {label} | {unit} | {fmt(j)} | {fmt(b)} | {change:+.1%} |")
     lines += ["", "## Every round", "", "| row | side | " + " | ".join(f"round {i + 1}" for i in range(a.rounds)) + " |"]
     lines.append("|---|---|" + "---:|" * a.rounds)
     for key, label, unit, *_ in rows:
-        for side in ("jamjet", "langgraph"):
+        for side in ("jamjet", "baseline", "langgraph") if baseline is not None else ("jamjet", "langgraph"):
             vals = " | ".join(fmt(v) for v in figures[key][side])
             lines.append(f"| {label} ({unit}) | {side} | {vals} |")
     lines += ["", "jamjet's own counters per round (syncs per node, cores busy, peak resident MiB):", ""]
