@@ -62,7 +62,7 @@ pub enum Error {
     InvalidKey(String),
     #[error("{0}; nothing was started")]
     LimitExceeded(String),
-    #[error("workflow `{id}` does not pass the checks, nothing was started: {problems}")]
+    #[error("workflow `{id}` does not pass the checks, nothing was started or registered: {problems}")]
     InvalidWorkflow { id: String, problems: String },
     #[error(transparent)]
     Journal(#[from] journal::Error),
@@ -551,6 +551,11 @@ impl Runtime {
     /// `replace` (executions keep the IR they started with either way).
     pub async fn register(&self, workflow: &Workflow, replace: bool) -> Result<Registration, Error> {
         let hash = workflow.content_hash();
+        // However it was made (YAML, IR JSON, a host's code), what is
+        // registered must pass the checks a run would make.
+        if let Some(problems) = self.services().problems(&hash, workflow) {
+            return Err(Error::InvalidWorkflow { id: workflow.id.clone(), problems: problems.to_string() });
+        }
         let existing =
             self.workflows()?.into_iter().find(|r| r.workflow_id == workflow.id && r.version == workflow.version);
         if let Some(r) = existing {
