@@ -267,7 +267,7 @@ fn show_value(v: u64, unit: Unit) -> String {
     match unit {
         Unit::Bytes => show_bytes(v),
         Unit::Count => thousands(v),
-        Unit::Ms if v >= DAY_MS && v % DAY_MS == 0 => format!("{} days", thousands(v / DAY_MS)),
+        Unit::Ms if v >= DAY_MS && v.is_multiple_of(DAY_MS) => format!("{} days", thousands(v / DAY_MS)),
         Unit::Ms => format!("{} ms", thousands(v)),
     }
 }
@@ -276,7 +276,7 @@ fn show_value(v: u64, unit: Unit) -> String {
 pub fn show_bytes(v: u64) -> String {
     for (scale, name) in [(1024 * MIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
         if v >= scale {
-            return if v % scale == 0 {
+            return if v.is_multiple_of(scale) {
                 format!("{} {name}", v / scale)
             } else {
                 format!("{:.1} {name}", v as f64 / scale as f64)
@@ -290,7 +290,7 @@ fn thousands(v: u64) -> String {
     let digits = v.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
