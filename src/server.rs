@@ -93,8 +93,8 @@ pub struct AppState {
 /// The whole server: REST API and A2A endpoints over one runtime. Every
 /// request is counted (`/metrics`), then checked by [`origin::check`]
 /// (`Host`, `Origin`, a `POST`'s content type) before anything else runs;
-/// CORS answers only the configured origins; bodies are limited (413
-/// JSON); every route but `/health`, `/openapi.json` and the agent cards
+/// CORS answers only the configured origins; every error is JSON
+/// ([`error::json_errors`]); bodies are limited (413 JSON); every route but `/health`, `/openapi.json` and the agent cards
 /// is behind the API-key check.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
@@ -111,7 +111,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::a2a::public_routes())
         .merge(guarded)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn_with_state(limit, limits::limit));
+        .layer(from_fn_with_state(limit, limits::limit))
+        .layer(axum::middleware::from_fn(error::json_errors));
     // Inside the guard: a preflight reaches CORS only from an accepted origin.
     if let Some(cors) = cors(&config.cors_origins) {
         app = app.layer(cors);
