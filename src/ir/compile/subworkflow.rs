@@ -336,3 +336,83 @@ fn declared(root: &Yaml) -> Option<(String, String)> {
     let version = field("version").and_then(Yaml::scalar_text).unwrap_or("0.1.0").to_string();
     Some((id, version))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::compile_str_with;
+
+    const CHILD: &str = "id: child\nstate_schema: { a: int }\nnodes:\n  s: { type: set, values: { a: 1 } }\n";
+    const LEAKY: &str = "LEAKY-KEY-31: do-not-echo\n";
+
+    fn parent(file: &str) -> String {
+        format!(
+            "id: p\nstate_schema: {{ out: dict }}\nnodes:\n  call: {{ type: workflow, file: \"{file}\", output_key: out }}\n"
+        )
+    }
+
+    fn messages(src: &str, includes: Includes) -> Vec<String> {
+        let options = Options { includes, ..Options::default() };
+        match compile_str_with(src, "posted.yaml", &options) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|f| format!("{}:{}: {}", f.line, f.column, f.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn under_a_directory_only_its_files_are_read_and_nothing_is_quoted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("wf");
+        std::fs::create_dir_all(root.join("lib")).unwrap();
+        std::fs::write(root.join("child.yaml"), CHILD).unwrap();
+        std::fs::write(root.join("lib/bad.yaml"), LEAKY).unwrap();
+        std::fs::write(tmp.path().join("outside.yaml"), LEAKY).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside.yaml"), root.join("lib/link.yaml")).unwrap();
+        let under = || Includes::Under(root.clone());
+
+        assert!(messages(&parent("child.yaml"), under()).is_empty(), "a file under it, relative to it");
+        let escapes = ["../outside.yaml", "lib/link.yaml", "/dev/zero", "missing.yaml"];
+        let found: Vec<String> = escapes.iter().map(|f| messages(&parent(f), under()).join("\n")).collect();
+        for (f, m) in escapes.iter().zip(&found) {
+            assert!(m.starts_with("4:33: sub-workflow `") && m.contains("is not a workflow file under"), "{f}: {m}");
+            assert!(!m.contains("LEAKY") && !m.contains("do-not-echo"), "{f}: {m}");
+        }
+        let bad = messages(&parent("lib/bad.yaml"), under()).join("\n");
+        assert!(
+            bad.contains("does not compile (") && bad.contains("; the first at ") && !bad.contains("LEAKY"),
+            "{bad}"
+        );
+        // Anywhere (a local file of your own) keeps the detailed message.
+        let local = messages(&parent(tmp.path().join("outside.yaml").to_str().unwrap()), Includes::Anywhere);
+        assert!(local.join("\n").contains("LEAKY-KEY-31"), "{local:?}");
+        // Nowhere reads nothing, by file or by id.
+        let by_id = "id: p\nstate_schema: { out: dict }\nnodes:\n  call: { type: workflow, workflow: child, output_key: out }\n";
+        for src in [parent("child.yaml"), by_id.to_string()] {
+            let m = messages(&src, Includes::Nowhere).join("\n");
+            assert!(m.contains("may not read files"), "{m}");
+        }
+        assert!(messages(by_id, under()).is_empty(), "by id among the directory's files");
+    }
+
+    #[test]
+    fn only_regular_files_within_the_size_limit_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut limits = Limits::default();
+        limits.set(Limit::MaxWorkflowBytes, 64);
+        let small = tmp.path().join("small.yaml");
+        std::fs::write(&small, "id: x\n").unwrap();
+        assert_eq!(read_workflow_file(&small, &limits).unwrap(), "id: x\n");
+        let big = tmp.path().join("big.yaml");
+        std::fs::write(&big, "#".repeat(65)).unwrap();
+        let e = read_workflow_file(&big, &limits).unwrap_err();
+        assert!(e.starts_with("the workflow file is 65 bytes: over the limit max_workflow_bytes = 64 bytes"), "{e}");
+        let e = read_workflow_file(tmp.path(), &limits).unwrap_err();
+        assert_eq!(e, "cannot read the workflow file: it is a directory, not a regular file");
+        let e = read_workflow_file(Path::new("/dev/zero"), &limits).unwrap_err();
+        assert_eq!(e, "cannot read the workflow file: it is a device, not a regular file");
+        let text = tmp.path().join("latin1.yaml");
+        std::fs::write(&text, b"id: \xe9\n").unwrap();
+        let e = read_workflow_file(&text, &limits).unwrap_err();
+        assert_eq!(e, "cannot read the workflow file: it is not UTF-8 text (at byte 4)");
+    }
+}
