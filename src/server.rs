@@ -94,8 +94,9 @@ pub struct AppState {
 /// request is counted (`/metrics`), then checked by [`origin::check`]
 /// (`Host`, `Origin`, a `POST`'s content type) before anything else runs;
 /// CORS answers only the configured origins; every error is JSON
-/// ([`error::json_errors`]); bodies are limited (413 JSON); every route but `/health`, `/openapi.json` and the agent cards
-/// is behind the API-key check.
+/// ([`error::json_errors`]); bodies are limited (413 JSON); every route
+/// but `/health`, `/openapi.json` and the agent cards is behind the
+/// API-key check.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let limit = config.body_limit;
