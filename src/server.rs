@@ -7,9 +7,12 @@
 //!   JSON-RPC), over the same runtime.
 //! - [`error`]: `{error: {code, message, details}}` with the right status.
 //!
-//! [`router`] puts them together with the API-key check, the body limit and
-//! CORS; [`serve`] runs it until a shutdown signal, then lets in-flight
-//! requests (and the journal writes they await) finish.
+//! [`router`] puts them together behind [`origin`]'s guard (`Host`,
+//! `Origin` and a `POST`'s content type: the server trusts no browser),
+//! with the API-key check, the body limit and CORS; [`policy`] says what a
+//! posted workflow may do (no commands, no files unless allowed). [`serve`]
+//! runs it until a shutdown signal, then lets in-flight requests (and the
+//! journal writes they await) finish.
 
 pub mod api;
 pub mod auth;
@@ -18,6 +21,8 @@ mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod origin;
+pub mod policy;
 pub mod sse;
 
 use std::future::Future;
@@ -52,6 +57,10 @@ pub struct Config {
     pub api_keys: auth::Keys,
     /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
     pub cors_origins: Vec<String>,
+    /// What posted workflows may do: commands, sub-workflow files.
+    pub policy: policy::Policy,
+    /// The limits posted workflows are compiled with.
+    pub limits: crate::ir::Limits,
 }
 
 impl Config {
@@ -63,6 +72,8 @@ impl Config {
             public_url: None,
             api_keys: auth::Keys::default(),
             cors_origins: Vec::new(),
+            policy: policy::Policy::default(),
+            limits: crate::ir::Limits::default(),
         }
     }
 
@@ -80,14 +91,18 @@ pub struct AppState {
 }
 
 /// The whole server: REST API and A2A endpoints over one runtime. Every
-/// route but `/health`, `/openapi.json` and the agent cards is behind the
-/// API-key check; every request is counted (`/metrics`) and its body
-/// limited (413 JSON); CORS only for the configured origins.
+/// request is counted (`/metrics`), then checked by [`origin::check`]
+/// (`Host`, `Origin`, a `POST`'s content type) before anything else runs;
+/// CORS answers only the configured origins; every error is JSON
+/// ([`error::json_errors`]); bodies are limited (413 JSON); every route
+/// but `/health`, `/openapi.json` and the agent cards is behind the
+/// API-key check.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let limit = config.body_limit;
     let keys = Arc::new(config.api_keys.clone());
     let http = Arc::new(metrics::HttpMetrics::default());
+    let guard = Arc::new(origin::Guard::new(&config));
     let guarded = Router::new()
         .merge(api::routes())
         .merge(crate::a2a::routes())
@@ -98,12 +113,15 @@ pub fn router(state: AppState) -> Router {
         .merge(guarded)
         .layer(DefaultBodyLimit::max(limit))
         .layer(from_fn_with_state(limit, limits::limit))
-        .layer(from_fn_with_state(http.clone(), metrics::count))
-        .layer(Extension(http));
+        .layer(axum::middleware::from_fn(error::json_errors));
+    // Inside the guard: a preflight reaches CORS only from an accepted origin.
     if let Some(cors) = cors(&config.cors_origins) {
         app = app.layer(cors);
     }
-    app.with_state(state)
+    app.layer(from_fn_with_state(guard, origin::check))
+        .layer(from_fn_with_state(http.clone(), metrics::count))
+        .layer(Extension(http))
+        .with_state(state)
 }
 
 /// CORS for exactly these origins; `None` (CORS off) when there are none.

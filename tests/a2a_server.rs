@@ -159,7 +159,13 @@ async fn cards_list_the_agents_and_need_no_key() {
     let (status, err) = get_json(&format!("{}/a2a/plain/.well-known/agent-card.json", dev.url)).await;
     assert_eq!(status, 404);
     assert_eq!(err["error"]["code"], "unknown_agent");
-    let r = http().post(format!("{}/a2a/plain", dev.url)).body("{}").send().await.unwrap();
+    let r = http()
+        .post(format!("{}/a2a/plain", dev.url))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404, "no JSON-RPC endpoint for a workflow that is not an agent");
 }
 
@@ -284,7 +290,13 @@ async fn v03_aliases_speak_v03_back() {
 
     // message/stream: SSE frames, each a JSON-RPC response in v0.3 form, the last `final`.
     let body = json!({"jsonrpc": "2.0", "id": "s", "method": "message/stream", "params": v03_text("Kai")});
-    let sse = http().post(&url).body(serde_json::to_vec(&body).unwrap()).send().await.unwrap();
+    let sse = http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert!(sse.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let text = sse.text().await.unwrap();
     let frames: Vec<Value> =
@@ -404,7 +416,13 @@ async fn a_parked_task_survives_kill_9_and_completes_after_restart() {
 /// The SSE frames of a streaming JSON-RPC call, read to the end of the stream.
 async fn sse_frames(url: &str, method: &str, params: Value) -> Vec<Value> {
     let body = json!({"jsonrpc": "2.0", "id": "sub", "method": method, "params": params});
-    let r = http().post(url).body(serde_json::to_vec(&body).unwrap()).send().await.unwrap();
+    let r = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
     let text = r.text().await.unwrap();
     text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect()
 }

@@ -116,7 +116,7 @@ async fn workflows_register_as_yaml_or_ir_and_refuse_what_does_not_compile() {
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("workflow_conflict")), "{b}");
     let (_, still) = api.get("/workflows/hello?version=0.1.0").await;
     assert_eq!(still["registration"]["hash"], hash.as_str(), "a refused registration changes nothing");
-    let r = api.request(Method::POST, "/workflows?replace=true").header("content-type", "text/yaml").body(other);
+    let r = api.request(Method::POST, "/workflows?replace=true").header("content-type", "application/yaml").body(other);
     let (s, b) = api.send(r).await;
     assert_eq!(s, 201, "{b}");
     assert_ne!(b["hash"], hash.as_str());
@@ -309,10 +309,14 @@ async fn signal_approve_and_cancel_move_executions_and_refusals_change_nothing()
     let done = api.poll_until(&rid, LIMIT, |b| b["status"] == "completed").await;
     assert_eq!(done["state"]["status"], "refunded by ada");
 
-    // Cancel a parked one (empty body allowed).
+    // Cancel a parked one (an empty JSON body allowed; no content type is not).
     let cid = start_gate(&api, "2").await;
     api.poll_until(&cid, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
     let (s, b) = api.send(api.request(Method::POST, &format!("/executions/{cid}/cancel"))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{b}");
+    let cancel =
+        api.request(Method::POST, &format!("/executions/{cid}/cancel")).header("content-type", "application/json");
+    let (s, b) = api.send(cancel).await;
     assert_eq!(s, 200, "{b}");
     api.poll_until(&cid, LIMIT, |b| b["status"] == "cancelled").await;
 

@@ -6,6 +6,12 @@
 //!
 //! The first line on stdout is `jamjet dev listening on http://ADDR`
 //! (with `--bind 127.0.0.1:0`, the port the OS picked).
+//!
+//! Secrets never go on the command line (where `ps` shows them): API keys
+//! come from `JAMJET_API_KEYS` or `--api-keys-file`. What posted workflows
+//! may do is the operator's call: `--allow-commands` / `--allow-command`
+//! (stdio MCP servers), `--workflows DIR` (the only place their
+//! sub-workflow files may come from).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,16 +22,27 @@ use std::sync::Arc;
 use super::{CliResult, Failure};
 use crate::runtime::Runtime;
 use crate::server::auth::Keys;
+use crate::server::policy::{Commands, Policy};
 use crate::server::{self, AppState, Config};
+
+/// Where API keys may be given in clear (never a flag: `ps` would show it).
+const KEYS_ENV: &str = "JAMJET_API_KEYS";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Address to listen on. Anything but loopback needs API keys.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub bind: SocketAddr,
-    /// Register every workflow (*.yaml, *.yml) in this folder at start.
+    /// Register every workflow (*.yaml, *.yml) in this folder at start; posted
+    /// workflows may include sub-workflow files from it (and nowhere else).
     #[arg(long)]
     pub workflows: Option<PathBuf>,
+    /// Let posted workflows declare stdio MCP servers running any command.
+    #[arg(long)]
+    pub allow_commands: bool,
+    /// Let posted workflows declare stdio MCP servers whose `command:` is exactly CMD (repeatable).
+    #[arg(long = "allow-command", value_name = "CMD")]
+    pub allow_command: Vec<String>,
     /// Serve every registered workflow as an A2A agent, not only those marked `a2a:`.
     #[arg(long)]
     pub a2a: bool,
@@ -35,13 +52,12 @@ pub struct Args {
     /// The URL peers reach this server at (agent cards); default http://BIND.
     #[arg(long, env = "JAMJET_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Accepted API keys, comma-separated (kept only as SHA-256 digests in memory).
-    #[arg(long = "api-keys", env = "JAMJET_API_KEYS", hide_env_values = true, value_name = "KEYS")]
-    pub api_keys: Option<String>,
     /// A file of accepted keys' SHA-256 hex digests, one per line (`#` comments).
+    /// Keys may also come from JAMJET_API_KEYS=key1,key2 (never from a flag).
     #[arg(long)]
     pub api_keys_file: Option<PathBuf>,
-    /// Allow cross-origin browser requests from ORIGIN (repeatable); CORS is off without it.
+    /// Allow cross-origin browser requests from ORIGIN, e.g. https://app.example (repeatable);
+    /// CORS is off without it and requests from other web pages are refused.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
     /// Print a new random API key and its digest line for --api-keys-file, then exit.
@@ -49,9 +65,13 @@ pub struct Args {
     pub new_key: bool,
 }
 
-/// The keys of `JAMJET_API_KEYS` / `--api-keys` and `--api-keys-file`.
+/// The keys of `JAMJET_API_KEYS` and `--api-keys-file`.
 fn load_keys(a: &Args) -> Result<Keys, Failure> {
-    let listed = Keys::from_list(a.api_keys.as_deref().unwrap_or("")).map_err(|e| Failure::new(e.to_string()))?;
+    let listed = match std::env::var(KEYS_ENV) {
+        Ok(list) => Keys::from_list(&list).map_err(|e| Failure::new(e.to_string()))?,
+        Err(std::env::VarError::NotPresent) => Keys::default(),
+        Err(std::env::VarError::NotUnicode(_)) => return Err(Failure::new(format!("{KEYS_ENV} is not UTF-8 text"))),
+    };
     let filed = match &a.api_keys_file {
         Some(path) => Keys::from_file(path).map_err(|e| Failure::new(e.to_string()))?,
         None => Keys::default(),
@@ -72,6 +92,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         return print_new_key();
     }
     let keys = load_keys(&a)?;
+    let policy = policy(&a)?;
+    check_urls(&a)?;
     if keys.is_empty() && !a.bind.ip().is_loopback() {
         return Err(Failure::new(format!(
             "refusing to listen on {} without API keys: anything but loopback needs them. \
@@ -94,6 +116,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     config.public_url = a.public_url;
     config.api_keys = keys;
     config.cors_origins = a.cors_origins;
+    config.policy = policy;
     println!("jamjet dev listening on http://{bound}");
     let _ = std::io::stdout().flush();
     let state = AppState { rt: rt.clone(), config: Arc::new(config) };
@@ -102,6 +125,35 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     served.map_err(|e| Failure::new(format!("the server stopped: {e}")))?;
     eprintln!("jamjet dev stopped; unfinished executions resume at the next start");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What posted workflows may do, from the flags. The `--workflows` DIR is
+/// resolved (symlinks, `..`) once, here.
+fn policy(a: &Args) -> Result<Policy, Failure> {
+    let commands = match (a.allow_commands, a.allow_command.is_empty()) {
+        (true, _) => Commands::Any,
+        (false, true) => Commands::None,
+        (false, false) => Commands::Only(a.allow_command.iter().cloned().collect()),
+    };
+    let workflows_dir = match &a.workflows {
+        None => None,
+        Some(dir) => Some(
+            std::fs::canonicalize(dir)
+                .map_err(|e| Failure::usage(format!("cannot use --workflows {}: {e}", dir.display())))?,
+        ),
+    };
+    Ok(Policy { commands, workflows_dir })
+}
+
+/// `--public-url` and each `--cors-origin` must be what a browser sends.
+fn check_urls(a: &Args) -> Result<(), Failure> {
+    if let Some(url) = &a.public_url {
+        server::origin::check_public_url(url).map_err(|e| Failure::usage(format!("--public-url: {e}")))?;
+    }
+    for origin in &a.cors_origins {
+        server::origin::check_origin(origin).map_err(|e| Failure::usage(format!("--cors-origin: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Compile and register every workflow file in `dir` (sorted by name). A

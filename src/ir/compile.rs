@@ -82,10 +82,12 @@ pub fn compile_str_with(source: &str, file: &str, options: &Options) -> Result<W
 }
 
 /// Compile a file that the files of `including` (outermost first) include.
+/// Only a regular file of at most `max_workflow_bytes` is read
+/// ([`subworkflow::read_workflow_file`]): a device, a FIFO or a directory
+/// is refused without reading it.
 fn compile_path(path: &Path, including: &[Including], options: &Options) -> Result<Workflow, Diagnostics> {
     let file = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|err| {
-        let message = format!("cannot read the workflow file: {err}");
+    let source = subworkflow::read_workflow_file(path, &options.limits).map_err(|message| {
         Diagnostics(vec![Diagnostic { file: file.clone(), line: 1, column: 1, message, node: None }])
     })?;
     let mut including = including.to_vec();

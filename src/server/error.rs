@@ -1,8 +1,12 @@
 //! API errors: `{"error": {"code", "message", "details"}}` with the status
-//! that fits (400 bad request, 401/403 keys, 404 unknown, 409 conflict or
-//! finished, 413 too large, 422 refused input).
+//! that fits (400 bad request, 401 keys, 403 origin, 404 unknown, 409
+//! conflict or finished, 413 too large, 415 media type, 421 host, 422
+//! refused input). [`json_errors`] gives axum's own plain-text rejections
+//! the same shape, so every error of the API is JSON.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -77,4 +81,40 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::Actor(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
+}
+
+/// Middleware: an error answer that is not JSON (axum's own rejections: a
+/// path or query that does not decode, a method the route does not take,
+/// no such route) becomes `{"error": {...}}` with the same status, its
+/// text as the message, and its `Allow` / `WWW-Authenticate` kept.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    // axum's rejection texts are a line or two; anything longer is cut.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }

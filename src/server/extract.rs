@@ -1,5 +1,6 @@
 //! Request bodies: the content type checked (415 when it is not one the
-//! route takes) and JSON parsed with errors that name the line and column
+//! route takes; [`super::origin`] refuses a `POST` of any other type before
+//! a handler runs) and JSON parsed with errors that name the line and column
 //! (400 `bad_request`). The size limit is [`super::limits`]'s.
 
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,17 +27,15 @@ pub fn unsupported(got: Option<&str>, takes: &str) -> ApiError {
     .with_details(json!({ "content_type": got, "accepted": takes }))
 }
 
-/// Parse a JSON body into `T`. An empty body with no Content-Type reads
-/// as `{}` when `empty_ok` (for routes whose every field is optional).
+/// Parse a JSON body into `T`; the body must be `application/json` (every
+/// `POST` is, [`super::origin`] sees to it). An empty body reads as `{}`
+/// when `empty_ok` (for routes whose every field is optional).
 pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8], empty_ok: bool) -> Result<T, ApiError> {
     let media = media_type(headers);
-    let body: &[u8] =
-        if body.iter().all(u8::is_ascii_whitespace) && empty_ok && media.is_none() { b"{}" } else { body };
-    match media.as_deref() {
-        Some("application/json") => {}
-        None if empty_ok && body == b"{}" => {}
-        other => return Err(unsupported(other, "application/json")),
+    if media.as_deref() != Some("application/json") {
+        return Err(unsupported(media.as_deref(), "application/json"));
     }
+    let body: &[u8] = if empty_ok && body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     parse_json(body)
 }
 

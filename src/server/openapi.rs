@@ -1,6 +1,13 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of the REST API, built
 //! from [`ROUTES`] (every route the REST router serves; a test walks the
-//! table against the real server). `docs/api.md` is the prose version.
+//! table against the real server, and schemathesis checks every answer of
+//! the real server against it). `docs/api.md` is the prose version.
+//!
+//! Every operation lists every status it can answer, each with its media
+//! type and schema, errors included: 403 and 421 (the browser guard,
+//! [`super::origin`]) on every route, 401 on the keyed ones, 413 and 415 on
+//! every `POST`, and what each handler itself answers. There is no
+//! `default` response: a status the document does not name is a bug.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,145 +21,301 @@ pub struct Route {
     /// OpenAPI path template (`{id}`), as the router has it.
     pub path: &'static str,
     pub summary: &'static str,
-    /// The success status.
-    pub ok: u16,
     /// Whether it needs the API key (when keys are configured).
     pub keyed: bool,
-    /// Request body media types, if it takes a body.
-    pub body: &'static [&'static str],
 }
 
-const JSON: &[&str] = &["application/json"];
-const WORKFLOW: &[&str] = &["application/yaml", "text/yaml", "application/x-yaml", "text/plain", "application/json"];
+const fn route(method: &'static str, path: &'static str, summary: &'static str, keyed: bool) -> Route {
+    Route { method, path, summary, keyed }
+}
 
 /// Every route of the REST API (A2A routes are documented by their cards).
 pub const ROUTES: &[Route] = &[
-    Route { method: "get", path: "/health", summary: "Liveness and version", ok: 200, keyed: false, body: &[] },
-    Route { method: "get", path: "/openapi.json", summary: "This document", ok: 200, keyed: false, body: &[] },
-    Route { method: "get", path: "/metrics", summary: "Prometheus text exposition", ok: 200, keyed: true, body: &[] },
-    Route {
-        method: "post",
-        path: "/workflows",
-        summary: "Register a workflow (YAML or IR JSON); ?replace=true",
-        ok: 201,
-        keyed: true,
-        body: WORKFLOW,
-    },
-    Route { method: "get", path: "/workflows", summary: "List registered workflows", ok: 200, keyed: true, body: &[] },
-    Route {
-        method: "get",
-        path: "/workflows/{id}",
-        summary: "One registration and its IR; ?version=",
-        ok: 200,
-        keyed: true,
-        body: &[],
-    },
-    Route {
-        method: "post",
-        path: "/executions",
-        summary: "Start an execution (idempotent with idempotency_key)",
-        ok: 201,
-        keyed: true,
-        body: JSON,
-    },
-    Route {
-        method: "get",
-        path: "/executions",
-        summary: "List executions: ?status=&workflow=&limit=&cursor=",
-        ok: 200,
-        keyed: true,
-        body: &[],
-    },
-    Route {
-        method: "get",
-        path: "/executions/{id}",
-        summary: "Status, state, error, usage, timings, waits",
-        ok: 200,
-        keyed: true,
-        body: &[],
-    },
-    Route {
-        method: "get",
-        path: "/executions/{id}/events",
-        summary: "Journal records; ?after=SEQ",
-        ok: 200,
-        keyed: true,
-        body: &[],
-    },
-    Route {
-        method: "get",
-        path: "/executions/{id}/events/stream",
-        summary: "Journal records as Server-Sent Events, live; Last-Event-ID or ?after=",
-        ok: 200,
-        keyed: true,
-        body: &[],
-    },
-    Route {
-        method: "post",
-        path: "/executions/{id}/signal",
-        summary: "Deliver an event to a wait node",
-        ok: 202,
-        keyed: true,
-        body: JSON,
-    },
-    Route {
-        method: "post",
-        path: "/executions/{id}/approve",
-        summary: "Decide an approval",
-        ok: 200,
-        keyed: true,
-        body: JSON,
-    },
-    Route {
-        method: "post",
-        path: "/executions/{id}/cancel",
-        summary: "Cancel a running or waiting execution",
-        ok: 200,
-        keyed: true,
-        body: JSON,
-    },
+    route("get", "/health", "Liveness and version", false),
+    route("get", "/openapi.json", "This document", false),
+    route("get", "/metrics", "Prometheus text exposition", true),
+    route("post", "/workflows", "Register a workflow (YAML or IR JSON); ?replace=true", true),
+    route("get", "/workflows", "List registered workflows", true),
+    route("get", "/workflows/{id}", "One registration and its IR; ?version=", true),
+    route("post", "/executions", "Start an execution (idempotent with idempotency_key)", true),
+    route("get", "/executions", "List executions: ?status=&workflow=&limit=&cursor=", true),
+    route("get", "/executions/{id}", "Status, state, error, usage, timings, waits", true),
+    route("get", "/executions/{id}/events", "Journal records; ?after=SEQ", true),
+    route(
+        "get",
+        "/executions/{id}/events/stream",
+        "Journal records as Server-Sent Events, live; Last-Event-ID or ?after=",
+        true,
+    ),
+    route("post", "/executions/{id}/signal", "Deliver an event to a wait node", true),
+    route("post", "/executions/{id}/approve", "Decide an approval", true),
+    route("post", "/executions/{id}/cancel", "Cancel a running or waiting execution", true),
 ];
+
+/// What an error status means, for its description.
+fn error_description(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request: malformed JSON, fields, query, id or Last-Event-ID",
+        401 => "unauthorized: a missing or wrong API key",
+        403 => "forbidden_origin: a web page from another origin",
+        404 => "unknown_execution / unknown_workflow / not_found",
+        409 => "workflow_conflict / finished / not_waiting",
+        413 => "body_too_large: over --body-limit",
+        415 => "unsupported_media_type: a POST must be application/json (or YAML on /workflows)",
+        421 => "forbidden_host: a Host that is not this server (DNS rebinding)",
+        422 => "invalid_workflow / not_allowed / invalid_input",
+        _ => "internal: a journal or actor failure",
+    }
+}
+
+/// `$ref` to a component schema.
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_body(s: Value) -> Value {
+    json!({ "application/json": { "schema": s } })
+}
+
+/// Success responses: status, description, content.
+type Successes = Vec<(u16, &'static str, Value)>;
+/// A request body: whether it is required, and its content.
+type RequestBody = Option<(bool, Value)>;
+
+/// The success responses, request body and parameters of one route.
+struct Op {
+    ok: Successes,
+    /// Error statuses of its handler (the guard's, the key's and a POST's are added).
+    errors: &'static [u16],
+    request: RequestBody,
+    params: Vec<Value>,
+}
+
+fn query(name: &str, s: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": s })
+}
+
+fn id_param(execution: bool) -> Value {
+    let s = if execution {
+        json!({ "type": "string", "pattern": "^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$", "description": "an execution id" })
+    } else {
+        json!({ "type": "string", "minLength": 1, "description": "a workflow id" })
+    };
+    json!({ "name": "id", "in": "path", "required": true, "schema": s })
+}
+
+fn op(r: &Route) -> Op {
+    let execution = r.path.starts_with("/executions/{id}");
+    let mut params = if r.path.contains("{id}") { vec![id_param(execution)] } else { Vec::new() };
+    let (ok, errors, request): (Successes, &'static [u16], RequestBody) = match (r.method, r.path) {
+        ("get", "/health") => (vec![(200, "alive", json_body(schema("Health")))], &[], None),
+        ("get", "/openapi.json") => (vec![(200, "this document", json_body(json!({ "type": "object" })))], &[], None),
+        ("get", "/metrics") => {
+            let text = json!({ "application/openmetrics-text": { "schema": { "type": "string" } } });
+            (vec![(200, "OpenMetrics text", text)], &[500], None)
+        }
+        ("post", "/workflows") => {
+            params.push(query("replace", json!({ "type": "boolean" })));
+            let body = json!({
+                "application/yaml": { "schema": { "type": "string", "description": "workflow YAML" } },
+                "application/json": { "schema": { "type": "object", "description": "a workflow IR" } },
+            });
+            let reg = json_body(schema("Registration"));
+            (
+                vec![(201, "registered", reg.clone()), (200, "already registered", reg)],
+                &[400, 409, 422, 500],
+                Some((true, body)),
+            )
+        }
+        ("get", "/workflows") => {
+            let list = json!({ "type": "object", "required": ["workflows"],
+                    "properties": { "workflows": { "type": "array", "items": schema("Registration") } } });
+            (vec![(200, "the registrations", json_body(list))], &[500], None)
+        }
+        ("get", "/workflows/{id}") => {
+            params.push(query("version", json!({ "type": "string" })));
+            let one = json!({ "type": "object", "required": ["registration", "workflow"],
+                    "properties": { "registration": schema("Registration"), "workflow": { "type": "object" } } });
+            (vec![(200, "the registration and its IR", json_body(one))], &[400, 404, 500], None)
+        }
+        ("post", "/executions") => {
+            let body = json!({ "type": "object", "required": ["workflow_id"], "additionalProperties": false,
+                    "properties": { "workflow_id": { "type": "string" }, "version": { "type": "string" },
+                        "input": { "type": "object" }, "idempotency_key": { "type": "string" } } });
+            let started = json_body(schema("Started"));
+            (
+                vec![(201, "started", started.clone()), (200, "the execution of this idempotency_key", started)],
+                &[400, 404, 409, 422, 500],
+                Some((true, json_body(body))),
+            )
+        }
+        ("get", "/executions") => {
+            params.push(query(
+                "status",
+                json!({ "type": "string",
+                    "enum": ["running", "waiting", "completed", "failed", "cancelled"] }),
+            ));
+            params.push(query("workflow", json!({ "type": "string" })));
+            params.push(query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })));
+            params.push(query("cursor", json!({ "type": "string", "pattern": "^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$" })));
+            let page = json!({ "type": "object", "required": ["executions", "next_cursor"], "properties": {
+                    "executions": { "type": "array", "items": schema("Summary") },
+                    "next_cursor": { "type": ["string", "null"] } } });
+            (vec![(200, "a page, oldest first", json_body(page))], &[400, 500], None)
+        }
+        ("get", "/executions/{id}") => {
+            (vec![(200, "the execution", json_body(schema("Execution")))], &[400, 404, 500], None)
+        }
+        ("get", "/executions/{id}/events") => {
+            params.push(query("after", json!({ "type": "integer", "minimum": 0 })));
+            let list = json!({ "type": "object", "required": ["events"],
+                    "properties": { "events": { "type": "array", "items": schema("Record") } } });
+            (vec![(200, "the records after `after`", json_body(list))], &[400, 404, 500], None)
+        }
+        ("get", "/executions/{id}/events/stream") => {
+            params.push(query("after", json!({ "type": "integer", "minimum": 0 })));
+            params.push(json!({ "name": "Last-Event-ID", "in": "header", "required": false,
+                    "schema": { "type": "string", "pattern": "^[0-9]{1,19}$" } }));
+            // One schema per event (as schemathesis and OpenAPI 3.2 read it).
+            let event = json!({ "type": "object", "required": ["event", "data"], "properties": {
+                    "id": { "type": "string", "pattern": "^[0-9]+$", "description": "the record's seq" },
+                    "event": { "type": "string", "description": "the event's name, or `end`" },
+                    "data": { "type": "string", "contentMediaType": "application/json",
+                        "description": "the Record as JSON; for `end`, {\"status\": ...}" } } });
+            let sse = json!({ "text/event-stream": { "schema": event } });
+            (vec![(200, "one event per record, then `end`", sse)], &[400, 404, 500], None)
+        }
+        ("post", "/executions/{id}/signal") => {
+            let body = json!({ "type": "object", "required": ["key"], "additionalProperties": false,
+                    "properties": { "key": { "type": "string" }, "payload": {} } });
+            (
+                vec![(202, "delivered (journaled)", json_body(schema("Moved")))],
+                &[400, 404, 409, 422, 500],
+                Some((true, json_body(body))),
+            )
+        }
+        ("post", "/executions/{id}/approve") => {
+            let body = json!({ "type": "object", "required": ["approved"], "additionalProperties": false,
+                    "properties": { "approved": { "type": "boolean" }, "by": { "type": "string" },
+                        "comment": { "type": "string" }, "node": { "type": "string" } } });
+            let moved = json!({ "type": "object", "required": ["id", "node", "status"], "properties": {
+                    "id": { "type": "string" }, "node": { "type": "string" }, "status": { "type": "string" } } });
+            (
+                vec![(200, "decided (journaled)", json_body(moved))],
+                &[400, 404, 409, 422, 500],
+                Some((true, json_body(body))),
+            )
+        }
+        ("post", "/executions/{id}/cancel") => {
+            let body = json!({ "type": "object", "additionalProperties": false,
+                    "properties": { "reason": { "type": "string" } } });
+            (
+                vec![(200, "cancelled", json_body(schema("Moved")))],
+                &[400, 404, 409, 500],
+                Some((false, json_body(body))),
+            )
+        }
+        _ => (vec![(200, "success", json_body(json!({})))], &[500], None),
+    };
+    Op { ok, errors, request, params }
+}
+
+fn operation(r: &Route) -> Value {
+    let Op { ok, errors, request, params } = op(r);
+    let mut responses = Map::new();
+    for (status, description, content) in ok {
+        responses.insert(status.to_string(), json!({ "description": description, "content": content }));
+    }
+    let mut statuses: Vec<u16> = errors.to_vec();
+    statuses.extend([403, 421]);
+    if r.keyed {
+        statuses.push(401);
+    }
+    if r.method == "post" {
+        statuses.extend([413, 415]);
+    }
+    statuses.sort_unstable();
+    statuses.dedup();
+    for status in statuses {
+        responses.insert(
+            status.to_string(),
+            json!({ "description": error_description(status), "content": json_body(schema("Error")) }),
+        );
+    }
+    let mut op = json!({
+        "summary": r.summary,
+        "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
+        "responses": responses,
+    });
+    if !params.is_empty() {
+        op["parameters"] = Value::Array(params);
+    }
+    if let Some((required, content)) = request {
+        op["requestBody"] = json!({ "required": required, "content": content });
+    }
+    if !r.keyed {
+        op["security"] = json!([]);
+    }
+    op
+}
+
+fn components() -> Value {
+    let text = json!({ "type": "string" });
+    let ms = json!({ "type": "integer", "minimum": 0 });
+    json!({
+        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                    "code": text, "message": text, "details": {}
+                } } }
+            },
+            "Health": { "type": "object", "required": ["status", "version"],
+                "properties": { "status": { "const": "ok" }, "version": text } },
+            "Registration": { "type": "object", "required": ["workflow_id", "version", "hash", "registered_ms"],
+                "properties": { "workflow_id": text, "version": text, "hash": text, "registered_ms": ms } },
+            "Started": { "type": "object", "required": ["id", "workflow_id", "version", "status"],
+                "properties": { "id": text, "workflow_id": text, "version": text, "status": text } },
+            "Moved": { "type": "object", "required": ["id", "status"],
+                "properties": { "id": text, "status": text } },
+            "Summary": { "type": "object",
+                "required": ["id", "workflow_id", "version", "status", "created_ms", "updated_ms"],
+                "properties": { "id": text, "workflow_id": text, "version": text, "status": text,
+                    "created_ms": ms, "updated_ms": ms } },
+            "Usage": { "type": "object", "required": ["input_tokens", "output_tokens", "cost_usd"],
+                "properties": { "input_tokens": ms, "output_tokens": ms, "cost_usd": { "type": "number" } } },
+            "Waiting": { "type": "object", "required": ["id", "node", "kind", "since_ms"], "properties": {
+                "id": text, "node": text, "kind": { "enum": ["event", "approval", "timer"] },
+                "event": { "type": ["string", "null"] }, "prompt": { "type": ["string", "null"] },
+                "since_ms": ms, "deadline_ms": { "type": ["integer", "null"] } } },
+            "Execution": { "type": "object",
+                "required": ["id", "workflow_id", "version", "status", "state", "error", "usage",
+                    "created_ms", "updated_ms", "waiting"],
+                "properties": { "id": text, "workflow_id": text, "version": text, "status": text, "state": {},
+                    "error": { "type": ["string", "null"] }, "usage": { "$ref": "#/components/schemas/Usage" },
+                    "created_ms": ms, "updated_ms": ms,
+                    "waiting": { "type": "array", "items": { "$ref": "#/components/schemas/Waiting" } } } },
+            "Record": { "type": "object", "required": ["seq", "at_ms", "event"], "properties": {
+                "seq": { "type": "integer", "minimum": 1 }, "at_ms": ms,
+                "event": { "type": ["object", "string"], "description": "the event: {Name: {...}}, or \"Name\"" } } }
+        }
+    })
+}
 
 /// The document.
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
     for r in ROUTES {
-        let mut op = json!({
-            "summary": r.summary,
-            "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
-            "responses": {
-                r.ok.to_string(): { "description": "success" },
-                "default": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-            },
-        });
-        if r.path.contains("{id}") {
-            op["parameters"] =
-                json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
-        }
-        if !r.body.is_empty() {
-            let content: Map<String, Value> = r.body.iter().map(|m| (m.to_string(), json!({}))).collect();
-            op["requestBody"] = json!({ "required": r.path != "/executions/{id}/cancel", "content": content });
-        }
-        if !r.keyed {
-            op["security"] = json!([]);
-        }
-        paths.entry(r.path.to_string()).or_insert_with(|| json!({}))[r.method] = op;
+        paths.entry(r.path.to_string()).or_insert_with(|| json!({}))[r.method] = operation(r);
     }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "jamjet dev REST API", "version": env!("CARGO_PKG_VERSION"), "description": "See docs/api.md." },
         "paths": paths,
         "security": [{ "bearer": [] }],
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": { "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-                    "code": { "type": "string" }, "message": { "type": "string" }, "details": {}
-                } } }
-            } }
-        }
+        "components": components(),
     })
 }
 

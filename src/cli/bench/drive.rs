@@ -80,8 +80,9 @@ pub struct DriveArgs {
     /// Drive this server (e.g. http://127.0.0.1:7700) through its REST API.
     #[arg(long, env = "JAMJET_SERVER")]
     pub server: Option<String>,
-    /// Bearer key for a server that asks for one.
-    #[arg(long, env = "JAMJET_API_KEY", hide_env_values = true)]
+    /// Bearer key for a server that asks for one: from `JAMJET_API_KEY` only
+    /// (a flag would show the key in `ps`).
+    #[arg(skip = std::env::var("JAMJET_API_KEY").ok())]
     pub api_key: Option<String>,
     /// Read per-node latencies from at most this many of the window's executions.
     #[arg(long, default_value_t = 10_000)]

@@ -43,8 +43,9 @@ pub struct HttpArgs {
     /// Drive this server (e.g. http://127.0.0.1:7700) instead of one started in-process.
     #[arg(long)]
     pub server: Option<String>,
-    /// Bearer key for a server that asks for one.
-    #[arg(long, env = "JAMJET_API_KEY", hide_env_values = true)]
+    /// Bearer key for a server that asks for one: from `JAMJET_API_KEY` only
+    /// (a flag would show the key in `ps`).
+    #[arg(skip = std::env::var("JAMJET_API_KEY").ok())]
     pub api_key: Option<String>,
     /// Concurrent clients posting executions.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]

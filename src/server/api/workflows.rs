@@ -1,6 +1,14 @@
 //! `/workflows`: register a workflow (YAML, compiled and validated like
 //! `jamjet validate`; or the IR as JSON, re-checked by [`super::ir_check`]),
 //! list the registrations, read one with its IR.
+//!
+//! A posted workflow is the poster's, not the operator's: YAML is compiled
+//! with the server's [`Policy`](crate::server::policy::Policy) (sub-workflow
+//! files only under `--workflows`), and a workflow declaring a stdio MCP
+//! server is refused (422 `not_allowed`) unless the operator allowed its
+//! command. Compiling and checking run on the blocking pool, at most
+//! [`compile_slots`] at once, so a large or slow workflow never holds up
+//! an async worker (and `/health` with it).
 
 use axum::Json;
 use axum::Router;
@@ -13,11 +21,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::extract::{media_type, parse_json, unsupported};
-use super::super::{ApiError, AppState};
-use crate::ir::Workflow;
+use super::super::policy::Policy;
+use super::super::{ApiError, AppState, Config};
+use crate::ir::{Options, Workflow};
 
 /// What `POST /workflows` takes.
-const ACCEPTED: &str = "application/yaml, text/yaml, application/x-yaml, text/plain (YAML) or application/json (IR)";
+const ACCEPTED: &str = "application/yaml (YAML) or application/json (IR)";
 /// How findings name a workflow that came in a request body.
 pub const BODY_FILE: &str = "request-body.yaml";
 
@@ -38,11 +47,18 @@ async fn register(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let media = media_type(&headers);
-    let wf = match media.as_deref() {
-        Some("application/yaml" | "text/yaml" | "application/x-yaml" | "text/plain") => from_yaml(&body)?,
-        Some("application/json") => from_ir(&body)?,
+    let yaml = match media.as_deref() {
+        Some("application/yaml") => true,
+        Some("application/json") => false,
         other => return Err(unsupported(other, ACCEPTED)),
     };
+    let config = st.config.clone();
+    let wf = off_the_workers(move || {
+        let wf = if yaml { from_yaml(&body, &config) } else { from_ir(&body) }?;
+        allowed(&wf, &config.policy)?;
+        Ok(wf)
+    })
+    .await?;
     let before = st.rt.workflows()?;
     let r = st.rt.register(&wf, q.replace).await?;
     let existed = before.iter().any(|b| b == &r);
@@ -50,12 +66,57 @@ async fn register(
     Ok((status, Json(json!(r))).into_response())
 }
 
-fn from_yaml(body: &[u8]) -> Result<Workflow, ApiError> {
+/// How many posted workflows compile at once (the rest wait their turn):
+/// one per core, so a flood of large posts keeps every async worker and
+/// most of the blocking pool free.
+pub fn compile_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Run `work` (CPU-bound: compile, check) on the blocking pool, at most
+/// [`compile_slots`] at a time.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| tokio::sync::Semaphore::new(compile_slots()));
+    let internal = |e: &dyn std::fmt::Display| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("compiling the workflow failed: {e}"))
+    };
+    let _slot = slots.acquire().await.map_err(|e| internal(&e))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| internal(&e))?
+}
+
+/// 422 `not_allowed` when `wf` declares a command the policy does not allow.
+fn allowed(wf: &Workflow, policy: &Policy) -> Result<(), ApiError> {
+    let refused = policy.commands_refused(wf);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    let commands: Vec<&str> = refused.iter().map(|r| r.command.as_str()).collect();
+    let flags: Vec<String> = commands.iter().map(|c| format!("--allow-command {c}")).collect();
+    let message = format!(
+        "this server does not run commands from posted workflows: {}. The operator may allow them with \
+         `jamjet dev {}` (or --allow-commands for any), or put the file in --workflows DIR",
+        lines.join("; "),
+        flags.join(" ")
+    );
+    let details: Vec<Value> = refused
+        .iter()
+        .map(|r| json!({ "workflow": r.workflow, "nodes": r.path, "server": r.server, "command": r.command }))
+        .collect();
+    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message)
+        .with_details(json!({ "commands": details })))
+}
+
+fn from_yaml(body: &[u8], config: &Config) -> Result<Workflow, ApiError> {
     let src = std::str::from_utf8(body).map_err(|e| {
         ApiError::bad_request(format!("the workflow is not UTF-8 text: {e}"))
             .with_details(json!({ "byte_offset": e.valid_up_to() }))
     })?;
-    crate::ir::compile_str(src, BODY_FILE).map_err(|d| {
+    let options = Options { limits: config.limits, includes: config.policy.includes() };
+    crate::ir::compile_str_with(src, BODY_FILE, &options).map_err(|d| {
         let findings: Vec<Value> = d
             .iter()
             .map(
