@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::{CliResult, Failure};
 use crate::runtime::Runtime;
 use crate::server::auth::Keys;
-use crate::server::policy::{Commands, Policy};
+use crate::server::policy::{Commands, Env, Policy};
 use crate::server::{self, AppState, Config};
 
 /// Where API keys may be given in clear (never a flag: `ps` would show it).
@@ -43,6 +43,10 @@ pub struct Args {
     /// Let posted workflows declare stdio MCP servers whose `command:` is exactly CMD (repeatable).
     #[arg(long = "allow-command", value_name = "CMD")]
     pub allow_command: Vec<String>,
+    /// Let posted workflows read (and send) the environment variable NAME (repeatable; `*` for any).
+    /// Without it they may only send a model provider's default key to that provider.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
     /// Serve every registered workflow as an A2A agent, not only those marked `a2a:`.
     #[arg(long)]
     pub a2a: bool,
@@ -102,7 +106,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             a.bind
         )));
     }
-    let rt = Runtime::builder().data_dir(data_dir).bench_functions().open().await?;
+    let limits = super::limits();
+    let rt = Runtime::builder().data_dir(data_dir).bench_functions().limits(limits).open().await?;
     if let Some(dir) = &a.workflows {
         register_folder(&rt, dir).await?;
     }
@@ -117,6 +122,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     config.api_keys = keys;
     config.cors_origins = a.cors_origins;
     config.policy = policy;
+    config.limits = limits;
     println!("jamjet dev listening on http://{bound}");
     let _ = std::io::stdout().flush();
     let state = AppState { rt: rt.clone(), config: Arc::new(config) };
@@ -142,7 +148,14 @@ fn policy(a: &Args) -> Result<Policy, Failure> {
                 .map_err(|e| Failure::usage(format!("cannot use --workflows {}: {e}", dir.display())))?,
         ),
     };
-    Ok(Policy { commands, workflows_dir })
+    let env = if a.allow_env.iter().any(|n| n == "*") {
+        Env::Any
+    } else if a.allow_env.is_empty() {
+        Env::Defaults
+    } else {
+        Env::Also(a.allow_env.iter().cloned().collect())
+    };
+    Ok(Policy { commands, env, workflows_dir })
 }
 
 /// `--public-url` and each `--cors-origin` must be what a browser sends.
@@ -168,7 +181,7 @@ async fn register_folder(rt: &Runtime, dir: &Path) -> Result<(), Failure> {
         .collect();
     files.sort();
     for file in files {
-        let wf = crate::ir::compile_file(&file)
+        let wf = crate::ir::compile_file_with(&file, &super::compile_options())
             .map_err(|d| Failure::new(format!("{} does not compile:\n{d}", file.display())))?;
         let r = rt.register(&wf, true).await?;
         eprintln!("registered {} {} from {}", r.workflow_id, r.version, file.display());

@@ -8,13 +8,8 @@
 
 use crate::ir::{Limits, Workflow};
 
-/// Every problem of `wf` under the default limits (empty when it passes),
+/// Every problem of `wf` under the server's limits (empty when it passes),
 /// with the path of the field it is about.
-pub fn check(wf: &Workflow) -> Vec<(String, String)> {
-    check_with(wf, &Limits::default())
-}
-
-/// [`check`] under these limits.
 pub fn check_with(wf: &Workflow, limits: &Limits) -> Vec<(String, String)> {
     crate::ir::check(wf, limits).into_iter().map(|f| (f.path, f.message)).collect()
 }

@@ -54,7 +54,7 @@ async fn register(
     };
     let config = st.config.clone();
     let wf = off_the_workers(move || {
-        let wf = if yaml { from_yaml(&body, &config) } else { from_ir(&body) }?;
+        let wf = if yaml { from_yaml(&body, &config) } else { from_ir(&body, &config) }?;
         allowed(&wf, &config.policy)?;
         Ok(wf)
     })
@@ -87,8 +87,30 @@ async fn off_the_workers<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|e| internal(&e))?
 }
 
-/// 422 `not_allowed` when `wf` declares a command the policy does not allow.
+/// 422 `not_allowed` when `wf` declares a command, or reads an environment
+/// variable, the policy does not allow.
 fn allowed(wf: &Workflow, policy: &Policy) -> Result<(), ApiError> {
+    let env = policy.env_refused(wf);
+    if !env.is_empty() {
+        let lines: Vec<String> = env.iter().map(ToString::to_string).collect();
+        let mut vars: Vec<&str> = env.iter().map(|r| r.var.as_str()).collect();
+        vars.sort_unstable();
+        vars.dedup();
+        let flags: Vec<String> = vars.iter().map(|v| format!("--allow-env {v}")).collect();
+        let message = format!(
+            "this server does not give posted workflows its environment: {}. A posted workflow may only send a model \
+             provider's default key to that provider; the operator may allow more with `jamjet dev {}`, or put the \
+             file in --workflows DIR",
+            lines.join("; "),
+            flags.join(" ")
+        );
+        let details: Vec<Value> = env
+            .iter()
+            .map(|r| json!({ "workflow": r.workflow, "nodes": r.path, "place": r.place, "variable": r.var }))
+            .collect();
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message)
+            .with_details(json!({ "environment": details })));
+    }
     let refused = policy.commands_refused(wf);
     if refused.is_empty() {
         return Ok(());
@@ -132,9 +154,9 @@ fn from_yaml(body: &[u8], config: &Config) -> Result<Workflow, ApiError> {
     })
 }
 
-fn from_ir(body: &[u8]) -> Result<Workflow, ApiError> {
+fn from_ir(body: &[u8], config: &Config) -> Result<Workflow, ApiError> {
     let wf: Workflow = parse_json(body)?;
-    let problems = super::ir_check::check(&wf);
+    let problems = super::ir_check::check_with(&wf, &config.limits);
     if problems.is_empty() {
         return Ok(wf);
     }
