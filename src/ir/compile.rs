@@ -194,6 +194,8 @@ struct Ctx {
     mcp_declared: Vec<String>,
     /// Limits and what may be read (sub-workflow files).
     options: Options,
+    /// The workflow files of each directory a `workflow: <id>` looked in.
+    scanned: HashMap<PathBuf, std::rc::Rc<Vec<subworkflow::Candidate>>>,
 }
 
 /// The workflow's own fields; `None` where they have findings.

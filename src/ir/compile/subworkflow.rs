@@ -25,7 +25,7 @@ use crate::ir::{Limit, Limits, NodeKind, Span, SubWorkflowNode, Type, Workflow};
 pub(super) const SUB_WORKFLOW: &[&str] = &["file", "workflow", "version", "input", "output_key"];
 
 /// A file beside the parent that declares a workflow.
-struct Candidate {
+pub(super) struct Candidate {
     path: PathBuf,
     id: String,
     version: String,
@@ -114,7 +114,15 @@ impl Ctx {
             self.add(y.span, message);
             return None;
         };
-        let candidates = candidates(&dir, &self.options);
+        // One scan of a directory per compilation, however many nodes look in it.
+        let candidates = match self.scanned.get(&dir) {
+            Some(known) => known.clone(),
+            None => {
+                let found = std::rc::Rc::new(candidates(&dir, &self.options));
+                self.scanned.insert(dir.clone(), found.clone());
+                found
+            }
+        };
         let fits = |c: &&Candidate| c.id == id && version.as_ref().is_none_or(|v| *v == c.version);
         let matches: Vec<&Candidate> = candidates.iter().filter(fits).collect();
         let shown_dir = if dir.as_os_str().is_empty() { ".".to_string() } else { dir.display().to_string() };
