@@ -25,7 +25,7 @@ mod timers;
 
 #[cfg(test)]
 pub(crate) use execution::ExecutionMsg;
-pub(crate) use execution::{Delivery, Start};
+pub(crate) use execution::{Delivery, Start, index_row};
 pub use retry::RestartBudget;
 pub(crate) use supervisor::{Supervisor, SupervisorMsg};
 pub(crate) use timers::TimerWheel;

@@ -11,6 +11,7 @@ mod executions;
 mod follow;
 mod inspect;
 mod remote;
+mod repair;
 mod report;
 mod resume;
 mod run;
@@ -55,6 +56,8 @@ pub enum Command {
     Executions(executions::Args),
     /// Rehydrate every running execution and carry each on until it settles.
     Resume(resume::Args),
+    /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
+    Repair(repair::Args),
     /// Load runs that measure the runtime (figures for the README).
     Bench(bench::Args),
     /// Run a dataset through a workflow and score every row.
@@ -124,6 +127,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
+        Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Eval(a) => eval::run(&cli.data_dir, a).await,
     }
