@@ -898,6 +898,12 @@ impl Runtime {
         Ok(journal::Listing { rows: whole, damaged, cut_short })
     }
 
+    /// Every execution that cannot be read in full, and what fails (see
+    /// [`check`](Self::check)), oldest first.
+    pub fn damaged(&self) -> Result<Vec<journal::Damage>, Error> {
+        Ok(self.check()?.damaged)
+    }
+
     /// The event timeline of one execution.
     pub fn events(&self, id: ExecutionId) -> Result<Vec<Record>, Error> {
         let records = self.services().journal.read(id)?;

@@ -466,6 +466,30 @@ mod tests {
 
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// A stored frame of any bytes decodes or names the record that
+        /// does not: it never panics.
+        #[test]
+        fn any_frame_bytes_decode_or_name_the_bad_record(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Err(bad) = decode_frame_at(7, &bytes) {
+                proptest::prop_assert!(bad.seq >= 7);
+            }
+        }
+    }
+
+    #[test]
+    fn a_garbled_record_is_named_by_its_sequence_number() {
+        let mut frame = encode_frame(5, &[Event::NodeScheduled { node: "a".into(), visit: 1 }]);
+        frame.extend_from_slice(&[5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+        let bad = decode_frame_at(10, &frame).unwrap_err();
+        assert_eq!(bad.seq, 11);
+        assert!(bad.to_string().starts_with("record 11 does not decode"), "{bad}");
+        let cut = decode_frame_at(10, &frame[..frame.len() - 2]).unwrap_err();
+        assert_eq!((cut.seq, cut.detail.as_str()), (11, "is cut short"));
+    }
+
     #[test]
     fn json_is_a_value_in_json_and_text_in_the_journal() {
         let record = Record {

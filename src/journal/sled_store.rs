@@ -193,6 +193,32 @@ impl SledJournal {
         &self.dir
     }
 
+    /// The key of the first index row after `after` (the index's start
+    /// when `None`) from which a scan reads again, past a page sled cannot
+    /// read. The rows in that page lie in one range of ids, and a scan that
+    /// starts in it fails: a binary search over the ids finds its end.
+    fn first_readable_row_after(&self, after: Option<ExecutionId>) -> Option<Vec<u8>> {
+        let fails = |id: u128| {
+            let key = meta_key(ExecutionId::from_bytes(id.to_be_bytes()));
+            matches!(self.db.range(key.to_vec()..vec![META + 1]).next(), Some(Err(_)))
+        };
+        let mut lo = after.map_or(0, |id| u128::from_be_bytes(id.to_bytes()).saturating_add(1));
+        let mut hi = u128::MAX;
+        if fails(hi) {
+            return None;
+        }
+        // fails(lo) holds (the scan failed there), fails(hi) does not.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if fails(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(meta_key(ExecutionId::from_bytes(lo.to_be_bytes())).to_vec())
+    }
+
     /// Make `batch` durable through the log (what repair writes).
     pub(super) async fn commit(&self, batch: Batch) -> Result<(), Error> {
         self.wal.commit(batch).await
@@ -330,26 +356,45 @@ impl Journal for SledJournal {
 
     fn listing(&self) -> Result<Listing, Error> {
         let mut out = Listing::default();
-        for kv in self.db.scan_prefix([META]) {
-            let (k, v) = match kv {
-                Ok(kv) => kv,
-                Err(e @ sled::Error::Corruption { .. }) => {
-                    let after = out.rows.last().map(|m| m.id).max(out.damaged.last().map(|d| d.execution));
-                    let at = after.map_or("its start".to_string(), |id| format!("the row of {id}"));
-                    out.cut_short = Some(format!("the execution index cannot be read past {at}: {e}"));
-                    break;
+        let mut cuts = Vec::new();
+        let mut from = vec![META];
+        'scan: loop {
+            for kv in self.db.range(from.clone()..vec![META + 1]) {
+                let (k, v) = match kv {
+                    Ok(kv) => kv,
+                    Err(e @ sled::Error::Corruption { .. }) => {
+                        // A page of the index cannot be read: go on past it.
+                        let last = out.rows.last().map(|m| m.id).max(out.damaged.last().map(|d| d.execution));
+                        let next = self.first_readable_row_after(last);
+                        let after = last.map_or("its start".to_string(), |id| format!("the row of {id}"));
+                        let until = match &next {
+                            Some(k) => format!("up to {}", id_in(k).expect("a row key")),
+                            None => "to its end".to_string(),
+                        };
+                        cuts.push(format!("the execution index cannot be read from after {after} {until}: {e}"));
+                        match next {
+                            // Only ever forward, so the scan ends.
+                            Some(k) if k > from => {
+                                from = k;
+                                continue 'scan;
+                            }
+                            _ => break 'scan,
+                        }
+                    }
+                    Err(other) => return Err(storage(other)),
+                };
+                let Some(id) = id_in(&k).filter(|_| k.len() == 17) else {
+                    tracing::warn!(key = ?k, "an execution index key of the wrong length; skipped");
+                    continue;
+                };
+                match decode_meta_of(id, &v) {
+                    Ok(meta) => out.rows.push(meta),
+                    Err(damage) => out.damaged.push(damage),
                 }
-                Err(other) => return Err(storage(other)),
-            };
-            let Some(id) = id_in(&k).filter(|_| k.len() == 17) else {
-                tracing::warn!(key = ?k, "an execution index key of the wrong length; skipped");
-                continue;
-            };
-            match decode_meta_of(id, &v) {
-                Ok(meta) => out.rows.push(meta),
-                Err(damage) => out.damaged.push(damage),
             }
+            break;
         }
+        out.cut_short = (!cuts.is_empty()).then(|| cuts.join("; "));
         Ok(out)
     }
 

@@ -215,6 +215,46 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Any bytes: no panic, and every byte is either in a frame read or in a stretch dropped.
+        #[test]
+        fn any_bytes_scan_without_panicking_and_are_all_accounted_for(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let s = scan(&bytes);
+            let mut framed = Vec::new();
+            for b in &s.batches {
+                encode(b, &mut framed);
+            }
+            proptest::prop_assert_eq!(framed.len() + s.dropped.iter().map(|d| d.len).sum::<usize>(), bytes.len());
+        }
+
+        /// One flipped byte costs exactly the frame that holds it.
+        #[test]
+        fn one_flipped_byte_loses_only_its_own_frame(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 1..8),
+            at in proptest::num::usize::ANY,
+            bit in 0u8..8,
+        ) {
+            let batches: Vec<Batch> = values.iter().enumerate().map(|(i, v)| vec![(vec![i as u8], v.clone())]).collect();
+            let mut bytes = Vec::new();
+            let mut starts = Vec::new();
+            for b in &batches {
+                starts.push(bytes.len());
+                encode(b, &mut bytes);
+            }
+            let at = at % bytes.len();
+            bytes[at] ^= 1 << bit;
+            let hit = starts.iter().rposition(|&s| s <= at).expect("the first frame starts at 0");
+            let mut want = batches.clone();
+            want.remove(hit);
+            let s = scan(&bytes);
+            proptest::prop_assert_eq!(s.batches, want);
+            proptest::prop_assert_eq!(s.dropped.len(), 1);
+            proptest::prop_assert_eq!(s.dropped[0].offset, starts[hit]);
+        }
+    }
+
     #[test]
     fn zeros_after_the_last_frame_are_a_torn_tail() {
         let (mut buf, _) = three();
