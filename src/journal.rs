@@ -57,7 +57,7 @@ pub enum Error {
     Damaged(Damage),
     /// The store's own files cannot be opened (sled reports corrupted data).
     #[error(
-        "the store in {path} cannot be opened: {file} ({reason}). Nothing was changed. Run `jamjet repair` with no jamjet process using the data dir: it rebuilds the store from the journal archive"
+        "the store in {path} cannot be opened: {file} ({reason}). Run `jamjet repair` with no jamjet process using the data dir: it rebuilds the store from the journal archive, and keeps sled's files in its quarantine folder"
     )]
     StoreDamaged { path: String, file: String, reason: String },
 }
@@ -113,8 +113,9 @@ pub struct Listing {
     pub rows: Vec<ExecutionMeta>,
     /// Every row that does not (its id is in its key), oldest first.
     pub damaged: Vec<Damage>,
-    /// Set when the store itself failed partway through the index: the
-    /// rows past that point are missing from both lists.
+    /// Set when the store itself cannot read part of the index (a page
+    /// sled reports corrupt): names the ranges of ids whose rows are
+    /// missing from both lists. The scan goes on past each.
     pub cut_short: Option<String>,
 }
 

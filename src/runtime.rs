@@ -948,7 +948,7 @@ impl Runtime {
             skipped.push((d.execution, d.to_string()));
         }
         if let Some(why) = &listing.cut_short {
-            tracing::warn!("{why}; the executions past it are not resumed (`jamjet repair` rebuilds the store)");
+            tracing::warn!("{why}; the executions there are not resumed (`jamjet repair` rebuilds the store)");
         }
         // Every rehydration is asked for first, then awaited: the supervisor starts them one by one.
         let mut asked = Vec::new();

@@ -349,6 +349,8 @@ fn a_corrupt_record_names_its_execution_and_sequence_number_and_repair_fails_tha
         let last = i["events"].as_array().unwrap().last().unwrap().clone();
         let error = last["event"]["ExecutionFailed"]["error"].as_str().unwrap_or_default().to_string();
         assert!(error.contains("damaged at record 4") && error.contains("quarantine"), "{last}");
+        // What the cut-off rest had come to is said, when it reads.
+        assert_eq!(error.contains("it had ended: ExecutionCompleted at record"), id == done, "{error}");
     }
     others_unharmed(&f.dir, &before, &[done, parked]);
 }

@@ -130,7 +130,7 @@ fn damaged_row(d: &Damage) -> serde_json::Value {
 
 fn print_list(listing: &Listing, json: bool) {
     if let Some(why) = &listing.cut_short {
-        eprintln!("warning: {why}; the rows past it are not listed (`jamjet repair` rebuilds the store)");
+        eprintln!("warning: {why}; the rows there are not listed (`jamjet repair` rebuilds the store)");
     }
     if json {
         let mut rows: Vec<(crate::ExecutionId, serde_json::Value)> = listing

@@ -157,7 +157,7 @@ fn rebuild(
     if !has_archive(data_dir) {
         report.problems.push(format!(
             "sled's files are damaged ({why}), and this data dir has no journal archive to rebuild them from; \
-             nothing was changed"
+             repair moved and rewrote nothing"
         ));
         return Ok(None);
     }
@@ -250,9 +250,16 @@ async fn repair(
         if let Some((seq, detail)) = &plan.cut
             && !machine.phase.is_terminal()
         {
+            // What the rest of the history had come to, if its last record reads.
+            let ended = match journal.last_record(id) {
+                Some(r) if r.event.is_terminal() && r.seq > *seq => {
+                    format!(" (it had ended: {} at record {})", r.event.name(), r.seq)
+                }
+                _ => String::new(),
+            };
             let error = format!(
                 "its history was damaged at record {seq} ({detail}); `jamjet repair` moved that record and the ones \
-                 after it to {}",
+                 after it to {}{ended}",
                 folder.display()
             );
             let event = Event::ExecutionFailed { node: None, error: error.clone() };

@@ -241,6 +241,13 @@ impl SledJournal {
             .collect()
     }
 
+    /// The last record of an execution's history, if its frame reads (what
+    /// a history cut by damage had come to).
+    pub fn last_record(&self, execution: ExecutionId) -> Option<Record> {
+        let (k, v) = self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)).next_back()?.ok()?;
+        decode_frame_at(seq_in(&k)?, &v).ok()?.pop()
+    }
+
     /// The readable prefix of an execution's history: every record before
     /// the first one that cannot be read.
     pub fn read_prefix(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {

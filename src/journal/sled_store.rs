@@ -367,8 +367,12 @@ impl Journal for SledJournal {
                         let last = out.rows.last().map(|m| m.id).max(out.damaged.last().map(|d| d.execution));
                         let next = self.first_readable_row_after(last);
                         let after = last.map_or("its start".to_string(), |id| format!("the row of {id}"));
-                        let until = match &next {
-                            Some(k) => format!("up to {}", id_in(k).expect("a row key")),
+                        let resumes_at = next.as_ref().and_then(|k| {
+                            let found = self.db.range(k.clone()..vec![META + 1]).next()?.ok()?;
+                            id_in(&found.0)
+                        });
+                        let until = match resumes_at {
+                            Some(id) => format!("up to the row of {id}"),
                             None => "to its end".to_string(),
                         };
                         cuts.push(format!("the execution index cannot be read from after {after} {until}: {e}"));
