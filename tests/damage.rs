@@ -495,6 +495,39 @@ fn a_flipped_byte_in_sleds_files_is_refused_by_name_or_contained_and_repair_rest
     assert!(refused > 0, "some flips must be refused at open: {targets:?}");
 }
 
+#[test]
+fn without_an_archive_a_damaged_conf_or_snapshot_is_set_aside_and_sled_recovers_from_its_log() {
+    // A data dir from before the archive: none to rebuild from.
+    let f = Fixture::new();
+    let before = listed(&f.dir);
+    std::fs::remove_dir_all(f.dir.join("journal.archive")).unwrap();
+    let snapshot = std::fs::read_dir(f.dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("snap."))
+        .expect("sled wrote a snapshot");
+    let clean = tempfile::Builder::new().prefix("jamjet-damage-clean-").tempdir().unwrap();
+    copy_dir(&f.dir, clean.path());
+    for file in ["conf".to_string(), snapshot] {
+        let work = tempfile::Builder::new().prefix("jamjet-damage-noarchive-").tempdir().unwrap();
+        copy_dir(clean.path(), work.path());
+        let path = work.path().join("journal").join(&file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[5] ^= 0x5a;
+        std::fs::write(&path, &bytes).unwrap();
+        let out = run(work.path(), &["executions"], &[]);
+        assert!(
+            !out.status.success() && text(&out.stderr).contains(&format!("journal/{file}")),
+            "{}",
+            text(&out.stderr)
+        );
+        let said = repair_heals(work.path());
+        assert!(said.contains("set aside") && said.contains(&file), "{said}");
+        assert_eq!(listed(work.path()), before, "{file}: after repair");
+        assert!(work.path().join("journal.archive").is_dir(), "an archive is seeded once the store opens");
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -35,7 +35,7 @@ use crate::clock::{Clock, SystemClock, format_ms};
 use crate::id::ExecutionId;
 use crate::journal::repair::{
     Audit, IndexChanges, Kind, Quarantine, has_archive, key_text, rebuild_store, row_key, set_archive_aside,
-    verify_archive,
+    set_files_aside, settings_failing_checksum, verify_archive,
 };
 use crate::journal::{self, Append, Event, ExecutionMeta, Journal, SledJournal, Timer};
 
@@ -57,6 +57,9 @@ struct Report {
     log: Vec<String>,
     /// Set when sled's files were (or would be) rebuilt from the archive, and why.
     rebuilt: Option<Rebuilt>,
+    /// sled's settings or snapshot set aside (no archive): sled wrote new
+    /// settings, or recovered from its log.
+    set_aside: Vec<String>,
     /// Where the quarantined values went.
     quarantine: Option<String>,
     quarantined: Vec<Quarantine>,
@@ -77,6 +80,19 @@ struct Report {
     healthy: bool,
     /// What is still wrong, if anything.
     problems: Vec<String>,
+}
+
+impl Report {
+    fn changed_anything(&self) -> bool {
+        !(self.quarantined.is_empty()
+            && self.rows.is_empty()
+            && self.rebuilt.is_none()
+            && self.archive.is_empty()
+            && self.set_aside.is_empty()
+            && self.failed.is_empty()
+            && self.removed.is_empty()
+            && self.keys_set + self.keys_removed + self.timers_set + self.timers_cleared == 0)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -155,11 +171,7 @@ fn rebuild(
     report: &mut Report,
 ) -> Result<Option<SledJournal>, Failure> {
     if !has_archive(data_dir) {
-        report.problems.push(format!(
-            "sled's files are damaged ({why}), and this data dir has no journal archive to rebuild them from; \
-             repair moved and rewrote nothing"
-        ));
-        return Ok(None);
+        return salvage(data_dir, folder, dry_run, why, report);
     }
     if dry_run {
         report.rebuilt = Some(Rebuilt { why, batches: 0, bytes: 0, dropped: Vec::new() });
@@ -169,9 +181,66 @@ fn rebuild(
     let replayed = rebuild_store(data_dir, folder).map_err(|e| Failure::new(e.to_string()))?;
     report.quarantine = Some(folder.display().to_string());
     report.rebuilt = Some(Rebuilt { why, batches: replayed.batches, bytes: replayed.bytes, dropped: replayed.dropped });
-    let j = SledJournal::open(data_dir).map_err(|e| Failure::new(format!("after the rebuild: {e}")))?;
+    let j = reopen(data_dir).map_err(|e| Failure::new(format!("after the rebuild: {e}")))?;
     report.log.extend(j.recovered().iter().cloned());
     Ok(Some(j))
+}
+
+/// With no archive: set aside the settings or snapshot that fail their
+/// checksum, which sled can do without (it writes new settings, and
+/// recovers from its log without a snapshot), and open again. Damage in
+/// sled's log itself cannot be undone this way.
+fn salvage(
+    data_dir: &Path,
+    folder: &Path,
+    dry_run: bool,
+    why: String,
+    report: &mut Report,
+) -> Result<Option<SledJournal>, Failure> {
+    let files = settings_failing_checksum(data_dir);
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    if files.is_empty() {
+        report.problems.push(format!(
+            "sled's files are damaged ({why}), and this data dir has no journal archive to rebuild them from; \
+             repair moved and rewrote nothing"
+        ));
+        return Ok(None);
+    }
+    if dry_run {
+        report.set_aside = names;
+        report.problems.push(format!("sled's files are damaged ({why}): repair would set the files above aside"));
+        return Ok(None);
+    }
+    set_files_aside(&files, folder).map_err(|e| Failure::new(e.to_string()))?;
+    report.set_aside = names;
+    report.quarantine = Some(folder.display().to_string());
+    match reopen(data_dir) {
+        Ok(j) => {
+            report.log.extend(j.recovered().iter().cloned());
+            Ok(Some(j))
+        }
+        Err(e) => {
+            report.problems.push(format!("with those set aside, the store still cannot be opened: {e}"));
+            Ok(None)
+        }
+    }
+}
+
+/// How long repair waits for sled to let go of a store it closed.
+const RELEASE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Open the journal again after repair closed it: sled's background
+/// threads (a snapshot it was writing) may hold its lock a moment longer.
+fn reopen(data_dir: &Path) -> Result<SledJournal, journal::Error> {
+    let began = std::time::Instant::now();
+    loop {
+        match SledJournal::open(data_dir) {
+            Err(journal::Error::Locked { .. }) if began.elapsed() < RELEASE_LIMIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One execution's history as repair sees it.
@@ -345,7 +414,7 @@ fn check_archive(data_dir: &Path, folder: &Path, dry_run: bool, report: &mut Rep
     set_archive_aside(data_dir, folder).map_err(|e| Failure::new(e.to_string()))?;
     report.quarantine = Some(folder.display().to_string());
     // Opening seeds a new archive from the store.
-    let j = SledJournal::open(data_dir).map_err(|e| Failure::new(format!("seeding a new journal archive: {e}")))?;
+    let j = reopen(data_dir).map_err(|e| Failure::new(format!("seeding a new journal archive: {e}")))?;
     drop(j);
     if !has_archive(data_dir) {
         report.problems.push("no new journal archive could be seeded from the store".into());
@@ -463,6 +532,9 @@ fn print_text(r: &Report) {
             }
         }
     }
+    for f in &r.set_aside {
+        println!("{} {f}: it fails its checksum, and sled can do without it", verb("set aside", "would set aside"));
+    }
     for q in &r.quarantined {
         let whose = q.execution.map(|id| format!(" ({id})")).unwrap_or_default();
         println!("{} {}{whose}: {}", verb("quarantined", "would quarantine"), key_text(&q.key), q.reason);
@@ -507,9 +579,7 @@ fn print_text(r: &Report) {
     println!(
         "{}",
         match (r.healthy, r.dry_run) {
-            (true, _)
-                if r.quarantined.is_empty() && r.rows.is_empty() && r.rebuilt.is_none() && r.archive.is_empty() =>
-                "the data dir is healthy: nothing to repair",
+            (true, _) if !r.changed_anything() => "the data dir is healthy: nothing to repair",
             (true, _) => "the data dir is healthy",
             (false, true) => "the data dir needs repair",
             (false, false) => "the data dir is not healthy yet",

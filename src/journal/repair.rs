@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::sled_store::{
-    EVENT, KEY, META, REGISTERED, TIMER, WORKFLOW, decode_timer, event_key, id_in, meta_key, open_sled, prefixed,
-    seq_in, timer_key,
+    EVENT, KEY, META, REGISTERED, TIMER, WORKFLOW, checked_files, decode_timer, event_key, id_in, meta_key, open_sled,
+    prefixed, seq_in, timer_key,
 };
 use super::wal::Batch;
 use super::wal::archive::{self, Replayed};
@@ -359,6 +359,26 @@ pub fn set_archive_aside(data_dir: &Path, quarantine: &Path) -> Result<(), Error
     std::fs::create_dir_all(quarantine)
         .and_then(|()| std::fs::rename(&from, &to))
         .map_err(|e| Error::Storage(format!("cannot move {} to {}: {e}", from.display(), to.display())))
+}
+
+/// sled's files that fail their own checksum and that sled can do
+/// without: its settings (`conf`, written anew at open) and its newest
+/// snapshot (sled then recovers from its log). For a data dir with no
+/// archive to rebuild from.
+pub fn settings_failing_checksum(data_dir: &Path) -> Vec<PathBuf> {
+    checked_files(&data_dir.join("journal")).into_iter().filter(|(_, bad)| *bad).map(|(p, _)| p).collect()
+}
+
+/// Move these files of sled's into `quarantine/journal/`.
+pub fn set_files_aside(files: &[PathBuf], quarantine: &Path) -> Result<(), Error> {
+    let to = quarantine.join("journal");
+    std::fs::create_dir_all(&to).map_err(|e| Error::Storage(format!("cannot create {}: {e}", to.display())))?;
+    for file in files {
+        let target = to.join(file.file_name().unwrap_or_default());
+        std::fs::rename(file, &target)
+            .map_err(|e| Error::Storage(format!("cannot move {} to {}: {e}", file.display(), target.display())))?;
+    }
+    Ok(())
 }
 
 /// Rebuild sled from the journal archive: move `journal/` (sled's files)

@@ -118,12 +118,18 @@ pub(super) fn open_sled(dir: &Path, path: &Path) -> Result<sled::Db, Error> {
     )
 }
 
-/// sled refused to open its files: say which one fails its checksum.
-fn damaged_store(path: &Path, e: &sled::Error) -> Error {
+/// sled's settings file and its newest snapshot, each with whether it
+/// fails its own checksum (sled's formats: `conf` is text + crc32 LE,
+/// a snapshot is body + length (8 bytes) + crc32 LE of the body).
+pub(super) fn checked_files(path: &Path) -> Vec<(std::path::PathBuf, bool)> {
     let crc_holds = |bytes: &[u8], body_end: usize| {
         bytes.len() >= body_end + 4 && crc32fast::hash(&bytes[..body_end]).to_le_bytes() == bytes[bytes.len() - 4..]
     };
-    let conf = std::fs::read(path.join("conf")).unwrap_or_default();
+    let mut out = Vec::new();
+    let conf = path.join("conf");
+    if let Ok(bytes) = std::fs::read(&conf) {
+        out.push((conf, bytes.len() < 8 || !crc_holds(&bytes, bytes.len() - 4)));
+    }
     let mut snapshots: Vec<_> = std::fs::read_dir(path)
         .into_iter()
         .flatten()
@@ -132,16 +138,22 @@ fn damaged_store(path: &Path, e: &sled::Error) -> Error {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap.")))
         .collect();
     snapshots.sort();
-    let name = |p: &Path| format!("journal/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default());
-    let file = if conf.len() < 8 || !crc_holds(&conf, conf.len() - 4) {
-        "journal/conf, sled's settings, fails its checksum".to_string()
-    } else if let Some(snap) = snapshots.last()
-        && let Ok(bytes) = std::fs::read(snap)
-        && (bytes.len() <= 12 || !crc_holds(&bytes, bytes.len() - 12))
+    if let Some(snap) = snapshots.pop()
+        && let Ok(bytes) = std::fs::read(&snap)
     {
-        format!("{}, sled's page table snapshot, fails its checksum", name(snap))
-    } else {
-        "journal/db, sled's log of pages, holds a message that fails its checksum".to_string()
+        out.push((snap, bytes.len() <= 12 || !crc_holds(&bytes, bytes.len() - 12)));
+    }
+    out
+}
+
+/// sled refused to open its files: say which one fails its checksum.
+fn damaged_store(path: &Path, e: &sled::Error) -> Error {
+    let name = |p: &Path| format!("journal/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+    let failing = checked_files(path).into_iter().find(|(_, bad)| *bad).map(|(p, _)| p);
+    let file = match failing {
+        Some(p) if p.ends_with("conf") => format!("{}, sled's settings, fails its checksum", name(&p)),
+        Some(p) => format!("{}, sled's page table snapshot, fails its checksum", name(&p)),
+        None => "journal/db, sled's log of pages, holds a message that fails its checksum".to_string(),
     };
     Error::StoreDamaged {
         path: path.parent().unwrap_or(path).display().to_string(),
