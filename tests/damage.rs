@@ -528,6 +528,60 @@ fn without_an_archive_a_damaged_conf_or_snapshot_is_set_aside_and_sled_recovers_
     }
 }
 
+#[test]
+fn repair_recomputes_exactly_the_index_a_healthy_dir_has_with_fan_outs_timers_and_keys() {
+    let f = Fixture::new();
+    // A fan-out whose three children wait, a wait with a deadline (a timer
+    // entry), an idempotency key.
+    let gather = f.file("gather.yaml");
+    std::fs::write(&gather, support::GATHER).unwrap();
+    json(&f.dir, &["run", gather.to_str().unwrap(), "--json"]);
+    let timed = f.file("timed.yaml");
+    std::fs::write(&timed, "id: timed\nstate_schema: { got: any }\nnodes:\n  w: { type: wait, event: go, timeout_ms: 3600000, output_key: got }\n").unwrap();
+    json(&f.dir, &["run", timed.to_str().unwrap(), "--key", "order-17", "--json"]);
+    let before = listed(&f.dir);
+    assert_eq!(before.len(), 4 + 1 + 3 + 1, "{before:?}");
+    let out = run(&f.dir, &["repair", "--json"], &[]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["healthy"], true);
+    for field in ["quarantined", "rows", "failed", "removed"] {
+        assert_eq!(report[field], serde_json::json!([]), "{field}: {report}");
+    }
+    for field in ["keys_set", "keys_removed", "timers_set", "timers_cleared"] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
+    // The rows of the fan-out's parent and of the timed wait, garbled, come back as they were.
+    let gathers: Vec<&str> =
+        before.iter().filter(|r| r["workflow_id"] == "gather").map(|r| r["id"].as_str().unwrap()).collect();
+    let parent = gathers
+        .iter()
+        .find(|g| {
+            let id: ExecutionId = g.parse().unwrap();
+            (0..3).all(|b| gathers.contains(&ExecutionId::child(id, "ask", 1, 1, b).to_string().as_str()))
+        })
+        .expect("the fan-out's parent")
+        .to_string();
+    let timer = before.iter().find(|r| r["workflow_id"] == "timed").unwrap()["id"].as_str().unwrap().to_string();
+    f.sled(|db| {
+        for id in [&parent, &timer] {
+            db.insert(row_key(id), &[1, 0xff][..]).unwrap();
+        }
+        // And the key and the timer entry of `timed` are lost.
+        db.remove([b"k".as_slice(), b"order-17"].concat()).unwrap();
+        let timers: Vec<_> = db.scan_prefix(b"t").keys().map(|k| k.unwrap()).collect();
+        for k in timers.iter().filter(|k| k[9..] == id_bytes(&timer)) {
+            db.remove(k).unwrap();
+        }
+    });
+    let said = repair_heals(&f.dir);
+    assert!(said.contains("set 1 idempotency keys") && said.contains("set 1 timer entries"), "{said}");
+    assert_eq!(listed(&f.dir), before);
+    // The key still names its execution: a second run with it attaches.
+    let again = json(&f.dir, &["run", timed.to_str().unwrap(), "--key", "order-17", "--json"]);
+    assert_eq!(again["id"], timer.as_str());
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

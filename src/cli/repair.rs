@@ -243,12 +243,14 @@ fn reopen(data_dir: &Path) -> Result<SledJournal, journal::Error> {
     }
 }
 
-/// One execution's history as repair sees it.
-struct Plan {
-    /// The readable prefix.
-    records: Vec<journal::Record>,
-    /// The damage that cut it, if any.
-    cut: Option<(u64, String)>,
+/// What the index needs of an execution repair keeps (not its state).
+struct Kept {
+    row: ExecutionMeta,
+    deadlines: Vec<u64>,
+    ended: bool,
+    parent: Option<ExecutionId>,
+    /// Children it no longer needs (cancelled, perhaps not told yet).
+    orphans: Vec<ExecutionId>,
 }
 
 async fn repair(
@@ -272,30 +274,25 @@ async fn repair(
         .collect();
     let bad_rows: BTreeSet<ExecutionId> =
         audit.bad.iter().filter(|b| b.kind == Kind::IndexRow).filter_map(|b| b.execution).collect();
-    let mut whole: BTreeMap<ExecutionId, (ExecutionState, ExecutionMeta, Vec<u64>)> = BTreeMap::new();
+    let mut whole: BTreeMap<ExecutionId, Kept> = BTreeMap::new();
     let mut appends: Vec<(ExecutionId, u64, Event, ExecutionMeta)> = Vec::new();
     for (&id, history) in &audit.histories {
         let records = journal.read_prefix(id).map_err(|e| Failure::new(e.to_string()))?;
-        let plan = Plan { records, cut: history.damage.clone() };
-        let cut_keys = || {
-            history.unreadable_keys.iter().map(|k| Quarantine {
+        let cut = &history.damage;
+        if let Some((seq, detail)) = cut {
+            let reason = format!("record {seq} cannot be read ({detail}); this frame holds it or follows it");
+            quarantine.extend(history.unreadable_keys.iter().map(|k| Quarantine {
                 key: k.clone(),
                 execution: Some(id),
-                reason: match &plan.cut {
-                    Some((seq, detail)) => {
-                        format!("record {seq} cannot be read ({detail}); this frame holds it or follows it")
-                    }
-                    None => "follows a damaged record".into(),
-                },
-            })
-        };
-        quarantine.extend(cut_keys());
-        let hash = match plan.records.first().map(|r| &r.event) {
+                reason: reason.clone(),
+            }));
+        }
+        let hash = match records.first().map(|r| &r.event) {
             Some(Event::ExecutionStarted { workflow_hash, .. } | Event::ChildStarted { workflow_hash, .. }) => {
                 workflow_hash.clone()
             }
             _ => {
-                let why = match &plan.cut {
+                let why = match cut {
                     Some((1, detail)) => format!("its first record cannot be read: {detail}"),
                     _ => "its history does not begin with ExecutionStarted or ChildStarted".into(),
                 };
@@ -314,9 +311,9 @@ async fn repair(
                 continue;
             }
         };
-        let mut machine = ExecutionState::replay(id, &workflow, &plan.records);
-        let mut updated_ms = plan.records.last().map_or(now, |r| r.at_ms);
-        if let Some((seq, detail)) = &plan.cut
+        let mut machine = ExecutionState::replay(id, &workflow, &records);
+        let mut updated_ms = records.last().map_or(now, |r| r.at_ms);
+        if let Some((seq, detail)) = cut
             && !machine.phase.is_terminal()
         {
             // What the rest of the history had come to, if its last record reads.
@@ -339,9 +336,16 @@ async fn repair(
             appends.push((id, rec.seq, event, row));
             report.failed.push(Failed { id, error });
         }
-        let row = index_row(id, &workflow, &hash, &machine, updated_ms);
-        let deadlines = machine.deadlines(&workflow).into_iter().collect();
-        whole.insert(id, (machine, row, deadlines));
+        whole.insert(
+            id,
+            Kept {
+                row: index_row(id, &workflow, &hash, &machine, updated_ms),
+                deadlines: machine.deadlines(&workflow).into_iter().collect(),
+                ended: machine.phase.is_terminal(),
+                parent: machine.parent.as_ref().map(|p| p.id),
+                orphans: machine.orphans.iter().copied().collect(),
+            },
+        );
     }
     // A row with no history names nothing that can be read.
     for id in audit.rows.keys().filter(|id| !audit.histories.contains_key(id)) {
@@ -435,13 +439,13 @@ fn remove_whole(journal: &SledJournal, id: ExecutionId, why: &str, audit: &Audit
 /// The index the histories imply, as changes to the stored one.
 fn index_changes(
     audit: &Audit,
-    whole: &BTreeMap<ExecutionId, (ExecutionState, ExecutionMeta, Vec<u64>)>,
+    whole: &BTreeMap<ExecutionId, Kept>,
     bad_rows: &BTreeSet<ExecutionId>,
     now: u64,
     report: &mut Report,
 ) -> IndexChanges {
     let mut changes = IndexChanges::default();
-    for (id, (_, row, _)) in whole {
+    for (id, Kept { row, .. }) in whole {
         let was = match audit.rows.get(id) {
             Some(stored) if stored == row => continue,
             Some(stored) => stored.status.to_string(),
@@ -453,7 +457,7 @@ fn index_changes(
     }
     // Idempotency keys: each names the oldest execution submitted with it.
     let mut keys: BTreeMap<Vec<u8>, ExecutionId> = BTreeMap::new();
-    for (id, (_, row, _)) in whole {
+    for (id, Kept { row, .. }) in whole {
         if let Some(k) = &row.key {
             keys.entry(k.as_bytes().to_vec()).or_insert(*id);
         }
@@ -466,18 +470,15 @@ fn index_changes(
     changes.remove_keys = audit.keys.keys().filter(|k| !keys.contains_key(*k)).cloned().collect();
     // Timers: every machine's deadlines, and a due wake-up for each
     // unfinished child its parent has ended or cancelled.
-    let ended = |id: &ExecutionId| whole.get(id).is_none_or(|(m, _, _)| m.phase.is_terminal());
+    let ended = |id: &ExecutionId| whole.get(id).is_none_or(|k| k.ended);
     let mut timers: BTreeSet<Timer> = BTreeSet::new();
-    for (id, (machine, _, deadlines)) in whole {
-        timers.extend(deadlines.iter().map(|&at_ms| Timer { at_ms, execution: *id }));
-        let parent_gone = machine.parent.as_ref().is_some_and(|p| ended(&p.id));
-        if !machine.phase.is_terminal() && parent_gone {
+    for (id, kept) in whole {
+        timers.extend(kept.deadlines.iter().map(|&at_ms| Timer { at_ms, execution: *id }));
+        if !kept.ended && kept.parent.as_ref().is_some_and(ended) {
             timers.insert(Timer { at_ms: now, execution: *id });
         }
-        for child in &machine.orphans {
-            if whole.get(child).is_some_and(|(m, _, _)| !m.phase.is_terminal()) {
-                timers.insert(Timer { at_ms: now, execution: *child });
-            }
+        for child in kept.orphans.iter().filter(|c| !ended(c)) {
+            timers.insert(Timer { at_ms: now, execution: *child });
         }
     }
     // A wake-up already due for an unfinished execution is harmless: keep it.
