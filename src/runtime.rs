@@ -764,11 +764,19 @@ impl Runtime {
         self.deliver(id, |reply| Delivery::Cancel { reason: reason.clone(), reply: Some(reply) }).await
     }
 
-    /// What every parked execution waits for, oldest first.
+    /// What every parked execution waits for, oldest first. One that
+    /// cannot be read (damaged, its workflow missing) is left out with a
+    /// warning naming it, never an error for the others.
     pub fn waiting(&self) -> Result<Vec<Waiting>, Error> {
         let mut out = Vec::new();
         for meta in self.list(Some(Status::Waiting))? {
-            out.extend(self.waits_of(&meta)?);
+            match self.waits_of(&meta) {
+                Ok(waits) => out.extend(waits),
+                Err(e @ (Error::Journal(journal::Error::Damaged(_)) | Error::MissingWorkflow { .. })) => {
+                    tracing::warn!(execution_id = %meta.id, error = %e, "left out of what waits: it cannot be read");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }

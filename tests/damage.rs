@@ -332,6 +332,8 @@ fn a_corrupt_record_names_its_execution_and_sequence_number_and_repair_fails_tha
     let inspect = run(&f.dir, &["inspect", done], &[]);
     let err = text(&inspect.stderr);
     assert!(!inspect.status.success() && err.contains(done) && err.contains("record 4"), "{err}");
+    let waits = json(&f.dir, &["executions", "--waiting", "--json"]);
+    assert_eq!(waits, serde_json::json!([]), "the damaged parked one is left out, the listing still works");
     let signal = run(&f.dir, &["signal", parked, "go", "--payload", "1"], &[]);
     let err = text(&signal.stderr);
     assert!(!signal.status.success() && err.contains(parked) && err.contains("record 4"), "{err}");

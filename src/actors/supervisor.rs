@@ -79,9 +79,14 @@ impl Supervisor {
                 Ok(())
             }
             Err(e) => {
-                error!(execution_id = %id, error = %e, "execution actor did not start");
+                // ractor words every startup error as a panic: say what failed.
+                let why = match &e {
+                    ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                    other => other.to_string(),
+                };
+                error!(execution_id = %id, error = %why, "execution actor did not start");
                 st.services.notify_finished(id);
-                Err(e.to_string())
+                Err(why)
             }
         }
     }

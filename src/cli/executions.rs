@@ -59,7 +59,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let result = if a.waiting {
         rt.waiting().map(|w| print_waiting(&w, a.json))
     } else if a.damaged {
-        rt.check().map(|checked| print_list(&Listing { rows: Vec::new(), ..checked }, a.json))
+        rt.check().map(|checked| {
+            if checked.damaged.is_empty() && checked.cut_short.is_none() && !a.json {
+                println!("nothing is damaged: {} executions read whole", checked.rows.len());
+            } else {
+                print_list(&Listing { rows: Vec::new(), ..checked }, a.json)
+            }
+        })
     } else {
         rt.listing(status).map(|mut listing| {
             // A damaged row has no status to filter on: it is listed only when nothing is filtered.

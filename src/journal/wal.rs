@@ -8,11 +8,11 @@
 //! every writer that queued while the previous one ran.
 //!
 //! sled itself is flushed only at checkpoints (when the log passes
-//! [`CHECKPOINT_BYTES`], and at open), after which the log is truncated.
-//! A batch reaches sled only after its frame is durable, so sled never
-//! holds anything the log lacks; recovery replays the log's valid frames
-//! into sled in order (puts are idempotent) and drops a torn tail, which
-//! was never acknowledged. `sled::Db::flush` costs milliseconds under
+//! [`CHECKPOINT_BYTES`], at open and at close), after which the log is
+//! truncated. A batch reaches sled only after its frame is durable, so
+//! sled never holds anything the log lacks; recovery replays the log's
+//! valid frames into sled in order (puts are idempotent) and drops what
+//! is no valid frame, saying what that was. `sled::Db::flush` costs milliseconds under
 //! load (it seals and writes its IO buffers from a thread pool); a log
 //! append costs one `write` and one `fdatasync`.
 //!
