@@ -26,7 +26,7 @@ mod timers;
 
 #[cfg(test)]
 pub(crate) use execution::ExecutionMsg;
-pub(crate) use execution::{Delivery, Start};
+pub(crate) use execution::{Delivery, Start, index_row};
 pub(crate) use fold::replay as fold_history;
 pub use retry::RestartBudget;
 pub(crate) use supervisor::{Supervisor, SupervisorMsg};

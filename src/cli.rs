@@ -12,6 +12,7 @@ mod follow;
 mod inspect;
 mod limits;
 mod remote;
+mod repair;
 mod report;
 mod resume;
 mod run;
@@ -59,6 +60,8 @@ pub enum Command {
     Executions(executions::Args),
     /// Rehydrate every running execution and carry each on until it settles.
     Resume(resume::Args),
+    /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
+    Repair(repair::Args),
     /// Load runs that measure the runtime (figures for the README).
     Bench(bench::Args),
     /// Run a dataset through a workflow and score every row.
@@ -157,6 +160,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
+        Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Eval(a) => eval::run(&cli.data_dir, a).await,
         Command::Limits(a) => limits::run(a),

@@ -11,10 +11,17 @@
 //! its first event's sequence number, `x{exec:16}` → [`ExecutionMeta`],
 //! `w{hash}` → workflow IR, `r{id}\0{version}` → [`Registration`], `k{key}` → exec id, `t{deadline:u64 BE}{exec:16}`
 //! → the timer index.
+//!
+//! Damage is contained: a stored value that does not decode makes the one
+//! execution it belongs to unavailable ([`Error::Damaged`], naming the
+//! execution and the part: its index row, a record of its history, its
+//! workflow IR), never the whole journal; [`Journal::listing`] returns the
+//! index rows it can read and the damaged ones beside them.
 
 mod event;
 pub mod latency;
 mod memory;
+pub mod repair;
 mod sled_store;
 mod wal;
 
@@ -27,8 +34,8 @@ use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
 pub use event::{
-    BranchOutcome, ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode,
-    encode_frame,
+    BadRecord, BranchOutcome, ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode,
+    decode_frame, decode_frame_at, encode, encode_frame,
 };
 pub use memory::MemoryJournal;
 pub use sled_store::SledJournal;
@@ -44,6 +51,72 @@ pub enum Error {
         "the data dir {path} is in use by another jamjet process (sled holds a lock on it); stop that process or use another --data-dir"
     )]
     Locked { path: String },
+    /// One execution's stored data cannot be read: that execution is
+    /// unavailable, the rest of the journal is not.
+    #[error("{0} (`jamjet repair`, run with the data dir not in use, quarantines what cannot be read)")]
+    Damaged(Damage),
+    /// The store's own files cannot be opened (sled reports corrupted data).
+    #[error(
+        "the store in {path} cannot be opened: {file} ({reason}). Run `jamjet repair` with no jamjet process using the data dir: it rebuilds the store from the journal archive, and keeps sled's files in its quarantine folder"
+    )]
+    StoreDamaged { path: String, file: String, reason: String },
+}
+
+/// The part of an execution's stored data that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "part", rename_all = "snake_case")]
+pub enum Part {
+    /// Its row in the execution index.
+    IndexRow,
+    /// Record `seq` of its history (and so what follows it).
+    Record { seq: u64 },
+    /// The workflow IR it runs, stored under `hash`.
+    Workflow { hash: String },
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::IndexRow => f.write_str("its index row"),
+            Part::Record { seq } => write!(f, "record {seq} of its history"),
+            Part::Workflow { hash } => write!(f, "its workflow IR {hash}"),
+        }
+    }
+}
+
+/// One execution that cannot be read in full, and what failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    pub execution: ExecutionId,
+    #[serde(flatten)]
+    pub part: Part,
+    /// What the store or the decoder said.
+    pub detail: String,
+}
+
+impl Damage {
+    pub fn new(execution: ExecutionId, part: Part, detail: impl Into<String>) -> Damage {
+        Damage { execution, part, detail: detail.into() }
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "execution {} is damaged: {} cannot be read: {}", self.execution, self.part, self.detail)
+    }
+}
+
+/// The execution index as far as it can be read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// Every row that decodes, oldest first.
+    pub rows: Vec<ExecutionMeta>,
+    /// Every row that does not (its id is in its key), oldest first.
+    pub damaged: Vec<Damage>,
+    /// Set when the store itself cannot read part of the index (a page
+    /// sled reports corrupt): names the ranges of ids whose rows are
+    /// missing from both lists. The scan goes on past each.
+    pub cut_short: Option<String>,
 }
 
 /// Where an execution stands, as kept in the execution index.
@@ -172,8 +245,12 @@ pub trait Journal: Send + Sync + 'static {
     }
     /// The index row of one execution.
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error>;
-    /// Every index row, oldest first.
-    fn list(&self) -> Result<Vec<ExecutionMeta>, Error>;
+    /// Every index row that can be read, and the ones that cannot.
+    fn listing(&self) -> Result<Listing, Error>;
+    /// Every index row that can be read, oldest first (see [`listing`](Self::listing)).
+    fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
+        Ok(self.listing()?.rows)
+    }
     /// A stored workflow by content hash.
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error>;
     /// Register a workflow under its id and version, durably; the IR is
@@ -218,6 +295,23 @@ fn encode_meta(meta: &ExecutionMeta) -> Vec<u8> {
 fn decode_meta(bytes: &[u8]) -> Result<ExecutionMeta, Error> {
     postcard::from_bytes(unversioned(bytes, "execution index row")?)
         .map_err(|e| Error::Corrupt(format!("execution index row does not decode: {e}")))
+}
+
+/// The index row of `id`, or what makes it damaged.
+fn decode_meta_of(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionMeta, Damage> {
+    match decode_meta(bytes) {
+        Ok(meta) if meta.id == id => Ok(meta),
+        Ok(meta) => Err(Damage::new(id, Part::IndexRow, format!("the row stored under it names {}", meta.id))),
+        Err(e) => Err(Damage::new(id, Part::IndexRow, corrupt_detail(e))),
+    }
+}
+
+/// What a decoding error says, without the "corrupt journal record" prefix.
+fn corrupt_detail(e: Error) -> String {
+    match e {
+        Error::Corrupt(detail) => detail,
+        other => other.to_string(),
+    }
 }
 
 fn encode_registration(r: &Registration) -> Vec<u8> {

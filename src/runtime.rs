@@ -141,7 +141,16 @@ impl Services {
         if let Some(wf) = self.workflows.lock().expect("workflow cache lock").get(hash) {
             return Ok(wf.clone());
         }
-        let wf = self.journal.workflow(hash)?.ok_or_else(|| Error::MissingWorkflow { id, hash: hash.to_string() })?;
+        let wf = match self.journal.workflow(hash) {
+            Ok(Some(wf)) => wf,
+            Ok(None) => return Err(Error::MissingWorkflow { id, hash: hash.to_string() }),
+            // The IR is stored under its hash, not the execution: name the execution here.
+            Err(journal::Error::Corrupt(detail)) => {
+                let part = journal::Part::Workflow { hash: hash.to_string() };
+                return Err(Error::Journal(journal::Error::Damaged(journal::Damage::new(id, part, detail))));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(self.cache_workflow(hash, Arc::new(wf)))
     }
 
@@ -249,6 +258,15 @@ pub enum WaitKind {
     Event,
     Approval,
     Timer,
+}
+
+/// What [`Runtime::resume_all_reporting`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Rehydrated, or parked with a deadline that passed while down.
+    pub resumed: Vec<ExecutionId>,
+    /// Not resumed, and why (damaged, its workflow missing, its actor did not start).
+    pub skipped: Vec<(ExecutionId, String)>,
 }
 
 /// How often a delivery is retried when its actor stopped under it.
@@ -844,11 +862,19 @@ impl Runtime {
         self.deliver(id, |reply| Delivery::Cancel { reason: reason.clone(), reply: Some(reply) }).await
     }
 
-    /// What every parked execution waits for, oldest first.
+    /// What every parked execution waits for, oldest first. One that
+    /// cannot be read (damaged, its workflow missing) is left out with a
+    /// warning naming it, never an error for the others.
     pub fn waiting(&self) -> Result<Vec<Waiting>, Error> {
         let mut out = Vec::new();
         for meta in self.list(Some(Status::Waiting))? {
-            out.extend(self.waits_of(&meta)?);
+            match self.waits_of(&meta) {
+                Ok(waits) => out.extend(waits),
+                Err(e @ (Error::Journal(journal::Error::Damaged(_)) | Error::MissingWorkflow { .. })) => {
+                    tracing::warn!(execution_id = %meta.id, error = %e, "left out of what waits: it cannot be read");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -923,11 +949,65 @@ impl Runtime {
         self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))
     }
 
-    /// Every execution, oldest first, optionally only those with `status`.
+    /// Every execution whose index row can be read, oldest first,
+    /// optionally only those with `status`. A damaged row is left out
+    /// (see [`listing`](Self::listing)), never an error for the others.
     pub fn list(&self, status: Option<Status>) -> Result<Vec<ExecutionMeta>, Error> {
-        let mut all = self.services().journal.list()?;
-        all.retain(|m| status.is_none_or(|s| m.status == s));
-        Ok(all)
+        Ok(self.listing(status)?.rows)
+    }
+
+    /// The execution index as far as it can be read: the rows (optionally
+    /// only those with `status`) and, beside them, the rows that do not
+    /// decode. Reads the index only (see [`check`](Self::check)).
+    pub fn listing(&self, status: Option<Status>) -> Result<journal::Listing, Error> {
+        let mut listing = self.services().journal.listing()?;
+        listing.rows.retain(|m| status.is_none_or(|s| m.status == s));
+        Ok(listing)
+    }
+
+    /// Every execution that cannot be read in full, and what fails: an
+    /// index row that does not decode, a record of its history that does
+    /// not decode or is missing, a workflow IR that is missing or does not
+    /// decode. Reads every record of every execution; `rows` holds the
+    /// executions found whole.
+    pub fn check(&self) -> Result<journal::Listing, Error> {
+        let journal = &self.services().journal;
+        let journal::Listing { rows, mut damaged, cut_short } = journal.listing()?;
+        let mut workflows: HashMap<String, Option<String>> = HashMap::new();
+        let mut whole = Vec::with_capacity(rows.len());
+        for meta in rows {
+            let part = match journal.read(meta.id) {
+                Ok(records) if records.is_empty() => Some((
+                    journal::Part::Record { seq: 1 },
+                    "the index names it, and the journal holds no record of it".to_string(),
+                )),
+                Ok(_) => None,
+                Err(journal::Error::Damaged(d)) => Some((d.part, d.detail)),
+                Err(e) => return Err(e.into()),
+            };
+            let part = part.or_else(|| {
+                let hash = meta.workflow_hash.clone();
+                let problem = workflows.entry(hash.clone()).or_insert_with(|| match journal.workflow(&hash) {
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some("it is not in the journal".to_string()),
+                    Err(journal::Error::Corrupt(detail)) => Some(detail),
+                    Err(e) => Some(e.to_string()),
+                });
+                problem.clone().map(|p| (journal::Part::Workflow { hash }, p))
+            });
+            match part {
+                Some((part, detail)) => damaged.push(journal::Damage::new(meta.id, part, detail)),
+                None => whole.push(meta),
+            }
+        }
+        damaged.sort_by_key(|d| d.execution);
+        Ok(journal::Listing { rows: whole, damaged, cut_short })
+    }
+
+    /// Every execution that cannot be read in full, and what fails (see
+    /// [`check`](Self::check)), oldest first.
+    pub fn damaged(&self) -> Result<Vec<journal::Damage>, Error> {
+        Ok(self.check()?.damaged)
     }
 
     /// The event timeline of one execution.
@@ -954,25 +1034,71 @@ impl Runtime {
     /// Rehydrate every running execution that is not live yet. Returns
     /// them, and the parked ones a deadline will move on (the timer wheel
     /// wakes those when it comes; at once if it passed while down).
+    ///
+    /// One execution never stops the others: a damaged one (its index row,
+    /// a record or its workflow IR cannot be read), one whose actor does
+    /// not start, and one whose history says it ended (its row is
+    /// corrected) are skipped, each with a warning naming it.
     pub async fn resume_all(&self) -> Result<Vec<ExecutionId>, Error> {
+        Ok(self.resume_all_reporting().await?.resumed)
+    }
+
+    /// [`resume_all`](Self::resume_all), also saying which executions were
+    /// skipped and why.
+    pub async fn resume_all_reporting(&self) -> Result<Resumed, Error> {
         let live = self.live().await?;
+        let listing = self.services().journal.listing()?;
+        let mut skipped = Vec::new();
+        for d in &listing.damaged {
+            tracing::warn!(execution_id = %d.execution, "{d}; not resumed (`jamjet repair` quarantines what cannot be read)");
+            skipped.push((d.execution, d.to_string()));
+        }
+        if let Some(why) = &listing.cut_short {
+            tracing::warn!("{why}; the executions there are not resumed (`jamjet repair` rebuilds the store)");
+        }
+        // Every rehydration is asked for first, then awaited: the supervisor starts them one by one.
+        let mut asked = Vec::new();
+        for meta in listing.rows.iter().filter(|m| m.status == Status::Running && !live.contains(&m.id)) {
+            match self.load_workflow(meta.id, &meta.workflow_hash) {
+                Ok(workflow) => asked.push((meta.id, self.rehydrate_with(meta.id, workflow, &meta.workflow_hash))),
+                Err(e) => {
+                    tracing::warn!(execution_id = %meta.id, error = %e, "execution not resumed");
+                    skipped.push((meta.id, e.to_string()));
+                }
+            }
+        }
         let mut resumed = Vec::new();
-        for meta in self.list(Some(Status::Running))? {
-            if !live.contains(&meta.id) {
-                self.rehydrate(meta.id, &meta.workflow_hash)?;
-                resumed.push(meta.id);
+        for (id, reply) in asked {
+            let why = match reply.await {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(format!("its actor did not start: {message}")),
+                Err(_) => Some("the supervisor stopped".to_string()),
+            };
+            if let Some(why) = why {
+                tracing::warn!(execution_id = %id, error = %why, "execution not resumed");
+                skipped.push((id, why));
+                continue;
+            }
+            // Rehydration rewrote the row of a history that had ended: nothing to resume.
+            if self.status(id).is_ok_and(|m| !m.status.is_terminal()) {
+                resumed.push(id);
             }
         }
         // Parked ones whose deadline has passed: one range scan of the timer index.
         let now = self.services().clock.now_ms();
         let mut seen = std::collections::HashSet::new();
-        for t in self.services().journal.due_timers(now, usize::MAX)? {
+        let due = self.services().journal.due_timers(now, usize::MAX).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the timer index cannot be read; due deadlines wait for the timer wheel");
+            Vec::new()
+        });
+        for t in due {
             // (An entry may outlive its execution's row only by a bug; skip it rather than fail.)
             if seen.insert(t.execution) && self.status(t.execution).is_ok_and(|m| m.status == Status::Waiting) {
                 resumed.push(t.execution);
             }
         }
-        Ok(resumed)
+        skipped.sort_by_key(|(id, _)| *id);
+        Ok(Resumed { resumed, skipped })
     }
 
     /// Node latency histograms by node type (for `/metrics`).
@@ -1022,6 +1148,20 @@ impl Runtime {
             self.rehydrate(id, &meta.workflow_hash)?;
         }
         Ok(())
+    }
+
+    /// Ask the supervisor to rehydrate `id`; the reply says whether its actor started.
+    fn rehydrate_with(
+        &self,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        hash: &str,
+    ) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        // Should the supervisor be gone, the reply is dropped with the message: the caller sees that.
+        let _ =
+            self.inner.supervisor.cast(SupervisorMsg::Rehydrate { id, workflow, hash: hash.to_string(), started: tx });
+        rx
     }
 
     fn rehydrate(&self, id: ExecutionId, hash: &str) -> Result<(), Error> {

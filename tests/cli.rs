@@ -128,7 +128,8 @@ fn a_corrupt_journal_record_is_a_clear_error_naming_the_record() {
     let out = jamjet_out(dir.path(), &["inspect", &id.to_string()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("corrupt journal record") && err.contains("record 1 does not decode"), "{err}");
+    let named = format!("execution {id} is damaged: record 1 of its history cannot be read: does not decode");
+    assert!(err.contains(&named) && err.contains("jamjet repair"), "{err}");
     // The index is intact and nothing else changed.
     assert_eq!(executions(dir.path()).len(), 1);
 }

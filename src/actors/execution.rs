@@ -187,8 +187,8 @@ impl Actor for ExecutionActor {
             Start::Rehydrate | Start::FailWith(_) => {
                 let records = args.services.journal.read(args.id)?;
                 let machine = super::fold::replay(&args.services, args.id, &args.workflow, &records)?;
-                let status = status_of(&machine);
-                (machine, Some(status))
+                let status = agree_with_history(&args, &machine, &records).await?;
+                (machine, status)
             }
         };
         machine.max_steps = args.services.limits.max_steps.min(args.workflow.max_steps.unwrap_or(u64::MAX));
@@ -955,6 +955,63 @@ fn finish(myself: &ActorRef<ExecutionMsg>, st: &State) {
     debug!(execution_id = %st.id, phase = ?st.machine.phase, "execution finished");
     st.services.notify_finished(st.id);
     myself.stop(None);
+}
+
+/// The index row of a rehydrated execution, made to agree with its
+/// history: an execution whose history ended is never resumed, whatever its
+/// row says. When they disagree on an ended one, the row is rewritten now
+/// (one append with the row only), so the next start does not pick it
+/// again; a live one's row is rewritten by its next append. Returns the
+/// status the index holds.
+async fn agree_with_history(
+    args: &ExecutionArgs,
+    machine: &ExecutionState,
+    records: &[Record],
+) -> Result<Option<Status>, Error> {
+    let stored = args.services.journal.meta(args.id)?.map(|m| m.status);
+    let status = status_of(machine);
+    if !machine.phase.is_terminal() || stored == Some(status) {
+        return Ok(stored);
+    }
+    let updated_ms = records.last().map_or(machine.started_ms, |r| r.at_ms);
+    let row = index_row(args.id, &args.workflow, &args.hash, machine, updated_ms);
+    warn!(
+        execution_id = %args.id,
+        row = stored.map_or("missing", Status::as_str),
+        history = %status,
+        "the index row disagrees with the history, which has ended; rewriting the row"
+    );
+    let append = Append {
+        execution: args.id,
+        first_seq: machine.last_seq + 1,
+        at_ms: updated_ms,
+        events: &[],
+        meta: Some(&row),
+        workflow: None,
+        timers: &[],
+    };
+    args.services.journal.append(append).await?;
+    Ok(Some(status))
+}
+
+/// The index row an execution's machine implies, last changed at `updated_ms`.
+pub(crate) fn index_row(
+    id: ExecutionId,
+    wf: &Workflow,
+    hash: &str,
+    machine: &ExecutionState,
+    updated_ms: u64,
+) -> ExecutionMeta {
+    ExecutionMeta {
+        id,
+        workflow_id: wf.id.clone(),
+        workflow_version: wf.version.clone(),
+        workflow_hash: hash.to_string(),
+        status: status_of(machine),
+        created_ms: machine.started_ms,
+        updated_ms,
+        key: machine.key.clone(),
+    }
 }
 
 /// The index status of an execution's machine.

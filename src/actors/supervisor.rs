@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use super::execution::{Delivery, ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
@@ -20,6 +21,9 @@ use crate::runtime::{Error, Services};
 pub(crate) enum SupervisorMsg {
     /// Start (or rehydrate) an execution unless it is already live.
     Spawn { id: ExecutionId, workflow: Arc<Workflow>, hash: String, start: Start },
+    /// Rehydrate an execution unless it is already live, and say whether
+    /// its actor started (what it failed with, if not: a damaged history).
+    Rehydrate { id: ExecutionId, workflow: Arc<Workflow>, hash: String, started: oneshot::Sender<Result<(), String>> },
     /// Hand something to an execution, rehydrating it first if it is not
     /// live; refused (through its reply) for an unknown or finished one.
     Deliver { id: ExecutionId, delivery: Delivery },
@@ -59,7 +63,7 @@ impl Supervisor {
         workflow: Arc<Workflow>,
         hash: String,
         start: Start,
-    ) {
+    ) -> Result<(), String> {
         let args = ExecutionArgs {
             id,
             workflow: workflow.clone(),
@@ -72,10 +76,17 @@ impl Supervisor {
             Ok((actor, _)) => {
                 st.by_execution.insert(id, actor.get_id());
                 st.children.insert(actor.get_id(), Child { id, workflow, hash, actor, forwarded: 0 });
+                Ok(())
             }
             Err(e) => {
-                error!(execution_id = %id, error = %e, "execution actor did not start");
+                // ractor words every startup error as a panic: say what failed.
+                let why = match &e {
+                    ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                    other => other.to_string(),
+                };
+                error!(execution_id = %id, error = %why, "execution actor did not start");
                 st.services.notify_finished(id);
+                Err(why)
             }
         }
     }
@@ -116,9 +127,13 @@ impl Supervisor {
                     return Ok(());
                 }
             };
-            Self::spawn_child(myself, st, id, workflow, meta.workflow_hash, Start::Rehydrate).await;
+            if let Err(e) = Self::spawn_child(myself, st, id, workflow, meta.workflow_hash, Start::Rehydrate).await {
+                delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated: {e}")));
+                return Ok(());
+            }
         }
         let Some(child) = st.by_execution.get(&id).and_then(|a| st.children.get_mut(a)) else {
+            // It ended as it was rehydrated (its history had ended): nothing is live to take it.
             delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated")));
             return Ok(());
         };
@@ -162,7 +177,14 @@ impl Actor for Supervisor {
                     }
                     return Ok(());
                 }
-                Self::spawn_child(&myself, st, id, workflow, hash, start).await;
+                let _ = Self::spawn_child(&myself, st, id, workflow, hash, start).await;
+            }
+            SupervisorMsg::Rehydrate { id, workflow, hash, started } => {
+                let result = match st.by_execution.contains_key(&id) {
+                    true => Ok(()),
+                    false => Self::spawn_child(&myself, st, id, workflow, hash, Start::Rehydrate).await,
+                };
+                let _ = started.send(result);
             }
             SupervisorMsg::Deliver { id, delivery } => Self::deliver(&myself, st, id, delivery).await?,
             SupervisorMsg::Hibernate { id, actor, delivered } => {
@@ -225,7 +247,7 @@ impl Actor for Supervisor {
                         b.max_restarts
                     ))
                 };
-                Self::spawn_child(&myself, st, child.id, child.workflow, child.hash, start).await;
+                let _ = Self::spawn_child(&myself, st, child.id, child.workflow, child.hash, start).await;
             }
             _ => {}
         }

@@ -1,6 +1,9 @@
-//! `jamjet executions [--status S]`: list executions, oldest first.
+//! `jamjet executions [--status S]`: list executions, oldest first; an
+//! index row that cannot be read is listed as `damaged`, with why.
 //! `--waiting`: what each parked execution waits for (an event, an
-//! approval, a timer), since when and until when.
+//! approval, a timer), since when and until when. `--damaged`: read every
+//! record of every execution and list only those that cannot be read in
+//! full, and what fails (an index row, a record, a workflow IR).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,8 +14,7 @@ use super::remote::{ServerArg, connect, waits_of};
 use super::{CliResult, Failure, open_read_only, print_json, table};
 use crate::client::Client;
 use crate::clock::format_ms;
-use crate::journal::ExecutionMeta;
-use crate::journal::Status;
+use crate::journal::{Damage, ExecutionMeta, Listing, Status};
 use crate::runtime::{WaitKind, Waiting};
 
 #[derive(clap::Args, Debug)]
@@ -21,8 +23,11 @@ pub struct Args {
     #[arg(long, conflicts_with = "waiting")]
     pub status: Option<String>,
     /// What each waiting execution waits for, one row per waiting node.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "damaged")]
     pub waiting: bool,
+    /// Only the executions that cannot be read in full, and what fails (reads every record).
+    #[arg(long, conflicts_with = "status")]
+    pub damaged: bool,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -37,19 +42,38 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         })?),
     };
     if let Some(url) = &a.server.server {
+        if a.damaged {
+            return Err(Failure::usage(
+                "--damaged reads the data dir itself; run it without --server, on the server's data dir",
+            ));
+        }
         let client = connect(url)?;
         if a.waiting {
             print_waiting(&waiting_remote(&client).await?, a.json);
         } else {
-            print_list(&list_remote(&client, status).await?, a.json);
+            print_list(&Listing { rows: list_remote(&client, status).await?, ..Listing::default() }, a.json);
         }
         return Ok(ExitCode::SUCCESS);
     }
     let rt = open_read_only(data_dir).await?;
     let result = if a.waiting {
         rt.waiting().map(|w| print_waiting(&w, a.json))
+    } else if a.damaged {
+        rt.check().map(|checked| {
+            if checked.damaged.is_empty() && checked.cut_short.is_none() && !a.json {
+                println!("nothing is damaged: {} executions read whole", checked.rows.len());
+            } else {
+                print_list(&Listing { rows: Vec::new(), ..checked }, a.json)
+            }
+        })
     } else {
-        rt.list(status).map(|list| print_list(&list, a.json))
+        rt.listing(status).map(|mut listing| {
+            // A damaged row has no status to filter on: it is listed only when nothing is filtered.
+            if status.is_some() {
+                listing.damaged.clear();
+            }
+            print_list(&listing, a.json)
+        })
     };
     rt.shutdown().await;
     result?;
@@ -99,25 +123,62 @@ async fn waiting_remote(client: &Client) -> Result<Vec<Waiting>, Failure> {
     Ok(out)
 }
 
-fn print_list(list: &[ExecutionMeta], json: bool) {
+/// A damaged execution as a list row: its id, status `damaged`, and why.
+fn damaged_row(d: &Damage) -> serde_json::Value {
+    let mut row = serde_json::to_value(d).expect("a damage serializes");
+    let map = row.as_object_mut().expect("a damage is an object");
+    map.remove("execution");
+    map.insert("id".into(), serde_json::json!(d.execution));
+    map.insert("status".into(), serde_json::json!("damaged"));
+    map.insert("reason".into(), serde_json::json!(format!("{} cannot be read: {}", d.part, d.detail)));
+    row
+}
+
+fn print_list(listing: &Listing, json: bool) {
+    if let Some(why) = &listing.cut_short {
+        eprintln!("warning: {why}; the rows there are not listed (`jamjet repair` rebuilds the store)");
+    }
     if json {
-        print_json(&list);
-    } else if list.is_empty() {
-        println!("no executions");
-    } else {
-        let rows: Vec<Vec<String>> = list
+        let mut rows: Vec<(crate::ExecutionId, serde_json::Value)> = listing
+            .rows
             .iter()
-            .map(|m| {
-                vec![
-                    m.id.to_string(),
-                    format!("{}@{}", m.workflow_id, m.workflow_version),
-                    m.status.to_string(),
-                    format_ms(m.created_ms),
-                    format_ms(m.updated_ms),
-                ]
-            })
+            .map(|m| (m.id, serde_json::to_value(m).expect("a row serializes")))
+            .chain(listing.damaged.iter().map(|d| (d.execution, damaged_row(d))))
             .collect();
-        table::print(&["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+        rows.sort_by_key(|(id, _)| *id);
+        print_json(&rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
+        return;
+    }
+    if listing.rows.is_empty() && listing.damaged.is_empty() {
+        println!("no executions");
+        return;
+    }
+    let mut rows: Vec<(crate::ExecutionId, Vec<String>)> = listing
+        .rows
+        .iter()
+        .map(|m| {
+            let cells = vec![
+                m.id.to_string(),
+                format!("{}@{}", m.workflow_id, m.workflow_version),
+                m.status.to_string(),
+                format_ms(m.created_ms),
+                format_ms(m.updated_ms),
+            ];
+            (m.id, cells)
+        })
+        .chain(listing.damaged.iter().map(|d| {
+            (d.execution, vec![d.execution.to_string(), "-".into(), "damaged".into(), "-".into(), "-".into()])
+        }))
+        .collect();
+    rows.sort_by_key(|(id, _)| *id);
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|(_, cells)| cells).collect();
+    table::print(&["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+    if !listing.damaged.is_empty() {
+        println!();
+        for d in &listing.damaged {
+            println!("{} damaged: {} cannot be read: {}", d.execution, d.part, d.detail);
+        }
+        println!("(`jamjet repair`, run with the data dir not in use, quarantines what cannot be read)");
     }
 }
 

@@ -1,7 +1,9 @@
 //! `jamjet resume`: rehydrate every running execution in the data dir and
 //! carry each on until it settles: it ends, or parks on an event or an
 //! approval (a timer is waited out). A parked one is listed with what it
-//! waits for; it does not hold the command.
+//! waits for; it does not hold the command. One that cannot be resumed (it
+//! is damaged, its workflow is missing, its actor did not start) is listed
+//! with why, and the others go on; the exit code is then non-zero.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,8 +22,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     // Timers start only once everything to resume is listed, so a deadline
     // that passed while down cannot move an execution on unlisted.
     let rt = super::open_without_timers(data_dir).await?;
-    let ids = match rt.resume_all().await {
-        Ok(ids) => ids,
+    let (ids, skipped) = match rt.resume_all_reporting().await {
+        Ok(r) => (r.resumed, r.skipped),
         Err(e) => {
             rt.shutdown().await;
             return Err(e.into());
@@ -37,8 +39,14 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     });
     let results = futures::future::join_all(settles).await;
     let inv = Invocation::new(data_dir);
-    let mut all_ok = true;
+    let mut all_ok = skipped.is_empty();
     let mut out = Vec::new();
+    for (id, why) in &skipped {
+        if !a.json {
+            println!("{id} not resumed: {why}");
+        }
+        out.push(serde_json::json!({"id": id, "status": "not_resumed", "error": why}));
+    }
     for (id, r) in results {
         let r = r.and_then(|o| {
             let waits = if o.status == Status::Waiting { waits_under(&rt, id)? } else { Vec::new() };

@@ -436,16 +436,19 @@ pub fn encode(at_ms: u64, event: &Event) -> Vec<u8> {
 
 /// Decode a record body written by [`encode`] (by any format version so far).
 pub fn decode(seq: u64, bytes: &[u8]) -> Result<Record, Error> {
-    let (&version, body) = bytes.split_first().ok_or_else(|| Error::Corrupt(format!("record {seq} is empty")))?;
+    decode_body(seq, bytes).map_err(|detail| Error::Corrupt(format!("record {seq} {detail}")))
+}
+
+/// [`decode`], with what is wrong said without the record's number.
+fn decode_body(seq: u64, bytes: &[u8]) -> Result<Record, String> {
+    let (&version, body) = bytes.split_first().ok_or_else(|| "is empty".to_string())?;
     match version {
         1 => {
             let (at_ms, event): (u64, Event) =
-                postcard::from_bytes(body).map_err(|e| Error::Corrupt(format!("record {seq} does not decode: {e}")))?;
+                postcard::from_bytes(body).map_err(|e| format!("does not decode: {e}"))?;
             Ok(Record { seq, at_ms, event })
         }
-        v => {
-            Err(Error::Corrupt(format!("record {seq} has format version {v}; this build reads up to {FORMAT_VERSION}")))
-        }
+        v => Err(format!("has format version {v}; this build reads up to {FORMAT_VERSION}")),
     }
 }
 
@@ -464,16 +467,37 @@ pub fn encode_frame(at_ms: u64, events: &[Event]) -> Vec<u8> {
 }
 
 /// Decode a frame written by [`encode_frame`] whose first event is `first_seq`.
-pub fn decode_frame(first_seq: u64, mut bytes: &[u8]) -> Result<Vec<Record>, Error> {
+pub fn decode_frame(first_seq: u64, bytes: &[u8]) -> Result<Vec<Record>, Error> {
+    decode_frame_at(first_seq, bytes).map_err(|bad| Error::Corrupt(bad.to_string()))
+}
+
+/// The record of a stored frame that does not decode, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// Its sequence number (the records before it in the frame decoded).
+    pub seq: u64,
+    pub detail: String,
+}
+
+impl std::fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "record {} {}", self.seq, self.detail)
+    }
+}
+
+/// [`decode_frame`], telling which record failed: what a damaged
+/// execution is reported with.
+pub fn decode_frame_at(first_seq: u64, mut bytes: &[u8]) -> Result<Vec<Record>, BadRecord> {
     let mut records = Vec::new();
     while !bytes.is_empty() {
-        let seq = first_seq
-            .checked_add(records.len() as u64)
-            .ok_or_else(|| Error::Corrupt(format!("a frame at sequence number {first_seq} runs past the last one")))?;
-        let torn = || Error::Corrupt(format!("record {seq} is cut short"));
+        let Some(seq) = first_seq.checked_add(records.len() as u64) else {
+            let detail = format!("follows record {first_seq} past the largest sequence number");
+            return Err(BadRecord { seq: u64::MAX, detail });
+        };
+        let torn = || BadRecord { seq, detail: "is cut short".into() };
         let len = u32::from_le_bytes(bytes.get(..4).ok_or_else(torn)?.try_into().map_err(|_| torn())?) as usize;
-        let body = bytes.get(4..4 + len).ok_or_else(torn)?;
-        records.push(decode(seq, body)?);
+        let body = bytes.get(4..).and_then(|b| b.get(..len)).ok_or_else(torn)?;
+        records.push(decode_body(seq, body).map_err(|detail| BadRecord { seq, detail })?);
         bytes = &bytes[4 + len..];
     }
     Ok(records)
@@ -484,6 +508,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// A stored frame of any bytes decodes or names the record that
+        /// does not: it never panics.
+        #[test]
+        fn any_frame_bytes_decode_or_name_the_bad_record(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Err(bad) = decode_frame_at(7, &bytes) {
+                proptest::prop_assert!(bad.seq >= 7);
+            }
+        }
+    }
+
+    #[test]
+    fn a_garbled_record_is_named_by_its_sequence_number() {
+        let mut frame = encode_frame(5, &[Event::NodeScheduled { node: "a".into(), visit: 1 }]);
+        frame.extend_from_slice(&[5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+        let bad = decode_frame_at(10, &frame).unwrap_err();
+        assert_eq!(bad.seq, 11);
+        assert!(bad.to_string().starts_with("record 11 does not decode"), "{bad}");
+        let cut = decode_frame_at(10, &frame[..frame.len() - 2]).unwrap_err();
+        assert_eq!((cut.seq, cut.detail.as_str()), (11, "is cut short"));
+    }
 
     #[test]
     fn json_is_a_value_in_json_and_text_in_the_journal() {

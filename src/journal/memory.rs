@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::{
-    Append, Error, ExecutionMeta, Journal, Record, Registration, Stats, Timer, TimerChange, decode_frame, encode_frame,
+    Append, Damage, Error, ExecutionMeta, Journal, Listing, Part, Record, Registration, Stats, Timer, TimerChange,
+    decode_frame_at, encode_frame,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -70,7 +71,10 @@ impl Journal for MemoryJournal {
         let inner = self.inner.lock().expect("memory journal lock");
         let mut records = Vec::new();
         for ((_, first), frame) in inner.events.range((execution, 0)..=(execution, u64::MAX)) {
-            records.extend(decode_frame(*first, frame)?);
+            records
+                .extend(decode_frame_at(*first, frame).map_err(|bad| {
+                    Error::Damaged(Damage::new(execution, Part::Record { seq: bad.seq }, bad.detail))
+                })?);
         }
         Ok(records)
     }
@@ -79,8 +83,9 @@ impl Journal for MemoryJournal {
         Ok(self.inner.lock().expect("memory journal lock").metas.get(&execution).cloned())
     }
 
-    fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
-        Ok(self.inner.lock().expect("memory journal lock").metas.values().cloned().collect())
+    fn listing(&self) -> Result<Listing, Error> {
+        let rows = self.inner.lock().expect("memory journal lock").metas.values().cloned().collect();
+        Ok(Listing { rows, ..Listing::default() })
     }
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {

@@ -14,8 +14,9 @@ use futures::future::BoxFuture;
 
 use super::wal::{Batch, Wal};
 use super::{
-    Append, Error, ExecutionMeta, Journal, Record, Registration, Stats, Timer, TimerChange, decode_frame, decode_meta,
-    decode_registration, decode_workflow, encode_frame, encode_meta, encode_registration, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Journal, Listing, Part, Record, Registration, Stats, Timer, TimerChange,
+    decode_frame_at, decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta,
+    encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -25,12 +26,12 @@ use crate::ir::Workflow;
 /// checkpoint does not stall the writers.
 const SLED_FLUSH_MS: u64 = 500;
 
-const EVENT: u8 = b'e';
-const META: u8 = b'x';
-const WORKFLOW: u8 = b'w';
-const KEY: u8 = b'k';
-const TIMER: u8 = b't';
-const REGISTERED: u8 = b'r';
+pub(super) const EVENT: u8 = b'e';
+pub(super) const META: u8 = b'x';
+pub(super) const WORKFLOW: u8 = b'w';
+pub(super) const KEY: u8 = b'k';
+pub(super) const TIMER: u8 = b't';
+pub(super) const REGISTERED: u8 = b'r';
 
 fn registration_key(workflow_id: &str, version: &str) -> Vec<u8> {
     let mut k = prefixed(REGISTERED, workflow_id.as_bytes());
@@ -39,7 +40,7 @@ fn registration_key(workflow_id: &str, version: &str) -> Vec<u8> {
     k
 }
 
-fn timer_key(at_ms: u64, id: ExecutionId) -> [u8; 25] {
+pub(super) fn timer_key(at_ms: u64, id: ExecutionId) -> [u8; 25] {
     let mut k = [0u8; 25];
     k[0] = TIMER;
     k[1..9].copy_from_slice(&at_ms.to_be_bytes());
@@ -47,14 +48,14 @@ fn timer_key(at_ms: u64, id: ExecutionId) -> [u8; 25] {
     k
 }
 
-fn decode_timer(key: &[u8]) -> Result<Timer, Error> {
+pub(super) fn decode_timer(key: &[u8]) -> Result<Timer, Error> {
     let bad = || Error::Corrupt(format!("timer index key of {} bytes", key.len()));
     let at: [u8; 8] = key.get(1..9).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
     let id: [u8; 16] = key.get(9..25).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
     Ok(Timer { at_ms: u64::from_be_bytes(at), execution: ExecutionId::from_bytes(id) })
 }
 
-fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
+pub(super) fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
     let mut k = [0u8; 25];
     k[0] = EVENT;
     k[1..17].copy_from_slice(&id.to_bytes());
@@ -62,14 +63,14 @@ fn event_key(id: ExecutionId, seq: u64) -> [u8; 25] {
     k
 }
 
-fn meta_key(id: ExecutionId) -> [u8; 17] {
+pub(super) fn meta_key(id: ExecutionId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = META;
     k[1..].copy_from_slice(&id.to_bytes());
     k
 }
 
-fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+pub(super) fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(rest.len() + 1);
     k.push(prefix);
     k.extend_from_slice(rest);
@@ -83,12 +84,93 @@ fn storage(e: sled::Error) -> Error {
     }
 }
 
+/// A store error while reading `part` of `execution`: corruption makes that
+/// execution damaged; anything else (IO) is the store's.
+fn damaged_by(execution: ExecutionId, part: Part, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => {
+            Error::Damaged(Damage::new(execution, part, format!("the store's page holding it is corrupt ({e})")))
+        }
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+/// The execution id in an event or index key.
+pub(super) fn id_in(key: &[u8]) -> Option<ExecutionId> {
+    Some(ExecutionId::from_bytes(key.get(1..17)?.try_into().ok()?))
+}
+
+/// The sequence number in an event key.
+pub(super) fn seq_in(key: &[u8]) -> Option<u64> {
+    (key.len() == 25).then(|| u64::from_be_bytes(key[17..25].try_into().expect("8 bytes")))
+}
+
+/// Open sled at `path` with the journal's settings.
+pub(super) fn open_sled(dir: &Path, path: &Path) -> Result<sled::Db, Error> {
+    sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).flush_every_ms(Some(SLED_FLUSH_MS)).open().map_err(
+        |e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                Error::Locked { path: dir.display().to_string() }
+            }
+            e @ sled::Error::Corruption { .. } => damaged_store(path, &e),
+            other => storage(other),
+        },
+    )
+}
+
+/// sled's settings file and its newest snapshot, each with whether it
+/// fails its own checksum (sled's formats: `conf` is text + crc32 LE,
+/// a snapshot is body + length (8 bytes) + crc32 LE of the body).
+pub(super) fn checked_files(path: &Path) -> Vec<(std::path::PathBuf, bool)> {
+    let crc_holds = |bytes: &[u8], body_end: usize| {
+        bytes.len() >= body_end + 4 && crc32fast::hash(&bytes[..body_end]).to_le_bytes() == bytes[bytes.len() - 4..]
+    };
+    let mut out = Vec::new();
+    let conf = path.join("conf");
+    if let Ok(bytes) = std::fs::read(&conf) {
+        out.push((conf, bytes.len() < 8 || !crc_holds(&bytes, bytes.len() - 4)));
+    }
+    let mut snapshots: Vec<_> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap.")))
+        .collect();
+    snapshots.sort();
+    if let Some(snap) = snapshots.pop()
+        && let Ok(bytes) = std::fs::read(&snap)
+    {
+        out.push((snap, bytes.len() <= 12 || !crc_holds(&bytes, bytes.len() - 12)));
+    }
+    out
+}
+
+/// sled refused to open its files: say which one fails its checksum.
+fn damaged_store(path: &Path, e: &sled::Error) -> Error {
+    let name = |p: &Path| format!("journal/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+    let failing = checked_files(path).into_iter().find(|(_, bad)| *bad).map(|(p, _)| p);
+    let file = match failing {
+        Some(p) if p.ends_with("conf") => format!("{}, sled's settings, fails its checksum", name(&p)),
+        Some(p) => format!("{}, sled's page table snapshot, fails its checksum", name(&p)),
+        None => "journal/db, sled's log of pages, holds a message that fails its checksum".to_string(),
+    };
+    Error::StoreDamaged {
+        path: path.parent().unwrap_or(path).display().to_string(),
+        file,
+        reason: format!("sled: {e}"),
+    }
+}
+
 /// The sled-backed journal.
 pub struct SledJournal {
     // Field order matters: the flusher (which holds a clone of `db`) stops
     // and checkpoints before the database is dropped.
     wal: Wal,
-    db: sled::Db,
+    pub(super) db: sled::Db,
+    dir: std::path::PathBuf,
+    /// What the log's recovery dropped at open, one sentence each.
+    recovered: Vec<String>,
     appends: AtomicU64,
     events: AtomicU64,
 }
@@ -100,21 +182,58 @@ impl SledJournal {
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("journal");
         remove_unfinished_snapshots(&path)?;
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(Some(SLED_FLUSH_MS))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
-                {
-                    Error::Locked { path: dir.display().to_string() }
-                }
-                other => storage(other),
-            })?;
-        let wal = Wal::open(&dir.join("journal.log"), db.clone())?;
-        Ok(SledJournal { wal, db, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
+        let db = open_sled(dir, &path)?;
+        let (wal, recovered) = Wal::open(dir, &dir.join("journal.log"), db.clone())?;
+        Ok(SledJournal {
+            wal,
+            db,
+            dir: dir.to_path_buf(),
+            recovered,
+            appends: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+        })
+    }
+
+    /// What recovering the log at open dropped (damaged or torn frames),
+    /// one sentence each, naming the offset and the bytes.
+    pub fn recovered(&self) -> &[String] {
+        &self.recovered
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key of the first index row after `after` (the index's start
+    /// when `None`) from which a scan reads again, past a page sled cannot
+    /// read. The rows in that page lie in one range of ids, and a scan that
+    /// starts in it fails: a binary search over the ids finds its end.
+    fn first_readable_row_after(&self, after: Option<ExecutionId>) -> Option<Vec<u8>> {
+        let fails = |id: u128| {
+            let key = meta_key(ExecutionId::from_bytes(id.to_be_bytes()));
+            matches!(self.db.range(key.to_vec()..vec![META + 1]).next(), Some(Err(_)))
+        };
+        let mut lo = after.map_or(0, |id| u128::from_be_bytes(id.to_bytes()).saturating_add(1));
+        let mut hi = u128::MAX;
+        if fails(hi) {
+            return None;
+        }
+        // fails(lo) holds (the scan failed there), fails(hi) does not.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if fails(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(meta_key(ExecutionId::from_bytes(lo.to_be_bytes())).to_vec())
+    }
+
+    /// Make `batch` durable through the log (what repair writes).
+    pub(super) async fn commit(&self, batch: Batch) -> Result<(), Error> {
+        self.wal.commit(batch).await
     }
 }
 
@@ -167,6 +286,12 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The records of one stored frame, or the damage that names the record.
+fn frame(execution: ExecutionId, first: u64, bytes: &[u8]) -> Result<Vec<Record>, Error> {
+    decode_frame_at(first, bytes)
+        .map_err(|bad| Error::Damaged(Damage::new(execution, Part::Record { seq: bad.seq }, bad.detail)))
+}
+
 impl Journal for SledJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
@@ -206,16 +331,14 @@ impl Journal for SledJournal {
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         let mut records = Vec::new();
         for kv in self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)) {
-            let (k, v) = kv.map_err(storage)?;
-            let first = u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
-            if first != records.len() as u64 + 1 {
-                return Err(Error::Corrupt(format!(
-                    "execution {execution}: record {} follows record {}",
-                    first,
-                    records.len()
-                )));
+            let next = records.len() as u64 + 1;
+            let (k, v) = kv.map_err(|e| damaged_by(execution, Part::Record { seq: next }, e))?;
+            let first = seq_in(&k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
+            if first != next {
+                let detail = format!("it is missing (the next stored record is {first})");
+                return Err(Error::Damaged(Damage::new(execution, Part::Record { seq: next }, detail)));
             }
-            records.extend(decode_frame(first, &v)?);
+            records.extend(frame(execution, first, &v)?);
         }
         Ok(records)
     }
@@ -224,25 +347,71 @@ impl Journal for SledJournal {
         // Frames are keyed by their first sequence number: start at the
         // frame that holds `after + 1`, the last one starting at or before it.
         let want = after.saturating_add(1);
+        let damaged = |e| damaged_by(execution, Part::Record { seq: want }, e);
         let from = match self.db.range(event_key(execution, 0)..=event_key(execution, want)).next_back() {
-            Some(kv) => kv.map_err(storage)?.0,
+            Some(kv) => kv.map_err(damaged)?.0,
             None => return Ok(Vec::new()),
         };
         let mut records = Vec::new();
         for kv in self.db.range(from.to_vec()..=event_key(execution, u64::MAX).to_vec()) {
-            let (k, v) = kv.map_err(storage)?;
-            let first = u64::from_be_bytes(k[17..25].try_into().map_err(|_| Error::Corrupt("short event key".into()))?);
-            records.extend(decode_frame(first, &v)?.into_iter().filter(|r| r.seq > after));
+            let (k, v) = kv.map_err(damaged)?;
+            let first = seq_in(&k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
+            records.extend(frame(execution, first, &v)?.into_iter().filter(|r| r.seq > after));
         }
         Ok(records)
     }
 
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
-        self.db.get(meta_key(execution)).map_err(storage)?.map(|v| decode_meta(&v)).transpose()
+        let stored = self.db.get(meta_key(execution)).map_err(|e| damaged_by(execution, Part::IndexRow, e))?;
+        stored.map(|v| decode_meta_of(execution, &v).map_err(Error::Damaged)).transpose()
     }
 
-    fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
-        self.db.scan_prefix([META]).map(|kv| decode_meta(&kv.map_err(storage)?.1)).collect()
+    fn listing(&self) -> Result<Listing, Error> {
+        let mut out = Listing::default();
+        let mut cuts = Vec::new();
+        let mut from = vec![META];
+        'scan: loop {
+            for kv in self.db.range(from.clone()..vec![META + 1]) {
+                let (k, v) = match kv {
+                    Ok(kv) => kv,
+                    Err(e @ sled::Error::Corruption { .. }) => {
+                        // A page of the index cannot be read: go on past it.
+                        let last = out.rows.last().map(|m| m.id).max(out.damaged.last().map(|d| d.execution));
+                        let next = self.first_readable_row_after(last);
+                        let after = last.map_or("its start".to_string(), |id| format!("the row of {id}"));
+                        let resumes_at = next.as_ref().and_then(|k| {
+                            let found = self.db.range(k.clone()..vec![META + 1]).next()?.ok()?;
+                            id_in(&found.0)
+                        });
+                        let until = match resumes_at {
+                            Some(id) => format!("up to the row of {id}"),
+                            None => "to its end".to_string(),
+                        };
+                        cuts.push(format!("the execution index cannot be read from after {after} {until}: {e}"));
+                        match next {
+                            // Only ever forward, so the scan ends.
+                            Some(k) if k > from => {
+                                from = k;
+                                continue 'scan;
+                            }
+                            _ => break 'scan,
+                        }
+                    }
+                    Err(other) => return Err(storage(other)),
+                };
+                let Some(id) = id_in(&k).filter(|_| k.len() == 17) else {
+                    tracing::warn!(key = ?k, "an execution index key of the wrong length; skipped");
+                    continue;
+                };
+                match decode_meta_of(id, &v) {
+                    Ok(meta) => out.rows.push(meta),
+                    Err(damage) => out.damaged.push(damage),
+                }
+            }
+            break;
+        }
+        out.cut_short = (!cuts.is_empty()).then(|| cuts.join("; "));
+        Ok(out)
     }
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
@@ -306,6 +475,88 @@ impl Journal for SledJournal {
             events: self.events.load(Ordering::Relaxed),
             syncs: self.wal.syncs() + self.wal.checkpoints(),
             sync_us: self.wal.sync_us(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Event, Json, Status};
+
+    async fn started(j: &SledJournal, id: ExecutionId) {
+        let meta = ExecutionMeta {
+            id,
+            workflow_id: "w".into(),
+            workflow_version: "1".into(),
+            workflow_hash: "h".into(),
+            status: Status::Running,
+            created_ms: 1,
+            updated_ms: 1,
+            key: None,
+        };
+        let first = Event::ExecutionStarted {
+            workflow_id: "w".into(),
+            workflow_version: "1".into(),
+            workflow_hash: "h".into(),
+            input: Json("{}".into()),
+            key: None,
+        };
+        let events = [first, Event::NodeScheduled { node: "a".into(), visit: 1 }];
+        let append = |first_seq, events, meta| Append {
+            execution: id,
+            first_seq,
+            at_ms: 1,
+            events,
+            meta,
+            workflow: None,
+            timers: &[],
+        };
+        j.append(append(1, &events, Some(&meta))).await.unwrap();
+        let more = [Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }];
+        j.append(append(3, &more, None)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_row_that_does_not_decode_is_listed_as_damaged_beside_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SledJournal::open(dir.path()).unwrap();
+        let ids = [ExecutionId::new(1_000), ExecutionId::new(2_000), ExecutionId::new(3_000)];
+        for id in ids {
+            started(&j, id).await;
+        }
+        j.db.insert(meta_key(ids[1]), &[1, 0xff, 0xff][..]).unwrap();
+        let listing = j.listing().unwrap();
+        assert_eq!(listing.rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
+        assert_eq!(listing.damaged.len(), 1);
+        assert_eq!((listing.damaged[0].execution, &listing.damaged[0].part), (ids[1], &Part::IndexRow));
+        assert_eq!(j.list().unwrap().len(), 2, "one bad row never hides the others");
+        let err = j.meta(ids[1]).unwrap_err().to_string();
+        assert!(err.contains(&ids[1].to_string()) && err.contains("index row"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_decode_names_its_execution_and_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SledJournal::open(dir.path()).unwrap();
+        let (bad, good) = (ExecutionId::new(1_000), ExecutionId::new(2_000));
+        started(&j, bad).await;
+        started(&j, good).await;
+        // Record 3 (the second frame), garbled: a record of 5 bytes that is no event.
+        j.db.insert(event_key(bad, 3), &[5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff][..]).unwrap();
+        match j.read(bad) {
+            Err(Error::Damaged(d)) => assert_eq!((d.execution, d.part), (bad, Part::Record { seq: 3 })),
+            other => panic!("expected a damaged record, got {other:?}"),
+        }
+        assert!(matches!(j.read_after(bad, 2), Err(Error::Damaged(_))));
+        let err = j.read_after(bad, 0).unwrap_err().to_string();
+        assert!(err.contains("record 3") && err.contains(&bad.to_string()), "{err}");
+        assert_eq!(j.read(good).unwrap().len(), 3, "the other execution reads whole");
+        // A missing frame is damage too, named by the first record missing.
+        j.db.remove(event_key(bad, 1)).unwrap();
+        match j.read(bad) {
+            Err(Error::Damaged(d)) => assert_eq!(d.part, Part::Record { seq: 1 }),
+            other => panic!("expected a missing record, got {other:?}"),
         }
     }
 }

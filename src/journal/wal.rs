@@ -8,23 +8,34 @@
 //! every writer that queued while the previous one ran.
 //!
 //! sled itself is flushed only at checkpoints (when the log passes
-//! [`CHECKPOINT_BYTES`], and at open), after which the log is truncated.
-//! A batch reaches sled only after its frame is durable, so sled never
-//! holds anything the log lacks; recovery replays the log's valid frames
-//! into sled in order (puts are idempotent) and drops a torn tail, which
-//! was never acknowledged. `sled::Db::flush` costs milliseconds under
+//! [`CHECKPOINT_BYTES`], at open and at close), after which the log is
+//! truncated. A batch reaches sled only after its frame is durable, so
+//! sled never holds anything the log lacks; recovery replays the log's
+//! valid frames into sled in order (puts are idempotent) and drops what
+//! is no valid frame, saying what that was. `sled::Db::flush` costs milliseconds under
 //! load (it seals and writes its IO buffers from a thread pool); a log
 //! append costs one `write` and one `fdatasync`.
 //!
 //! Each writer is woken exactly once, by its own acknowledgement.
 //!
-//! Frame: `len: u32 LE | crc32(payload): u32 LE | payload`, payload =
-//! version byte + postcard of the batch. A failed write or sync poisons
-//! the journal: nothing later is acknowledged, because we can no longer
-//! say what reached the disk.
+//! Frames ([`frames`]): `len: u32 LE | crc32(payload): u32 LE | payload`,
+//! payload = version byte + postcard of the batch. At open, a torn tail is
+//! told apart from damage, valid frames after damage are replayed, and the
+//! warning says what was dropped and whether it had been acknowledged. A
+//! failed write or sync poisons the journal: nothing later is
+//! acknowledged, because we can no longer say what reached the disk.
+//!
+//! A checkpoint (at open, past [`CHECKPOINT_BYTES`], at close) flushes
+//! sled, appends the log's frames to the [`archive`] and syncs it, then
+//! empties the log: every acknowledged batch stays in our own files, so a
+//! store whose sled files are damaged can be rebuilt.
+
+pub(crate) mod archive;
+pub(crate) mod frames;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -33,13 +44,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use self::archive::Archive;
+pub(crate) use self::frames::Batch;
 use super::Error;
 
-/// The puts of one append: applied to sled atomically.
-/// Keys and values to write atomically; an empty value removes its key.
-pub(crate) type Batch = Vec<(Vec<u8>, Vec<u8>)>;
-
-const WAL_VERSION: u8 = 1;
 /// Past this size the flusher checkpoints: flush sled, truncate the log.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// A round (sync + apply) slower than this is logged.
@@ -82,33 +90,7 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Storage(format!("{what} {}: {e}", path.display()))
 }
 
-fn encode_frame(batch: &Batch, out: &mut Vec<u8>) {
-    let mut payload = vec![WAL_VERSION];
-    payload.extend(postcard::to_stdvec(batch).expect("a batch always encodes"));
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-}
-
-/// The batches of the log's valid prefix, and the length of that prefix.
-fn decode_frames(bytes: &[u8]) -> (Vec<Batch>, usize) {
-    let mut batches = Vec::new();
-    let mut off = 0;
-    while let Some(header) = bytes.get(off..off + 8) {
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(off + 8..off + 8 + len) else { break };
-        if crc32fast::hash(payload) != crc || payload.first() != Some(&WAL_VERSION) {
-            break;
-        }
-        let Ok(batch) = postcard::from_bytes::<Batch>(&payload[1..]) else { break };
-        batches.push(batch);
-        off += 8 + len;
-    }
-    (batches, off)
-}
-
-fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
+pub(crate) fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
     let mut b = sled::Batch::default();
     for (k, v) in batch {
         // No stored value is empty: an empty value is a removal.
@@ -122,9 +104,10 @@ fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
 }
 
 impl Wal {
-    /// Replay the log at `path` into `db` (recovery), checkpoint, and start
-    /// the flusher.
-    pub(crate) fn open(path: &Path, db: sled::Db) -> Result<Wal, Error> {
+    /// Replay the log at `path` into `db` (recovery), checkpoint into the
+    /// archive of `data_dir` (created if absent), and start the flusher.
+    /// Returns what recovery dropped, one sentence per damaged stretch.
+    pub(crate) fn open(data_dir: &Path, path: &Path, db: sled::Db) -> Result<(Wal, Vec<String>), Error> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -134,25 +117,40 @@ impl Wal {
             .map_err(|e| io("cannot open the journal log", path, e))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(|e| io("cannot read the journal log", path, e))?;
-        let (batches, valid) = decode_frames(&bytes);
-        for batch in &batches {
+        // The archive first: seeded from sled as it was before this replay.
+        let mut archive = match Archive::open_or_seed(data_dir, &db) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "no journal archive: running without one (a store whose sled files are damaged cannot be rebuilt until one is written)"
+                );
+                None
+            }
+        };
+        let scan = frames::scan(&bytes);
+        for batch in &scan.batches {
             apply(&db, batch).map_err(|e| Error::Storage(format!("replaying the journal log into sled: {e}")))?;
         }
-        if valid < bytes.len() {
-            tracing::warn!(
-                bytes = bytes.len() - valid,
-                "dropping the torn tail of the journal log (an append a crash interrupted; it was never acknowledged)"
-            );
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("journal.log");
+        let dropped: Vec<String> = scan.dropped.iter().map(|d| d.describe(name)).collect();
+        for what in &dropped {
+            tracing::warn!("{what}");
         }
-        if !batches.is_empty() {
-            tracing::info!(batches = batches.len(), "replayed the journal log");
+        if !scan.batches.is_empty() {
+            tracing::info!(batches = scan.batches.len(), "replayed the journal log");
         }
-        checkpoint(&db, &mut file).map_err(Error::Storage)?;
-        Self::start(file, db)
+        // Only the valid frames go on to the archive.
+        let mut valid = Vec::with_capacity(scan.valid_bytes(bytes.len()));
+        for batch in &scan.batches {
+            frames::encode(batch, &mut valid);
+        }
+        checkpoint(&db, &mut file, archive.as_mut(), Some(&valid)).map_err(Error::Storage)?;
+        Ok((Self::start(file, db, archive)?, dropped))
     }
 
     /// Start the flusher on a log that recovery has already emptied.
-    fn start(log: impl Log, db: sled::Db) -> Result<Wal, Error> {
+    fn start(log: impl Log, db: sled::Db, archive: Option<Archive>) -> Result<Wal, Error> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -161,7 +159,7 @@ impl Wal {
         let flusher = shared.clone();
         let thread = std::thread::Builder::new()
             .name("jamjet-journal-sync".into())
-            .spawn(move || flush_loop(&flusher, log, db))
+            .spawn(move || flush_loop(&flusher, log, db, archive))
             .map_err(|e| Error::Storage(format!("cannot start the journal sync thread: {e}")))?;
         Ok(Wal { shared, thread: Some(thread) })
     }
@@ -203,6 +201,8 @@ trait Log: Send + 'static {
     fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()>;
     /// Empty the log, durably.
     fn reset(&mut self) -> std::io::Result<()>;
+    /// Append the log's whole content to the archive (not synced).
+    fn copy_to(&mut self, archive: &mut Archive) -> std::io::Result<()>;
 }
 
 impl Log for File {
@@ -216,15 +216,42 @@ impl Log for File {
         self.seek(SeekFrom::Start(0))?;
         self.sync_all()
     }
+
+    fn copy_to(&mut self, archive: &mut Archive) -> std::io::Result<()> {
+        let len = self.metadata()?.len();
+        let mut chunk = vec![0; (len as usize).min(1 << 20)];
+        let mut at = 0;
+        while at < len {
+            let n = chunk.len().min((len - at) as usize);
+            self.read_exact_at(&mut chunk[..n], at)?;
+            archive.append(&chunk[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
 }
 
-/// Flush sled, then empty the log: everything in it is in sled now.
-fn checkpoint(db: &sled::Db, log: &mut impl Log) -> Result<(), String> {
+/// Flush sled, keep the log's frames in the archive (the `valid` frames
+/// given, or the log's content), then empty the log: everything in it is
+/// in sled and in the archive now.
+fn checkpoint(
+    db: &sled::Db,
+    log: &mut impl Log,
+    archive: Option<&mut Archive>,
+    valid: Option<&[u8]>,
+) -> Result<(), String> {
     db.flush().map_err(|e| format!("sled flush: {e}"))?;
+    if let Some(archive) = archive {
+        let archived = archive.roll_if_full().and_then(|()| match valid {
+            Some(bytes) => archive.append(bytes),
+            None => log.copy_to(archive),
+        });
+        archived.and_then(|()| archive.sync()).map_err(|e| format!("writing the journal archive: {e}"))?;
+    }
     log.reset().map_err(|e| format!("emptying the journal log: {e}"))
 }
 
-fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db) {
+fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db, mut archive: Option<Archive>) {
     let mut last_round = 0;
     let mut written: u64 = 0;
     let mut buf = Vec::new();
@@ -248,7 +275,7 @@ fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db) {
         last_round = round.len();
         buf.clear();
         for (b, _) in &round {
-            encode_frame(b, &mut buf);
+            frames::encode(b, &mut buf);
         }
         let began = Instant::now();
         let mut result =
@@ -273,7 +300,7 @@ fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db) {
         written += buf.len() as u64;
         if result.is_ok() && written >= CHECKPOINT_BYTES {
             let began = Instant::now();
-            result = checkpoint(&db, &mut file);
+            result = checkpoint(&db, &mut file, archive.as_mut(), None);
             tracing::debug!(took_ms = began.elapsed().as_millis() as u64, "journal checkpoint");
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             written = 0;
@@ -293,7 +320,7 @@ fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db) {
             return;
         }
     }
-    if let Err(msg) = checkpoint(&db, &mut file) {
+    if let Err(msg) = checkpoint(&db, &mut file, archive.as_mut(), None) {
         tracing::error!(error = %msg, "final journal checkpoint failed; the log will be replayed at the next open");
     }
 }
@@ -316,28 +343,11 @@ mod tests {
         vec![(k.as_bytes().to_vec(), v.as_bytes().to_vec())]
     }
 
-    #[test]
-    fn frames_round_trip_and_a_torn_tail_is_cut_off() {
-        let mut buf = Vec::new();
-        encode_frame(&put("a", "1"), &mut buf);
-        let first = buf.len();
-        encode_frame(&put("b", "2"), &mut buf);
-        let whole = buf.len();
-        let (batches, valid) = decode_frames(&buf);
-        assert_eq!((batches.len(), valid), (2, whole));
-        for cut in 1..(whole - first) {
-            let (batches, valid) = decode_frames(&buf[..whole - cut]);
-            assert_eq!((batches, valid), (vec![put("a", "1")], first), "cut {cut}");
-        }
-        buf[whole - 1] ^= 0xff; // a flipped bit in the last payload
-        assert_eq!(decode_frames(&buf).0.len(), 1);
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_writers_share_few_syncs_and_everything_lands_in_sled() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).flush_every_ms(None).open().unwrap();
-        let wal = Arc::new(Wal::open(&dir.path().join("log"), db.clone()).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), &dir.path().join("log"), db.clone()).unwrap().0);
         let tasks: Vec<_> = (0..300)
             .map(|i| {
                 let wal = wal.clone();
@@ -368,13 +378,16 @@ mod tests {
         fn reset(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+        fn copy_to(&mut self, _archive: &mut Archive) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[tokio::test]
     async fn a_failed_sync_fails_its_writer_and_every_later_one_and_reaches_no_reader() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let wal = Wal::start(FailingLog { ok: 1 }, db.clone()).unwrap();
+        let wal = Wal::start(FailingLog { ok: 1 }, db.clone(), None).unwrap();
         wal.commit(put("a", "1")).await.unwrap();
         let err = wal.commit(put("b", "2")).await.unwrap_err().to_string();
         assert!(err.contains("EIO from the test disk"), "{err}");
@@ -389,17 +402,66 @@ mod tests {
     fn a_log_left_by_a_crash_is_replayed_into_sled_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let mut frames = Vec::new();
-        encode_frame(&put("x", "1"), &mut frames);
-        encode_frame(&put("x", "2"), &mut frames);
-        encode_frame(&put("y", "3"), &mut frames);
-        frames.extend_from_slice(&[9, 0, 0]); // the torn start of a fourth
-        std::fs::write(&log, &frames).unwrap();
+        let mut bytes = Vec::new();
+        frames::encode(&put("x", "1"), &mut bytes);
+        frames::encode(&put("x", "2"), &mut bytes);
+        frames::encode(&put("y", "3"), &mut bytes);
+        let torn_at = bytes.len();
+        bytes.extend_from_slice(&[9, 0, 0]); // the torn start of a fourth
+        std::fs::write(&log, &bytes).unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let wal = Wal::open(&log, db.clone()).unwrap();
+        let (wal, dropped) = Wal::open(dir.path(), &log, db.clone()).unwrap();
         assert_eq!(db.get("x").unwrap().as_deref(), Some(&b"2"[..]), "replayed in order");
         assert_eq!(db.get("y").unwrap().as_deref(), Some(&b"3"[..]));
         assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "checkpointed at open");
+        assert_eq!(dropped.len(), 1);
+        assert!(
+            dropped[0].contains(&format!("3 bytes at offset {torn_at}")) && dropped[0].contains("never acknowledged"),
+            "{}",
+            dropped[0]
+        );
         drop(wal);
+    }
+
+    #[test]
+    fn damage_in_the_middle_of_the_log_is_named_and_what_follows_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut bytes = Vec::new();
+        frames::encode(&put("a", "1"), &mut bytes);
+        let second = bytes.len();
+        frames::encode(&put("b", "2"), &mut bytes);
+        let third = bytes.len();
+        frames::encode(&put("c", "3"), &mut bytes);
+        bytes[third - 1] ^= 0x40; // inside the second frame's payload
+        std::fs::write(&log, &bytes).unwrap();
+        let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+        let (wal, dropped) = Wal::open(dir.path(), &log, db.clone()).unwrap();
+        assert!(db.get("a").unwrap().is_some() && db.get("c").unwrap().is_some(), "frames after the damage replayed");
+        assert!(db.get("b").unwrap().is_none());
+        let want = format!("{} bytes at offset {second}", third - second);
+        assert!(dropped.len() == 1 && dropped[0].contains(&want) && dropped[0].contains("acknowledged"), "{dropped:?}");
+        drop(wal);
+    }
+
+    #[tokio::test]
+    async fn every_acknowledged_batch_is_in_the_archive_and_rebuilds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        {
+            let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+            // Something sled held before the archive existed is seeded into it.
+            db.insert("old", "0").unwrap();
+            let (wal, _) = Wal::open(dir.path(), &log, db.clone()).unwrap();
+            wal.commit(put("a", "1")).await.unwrap();
+            wal.commit(vec![(b"old".to_vec(), Vec::new()), (b"b".to_vec(), b"2".to_vec())]).await.unwrap();
+            drop(wal); // the closing checkpoint archives the log
+        }
+        let fresh = sled::Config::new().path(dir.path().join("fresh")).open().unwrap();
+        let replayed = archive::replay(dir.path(), &fresh).unwrap();
+        assert!(replayed.dropped.is_empty(), "{replayed:?}");
+        let got: Vec<(Vec<u8>, Vec<u8>)> =
+            fresh.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        assert_eq!(got, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
     }
 }

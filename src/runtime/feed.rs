@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::journal::{Append, Error, ExecutionMeta, Journal, Record, Registration, Stats, Timer};
+use crate::journal::{Append, Error, ExecutionMeta, Journal, Listing, Record, Registration, Stats, Timer};
 
 /// Above this many entries, `subscribe` drops those nobody watches.
 const SWEEP_AT: usize = 1024;
@@ -92,8 +92,8 @@ impl Journal for Observed {
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
         self.inner.meta(execution)
     }
-    fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
-        self.inner.list()
+    fn listing(&self) -> Result<Listing, Error> {
+        self.inner.listing()
     }
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         self.inner.workflow(hash)

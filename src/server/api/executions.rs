@@ -99,8 +99,14 @@ async fn list(
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
     }
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
-    let mut rows = st.rt.list(status)?;
+    let listing = st.rt.listing(status)?;
+    let mut rows = listing.rows;
     rows.retain(|m| q.workflow.as_deref().is_none_or(|w| m.workflow_id == w));
+    // Rows that cannot be read have no status or workflow to filter on: listed only unfiltered.
+    let damaged = match (status, &q.workflow) {
+        (None, None) => listing.damaged,
+        _ => Vec::new(),
+    };
     // Oldest first already: the index is keyed by id (a ULID: time, then random).
     let start = match cursor {
         Some(c) => rows.partition_point(|m| m.id <= c),
@@ -110,7 +116,7 @@ async fn list(
     let more = page.len() > limit;
     let page = &page[..page.len().min(limit)];
     let next = if more { page.last().map(|m| m.id.to_string()) } else { None };
-    Ok(Json(json!({ "executions": page.iter().map(row).collect::<Vec<_>>(), "next_cursor": next })))
+    Ok(Json(json!({ "executions": page.iter().map(row).collect::<Vec<_>>(), "next_cursor": next, "damaged": damaged })))
 }
 
 async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -1,0 +1,201 @@
+//! The journal archive: every batch the log ever made durable, kept after
+//! the log is truncated, so the store can be rebuilt from our own frames
+//! when sled's files are damaged (`jamjet repair`).
+//!
+//! Layout: `journal.archive/` in the data dir, numbered segment files
+//! (`00000001.log`, ...) of whole frames in the log's format. At each
+//! checkpoint the log's frames are appended to the last segment (a new one
+//! is begun once it passes [`SEGMENT_BYTES`]) and synced before the log is
+//! emptied, so every acknowledged batch is in the log or in the archive.
+//! The archive is created whole: when it does not exist yet (a new data
+//! dir, or one from before the archive), its first segment is seeded with
+//! everything sled holds, written aside and renamed into place. A crash
+//! between the archive's sync and the log's truncation archives the same
+//! frames twice: replaying a repeated suffix leaves every key as it was.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::frames::{self, Batch, Scan};
+
+/// Past this size a segment is closed and the next checkpoint begins another.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// How much sled data one seed frame carries.
+const SEED_FRAME_BYTES: usize = 1024 * 1024;
+pub(crate) const DIR: &str = "journal.archive";
+
+pub(crate) struct Archive {
+    dir: PathBuf,
+    current: File,
+    current_len: u64,
+    index: u32,
+}
+
+fn segment_name(index: u32) -> String {
+    format!("{index:08}.log")
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The segment files of an archive, in order.
+pub(crate) fn segments(dir: &Path) -> std::io::Result<Vec<(u32, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let index = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(index) = index {
+            out.push((index, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Archive {
+    /// Open the archive in `data_dir`, creating it (seeded with all of
+    /// `db`) when there is none. Fails, changing nothing, if sled cannot be
+    /// read in full for the seed.
+    pub(crate) fn open_or_seed(data_dir: &Path, db: &sled::Db) -> Result<Archive, String> {
+        let dir = data_dir.join(DIR);
+        if !dir.exists() {
+            seed(data_dir, &dir, db)?;
+        }
+        let segments = segments(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let index = segments.last().map_or(1, |(i, _)| *i);
+        let path = dir.join(segment_name(index));
+        let current = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let current_len = current.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+        Ok(Archive { dir, current, current_len, index })
+    }
+
+    /// Begin a checkpoint's appends: a new segment once the last is full,
+    /// so a segment always holds whole frames.
+    pub(crate) fn roll_if_full(&mut self) -> std::io::Result<()> {
+        if self.current_len < SEGMENT_BYTES {
+            return Ok(());
+        }
+        let next = self.index + 1;
+        let file = OpenOptions::new().create(true).append(true).open(self.dir.join(segment_name(next)))?;
+        sync_dir(&self.dir)?;
+        self.current = file;
+        self.current_len = 0;
+        self.index = next;
+        Ok(())
+    }
+
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.current.write_all(bytes)?;
+        self.current_len += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        self.current.sync_data()
+    }
+}
+
+/// Write everything in `db` as the archive's first segments, aside, then
+/// rename them into place.
+fn seed(data_dir: &Path, dir: &Path, db: &sled::Db) -> Result<(), String> {
+    let aside = data_dir.join(format!("{DIR}.new"));
+    let _ = std::fs::remove_dir_all(&aside);
+    let written = write_seed(&aside, db).and_then(|()| {
+        std::fs::rename(&aside, dir).map_err(|e| format!("cannot rename {}: {e}", aside.display()))?;
+        sync_dir(data_dir).map_err(|e| format!("syncing {}: {e}", data_dir.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    written
+}
+
+fn write_seed(aside: &Path, db: &sled::Db) -> Result<(), String> {
+    std::fs::create_dir_all(aside).map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
+    let mut index = 1;
+    let create = |index: u32| {
+        let path = aside.join(segment_name(index));
+        File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+    };
+    let mut file = create(index)?;
+    let (mut file_len, mut batch, mut size, mut buf) = (0u64, Batch::new(), 0, Vec::new());
+    let mut iter = db.iter();
+    loop {
+        let next = iter.next().transpose().map_err(|e| format!("sled cannot be read in full: {e}"))?;
+        if let Some((k, v)) = &next {
+            size += k.len() + v.len();
+            batch.push((k.to_vec(), v.to_vec()));
+        }
+        if (next.is_none() && !batch.is_empty()) || size >= SEED_FRAME_BYTES {
+            if file_len >= SEGMENT_BYTES {
+                file.sync_all().map_err(|e| format!("syncing the archive seed: {e}"))?;
+                index += 1;
+                file = create(index)?;
+                file_len = 0;
+            }
+            buf.clear();
+            frames::encode(&batch, &mut buf);
+            file.write_all(&buf).map_err(|e| format!("writing the archive seed: {e}"))?;
+            file_len += buf.len() as u64;
+            batch.clear();
+            size = 0;
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    file.sync_all().map_err(|e| format!("syncing the archive seed: {e}"))?;
+    sync_dir(aside).map_err(|e| format!("syncing {}: {e}", aside.display()))
+}
+
+/// Replay every segment of the archive in `data_dir` into `db`, in order.
+/// Returns, per segment with damage, what was dropped.
+pub(crate) fn replay(data_dir: &Path, db: &sled::Db) -> Result<Replayed, String> {
+    let dir = data_dir.join(DIR);
+    let segments = segments(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut out = Replayed::default();
+    for (_, path) in segments {
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let Scan { batches, dropped } = frames::scan(&bytes);
+        for batch in &batches {
+            super::apply(db, batch).map_err(|e| format!("applying {} to sled: {e}", path.display()))?;
+        }
+        out.batches += batches.len();
+        out.bytes += bytes.len() as u64;
+        let name = format!("{DIR}/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+        out.dropped.extend(dropped.iter().map(|d| d.describe(&name)));
+    }
+    Ok(out)
+}
+
+/// Read every segment of the archive in `data_dir` and say what in it is
+/// damaged (nothing is applied or changed).
+pub(crate) fn verify(data_dir: &Path) -> Result<Vec<String>, String> {
+    let dir = data_dir.join(DIR);
+    let mut out = Vec::new();
+    for (_, path) in segments(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))? {
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let name = format!("{DIR}/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+        out.extend(frames::scan(&bytes).dropped.iter().map(|d| d.describe(&name)));
+    }
+    Ok(out)
+}
+
+/// What [`replay`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    pub batches: usize,
+    pub bytes: u64,
+    /// One sentence per stretch of damaged bytes that was skipped.
+    pub dropped: Vec<String>,
+}
