@@ -74,6 +74,12 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::LimitExceeded(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)
             }
+            // The store holds it but cannot read it: the server's fault, not the request's, so a 500,
+            // with its own code and what is damaged.
+            RuntimeError::Journal(crate::journal::Error::Damaged(d)) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged", message)
+                    .with_details(json!({ "execution": d.execution, "detail": d.detail }))
+            }
             RuntimeError::Stopped { .. }
             | RuntimeError::StartFailed { .. }
             | RuntimeError::MissingWorkflow { .. }

@@ -158,9 +158,13 @@ fn op(r: &Route) -> Op {
             params.push(query("workflow", json!({ "type": "string" })));
             params.push(query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })));
             params.push(query("cursor", json!({ "type": "string", "pattern": "^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$" })));
+            let damaged = json!({ "type": "object", "required": ["execution", "detail"], "properties": {
+                    "execution": { "type": "string" }, "detail": { "type": "string" } } });
             let page = json!({ "type": "object", "required": ["executions", "next_cursor"], "properties": {
                     "executions": { "type": "array", "items": schema("Summary") },
-                    "next_cursor": { "type": ["string", "null"] } } });
+                    "next_cursor": { "type": ["string", "null"] },
+                    "damaged": { "type": "array", "items": damaged,
+                        "description": "executions whose index row, records or workflow cannot be read (unfiltered lists only)" } } });
             (vec![(200, "a page, oldest first", json_body(page))], &[400, 500], None)
         }
         ("get", "/executions/{id}") => {
