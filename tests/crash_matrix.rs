@@ -14,7 +14,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
@@ -65,41 +65,11 @@ impl Drop for Case {
 
 // ---------------------------------------------------------------- driving the binary
 
-/// Read a pipe to its end on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
-}
-
 /// Run `jamjet args` on `dir` to its end, within COMMAND_LIMIT.
 fn jamjet_run(case: &Case, dir: &Path, args: &[&str]) -> Output {
-    let mut child = jamjet()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running jamjet");
-    let (out, err) = (drain(child.stdout.take().unwrap()), drain(child.stderr.take().unwrap()));
-    let began = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if began.elapsed() > COMMAND_LIMIT {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-            panic!("{}: jamjet {args:?} did not finish within {COMMAND_LIMIT:?}; stderr:\n{err}", case.name);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    let mut cmd = jamjet();
+    cmd.arg("--data-dir").arg(dir).args(args);
+    support::run_bounded(cmd, COMMAND_LIMIT, &format!("{}: jamjet {args:?}", case.name)).output
 }
 
 /// `jamjet ... --json` that must succeed: its parsed stdout.

@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
@@ -53,36 +53,14 @@ nodes:
 
 // ---------------------------------------------------------------- driving the binary
 
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
-}
-
 /// Run `jamjet --data-dir DIR ARGS` to its end, within COMMAND_LIMIT.
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = jamjet();
-    cmd.arg("--data-dir").arg(dir).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("--data-dir").arg(dir).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("running jamjet");
-    let (out, err) = (drain(child.stdout.take().unwrap()), drain(child.stderr.take().unwrap()));
-    let began = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if began.elapsed() > COMMAND_LIMIT {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("jamjet {args:?} did not finish within {COMMAND_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() };
+    let out = support::run_bounded(cmd, COMMAND_LIMIT, &format!("jamjet {args:?}")).output;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "jamjet {args:?} panicked:\n{stderr}");
     out

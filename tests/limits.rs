@@ -8,11 +8,8 @@
 
 mod support;
 
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -27,48 +24,24 @@ const MIB: u64 = 1024 * 1024;
 
 /// What one `jamjet` process did, with its peak resident memory.
 struct Measured {
-    status: ExitStatus,
+    status: std::process::ExitStatus,
     stdout: String,
     stderr: String,
     max_rss_bytes: u64,
     took: Duration,
 }
 
-/// Run `jamjet ARGS` on `dir` to its end and measure it with `wait4`
-/// (its own rusage, not that of the other tests' children).
-#[allow(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
+/// Run `jamjet ARGS` on `dir` to its end (within two minutes), measured.
 fn measured(dir: &Path, args: &[&str]) -> Measured {
-    let began = Instant::now();
-    let mut child = jamjet()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting jamjet");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let mut stderr = String::new();
-    let _ = err.read_to_string(&mut stderr);
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let mut cmd = jamjet();
+    cmd.arg("--data-dir").arg(dir).args(args);
+    let f = support::run_bounded(cmd, Duration::from_secs(120), &format!("jamjet {}", args.join(" ")));
     Measured {
-        status: ExitStatus::from_raw(status),
-        stdout: reader.join().unwrap(),
-        stderr,
-        // Linux reports ru_maxrss in KiB.
-        max_rss_bytes: usage.ru_maxrss as u64 * 1024,
-        took: began.elapsed(),
+        status: f.output.status,
+        stdout: String::from_utf8_lossy(&f.output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&f.output.stderr).into_owned(),
+        max_rss_bytes: f.max_rss_bytes,
+        took: f.took,
     }
 }
 

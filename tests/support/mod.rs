@@ -139,6 +139,62 @@ pub fn run_to_kill(data_dir: &Path, file: &Path, input: &str) -> Command {
     c
 }
 
+/// How a bounded run of a command ended: its output, and its own peak
+/// resident memory and time (from `wait4`, not the other tests' children).
+pub struct Finished {
+    pub output: Output,
+    pub max_rss_bytes: u64,
+    pub took: Duration,
+}
+
+/// Run `cmd` (stdin closed, output captured) to its end, killing it past
+/// `limit` and then failing with `what` and what it printed to stderr.
+#[allow(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
+pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Finished {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    }
+    let began = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let (out, err) = (drain(child.stdout.take().unwrap()), drain(child.stderr.take().unwrap()));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(reaped >= 0, "{what}: wait4: {}", std::io::Error::last_os_error());
+        if reaped == pid {
+            break;
+        }
+        if began.elapsed() > limit {
+            let _ = child.kill();
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+            panic!("{what} did not finish within {limit:?}; stderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    // Linux reports ru_maxrss in KiB.
+    Finished { output, max_rss_bytes: usage.ru_maxrss as u64 * 1024, took: began.elapsed() }
+}
+
 /// Run `jamjet` with `args` on `data_dir` to completion.
 pub fn jamjet_out(data_dir: &Path, args: &[&str]) -> Output {
     jamjet().arg("--data-dir").arg(data_dir).args(args).output().expect("running jamjet")
