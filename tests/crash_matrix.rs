@@ -14,10 +14,8 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use jamjet::ExecutionId;
@@ -87,56 +85,12 @@ fn cli(case: &Case, dir: &Path, args: &[&str]) -> Value {
     })
 }
 
-/// Run `jamjet args` on `dir` with `JAMJET_PAUSE_AFTER=pause`, read its
-/// stderr until it says it paused (at most PAUSE_LIMIT), and `kill -9` it.
+/// Run `jamjet args` on `dir` and `kill -9` it right after `pause` (see
+/// `support::kill_when_paused`), within PAUSE_LIMIT.
 fn kill_at(case: &Case, dir: &Path, pause: &str, args: &[&str]) {
-    let mut child = jamjet()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("JAMJET_PAUSE_AFTER", pause)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running jamjet");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (name, n) = pause.split_once(':').unwrap_or((pause, "1"));
-    let want = format!("jamjet: paused after {name} #{n}");
-    let deadline = Instant::now() + PAUSE_LIMIT;
-    let mut said = Vec::new();
-    let paused = loop {
-        // A timeout, or the process closed its stderr (it ended without pausing).
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break false };
-        let done = line == want;
-        said.push(line);
-        if done {
-            break true;
-        }
-    };
-    let ended_by_itself = child.try_wait().unwrap();
-    let _ = child.kill(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap();
-    assert!(
-        paused,
-        "{}: jamjet {args:?} did not pause after {pause} within {PAUSE_LIMIT:?} (it {}); stderr:\n{}",
-        case.name,
-        match ended_by_itself {
-            Some(s) => format!("exited {s}"),
-            None => "still ran".into(),
-        },
-        said.join("\n")
-    );
+    let mut cmd = jamjet();
+    cmd.arg("--data-dir").arg(dir).args(args);
+    support::kill_when_paused(cmd, pause, PAUSE_LIMIT, &format!("{}: jamjet {args:?}", case.name));
 }
 
 // ---------------------------------------------------------------- reading the journals

@@ -10,11 +10,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use jamjet::ExecutionId;
 use jamjet::journal::{ExecutionMeta, Status};
@@ -93,40 +91,12 @@ fn run_workflow(dir: &Path, file: &Path) -> String {
     out["id"].as_str().unwrap_or_else(|| panic!("no id in {out}")).to_string()
 }
 
-/// Run `jamjet run FILE` with `JAMJET_PAUSE_AFTER=pause` and `kill -9` it
-/// once it says it paused: the log then holds frames not yet checkpointed.
+/// Run `jamjet run FILE` and `kill -9` it right after `pause`: the log then
+/// holds frames not yet checkpointed.
 fn kill_after(dir: &Path, file: &Path, pause: &str) {
-    let mut child = jamjet()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["run", file.to_str().unwrap(), "--input", r#"{"i": 0}"#])
-        .env("JAMJET_PAUSE_AFTER", pause)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running jamjet");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    let paused = loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with("jamjet: paused after") => break true,
-            Ok(_) => {}
-            Err(_) => break false,
-        }
-    };
-    let _ = child.kill(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap();
-    assert!(paused, "jamjet run did not pause after {pause}");
+    let mut cmd = jamjet();
+    cmd.arg("--data-dir").arg(dir).args(["run", file.to_str().unwrap(), "--input", r#"{"i": 0}"#]);
+    support::kill_when_paused(cmd, pause, COMMAND_LIMIT, "jamjet run");
 }
 
 /// `jamjet dev` starts on the data dir (reaches "listening"), answers

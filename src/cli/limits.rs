@@ -20,10 +20,8 @@ pub(crate) fn run(a: Args) -> CliResult {
         let rows: Vec<serde_json::Value> = Limit::ALL
             .iter()
             .map(|&l| {
-                serde_json::json!({
-                    "name": l.name(), "value": limits.get(l), "shown": limits.show(l),
-                    "checked": if l.at_compile_time() { "compile" } else { "run" }, "about": l.about(),
-                })
+                serde_json::json!({ "name": l.name(), "value": limits.get(l), "shown": limits.show(l),
+                                    "checked": l.checked(), "about": l.about() })
             })
             .collect();
         print_json(&serde_json::json!({ "limits": rows }));
@@ -31,10 +29,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     }
     let rows: Vec<Vec<String>> = Limit::ALL
         .iter()
-        .map(|&l| {
-            let when = if l.at_compile_time() { "compile" } else { "run" };
-            vec![l.name().to_string(), limits.show(l), when.to_string(), l.about().to_string()]
-        })
+        .map(|&l| vec![l.name().into(), limits.show(l), l.checked().into(), l.about().into()])
         .collect();
     table::print(&["LIMIT", "VALUE", "CHECKED", "BOUNDS"], &rows);
     println!();

@@ -176,16 +176,20 @@ impl Limit {
         }
     }
 
-    /// Checked when a workflow is compiled or registered (the rest while it runs).
-    pub fn at_compile_time(self) -> bool {
-        matches!(
-            self,
-            Limit::MaxNodes
-                | Limit::MaxTemplateBytes
-                | Limit::MaxExpressionTerms
-                | Limit::MaxDurationMs
-                | Limit::MaxWorkflowBytes
-        )
+    /// When it is checked: `compile` (a workflow compiled, registered or
+    /// submitted), `run` (while an execution runs), or both (templates are
+    /// guarded again at every render, an `until` when its wait is reached).
+    pub fn checked(self) -> &'static str {
+        match self {
+            Limit::MaxNodes | Limit::MaxWorkflowBytes => "compile",
+            Limit::MaxTemplateBytes | Limit::MaxExpressionTerms | Limit::MaxDurationMs => "compile, run",
+            Limit::MaxResponseBytes
+            | Limit::MaxStateBytes
+            | Limit::MaxSteps
+            | Limit::MaxForEachItems
+            | Limit::TemplateFuel
+            | Limit::MaxRenderBytes => "run",
+        }
     }
 
     /// How to raise it, for error messages.

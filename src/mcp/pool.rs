@@ -133,13 +133,10 @@ impl McpPool {
         })?;
         let size = crate::ir::json_size(&result);
         if size > self.max_result_bytes {
-            let limits = crate::ir::Limits { max_response_bytes: self.max_result_bytes, ..Default::default() };
             let what =
                 format!("the result of tool `{tool}` of MCP server `{server}` is {}", crate::ir::show_bytes(size));
-            return Err(NodeError::new(
-                ErrorClass::LimitExceeded,
-                limits.exceeded(crate::ir::Limit::MaxResponseBytes, what),
-            ));
+            let message = crate::ir::limits_message(crate::ir::Limit::MaxResponseBytes, self.max_result_bytes, what);
+            return Err(NodeError::new(ErrorClass::LimitExceeded, message));
         }
         Ok(result)
     }

@@ -195,6 +195,54 @@ pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Finished {
     Finished { output, max_rss_bytes: usage.ru_maxrss as u64 * 1024, took: began.elapsed() }
 }
 
+/// Run `cmd` (a `jamjet` command) with `JAMJET_PAUSE_AFTER=pause`, read
+/// its stderr until it says it paused (at most `limit`), and `kill -9` it:
+/// the process dies right after that event is durable. `what` names it in
+/// the failure, with what it printed.
+pub fn kill_when_paused(mut cmd: Command, pause: &str, limit: Duration, what: &str) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .env("JAMJET_PAUSE_AFTER", pause)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (name, n) = pause.split_once(':').unwrap_or((pause, "1"));
+    let want = format!("jamjet: paused after {name} #{n}");
+    let deadline = std::time::Instant::now() + limit;
+    let mut said = Vec::new();
+    let paused = loop {
+        // A timeout, or the process closed its stderr (it ended without pausing).
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) else {
+            break false;
+        };
+        let done = line == want;
+        said.push(line);
+        if done {
+            break true;
+        }
+    };
+    let ended_by_itself = child.try_wait().unwrap();
+    let _ = child.kill(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let how = match ended_by_itself {
+        Some(s) => format!("exited {s}"),
+        None => "still ran".into(),
+    };
+    assert!(paused, "{what} did not pause after {pause} within {limit:?} (it {how}); stderr:\n{}", said.join("\n"));
+}
+
 /// Run `jamjet` with `args` on `data_dir` to completion.
 pub fn jamjet_out(data_dir: &Path, args: &[&str]) -> Output {
     jamjet().arg("--data-dir").arg(data_dir).args(args).output().expect("running jamjet")
