@@ -568,12 +568,31 @@ impl Runtime {
     /// other content under a registered id and version is refused unless
     /// `replace` (executions keep the IR they started with either way).
     pub async fn register(&self, workflow: &Workflow, replace: bool) -> Result<Registration, Error> {
+        let hash = self.vet(workflow)?;
+        self.register_vetted(workflow, hash, replace).await
+    }
+
+    /// Check `workflow` as a run would (`ir::check` under this runtime's
+    /// limits, remembered by content hash) and return its hash: the
+    /// CPU-bound half of [`register`](Self::register), which a server runs
+    /// off its async workers before [`register_vetted`](Self::register_vetted).
+    pub fn vet(&self, workflow: &Workflow) -> Result<String, Error> {
         let hash = workflow.content_hash();
         // However it was made (YAML, IR JSON, a host's code), what is
         // registered must pass the checks a run would make.
-        if let Some(problems) = self.services().problems(&hash, workflow) {
-            return Err(Error::InvalidWorkflow { id: workflow.id.clone(), problems: problems.to_string() });
+        match self.services().problems(&hash, workflow) {
+            None => Ok(hash),
+            Some(problems) => Err(Error::InvalidWorkflow { id: workflow.id.clone(), problems: problems.to_string() }),
         }
+    }
+
+    /// [`register`](Self::register) a workflow [`vet`](Self::vet) passed, under the hash it returned.
+    pub async fn register_vetted(
+        &self,
+        workflow: &Workflow,
+        hash: String,
+        replace: bool,
+    ) -> Result<Registration, Error> {
         let existing =
             self.workflows()?.into_iter().find(|r| r.workflow_id == workflow.id && r.version == workflow.version);
         if let Some(r) = existing {

@@ -227,9 +227,13 @@ pub fn check_template(source: &str, expression: bool, limits: &Limits) -> Result
             continue;
         }
         let tag = scan_tag(bytes, inner, Some(close));
-        let (line, column) = position(source, start);
+        // Where the tag is, worked out only for a message: finding it walks
+        // the text before the tag, which for every tag would make the
+        // guard quadratic.
+        let at_tag = || position(source, start);
         let shown = if block { "{% %}" } else { "{{ }}" };
         if tag.terms > max {
+            let (line, column) = at_tag();
             let what = format!("the `{shown}` tag at line {line}, column {column} has {} {TERMS}", tag.terms);
             return Err(TemplateError::limit(
                 source,
@@ -240,6 +244,7 @@ pub fn check_template(source: &str, expression: bool, limits: &Limits) -> Result
         if block && tag.first == Some(b"elif".as_slice()) {
             elifs += 1;
             if elifs > max {
+                let (line, column) = at_tag();
                 let what = format!(
                     "the template has more than {max} `{{% elif %}}` tags (one at line {line}, column {column})"
                 );
@@ -251,6 +256,7 @@ pub fn check_template(source: &str, expression: bool, limits: &Limits) -> Result
             }
         }
         if block && tag.first == Some(b"for".as_slice()) && tag.recursive {
+            let (line, column) = at_tag();
             let message = format!(
                 "the `{{% for %}}` tag at line {line}, column {column} is a recursive loop, which workflows do not \
                  support: write the nesting out"

@@ -155,10 +155,16 @@ impl Guard {
         Guard { bind, hosts, origins }
     }
 
-    /// Whether `host` (a `Host` header) names this server.
+    /// Whether `host` (a `Host` header; port 0: none written) names this server.
     fn host_ok(&self, host: &HostPort) -> bool {
         if self.hosts.contains(host) {
             return true;
+        }
+        // A browser leaves out a default port, and a proxy in front of an
+        // `https://` public URL passes `Host: name` on: no port names the
+        // accepted host at its scheme's default port, 80 or 443.
+        if host.port == 0 {
+            return self.hosts.iter().any(|h| h.host == host.host && matches!(h.port, 80 | 443));
         }
         // Bound to every address: any of them, written as an IP literal
         // (a name could be re-pointed; an address cannot).
@@ -240,7 +246,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         None => None,
         Some(raw) => {
             let text = raw.to_str().unwrap_or("");
-            match host_port(text, 80).filter(|h| guard.host_ok(h)) {
+            match host_port(text, 0).filter(|h| guard.host_ok(h)) {
                 Some(h) => Some(h),
                 None => return forbidden_host(&guard, &String::from_utf8_lossy(raw.as_bytes())),
             }
@@ -307,11 +313,11 @@ mod tests {
     }
 
     fn host_ok(g: &Guard, h: &str) -> bool {
-        host_port(h, 80).is_some_and(|h| g.host_ok(&h))
+        host_port(h, 0).is_some_and(|h| g.host_ok(&h))
     }
 
     fn origin_ok(g: &Guard, o: &str, host: &str) -> bool {
-        let host = host_port(host, 80);
+        let host = host_port(host, 0);
         Origin::parse(o).is_some_and(|o| g.origin_ok(&o, host.as_ref()))
     }
 
@@ -368,10 +374,14 @@ mod tests {
         assert!(origin_ok(&g, "https://app.example", "127.0.0.1:7700"));
         assert!(origin_ok(&g, "https://app.example:443", "127.0.0.1:7700"));
         assert!(!origin_ok(&g, "http://app.example", "127.0.0.1:7700"), "the scheme is part of an origin");
-        // Host without a port is port 80, which the public URL does not use.
-        assert!(!host_ok(&g, "jj.example.com"));
+        // A Host without a port names the public URL at its scheme's default
+        // port (a browser, or a TLS proxy passing `Host` on, leaves it out).
+        assert!(host_ok(&g, "jj.example.com") && !host_ok(&g, "jj.example.com:80"));
+        assert!(!host_ok(&g, "127.0.0.1") && !host_ok(&g, "attacker.example"), "the bind's port is not a default");
         let g = guard("127.0.0.1:7700", Some("http://jj.example.com"), &[]);
         assert!(host_ok(&g, "jj.example.com"));
+        let g = guard("127.0.0.1:7700", Some("https://jj.example.com:8443"), &[]);
+        assert!(!host_ok(&g, "jj.example.com") && host_ok(&g, "jj.example.com:8443"));
         assert!(check_public_url("ftp://x").is_err() && check_public_url("http://u:p@x").is_err());
         assert!(check_public_url("https://jj.example.com:8443/a2a").is_ok());
     }

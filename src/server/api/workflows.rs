@@ -10,6 +10,8 @@
 //! [`compile_slots`] at once, so a large or slow workflow never holds up
 //! an async worker (and `/health` with it).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -52,15 +54,18 @@ async fn register(
         Some("application/json") => false,
         other => return Err(unsupported(other, ACCEPTED)),
     };
-    let config = st.config.clone();
-    let wf = off_the_workers(move || {
+    let (config, rt) = (st.config.clone(), st.rt.clone());
+    let (wf, hash) = off_the_workers(move || {
         let wf = if yaml { from_yaml(&body, &config) } else { from_ir(&body, &config) }?;
         allowed(&wf, &config.policy)?;
-        Ok(wf)
+        // The runtime's own check (and the content hash) here too, so the
+        // registration on the async worker below finds them done.
+        let hash = rt.vet(&wf)?;
+        Ok((wf, hash))
     })
     .await?;
     let before = st.rt.workflows()?;
-    let r = st.rt.register(&wf, q.replace).await?;
+    let r = st.rt.register_vetted(&wf, hash, q.replace).await?;
     let existed = before.iter().any(|b| b == &r);
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(json!(r))).into_response())
@@ -69,7 +74,7 @@ async fn register(
 /// How many posted workflows compile at once (the rest wait their turn):
 /// one per core, so a flood of large posts keeps every async worker and
 /// most of the blocking pool free.
-pub fn compile_slots() -> usize {
+fn compile_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -78,13 +83,20 @@ pub fn compile_slots() -> usize {
 async fn off_the_workers<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let slots = SLOTS.get_or_init(|| tokio::sync::Semaphore::new(compile_slots()));
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(compile_slots())));
     let internal = |e: &dyn std::fmt::Display| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("compiling the workflow failed: {e}"))
     };
-    let _slot = slots.acquire().await.map_err(|e| internal(&e))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| internal(&e))?
+    // The slot goes with the work, not with this request: a client that
+    // hangs up drops the request, while the blocking task runs on.
+    let slot = slots.clone().acquire_owned().await.map_err(|e| internal(&e))?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await
+    .map_err(|e| internal(&e))?
 }
 
 /// 422 `not_allowed` when `wf` declares a command, or reads an environment
