@@ -307,6 +307,13 @@ fn decode_meta_of(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionMeta, Damage
 }
 
 /// What a decoding error says, without the "corrupt journal record" prefix.
+/// The records of one stored frame of `execution`, or the damage that
+/// names the record (what every backend's `read` reports).
+fn frame(execution: ExecutionId, first: u64, bytes: &[u8]) -> Result<Vec<Record>, Error> {
+    decode_frame_at(first, bytes)
+        .map_err(|bad| Error::Damaged(Damage::new(execution, Part::Record { seq: bad.seq }, bad.detail)))
+}
+
 fn corrupt_detail(e: Error) -> String {
     match e {
         Error::Corrupt(detail) => detail,

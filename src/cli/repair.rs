@@ -22,7 +22,7 @@
 //! It prints what it found and did; the exit code is 0 when the data dir is
 //! healthy afterwards (with `--dry-run`, when it is healthy now).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -125,7 +125,7 @@ struct RowChange {
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let now = SystemClock.now_ms();
-    let folder = data_dir.join("quarantine").join(stamp(now));
+    let folder = fresh_folder(&data_dir.join("quarantine"), now);
     let mut report = Report { data_dir: data_dir.display().to_string(), dry_run: a.dry_run, ..Report::default() };
     let journal = match open(data_dir, &folder, a.dry_run, &mut report)? {
         Some(j) => j,
@@ -276,6 +276,8 @@ async fn repair(
         audit.bad.iter().filter(|b| b.kind == Kind::IndexRow).filter_map(|b| b.execution).collect();
     let mut whole: BTreeMap<ExecutionId, Kept> = BTreeMap::new();
     let mut appends: Vec<(ExecutionId, u64, Event, ExecutionMeta)> = Vec::new();
+    // Each workflow IR is read once, however many executions run it.
+    let mut workflows: HashMap<String, Option<std::sync::Arc<crate::ir::Workflow>>> = HashMap::new();
     for (&id, history) in &audit.histories {
         let records = journal.read_prefix(id).map_err(|e| Failure::new(e.to_string()))?;
         let cut = &history.damage;
@@ -303,9 +305,12 @@ async fn repair(
                 continue;
             }
         };
-        let workflow = match audit.workflows.contains(&hash).then(|| journal.workflow(&hash)) {
-            Some(Ok(Some(wf))) => wf,
-            _ => {
+        let workflow = workflows.entry(hash.clone()).or_insert_with(|| {
+            audit.workflows.contains(&hash).then(|| journal.workflow(&hash).ok().flatten().map(std::sync::Arc::new))?
+        });
+        let workflow = match workflow.clone() {
+            Some(wf) => wf,
+            None => {
                 let why =
                     format!("its workflow IR {hash} is missing or cannot be read, so its history cannot be replayed");
                 remove_whole(&journal, id, &why, &audit, &mut quarantine);
@@ -510,11 +515,22 @@ fn kind(k: Kind) -> &'static str {
     }
 }
 
-/// `20261202T042259Z`: a quarantine folder's name.
+/// `20261202T042259.123Z`: a quarantine folder's name.
 fn stamp(now_ms: u64) -> String {
-    let text = format_ms(now_ms);
-    let text: String = text.split('.').next().unwrap_or(&text).chars().filter(|c| *c != '-' && *c != ':').collect();
-    format!("{text}Z")
+    format_ms(now_ms).chars().filter(|c| *c != '-' && *c != ':').collect()
+}
+
+/// A quarantine folder no earlier repair used (one stopped partway and run
+/// again at once must not overwrite what the first one set aside).
+fn fresh_folder(quarantine: &Path, now_ms: u64) -> PathBuf {
+    let base = stamp(now_ms);
+    let mut folder = quarantine.join(&base);
+    let mut n = 2;
+    while folder.exists() {
+        folder = quarantine.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    folder
 }
 
 fn finish(report: Report, json: bool) -> CliResult {

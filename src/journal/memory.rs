@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::{
-    Append, Damage, Error, ExecutionMeta, Journal, Listing, Part, Record, Registration, Stats, Timer, TimerChange,
-    decode_frame_at, encode_frame,
+    Append, Error, ExecutionMeta, Journal, Listing, Record, Registration, Stats, Timer, TimerChange, encode_frame,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -71,10 +70,7 @@ impl Journal for MemoryJournal {
         let inner = self.inner.lock().expect("memory journal lock");
         let mut records = Vec::new();
         for ((_, first), frame) in inner.events.range((execution, 0)..=(execution, u64::MAX)) {
-            records
-                .extend(decode_frame_at(*first, frame).map_err(|bad| {
-                    Error::Damaged(Damage::new(execution, Part::Record { seq: bad.seq }, bad.detail))
-                })?);
+            records.extend(super::frame(execution, *first, frame)?);
         }
         Ok(records)
     }

@@ -200,7 +200,7 @@ impl SledJournal {
                     (Ok(hash), Ok(_)) => {
                         out.workflows.insert(hash.to_string());
                     }
-                    (_, Err(e)) => out.bad.push(bad(Kind::Workflow, None, detail(e))),
+                    (_, Err(e)) => out.bad.push(bad(Kind::Workflow, None, super::corrupt_detail(e))),
                     (Err(_), Ok(_)) => out.bad.push(bad(Kind::Workflow, None, "its hash is not text".into())),
                 },
                 Some(KEY) => match <[u8; 16]>::try_from(v.as_ref()) {
@@ -219,7 +219,7 @@ impl SledJournal {
                 },
                 Some(REGISTERED) => {
                     if let Err(e) = decode_registration(&v) {
-                        out.bad.push(bad(Kind::Registration, None, detail(e)));
+                        out.bad.push(bad(Kind::Registration, None, super::corrupt_detail(e)));
                     }
                 }
                 _ => out.unknown += 1,
@@ -325,13 +325,6 @@ impl SledJournal {
             rest = later;
         }
         Ok(())
-    }
-}
-
-fn detail(e: Error) -> String {
-    match e {
-        Error::Corrupt(d) => d,
-        other => other.to_string(),
     }
 }
 

@@ -15,8 +15,8 @@ use futures::future::BoxFuture;
 use super::wal::{Batch, Wal};
 use super::{
     Append, Damage, Error, ExecutionMeta, Journal, Listing, Part, Record, Registration, Stats, Timer, TimerChange,
-    decode_frame_at, decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta,
-    encode_registration, encode_workflow,
+    decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta, encode_registration,
+    encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -168,7 +168,6 @@ pub struct SledJournal {
     // and checkpoints before the database is dropped.
     wal: Wal,
     pub(super) db: sled::Db,
-    dir: std::path::PathBuf,
     /// What the log's recovery dropped at open, one sentence each.
     recovered: Vec<String>,
     appends: AtomicU64,
@@ -184,25 +183,13 @@ impl SledJournal {
         remove_unfinished_snapshots(&path)?;
         let db = open_sled(dir, &path)?;
         let (wal, recovered) = Wal::open(dir, &dir.join("journal.log"), db.clone())?;
-        Ok(SledJournal {
-            wal,
-            db,
-            dir: dir.to_path_buf(),
-            recovered,
-            appends: AtomicU64::new(0),
-            events: AtomicU64::new(0),
-        })
+        Ok(SledJournal { wal, db, recovered, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
     }
 
     /// What recovering the log at open dropped (damaged or torn frames),
     /// one sentence each, naming the offset and the bytes.
     pub fn recovered(&self) -> &[String] {
         &self.recovered
-    }
-
-    /// The data dir.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The key of the first index row after `after` (the index's start
@@ -286,12 +273,6 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// The records of one stored frame, or the damage that names the record.
-fn frame(execution: ExecutionId, first: u64, bytes: &[u8]) -> Result<Vec<Record>, Error> {
-    decode_frame_at(first, bytes)
-        .map_err(|bad| Error::Damaged(Damage::new(execution, Part::Record { seq: bad.seq }, bad.detail)))
-}
-
 impl Journal for SledJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
@@ -338,7 +319,7 @@ impl Journal for SledJournal {
                 let detail = format!("it is missing (the next stored record is {first})");
                 return Err(Error::Damaged(Damage::new(execution, Part::Record { seq: next }, detail)));
             }
-            records.extend(frame(execution, first, &v)?);
+            records.extend(super::frame(execution, first, &v)?);
         }
         Ok(records)
     }
@@ -356,7 +337,7 @@ impl Journal for SledJournal {
         for kv in self.db.range(from.to_vec()..=event_key(execution, u64::MAX).to_vec()) {
             let (k, v) = kv.map_err(damaged)?;
             let first = seq_in(&k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
-            records.extend(frame(execution, first, &v)?.into_iter().filter(|r| r.seq > after));
+            records.extend(super::frame(execution, first, &v)?.into_iter().filter(|r| r.seq > after));
         }
         Ok(records)
     }

@@ -118,7 +118,7 @@ impl Wal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(|e| io("cannot read the journal log", path, e))?;
         // The archive first: seeded from sled as it was before this replay.
-        let mut archive = match Archive::open_or_seed(data_dir, &db) {
+        let mut archive = match Archive::open_or_seed(data_dir, &db, !bytes.is_empty()) {
             Ok(a) => Some(a),
             Err(e) => {
                 tracing::warn!(
@@ -140,11 +140,17 @@ impl Wal {
         if !scan.batches.is_empty() {
             tracing::info!(batches = scan.batches.len(), "replayed the journal log");
         }
-        // Only the valid frames go on to the archive.
-        let mut valid = Vec::with_capacity(scan.valid_bytes(bytes.len()));
-        for batch in &scan.batches {
-            frames::encode(batch, &mut valid);
-        }
+        // Only the valid frames go on to the archive: the log as it is when
+        // nothing was dropped, else its valid frames written again.
+        let valid = if scan.dropped.is_empty() {
+            std::borrow::Cow::Borrowed(bytes.as_slice())
+        } else {
+            let mut valid = Vec::with_capacity(scan.valid_bytes(bytes.len()));
+            for batch in &scan.batches {
+                frames::encode(batch, &mut valid);
+            }
+            std::borrow::Cow::Owned(valid)
+        };
         checkpoint(&db, &mut file, archive.as_mut(), Some(&valid)).map_err(Error::Storage)?;
         Ok((Self::start(file, db, archive)?, dropped))
     }
@@ -298,19 +304,26 @@ fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db, mut archive: Op
                 applied
             });
         written += buf.len() as u64;
+        if let Err(msg) = &result {
+            tracing::error!(error = %msg, "journal write failed; the journal is poisoned");
+            shared.pending.lock().expect("wal lock").poisoned = Some(msg.clone());
+        }
+        // This round's batches are durable and applied: say so before a
+        // checkpoint makes its writers wait for it (and a failed checkpoint
+        // fails only what comes after, never what was already durable).
+        for (_, ack) in round {
+            let _ = ack.send(result.clone());
+        }
         if result.is_ok() && written >= CHECKPOINT_BYTES {
             let began = Instant::now();
             result = checkpoint(&db, &mut file, archive.as_mut(), None);
             tracing::debug!(took_ms = began.elapsed().as_millis() as u64, "journal checkpoint");
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             written = 0;
-        }
-        if let Err(msg) = &result {
-            tracing::error!(error = %msg, "journal write failed; the journal is poisoned");
-            shared.pending.lock().expect("wal lock").poisoned = Some(msg.clone());
-        }
-        for (_, ack) in round {
-            let _ = ack.send(result.clone());
+            if let Err(msg) = &result {
+                tracing::error!(error = %msg, "journal checkpoint failed; the journal is poisoned");
+                shared.pending.lock().expect("wal lock").poisoned = Some(msg.clone());
+            }
         }
         if result.is_err() {
             // Fail whoever queued meanwhile, then stop.

@@ -23,8 +23,8 @@
 //!   workflow with `base_url: https://attacker.example` and
 //!   `api_key_env: AWS_SECRET_ACCESS_KEY` would mail the server's secrets.
 //!
-//! [`Policy::commands_refused`] and [`Policy::env_refused`] are pure: the
-//! IR in, every refusal out.
+//! [`Policy::refused`] is pure: the IR in, every refusal out (commands and
+//! environment variables alike, so one answer names all of them).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -86,49 +86,51 @@ pub struct Policy {
     pub workflows_dir: Option<PathBuf>,
 }
 
-/// One stdio MCP server the policy does not allow.
+/// What a posted workflow would do that the operator has not allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Declare a stdio MCP server: run `command`.
+    Command { server: String, command: String },
+    /// Read the environment variable `var` (and send it where the workflow says).
+    Env { place: String, var: String },
+}
+
+/// One thing the policy does not allow, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// The `type: workflow` nodes leading to the workflow that declares it
+    /// The `type: workflow` nodes leading to the workflow that does it
     /// (empty: the posted workflow itself), outermost first.
     pub path: Vec<String>,
-    /// The workflow that declares it.
+    /// The workflow that does it.
     pub workflow: String,
-    pub server: String,
-    pub command: String,
+    pub reach: Reach,
+}
+
+impl Refused {
+    /// The `jamjet dev` flag that would allow it.
+    pub fn flag(&self) -> String {
+        match &self.reach {
+            Reach::Command { command, .. } => format!("--allow-command {command}"),
+            Reach::Env { var, .. } => format!("--allow-env {var}"),
+        }
+    }
 }
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MCP server `{}` of workflow `{}`", self.server, self.workflow)?;
+        match &self.reach {
+            Reach::Command { server, .. } => write!(f, "MCP server `{server}`")?,
+            Reach::Env { place, .. } => f.write_str(place)?,
+        }
+        write!(f, " of workflow `{}`", self.workflow)?;
         if !self.path.is_empty() {
             let nodes: Vec<String> = self.path.iter().map(|n| format!("`{n}`")).collect();
             write!(f, " (the sub-workflow of node {})", nodes.join(" → "))?;
         }
-        write!(f, " runs the command `{}`", self.command)
-    }
-}
-
-/// One environment variable a posted workflow names that the policy does
-/// not let it read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvRefused {
-    /// The `type: workflow` nodes leading to the workflow that names it.
-    pub path: Vec<String>,
-    pub workflow: String,
-    /// Where: `node `ask` (model `m` at URL)`, `MCP server `x``.
-    pub place: String,
-    pub var: String,
-}
-
-impl std::fmt::Display for EnvRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} of workflow `{}`", self.place, self.workflow)?;
-        if !self.path.is_empty() {
-            let nodes: Vec<String> = self.path.iter().map(|n| format!("`{n}`")).collect();
-            write!(f, " (the sub-workflow of node {})", nodes.join(" → "))?;
+        match &self.reach {
+            Reach::Command { command, .. } => write!(f, " runs the command `{command}`"),
+            Reach::Env { var, .. } => write!(f, " reads the environment variable {var}"),
         }
-        write!(f, " reads the environment variable {}", self.var)
     }
 }
 
@@ -151,30 +153,36 @@ fn model_key(config: &ModelConfig) -> Option<&str> {
 }
 
 impl Policy {
-    /// Every environment variable `wf` (or a sub-workflow in it) would read
-    /// that the policy does not allow; empty when it may be registered.
-    pub fn env_refused(&self, wf: &Workflow) -> Vec<EnvRefused> {
+    /// Everything `wf` (or a sub-workflow in it, at any depth) would do
+    /// that the policy does not allow, in declaration order, outer
+    /// workflows first; empty when it may be registered.
+    pub fn refused(&self, wf: &Workflow) -> Vec<Refused> {
         let mut out = Vec::new();
+        // A stack, not recursion: nesting depth is the poster's to choose.
         let mut todo: Vec<(Vec<String>, &Workflow)> = vec![(Vec::new(), wf)];
         while let Some((path, wf)) = todo.pop() {
-            let mut named: Vec<(String, String)> = Vec::new();
+            let mut reach: Vec<Reach> = Vec::new();
             for (name, server) in &wf.mcp_servers {
                 let texts: Vec<&String> = match server {
                     McpServer::Http { url, headers } => std::iter::once(url).chain(headers.values()).collect(),
                     McpServer::Stdio { command, args, env, cwd } => {
+                        if !self.commands.allows(command) {
+                            reach.push(Reach::Command { server: name.clone(), command: command.clone() });
+                        }
                         std::iter::once(command).chain(args).chain(env.values()).chain(cwd).collect()
                     }
                 };
-                for var in texts.into_iter().flat_map(|t| env_refs(t)) {
-                    named.push((format!("MCP server `{name}`"), var));
-                }
+                let place = format!("MCP server `{name}`");
+                reach.extend(
+                    texts.into_iter().flat_map(|t| env_refs(t)).map(|var| Reach::Env { place: place.clone(), var }),
+                );
             }
             for (id, node) in &wf.nodes {
                 match &node.kind {
                     NodeKind::Model(m) => {
                         if let Some(var) = model_key(&m.config) {
                             let place = format!("node `{id}` (model `{}` at {})", m.config.model, m.config.base_url);
-                            named.push((place, var.to_string()));
+                            reach.push(Reach::Env { place, var: var.to_string() });
                         }
                     }
                     NodeKind::Eval(e) => {
@@ -183,26 +191,29 @@ impl Policy {
                                 && let Some(var) = model_key(config)
                             {
                                 let place = format!("node `{id}` (judge `{}` at {})", config.model, config.base_url);
-                                named.push((place, var.to_string()));
+                                reach.push(Reach::Env { place, var: var.to_string() });
                             }
                         }
                     }
                     NodeKind::Agent(a) => {
-                        for var in a.headers.values().flat_map(|h| env_refs(h)) {
-                            named.push((format!("node `{id}` (agent {})", a.agent), var));
-                        }
-                    }
-                    NodeKind::Workflow(sub) => {
-                        let mut inner = path.clone();
-                        inner.push(id.clone());
-                        todo.push((inner, &sub.workflow));
+                        let place = format!("node `{id}` (agent {})", a.agent);
+                        let vars = a.headers.values().flat_map(|h| env_refs(h));
+                        reach.extend(vars.map(|var| Reach::Env { place: place.clone(), var }));
                     }
                     _ => {}
                 }
             }
-            for (place, var) in named {
-                if !self.env.allows(&var) {
-                    out.push(EnvRefused { path: path.clone(), workflow: wf.id.clone(), place, var });
+            reach.retain(|r| match r {
+                Reach::Command { .. } => true,
+                Reach::Env { var, .. } => !self.env.allows(var),
+            });
+            out.extend(reach.into_iter().map(|reach| Refused { path: path.clone(), workflow: wf.id.clone(), reach }));
+            // Sub-workflows after this one's own, in declaration order.
+            for (id, node) in wf.nodes.iter().rev() {
+                if let NodeKind::Workflow(sub) = &node.kind {
+                    let mut inner = path.clone();
+                    inner.push(id.clone());
+                    todo.push((inner, &sub.workflow));
                 }
             }
         }
@@ -215,36 +226,6 @@ impl Policy {
             Some(dir) => Includes::Under(dir.clone()),
             None => Includes::Nowhere,
         }
-    }
-
-    /// Every stdio MCP server `wf` (or a sub-workflow in it) declares that
-    /// the policy does not allow; empty when it may be registered.
-    pub fn commands_refused(&self, wf: &Workflow) -> Vec<Refused> {
-        let mut out = Vec::new();
-        // A stack, not recursion: nesting depth is the poster's to choose.
-        let mut todo: Vec<(Vec<String>, &Workflow)> = vec![(Vec::new(), wf)];
-        while let Some((path, wf)) = todo.pop() {
-            for (name, server) in &wf.mcp_servers {
-                if let McpServer::Stdio { command, .. } = server
-                    && !self.commands.allows(command)
-                {
-                    out.push(Refused {
-                        path: path.clone(),
-                        workflow: wf.id.clone(),
-                        server: name.clone(),
-                        command: command.clone(),
-                    });
-                }
-            }
-            for (id, node) in wf.nodes.iter().rev() {
-                if let NodeKind::Workflow(sub) = &node.kind {
-                    let mut inner = path.clone();
-                    inner.push(id.clone());
-                    todo.push((inner, &sub.workflow));
-                }
-            }
-        }
-        out
     }
 }
 
@@ -283,7 +264,7 @@ nodes:
     #[test]
     fn stdio_servers_are_refused_at_any_depth_unless_allowed() {
         let wf = parent();
-        let none = Policy::default().commands_refused(&wf);
+        let none = Policy::default().refused(&wf);
         let shown: Vec<String> = none.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
@@ -293,13 +274,31 @@ nodes:
             ]
         );
         let any = Policy { commands: Commands::Any, ..Policy::default() };
-        assert!(any.commands_refused(&wf).is_empty());
+        assert!(any.refused(&wf).is_empty());
         let some = Policy { commands: Commands::Only(["npx".to_string()].into()), ..Policy::default() };
-        let left = some.commands_refused(&wf);
+        let left = some.refused(&wf);
         assert_eq!(left.len(), 1);
-        assert_eq!((left[0].server.as_str(), left[0].path.as_slice()), ("shell", ["outer".to_string()].as_slice()));
+        assert!(matches!(&left[0].reach, Reach::Command { server, .. } if server == "shell"), "{left:?}");
+        assert_eq!(left[0].path, ["outer".to_string()]);
         let sh = Policy { commands: Commands::Only(["sh".to_string()].into()), ..Policy::default() };
-        assert_eq!(sh.commands_refused(&wf).len(), 2, "an allowlist matches the command exactly");
+        assert_eq!(sh.refused(&wf).len(), 2, "an allowlist matches the command exactly");
+    }
+
+    #[test]
+    fn one_walk_names_commands_and_environment_variables_together() {
+        let wf = crate::ir::compile_str(
+            "id: both\nstate_schema: { x: any }\nmcp:\n  servers:\n    sh: { command: /bin/sh, args: [\"${SECRET}\"] }\nnodes:\n  call: { type: tool, server: sh, tool: t, output_key: x }\n",
+            "both.yaml",
+        )
+        .unwrap();
+        let refused = Policy::default().refused(&wf);
+        let flags: Vec<String> = refused.iter().map(Refused::flag).collect();
+        assert_eq!(flags, ["--allow-command /bin/sh", "--allow-env SECRET"], "both at once: {refused:?}");
+        assert_eq!(refused[1].to_string(), "MCP server `sh` of workflow `both` reads the environment variable SECRET");
+        let env = Policy { env: Env::Also(["SECRET".to_string()].into()), ..Policy::default() };
+        assert_eq!(env.refused(&wf).len(), 1);
+        let all = Policy { commands: Commands::Any, env: Env::Any, ..Policy::default() };
+        assert!(all.refused(&wf).is_empty());
     }
 
     #[test]

@@ -60,23 +60,46 @@ pub(crate) fn segments(dir: &Path) -> std::io::Result<Vec<(u32, PathBuf)>> {
 
 impl Archive {
     /// Open the archive in `data_dir`, creating it (seeded with all of
-    /// `db`) when there is none. Fails, changing nothing, if sled cannot be
-    /// read in full for the seed.
-    pub(crate) fn open_or_seed(data_dir: &Path, db: &sled::Db) -> Result<Archive, String> {
+    /// `db`) when there is none. One that exists but cannot be opened is
+    /// moved aside (`journal.archive.unopened-<ms>`, for the operator) and
+    /// seeded anew, so the archive never skips what the log held meanwhile.
+    /// `crashed`: the log was not empty, so the last process died, perhaps
+    /// in the middle of a checkpoint's append to the archive (see
+    /// [`Archive::cut_torn_tail`]). Fails, changing nothing, if sled cannot
+    /// be read in full for a seed.
+    pub(crate) fn open_or_seed(data_dir: &Path, db: &sled::Db, crashed: bool) -> Result<Archive, String> {
         let dir = data_dir.join(DIR);
         if !dir.exists() {
             seed(data_dir, &dir, db)?;
         }
-        let segments = segments(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        match Self::open(&dir, crashed) {
+            Ok(archive) => Ok(archive),
+            Err(why) => {
+                let stamp =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                let aside = data_dir.join(format!("{DIR}.unopened-{stamp}"));
+                tracing::error!(error = %why, aside = %aside.display(), "the journal archive cannot be opened: moving it aside and seeding a new one");
+                std::fs::rename(&dir, &aside).map_err(|e| format!("{why}; moving it aside failed: {e}"))?;
+                seed(data_dir, &dir, db)?;
+                Self::open(&dir, false)
+            }
+        }
+    }
+
+    fn open(dir: &Path, crashed: bool) -> Result<Archive, String> {
+        let segments = segments(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         let index = segments.last().map_or(1, |(i, _)| *i);
         let path = dir.join(segment_name(index));
+        if crashed {
+            cut_torn_tail(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        }
         let current = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let current_len = current.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
-        Ok(Archive { dir, current, current_len, index })
+        Ok(Archive { dir: dir.to_path_buf(), current, current_len, index })
     }
 
     /// Begin a checkpoint's appends: a new segment once the last is full,
@@ -103,6 +126,32 @@ impl Archive {
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
         self.current.sync_data()
     }
+}
+
+/// A checkpoint appends the log's frames to the archive and syncs it
+/// before it empties the log: a crash in between leaves an incomplete last
+/// frame in the archive while the log still holds all of it. Cut that
+/// frame off (the log's frames are appended again after it), so the archive
+/// does not show a damaged stretch in its middle where nothing was lost.
+/// Only a torn tail is cut: a complete frame that fails its checksum is
+/// damage, left for `jamjet repair` to report.
+fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let torn = frames::scan(&bytes)
+        .dropped
+        .into_iter()
+        .find(|d| d.kind == frames::DropKind::TornTail && d.offset + d.len == bytes.len());
+    if let Some(d) = torn {
+        tracing::info!(file = %path.display(), bytes = d.len, "cutting the incomplete frame an interrupted checkpoint left in the journal archive");
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(d.offset as u64)?;
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Write everything in `db` as the archive's first segments, aside, then
@@ -198,4 +247,71 @@ pub struct Replayed {
     pub bytes: u64,
     /// One sentence per stretch of damaged bytes that was skipped.
     pub dropped: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames_of(keys: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for k in keys {
+            frames::encode(&vec![(k.as_bytes().to_vec(), b"v".to_vec())], &mut out);
+        }
+        out
+    }
+
+    fn empty_db(dir: &Path) -> sled::Db {
+        sled::Config::new().path(dir.join("db")).open().unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_a_crash_interrupted_leaves_no_damage_in_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = empty_db(dir.path());
+        drop(Archive::open_or_seed(dir.path(), &db, false).unwrap());
+        let segment = dir.path().join(DIR).join(segment_name(1));
+        let whole = frames_of(&["a", "b"]);
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&frames_of(&["c"])[..7]);
+        std::fs::write(&segment, &torn).unwrap();
+
+        // A clean start leaves the archive as it is.
+        drop(Archive::open_or_seed(dir.path(), &db, false).unwrap());
+        assert_eq!(std::fs::read(&segment).unwrap(), torn);
+        // After a crash the torn frame is cut, and what follows lands after whole frames.
+        let mut archive = Archive::open_or_seed(dir.path(), &db, true).unwrap();
+        assert_eq!(std::fs::read(&segment).unwrap(), whole);
+        archive.append(&frames_of(&["c"])).unwrap();
+        archive.sync().unwrap();
+        let scan = frames::scan(&std::fs::read(&segment).unwrap());
+        assert!(scan.dropped.is_empty(), "{:?}", scan.dropped);
+        assert_eq!(scan.batches.len(), 3);
+
+        // A complete frame that fails its checksum is damage: never cut.
+        let mut damaged = whole.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        std::fs::write(&segment, &damaged).unwrap();
+        drop(Archive::open_or_seed(dir.path(), &db, true).unwrap());
+        assert_eq!(std::fs::read(&segment).unwrap(), damaged);
+    }
+
+    #[test]
+    fn an_archive_that_cannot_be_opened_is_set_aside_and_seeded_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = empty_db(dir.path());
+        db.insert("k", "v").unwrap();
+        // Not a directory: it cannot be listed.
+        std::fs::write(dir.path().join(DIR), b"not an archive").unwrap();
+        drop(Archive::open_or_seed(dir.path(), &db, false).unwrap());
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&format!("{DIR}.unopened-")))
+            .collect();
+        assert_eq!(aside.len(), 1, "the old one is kept for the operator");
+        let seeded = frames::scan(&std::fs::read(dir.path().join(DIR).join(segment_name(1))).unwrap());
+        assert_eq!(seeded.batches, vec![vec![(b"k".to_vec(), b"v".to_vec())]], "seeded from sled");
+    }
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::extract::{media_type, parse_json, unsupported};
-use super::super::policy::Policy;
+use super::super::policy::{Policy, Reach, Refused};
 use super::super::{ApiError, AppState, Config};
 use crate::ir::{Options, Workflow};
 
@@ -100,48 +100,40 @@ async fn off_the_workers<T: Send + 'static>(
 }
 
 /// 422 `not_allowed` when `wf` declares a command, or reads an environment
-/// variable, the policy does not allow.
+/// variable, the policy does not allow: every one of them at once, with
+/// the flags that would allow them.
 fn allowed(wf: &Workflow, policy: &Policy) -> Result<(), ApiError> {
-    let env = policy.env_refused(wf);
-    if !env.is_empty() {
-        let lines: Vec<String> = env.iter().map(ToString::to_string).collect();
-        let mut vars: Vec<&str> = env.iter().map(|r| r.var.as_str()).collect();
-        vars.sort_unstable();
-        vars.dedup();
-        let flags: Vec<String> = vars.iter().map(|v| format!("--allow-env {v}")).collect();
-        let message = format!(
-            "this server does not give posted workflows its environment: {}. A posted workflow may only send a model \
-             provider's default key to that provider; the operator may allow more with `jamjet dev {}`, or put the \
-             file in --workflows DIR",
-            lines.join("; "),
-            flags.join(" ")
-        );
-        let details: Vec<Value> = env
-            .iter()
-            .map(|r| json!({ "workflow": r.workflow, "nodes": r.path, "place": r.place, "variable": r.var }))
-            .collect();
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message)
-            .with_details(json!({ "environment": details })));
-    }
-    let refused = policy.commands_refused(wf);
+    let refused = policy.refused(wf);
     if refused.is_empty() {
         return Ok(());
     }
     let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
-    let commands: Vec<&str> = refused.iter().map(|r| r.command.as_str()).collect();
-    let flags: Vec<String> = commands.iter().map(|c| format!("--allow-command {c}")).collect();
+    let mut flags: Vec<String> = Vec::new();
+    for flag in refused.iter().map(Refused::flag) {
+        if !flags.contains(&flag) {
+            flags.push(flag);
+        }
+    }
     let message = format!(
-        "this server does not run commands from posted workflows: {}. The operator may allow them with \
-         `jamjet dev {}` (or --allow-commands for any), or put the file in --workflows DIR",
+        "this server does not run commands from posted workflows or give them its environment: {}. A posted \
+         workflow may only send a model provider's default key to that provider; the operator may allow more with \
+         `jamjet dev {}` (--allow-commands or --allow-env '*' for any), or put the file in --workflows DIR",
         lines.join("; "),
         flags.join(" ")
     );
-    let details: Vec<Value> = refused
-        .iter()
-        .map(|r| json!({ "workflow": r.workflow, "nodes": r.path, "server": r.server, "command": r.command }))
-        .collect();
+    let (mut commands, mut environment) = (Vec::new(), Vec::new());
+    for r in &refused {
+        match &r.reach {
+            Reach::Command { server, command } => {
+                commands.push(json!({ "workflow": r.workflow, "nodes": r.path, "server": server, "command": command }))
+            }
+            Reach::Env { place, var } => {
+                environment.push(json!({ "workflow": r.workflow, "nodes": r.path, "place": place, "variable": var }))
+            }
+        }
+    }
     Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", message)
-        .with_details(json!({ "commands": details })))
+        .with_details(json!({ "commands": commands, "environment": environment })))
 }
 
 fn from_yaml(body: &[u8], config: &Config) -> Result<Workflow, ApiError> {
