@@ -21,16 +21,20 @@ fn config() -> ProptestConfig {
 }
 
 /// The example workflows: real YAML to mutate.
-fn examples() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap()))
-        .collect();
-    out.sort();
-    out
+fn examples() -> &'static [(String, String)] {
+    // Read once, not per case.
+    static EXAMPLES: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock::new(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap()))
+            .collect();
+        out.sort();
+        out
+    });
+    &EXAMPLES
 }
 
 /// Text that stresses the compiler: deep nesting, long chains, odd
@@ -127,13 +131,17 @@ fn check_findings(text: &str, findings: &ir::Diagnostics) -> Result<(), TestCase
 }
 
 /// Valid IR to mutate: every example that compiles, as JSON.
-fn ir_seeds() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    examples()
-        .iter()
-        .filter_map(|(path, _)| ir::compile_file(&dir.join(Path::new(path).file_name().unwrap())).ok())
-        .map(|wf| serde_json::to_value(&wf).unwrap())
-        .collect()
+fn ir_seeds() -> &'static [Value] {
+    // Compiled once, not per case.
+    static SEEDS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        examples()
+            .iter()
+            .filter_map(|(path, _)| ir::compile_file(&dir.join(Path::new(path).file_name().unwrap())).ok())
+            .map(|wf| serde_json::to_value(&wf).unwrap())
+            .collect()
+    });
+    &SEEDS
 }
 
 /// Replace the `pick`-th leaf (in walk order) of `v` with `with`.

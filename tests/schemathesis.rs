@@ -11,10 +11,8 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::dev::DevServer;
 
@@ -55,44 +53,17 @@ fn fuzz(st: &Path, server: &DevServer, key: Option<&str>, label: &str) {
         .arg("run")
         .arg(format!("{}/openapi.json", server.url))
         .args(["--checks", CHECKS, "--max-examples", MAX_EXAMPLES, "--request-timeout", "10", "--workers", "1"])
-        .args(["--no-color", "--suppress-health-check", "all"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(["--no-color", "--suppress-health-check", "all"]);
     if let Some(key) = key {
         cmd.args(["--header", &format!("Authorization: Bearer {key}")]);
     }
-    let began = Instant::now();
-    let mut child = cmd.spawn().expect("running st");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if began.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let ran = support::run_bounded(cmd, RUN_LIMIT, &format!("{label}: st run"));
+    let (out, err) = (String::from_utf8_lossy(&ran.output.stdout), String::from_utf8_lossy(&ran.output.stderr));
     let report = format!("{out}\n{err}");
-    let status = status.unwrap_or_else(|| panic!("{label}: st run took over {RUN_LIMIT:?}:\n{report}"));
+    let status = ran.output.status;
     assert!(status.success(), "{label}: schemathesis found problems ({status}):\n{report}");
     assert!(out.contains("passed"), "{label}: schemathesis ran no test:\n{report}");
-    eprintln!("{label}: schemathesis passed in {:.1} s", began.elapsed().as_secs_f64());
+    eprintln!("{label}: schemathesis passed in {:.1} s", ran.took.as_secs_f64());
 }
 
 fn workflows() -> String {

@@ -119,8 +119,10 @@ fn compile_source(
     };
     // What the walk of the compiled IR finds that the file's own checks do
     // not: the size of the workflow with its sub-workflows', and the same
-    // template and duration limits an IR posted as JSON is held to.
-    if let Some(wf) = workflow.as_ref().filter(|_| cx.findings.is_empty()) {
+    // template and duration limits an IR posted as JSON is held to. Once,
+    // for the outermost file: it covers what that file includes.
+    let outermost = cx.including.len() <= 1;
+    if let Some(wf) = workflow.as_ref().filter(|_| cx.findings.is_empty() && outermost) {
         for finding in super::check::check_limits(wf, &cx.options.limits) {
             let span =
                 finding.node.as_ref().and_then(|n| wf.nodes.get(n)).map_or(Span { line: 1, column: 1 }, |n| n.span);

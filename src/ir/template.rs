@@ -426,11 +426,6 @@ impl Templates {
         Templates { env: engine(&limits), limits }
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// The render context for a state object.
     pub fn context(state: &serde_json::Map<String, Value>) -> TplValue {
         minijinja::context! { state => TplValue::from(minijinja::value::Serde(state)) }

@@ -101,7 +101,8 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         return res;
     }
     let (parts, body) = res.into_parts();
-    // axum's rejection texts are a line or two; anything longer is cut.
+    // axum's rejection texts are a line or two; a body over 16 KiB is not
+    // read at all (the message is then empty and the status speaks).
     let text = axum::body::to_bytes(body, 16 * 1024)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())

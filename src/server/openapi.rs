@@ -55,16 +55,20 @@ pub const ROUTES: &[Route] = &[
 /// What an error status means, for its description.
 fn error_description(status: u16) -> &'static str {
     match status {
-        400 => "bad_request: malformed JSON, fields, query, id or Last-Event-ID",
+        400 => {
+            "bad_request: malformed JSON, fields, query, id or Last-Event-ID / invalid_key: an empty, oversized or control-character idempotency key"
+        }
         401 => "unauthorized: a missing or wrong API key",
         403 => "forbidden_origin: a web page from another origin",
         404 => "unknown_execution / unknown_workflow / not_found",
-        409 => "workflow_conflict / finished / not_waiting",
+        409 => {
+            "workflow_conflict / finished / not_waiting / key_conflict: the idempotency key started another submission"
+        }
         413 => "body_too_large: over --body-limit",
         415 => "unsupported_media_type: a POST must be application/json (or YAML on /workflows)",
         421 => "forbidden_host: a Host that is not this server (DNS rebinding)",
-        422 => "invalid_workflow / not_allowed / invalid_input",
-        _ => "internal: a journal or actor failure",
+        422 => "invalid_workflow / not_allowed / invalid_input / limit_exceeded: the input is over max_state_bytes",
+        _ => "internal: a journal or actor failure / damaged: the execution's records cannot be read",
     }
 }
 

@@ -181,8 +181,9 @@ pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Finished {
         if began.elapsed() > limit {
             let _ = child.kill();
             unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            let out = String::from_utf8_lossy(&out.join().unwrap()).into_owned();
             let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-            panic!("{what} did not finish within {limit:?}; stderr:\n{err}");
+            panic!("{what} did not finish within {limit:?}; stdout:\n{out}\nstderr:\n{err}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
