@@ -9,6 +9,7 @@ mod agent;
 mod check;
 mod compile;
 mod diagnostic;
+mod env;
 mod eval;
 mod limits;
 mod mcp;
@@ -22,7 +23,8 @@ pub use compile::{Includes, Options, compile_file, compile_file_with, compile_st
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
 pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limits_message, show_bytes, thousands};
-pub use mcp::{EnvRefError, McpServer, ToolNode, expand_env};
+pub use env::{EnvRefError, env_refs, expand_env, expand_process_env, has_env_refs};
+pub use mcp::{McpServer, PathRole, ToolNode};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{
     TemplateError, Templates, check_template, is_template, referenced_state_keys, referenced_variables,

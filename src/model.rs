@@ -9,6 +9,12 @@
 //! [`Exchange`] is the JSON body, and the key travels only in a header.
 //! Failures are [`NodeError`]s classified for the retry policy. This module
 //! does not touch the journal: callers journal the exchange.
+//!
+//! A configuration's `base_url` and `model` may hold `${VAR}` references
+//! ([`crate::ir::expand_env`]), read from the process environment at each
+//! call. What a call returns and every error keep them as written: the
+//! request body's `model` is the written one (the resolved id goes only
+//! on the wire), and messages name the written URL.
 
 mod anthropic;
 mod config;
@@ -206,14 +212,25 @@ pub async fn send(
         })?),
         None => None,
     };
-    let url = match config.provider {
-        Provider::Openai => openai::url(&config.base_url),
-        Provider::Anthropic => anthropic::url(&config.base_url),
+    let (base_url, model) = resolve_env(config)?;
+    let endpoint = |base: &str| match config.provider {
+        Provider::Openai => openai::url(base),
+        Provider::Anthropic => anthropic::url(base),
     };
-    let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
+    // `url` names the endpoint in messages (as written); `target` is where the request goes.
+    let (url, target) = (endpoint(&config.base_url), endpoint(&base_url));
+    let hidden = url != target;
+    let bytes = if model != config.model {
+        let mut wire = body.clone();
+        wire["model"] = Value::String(model);
+        serde_json::to_vec(&wire)
+    } else {
+        serde_json::to_vec(&body)
+    }
+    .expect("a JSON value always serializes");
     let mut req = services
         .http
-        .post(&url)
+        .post(&target)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", idempotency_key);
@@ -232,12 +249,18 @@ pub async fn send(
     if config.provider == Provider::Anthropic {
         req = req.header("anthropic-version", anthropic::VERSION);
     }
-    let resp = req.body(bytes).send().await.map_err(|e| crate::nodes::classify_send(&url, e))?;
+    // reqwest names the URL it was sent to in its errors: not a resolved one.
+    let send_error = |e: reqwest::Error| crate::nodes::classify_send(&url, if hidden { e.without_url() } else { e });
+    let resp = req.body(bytes).send().await.map_err(send_error)?;
     let status = resp.status();
     let retry_after_ms = crate::nodes::retry_after(&resp);
     let what = format!("the reply of model `{}` at {url}", config.model);
     let reply = crate::nodes::read_body(resp, services.limits.max_response_bytes)
         .await
+        .map_err(|e| match e {
+            crate::nodes::BodyError::Transport(t) if hidden => crate::nodes::BodyError::Transport(t.without_url()),
+            other => other,
+        })
         .map_err(|e| e.into_node_error(&url, &what, &services.limits))?;
     // What the exchange of a failure records as the reply: the JSON, or the text.
     let as_text = || Value::String(String::from_utf8_lossy(&reply).into_owned());
@@ -265,4 +288,27 @@ pub async fn send(
     .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model), raw.clone()))?;
     let usage = prices::usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
+}
+
+/// The configuration's `base_url` and model id with their `${VAR}`s read
+/// from the process environment. An unset variable is a `client_error`
+/// (not retried by default: the environment does not change while the
+/// process runs) naming the variable and the field.
+pub fn resolve_env(config: &ModelConfig) -> Result<(String, String), NodeError> {
+    let read = |text: &str, field: &str| {
+        crate::ir::expand_process_env(text).map_err(|e| {
+            let message = format!("`{field}` of model `{}` ({}): {e}", config.model, config.provider.name());
+            NodeError::new(ErrorClass::ClientError, message)
+        })
+    };
+    let base_url = read(&config.base_url, "base_url")?;
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        let message = format!(
+            "`base_url` of model `{}` is `{}`, which does not give an http:// or https:// URL once its variables \
+             are read",
+            config.model, config.base_url
+        );
+        return Err(NodeError::new(ErrorClass::ClientError, message));
+    }
+    Ok((base_url, read(&config.model, "model")?))
 }

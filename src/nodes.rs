@@ -29,7 +29,7 @@ use crate::runtime::Services;
 
 pub use compiled::Compiled;
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
-pub(crate) use http::{classify_send, read_body, retry_after, status_class};
+pub(crate) use http::{BodyError, classify_send, read_body, retry_after, status_class};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
 /// the same for every attempt and after a crash.
@@ -63,6 +63,40 @@ impl NodeCtx<'_> {
     /// The template context: `state`, plus the branch's variables.
     pub fn template_context(&self) -> minijinja::Value {
         template_context(self.state, self.vars)
+    }
+
+    /// Where the node is written: `file:line:column`, or `line L, column C`
+    /// for a workflow that was not read from a file.
+    pub fn location(&self) -> String {
+        let crate::ir::Span { line, column } = self.node.span;
+        match &self.workflow.source_file {
+            Some(file) => format!("{file}:{line}:{column}"),
+            None => format!("line {line}, column {column}"),
+        }
+    }
+
+    /// `text` with its `${VAR}` references read from the process
+    /// environment ([`crate::ir::expand_env`]). An unset variable is a
+    /// `client_error` (not retried by default) naming the variable, the
+    /// `field` and the node with its location.
+    pub fn env(&self, text: &str, field: &str) -> Result<String, NodeError> {
+        crate::ir::expand_process_env(text).map_err(|e| self.env_error(field, e))
+    }
+
+    /// [`NodeCtx::env`] for a template's text, before it renders: a value
+    /// holding `{` is inserted as raw text, so the template engine never
+    /// reads the environment's values as template syntax.
+    pub fn env_template(&self, text: &str, field: &str) -> Result<String, NodeError> {
+        crate::ir::expand_env(text, |name| {
+            let value = std::env::var(name).ok()?;
+            Some(if value.contains('{') { format!("{{% raw %}}{value}{{% endraw %}}") } else { value })
+        })
+        .map_err(|e| self.env_error(field, e))
+    }
+
+    fn env_error(&self, field: &str, e: crate::ir::EnvRefError) -> NodeError {
+        let message = format!("{field} of node `{}` ({}): {e}", self.node.id, self.location());
+        NodeError::new(ErrorClass::ClientError, message)
     }
 }
 

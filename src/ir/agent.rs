@@ -17,7 +17,8 @@ pub const DEFAULT_AGENT_TIMEOUT_MS: u64 = 300_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentNode {
     /// The agent card's URL, or a base URL under which
-    /// `/.well-known/agent-card.json` is looked up.
+    /// `/.well-known/agent-card.json` is looked up; `${VAR}` is read from
+    /// the environment at call time and never journaled.
     pub agent: String,
     /// A string template (sent as a text part) or a JSON value whose
     /// strings are templates (sent as a data part).

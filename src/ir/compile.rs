@@ -190,6 +190,9 @@ struct Ctx {
     loop_reads: Vec<state::LoopRead>,
     /// The `models:` and `prices:` sections, read before the nodes.
     models: model::Models,
+    /// The `models:` entries that have findings: a node naming one is not
+    /// told its model is unknown (the entry's own findings say what is wrong).
+    models_failed: Vec<String>,
     prices: BTreeMap<String, crate::model::Price>,
     /// The `mcp:` section's servers that compiled, and every name declared.
     mcp_servers: BTreeMap<String, crate::ir::McpServer>,

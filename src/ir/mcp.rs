@@ -2,9 +2,14 @@
 //! section and the `type: tool` node that calls one of their tools.
 //!
 //! Values are kept as written: a `${VAR}` in a command, an argument, an
-//! env or header value is resolved from the environment only when the
-//! client connects ([`crate::mcp`]), so a secret never reaches the IR, its
-//! content hash or the journal. Nothing here connects to anything.
+//! env or header value, a URL or a `cwd` is resolved from the environment
+//! only when the client connects ([`crate::mcp`], [`crate::ir::expand_env`]),
+//! so a secret never reaches the IR, its content hash or the journal.
+//! Nothing here connects to anything.
+//!
+//! Relative paths of a stdio server resolve from `dir`, the directory of
+//! the workflow's file ([`McpServer::resolve_path`] says which values are
+//! paths).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +30,12 @@ pub enum McpServer {
         /// The child's working directory; the runtime's when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// The directory relative paths resolve from (canonical): the
+        /// workflow file's, or the server's `--workflows` directory for a
+        /// posted workflow. Recorded only when a value is, or may become
+        /// once resolved, a relative path; `None`: the current directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dir: Option<String>,
     },
     /// A remote server over streamable HTTP.
     Http {
@@ -49,62 +60,44 @@ pub struct ToolNode {
     pub output_key: Option<String>,
 }
 
-/// What is wrong with a `${VAR}` reference.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EnvRefError {
-    #[error("`${{` at byte {0} is not closed by `}}`")]
-    Unclosed(usize),
-    #[error("`${{{0}}}` is not a variable name (letters, digits and `_`, not starting with a digit)")]
-    BadName(String),
-    #[error("the environment variable `{0}` is not set")]
-    Unset(String),
+/// Which values of a stdio server are paths, and so resolve from the
+/// workflow file's directory when relative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRole {
+    /// `command`: a path when it holds a `/` (`./server`,
+    /// `../target/debug/server`); a bare name (`npx`, `python3`) is looked
+    /// up on `PATH`.
+    Command,
+    /// An argument: a path when it starts with `./` or `../` (a `/` alone
+    /// does not say so: `@scope/package`, `a/b` are often not paths).
+    Arg,
+    /// `cwd`: always a path.
+    Cwd,
 }
 
-/// Replace every `${VAR}` in `text` with `lookup(VAR)`; `$$` is a literal
-/// `$`, and a `$` before anything else stays as written.
-pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, EnvRefError> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(tail) = after.strip_prefix('{') {
-            let offset = text.len() - rest.len() + at;
-            let end = tail.find('}').ok_or(EnvRefError::Unclosed(offset))?;
-            let name = &tail[..end];
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(EnvRefError::BadName(name.to_string()));
+impl PathRole {
+    /// Whether `value` (resolved) is a relative path for this role.
+    pub fn is_relative_path(self, value: &str) -> bool {
+        let relative = !std::path::Path::new(value).is_absolute();
+        relative
+            && match self {
+                PathRole::Command => value.contains('/'),
+                PathRole::Arg => value.starts_with("./") || value.starts_with("../"),
+                PathRole::Cwd => true,
             }
-            out.push_str(&lookup(name).ok_or_else(|| EnvRefError::Unset(name.to_string()))?);
-            rest = &tail[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(name: &str) -> Option<String> {
-        (name == "TOKEN").then(|| "s3cret".to_string())
-    }
-
-    #[test]
-    fn expands_references_and_escapes() {
-        assert_eq!(expand_env("Bearer ${TOKEN}", env).unwrap(), "Bearer s3cret");
-        assert_eq!(expand_env("$$5 and $x", env).unwrap(), "$5 and $x");
-        assert_eq!(expand_env("${MISSING}", env), Err(EnvRefError::Unset("MISSING".into())));
-        assert_eq!(expand_env("a ${TOKEN", env), Err(EnvRefError::Unclosed(2)));
-        assert_eq!(expand_env("${1X}", env), Err(EnvRefError::BadName("1X".into())));
+impl McpServer {
+    /// `value` (resolved) as the child gets it: a relative path joined to
+    /// `dir` when there is one, anything else as it is.
+    pub fn resolve_path(dir: Option<&str>, role: PathRole, value: String) -> String {
+        match dir {
+            Some(dir) if role.is_relative_path(&value) => {
+                let value = value.strip_prefix("./").unwrap_or(&value);
+                std::path::Path::new(dir).join(value).display().to_string()
+            }
+            _ => value,
+        }
     }
 }

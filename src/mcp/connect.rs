@@ -1,10 +1,13 @@
 //! Starting one MCP client: a child process over stdio, or a remote server
 //! over streamable HTTP, then the MCP handshake.
 //!
-//! `${VAR}` references are resolved here, from the runtime's environment,
-//! and the resolved values go only to the child or the HTTP request: never
-//! to the IR, the journal, the logs or an error message (those show the
-//! values as written). A stdio child runs in its own
+//! `${VAR}` references are resolved here, from the process environment
+//! ([`crate::ir::expand_env`]), and the resolved values go only to the
+//! child or the HTTP request: never to the IR, the journal, the logs or an
+//! error message (those show the values as written). Relative paths (the
+//! `command` when it holds a `/`, arguments starting with `./` or `../`,
+//! `cwd`) resolve from the workflow file's directory ([`PathRole`]). A
+//! stdio child runs in its own
 //! process group (killed with the client), and its stderr is forwarded to
 //! `tracing` line by line, never to our stdout.
 
@@ -18,7 +21,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::ChildStderr;
 
-use crate::ir::{McpServer, expand_env};
+use crate::ir::{McpServer, PathRole, expand_process_env};
 use crate::journal::ErrorClass;
 use crate::nodes::NodeError;
 
@@ -28,22 +31,24 @@ pub(super) type Client = RunningService<RoleClient, ()>;
 /// Start the server (or open the connection) and run the handshake.
 pub(super) async fn connect(name: &str, server: &McpServer) -> Result<(Client, Option<u32>), NodeError> {
     let resolve = |text: &str, field: &str| {
-        expand_env(text, |var| std::env::var(var).ok())
+        expand_process_env(text)
             .map_err(|e| NodeError::new(ErrorClass::ClientError, format!("MCP server `{name}`: {field}: {e}")))
     };
     match server {
-        McpServer::Stdio { command, args, env, cwd } => {
-            let program = resolve(command, "`command`")?;
+        McpServer::Stdio { command, args, env, cwd, dir } => {
+            let dir = dir.as_deref();
+            let program = McpServer::resolve_path(dir, PathRole::Command, resolve(command, "`command`")?);
             let mut cmd = tokio::process::Command::new(&program);
             for arg in args {
-                cmd.arg(resolve(arg, "`args`")?);
+                cmd.arg(McpServer::resolve_path(dir, PathRole::Arg, resolve(arg, "`args`")?));
             }
             for (key, value) in env {
                 cmd.env(key, resolve(value, &format!("env `{key}`"))?);
             }
             if let Some(cwd) = cwd {
-                cmd.current_dir(resolve(cwd, "`cwd`")?);
+                cmd.current_dir(McpServer::resolve_path(dir, PathRole::Cwd, resolve(cwd, "`cwd`")?));
             }
+            let from = dir.map(|d| format!(" (relative paths from {d})")).unwrap_or_default();
             let mut wrapped = CommandWrap::from(cmd);
             wrapped.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
             let (transport, stderr) =
@@ -52,7 +57,7 @@ pub(super) async fn connect(name: &str, server: &McpServer) -> Result<(Client, O
                         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => ErrorClass::ClientError,
                         _ => ErrorClass::Connection,
                     };
-                    NodeError::new(class, format!("MCP server `{name}`: cannot start `{command}`: {e}"))
+                    NodeError::new(class, format!("MCP server `{name}`: cannot start `{command}`{from}: {e}"))
                 })?;
             let pid = transport.id();
             if let Some(stderr) = stderr {

@@ -18,7 +18,9 @@
 //!
 //! An exchange (what was sent, and the task as last seen) is journaled
 //! with every outcome once the peer has accepted a message or answered a
-//! poll; headers (keys) never are.
+//! poll; headers (keys) never are. `${VAR}` references in the agent URL and
+//! the headers are read from the process environment at each attempt; the
+//! exchange and the messages name the URL as written.
 
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use tokio::time::Instant;
 
 use super::{Exchange, NodeCtx, NodeError, NodeExecutor, NodeOutput, Park, output_patch};
 use crate::a2a::client::{self, Agent as Remote, CallError, TaskView};
-use crate::ir::{AgentNode, NodeKind, expand_env};
+use crate::ir::{AgentNode, NodeKind};
 use crate::journal::ErrorClass;
 
 pub struct Agent;
@@ -46,7 +48,8 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let NodeKind::Agent(spec) = &ctx.node.kind else { unreachable!("agent executor on another kind") };
     let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
     let mut seen = Seen::default();
-    let result = tokio::time::timeout_at(deadline, call(&ctx, spec, &mut seen)).await;
+    let url = ctx.env(&spec.agent, "`agent`")?;
+    let result = tokio::time::timeout_at(deadline, call(&ctx, spec, &url, &mut seen)).await;
     let out = match result {
         Ok(r) => r,
         Err(_) => {
@@ -56,6 +59,11 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
                 format!("agent {} did not finish within timeout_ms {} (task {state})", spec.agent, spec.timeout_ms),
             ))
         }
+    };
+    // A resolved URL is the environment's: messages name the written one.
+    let out = match out {
+        Err(e) if url != spec.agent && !url.is_empty() => Err(NodeError { message: e.message.replace(&url, &spec.agent), ..e }),
+        out => out,
     };
     // Journal the exchange once the peer has a task (or answered).
     let exchange = seen.exchange();
@@ -92,15 +100,8 @@ fn node_error(e: CallError) -> NodeError {
 }
 
 /// The headers with `${VAR}` read from the environment now.
-fn headers(spec: &AgentNode) -> Result<Vec<(String, String)>, NodeError> {
-    spec.headers
-        .iter()
-        .map(|(k, v)| {
-            expand_env(v, |name| std::env::var(name).ok())
-                .map(|v| (k.clone(), v))
-                .map_err(|e| NodeError::new(ErrorClass::ClientError, format!("header `{k}`: {e}")))
-        })
-        .collect()
+fn headers(ctx: &NodeCtx<'_>, spec: &AgentNode) -> Result<Vec<(String, String)>, NodeError> {
+    spec.headers.iter().map(|(k, v)| Ok((k.clone(), ctx.env(v, &format!("header `{k}`"))?))).collect()
 }
 
 /// The runtime's HTTP client with its response limit.
@@ -108,28 +109,34 @@ fn http<'a>(ctx: &NodeCtx<'a>) -> client::Http<'a> {
     client::Http { client: &ctx.services.http, limits: &ctx.services.limits }
 }
 
-async fn call(ctx: &NodeCtx<'_>, spec: &AgentNode, seen: &mut Seen) -> Result<NodeOutput, NodeError> {
-    let headers = headers(spec)?;
+/// One attempt against the agent at `url` (`spec.agent` with its variables read).
+async fn call(ctx: &NodeCtx<'_>, spec: &AgentNode, url: &str, seen: &mut Seen) -> Result<NodeOutput, NodeError> {
+    let headers = headers(ctx, spec)?;
     let http = http(ctx);
     let cards = &ctx.services.agents;
-    let agent = cards.resolve(&http, &spec.agent, &headers).await.map_err(node_error)?;
+    let agent = cards.resolve(&http, url, &headers).await.map_err(node_error)?;
+    // The exchange names the endpoint under the URL as written.
+    let endpoint = match agent.endpoint.strip_prefix(url) {
+        Some(rest) if url != spec.agent => format!("{}{rest}", spec.agent),
+        _ => agent.endpoint.clone(),
+    };
     let round = ctx.agent.filter(|r| r.visit == ctx.visit);
     let last = round.and_then(|r| r.last.as_ref()).and_then(|v| v.get("task"));
     let last_id = last.and_then(|t| Some((t.get("id")?.as_str()?, t.get("contextId")?.as_str()?)));
     let last_state = last.and_then(|t| t.get("state")?.as_str()).unwrap_or("");
-    let base = json!({ "agent": spec.agent, "endpoint": agent.endpoint });
+    let base = json!({ "agent": spec.agent, "endpoint": endpoint });
     let mut task = match (round.and_then(|r| r.reply.as_ref()), last_id) {
         (Some(reply), Some(ids)) => {
             let id = format!("{}/reply/{}", ctx.idempotency_key, round.map_or(0, |r| r.replies));
             let m = client::message(agent.protocol, &id, reply, Some(ids));
-            send(ctx, spec, &agent, &headers, seen, base, m).await?
+            send(ctx, url, &agent, &headers, seen, base, m).await?
         }
         (Some(_), None) => {
             return Err(NodeError::new(ErrorClass::Internal, "an answer for a remote task the journal does not name"));
         }
         // An earlier attempt left the remote task running: wait for it, do not start another.
         (None, Some((id, _))) if !["completed", "failed", "canceled", "rejected", ""].contains(&last_state) => {
-            seen.request = Some(json!({ "agent": spec.agent, "endpoint": agent.endpoint, "resumed": id }));
+            seen.request = Some(json!({ "agent": spec.agent, "endpoint": endpoint, "resumed": id }));
             poll_once(ctx, &agent, &headers, id).await?
         }
         (None, _) => {
@@ -140,7 +147,7 @@ async fn call(ctx: &NodeCtx<'_>, spec: &AgentNode, seen: &mut Seen) -> Result<No
             };
             let content = ctx.services.templates.render_value(&spec.message, &ctx.template_context())?;
             let m = client::message(agent.protocol, &id, &content, None);
-            send(ctx, spec, &agent, &headers, seen, base, m).await?
+            send(ctx, url, &agent, &headers, seen, base, m).await?
         }
     };
     let mut delay = FIRST_POLL_MS;
@@ -179,7 +186,7 @@ async fn call(ctx: &NodeCtx<'_>, spec: &AgentNode, seen: &mut Seen) -> Result<No
 
 async fn send(
     ctx: &NodeCtx<'_>,
-    spec: &AgentNode,
+    url: &str,
     agent: &Remote,
     headers: &[(String, String)],
     seen: &mut Seen,
@@ -192,7 +199,7 @@ async fn send(
         Ok(t) => Ok(t),
         Err(e) => {
             // The agent may have moved or changed: read its card again next time.
-            ctx.services.agents.forget(&spec.agent);
+            ctx.services.agents.forget(url);
             Err(node_error(e))
         }
     }

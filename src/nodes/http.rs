@@ -3,6 +3,11 @@
 //! The `Idempotency-Key` header is always sent, so a receiver can
 //! deduplicate the repeat of a call interrupted by a crash. Non-2xx
 //! responses are classified for the retry policy.
+//!
+//! `${VAR}` references in `url` and header values are read from the
+//! process environment before the template renders (a value is never read
+//! as template syntax, and a state value is never read as a reference).
+//! Messages name the URL as written, with its references.
 
 use std::time::Duration;
 
@@ -25,20 +30,25 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let NodeKind::Http(spec) = &ctx.node.kind else { unreachable!("http executor on another kind") };
     let t = &ctx.services.templates;
     let tpl = ctx.template_context();
+    // `url` is what messages show (references as written); `target` is where the request goes.
     let url = t.render(&spec.url, &tpl)?;
+    let hidden = crate::ir::has_env_refs(&spec.url);
+    let target = if hidden { t.render(&ctx.env_template(&spec.url, "`url`")?, &tpl)? } else { url.clone() };
     let method = reqwest::Method::from_bytes(spec.method.as_bytes())
         .map_err(|_| NodeError::new(ErrorClass::ClientError, format!("bad method `{}`", spec.method)))?;
-    let mut req = ctx.services.http.request(method, &url).header("Idempotency-Key", &ctx.idempotency_key);
+    let mut req = ctx.services.http.request(method, &target).header("Idempotency-Key", &ctx.idempotency_key);
     for (name, value) in &spec.headers {
-        req = req.header(name.as_str(), t.render(value, &tpl)?);
+        let value = ctx.env_template(value, &format!("header `{name}`"))?;
+        req = req.header(name.as_str(), t.render(&value, &tpl)?);
     }
+    let hide = |e: reqwest::Error| if hidden { e.without_url() } else { e };
     if let Some(body) = &spec.body {
         req = match t.render_value(body, &tpl)? {
             Value::String(s) => req.body(s),
             other => req.header("content-type", "application/json").body(other.to_string()),
         };
     }
-    let resp = req.send().await.map_err(|e| classify_send(&url, e))?;
+    let resp = req.send().await.map_err(|e| classify_send(&url, hide(e)))?;
     let status = resp.status();
     let retry_after_ms = retry_after(&resp);
     let is_json = resp
@@ -49,6 +59,10 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let what = format!("the response of {} {url}", spec.method);
     let bytes = read_body(resp, ctx.services.limits.max_response_bytes)
         .await
+        .map_err(|e| match e {
+            BodyError::Transport(e) => BodyError::Transport(hide(e)),
+            other => other,
+        })
         .map_err(|e| e.into_node_error(&url, &what, &ctx.services.limits))?;
     if !status.is_success() {
         let class = status_class(status);

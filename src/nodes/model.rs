@@ -28,7 +28,7 @@ use crate::ir::NodeKind;
 use crate::journal::{ErrorClass, Usage};
 use crate::model::{
     ChatMessage, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolCall, ToolSpec, parse_output,
-    push_tool_round, request_body, send,
+    push_tool_round, request_body, resolve_env, send,
 };
 
 pub struct Model;
@@ -65,6 +65,8 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         timeout: Some(timeout),
     };
     let config = &spec.config;
+    // Read here first, so an unset variable names where the node is written.
+    resolve_env(config).map_err(|e| NodeError { message: format!("{} (at {})", e.message, ctx.location()), ..e })?;
     let mut body = request_body(config, &request);
     let mut usage = Usage::default();
     let max_rounds = spec.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS);

@@ -14,9 +14,10 @@
 //!   the `--workflows` directory, or [`crate::ir::Includes::Nowhere`]
 //!   without one ([`Policy::includes`]); the compiler enforces it.
 //! - The server's environment: a workflow reads it where it names a
-//!   variable (a model's `api_key_env`, `${VAR}` in an MCP server's URL,
-//!   headers, arguments or environment, in an agent node's headers) and
-//!   sends its value where the workflow says. Posted, it may only send a
+//!   variable (a model's `api_key_env`; `${VAR}` in an MCP server's
+//!   command, arguments, environment, `cwd`, URL or headers, in a model's
+//!   `base_url` or model id, in an http node's URL or headers, in an agent
+//!   node's URL or headers) and sends its value where the workflow says. Posted, it may only send a
 //!   model provider's default key to that provider's default URL (what
 //!   `model: gpt-4o` means); any other variable needs
 //!   `jamjet dev --allow-env NAME` (or `--allow-env '*'`). Otherwise a
@@ -29,7 +30,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::ir::{Includes, McpServer, NodeKind, ScorerKind, Workflow, expand_env};
+use crate::ir::{Includes, McpServer, NodeKind, ScorerKind, Workflow};
 use crate::model::ModelConfig;
 
 /// Which stdio MCP commands posted workflows may declare.
@@ -134,14 +135,19 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// The variables `${VAR}` references in `text` name.
+/// The variables `${VAR}` references in `text` name (none when malformed:
+/// the compiler refuses those).
 fn env_refs(text: &str) -> Vec<String> {
-    let names = std::cell::RefCell::new(Vec::new());
-    let _ = expand_env(text, |name| {
-        names.borrow_mut().push(name.to_string());
-        Some(String::new())
-    });
-    names.into_inner()
+    crate::ir::env_refs(text).unwrap_or_default()
+}
+
+/// The variables a model configuration reads: `${VAR}` in its `base_url`
+/// and model id, and its key variable unless it is its provider's default
+/// key going to its default URL.
+fn model_vars(config: &ModelConfig) -> Vec<String> {
+    let mut vars: Vec<String> = env_refs(&config.base_url).into_iter().chain(env_refs(&config.model)).collect();
+    vars.extend(model_key(config).map(str::to_string));
+    vars
 }
 
 /// A model's key variable, unless it is its provider's default key going
@@ -165,7 +171,7 @@ impl Policy {
             for (name, server) in &wf.mcp_servers {
                 let texts: Vec<&String> = match server {
                     McpServer::Http { url, headers } => std::iter::once(url).chain(headers.values()).collect(),
-                    McpServer::Stdio { command, args, env, cwd } => {
+                    McpServer::Stdio { command, args, env, cwd, .. } => {
                         if !self.commands.allows(command) {
                             reach.push(Reach::Command { server: name.clone(), command: command.clone() });
                         }
@@ -180,24 +186,26 @@ impl Policy {
             for (id, node) in &wf.nodes {
                 match &node.kind {
                     NodeKind::Model(m) => {
-                        if let Some(var) = model_key(&m.config) {
-                            let place = format!("node `{id}` (model `{}` at {})", m.config.model, m.config.base_url);
-                            reach.push(Reach::Env { place, var: var.to_string() });
-                        }
+                        let place = format!("node `{id}` (model `{}` at {})", m.config.model, m.config.base_url);
+                        reach.extend(model_vars(&m.config).into_iter().map(|var| Reach::Env { place: place.clone(), var }));
                     }
                     NodeKind::Eval(e) => {
                         for s in &e.scorers {
-                            if let ScorerKind::Rubric { config, .. } = &s.kind
-                                && let Some(var) = model_key(config)
-                            {
+                            if let ScorerKind::Rubric { config, .. } = &s.kind {
                                 let place = format!("node `{id}` (judge `{}` at {})", config.model, config.base_url);
-                                reach.push(Reach::Env { place, var: var.to_string() });
+                                let vars = model_vars(config).into_iter();
+                                reach.extend(vars.map(|var| Reach::Env { place: place.clone(), var }));
                             }
                         }
                     }
+                    NodeKind::Http(h) => {
+                        let place = format!("node `{id}` (http {} {})", h.method, h.url);
+                        let vars = std::iter::once(&h.url).chain(h.headers.values()).flat_map(|t| env_refs(t));
+                        reach.extend(vars.map(|var| Reach::Env { place: place.clone(), var }));
+                    }
                     NodeKind::Agent(a) => {
                         let place = format!("node `{id}` (agent {})", a.agent);
-                        let vars = a.headers.values().flat_map(|h| env_refs(h));
+                        let vars = std::iter::once(&a.agent).chain(a.headers.values()).flat_map(|h| env_refs(h));
                         reach.extend(vars.map(|var| Reach::Env { place: place.clone(), var }));
                     }
                     _ => {}

@@ -1,6 +1,6 @@
 //! Compiling `type: agent` (an A2A client call): the card URL, the message
-//! template, `output_key`, `headers` (with `${VAR}` references checked
-//! here, resolved at call time), `input_event`, and the node's
+//! template, `output_key`, `headers` (the URL and headers with `${VAR}`
+//! references checked here, resolved at call time), `input_event`, and the node's
 //! `timeout_ms`, which for an agent covers the whole call and has a
 //! default, so a silent peer cannot hold an execution forever.
 
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::yaml::Value;
 use super::{Ctx, Fields, optional};
-use crate::ir::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS, NodeKind, Span, expand_env};
+use crate::ir::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS, NodeKind, Span, env_refs};
 
 pub(super) const AGENT: &[&str] = &["agent", "message", "output_key", "headers", "input_event"];
 
@@ -16,11 +16,15 @@ impl Ctx {
     pub(super) fn agent(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
         let agent = self.required(f, "agent", "an agent node", at).and_then(|y| {
             let url = self.string(y, "agent")?;
-            let ok = url.starts_with("http://") || url.starts_with("https://");
+            let url = self.env_ok(y.span, url, "`agent`")?;
+            let ok = url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${");
             if !ok {
                 self.add(
                     y.span,
-                    format!("`agent` must be an http:// or https:// URL (an agent card or its base), found `{url}`"),
+                    format!(
+                        "`agent` must be an http:// or https:// URL (an agent card or its base), or a `${{VAR}}` \
+                         holding one, found `{url}`"
+                    ),
                 );
             }
             ok.then_some(url)
@@ -48,7 +52,7 @@ impl Ctx {
                         ok = false;
                         continue;
                     };
-                    if let Err(err) = expand_env(&text, |_| Some(String::new())) {
+                    if let Err(err) = env_refs(&text) {
                         self.add(e.value.span, format!("header `{}`: {err}", e.key));
                         ok = false;
                     }

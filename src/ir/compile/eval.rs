@@ -247,6 +247,7 @@ impl Ctx {
         let model = self.string(y, "model")?;
         match crate::model::resolve_model(&model, &self.models, &self.prices) {
             Ok(config) => Some((model, config)),
+            Err(_) if self.models_failed.contains(&model) => None,
             Err(e) => {
                 self.add(y.span, format!("rubric judge: {e}"));
                 None

@@ -6,12 +6,19 @@
 //! `${VAR}` references are checked for syntax only; they are resolved when
 //! the runtime connects. A tool node must name a declared server. Whether
 //! the tool exists is only known at the first connect ([`crate::mcp`]).
+//!
+//! Relative paths (see [`PathRole`]) resolve from the workflow file's
+//! directory, which a stdio server records as `dir` when one of its values
+//! is, or may become once resolved, a relative path. A workflow compiled
+//! from a string resolves them from the policy's directory (a server's
+//! `--workflows`), from the current directory when files may be read from
+//! anywhere, and may not use them when it may read no file.
 
 use std::collections::BTreeMap;
 
 use super::yaml::{Value, Yaml};
 use super::{Ctx, Fields, optional};
-use crate::ir::{McpServer, NodeKind, Span, ToolNode, expand_env};
+use crate::ir::{Includes, McpServer, NodeKind, PathRole, Span, ToolNode, env_refs, has_env_refs};
 
 pub(super) const TOOL: &[&str] = &["server", "tool", "arguments", "output_key"];
 const STDIO: &[&str] = &["command", "args", "env", "cwd"];
@@ -61,12 +68,9 @@ impl Ctx {
                 let args = optional(f.get("args").map(|y| self.env_list(y, "args")));
                 let env = optional(f.get("env").map(|y| self.env_map(y, "env", "environment variable")));
                 let cwd = optional(f.get("cwd").map(|y| self.env_string(y, "`cwd`")));
-                Some(McpServer::Stdio {
-                    command: command?,
-                    args: args?.unwrap_or_default(),
-                    env: env?.unwrap_or_default(),
-                    cwd: cwd?,
-                })
+                let (command, args, cwd) = (command?, args?.unwrap_or_default(), cwd?);
+                let dir = self.paths_dir(&owner, &command, &args, cwd.as_deref(), y.span)?;
+                Some(McpServer::Stdio { command, args, env: env?.unwrap_or_default(), cwd, dir })
             }
             (None, Some(url)) => {
                 self.not_for(&f, STDIO, &owner, "`url`");
@@ -99,11 +103,71 @@ impl Ctx {
             self.add(y.span, format!("{field} must be a string, found {}", y.kind()));
             return None;
         };
-        if let Err(e) = expand_env(&text, |_| Some(String::new())) {
+        if let Err(e) = env_refs(&text) {
             self.add(y.span, format!("{field}: {e}"));
             return None;
         }
         Some(text)
+    }
+
+    /// `text` if its `${VAR}` references are well formed; a finding at
+    /// `at` naming `field` otherwise.
+    pub(super) fn env_ok(&mut self, at: Span, text: String, field: &str) -> Option<String> {
+        match env_refs(&text) {
+            Ok(_) => Some(text),
+            Err(e) => {
+                self.add(at, format!("{field}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The directory a stdio server's relative paths resolve from, when one
+    /// of its values is (or may become, once its `${VAR}`s are resolved) a
+    /// relative path. `Err` (a finding) when there is none to resolve from.
+    fn paths_dir(
+        &mut self,
+        owner: &str,
+        command: &str,
+        args: &[String],
+        cwd: Option<&str>,
+        at: Span,
+    ) -> Option<Option<String>> {
+        let values = std::iter::once((PathRole::Command, command))
+            .chain(args.iter().map(|a| (PathRole::Arg, a.as_str())))
+            .chain(cwd.map(|c| (PathRole::Cwd, c)));
+        let mut literal = None;
+        let mut may = false;
+        for (role, value) in values {
+            if has_env_refs(value) {
+                may = true;
+            } else if role.is_relative_path(value) {
+                may = true;
+                literal.get_or_insert(value.to_string());
+            }
+        }
+        if !may {
+            return Some(None);
+        }
+        match self.lookup_dir() {
+            Some(dir) => {
+                let dir = if dir.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { dir };
+                let dir = std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir)).unwrap_or(dir);
+                Some(Some(dir.display().to_string()))
+            }
+            None => match (&self.options.includes, literal) {
+                (Includes::Nowhere, Some(path)) => {
+                    let message = format!(
+                        "{owner}: `{path}` is a relative path, and this workflow has no directory to resolve it \
+                         from (it was posted to a server started without --workflows): give an absolute path, or a \
+                         command on PATH"
+                    );
+                    self.add(at, message);
+                    None
+                }
+                _ => Some(None),
+            },
+        }
     }
 
     fn env_list(&mut self, y: &Yaml, field: &str) -> Option<Vec<String>> {

@@ -3,6 +3,11 @@
 //! `models:` or a bare model id with provider defaults) and its
 //! `output_schema` compiled with `jsonschema`, so a typo or a bad schema is
 //! a finding with line and column, not a failed execution.
+//!
+//! An entry's `base_url` and `model` may hold `${VAR}` references
+//! ([`crate::ir::expand_env`]): their syntax is checked here, their values
+//! are read when the model is called. An entry with findings is reported
+//! as itself; a node naming it is not also told its model is unknown.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::yaml::{Scalar, Value, Yaml};
 use super::{Ctx, Fields, optional};
-use crate::ir::{NodeKind, Span, Type};
+use crate::ir::{NodeKind, Span, Type, env_refs};
 use crate::model::{
     MessageTemplate, ModelConfig, ModelNode, ModelTools, Price, Provider, compile_schema, resolve_model,
 };
@@ -38,15 +43,21 @@ impl Ctx {
         let Some(entries) = self.entries(y, "`models`", "model name") else { return };
         for entry in entries {
             let owner = format!("model `{}`", entry.key);
-            let Some(f) = self.fields(&entry.value, &owner, ENTRY) else { continue };
-            if let Some(config) = self.model_entry(&entry.key, &f, entry.key_span) {
-                self.models.insert(entry.key.clone(), config);
+            let Some(f) = self.fields(&entry.value, &owner, ENTRY) else {
+                self.models_failed.push(entry.key.clone());
+                continue;
+            };
+            match self.model_entry(&entry.key, &f, entry.key_span) {
+                Some(config) => {
+                    self.models.insert(entry.key.clone(), config);
+                }
+                None => self.models_failed.push(entry.key.clone()),
             }
         }
     }
 
     fn model_entry(&mut self, name: &str, f: &Fields, at: Span) -> Option<ModelConfig> {
-        let model = f.get("model").map_or(Some(name.to_string()), |y| self.string(y, "model"));
+        let model = f.get("model").map_or(Some(name.to_string()), |y| self.env_text(y, "model", name));
         let provider = match f.get("provider") {
             Some(y) => {
                 let word = self.string(y, "provider")?;
@@ -74,9 +85,13 @@ impl Ctx {
             }
         };
         let base_url = optional(f.get("base_url").map(|y| {
-            let url = self.string(y, "base_url")?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.add(y.span, format!("`base_url` must start with http:// or https://, found `{url}`"));
+            let url = self.env_text(y, "base_url", name)?;
+            if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${")) {
+                let message = format!(
+                    "`base_url` of model `{name}` must start with http:// or https:// (or be a `${{VAR}}` that \
+                     holds such a URL), found `{url}`"
+                );
+                self.add(y.span, message);
                 return None;
             }
             Some(url)
@@ -114,6 +129,16 @@ impl Ctx {
             max_tokens: max_tokens?,
             price: price?,
         })
+    }
+
+    /// A string whose `${VAR}` references are well formed.
+    fn env_text(&mut self, y: &Yaml, field: &str, name: &str) -> Option<String> {
+        let text = self.string(y, field)?;
+        if let Err(e) = env_refs(&text) {
+            self.add(y.span, format!("`{field}` of model `{name}`: {e}"));
+            return None;
+        }
+        Some(text)
     }
 
     /// `prices: {model-id: {input_per_mtok, output_per_mtok}}`.
@@ -180,6 +205,8 @@ impl Ctx {
             let name = self.string(y, "model")?;
             match resolve_model(&name, &self.models, &self.prices) {
                 Ok(config) => Some((name, config)),
+                // Its entry's findings say what is wrong: not "unknown".
+                Err(_) if self.models_failed.contains(&name) => None,
                 Err(e) => {
                     self.add(y.span, e.to_string());
                     None

@@ -201,11 +201,20 @@ impl Ctx {
             }
             known.then_some(method)
         });
-        let url = self.required(f, "url", "an http node", at).and_then(|y| self.template_string(y, "url"));
+        let url = self.required(f, "url", "an http node", at).and_then(|y| {
+            let text = self.template_string(y, "url")?;
+            self.env_ok(y.span, text, "`url`")
+        });
         let mut headers = Some(BTreeMap::new());
         if let Some(y) = f.get("headers") {
             headers = self.entries(y, "`headers`", "header").and_then(|entries| {
-                let values: Vec<_> = entries.iter().map(|e| self.template_string(&e.value, "a header value")).collect();
+                let values: Vec<_> = entries
+                    .iter()
+                    .map(|e| {
+                        let text = self.template_string(&e.value, "a header value")?;
+                        self.env_ok(e.value.span, text, &format!("header `{}`", e.key))
+                    })
+                    .collect();
                 let keys = entries.iter().map(|e| e.key.clone());
                 keys.zip(values).map(|(k, v)| Some((k, v?))).collect()
             });

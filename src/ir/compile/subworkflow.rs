@@ -64,7 +64,7 @@ impl Ctx {
 
     /// Where children are looked up: the directory of the file being
     /// compiled; for a string, the policy's directory (or the current one).
-    fn lookup_dir(&self) -> Option<PathBuf> {
+    pub(super) fn lookup_dir(&self) -> Option<PathBuf> {
         match (&self.dir, &self.options.includes) {
             (Some(dir), _) => Some(dir.clone()),
             (None, Includes::Under(dir)) => Some(dir.clone()),
