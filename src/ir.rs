@@ -21,9 +21,9 @@ pub use agent::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS};
 pub use check::{Finding, check};
 pub use compile::{Includes, Options, compile_file, compile_file_with, compile_str, compile_str_with};
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use env::{EnvRefError, env_refs, expand_env, expand_process_env, has_env_refs};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
 pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limits_message, show_bytes, thousands};
-pub use env::{EnvRefError, env_refs, expand_env, expand_process_env, has_env_refs};
 pub use mcp::{McpServer, PathRole, ToolNode};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{

@@ -212,7 +212,7 @@ pub async fn send(
         })?),
         None => None,
     };
-    let (base_url, model) = resolve_env(config)?;
+    let (base_url, model) = resolve_env(config, &config.model)?;
     let endpoint = |base: &str| match config.provider {
         Provider::Openai => openai::url(base),
         Provider::Anthropic => anthropic::url(base),
@@ -293,20 +293,21 @@ pub async fn send(
 /// The configuration's `base_url` and model id with their `${VAR}`s read
 /// from the process environment. An unset variable is a `client_error`
 /// (not retried by default: the environment does not change while the
-/// process runs) naming the variable and the field.
-pub fn resolve_env(config: &ModelConfig) -> Result<(String, String), NodeError> {
+/// process runs) naming the variable, the field and the model as `name`
+/// (what the node wrote: an entry of `models:`, or the model id).
+pub fn resolve_env(config: &ModelConfig, name: &str) -> Result<(String, String), NodeError> {
     let read = |text: &str, field: &str| {
         crate::ir::expand_process_env(text).map_err(|e| {
-            let message = format!("`{field}` of model `{}` ({}): {e}", config.model, config.provider.name());
+            let message = format!("`{field}` of model `{name}` ({}): {e}", config.provider.name());
             NodeError::new(ErrorClass::ClientError, message)
         })
     };
     let base_url = read(&config.base_url, "base_url")?;
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         let message = format!(
-            "`base_url` of model `{}` is `{}`, which does not give an http:// or https:// URL once its variables \
-             are read",
-            config.model, config.base_url
+            "`base_url` of model `{name}` is `{}`, which does not give an http:// or https:// URL once its \
+             variables are read",
+            config.base_url
         );
         return Err(NodeError::new(ErrorClass::ClientError, message));
     }

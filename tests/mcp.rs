@@ -374,22 +374,32 @@ async fn kill_9_during_a_tool_call_repeats_it_with_the_same_key_after_resume() {
     rt.shutdown().await;
 }
 
-/// `examples/tool.yaml` as the README runs it, with the example server of
-/// this test run's build (the file names `target/debug/...`).
+/// `examples/tool.yaml` as written, run from another directory: its
+/// `command: ../target/debug/examples/mcp_server` is a path from the
+/// file's directory. The file is copied unchanged into a tree of the same
+/// shape (`examples/` beside `target/debug/examples/`), whose server is
+/// this test run's build, and run from a sibling directory by a relative
+/// path, so neither the current directory nor the path given to `run` is
+/// the file's directory.
 #[test]
-fn the_tool_example_runs_with_the_jamjet_binary() {
+fn the_tool_example_runs_from_any_directory() {
     let dir = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tool.yaml");
     let text = std::fs::read_to_string(&example).unwrap();
-    assert!(text.contains("command: target/debug/examples/mcp_server"), "{text}");
-    let text = text.replace("target/debug/examples/mcp_server", &q(example_server().display().to_string()));
-    let file = dir.path().join("tool.yaml");
-    std::fs::write(&file, text).unwrap();
+    assert!(text.contains("command: ../target/debug/examples/mcp_server"), "{text}");
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
+    std::fs::write(dir.path().join("examples/tool.yaml"), &text).unwrap();
+    let bin_dir = dir.path().join("target/debug/examples");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(example_server(), bin_dir.join("mcp_server")).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
     let run = jamjet()
+        .current_dir(&elsewhere)
         .env("JAMJET_LOG", "info")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["run", file.to_str().unwrap(), "--input", r#"{"a": 2, "b": 40}"#, "--json"])
+        .args(["run", "../examples/tool.yaml", "--input", r#"{"a": 2, "b": 40}"#, "--json"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -401,6 +411,47 @@ fn the_tool_example_runs_with_the_jamjet_binary() {
     assert_eq!(out["status"], "completed", "{out}");
     assert_eq!(out["state"]["total"], json!({"sum": 42.0}));
     assert_eq!(out["state"]["said"], json!("the sum is 42.0"));
+}
+
+/// A relative `command` that does not exist fails naming the command as
+/// written and the directory it was looked up from; a bare name is looked
+/// up on `PATH`, not in the file's directory.
+#[test]
+fn relative_commands_resolve_from_the_file_and_bare_names_from_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("flows");
+    std::fs::create_dir_all(&sub).unwrap();
+    // A file named like the bare command beside the workflow must not be run.
+    std::fs::write(sub.join("jj-no-such-tool"), "#!/bin/sh\nexit 3\n").unwrap();
+    let wf = |command: &str| {
+        format!(
+            "id: rel\nstate_schema: {{ x: any }}\nmcp:\n  servers:\n    s: {{ command: {command} }}\nnodes:\n  call: {{ type: tool, server: s, tool: t, output_key: x }}\n"
+        )
+    };
+    for (name, command, expect) in [
+        (
+            "missing.yaml",
+            "./bin/missing-server",
+            format!(
+                "cannot start `./bin/missing-server` (relative paths from {})",
+                std::fs::canonicalize(&sub).unwrap().display()
+            ),
+        ),
+        ("bare.yaml", "jj-no-such-tool", "cannot start `jj-no-such-tool`: ".to_string()),
+    ] {
+        std::fs::write(sub.join(name), wf(command)).unwrap();
+        let run = jamjet()
+            .current_dir(dir.path())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["run", &format!("flows/{name}"), "--input", "{}", "--json"])
+            .output()
+            .unwrap();
+        let out: Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|_| panic!("{run:?}"));
+        assert_eq!(out["status"], "failed", "{out}");
+        let error = out["error"].as_str().unwrap_or_default().to_string() + &out.to_string();
+        assert!(error.contains(&expect), "{expect}\n{out}");
+    }
 }
 
 #[tokio::test]

@@ -62,7 +62,9 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     };
     // A resolved URL is the environment's: messages name the written one.
     let out = match out {
-        Err(e) if url != spec.agent && !url.is_empty() => Err(NodeError { message: e.message.replace(&url, &spec.agent), ..e }),
+        Err(e) if url != spec.agent && !url.is_empty() => {
+            Err(NodeError { message: e.message.replace(&url, &spec.agent), ..e })
+        }
         out => out,
     };
     // Journal the exchange once the peer has a task (or answered).

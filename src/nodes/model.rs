@@ -66,7 +66,8 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     };
     let config = &spec.config;
     // Read here first, so an unset variable names where the node is written.
-    resolve_env(config).map_err(|e| NodeError { message: format!("{} (at {})", e.message, ctx.location()), ..e })?;
+    resolve_env(config, &spec.model)
+        .map_err(|e| NodeError { message: format!("{} (at {})", e.message, ctx.location()), ..e })?;
     let mut body = request_body(config, &request);
     let mut usage = Usage::default();
     let max_rounds = spec.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS);

@@ -187,7 +187,9 @@ impl Policy {
                 match &node.kind {
                     NodeKind::Model(m) => {
                         let place = format!("node `{id}` (model `{}` at {})", m.config.model, m.config.base_url);
-                        reach.extend(model_vars(&m.config).into_iter().map(|var| Reach::Env { place: place.clone(), var }));
+                        reach.extend(
+                            model_vars(&m.config).into_iter().map(|var| Reach::Env { place: place.clone(), var }),
+                        );
                     }
                     NodeKind::Eval(e) => {
                         for s in &e.scorers {
@@ -211,9 +213,15 @@ impl Policy {
                     _ => {}
                 }
             }
+            let mut seen = Vec::new();
             reach.retain(|r| match r {
                 Reach::Command { .. } => true,
-                Reach::Env { var, .. } => !self.env.allows(var),
+                // Once per variable and place (`${TOKEN}` twice in one header).
+                Reach::Env { var, .. } if seen.contains(r) || self.env.allows(var) => false,
+                Reach::Env { .. } => {
+                    seen.push(r.clone());
+                    true
+                }
             });
             out.extend(reach.into_iter().map(|reach| Refused { path: path.clone(), workflow: wf.id.clone(), reach }));
             // Sub-workflows after this one's own, in declaration order.
@@ -307,6 +315,91 @@ nodes:
         assert_eq!(env.refused(&wf).len(), 1);
         let all = Policy { commands: Commands::Any, env: Env::Any, ..Policy::default() };
         assert!(all.refused(&wf).is_empty());
+    }
+
+    /// Every place a posted workflow can read a variable through `${VAR}`
+    /// is refused unless `--allow-env` names it; one refusal per variable
+    /// and place.
+    #[test]
+    fn every_place_a_reference_can_be_read_is_refused_unless_allowed() {
+        let wf = crate::ir::compile_str(
+            r#"id: reach
+state_schema: { x: any }
+models:
+  m: { provider: openai, model: "${MODEL_ID}", base_url: "${MODEL_URL:-http://127.0.0.1:1/v1}" }
+mcp:
+  servers:
+    local: { command: "${TOOLS}/server", cwd: "${WORKDIR}" }
+    remote: { url: "${MCP_URL}", headers: { X-Key: "${MCP_KEY}" } }
+nodes:
+  ask: { type: model, model: m, prompt: hi, output_key: x, next: hook }
+  hook: { type: http, url: "${API_BASE}/x", headers: { Authorization: "Bearer ${TOKEN} ${TOKEN}" }, next: peer }
+  peer: { type: agent, agent: "${AGENT_URL}", message: hi, headers: { X-Agent: "${AGENT_KEY}" } }
+"#,
+            "reach.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let policy = Policy { commands: Commands::Any, ..Policy::default() };
+        let refused = policy.refused(&wf);
+        let vars: Vec<&str> = refused
+            .iter()
+            .map(|r| match &r.reach {
+                Reach::Env { var, .. } => var.as_str(),
+                Reach::Command { .. } => unreachable!("commands are allowed"),
+            })
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "TOOLS",
+                "WORKDIR",
+                "MCP_URL",
+                "MCP_KEY",
+                "MODEL_URL",
+                "MODEL_ID",
+                "API_BASE",
+                "TOKEN",
+                "AGENT_URL",
+                "AGENT_KEY"
+            ],
+            "{refused:?}"
+        );
+        let shown: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        assert!(
+            shown.contains(
+                &"node `hook` (http GET ${API_BASE}/x) of workflow `reach` reads the environment variable TOKEN"
+                    .to_string()
+            ),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("node `ask` (model `${MODEL_ID}` at ${MODEL_URL:-") && s.ends_with("MODEL_ID")),
+            "{shown:?}"
+        );
+        // A model reading its URL from the environment sends its key there too: the key counts.
+        let keyed = crate::ir::compile_str(
+            "id: k\nstate_schema: { x: any }\nmodels:\n  m: { model: gpt-4o, base_url: \"${URL}\", api_key_env: OPENAI_API_KEY }\nnodes:\n  a: { type: model, model: m, prompt: hi, output_key: x }\n",
+            "k.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let flags: Vec<String> = Policy::default().refused(&keyed).iter().map(Refused::flag).collect();
+        assert_eq!(flags, ["--allow-env URL", "--allow-env OPENAI_API_KEY"]);
+        let all = [
+            "TOOLS",
+            "WORKDIR",
+            "MCP_URL",
+            "MCP_KEY",
+            "MODEL_URL",
+            "MODEL_ID",
+            "API_BASE",
+            "TOKEN",
+            "AGENT_URL",
+            "AGENT_KEY",
+        ];
+        let allowed = Policy { env: Env::Also(all.iter().map(|v| v.to_string()).collect()), ..policy };
+        assert!(allowed.refused(&wf).is_empty());
     }
 
     #[test]
