@@ -189,7 +189,7 @@ fn agent_nodes_compile_with_defaults_and_bad_fields_point_at_line_and_column() {
         "bad.yaml:7:14",
         "`message` must be a text template or a mapping",
         "bad.yaml:8:19",
-        "is not a variable name",
+        "is not a variable reference",
         "bad.yaml:9:17",
         "`output_key` `nope` is not in `state_schema`",
     ] {

@@ -175,9 +175,12 @@ fn validate_reports_malformed_references_and_a_bad_models_entry_as_itself() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// What the hook server received: each request's path and headers.
+type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+
 /// A loopback server that records each request's headers and path and answers `{"ok": true}`.
-fn hook_server() -> (String, Arc<Mutex<Vec<(String, HeaderMap)>>>) {
-    let seen: Arc<Mutex<Vec<(String, HeaderMap)>>> = Arc::default();
+fn hook_server() -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel();
     let keep = seen.clone();
     std::thread::spawn(move || {
