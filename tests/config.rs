@@ -45,7 +45,9 @@ fn nowhere_in(data: &Path, needle: &str) {
 /// `jamjet --data-dir DATA ARGS` with `env`, bounded in time.
 fn jj(data: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let mut cmd = jamjet();
-    cmd.env_remove("MODEL_URL").env_remove("MODEL_ID").env_remove("API_BASE").env_remove("HOOK_TOKEN");
+    for var in ["MODEL_URL", "MODEL_ID", "API_BASE", "HOOK_TOKEN", "PEER_URL", "PEER_KEY"] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -349,4 +351,52 @@ fn only_servers_with_relative_paths_record_the_files_directory() {
         let recorded = stdio_dir(&write("c", server)).unwrap_or_else(|| panic!("{server}"));
         assert_eq!(Path::new(&recorded), std::fs::canonicalize(dir.path().join("c")).unwrap(), "{server}");
     }
+}
+
+/// An agent node's URL and header from the environment, against a real
+/// A2A peer (`jamjet dev --a2a`): the call completes, and the caller's data
+/// dir never holds the peer's address (the exchange names the endpoint
+/// under the URL as written).
+#[test]
+fn an_agent_url_and_header_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let greeter = "id: greeter\nversion: 0.1.0\nstate_schema: { name: str, greeting: str }\na2a:\n  skill: greet\n  description: Greets\n  input_key: name\nnodes:\n  greet: { type: set, values: { greeting: \"Hello, {{ state.name }}!\" } }\n";
+    std::fs::write(flows.join("greeter.yaml"), greeter).unwrap();
+    let peer =
+        support::dev::DevServer::start(&dir.path().join("peer"), &["--a2a", "--workflows", flows.to_str().unwrap()]);
+    let caller = dir.path().join("caller.yaml");
+    std::fs::write(
+        &caller,
+        r#"id: caller
+state_schema: { name: str, result: any }
+nodes:
+  call:
+    type: agent
+    agent: "${PEER_URL}/a2a/greeter/"
+    headers: { X-Peer-Key: "${PEER_KEY:-none}" }
+    message: "{{ state.name }}"
+    output_key: result
+    timeout_ms: 30000
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let args = ["run", caller.to_str().unwrap(), "--input", r#"{"name": "Ada"}"#, "--json"];
+    let v = json_of(&jj(&data, &[("PEER_URL", &peer.url)], &args));
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["state"]["result"]["greeting"], "Hello, Ada!", "{v}");
+    nowhere_in(&data, peer.url.trim_start_matches("http://"));
+    let id = v["id"].as_str().unwrap();
+    let j = json_of(&jj(&data, &[], &["inspect", id, "--json"]));
+    let request = &j["nodes"][0]["exchanges"][0]["request"];
+    assert_eq!(request["agent"], "${PEER_URL}/a2a/greeter/", "{request}");
+    assert!(request["endpoint"].as_str().unwrap_or_default().starts_with("${PEER_URL}"), "{request}");
+
+    // Unset: failed at once, the variable and the node named.
+    let v = json_of(&jj(&data, &[], &args));
+    assert_eq!(v["status"], "failed", "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`PEER_URL` is not set") && error.contains("`agent` of node `call`"), "{error}");
 }

@@ -49,7 +49,8 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
     let mut seen = Seen::default();
     let url = ctx.env(&spec.agent, "`agent`")?;
-    let result = tokio::time::timeout_at(deadline, call(&ctx, spec, &url, &mut seen)).await;
+    let hide = Hide::of(&spec.agent);
+    let result = tokio::time::timeout_at(deadline, call(&ctx, spec, &url, &hide, &mut seen)).await;
     let out = match result {
         Ok(r) => r,
         Err(_) => {
@@ -61,12 +62,7 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         }
     };
     // A resolved URL is the environment's: messages name the written one.
-    let out = match out {
-        Err(e) if url != spec.agent && !url.is_empty() => {
-            Err(NodeError { message: e.message.replace(&url, &spec.agent), ..e })
-        }
-        out => out,
-    };
+    let out = out.map_err(|e| NodeError { message: hide.apply(&e.message), ..e });
     // Journal the exchange once the peer has a task (or answered).
     let exchange = seen.exchange();
     match (out, exchange) {
@@ -111,17 +107,47 @@ fn http<'a>(ctx: &NodeCtx<'a>) -> client::Http<'a> {
     client::Http { client: &ctx.services.http, limits: &ctx.services.limits }
 }
 
+/// The values of the variables the agent URL reads, to be shown as their
+/// references wherever the journal or a message would repeat them (the
+/// card's endpoint, a transport error naming the URL).
+struct Hide(Vec<(String, String)>);
+
+impl Hide {
+    fn of(written: &str) -> Hide {
+        let names = crate::ir::env_refs(written).unwrap_or_default();
+        let mut pairs: Vec<(String, String)> = names
+            .into_iter()
+            // A value of a few characters would mangle the text it is replaced in.
+            .filter_map(|name| Some((std::env::var(&name).ok().filter(|v| v.len() >= 4)?, format!("${{{name}}}"))))
+            .collect();
+        // Longer values first, so one holding another is replaced whole.
+        pairs.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        Hide(pairs)
+    }
+
+    fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (value, reference) in &self.0 {
+            out = out.replace(value.as_str(), reference);
+        }
+        out
+    }
+}
+
 /// One attempt against the agent at `url` (`spec.agent` with its variables read).
-async fn call(ctx: &NodeCtx<'_>, spec: &AgentNode, url: &str, seen: &mut Seen) -> Result<NodeOutput, NodeError> {
+async fn call(
+    ctx: &NodeCtx<'_>,
+    spec: &AgentNode,
+    url: &str,
+    hide: &Hide,
+    seen: &mut Seen,
+) -> Result<NodeOutput, NodeError> {
     let headers = headers(ctx, spec)?;
     let http = http(ctx);
     let cards = &ctx.services.agents;
     let agent = cards.resolve(&http, url, &headers).await.map_err(node_error)?;
-    // The exchange names the endpoint under the URL as written.
-    let endpoint = match agent.endpoint.strip_prefix(url) {
-        Some(rest) if url != spec.agent => format!("{}{rest}", spec.agent),
-        _ => agent.endpoint.clone(),
-    };
+    // The exchange names the endpoint with the URL's references as written.
+    let endpoint = hide.apply(&agent.endpoint);
     let round = ctx.agent.filter(|r| r.visit == ctx.visit);
     let last = round.and_then(|r| r.last.as_ref()).and_then(|v| v.get("task"));
     let last_id = last.and_then(|t| Some((t.get("id")?.as_str()?, t.get("contextId")?.as_str()?)));
