@@ -90,8 +90,10 @@ pub struct Policy {
 /// What a posted workflow would do that the operator has not allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
-    /// Declare a stdio MCP server: run `command`.
-    Command { server: String, command: String },
+    /// Declare a stdio MCP server: run `command`, with its relative paths
+    /// resolved `from` a directory outside `--workflows` (an IR posted as
+    /// JSON says where its paths are; only `--allow-commands` trusts that).
+    Command { server: String, command: String, from: Option<String> },
     /// Read the environment variable `var` (and send it where the workflow says).
     Env { place: String, var: String },
 }
@@ -111,6 +113,7 @@ impl Refused {
     /// The `jamjet dev` flag that would allow it.
     pub fn flag(&self) -> String {
         match &self.reach {
+            Reach::Command { from: Some(_), .. } => "--allow-commands".to_string(),
             Reach::Command { command, .. } => format!("--allow-command {command}"),
             Reach::Env { var, .. } => format!("--allow-env {var}"),
         }
@@ -129,7 +132,11 @@ impl std::fmt::Display for Refused {
             write!(f, " (the sub-workflow of node {})", nodes.join(" → "))?;
         }
         match &self.reach {
-            Reach::Command { command, .. } => write!(f, " runs the command `{command}`"),
+            Reach::Command { command, from: None, .. } => write!(f, " runs the command `{command}`"),
+            Reach::Command { command, from: Some(dir), .. } => write!(
+                f,
+                " runs the command `{command}` with relative paths from `{dir}`, outside the --workflows directory"
+            ),
             Reach::Env { var, .. } => write!(f, " reads the environment variable {var}"),
         }
     }
@@ -171,9 +178,18 @@ impl Policy {
             for (name, server) in &wf.mcp_servers {
                 let texts: Vec<&String> = match server {
                     McpServer::Http { url, headers } => std::iter::once(url).chain(headers.values()).collect(),
-                    McpServer::Stdio { command, args, env, cwd, .. } => {
-                        if !self.commands.allows(command) {
-                            reach.push(Reach::Command { server: name.clone(), command: command.clone() });
+                    McpServer::Stdio { command, args, env, cwd, dir } => {
+                        // Relative paths from a directory the operator did not give.
+                        let from = dir.as_ref().filter(|d| {
+                            !self.workflows_dir.as_ref().is_some_and(|w| std::path::Path::new(d).starts_with(w))
+                        });
+                        let allowed = match from {
+                            Some(_) => self.commands == Commands::Any,
+                            None => self.commands.allows(command),
+                        };
+                        if !allowed {
+                            let (server, command, from) = (name.clone(), command.clone(), from.cloned());
+                            reach.push(Reach::Command { server, command, from });
                         }
                         std::iter::once(command).chain(args).chain(env.values()).chain(cwd).collect()
                     }
@@ -400,6 +416,36 @@ nodes:
         ];
         let allowed = Policy { env: Env::Also(all.iter().map(|v| v.to_string()).collect()), ..policy };
         assert!(allowed.refused(&wf).is_empty());
+    }
+
+    /// A stdio server's `dir` (where its relative paths resolve from) must
+    /// be under `--workflows`: an IR posted as JSON could name any.
+    #[test]
+    fn relative_paths_from_outside_the_workflows_dir_need_allow_commands() {
+        let mut wf = crate::ir::compile_str(
+            "id: rel\nstate_schema: { x: any }\nmcp:\n  servers:\n    s: { command: ./srv }\nnodes:\n  a: { type: tool, server: s, tool: t, output_key: x }\n",
+            "rel.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let set_dir = |wf: &mut Workflow, to: &str| {
+            if let Some(McpServer::Stdio { dir, .. }) = wf.mcp_servers.get_mut("s") {
+                *dir = Some(to.to_string());
+            }
+        };
+        let only = Policy {
+            commands: Commands::Only(["./srv".to_string()].into()),
+            workflows_dir: Some(PathBuf::from("/srv/wf")),
+            ..Policy::default()
+        };
+        set_dir(&mut wf, "/srv/wf/sub");
+        assert!(only.refused(&wf).is_empty(), "under --workflows, the command allowlist decides");
+        set_dir(&mut wf, "/etc");
+        let refused = only.refused(&wf);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].flag(), "--allow-commands");
+        assert!(refused[0].to_string().contains("relative paths from `/etc`, outside the --workflows directory"));
+        let any = Policy { commands: Commands::Any, ..only };
+        assert!(any.refused(&wf).is_empty());
     }
 
     #[test]

@@ -124,9 +124,9 @@ fn allowed(wf: &Workflow, policy: &Policy) -> Result<(), ApiError> {
     let (mut commands, mut environment) = (Vec::new(), Vec::new());
     for r in &refused {
         match &r.reach {
-            Reach::Command { server, command } => {
-                commands.push(json!({ "workflow": r.workflow, "nodes": r.path, "server": server, "command": command }))
-            }
+            Reach::Command { server, command, from } => commands.push(
+                json!({ "workflow": r.workflow, "nodes": r.path, "server": server, "command": command, "from": from }),
+            ),
             Reach::Env { place, var } => {
                 environment.push(json!({ "workflow": r.workflow, "nodes": r.path, "place": place, "variable": var }))
             }
