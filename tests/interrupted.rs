@@ -185,15 +185,16 @@ fn ctrl_c_stops_a_run_cleanly_and_resume_finishes_it() {
     assert_eq!(row["status"], "running", "kept, not failed: {row}");
 
     let server = answer_next(listener);
-    let out = cli(&data, &["resume"]);
+    let out = cli(&data, &["resume", "--follow"]);
     server.join().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&format!("resuming 1 execution: {id}")), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
-    assert!(
-        printed.contains(&format!("execution {id} completed at")) && printed.contains(r#""after": true"#),
-        "{printed}"
-    );
+    // Each event as it became durable (from the start), then the outcome, as `run --follow`.
+    let (steps, outcome) =
+        printed.split_once(&format!("execution {id} completed at")).unwrap_or_else(|| panic!("{printed}"));
+    assert!(steps.contains("  first  completed in") && steps.contains("  last  completed in"), "{printed}");
+    assert!(outcome.contains(r#""after": true"#), "{printed}");
     assert_eq!(completions(&data, &id), ["first", "call", "last"]);
 }
 

@@ -41,7 +41,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let s = Session::open(data_dir).await?;
     let rt = &s.rt;
     let result = async {
-        let children = open_descendants(&rt, id)?;
+        let children = open_descendants(rt, id)?;
         rt.cancel(id, &a.reason).await?;
         // The runtime cancels the children; see that done before this
         // process lets go of the data dir.

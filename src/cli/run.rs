@@ -26,13 +26,14 @@
 //! key), and followed over the server's event stream until it settles.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde_json::Value;
 
 use super::follow::{Printer, follow_local};
 use super::remote::{self, ServerArg, connect, json_arg, settle};
 use super::report::{Invocation, print_outcome, shell_word};
-use super::session::Session;
+use super::session::{INTERRUPTED, Session};
 use super::{CliResult, Failure, compile_options};
 use crate::ir::{Workflow, compile_file_with};
 
@@ -68,6 +69,16 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         return run_remote(&url, &wf, input, &a).await;
     }
     let mut s = Session::open(data_dir).await?;
+    // A Ctrl-C while opening: start nothing.
+    if s.until_interrupted(async {}).await.is_none() {
+        if s.families().is_empty() {
+            eprintln!("interrupted before the execution started; nothing was started");
+            s.close().await;
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+        let goes_on = s.inv.command("resume");
+        return s.interrupted(&[], &goes_on).await;
+    }
     let id = match s.rt.submit_keyed(&wf, input, a.key.as_deref()).await {
         Ok(id) => id,
         Err(e) => return s.finish(Err(e.into())).await,

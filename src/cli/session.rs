@@ -211,10 +211,8 @@ impl Session {
         let taken = self.sigint.lock().expect("sigint lock").take();
         let Some(mut sigint) = taken else { return Some(work.await) };
         tokio::select! {
-            out = work => {
-                *self.sigint.lock().expect("sigint lock") = Some(sigint);
-                Some(out)
-            }
+            // A Ctrl-C that came before (while opening, say) wins.
+            biased;
             _ = sigint.recv() => {
                 tokio::spawn(async move {
                     sigint.recv().await;
@@ -222,6 +220,10 @@ impl Session {
                     std::process::exit(INTERRUPTED.into());
                 });
                 None
+            }
+            out = work => {
+                *self.sigint.lock().expect("sigint lock") = Some(sigint);
+                Some(out)
             }
         }
     }
@@ -391,7 +393,7 @@ pub(crate) fn span(ms: u64) -> String {
     let s = ms.div_ceil(1000);
     match s {
         0..60 => format!("{s} s"),
-        60..3600 if s % 60 == 0 => format!("{} min", s / 60),
+        60..3600 if s.is_multiple_of(60) => format!("{} min", s / 60),
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         _ if s % 3600 / 60 == 0 => format!("{} h", s / 3600),
         _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
