@@ -53,6 +53,9 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         let colon = if ids.is_empty() { String::new() } else { format!(": {list}") };
         eprintln!("resuming {} execution{}{colon}", ids.len(), plural(ids.len()));
     }
+    for &id in &ids {
+        s.watch(id);
+    }
     let several = ids.len() > 1;
     let settles = ids.iter().map(|&id| {
         let rt = &s.rt;

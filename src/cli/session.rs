@@ -100,11 +100,7 @@ impl Session {
     /// nothing; [`families`](Self::families) and
     /// [`skipped`](Self::skipped) tell what.
     pub(crate) async fn open_resuming_all(data_dir: &Path) -> Result<Session, Failure> {
-        let s = Session::start(data_dir, true).await?;
-        for root in s.families.clone() {
-            s.watch(root);
-        }
-        Ok(s)
+        Session::start(data_dir, true).await
     }
 
     async fn start(data_dir: &Path, on_the_clock_too: bool) -> Result<Session, Failure> {
@@ -180,7 +176,7 @@ impl Session {
 
     /// Say the waits on the clock of `root`'s family from now on, and
     /// those it is in already.
-    fn watch(&self, root: ExecutionId) {
+    pub(crate) fn watch(&self, root: ExecutionId) {
         let now = self.rt.services().clock.now_ms();
         let current: Vec<Delay> = self
             .rt

@@ -193,3 +193,36 @@ impl Journal for Observed {
         self.inner.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::ErrorClass;
+
+    #[test]
+    fn a_timer_and_a_retry_delay_are_delays_and_a_parked_wait_is_not() {
+        let id = ExecutionId::new(1);
+        let timer = Event::Waiting { node: "nap".into(), visit: 1, event: None, deadline_ms: Some(9), prompt: None };
+        assert_eq!(
+            Delay::of(id, &timer),
+            Some(Delay { execution: id, node: "nap".into(), kind: DelayKind::Timer, until_ms: 9 })
+        );
+        let retry = Event::NodeFailed {
+            node: "call".into(),
+            visit: 1,
+            attempt: 1,
+            class: ErrorClass::Connection,
+            message: "refused".into(),
+            retry: RetryDecision::Retry { attempt: 2, at_ms: 7 },
+        };
+        assert_eq!(Delay::of(id, &retry).map(|d| (d.kind, d.until_ms)), Some((DelayKind::Retry { attempt: 2 }, 7)));
+        let parked = Event::Waiting {
+            node: "pay".into(),
+            visit: 1,
+            event: Some("paid".into()),
+            deadline_ms: Some(9),
+            prompt: None,
+        };
+        assert_eq!(Delay::of(id, &parked), None, "an event wait with a deadline parks: the command does not wait");
+    }
+}
