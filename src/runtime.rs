@@ -1193,8 +1193,17 @@ impl Runtime {
     /// out, never an error for the others (resuming it reports why).
     pub async fn unattended_all(&self) -> Result<Vec<(ExecutionId, Unattended)>, Error> {
         let live = self.live().await?;
+        // A waiting execution goes on by itself only by a deadline, which the
+        // timer index holds: the others (parked on an event or an approval,
+        // perhaps thousands) are not folded. One scan of the index.
+        let timed: std::collections::HashSet<ExecutionId> =
+            self.services().journal.due_timers(u64::MAX, usize::MAX)?.into_iter().map(|t| t.execution).collect();
         let mut out = Vec::new();
-        for meta in self.list(None)?.iter().filter(|m| !m.status.is_terminal() && !live.contains(&m.id)) {
+        let candidates = self.list(None)?.into_iter().filter(|m| {
+            !live.contains(&m.id)
+                && (m.status == Status::Running || m.status == Status::Waiting && timed.contains(&m.id))
+        });
+        for meta in &candidates.collect::<Vec<_>>() {
             match self.unattended(meta) {
                 Ok(Some(u)) => out.push((meta.id, u)),
                 Ok(None) => {}
