@@ -16,6 +16,7 @@ mod repair;
 mod report;
 mod resume;
 mod run;
+mod session;
 mod signal;
 mod table;
 mod validate;
@@ -167,19 +168,6 @@ async fn dispatch(cli: Cli) -> CliResult {
     }
 }
 
-/// Open the data dir without resuming anything (commands that only read,
-/// or that resume exactly what they need).
-pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder()
-        .data_dir(data_dir)
-        .bench_functions()
-        .limits(limits())
-        .resume_on_open(false)
-        .open()
-        .await
-        .map_err(Failure::from)
-}
-
 /// Open the data dir with nothing resumed and the timers not started yet.
 pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
     Runtime::builder()
@@ -194,9 +182,33 @@ pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Ru
 }
 
 /// Open the data dir to read it only: nothing resumes, no timer fires
-/// (the timers are never started).
+/// (the timers are never started), and nothing is created: a data dir
+/// that is not there is an error naming where it was looked for.
 pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
+    existing(data_dir)?;
     open_without_timers(data_dir).await
+}
+
+/// `data_dir` as a path from the root, for messages.
+pub(crate) fn absolute(data_dir: &std::path::Path) -> PathBuf {
+    std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf())
+}
+
+/// A data dir a command only reads must exist and hold a journal.
+fn existing(data_dir: &std::path::Path) -> Result<(), Failure> {
+    let path = absolute(data_dir);
+    let elsewhere = "point to another with --data-dir DIR or JAMJET_DATA_DIR=DIR";
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() && path.join("journal").exists() => Ok(()),
+        Ok(m) if m.is_dir() => {
+            Err(Failure::new(format!("{} is not a jamjet data dir (it holds no journal); {elsewhere}", path.display())))
+        }
+        Ok(_) => Err(Failure::new(format!("{} is not a directory; {elsewhere}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Failure::new(format!("no data dir at {} (nothing has run here yet); {elsewhere}", path.display())))
+        }
+        Err(e) => Err(Failure::new(format!("cannot read the data dir {}: {e}; {elsewhere}", path.display()))),
+    }
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<crate::ExecutionId, Failure> {

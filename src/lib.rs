@@ -89,4 +89,4 @@ pub mod timeline;
 pub use id::ExecutionId;
 pub use ir::{Workflow, compile_file, compile_str};
 pub use journal::{Event, Status};
-pub use runtime::{Builder, Decision, Error, Outcome, Runtime, WaitKind, Waiting};
+pub use runtime::{Builder, Decision, Error, Outcome, Runtime, Unattended, WaitKind, Waiting};

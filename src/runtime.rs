@@ -28,7 +28,7 @@ use crate::journal::{
 };
 
 use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
-pub use feed::{Feed, Observed};
+pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use node_latency::NodeLatency;
 
 /// What can go wrong using a runtime.
@@ -267,6 +267,18 @@ pub struct Resumed {
     pub resumed: Vec<ExecutionId>,
     /// Not resumed, and why (damaged, its workflow missing, its actor did not start).
     pub skipped: Vec<(ExecutionId, String)>,
+}
+
+/// Why an execution that no process carries would go on by itself (see
+/// [`Runtime::unattended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unattended {
+    /// It would go on now: it was running when its process stopped (a
+    /// crash, Ctrl-C), or a deadline of it passed while none was up.
+    Interrupted,
+    /// It waits on the clock (a timer, a retry delay) that has not come yet.
+    OnTheClock,
 }
 
 /// How often a delivery is retried when its actor stopped under it.
@@ -1153,6 +1165,63 @@ impl Runtime {
         if !services.timers.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
             tokio::spawn(services.timers.clone().run(Arc::downgrade(services), self.inner.supervisor.clone()));
         }
+    }
+
+    /// Hear of every delay (a timer wait, a retry delay) an execution of
+    /// this runtime enters from now on, once it is durable (see [`Delay`]).
+    pub fn delays(&self) -> tokio::sync::broadcast::Receiver<Delay> {
+        self.services().feed.delays()
+    }
+
+    /// Whether `meta`'s execution would go on by itself if a process
+    /// carried it, and why; `None` when it ended or only the outside can
+    /// move it on (an event, an approval, or children that wait on those).
+    /// Meaningful for an execution no actor carries, as after a crash or
+    /// in a process that opened the data dir without resuming anything:
+    /// then "it would go on" means "it is left behind".
+    pub fn unattended(&self, meta: &ExecutionMeta) -> Result<Option<Unattended>, Error> {
+        if meta.status.is_terminal() || self.settled(meta.id)? {
+            return Ok(None);
+        }
+        let now = self.services().clock.now_ms();
+        let due = self.services().journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == meta.id);
+        Ok(Some(if meta.status == Status::Running || due { Unattended::Interrupted } else { Unattended::OnTheClock }))
+    }
+
+    /// [`unattended`](Self::unattended) over every execution that is not
+    /// live in this runtime, oldest first. One that cannot be read is left
+    /// out, never an error for the others (resuming it reports why).
+    pub async fn unattended_all(&self) -> Result<Vec<(ExecutionId, Unattended)>, Error> {
+        let live = self.live().await?;
+        // A waiting execution goes on by itself only by a deadline, which the
+        // timer index holds: the others (parked on an event or an approval,
+        // perhaps thousands) are not folded. One scan of the index.
+        let timed: std::collections::HashSet<ExecutionId> =
+            self.services().journal.due_timers(u64::MAX, usize::MAX)?.into_iter().map(|t| t.execution).collect();
+        let mut out = Vec::new();
+        let candidates = self.list(None)?.into_iter().filter(|m| {
+            !live.contains(&m.id)
+                && (m.status == Status::Running || m.status == Status::Waiting && timed.contains(&m.id))
+        });
+        for meta in &candidates.collect::<Vec<_>>() {
+            match self.unattended(meta) {
+                Ok(Some(u)) => out.push((meta.id, u)),
+                Ok(None) => {}
+                // Damaged, its workflow missing: resuming it says why; the others are told apart still.
+                Err(e) => {
+                    tracing::debug!(execution_id = %meta.id, error = %e, "cannot tell whether it was left behind")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The nodes an execution is at now (running, retrying or waiting),
+    /// by name.
+    pub fn active_nodes(&self, id: ExecutionId) -> Result<Vec<String>, Error> {
+        let mut nodes: Vec<String> = self.machine(id)?.active.keys().cloned().collect();
+        nodes.sort();
+        Ok(nodes)
     }
 
     /// The executions that have an actor in memory now (parked ones are

@@ -567,7 +567,14 @@ async fn timer_killed_while_parked_fires_at_once_on_resume_after_its_deadline() 
     let began = Instant::now();
     let resumed = cli(&case, &case.crashed, &["resume", "--json"]);
     let took = began.elapsed();
-    assert_eq!(resumed, json!([{ "id": id, "status": "completed", "error": null, "waiting": [] }]), "{}", case.name);
+    let only = resumed.as_array().map(|all| all.len());
+    let r = &resumed[0];
+    assert_eq!(
+        (only, &r["id"], &r["status"], &r["error"]),
+        (Some(1), &json!(id), &json!("completed"), &Value::Null),
+        "{}: {resumed}",
+        case.name
+    );
     assert!(took < Duration::from_millis(NAP_MS * 2 / 3), "{}: resume took {took:?}: the timer rearmed", case.name);
     check_like_reference(&case, &reference, &id);
     assert_eq!(count(&events(&case, &case.crashed, &id), "WaitTimedOut"), 1, "{}", case.name);

@@ -1,13 +1,15 @@
 //! `jamjet approve <exec-id> [--node N] --decision approved|rejected
 //! [--comment ".."] [--by NAME]`: decide the approval an execution waits
 //! on, then carry it on until it ends or parks again, and print where it
-//! stands. A second decision is refused with the first one named.
+//! stands. A second decision is refused with the first one named. Ctrl-C
+//! while it carries the execution on stops cleanly (exit 130), as `run`.
 
 use std::path::Path;
 
 use super::remote::{self, ServerArg, connect};
-use super::report::{Invocation, carry_on};
-use super::{CliResult, open_quiet, parse_id};
+use super::report::carry_on;
+use super::session::Session;
+use super::{CliResult, parse_id};
 use crate::runtime::Decision;
 
 #[derive(clap::Args, Debug)]
@@ -62,16 +64,24 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         }
         return remote::carry_on(&client, id, a.json).await;
     }
-    let rt = open_quiet(data_dir).await?;
-    let result = async {
-        let node = rt.approve(id, decision).await?;
-        if !a.json {
-            let verdict = if a.decision == Verdict::Approved { "approved" } else { "rejected" };
-            eprintln!("approval `{node}` of execution {id} {verdict} by {by}");
+    super::existing(data_dir)?;
+    let mut s = Session::open(data_dir).await?;
+    s.own(id);
+    let result = match s.rt.approve(id, decision).await {
+        Ok(node) => {
+            if !a.json {
+                let verdict = if a.decision == Verdict::Approved { "approved" } else { "rejected" };
+                eprintln!("approval `{node}` of execution {id} {verdict} by {by}");
+            }
+            match s.until_interrupted(carry_on(&s.rt, &s.inv, id, a.json)).await {
+                Some(r) => r,
+                None => {
+                    let goes_on = s.inv.command("resume");
+                    return s.interrupted(&[id], &goes_on).await;
+                }
+            }
         }
-        carry_on(&rt, &Invocation::new(data_dir), id, a.json).await
-    }
-    .await;
-    rt.shutdown().await;
-    result
+        Err(e) => Err(e.into()),
+    };
+    s.finish(result).await
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::inspect::open_children;
 use super::remote::{ServerArg, connect, outcome_of};
 use super::report::open_descendants;
-use super::{CliResult, open_quiet, parse_id, print_json};
+use super::session::Session;
+use super::{CliResult, parse_id, print_json};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 
@@ -36,15 +37,16 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(url) = &a.server.server {
         return cancel_remote(url, id, &a).await;
     }
-    let rt = open_quiet(data_dir).await?;
+    super::existing(data_dir)?;
+    let s = Session::open(data_dir).await?;
+    let rt = &s.rt;
     let result = async {
-        let children = open_descendants(&rt, id)?;
+        let children = open_descendants(rt, id)?;
         rt.cancel(id, &a.reason).await?;
         // The runtime cancels the children; see that done before this
         // process lets go of the data dir.
-        let ends = children.iter().map(|&child| {
-            let rt = rt.clone();
-            async move { tokio::time::timeout(CHILDREN_GRACE, rt.wait(child)).await.ok().and_then(Result::ok) }
+        let ends = children.iter().map(|&child| async move {
+            tokio::time::timeout(CHILDREN_GRACE, rt.wait(child)).await.ok().and_then(Result::ok)
         });
         let ended = futures::future::join_all(ends).await;
         let left: Vec<ExecutionId> =
@@ -70,8 +72,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Ok(ExitCode::SUCCESS)
     }
     .await;
-    rt.shutdown().await;
-    result
+    s.finish(result).await
 }
 
 /// How often to ask a server whether a cancelled child ended.

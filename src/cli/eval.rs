@@ -18,8 +18,9 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
+use super::session::Session;
 use super::table::print as print_table;
-use super::{CliResult, Failure, open_quiet, print_json};
+use super::{CliResult, Failure, print_json};
 use crate::eval::rubric::judge;
 use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
 use crate::id::ExecutionId;
@@ -100,7 +101,8 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
     let rows = read_dataset(&a.dataset).map_err(|e| usage(format!("the dataset has bad rows, nothing ran:\n{e}")))?;
     let inputs = row_inputs(&wf, &rows, &a.dataset.display().to_string())?;
 
-    let rt = open_quiet(data_dir).await?;
+    let s = Session::open(data_dir).await?;
+    let rt = &s.rt;
     let run_id = ExecutionId::new(crate::clock::Clock::now_ms(&crate::clock::SystemClock)).to_string();
     let run_id = run_id.trim_start_matches("exec_").to_string();
     let bar = if a.json || !std::io::stderr().is_terminal() {
@@ -111,18 +113,21 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
     let began = Instant::now();
     let jobs = rows.iter().zip(inputs).map(|(row, input)| {
         let key = format!("eval/{run_id}/{dataset_name}/{}", row.id);
-        let (rt, wf, scorers, bar) = (&rt, &wf, &scorers, &bar);
+        let (wf, scorers, bar) = (&wf, &scorers, &bar);
         async move {
             let result = run_row(rt, wf, row, input, &key, scorers).await;
             bar.inc(1);
             result
         }
     });
-    let mut results: Vec<RowResult> =
-        futures::stream::iter(jobs).buffer_unordered(a.concurrency as usize).collect().await;
+    let all = futures::stream::iter(jobs).buffer_unordered(a.concurrency as usize).collect::<Vec<RowResult>>();
+    let Some(mut results) = s.until_interrupted(all).await else {
+        bar.finish_and_clear();
+        let goes_on = s.inv.command("resume");
+        return s.interrupted(&[], &goes_on).await;
+    };
     bar.finish_and_clear();
     let wall_ms = began.elapsed().as_millis() as u64;
-    rt.shutdown().await;
     results.sort_by_key(|r| r.line);
 
     let summary = Summary::of(&results, a.fail_under, wall_ms);
@@ -138,17 +143,18 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
     } else {
         print_report(&report);
     }
-    match (report.summary.ok, report.summary.fail_under) {
+    let code = match (report.summary.ok, report.summary.fail_under) {
         (false, Some(min)) => {
             eprintln!(
                 "error: pass rate {:.1}% is below --fail-under {:.1}%",
                 report.summary.pass_rate * 100.0,
                 min * 100.0
             );
-            Ok(ExitCode::from(1))
+            ExitCode::from(1)
         }
-        _ => Ok(ExitCode::SUCCESS),
-    }
+        _ => ExitCode::SUCCESS,
+    };
+    s.finish(Ok(code)).await
 }
 
 /// The command line's scorers, checked before anything runs.

@@ -11,11 +11,12 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use super::remote::{ServerArg, connect, waits_of};
-use super::{CliResult, Failure, open_read_only, print_json, table};
+use super::{CliResult, Failure, absolute, open_read_only, print_json, table};
+use crate::ExecutionId;
 use crate::client::Client;
 use crate::clock::format_ms;
 use crate::journal::{Damage, ExecutionMeta, Listing, Status};
-use crate::runtime::{WaitKind, Waiting};
+use crate::runtime::{Unattended, WaitKind, Waiting};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -67,13 +68,19 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             }
         })
     } else {
-        rt.listing(status).map(|mut listing| {
-            // A damaged row has no status to filter on: it is listed only when nothing is filtered.
-            if status.is_some() {
-                listing.damaged.clear();
+        match (rt.listing(status), rt.unattended_all().await) {
+            (Ok(mut listing), Ok(left)) => {
+                // A damaged row has no status to filter on: it is listed only when nothing is filtered.
+                if status.is_some() {
+                    listing.damaged.clear();
+                }
+                // This process opened the data dir and carries nothing: no one else does.
+                let left: HashMap<ExecutionId, Unattended> = left.into_iter().collect();
+                print_listed(&listing, &left, &absolute(data_dir), a.json);
+                Ok(())
             }
-            print_list(&listing, a.json)
-        })
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
     };
     rt.shutdown().await;
     result?;
@@ -135,6 +142,12 @@ fn damaged_row(d: &Damage) -> serde_json::Value {
 }
 
 fn print_list(listing: &Listing, json: bool) {
+    print_listed(listing, &HashMap::new(), Path::new("the server"), json)
+}
+
+/// The list, with the executions left behind (`left`) marked, and where
+/// it was read (`from`) when it is empty.
+fn print_listed(listing: &Listing, left: &HashMap<ExecutionId, Unattended>, from: &Path, json: bool) {
     if let Some(why) = &listing.cut_short {
         eprintln!("warning: {why}; the rows there are not listed (`jamjet repair` rebuilds the store)");
     }
@@ -142,7 +155,13 @@ fn print_list(listing: &Listing, json: bool) {
         let mut rows: Vec<(crate::ExecutionId, serde_json::Value)> = listing
             .rows
             .iter()
-            .map(|m| (m.id, serde_json::to_value(m).expect("a row serializes")))
+            .map(|m| {
+                let mut row = serde_json::to_value(m).expect("a row serializes");
+                if let (Some(u), Some(obj)) = (left.get(&m.id), row.as_object_mut()) {
+                    obj.insert("unattended".into(), serde_json::json!(u));
+                }
+                (m.id, row)
+            })
             .chain(listing.damaged.iter().map(|d| (d.execution, damaged_row(d))))
             .collect();
         rows.sort_by_key(|(id, _)| *id);
@@ -150,7 +169,7 @@ fn print_list(listing: &Listing, json: bool) {
         return;
     }
     if listing.rows.is_empty() && listing.damaged.is_empty() {
-        println!("no executions");
+        println!("no executions in {}", from.display());
         return;
     }
     let mut rows: Vec<(crate::ExecutionId, Vec<String>)> = listing
@@ -160,7 +179,11 @@ fn print_list(listing: &Listing, json: bool) {
             let cells = vec![
                 m.id.to_string(),
                 format!("{}@{}", m.workflow_id, m.workflow_version),
-                m.status.to_string(),
+                match left.get(&m.id) {
+                    Some(Unattended::Interrupted) => format!("{} (interrupted)", m.status),
+                    Some(Unattended::OnTheClock) => format!("{} (timer, no process)", m.status),
+                    None => m.status.to_string(),
+                },
                 format_ms(m.created_ms),
                 format_ms(m.updated_ms),
             ];
@@ -173,6 +196,10 @@ fn print_list(listing: &Listing, json: bool) {
     rows.sort_by_key(|(id, _)| *id);
     let rows: Vec<Vec<String>> = rows.into_iter().map(|(_, cells)| cells).collect();
     table::print(&["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+    if left.values().any(|u| *u == Unattended::Interrupted) {
+        println!();
+        println!("(interrupted: no process carries them; the next `jamjet run` or `jamjet resume` resumes them)");
+    }
     if !listing.damaged.is_empty() {
         println!();
         for d in &listing.damaged {

@@ -2,10 +2,13 @@
 //! line per step for people (time, node, what happened), or one JSON
 //! record per line (`--json`, JSON Lines). Locally the lines come from
 //! [`Runtime::subscribe`](crate::Runtime::subscribe); with `--server`,
-//! from the server's event stream. This file only renders and prints.
+//! from the server's event stream. This file renders and prints, and
+//! follows an execution of a local runtime ([`follow_local`]).
 
 use crate::clock::format_ms;
+use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Record, RetryDecision};
+use crate::runtime::{Error as RuntimeError, Outcome, Runtime};
 
 use super::report::usage_text;
 use super::table::micros;
@@ -14,11 +17,21 @@ use super::table::micros;
 pub(crate) struct Printer {
     json: bool,
     last: u64,
+    /// The execution the records are of, when several are followed at
+    /// once (`resume --follow`): a JSON line gets an `execution` field, a
+    /// text line starts with the id when `label_text`.
+    execution: Option<ExecutionId>,
+    label_text: bool,
 }
 
 impl Printer {
     pub(crate) fn new(json: bool) -> Self {
-        Printer { json, last: 0 }
+        Printer { json, last: 0, execution: None, label_text: false }
+    }
+
+    /// A printer for the records of `id`, one of several followed at once.
+    pub(crate) fn of(json: bool, id: ExecutionId, label_text: bool) -> Self {
+        Printer { json, last: 0, execution: Some(id), label_text }
     }
 
     /// Print `r` unless it was printed already.
@@ -28,9 +41,21 @@ impl Printer {
         }
         self.last = r.seq;
         if self.json {
-            println!("{}", serde_json::to_string(r).expect("records serialize"));
+            match self.execution {
+                Some(id) => {
+                    let mut v = serde_json::to_value(r).expect("records serialize");
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("execution".into(), serde_json::json!(id));
+                    }
+                    println!("{v}");
+                }
+                None => println!("{}", serde_json::to_string(r).expect("records serialize")),
+            }
         } else if let Some(text) = line(r) {
-            println!("{text}");
+            match self.execution.filter(|_| self.label_text) {
+                Some(id) => println!("{id}  {text}"),
+                None => println!("{text}"),
+            }
         }
     }
 
@@ -38,6 +63,32 @@ impl Printer {
     pub(crate) fn last(&self) -> u64 {
         self.last
     }
+}
+
+/// Settle `id`, printing each of its events as it becomes durable.
+pub(crate) async fn follow_local(
+    rt: &Runtime,
+    id: ExecutionId,
+    printer: &mut Printer,
+) -> Result<Outcome, RuntimeError> {
+    // Subscribe first, then read, so nothing appended between is missed.
+    let mut feed = rt.subscribe(id);
+    let settle = rt.settle(id);
+    tokio::pin!(settle);
+    let mut live = true;
+    let outcome = loop {
+        for r in &rt.events(id)? {
+            printer.print(r);
+        }
+        tokio::select! {
+            outcome = &mut settle => break outcome?,
+            changed = feed.changed(), if live => live = changed.is_ok(),
+        }
+    };
+    for r in &rt.events(id)? {
+        printer.print(r);
+    }
+    Ok(outcome)
 }
 
 /// One record on one line: `time  node  what happened`. `None` for a

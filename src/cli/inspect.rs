@@ -23,7 +23,7 @@ use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
 use crate::journal::{Event, ExecutionMeta, Record, Status};
-use crate::runtime::{Outcome, Runtime, WaitKind, Waiting};
+use crate::runtime::{Outcome, Runtime, Unattended, WaitKind, Waiting};
 use crate::timeline::{Branch, ExchangeRow, NodeVisit, ScoreRow, WaitEnd, WaitSpan, timeline};
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +64,9 @@ pub(crate) struct Inspected {
     /// The status of each child whose end the parent has not recorded
     /// (asked of the child itself; absent: not started).
     pub children: HashMap<ExecutionId, String>,
+    /// Whether it was left behind with no process to carry it on (only
+    /// known when this process opened the data dir itself).
+    pub unattended: Option<Unattended>,
 }
 
 /// The children whose end `records` has not recorded.
@@ -82,7 +85,17 @@ fn gather(rt: &Runtime, id: ExecutionId) -> Result<Inspected, Failure> {
         }
     }
     let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
-    Ok(Inspected { workflow: rt.workflow_of(id)?, outcome: rt.outcome(id)?, meta, records, waiting, children })
+    // This process opened the data dir and carries nothing: no one else does.
+    let unattended = rt.unattended(&meta).ok().flatten();
+    Ok(Inspected {
+        workflow: rt.workflow_of(id)?,
+        outcome: rt.outcome(id)?,
+        meta,
+        records,
+        waiting,
+        children,
+        unattended,
+    })
 }
 
 /// What `inspect` shows, from a server: its execution, its events, its
@@ -115,7 +128,15 @@ async fn gather_remote(client: &Client, id: ExecutionId) -> Result<Inspected, Fa
         updated_ms: x.updated_ms,
         key,
     };
-    Ok(Inspected { meta, records, workflow: Arc::new(workflow), outcome: outcome_of(&x), waiting, children })
+    Ok(Inspected {
+        meta,
+        records,
+        workflow: Arc::new(workflow),
+        outcome: outcome_of(&x),
+        waiting,
+        children,
+        unattended: None,
+    })
 }
 
 fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
@@ -125,7 +146,7 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
 
 /// Print what was gathered, as text or (`--json`) JSON.
 pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &Args) -> CliResult {
-    let Inspected { meta, records, workflow, outcome, waiting, children } = data;
+    let Inspected { meta, records, workflow, outcome, waiting, children, unattended } = data;
     let id = meta.id;
     let tl = timeline(id, records);
     // Branches the parent has not recorded the end of: their own status.
@@ -148,6 +169,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         }
         print_json(&serde_json::json!({
             "execution": meta,
+            "unattended": unattended,
             "parent": parent_json(records),
             "state": outcome.state,
             "error": outcome.error,
@@ -175,7 +197,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         let span = until.as_ref().map(|u| format!(", from `{start}` until `{u}`")).unwrap_or_default();
         println!("parent     {parent} (node `{parent_node}`{visit}, branch {branch}{span})");
     }
-    println!("status     {}", meta.status);
+    println!("status     {}{}", meta.status, unattended_note(meta.status, *unattended));
     println!("started    {}", format_ms(meta.created_ms));
     if meta.status.is_terminal() {
         println!("finished   {} ({} ms)", format_ms(meta.updated_ms), meta.updated_ms.saturating_sub(meta.created_ms));
@@ -312,6 +334,21 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         table::print(&["SEQ", "AT", "EVENT", "DETAILS"], &rows);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the status line adds for an execution left behind with no
+/// process to carry it on.
+pub(crate) fn unattended_note(status: Status, unattended: Option<Unattended>) -> &'static str {
+    match (unattended, status) {
+        (None, _) => "",
+        (Some(Unattended::Interrupted), Status::Running) => {
+            " (interrupted; it resumes on the next `jamjet run` or `jamjet resume`)"
+        }
+        (Some(Unattended::Interrupted), _) => {
+            " (its deadline passed with no process up; it goes on at the next `jamjet run` or `jamjet resume`)"
+        }
+        (Some(Unattended::OnTheClock), _) => " (on a timer no process is up for; `jamjet resume` waits it out)",
+    }
 }
 
 /// A model node whose model has no known price: its cost shows as unknown, not $0.

@@ -43,6 +43,11 @@ impl Invocation {
         Invocation { prefix: "jamjet".into(), suffix }
     }
 
+    /// `jamjet … REST` as the user types it here (REST already quoted).
+    pub(crate) fn command(&self, rest: &str) -> String {
+        format!("{} {rest}{}", self.prefix, self.suffix)
+    }
+
     /// The command that moves `w` on.
     pub(crate) fn next_step(&self, w: &Waiting, several_approvals: bool) -> Option<String> {
         let (p, s) = (&self.prefix, &self.suffix);
@@ -113,12 +118,8 @@ pub(crate) fn payload_key_in(wf: &Workflow, node: &str) -> Option<String> {
 /// Where a wait's payload goes, wherever the workflow came from.
 pub(crate) type PayloadKeys<'a> = &'a dyn Fn(&Waiting) -> Option<String>;
 
-/// One line per wait: what it waits for, and the command that ends it.
-pub(crate) fn print_waits(rt: &Runtime, inv: &Invocation, root: ExecutionId, waits: &[Waiting]) {
-    print_waits_with(&|w| payload_key(rt, w), inv, root, waits)
-}
-
-/// [`print_waits`], with the payload keys from `keys`.
+/// One line per wait: what it waits for, and the command that ends it
+/// (the payload keys from `keys`).
 pub(crate) fn print_waits_with(keys: PayloadKeys, inv: &Invocation, root: ExecutionId, waits: &[Waiting]) {
     for w in waits {
         let whose = if w.id == root { String::new() } else { format!(" (in child execution {})", w.id) };
@@ -209,17 +210,7 @@ pub(crate) fn render_outcome(
     let id = outcome.id;
     let (created_ms, updated_ms) = times;
     if json {
-        let mut v = serde_json::to_value(outcome).expect("outcomes serialize");
-        if let Some(obj) = v.as_object_mut() {
-            if !waits.is_empty() {
-                obj.insert("waiting".into(), Value::Array(waits_json(inv, waits)));
-            }
-            if let Some((root, family_waits)) = family {
-                let waiting = Value::Array(waits_json(inv, family_waits));
-                obj.insert("family".into(), serde_json::json!({ "id": root, "waiting": waiting }));
-            }
-        }
-        print_json(&v);
+        print_json(&outcome_json(inv, outcome, waits, family));
     } else {
         match outcome.status {
             Status::Waiting => {
@@ -253,6 +244,36 @@ pub(crate) fn render_outcome(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// An outcome as `--json` prints it: the outcome, what it waits for (each
+/// with the command that moves it on), and its family's waits.
+pub(crate) fn outcome_json(
+    inv: &Invocation,
+    outcome: &Outcome,
+    waits: &[Waiting],
+    family: Option<(ExecutionId, &[Waiting])>,
+) -> Value {
+    let mut v = serde_json::to_value(outcome).expect("outcomes serialize");
+    if let Some(obj) = v.as_object_mut() {
+        if !waits.is_empty() {
+            obj.insert("waiting".into(), Value::Array(waits_json(inv, waits)));
+        }
+        if let Some((root, family_waits)) = family {
+            let waiting = Value::Array(waits_json(inv, family_waits));
+            obj.insert("family".into(), serde_json::json!({ "id": root, "waiting": waiting }));
+        }
+    }
+    v
+}
+
+/// [`print_outcome`]'s JSON, to print with others (`resume --json`).
+pub(crate) fn outcome_value(rt: &Runtime, inv: &Invocation, outcome: &Outcome) -> Result<Value, Failure> {
+    let waits = if outcome.status.is_terminal() { Vec::new() } else { waits_under(rt, outcome.id)? };
+    if outcome.status == Status::Running && waits.is_empty() {
+        return Err(Failure::from(RuntimeError::Stopped { id: outcome.id }));
+    }
+    Ok(outcome_json(inv, outcome, &waits, None))
 }
 
 /// Carry an execution on after a delivery until it settles. A child

@@ -1,79 +1,114 @@
-//! `jamjet resume`: rehydrate every running execution in the data dir and
-//! carry each on until it settles: it ends, or parks on an event or an
-//! approval (a timer is waited out). A parked one is listed with what it
-//! waits for; it does not hold the command. One that cannot be resumed (it
-//! is damaged, its workflow is missing, its actor did not start) is listed
-//! with why, and the others go on; the exit code is then non-zero.
+//! `jamjet resume`: carry on everything left behind in the data dir (what
+//! was running when its process stopped, what waits on the clock: a timer,
+//! a retry delay) until each settles: it ends, or parks on an event or an
+//! approval (a timer is waited out). Then it prints each one's outcome as
+//! `run` does (the final state, or what it waits for and the command that
+//! moves it on), one after the other; `--json` prints them as an array of
+//! what `run --json` prints; `--follow` prints each event as it becomes
+//! durable first (a JSON line per event with its `execution` under
+//! `--json`; the id before each line when there are several).
+//!
+//! One that cannot be resumed (it is damaged, its workflow is missing, its
+//! actor did not start) is listed with why, and the others go on; the exit
+//! code is then non-zero, as it is when one failed. A branch or a
+//! sub-workflow is carried on with the execution its family started from,
+//! whose outcome is printed. Ctrl-C stops cleanly (exit 130), saying where
+//! each one stopped. A data dir that is not there has nothing to resume,
+//! and is not created.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::report::{Invocation, print_waits, waits_under};
-use super::{CliResult, print_json};
+use super::follow::{Printer, follow_local};
+use super::report::{outcome_value, print_outcome};
+use super::session::{Session, plural};
+use super::{CliResult, Failure, absolute, print_json};
+use crate::id::ExecutionId;
 use crate::journal::Status;
+use crate::runtime::{Error as RuntimeError, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Print the outcomes as a JSON array (with --follow: each event as one JSON line first).
     #[arg(long)]
     pub json: bool,
+    /// Print each event as it becomes durable, then the outcomes.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
-    // Timers start only once everything to resume is listed, so a deadline
-    // that passed while down cannot move an execution on unlisted.
-    let rt = super::open_without_timers(data_dir).await?;
-    let (ids, skipped) = match rt.resume_all_reporting().await {
-        Ok(r) => (r.resumed, r.skipped),
-        Err(e) => {
-            rt.shutdown().await;
-            return Err(e.into());
+    if !data_dir.exists() {
+        if a.json {
+            print_json(&serde_json::json!([]));
+        } else {
+            eprintln!("nothing to resume: no data dir at {}", absolute(data_dir).display());
         }
-    };
-    rt.start_timers();
-    if !a.json {
-        eprintln!("resuming {} execution{}", ids.len(), if ids.len() == 1 { "" } else { "s" });
+        return Ok(ExitCode::SUCCESS);
     }
+    let s = Session::open_resuming_all(data_dir).await?;
+    let ids: Vec<ExecutionId> = s.families().to_vec();
+    if !a.json {
+        let list = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let colon = if ids.is_empty() { String::new() } else { format!(": {list}") };
+        eprintln!("resuming {} execution{}{colon}", ids.len(), plural(ids.len()));
+    }
+    for &id in &ids {
+        s.watch(id);
+    }
+    let several = ids.len() > 1;
     let settles = ids.iter().map(|&id| {
-        let rt = rt.clone();
-        async move { (id, rt.settle(id).await) }
+        let rt = &s.rt;
+        let follow = a.follow;
+        let json = a.json;
+        async move {
+            let r: Result<Outcome, RuntimeError> = if follow {
+                follow_local(rt, id, &mut Printer::of(json, id, several)).await
+            } else {
+                rt.settle(id).await
+            };
+            (id, r)
+        }
     });
-    let results = futures::future::join_all(settles).await;
-    let inv = Invocation::new(data_dir);
-    let mut all_ok = skipped.is_empty();
+    let Some(results) = s.until_interrupted(futures::future::join_all(settles)).await else {
+        let goes_on = s.inv.command("resume");
+        return s.interrupted(&ids, &goes_on).await;
+    };
+    let mut all_ok = s.skipped().is_empty();
     let mut out = Vec::new();
-    for (id, why) in &skipped {
+    for (id, why) in s.skipped() {
         if !a.json {
             println!("{id} not resumed: {why}");
         }
         out.push(serde_json::json!({"id": id, "status": "not_resumed", "error": why}));
     }
-    for (id, r) in results {
-        let r = r.and_then(|o| {
-            let waits = if o.status == Status::Waiting { waits_under(&rt, id)? } else { Vec::new() };
-            Ok((o, waits))
-        });
-        match r {
-            Ok((o, waits)) => {
-                // A cancellation was asked for (of it, or of its parent): not a failure of the resume.
-                all_ok &= matches!(o.status, Status::Completed | Status::Waiting | Status::Running | Status::Cancelled);
-                if !a.json {
-                    println!("{id} {}{}", o.status, o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default());
-                    print_waits(&rt, &inv, id, &waits);
-                }
-                out.push(serde_json::json!({"id": id, "status": o.status, "error": o.error, "waiting": waits}));
+    for (i, (id, r)) in results.into_iter().enumerate() {
+        if !a.json && (i > 0 || !s.skipped().is_empty()) {
+            println!();
+        }
+        let printed = r.map_err(Failure::from).and_then(|o| {
+            // A cancellation was asked for (of it, or of its parent): not a failure of the resume.
+            all_ok &= matches!(o.status, Status::Completed | Status::Waiting | Status::Running | Status::Cancelled);
+            if a.json {
+                out.push(outcome_value(&s.rt, &s.inv, &o)?);
+                Ok(())
+            } else {
+                print_outcome(&s.rt, &s.inv, &o, None, false).map(|_| ())
             }
-            Err(e) => {
-                all_ok = false;
-                if !a.json {
-                    println!("{id} error: {e}");
-                }
-                out.push(serde_json::json!({"id": id, "status": "error", "error": e.to_string()}));
+        });
+        if let Err(f) = printed {
+            all_ok = false;
+            if a.json {
+                out.push(serde_json::json!({"id": id, "status": "error", "error": f.message}));
+            } else {
+                println!("{id} error: {}", f.message);
             }
         }
     }
     if a.json {
         print_json(&out);
     }
-    rt.shutdown().await;
+    // Everything it carried on settled above: nothing left to wait for.
+    s.close().await;
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

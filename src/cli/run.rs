@@ -12,6 +12,13 @@
 //! `--follow` prints each event as it becomes durable (one line per step,
 //! or JSON Lines with `--json`), then the outcome.
 //!
+//! Like every command that changes the data dir, it first resumes what a
+//! crash left behind and waits for that at the end (`cli/session.rs`).
+//! A wait on the clock (a timer, a retry delay) is said on stderr with its
+//! deadline. Ctrl-C stops it cleanly: the execution is kept as the journal
+//! has it, and stderr says where it stopped and which command goes on
+//! (`jamjet resume`, or this `run` with its `--key`); exit code 130.
+//!
 //! With `--server URL` (or `JAMJET_SERVER`) it goes through that server:
 //! the file's workflow is registered there (`POST /workflows`; the same
 //! content again is a no-op; other content under the same id and version
@@ -19,16 +26,16 @@
 //! key), and followed over the server's event stream until it settles.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::follow::Printer;
+use super::follow::{Printer, follow_local};
 use super::remote::{self, ServerArg, connect, json_arg, settle};
-use super::report::{Invocation, print_outcome};
-use super::{CliResult, Failure, compile_options, open_quiet};
-use crate::id::ExecutionId;
+use super::report::{Invocation, print_outcome, shell_word};
+use super::session::{INTERRUPTED, Session};
+use super::{CliResult, Failure, compile_options};
 use crate::ir::{Workflow, compile_file_with};
-use crate::runtime::{Error as RuntimeError, Outcome, Runtime};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -61,39 +68,46 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(url) = a.server.server.clone() {
         return run_remote(&url, &wf, input, &a).await;
     }
-    let rt = open_quiet(data_dir).await?;
-    let id = rt.submit_keyed(&wf, input, a.key.as_deref()).await?;
+    let mut s = Session::open(data_dir).await?;
+    // A Ctrl-C while opening: start nothing.
+    if s.until_interrupted(async {}).await.is_none() {
+        if s.families().is_empty() {
+            eprintln!("interrupted before the execution started; nothing was started");
+            s.close().await;
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+        let goes_on = s.inv.command("resume");
+        return s.interrupted(&[], &goes_on).await;
+    }
+    let id = match s.rt.submit_keyed(&wf, input, a.key.as_deref()).await {
+        Ok(id) => id,
+        Err(e) => return s.finish(Err(e.into())).await,
+    };
     eprintln!("execution {id} started");
-    let settled = if a.follow { follow_local(&rt, id, a.json).await } else { rt.settle(id).await };
+    s.own(id);
+    let settled = if a.follow {
+        s.until_interrupted(follow_local(&s.rt, id, &mut Printer::new(a.json))).await
+    } else {
+        s.until_interrupted(s.rt.settle(id)).await
+    };
+    let Some(settled) = settled else {
+        let goes_on = continue_command(&s.inv, &a);
+        return s.interrupted(&[id], &goes_on).await;
+    };
     let result = match settled {
-        Ok(outcome) => print_outcome(&rt, &Invocation::new(data_dir), &outcome, None, a.json),
+        Ok(outcome) => print_outcome(&s.rt, &s.inv, &outcome, None, a.json),
         Err(e) => Err(Failure::from(e)),
     };
-    rt.shutdown().await;
-    result
+    s.finish(result).await
 }
 
-/// Settle `id`, printing each of its events as it becomes durable.
-async fn follow_local(rt: &Runtime, id: ExecutionId, json: bool) -> Result<Outcome, RuntimeError> {
-    let mut printer = Printer::new(json);
-    // Subscribe first, then read, so nothing appended between is missed.
-    let mut feed = rt.subscribe(id);
-    let settle = rt.settle(id);
-    tokio::pin!(settle);
-    let mut live = true;
-    let outcome = loop {
-        for r in &rt.events(id)? {
-            printer.print(r);
-        }
-        tokio::select! {
-            outcome = &mut settle => break outcome?,
-            changed = feed.changed(), if live => live = changed.is_ok(),
-        }
-    };
-    for r in &rt.events(id)? {
-        printer.print(r);
-    }
-    Ok(outcome)
+/// The command that carries an interrupted run on: the same `run` with
+/// its key (it attaches to the execution and resumes it), else `resume`.
+fn continue_command(inv: &Invocation, a: &Args) -> String {
+    let Some(key) = &a.key else { return inv.command("resume") };
+    let file = shell_word(&a.file.display().to_string());
+    let input = if a.input == "{}" { String::new() } else { format!(" --input {}", shell_word(&a.input)) };
+    inv.command(&format!("run {file}{input} --key {}", shell_word(key)))
 }
 
 /// `run` through a server.

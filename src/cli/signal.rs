@@ -4,14 +4,20 @@
 //!
 //! An event nothing waits for yet is kept: the execution consumes it when
 //! it reaches the wait for that key. This says so rather than failing.
+//!
+//! A wait on the clock the event leads to (a timer) is waited out and
+//! said on stderr with its deadline; Ctrl-C stops cleanly (exit 130) and
+//! says that `jamjet resume` goes on. What a crash left behind is resumed
+//! too (`cli/session.rs`).
 
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::remote::{self, ServerArg, connect};
-use super::report::{Invocation, carry_on, waits_under};
-use super::{CliResult, Failure, open_quiet, parse_id};
+use super::report::{carry_on, waits_under};
+use super::session::Session;
+use super::{CliResult, Failure, parse_id};
 use crate::runtime::WaitKind;
 
 #[derive(clap::Args, Debug)]
@@ -38,13 +44,24 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(url) = &a.server.server {
         return signal_remote(url, id, &a, payload).await;
     }
-    let rt = open_quiet(data_dir).await?;
-    let result = signal(&rt, data_dir, id, &a, payload).await;
-    rt.shutdown().await;
-    result
+    super::existing(data_dir)?;
+    let mut s = Session::open(data_dir).await?;
+    s.own(id);
+    let result = match deliver(&s.rt, id, &a, payload).await {
+        Ok(()) => match s.until_interrupted(carry_on(&s.rt, &s.inv, id, a.json)).await {
+            Some(r) => r,
+            None => {
+                let goes_on = s.inv.command("resume");
+                return s.interrupted(&[id], &goes_on).await;
+            }
+        },
+        Err(f) => Err(f),
+    };
+    s.finish(result).await
 }
 
-async fn signal(rt: &crate::Runtime, data_dir: &Path, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
+/// Deliver the event, and say to whom (and whether anything waits for it).
+async fn deliver(rt: &crate::Runtime, id: crate::ExecutionId, a: &Args, payload: Value) -> Result<(), Failure> {
     // Asked before delivering: once delivered, the wait it ends is gone.
     let waits = waits_under(rt, id)?;
     let awaited = waits.iter().any(|w| w.id == id && w.event.as_deref() == Some(a.key.as_str()));
@@ -65,7 +82,7 @@ async fn signal(rt: &crate::Runtime, data_dir: &Path, id: crate::ExecutionId, a:
             );
         }
     }
-    carry_on(rt, &Invocation::new(data_dir), id, a.json).await
+    Ok(())
 }
 
 /// `signal` through a server: deliver, then follow it until it settles.

@@ -6,6 +6,10 @@
 //! it tells the feed the execution's new last sequence number. A
 //! subscriber then reads the records after the last one it sent, so a
 //! notice that comes while it is busy is never lost, only merged.
+//!
+//! It also tells [`Feed::delays`] listeners when an execution starts
+//! waiting on the clock (a timer, a retry delay), once that is durable:
+//! what a command line that waits it out says to its user.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,18 +19,72 @@ use tokio::sync::watch;
 
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::journal::{Append, Error, ExecutionMeta, Journal, Listing, Record, Registration, Stats, Timer};
+use crate::journal::{
+    Append, Error, Event, ExecutionMeta, Journal, Listing, Record, Registration, RetryDecision, Stats, Timer,
+};
 
 /// Above this many entries, `subscribe` drops those nobody watches.
 const SWEEP_AT: usize = 1024;
 
+/// How many delay notices a slow listener may fall behind before it
+/// misses some (it is told how many; see [`Feed::delays`]).
+const DELAY_BACKLOG: usize = 256;
+
 /// One watch channel per execution someone follows: its last durable
 /// sequence number.
-#[derive(Default)]
 pub struct Feed {
     channels: Mutex<HashMap<ExecutionId, watch::Sender<u64>>>,
     /// Node latency by type, from the durable `NodeCompleted` events.
     pub latency: super::NodeLatency,
+    delays: tokio::sync::broadcast::Sender<Delay>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            channels: Mutex::default(),
+            latency: Default::default(),
+            delays: tokio::sync::broadcast::channel(DELAY_BACKLOG).0,
+        }
+    }
+}
+
+/// An execution waits on the clock at a node until `until_ms` (durable:
+/// a `Waiting` for a timer, or a `NodeFailed` with a retry decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delay {
+    pub execution: ExecutionId,
+    pub node: String,
+    pub kind: DelayKind,
+    /// Unix milliseconds.
+    pub until_ms: u64,
+}
+
+/// What a [`Delay`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayKind {
+    /// A `wait` node with a `duration_ms` / `until` and nothing else.
+    Timer,
+    /// The next attempt of a failed node, under its retry policy.
+    Retry { attempt: u32 },
+}
+
+impl Delay {
+    /// The delay an event starts, if it starts one.
+    fn of(execution: ExecutionId, event: &Event) -> Option<Delay> {
+        match event {
+            Event::Waiting { node, event: None, prompt: None, deadline_ms: Some(until_ms), .. } => {
+                Some(Delay { execution, node: node.clone(), kind: DelayKind::Timer, until_ms: *until_ms })
+            }
+            Event::NodeFailed { node, retry: RetryDecision::Retry { attempt, at_ms }, .. } => Some(Delay {
+                execution,
+                node: node.clone(),
+                kind: DelayKind::Retry { attempt: *attempt },
+                until_ms: *at_ms,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Feed {
@@ -39,6 +97,23 @@ impl Feed {
             channels.retain(|_, tx| tx.receiver_count() > 0);
         }
         channels.entry(id).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// Hear of every delay (a timer wait, a retry delay) any execution of
+    /// this runtime enters from now on, once it is durable. A listener
+    /// that falls [`DELAY_BACKLOG`] notices behind loses the oldest.
+    pub fn delays(&self) -> tokio::sync::broadcast::Receiver<Delay> {
+        self.delays.subscribe()
+    }
+
+    /// Tell the delay listeners of what `events` of `id` started.
+    fn delayed(&self, id: ExecutionId, events: &[Event]) {
+        if self.delays.receiver_count() == 0 {
+            return;
+        }
+        for d in events.iter().filter_map(|e| Delay::of(id, e)) {
+            let _ = self.delays.send(d);
+        }
     }
 
     /// `id`'s history now ends at `last_seq` (durable).
@@ -79,6 +154,7 @@ impl Journal for Observed {
             if n > 0 {
                 self.feed.appended(id, first + n - 1);
                 self.feed.latency.appended(&*self.inner, id, events, wf);
+                self.feed.delayed(id, events);
             }
             Ok(())
         })
@@ -115,5 +191,38 @@ impl Journal for Observed {
     }
     fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::ErrorClass;
+
+    #[test]
+    fn a_timer_and_a_retry_delay_are_delays_and_a_parked_wait_is_not() {
+        let id = ExecutionId::new(1);
+        let timer = Event::Waiting { node: "nap".into(), visit: 1, event: None, deadline_ms: Some(9), prompt: None };
+        assert_eq!(
+            Delay::of(id, &timer),
+            Some(Delay { execution: id, node: "nap".into(), kind: DelayKind::Timer, until_ms: 9 })
+        );
+        let retry = Event::NodeFailed {
+            node: "call".into(),
+            visit: 1,
+            attempt: 1,
+            class: ErrorClass::Connection,
+            message: "refused".into(),
+            retry: RetryDecision::Retry { attempt: 2, at_ms: 7 },
+        };
+        assert_eq!(Delay::of(id, &retry).map(|d| (d.kind, d.until_ms)), Some((DelayKind::Retry { attempt: 2 }, 7)));
+        let parked = Event::Waiting {
+            node: "pay".into(),
+            visit: 1,
+            event: Some("paid".into()),
+            deadline_ms: Some(9),
+            prompt: None,
+        };
+        assert_eq!(Delay::of(id, &parked), None, "an event wait with a deadline parks: the command does not wait");
     }
 }
