@@ -12,6 +12,7 @@ the decorators are the same.
 """
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("shop-tools")
 
@@ -27,8 +28,10 @@ def lookup_order(order_id: str) -> dict:
     """Look up an order by its id: status, item count, total."""
     order = ORDERS.get(order_id)
     if order is None:
-        # An exception becomes an error result: the node fails with this message.
-        raise ValueError(f"no order {order_id!r}")
+        # A ToolError is an error result with this message: the node fails with it.
+        # (Any other exception is a crash: the caller sees only "Error executing
+        # tool lookup_order", and the traceback goes to stderr, i.e. JamJet's log.)
+        raise ToolError(f"no order {order_id!r}")
     return {"order_id": order_id, **order}
 
 
