@@ -6,8 +6,9 @@
 //! and SSE with the standard library only.
 //!
 //! The workflow starts `python3` from `PATH`, as the guide says (the
-//! virtualenv's `bin` first), and names the server's file relative to the
-//! repository's root, where these commands run.
+//! virtualenv's `bin` first), and names the server's file by a path from
+//! its own directory (`./python/tools_server.py`): the commands run in a
+//! temp dir, not the repository.
 
 mod support;
 
@@ -19,6 +20,9 @@ use serde_json::{Value, json};
 use support::dev::DevServer;
 use support::model_server::{ModelServer, Reply, Rule};
 
+/// The guide's workflow, by its full path (the commands run elsewhere).
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python-tool.yaml");
+
 /// How long one command may run.
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -26,12 +30,16 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `jamjet --data-dir DIR ARGS...` in the repository's folder, with the
-/// python that has `mcp` first on `PATH`.
+/// `jamjet --data-dir DIR ARGS...` in DIR's parent folder, with the python
+/// that has `mcp` first on `PATH`.
 fn jamjet_with_python(py_bin: &Path, data_dir: &Path, args: &[&str]) -> Command {
     let path = format!("{}:{}", py_bin.display(), std::env::var("PATH").unwrap_or_default());
     let mut cmd = support::jamjet();
-    cmd.current_dir(repo()).env("PATH", path).arg("--data-dir").arg(data_dir).args(args);
+    cmd.current_dir(data_dir.parent().expect("a data dir in a folder"))
+        .env("PATH", path)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args);
     cmd
 }
 
@@ -43,9 +51,9 @@ fn text(bytes: &[u8]) -> String {
 fn python_functions_are_the_tools_of_a_workflow() {
     let Some(py_bin) = support::py_mcp::bin_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     let input = r#"{"order_id": "A-17", "reason": "arrived broken"}"#;
-    let cmd =
-        jamjet_with_python(&py_bin, dir.path(), &["run", "examples/python-tool.yaml", "--input", input, "--json"]);
+    let cmd = jamjet_with_python(&py_bin, &data, &["run", EXAMPLE, "--input", input, "--json"]);
     let done = support::run_bounded(cmd, LIMIT, "jamjet run examples/python-tool.yaml");
     let (out, err) = (text(&done.output.stdout), text(&done.output.stderr));
     assert!(done.output.status.success(), "exit {}\nstdout:\n{out}\nstderr:\n{err}", done.output.status);
@@ -60,7 +68,7 @@ fn python_functions_are_the_tools_of_a_workflow() {
 
     // `inspect -v` shows what the Python function received and returned.
     let id = outcome["id"].as_str().unwrap();
-    let cmd = jamjet_with_python(&py_bin, dir.path(), &["inspect", id, "-v"]);
+    let cmd = jamjet_with_python(&py_bin, &data, &["inspect", id, "-v"]);
     let shown = support::run_bounded(cmd, LIMIT, "jamjet inspect -v");
     let shown = text(&shown.output.stdout);
     for want in ["lookup_order", "refund_quote", "arrived broken", "shipped"] {
@@ -72,8 +80,9 @@ fn python_functions_are_the_tools_of_a_workflow() {
 fn a_python_exception_fails_the_node_with_its_message() {
     let Some(py_bin) = support::py_mcp::bin_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     let input = r#"{"order_id": "Z-9", "reason": "late"}"#;
-    let cmd = jamjet_with_python(&py_bin, dir.path(), &["run", "examples/python-tool.yaml", "--input", input]);
+    let cmd = jamjet_with_python(&py_bin, &data, &["run", EXAMPLE, "--input", input]);
     let done = support::run_bounded(cmd, LIMIT, "jamjet run examples/python-tool.yaml (unknown order)");
     let all = format!("{}{}", text(&done.output.stdout), text(&done.output.stderr));
     assert!(!done.output.status.success(), "an unknown order succeeded:\n{all}");
