@@ -185,9 +185,9 @@ impl Session {
             self.dev = Some(dev);
             return;
         }
-        let mut cmd = if text.starts_with("cargo run --example quickstart") {
+        let mut cmd = if let Some(args) = text.strip_prefix("cargo run --example quickstart") {
             let mut c = Command::new(support::mcp::example_binary("quickstart"));
-            c.args(text["cargo run --example quickstart".len()..].split_whitespace());
+            c.args(args.split_whitespace());
             c
         } else {
             let Some(cmd) = self.substitute(line) else { return };
