@@ -24,25 +24,29 @@ pub const EVERYTHING_PACKAGE: &str = "@modelcontextprotocol/server-everything@20
 /// The example MCP server's binary, built for this test run's profile.
 pub fn example_server() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(other) => other.to_string(),
-        };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "mcp_server", "--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", profile_dir.parent().expect("the target dir"))
-            .status()
-            .expect("running cargo build --example mcp_server");
-        assert!(status.success(), "cargo build --example mcp_server failed: {status}");
-        let bin = profile_dir.join("examples").join(format!("mcp_server{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} is missing after the build", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| example_binary("mcp_server"))
+}
+
+/// `cargo build --example NAME` for this test run's profile (a no-op under
+/// a plain `cargo test`, see above); the built binary's path.
+pub fn example_binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name, "--profile", &profile])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", profile_dir.parent().expect("the target dir"))
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo build --example {name}: {e}"));
+    assert!(status.success(), "cargo build --example {name} failed: {status}");
+    let bin = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing after the build", bin.display());
+    bin
 }
 
 /// The example server over streamable HTTP on 127.0.0.1:0, killed on drop.
