@@ -1,10 +1,10 @@
-//! `cargo run --release --example quickstart`
+//! `cargo run --example quickstart`
 //!
 //! Runs `examples/triage.yaml` end to end on the embedded sled store in
 //! `./.jamjet`: starts a small sentiment service on a loopback port (it
 //! fails its first call, to show a journaled retry), submits two tickets,
 //! and prints each final state and execution id. Then try
-//! `cargo run --release -- inspect <exec-id> -v`.
+//! `cargo run -- inspect <exec-id> -v`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         println!("  reply:    {}", outcome.state["reply"]);
     }
     println!();
-    println!("journal in {data_dir}/: see a timeline with `cargo run --release -- inspect <exec-id> -v`");
+    println!("journal in {data_dir}/: see a timeline with `cargo run -- inspect <exec-id> -v`");
     rt.shutdown().await;
     Ok(())
 }
