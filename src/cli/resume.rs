@@ -14,6 +14,7 @@ use crate::journal::Status;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Print each execution's outcome as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -31,7 +32,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     };
     rt.start_timers();
     if !a.json {
-        eprintln!("resuming {} execution{}", ids.len(), if ids.len() == 1 { "" } else { "s" });
+        eprintln!("resuming {}", crate::plural::count(ids.len(), "execution", "executions"));
     }
     let settles = ids.iter().map(|&id| {
         let rt = rt.clone();
