@@ -96,7 +96,7 @@ fn kill_at(case: &Case, dir: &Path, pause: &str, args: &[&str]) {
 // ---------------------------------------------------------------- reading the journals
 
 fn executions(case: &Case, dir: &Path) -> Vec<Value> {
-    cli(case, dir, &["executions", "--json"]).as_array().unwrap().clone()
+    cli(case, dir, &["executions", "--all", "--json"]).as_array().unwrap().clone()
 }
 
 /// The execution submitted under `key` (`run --key`).
