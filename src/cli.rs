@@ -238,3 +238,37 @@ fn quiet_on_broken_pipe() {
         default(info)
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command says what it does, and every flag and argument of
+    /// every command has help text: `jamjet CMD --help` leaves nothing
+    /// unexplained.
+    #[test]
+    fn every_command_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+                missing.push(format!("`{path}` (the command itself)"));
+            }
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let help = arg.get_help().or(arg.get_long_help()).map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    let name = arg.get_long().map(|l| format!("--{l}")).unwrap_or_else(|| arg.get_id().to_string());
+                    missing.push(format!("`{path}` {name}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "jamjet", &mut missing);
+        assert!(missing.is_empty(), "no help text for:\n{}", missing.join("\n"));
+    }
+}

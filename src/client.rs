@@ -120,6 +120,10 @@ pub struct Summary {
     pub workflow_hash: Option<String>,
     #[serde(default)]
     pub key: Option<String>,
+    /// The execution that started it (a parallel branch, a sub-workflow);
+    /// `None` for one started on its own, or from a server that does not say.
+    #[serde(default)]
+    pub parent: Option<ExecutionId>,
 }
 
 /// One page of `GET /executions`.
@@ -152,6 +156,14 @@ pub struct Approved {
 pub struct Moved {
     pub id: ExecutionId,
     pub status: Status,
+    /// A signal: nothing in the execution waited for its key, so it is
+    /// kept (`None` from a server that does not say).
+    #[serde(default)]
+    pub kept: Option<bool>,
+    /// A signal: the events the execution and its children waited for
+    /// when it came (`None` from a server that does not say).
+    #[serde(default)]
+    pub awaited: Option<Vec<Wait>>,
 }
 
 /// A client of one server.

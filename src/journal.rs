@@ -243,6 +243,11 @@ pub trait Journal: Send + Sync + 'static {
         records.retain(|r| r.seq > after);
         Ok(records)
     }
+    /// The first record of one execution (which says, for a child, where
+    /// it came from). Backends override it to read only the first frame.
+    fn first(&self, execution: ExecutionId) -> Result<Option<Record>, Error> {
+        Ok(self.read(execution)?.into_iter().next())
+    }
     /// The index row of one execution.
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error>;
     /// Every index row that can be read, and the ones that cannot.

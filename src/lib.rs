@@ -66,6 +66,7 @@
 //! - [`a2a`]: A2A agents served from workflows, and the `type: agent` client.
 //! - [`client`]: a typed client of a server's REST API (what `--server` uses).
 //! - [`cli`]: the `jamjet` command line.
+//! - [`plural`]: counts in words ("1 node", "2 nodes") for all output.
 //!
 //! See `ARCHITECTURE.md` for the design and a glossary.
 
@@ -81,6 +82,7 @@ pub mod journal;
 pub mod mcp;
 pub mod model;
 pub mod nodes;
+pub mod plural;
 pub mod procstat;
 pub mod runtime;
 pub mod server;

@@ -15,6 +15,7 @@ mod end;
 mod eval;
 mod function;
 mod http;
+mod http_exchange;
 mod model;
 mod set;
 mod tool;

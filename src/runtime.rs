@@ -27,6 +27,7 @@ use crate::journal::{
     self, Event, ExecutionMeta, Journal, MemoryJournal, Record, Registration, SledJournal, Stats, Status, Usage,
 };
 
+pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
 pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use node_latency::NodeLatency;
@@ -972,7 +973,8 @@ impl Runtime {
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
-        Err(Error::Actor(format!("execution {id} did not take the delivery after {DELIVERY_ATTEMPTS} attempts")))
+        let attempts = crate::plural::count(DELIVERY_ATTEMPTS, "attempt", "attempts");
+        Err(Error::Actor(format!("execution {id} did not take the delivery after {attempts}")))
     }
 
     /// The index row of one execution.
@@ -1042,6 +1044,18 @@ impl Runtime {
     }
 
     /// The event timeline of one execution.
+    /// Where a child execution (a parallel branch, a sub-workflow) came
+    /// from, as its first record says; `None` for an execution started on
+    /// its own. Reads one record, not the history.
+    pub fn parent_link(&self, id: ExecutionId) -> Result<Option<ParentLink>, Error> {
+        let Some(first) = self.services().journal.first(id)? else { return Err(Error::UnknownExecution(id)) };
+        let Some((parent, node, visit, branch)) = first.event.parent_link() else { return Ok(None) };
+        let parent = parent.parse().map_err(|_| {
+            Error::Journal(journal::Error::Corrupt(format!("execution {id}: its parent id `{parent}` does not parse")))
+        })?;
+        Ok(Some(ParentLink { id: parent, node: node.to_string(), visit, branch }))
+    }
+
     pub fn events(&self, id: ExecutionId) -> Result<Vec<Record>, Error> {
         let records = self.services().journal.read(id)?;
         if records.is_empty() {

@@ -114,8 +114,12 @@ pub enum WaitEnd {
         at_ms: u64,
         payload: Value,
     },
-    /// The deadline passed first; for a timer, it fired.
+    /// The deadline passed first.
     Timeout {
+        at_ms: u64,
+    },
+    /// A timer reached its time (its normal end).
+    Fired {
         at_ms: u64,
     },
     Decision {
@@ -269,11 +273,16 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     None => kept.push(KeptSignal { key: key.clone(), at_ms: r.at_ms, payload }),
                 }
             }
-            Event::WaitTimedOut { node, visit } => {
+            Event::WaitTimedOut { node, visit } | Event::TimerFired { node, visit } => {
                 if let Some(i) = find(&rows, node, *visit)
                     && let Some(w) = rows[i].waits.last_mut().filter(|w| w.ended.is_none())
                 {
-                    w.ended = Some(WaitEnd::Timeout { at_ms: r.at_ms });
+                    // A timer fired, whichever event says so (journals
+                    // before `TimerFired` end a timer with `WaitTimedOut`).
+                    w.ended = Some(match w.kind {
+                        WaitKind::Timer => WaitEnd::Fired { at_ms: r.at_ms },
+                        _ => WaitEnd::Timeout { at_ms: r.at_ms },
+                    });
                     rows[i].status = "running";
                 }
             }
@@ -540,6 +549,34 @@ mod tests {
         assert_eq!((fan.branches[0].outcome, fan.branches[1].outcome), (None, Some("failed")));
         assert_eq!(fan.failures[0].retry_at_ms, Some(12_000));
         assert_eq!(fan.status, "cancelled");
-        assert_eq!(timer.waits[0].ended, Some(WaitEnd::Timeout { at_ms: 13_000 }));
+        assert_eq!(timer.waits[0].ended, Some(WaitEnd::Fired { at_ms: 13_000 }), "an old journal's timer");
+    }
+
+    #[test]
+    fn a_timer_fires_and_a_wait_times_out() {
+        let id = ExecutionId::new(0);
+        let mut records = started("nap", 1).to_vec();
+        records.push(rec(
+            3,
+            Event::Waiting { node: "nap".into(), visit: 1, event: None, deadline_ms: Some(4000), prompt: None },
+        ));
+        records.push(rec(4, Event::TimerFired { node: "nap".into(), visit: 1 }));
+        records.extend(started("pay", 5));
+        records.push(rec(
+            7,
+            Event::Waiting {
+                node: "pay".into(),
+                visit: 1,
+                event: Some("p".into()),
+                deadline_ms: Some(8000),
+                prompt: None,
+            },
+        ));
+        records.push(rec(8, Event::WaitTimedOut { node: "pay".into(), visit: 1 }));
+        let t = timeline(id, &records);
+        assert_eq!(t.nodes[0].waits[0].ended, Some(WaitEnd::Fired { at_ms: 4000 }));
+        assert_eq!(t.nodes[1].waits[0].ended, Some(WaitEnd::Timeout { at_ms: 8000 }));
+        let how = serde_json::to_value(&t.nodes[0].waits[0].ended).unwrap();
+        assert_eq!(how, serde_json::json!({"how": "fired", "at_ms": 4000}));
     }
 }

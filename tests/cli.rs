@@ -305,7 +305,8 @@ fn an_event_nothing_waits_for_yet_is_kept_and_said_so() {
     let id = out["id"].as_str().unwrap();
     let early = jamjet_out(dir.path(), &["signal", id, "payment:43", "--payload", "1"]);
     assert!(early.status.success(), "{}", stderr(&early));
-    assert!(stderr(&early).contains("nothing waits for it yet (it waits for `payment:42`)"), "{}", stderr(&early));
+    let said = stderr(&early);
+    assert!(said.contains("nothing waits for it yet") && said.contains("waits for `payment:42`"), "{said}");
     assert!(stdout(&early).contains("waiting"), "{}", stdout(&early));
     let json = jamjet_json(dir.path(), &["inspect", id, "--json"]);
     assert_eq!(json["kept_signals"][0]["key"], "payment:43", "{json}");
@@ -417,7 +418,7 @@ fn run_waits_out_a_timer() {
     assert_eq!((out["status"].as_str(), &out["state"]["done"]), (Some("completed"), &Value::Bool(true)), "{out}");
     let json = jamjet_json(dir.path(), &["inspect", out["id"].as_str().unwrap(), "--json"]);
     let wait = &json["nodes"][0]["waits"][0];
-    assert_eq!((wait["kind"].as_str(), wait["ended"]["how"].as_str()), (Some("timer"), Some("timeout")), "{wait}");
+    assert_eq!((wait["kind"].as_str(), wait["ended"]["how"].as_str()), (Some("timer"), Some("fired")), "{wait}");
     let text = stdout(&jamjet_out(dir.path(), &["inspect", out["id"].as_str().unwrap()]));
     assert!(text.contains("waited   for a timer") && text.contains("fired    at"), "{text}");
 }
@@ -542,11 +543,225 @@ fn the_examples_run_a_fan_out_and_a_sub_workflow_to_completion() {
     let out = jamjet_json(dir.path(), &["run", parent.to_str().unwrap(), "--input", r#"{"user": "Ada"}"#, "--json"]);
     assert_eq!(out["status"], "completed", "{out}");
     assert_eq!(out["state"]["welcome"]["name"], "Ada", "{out}");
-    // The child is an execution of its own, listed beside its parent.
-    let list = jamjet_json(dir.path(), &["executions", "--json"]);
+    // The child is an execution of its own, listed under its parent with --all.
+    let list = jamjet_json(dir.path(), &["executions", "--all", "--json"]);
     let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|m| m["workflow_id"].as_str()).collect();
     assert!(
         ids.contains(&"welcome") && ids.iter().filter(|w| **w != "welcome" && **w != "fanout").count() >= 1,
         "{list}"
     );
+    let child = list.as_array().unwrap().iter().find(|m| m["parent"] == out["id"]).unwrap();
+    assert_eq!(child["workflow_id"], "greeter", "{list}");
+}
+
+// ------------------------------------------------------- smaller items
+
+/// Two calls: one that fails once (503) and is retried, sending an API
+/// key in the URL and a bearer token; one whose reply is longer than the
+/// journal keeps and sets a cookie and a token header.
+const CALLS: &str = r#"id: calls
+state_schema: { base: str, flaky: any, page: any }
+retry_policies:
+  quick: { max_attempts: 3, backoff: constant, delay_ms: 10 }
+nodes:
+  flaky:
+    type: http
+    method: POST
+    url: "{{ state.base }}/flaky/1?api_key=k-s3cr3t&page=2"
+    headers: { Authorization: "Bearer sk-s3cr3t", X-Trace: "t-1" }
+    body: { v: 1 }
+    output_key: flaky
+    retry: quick
+    next: page
+  page:
+    type: http
+    method: POST
+    url: "{{ state.base }}/secret/20000"
+    body: "hello"
+    output_key: page
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_shows_each_attempt_of_an_http_call_with_its_secrets_redacted() {
+    let server = support::Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wf = support::workflow_file(dir.path(), "calls.yaml", CALLS);
+    let input = serde_json::json!({ "base": server.url }).to_string();
+    let out = jamjet_json(dir.path(), &["run", &wf, "--input", &input, "--json"]);
+    assert_eq!(out["status"], "completed", "{out}");
+    let id = out["id"].as_str().unwrap();
+
+    let json = jamjet_json(dir.path(), &["inspect", id, "--json"]);
+    let everything = json.to_string();
+    for secret in ["sk-s3cr3t", "k-s3cr3t", "cookie-s3cr3t", "token-s3cr3t"] {
+        let at = everything.find(secret).map(|i| &everything[i.saturating_sub(300)..i + secret.len()]);
+        assert!(at.is_none(), "`{secret}` reached the journal: …{}", at.unwrap_or_default());
+    }
+    let [flaky, page] = &json["nodes"].as_array().unwrap()[..] else { panic!("two rows: {json}") };
+    let tries = flaky["exchanges"].as_array().unwrap();
+    assert_eq!(tries.len(), 2, "each attempt's exchange: {flaky}");
+    let (first, second) = (&tries[0], &tries[1]);
+    assert_eq!((first["attempt"].as_u64(), second["attempt"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(first["request"]["method"], "POST");
+    let url = first["request"]["url"].as_str().unwrap();
+    assert!(url.ends_with("/flaky/1?api_key=[redacted]&page=2"), "{url}");
+    let sent = &first["request"]["headers"];
+    assert_eq!((sent["authorization"].as_str(), sent["x-trace"].as_str()), (Some("[redacted]"), Some("t-1")), "{sent}");
+    assert_eq!(sent["idempotency-key"], format!("{id}/flaky/1"), "{sent}");
+    assert_eq!(first["request"]["body"], serde_json::json!({"v": 1}));
+    assert_eq!(
+        (first["response"]["status"].as_u64(), first["response"]["body"].as_str()),
+        (Some(503), Some("try again"))
+    );
+    assert_eq!(second["response"]["status"], 200);
+    assert_eq!(second["response"]["body"], serde_json::json!({"ok": true, "calls": 2}));
+
+    let reply = &page["exchanges"][0]["response"];
+    assert_eq!(reply["headers"]["set-cookie"], "[redacted]", "{reply}");
+    assert_eq!(reply["headers"]["x-session-token"], "[redacted]", "{reply}");
+    assert_eq!(reply["headers"]["content-type"], "text/plain", "{reply}");
+    let body = reply["body"].as_str().unwrap();
+    assert!(body.starts_with("xxxx") && body.ends_with("…[3616 more bytes not journaled]"), "{}", &body[16_000..]);
+    assert_eq!(page["exchanges"][0]["request"]["body"], "hello");
+    // The state has the whole reply: only the journal's copy is cut.
+    assert_eq!(out["state"]["page"].as_str().map(str::len), Some(20_000));
+
+    let text = stdout(&jamjet_out(dir.path(), &["inspect", id, "-v"]));
+    let short = |t: &str| t.chars().take(3000).collect::<String>();
+    for needle in [
+        "request (attempt 1)",
+        "reply (attempt 1):",
+        "\"status\": 503",
+        "\"authorization\": \"[redacted]\"",
+        "reply (attempt 2):",
+        "more bytes not journaled]",
+    ] {
+        assert!(text.contains(needle), "inspect -v lacks {needle}:\n{}", short(&text));
+    }
+    // An http call costs no tokens: no usage line, no token columns.
+    assert!(!text.contains("TOKENS") && !text.contains("usage "), "{}", short(&text));
+    let followed = stdout(&jamjet_out(dir.path(), &["run", &wf, "--input", &input, "--follow"]));
+    assert!(followed.contains("flaky  POST http://") && followed.contains("answered 503"), "{followed}");
+}
+
+#[test]
+fn a_signal_nothing_waits_for_is_kept_and_names_what_waits_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gather = support::workflow_file(dir.path(), "gather.yaml", support::GATHER);
+    let out = jamjet_json(&data, &["run", &gather, "--json"]);
+    let id = out["id"].as_str().unwrap();
+    // The key a branch waits for, sent to the parent: kept there, and the
+    // branch that waits for it is named with the command that reaches it.
+    let kept = jamjet_out(&data, &["signal", id, "answer:1", "--payload", "1"]);
+    assert!(kept.status.success(), "a kept event is not an error: {}", stderr(&kept));
+    let said = stderr(&kept);
+    assert!(
+        said.contains(&format!("event `answer:1` delivered to execution {id}; nothing waits for it yet")),
+        "{said}"
+    );
+    let branches = jamjet_json(&data, &["executions", "--waiting", "--json"]);
+    for b in branches.as_array().unwrap() {
+        let (child, key) = (b["id"].as_str().unwrap(), b["event"].as_str().unwrap());
+        assert!(
+            said.contains(&format!("its child execution {child} waits for `{key}` (node `wait_answer`)")),
+            "{said}"
+        );
+    }
+    let one = branches.as_array().unwrap().iter().find(|b| b["event"] == "answer:1").unwrap();
+    let command = format!(
+        "to deliver it there, jamjet --data-dir {} signal {} answer:1",
+        data.display(),
+        one["id"].as_str().unwrap()
+    );
+    assert!(said.contains(&command), "{said}");
+
+    // An execution that waits for no event (an approval here) says so; --json keeps stdout JSON.
+    let review = support::workflow_file(dir.path(), "review.yaml", support::REVIEW);
+    let out = jamjet_json(&data, &["run", &review, "--input", r#"{"order_id": "1"}"#, "--json"]);
+    let id = out["id"].as_str().unwrap();
+    let kept = jamjet_out(&data, &["signal", id, "go", "--json"]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert!(
+        stderr(&kept).contains(&format!("execution {id} waits for no event now (nor do its children)")),
+        "{}",
+        stderr(&kept)
+    );
+    let outcome: Value = serde_json::from_slice(&kept.stdout).unwrap();
+    assert_eq!(outcome["status"], "waiting", "{outcome}");
+    let json = jamjet_json(&data, &["inspect", id, "--json"]);
+    assert_eq!(json["kept_signals"][0]["key"], "go", "{json}");
+}
+
+#[test]
+fn executions_counts_children_under_their_parent_and_lists_them_with_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gather = support::workflow_file(dir.path(), "gather.yaml", support::GATHER);
+    let out = jamjet_json(&data, &["run", &gather, "--json"]);
+    let id = out["id"].as_str().unwrap();
+
+    let text = stdout(&jamjet_out(&data, &["executions"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "a header, one row, a note:\n{text}");
+    assert!(lines[0].ends_with("CHILDREN") && lines[1].starts_with(id) && lines[1].ends_with(" 3"), "{text}");
+    assert_eq!(lines[2], "(+3 child executions not listed: --all lists them under their parents)");
+    let rows = jamjet_json(&data, &["executions", "--json"]);
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!((rows[0]["parent"].clone(), rows[0]["children"].as_u64()), (Value::Null, Some(3)), "{rows}");
+
+    let all = stdout(&jamjet_out(&data, &["executions", "--all"]));
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 5, "{all}");
+    assert!(lines[1].starts_with(id), "the parent first: {all}");
+    assert!(
+        lines[2..].iter().all(|l| l.starts_with("  exec_") && l.contains("gather@")),
+        "its children under it: {all}"
+    );
+    let rows = jamjet_json(&data, &["executions", "--all", "--json"]);
+    let children: Vec<&Value> = rows.as_array().unwrap().iter().filter(|r| r["parent"] == id).collect();
+    assert_eq!(children.len(), 3, "{rows}");
+    assert!(children.iter().all(|c| c["children"] == 0), "{rows}");
+
+    // Filtered to what waits: only the branches wait; each is counted, none listed without --all.
+    let waiting = stdout(&jamjet_out(&data, &["executions", "--status", "waiting"]));
+    assert!(waiting.contains("3 child executions"), "{waiting}");
+}
+
+#[test]
+fn a_timer_ends_by_firing_not_by_timing_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let nap = support::workflow_file(
+        dir.path(),
+        "nap.yaml",
+        "id: nap\nstate_schema: { n: int }\nnodes:\n  nap: { type: wait, duration_ms: 50, next: after }\n  after: { type: set, values: { n: 1 } }\n",
+    );
+    let followed = jamjet_out(dir.path(), &["run", &nap, "--follow"]);
+    assert!(followed.status.success(), "{}", stderr(&followed));
+    let text = stdout(&followed);
+    assert!(text.contains("nap  timer fired"), "{text}");
+    assert!(!text.contains("deadline") && !text.contains("timed out"), "{text}");
+    let id = jamjet_json(dir.path(), &["executions", "--json"])[0]["id"].as_str().unwrap().to_string();
+    let json = jamjet_json(dir.path(), &["inspect", &id, "--json"]);
+    let types: Vec<&str> = json["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"TimerFired") && !types.contains(&"WaitTimedOut"), "{types:?}");
+    assert_eq!(json["nodes"][0]["waits"][0]["ended"]["how"], "fired", "{json}");
+    let text = stdout(&jamjet_out(dir.path(), &["inspect", &id]));
+    assert!(text.contains("fired    at") && !text.contains("timeout"), "{text}");
+}
+
+#[test]
+fn counts_read_in_the_singular_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let one =
+        support::workflow_file(dir.path(), "one.yaml", "id: one\nstate_schema: {}\nnodes:\n  only: { type: end }\n");
+    let out = jamjet_out(dir.path(), &["validate", &one]);
+    assert!(stdout(&out).contains("with 1 node, starting at `only`"), "{}", stdout(&out));
+    let bad = support::workflow_file(
+        dir.path(),
+        "bad.yaml",
+        "id: x\nstate_schema: { a: str }\nnodes:\n  one:\n    type: set\n    values: { a: hi }\n    next: tow\n",
+    );
+    let out = jamjet_out(dir.path(), &["validate", &bad]);
+    assert!(stderr(&out).lines().any(|l| l == "1 finding"), "{}", stderr(&out));
 }

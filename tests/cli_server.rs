@@ -163,6 +163,41 @@ fn executions_through_the_server_list_what_the_local_command_lists() {
     assert_eq!(table, ok(local(&data, &["executions"])));
 }
 
+#[test]
+fn children_and_kept_signals_through_the_server_read_as_they_do_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gather = support::workflow_file(dir.path(), "gather.yaml", support::GATHER);
+    let mut server = DevServer::start(&data, &[]);
+    let url = server.url.clone();
+    let out = json(cli(&data, &url, &["run", &gather, "--json"]));
+    let id = out["id"].as_str().unwrap().to_string();
+    // A branch's key sent to the parent: kept, and the branch named with the command that reaches it.
+    let kept = cli(&data, &url, &["signal", &id, "answer:2"]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    let said = stderr(&kept);
+    assert!(said.contains("nothing waits for it yet"), "{said}");
+    let line = said.lines().find(|l| l.contains("waits for `answer:2`")).unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.contains("its child execution exec_") && line.ends_with(&format!("answer:2 --server {url}")),
+        "{line}"
+    );
+
+    let table = ok(cli(&data, &url, &["executions"]));
+    let tree = ok(cli(&data, &url, &["executions", "--all"]));
+    let rows = json(cli(&data, &url, &["executions", "--json"]));
+    let all = json(cli(&data, &url, &["executions", "--all", "--json"]));
+    assert!(table.contains("(+3 child executions not listed"), "{table}");
+    assert_eq!(tree.lines().filter(|l| l.starts_with("  exec_")).count(), 3, "{tree}");
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(all.as_array().unwrap().iter().filter(|r| r["parent"] == id.as_str()).count(), 3, "{all}");
+    server.stop();
+    assert_eq!(table, ok(local(&data, &["executions"])));
+    assert_eq!(tree, ok(local(&data, &["executions", "--all"])));
+    assert_eq!(rows, json(local(&data, &["executions", "--json"])));
+    assert_eq!(all, json(local(&data, &["executions", "--all", "--json"])));
+}
+
 /// The JSON Lines of `--follow --json`, then the outcome (pretty JSON).
 fn split_follow(stdout: &str) -> (Vec<Value>, Value) {
     let lines: Vec<&str> = stdout.lines().collect();

@@ -96,7 +96,7 @@ fn kill_at(case: &Case, dir: &Path, pause: &str, args: &[&str]) {
 // ---------------------------------------------------------------- reading the journals
 
 fn executions(case: &Case, dir: &Path) -> Vec<Value> {
-    cli(case, dir, &["executions", "--json"]).as_array().unwrap().clone()
+    cli(case, dir, &["executions", "--all", "--json"]).as_array().unwrap().clone()
 }
 
 /// The execution submitted under `key` (`run --key`).
@@ -577,7 +577,7 @@ async fn timer_killed_while_parked_fires_at_once_on_resume_after_its_deadline() 
     );
     assert!(took < Duration::from_millis(NAP_MS * 2 / 3), "{}: resume took {took:?}: the timer rearmed", case.name);
     check_like_reference(&case, &reference, &id);
-    assert_eq!(count(&events(&case, &case.crashed, &id), "WaitTimedOut"), 1, "{}", case.name);
+    assert_eq!(count(&events(&case, &case.crashed, &id), "TimerFired"), 1, "{}", case.name);
     let calls = check_calls(&case, &case.crashed, &server, &["call"]);
     assert!(calls.values().all(|&n| n == 1), "{}: {calls:?}", case.name);
 }

@@ -76,9 +76,9 @@ fn json(dir: &Path, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("jamjet {args:?}: no JSON ({e}): {}", text(&out.stdout)))
 }
 
-/// Every listed execution: id -> the row.
+/// Every execution, children included (`--all`): id -> the row.
 fn listed(dir: &Path) -> Vec<Value> {
-    json(dir, &["executions", "--json"]).as_array().unwrap().clone()
+    json(dir, &["executions", "--all", "--json"]).as_array().unwrap().clone()
 }
 
 fn row<'a>(rows: &'a [Value], id: &str) -> &'a Value {

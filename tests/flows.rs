@@ -369,7 +369,8 @@ async fn a_timer_fires_at_its_deadline_and_after_a_restart_at_once_if_it_passed(
     let out = within("the timer after a restart", rt.wait(id)).await.unwrap();
     assert_eq!(out.status, Status::Completed);
     let evs = events(&rt, id);
-    assert_eq!(count(&evs, |e| matches!(e, Event::WaitTimedOut { .. })), 1);
+    assert_eq!(count(&evs, |e| matches!(e, Event::TimerFired { .. })), 1);
+    assert_eq!(count(&evs, |e| matches!(e, Event::WaitTimedOut { .. })), 0, "a timer's end is not a timeout");
 }
 
 #[tokio::test]

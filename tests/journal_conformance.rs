@@ -88,6 +88,9 @@ async fn conformance(j: Arc<dyn Journal>) {
     assert_eq!(seqs(99), Vec::<u64>::new());
     assert_eq!(j.read_after(a, 1).unwrap()[1], ra[2]);
     assert!(j.read_after(ExecutionId::new(3_000), 0).unwrap().is_empty());
+    // first: the first record alone (what says where a child came from)
+    assert_eq!(j.first(a).unwrap().as_ref(), ra.first());
+    assert_eq!(j.first(ExecutionId::new(3_000)).unwrap(), None);
 
     // Registrations: durable, by id then version; the same id and version again replaces.
     let reg = |v: &str, hash: &str, at| jamjet::journal::Registration {

@@ -6,8 +6,12 @@
 //! File layout: the stored frames of a few appends, each preceded by its
 //! first sequence number (u64 LE) and its length (u32 LE). A frame is what
 //! the journal stores per append: records (version byte + postcard), each
-//! preceded by its length (u32 LE). Regenerate only for a NEW format
-//! version, with `JAMJET_WRITE_FIXTURE=1 cargo test --test journal_format`.
+//! preceded by its length (u32 LE). A variant added to `Event` gets one
+//! record at the end of `appended_since`, and the file is rewritten with
+//! `JAMJET_WRITE_FIXTURE=1 cargo test --test journal_format`: it grows by
+//! that record's append, and its first bytes, as first checked in, stay
+//! (the test checks their hash). Rewrite it otherwise only for a NEW
+//! format version.
 
 use jamjet::journal::{
     ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode, encode_frame,
@@ -64,10 +68,96 @@ fn expected() -> Vec<Record> {
         .collect()
 }
 
-/// The appends the fixture holds: records 1-3, 4-6, 7-9, 10 (one time each).
-fn appends() -> Vec<Vec<Record>> {
-    expected().chunks(3).map(<[Record]>::to_vec).collect()
+/// One record of each variant appended to `Event` since (the fixture's
+/// later appends: records 11 on, one append each). Variants added later
+/// go at the end of this list, and the fixture grows by their bytes only.
+fn appended_since() -> Vec<Record> {
+    let events = vec![
+        Event::ChildStarted {
+            workflow_id: "review".into(),
+            workflow_version: "1".into(),
+            workflow_hash: "ab".repeat(32),
+            input: Json(r#"{"doc":"d"}"#.into()),
+            vars: Json(r#"{"item":3,"index":0}"#.into()),
+            parent: "exec_01JM4X8NKWP2ZZ3Q6T1B2C3D4E".into(),
+            parent_node: "fan".into(),
+            parent_visit: 1,
+            branch: 0,
+            start: "read".into(),
+            until: Some("join".into()),
+        },
+        Event::Waiting {
+            node: "pay".into(),
+            visit: 2,
+            event: Some("payment:42".into()),
+            deadline_ms: Some(1_700_000_060_000),
+            prompt: None,
+        },
+        Event::SignalReceived { key: "payment:42".into(), payload: Json(r#"{"paid":true}"#.into()) },
+        Event::WaitTimedOut { node: "pay".into(), visit: 2 },
+        Event::ApprovalDecided {
+            node: "ship".into(),
+            visit: 1,
+            approved: true,
+            by: "ada".into(),
+            comment: Some("fine".into()),
+        },
+        Event::FanOut { node: "fan".into(), visit: 1, attempt: 1, branches: 3 },
+        Event::BranchFinished {
+            node: "fan".into(),
+            visit: 1,
+            branch: 2,
+            outcome: jamjet::journal::BranchOutcome::Failed { error: "boom".into() },
+        },
+        Event::Exchange {
+            node: "call".into(),
+            visit: 1,
+            attempt: 2,
+            request: Json(r#"{"method":"GET","url":"http://example.test/"}"#.into()),
+            response: Json(r#"{"status":200}"#.into()),
+            usage: Usage { input_tokens: 1, output_tokens: 2, cost_usd: 0.5 },
+        },
+        Event::Scored {
+            node: "judge".into(),
+            visit: 1,
+            attempt: 1,
+            scores: Json(r#"[{"scorer":"contains","passed":true,"score":1.0,"reason":null}]"#.into()),
+            passed: true,
+        },
+        Event::BranchStarted {
+            workflow_id: "review".into(),
+            workflow_version: "1".into(),
+            workflow_hash: "cd".repeat(32),
+            vars: Json(r#"{"item":"x","index":1}"#.into()),
+            parent: "exec_01JM4X8NKWP2ZZ3Q6T1B2C3D4E".into(),
+            parent_node: "fan".into(),
+            parent_visit: 1,
+            branch: 1,
+            start: "read".into(),
+            until: None,
+            state_at: 7,
+        },
+        Event::TimerFired { node: "nap".into(), visit: 1 },
+    ];
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Record { seq: i as u64 + 11, at_ms: 1_700_000_100_000 + i as u64, event })
+        .collect()
 }
+
+/// The appends the fixture holds: records 1-3, 4-6, 7-9, 10 (one time
+/// each), as version 1 first wrote it; then one append per record of
+/// [`appended_since`].
+fn appends() -> Vec<Vec<Record>> {
+    let mut out: Vec<Vec<Record>> = expected().chunks(3).map(<[Record]>::to_vec).collect();
+    out.extend(appended_since().into_iter().map(|r| vec![r]));
+    out
+}
+
+/// The bytes of the fixture as first checked in: appending to it must
+/// never change them.
+const FIRST_FIXTURE_BYTES: usize = 515;
 
 #[test]
 fn decodes_records_written_by_format_version_1() {
@@ -85,11 +175,22 @@ fn decodes_records_written_by_format_version_1() {
         decoded.extend(decode_frame(first, frame).unwrap());
         rest = &rest[12 + len..];
     }
-    assert_eq!(decoded, expected());
+    let mut all = expected();
+    all.extend(appended_since());
+    assert_eq!(decoded, all);
     // The current build still writes what version 1 wrote, byte for byte.
     assert_eq!(FORMAT_VERSION, 1);
     assert_eq!(written_now(), bytes, "encoding the same appends today gives other bytes than version 1 did");
+    // What was first checked in is still the fixture's beginning (its
+    // sha256, as committed with the first records).
+    use sha2::Digest;
+    let first: String =
+        sha2::Sha256::digest(&bytes[..FIRST_FIXTURE_BYTES]).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(first, FIRST_FIXTURE_SHA256, "the fixture's first {FIRST_FIXTURE_BYTES} bytes changed");
 }
+
+/// sha256 of the fixture's first [`FIRST_FIXTURE_BYTES`] bytes.
+const FIRST_FIXTURE_SHA256: &str = "95411bd158de23e59ca10c1518d74fec0feae717cda524a2ce91902229a9b18a";
 
 /// The fixture's appends as this build encodes them.
 fn written_now() -> Vec<u8> {

@@ -363,7 +363,7 @@ nodes:
     assert!(m.max_rss_bytes < 640 * MIB, "peak memory {} MiB", m.max_rss_bytes / MIB);
     assert!(disk < 300 * MIB, "data dir {} MiB", disk / MIB);
     // Each branch's journal names the parent's state; none copies it.
-    let child = jamjet_json(&data, &["executions", "--json"])
+    let child = jamjet_json(&data, &["executions", "--all", "--json"])
         .as_array()
         .unwrap()
         .iter()

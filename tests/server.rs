@@ -279,9 +279,14 @@ async fn signal_approve_and_cancel_move_executions_and_refusals_change_nothing()
     let parked = api.poll_until(&id, LIMIT, |b| b["waiting"].as_array().is_some_and(|w| !w.is_empty())).await;
     assert_eq!(parked["waiting"][0]["kind"], "event", "{parked}");
     assert_eq!(parked["waiting"][0]["event"], "pay:1", "{parked}");
+    // A key nothing waits for is kept, and the answer says what it waits for.
+    let (s, b) = api.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay:2" })).await;
+    assert_eq!((s, b["kept"].as_bool(), b["status"].as_str()), (202, Some(true), Some("waiting")), "{b}");
+    assert_eq!(b["awaited"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!((b["awaited"][0]["id"].as_str(), b["awaited"][0]["event"].as_str()), (Some(id.as_str()), Some("pay:1")));
     let (s, b) =
         api.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay:1", "payload": { "amount": 5 } })).await;
-    assert_eq!((s, b["id"].as_str()), (202, Some(id.as_str())), "{b}");
+    assert_eq!((s, b["id"].as_str(), b["kept"].as_bool()), (202, Some(id.as_str()), Some(false)), "{b}");
     let done = api.poll_until(&id, LIMIT, |b| b["status"] == "completed").await;
     assert_eq!(done["state"]["status"], "paid 5");
     let events_before = api.get(&format!("/executions/{id}/events")).await.1;
@@ -335,6 +340,7 @@ async fn signal_approve_and_cancel_move_executions_and_refusals_change_nothing()
     }
     let (_, all) = api.get("/executions").await;
     assert_eq!(all["executions"].as_array().unwrap().len(), 3, "{all}");
+    assert!(all["executions"].as_array().unwrap().iter().all(|r| r["parent"].is_null()), "none is a child: {all}");
 }
 
 #[tokio::test]

@@ -707,8 +707,8 @@ async fn start_children(
             Ok(plan) if plan.len() as u32 == fan_out.branches => plan,
             Ok(plan) => {
                 let error = format!(
-                    "node `{node}` fanned out to {} children, and now computes {}: the journal and the workflow disagree",
-                    fan_out.branches,
+                    "node `{node}` fanned out to {}, and now computes {}: the journal and the workflow disagree",
+                    crate::plural::count(fan_out.branches, "child", "children"),
                     plan.len()
                 );
                 let fail = vec![Command::Fail { node: Some(node), error }];
@@ -845,8 +845,12 @@ async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), Act
             if let Some((attempt, _)) = a.retry_at.filter(|r| r.1 <= now) {
                 events.push(Event::NodeStarted { node: node.clone(), visit: a.visit, attempt });
             }
-            if a.wait.as_ref().and_then(|w| w.deadline_ms).is_some_and(|d| d <= now) {
-                events.push(Event::WaitTimedOut { node: node.clone(), visit: a.visit });
+            if let Some(w) = a.wait.as_ref().filter(|w| w.deadline_ms.is_some_and(|d| d <= now)) {
+                let (node, visit) = (node.clone(), a.visit);
+                events.push(match machine::is_timer(&st.wf, &node, w) {
+                    true => Event::TimerFired { node, visit },
+                    false => Event::WaitTimedOut { node, visit },
+                });
             }
             if let Some(d) = machine::fan_out_deadline(&st.wf, node, a).filter(|d| *d <= now) {
                 let waited = d.saturating_sub(a.started_ms);

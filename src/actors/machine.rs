@@ -320,9 +320,10 @@ impl ExecutionState {
     fn schedule(&self, node: &str, visit: u32) -> Command {
         if self.steps >= self.max_steps {
             let what = format!(
-                "execution {} has made {} steps (node visits) and would go on at node `{node}`",
+                "execution {} has made {} {} (node visits) and would go on at node `{node}`",
                 self.id,
-                crate::ir::thousands(self.steps)
+                crate::ir::thousands(self.steps),
+                crate::plural::noun(self.steps, "step", "steps")
             );
             return Command::Fail {
                 node: Some(node.to_string()),
@@ -544,7 +545,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             let spec = workflow.node(node).map(|n| &n.kind);
             let on_timeout = match spec {
                 Some(NodeKind::Wait(_)) if wait.event.is_none() => {
-                    // A timer: firing is its normal end.
+                    // A timer, as journals before `TimerFired` ended it:
+                    // firing is its normal end.
                     return vec![Command::Resolve {
                         node: node.clone(),
                         visit: *visit,
@@ -639,7 +641,22 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             Vec::new()
         }
         Event::Scored { .. } => Vec::new(),
+        Event::TimerFired { node, visit } => {
+            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.wait.is_some()) else {
+                return Vec::new();
+            };
+            a.wait = None;
+            let attempt = a.attempt;
+            vec![Command::Resolve { node: node.clone(), visit: *visit, attempt, patch: Map::new(), next: None }]
+        }
     }
+}
+
+/// Whether `node`'s wait is a timer (a `wait` with `duration_ms` or
+/// `until` and no event): its deadline passing is journaled as
+/// `TimerFired`, its normal end, and not as `WaitTimedOut`.
+pub fn is_timer(workflow: &Workflow, node: &str, wait: &Wait) -> bool {
+    wait.event.is_none() && matches!(workflow.node(node).map(|n| &n.kind), Some(NodeKind::Wait(_)))
 }
 
 /// A fan-out's `timeout_ms`: its children must all be done by then.
@@ -764,9 +781,10 @@ fn join(workflow: &Workflow, st: &mut ExecutionState, node: &str) -> Vec<Command
                     .object()
                     .map(|m| (m, next))
                     .map_err(|e| (ErrorClass::Internal, e.to_string())),
-                (Merge::First, _, Some(_)) if done => {
-                    Err((ErrorClass::ChildFailed, format!("all {} branches failed", f.branches)))
-                }
+                (Merge::First, _, Some(_)) if done => Err((
+                    ErrorClass::ChildFailed,
+                    format!("all {} failed", crate::plural::count(f.branches, "branch", "branches")),
+                )),
                 _ if !done => return Vec::new(),
                 (Merge::Keys | Merge::First, _, _) => {
                     let mut merged = Map::new();
@@ -981,6 +999,55 @@ mod tests {
         );
         assert!(matches!(&cmds[..], [Command::Fail { node: Some(n), error }] if n == "a" && error.contains("boom")));
         assert_eq!(st.active["a"].panics, vec![1004]);
+    }
+
+    /// A timer node ends with `TimerFired`; a journal written before it
+    /// existed ends one with `WaitTimedOut`, which folds to the same state
+    /// and commands. A wait on an event still times out to a failure.
+    #[test]
+    fn a_timer_fires_and_an_old_journals_timeout_of_a_timer_folds_the_same() {
+        let wf = crate::ir::compile_str(
+            "id: t\nstate_schema: { k: str }\nnodes:\n  nap: { type: wait, duration_ms: 10, next: pay }\n  pay: { type: wait, event: k, timeout_ms: 10 }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let parked = |end: Event| {
+            let mut st = ExecutionState::new(ExecutionId::new(0));
+            apply(&wf, &mut st, &rec(1, started()));
+            apply(&wf, &mut st, &rec(2, Event::NodeScheduled { node: "nap".into(), visit: 1 }));
+            apply(&wf, &mut st, &rec(3, Event::NodeStarted { node: "nap".into(), visit: 1, attempt: 1 }));
+            let waiting =
+                Event::Waiting { node: "nap".into(), visit: 1, event: None, deadline_ms: Some(1013), prompt: None };
+            apply(&wf, &mut st, &rec(4, waiting));
+            assert!(is_timer(&wf, "nap", st.active["nap"].wait.as_ref().unwrap()));
+            let cmds = apply(&wf, &mut st, &rec(5, end));
+            (st, cmds)
+        };
+        let (fired, cmds) = parked(Event::TimerFired { node: "nap".into(), visit: 1 });
+        let resolved =
+            vec![Command::Resolve { node: "nap".into(), visit: 1, attempt: 1, patch: Map::new(), next: None }];
+        assert_eq!(cmds, resolved);
+        let (old, old_cmds) = parked(Event::WaitTimedOut { node: "nap".into(), visit: 1 });
+        assert_eq!(old_cmds, resolved);
+        assert_eq!(old.active, fired.active);
+
+        let mut st = fired;
+        let event_wait = Wait { event: Some("k".into()), deadline_ms: Some(1), prompt: None, since_ms: 0 };
+        assert!(!is_timer(&wf, "pay", &event_wait), "a wait on an event is no timer");
+        st.active.insert(
+            "pay".into(),
+            ActiveNode {
+                visit: 1,
+                attempt: 1,
+                retry_at: None,
+                panics: Vec::new(),
+                wait: Some(event_wait),
+                fan_out: None,
+                started_ms: 0,
+            },
+        );
+        let cmds = apply(&wf, &mut st, &rec(6, Event::WaitTimedOut { node: "pay".into(), visit: 1 }));
+        assert!(matches!(&cmds[..], [Command::FailNode { class: ErrorClass::Timeout, .. }]), "{cmds:?}");
     }
 
     #[test]

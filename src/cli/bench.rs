@@ -134,11 +134,11 @@ async fn parked(a: ParkedArgs) -> CliResult {
             report.executions, report.park_seconds, report.parked_per_second
         );
         println!(
-            "memory      {:.1} MiB resident parked ({:.1} MiB before): {:.0} bytes per parked execution; {} live actors",
+            "memory      {:.1} MiB resident parked ({:.1} MiB before): {:.0} bytes per parked execution; {} live",
             mib(report.rss_parked_bytes),
             mib(report.rss_before_bytes),
             report.bytes_per_parked_execution,
-            report.live_actors_parked
+            crate::plural::count(report.live_actors_parked, "actor", "actors")
         );
         println!("signalled   all in {:.2} s: {:.0} resumed/s", report.signal_seconds, report.resumed_per_second);
         println!(
@@ -259,7 +259,7 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
     let signal_seconds = began.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
-    // How late each timer fired: its WaitTimedOut against its deadline.
+    // How late each timer fired: its TimerFired against its deadline.
     let mut late = Vec::with_capacity(timers.len());
     for id in &timers {
         let out = rt.wait(*id).await.map_err(|e| e.to_string())?;
@@ -271,7 +271,7 @@ async fn measure(dir: &Path, a: &ParkedArgs) -> Result<ParkedReport, String> {
             Event::Waiting { deadline_ms, .. } => *deadline_ms,
             _ => None,
         });
-        let fired = records.iter().find(|r| matches!(r.event, Event::WaitTimedOut { .. })).map(|r| r.at_ms);
+        let fired = records.iter().find(|r| matches!(r.event, Event::TimerFired { .. })).map(|r| r.at_ms);
         if let (Some(d), Some(f)) = (deadline, fired) {
             late.push(f.saturating_sub(d));
         }

@@ -342,12 +342,13 @@ fn percent(f: f64) -> String {
 fn print_report(r: &Report) {
     let s = &r.summary;
     println!(
-        "eval run {}: {} through {}: {}/{} rows passed ({})",
+        "eval run {}: {} through {}: {}/{} {} passed ({})",
         r.run,
         r.dataset,
         r.workflow,
         s.passed,
         s.rows,
+        crate::plural::noun(s.rows, "row", "rows"),
         percent(s.pass_rate)
     );
     println!();

@@ -1,14 +1,17 @@
 //! `jamjet executions [--status S]`: list executions, oldest first; an
 //! index row that cannot be read is listed as `damaged`, with why.
-//! `--waiting`: what each parked execution waits for (an event, an
-//! approval, a timer), since when and until when. `--damaged`: read every
-//! record of every execution and list only those that cannot be read in
-//! full, and what fails (an index row, a record, a workflow IR).
+//! Child executions (parallel branches, sub-workflows) are counted under
+//! the execution that started them, not listed: a fan-out of 10,000 items
+//! is one row that says so. `--all` lists them too, each indented under
+//! its parent. `--waiting`: what each parked execution waits for (an
+//! event, an approval, a timer), since when and until when. `--damaged`:
+//! read every record of every execution and list only those that cannot
+//! be read in full, and what fails (an index row, a record, a workflow IR).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::remote::{ServerArg, connect, waits_of};
 use super::{CliResult, Failure, absolute, open_read_only, print_json, table};
@@ -16,6 +19,7 @@ use crate::ExecutionId;
 use crate::client::Client;
 use crate::clock::format_ms;
 use crate::journal::{Damage, ExecutionMeta, Listing, Status};
+use crate::plural::count;
 use crate::runtime::{Unattended, WaitKind, Waiting};
 
 #[derive(clap::Args, Debug)]
@@ -23,12 +27,16 @@ pub struct Args {
     /// Only executions with this status (running, waiting, completed, failed, cancelled).
     #[arg(long, conflicts_with = "waiting")]
     pub status: Option<String>,
+    /// List child executions (parallel branches, sub-workflows) too, each under its parent.
+    #[arg(long, conflicts_with_all = ["waiting", "damaged"])]
+    pub all: bool,
     /// What each waiting execution waits for, one row per waiting node.
     #[arg(long, conflicts_with = "damaged")]
     pub waiting: bool,
     /// Only the executions that cannot be read in full, and what fails (reads every record).
     #[arg(long, conflicts_with = "status")]
     pub damaged: bool,
+    /// Print the rows as JSON (each with its `parent` and how many `children` it has under it).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -52,7 +60,10 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         if a.waiting {
             print_waiting(&waiting_remote(&client).await?, a.json);
         } else {
-            print_list(&Listing { rows: list_remote(&client, status).await?, ..Listing::default() }, a.json);
+            let (rows, parents) = list_remote(&client).await?;
+            let listing = Listing { rows, ..Listing::default() };
+            let family = Family::of(filtered(listing, status), parents);
+            print_list(&family, &HashMap::new(), Path::new(url), a.all, a.json);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -62,21 +73,27 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     } else if a.damaged {
         rt.check().map(|checked| {
             if checked.damaged.is_empty() && checked.cut_short.is_none() && !a.json {
-                println!("nothing is damaged: {} executions read whole", checked.rows.len());
+                let read = count(checked.rows.len(), "execution", "executions");
+                println!("nothing is damaged: {read} read whole");
             } else {
-                print_list(&Listing { rows: Vec::new(), ..checked }, a.json)
+                let family = Family::of(Listing { rows: Vec::new(), ..checked }, HashMap::new());
+                print_list(&family, &HashMap::new(), &absolute(data_dir), true, a.json)
             }
         })
     } else {
-        match (rt.listing(status), rt.unattended_all().await) {
-            (Ok(mut listing), Ok(left)) => {
-                // A damaged row has no status to filter on: it is listed only when nothing is filtered.
-                if status.is_some() {
-                    listing.damaged.clear();
-                }
+        match (rt.listing(None), rt.unattended_all().await) {
+            (Ok(listing), Ok(left)) => {
+                // Every row's parent, before filtering: a child counts under
+                // the nearest ancestor listed, through ancestors that are not.
+                let parents = listing
+                    .rows
+                    .iter()
+                    .filter_map(|m| Some((m.id, rt.parent_link(m.id).ok().flatten()?.id)))
+                    .collect();
                 // This process opened the data dir and carries nothing: no one else does.
                 let left: HashMap<ExecutionId, Unattended> = left.into_iter().collect();
-                print_listed(&listing, &left, &absolute(data_dir), a.json);
+                let family = Family::of(filtered(listing, status), parents);
+                print_list(&family, &left, &absolute(data_dir), a.all, a.json);
                 Ok(())
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -87,16 +104,28 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every execution on a server, as the index rows the local list prints.
-/// The list rows carry no workflow hash: it is the one registered under
-/// the execution's workflow id and version (empty if none is).
-async fn list_remote(client: &Client, status: Option<Status>) -> Result<Vec<ExecutionMeta>, Failure> {
-    let rows = client.list_all(status).await?;
+/// The rows with `status` (a damaged row has no status to filter on: it
+/// is listed only when nothing is filtered).
+fn filtered(mut listing: Listing, status: Option<Status>) -> Listing {
+    if let Some(s) = status {
+        listing.rows.retain(|m| m.status == s);
+        listing.damaged.clear();
+    }
+    listing
+}
+
+/// Every execution on a server, as the index rows the local list prints,
+/// and the parent of each child. The list rows carry no workflow hash: it
+/// is the one registered under the execution's workflow id and version
+/// (empty if none is).
+async fn list_remote(client: &Client) -> Result<(Vec<ExecutionMeta>, HashMap<ExecutionId, ExecutionId>), Failure> {
+    let rows = client.list_all(None).await?;
     let registered: HashMap<(String, String), String> = match rows.iter().all(|r| r.workflow_hash.is_some()) {
         true => HashMap::new(),
         false => client.workflows().await?.into_iter().map(|r| ((r.workflow_id, r.version), r.hash)).collect(),
     };
-    Ok(rows
+    let parents = rows.iter().filter_map(|r| Some((r.id, r.parent?))).collect();
+    let rows = rows
         .into_iter()
         .map(|r| {
             let hash = r.workflow_hash.clone().unwrap_or_else(|| {
@@ -113,7 +142,75 @@ async fn list_remote(client: &Client, status: Option<Status>) -> Result<Vec<Exec
                 key: r.key,
             }
         })
-        .collect())
+        .collect();
+    Ok((rows, parents))
+}
+
+/// The rows to list, and who started whom.
+struct Family {
+    listing: Listing,
+    /// The parent of each child execution (listed or not).
+    parents: HashMap<ExecutionId, ExecutionId>,
+    /// Each listed child's nearest listed ancestor.
+    under: HashMap<ExecutionId, ExecutionId>,
+    /// How many listed executions each listed one has under it, at any depth.
+    children: HashMap<ExecutionId, usize>,
+}
+
+impl Family {
+    fn of(listing: Listing, parents: HashMap<ExecutionId, ExecutionId>) -> Family {
+        let listed: HashSet<ExecutionId> = listing.rows.iter().map(|m| m.id).collect();
+        let mut under = HashMap::new();
+        let mut children: HashMap<ExecutionId, usize> = HashMap::new();
+        for m in &listing.rows {
+            // Up the parent links, bounded (a cycle would be a damaged journal).
+            let mut at = m.id;
+            let mut nearest = None;
+            for _ in 0..=parents.len() {
+                let Some(&p) = parents.get(&at) else { break };
+                if listed.contains(&p) {
+                    nearest.get_or_insert(p);
+                    *children.entry(p).or_default() += 1;
+                }
+                at = p;
+            }
+            if let Some(p) = nearest {
+                under.insert(m.id, p);
+            }
+        }
+        Family { listing, parents, under, children }
+    }
+
+    /// Child executions hidden without `--all`: every listed one with a parent.
+    fn hidden(&self) -> usize {
+        self.listing.rows.iter().filter(|m| self.parents.contains_key(&m.id)).count()
+    }
+
+    /// The listed rows in the order `--all` prints them: each top row
+    /// (oldest first), then what is under it, depth first, siblings
+    /// oldest first; with each row's depth.
+    fn tree(&self) -> Vec<(&ExecutionMeta, usize)> {
+        let mut kids: HashMap<ExecutionId, Vec<&ExecutionMeta>> = HashMap::new();
+        let mut tops = Vec::new();
+        for m in &self.listing.rows {
+            match self.under.get(&m.id) {
+                Some(p) => kids.entry(*p).or_default().push(m),
+                None => tops.push(m),
+            }
+        }
+        for list in kids.values_mut() {
+            list.sort_by_key(|m| (m.created_ms, m.id));
+        }
+        let mut out = Vec::with_capacity(self.listing.rows.len());
+        let mut stack: Vec<(&ExecutionMeta, usize)> = tops.into_iter().rev().map(|m| (m, 0)).collect();
+        while let Some((m, depth)) = stack.pop() {
+            out.push((m, depth));
+            if let Some(list) = kids.get(&m.id) {
+                stack.extend(list.iter().rev().map(|c| (*c, depth + 1)));
+            }
+        }
+        out
+    }
 }
 
 /// What each waiting execution on a server waits for.
@@ -141,24 +238,28 @@ fn damaged_row(d: &Damage) -> serde_json::Value {
     row
 }
 
-fn print_list(listing: &Listing, json: bool) {
-    print_listed(listing, &HashMap::new(), Path::new("the server"), json)
-}
-
-/// The list, with the executions left behind (`left`) marked, and where
-/// it was read (`from`) when it is empty.
-fn print_listed(listing: &Listing, left: &HashMap<ExecutionId, Unattended>, from: &Path, json: bool) {
+/// The list, as a table or (`json`) JSON. Without `all`, child
+/// executions are left out and counted under their top execution. The
+/// executions left behind (`left`: no process carries them) are marked;
+/// `from` is where the list was read, named when it is empty.
+fn print_list(family: &Family, left: &HashMap<ExecutionId, Unattended>, from: &Path, all: bool, json: bool) {
+    let listing = &family.listing;
     if let Some(why) = &listing.cut_short {
         eprintln!("warning: {why}; the rows there are not listed (`jamjet repair` rebuilds the store)");
     }
+    let shown = |m: &&ExecutionMeta| all || !family.parents.contains_key(&m.id);
+    let children = |id: &ExecutionId| family.children.get(id).copied().unwrap_or(0);
     if json {
-        let mut rows: Vec<(crate::ExecutionId, serde_json::Value)> = listing
+        let mut rows: Vec<(ExecutionId, serde_json::Value)> = listing
             .rows
             .iter()
+            .filter(shown)
             .map(|m| {
                 let mut row = serde_json::to_value(m).expect("a row serializes");
-                if let (Some(u), Some(obj)) = (left.get(&m.id), row.as_object_mut()) {
-                    obj.insert("unattended".into(), serde_json::json!(u));
+                row["parent"] = serde_json::json!(family.parents.get(&m.id));
+                row["children"] = serde_json::json!(children(&m.id));
+                if let Some(u) = left.get(&m.id) {
+                    row["unattended"] = serde_json::json!(u);
                 }
                 (m.id, row)
             })
@@ -168,34 +269,73 @@ fn print_listed(listing: &Listing, left: &HashMap<ExecutionId, Unattended>, from
         print_json(&rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
         return;
     }
-    if listing.rows.is_empty() && listing.damaged.is_empty() {
-        println!("no executions in {}", from.display());
+    let hidden = if all { 0 } else { family.hidden() };
+    let note = || {
+        let children = count(hidden, "child execution", "child executions");
+        println!("(+{children} not listed: --all lists them under their parents)");
+    };
+    if listing.rows.len() == hidden && listing.damaged.is_empty() {
+        match hidden {
+            0 => println!("no executions in {}", from.display()),
+            _ => {
+                println!("no executions started on their own in {}", from.display());
+                note();
+            }
+        }
         return;
     }
-    let mut rows: Vec<(crate::ExecutionId, Vec<String>)> = listing
-        .rows
-        .iter()
-        .map(|m| {
-            let cells = vec![
-                m.id.to_string(),
-                format!("{}@{}", m.workflow_id, m.workflow_version),
-                match left.get(&m.id) {
-                    Some(Unattended::Interrupted) => format!("{} (interrupted)", m.status),
-                    Some(Unattended::OnTheClock) => format!("{} (timer, no process)", m.status),
-                    None => m.status.to_string(),
-                },
-                format_ms(m.created_ms),
-                format_ms(m.updated_ms),
-            ];
-            (m.id, cells)
-        })
-        .chain(listing.damaged.iter().map(|d| {
-            (d.execution, vec![d.execution.to_string(), "-".into(), "damaged".into(), "-".into(), "-".into()])
-        }))
-        .collect();
-    rows.sort_by_key(|(id, _)| *id);
-    let rows: Vec<Vec<String>> = rows.into_iter().map(|(_, cells)| cells).collect();
-    table::print(&["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+    let with_children = !all && listing.rows.iter().any(|m| children(&m.id) > 0);
+    let cells = |m: &ExecutionMeta, depth: usize| {
+        let mut cells = vec![
+            format!("{}{}", "  ".repeat(depth), m.id),
+            format!("{}@{}", m.workflow_id, m.workflow_version),
+            match left.get(&m.id) {
+                Some(Unattended::Interrupted) => format!("{} (interrupted)", m.status),
+                Some(Unattended::OnTheClock) => format!("{} (timer, no process)", m.status),
+                None => m.status.to_string(),
+            },
+            format_ms(m.created_ms),
+            format_ms(m.updated_ms),
+        ];
+        if with_children {
+            cells.push(match children(&m.id) {
+                0 => "-".to_string(),
+                n => n.to_string(),
+            });
+        }
+        cells
+    };
+    let damaged = |d: &Damage| {
+        let mut cells = vec![d.execution.to_string(), "-".into(), "damaged".into(), "-".into(), "-".into()];
+        if with_children {
+            cells.push("-".into());
+        }
+        cells
+    };
+    let rows: Vec<Vec<String>> = if all {
+        // The tree, then the damaged rows (they have no parent to go under).
+        let mut rows: Vec<Vec<String>> = family.tree().into_iter().map(|(m, depth)| cells(m, depth)).collect();
+        rows.extend(listing.damaged.iter().map(damaged));
+        rows
+    } else {
+        let mut rows: Vec<(ExecutionId, Vec<String>)> = listing
+            .rows
+            .iter()
+            .filter(shown)
+            .map(|m| (m.id, cells(m, 0)))
+            .chain(listing.damaged.iter().map(|d| (d.execution, damaged(d))))
+            .collect();
+        rows.sort_by_key(|(id, _)| *id);
+        rows.into_iter().map(|(_, cells)| cells).collect()
+    };
+    let mut header = vec!["EXECUTION", "WORKFLOW", "STATUS", "CREATED", "UPDATED"];
+    if with_children {
+        header.push("CHILDREN");
+    }
+    table::print(&header, &rows);
+    if hidden > 0 {
+        note();
+    }
     if left.values().any(|u| *u == Unattended::Interrupted) {
         println!();
         println!("(interrupted: no process carries them; the next `jamjet run` or `jamjet resume` resumes them)");

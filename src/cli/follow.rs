@@ -148,21 +148,37 @@ fn what(e: &Event) -> Option<String> {
         }
         Event::SignalReceived { key, payload } => format!("signal `{key}` received, payload {}", payload.0),
         Event::WaitTimedOut { .. } => "wait ended by its deadline".into(),
+        Event::TimerFired { .. } => "timer fired".into(),
         Event::ApprovalDecided { approved, by, comment, .. } => {
             let verdict = if *approved { "approved" } else { "rejected" };
             let why = comment.as_ref().map(|c| format!(": {}", one_line(c))).unwrap_or_default();
             format!("{verdict} by {by}{why}")
         }
         Event::FanOut { branches, .. } => {
-            format!("started {branches} branch{}", if *branches == 1 { "" } else { "es" })
+            format!("started {}", crate::plural::count(*branches, "branch", "branches"))
         }
         Event::BranchFinished { branch, outcome, .. } => match outcome {
             BranchOutcome::Completed { .. } => format!("branch {branch} completed"),
             BranchOutcome::Failed { error } => format!("branch {branch} failed: {error}"),
             BranchOutcome::Cancelled => format!("branch {branch} cancelled"),
         },
-        Event::Exchange { usage, .. } => format!("call answered ({})", usage_text(usage)),
+        Event::Exchange { usage, request, response, .. } => match http_call(request, response) {
+            Some(call) if *usage == Default::default() => call,
+            _ => format!("call answered ({})", usage_text(usage)),
+        },
         Event::Scored { passed, .. } => format!("scored: {}", if *passed { "passed" } else { "failed" }),
+    })
+}
+
+/// An http node's exchange on one line: `GET URL answered 200`, or why
+/// no answer came.
+fn http_call(request: &crate::journal::Json, response: &crate::journal::Json) -> Option<String> {
+    let (request, response) = (request.value().ok()?, response.value().ok()?);
+    let call = format!("{} {}", request.get("method")?.as_str()?, request.get("url")?.as_str()?);
+    Some(match (response.get("status").and_then(|s| s.as_u64()), response.get("error").and_then(|e| e.as_str())) {
+        (_, Some(error)) => format!("{call} failed: {}", one_line(error)),
+        (Some(status), None) => format!("{call} answered {status}"),
+        (None, None) => format!("{call} answered"),
     })
 }
 

@@ -3,7 +3,8 @@
 //! them, its failed attempts, what it waited for and how that ended, and
 //! the child executions it started, and an eval's scores; a waiting
 //! execution says what moves it on. Model and tool calls add tokens and
-//! cost per node and in total. `-v` adds what each call sent and received,
+//! cost per node and in total. `-v` adds what each call sent and received
+//! (an http node's method, URL, status, headers and bodies too),
 //! each state patch, the input, the final state and every event; `--json`
 //! prints the events and the rows.
 
@@ -33,6 +34,7 @@ pub struct Args {
     /// Show state patches, the input, the final state and every event.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Print the execution, its node rows and every event as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -205,12 +207,13 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
     if let Some(e) = &outcome.error {
         println!("error      {e}");
     }
-    let calls = tl.nodes.iter().any(|v| !v.exchanges.is_empty());
+    // Model, tool, agent and eval calls cost tokens; an http call does not.
+    let calls = tl.nodes.iter().any(|v| costed(workflow, v));
     if calls {
         let mut unknown: Vec<&str> = tl
             .nodes
             .iter()
-            .filter(|v| !v.exchanges.is_empty() && unpriced(workflow, &v.node))
+            .filter(|v| costed(workflow, v) && unpriced(workflow, &v.node))
             .filter_map(|v| match workflow.node(&v.node).map(|n| &n.kind) {
                 Some(NodeKind::Model(m)) => Some(m.config.model.as_str()),
                 _ => None,
@@ -251,7 +254,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
                 v.attempts.to_string(),
             ];
             if calls {
-                let (tokens, cost) = if v.exchanges.is_empty() {
+                let (tokens, cost) = if !costed(workflow, v) {
                     ("-".into(), "-".into())
                 } else if unpriced(workflow, &v.node) && v.usage.cost_usd == 0.0 {
                     (format!("{}/{}", v.usage.input_tokens, v.usage.output_tokens), "no price".into())
@@ -294,7 +297,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         }
         if a.verbose {
             for x in &v.exchanges {
-                print_exchange(x, v.exchanges.len() > 1);
+                print_exchange(x, v.exchanges.len() > 1, costed(workflow, v));
             }
         }
         for b in &v.branches {
@@ -356,12 +359,21 @@ fn unpriced(workflow: &crate::ir::Workflow, node: &str) -> bool {
     matches!(workflow.node(node).map(|n| &n.kind), Some(NodeKind::Model(m)) if m.config.price.is_none())
 }
 
+/// Whether a node's calls cost tokens (model, tool, agent, eval calls;
+/// not an http node's).
+fn costed(workflow: &crate::ir::Workflow, v: &NodeVisit) -> bool {
+    !v.exchanges.is_empty() && !matches!(workflow.node(&v.node).map(|n| &n.kind), Some(NodeKind::Http(_)))
+}
+
 /// What one call sent and got back, for `-v`: pretty JSON, indented.
-fn print_exchange(x: &ExchangeRow, numbered: bool) {
+fn print_exchange(x: &ExchangeRow, numbered: bool, costed: bool) {
     let which = if numbered { format!(" (attempt {})", x.attempt) } else { String::new() };
     println!("  request{which} at {}:", format_ms(x.at_ms));
     println!("{}", indented(&x.request));
-    println!("  reply{which} ({}):", usage_text(&x.usage));
+    match costed {
+        true => println!("  reply{which} ({}):", usage_text(&x.usage)),
+        false => println!("  reply{which}:"),
+    }
     println!("{}", indented(&x.response));
 }
 
@@ -418,9 +430,7 @@ fn print_wait(w: &WaitSpan, row_status: &str) {
             let early = if *at_ms < w.since_ms { " (it arrived before the wait began)" } else { "" };
             println!("  signal   at {}{early}, payload {payload}", format_ms(*at_ms));
         }
-        Some(WaitEnd::Timeout { at_ms }) if w.kind == WaitKind::Timer => {
-            println!("  fired    at {}", format_ms(*at_ms));
-        }
+        Some(WaitEnd::Fired { at_ms }) => println!("  fired    at {}", format_ms(*at_ms)),
         Some(WaitEnd::Timeout { at_ms }) => println!("  timeout  at {}", format_ms(*at_ms)),
         Some(WaitEnd::Decision { at_ms, approved, by, comment }) => {
             let verdict = if *approved { "approved" } else { "rejected" };

@@ -44,6 +44,7 @@ pub struct Args {
     /// Say what would be done, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print what was found and done as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -550,7 +551,11 @@ fn print_text(r: &Report) {
     if let Some(b) = &r.rebuilt {
         println!("store: {}", b.why);
         if !r.dry_run {
-            println!("store: rebuilt from the journal archive ({} batches, {} bytes)", b.batches, b.bytes);
+            let batches = crate::plural::count(b.batches, "batch", "batches");
+            println!(
+                "store: rebuilt from the journal archive ({batches}, {})",
+                crate::plural::count(b.bytes, "byte", "bytes")
+            );
             for d in &b.dropped {
                 println!("store: {d}");
             }
@@ -586,7 +591,10 @@ fn print_text(r: &Report) {
         );
     }
     if r.unknown_keys > 0 {
-        println!("left alone: {} keys of a kind this build does not know", r.unknown_keys);
+        println!(
+            "left alone: {} of a kind this build does not know",
+            crate::plural::count(r.unknown_keys, "key", "keys")
+        );
     }
     for d in &r.archive {
         println!("archive: {d}");

@@ -48,6 +48,11 @@ impl Invocation {
         format!("{} {rest}{}", self.prefix, self.suffix)
     }
 
+    /// The command that delivers event `key` to execution `id` (its payload left out).
+    pub(crate) fn signal_command(&self, id: ExecutionId, key: &str) -> String {
+        self.command(&format!("signal {id} {}", shell_word(key)))
+    }
+
     /// The command that moves `w` on.
     pub(crate) fn next_step(&self, w: &Waiting, several_approvals: bool) -> Option<String> {
         let (p, s) = (&self.prefix, &self.suffix);
@@ -82,8 +87,7 @@ pub(crate) fn root_of(rt: &Runtime, mut id: ExecutionId) -> Result<ExecutionId, 
 
 /// The parent of a child execution, from its first event.
 pub(crate) fn parent_of(rt: &Runtime, id: ExecutionId) -> Result<Option<ExecutionId>, RuntimeError> {
-    let records = rt.events(id)?;
-    Ok(records.first().and_then(|r| r.event.parent_link()).and_then(|(parent, ..)| parent.parse().ok()))
+    Ok(rt.parent_link(id)?.map(|p| p.id))
 }
 
 /// What `id` and its descendants wait for.
@@ -323,7 +327,8 @@ pub(crate) fn open_descendants(rt: &Runtime, id: ExecutionId) -> Result<Vec<Exec
 
 /// Tokens and cost, for people.
 pub(crate) fn usage_text(u: &Usage) -> String {
-    format!("{} tokens in, {} out, {}", u.input_tokens, u.output_tokens, dollars(u.cost_usd))
+    let tokens = crate::plural::count(u.input_tokens, "token", "tokens");
+    format!("{tokens} in, {} out, {}", u.output_tokens, dollars(u.cost_usd))
 }
 
 /// A cost in US dollars: cents for big sums, more digits for small ones.

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use super::follow::{Printer, follow_local};
 use super::report::{outcome_value, print_outcome};
-use super::session::{Session, plural};
+use super::session::Session;
 use super::{CliResult, Failure, absolute, print_json};
 use crate::id::ExecutionId;
 use crate::journal::Status;
@@ -51,7 +51,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if !a.json {
         let list = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let colon = if ids.is_empty() { String::new() } else { format!(": {list}") };
-        eprintln!("resuming {} execution{}{colon}", ids.len(), plural(ids.len()));
+        eprintln!("resuming {}{colon}", crate::plural::count(ids.len(), "execution", "executions"));
     }
     for &id in &ids {
         s.watch(id);

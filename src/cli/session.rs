@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 
 use super::report::{Invocation, root_of};
 use super::{CliResult, Failure, open_without_timers};
+use crate::plural::noun;
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::runtime::{Delay, DelayKind, Runtime, Unattended, WaitKind};
@@ -87,7 +88,7 @@ impl Session {
         let s = Session::start(data_dir, false).await?;
         if !s.carried.is_empty() {
             let n = s.carried.len();
-            eprintln!("resumed {n} interrupted execution{}: {} (jamjet inspect ID)", plural(n), id_list(&s.carried));
+            eprintln!("resumed {n} interrupted {}: {} (jamjet inspect ID)", noun(n, "execution", "executions"), id_list(&s.carried));
         }
         for (id, why) in &s.skipped {
             eprintln!("warning: execution {id} was left behind and cannot be resumed: {why}");
@@ -293,8 +294,8 @@ impl Session {
                 Some(Err(_)) => {
                     let n = families.len();
                     eprintln!(
-                        "carrying on {n} resumed execution{} until {}: {} (Ctrl-C stops; {} goes on)",
-                        plural(n),
+                        "carrying on {n} resumed {} until {}: {} (Ctrl-C stops; {} goes on)",
+                        noun(n, "execution", "executions"),
                         if n == 1 { "it settles" } else { "they settle" },
                         id_list(&families),
                         self.inv.command("resume"),
@@ -321,7 +322,7 @@ impl Session {
             0 => String::new(),
             n => format!(" and {n} more"),
         };
-        eprintln!("resumed execution{} now: {shown}{more}", plural(each.len()));
+        eprintln!("resumed {} now: {shown}{more}", noun(each.len(), "execution", "executions"));
         self.close().await;
         result
     }
@@ -403,10 +404,6 @@ fn id_list(ids: &[ExecutionId]) -> String {
         0 => shown,
         more => format!("{shown} and {more} more"),
     }
-}
-
-pub(crate) fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

@@ -23,11 +23,11 @@ pub(crate) fn run(a: Args) -> CliResult {
                 print_json(&serde_json::json!({ "ok": true, "workflow": wf }));
             } else {
                 println!(
-                    "{}: ok — workflow `{}` {} with {} nodes, starting at `{}`",
+                    "{}: ok — workflow `{}` {} with {}, starting at `{}`",
                     a.file.display(),
                     wf.id,
                     wf.version,
-                    wf.nodes.len(),
+                    crate::plural::count(wf.nodes.len(), "node", "nodes"),
                     wf.start
                 );
             }
@@ -44,7 +44,7 @@ pub(crate) fn run(a: Args) -> CliResult {
                 print_json(&serde_json::json!({ "ok": false, "findings": findings }));
             } else {
                 eprintln!("{diags}");
-                eprintln!("{} finding{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+                eprintln!("{}", crate::plural::count(diags.len(), "finding", "findings"));
             }
             Ok(ExitCode::FAILURE)
         }

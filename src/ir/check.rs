@@ -65,7 +65,10 @@ impl<'l> Walk<'l> {
     fn run(mut self, wf: &Workflow) -> Vec<Finding> {
         let nodes = self.workflow(wf, "");
         if nodes > self.limits.max_nodes {
-            let what = format!("the workflow has {nodes} nodes, its sub-workflows' included");
+            let what = format!(
+                "the workflow has {}, its sub-workflows' included",
+                crate::plural::count(nodes, "node", "nodes")
+            );
             let message = self.limits.exceeded(Limit::MaxNodes, what);
             self.out.push(Finding { path: "nodes".into(), message, node: None });
         }

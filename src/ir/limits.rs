@@ -317,7 +317,9 @@ fn show_value(v: u64, unit: Unit) -> String {
     match unit {
         Unit::Bytes => show_bytes(v),
         Unit::Count => thousands(v),
-        Unit::Ms if v >= DAY_MS && v.is_multiple_of(DAY_MS) => format!("{} days", thousands(v / DAY_MS)),
+        Unit::Ms if v >= DAY_MS && v.is_multiple_of(DAY_MS) => {
+            format!("{} {}", thousands(v / DAY_MS), crate::plural::noun(v / DAY_MS, "day", "days"))
+        }
         Unit::Ms => format!("{} ms", thousands(v)),
     }
 }

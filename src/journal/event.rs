@@ -259,7 +259,9 @@ pub enum Event {
         key: String,
         payload: Json,
     },
-    /// A wait's deadline passed before its event (or a timer fired).
+    /// A wait's deadline passed before its event, or an approval's before
+    /// its decision. (Journals written before `TimerFired` existed also
+    /// end a timer with it; it folds the same.)
     WaitTimedOut {
         node: String,
         visit: u32,
@@ -332,6 +334,12 @@ pub enum Event {
         /// The parent's sequence number whose state the branch starts from.
         state_at: u64,
     },
+    /// A timer (a `wait` with `duration_ms` or `until`) reached its time:
+    /// its normal end, not a failure.
+    TimerFired {
+        node: String,
+        visit: u32,
+    },
 }
 
 /// How one branch (child execution) ended. Stored: append only.
@@ -369,6 +377,7 @@ impl Event {
             Event::Exchange { .. } => "Exchange",
             Event::Scored { .. } => "Scored",
             Event::BranchStarted { .. } => "BranchStarted",
+            Event::TimerFired { .. } => "TimerFired",
         }
     }
 
@@ -385,7 +394,8 @@ impl Event {
             | Event::FanOut { node, .. }
             | Event::BranchFinished { node, .. }
             | Event::Exchange { node, .. }
-            | Event::Scored { node, .. } => Some(node),
+            | Event::Scored { node, .. }
+            | Event::TimerFired { node, .. } => Some(node),
             Event::ExecutionFailed { node, .. } => node.as_deref(),
             _ => None,
         }

@@ -324,6 +324,19 @@ impl Journal for SledJournal {
         Ok(records)
     }
 
+    fn first(&self, execution: ExecutionId) -> Result<Option<Record>, Error> {
+        let Some(kv) = self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)).next() else {
+            return Ok(None);
+        };
+        let (k, v) = kv.map_err(|e| damaged_by(execution, Part::Record { seq: 1 }, e))?;
+        let first = seq_in(&k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
+        if first != 1 {
+            let detail = format!("it is missing (the next stored record is {first})");
+            return Err(Error::Damaged(Damage::new(execution, Part::Record { seq: 1 }, detail)));
+        }
+        Ok(super::frame(execution, first, &v)?.into_iter().next())
+    }
+
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         // Frames are keyed by their first sequence number: start at the
         // frame that holds `after + 1`, the last one starting at or before it.

@@ -28,9 +28,9 @@ pub(crate) fn park(ctx: &NodeCtx<'_>, now_ms: u64) -> Result<Park, NodeError> {
     // predate the check).
     let limits = &ctx.services.limits;
     if let Some(d) = park.deadline_ms.filter(|d| d.saturating_sub(now_ms) > limits.max_duration_ms) {
-        let days = (d - now_ms) / (24 * 60 * 60 * 1000);
+        let days_text = crate::plural::count((d - now_ms) / (24 * 60 * 60 * 1000), "day", "days");
         let what =
-            format!("node `{}` would wait until {} ({days} days from now)", ctx.node.id, crate::clock::format_ms(d));
+            format!("node `{}` would wait until {} ({} from now)", ctx.node.id, crate::clock::format_ms(d), days_text);
         return Err(NodeError::new(ErrorClass::LimitExceeded, limits.exceeded(crate::ir::Limit::MaxDurationMs, what)));
     }
     Ok(park)
@@ -118,7 +118,11 @@ pub(crate) fn children(
             };
             let limits = &ctx.services.limits;
             if items.len() as u64 > limits.max_for_each_items {
-                let what = format!("`for_each` of node `{}` gave {} items", ctx.node.id, items.len());
+                let what = format!(
+                    "`for_each` of node `{}` gave {}",
+                    ctx.node.id,
+                    crate::plural::count(items.len(), "item", "items")
+                );
                 return Err(NodeError::new(
                     ErrorClass::LimitExceeded,
                     limits.exceeded(crate::ir::Limit::MaxForEachItems, what),

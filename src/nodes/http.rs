@@ -2,18 +2,22 @@
 //! are templated; a JSON response goes into `output_key` (text otherwise).
 //! The `Idempotency-Key` header is always sent, so a receiver can
 //! deduplicate the repeat of a call interrupted by a crash. Non-2xx
-//! responses are classified for the retry policy.
+//! responses are classified for the retry policy. Every attempt returns
+//! its [`super::Exchange`] (what was sent, what came back, secrets
+//! redacted: [`super::http_exchange`]), journaled for `inspect -v`.
 //!
 //! `${VAR}` references in `url` and header values are read from the
 //! process environment before the template renders (a value is never read
 //! as template syntax, and a state value is never read as a reference).
-//! Messages name the URL as written, with its references.
+//! Messages and the journaled exchange name the URL and those header
+//! values as written, with their references, never their values.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use super::http_exchange as exchange;
 use super::{NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
 use crate::ir::NodeKind;
 use crate::journal::ErrorClass;
@@ -48,7 +52,27 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
             other => req.header("content-type", "application/json").body(other.to_string()),
         };
     }
-    let resp = req.send().await.map_err(|e| classify_send(&url, hide(e)))?;
+    let request = req.build().map_err(|e| classify_send(&url, hide(e)))?;
+    let mut sent = exchange::request(&request);
+    // What is journaled and named in messages holds the references as
+    // written, never their values; otherwise the URL with its secrets redacted.
+    if hidden {
+        sent["url"] = Value::from(exchange::url_text(&url));
+    }
+    for (name, value) in &spec.headers {
+        if crate::ir::has_env_refs(value) && !exchange::is_secret(name) {
+            sent["headers"][name.to_ascii_lowercase()] = Value::from(t.render(value, &tpl)?);
+        }
+    }
+    let url = if hidden { exchange::url_text(&url) } else { exchange::url(request.url()) };
+    let resp = match ctx.services.http.execute(request).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let err = classify_send(&url, hide(e));
+            let exchange = exchange::broken(sent, None, &err.message);
+            return Err(err.with_exchange(exchange));
+        }
+    };
     let status = resp.status();
     let retry_after_ms = retry_after(&resp);
     let is_json = resp
@@ -56,26 +80,37 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
+    let head = exchange::response_head(&resp);
     let what = format!("the response of {} {url}", spec.method);
-    let bytes = read_body(resp, ctx.services.limits.max_response_bytes)
-        .await
-        .map_err(|e| match e {
-            BodyError::Transport(e) => BodyError::Transport(hide(e)),
-            other => other,
-        })
-        .map_err(|e| e.into_node_error(&url, &what, &ctx.services.limits))?;
+    let bytes = match read_body(resp, ctx.services.limits.max_response_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let e = match e {
+                BodyError::Transport(e) => BodyError::Transport(hide(e)),
+                other => other,
+            };
+            let err = e.into_node_error(&url, &what, &ctx.services.limits);
+            let exchange = exchange::broken(sent, Some(head), &err.message);
+            return Err(NodeError { retry_after_ms, ..err.with_exchange(exchange) });
+        }
+    };
+    let exchange = exchange::answered(sent, head, &bytes);
     if !status.is_success() {
         let class = status_class(status);
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         let message = format!("{} {url} returned {status}: {snippet}", spec.method);
-        return Err(NodeError { retry_after_ms, ..NodeError::new(class, message) });
+        return Err(NodeError { retry_after_ms, ..NodeError::new(class, message).with_exchange(exchange) });
     }
     let value = if bytes.is_empty() {
         Value::Null
     } else if is_json {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            NodeError::new(ErrorClass::InvalidOutput, format!("{url} sent a JSON content type but not JSON: {e}"))
-        })?
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => value,
+            Err(e) => {
+                let message = format!("{url} sent a JSON content type but not JSON: {e}");
+                return Err(NodeError::new(ErrorClass::InvalidOutput, message).with_exchange(exchange));
+            }
+        }
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
@@ -83,7 +118,7 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         Some(k) => output_patch(Some(k), value)?,
         None => Default::default(),
     };
-    Ok(NodeOutput { patch, ..Default::default() })
+    Ok(NodeOutput { patch, exchange: Some(Box::new(exchange)), ..Default::default() })
 }
 
 /// Why a response body was not read whole.
@@ -139,7 +174,10 @@ pub(crate) fn status_class(status: reqwest::StatusCode) -> ErrorClass {
     }
 }
 
+/// A transport error as a node's error, naming `url` (the error's own
+/// copy of the URL is left out: it would repeat it, secrets and all).
 pub(crate) fn classify_send(url: &str, e: reqwest::Error) -> NodeError {
+    let e = e.without_url();
     let class = if e.is_timeout() {
         ErrorClass::Timeout
     } else if e.is_connect() || e.is_request() || e.is_body() {

@@ -98,7 +98,8 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         };
         if round >= max_rounds {
             let message = format!(
-                "the model still called tools after {max_rounds} rounds (`max_tool_rounds`): {}",
+                "the model still called tools after {} (`max_tool_rounds`): {}",
+                crate::plural::count(max_rounds, "round", "rounds"),
                 reply.tool_calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             );
             return Err(NodeError::new(ErrorClass::InvalidOutput, message).with_exchange(so_far(&body, &reply)));

@@ -165,6 +165,9 @@ impl Journal for Observed {
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         self.inner.read_after(execution, after)
     }
+    fn first(&self, execution: ExecutionId) -> Result<Option<Record>, Error> {
+        self.inner.first(execution)
+    }
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
         self.inner.meta(execution)
     }

@@ -197,7 +197,7 @@ fn op(r: &Route) -> Op {
             let body = json!({ "type": "object", "required": ["key"], "additionalProperties": false,
                     "properties": { "key": { "type": "string" }, "payload": {} } });
             (
-                vec![(202, "delivered (journaled)", json_body(schema("Moved")))],
+                vec![(202, "delivered (journaled)", json_body(schema("Signalled")))],
                 &[400, 404, 409, 422, 500],
                 Some((true, json_body(body))),
             )
@@ -288,10 +288,18 @@ fn components() -> Value {
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text } },
             "Moved": { "type": "object", "required": ["id", "status"],
                 "properties": { "id": text, "status": text } },
+            "Signalled": { "type": "object", "required": ["id", "status", "kept", "awaited"],
+                "properties": { "id": text, "status": text,
+                    "kept": { "type": "boolean",
+                        "description": "nothing in the execution waited for the key: the event is kept until a wait for it is reached" },
+                    "awaited": { "type": "array", "items": { "$ref": "#/components/schemas/Waiting" },
+                        "description": "the events the execution and its children waited for when it came" } } },
             "Summary": { "type": "object",
                 "required": ["id", "workflow_id", "version", "status", "created_ms", "updated_ms"],
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text,
-                    "created_ms": ms, "updated_ms": ms } },
+                    "created_ms": ms, "updated_ms": ms,
+                    "parent": { "type": ["string", "null"],
+                        "description": "the execution that started it (a parallel branch, a sub-workflow); null for one started on its own" } } },
             "Usage": { "type": "object", "required": ["input_tokens", "output_tokens", "cost_usd"],
                 "properties": { "input_tokens": ms, "output_tokens": ms, "cost_usd": { "type": "number" } } },
             "Waiting": { "type": "object", "required": ["id", "node", "kind", "since_ms"], "properties": {

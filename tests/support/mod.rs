@@ -37,7 +37,9 @@ pub struct Seen {
 /// - `POST /step/{n}` answers `{"n": n, "v": body.v * 2 + n}` after `delay_ms`
 ///   (from the body, default 0);
 /// - `POST /flaky/{n}` fails with 503 the first `n` times per key, then answers like step;
-/// - `GET /status/{code}` answers with that status.
+/// - `GET /status/{code}` answers with that status;
+/// - `POST /secret/{n}` answers `n` bytes of text with a `Set-Cookie` and
+///   an `X-Session-Token` header (what must not reach a journal).
 pub struct Server {
     pub url: String,
     pub seen: Arc<Mutex<Seen>>,
@@ -114,6 +116,16 @@ impl Server {
                     let mut h = HeaderMap::new();
                     h.insert("retry-after", "0".parse().unwrap());
                     (StatusCode::from_u16(code).unwrap(), h, "status page")
+                }),
+            )
+            .route(
+                "/secret/{n}",
+                post(|UrlPath(n): UrlPath<usize>| async move {
+                    let mut h = HeaderMap::new();
+                    h.insert("set-cookie", "session=cookie-s3cr3t".parse().unwrap());
+                    h.insert("x-session-token", "token-s3cr3t".parse().unwrap());
+                    h.insert("content-type", "text/plain".parse().unwrap());
+                    (StatusCode::OK, h, "x".repeat(n))
                 }),
             )
             .with_state(seen.clone());

@@ -684,7 +684,7 @@ fn print_report(r: &BenchReport) {
         );
     }
     if r.nodes.len() > ROWS {
-        println!("  … {} more nodes in --json", r.nodes.len() - ROWS);
+        println!("  … {} more in --json", crate::plural::count(r.nodes.len() - ROWS, "node", "nodes"));
     }
     let appends = r.journal_appends.map(|a| format!(", {a} appends")).unwrap_or_default();
     println!("journal     {} syncs{appends} = {:.2} syncs per node", r.journal_syncs, r.syncs_per_node);

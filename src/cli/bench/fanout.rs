@@ -301,7 +301,8 @@ async fn sse(api: &Api, id: ExecutionId, seen: &mut Seen, on_first: impl FnOnce(
     // Bounded by SUBSCRIBER_TIMEOUT around it, and by a count of chunks.
     for _ in 0..1_000_000 {
         let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the stream: {e}"))? else {
-            return Err(format!("the stream closed after {} records without `end`", seen.records.len()));
+            let records = crate::plural::count(seen.records.len(), "record", "records");
+            return Err(format!("the stream closed after {records} without `end`"));
         };
         for ev in parser.push(&chunk) {
             if ev.event.as_deref() == Some("end") {
@@ -343,7 +344,8 @@ fn judge(
                 Some("no end".to_string())
             } else if s.records.len() != history.len() {
                 let seqs: Vec<u64> = s.records.iter().filter_map(|r| r["seq"].as_u64()).collect();
-                Some(format!("got {} records (seqs {seqs:?}), the history has {}", s.records.len(), history.len()))
+                let got = crate::plural::count(s.records.len(), "record", "records");
+                Some(format!("got {got} (seqs {seqs:?}), the history has {}", history.len()))
             } else {
                 s.records.iter().zip(history).position(|(a, b)| a != b).map(|at| {
                     format!("record {} differs: got {}, the history has {}", at + 1, s.records[at], history[at])

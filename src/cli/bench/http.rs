@@ -549,8 +549,15 @@ fn print_summary(r: &HttpReport) {
         println!("load avg    {la:.2} (1 min, before the run)");
     }
     println!(
-        "accept      {} clients, {:.1} s: {} accepted = {:.0}/s ({} in a {:.1} s warm-up; {} refused, {} errors)",
-        r.clients, r.duration_s, r.accepted, r.accepted_per_second, r.accepted_warmup, r.warmup_s, r.refused, r.errors
+        "accept      {} clients, {:.1} s: {} accepted = {:.0}/s ({} in a {:.1} s warm-up; {} refused, {})",
+        r.clients,
+        r.duration_s,
+        r.accepted,
+        r.accepted_per_second,
+        r.accepted_warmup,
+        r.warmup_s,
+        r.refused,
+        crate::plural::count(r.errors, "error", "errors")
     );
     println!(
         "latency     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (mean {:.2} ms)",

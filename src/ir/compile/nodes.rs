@@ -67,7 +67,7 @@ impl Ctx {
         }
         let limits = self.options.limits;
         if entries.len() as u64 > limits.max_nodes {
-            let what = format!("`nodes` holds {} nodes", entries.len());
+            let what = format!("`nodes` holds {}", crate::plural::count(entries.len(), "node", "nodes"));
             self.add(y.span, limits.exceeded(Limit::MaxNodes, what));
             return None;
         }

@@ -207,9 +207,9 @@ impl Ctx {
     /// Under `merge: keys`: the keys the branch at `start` writes that the
     /// earlier branch at `other` wrote first.
     fn shared_keys(&mut self, parallel: &str, nodes: &[Parsed], other: usize, start: &Successor, shared: &[&str]) {
-        let s = if shared.len() == 1 { "" } else { "s" };
+        let key = crate::plural::noun(shared.len(), "key", "keys");
         let message = format!(
-            "branches `{}` and `{}` both write state key{s} `{}`: with `merge: keys` each key must be \
+            "branches `{}` and `{}` both write state {key} `{}`: with `merge: keys` each key must be \
              written by one branch",
             nodes[other].id,
             nodes[start.node].id,

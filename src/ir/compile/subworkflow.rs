@@ -187,10 +187,7 @@ impl Ctx {
             Ok(workflow) => Some(workflow),
             Err(findings) if self.options.includes != Includes::Anywhere => {
                 // Where, not what: the file is not the poster's to read.
-                let count = match findings.len() {
-                    1 => "1 finding".to_string(),
-                    n => format!("{n} findings"),
-                };
+                let count = crate::plural::count(findings.len(), "finding", "findings");
                 let first = findings
                     .iter()
                     .next()

@@ -17,7 +17,7 @@ use super::super::extract::json_body;
 use super::super::{ApiError, AppState};
 use crate::id::ExecutionId;
 use crate::journal::{ExecutionMeta, Status};
-use crate::runtime::Decision;
+use crate::runtime::{Decision, WaitKind, Waiting};
 
 /// `GET /executions` pages: default and largest `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -46,10 +46,12 @@ pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
 }
 
-fn row(m: &ExecutionMeta) -> Value {
+/// One row of the list; `parent` is the execution that started it (a
+/// parallel branch's, a sub-workflow's), null for one started on its own.
+fn row(m: &ExecutionMeta, parent: Option<ExecutionId>) -> Value {
     json!({
         "id": m.id, "workflow_id": m.workflow_id, "version": m.workflow_version, "status": m.status,
-        "created_ms": m.created_ms, "updated_ms": m.updated_ms,
+        "created_ms": m.created_ms, "updated_ms": m.updated_ms, "parent": parent,
     })
 }
 
@@ -116,7 +118,10 @@ async fn list(
     let more = page.len() > limit;
     let page = &page[..page.len().min(limit)];
     let next = if more { page.last().map(|m| m.id.to_string()) } else { None };
-    Ok(Json(json!({ "executions": page.iter().map(row).collect::<Vec<_>>(), "next_cursor": next, "damaged": damaged })))
+    // A first record that cannot be read leaves the row without a parent:
+    // the list still answers (`GET /executions/{id}` says what is damaged).
+    let rows: Vec<Value> = page.iter().map(|m| row(m, st.rt.parent_link(m.id).ok().flatten().map(|p| p.id))).collect();
+    Ok(Json(json!({ "executions": rows, "next_cursor": next, "damaged": damaged })))
 }
 
 async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -126,14 +131,7 @@ async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json
     let waiting: Vec<Value> = if meta.status.is_terminal() {
         Vec::new()
     } else {
-        st.rt
-            .waiting_in_family(id)?
-            .into_iter()
-            .map(|w| {
-                json!({ "id": w.id, "node": w.node, "kind": w.kind, "event": w.event, "prompt": w.prompt,
-                        "since_ms": w.since_ms, "deadline_ms": w.deadline_ms })
-            })
-            .collect()
+        st.rt.waiting_in_family(id)?.iter().map(wait_row).collect()
     };
     Ok(Json(json!({
         "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": out.status,
@@ -175,9 +173,27 @@ async fn signal(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     let b: SignalBody = json_body(&headers, &body, false)?;
+    // Asked before delivering: once delivered, the wait it ends is gone.
+    // (An execution that cannot be asked is refused by the delivery.)
+    let awaited: Vec<Value> = st
+        .rt
+        .waiting_in_family(id)
+        .unwrap_or_default()
+        .iter()
+        .filter(|w| w.kind == WaitKind::Event)
+        .map(wait_row)
+        .collect();
+    let kept = !awaited.iter().any(|w| w["id"] == json!(id) && w["event"] == json!(b.key));
     st.rt.signal(id, &b.key, b.payload).await?;
     let status = st.rt.status(id)?.status;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": status }))).into_response())
+    let body = json!({ "id": id, "status": status, "kept": kept, "awaited": awaited });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// One thing an execution (or one of its children: `id`) waits for.
+fn wait_row(w: &Waiting) -> Value {
+    json!({ "id": w.id, "node": w.node, "kind": w.kind, "event": w.event, "prompt": w.prompt,
+            "since_ms": w.since_ms, "deadline_ms": w.deadline_ms })
 }
 
 #[derive(Deserialize)]
