@@ -9,6 +9,7 @@ mod dev;
 mod eval;
 mod executions;
 mod follow;
+mod held;
 mod inspect;
 mod limits;
 mod remote;
@@ -168,20 +169,15 @@ async fn dispatch(cli: Cli) -> CliResult {
 }
 
 /// Open the data dir without resuming anything (commands that only read,
-/// or that resume exactly what they need).
-pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    Runtime::builder()
-        .data_dir(data_dir)
-        .bench_functions()
-        .limits(limits())
-        .resume_on_open(false)
-        .open()
-        .await
-        .map_err(Failure::from)
+/// or that resume exactly what they need). Commands open it through
+/// [`held::open`], which goes through the process holding it instead
+/// when there is one.
+pub(crate) async fn open_quiet(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
+    Runtime::builder().data_dir(data_dir).bench_functions().limits(limits()).resume_on_open(false).open().await
 }
 
 /// Open the data dir with nothing resumed and the timers not started yet.
-pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
+pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
     Runtime::builder()
         .data_dir(data_dir)
         .bench_functions()
@@ -190,12 +186,11 @@ pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Ru
         .timers(false)
         .open()
         .await
-        .map_err(Failure::from)
 }
 
 /// Open the data dir to read it only: nothing resumes, no timer fires
 /// (the timers are never started).
-pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
+pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
     open_without_timers(data_dir).await
 }
 

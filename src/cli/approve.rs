@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use super::remote::{self, ServerArg, connect};
+use super::held::{self, Mode, Store};
+use super::remote::{self, Remote, ServerArg};
 use super::report::{Invocation, carry_on};
-use super::{CliResult, open_quiet, parse_id};
+use super::{CliResult, parse_id};
 use crate::runtime::Decision;
 
 #[derive(clap::Args, Debug)]
@@ -51,27 +52,36 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         by: by.clone(),
         comment: a.comment,
     };
-    if let Some(url) = &a.server.server {
-        let client = connect(url)?;
-        let approved = decision.approved;
-        let got =
-            client.approve(id, approved, decision.node.as_deref(), Some(&by), decision.comment.as_deref()).await?;
-        if !a.json {
-            let verdict = if approved { "approved" } else { "rejected" };
-            eprintln!("approval `{}` of execution {id} {verdict} by {by}", got.node);
-        }
-        return remote::carry_on(&client, id, a.json).await;
-    }
-    let rt = open_quiet(data_dir).await?;
+    let local = match &a.server.server {
+        Some(url) => return approve_remote(&Remote::server(url)?, id, &decision, a.json).await,
+        None => match held::open(data_dir, "approve", Mode::Quiet).await? {
+            Store::Held(remote) => return approve_remote(&remote, id, &decision, a.json).await,
+            Store::Local(local) => local,
+        },
+    };
+    let rt = &local.rt;
     let result = async {
         let node = rt.approve(id, decision).await?;
         if !a.json {
             let verdict = if a.decision == Verdict::Approved { "approved" } else { "rejected" };
             eprintln!("approval `{node}` of execution {id} {verdict} by {by}");
         }
-        carry_on(&rt, &Invocation::new(data_dir), id, a.json).await
+        carry_on(rt, &Invocation::new(data_dir), id, a.json).await
     }
     .await;
-    rt.shutdown().await;
+    local.close().await;
     result
+}
+
+/// `approve` through a server (or the data dir's holder): decide, then
+/// follow it until it settles.
+async fn approve_remote(remote: &Remote, id: crate::ExecutionId, decision: &Decision, json: bool) -> CliResult {
+    let by = &decision.by;
+    let (node, comment) = (decision.node.as_deref(), decision.comment.as_deref());
+    let got = remote.client.approve(id, decision.approved, node, Some(by), comment).await?;
+    if !json {
+        let verdict = if decision.approved { "approved" } else { "rejected" };
+        eprintln!("approval `{}` of execution {id} {verdict} by {by}", got.node);
+    }
+    remote::carry_on(remote, id, json).await
 }

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
+use super::held::{self, Mode, Store};
 use super::inspect::open_children;
-use super::remote::{ServerArg, connect, outcome_of};
+use super::remote::{Remote, ServerArg, outcome_of};
 use super::report::open_descendants;
-use super::{CliResult, open_quiet, parse_id, print_json};
+use super::{CliResult, parse_id, print_json};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 
@@ -34,11 +35,15 @@ pub struct Args {
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
     if let Some(url) = &a.server.server {
-        return cancel_remote(url, id, &a).await;
+        return cancel_remote(&Remote::server(url)?, id, &a).await;
     }
-    let rt = open_quiet(data_dir).await?;
+    let local = match held::open(data_dir, "cancel", Mode::Quiet).await? {
+        Store::Held(remote) => return cancel_remote(&remote, id, &a).await,
+        Store::Local(local) => local,
+    };
+    let rt = &local.rt;
     let result = async {
-        let children = open_descendants(&rt, id)?;
+        let children = open_descendants(rt, id)?;
         rt.cancel(id, &a.reason).await?;
         // The runtime cancels the children; see that done before this
         // process lets go of the data dir.
@@ -70,7 +75,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Ok(ExitCode::SUCCESS)
     }
     .await;
-    rt.shutdown().await;
+    local.close().await;
     result
 }
 
@@ -79,8 +84,8 @@ const CHILD_POLL: Duration = Duration::from_millis(50);
 
 /// `cancel` through a server: cancel, then see its open children end
 /// (the server cancels them) for up to [`CHILDREN_GRACE`].
-async fn cancel_remote(url: &str, id: ExecutionId, a: &Args) -> CliResult {
-    let client = connect(url)?;
+async fn cancel_remote(remote: &Remote, id: ExecutionId, a: &Args) -> CliResult {
+    let client = &remote.client;
     let children = open_children(id, &client.events(id, 0).await?);
     client.cancel(id, &a.reason).await?;
     let deadline = tokio::time::Instant::now() + CHILDREN_GRACE;

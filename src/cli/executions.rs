@@ -10,8 +10,9 @@ use std::process::ExitCode;
 
 use std::collections::HashMap;
 
-use super::remote::{ServerArg, connect, waits_of};
-use super::{CliResult, Failure, open_read_only, print_json, table};
+use super::held::{self, Mode, Store};
+use super::remote::{Remote, ServerArg, waits_of};
+use super::{CliResult, Failure, print_json, table};
 use crate::client::Client;
 use crate::clock::format_ms;
 use crate::journal::{Damage, ExecutionMeta, Listing, Status};
@@ -47,15 +48,20 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
                 "--damaged reads the data dir itself; run it without --server, on the server's data dir",
             ));
         }
-        let client = connect(url)?;
-        if a.waiting {
-            print_waiting(&waiting_remote(&client).await?, a.json);
-        } else {
-            print_list(&Listing { rows: list_remote(&client, status).await?, ..Listing::default() }, a.json);
-        }
-        return Ok(ExitCode::SUCCESS);
+        return list_through(&Remote::server(url)?, status, &a).await;
     }
-    let rt = open_read_only(data_dir).await?;
+    let local = match held::open(data_dir, "executions", Mode::ReadOnly).await? {
+        Store::Held(_) if a.damaged => {
+            return Err(Failure::new(format!(
+                "--damaged reads every record of the data dir itself, and {} is in use by another jamjet process; \
+                 run it again once that one ends",
+                data_dir.display()
+            )));
+        }
+        Store::Held(remote) => return list_through(&remote, status, &a).await,
+        Store::Local(local) => local,
+    };
+    let rt = &local.rt;
     let result = if a.waiting {
         rt.waiting().map(|w| print_waiting(&w, a.json))
     } else if a.damaged {
@@ -75,8 +81,18 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             print_list(&listing, a.json)
         })
     };
-    rt.shutdown().await;
+    local.close().await;
     result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `executions` through a server or the data dir's holder.
+async fn list_through(remote: &Remote, status: Option<Status>, a: &Args) -> CliResult {
+    if a.waiting {
+        print_waiting(&waiting_remote(&remote.client).await?, a.json);
+    } else {
+        print_list(&Listing { rows: list_remote(&remote.client, status).await?, ..Listing::default() }, a.json);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,15 +17,22 @@
 //! content again is a no-op; other content under the same id and version
 //! is refused unless `--replace`), submitted (`--key` is the idempotency
 //! key), and followed over the server's event stream until it settles.
+//!
+//! When another process holds the data dir (`jamjet dev`, another `run`),
+//! it goes through that process's socket: the workflow compiled here is
+//! submitted inline (`POST /executions` with its IR: run as it is, not
+//! registered, as a local run does), followed the same way, and printed
+//! as a local run prints it. The work then runs in that process.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::follow::Printer;
-use super::remote::{self, ServerArg, connect, json_arg, settle};
+use super::held::{self, Mode, Store};
+use super::remote::{self, Remote, ServerArg, json_arg, settle};
 use super::report::{Invocation, print_outcome};
-use super::{CliResult, Failure, compile_options, open_quiet};
+use super::{CliResult, Failure, compile_options};
 use crate::id::ExecutionId;
 use crate::ir::{Workflow, compile_file_with};
 use crate::runtime::{Error as RuntimeError, Outcome, Runtime};
@@ -59,18 +66,36 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         .map_err(|d| Failure { message: format!("the workflow does not compile:\n{d}"), code: 1 })?;
     let input: Value = json_arg("--input", &a.input)?;
     if let Some(url) = a.server.server.clone() {
-        return run_remote(&url, &wf, input, &a).await;
+        return run_remote(&Remote::server(&url)?, &wf, input, &a).await;
     }
-    let rt = open_quiet(data_dir).await?;
-    let id = rt.submit_keyed(&wf, input, a.key.as_deref()).await?;
-    eprintln!("execution {id} started");
-    let settled = if a.follow { follow_local(&rt, id, a.json).await } else { rt.settle(id).await };
-    let result = match settled {
-        Ok(outcome) => print_outcome(&rt, &Invocation::new(data_dir), &outcome, None, a.json),
-        Err(e) => Err(Failure::from(e)),
+    let local = match held::open(data_dir, "run", Mode::Quiet).await? {
+        Store::Held(remote) => return run_held(&remote, &wf, input, &a).await,
+        Store::Local(local) => local,
     };
-    rt.shutdown().await;
+    let result = run_local(&local.rt, data_dir, &wf, input, &a).await;
+    local.close().await;
     result
+}
+
+async fn run_local(rt: &Runtime, data_dir: &Path, wf: &Workflow, input: Value, a: &Args) -> CliResult {
+    let id = rt.submit_keyed(wf, input, a.key.as_deref()).await?;
+    eprintln!("execution {id} started");
+    let settled = if a.follow { follow_local(rt, id, a.json).await } else { rt.settle(id).await };
+    match settled {
+        Ok(outcome) => print_outcome(rt, &Invocation::new(data_dir), &outcome, None, a.json),
+        Err(e) => Err(Failure::from(e)),
+    }
+}
+
+/// `run` through the process holding the data dir: the workflow compiled
+/// here, submitted inline, followed until it settles.
+async fn run_held(remote: &Remote, wf: &Workflow, input: Value, a: &Args) -> CliResult {
+    let submitted = remote.client.submit_inline(wf, &input, a.key.as_deref()).await?;
+    let id = submitted.id;
+    eprintln!("execution {id} started");
+    let mut printer = Printer::new(a.json);
+    let x = settle(&remote.client, id, a.follow.then_some(&mut printer)).await?;
+    remote::print_outcome(remote, &x, a.json).await
 }
 
 /// Settle `id`, printing each of its events as it becomes durable.
@@ -97,8 +122,8 @@ async fn follow_local(rt: &Runtime, id: ExecutionId, json: bool) -> Result<Outco
 }
 
 /// `run` through a server.
-async fn run_remote(url: &str, wf: &Workflow, input: Value, a: &Args) -> CliResult {
-    let client = connect(url)?;
+async fn run_remote(remote: &Remote, wf: &Workflow, input: Value, a: &Args) -> CliResult {
+    let (client, url) = (&remote.client, remote.place());
     let yaml =
         std::fs::read_to_string(&a.file).map_err(|e| Failure::new(format!("cannot read {}: {e}", a.file.display())))?;
     match client.register_yaml(&yaml, a.replace).await {
@@ -121,6 +146,6 @@ async fn run_remote(url: &str, wf: &Workflow, input: Value, a: &Args) -> CliResu
     let id = submitted.id;
     eprintln!("execution {id} started on {url}");
     let mut printer = Printer::new(a.json);
-    let x = settle(&client, id, a.follow.then_some(&mut printer)).await?;
-    remote::print_outcome(&client, &x, a.json).await
+    let x = settle(client, id, a.follow.then_some(&mut printer)).await?;
+    remote::print_outcome(remote, &x, a.json).await
 }

@@ -9,9 +9,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::remote::{self, ServerArg, connect};
+use super::held::{self, Mode, Store};
+use super::remote::{self, Remote, ServerArg};
 use super::report::{Invocation, carry_on, waits_under};
-use super::{CliResult, Failure, open_quiet, parse_id};
+use super::{CliResult, Failure, parse_id};
 use crate::runtime::WaitKind;
 
 #[derive(clap::Args, Debug)]
@@ -36,11 +37,14 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Failure::new(format!("--payload is not valid JSON ({e}); nothing was delivered to execution {id}"))
     })?;
     if let Some(url) = &a.server.server {
-        return signal_remote(url, id, &a, payload).await;
+        return signal_remote(&Remote::server(url)?, id, &a, payload).await;
     }
-    let rt = open_quiet(data_dir).await?;
-    let result = signal(&rt, data_dir, id, &a, payload).await;
-    rt.shutdown().await;
+    let local = match held::open(data_dir, "signal", Mode::Quiet).await? {
+        Store::Held(remote) => return signal_remote(&remote, id, &a, payload).await,
+        Store::Local(local) => local,
+    };
+    let result = signal(&local.rt, data_dir, id, &a, payload).await;
+    local.close().await;
     result
 }
 
@@ -68,9 +72,10 @@ async fn signal(rt: &crate::Runtime, data_dir: &Path, id: crate::ExecutionId, a:
     carry_on(rt, &Invocation::new(data_dir), id, a.json).await
 }
 
-/// `signal` through a server: deliver, then follow it until it settles.
-async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
-    let client = connect(url)?;
+/// `signal` through a server (or the data dir's holder): deliver, then
+/// follow it until it settles.
+async fn signal_remote(remote: &Remote, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
+    let client = &remote.client;
     let before = client.execution(id).await?;
     // Waits of its branches are listed too (with their own id): only its own count here.
     let own: Vec<_> = before.waiting.iter().filter(|w| w.id.is_none_or(|waiter| waiter == id)).collect();
@@ -88,5 +93,5 @@ async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Val
             );
         }
     }
-    remote::carry_on(&client, id, a.json).await
+    remote::carry_on(remote, id, a.json).await
 }
