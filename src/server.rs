@@ -45,6 +45,9 @@ pub use error::ApiError;
 /// Request bodies above this are refused (413) unless configured.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// The smallest body limit on the data dir's socket (its peer posts whole IRs).
+pub const SOCKET_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -93,6 +96,7 @@ impl Config {
         self.api_keys = auth::Keys::default();
         self.cors_origins = Vec::new();
         self.policy = policy::Policy::trusted();
+        self.body_limit = self.body_limit.max(SOCKET_BODY_LIMIT);
         self
     }
 

@@ -75,18 +75,17 @@ async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         (None, Some(ir)) if b.version.is_none() => std::sync::Arc::new(super::workflows::inline(&st, ir).await?),
         (None, Some(_)) => {
             return Err(ApiError::bad_request(
-                "`version` goes with `workflow_id`; a `workflow` given inline carries its own".to_string(),
+                "`version` goes with `workflow_id`; a `workflow` given inline carries its own",
             ));
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
-                "give `workflow_id` (a registered workflow) or `workflow` (its IR), not both".to_string(),
+                "give `workflow_id` (a registered workflow) or `workflow` (its IR), not both",
             ));
         }
         (None, None) => {
             return Err(ApiError::bad_request(
-                "give `workflow_id` (a registered workflow) or `workflow` (its IR, run without registering it)"
-                    .to_string(),
+                "give `workflow_id` (a registered workflow) or `workflow` (its IR, run without registering it)",
             ));
         }
     };
