@@ -324,3 +324,22 @@ fn eval_run_takes_a_registered_workflow_by_id_locally_through_a_server_and_throu
     let place = format!("registered in the data dir {}", data.display());
     assert!(why.contains("`capitals@9.9` is neither a workflow file") && why.contains(&place), "{why}");
 }
+
+#[test]
+fn resume_goes_through_a_server_and_through_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let waits = workflow_file(dir.path(), "two-waits.yaml", TWO_WAITS);
+    let parked = run_id(&data, &waits, r#"{"order_id":"3"}"#);
+    let mut server = DevServer::start(&data, &[]);
+    // jamjet dev resumed everything at start: nothing is left to resume.
+    let by_socket = cli(&data, &["resume"]);
+    assert_eq!(ok(&by_socket, "resume through the socket"), "");
+    assert!(stderr(&by_socket).contains("resuming 0 executions"), "{}", stderr(&by_socket));
+    let by_server = json(&cli(&data, &["resume", "--json", "--server", &server.url]), "resume --server");
+    assert_eq!(by_server, serde_json::json!([]));
+    // And the parked one is where it was, signalled through the socket.
+    let moved = ok(&cli(&data, &["signal", &parked, "a:3", "--payload", "1"]), "signal through jamjet dev");
+    assert!(moved.contains("waits at node `second` for event `b:3`"), "{moved}");
+    assert!(server.stop().success());
+}
