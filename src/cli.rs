@@ -9,6 +9,7 @@ mod dev;
 mod eval;
 mod executions;
 mod follow;
+mod held;
 mod inspect;
 mod limits;
 mod remote;
@@ -169,7 +170,7 @@ async fn dispatch(cli: Cli) -> CliResult {
 }
 
 /// Open the data dir with nothing resumed and the timers not started yet.
-pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
+pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
     Runtime::builder()
         .data_dir(data_dir)
         .bench_functions()
@@ -178,14 +179,13 @@ pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Ru
         .timers(false)
         .open()
         .await
-        .map_err(Failure::from)
 }
 
 /// Open the data dir to read it only: nothing resumes, no timer fires
-/// (the timers are never started), and nothing is created: a data dir
-/// that is not there is an error naming where it was looked for.
-pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, Failure> {
-    existing(data_dir)?;
+/// (the timers are never started). A data dir that is not there is an
+/// error naming where it was looked for (nothing is created): see
+/// [`existing`], which [`held::open`] checks first.
+pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
     open_without_timers(data_dir).await
 }
 

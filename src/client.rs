@@ -9,6 +9,11 @@
 //! does not answer at all is [`Error::Unreachable`]. With `JAMJET_API_KEY`
 //! (or [`Client::with_key`]) every request carries `Authorization: Bearer`.
 //!
+//! [`Client::unix`] talks to the process holding a data dir over the
+//! data dir's socket (`server::socket`) instead: the same API, no key;
+//! its errors read as the runtime's own ([`Error::Held`]), since for the
+//! user it is their data dir answering, not a server.
+//!
 //! Owns no runtime state: this is the wire, nothing else.
 
 // An error carries the server's whole answer (code, message, details, URL)
@@ -47,13 +52,21 @@ pub enum Error {
     /// The server answered something this client cannot read.
     #[error("unexpected reply from {url}: {reason}")]
     Protocol { url: String, reason: String },
+    /// The process holding the data dir answered with an error over its
+    /// socket: its message is the runtime's own.
+    #[error("{message}")]
+    Held { method: String, path: String, status: u16, code: String, message: String, details: Value },
+    /// The process holding the data dir does not answer on its socket
+    /// (it exited, or was killed, midway).
+    #[error("the jamjet process holding the data dir stopped answering on {socket}: {reason}")]
+    HolderGone { socket: String, reason: String },
 }
 
 impl Error {
     /// The server's error code (`unknown_execution`, `workflow_conflict`, …).
     pub fn code(&self) -> Option<&str> {
         match self {
-            Error::Api { code, .. } => Some(code),
+            Error::Api { code, .. } | Error::Held { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -85,6 +98,12 @@ pub struct Execution {
     pub updated_ms: u64,
     #[serde(default)]
     pub waiting: Vec<Wait>,
+    /// The content hash of the IR it runs (absent from older servers).
+    #[serde(default)]
+    pub workflow_hash: Option<String>,
+    /// Its idempotency key.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// One thing an execution waits for.
@@ -94,6 +113,9 @@ pub struct Wait {
     /// listed under its parent); else the execution asked about.
     #[serde(default)]
     pub id: Option<ExecutionId>,
+    /// The waiting execution's workflow, when the server names it.
+    #[serde(default)]
+    pub workflow_id: Option<String>,
     pub node: String,
     /// `event`, `approval` or `timer`.
     pub kind: String,
@@ -104,6 +126,9 @@ pub struct Wait {
     pub since_ms: u64,
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// The waiting execution's parent (a branch's, a sub-workflow's).
+    #[serde(default)]
+    pub parent: Option<ExecutionId>,
 }
 
 /// One row of `GET /executions`.
@@ -172,6 +197,8 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     key: Option<String>,
+    /// Through a data dir's socket: its path (the URL's host is then irrelevant).
+    socket: Option<std::path::PathBuf>,
 }
 
 impl Client {
@@ -189,7 +216,76 @@ impl Client {
             .build()
             .map_err(|e| Error::Unreachable { url: base.clone(), reason: e.to_string() })?;
         let key = std::env::var("JAMJET_API_KEY").ok().filter(|k| !k.is_empty());
-        Ok(Client { base, http, key })
+        Ok(Client { base, http, key, socket: None })
+    }
+
+    /// A client of the process holding a data dir, over the data dir's
+    /// socket (`<data-dir>/jamjet.sock`). No key: the socket is its
+    /// owner's only.
+    pub fn unix(socket: &std::path::Path) -> Result<Client, Error> {
+        let shown = socket.display().to_string();
+        let http = reqwest::Client::builder()
+            .unix_socket(socket)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| Error::HolderGone { socket: shown, reason: e.to_string() })?;
+        Ok(Client { base: "http://localhost".into(), http, key: None, socket: Some(socket.to_path_buf()) })
+    }
+
+    /// The data dir's socket this client goes through, if it does.
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_deref()
+    }
+
+    /// `GET /holder` (on a data dir's socket only): which process holds
+    /// it, within `limit`.
+    pub async fn holder(&self, limit: Duration) -> Result<crate::server::socket::Holder, Error> {
+        let req = self.http.get(self.url("/holder")).timeout(limit);
+        let (_, v) = self.send("GET", "/holder", req).await?;
+        self.decode("/holder", v)
+    }
+
+    /// `GET /executions/{id}/workflow`: the IR an execution runs and its hash.
+    pub async fn workflow_of(&self, id: ExecutionId) -> Result<(String, Workflow), Error> {
+        #[derive(Deserialize)]
+        struct Got {
+            hash: String,
+            workflow: Workflow,
+        }
+        let got: Got = self.get(&format!("/executions/{id}/workflow")).await?;
+        Ok((got.hash, got.workflow))
+    }
+
+    /// `POST /executions` with the workflow's IR inline: run it as it is,
+    /// without registering it (what `jamjet run FILE` does locally).
+    pub async fn submit_inline(
+        &self,
+        workflow: &Workflow,
+        input: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, Error> {
+        let mut body = json!({ "workflow": workflow, "input": input });
+        if let Some(k) = idempotency_key {
+            body["idempotency_key"] = k.into();
+        }
+        self.post("/executions", &body).await
+    }
+
+    /// Errors through a data dir's socket read as the runtime's own.
+    fn held(&self, e: Error) -> Error {
+        let Some(socket) = &self.socket else { return e };
+        match e {
+            Error::Api { method, url, status, code, message, details } => {
+                let path = url.strip_prefix(&self.base).unwrap_or(&url).to_string();
+                Error::Held { method, path, status, code, message, details }
+            }
+            Error::Unreachable { reason, .. } => Error::HolderGone { socket: socket.display().to_string(), reason },
+            Error::Protocol { url, reason } => {
+                let path = url.strip_prefix(&self.base).unwrap_or(&url);
+                Error::Protocol { url: format!("{}:{path}", socket.display()), reason }
+            }
+            other => other,
+        }
     }
 
     /// Send `Authorization: Bearer <key>` with every request.
@@ -339,6 +435,23 @@ impl Client {
         self.post(&format!("/executions/{id}/approve"), &body).await
     }
 
+    /// `POST /resume`: the executions the server rehydrated, and those it
+    /// skipped with why.
+    pub async fn resume(&self) -> Result<(Vec<ExecutionId>, Vec<(ExecutionId, String)>), Error> {
+        #[derive(Deserialize)]
+        struct Skipped {
+            id: ExecutionId,
+            reason: String,
+        }
+        #[derive(Deserialize)]
+        struct Got {
+            resumed: Vec<ExecutionId>,
+            skipped: Vec<Skipped>,
+        }
+        let got: Got = self.post("/resume", &json!({})).await?;
+        Ok((got.resumed, got.skipped.into_iter().map(|s| (s.id, s.reason)).collect()))
+    }
+
     /// `POST /executions/{id}/cancel`.
     pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<Moved, Error> {
         self.post(&format!("/executions/{id}/cancel"), &json!({ "reason": reason })).await
@@ -367,14 +480,14 @@ impl Client {
     }
 
     fn decode<T: DeserializeOwned>(&self, path: &str, v: Value) -> Result<T, Error> {
-        serde_json::from_value(v).map_err(|e| Error::Protocol { url: self.url(path), reason: e.to_string() })
+        serde_json::from_value(v).map_err(|e| self.held(Error::Protocol { url: self.url(path), reason: e.to_string() }))
     }
 
     /// Send, and read a JSON answer; an error status becomes [`Error::Api`].
     async fn send(&self, method: &str, path: &str, req: reqwest::RequestBuilder) -> Result<(u16, Value), Error> {
         let (status, bytes) = self.fetch(method, path, req).await?;
         let v = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Protocol { url: self.url(path), reason: format!("not JSON: {e}") })?;
+            .map_err(|e| self.held(Error::Protocol { url: self.url(path), reason: format!("not JSON: {e}") }))?;
         Ok((status, v))
     }
 
@@ -386,13 +499,14 @@ impl Client {
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, axum::body::Bytes), Error> {
         let url = self.url(path);
-        let resp = self.authorized(req).send().await.map_err(|e| unreachable(&self.base, &e))?;
+        let resp = self.authorized(req).send().await.map_err(|e| self.held(unreachable(&self.base, &e)))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| Error::Protocol { url: url.clone(), reason: e.to_string() })?;
+        let bytes =
+            resp.bytes().await.map_err(|e| self.held(Error::Protocol { url: url.clone(), reason: e.to_string() }))?;
         if (200..300).contains(&status) {
             return Ok((status, bytes));
         }
-        Err(api_error(method, url, status, serde_json::from_slice(&bytes).ok(), &bytes))
+        Err(self.held(api_error(method, url, status, serde_json::from_slice(&bytes).ok(), &bytes)))
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -522,9 +636,9 @@ impl Follow {
                 let status = resp.status().as_u16();
                 let bytes = resp.bytes().await.unwrap_or_default();
                 let body = serde_json::from_slice(&bytes).ok();
-                Err(api_error("GET", url, status, body, &bytes))
+                Err(self.client.held(api_error("GET", url, status, body, &bytes)))
             }
-            Err(e) if self.failures > STREAM_RECONNECTS => Err(unreachable(&self.client.base, &e)),
+            Err(e) if self.failures > STREAM_RECONNECTS => Err(self.client.held(unreachable(&self.client.base, &e))),
             Err(_) => Ok(()),
         }
     }

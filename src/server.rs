@@ -11,8 +11,10 @@
 //! `Origin` and a `POST`'s content type: the server trusts no browser),
 //! with the API-key check, the body limit and CORS; [`policy`] says what a
 //! posted workflow may do (no commands, no files unless allowed). [`serve`]
-//! runs it until a shutdown signal, then lets in-flight requests (and the
-//! journal writes they await) finish.
+//! runs it on TCP until a shutdown signal, then lets in-flight requests
+//! (and the journal writes they await) finish. [`socket`] serves the same
+//! router on the data dir's Unix socket, to its owner only
+//! ([`Config::for_socket`]).
 
 pub mod api;
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod origin;
 pub mod policy;
+pub mod socket;
 pub mod sse;
 
 use std::future::Future;
@@ -41,6 +44,9 @@ pub use error::ApiError;
 
 /// Request bodies above this are refused (413) unless configured.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The smallest body limit on the data dir's socket (its peer posts whole IRs).
+pub const SOCKET_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -61,6 +67,9 @@ pub struct Config {
     pub policy: policy::Policy,
     /// The limits posted workflows are compiled with.
     pub limits: crate::ir::Limits,
+    /// Served on the data dir's Unix socket ([`socket`]): no `Host` or
+    /// `Origin` check (no browser reaches it).
+    pub unix: bool,
 }
 
 impl Config {
@@ -74,7 +83,21 @@ impl Config {
             cors_origins: Vec::new(),
             policy: policy::Policy::default(),
             limits: crate::ir::Limits::default(),
+            unix: false,
         }
+    }
+
+    /// This configuration for the data dir's Unix socket: its peer is the
+    /// data dir's owner (the file is 0600 and the peer's user is checked),
+    /// so no API key is asked and a posted workflow may do what a local
+    /// command may ([`policy::Policy::trusted`]); no `Host`/`Origin` check.
+    pub fn for_socket(mut self) -> Config {
+        self.unix = true;
+        self.api_keys = auth::Keys::default();
+        self.cors_origins = Vec::new();
+        self.policy = policy::Policy::trusted();
+        self.body_limit = self.body_limit.max(SOCKET_BODY_LIMIT);
+        self
     }
 
     /// The base URL peers use to reach this server.

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use super::remote::{self, ServerArg, connect};
+use super::remote::{self, Remote, ServerArg};
 use super::report::carry_on;
-use super::session::Session;
+use super::session::{Opened, Session};
 use super::{CliResult, parse_id};
 use crate::runtime::Decision;
 
@@ -54,18 +54,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         comment: a.comment,
     };
     if let Some(url) = &a.server.server {
-        let client = connect(url)?;
-        let approved = decision.approved;
-        let got =
-            client.approve(id, approved, decision.node.as_deref(), Some(&by), decision.comment.as_deref()).await?;
-        if !a.json {
-            let verdict = if approved { "approved" } else { "rejected" };
-            eprintln!("approval `{}` of execution {id} {verdict} by {by}", got.node);
-        }
-        return remote::carry_on(&client, id, a.json).await;
+        return approve_remote(&Remote::server(url)?, id, &decision, a.json).await;
     }
     super::existing(data_dir)?;
-    let mut s = Session::open(data_dir).await?;
+    let mut s = match Session::open(data_dir, "approve").await? {
+        Opened::Held(remote) => return approve_remote(&remote, id, &decision, a.json).await,
+        Opened::Local(s) => s,
+    };
     s.own(id);
     let result = match s.rt.approve(id, decision).await {
         Ok(node) => {
@@ -84,4 +79,17 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Err(e) => Err(e.into()),
     };
     s.finish(result).await
+}
+
+/// `approve` through a server (or the data dir's holder): decide, then
+/// follow it until it settles.
+async fn approve_remote(remote: &Remote, id: crate::ExecutionId, decision: &Decision, json: bool) -> CliResult {
+    let by = &decision.by;
+    let (node, comment) = (decision.node.as_deref(), decision.comment.as_deref());
+    let got = remote.client.approve(id, decision.approved, node, Some(by), comment).await?;
+    if !json {
+        let verdict = if decision.approved { "approved" } else { "rejected" };
+        eprintln!("approval `{}` of execution {id} {verdict} by {by}", got.node);
+    }
+    remote::carry_on(remote, id, json).await
 }

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::inspect::open_children;
-use super::remote::{ServerArg, connect, outcome_of};
+use super::remote::{Remote, ServerArg, outcome_of};
 use super::report::open_descendants;
-use super::session::Session;
+use super::session::{Opened, Session};
 use super::{CliResult, parse_id, print_json};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
@@ -35,10 +35,13 @@ pub struct Args {
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
     if let Some(url) = &a.server.server {
-        return cancel_remote(url, id, &a).await;
+        return cancel_remote(&Remote::server(url)?, id, &a).await;
     }
     super::existing(data_dir)?;
-    let s = Session::open(data_dir).await?;
+    let s = match Session::open(data_dir, "cancel").await? {
+        Opened::Held(remote) => return cancel_remote(&remote, id, &a).await,
+        Opened::Local(s) => s,
+    };
     let rt = &s.rt;
     let result = async {
         let children = open_descendants(rt, id)?;
@@ -80,8 +83,8 @@ const CHILD_POLL: Duration = Duration::from_millis(50);
 
 /// `cancel` through a server: cancel, then see its open children end
 /// (the server cancels them) for up to [`CHILDREN_GRACE`].
-async fn cancel_remote(url: &str, id: ExecutionId, a: &Args) -> CliResult {
-    let client = connect(url)?;
+async fn cancel_remote(remote: &Remote, id: ExecutionId, a: &Args) -> CliResult {
+    let client = &remote.client;
     let children = open_children(id, &client.events(id, 0).await?);
     client.cancel(id, &a.reason).await?;
     let deadline = tokio::time::Instant::now() + CHILDREN_GRACE;

@@ -7,6 +7,10 @@
 //! The first line on stdout is `jamjet dev listening on http://ADDR`
 //! (with `--bind 127.0.0.1:0`, the port the OS picked).
 //!
+//! It also serves the API on the data dir's socket (`<data-dir>/jamjet.sock`,
+//! owner-only), so `jamjet run`, `inspect`, `signal`… on the same data dir
+//! in another terminal go through it without `--server`.
+//!
 //! Secrets never go on the command line (where `ps` shows them): API keys
 //! come from `JAMJET_API_KEYS` or `--api-keys-file`. What posted workflows
 //! may do is the operator's call: `--allow-commands` / `--allow-command`
@@ -23,6 +27,7 @@ use super::{CliResult, Failure};
 use crate::runtime::Runtime;
 use crate::server::auth::Keys;
 use crate::server::policy::{Commands, Env, Policy};
+use crate::server::socket::{Holder, Linger};
 use crate::server::{self, AppState, Config};
 
 /// Where API keys may be given in clear (never a flag: `ps` would show it).
@@ -123,10 +128,25 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     config.cors_origins = a.cors_origins;
     config.policy = policy;
     config.limits = limits;
+    // The same API on the data dir's socket, for the commands run on it.
+    let socket_state = AppState { rt: rt.clone(), config: Arc::new(config.clone().for_socket()) };
+    let socket = match server::socket::serve(socket_state, data_dir, Holder::this("dev", true)).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot serve the API on {}: {e}; commands on this data dir need --server http://{bound}",
+                server::socket::path(data_dir).display()
+            );
+            None
+        }
+    };
     println!("jamjet dev listening on http://{bound}");
     let _ = std::io::stdout().flush();
     let state = AppState { rt: rt.clone(), config: Arc::new(config) };
     let served = server::serve(state, listener, stop_signal()).await;
+    if let Some(socket) = socket {
+        socket.close(Linger::No).await;
+    }
     rt.shutdown().await;
     served.map_err(|e| Failure::new(format!("the server stopped: {e}")))?;
     eprintln!("jamjet dev stopped; unfinished executions resume at the next start");

@@ -8,6 +8,13 @@
 //! Each row's idempotency key is `eval/<run id>/<dataset file>/<row id>`,
 //! so `jamjet executions` shows which row an execution ran, and a rerun
 //! starts fresh executions under a new run id.
+//!
+//! `--workflow` is a file, or the id of a workflow registered in the data
+//! dir or on the server (`ID` for the one registered last, `ID@VERSION`).
+//! With `--server URL`, or when another process holds the data dir, the
+//! rows run there (a file's workflow is submitted inline, as `run` does
+//! through a holder) and are followed over the API; scoring (assertions,
+//! the rubric judge) runs in this process either way.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -18,16 +25,17 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
-use super::session::Session;
+use super::remote::{Remote, ServerArg, outcome_of, settle};
+use super::session::{Opened, Session};
 use super::table::print as print_table;
 use super::{CliResult, Failure, print_json};
 use crate::eval::rubric::judge;
 use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
 use crate::id::ExecutionId;
 use crate::ir::{Scorer, ScorerKind, Workflow, compile_file_with, referenced_variables};
-use crate::journal::{Event, Status, Usage};
+use crate::journal::{Event, Record, Status, Usage};
 use crate::model::resolve_model;
-use crate::runtime::Runtime;
+use crate::runtime::{Outcome, Runtime, Services};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,9 +53,10 @@ pub enum Which {
 pub struct RunArgs {
     /// The dataset: one JSON object per line, `{"id"?, "input": {...}, "expected"?}`.
     pub dataset: PathBuf,
-    /// The workflow file each row runs through.
-    #[arg(long)]
-    pub workflow: PathBuf,
+    /// The workflow each row runs through: a file, or the id of a workflow
+    /// registered in the data dir or on the server (ID, or ID@VERSION).
+    #[arg(long, value_name = "FILE|ID[@VERSION]")]
+    pub workflow: String,
     /// Exit 1 when the share of passing rows is below this (0 to 1).
     #[arg(long, alias = "fail-below", value_parser = fraction)]
     pub fail_under: Option<f64>,
@@ -73,6 +82,8 @@ pub struct RunArgs {
     /// Each row's execution must cost at most this much.
     #[arg(long)]
     pub cost_usd: Option<f64>,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 fn fraction(text: &str) -> Result<f64, String> {
@@ -93,16 +104,157 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     }
 }
 
-async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
-    let wf = compile_file_with(&a.workflow, &super::compile_options())
-        .map_err(|d| usage(format!("the workflow does not compile:\n{d}")))?;
-    let scorers = cli_scorers(&a, &wf)?;
-    let dataset_name = a.dataset.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
-    let rows = read_dataset(&a.dataset).map_err(|e| usage(format!("the dataset has bad rows, nothing ran:\n{e}")))?;
-    let inputs = row_inputs(&wf, &rows, &a.dataset.display().to_string())?;
+/// Where the rows run, and how each is submitted there.
+enum Runner<'a> {
+    /// On the store opened here.
+    Local(&'a Runtime),
+    /// Through a server or the data dir's holder; `scoring` is a runtime
+    /// of this process (in memory) for the scorers and the judge.
+    Remote { remote: &'a Remote, how: Submit, scoring: &'a Runtime },
+}
 
-    let s = Session::open(data_dir).await?;
-    let rt = &s.rt;
+/// How a row's execution is submitted through the API.
+enum Submit {
+    /// The workflow compiled here, inline (not registered there).
+    Inline,
+    /// The one registered under this id and version.
+    Registered { id: String, version: String },
+}
+
+/// `--workflow`: a file's path, or `ID[@VERSION]` when no such file exists.
+enum Named {
+    File(PathBuf),
+    Id { id: String, version: Option<String> },
+}
+
+fn named(text: &str) -> Named {
+    let path = PathBuf::from(text);
+    if path.exists() {
+        return Named::File(path);
+    }
+    match text.rsplit_once('@') {
+        Some((id, v)) if !id.is_empty() && !v.is_empty() => Named::Id { id: id.into(), version: Some(v.into()) },
+        _ => Named::Id { id: text.into(), version: None },
+    }
+}
+
+async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
+    let named = named(&a.workflow);
+    // A file is compiled, and the rows checked, before anything opens.
+    let compiled = match &named {
+        Named::File(path) => {
+            let wf = compile_file_with(path, &super::compile_options())
+                .map_err(|d| usage(format!("the workflow does not compile:\n{d}")))?;
+            let prepared = prepare(&wf, &a)?;
+            Some((wf, prepared))
+        }
+        Named::Id { .. } => None,
+    };
+    if let Some(url) = &a.server.server {
+        return eval_remote(&Remote::server(url)?, &named, compiled, &a).await;
+    }
+    let s = match Session::open(data_dir, "eval").await? {
+        Opened::Held(remote) => return eval_remote(&remote, &named, compiled, &a).await,
+        Opened::Local(s) => s,
+    };
+    let result = async {
+        let (wf, prepared, shown) = match (compiled, &named) {
+            (Some((wf, p)), _) => (wf, Some(p), a.workflow.clone()),
+            (None, Named::Id { id, version }) => match s.rt.registered(id, version.as_deref()) {
+                Ok((r, wf)) => ((*wf).clone(), None, format!("{}@{}", r.workflow_id, r.version)),
+                Err(crate::runtime::Error::UnknownWorkflow { .. }) => {
+                    let known = s.rt.workflows()?.into_iter().map(|r| r.workflow_id).collect();
+                    return Err(unknown_workflow(&a.workflow, &format!("the data dir {}", data_dir.display()), known));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            (None, Named::File(_)) => unreachable!("a file is compiled above"),
+        };
+        eval_with(Runner::Local(&s.rt), &wf, prepared, shown, &a, Some(&s)).await
+    }
+    .await;
+    match result {
+        Ok(Some(code)) => s.finish(Ok(code)).await,
+        Ok(None) => {
+            let goes_on = s.inv.command("resume");
+            s.interrupted(&[], &goes_on).await
+        }
+        Err(e) => s.finish(Err(e)).await,
+    }
+}
+
+/// `eval run` through a server or the data dir's holder.
+async fn eval_remote(remote: &Remote, named: &Named, compiled: Option<(Workflow, Prepared)>, a: &RunArgs) -> CliResult {
+    let (wf, prepared, shown, how) = match (compiled, named) {
+        (Some((wf, p)), _) => (wf, Some(p), a.workflow.clone(), Submit::Inline),
+        (None, Named::Id { id, version }) => match remote.client.workflow(id, version.as_deref()).await {
+            Ok((r, wf)) => {
+                let shown = format!("{}@{}", r.workflow_id, r.version);
+                (wf, None, shown, Submit::Registered { id: r.workflow_id, version: r.version })
+            }
+            Err(e) if e.code() == Some("unknown_workflow") => {
+                let known = remote.client.workflows().await?.into_iter().map(|r| r.workflow_id).collect();
+                return Err(unknown_workflow(&a.workflow, &remote.place(), known));
+            }
+            Err(e) => return Err(e.into()),
+        },
+        (None, Named::File(_)) => unreachable!("a file is compiled first"),
+    };
+    let scoring =
+        Runtime::builder().in_memory().limits(super::limits()).resume_on_open(false).timers(false).open().await?;
+    // A Ctrl-C ends this process; what was submitted goes on there.
+    let result = eval_with(Runner::Remote { remote, how, scoring: &scoring }, &wf, prepared, shown, a, None).await;
+    scoring.shutdown().await;
+    Ok(result?.unwrap_or(ExitCode::from(super::session::INTERRUPTED)))
+}
+
+/// `--workflow` names neither a file nor a registered workflow.
+fn unknown_workflow(text: &str, place: &str, mut known: Vec<String>) -> Failure {
+    known.sort();
+    known.dedup();
+    let listed = if known.is_empty() {
+        "none is registered there".to_string()
+    } else {
+        format!("registered there: {}", known.join(", "))
+    };
+    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into());
+    usage(format!(
+        "--workflow `{text}` is neither a workflow file (there is no {text} in {cwd}) nor the id of a workflow \
+         registered in {place} ({listed}); give a file's path, or ID or ID@VERSION of a registered workflow"
+    ))
+}
+
+/// What runs: the command line's scorers, the rows and their inputs,
+/// every one checked against the workflow before anything runs.
+struct Prepared {
+    scorers: Vec<Scorer>,
+    rows: Vec<Row>,
+    inputs: Vec<Map<String, Value>>,
+}
+
+fn prepare(wf: &Workflow, a: &RunArgs) -> Result<Prepared, Failure> {
+    let scorers = cli_scorers(a, wf)?;
+    let rows = read_dataset(&a.dataset).map_err(|e| usage(format!("the dataset has bad rows, nothing ran:\n{e}")))?;
+    let inputs = row_inputs(wf, &rows, &a.dataset.display().to_string())?;
+    Ok(Prepared { scorers, rows, inputs })
+}
+
+/// Check the rows (unless done), run them through `wf` and print the
+/// report; the exit code, or `None` when `session` saw a Ctrl-C first.
+async fn eval_with(
+    runner: Runner<'_>,
+    wf: &Workflow,
+    prepared: Option<Prepared>,
+    shown: String,
+    a: &RunArgs,
+    session: Option<&Session>,
+) -> Result<Option<ExitCode>, Failure> {
+    let Prepared { scorers, rows, inputs } = match prepared {
+        Some(p) => p,
+        None => prepare(wf, a)?,
+    };
+    let dataset_name = a.dataset.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
+
     let run_id = ExecutionId::new(crate::clock::Clock::now_ms(&crate::clock::SystemClock)).to_string();
     let run_id = run_id.trim_start_matches("exec_").to_string();
     let bar = if a.json || !std::io::stderr().is_terminal() {
@@ -113,31 +265,29 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
     let began = Instant::now();
     let jobs = rows.iter().zip(inputs).map(|(row, input)| {
         let key = format!("eval/{run_id}/{dataset_name}/{}", row.id);
-        let (wf, scorers, bar) = (&wf, &scorers, &bar);
+        let (runner, scorers, bar) = (&runner, &scorers, &bar);
         async move {
-            let result = run_row(rt, wf, row, input, &key, scorers).await;
+            let result = run_row(runner, wf, row, input, &key, scorers).await;
             bar.inc(1);
             result
         }
     });
     let all = futures::stream::iter(jobs).buffer_unordered(a.concurrency as usize).collect::<Vec<RowResult>>();
-    let Some(mut results) = s.until_interrupted(all).await else {
+    let results = match session {
+        Some(s) => s.until_interrupted(all).await,
+        None => Some(all.await),
+    };
+    let Some(mut results) = results else {
         bar.finish_and_clear();
-        let goes_on = s.inv.command("resume");
-        return s.interrupted(&[], &goes_on).await;
+        return Ok(None);
     };
     bar.finish_and_clear();
     let wall_ms = began.elapsed().as_millis() as u64;
     results.sort_by_key(|r| r.line);
 
     let summary = Summary::of(&results, a.fail_under, wall_ms);
-    let report = Report {
-        dataset: a.dataset.display().to_string(),
-        workflow: a.workflow.display().to_string(),
-        run: run_id,
-        summary,
-        rows: results,
-    };
+    let report =
+        Report { dataset: a.dataset.display().to_string(), workflow: shown, run: run_id, summary, rows: results };
     if a.json {
         print_json(&report);
     } else {
@@ -154,7 +304,7 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
         }
         _ => ExitCode::SUCCESS,
     };
-    s.finish(Ok(code)).await
+    Ok(Some(code))
 }
 
 /// The command line's scorers, checked before anything runs.
@@ -233,9 +383,36 @@ fn row_inputs(wf: &Workflow, rows: &[Row], file: &str) -> Result<Vec<Map<String,
     }
 }
 
+/// Run one row's execution to where it settles: its id, how it stands
+/// (or why it could not be followed), its history.
+async fn execute(
+    runner: &Runner<'_>,
+    wf: &Workflow,
+    input: Value,
+    key: &str,
+) -> Result<(ExecutionId, Result<Outcome, String>, Vec<Record>), String> {
+    match runner {
+        Runner::Local(rt) => {
+            let id = rt.submit_keyed(wf, input, Some(key)).await.map_err(|e| e.to_string())?;
+            let outcome = rt.settle(id).await.map_err(|e| e.to_string());
+            Ok((id, outcome, rt.events(id).unwrap_or_default()))
+        }
+        Runner::Remote { remote, how, .. } => {
+            let client = &remote.client;
+            let submitted = match how {
+                Submit::Inline => client.submit_inline(wf, &input, Some(key)).await,
+                Submit::Registered { id, version } => client.submit(id, Some(version), &input, Some(key)).await,
+            };
+            let id = submitted.map_err(|e| e.to_string())?.id;
+            let outcome = settle(client, id, None).await.map(|x| outcome_of(&x)).map_err(|f| f.message);
+            Ok((id, outcome, client.events(id, 0).await.unwrap_or_default()))
+        }
+    }
+}
+
 /// Run one row to its end and score it.
 async fn run_row(
-    rt: &Runtime,
+    runner: &Runner<'_>,
     wf: &Workflow,
     row: &Row,
     input: Map<String, Value>,
@@ -254,20 +431,19 @@ async fn run_row(
         latency_ms: 0,
         usage: Usage::default(),
     };
-    let id = match rt.submit_keyed(wf, Value::Object(input), Some(key)).await {
-        Ok(id) => id,
+    let (id, outcome, records) = match execute(runner, wf, Value::Object(input), key).await {
+        Ok(done) => done,
         Err(e) => {
-            result.error = Some(e.to_string());
+            result.error = Some(e);
             return result;
         }
     };
     result.execution_id = id.to_string();
-    let outcome = rt.settle(id).await;
     result.latency_ms = began.elapsed().as_millis() as u64;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            result.error = Some(e.to_string());
+            result.error = Some(e);
             return result;
         }
     };
@@ -277,7 +453,6 @@ async fn run_row(
         result.error = Some("the execution is waiting for an event or an approval".into());
     }
     // The last scores of each eval node, and the usage of every exchange.
-    let records = rt.events(id).unwrap_or_default();
     let mut last: BTreeMap<String, (u64, Vec<ScoreResult>)> = BTreeMap::new();
     for r in &records {
         match &r.event {
@@ -303,15 +478,18 @@ async fn run_row(
     let state = outcome.state.as_object().unwrap_or(&no_state);
     let expected = row.expected.as_ref().unwrap_or(&Value::Null);
     let subject = Subject { state, output: &outcome.state, expected, elapsed_ms, cost_usd: result.usage.cost_usd };
+    let services: &Services = match runner {
+        Runner::Local(rt) => rt.services(),
+        Runner::Remote { scoring, .. } => scoring.services(),
+    };
     for s in scorers {
         let ScorerKind::Rubric { config, rubric, min_score, .. } = &s.kind else {
-            let services = rt.services();
             result.scores.extend(score(s, &subject, &services.templates, &services.compiled));
             continue;
         };
         // The judge runs outside the execution: its usage joins the row's.
         let judge_key = format!("{key}/judge");
-        match judge(rt.services(), config, &s.name, rubric, *min_score, &subject, &judge_key).await {
+        match judge(services, config, &s.name, rubric, *min_score, &subject, &judge_key).await {
             Ok((verdict, exchange)) => {
                 result.usage.add(&exchange.usage);
                 result.scores.push(verdict);

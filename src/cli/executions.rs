@@ -8,13 +8,14 @@
 //! read every record of every execution and list only those that cannot
 //! be read in full, and what fails (an index row, a record, a workflow IR).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::collections::{HashMap, HashSet};
 
-use super::remote::{ServerArg, connect, waits_of};
-use super::{CliResult, Failure, absolute, open_read_only, print_json, table};
+use super::held::{self, Mode, Store};
+use super::remote::{Remote, ServerArg, waits_of};
+use super::{CliResult, Failure, absolute, print_json, table};
 use crate::ExecutionId;
 use crate::client::Client;
 use crate::clock::format_ms;
@@ -56,18 +57,20 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
                 "--damaged reads the data dir itself; run it without --server, on the server's data dir",
             ));
         }
-        let client = connect(url)?;
-        if a.waiting {
-            print_waiting(&waiting_remote(&client).await?, a.json);
-        } else {
-            let (rows, parents) = list_remote(&client).await?;
-            let listing = Listing { rows, ..Listing::default() };
-            let family = Family::of(filtered(listing, status), parents);
-            print_list(&family, &HashMap::new(), Path::new(url), a.all, a.json);
-        }
-        return Ok(ExitCode::SUCCESS);
+        return list_through(&Remote::server(url)?, data_dir, status, &a).await;
     }
-    let rt = open_read_only(data_dir).await?;
+    let local = match held::open(data_dir, "executions", Mode::ReadOnly).await? {
+        Store::Held(_) if a.damaged => {
+            return Err(Failure::new(format!(
+                "--damaged reads every record of the data dir itself, and {} is in use by another jamjet process; \
+                 run it again once that one ends",
+                data_dir.display()
+            )));
+        }
+        Store::Held(remote) => return list_through(&remote, data_dir, status, &a).await,
+        Store::Local(local) => local,
+    };
+    let rt = &local.rt;
     let result = if a.waiting {
         rt.waiting().map(|w| print_waiting(&w, a.json))
     } else if a.damaged {
@@ -99,8 +102,26 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
     };
-    rt.shutdown().await;
+    local.close().await;
     result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `executions` through a server or the data dir's holder.
+async fn list_through(remote: &Remote, data_dir: &Path, status: Option<Status>, a: &Args) -> CliResult {
+    if a.waiting {
+        print_waiting(&waiting_remote(&remote.client).await?, a.json);
+    } else {
+        let (rows, parents) = list_remote(&remote.client).await?;
+        let listing = Listing { rows, ..Listing::default() };
+        let family = Family::of(filtered(listing, status), parents);
+        // Where an empty list was read: the server, or the data dir its holder serves.
+        let from = match &remote.url {
+            Some(url) => PathBuf::from(url),
+            None => absolute(data_dir),
+        };
+        print_list(&family, &HashMap::new(), &from, a.all, a.json);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,11 +14,12 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::remote::{ServerArg, connect, outcome_of, waits_of};
+use super::held::{self, Mode, Store};
+use super::remote::{Remote, ServerArg, outcome_of, waits_of};
 use super::report::{
     Invocation, PayloadKeys, dollars, payload_key, payload_key_in, print_waits_with, usage_text, waits_under,
 };
-use super::{CliResult, Failure, open_read_only, parse_id, print_json, table};
+use super::{CliResult, Failure, parse_id, print_json, table};
 use crate::client::Client;
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
@@ -43,16 +44,22 @@ pub struct Args {
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
-    if let Some(url) = &a.server.server {
-        let client = connect(url)?;
-        let data = gather_remote(&client, id).await?;
-        let keys = |w: &Waiting| Some(&data.workflow).filter(|_| w.id == id).and_then(|wf| payload_key_in(wf, &w.node));
-        return render(&data, &Invocation::remote(client.base()), &keys, &a);
-    }
-    let rt = open_read_only(data_dir).await?;
-    let result = show(&rt, data_dir, id, &a);
-    rt.shutdown().await;
+    let local = match &a.server.server {
+        Some(url) => return inspect_remote(&Remote::server(url)?, id, &a).await,
+        None => match held::open(data_dir, "inspect", Mode::ReadOnly).await? {
+            Store::Held(remote) => return inspect_remote(&remote, id, &a).await,
+            Store::Local(local) => local,
+        },
+    };
+    let result = show(&local.rt, data_dir, id, &a);
+    local.close().await;
     result
+}
+
+async fn inspect_remote(remote: &Remote, id: ExecutionId, a: &Args) -> CliResult {
+    let data = gather_remote(&remote.client, id).await?;
+    let keys = |w: &Waiting| Some(&data.workflow).filter(|_| w.id == id).and_then(|wf| payload_key_in(wf, &w.node));
+    render(&data, &remote.inv, &keys, a)
 }
 
 /// What `inspect` shows, gathered from the data dir or from a server.
@@ -100,19 +107,22 @@ fn gather(rt: &Runtime, id: ExecutionId) -> Result<Inspected, Failure> {
     })
 }
 
-/// What `inspect` shows, from a server: its execution, its events, its
-/// workflow (as registered under its id and version), its open children.
+/// What `inspect` shows, from a server: its execution, its events, the
+/// workflow it runs, its open children.
 async fn gather_remote(client: &Client, id: ExecutionId) -> Result<Inspected, Failure> {
     let x = client.execution(id).await?;
     let records = client.events(id, 0).await?;
-    let (hash, key) = match records.first().map(|r| &r.event) {
+    let (started_hash, started_key) = match records.first().map(|r| &r.event) {
         Some(Event::ExecutionStarted { workflow_hash, key, .. }) => (workflow_hash.clone(), key.clone()),
         Some(Event::ChildStarted { workflow_hash, .. } | Event::BranchStarted { workflow_hash, .. }) => {
             (workflow_hash.clone(), None)
         }
         _ => (String::new(), None),
     };
-    let (_, workflow) = client.workflow(&x.workflow_id, Some(&x.version)).await?;
+    // The index row's, when the server says them (it does since it serves the workflow by execution).
+    let hash = x.workflow_hash.clone().unwrap_or(started_hash);
+    let key = if x.workflow_hash.is_some() { x.key.clone() } else { started_key };
+    let (_, workflow) = client.workflow_of(id).await?;
     let mut children = HashMap::new();
     for child in open_children(id, &records) {
         if let Ok(c) = client.execution(child).await {

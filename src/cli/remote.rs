@@ -1,9 +1,12 @@
-//! The commands against a server (`--server URL` or `JAMJET_SERVER`):
-//! the option itself, and what `run`, `signal` and `approve` share there:
-//! following an execution until it settles (ends, or parks on an event or
-//! an approval; a timer is waited out) over the server's event stream,
-//! and printing its outcome as the local commands do.
+//! The commands against a server (`--server URL` or `JAMJET_SERVER`) or
+//! through the process holding the data dir (its socket, see
+//! [`super::held`]): the option itself, [`Remote`], and what `run`,
+//! `signal` and `approve` share there: following an execution until it
+//! settles (ends, or parks on an event or an approval; a timer is waited
+//! out) over the event stream, and printing its outcome as the local
+//! commands do.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,6 +17,7 @@ use super::{CliResult, Failure};
 use crate::client::{self, Client, Execution, Item};
 use crate::id::ExecutionId;
 use crate::journal::{Record, Status};
+use crate::runtime::Error as RuntimeError;
 use crate::runtime::{Outcome, WaitKind, Waiting};
 use crate::timeline::timeline;
 
@@ -43,6 +47,42 @@ pub(crate) fn connect(url: &str) -> Result<Client, Failure> {
     Ok(Client::new(url)?)
 }
 
+/// Where a command goes through the API: a server (`--server URL`), or
+/// the process holding the data dir (its socket). Through the socket it
+/// is the user's own data dir answering: messages and the commands
+/// printed to go on are the local ones (no URL, no `--server`).
+pub(crate) struct Remote {
+    pub client: Client,
+    /// How to type the next command.
+    pub inv: Invocation,
+    /// The server's URL; `None` through the data dir's socket.
+    pub url: Option<String>,
+    data_dir: Option<PathBuf>,
+}
+
+impl Remote {
+    /// The server at `url`.
+    pub(crate) fn server(url: &str) -> Result<Remote, Failure> {
+        let client = connect(url)?;
+        let inv = Invocation::remote(client.base());
+        Ok(Remote { client, inv, url: Some(url.to_string()), data_dir: None })
+    }
+
+    /// The process holding `data_dir`, through `client` (its socket).
+    pub(crate) fn held(client: Client, data_dir: &Path) -> Remote {
+        Remote { client, inv: Invocation::new(data_dir), url: None, data_dir: Some(data_dir.to_path_buf()) }
+    }
+
+    /// What it is, for a message: the server's URL, or the data dir.
+    pub(crate) fn place(&self) -> String {
+        match (&self.url, &self.data_dir) {
+            (Some(u), _) => u.clone(),
+            (None, Some(d)) => format!("the data dir {}", d.display()),
+            (None, None) => self.client.base().to_string(),
+        }
+    }
+}
+
 /// What the server says an execution stands at, as the runtime's outcome.
 pub(crate) fn outcome_of(x: &Execution) -> Outcome {
     Outcome { id: x.id, status: x.status, state: x.state.clone(), error: x.error.clone(), usage: x.usage }
@@ -54,7 +94,7 @@ pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
         .iter()
         .map(|w| Waiting {
             id: w.id.unwrap_or(x.id),
-            workflow_id: x.workflow_id.clone(),
+            workflow_id: w.workflow_id.clone().unwrap_or_else(|| x.workflow_id.clone()),
             node: w.node.clone(),
             kind: match w.kind.as_str() {
                 "event" => WaitKind::Event,
@@ -65,7 +105,7 @@ pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
             prompt: w.prompt.clone(),
             since_ms: w.since_ms,
             deadline_ms: w.deadline_ms,
-            parent: None,
+            parent: w.parent,
         })
         .collect()
 }
@@ -181,29 +221,33 @@ pub(crate) async fn settle(
 }
 
 /// Print where `x` stands, as the local commands do.
-pub(crate) async fn print_outcome(client: &Client, x: &Execution, json: bool) -> CliResult {
+pub(crate) async fn print_outcome(remote: &Remote, x: &Execution, json: bool) -> CliResult {
+    let client = &remote.client;
     let waits = match x.status {
         s if s.is_terminal() => Vec::new(),
         Status::Running => parked_family(client, x.id, &client.events(x.id, 0).await?).await?.unwrap_or_default(),
         _ => waits_of(x),
     };
     if x.status == Status::Running && waits.is_empty() {
-        return Err(Failure::new(format!("execution {} is still running on {}", x.id, client.base())));
+        return Err(match &remote.url {
+            Some(url) => Failure::new(format!("execution {} is still running on {url}", x.id)),
+            // Through the data dir's socket: what the local command says.
+            None => Failure::from(RuntimeError::Stopped { id: x.id }),
+        });
     }
     // The payload keys come from the workflow; only needed for a wait.
     let workflow = match waits.is_empty() {
         true => None,
-        false => client.workflow(&x.workflow_id, Some(&x.version)).await.ok().map(|(_, wf)| wf),
+        false => client.workflow_of(x.id).await.ok().map(|(_, wf)| wf),
     };
     let keys = |w: &Waiting| workflow.as_ref().filter(|_| w.id == x.id).and_then(|wf| payload_key_in(wf, &w.node));
-    let inv = Invocation::remote(client.base());
-    render_outcome(&keys, &inv, &outcome_of(x), (x.created_ms, x.updated_ms), &waits, None, json)
+    render_outcome(&keys, &remote.inv, &outcome_of(x), (x.created_ms, x.updated_ms), &waits, None, json)
 }
 
 /// Settle `id` and print its outcome (`signal`, `approve` with a server).
-pub(crate) async fn carry_on(client: &Client, id: ExecutionId, json: bool) -> CliResult {
-    let x = settle(client, id, None).await?;
-    print_outcome(client, &x, json).await
+pub(crate) async fn carry_on(remote: &Remote, id: ExecutionId, json: bool) -> CliResult {
+    let x = settle(&remote.client, id, None).await?;
+    print_outcome(remote, &x, json).await
 }
 
 /// `--input`/`--payload` text as JSON, or a clear error.

@@ -15,17 +15,23 @@
 //! whose outcome is printed. Ctrl-C stops cleanly (exit 130), saying where
 //! each one stopped. A data dir that is not there has nothing to resume,
 //! and is not created.
+//!
+//! With `--server URL`, or when another process holds the data dir, that
+//! process resumes them (`POST /resume`) and this follows each until it
+//! settles, printing a line for each (not yet `run`'s outcome, nor
+//! `--follow`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::follow::{Printer, follow_local};
-use super::report::{outcome_value, print_outcome};
-use super::session::Session;
+use super::remote::{Remote, ServerArg, settle, waits_of};
+use super::report::{outcome_value, payload_key_in, print_outcome, print_waits_with};
+use super::session::{Opened, Session};
 use super::{CliResult, Failure, absolute, print_json};
 use crate::id::ExecutionId;
 use crate::journal::Status;
-use crate::runtime::{Error as RuntimeError, Outcome};
+use crate::runtime::{Error as RuntimeError, Outcome, Waiting};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,9 +41,14 @@ pub struct Args {
     /// Print each event as it becomes durable, then the outcomes.
     #[arg(long)]
     pub follow: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
+    if let Some(url) = &a.server.server {
+        return resume_remote(&Remote::server(url)?, a.json).await;
+    }
     if !data_dir.exists() {
         if a.json {
             print_json(&serde_json::json!([]));
@@ -46,7 +57,10 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let s = Session::open_resuming_all(data_dir).await?;
+    let s = match Session::open_resuming_all(data_dir).await? {
+        Opened::Held(remote) => return resume_remote(&remote, a.json).await,
+        Opened::Local(s) => s,
+    };
     let ids: Vec<ExecutionId> = s.families().to_vec();
     if !a.json {
         let list = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
@@ -110,5 +124,56 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     }
     // Everything it carried on settled above: nothing left to wait for.
     s.close().await;
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `resume` through a server or the data dir's holder: it resumes what
+/// it has not yet, and each is followed until it settles.
+async fn resume_remote(remote: &Remote, json: bool) -> CliResult {
+    let client = &remote.client;
+    let (ids, skipped) = client.resume().await?;
+    if !json {
+        eprintln!("resuming {}", crate::plural::count(ids.len(), "execution", "executions"));
+    }
+    let settles = ids.iter().map(|&id| async move { (id, settle(client, id, None).await) });
+    let results = futures::future::join_all(settles).await;
+    let mut all_ok = skipped.is_empty();
+    let mut out = Vec::new();
+    for (id, why) in &skipped {
+        if !json {
+            println!("{id} not resumed: {why}");
+        }
+        out.push(serde_json::json!({"id": id, "status": "not_resumed", "error": why}));
+    }
+    for (id, r) in results {
+        match r {
+            Ok(x) => {
+                all_ok &= matches!(x.status, Status::Completed | Status::Waiting | Status::Running | Status::Cancelled);
+                let waits: Vec<Waiting> = if x.status == Status::Waiting { waits_of(&x) } else { Vec::new() };
+                if !json {
+                    println!("{id} {}{}", x.status, x.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default());
+                    let workflow = match waits.is_empty() {
+                        true => None,
+                        false => client.workflow_of(id).await.ok().map(|(_, wf)| wf),
+                    };
+                    let keys = |w: &Waiting| {
+                        workflow.as_ref().filter(|_| w.id == id).and_then(|wf| payload_key_in(wf, &w.node))
+                    };
+                    print_waits_with(&keys, &remote.inv, id, &waits);
+                }
+                out.push(serde_json::json!({"id": id, "status": x.status, "error": x.error, "waiting": waits}));
+            }
+            Err(e) => {
+                all_ok = false;
+                if !json {
+                    println!("{id} error: {}", e.message);
+                }
+                out.push(serde_json::json!({"id": id, "status": "error", "error": e.message}));
+            }
+        }
+    }
+    if json {
+        print_json(&out);
+    }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -24,6 +24,12 @@
 //! content again is a no-op; other content under the same id and version
 //! is refused unless `--replace`), submitted (`--key` is the idempotency
 //! key), and followed over the server's event stream until it settles.
+//!
+//! When another process holds the data dir (`jamjet dev`, another `run`),
+//! it goes through that process's socket: the workflow compiled here is
+//! submitted inline (`POST /executions` with its IR: run as it is, not
+//! registered, as a local run does), followed the same way, and printed
+//! as a local run prints it. The work then runs in that process.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,9 +37,9 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::follow::{Printer, follow_local};
-use super::remote::{self, ServerArg, connect, json_arg, settle};
+use super::remote::{self, Remote, ServerArg, json_arg, settle};
 use super::report::{Invocation, print_outcome, shell_word};
-use super::session::{INTERRUPTED, Session};
+use super::session::{INTERRUPTED, Opened, Session};
 use super::{CliResult, Failure, compile_options};
 use crate::ir::{Workflow, compile_file_with};
 
@@ -66,9 +72,12 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         .map_err(|d| Failure { message: format!("the workflow does not compile:\n{d}"), code: 1 })?;
     let input: Value = json_arg("--input", &a.input)?;
     if let Some(url) = a.server.server.clone() {
-        return run_remote(&url, &wf, input, &a).await;
+        return run_remote(&Remote::server(&url)?, &wf, input, &a).await;
     }
-    let mut s = Session::open(data_dir).await?;
+    let mut s = match Session::open(data_dir, "run").await? {
+        Opened::Held(remote) => return run_held(&remote, &wf, input, &a).await,
+        Opened::Local(s) => s,
+    };
     // A Ctrl-C while opening: start nothing.
     if s.until_interrupted(async {}).await.is_none() {
         if s.families().is_empty() {
@@ -110,9 +119,20 @@ fn continue_command(inv: &Invocation, a: &Args) -> String {
     inv.command(&format!("run {file}{input} --key {}", shell_word(key)))
 }
 
+/// `run` through the process holding the data dir: the workflow compiled
+/// here, submitted inline, followed until it settles.
+async fn run_held(remote: &Remote, wf: &Workflow, input: Value, a: &Args) -> CliResult {
+    let submitted = remote.client.submit_inline(wf, &input, a.key.as_deref()).await?;
+    let id = submitted.id;
+    eprintln!("execution {id} started");
+    let mut printer = Printer::new(a.json);
+    let x = settle(&remote.client, id, a.follow.then_some(&mut printer)).await?;
+    remote::print_outcome(remote, &x, a.json).await
+}
+
 /// `run` through a server.
-async fn run_remote(url: &str, wf: &Workflow, input: Value, a: &Args) -> CliResult {
-    let client = connect(url)?;
+async fn run_remote(remote: &Remote, wf: &Workflow, input: Value, a: &Args) -> CliResult {
+    let (client, url) = (&remote.client, remote.place());
     let yaml =
         std::fs::read_to_string(&a.file).map_err(|e| Failure::new(format!("cannot read {}: {e}", a.file.display())))?;
     match client.register_yaml(&yaml, a.replace).await {
@@ -135,6 +155,6 @@ async fn run_remote(url: &str, wf: &Workflow, input: Value, a: &Args) -> CliResu
     let id = submitted.id;
     eprintln!("execution {id} started on {url}");
     let mut printer = Printer::new(a.json);
-    let x = settle(&client, id, a.follow.then_some(&mut printer)).await?;
-    remote::print_outcome(&client, &x, a.json).await
+    let x = settle(client, id, a.follow.then_some(&mut printer)).await?;
+    remote::print_outcome(remote, &x, a.json).await
 }

@@ -33,12 +33,15 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
+use super::held::{self, Mode, Store};
+use super::remote::Remote;
 use super::report::{Invocation, root_of};
-use super::{CliResult, Failure, open_without_timers};
+use super::{CliResult, Failure};
 use crate::plural::noun;
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::runtime::{Delay, DelayKind, Runtime, Unattended, WaitKind};
+use crate::server::socket::{Linger, Served};
 
 /// The exit code of a command stopped by SIGINT (128 + 2), as shells use.
 pub(crate) const INTERRUPTED: u8 = 130;
@@ -53,10 +56,20 @@ const QUIET_FINISH: Duration = Duration::from_secs(1);
 /// At most this many execution ids in one line; the rest are counted.
 const IDS_IN_A_LINE: usize = 5;
 
+/// Where a command that changes the data dir works: the process holding
+/// it (through its socket: that process resumes and carries on), or a
+/// session of its own.
+pub(crate) enum Opened {
+    Held(Remote),
+    Local(Session),
+}
+
 /// The data dir, opened by a command that changes it (see the module doc).
 pub(crate) struct Session {
     pub rt: Runtime,
     pub inv: Invocation,
+    /// The API on the data dir's socket, for other commands meanwhile.
+    served: Option<Served>,
     /// The executions resumed at open (left behind by another process).
     carried: Vec<ExecutionId>,
     /// Their families, by first execution, less the command's own: what
@@ -84,8 +97,12 @@ struct Announcer {
 impl Session {
     /// Open the data dir and resume what was interrupted, saying so in
     /// one line (see the module doc).
-    pub(crate) async fn open(data_dir: &Path) -> Result<Session, Failure> {
-        let s = Session::start(data_dir, false).await?;
+    /// When another process holds it, that process's socket instead.
+    pub(crate) async fn open(data_dir: &Path, command: &str) -> Result<Opened, Failure> {
+        let s = match Session::start(data_dir, command, false).await? {
+            Opened::Local(s) => s,
+            held => return Ok(held),
+        };
         if !s.carried.is_empty() {
             let n = s.carried.len();
             eprintln!("resumed {n} interrupted {}: {} (jamjet inspect ID)", noun(n, "execution", "executions"), id_list(&s.carried));
@@ -93,23 +110,26 @@ impl Session {
         for (id, why) in &s.skipped {
             eprintln!("warning: execution {id} was left behind and cannot be resumed: {why}");
         }
-        Ok(s)
+        Ok(Opened::Local(s))
     }
 
     /// Open the data dir for `jamjet resume`: resume what was interrupted
     /// and what waits on the clock (a timer, a retry delay), and say
     /// nothing; [`families`](Self::families) and
     /// [`skipped`](Self::skipped) tell what.
-    pub(crate) async fn open_resuming_all(data_dir: &Path) -> Result<Session, Failure> {
-        Session::start(data_dir, true).await
+    pub(crate) async fn open_resuming_all(data_dir: &Path) -> Result<Opened, Failure> {
+        Session::start(data_dir, "resume", true).await
     }
 
-    async fn start(data_dir: &Path, on_the_clock_too: bool) -> Result<Session, Failure> {
+    async fn start(data_dir: &Path, command: &str, on_the_clock_too: bool) -> Result<Opened, Failure> {
         // Listen first: a Ctrl-C while opening is seen at the first await on it.
         let sigint = signal(SignalKind::interrupt()).ok();
         // Timers start once everything to resume is listed, so a deadline
         // that passed while down cannot move an execution on unlisted.
-        let rt = open_without_timers(data_dir).await?;
+        let (rt, served) = match held::open(data_dir, command, Mode::WithoutTimers).await? {
+            Store::Held(remote) => return Ok(Opened::Held(remote)),
+            Store::Local(local) => local.into_parts(),
+        };
         let inv = Invocation::new(data_dir);
         let listed = async {
             let left = rt.unattended_all().await?;
@@ -119,6 +139,9 @@ impl Session {
         let (left, report) = match listed.await {
             Ok(r) => r,
             Err(e) => {
+                if let Some(served) = served {
+                    served.close(Linger::No).await;
+                }
                 rt.shutdown().await;
                 return Err(e.into());
             }
@@ -144,16 +167,17 @@ impl Session {
         }));
         let delays = tokio::spawn(say_delays(rt.clone(), rt.delays(), announcer.clone()));
         rt.start_timers();
-        Ok(Session {
+        Ok(Opened::Local(Session {
             rt,
             inv,
+            served,
             carried,
             families,
             skipped: report.skipped,
             sigint: Mutex::new(sigint),
             announcer,
             delays: Some(delays),
-        })
+        }))
     }
 
     /// The families resumed at open, by first execution (what `finish`
@@ -269,7 +293,7 @@ impl Session {
             )
         };
         eprintln!("{text}");
-        self.close().await;
+        self.close_now().await;
         Ok(ExitCode::from(INTERRUPTED))
     }
 
@@ -327,11 +351,26 @@ impl Session {
         result
     }
 
-    /// Stop the runtime: the journal synced, the data dir released.
-    pub(crate) async fn close(mut self) {
+    /// Stop serving the socket once the commands connected through it
+    /// are done, then stop the runtime: the journal synced, the data dir
+    /// released.
+    pub(crate) async fn close(self) {
+        self.stop(Linger::WhilePeers).await
+    }
+
+    /// [`close`](Self::close) without waiting for the commands connected
+    /// through the socket (after a Ctrl-C).
+    async fn close_now(self) {
+        self.stop(Linger::No).await
+    }
+
+    async fn stop(mut self, linger: Linger) {
         if let Some(task) = self.delays.take() {
             task.abort();
             let _ = task.await;
+        }
+        if let Some(served) = self.served.take() {
+            served.close(linger).await;
         }
         self.rt.shutdown().await;
     }

@@ -16,9 +16,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::remote::{self, ServerArg, connect};
+use super::remote::{self, Remote, ServerArg};
 use super::report::{Invocation, carry_on, waits_under};
-use super::session::Session;
+use super::session::{Opened, Session};
 use super::{CliResult, Failure, parse_id};
 use crate::runtime::WaitKind;
 
@@ -44,10 +44,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Failure::new(format!("--payload is not valid JSON ({e}); nothing was delivered to execution {id}"))
     })?;
     if let Some(url) = &a.server.server {
-        return signal_remote(url, id, &a, payload).await;
+        return signal_remote(&Remote::server(url)?, id, &a, payload).await;
     }
     super::existing(data_dir)?;
-    let mut s = Session::open(data_dir).await?;
+    let mut s = match Session::open(data_dir, "signal").await? {
+        Opened::Held(remote) => return signal_remote(&remote, id, &a, payload).await,
+        Opened::Local(s) => s,
+    };
     s.own(id);
     let result = match deliver(&s.rt, &s.inv, id, &a, payload).await {
         Ok(()) => match s.until_interrupted(carry_on(&s.rt, &s.inv, id, a.json)).await {
@@ -81,9 +84,10 @@ async fn deliver(
     Ok(())
 }
 
-/// `signal` through a server: deliver, then follow it until it settles.
-async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
-    let client = connect(url)?;
+/// `signal` through a server (or the data dir's holder): deliver, then
+/// follow it until it settles.
+async fn signal_remote(remote: &Remote, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
+    let client = &remote.client;
     let moved = client.signal(id, &a.key, &payload).await?;
     let awaited = match moved.awaited {
         Some(waits) => waits,
@@ -95,8 +99,8 @@ async fn signal_remote(url: &str, id: crate::ExecutionId, a: &Args, payload: Val
         .filter(|w| w.kind == "event")
         .filter_map(|w| Some(Awaited { id: w.id.unwrap_or(id), node: w.node, key: w.event? }))
         .collect();
-    say_delivered(id, &a.key, &awaited, &Invocation::remote(client.base()), a.json);
-    remote::carry_on(&client, id, a.json).await
+    say_delivered(id, &a.key, &awaited, &remote.inv, a.json);
+    remote::carry_on(remote, id, a.json).await
 }
 
 /// An event a wait of the execution or of one of its children waited for

@@ -50,6 +50,8 @@ pub const ROUTES: &[Route] = &[
     route("post", "/executions/{id}/signal", "Deliver an event to a wait node", true),
     route("post", "/executions/{id}/approve", "Decide an approval", true),
     route("post", "/executions/{id}/cancel", "Cancel a running or waiting execution", true),
+    route("get", "/executions/{id}/workflow", "The workflow IR the execution runs, and its hash", true),
+    route("post", "/resume", "Rehydrate every running execution not live in this process yet", true),
 ];
 
 /// What an error status means, for its description.
@@ -143,8 +145,10 @@ fn op(r: &Route) -> Op {
             (vec![(200, "the registration and its IR", json_body(one))], &[400, 404, 500], None)
         }
         ("post", "/executions") => {
-            let body = json!({ "type": "object", "required": ["workflow_id"], "additionalProperties": false,
+            let body = json!({ "type": "object", "additionalProperties": false,
+                    "description": "`workflow_id` (a registered workflow, `version` optional) or `workflow` (an IR, run as it is, not registered)",
                     "properties": { "workflow_id": { "type": "string" }, "version": { "type": "string" },
+                        "workflow": { "type": "object", "description": "a workflow IR" },
                         "input": { "type": "object" }, "idempotency_key": { "type": "string" } } });
             let started = json_body(schema("Started"));
             (
@@ -173,6 +177,24 @@ fn op(r: &Route) -> Op {
         }
         ("get", "/executions/{id}") => {
             (vec![(200, "the execution", json_body(schema("Execution")))], &[400, 404, 500], None)
+        }
+        ("get", "/executions/{id}/workflow") => {
+            let one = json!({ "type": "object", "required": ["hash", "workflow"],
+                    "properties": { "hash": { "type": "string" }, "workflow": { "type": "object" } } });
+            (vec![(200, "the IR and its content hash", json_body(one))], &[400, 404, 500], None)
+        }
+        ("post", "/resume") => {
+            let skipped = json!({ "type": "object", "required": ["id", "reason"],
+                    "properties": { "id": { "type": "string" }, "reason": { "type": "string" } } });
+            let answer = json!({ "type": "object", "required": ["resumed", "skipped"], "properties": {
+                    "resumed": { "type": "array", "items": { "type": "string" } },
+                    "skipped": { "type": "array", "items": skipped } } });
+            let body = json!({ "type": "object", "additionalProperties": false, "properties": {} });
+            (
+                vec![(200, "what was resumed and skipped", json_body(answer))],
+                &[400, 500],
+                Some((false, json_body(body))),
+            )
         }
         ("get", "/executions/{id}/events") => {
             params.push(query("after", json!({ "type": "integer", "minimum": 0 })));
@@ -297,22 +319,24 @@ fn components() -> Value {
             "Summary": { "type": "object",
                 "required": ["id", "workflow_id", "version", "status", "created_ms", "updated_ms"],
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text,
-                    "created_ms": ms, "updated_ms": ms,
+                    "created_ms": ms, "updated_ms": ms, "workflow_hash": text, "key": { "type": ["string", "null"] },
                     "parent": { "type": ["string", "null"],
                         "description": "the execution that started it (a parallel branch, a sub-workflow); null for one started on its own" } } },
             "Usage": { "type": "object", "required": ["input_tokens", "output_tokens", "cost_usd"],
                 "properties": { "input_tokens": ms, "output_tokens": ms, "cost_usd": { "type": "number" } } },
             "Waiting": { "type": "object", "required": ["id", "node", "kind", "since_ms"], "properties": {
-                "id": text, "node": text, "kind": { "enum": ["event", "approval", "timer"] },
+                "id": text, "workflow_id": text, "node": text, "kind": { "enum": ["event", "approval", "timer"] },
                 "event": { "type": ["string", "null"] }, "prompt": { "type": ["string", "null"] },
-                "since_ms": ms, "deadline_ms": { "type": ["integer", "null"] } } },
+                "since_ms": ms, "deadline_ms": { "type": ["integer", "null"] },
+                "parent": { "type": ["string", "null"] } } },
             "Execution": { "type": "object",
                 "required": ["id", "workflow_id", "version", "status", "state", "error", "usage",
                     "created_ms", "updated_ms", "waiting"],
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text, "state": {},
                     "error": { "type": ["string", "null"] }, "usage": { "$ref": "#/components/schemas/Usage" },
                     "created_ms": ms, "updated_ms": ms,
-                    "waiting": { "type": "array", "items": { "$ref": "#/components/schemas/Waiting" } } } },
+                    "waiting": { "type": "array", "items": { "$ref": "#/components/schemas/Waiting" } },
+                    "workflow_hash": text, "key": { "type": ["string", "null"] } } },
             "Record": { "type": "object", "required": ["seq", "at_ms", "event"], "properties": {
                 "seq": { "type": "integer", "minimum": 1 }, "at_ms": ms,
                 "event": { "type": ["object", "string"], "description": "the event: {Name: {...}}, or \"Name\"" } } }

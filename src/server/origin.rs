@@ -26,6 +26,11 @@
 //!   or `--public-url`'s `host[:port]` is refused. A request with no `Host`
 //!   (not a browser) passes.
 //!
+//! On the data dir's Unix socket ([`super::socket`]) the `Host` and
+//! `Origin` checks are off: a browser cannot reach it (browsers speak TCP;
+//! the file is its owner's only), so whatever those headers say, the peer
+//! is a process of the data dir's owner. The content-type check stays.
+//!
 //! Refusals: 421 `forbidden_host`, 403 `forbidden_origin`, 415
 //! `unsupported_media_type`, each naming what came and what is accepted.
 //! They happen before any handler, key check or body read, so a refused
@@ -123,6 +128,8 @@ fn show(at: &HostPort) -> String {
 /// What the guard accepts, worked out once from the server's [`Config`].
 #[derive(Debug)]
 pub struct Guard {
+    /// On the data dir's Unix socket: `Host` and `Origin` are not checked.
+    unix: bool,
     bind: SocketAddr,
     /// `Host` values accepted besides the unspecified bind's IP literals.
     hosts: Vec<HostPort>,
@@ -152,7 +159,7 @@ impl Guard {
             origins.push(public);
         }
         origins.extend(config.cors_origins.iter().filter_map(|o| Origin::parse(o)));
-        Guard { bind, hosts, origins }
+        Guard { unix: config.unix, bind, hosts, origins }
     }
 
     /// Whether `host` (a `Host` header; port 0: none written) names this server.
@@ -242,7 +249,10 @@ fn accepted_types(path: &str) -> &'static [&'static str] {
 /// `POST`'s content type.
 pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let host = match headers.get(header::HOST) {
+    // On the Unix socket no browser can be the peer (browsers speak TCP,
+    // and the socket is its owner's only): whatever `Host` or `Origin`
+    // says, it came from a process of the data dir's owner.
+    let host = match headers.get(header::HOST).filter(|_| !guard.unix) {
         None => None,
         Some(raw) => {
             let text = raw.to_str().unwrap_or("");
@@ -252,7 +262,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
             }
         }
     };
-    if let Some(raw) = headers.get(header::ORIGIN) {
+    if let Some(raw) = headers.get(header::ORIGIN).filter(|_| !guard.unix) {
         let ok = raw.to_str().ok().and_then(Origin::parse).is_some_and(|o| guard.origin_ok(&o, host.as_ref()));
         if !ok {
             return forbidden_origin(&guard, &String::from_utf8_lossy(raw.as_bytes()));

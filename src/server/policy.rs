@@ -166,6 +166,14 @@ fn model_key(config: &ModelConfig) -> Option<&str> {
 }
 
 impl Policy {
+    /// What the data dir's owner may do over its Unix socket: anything a
+    /// command of theirs may (commands, any environment variable of the
+    /// holding process). Posted YAML still includes no files: the CLI
+    /// posts the IR it compiled from its own files.
+    pub fn trusted() -> Policy {
+        Policy { commands: Commands::Any, env: Env::Any, workflows_dir: None }
+    }
+
     /// Everything `wf` (or a sub-workflow in it, at any depth) would do
     /// that the policy does not allow, in declaration order, outer
     /// workflows first; empty when it may be registered.

@@ -28,10 +28,12 @@ pub fn routes() -> Router<AppState> {
         .route("/executions", get(list).post(submit))
         .route("/executions/{id}", get(one))
         .route("/executions/{id}/events", get(events))
+        .route("/executions/{id}/workflow", get(workflow))
         .route("/executions/{id}/events/stream", get(super::super::sse::stream))
         .route("/executions/{id}/signal", post(signal))
         .route("/executions/{id}/approve", post(approve))
         .route("/executions/{id}/cancel", post(cancel))
+        .route("/resume", post(resume))
 }
 
 /// An execution id from the URL: a malformed one is a 400 naming it.
@@ -52,14 +54,18 @@ fn row(m: &ExecutionMeta, parent: Option<ExecutionId>) -> Value {
     json!({
         "id": m.id, "workflow_id": m.workflow_id, "version": m.workflow_version, "status": m.status,
         "created_ms": m.created_ms, "updated_ms": m.updated_ms, "parent": parent,
+        "workflow_hash": m.workflow_hash, "key": m.key,
     })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubmitBody {
-    workflow_id: String,
+    workflow_id: Option<String>,
     version: Option<String>,
+    /// The workflow's IR itself, run as it is without registering it
+    /// (what `jamjet run FILE` sends over the data dir's socket).
+    workflow: Option<Value>,
     #[serde(default)]
     input: Option<Map<String, Value>>,
     idempotency_key: Option<String>,
@@ -67,7 +73,25 @@ struct SubmitBody {
 
 async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let b: SubmitBody = json_body(&headers, &body, false)?;
-    let (_, wf) = st.rt.registered(&b.workflow_id, b.version.as_deref())?;
+    let wf = match (&b.workflow_id, b.workflow) {
+        (Some(id), None) => st.rt.registered(id, b.version.as_deref())?.1,
+        (None, Some(ir)) if b.version.is_none() => std::sync::Arc::new(super::workflows::inline(&st, ir).await?),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`version` goes with `workflow_id`; a `workflow` given inline carries its own",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `workflow_id` (a registered workflow) or `workflow` (its IR), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "give `workflow_id` (a registered workflow) or `workflow` (its IR, run without registering it)",
+            ));
+        }
+    };
     let input = Value::Object(b.input.unwrap_or_default());
     let (id, new) = st.rt.submit_once(&wf, input, b.idempotency_key.as_deref()).await?;
     let meta = st.rt.status(id)?;
@@ -137,7 +161,17 @@ async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json
         "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": out.status,
         "state": out.state, "error": out.error, "usage": out.usage,
         "created_ms": meta.created_ms, "updated_ms": meta.updated_ms, "waiting": waiting,
+        "workflow_hash": meta.workflow_hash, "key": meta.key,
     })))
+}
+
+/// `GET /executions/{id}/workflow`: the IR the execution runs (stored
+/// under its content hash when it started; registered or not).
+async fn workflow(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    let meta = st.rt.status(id)?;
+    let wf = st.rt.workflow_of(id)?;
+    Ok(Json(json!({ "hash": meta.workflow_hash, "workflow": &*wf })))
 }
 
 #[derive(Deserialize)]
@@ -192,8 +226,8 @@ async fn signal(
 
 /// One thing an execution (or one of its children: `id`) waits for.
 fn wait_row(w: &Waiting) -> Value {
-    json!({ "id": w.id, "node": w.node, "kind": w.kind, "event": w.event, "prompt": w.prompt,
-            "since_ms": w.since_ms, "deadline_ms": w.deadline_ms })
+    json!({ "id": w.id, "workflow_id": w.workflow_id, "node": w.node, "kind": w.kind, "event": w.event,
+            "prompt": w.prompt, "since_ms": w.since_ms, "deadline_ms": w.deadline_ms, "parent": w.parent })
 }
 
 #[derive(Deserialize)]
@@ -236,4 +270,18 @@ async fn cancel(
     st.rt.cancel(id, b.reason.as_deref().unwrap_or("cancelled through the API")).await?;
     let status = st.rt.status(id)?.status;
     Ok(Json(json!({ "id": id, "status": status })))
+}
+
+/// `POST /resume`: rehydrate every running execution that is not live in
+/// this process yet (what `jamjet resume` does on a data dir it opens; a
+/// server resumes them at start, so there it finds none, or those a
+/// command's process left). Answers which it resumed and which it skipped,
+/// and why; none of them is awaited.
+async fn resume(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    if !body.is_empty() {
+        let _: Map<String, Value> = json_body(&headers, &body, false)?;
+    }
+    let r = st.rt.resume_all_reporting().await?;
+    let skipped: Vec<Value> = r.skipped.iter().map(|(id, why)| json!({ "id": id, "reason": why })).collect();
+    Ok(Json(json!({ "resumed": r.resumed, "skipped": skipped })))
 }

@@ -158,8 +158,27 @@ fn from_yaml(body: &[u8], config: &Config) -> Result<Workflow, ApiError> {
     })
 }
 
+/// A workflow's IR given inline to `POST /executions`: checked as a
+/// posted one is (the IR's own checks, the policy, the runtime's check),
+/// off the async workers, and not registered.
+pub(super) async fn inline(st: &AppState, ir: Value) -> Result<Workflow, ApiError> {
+    let (config, rt) = (st.config.clone(), st.rt.clone());
+    off_the_workers(move || {
+        let wf: Workflow = serde_json::from_value(ir)
+            .map_err(|e| ApiError::bad_request(format!("`workflow` is not a workflow IR: {e}")))?;
+        let wf = checked_ir(wf, &config)?;
+        allowed(&wf, &config.policy)?;
+        rt.vet(&wf)?;
+        Ok(wf)
+    })
+    .await
+}
+
 fn from_ir(body: &[u8], config: &Config) -> Result<Workflow, ApiError> {
-    let wf: Workflow = parse_json(body)?;
+    checked_ir(parse_json(body)?, config)
+}
+
+fn checked_ir(wf: Workflow, config: &Config) -> Result<Workflow, ApiError> {
     let problems = super::ir_check::check_with(&wf, &config.limits);
     if problems.is_empty() {
         return Ok(wf);
