@@ -1073,7 +1073,7 @@ fn sub_workflow_files_resolve_from_the_current_directory_for_strings() {
     let yaml = "id: p\nstate_schema: { name: str, out: dict }\nnodes:\n  run: {type: workflow, file: examples/child.yaml, output_key: out}\n";
     let w = ir::compile_str(yaml, "inline.yaml").expect("compiles");
     let NodeKind::Workflow(run) = &w.nodes["run"].kind else { panic!("run is a sub-workflow") };
-    assert_eq!((run.workflow.id.as_str(), run.input.clone()), ("greeter", None));
+    assert_eq!((run.workflow.id.as_str(), run.input.clone()), ("child-greeter", None));
 }
 
 #[test]
@@ -1090,7 +1090,7 @@ fn the_examples_compile() {
     assert_eq!(kinds.iter().filter(|k| **k == "parallel").count(), 2);
     let parent = ir::compile_file(&std::path::Path::new(examples).join("parent.yaml")).expect("compiles");
     let NodeKind::Workflow(child) = &parent.nodes["greet_user"].kind else { panic!("greet_user is a sub-workflow") };
-    assert_eq!(child.workflow.id, "greeter");
+    assert_eq!(child.workflow.id, "child-greeter");
 }
 
 // ---- property tests ----
