@@ -27,8 +27,8 @@ pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limi
 pub use mcp::{EnvRefError, McpServer, ToolNode, expand_env};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{
-    TemplateError, Templates, check_template, is_template, referenced_state_keys, referenced_variables,
-    referenced_variables_with, single_expression,
+    Names, PathStep, TemplateError, Templates, check_template, is_filter, is_template, is_test, known_filters,
+    known_tests, names, referenced_state_keys, referenced_variables, referenced_variables_with, single_expression,
 };
 pub use workflow::{
     A2aAgent, ApprovalNode, Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Merge, Node,
