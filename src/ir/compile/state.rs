@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 use super::Ctx;
 use super::yaml::{Entry, Scalar, Value, Yaml};
 use crate::ir::{
-    PathStep, Span, Type, is_filter, is_template, is_test, known_filters, known_tests, names, referenced_variables_with,
-    single_expression,
+    PathStep, Span, Type, is_filter, is_template, is_test, known_filters, known_tests, names,
+    referenced_variables_with, single_expression,
 };
 
 /// The variables a `for_each` branch has besides `state`.
