@@ -509,10 +509,11 @@ fn tokens(bytes: &[u8], mut at: usize, to: usize) -> Vec<Tok<'_>> {
 
 /// Collect what one tag's tokens name; `block` for a `{% %}` tag.
 fn names_in(toks: &[Tok], out: &mut Names, block: bool) {
-    if block && toks.first() == Some(&Tok::Word("filter")) {
-        if let Some(Tok::Word(name)) = toks.get(1) {
-            out.filters.push(name.to_string());
-        }
+    if block
+        && toks.first() == Some(&Tok::Word("filter"))
+        && let Some(Tok::Word(name)) = toks.get(1)
+    {
+        out.filters.push(name.to_string());
     }
     let mut i = 0;
     while i < toks.len() {
