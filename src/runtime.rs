@@ -1298,6 +1298,25 @@ mod tests {
 
     const WF: &str = "id: p\nstate_schema: { out: int }\nnodes:\n  work:\n    type: function\n    function: work\n    output_key: out\n";
 
+    #[tokio::test]
+    async fn a_workflow_registered_under_an_earlier_hash_is_the_same_workflow() {
+        let rt = Runtime::builder().in_memory().open().await.unwrap();
+        let wf = crate::ir::compile_str(WF, "wf.yaml").unwrap();
+        // As an earlier version stored it: the same IR under a hash over all of it.
+        let old = Registration {
+            workflow_id: wf.id.clone(),
+            version: wf.version.clone(),
+            hash: "0ld".into(),
+            registered_ms: 1,
+        };
+        rt.services().journal.register(&old, &wf).await.unwrap();
+        let again = rt.register(&wf, false).await.expect("no conflict");
+        assert_eq!(again.hash, "0ld");
+        let mut other = wf.clone();
+        other.nodes.get_mut("work").unwrap().timeout_ms = Some(5);
+        assert!(matches!(rt.register(&other, false).await, Err(Error::WorkflowConflict { .. })));
+    }
+
     /// The execution's live actor. Called once its node is running: the
     /// supervisor registered the actor in the same message that spawned it,
     /// and answers this question after that message.
