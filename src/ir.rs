@@ -11,6 +11,7 @@ mod compile;
 mod diagnostic;
 mod env;
 mod eval;
+mod inputs;
 mod limits;
 mod mcp;
 mod schema;
@@ -23,12 +24,13 @@ pub use compile::{Includes, Options, compile_file, compile_file_with, compile_st
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use env::{EnvRefError, env_refs, expand_env, expand_process_env, has_env_refs};
 pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
+pub use inputs::{Required, prepare_input, required_inputs};
 pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limits_message, show_bytes, thousands};
 pub use mcp::{McpServer, PathRole, ToolNode};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{
-    TemplateError, Templates, check_template, is_template, referenced_state_keys, referenced_variables,
-    referenced_variables_with, single_expression,
+    Names, PathStep, TemplateError, Templates, check_template, is_filter, is_template, is_test, known_filters,
+    known_tests, names, referenced_state_keys, referenced_variables, referenced_variables_with, single_expression,
 };
 pub use workflow::{
     A2aAgent, ApprovalNode, Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Merge, Node,

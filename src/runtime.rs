@@ -92,6 +92,8 @@ pub struct Services {
     /// What `ir::check` found in each workflow run here, by content hash
     /// (empty: it may run), computed once per workflow.
     checked: Mutex<HashMap<String, Option<Arc<str>>>>,
+    /// The keys each workflow's input must hold, by hash ([`crate::ir::required_inputs`]).
+    required: Mutex<HashMap<String, Arc<Vec<crate::ir::Required>>>>,
     /// The states parallel branches start from, by (parent, record), kept
     /// while a branch holds one (see `actors::fold`).
     pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), BranchBase>>,
@@ -174,6 +176,17 @@ impl Services {
         });
         self.checked.lock().expect("checked lock").insert(hash.to_string(), problems.clone());
         problems
+    }
+
+    /// The keys the input of the workflow stored under `hash` must hold
+    /// (computed once per hash).
+    pub(crate) fn required(&self, hash: &str, wf: &Workflow) -> Arc<Vec<crate::ir::Required>> {
+        if let Some(known) = self.required.lock().expect("required lock").get(hash) {
+            return known.clone();
+        }
+        let required = Arc::new(crate::ir::required_inputs(wf));
+        self.required.lock().expect("required lock").insert(hash.to_string(), required.clone());
+        required
     }
 
     /// Keep a workflow under its hash; the first one kept wins.
@@ -404,6 +417,7 @@ impl Builder {
             limits: self.limits,
             bases: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
+            required: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
             parkers: Mutex::new(HashMap::new()),
@@ -509,7 +523,6 @@ impl Runtime {
         if let Some(key) = key {
             check_key(key)?;
         }
-        let input = check_input(workflow, input, &self.services().limits)?;
         // A workflow from the cache (a server's registered one) is hashed already.
         let (wf, hash) = match self.services().cached_by_address(workflow) {
             Some(known) => known,
@@ -518,6 +531,8 @@ impl Runtime {
                 (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
             }
         };
+        let required = self.services().required(&hash, &wf);
+        let input = check_input(&wf, &required, input, &self.services().limits)?;
         if let Some(problems) = self.services().problems(&hash, &wf) {
             return Err(Error::InvalidWorkflow { id: wf.id.clone(), problems: problems.to_string() });
         }
@@ -566,7 +581,7 @@ impl Runtime {
                 what: "a history that does not start with its submission".into(),
             });
         };
-        if workflow_hash != hash {
+        if workflow_hash != hash && !self.same_identity(workflow_hash, hash) {
             let what = format!("another workflow (content hash {}, this one {})", short(workflow_hash), short(hash));
             return Err(Error::KeyConflict { key: key.into(), id, what });
         }
@@ -574,6 +589,13 @@ impl Runtime {
             return Err(Error::KeyConflict { key: key.into(), id, what: "another input".into() });
         }
         Ok(())
+    }
+
+    /// Whether the workflow stored under `stored` (a hash an earlier
+    /// version computed over the whole IR, its file and positions
+    /// included) is the workflow whose identity is `hash` now.
+    fn same_identity(&self, stored: &str, hash: &str) -> bool {
+        matches!(self.services().journal.workflow(stored), Ok(Some(wf)) if wf.content_hash() == hash)
     }
 
     /// Register `workflow` under its id and version, durably (what a
@@ -609,7 +631,7 @@ impl Runtime {
         let existing =
             self.workflows()?.into_iter().find(|r| r.workflow_id == workflow.id && r.version == workflow.version);
         if let Some(r) = existing {
-            if r.hash == hash {
+            if r.hash == hash || self.same_identity(&r.hash, &hash) {
                 return Ok(r);
             }
             if !replace {
@@ -1286,8 +1308,13 @@ impl Runtime {
 
 /// Check input against the schema (an object whose keys are all declared
 /// and well typed) and the state size limit.
-fn check_input(workflow: &Workflow, input: Value, limits: &Limits) -> Result<Map<String, Value>, Error> {
-    workflow.state_schema.check_object(&input).map_err(Error::InvalidInput)?;
+fn check_input(
+    workflow: &Workflow,
+    required: &[crate::ir::Required],
+    input: Value,
+    limits: &Limits,
+) -> Result<Map<String, Value>, Error> {
+    let input = Value::Object(crate::ir::prepare_input(workflow, required, input).map_err(Error::InvalidInput)?);
     let size = crate::ir::json_size(&input);
     if size > limits.max_state_bytes {
         let what = format!("the input is {}", crate::ir::show_bytes(size));
@@ -1353,6 +1380,25 @@ mod tests {
     use crate::journal::Event;
 
     const WF: &str = "id: p\nstate_schema: { out: int }\nnodes:\n  work:\n    type: function\n    function: work\n    output_key: out\n";
+
+    #[tokio::test]
+    async fn a_workflow_registered_under_an_earlier_hash_is_the_same_workflow() {
+        let rt = Runtime::builder().in_memory().open().await.unwrap();
+        let wf = crate::ir::compile_str(WF, "wf.yaml").unwrap();
+        // As an earlier version stored it: the same IR under a hash over all of it.
+        let old = Registration {
+            workflow_id: wf.id.clone(),
+            version: wf.version.clone(),
+            hash: "0ld".into(),
+            registered_ms: 1,
+        };
+        rt.services().journal.register(&old, &wf).await.unwrap();
+        let again = rt.register(&wf, false).await.expect("no conflict");
+        assert_eq!(again.hash, "0ld");
+        let mut other = wf.clone();
+        other.nodes.get_mut("work").unwrap().timeout_ms = Some(5);
+        assert!(matches!(rt.register(&other, false).await, Err(Error::WorkflowConflict { .. })));
+    }
 
     /// The execution's live actor. Called once its node is running: the
     /// supervisor registered the actor in the same message that spawned it,

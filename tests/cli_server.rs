@@ -283,3 +283,131 @@ fn unknown_executions_conflicts_and_unreachable_servers_are_clear_errors() {
         assert!(err.contains(&format!("cannot reach jamjet server at {gone}")), "{args:?}: {err}");
     }
 }
+
+// ---- workflow identity and required inputs ----
+
+/// A workflow that reads `question` before anything writes it, and `tries`,
+/// which has a default.
+const ASKS: &str = r#"# reads a key the input must give
+id: asks
+version: "1"
+state_schema:
+  question: str
+  tries: { type: int, default: 2 }
+  answer: str
+nodes:
+  search:
+    type: set
+    values: { answer: "{{ state.question }} x{{ state.tries }}" }
+"#;
+
+#[tokio::test]
+async fn the_same_file_from_workflows_posted_as_yaml_or_ir_and_run_with_server_is_one_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf_dir = dir.path().join("workflows");
+    std::fs::create_dir(&wf_dir).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["wait.yaml", "hello.yaml"] {
+        std::fs::copy(examples.join(name), wf_dir.join(name)).unwrap();
+    }
+    let mut server = DevServer::start(&data, &["--workflows", wf_dir.to_str().unwrap()]);
+    let api = server.api();
+    let (_, list) = api.get("/workflows").await;
+    let hash = |list: &Value, id: &str| {
+        list["workflows"].as_array().unwrap().iter().find(|r| r["workflow_id"] == id).unwrap()["hash"].clone()
+    };
+    let wait_hash = hash(&list, "await-payment");
+    // The README's sequence: the same bytes posted from elsewhere are the registered workflow.
+    let (status, body) = api.register_yaml(&std::fs::read_to_string(examples.join("wait.yaml")).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hash"], wait_hash, "{body}");
+    // Its IR read back and posted as JSON: the same again.
+    let (_, one) = api.get("/workflows/await-payment").await;
+    let (status, body) = api.post("/workflows", &one["workflow"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hash"], wait_hash, "{body}");
+    // `run --server` with the file from another folder: no conflict, nothing registered anew.
+    let out = cli(
+        &data,
+        &server.url,
+        &["run", examples.join("hello.yaml").to_str().unwrap(), "--input", r#"{"name": "Ada"}"#, "--json"],
+    );
+    let err = stderr(&out);
+    let run = json(out);
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(!err.contains("registered"), "{err}");
+    let (_, after) = api.get("/workflows").await;
+    assert_eq!(after["workflows"].as_array().unwrap().len(), 2, "{after}");
+    server.stop();
+}
+
+#[test]
+fn two_files_with_one_id_and_version_but_other_content_stop_the_start_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf_dir = dir.path().join("workflows");
+    std::fs::create_dir(&wf_dir).unwrap();
+    support::workflow_file(&wf_dir, "a.yaml", TWO_STEPS);
+    support::workflow_file(&wf_dir, "b.yaml", &TWO_STEPS.replace("a: 1", "a: 5"));
+    // The same content twice is one workflow, not a clash.
+    support::workflow_file(&wf_dir, "c.yaml", &format!("# a copy\n{TWO_STEPS}"));
+    let mut cmd = jamjet();
+    cmd.env_remove("JAMJET_SERVER").arg("--data-dir").arg(dir.path().join("data"));
+    cmd.args(["dev", "--bind", "127.0.0.1:0", "--workflows"]).arg(&wf_dir);
+    let done = support::run_bounded(cmd, std::time::Duration::from_secs(60), "jamjet dev");
+    let err = stderr(&done.output);
+    assert!(!done.output.status.success(), "{err}");
+    let (a, b) = (wf_dir.join("a.yaml"), wf_dir.join("b.yaml"));
+    assert!(
+        err.contains(&format!(
+            "{} and {} both declare workflow `two` version `1`, with different content",
+            a.display(),
+            b.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("c.yaml and"), "a copy is no clash: {err}");
+    assert!(String::from_utf8_lossy(&done.output.stdout).is_empty(), "it never listened");
+}
+
+#[tokio::test]
+async fn a_missing_required_key_is_refused_before_anything_starts_from_the_cli_and_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = support::workflow_file(dir.path(), "asks.yaml", ASKS);
+    let out = local(&data, &["run", &wf, "--input", "{}"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("input is missing required key `question` (read by node `search` at {wf}:9:3; give it in the input, or a default in state_schema)")),
+        "{err}"
+    );
+    // Nothing was journaled.
+    let listed = local(&data, &["executions", "--json"]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("asks"), "{}", String::from_utf8_lossy(&listed.stdout));
+    // Given, it runs, with the default applied.
+    let done = json(local(&data, &["run", &wf, "--input", r#"{"question": "why"}"#, "--json"]));
+    assert_eq!(done["state"]["answer"], "why x2", "{done}");
+    assert_eq!(done["state"]["tries"], 2, "{done}");
+
+    let server_data = dir.path().join("server");
+    let mut server = DevServer::start(&server_data, &[]);
+    let api = server.api();
+    let (status, body) = api.register_yaml(ASKS).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api.post("/executions", &serde_json::json!({ "workflow_id": "asks", "input": {} })).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input", "{body}");
+    assert_eq!(body["error"]["details"]["missing"], serde_json::json!(["question"]), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("required key `question` (read by node `search`"),
+        "{body}"
+    );
+    let (_, list) = api.get("/executions").await;
+    assert_eq!(list["executions"], serde_json::json!([]), "{list}");
+    let (status, body) = api
+        .post("/executions", &serde_json::json!({ "workflow_id": "asks", "input": { "question": "q", "tries": 5 } }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    server.stop();
+}

@@ -1073,7 +1073,7 @@ fn sub_workflow_files_resolve_from_the_current_directory_for_strings() {
     let yaml = "id: p\nstate_schema: { name: str, out: dict }\nnodes:\n  run: {type: workflow, file: examples/child.yaml, output_key: out}\n";
     let w = ir::compile_str(yaml, "inline.yaml").expect("compiles");
     let NodeKind::Workflow(run) = &w.nodes["run"].kind else { panic!("run is a sub-workflow") };
-    assert_eq!((run.workflow.id.as_str(), run.input.clone()), ("greeter", None));
+    assert_eq!((run.workflow.id.as_str(), run.input.clone()), ("child-greeter", None));
 }
 
 #[test]
@@ -1090,7 +1090,7 @@ fn the_examples_compile() {
     assert_eq!(kinds.iter().filter(|k| **k == "parallel").count(), 2);
     let parent = ir::compile_file(&std::path::Path::new(examples).join("parent.yaml")).expect("compiles");
     let NodeKind::Workflow(child) = &parent.nodes["greet_user"].kind else { panic!("greet_user is a sub-workflow") };
-    assert_eq!(child.workflow.id, "greeter");
+    assert_eq!(child.workflow.id, "child-greeter");
 }
 
 // ---- property tests ----
@@ -1421,4 +1421,67 @@ proptest! {
             }
         }
     }
+}
+
+// ---- state_schema long form, nested paths, filters and tests ----
+
+const SHAPED: &str = r#"id: shaped
+state_schema:
+  extra: { type: dict, fields: { question: str, tags: "list[str]", note: str? } }
+  hits: { type: list, items: { type: dict, fields: { title: str } } }
+  tries: { type: int, default: 0 }
+  out: str
+nodes:
+  a:
+    type: set
+    values: { out: "{{ state.extra.question }} {{ state.hits[0].title }} {{ state.tries }}" }
+"#;
+
+#[test]
+fn the_long_form_declares_fields_items_and_defaults() {
+    let w = ir::compile_str(SHAPED, "wf.yaml").unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(w.state_schema.defaults.get("tries"), Some(&serde_json::json!(0)));
+    let Some(Type::Record(fields)) = w.state_schema.get("extra") else { panic!("extra has fields") };
+    assert_eq!(fields.get("note"), Some(&Type::Optional(Box::new(Type::Str))));
+    assert!(w.state_schema.check_object(&serde_json::json!({ "extra": { "question": "q", "tags": [] } })).is_ok());
+    assert!(w.state_schema.check_object(&serde_json::json!({ "extra": { "qestion": "q", "tags": [] } })).is_err());
+    assert!(w.state_schema.check_object(&serde_json::json!({ "hits": [{ "title": 1 }] })).is_err());
+    let required: Vec<String> = ir::required_inputs(&w).into_iter().map(|r| r.key).collect();
+    assert_eq!(required, ["extra", "hits"]);
+}
+
+#[test]
+fn nested_paths_unknown_filters_and_tests_are_findings_with_did_you_mean() {
+    let yaml = SHAPED.replace(
+        "{{ state.extra.question }} {{ state.hits[0].title }} {{ state.tries }}",
+        "{{ state.extra.qestion }} {{ state.hits[0].titel }} {{ state.extra.question | uper }}{% if state.tries is oddd %}x{% endif %}{{ state.tries is odd }}",
+    );
+    let d = ir::compile_str(&yaml, "wf.yaml").expect_err("findings").0;
+    let messages: Vec<String> =
+        d.iter().map(|f| format!("{}:{}:{}: {}", f.file, f.line, f.column, f.message)).collect();
+    let expected = [
+        "wf.yaml:10:20: template reads `state.extra.qestion`, but `state.extra` has no field `qestion` in `state_schema` (did you mean `question`?)",
+        "wf.yaml:10:20: template reads `state.hits[…].titel`, but `state.hits[…]` has no field `titel` in `state_schema` (did you mean `title`?)",
+        "wf.yaml:10:20: template applies filter `uper`, which does not exist (did you mean `upper`?)",
+        "wf.yaml:10:20: template applies test `oddd`, which does not exist (did you mean `odd`?)",
+    ];
+    for e in expected {
+        assert!(messages.iter().any(|m| m == e), "missing {e}\nin {messages:#?}");
+    }
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+}
+
+#[test]
+fn a_default_that_does_not_fit_and_misplaced_fields_are_findings() {
+    let yaml = "id: t\nstate_schema:\n  n: { type: int, default: \"zero\" }\n  s: { type: str, fields: { a: str } }\n  d: { type: dict, fields: { x: { type: int, default: 1 } } }\nnodes:\n  a: { type: end }\n";
+    let d = ir::compile_str(yaml, "wf.yaml").expect_err("findings").0;
+    let messages: Vec<&str> = d.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "state key `n`: the default \"zero\" is not of its type int",
+            "state key `s`: `fields` is for a dict, and the type is `str`",
+            "field `x` of state key `d`: `default` is for a top-level state key only",
+        ]
+    );
 }

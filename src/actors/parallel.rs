@@ -134,6 +134,10 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
         // Listen before looking, so an end between the two is not missed.
         let finished = a.services.on_finished(child);
         let meta = a.services.journal.meta(child)?;
+        // The hash the child started with, which its IR is stored under
+        // (one journaled by an earlier version differs from the hash of
+        // the same workflow now).
+        let stored_hash = meta.as_ref().map(|m| m.workflow_hash.clone());
         match meta.map(|m| m.status) {
             None => {
                 let hash = a.hash.clone();
@@ -198,8 +202,8 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
                 if status == Status::Running {
                     // Not live after a restart without resume: rehydrate it
                     // (the supervisor ignores this when it is live).
-                    let workflow = a.services.cache_workflow(&spec.workflow.content_hash(), spec.workflow);
-                    let hash = workflow.content_hash();
+                    let hash = stored_hash.unwrap_or_else(|| spec.workflow.content_hash());
+                    let workflow = a.services.cache_workflow(&hash, spec.workflow);
                     let _ =
                         a.supervisor.cast(SupervisorMsg::Spawn { id: child, workflow, hash, start: Start::Rehydrate });
                 }

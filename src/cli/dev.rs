@@ -17,6 +17,7 @@
 //! (stdio MCP servers), `--workflows DIR` (the only place their
 //! sub-workflow files may come from).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -190,7 +191,10 @@ fn check_urls(a: &Args) -> Result<(), Failure> {
 }
 
 /// Compile and register every workflow file in `dir` (sorted by name). A
-/// file that does not compile stops the start, with its findings.
+/// file that does not compile stops the start, with its findings; so do
+/// two files declaring one id and version with different content (naming
+/// both), before anything is registered. Files with the same content are
+/// one workflow, registered once.
 async fn register_folder(rt: &Runtime, dir: &Path) -> Result<(), Failure> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Failure::new(format!("cannot read --workflows {}: {e}", dir.display())))?;
@@ -200,10 +204,45 @@ async fn register_folder(rt: &Runtime, dir: &Path) -> Result<(), Failure> {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
+    let mut compiled: Vec<(PathBuf, crate::ir::Workflow, String)> = Vec::with_capacity(files.len());
     for file in files {
         let wf = crate::ir::compile_file_with(&file, &super::compile_options())
             .map_err(|d| Failure::new(format!("{} does not compile:\n{d}", file.display())))?;
-        let r = rt.register(&wf, true).await?;
+        let hash = rt.vet(&wf)?;
+        compiled.push((file, wf, hash));
+    }
+    let mut seen: HashMap<(&str, &str), (&Path, &str)> = HashMap::new();
+    let mut clashes = Vec::new();
+    for (file, wf, hash) in &compiled {
+        match seen.get(&(wf.id.as_str(), wf.version.as_str())) {
+            Some((first, first_hash)) if first_hash != hash => clashes.push(format!(
+                "{} and {} both declare workflow `{}` version `{}`, with different content",
+                first.display(),
+                file.display(),
+                wf.id,
+                wf.version
+            )),
+            Some(_) => {}
+            None => {
+                seen.insert((&wf.id, &wf.version), (file, hash));
+            }
+        }
+    }
+    if !clashes.is_empty() {
+        return Err(Failure::new(format!(
+            "--workflows {}: {}; give one of each pair another `id:` or `version:` (nothing was registered)",
+            dir.display(),
+            clashes.join("; ")
+        )));
+    }
+    let mut registered: HashMap<&str, &Path> = HashMap::new();
+    for (file, wf, hash) in &compiled {
+        if let Some(first) = registered.get(hash.as_str()) {
+            eprintln!("{} is {} again: the same workflow", file.display(), first.display());
+            continue;
+        }
+        let r = rt.register_vetted(wf, hash.clone(), true).await?;
+        registered.insert(hash, file);
         eprintln!("registered {} {} from {}", r.workflow_id, r.version, file.display());
     }
     Ok(())

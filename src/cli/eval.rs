@@ -356,12 +356,14 @@ fn check_assertion(expr: &str, wf: &Workflow) -> Result<(), String> {
     Ok(())
 }
 
-/// Each row's input, checked against the state schema (all rows, before
-/// anything runs). A row's `expected` joins its input when the schema
+/// Each row's input, checked against the state schema and the keys the
+/// workflow requires, with its defaults applied (all rows, before anything
+/// runs). A row's `expected` joins its input when the schema
 /// declares an `expected` key, so eval nodes can read it as `state.expected`.
 fn row_inputs(wf: &Workflow, rows: &[Row], file: &str) -> Result<Vec<Map<String, Value>>, Failure> {
     let mut problems = Vec::new();
     let mut inputs = Vec::with_capacity(rows.len());
+    let required = crate::ir::required_inputs(wf);
     for row in rows {
         let mut input = row.input.clone();
         if let Some(expected) = &row.expected
@@ -370,12 +372,14 @@ fn row_inputs(wf: &Workflow, rows: &[Row], file: &str) -> Result<Vec<Map<String,
         {
             input.insert("expected".into(), expected.clone());
         }
-        let errors = wf.state_schema.check_map(&input);
-        if !errors.is_empty() {
-            let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            problems.push(format!("{file}:{}: row `{}`: input refused: {}", row.line, row.id, why.join("; ")));
+        match crate::ir::prepare_input(wf, &required, Value::Object(input)) {
+            Ok(input) => inputs.push(input),
+            Err(errors) => {
+                let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                problems.push(format!("{file}:{}: row `{}`: input refused: {}", row.line, row.id, why.join("; ")));
+                inputs.push(Map::new());
+            }
         }
-        inputs.push(input);
     }
     match problems.is_empty() {
         true => Ok(inputs),

@@ -1,5 +1,6 @@
 //! `jamjet validate wf.yaml`: compile and print every finding like a
-//! compiler; exit 1 when there is any.
+//! compiler; exit 1 when there is any. A workflow that compiles is shown
+//! with the input keys it requires and the defaults it applies.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ pub(crate) fn run(a: Args) -> CliResult {
                     crate::plural::count(wf.nodes.len(), "node", "nodes"),
                     wf.start
                 );
+                for line in input_lines(&wf) {
+                    println!("  {line}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -49,4 +53,18 @@ pub(crate) fn run(a: Args) -> CliResult {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// What the input must hold and what it gets by default, one line each.
+fn input_lines(wf: &crate::ir::Workflow) -> Vec<String> {
+    let file = wf.source_file.as_deref().unwrap_or("the workflow");
+    let mut out: Vec<String> = crate::ir::required_inputs(wf)
+        .iter()
+        .map(|r| {
+            let at = format!("{file}:{}:{}", r.span.line, r.span.column);
+            format!("input requires `{}` (read by node `{}` at {at})", r.key, r.node)
+        })
+        .collect();
+    out.extend(wf.state_schema.defaults.iter().map(|(k, v)| format!("input `{k}` defaults to {v}")));
+    out
 }

@@ -18,6 +18,7 @@ mod model;
 mod nodes;
 mod parallel;
 mod retry;
+mod schema;
 mod state;
 mod subworkflow;
 mod waits;
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::limits::{Limit, Limits};
-use super::schema::{StateSchema, Type};
+use super::schema::StateSchema;
 use super::workflow::{RetryPolicy, Span, Workflow};
 use yaml::{Entry, Scalar, Value, Yaml};
 
@@ -433,31 +434,6 @@ impl Ctx {
         let timeout_ms = optional(f.get("timeout_ms").map(|y| self.duration(y, "timeout_ms", 1)));
         let max_steps = optional(f.get("max_steps").map(|y| self.int(y, "max_steps", 1)));
         Header { id, version, schema, start, timeout_ms, max_steps }
-    }
-
-    fn state_schema(&mut self, y: &Yaml) -> Option<StateSchema> {
-        let mut schema = StateSchema::default();
-        let mut ok = true;
-        for entry in self.entries(y, "`state_schema`", "state key")? {
-            let parsed = match entry.value.as_str() {
-                Some(text) => Type::parse(text).map_err(|e| format!("state key `{}`: {e}", entry.key)),
-                None => Err(format!(
-                    "the type of state key `{}` must be a string such as `str`, found {}",
-                    entry.key,
-                    entry.value.kind()
-                )),
-            };
-            match parsed {
-                Ok(t) => {
-                    schema.fields.insert(entry.key.clone(), t);
-                }
-                Err(message) => {
-                    self.add(entry.value.span, message);
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(schema)
     }
 }
 

@@ -1,7 +1,9 @@
 //! The typed state schema: `str`, `int`, `float`, `bool`, `list[T]`,
-//! `dict`, `optional[T]` (or `T?`), and `any`.
+//! `dict`, a dict with declared fields, `optional[T]` (or `T?`), and `any`;
+//! and each key's default.
 //!
-//! Input is checked against it before an execution starts, and every state
+//! Input is checked against it before an execution starts (and completed
+//! with the defaults, see [`crate::ir::prepare_input`]), and every state
 //! patch before it is journaled. Keys not in the schema are refused.
 
 use std::collections::BTreeMap;
@@ -22,6 +24,10 @@ pub enum Type {
     Dict,
     Optional(Box<Type>),
     Any,
+    /// A dict with declared fields (the long form `{ type: dict, fields:
+    /// {...} }`): every field is checked, a field not declared is refused,
+    /// and a field whose type is not optional must be there.
+    Record(BTreeMap<String, Type>),
 }
 
 impl Type {
@@ -68,7 +74,25 @@ impl Type {
             (Type::Bool, Value::Bool(_)) => true,
             (Type::List(inner), Value::Array(items)) => items.iter().all(|v| inner.accepts(v)),
             (Type::Dict, Value::Object(_)) => true,
+            (Type::Record(fields), Value::Object(map)) => {
+                map.keys().all(|k| fields.contains_key(k))
+                    && fields.iter().all(|(k, t)| match map.get(k) {
+                        Some(v) => t.accepts(v),
+                        None => matches!(t, Type::Optional(_) | Type::Any),
+                    })
+            }
             _ => false,
+        }
+    }
+
+    /// The shape of the values at `.field` of a value of this type: `None`
+    /// when the type says nothing (`dict`, `any`), `Err` with the declared
+    /// fields when it has none such.
+    pub fn field(&self, name: &str) -> Option<Result<&Type, Vec<&str>>> {
+        match self {
+            Type::Optional(inner) => inner.field(name),
+            Type::Record(fields) => Some(fields.get(name).ok_or_else(|| fields.keys().map(String::as_str).collect())),
+            _ => None,
         }
     }
 
@@ -81,6 +105,8 @@ impl Type {
             (Type::Optional(a), b) => a.is_assignable_from(b),
             (Type::Float, Type::Int) => true,
             (Type::List(a), Type::List(b)) => a.is_assignable_from(b),
+            // What a dict holds is known only when it is there: checked then.
+            (Type::Record(_), Type::Dict) | (Type::Dict, Type::Record(_)) => true,
             (a, b) => a == b,
         }
     }
@@ -110,6 +136,16 @@ impl fmt::Display for Type {
             Type::Dict => f.write_str("dict"),
             Type::Optional(t) => write!(f, "optional[{t}]"),
             Type::Any => f.write_str("any"),
+            Type::Record(fields) => {
+                f.write_str("dict{")?;
+                for (i, (k, t)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {t}")?;
+                }
+                f.write_str("}")
+            }
         }
     }
 }
@@ -118,6 +154,10 @@ impl fmt::Display for Type {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateSchema {
     pub fields: BTreeMap<String, Type>,
+    /// The value a key takes when the input leaves it out (the long form
+    /// `{ type: int, default: 0 }`); applied before the execution starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub defaults: BTreeMap<String, Value>,
 }
 
 /// Why a value does not fit the schema.
@@ -129,6 +169,15 @@ pub enum SchemaError {
     WrongType { key: String, expected: Type, got: String },
     #[error("input must be a JSON object, got {got}")]
     NotAnObject { got: String },
+    /// A key some node reads before any node writes it, with no default.
+    #[error(
+        "input is missing required key `{key}` (read by {reader}; give it in the input, or a default in state_schema)"
+    )]
+    MissingKey {
+        key: String,
+        /// `node `search` at wf.yaml:12:5`.
+        reader: String,
+    },
 }
 
 impl StateSchema {

@@ -391,6 +391,325 @@ fn position(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// One step of a state path a template reads: `.name` (or `['name']`),
+/// or an item of a list (`[0]`, `[i]`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathStep {
+    Field(String),
+    Item,
+}
+
+/// What a template or expression names that the compiler checks beyond
+/// its variables: the `state` paths it reads, with subscripts
+/// (`state.hits[0].title`), and the filters and tests it applies. Found
+/// lexically inside its tags (string literals skipped); call it on a
+/// template that compiles.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    /// Each read of `state`, as the steps after it.
+    pub paths: Vec<Vec<PathStep>>,
+    pub filters: Vec<String>,
+    pub tests: Vec<String>,
+}
+
+/// [`Names`] of a template (or, with `expression`, of an expression).
+pub fn names(source: &str, expression: bool) -> Names {
+    let mut out = Names::default();
+    if expression {
+        names_in(&tokens(source.as_bytes(), 0, source.len()), &mut out, false);
+        return out;
+    }
+    let bytes = source.as_bytes();
+    let mut at = 0;
+    while let Some(found) = bytes[at..].iter().position(|&b| b == b'{') {
+        let start = at + found;
+        let close: &[u8] = match bytes.get(start + 1) {
+            Some(b'{') => b"}}",
+            Some(b'%') => b"%}",
+            Some(b'#') => match find(bytes, start + 2, b"#}") {
+                Some(end) => {
+                    at = end + 2;
+                    continue;
+                }
+                None => break,
+            },
+            _ => {
+                at = start + 1;
+                continue;
+            }
+        };
+        let block = close == b"%}";
+        let inner = start + 2 + usize::from(matches!(bytes.get(start + 2), Some(b'-' | b'+')));
+        if block && basic_tag(bytes, inner, b"raw", false).is_some() {
+            let mut from = inner;
+            loop {
+                let Some(open) = find(bytes, from, b"{%") else { return out };
+                if let Some(end) = basic_tag(bytes, open + 2, b"endraw", true) {
+                    at = end;
+                    break;
+                }
+                from = open + 2;
+            }
+            continue;
+        }
+        let end = scan_tag(bytes, inner, Some(close)).end;
+        let stop = end.saturating_sub(close.len()).max(inner);
+        names_in(&tokens(bytes, inner, stop), &mut out, block);
+        at = end.max(start + 2);
+    }
+    out
+}
+
+/// A token of a tag, as [`names`] needs it.
+#[derive(Debug, PartialEq)]
+enum Tok<'s> {
+    Word(&'s str),
+    Str(String),
+    Punct(u8),
+}
+
+/// The tokens of `bytes[from..to]`: words, string literals, punctuation.
+fn tokens(bytes: &[u8], mut at: usize, to: usize) -> Vec<Tok<'_>> {
+    let mut out = Vec::new();
+    while at < to {
+        let c = bytes[at];
+        match c {
+            b'\'' | b'"' => {
+                let mut text = Vec::new();
+                let mut i = at + 1;
+                while i < to && bytes[i] != c {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    if i < to {
+                        text.push(bytes[i]);
+                    }
+                    i += 1;
+                }
+                out.push(Tok::Str(String::from_utf8_lossy(&text).into_owned()));
+                at = i + 1;
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'0'..=b'9' => {
+                let from = at;
+                while at < to && (bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
+                    at += 1;
+                }
+                out.push(Tok::Word(std::str::from_utf8(&bytes[from..at]).unwrap_or("")));
+            }
+            c if c.is_ascii_whitespace() => at += 1,
+            c if c.is_ascii() => {
+                out.push(Tok::Punct(c));
+                at += 1;
+            }
+            _ => at += 1,
+        }
+    }
+    out
+}
+
+/// Collect what one tag's tokens name; `block` for a `{% %}` tag.
+fn names_in(toks: &[Tok], out: &mut Names, block: bool) {
+    if block
+        && toks.first() == Some(&Tok::Word("filter"))
+        && let Some(Tok::Word(name)) = toks.get(1)
+    {
+        out.filters.push(name.to_string());
+    }
+    let mut i = 0;
+    while i < toks.len() {
+        match &toks[i] {
+            Tok::Punct(b'|') => {
+                if let Some(Tok::Word(name)) = toks.get(i + 1) {
+                    out.filters.push(name.to_string());
+                }
+            }
+            Tok::Word("is") => {
+                let at = if toks.get(i + 1) == Some(&Tok::Word("not")) { i + 2 } else { i + 1 };
+                if let Some(Tok::Word(name)) = toks.get(at) {
+                    out.tests.push(name.to_string());
+                }
+            }
+            Tok::Word("state") if i == 0 || toks[i - 1] != Tok::Punct(b'.') => {
+                let (steps, next) = path(toks, i + 1);
+                out.paths.push(steps);
+                i = next;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The steps of a path from `toks[at]` (`.a`, `['a']`, `[0]`, `[i]`), and
+/// where it ends.
+fn path(toks: &[Tok], mut at: usize) -> (Vec<PathStep>, usize) {
+    let mut steps = Vec::new();
+    loop {
+        match (toks.get(at), toks.get(at + 1)) {
+            (Some(Tok::Punct(b'.')), Some(Tok::Word(w))) => {
+                let numeric = w.bytes().all(|b| b.is_ascii_digit());
+                steps.push(if numeric { PathStep::Item } else { PathStep::Field(w.to_string()) });
+                at += 2;
+            }
+            (Some(Tok::Punct(b'[')), Some(Tok::Str(s))) if toks.get(at + 2) == Some(&Tok::Punct(b']')) => {
+                steps.push(PathStep::Field(s.clone()));
+                at += 3;
+            }
+            (Some(Tok::Punct(b'[')), _) => {
+                // An index or a computed key: an item (of a list; of a dict it says nothing).
+                let mut depth = 0usize;
+                let mut j = at;
+                while let Some(t) = toks.get(j) {
+                    match t {
+                        Tok::Punct(b'[') => depth += 1,
+                        Tok::Punct(b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                steps.push(PathStep::Item);
+                at = j + 1;
+            }
+            _ => return (steps, at),
+        }
+    }
+}
+
+/// The engine every template runs in, with the default limits: what
+/// [`is_filter`] and [`is_test`] ask.
+fn shared_engine() -> &'static Environment<'static> {
+    static ENGINE: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| engine(&Limits::default()))
+}
+
+/// Whether the engine templates run in has a filter `name` (the engine's
+/// own registry, asked with its `is filter` test).
+pub fn is_filter(name: &str) -> bool {
+    registered(name, "filter")
+}
+
+/// Whether the engine templates run in has a test `name`.
+pub fn is_test(name: &str) -> bool {
+    registered(name, "test")
+}
+
+fn registered(name: &str, what: &str) -> bool {
+    let expr = format!("name is {what}");
+    shared_engine()
+        .compile_expression(&expr)
+        .and_then(|e| e.eval(minijinja::context! { name => name }))
+        .is_ok_and(|v| v.is_true())
+}
+
+/// Filters minijinja ships, for "did you mean" (those the engine has).
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "zip",
+];
+
+/// Tests minijinja ships, for "did you mean" (those the engine has).
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "int",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// The filters of [`FILTERS`] the engine has.
+pub fn known_filters() -> Vec<&'static str> {
+    FILTERS.iter().copied().filter(|f| is_filter(f)).collect()
+}
+
+/// The tests of [`TESTS`] the engine has.
+pub fn known_tests() -> Vec<&'static str> {
+    TESTS.iter().copied().filter(|t| is_test(t)).collect()
+}
+
 /// A writer that takes at most `max` bytes, then fails the render.
 struct Capped {
     out: Vec<u8>,
@@ -533,6 +852,31 @@ mod tests {
         assert!(referenced_state_keys("{{ state.a ", false).is_err());
         let vars = referenced_variables("{% for i in range(3) %}{{ foo.x }}{{ i }}{% endfor %}", false).unwrap();
         assert_eq!(vars.into_iter().collect::<Vec<_>>(), vec!["foo.x"]);
+    }
+
+    #[test]
+    fn names_finds_state_paths_filters_and_tests_inside_tags_only() {
+        let n = names(
+            "state.x | upper {{ state.extra.qestion | uper }}{% if state.n is oddd %}{{ state.hits[0].title }}{% endif %}{{ 'state.y | no' }}",
+            false,
+        );
+        let f = |s: &str| PathStep::Field(s.into());
+        assert_eq!(
+            n.paths,
+            vec![vec![f("extra"), f("qestion")], vec![f("n")], vec![f("hits"), PathStep::Item, f("title")]]
+        );
+        assert_eq!(n.filters, ["uper"]);
+        assert_eq!(n.tests, ["oddd"]);
+        let n = names("state['a'].b is not defined and x | d(1)", true);
+        assert_eq!(n.paths, vec![vec![f("a"), f("b")]]);
+        assert_eq!((n.filters, n.tests), (vec!["d".to_string()], vec!["defined".to_string()]));
+    }
+
+    #[test]
+    fn filters_and_tests_are_the_engines_own() {
+        assert!(is_filter("upper") && !is_filter("uper") && is_test("odd") && !is_test("oddd"));
+        assert_eq!(known_filters().len(), FILTERS.len());
+        assert_eq!(known_tests().len(), TESTS.len());
     }
 
     fn terms_error(source: &str, expression: bool) -> Option<TemplateError> {

@@ -29,8 +29,9 @@ pub struct Workflow {
     /// Named retry policies declared at the top of the file.
     #[serde(default)]
     pub retry_policies: BTreeMap<String, RetryPolicy>,
-    /// The file the workflow was compiled from, when there was one.
-    #[serde(default)]
+    /// The file the workflow was compiled from, when there was one. Not
+    /// part of its identity ([`Workflow::content_hash`]).
+    #[serde(default, skip_serializing_if = "hashing")]
     pub source_file: Option<String>,
     /// A deadline for the whole execution, from its start: past it the
     /// execution fails (running nodes are stopped, children cancelled).
@@ -55,11 +56,24 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// The content hash of the workflow: sha256 over its canonical JSON.
-    /// Executions record it in `ExecutionStarted`; the journal stores the
-    /// workflow under it.
+    /// The content hash of the workflow, its identity: sha256 over its JSON
+    /// with what says where it was read from left out, so the same
+    /// workflow loaded from a file, posted as YAML or as IR JSON is one
+    /// workflow. Left out: [`source_file`](Self::source_file) (also of the
+    /// sub-workflows embedded in it) and every [`Span`], so a workflow moved
+    /// to another folder, or edited only in its comments and blank lines,
+    /// keeps its identity; everything that runs (templates, whitespace
+    /// inside them included) is covered. Executions record it in
+    /// `ExecutionStarted`; the journal stores the workflow under it.
+    ///
+    /// Executions journaled before spans and `source_file` were left out
+    /// name the hash over the whole JSON; their IR is stored under that
+    /// hash, which is how it is looked up, so they resume unchanged.
     pub fn content_hash(&self) -> String {
-        let json = serde_json::to_vec(self).expect("a workflow always serializes");
+        let json = {
+            let _identity = Identity::enter();
+            serde_json::to_vec(self).expect("a workflow always serializes")
+        };
         let digest = Sha256::digest(&json);
         let mut out = String::with_capacity(64);
         for b in digest {
@@ -74,11 +88,52 @@ impl Workflow {
     }
 }
 
-/// Where something was written: 1-based line and column.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+thread_local! {
+    /// Set while [`Workflow::content_hash`] serializes on this thread: what
+    /// says where a workflow was read from is left out.
+    static HASHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`HASHING`] for the life of the guard (reset on unwind too).
+struct Identity(bool);
+
+impl Identity {
+    fn enter() -> Identity {
+        Identity(HASHING.replace(true))
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        HASHING.set(self.0);
+    }
+}
+
+/// Whether the serialization running is [`Workflow::content_hash`]'s.
+fn hashing<T>(_: &T) -> bool {
+    HASHING.get()
+}
+
+/// Where something was written: 1-based line and column. Serialized as
+/// `null` for [`Workflow::content_hash`]: where a node is written is not
+/// what it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct Span {
     pub line: u32,
     pub column: u32,
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if HASHING.get() {
+            return serializer.serialize_unit();
+        }
+        let mut s = serializer.serialize_struct("Span", 2)?;
+        s.serialize_field("line", &self.line)?;
+        s.serialize_field("column", &self.column)?;
+        s.end()
+    }
 }
 
 /// One node of the graph.
@@ -361,4 +416,27 @@ pub struct A2aAgent {
     /// final state, as a data part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    const WF: &str =
+        "id: t\nstate_schema: { n: int }\nnodes:\n  a: { type: set, values: { n: 1 }, next: b }\n  b: { type: end }\n";
+
+    #[test]
+    fn the_identity_is_what_runs_not_where_it_was_read() {
+        let here = crate::ir::compile_str(WF, "here/wf.yaml").unwrap();
+        let moved = crate::ir::compile_str(&format!("# a comment\n\n{WF}"), "/elsewhere/wf.yaml").unwrap();
+        assert_ne!(here.nodes["a"].span, moved.nodes["a"].span);
+        assert_eq!(here.content_hash(), moved.content_hash());
+        // Posted as IR JSON, read back: the same workflow.
+        let json: super::Workflow = serde_json::from_slice(&serde_json::to_vec(&here).unwrap()).unwrap();
+        assert_eq!(json.content_hash(), here.content_hash());
+        // What it stores still says where it came from.
+        let stored = serde_json::to_value(&moved).unwrap();
+        assert_eq!(stored["source_file"], "/elsewhere/wf.yaml");
+        assert_eq!(stored["nodes"]["a"]["span"]["line"], 6);
+        let other = crate::ir::compile_str(&WF.replace("n: 1", "n: 2"), "here/wf.yaml").unwrap();
+        assert_ne!(other.content_hash(), here.content_hash());
+    }
 }

@@ -152,14 +152,15 @@ pub(crate) fn children(
                         .collect(),
                 ),
             };
-            if let Err(errors) = child.state_schema.check_object(&input) {
+            // Checked, and completed with the child's defaults, as any input is.
+            let required = crate::ir::required_inputs(&child);
+            let input = crate::ir::prepare_input(&child, &required, input).map_err(|errors| {
                 let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                return Err(NodeError::new(
+                NodeError::new(
                     ErrorClass::InvalidInput,
-                    format!("the input for workflow `{}` does not fit its state schema: {text}", child.id),
-                ));
-            }
-            let Value::Object(input) = input else { unreachable!("check_object accepts only objects") };
+                    format!("the input for workflow `{}` is refused, the child was not started: {text}", child.id),
+                )
+            })?;
             let input = Arc::new(input);
             Ok(vec![ChildSpec { start: child.start.clone(), workflow: child, until: None, input, vars: Map::new() }])
         }

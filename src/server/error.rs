@@ -54,8 +54,15 @@ impl From<RuntimeError> for ApiError {
         match e {
             RuntimeError::InvalidInput(problems) => {
                 let details: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let missing: Vec<&str> = problems
+                    .iter()
+                    .filter_map(|p| match p {
+                        crate::ir::SchemaError::MissingKey { key, .. } => Some(key.as_str()),
+                        _ => None,
+                    })
+                    .collect();
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
-                    .with_details(json!({ "problems": details }))
+                    .with_details(json!({ "problems": details, "missing": missing }))
             }
             RuntimeError::UnknownExecution(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_execution", message),
             RuntimeError::UnknownWorkflow { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_workflow", message),

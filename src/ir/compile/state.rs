@@ -9,7 +9,10 @@ use serde_json::Value as Json;
 
 use super::Ctx;
 use super::yaml::{Entry, Scalar, Value, Yaml};
-use crate::ir::{Span, Type, is_template, referenced_variables_with, single_expression};
+use crate::ir::{
+    PathStep, Span, Type, is_filter, is_template, is_test, known_filters, known_tests, names,
+    referenced_variables_with, single_expression,
+};
 
 /// The variables a `for_each` branch has besides `state`.
 pub(super) const LOOP_VARIABLES: &[&str] = &["item", "index"];
@@ -93,6 +96,59 @@ impl Ctx {
                 self.add(span, format!("{what} reads `state.{key}`, which is not in `state_schema`{hint}"));
             }
         }
+        let named = names(text, expression);
+        let paths: BTreeSet<&Vec<PathStep>> = named.paths.iter().collect();
+        for steps in paths {
+            self.state_path(steps, span, what);
+        }
+        for filter in named.filters.iter().collect::<BTreeSet<_>>() {
+            if !is_filter(filter) {
+                let hint = super::did_you_mean(filter, known_filters());
+                self.add(span, format!("{what} applies filter `{filter}`, which does not exist{hint}"));
+            }
+        }
+        for test in named.tests.iter().collect::<BTreeSet<_>>() {
+            if !is_test(test) {
+                let hint = super::did_you_mean(test, known_tests());
+                self.add(span, format!("{what} applies test `{test}`, which does not exist{hint}"));
+            }
+        }
+    }
+
+    /// A read of `state` followed by `steps`: where the schema says the
+    /// shape (a dict with declared fields, the items of a list), each step
+    /// must be in it.
+    fn state_path(&mut self, steps: &[PathStep], span: Span, what: &str) {
+        let Some(PathStep::Field(key)) = steps.first() else { return };
+        let Some(mut t) = self.schema.get(key).cloned() else { return };
+        let mut shown = format!("state.{key}");
+        for step in &steps[1..] {
+            match step {
+                PathStep::Item => match base(&t) {
+                    Type::List(inner) => {
+                        t = (**inner).clone();
+                        shown.push_str("[…]");
+                    }
+                    _ => return,
+                },
+                PathStep::Field(name) => match t.field(name) {
+                    None => return,
+                    Some(Ok(inner)) => {
+                        t = inner.clone();
+                        shown = format!("{shown}.{name}");
+                    }
+                    Some(Err(fields)) => {
+                        let hint = super::suggest(name, fields.iter().copied())
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| format!("its fields: {}", fields.join(", ")));
+                        let message = format!(
+                            "{what} reads `{shown}.{name}`, but `{shown}` has no field `{name}` in `state_schema` ({hint})"
+                        );
+                        return self.add(span, message);
+                    }
+                },
+            }
+        }
     }
 
     /// An `output_key`: a state key the schema declares.
@@ -166,6 +222,14 @@ impl Ctx {
             self.add(entry.value.span, format!("type mismatch: `{key}` is {target} but is set to {what}"));
         }
         value
+    }
+}
+
+/// The type under `optional[...]`.
+fn base(t: &Type) -> &Type {
+    match t {
+        Type::Optional(inner) => base(inner),
+        other => other,
     }
 }
 
