@@ -88,11 +88,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             (Ok(listing), Ok(left)) => {
                 // Every row's parent, before filtering: a child counts under
                 // the nearest ancestor listed, through ancestors that are not.
-                let parents = listing
-                    .rows
-                    .iter()
-                    .filter_map(|m| Some((m.id, rt.parent_link(m.id).ok().flatten()?.id)))
-                    .collect();
+                let parents =
+                    listing.rows.iter().filter_map(|m| Some((m.id, rt.parent_link(m.id).ok().flatten()?.id))).collect();
                 // This process opened the data dir and carries nothing: no one else does.
                 let left: HashMap<ExecutionId, Unattended> = left.into_iter().collect();
                 let family = Family::of(filtered(listing, status), parents);

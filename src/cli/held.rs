@@ -36,7 +36,8 @@ const ASK: Duration = Duration::from_secs(2);
 /// How a command opens the store when nobody holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// Nothing resumed, timers not started yet (`resume` starts them).
+    /// To change it: nothing resumed, timers not started yet (the command's
+    /// session starts them once it has listed what to resume).
     WithoutTimers,
     /// To read only: nothing resumes, no timer fires (`inspect`, `executions`).
     ReadOnly,

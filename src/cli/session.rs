@@ -37,9 +37,9 @@ use super::held::{self, Mode, Store};
 use super::remote::Remote;
 use super::report::{Invocation, root_of};
 use super::{CliResult, Failure};
-use crate::plural::noun;
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
+use crate::plural::noun;
 use crate::runtime::{Delay, DelayKind, Runtime, Unattended, WaitKind};
 use crate::server::socket::{Linger, Served};
 
@@ -105,7 +105,11 @@ impl Session {
         };
         if !s.carried.is_empty() {
             let n = s.carried.len();
-            eprintln!("resumed {n} interrupted {}: {} (jamjet inspect ID)", noun(n, "execution", "executions"), id_list(&s.carried));
+            eprintln!(
+                "resumed {n} interrupted {}: {} (jamjet inspect ID)",
+                noun(n, "execution", "executions"),
+                id_list(&s.carried)
+            );
         }
         for (id, why) in &s.skipped {
             eprintln!("warning: execution {id} was left behind and cannot be resumed: {why}");
