@@ -532,7 +532,7 @@ fn the_examples_run_a_fan_out_and_a_sub_workflow_to_completion() {
         "{list}"
     );
     let child = list.as_array().unwrap().iter().find(|m| m["parent"] == out["id"]).unwrap();
-    assert_eq!(child["workflow_id"], "greeter", "{list}");
+    assert_eq!(child["workflow_id"], "child-greeter", "{list}");
 }
 
 // ------------------------------------------------------- smaller items
