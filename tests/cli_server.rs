@@ -16,16 +16,7 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::dev::DevServer;
-use support::jamjet;
-
-/// Two steps, then the end.
-const TWO_STEPS: &str = r#"id: two
-version: "1"
-state_schema: { a: int, b: int }
-nodes:
-  first: { type: set, values: { a: 1 }, next: second }
-  second: { type: set, values: { b: 2 } }
-"#;
+use support::{TWO_STEPS, jamjet};
 
 /// `jamjet --data-dir DIR ARGS... --server URL`.
 fn cli(dir: &Path, url: &str, args: &[&str]) -> Output {

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,22 +17,9 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use serde_json::Value;
 use support::model_server::ModelServer;
-use support::{jamjet, run_bounded};
+use support::{files, jamjet, run_bounded};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() { todo.push(p) } else { out.push(p) }
-        }
-    }
-    out
-}
 
 /// No file of the data dir holds `needle`.
 fn nowhere_in(data: &Path, needle: &str) {

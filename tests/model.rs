@@ -14,7 +14,7 @@ use jamjet::{ExecutionId, Outcome, Runtime, ir};
 use serde_json::{Value, json};
 use support::mcp_http::McpHttpServer;
 use support::model_server::{ModelServer, Reply, Rule, Wire};
-use support::{jamjet, jamjet_out};
+use support::{files, jamjet, jamjet_out};
 
 #[tokio::test]
 async fn model_server_speaks_both_wires_and_follows_its_script() -> anyhow::Result<()> {
@@ -473,19 +473,6 @@ fn write_flow(dir: &Path, server: &ModelServer, extra: &str) -> std::path::PathB
     let file = dir.join("ask.yaml");
     std::fs::write(&file, openai_flow(server, extra)).unwrap();
     file
-}
-
-/// Every file under `dir`, for a byte scan.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() { todo.push(p) } else { out.push(p) }
-        }
-    }
-    out
 }
 
 /// The events of every execution in a data dir the CLI has let go of.

@@ -18,19 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::dev::DevServer;
-use support::{jamjet, run_bounded, workflow_file};
+use support::{TWO_STEPS, jamjet, run_bounded, workflow_file};
 
 /// How long any one command may take.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Two steps, then the end.
-const TWO_STEPS: &str = r#"id: two
-version: "1"
-state_schema: { a: int, b: int }
-nodes:
-  first: { type: set, values: { a: 1 }, next: second }
-  second: { type: set, values: { b: 2 } }
-"#;
 
 /// Two waits in a row: a signal for the first parks it on the second.
 const TWO_WAITS: &str = r#"id: two-waits

@@ -303,6 +303,28 @@ nodes:
   done: { type: end }
 "#;
 
+/// Two steps, then the end.
+pub const TWO_STEPS: &str = r#"id: two
+version: "1"
+state_schema: { a: int, b: int }
+nodes:
+  first: { type: set, values: { a: 1 }, next: second }
+  second: { type: set, values: { b: 2 } }
+"#;
+
+/// Every file under `dir` (for a byte scan of a data dir).
+pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { todo.push(p) } else { out.push(p) }
+        }
+    }
+    out
+}
+
 /// Write `yaml` to `dir/name`; its path, for the command line.
 pub fn workflow_file(dir: &std::path::Path, name: &str, yaml: &str) -> String {
     let path = dir.join(name);
