@@ -71,6 +71,10 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let wf = compile_file_with(&a.file, &compile_options())
         .map_err(|d| Failure { message: format!("the workflow does not compile:\n{d}"), code: 1 })?;
     let input: Value = json_arg("--input", &a.input)?;
+    // Refused before any data dir is opened (or created): bad input changes nothing.
+    if let Err(e) = crate::ir::prepare_input(&wf, &crate::ir::required_inputs(&wf), input.clone()) {
+        return Err(crate::runtime::Error::InvalidInput(e).into());
+    }
     if let Some(url) = a.server.server.clone() {
         return run_remote(&Remote::server(&url)?, &wf, input, &a).await;
     }
