@@ -286,7 +286,8 @@ fn read_only_commands_on_a_missing_data_dir_name_it_and_create_nothing() {
     );
     assert!(!missing.exists(), "resume created the data dir");
 
-    // A data dir with nothing in it says where it looked.
+    // A data dir with nothing in it says where it looked. An input the
+    // schema refuses is refused before any data dir is opened.
     let refused = workflow_file(
         dir.path(),
         "typed.yaml",
@@ -294,6 +295,10 @@ fn read_only_commands_on_a_missing_data_dir_name_it_and_create_nothing() {
     );
     let out = cli(&missing, &["run", &refused, "--input", r#"{"n": "one"}"#]);
     assert!(!out.status.success());
+    assert!(!missing.exists(), "an input refused by its schema created the data dir");
+    // Refused by the runtime, once the data dir is open: it is there, and empty.
+    let out = cli(&missing, &["run", &refused, "--input", r#"{"n": 1}"#, "--limit", "max_state_bytes=4"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("max_state_bytes"), "{}", text(&out.stderr));
     let listed = text(&cli(&missing, &["executions"]).stdout);
     assert_eq!(listed.trim(), format!("no executions in {}", missing.display()));
 }
