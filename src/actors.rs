@@ -5,6 +5,7 @@
 //!    ▲              ├─▶ NodeActor     (one per running node)
 //!    │              └─▶ ParallelActor (one per fan-out: starts child executions, reports their ends)
 //! TimerWheel (one per runtime: delivers due deadlines of the journal's timer index)
+//! WaitActor  (one per runtime: the external-event mailbox; events by key, kept events)
 //! ```
 //!
 //! The supervisor restarts a crashed ExecutionActor by rehydrating it from
@@ -23,6 +24,7 @@ mod parallel;
 pub mod retry;
 mod supervisor;
 mod timers;
+mod wait;
 
 #[cfg(test)]
 pub(crate) use execution::ExecutionMsg;
@@ -31,3 +33,5 @@ pub(crate) use fold::replay as fold_history;
 pub use retry::RestartBudget;
 pub(crate) use supervisor::{Supervisor, SupervisorMsg};
 pub(crate) use timers::TimerWheel;
+pub use wait::{DEFAULT_KEEP, MAX_KEEP, Published, parse_keep};
+pub(crate) use wait::{Mailbox, keys as wait_keys};

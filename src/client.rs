@@ -176,6 +176,17 @@ pub struct Approved {
     pub status: Status,
 }
 
+/// What `POST /events` answers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Published {
+    pub key: String,
+    /// The executions that received it.
+    pub delivered: Vec<ExecutionId>,
+    /// None waited for it: it is kept until `kept_until_ms`.
+    pub kept: bool,
+    pub kept_until_ms: Option<u64>,
+}
+
 /// What `POST /executions/{id}/signal` and `/cancel` answer.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Moved {
@@ -420,6 +431,15 @@ impl Client {
     /// `POST /executions/{id}/signal`.
     pub async fn signal(&self, id: ExecutionId, key: &str, payload: &Value) -> Result<Moved, Error> {
         self.post(&format!("/executions/{id}/signal"), &json!({ "key": key, "payload": payload })).await
+    }
+
+    /// `POST /events`: publish an event by key (`keep`: `24h`, `90s`...).
+    pub async fn publish(&self, key: &str, payload: &Value, keep: Option<&str>) -> Result<Published, Error> {
+        let mut body = json!({ "key": key, "payload": payload });
+        if let Some(keep) = keep {
+            body["keep"] = json!(keep);
+        }
+        self.post("/events", &body).await
     }
 
     /// `POST /executions/{id}/approve`.

@@ -10,7 +10,8 @@
 //! `e{exec:16}{seq:u64 BE}` → the frame of records one append wrote, keyed by
 //! its first event's sequence number, `x{exec:16}` → [`ExecutionMeta`],
 //! `w{hash}` → workflow IR, `r{id}\0{version}` → [`Registration`], `k{key}` → exec id, `t{deadline:u64 BE}{exec:16}`
-//! → the timer index.
+//! → the timer index; `v{event key}\0{exec:16}` → the wait index, `m{event key}\0{id}` and `n{until}{id}{event key}`
+//! → kept events (see `mailbox.rs`).
 //!
 //! Damage is contained: a stored value that does not decode makes the one
 //! execution it belongs to unavailable ([`Error::Damaged`], naming the
@@ -20,6 +21,7 @@
 
 mod event;
 pub mod latency;
+mod mailbox;
 mod memory;
 pub mod repair;
 mod sled_store;
@@ -37,6 +39,7 @@ pub use event::{
     BadRecord, BranchOutcome, ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode,
     decode_frame, decode_frame_at, encode, encode_frame,
 };
+pub use mailbox::{KeptEvent, KeptRef, MAX_KEY_BYTES, WaitChange, check_key as check_event_key};
 pub use memory::MemoryJournal;
 pub use sled_store::SledJournal;
 
@@ -195,6 +198,9 @@ pub struct Append<'a> {
     /// Entries of this execution to add to or remove from the timer index,
     /// in the same atomic batch as the events.
     pub timers: &'a [TimerChange],
+    /// Changes of this execution to the wait index (the event keys it
+    /// waits for) and kept events it takes, in the same atomic batch.
+    pub waits: &'a [WaitChange],
 }
 
 /// A change to the timer index (deadlines of waits, retries, workflow
@@ -271,6 +277,18 @@ pub trait Journal: Send + Sync + 'static {
     fn due_timers(&self, up_to_ms: u64, limit: usize) -> Result<Vec<Timer>, Error>;
     /// The earliest timer in the index due after `after_ms`.
     fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error>;
+    /// The executions the wait index says wait for events with `key`.
+    fn waiting_for(&self, key: &str) -> Result<Vec<ExecutionId>, Error>;
+    /// The whole wait index: (event key, execution), by key.
+    fn wait_index(&self) -> Result<Vec<(String, ExecutionId)>, Error>;
+    /// Keep an event no execution waits for yet, durably.
+    fn keep<'a>(&'a self, event: &'a KeptEvent) -> BoxFuture<'a, Result<(), Error>>;
+    /// The kept events of `key` not expired at `now_ms`, oldest first, at most `limit`.
+    fn kept(&self, key: &str, now_ms: u64, limit: usize) -> Result<Vec<KeptEvent>, Error>;
+    /// Kept events expiring at or before `up_to_ms`, earliest first, at most `limit`.
+    fn expiring(&self, up_to_ms: u64, limit: usize) -> Result<Vec<KeptRef>, Error>;
+    /// Drop kept events, durably.
+    fn forget<'a>(&'a self, kept: &'a [KeptRef]) -> BoxFuture<'a, Result<(), Error>>;
     fn stats(&self) -> Stats;
 }
 

@@ -55,7 +55,8 @@
 //! - [`journal`]: events, the [`journal::Journal`] trait, the sled backend
 //!   (embedded default, group commit) and an in-memory one.
 //! - [`actors`]: the pure execution state machine ([`actors::machine`]) and
-//!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor.
+//!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor,
+//!   and the WaitActor (events by key).
 //! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`].
 //! - [`mcp`]: the MCP client pool behind `type: tool` (rmcp; stdio and
 //!   streamable HTTP), one live client per declared server.
@@ -88,6 +89,7 @@ pub mod runtime;
 pub mod server;
 pub mod timeline;
 
+pub use actors::Published;
 pub use id::ExecutionId;
 pub use ir::{Workflow, compile_file, compile_str};
 pub use journal::{Event, Status};

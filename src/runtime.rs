@@ -69,6 +69,8 @@ pub enum Error {
     Journal(#[from] journal::Error),
     #[error("runtime error: {0}")]
     Actor(String),
+    #[error("{0}; nothing was delivered or kept")]
+    InvalidEvent(String),
 }
 
 /// Shared by every actor and node of one runtime.
@@ -98,6 +100,8 @@ pub struct Services {
     /// while a branch holds one (see `actors::fold`).
     pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), BranchBase>>,
     pub(crate) timers: Arc<TimerWheel>,
+    /// The WaitActor's handle: the external-event mailbox.
+    pub(crate) mailbox: crate::actors::Mailbox,
     waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
     /// Awaiting an execution to park on something only the outside can end.
     parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
@@ -419,6 +423,7 @@ impl Builder {
             checked: Mutex::new(HashMap::new()),
             required: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
+            mailbox: Default::default(),
             waiters: Mutex::new(HashMap::new()),
             parkers: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
@@ -787,6 +792,12 @@ impl Runtime {
         if self.services().journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id) {
             return Ok(false);
         }
+        // A kept event for a key it waits for is about to be handed to it (the WaitActor).
+        for key in crate::actors::wait_keys(&st) {
+            if !self.services().journal.kept(&key, now, 1)?.is_empty() {
+                return Ok(false);
+            }
+        }
         let mut waits = st.active.values().filter_map(|a| a.wait.as_ref()).peekable();
         let fanning_out = st.active.values().any(|a| a.fan_out.is_some());
         if st.parked() {
@@ -857,6 +868,32 @@ impl Runtime {
     pub async fn signal(&self, id: ExecutionId, key: &str, payload: Value) -> Result<(), Error> {
         let key = key.to_string();
         self.deliver(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), reply }).await
+    }
+
+    /// Publish an external event by key: every execution waiting for `key`
+    /// (live or hibernated) receives it, as `signal` would deliver it. When
+    /// none does, the event is kept, durably, for `keep` (default
+    /// [`DEFAULT_KEEP`](crate::actors::DEFAULT_KEEP), at most
+    /// [`MAX_KEEP`](crate::actors::MAX_KEEP); zero keeps nothing) and the
+    /// first execution that reaches a wait for `key` receives it. Returns
+    /// who received it, or until when it is kept.
+    pub async fn publish(
+        &self,
+        key: &str,
+        payload: Value,
+        keep: Option<Duration>,
+    ) -> Result<crate::actors::Published, Error> {
+        journal::check_event_key(key).map_err(Error::InvalidEvent)?;
+        let keep = keep.unwrap_or(crate::actors::DEFAULT_KEEP);
+        if keep > crate::actors::MAX_KEEP {
+            return Err(Error::InvalidEvent(format!(
+                "keep {} s is longer than an event may be kept ({} s, 30 days)",
+                keep.as_secs(),
+                crate::actors::MAX_KEEP.as_secs()
+            )));
+        }
+        let services = &self.inner.services;
+        services.mailbox.publish(services, &self.inner.supervisor, key, payload, keep).await
     }
 
     /// Decide the approval an execution waits on (`node` picks one when
@@ -1200,6 +1237,13 @@ impl Runtime {
         let services = &self.inner.services;
         if !services.timers.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
             tokio::spawn(services.timers.clone().run(Arc::downgrade(services), self.inner.supervisor.clone()));
+            // The external-event mailbox hands kept events over as it starts.
+            let (services, supervisor) = (services.clone(), self.inner.supervisor.clone());
+            tokio::spawn(async move {
+                if let Err(e) = services.mailbox.actor(&services, &supervisor).await {
+                    tracing::warn!(error = %e, "the wait actor did not start");
+                }
+            });
         }
     }
 

@@ -43,6 +43,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         meta: Some(&m),
         workflow: Some(("h1", &wf)),
         timers: &[],
+        waits: &[],
     })
     .await
     .unwrap();
@@ -54,6 +55,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         meta: Some(&meta(b, Status::Running, None)),
         workflow: None,
         timers: &[],
+        waits: &[],
     })
     .await
     .unwrap();
@@ -66,6 +68,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         meta: Some(&done),
         workflow: None,
         timers: &[],
+        waits: &[],
     })
     .await
     .unwrap();
@@ -148,4 +151,75 @@ async fn a_snapshot_left_unfinished_by_a_kill_does_not_stop_the_journal_opening(
     let j = SledJournal::open(dir.path()).unwrap();
     assert_eq!(j.list().unwrap(), before);
     assert_eq!(j.read(before[0].id).unwrap().len(), 3);
+}
+
+/// The external-event mailbox: the wait index moves with the batch that
+/// sets or clears it, kept events are read by key oldest first and by
+/// expiry, a `Take` in an append removes one, and `forget` drops them.
+async fn mailbox(j: Arc<dyn Journal>) {
+    use jamjet::journal::{KeptEvent, KeptRef, WaitChange};
+    let (a, b, c) = (ExecutionId::new(5_000), ExecutionId::new(6_000), ExecutionId::new(7_000));
+    let signal = |key: &str| Event::SignalReceived { key: key.into(), payload: Json("1".into()) };
+    fn append<'a>(execution: ExecutionId, first_seq: u64, events: &'a [Event], waits: &'a [WaitChange]) -> Append<'a> {
+        Append { execution, first_seq, at_ms: 50, events, meta: None, workflow: None, timers: &[], waits }
+    }
+    let wait = |k: &str| WaitChange::Wait(k.into());
+    j.append(append(a, 1, &[], &[wait("payment:42"), wait("payment:420")])).await.unwrap();
+    j.append(append(b, 1, &[], &[wait("payment:42")])).await.unwrap();
+    j.append(append(c, 1, &[], &[wait("payment:4")])).await.unwrap();
+    // A key's entries only: `payment:4` is no prefix of `payment:42`'s.
+    assert_eq!(j.waiting_for("payment:42").unwrap(), vec![a, b]);
+    assert_eq!(j.waiting_for("payment:4").unwrap(), vec![c]);
+    assert_eq!(j.waiting_for("payment").unwrap(), Vec::<ExecutionId>::new());
+    // Cleared in the batch of the event that ends the wait.
+    j.append(append(a, 1, &[signal("payment:42")], &[WaitChange::Unwait("payment:42".into())])).await.unwrap();
+    assert_eq!(j.waiting_for("payment:42").unwrap(), vec![b]);
+    assert_eq!(
+        j.wait_index().unwrap(),
+        vec![("payment:4".into(), c), ("payment:42".into(), b), ("payment:420".into(), a)]
+    );
+
+    let kept = |key: &str, n: u8, until_ms| KeptEvent {
+        at: KeptRef { key: key.into(), id: [n; 16], until_ms },
+        published_ms: 40,
+        payload: Json(format!("{{\"n\":{n}}}")),
+    };
+    let (e1, e2, e3) = (kept("order:7", 1, 1_000), kept("order:7", 2, 500), kept("order:70", 3, 2_000));
+    for e in [&e1, &e2, &e3] {
+        j.keep(e).await.unwrap();
+    }
+    // By key, oldest (lowest id) first; expired ones are not handed out.
+    assert_eq!(j.kept("order:7", 100, 10).unwrap(), vec![e1.clone(), e2.clone()]);
+    assert_eq!(j.kept("order:7", 100, 1).unwrap(), vec![e1.clone()]);
+    assert_eq!(j.kept("order:7", 600, 10).unwrap(), vec![e1.clone()]);
+    assert_eq!(j.kept("order", 0, 10).unwrap(), Vec::<KeptEvent>::new());
+    // By expiry, earliest first.
+    assert_eq!(j.expiring(999, 10).unwrap(), vec![e2.at.clone()]);
+    assert_eq!(j.expiring(u64::MAX, 10).unwrap(), vec![e2.at.clone(), e1.at.clone(), e3.at.clone()]);
+    assert_eq!(j.expiring(u64::MAX, 1).unwrap(), vec![e2.at.clone()]);
+    // Taken in the batch of the signal it becomes.
+    j.append(append(b, 1, &[signal("order:7")], &[WaitChange::Take(e1.at.clone())])).await.unwrap();
+    assert_eq!(j.kept("order:7", 100, 10).unwrap(), vec![e2.clone()]);
+    assert_eq!(j.expiring(u64::MAX, 10).unwrap(), vec![e2.at.clone(), e3.at.clone()]);
+    j.forget(std::slice::from_ref(&e2.at)).await.unwrap();
+    assert_eq!(j.kept("order:7", 0, 10).unwrap(), Vec::<KeptEvent>::new());
+    assert_eq!(j.expiring(u64::MAX, 10).unwrap(), vec![e3.at.clone()]);
+}
+
+#[tokio::test]
+async fn memory_journal_mailbox_conforms() {
+    mailbox(Arc::new(MemoryJournal::new())).await;
+}
+
+#[tokio::test]
+async fn sled_journal_mailbox_conforms_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(SledJournal::open(dir.path()).unwrap());
+    mailbox(j.clone()).await;
+    let (index, expiring) = (j.wait_index().unwrap(), j.expiring(u64::MAX, 10).unwrap());
+    drop(j);
+    let j = SledJournal::open(dir.path()).unwrap();
+    assert_eq!(j.wait_index().unwrap(), index);
+    assert_eq!(j.expiring(u64::MAX, 10).unwrap(), expiring);
+    assert_eq!(j.kept("order:70", 0, 10).unwrap().len(), 1);
 }

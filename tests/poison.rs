@@ -71,6 +71,7 @@ async fn journal_started(dir: &std::path::Path, wf: &Workflow) -> ExecutionId {
         meta: Some(&meta),
         workflow: Some((&hash, wf)),
         timers: &[],
+        waits: &[],
     };
     journal.append(append).await.unwrap();
     drop(journal);

@@ -40,6 +40,7 @@ impl Writer {
             meta: (self.seq == 1).then_some(&self.meta),
             workflow: None,
             timers: &[],
+            waits: &[],
         };
         journal.append(append).await.unwrap();
     }

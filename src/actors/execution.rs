@@ -36,7 +36,8 @@ use super::supervisor::SupervisorMsg;
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
 use crate::journal::{
-    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status, TimerChange,
+    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, KeptRef, Record, RetryDecision, Status, TimerChange,
+    WaitChange,
 };
 use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
@@ -95,6 +96,15 @@ pub(crate) enum Delivery {
     Tick {
         at_ms: u64,
     },
+    /// An event published by key (or a kept one handed on, `take`) from
+    /// the WaitActor: journaled only if a node waits for `key` now
+    /// (a kept one is removed in the same batch); replies whether it was.
+    Event {
+        key: String,
+        payload: Json,
+        take: Option<KeptRef>,
+        reply: Reply<bool>,
+    },
 }
 
 impl Delivery {
@@ -105,6 +115,9 @@ impl Delivery {
                 let _ = reply.send(Err(error()));
             }
             Delivery::Approve { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            Delivery::Event { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
             Delivery::Cancel { reply: None, .. } | Delivery::Tick { .. } => {}
@@ -158,6 +171,10 @@ pub(crate) struct State {
     status: Option<Status>,
     /// The deadlines the timer index holds for this execution.
     deadlines: BTreeSet<u64>,
+    /// The event keys the wait index holds for this execution.
+    waits: BTreeSet<String>,
+    /// Kept events taken by the next append (see `Delivery::Event`).
+    taking: Vec<WaitChange>,
     /// Deliveries handled (the supervisor compares it with what it forwarded).
     delivered: u64,
     /// A hibernation request is with the supervisor.
@@ -201,6 +218,8 @@ impl Actor for ExecutionActor {
         }
         Ok(State {
             deadlines: machine.deadlines(&args.workflow),
+            waits: super::wait::keys(&machine),
+            taking: Vec::new(),
             supervisor: args.supervisor,
             status,
             delivered: 0,
@@ -589,9 +608,13 @@ async fn persist(
             timers.extend(ids.iter().map(|&child| TimerChange::SetFor(child, now)));
         }
     }
+    // The event keys it waits for, in the wait index, in the same batch.
+    let waits = super::wait::keys(&st.machine);
+    let mut wait_changes = super::wait::changes(&st.waits, &waits);
+    wait_changes.append(&mut st.taking);
     // Nothing to write (a rehydrated execution that only goes on waiting):
     // no append, so no sync to wait for.
-    if written.is_empty() && meta.is_none() && timers.is_empty() {
+    if written.is_empty() && meta.is_none() && timers.is_empty() && wait_changes.is_empty() {
         return Ok(effects);
     }
     st.services
@@ -604,9 +627,12 @@ async fn persist(
             meta: meta.as_ref(),
             workflow,
             timers: &timers,
+            waits: &wait_changes,
         })
         .await?;
     st.status = Some(status);
+    st.services.mailbox.waiting(st.id, waits.difference(&st.waits).cloned().collect());
+    st.waits = waits;
     for &at in deadlines.difference(&st.deadlines) {
         st.services.timers.schedule(at, st.id);
     }
@@ -786,6 +812,16 @@ async fn deliver(
             let _ = reply.send(Ok(()));
             carry_out(myself, st, effects).await?;
         }
+        Delivery::Event { key, payload, take, reply } => {
+            if !super::wait::waits_for(&st.machine, &key) {
+                let _ = reply.send(Ok(false));
+                return Ok(());
+            }
+            st.taking.extend(take.map(WaitChange::Take));
+            let effects = persist(st, vec![Event::SignalReceived { key, payload }], Vec::new()).await?;
+            let _ = reply.send(Ok(true));
+            carry_out(myself, st, effects).await?;
+        }
         Delivery::Approve { node, approved, by, comment, reply } => {
             let waiting = st.machine.active.iter().find(|(n, a)| {
                 a.wait.as_ref().is_some_and(|w| w.prompt.is_some()) && node.as_ref().is_none_or(|want| want == *n)
@@ -880,6 +916,7 @@ pub(crate) async fn clear_timer(services: &Services, id: ExecutionId, at_ms: u64
         meta: None,
         workflow: None,
         timers: &[TimerChange::Clear(at_ms)],
+        waits: &[],
     };
     services.journal.append(append).await
 }
@@ -993,6 +1030,7 @@ async fn agree_with_history(
         meta: Some(&row),
         workflow: None,
         timers: &[],
+        waits: &[],
     };
     args.services.journal.append(append).await?;
     Ok(Some(status))

@@ -392,6 +392,7 @@ async fn repair(
             meta: Some(row),
             workflow: None,
             timers: &[],
+            waits: &[],
         };
         journal.append(append).await.map_err(failure)?;
     }

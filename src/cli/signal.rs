@@ -2,6 +2,12 @@
 //! external event to an execution's `wait` nodes, then carry the execution
 //! on until it ends or parks again, and print where it stands.
 //!
+//! `jamjet signal --event <key> [--payload '<json>'] [--keep 24h]`: publish
+//! the event by key ([`crate::Runtime::publish`]): every execution waiting
+//! for it receives it (hibernated ones are woken), or, when none does, it
+//! is kept for `--keep` and the first execution that reaches a wait for the
+//! key receives it. Says who received it, or until when it is kept.
+//!
 //! An event nothing waits for yet is kept: the execution consumes it when
 //! it reaches the wait for that key. This says so on stderr rather than
 //! failing (the exit code is 0), with what the execution and its children
@@ -24,10 +30,18 @@ use crate::runtime::WaitKind;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The execution id (exec_...).
-    pub id: String,
+    /// The execution id (exec_...); not with --event.
+    pub id: Option<String>,
     /// The event's correlation key, as the wait node rendered it (e.g. payment:42).
-    pub key: String,
+    pub key: Option<String>,
+    /// Publish by key instead: deliver to every execution waiting for this
+    /// key (e.g. payment:42), or keep the event until one does.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["id", "key"])]
+    pub event: Option<String>,
+    /// With --event: how long to keep the event when no execution waits for
+    /// it yet (90s, 30m, 24h, 7d; at most 30d; 0 keeps nothing).
+    #[arg(long, value_name = "DURATION", requires = "event", default_value = "24h")]
+    pub keep: String,
     /// The event's payload, as JSON; the wait's `output_key` receives it.
     #[arg(long, default_value = "null")]
     pub payload: String,
@@ -39,20 +53,28 @@ pub struct Args {
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
-    let id = parse_id(&a.id)?;
+    if let Some(key) = &a.event {
+        return publish(data_dir, key, &a).await;
+    }
+    let (Some(id), Some(key)) = (&a.id, &a.key) else {
+        return Err(Failure::new(
+            "jamjet signal needs an execution id and an event key (jamjet signal <exec-id> <key>), or --event <key> to deliver to every execution waiting for that key",
+        ));
+    };
+    let (id, key) = (parse_id(id)?, key.clone());
     let payload: Value = serde_json::from_str(&a.payload).map_err(|e| {
         Failure::new(format!("--payload is not valid JSON ({e}); nothing was delivered to execution {id}"))
     })?;
     if let Some(url) = &a.server.server {
-        return signal_remote(&Remote::server(url)?, id, &a, payload).await;
+        return signal_remote(&Remote::server(url)?, id, &key, payload, a.json).await;
     }
     super::existing(data_dir)?;
     let mut s = match Session::open(data_dir, "signal").await? {
-        Opened::Held(remote) => return signal_remote(&remote, id, &a, payload).await,
+        Opened::Held(remote) => return signal_remote(&remote, id, &key, payload, a.json).await,
         Opened::Local(s) => s,
     };
     s.own(id);
-    let result = match deliver(&s.rt, &s.inv, id, &a, payload).await {
+    let result = match deliver(&s.rt, &s.inv, id, &key, payload, a.json).await {
         Ok(()) => match s.until_interrupted(carry_on(&s.rt, &s.inv, id, a.json)).await {
             Some(r) => r,
             None => {
@@ -70,8 +92,9 @@ async fn deliver(
     rt: &crate::Runtime,
     inv: &Invocation,
     id: crate::ExecutionId,
-    a: &Args,
+    key: &str,
     payload: Value,
+    json: bool,
 ) -> Result<(), Failure> {
     // Asked before delivering: once delivered, the wait it ends is gone.
     let awaited: Vec<Awaited> = waits_under(rt, id)?
@@ -79,16 +102,16 @@ async fn deliver(
         .filter(|w| w.kind == WaitKind::Event)
         .filter_map(|w| Some(Awaited { id: w.id, node: w.node, key: w.event? }))
         .collect();
-    rt.signal(id, &a.key, payload).await?;
-    say_delivered(id, &a.key, &awaited, inv, a.json);
+    rt.signal(id, key, payload).await?;
+    say_delivered(id, key, &awaited, inv, json);
     Ok(())
 }
 
 /// `signal` through a server (or the data dir's holder): deliver, then
 /// follow it until it settles.
-async fn signal_remote(remote: &Remote, id: crate::ExecutionId, a: &Args, payload: Value) -> CliResult {
+async fn signal_remote(remote: &Remote, id: crate::ExecutionId, key: &str, payload: Value, json: bool) -> CliResult {
     let client = &remote.client;
-    let moved = client.signal(id, &a.key, &payload).await?;
+    let moved = client.signal(id, key, &payload).await?;
     let awaited = match moved.awaited {
         Some(waits) => waits,
         // A server that does not say: what the execution waits for now.
@@ -99,8 +122,77 @@ async fn signal_remote(remote: &Remote, id: crate::ExecutionId, a: &Args, payloa
         .filter(|w| w.kind == "event")
         .filter_map(|w| Some(Awaited { id: w.id.unwrap_or(id), node: w.node, key: w.event? }))
         .collect();
-    say_delivered(id, &a.key, &awaited, &remote.inv, a.json);
-    remote::carry_on(remote, id, a.json).await
+    say_delivered(id, key, &awaited, &remote.inv, json);
+    remote::carry_on(remote, id, json).await
+}
+
+/// `signal --event KEY`: publish by key, here or through the holder (or
+/// `--server`); here, each execution that received it is carried on until
+/// it ends or parks again.
+async fn publish(data_dir: &Path, key: &str, a: &Args) -> CliResult {
+    let bad = |what: String| Failure::new(format!("{what}; nothing was delivered or kept"));
+    crate::journal::check_event_key(key).map_err(|e| bad(format!("--event: {e}")))?;
+    let keep = crate::actors::parse_keep(&a.keep).map_err(|e| bad(format!("--keep: {e}")))?;
+    let payload: Value =
+        serde_json::from_str(&a.payload).map_err(|e| bad(format!("--payload is not valid JSON ({e})")))?;
+    if let Some(url) = &a.server.server {
+        return publish_remote(&Remote::server(url)?, key, a, payload).await;
+    }
+    super::existing(data_dir)?;
+    let s = match Session::open(data_dir, "signal").await? {
+        Opened::Held(remote) => return publish_remote(&remote, key, a, payload).await,
+        Opened::Local(s) => s,
+    };
+    let result = async {
+        let published = s.rt.publish(key, payload, Some(keep)).await?;
+        for &id in &published.delivered {
+            s.rt.settle(id).await?;
+        }
+        say_published(key, &published.delivered, published.kept_until_ms, a.json);
+        Ok(std::process::ExitCode::SUCCESS)
+    };
+    let result = match s.until_interrupted(result).await {
+        Some(r) => r,
+        None => {
+            let goes_on = s.inv.command("resume");
+            return s.interrupted(&[], &goes_on).await;
+        }
+    };
+    s.finish(result).await
+}
+
+async fn publish_remote(remote: &Remote, key: &str, a: &Args, payload: Value) -> CliResult {
+    let published = remote.client.publish(key, &payload, Some(&a.keep)).await?;
+    say_published(key, &published.delivered, published.kept_until_ms, a.json);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Say who received a published event, or until when it is kept: on
+/// stdout as JSON with `--json`, else on stderr with the ids on stdout.
+fn say_published(key: &str, delivered: &[crate::ExecutionId], kept_until_ms: Option<u64>, json: bool) {
+    if json {
+        let out = serde_json::json!({
+            "key": key, "delivered": delivered, "kept": kept_until_ms.is_some(), "kept_until_ms": kept_until_ms,
+        });
+        println!("{out}");
+        return;
+    }
+    match kept_until_ms {
+        Some(until) => eprintln!(
+            "no execution waits for event `{key}`: it is kept until {} for the first execution that reaches a wait for it",
+            crate::clock::format_ms(until)
+        ),
+        None if delivered.is_empty() => {
+            eprintln!("no execution waits for event `{key}`, and --keep 0 keeps nothing: it was dropped")
+        }
+        None => {
+            let n = crate::plural::count(delivered.len(), "execution", "executions");
+            eprintln!("event `{key}` delivered to {n}");
+            for id in delivered {
+                println!("{id}");
+            }
+        }
+    }
 }
 
 /// An event a wait of the execution or of one of its children waited for

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::{
-    Append, Error, ExecutionMeta, Journal, Listing, Record, Registration, Stats, Timer, TimerChange, encode_frame,
+    Append, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Record, Registration, Stats, Timer,
+    TimerChange, WaitChange, encode_frame,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -23,6 +24,12 @@ struct Inner {
     keys: HashMap<String, ExecutionId>,
     timers: BTreeSet<Timer>,
     registrations: BTreeMap<(String, String), Registration>,
+    /// The wait index: (event key, execution).
+    waits: BTreeSet<(String, ExecutionId)>,
+    /// Kept events by (event key, id).
+    kept: BTreeMap<(String, [u8; 16]), KeptEvent>,
+    /// Kept events by expiry.
+    expiry: BTreeSet<(u64, [u8; 16], String)>,
 }
 
 /// Events kept in process memory; lost when the process ends.
@@ -36,6 +43,14 @@ pub struct MemoryJournal {
 impl MemoryJournal {
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl Inner {
+    /// Drop a kept event; whether it was there.
+    fn forget(&mut self, at: &KeptRef) -> bool {
+        self.expiry.remove(&(at.until_ms, at.id, at.key.clone()));
+        self.kept.remove(&(at.key.clone(), at.id)).is_some()
     }
 }
 
@@ -59,6 +74,13 @@ impl Journal for MemoryJournal {
                 TimerChange::Set(at_ms) => inner.timers.insert(Timer { at_ms, execution: append.execution }),
                 TimerChange::Clear(at_ms) => inner.timers.remove(&Timer { at_ms, execution: append.execution }),
                 TimerChange::SetFor(execution, at_ms) => inner.timers.insert(Timer { at_ms, execution }),
+            };
+        }
+        for change in append.waits {
+            match change {
+                WaitChange::Wait(key) => inner.waits.insert((key.clone(), append.execution)),
+                WaitChange::Unwait(key) => inner.waits.remove(&(key.clone(), append.execution)),
+                WaitChange::Take(at) => inner.forget(at),
             };
         }
         self.appends.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +118,56 @@ impl Journal for MemoryJournal {
     fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
         let inner = self.inner.lock().expect("memory journal lock");
         Ok(inner.timers.iter().find(|t| t.at_ms > after_ms).copied())
+    }
+
+    fn waiting_for(&self, key: &str) -> Result<Vec<ExecutionId>, Error> {
+        let inner = self.inner.lock().expect("memory journal lock");
+        let from = (key.to_string(), ExecutionId::from_bytes([0; 16]));
+        Ok(inner.waits.range(from..).take_while(|(k, _)| k == key).map(|(_, id)| *id).collect())
+    }
+
+    fn wait_index(&self) -> Result<Vec<(String, ExecutionId)>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").waits.iter().cloned().collect())
+    }
+
+    fn keep<'a>(&'a self, event: &'a KeptEvent) -> BoxFuture<'a, Result<(), Error>> {
+        let mut inner = self.inner.lock().expect("memory journal lock");
+        inner.expiry.insert((event.at.until_ms, event.at.id, event.at.key.clone()));
+        inner.kept.insert((event.at.key.clone(), event.at.id), event.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn kept(&self, key: &str, now_ms: u64, limit: usize) -> Result<Vec<KeptEvent>, Error> {
+        let inner = self.inner.lock().expect("memory journal lock");
+        let from = (key.to_string(), [0u8; 16]);
+        Ok(inner
+            .kept
+            .range(from..)
+            .take_while(|((k, _), _)| k == key)
+            .map(|(_, e)| e)
+            .filter(|e| e.at.until_ms > now_ms)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn expiring(&self, up_to_ms: u64, limit: usize) -> Result<Vec<KeptRef>, Error> {
+        let inner = self.inner.lock().expect("memory journal lock");
+        Ok(inner
+            .expiry
+            .iter()
+            .take_while(|(until, _, _)| *until <= up_to_ms)
+            .take(limit)
+            .map(|(until_ms, id, key)| KeptRef { key: key.clone(), id: *id, until_ms: *until_ms })
+            .collect())
+    }
+
+    fn forget<'a>(&'a self, kept: &'a [KeptRef]) -> BoxFuture<'a, Result<(), Error>> {
+        let mut inner = self.inner.lock().expect("memory journal lock");
+        for at in kept {
+            inner.forget(at);
+        }
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn register<'a>(&'a self, registration: &'a Registration, wf: &'a Workflow) -> BoxFuture<'a, Result<(), Error>> {

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
+use super::mailbox::{self, EXPIRY, KEPT, WAIT};
 use super::wal::{Batch, Wal};
 use super::{
-    Append, Damage, Error, ExecutionMeta, Journal, Listing, Part, Record, Registration, Stats, Timer, TimerChange,
-    decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta, encode_registration,
-    encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration, Stats,
+    Timer, TimerChange, decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta,
+    encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -300,6 +301,7 @@ impl Journal for SledJournal {
                     TimerChange::SetFor(id, at) => batch.push((timer_key(at, id).to_vec(), vec![1])),
                 }
             }
+            batch.extend(mailbox::writes(append.execution, append.waits));
             let events = append.events.len() as u64;
             self.wal.commit(batch).await?;
             self.appends.fetch_add(1, Ordering::Relaxed);
@@ -431,6 +433,57 @@ impl Journal for SledJournal {
             .transpose()
     }
 
+    fn waiting_for(&self, key: &str) -> Result<Vec<ExecutionId>, Error> {
+        self.db
+            .scan_prefix(mailbox::key_prefix(WAIT, key))
+            .map(|kv| Ok(mailbox::decode_wait_key(&kv.map_err(storage)?.0)?.1))
+            .collect()
+    }
+
+    fn wait_index(&self) -> Result<Vec<(String, ExecutionId)>, Error> {
+        self.db.scan_prefix([WAIT]).map(|kv| mailbox::decode_wait_key(&kv.map_err(storage)?.0)).collect()
+    }
+
+    fn keep<'a>(&'a self, event: &'a KeptEvent) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.wal.commit(mailbox::keep_writes(event)).await })
+    }
+
+    fn kept(&self, key: &str, now_ms: u64, limit: usize) -> Result<Vec<KeptEvent>, Error> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(mailbox::key_prefix(KEPT, key)) {
+            let (k, v) = kv.map_err(storage)?;
+            let event = mailbox::decode_kept(&k, &v)?;
+            if event.at.until_ms > now_ms {
+                out.push(event);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn expiring(&self, up_to_ms: u64, limit: usize) -> Result<Vec<KeptRef>, Error> {
+        let mut out = Vec::new();
+        for kv in self.db.range([EXPIRY].as_slice()..[EXPIRY + 1].as_slice()) {
+            let at = mailbox::decode_expiry_key(&kv.map_err(storage)?.0)?;
+            if at.until_ms > up_to_ms || out.len() >= limit {
+                break;
+            }
+            out.push(at);
+        }
+        Ok(out)
+    }
+
+    fn forget<'a>(&'a self, kept: &'a [KeptRef]) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            if kept.is_empty() {
+                return Ok(());
+            }
+            self.wal.commit(mailbox::forget_writes(kept)).await
+        })
+    }
+
     fn register<'a>(&'a self, registration: &'a Registration, wf: &'a Workflow) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let mut batch: Batch = Vec::with_capacity(2);
@@ -505,6 +558,7 @@ mod tests {
             meta,
             workflow: None,
             timers: &[],
+            waits: &[],
         };
         j.append(append(1, &events, Some(&meta))).await.unwrap();
         let more = [Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }];

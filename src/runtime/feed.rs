@@ -162,6 +162,24 @@ impl Journal for Observed {
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         self.inner.read(execution)
     }
+    fn waiting_for(&self, key: &str) -> Result<Vec<ExecutionId>, Error> {
+        self.inner.waiting_for(key)
+    }
+    fn wait_index(&self) -> Result<Vec<(String, ExecutionId)>, Error> {
+        self.inner.wait_index()
+    }
+    fn keep<'a>(&'a self, event: &'a crate::journal::KeptEvent) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.keep(event)
+    }
+    fn kept(&self, key: &str, now_ms: u64, limit: usize) -> Result<Vec<crate::journal::KeptEvent>, Error> {
+        self.inner.kept(key, now_ms, limit)
+    }
+    fn expiring(&self, up_to_ms: u64, limit: usize) -> Result<Vec<crate::journal::KeptRef>, Error> {
+        self.inner.expiring(up_to_ms, limit)
+    }
+    fn forget<'a>(&'a self, kept: &'a [crate::journal::KeptRef]) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.forget(kept)
+    }
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         self.inner.read_after(execution, after)
     }

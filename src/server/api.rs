@@ -4,8 +4,10 @@
 //! - [`workflows`]: `POST/GET /workflows`, `GET /workflows/{id}`;
 //! - [`executions`]: `POST/GET /executions`, `GET /executions/{id}`, its
 //!   events, signal / approve / cancel (the live stream is [`super::sse`]);
+//! - [`events`]: `POST /events`, an external event by key;
 //! - here: `GET /health` and `GET /openapi.json` (public), `GET /metrics`.
 
+pub mod events;
 pub mod executions;
 mod ir_check;
 pub mod workflows;
@@ -22,7 +24,11 @@ pub fn public_routes() -> Router<AppState> {
 
 /// Routes behind the API-key check.
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(workflows::routes()).merge(executions::routes()).route("/metrics", get(super::metrics::serve))
+    Router::new()
+        .merge(workflows::routes())
+        .merge(executions::routes())
+        .merge(events::routes())
+        .route("/metrics", get(super::metrics::serve))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

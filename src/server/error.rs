@@ -78,6 +78,7 @@ impl From<RuntimeError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow", message)
             }
             RuntimeError::InvalidKey(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", message),
+            RuntimeError::InvalidEvent(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", message),
             RuntimeError::LimitExceeded(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)
             }

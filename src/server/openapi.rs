@@ -51,6 +51,7 @@ pub const ROUTES: &[Route] = &[
     route("post", "/executions/{id}/approve", "Decide an approval", true),
     route("post", "/executions/{id}/cancel", "Cancel a running or waiting execution", true),
     route("get", "/executions/{id}/workflow", "The workflow IR the execution runs, and its hash", true),
+    route("post", "/events", "Publish an event by key to every execution waiting for it; kept when none does", true),
     route("post", "/resume", "Rehydrate every running execution not live in this process yet", true),
 ];
 
@@ -58,7 +59,7 @@ pub const ROUTES: &[Route] = &[
 fn error_description(status: u16) -> &'static str {
     match status {
         400 => {
-            "bad_request: malformed JSON, fields, query, id or Last-Event-ID / invalid_key: an empty, oversized or control-character idempotency key"
+            "bad_request: malformed JSON, fields, query, id or Last-Event-ID / invalid_key: an empty, oversized or control-character idempotency key / invalid_event: an empty, oversized or NUL-holding event key, or a bad `keep`"
         }
         401 => "unauthorized: a missing or wrong API key",
         403 => "forbidden_origin: a web page from another origin",
@@ -224,6 +225,17 @@ fn op(r: &Route) -> Op {
                 Some((true, json_body(body))),
             )
         }
+        ("post", "/events") => {
+            let body = json!({ "type": "object", "required": ["key"], "additionalProperties": false,
+                    "properties": { "key": { "type": "string", "minLength": 1, "maxLength": 512 }, "payload": {},
+                        "keep": { "type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)?$",
+                            "description": "how long to keep it when nothing waits for it (default 24h, at most 30d; 0 keeps nothing)" } } });
+            (
+                vec![(202, "delivered or kept (journaled)", json_body(schema("Published")))],
+                &[400, 500],
+                Some((true, json_body(body))),
+            )
+        }
         ("post", "/executions/{id}/approve") => {
             let body = json!({ "type": "object", "required": ["approved"], "additionalProperties": false,
                     "properties": { "approved": { "type": "boolean" }, "by": { "type": "string" },
@@ -316,6 +328,13 @@ fn components() -> Value {
                         "description": "nothing in the execution waited for the key: the event is kept until a wait for it is reached" },
                     "awaited": { "type": "array", "items": { "$ref": "#/components/schemas/Waiting" },
                         "description": "the events the execution and its children waited for when it came" } } },
+            "Published": { "type": "object", "required": ["key", "delivered", "kept", "kept_until_ms"],
+                "properties": { "key": text,
+                    "delivered": { "type": "array", "items": text,
+                        "description": "the executions that received it (each journaled SignalReceived)" },
+                    "kept": { "type": "boolean",
+                        "description": "none waited for the key: it is kept for the first execution that reaches such a wait" },
+                    "kept_until_ms": { "type": ["integer", "null"], "description": "when a kept event expires" } } },
             "Summary": { "type": "object",
                 "required": ["id", "workflow_id", "version", "status", "created_ms", "updated_ms"],
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text,

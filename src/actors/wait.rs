@@ -1,0 +1,423 @@
+//! WaitActor: the runtime's external-event mailbox.
+//!
+//! An event published by key (`Runtime::publish`, `POST /events`, `jamjet
+//! signal --event`) goes to every execution the journal's wait index says
+//! waits for that key; the index (`v{key}\0{exec}`) is written in the batch
+//! of the events that make an execution wait or stop waiting, so it holds
+//! hibernated executions too and survives a restart. Each is handed the
+//! event through the supervisor (which rehydrates a hibernated one); it
+//! journals `SignalReceived` only if a node of it still waits for the key.
+//!
+//! An event no execution waits for is kept, durably, until its expiry
+//! (`keep`, at most [`MAX_KEEP`]); the first execution that then reaches a
+//! wait for the key takes it: its execution actor tells this actor of the
+//! keys it began to wait for once that is durable, and the kept event's
+//! removal is in the same batch as the `SignalReceived` it becomes, so it
+//! is received once. Expired events are dropped by a sweep that sleeps
+//! until the earliest expiry (one range scan, a bounded batch per round).
+//!
+//! One actor per runtime, so a publication and a hand-over never race:
+//! the wait index is read and a kept event chosen by one actor, in order.
+//! At start it hands kept events to executions that wait for their key
+//! (what a crash between a wait's append and its notice left), so a
+//! restarted actor misses nothing.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::future::join_all;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::execution::Delivery;
+use super::machine::{ExecutionState, Phase};
+use super::supervisor::SupervisorMsg;
+use crate::id::ExecutionId;
+use crate::journal::{Json, KeptEvent, KeptRef, WaitChange};
+use crate::runtime::{Error, Services};
+
+/// How long an event no execution waits for is kept when the publisher
+/// does not say.
+pub const DEFAULT_KEEP: Duration = Duration::from_secs(24 * 3600);
+/// The longest an event may be kept.
+pub const MAX_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How many expired events one sweep round drops.
+const SWEEP_BATCH: usize = 1024;
+/// How many kept events the start-up hand-over looks at.
+const RECONCILE_LIMIT: usize = 100_000;
+/// How many times a delivery is handed again after the actor taking it
+/// stopped (hibernated) before handling it.
+const ATTEMPTS: usize = 20;
+
+/// Parse how long to keep an event: a whole number with a unit (`ms`,
+/// `s`, `m`, `h`, `d`; seconds without one), at most [`MAX_KEEP`].
+pub fn parse_keep(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (a whole number and a unit: 90s, 30m, 24h, 7d)"))?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (ms, s, m, h or d)")),
+    };
+    let keep = Duration::from_millis(n.saturating_mul(unit_ms));
+    if keep > MAX_KEEP {
+        return Err(format!("`{text}` is longer than an event may be kept (30d)"));
+    }
+    Ok(keep)
+}
+
+/// What became of a published event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The executions that received it (journaled `SignalReceived`).
+    pub delivered: Vec<ExecutionId>,
+    /// Set when none did: it is kept until then (unix ms) for the first
+    /// execution that reaches a wait for its key (`None` with `keep` 0).
+    pub kept_until_ms: Option<u64>,
+}
+
+pub(crate) enum WaitMsg {
+    /// Deliver to every execution waiting for `key`; keep it if none does.
+    Publish { key: String, payload: Value, keep: Duration, reply: oneshot::Sender<Result<Published, Error>> },
+    /// `execution` began to wait for these keys (durable): hand it kept events.
+    Waiting { execution: ExecutionId, keys: Vec<String> },
+    /// Drop what has expired; sleep until the next expiry.
+    Sweep,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_reads_units_and_refuses_what_is_not_a_bounded_duration() {
+        assert_eq!(parse_keep("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_keep("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_keep("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_keep("30d"), Ok(MAX_KEEP));
+        assert_eq!(parse_keep("0"), Ok(Duration::ZERO));
+        assert!(parse_keep("31d").unwrap_err().contains("longer than"));
+        assert!(parse_keep("99999999999999999999d").unwrap_err().contains("not a duration"));
+        assert!(parse_keep("1w").unwrap_err().contains("unknown unit `w`"));
+        assert!(parse_keep("").unwrap_err().contains("not a duration"));
+        assert!(parse_keep("-1h").unwrap_err().contains("not a duration"));
+    }
+}
+
+/// The handle through [`Services`]: execution actors tell the mailbox of
+/// new waits; the runtime publishes (and starts the actor again if it died).
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    actor: Mutex<Option<ActorRef<WaitMsg>>>,
+}
+
+impl Mailbox {
+    /// `execution` began to wait for `keys` (its index entries are durable).
+    pub(crate) fn waiting(&self, execution: ExecutionId, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Some(actor) = self.actor.lock().expect("mailbox lock").as_ref() {
+            // A dead actor misses this; the one started next hands over at start.
+            let _ = actor.cast(WaitMsg::Waiting { execution, keys });
+        }
+    }
+
+    /// Deliver to every execution waiting for `key`, or keep it for `keep`.
+    pub(crate) async fn publish(
+        &self,
+        services: &Arc<Services>,
+        supervisor: &ActorRef<SupervisorMsg>,
+        key: &str,
+        payload: Value,
+        keep: Duration,
+    ) -> Result<Published, Error> {
+        let actor = self.actor(services, supervisor).await?;
+        let (reply, rx) = oneshot::channel();
+        actor
+            .cast(WaitMsg::Publish { key: key.to_string(), payload, keep, reply })
+            .map_err(|e| Error::Actor(format!("the wait actor is gone: {e}")))?;
+        rx.await.map_err(|_| Error::Actor("the wait actor stopped before it answered".to_string()))?
+    }
+
+    /// The live actor, started (again) when there is none.
+    pub(crate) async fn actor(
+        &self,
+        services: &Arc<Services>,
+        supervisor: &ActorRef<SupervisorMsg>,
+    ) -> Result<ActorRef<WaitMsg>, Error> {
+        if let Some(actor) = self.actor.lock().expect("mailbox lock").as_ref()
+            && !matches!(actor.get_status(), ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped)
+        {
+            return Ok(actor.clone());
+        }
+        let args = WaitArgs { services: Arc::downgrade(services), supervisor: supervisor.clone() };
+        let (actor, _) = Actor::spawn_linked(None, WaitActor, args, supervisor.get_cell())
+            .await
+            .map_err(|e| Error::Actor(format!("cannot start the wait actor: {e}")))?;
+        let mut slot = self.actor.lock().expect("mailbox lock");
+        match slot.as_ref() {
+            // Another caller started one meanwhile: use it.
+            Some(other)
+                if !matches!(other.get_status(), ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped) =>
+            {
+                actor.stop(None);
+                Ok(other.clone())
+            }
+            _ => {
+                *slot = Some(actor.clone());
+                Ok(actor)
+            }
+        }
+    }
+}
+
+/// The event keys `machine` waits for now: what the wait index holds for it.
+pub(crate) fn keys(machine: &ExecutionState) -> BTreeSet<String> {
+    if machine.phase != Phase::Running {
+        return BTreeSet::new();
+    }
+    machine.active.values().filter_map(|a| a.wait.as_ref()?.event.clone()).collect()
+}
+
+/// Whether a node of `machine` waits for events with `key` now.
+pub(crate) fn waits_for(machine: &ExecutionState, key: &str) -> bool {
+    machine.phase == Phase::Running
+        && machine.active.values().any(|a| a.wait.as_ref().and_then(|w| w.event.as_deref()) == Some(key))
+}
+
+/// The index changes from the keys `before` to the keys `after`.
+pub(crate) fn changes(before: &BTreeSet<String>, after: &BTreeSet<String>) -> Vec<WaitChange> {
+    before
+        .difference(after)
+        .map(|k| WaitChange::Unwait(k.clone()))
+        .chain(after.difference(before).map(|k| WaitChange::Wait(k.clone())))
+        .collect()
+}
+
+pub(crate) struct WaitActor;
+
+pub(crate) struct WaitArgs {
+    services: Weak<Services>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+pub(crate) struct WaitState {
+    services: Weak<Services>,
+    supervisor: ActorRef<SupervisorMsg>,
+    /// The expiry the next sweep is armed for (unix ms).
+    sweep_at: Option<u64>,
+}
+
+impl Actor for WaitActor {
+    type Msg = WaitMsg;
+    type State = WaitState;
+    type Arguments = WaitArgs;
+
+    async fn pre_start(&self, _: ActorRef<WaitMsg>, args: WaitArgs) -> Result<WaitState, ActorProcessingErr> {
+        Ok(WaitState { services: args.services, supervisor: args.supervisor, sweep_at: None })
+    }
+
+    async fn post_start(&self, myself: ActorRef<WaitMsg>, st: &mut WaitState) -> Result<(), ActorProcessingErr> {
+        if let Some(services) = st.services.upgrade() {
+            hand_over_all(&services, &st.supervisor).await;
+        }
+        let _ = myself.cast(WaitMsg::Sweep);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<WaitMsg>,
+        msg: WaitMsg,
+        st: &mut WaitState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(services) = st.services.upgrade() else {
+            myself.stop(None);
+            return Ok(());
+        };
+        match msg {
+            WaitMsg::Publish { key, payload, keep, reply } => {
+                let result = publish(&services, &st.supervisor, key, payload, keep).await;
+                if let Ok(Published { kept_until_ms: Some(until), .. }) = &result {
+                    arm_sweep(&myself, st, &services, *until);
+                }
+                let _ = reply.send(result);
+            }
+            WaitMsg::Waiting { execution, keys } => {
+                for key in keys {
+                    hand_over(&services, &st.supervisor, execution, &key).await;
+                }
+            }
+            WaitMsg::Sweep => {
+                st.sweep_at = None;
+                sweep(&myself, st, &services).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deliver `payload` to every execution waiting for `key`; keep it if none took it.
+async fn publish(
+    services: &Arc<Services>,
+    supervisor: &ActorRef<SupervisorMsg>,
+    key: String,
+    payload: Value,
+    keep: Duration,
+) -> Result<Published, Error> {
+    let waiting = services.journal.waiting_for(&key)?;
+    let payload = Json::from_value(&payload);
+    let handed = waiting.iter().map(|&id| {
+        let (key, payload) = (key.clone(), payload.clone());
+        async move {
+            let r = deliver(supervisor, id, |reply| Delivery::Event {
+                key: key.clone(),
+                payload: payload.clone(),
+                take: None,
+                reply,
+            })
+            .await;
+            (id, r)
+        }
+    });
+    let mut delivered = Vec::new();
+    for (id, result) in join_all(handed).await {
+        match result {
+            Ok(true) => delivered.push(id),
+            // It stopped waiting (resolved, timed out, ended) meanwhile.
+            Ok(false) | Err(Error::Finished { .. }) => {}
+            Err(e) => warn!(execution_id = %id, key = %key, error = %e, "a published event was not delivered"),
+        }
+    }
+    if !delivered.is_empty() || keep.is_zero() {
+        return Ok(Published { delivered, kept_until_ms: None });
+    }
+    let now = services.clock.now_ms();
+    let until_ms = now.saturating_add(keep.as_millis() as u64);
+    let event =
+        KeptEvent { at: KeptRef { key, id: ExecutionId::new(now).to_bytes(), until_ms }, published_ms: now, payload };
+    services.journal.keep(&event).await?;
+    // An execution may have begun to wait between the index read and the
+    // keep: its notice is behind this message and finds the kept event.
+    Ok(Published { delivered, kept_until_ms: Some(until_ms) })
+}
+
+/// Hand `execution` the kept events of `key` while it waits for them.
+async fn hand_over(services: &Arc<Services>, supervisor: &ActorRef<SupervisorMsg>, execution: ExecutionId, key: &str) {
+    // Bounded: each round takes one kept event or stops.
+    for _ in 0..64 {
+        let now = services.clock.now_ms();
+        let kept = match services.journal.kept(key, now, 1) {
+            Ok(kept) => kept,
+            Err(e) => {
+                warn!(key = %key, error = %e, "the kept events cannot be read");
+                return;
+            }
+        };
+        let Some(event) = kept.into_iter().next() else { return };
+        let result = deliver(supervisor, execution, |reply| Delivery::Event {
+            key: key.to_string(),
+            payload: event.payload.clone(),
+            take: Some(event.at.clone()),
+            reply,
+        })
+        .await;
+        match result {
+            Ok(true) => {}
+            Ok(false) | Err(Error::Finished { .. }) => return,
+            Err(e) => {
+                warn!(execution_id = %execution, key = %key, error = %e, "a kept event was not handed over");
+                return;
+            }
+        }
+    }
+}
+
+/// At start: hand kept events to the executions that wait for their keys.
+async fn hand_over_all(services: &Arc<Services>, supervisor: &ActorRef<SupervisorMsg>) {
+    let kept = match services.journal.expiring(u64::MAX, RECONCILE_LIMIT) {
+        Ok(kept) => kept,
+        Err(e) => {
+            warn!(error = %e, "the kept events cannot be read");
+            return;
+        }
+    };
+    let keys: BTreeSet<String> = kept.into_iter().map(|k| k.key).collect();
+    for key in keys {
+        match services.journal.waiting_for(&key) {
+            Ok(ids) => {
+                for id in ids {
+                    hand_over(services, supervisor, id, &key).await;
+                }
+            }
+            Err(e) => warn!(key = %key, error = %e, "the wait index cannot be read"),
+        }
+    }
+}
+
+/// Drop expired kept events (a bounded batch), and arm the next sweep.
+async fn sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Services>) {
+    let now = services.clock.now_ms();
+    match services.journal.expiring(now, SWEEP_BATCH) {
+        Ok(expired) if !expired.is_empty() => {
+            let full = expired.len() == SWEEP_BATCH;
+            if let Err(e) = services.journal.forget(&expired).await {
+                warn!(error = %e, "expired kept events cannot be dropped");
+            }
+            if full {
+                let _ = myself.cast(WaitMsg::Sweep);
+                return;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "the kept events cannot be read"),
+    }
+    match services.journal.expiring(u64::MAX, 1) {
+        Ok(next) => {
+            if let Some(next) = next.first() {
+                arm_sweep(myself, st, services, next.until_ms);
+            }
+        }
+        Err(e) => warn!(error = %e, "the kept events cannot be read"),
+    }
+}
+
+/// Sweep at `at_ms` unless a sweep is armed for earlier.
+fn arm_sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Services>, at_ms: u64) {
+    if st.sweep_at.is_some_and(|armed| armed <= at_ms) {
+        return;
+    }
+    st.sweep_at = Some(at_ms);
+    let wait = Duration::from_millis(at_ms.saturating_sub(services.clock.now_ms()));
+    myself.send_after(wait, || WaitMsg::Sweep);
+}
+
+/// Hand a delivery to an execution through the supervisor (which
+/// rehydrates it). One whose actor stopped before handling it (it
+/// hibernated) comes back with its reply dropped, and goes again.
+async fn deliver<T>(
+    supervisor: &ActorRef<SupervisorMsg>,
+    id: ExecutionId,
+    make: impl Fn(oneshot::Sender<Result<T, Error>>) -> Delivery,
+) -> Result<T, Error> {
+    for _ in 0..ATTEMPTS {
+        let (tx, rx) = oneshot::channel();
+        supervisor.cast(SupervisorMsg::Deliver { id, delivery: make(tx) }).map_err(|e| Error::Actor(e.to_string()))?;
+        match rx.await {
+            Ok(result) => return result,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    Err(Error::Actor(format!("execution {id} did not take the event after {ATTEMPTS} attempts")))
+}
