@@ -501,6 +501,10 @@ fn repair_recomputes_exactly_the_index_a_healthy_dir_has_with_fan_outs_timers_an
     for field in ["keys_set", "keys_removed", "timers_set", "timers_cleared"] {
         assert_eq!(report[field], 0, "{field}: {report}");
     }
+    // The wait index of a healthy dir is what repair computes, too.
+    for field in ["waits_set", "waits_cleared"] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
     // The rows of the fan-out's parent and of the timed wait, garbled, come back as they were.
     let gathers: Vec<&str> =
         before.iter().filter(|r| r["workflow_id"] == "gather").map(|r| r["id"].as_str().unwrap()).collect();
@@ -523,10 +527,19 @@ fn repair_recomputes_exactly_the_index_a_healthy_dir_has_with_fan_outs_timers_an
         for k in timers.iter().filter(|k| k[9..] == id_bytes(&timer)) {
             db.remove(k).unwrap();
         }
+        // Its wait index entry (event `go`) is lost, and a stale one names a finished execution.
+        let wait_key = |key: &str, id: &str| [b"v".as_slice(), key.as_bytes(), &[0], &id_bytes(id)].concat();
+        assert!(db.remove(wait_key("go", &timer)).unwrap().is_some(), "the wait index holds `timed`'s wait");
+        db.insert(wait_key("stale", &f.other), &[1][..]).unwrap();
     });
     let said = repair_heals(&f.dir);
     assert!(said.contains("set 1 idempotency keys") && said.contains("set 1 timer entries"), "{said}");
+    assert!(said.contains("set 1 wait index entries, cleared 1"), "{said}");
     assert_eq!(listed(&f.dir), before);
+    // Found by its key again.
+    let published = json(&f.dir, &["signal", "--event", "go", "--payload", "1", "--json"]);
+    let delivered = published["delivered"].as_array().unwrap();
+    assert!(delivered.contains(&serde_json::json!(timer.as_str())), "{published}");
     // The key still names its execution: a second run with it attaches.
     let again = json(&f.dir, &["run", timed.to_str().unwrap(), "--key", "order-17", "--json"]);
     assert_eq!(again["id"], timer.as_str());

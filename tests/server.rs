@@ -267,6 +267,61 @@ async fn the_event_stream_follows_live_to_the_end_and_resumes_after_last_event_i
 }
 
 #[tokio::test]
+async fn post_events_delivers_by_key_to_every_waiting_execution_keeps_the_rest_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    assert_eq!(api.register_yaml(GATE).await.0, 201);
+    let ids = [start_gate(&api, "9").await, start_gate(&api, "9").await];
+    let other = start_gate(&api, "10").await;
+    for id in ids.iter().chain([&other]) {
+        api.poll_until(id, LIMIT, |b| b["status"] == "waiting").await;
+    }
+    // Bad input: a clear 400, nothing delivered or kept.
+    let long = "k".repeat(513);
+    let bad = [
+        (json!({ "key": "" }), "the event key is empty"),
+        (json!({ "key": long }), "the limit is 512"),
+        (json!({ "key": "pay:9\u{0}" }), "NUL"),
+        (json!({ "key": "pay:9", "keep": "1w" }), "unknown unit `w`"),
+        (json!({ "key": "pay:9", "keep": "31d" }), "longer than an event may be kept"),
+    ];
+    for (body, says) in bad {
+        let (s, b) = api.post("/events", &body).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_event")), "{body}: {b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says) && message.contains("nothing was delivered or kept"), "{message}");
+    }
+    let (s, b) = api.post("/events", &json!({ "payload": 1 })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{b}");
+    for id in &ids {
+        assert_eq!(api.get(&format!("/executions/{id}")).await.1["status"], "waiting", "a refusal delivered nothing");
+    }
+
+    let (s, b) = api.post("/events", &json!({ "key": "pay:9", "payload": { "amount": 3 } })).await;
+    assert_eq!((s, &b["kept"], &b["kept_until_ms"]), (202, &json!(false), &Value::Null), "{b}");
+    let mut delivered: Vec<String> =
+        b["delivered"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    delivered.sort();
+    let mut want = ids.to_vec();
+    want.sort();
+    assert_eq!(delivered, want, "{b}");
+    for id in &ids {
+        let done = api.poll_until(id, LIMIT, |b| b["status"] == "completed").await;
+        assert_eq!(done["state"]["status"], "paid 3");
+    }
+    assert_eq!(api.get(&format!("/executions/{other}")).await.1["status"], "waiting");
+
+    // Nobody waits for pay:11: kept, then taken by the execution that reaches that wait.
+    let (s, b) = api.post("/events", &json!({ "key": "pay:11", "payload": { "amount": 4 }, "keep": "1h" })).await;
+    assert_eq!((s, &b["kept"], b["delivered"].as_array().map(Vec::len)), (202, &json!(true), Some(0)), "{b}");
+    assert!(b["kept_until_ms"].as_u64().is_some(), "{b}");
+    let late = start_gate(&api, "11").await;
+    let done = api.poll_until(&late, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(done["state"]["status"], "paid 4");
+}
+
+#[tokio::test]
 async fn signal_approve_and_cancel_move_executions_and_refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = DevServer::start(dir.path(), &[]);

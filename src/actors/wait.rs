@@ -95,25 +95,6 @@ pub(crate) enum WaitMsg {
     Sweep,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keep_reads_units_and_refuses_what_is_not_a_bounded_duration() {
-        assert_eq!(parse_keep("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_keep("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_keep("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_keep("30d"), Ok(MAX_KEEP));
-        assert_eq!(parse_keep("0"), Ok(Duration::ZERO));
-        assert!(parse_keep("31d").unwrap_err().contains("longer than"));
-        assert!(parse_keep("99999999999999999999d").unwrap_err().contains("not a duration"));
-        assert!(parse_keep("1w").unwrap_err().contains("unknown unit `w`"));
-        assert!(parse_keep("").unwrap_err().contains("not a duration"));
-        assert!(parse_keep("-1h").unwrap_err().contains("not a duration"));
-    }
-}
-
 /// The handle through [`Services`]: execution actors tell the mailbox of
 /// new waits; the runtime publishes (and starts the actor again if it died).
 #[derive(Default)]
@@ -420,4 +401,23 @@ async fn deliver<T>(
         }
     }
     Err(Error::Actor(format!("execution {id} did not take the event after {ATTEMPTS} attempts")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_reads_units_and_refuses_what_is_not_a_bounded_duration() {
+        assert_eq!(parse_keep("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_keep("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_keep("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_keep("30d"), Ok(MAX_KEEP));
+        assert_eq!(parse_keep("0"), Ok(Duration::ZERO));
+        assert!(parse_keep("31d").unwrap_err().contains("longer than"));
+        assert!(parse_keep("99999999999999999999d").unwrap_err().contains("not a duration"));
+        assert!(parse_keep("1w").unwrap_err().contains("unknown unit `w`"));
+        assert!(parse_keep("").unwrap_err().contains("not a duration"));
+        assert!(parse_keep("-1h").unwrap_err().contains("not a duration"));
+    }
 }

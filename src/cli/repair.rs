@@ -74,6 +74,8 @@ struct Report {
     keys_removed: usize,
     timers_set: usize,
     timers_cleared: usize,
+    waits_set: usize,
+    waits_cleared: usize,
     /// Keys of a kind this build does not know, left alone.
     unknown_keys: usize,
     /// Damage found in the journal archive (then set aside and seeded anew).
@@ -92,7 +94,8 @@ impl Report {
             && self.set_aside.is_empty()
             && self.failed.is_empty()
             && self.removed.is_empty()
-            && self.keys_set + self.keys_removed + self.timers_set + self.timers_cleared == 0)
+            && self.keys_set + self.keys_removed + self.timers_set + self.timers_cleared == 0
+            && self.waits_set + self.waits_cleared == 0)
     }
 }
 
@@ -248,6 +251,8 @@ fn reopen(data_dir: &Path) -> Result<SledJournal, journal::Error> {
 struct Kept {
     row: ExecutionMeta,
     deadlines: Vec<u64>,
+    /// The event keys it waits for (its wait index entries).
+    waits: Vec<String>,
     ended: bool,
     parent: Option<ExecutionId>,
     /// Children it no longer needs (cancelled, perhaps not told yet).
@@ -354,6 +359,7 @@ async fn repair(
             Kept {
                 row: index_row(id, &workflow, &hash, &machine, updated_ms),
                 deadlines: machine.deadlines(&workflow).into_iter().collect(),
+                waits: crate::actors::wait_keys(&machine).into_iter().collect(),
                 ended: machine.phase.is_terminal(),
                 parent: machine.parent.as_ref().map(|p| p.id),
                 orphans: machine.orphans.iter().copied().collect(),
@@ -499,6 +505,13 @@ fn index_changes(
     let keep = |t: &Timer| timers.contains(t) || (t.at_ms <= now && !ended(&t.execution));
     changes.clear_timers = audit.timers.iter().filter(|t| !keep(t)).copied().collect();
     changes.set_timers = timers.iter().filter(|t| !audit.timers.contains(t)).copied().collect();
+    // The wait index: the event keys each unfinished machine waits for.
+    let waits: BTreeSet<(String, ExecutionId)> =
+        whole.iter().flat_map(|(id, kept)| kept.waits.iter().map(|k| (k.clone(), *id))).collect();
+    changes.clear_waits = audit.waits.difference(&waits).cloned().collect();
+    changes.set_waits = waits.difference(&audit.waits).cloned().collect();
+    report.waits_set = changes.set_waits.len();
+    report.waits_cleared = changes.clear_waits.len();
     report.keys_set = changes.put_keys.len();
     report.keys_removed = changes.remove_keys.len();
     report.timers_set = changes.set_timers.len();
@@ -514,6 +527,8 @@ fn kind(k: Kind) -> &'static str {
         Kind::IdempotencyKey => "idempotency key",
         Kind::Timer => "timer entry",
         Kind::Registration => "registration",
+        Kind::WaitEntry => "wait index entry",
+        Kind::KeptEvent => "kept event",
     }
 }
 
@@ -589,6 +604,15 @@ fn print_text(r: &Report) {
             r.timers_set,
             verb("cleared", "would clear"),
             r.timers_cleared
+        );
+    }
+    if r.waits_set + r.waits_cleared > 0 {
+        println!(
+            "{} {} wait index entries, {} {}",
+            verb("set", "would set"),
+            r.waits_set,
+            verb("cleared", "would clear"),
+            r.waits_cleared
         );
     }
     if r.unknown_keys > 0 {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::mailbox::{self, EXPIRY, KEPT, WAIT};
 use super::sled_store::{
     EVENT, KEY, META, REGISTERED, TIMER, WORKFLOW, checked_files, decode_timer, event_key, id_in, meta_key, open_sled,
     prefixed, seq_in, timer_key,
@@ -37,6 +38,10 @@ pub enum Kind {
     IdempotencyKey,
     Timer,
     Registration,
+    /// An entry of the wait index (`v{event key}\0{exec}`).
+    WaitEntry,
+    /// A kept event, or its expiry entry.
+    KeptEvent,
 }
 
 /// A stored value that cannot be read.
@@ -99,6 +104,8 @@ pub struct Audit {
     /// Idempotency keys (the key's bytes) and the execution each names.
     pub keys: BTreeMap<Vec<u8>, ExecutionId>,
     pub timers: BTreeSet<Timer>,
+    /// The wait index: (event key, execution).
+    pub waits: BTreeSet<(String, ExecutionId)>,
     /// Hashes whose workflow IR decodes.
     pub workflows: BTreeSet<String>,
     /// Every execution that has events.
@@ -120,6 +127,9 @@ pub struct IndexChanges {
     pub remove_keys: Vec<Vec<u8>>,
     pub set_timers: Vec<Timer>,
     pub clear_timers: Vec<Timer>,
+    /// Wait index entries: (event key, execution).
+    pub set_waits: Vec<(String, ExecutionId)>,
+    pub clear_waits: Vec<(String, ExecutionId)>,
 }
 
 impl IndexChanges {
@@ -130,6 +140,8 @@ impl IndexChanges {
             && self.remove_keys.is_empty()
             && self.set_timers.is_empty()
             && self.clear_timers.is_empty()
+            && self.set_waits.is_empty()
+            && self.clear_waits.is_empty()
     }
 }
 
@@ -222,6 +234,22 @@ impl SledJournal {
                         out.bad.push(bad(Kind::Registration, None, super::corrupt_detail(e)));
                     }
                 }
+                Some(WAIT) => match mailbox::decode_wait_key(&k) {
+                    Ok(entry) => {
+                        out.waits.insert(entry);
+                    }
+                    Err(e) => out.bad.push(bad(Kind::WaitEntry, None, super::corrupt_detail(e))),
+                },
+                Some(KEPT) => {
+                    if let Err(e) = mailbox::decode_kept(&k, &v) {
+                        out.bad.push(bad(Kind::KeptEvent, None, super::corrupt_detail(e)));
+                    }
+                }
+                Some(EXPIRY) => {
+                    if let Err(e) = mailbox::decode_expiry_key(&k) {
+                        out.bad.push(bad(Kind::KeptEvent, None, super::corrupt_detail(e)));
+                    }
+                }
                 _ => out.unknown += 1,
             }
         }
@@ -309,7 +337,7 @@ impl SledJournal {
         Ok(())
     }
 
-    /// Write index changes durably (rows, idempotency keys, timers).
+    /// Write index changes durably (rows, idempotency keys, timers, waits).
     pub async fn write_index(&self, changes: &IndexChanges) -> Result<(), Error> {
         let mut writes: Batch = Vec::new();
         writes.extend(changes.remove_rows.iter().map(|id| (meta_key(*id).to_vec(), Vec::new())));
@@ -318,6 +346,8 @@ impl SledJournal {
         writes.extend(changes.put_keys.iter().map(|(k, id)| (prefixed(KEY, k), id.to_bytes().to_vec())));
         writes.extend(changes.clear_timers.iter().map(|t| (timer_key(t.at_ms, t.execution).to_vec(), Vec::new())));
         writes.extend(changes.set_timers.iter().map(|t| (timer_key(t.at_ms, t.execution).to_vec(), vec![1])));
+        writes.extend(changes.clear_waits.iter().map(|(k, id)| (mailbox::wait_key(k, *id), Vec::new())));
+        writes.extend(changes.set_waits.iter().map(|(k, id)| (mailbox::wait_key(k, *id), vec![1])));
         let mut rest = writes.as_slice();
         while !rest.is_empty() {
             let (now, later) = rest.split_at(rest.len().min(KEYS_PER_BATCH));
