@@ -33,6 +33,7 @@ use super::node::{NodeActor, NodeArgs};
 use super::parallel::{ParallelActor, ParallelArgs, ParallelMsg};
 use super::retry;
 use super::supervisor::SupervisorMsg;
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
 use crate::journal::{
@@ -40,7 +41,6 @@ use crate::journal::{
 };
 use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
-use crate::runtime::{Error, Services};
 
 /// How an ExecutionActor begins.
 pub(crate) enum Start {
@@ -62,7 +62,7 @@ pub(crate) struct ExecutionArgs {
     pub id: ExecutionId,
     pub workflow: Arc<Workflow>,
     pub hash: String,
-    pub services: Arc<Services>,
+    pub services: Arc<Shared>,
     pub start: Start,
     pub supervisor: ActorRef<SupervisorMsg>,
 }
@@ -146,7 +146,7 @@ pub(crate) struct State {
     id: ExecutionId,
     wf: Arc<Workflow>,
     hash: String,
-    services: Arc<Services>,
+    services: Arc<Shared>,
     machine: ExecutionState,
     /// Running node actors: which attempt each one is.
     nodes: HashMap<ActorId, (String, u32, u32)>,
@@ -628,7 +628,7 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
         idempotency_key: idempotency_key(st.id, node, visit),
         state: &st.machine.state,
         vars: &st.machine.vars,
-        services: &st.services,
+        services: &st.services.env,
         usage: st.machine.usage,
         started_ms: st.machine.started_ms,
         workflow: &st.wf,
@@ -871,7 +871,7 @@ async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), Act
 }
 
 /// Remove one entry of the timer index for `id` (nothing else changes).
-pub(crate) async fn clear_timer(services: &Services, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
+pub(crate) async fn clear_timer(services: &Shared, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
     let append = Append {
         execution: id,
         first_seq: 0,
