@@ -1,9 +1,15 @@
-//! The execution state machine: `apply(workflow, state, record) -> commands`.
+//! The execution state machine: [`step`] decides, [`apply`] folds.
 //!
-//! Pure: no IO, no clock, no await. The ExecutionActor persists an event,
-//! applies it here, and carries out the commands; recovery folds the
-//! journal through the same function and then asks [`resume`] what is left
-//! to do, so a live run and a replay cannot drift apart.
+//! Pure: no IO, no clock reading, no await. Whatever reaches an execution
+//! (its start, a node's result, a signal, a decision, a cancel, a due
+//! deadline, children's ends) is an [`Input`]; `step(workflow, state,
+//! input, now)` makes the events it implies (retry decisions, the output
+//! check, due deadlines included), folds each through [`apply`], and
+//! returns them with the [`Effect`]s the shell carries out once they are
+//! durable. Recovery folds the journal through the same `apply` and then
+//! steps [`Input::Resume`], so a live run and a replay cannot drift apart.
+//! Whether an execution is settled, and what it waits for, are answered
+//! here too ([`settled`], [`waits`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -11,9 +17,16 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::agent_rounds::AgentRound;
+use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
+
+mod settled;
+mod step;
+
+pub use settled::{Settled, WaitKind, Waits, settled, waits};
+pub use step::{Input, NodeResult, Step, pending_approval, step};
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +126,12 @@ pub struct ExecutionState {
     /// Node visits allowed (the `max_steps` limit in force); the shell sets
     /// it on a live execution, a replay for reading leaves it unbounded.
     pub max_steps: u64,
+    /// The largest state allowed (the `max_state_bytes` limit in force);
+    /// the shell sets it on a live execution, like [`Self::max_steps`].
+    pub max_state_bytes: u64,
+    /// Panics of one node visit tolerated within a window (the runtime's
+    /// restart budget); the shell sets it on a live execution.
+    pub restart_budget: RestartBudget,
     /// Times each node has been scheduled.
     pub visits: HashMap<String, u32>,
     pub active: BTreeMap<String, ActiveNode>,
@@ -140,10 +159,10 @@ pub struct ExecutionState {
     pub agents: HashMap<String, AgentRound>,
 }
 
-/// What the shell must do after an event is applied. `Schedule`, `Start`,
-/// `Resolve`, `FailNode`, `Complete` and `Fail` become events (the shell
-/// stamps them with the time, and decides a retry); `Run`, `RetryAt`,
-/// `Children`, `CancelChildren` and `Finished` are effects.
+/// What applying one event asks for next: an event the core makes and
+/// folds in the same step (`Schedule`, `Start`, `Resolve`, `FailNode`,
+/// `Complete`, `Fail`; [`step`] turns them into events, deciding a retry),
+/// or an [`Effect`] for the shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Schedule {
@@ -155,17 +174,6 @@ pub enum Command {
         visit: u32,
         attempt: u32,
     },
-    Run {
-        node: String,
-        visit: u32,
-        attempt: u32,
-    },
-    RetryAt {
-        node: String,
-        visit: u32,
-        attempt: u32,
-        at_ms: u64,
-    },
     /// A node the execution carries out itself (wait, approval, parallel,
     /// sub-workflow) has its result: it completes with `patch`, going on at
     /// `next` (`None`: the node's own `next`).
@@ -176,7 +184,7 @@ pub enum Command {
         patch: Map<String, Value>,
         next: Option<String>,
     },
-    /// Such a node failed; the shell applies the node's retry policy.
+    /// Such a node failed; its retry policy decides what follows.
     FailNode {
         node: String,
         visit: u32,
@@ -184,19 +192,29 @@ pub enum Command {
         class: ErrorClass,
         message: String,
     },
-    /// Start (or, after a restart, find again) the children of a fan-out.
-    Children {
-        node: String,
-        visit: u32,
-        attempt: u32,
-    },
-    /// Cancel these child executions (they may have finished already).
-    CancelChildren(Vec<ExecutionId>),
     Complete,
     Fail {
         node: Option<String>,
         error: String,
     },
+    Effect(Effect),
+}
+
+/// What the shell carries out once a step's events are durable. Nothing
+/// here is journaled: each follows from events already written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Run this attempt of a node (inline for a pure or control node, in a
+    /// NodeActor otherwise); its result comes back as [`Input::Node`].
+    Run { node: String, visit: u32, attempt: u32 },
+    /// A retry waits until `at_ms` (the timer index holds it too); then
+    /// [`Input::Tick`] starts it.
+    RetryAt { node: String, visit: u32, attempt: u32, at_ms: u64 },
+    /// Start (or, after a restart, find again) the children of a fan-out.
+    Children { node: String, visit: u32, attempt: u32 },
+    /// Cancel these child executions (they may have finished already).
+    CancelChildren(Vec<ExecutionId>),
+    /// The execution ended: stop its actor.
     Finished,
 }
 
@@ -211,6 +229,8 @@ impl ExecutionState {
             steps: 0,
             state_bytes: 2,
             max_steps: u64::MAX,
+            max_state_bytes: u64::MAX,
+            restart_budget: RestartBudget::default(),
             visits: HashMap::new(),
             active: BTreeMap::new(),
             last_seq: 0,
@@ -232,6 +252,12 @@ impl ExecutionState {
     /// Parked: every active node waits (for an event, an approval, a timer).
     pub fn parked(&self) -> bool {
         self.phase == Phase::Running && !self.active.is_empty() && self.active.values().all(|a| a.wait.is_some())
+    }
+
+    /// Whether `attempt` of `node`'s `visit` is the one running now (a
+    /// result of any other is stale, and ignored).
+    pub fn is_current(&self, node: &str, visit: u32, attempt: u32) -> bool {
+        self.active.get(node).is_some_and(|a| a.visit == visit && a.attempt == attempt && a.retry_at.is_none())
     }
 
     /// The execution's own deadline (`timeout_ms` of its workflow), unix ms.
@@ -425,7 +451,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
                 a.wait = None;
                 a.fan_out = None;
                 a.started_ms = rec.at_ms;
-                vec![Command::Run { node: node.clone(), visit: *visit, attempt: *attempt }]
+                vec![Command::Effect(Effect::Run { node: node.clone(), visit: *visit, attempt: *attempt })]
             }
             _ => inconsistent(format!("node `{node}` visit {visit} started without being scheduled")),
         },
@@ -472,7 +498,12 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             match retry {
                 RetryDecision::Retry { attempt, at_ms } => {
                     a.retry_at = Some((*attempt, *at_ms));
-                    cmds.push(Command::RetryAt { node: node.clone(), visit: *visit, attempt: *attempt, at_ms: *at_ms });
+                    cmds.push(Command::Effect(Effect::RetryAt {
+                        node: node.clone(),
+                        visit: *visit,
+                        attempt: *attempt,
+                        at_ms: *at_ms,
+                    }));
                 }
                 RetryDecision::GiveUp => cmds.push(Command::Fail {
                     node: Some(node.clone()),
@@ -485,7 +516,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             st.phase = Phase::Completed;
             st.finished_ms = Some(rec.at_ms);
             st.active.clear();
-            vec![Command::Finished]
+            vec![Command::Effect(Effect::Finished)]
         }
         Event::ExecutionFailed { error, .. } => {
             st.phase = Phase::Failed;
@@ -620,7 +651,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
             };
             a.fan_out =
                 Some(FanOut { attempt: *attempt, branches: *branches, finished: BTreeMap::new(), seq: rec.seq });
-            let mut cmds = vec![Command::Children { node: node.clone(), visit: *visit, attempt: *attempt }];
+            let mut cmds =
+                vec![Command::Effect(Effect::Children { node: node.clone(), visit: *visit, attempt: *attempt })];
             cmds.extend(join(workflow, st, node));
             cmds
         }
@@ -667,7 +699,7 @@ pub fn fan_out_deadline(workflow: &Workflow, node: &str, a: &ActiveNode) -> Opti
 }
 
 fn cancel(ids: Vec<ExecutionId>) -> Vec<Command> {
-    if ids.is_empty() { Vec::new() } else { vec![Command::CancelChildren(ids)] }
+    if ids.is_empty() { Vec::new() } else { vec![Command::Effect(Effect::CancelChildren(ids))] }
 }
 
 /// The children of `a`'s fan-out that have not finished; the fan-out is over.
@@ -685,7 +717,7 @@ fn end_children(st: &mut ExecutionState) -> Vec<Command> {
     st.orphans.clear();
     st.active.clear();
     let mut cmds = cancel(children);
-    cmds.push(Command::Finished);
+    cmds.push(Command::Effect(Effect::Finished));
     cmds
 }
 
@@ -845,10 +877,12 @@ pub fn resume(st: &ExecutionState) -> Vec<Command> {
     for (node, a) in &st.active {
         let (node, visit) = (node.clone(), a.visit);
         cmds.push(match (&a.retry_at, &a.wait, &a.fan_out) {
-            (Some((attempt, at_ms)), _, _) => Command::RetryAt { node, visit, attempt: *attempt, at_ms: *at_ms },
+            (Some((attempt, at_ms)), _, _) => {
+                Command::Effect(Effect::RetryAt { node, visit, attempt: *attempt, at_ms: *at_ms })
+            }
             // Parked: its deadline is in the timer index, its event will be delivered.
             (None, Some(_), _) => continue,
-            (None, None, Some(f)) => Command::Children { node, visit, attempt: f.attempt },
+            (None, None, Some(f)) => Command::Effect(Effect::Children { node, visit, attempt: f.attempt }),
             (None, None, None) => Command::Start { node, visit, attempt: a.attempt + 1 },
         });
     }
@@ -893,7 +927,7 @@ mod tests {
         );
         assert_eq!(
             apply(&wf, &mut st, &rec(3, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 })),
-            vec![Command::Run { node: "a".into(), visit: 1, attempt: 1 }]
+            vec![Command::Effect(Effect::Run { node: "a".into(), visit: 1, attempt: 1 })]
         );
         assert_eq!(st.phase, Phase::Running);
     }
@@ -946,7 +980,7 @@ mod tests {
         assert_eq!(apply(&wf, &mut st, &rec(7, done("b", None))), vec![Command::Complete]);
         assert_eq!(
             apply(&wf, &mut st, &rec(8, Event::ExecutionCompleted { state: Json(r#"{"n":1}"#.into()) })),
-            vec![Command::Finished]
+            vec![Command::Effect(Effect::Finished)]
         );
         assert!(apply(&wf, &mut st, &rec(9, Event::NodeScheduled { node: "a".into(), visit: 2 })).is_empty());
     }
@@ -970,9 +1004,12 @@ mod tests {
         };
         assert_eq!(
             apply(&wf, &mut st, &rec(4, failed)),
-            vec![Command::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 }]
+            vec![Command::Effect(Effect::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 })]
         );
-        assert_eq!(resume(&st), vec![Command::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 }]);
+        assert_eq!(
+            resume(&st),
+            vec![Command::Effect(Effect::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 })]
+        );
     }
 
     #[test]
