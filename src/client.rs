@@ -104,6 +104,11 @@ pub struct Execution {
     /// Its idempotency key.
     #[serde(default)]
     pub key: Option<String>,
+    /// Whether only the outside can move it (and its unfinished children)
+    /// on: ended, or parked on events or approvals (absent from older
+    /// servers).
+    #[serde(default)]
+    pub settled: Option<bool>,
 }
 
 /// One thing an execution waits for.

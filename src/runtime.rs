@@ -74,13 +74,7 @@ pub struct Waiting {
     pub parent: Option<ExecutionId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitKind {
-    Event,
-    Approval,
-    Timer,
-}
+pub use crate::actors::machine::WaitKind;
 
 /// What [`Runtime::resume_all_reporting`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -525,10 +519,7 @@ impl Runtime {
             // Settled only if nothing moved while we looked: the family and
             // each member's history are the same before and after the check.
             let before = self.snapshot(&family);
-            if family.iter().all(|&m| self.settled(m).unwrap_or(true))
-                && self.family(id)? == family
-                && self.snapshot(&family) == before
-            {
+            if self.all_settled(&family) && self.family(id)? == family && self.snapshot(&family) == before {
                 return self.outcome(id);
             }
             // A deadline (a timer) may move it on with no notice to us: look again now and then.
@@ -559,56 +550,45 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Whether only the outside can move this execution on: it ended, or
+    /// Whether only the outside can move this execution on (see
+    /// [`machine::settled`](crate::actors::machine::settled)): it ended, or
     /// it is parked on an event or approval with no deadline passed, or it
     /// waits on children (the rest of its family decides).
     fn settled(&self, id: ExecutionId) -> Result<bool, Error> {
-        let st = self.machine(id)?;
+        let workflow = self.workflow_of(id)?;
+        let st = crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)?;
         if st.phase.is_terminal() {
             return Ok(true);
         }
         let now = self.services().clock.now_ms();
-        // A due entry in the timer index (a deadline, a parent's wake-up) is about to move it.
-        if self.services().journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id) {
-            return Ok(false);
-        }
-        let mut waits = st.active.values().filter_map(|a| a.wait.as_ref()).peekable();
-        let fanning_out = st.active.values().any(|a| a.fan_out.is_some());
-        if st.parked() {
-            return Ok(
-                waits.all(|w| (w.event.is_some() || w.prompt.is_some()) && w.deadline_ms.is_none_or(|d| d > now))
-            );
-        }
-        if !fanning_out || waits.peek().is_some() || !st.active.values().all(|a| a.fan_out.is_some()) {
-            return Ok(false);
-        }
-        // Waiting on children: every child that can run must have started
-        // (its own settling is checked as part of the family).
-        let workflow = self.workflow_of(id)?;
-        for (node, a) in &st.active {
-            let Some(f) = &a.fan_out else { continue };
-            let limit = match workflow.node(node).map(|n| &n.kind) {
-                Some(crate::ir::NodeKind::Parallel(p)) => p.max_concurrency.map_or(usize::MAX, |m| m as usize),
-                _ => usize::MAX,
-            };
-            let unfinished: Vec<ExecutionId> = (0..f.branches)
-                .filter(|b| !f.finished.contains_key(b))
-                .map(|b| ExecutionId::child(id, node, a.visit, f.attempt, b))
-                .collect();
-            let mut started = 0;
-            for c in &unfinished {
-                match self.services().journal.meta(*c)? {
-                    // Ended, and the parent has not journaled it yet: it is about to move.
-                    Some(m) if m.status.is_terminal() => return Ok(false),
-                    Some(_) => started += 1,
-                    None => {}
-                }
-            }
-            if started < unfinished.len().min(limit) {
-                return Ok(false);
+        let due = self.services().journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id);
+        let mut children = HashMap::new();
+        for c in st.unfinished_children() {
+            if let Some(m) = self.services().journal.meta(c)? {
+                children.insert(c, m.status);
             }
         }
-        Ok(true)
+        Ok(crate::actors::machine::settled(&workflow, &st, now, due, &children).yes())
+    }
+
+    /// Whether every member of a family is settled (one that cannot be
+    /// read counts as settled: it will not move either).
+    fn all_settled(&self, family: &[ExecutionId]) -> bool {
+        family.iter().all(|&m| self.settled(m).unwrap_or(true))
+    }
+
+    /// Whether only the outside can move `id` and its unfinished children
+    /// on: each of them ended, or is parked on an event or an approval, or
+    /// waits on children that are. What a command-line run waits for
+    /// (`Runtime::settle`), and the `settled` field of the server's
+    /// execution view.
+    pub fn family_settled(&self, id: ExecutionId) -> Result<bool, Error> {
+        // Nothing in it waits on the outside: only its end settles it (and
+        // a fan-out of 10,000 branches is not folded to say so).
+        if !can_park(&*self.workflow_of(id)?) {
+            return Ok(self.status(id)?.status.is_terminal());
+        }
+        Ok(self.all_settled(&self.family(id)?))
     }
 
     fn machine(&self, id: ExecutionId) -> Result<crate::actors::machine::ExecutionState, Error> {
@@ -738,17 +718,11 @@ impl Runtime {
         let mut out = Vec::new();
         {
             let st = self.machine(meta.id)?;
-            for (node, a) in &st.active {
-                let Some(w) = &a.wait else { continue };
-                let kind = match (&w.event, &w.prompt) {
-                    (Some(_), _) => WaitKind::Event,
-                    (None, Some(_)) => WaitKind::Approval,
-                    (None, None) => WaitKind::Timer,
-                };
+            for (node, kind, w) in crate::actors::machine::waits(&st) {
                 out.push(Waiting {
                     id: meta.id,
                     workflow_id: meta.workflow_id.clone(),
-                    node: node.clone(),
+                    node: node.to_string(),
                     kind,
                     event: w.event.clone(),
                     prompt: w.prompt.clone(),

@@ -157,11 +157,12 @@ async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json
     } else {
         st.rt.waiting_in_family(id)?.iter().map(wait_row).collect()
     };
+    let settled = meta.status.is_terminal() || st.rt.family_settled(id)?;
     Ok(Json(json!({
         "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": out.status,
         "state": out.state, "error": out.error, "usage": out.usage,
         "created_ms": meta.created_ms, "updated_ms": meta.updated_ms, "waiting": waiting,
-        "workflow_hash": meta.workflow_hash, "key": meta.key,
+        "workflow_hash": meta.workflow_hash, "key": meta.key, "settled": settled,
     })))
 }
 
