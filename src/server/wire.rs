@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(sent(&page), before.to_string());
 
         let usage = Usage { input_tokens: 1, output_tokens: 2, cost_usd: 0.5 };
-        let waits = vec![waiting()];
+        let waits = [waiting()];
         let view = Execution {
             id: m.id,
             workflow_id: m.workflow_id.clone(),
