@@ -65,7 +65,7 @@ pub enum Error {
 }
 
 /// The part of an execution's stored data that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "part", rename_all = "snake_case")]
 pub enum Part {
     /// Its row in the execution index.
@@ -87,7 +87,7 @@ impl std::fmt::Display for Part {
 }
 
 /// One execution that cannot be read in full, and what failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Damage {
     pub execution: ExecutionId,
     #[serde(flatten)]

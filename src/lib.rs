@@ -73,9 +73,13 @@
 //!   the layers below.
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).
 //! - [`server`]: `jamjet dev`, the runtime as an HTTP server (REST API, SSE),
-//!   and A2A agents served from workflows ([`server::a2a`]).
-//! - [`client`]: a typed client of a server's REST API (what `--server` uses).
-//! - [`cli`]: the `jamjet` command line.
+//!   and A2A agents served from workflows ([`server::a2a`]);
+//!   [`server::wire`] holds the API's JSON bodies as types, which the
+//!   server's handlers and the client share.
+//! - [`client`]: a typed client of a server's REST API (what `--server`
+//!   and the data dir's socket use), split by what it talks about.
+//! - [`cli`]: the `jamjet` command line (with `jamjet bench`'s harness and
+//!   its `bench.step` / `bench.echo` functions, which are the CLI's only).
 //! - [`plural`]: counts in words ("1 node", "2 nodes") for all output.
 //!
 //! See `ARCHITECTURE.md` for the design and a glossary.

@@ -7,7 +7,6 @@
 //! read-only view of the state and returns a patch, or a classified error.
 
 pub(crate) mod agent;
-pub mod bench_functions;
 mod branch;
 mod compiled;
 pub(crate) mod control;

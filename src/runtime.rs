@@ -159,12 +159,6 @@ impl Builder {
         self.functions.register(name, f);
         self
     }
-    /// Register the trivial functions `bench.step` and `bench.echo`
-    /// ([`crate::nodes::bench_functions`]), as every runtime the CLI opens does.
-    pub fn bench_functions(self) -> Self {
-        crate::nodes::bench_functions::register(&self.functions);
-        self
-    }
     /// Whether `open` rehydrates every non-terminal execution (default: yes).
     pub fn resume_on_open(mut self, yes: bool) -> Self {
         self.resume = yes;

@@ -6,6 +6,8 @@
 //! - [`a2a`]: every A2A-enabled workflow as an A2A agent (card and
 //!   JSON-RPC), over the same runtime.
 //! - [`error`]: `{error: {code, message, details}}` with the right status.
+//! - [`wire`]: the JSON bodies of the REST API, as types the handlers and
+//!   [`crate::client`] share.
 //!
 //! [`router`] puts them together behind [`origin`]'s guard (`Host`,
 //! `Origin` and a `POST`'s content type: the server trusts no browser),
@@ -28,6 +30,7 @@ pub mod origin;
 pub mod policy;
 pub mod socket;
 pub mod sse;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
