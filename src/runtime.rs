@@ -203,6 +203,15 @@ impl Services {
         self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
     }
 
+    /// A workflow equal in every field to one kept in the cache (a host
+    /// submitting its own copy again and again), with its hash: comparing
+    /// costs far less than hashing (serializing the IR and a SHA-256), and
+    /// equal workflows have one content hash.
+    fn cached_equal(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
+        let kept = self.by_address.lock().expect("workflow cache lock");
+        kept.values().find(|(k, _)| k.id == wf.id && k.version == wf.version && **k == *wf).cloned()
+    }
+
     /// Resolves when `id` parks on an event or an approval (its `Waiting`
     /// is durable): only a signal or a decision can move it on.
     pub(crate) fn on_parked(&self, id: ExecutionId) -> oneshot::Receiver<()> {
@@ -524,7 +533,8 @@ impl Runtime {
             check_key(key)?;
         }
         // A workflow from the cache (a server's registered one) is hashed already.
-        let (wf, hash) = match self.services().cached_by_address(workflow) {
+        let known = self.services().cached_by_address(workflow).or_else(|| self.services().cached_equal(workflow));
+        let (wf, hash) = match known {
             Some(known) => known,
             None => {
                 let hash = workflow.content_hash();
