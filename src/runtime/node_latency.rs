@@ -115,3 +115,68 @@ impl NodeLatency {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Append, ExecutionMeta, Json, MemoryJournal, Status, Usage};
+
+    fn done(node: &str) -> Event {
+        Event::NodeCompleted {
+            node: node.into(),
+            visit: 1,
+            attempt: 1,
+            patch: Json("{}".into()),
+            next: None,
+            usage: Usage::default(),
+            duration_us: 5,
+        }
+    }
+
+    fn counts(l: &NodeLatency) -> Vec<(&'static str, u64)> {
+        l.snapshot().into_iter().map(|(k, s)| (k, s.count)).collect()
+    }
+
+    #[test]
+    fn node_types_come_from_the_first_append_or_from_the_stored_workflow() {
+        let wf = crate::ir::compile_str(
+            "id: k\nstate_schema: { i: int }\nnodes:\n  a: { type: set, values: { i: 1 }, next: b }\n  b: { type: end }\n",
+            "k.yaml",
+        )
+        .unwrap();
+        let journal = MemoryJournal::new();
+        let l = NodeLatency::default();
+        // Started here: the first append carries the workflow, the store is not read.
+        let live = ExecutionId::new(1);
+        l.appended(&journal, live, &[], Some(("h1", &wf)));
+        l.appended(&journal, live, &[done("a"), done("b")], None);
+        assert_eq!(counts(&l), vec![("end", 1), ("set", 1)]);
+        // Rehydrated: the types come from the index row's hash and the stored IR.
+        let old = ExecutionId::new(2);
+        let meta = ExecutionMeta {
+            id: old,
+            workflow_id: "k".into(),
+            workflow_version: "1".into(),
+            workflow_hash: "h2".into(),
+            status: Status::Running,
+            created_ms: 1,
+            updated_ms: 1,
+            key: None,
+        };
+        let append = Append {
+            execution: old,
+            first_seq: 0,
+            at_ms: 1,
+            events: &[],
+            meta: Some(&meta),
+            workflow: Some(("h2", &wf)),
+            timers: &[],
+        };
+        futures::FutureExt::now_or_never(journal.append(append)).expect("memory appends are ready").unwrap();
+        l.appended(&journal, old, &[done("a")], None);
+        assert_eq!(counts(&l), vec![("end", 1), ("set", 2)]);
+        // Unknown everywhere: counted as `unknown`, nothing else moves.
+        l.appended(&journal, ExecutionId::new(3), &[done("a")], None);
+        assert_eq!(counts(&l), vec![("end", 1), ("set", 2), ("unknown", 1)]);
+    }
+}
