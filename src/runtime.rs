@@ -8,7 +8,7 @@
 mod feed;
 mod node_latency;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,9 @@ pub struct Services {
     /// The cached workflows by address, with their hashes. Entries are
     /// never removed, so a cached workflow's address names it alone.
     by_address: Mutex<HashMap<usize, (Arc<Workflow>, String)>>,
+    /// The last workflows `submit` hashed, with their content hashes (at
+    /// most [`HASHED_KEPT`]): an equal one submitted again is not hashed again.
+    hashed: Mutex<VecDeque<(Arc<Workflow>, String)>>,
     /// Who follows which execution's history live.
     pub feed: Arc<Feed>,
     /// Last field: fires once everything above, the journal included, is dropped.
@@ -203,13 +206,23 @@ impl Services {
         self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
     }
 
-    /// A workflow equal in every field to one kept in the cache (a host
-    /// submitting its own copy again and again), with its hash: comparing
-    /// costs far less than hashing (serializing the IR and a SHA-256), and
-    /// equal workflows have one content hash.
+    /// A workflow equal in every field to one `submit` hashed lately (a
+    /// host submitting its own copy again and again), with its content
+    /// hash: comparing costs far less than hashing (serializing the IR and
+    /// a SHA-256), and equal workflows have one content hash. (Only hashes
+    /// computed here: one read from an older journal may be of another kind.)
     fn cached_equal(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
-        let kept = self.by_address.lock().expect("workflow cache lock");
-        kept.values().find(|(k, _)| k.id == wf.id && k.version == wf.version && **k == *wf).cloned()
+        let hashed = self.hashed.lock().expect("workflow cache lock");
+        hashed.iter().find(|(k, _)| k.id == wf.id && k.version == wf.version && **k == *wf).cloned()
+    }
+
+    /// Remember a workflow `submit` hashed, for [`Self::cached_equal`].
+    fn remember_hashed(&self, wf: Arc<Workflow>, hash: String) {
+        let mut hashed = self.hashed.lock().expect("workflow cache lock");
+        if hashed.len() >= HASHED_KEPT {
+            hashed.pop_front();
+        }
+        hashed.push_back((wf, hash));
     }
 
     /// Resolves when `id` parks on an event or an approval (its `Waiting`
@@ -306,6 +319,9 @@ pub enum Unattended {
 
 /// How often a delivery is retried when its actor stopped under it.
 const DELIVERY_ATTEMPTS: usize = 20;
+
+/// How many lately hashed workflows `submit` compares a submission with.
+const HASHED_KEPT: usize = 16;
 
 /// Builds a [`Runtime`]: register functions before `open` so that
 /// executions resumed at open can call them.
@@ -433,6 +449,7 @@ impl Builder {
             workflows: Mutex::new(HashMap::new()),
             registry: Mutex::new(None),
             by_address: Mutex::new(HashMap::new()),
+            hashed: Mutex::new(VecDeque::new()),
             feed,
             _closed: ClosedSignal(Some(closed_tx)),
         });
@@ -538,7 +555,9 @@ impl Runtime {
             Some(known) => known,
             None => {
                 let hash = workflow.content_hash();
-                (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
+                let kept = self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
+                self.services().remember_hashed(kept.clone(), hash.clone());
+                (kept, hash)
             }
         };
         let required = self.services().required(&hash, &wf);
