@@ -10,7 +10,7 @@
 mod feed;
 mod node_latency;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,9 @@ pub enum Unattended {
 
 /// How often a delivery is retried when its actor stopped under it.
 const DELIVERY_ATTEMPTS: usize = 20;
+
+/// How many lately hashed workflows `submit` compares a submission with.
+const HASHED_KEPT: usize = 16;
 
 /// Builds a [`Runtime`]: register functions before `open` so that
 /// executions resumed at open can call them.
@@ -205,6 +208,7 @@ impl Builder {
             inner: Arc::new(Inner {
                 services,
                 feed,
+                hashed: Mutex::new(VecDeque::new()),
                 supervisor,
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
@@ -224,6 +228,9 @@ struct Inner {
     services: Arc<Shared>,
     /// Who follows which execution's history live.
     feed: Arc<Feed>,
+    /// The last workflows `submit` hashed, with their content hashes (at
+    /// most [`HASHED_KEPT`]): an equal one submitted again is not hashed again.
+    hashed: Mutex<VecDeque<(Arc<Workflow>, String)>>,
     supervisor: ActorRef<SupervisorMsg>,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
@@ -244,6 +251,25 @@ pub struct Runtime {
 impl Runtime {
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// A workflow equal in every field to one `submit` hashed lately (a
+    /// host submitting its own copy again and again), with its content
+    /// hash: comparing costs far less than hashing (serializing the IR and
+    /// a SHA-256), and equal workflows have one content hash. (Only hashes
+    /// computed here: one read from an older journal may be of another kind.)
+    fn cached_equal(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
+        let hashed = self.inner.hashed.lock().expect("workflow cache lock");
+        hashed.iter().find(|(k, _)| k.id == wf.id && k.version == wf.version && **k == *wf).cloned()
+    }
+
+    /// Remember a workflow `submit` hashed, for [`Self::cached_equal`].
+    fn remember_hashed(&self, wf: Arc<Workflow>, hash: String) {
+        let mut hashed = self.inner.hashed.lock().expect("workflow cache lock");
+        if hashed.len() >= HASHED_KEPT {
+            hashed.pop_front();
+        }
+        hashed.push_back((wf, hash));
     }
 
     /// Open the runtime on a data dir (sled journal) and resume every
@@ -297,11 +323,14 @@ impl Runtime {
             check_key(key)?;
         }
         // A workflow from the cache (a server's registered one) is hashed already.
-        let (wf, hash) = match self.services().cached_by_address(workflow) {
+        let known = self.services().cached_by_address(workflow).or_else(|| self.cached_equal(workflow));
+        let (wf, hash) = match known {
             Some(known) => known,
             None => {
                 let hash = workflow.content_hash();
-                (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
+                let kept = self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
+                self.remember_hashed(kept.clone(), hash.clone());
+                (kept, hash)
             }
         };
         let required = self.services().required(&hash, &wf);
