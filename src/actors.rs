@@ -15,22 +15,25 @@
 //! (signals, approvals, cancels, due timers) goes through the supervisor,
 //! which rehydrates a hibernated execution to take it.
 
-pub mod agent_rounds;
+mod error;
 mod execution;
 mod fold;
 pub mod machine;
 mod node;
 mod parallel;
 pub mod retry;
+mod shared;
 mod supervisor;
 mod timers;
 mod wait;
 
+pub use error::Error;
 #[cfg(test)]
 pub(crate) use execution::ExecutionMsg;
 pub(crate) use execution::{Delivery, Start, index_row};
 pub(crate) use fold::replay as fold_history;
 pub use retry::RestartBudget;
+pub use shared::Shared;
 pub(crate) use supervisor::{Supervisor, SupervisorMsg};
 pub(crate) use timers::TimerWheel;
 pub use wait::{DEFAULT_KEEP, MAX_KEEP, Published, parse_keep};

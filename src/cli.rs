@@ -171,9 +171,8 @@ async fn dispatch(cli: Cli) -> CliResult {
 
 /// Open the data dir with nothing resumed and the timers not started yet.
 pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
-    Runtime::builder()
+    bench::functions::registered(Runtime::builder())
         .data_dir(data_dir)
-        .bench_functions()
         .limits(limits())
         .resume_on_open(false)
         .timers(false)

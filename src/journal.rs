@@ -4,7 +4,8 @@
 //! default (group commit through a write-ahead log: one disk sync serves
 //! every append that arrived while the previous one ran); [`MemoryJournal`] serves tests and
 //! benchmarks. An append counts only once it is durable: `append` returns
-//! after the sync that covers it.
+//! after the sync that covers it (sled applies it behind; reads see it at
+//! once, see `wal/overlay.rs`).
 //!
 //! Stored layout (one sled tree, so one batch is atomic):
 //! `e{exec:16}{seq:u64 BE}` → the frame of records one append wrote, keyed by
@@ -42,6 +43,7 @@ pub use event::{
 pub use mailbox::{KeptEvent, KeptRef, MAX_KEY_BYTES, WaitChange, check_key as check_event_key};
 pub use memory::MemoryJournal;
 pub use sled_store::SledJournal;
+pub use wal::WalTuning;
 
 /// What can go wrong reading or writing the journal.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,7 +68,7 @@ pub enum Error {
 }
 
 /// The part of an execution's stored data that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "part", rename_all = "snake_case")]
 pub enum Part {
     /// Its row in the execution index.
@@ -88,7 +90,7 @@ impl std::fmt::Display for Part {
 }
 
 /// One execution that cannot be read in full, and what failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Damage {
     pub execution: ExecutionId,
     #[serde(flatten)]

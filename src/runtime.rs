@@ -1,14 +1,16 @@
 //! The embedding API: open a runtime on a data dir, register functions,
 //! submit workflows, await or poll results, list executions, read timelines.
 //!
-//! [`Runtime`] is a cheap handle (clone it freely). [`Services`] is what
-//! every actor and node shares: the journal, the clock, the HTTP client,
-//! the template engine, the function registry.
+//! [`Runtime`] is a cheap handle (clone it freely). The [`Builder`] builds
+//! and wires what the layers below share: the nodes' [`crate::nodes::Env`]
+//! (templates, HTTP client, functions, ...) and the actors'
+//! [`crate::actors::Shared`] (the journal, the clock, the timers, and the
+//! `Env`). [`Error`] is the actors' own, re-exported.
 
 mod feed;
 mod node_latency;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,217 +21,19 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::actors::{Delivery, RestartBudget, Start, Supervisor, SupervisorMsg, TimerWheel};
+pub use crate::actors::Error;
+use crate::actors::{Delivery, RestartBudget, Shared, Start, Supervisor, SupervisorMsg};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
-use crate::ir::{Limits, SchemaError, Templates, Workflow};
+use crate::ir::{Limits, Workflow};
 use crate::journal::{
     self, Event, ExecutionMeta, Journal, MemoryJournal, Record, Registration, SledJournal, Stats, Status, Usage,
 };
 
 pub use crate::actors::machine::ParentLink;
-use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
+use crate::nodes::{Env, FunctionCall, FunctionError, FunctionRegistry};
 pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use node_latency::NodeLatency;
-
-/// What can go wrong using a runtime.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("input refused, nothing was started: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    InvalidInput(Vec<SchemaError>),
-    #[error("no execution {0} in this data dir")]
-    UnknownExecution(ExecutionId),
-    #[error("execution {id} uses workflow {hash}, which is not in the journal")]
-    MissingWorkflow { id: ExecutionId, hash: String },
-    #[error("execution {id} did not start: {message}")]
-    StartFailed { id: ExecutionId, message: String },
-    #[error("execution {id} stopped without finishing; run `jamjet resume` to go on")]
-    Stopped { id: ExecutionId },
-    #[error("execution {id} has already finished ({status}); nothing was delivered")]
-    Finished { id: ExecutionId, status: Status },
-    #[error("execution {id} {message}")]
-    NotWaiting { id: ExecutionId, message: String },
-    #[error("no workflow `{id}`{} is registered", .version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
-    UnknownWorkflow { id: String, version: Option<String> },
-    #[error(
-        "workflow `{id}` version {version} is already registered with other content (hash {hash}); bump `version` or replace it"
-    )]
-    WorkflowConflict { id: String, version: String, hash: String },
-    #[error(
-        "idempotency key `{key}` already started execution {id} with {what}; nothing was started (use another key for another submission)"
-    )]
-    KeyConflict { key: String, id: ExecutionId, what: String },
-    #[error("bad idempotency key: {0}")]
-    InvalidKey(String),
-    #[error("{0}; nothing was started")]
-    LimitExceeded(String),
-    #[error("workflow `{id}` does not pass the checks, nothing was started or registered: {problems}")]
-    InvalidWorkflow { id: String, problems: String },
-    #[error(transparent)]
-    Journal(#[from] journal::Error),
-    #[error("runtime error: {0}")]
-    Actor(String),
-    #[error("{0}; nothing was delivered or kept")]
-    InvalidEvent(String),
-}
-
-/// Shared by every actor and node of one runtime.
-pub struct Services {
-    pub journal: Arc<dyn Journal>,
-    pub clock: Arc<dyn Clock>,
-    pub templates: Templates,
-    /// JSON Schemas and regexes nodes check against, compiled once.
-    pub compiled: crate::nodes::Compiled,
-    pub http: reqwest::Client,
-    pub functions: FunctionRegistry,
-    /// Where model API keys are read from (the environment by default).
-    pub keys: crate::model::KeySource,
-    /// The MCP clients, one per declared server, shared by every execution.
-    pub mcp: crate::mcp::McpPool,
-    /// The A2A agent cards `type: agent` nodes resolved, by URL.
-    pub agents: crate::a2a::client::AgentCards,
-    pub restart_budget: RestartBudget,
-    /// How much an execution may make (responses, state, steps, fan-out).
-    pub limits: Limits,
-    /// What `ir::check` found in each workflow run here, by content hash
-    /// (empty: it may run), computed once per workflow.
-    checked: Mutex<HashMap<String, Option<Arc<str>>>>,
-    /// The keys each workflow's input must hold, by hash ([`crate::ir::required_inputs`]).
-    required: Mutex<HashMap<String, Arc<Vec<crate::ir::Required>>>>,
-    /// The states parallel branches start from, by (parent, record), kept
-    /// while a branch holds one (see `actors::fold`).
-    pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), BranchBase>>,
-    pub(crate) timers: Arc<TimerWheel>,
-    /// The WaitActor's handle: the external-event mailbox.
-    pub(crate) mailbox: crate::actors::Mailbox,
-    waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
-    /// Awaiting an execution to park on something only the outside can end.
-    parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
-    workflows: Mutex<HashMap<String, Arc<Workflow>>>,
-    /// The registrations, read from the journal on first use and dropped
-    /// after every `register` (a server looks one up on every submit).
-    registry: Mutex<Option<Arc<Vec<Registration>>>>,
-    /// The cached workflows by address, with their hashes. Entries are
-    /// never removed, so a cached workflow's address names it alone.
-    by_address: Mutex<HashMap<usize, (Arc<Workflow>, String)>>,
-    /// Who follows which execution's history live.
-    pub feed: Arc<Feed>,
-    /// Last field: fires once everything above, the journal included, is dropped.
-    _closed: ClosedSignal,
-}
-
-/// The state a parallel branch starts from, held by the branches using it.
-pub(crate) type BranchBase = std::sync::Weak<Map<String, Value>>;
-
-/// Tells [`Runtime::shutdown`] that the services (and so the journal and
-/// its lock on the data dir) are gone. The last actor to let go of them
-/// may do so a moment after the actors report stopped.
-struct ClosedSignal(Option<oneshot::Sender<()>>);
-
-impl Drop for ClosedSignal {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl Services {
-    /// Resolves when `id` finishes (see [`Self::notify_finished`]). Check
-    /// the journal after calling this, not before, to miss nothing.
-    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
-        rx
-    }
-
-    /// The workflow stored under `hash` (cached), for execution `id`.
-    pub(crate) fn workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
-        if let Some(wf) = self.workflows.lock().expect("workflow cache lock").get(hash) {
-            return Ok(wf.clone());
-        }
-        let wf = match self.journal.workflow(hash) {
-            Ok(Some(wf)) => wf,
-            Ok(None) => return Err(Error::MissingWorkflow { id, hash: hash.to_string() }),
-            // The IR is stored under its hash, not the execution: name the execution here.
-            Err(journal::Error::Corrupt(detail)) => {
-                let part = journal::Part::Workflow { hash: hash.to_string() };
-                return Err(Error::Journal(journal::Error::Damaged(journal::Damage::new(id, part, detail))));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(self.cache_workflow(hash, Arc::new(wf)))
-    }
-
-    /// What keeps the workflow stored under `hash` from running here
-    /// (`ir::check` under this runtime's limits: its templates, durations,
-    /// size and graph), or `None`. A workflow that came in as IR JSON, or
-    /// was journaled by an earlier version, is checked before it runs, so
-    /// no render of it can overflow the stack.
-    pub(crate) fn problems(&self, hash: &str, wf: &Workflow) -> Option<Arc<str>> {
-        if let Some(known) = self.checked.lock().expect("checked lock").get(hash) {
-            return known.clone();
-        }
-        let findings = crate::ir::check(wf, &self.limits);
-        let problems = (!findings.is_empty()).then(|| {
-            let mut text: Vec<String> = findings.iter().take(5).map(ToString::to_string).collect();
-            if findings.len() > 5 {
-                text.push(format!("and {} more", findings.len() - 5));
-            }
-            Arc::from(text.join("; "))
-        });
-        self.checked.lock().expect("checked lock").insert(hash.to_string(), problems.clone());
-        problems
-    }
-
-    /// The keys the input of the workflow stored under `hash` must hold
-    /// (computed once per hash).
-    pub(crate) fn required(&self, hash: &str, wf: &Workflow) -> Arc<Vec<crate::ir::Required>> {
-        if let Some(known) = self.required.lock().expect("required lock").get(hash) {
-            return known.clone();
-        }
-        let required = Arc::new(crate::ir::required_inputs(wf));
-        self.required.lock().expect("required lock").insert(hash.to_string(), required.clone());
-        required
-    }
-
-    /// Keep a workflow under its hash; the first one kept wins.
-    pub(crate) fn cache_workflow(&self, hash: &str, wf: Arc<Workflow>) -> Arc<Workflow> {
-        let kept = self.workflows.lock().expect("workflow cache lock").entry(hash.to_string()).or_insert(wf).clone();
-        let mut by_address = self.by_address.lock().expect("workflow cache lock");
-        by_address.entry(Arc::as_ptr(&kept) as usize).or_insert_with(|| (kept.clone(), hash.to_string()));
-        kept
-    }
-
-    /// A workflow that *is* one kept in the cache (say, from
-    /// [`Runtime::registered`]), with its hash: no hashing, no copy.
-    fn cached_by_address(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
-        self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
-    }
-
-    /// Resolves when `id` parks on an event or an approval (its `Waiting`
-    /// is durable): only a signal or a decision can move it on.
-    pub(crate) fn on_parked(&self, id: ExecutionId) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.parkers.lock().expect("parkers lock").entry(id).or_default().push(tx);
-        rx
-    }
-
-    pub(crate) fn notify_parked(&self, id: ExecutionId) {
-        let parkers = self.parkers.lock().expect("parkers lock").remove(&id);
-        for w in parkers.into_iter().flatten() {
-            let _ = w.send(());
-        }
-    }
-
-    /// Wake everyone awaiting `id` (its terminal event is already durable).
-    pub(crate) fn notify_finished(&self, id: ExecutionId) {
-        let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
-        for w in waiters.into_iter().flatten() {
-            let _ = w.send(());
-        }
-    }
-}
 
 /// How an execution ended (or stands).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,13 +74,7 @@ pub struct Waiting {
     pub parent: Option<ExecutionId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitKind {
-    Event,
-    Approval,
-    Timer,
-}
+pub use crate::actors::machine::WaitKind;
 
 /// What [`Runtime::resume_all_reporting`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -301,6 +99,9 @@ pub enum Unattended {
 
 /// How often a delivery is retried when its actor stopped under it.
 const DELIVERY_ATTEMPTS: usize = 20;
+
+/// How many lately hashed workflows `submit` compares a submission with.
+const HASHED_KEPT: usize = 16;
 
 /// Builds a [`Runtime`]: register functions before `open` so that
 /// executions resumed at open can call them.
@@ -361,12 +162,6 @@ impl Builder {
         self.functions.register(name, f);
         self
     }
-    /// Register the trivial functions `bench.step` and `bench.echo`
-    /// ([`crate::nodes::bench_functions`]), as every runtime the CLI opens does.
-    pub fn bench_functions(self) -> Self {
-        crate::nodes::bench_functions::register(&self.functions);
-        self
-    }
     /// Whether `open` rehydrates every non-terminal execution (default: yes).
     pub fn resume_on_open(mut self, yes: bool) -> Self {
         self.resume = yes;
@@ -401,37 +196,10 @@ impl Builder {
         };
         let feed = Arc::new(Feed::default());
         let journal: Arc<dyn Journal> = Arc::new(Observed::new(journal, feed.clone()));
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("jamjet/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
+        let env = Env::new(self.clock.clone(), self.functions, self.keys, self.limits)
             .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
-        let (closed_tx, closed_rx) = oneshot::channel();
-        let services = Arc::new(Services {
-            journal,
-            clock: self.clock,
-            templates: Templates::with_limits(self.limits),
-            compiled: Default::default(),
-            http,
-            functions: self.functions,
-            keys: self.keys,
-            mcp: crate::mcp::McpPool::new(self.limits.max_response_bytes),
-            agents: Default::default(),
-            restart_budget: self.restart_budget,
-            limits: self.limits,
-            bases: Mutex::new(HashMap::new()),
-            checked: Mutex::new(HashMap::new()),
-            required: Mutex::new(HashMap::new()),
-            timers: Arc::new(TimerWheel::default()),
-            mailbox: Default::default(),
-            waiters: Mutex::new(HashMap::new()),
-            parkers: Mutex::new(HashMap::new()),
-            workflows: Mutex::new(HashMap::new()),
-            registry: Mutex::new(None),
-            by_address: Mutex::new(HashMap::new()),
-            feed,
-            _closed: ClosedSignal(Some(closed_tx)),
-        });
+        let (services, closed_rx) = Shared::new(journal, self.clock, self.restart_budget, self.limits, Arc::new(env));
+        let services = Arc::new(services);
         let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
             .await
             .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
@@ -439,6 +207,8 @@ impl Builder {
         let rt = Runtime {
             inner: Arc::new(Inner {
                 services,
+                feed,
+                hashed: Mutex::new(VecDeque::new()),
                 supervisor,
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
@@ -455,7 +225,12 @@ impl Builder {
 }
 
 struct Inner {
-    services: Arc<Services>,
+    services: Arc<Shared>,
+    /// Who follows which execution's history live.
+    feed: Arc<Feed>,
+    /// The last workflows `submit` hashed, with their content hashes (at
+    /// most [`HASHED_KEPT`]): an equal one submitted again is not hashed again.
+    hashed: Mutex<VecDeque<(Arc<Workflow>, String)>>,
     supervisor: ActorRef<SupervisorMsg>,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
@@ -478,6 +253,25 @@ impl Runtime {
         Builder::default()
     }
 
+    /// A workflow equal in every field to one `submit` hashed lately (a
+    /// host submitting its own copy again and again), with its content
+    /// hash: comparing costs far less than hashing (serializing the IR and
+    /// a SHA-256), and equal workflows have one content hash. (Only hashes
+    /// computed here: one read from an older journal may be of another kind.)
+    fn cached_equal(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
+        let hashed = self.inner.hashed.lock().expect("workflow cache lock");
+        hashed.iter().find(|(k, _)| k.id == wf.id && k.version == wf.version && **k == *wf).cloned()
+    }
+
+    /// Remember a workflow `submit` hashed, for [`Self::cached_equal`].
+    fn remember_hashed(&self, wf: Arc<Workflow>, hash: String) {
+        let mut hashed = self.inner.hashed.lock().expect("workflow cache lock");
+        if hashed.len() >= HASHED_KEPT {
+            hashed.pop_front();
+        }
+        hashed.push_back((wf, hash));
+    }
+
     /// Open the runtime on a data dir (sled journal) and resume every
     /// non-terminal execution in it.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Runtime, Error> {
@@ -490,10 +284,10 @@ impl Runtime {
         F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
     {
-        self.inner.services.functions.register(name, f);
+        self.inner.services.env.functions.register(name, f);
     }
 
-    pub(crate) fn services(&self) -> &Services {
+    pub(crate) fn services(&self) -> &Shared {
         &self.inner.services
     }
 
@@ -529,11 +323,14 @@ impl Runtime {
             check_key(key)?;
         }
         // A workflow from the cache (a server's registered one) is hashed already.
-        let (wf, hash) = match self.services().cached_by_address(workflow) {
+        let known = self.services().cached_by_address(workflow).or_else(|| self.cached_equal(workflow));
+        let (wf, hash) = match known {
             Some(known) => known,
             None => {
                 let hash = workflow.content_hash();
-                (self.services().cache_workflow(&hash, Arc::new(workflow.clone())), hash)
+                let kept = self.services().cache_workflow(&hash, Arc::new(workflow.clone()));
+                self.remember_hashed(kept.clone(), hash.clone());
+                (kept, hash)
             }
         };
         let required = self.services().required(&hash, &wf);
@@ -695,7 +492,7 @@ impl Runtime {
     /// last durable sequence number, and changes with every append.
     /// Subscribe first, then read [`events`](Self::events), to miss nothing.
     pub fn subscribe(&self, id: ExecutionId) -> tokio::sync::watch::Receiver<u64> {
-        self.services().feed.subscribe(id)
+        self.inner.feed.subscribe(id)
     }
 
     /// Submit and wait for the end.
@@ -745,10 +542,7 @@ impl Runtime {
             // Settled only if nothing moved while we looked: the family and
             // each member's history are the same before and after the check.
             let before = self.snapshot(&family);
-            if family.iter().all(|&m| self.settled(m).unwrap_or(true))
-                && self.family(id)? == family
-                && self.snapshot(&family) == before
-            {
+            if self.all_settled(&family) && self.family(id)? == family && self.snapshot(&family) == before {
                 return self.outcome(id);
             }
             // A deadline (a timer) may move it on with no notice to us: look again now and then.
@@ -779,62 +573,55 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Whether only the outside can move this execution on: it ended, or
+    /// Whether only the outside can move this execution on (see
+    /// [`machine::settled`](crate::actors::machine::settled)): it ended, or
     /// it is parked on an event or approval with no deadline passed, or it
     /// waits on children (the rest of its family decides).
     fn settled(&self, id: ExecutionId) -> Result<bool, Error> {
-        let st = self.machine(id)?;
+        let workflow = self.workflow_of(id)?;
+        let st = crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)?;
         if st.phase.is_terminal() {
             return Ok(true);
         }
         let now = self.services().clock.now_ms();
-        // A due entry in the timer index (a deadline, a parent's wake-up) is about to move it.
-        if self.services().journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id) {
-            return Ok(false);
-        }
-        // A kept event for a key it waits for is about to be handed to it (the WaitActor).
+        let journal = &self.services().journal;
+        // About to move: a due entry in the timer index (a deadline, a
+        // parent's wake-up), or a kept event for a key it waits for (the
+        // WaitActor hands it over).
+        let mut due = journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id);
         for key in crate::actors::wait_keys(&st) {
-            if !self.services().journal.kept(&key, now, 1)?.is_empty() {
-                return Ok(false);
+            if due {
+                break;
+            }
+            due = !journal.kept(&key, now, 1)?.is_empty();
+        }
+        let mut children = HashMap::new();
+        for c in st.unfinished_children() {
+            if let Some(m) = self.services().journal.meta(c)? {
+                children.insert(c, m.status);
             }
         }
-        let mut waits = st.active.values().filter_map(|a| a.wait.as_ref()).peekable();
-        let fanning_out = st.active.values().any(|a| a.fan_out.is_some());
-        if st.parked() {
-            return Ok(
-                waits.all(|w| (w.event.is_some() || w.prompt.is_some()) && w.deadline_ms.is_none_or(|d| d > now))
-            );
+        Ok(crate::actors::machine::settled(&workflow, &st, now, due, &children).yes())
+    }
+
+    /// Whether every member of a family is settled (one that cannot be
+    /// read counts as settled: it will not move either).
+    fn all_settled(&self, family: &[ExecutionId]) -> bool {
+        family.iter().all(|&m| self.settled(m).unwrap_or(true))
+    }
+
+    /// Whether only the outside can move `id` and its unfinished children
+    /// on: each of them ended, or is parked on an event or an approval, or
+    /// waits on children that are. What a command-line run waits for
+    /// (`Runtime::settle`), and the `settled` field of the server's
+    /// execution view.
+    pub fn family_settled(&self, id: ExecutionId) -> Result<bool, Error> {
+        // Nothing in it waits on the outside: only its end settles it (and
+        // a fan-out of 10,000 branches is not folded to say so).
+        if !can_park(&*self.workflow_of(id)?) {
+            return Ok(self.status(id)?.status.is_terminal());
         }
-        if !fanning_out || waits.peek().is_some() || !st.active.values().all(|a| a.fan_out.is_some()) {
-            return Ok(false);
-        }
-        // Waiting on children: every child that can run must have started
-        // (its own settling is checked as part of the family).
-        let workflow = self.workflow_of(id)?;
-        for (node, a) in &st.active {
-            let Some(f) = &a.fan_out else { continue };
-            let limit = match workflow.node(node).map(|n| &n.kind) {
-                Some(crate::ir::NodeKind::Parallel(p)) => p.max_concurrency.map_or(usize::MAX, |m| m as usize),
-                _ => usize::MAX,
-            };
-            let unfinished: Vec<ExecutionId> = (0..f.branches)
-                .filter(|b| !f.finished.contains_key(b))
-                .map(|b| ExecutionId::child(id, node, a.visit, f.attempt, b))
-                .collect();
-            let mut started = 0;
-            for c in &unfinished {
-                match self.services().journal.meta(*c)? {
-                    // Ended, and the parent has not journaled it yet: it is about to move.
-                    Some(m) if m.status.is_terminal() => return Ok(false),
-                    Some(_) => started += 1,
-                    None => {}
-                }
-            }
-            if started < unfinished.len().min(limit) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(self.all_settled(&self.family(id)?))
     }
 
     fn machine(&self, id: ExecutionId) -> Result<crate::actors::machine::ExecutionState, Error> {
@@ -990,17 +777,11 @@ impl Runtime {
         let mut out = Vec::new();
         {
             let st = self.machine(meta.id)?;
-            for (node, a) in &st.active {
-                let Some(w) = &a.wait else { continue };
-                let kind = match (&w.event, &w.prompt) {
-                    (Some(_), _) => WaitKind::Event,
-                    (None, Some(_)) => WaitKind::Approval,
-                    (None, None) => WaitKind::Timer,
-                };
+            for (node, kind, w) in crate::actors::machine::waits(&st) {
                 out.push(Waiting {
                     id: meta.id,
                     workflow_id: meta.workflow_id.clone(),
-                    node: node.clone(),
+                    node: node.to_string(),
                     kind,
                     event: w.event.clone(),
                     prompt: w.prompt.clone(),
@@ -1207,7 +988,7 @@ impl Runtime {
 
     /// Node latency histograms by node type (for `/metrics`).
     pub fn node_latency(&self) -> Vec<(&'static str, crate::journal::latency::Snapshot)> {
-        self.services().feed.latency.snapshot()
+        self.inner.feed.latency.snapshot()
     }
 
     /// Counters of the journal (appends, events, syncs).
@@ -1221,7 +1002,7 @@ impl Runtime {
     pub async fn shutdown(self) {
         let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
         let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
-        self.inner.services.mcp.shutdown().await;
+        self.inner.services.env.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
         drop(self);
@@ -1250,7 +1031,7 @@ impl Runtime {
     /// Hear of every delay (a timer wait, a retry delay) an execution of
     /// this runtime enters from now on, once it is durable (see [`Delay`]).
     pub fn delays(&self) -> tokio::sync::broadcast::Receiver<Delay> {
-        self.services().feed.delays()
+        self.inner.feed.delays()
     }
 
     /// Whether `meta`'s execution would go on by itself if a process

@@ -3,9 +3,11 @@
 //! - [`api`]: the REST API (`/workflows`, `/executions`, live event streams,
 //!   signal/approve/cancel, `/health`, `/metrics`), documented in
 //!   `docs/api.md` and `/openapi.json`.
-//! - [`crate::a2a`]: every A2A-enabled workflow as an A2A agent (card and
+//! - [`a2a`]: every A2A-enabled workflow as an A2A agent (card and
 //!   JSON-RPC), over the same runtime.
 //! - [`error`]: `{error: {code, message, details}}` with the right status.
+//! - [`wire`]: the JSON bodies of the REST API, as types the handlers and
+//!   [`crate::client`] share.
 //!
 //! [`router`] puts them together behind [`origin`]'s guard (`Host`,
 //! `Origin` and a `POST`'s content type: the server trusts no browser),
@@ -16,6 +18,7 @@
 //! router on the data dir's Unix socket, to its owner only
 //! ([`Config::for_socket`]).
 
+pub mod a2a;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod origin;
 pub mod policy;
 pub mod socket;
 pub mod sse;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -126,13 +130,11 @@ pub fn router(state: AppState) -> Router {
     let keys = Arc::new(config.api_keys.clone());
     let http = Arc::new(metrics::HttpMetrics::default());
     let guard = Arc::new(origin::Guard::new(&config));
-    let guarded = Router::new()
-        .merge(api::routes())
-        .merge(crate::a2a::routes())
-        .route_layer(from_fn_with_state(keys, auth::check));
+    let guarded =
+        Router::new().merge(api::routes()).merge(a2a::routes()).route_layer(from_fn_with_state(keys, auth::check));
     let mut app = Router::new()
         .merge(api::public_routes())
-        .merge(crate::a2a::public_routes())
+        .merge(a2a::public_routes())
         .merge(guarded)
         .layer(DefaultBodyLimit::max(limit))
         .layer(from_fn_with_state(limit, limits::limit))

@@ -1,18 +1,25 @@
-//! Property tests over the pure state machine: drive random histories the
-//! way the actor shell does (node results, failures with retries, give-ups,
-//! crashes followed by `resume`) and check that replaying the journal
-//! rebuilds exactly the live state, that no node visit completes twice,
-//! and that an execution with no give-up completes with every node done.
+//! Property tests over the pure state machine: drive random histories
+//! through the real [`step`] (node results, failures retried by the node's
+//! policy, give-ups, crashes followed by a replay and `Input::Resume`) and
+//! check that replaying the journal rebuilds exactly the live state, that
+//! no node visit completes twice, and that an execution with no give-up
+//! completes with every node done.
 
-use jamjet::actors::machine::{Command, ExecutionState, Phase, apply, resume};
-use jamjet::journal::{ErrorClass, Event, Json, Record, RetryDecision, Usage};
+use jamjet::actors::machine::{Effect, ExecutionState, Input, NodeResult, Phase, Step, resume, step};
+use jamjet::journal::{ErrorClass, Event, Json, Record};
+use jamjet::nodes::{NodeError, NodeOutput};
 use jamjet::{ExecutionId, Workflow, compile_str};
 use proptest::prelude::*;
 
+/// `n` function nodes in a chain, each retried on a timeout (jittered)
+/// up to 1000 attempts: a `Retry` fate never exhausts it.
 fn chain(n: usize) -> Workflow {
     let mut yaml = String::from("id: p\nstate_schema: { v: int }\nnodes:\n");
     for k in 0..n {
         yaml.push_str(&format!("  n{k}:\n    type: function\n    function: f\n"));
+        yaml.push_str(
+            "    retry: { max_attempts: 1000, backoff: exponential, delay_ms: 5, max_delay_ms: 50, jitter: true }\n",
+        );
         if k + 1 < n {
             yaml.push_str(&format!("    next: n{}\n", k + 1));
         }
@@ -39,7 +46,8 @@ fn fate() -> impl Strategy<Value = Fate> {
     ]
 }
 
-/// A tiny shell: turn commands into events like the ExecutionActor does.
+/// A tiny shell: step inputs through the machine, keep the records it
+/// makes as the journal would, hand back the effects.
 struct Shell<'a> {
     wf: &'a Workflow,
     st: ExecutionState,
@@ -48,31 +56,14 @@ struct Shell<'a> {
 }
 
 impl Shell<'_> {
-    /// Apply `first`, then every event the machine asks for; return the Run
-    /// and RetryAt effects.
-    fn drive(&mut self, first: Vec<Event>, commands: Vec<Command>) -> Vec<Command> {
-        let mut queue: std::collections::VecDeque<Event> = first.into();
-        let mut effects = Vec::new();
-        let mut handle = |c: Command, q: &mut std::collections::VecDeque<Event>, st: &ExecutionState| match c {
-            Command::Schedule { node, visit } => q.push_back(Event::NodeScheduled { node, visit }),
-            Command::Start { node, visit, attempt } => q.push_back(Event::NodeStarted { node, visit, attempt }),
-            Command::Complete => q.push_back(Event::ExecutionCompleted { state: Json::from_map(&st.state) }),
-            Command::Fail { node, error } => q.push_back(Event::ExecutionFailed { node, error }),
-            Command::Finished => {}
-            effect => effects.push(effect),
-        };
-        for c in commands {
-            handle(c, &mut queue, &self.st);
+    fn drive(&mut self, input: Input) -> Vec<Effect> {
+        self.now += 1;
+        let first = self.st.last_seq + 1;
+        let made = step(self.wf, &mut self.st, input, self.now);
+        for (i, event) in made.events.into_iter().enumerate() {
+            self.history.push(Record { seq: first + i as u64, at_ms: self.now, event });
         }
-        while let Some(event) = queue.pop_front() {
-            self.now += 1;
-            let rec = Record { seq: self.st.last_seq + 1, at_ms: self.now, event };
-            for c in apply(self.wf, &mut self.st, &rec) {
-                handle(c, &mut queue, &self.st);
-            }
-            self.history.push(rec);
-        }
-        effects
+        made.effects
     }
 }
 
@@ -94,46 +85,49 @@ proptest! {
             input: Json("{\"v\":0}".into()),
             key: None,
         };
-        let mut effects = shell.drive(vec![started], Vec::new());
+        let mut effects = shell.drive(Input::Start(started));
         let mut fates = fates.into_iter();
         let mut gave_up = false;
         while let Some(effect) = effects.pop() {
             let (node, visit, attempt) = match effect {
-                Command::Run { node, visit, attempt } => (node, visit, attempt),
-                Command::RetryAt { node, visit, attempt, .. } => {
-                    effects.extend(shell.drive(vec![Event::NodeStarted { node, visit, attempt }], Vec::new()));
+                Effect::Run { node, visit, attempt } => (node, visit, attempt),
+                // The retry's deadline comes: the tick starts it.
+                Effect::RetryAt { at_ms, .. } => {
+                    shell.now = shell.now.max(at_ms - 1);
+                    effects.extend(shell.drive(Input::Tick));
                     continue;
                 }
+                Effect::Finished => continue,
                 other => panic!("unexpected effect {other:?}"),
             };
             let fate = fates.next().unwrap_or(Fate::Complete(1));
-            let event = match fate {
-                Fate::Complete(v) => Event::NodeCompleted {
-                    next: wf.node(&node).unwrap().next.clone(),
-                    patch: Json(format!("{{\"v\":{v}}}")),
-                    node, visit, attempt, duration_us: 1, usage: Usage::default(),
-                },
-                Fate::Retry => Event::NodeFailed {
-                    node, visit, attempt, class: ErrorClass::Timeout, message: "slow".into(),
-                    retry: RetryDecision::Retry { attempt: attempt + 1, at_ms: shell.now + 5 },
-                },
+            let result = match fate {
+                Fate::Complete(v) => {
+                    let patch = serde_json::Map::from_iter([("v".to_string(), serde_json::json!(v))]);
+                    Ok(NodeOutput { patch, ..Default::default() })
+                }
+                Fate::Retry => Err(NodeError::new(ErrorClass::Timeout, "slow")),
                 Fate::GiveUp => {
                     gave_up = true;
-                    Event::NodeFailed {
-                        node, visit, attempt, class: ErrorClass::ClientError, message: "no".into(),
-                        retry: RetryDecision::GiveUp,
-                    }
+                    Err(NodeError::new(ErrorClass::ClientError, "no"))
                 }
                 Fate::Crash => {
                     // Rehydrate from the journal alone and go on as resume says.
                     let rebuilt = ExecutionState::replay(id, &wf, &shell.history);
                     prop_assert_eq!(&rebuilt, &shell.st);
-                    let cmds = resume(&shell.st);
-                    effects = shell.drive(Vec::new(), cmds);
+                    let mut fresh = rebuilt;
+                    let before = fresh.last_seq;
+                    let cmds = resume(&fresh);
+                    effects = shell.drive(Input::Resume);
+                    // The live state went on exactly as the rebuilt one does.
+                    let again = step(&wf, &mut fresh, Input::Resume, shell.now);
+                    prop_assert_eq!(fresh.last_seq, before + again.events.len() as u64);
+                    prop_assert_eq!(&again.effects, &effects, "resume said {:?}", cmds);
                     continue;
                 }
             };
-            effects.extend(shell.drive(vec![event], Vec::new()));
+            let input = Input::Node { node, visit, attempt, result: NodeResult::Ran(result), duration_us: 1 };
+            effects.extend(shell.drive(input));
         }
 
         // Replaying the whole journal rebuilds exactly the live state.
@@ -166,5 +160,8 @@ proptest! {
             prop_assert_eq!(done.len(), n);
         }
         prop_assert!(resume(&shell.st).is_empty(), "a finished execution has nothing to resume");
+        let mut ended = shell.st.clone();
+        prop_assert_eq!(step(&wf, &mut ended, Input::Resume, shell.now), Step::default());
+        prop_assert_eq!(&ended, &shell.st, "an ended execution takes no input");
     }
 }

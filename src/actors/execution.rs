@@ -1,11 +1,12 @@
 //! ExecutionActor: the IO shell of one execution.
 //!
-//! It turns what happens (a submission, a node's result, a retry deadline)
-//! into events, folds them through [`machine::apply`], appends them to the
-//! journal in one durable batch, and only then carries out the effects
-//! (run a node, start children, report the end). One batch per step:
-//! a node's `NodeCompleted`, the next node's `NodeScheduled` and
-//! `NodeStarted` share one sync.
+//! It turns what happens (a submission, a node's result, a signal, a due
+//! deadline) into an [`Input`] of [`machine::step`], which decides and
+//! makes the events; it appends them to the journal in one durable batch,
+//! and only then carries out the effects (run a node, start children,
+//! report the end). One batch per step: a node's `NodeCompleted`, the next
+//! node's `NodeScheduled` and `NodeStarted` share one sync, and pure and
+//! control nodes run inside the batch.
 //!
 //! Deadlines (retry delays, wait timeouts, timers, the workflow's
 //! `timeout_ms`) are kept in the journal's timer index, written in the same
@@ -16,7 +17,7 @@
 //!
 //! [`TimerWheel`]: super::timers::TimerWheel
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,20 +29,18 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use super::machine::{self, Command, ExecutionState, Phase};
+use super::machine::{self, Effect, ExecutionState, Input, NodeResult, Phase, Step};
 use super::node::{NodeActor, NodeArgs};
 use super::parallel::{ParallelActor, ParallelArgs, ParallelMsg};
-use super::retry;
 use super::supervisor::SupervisorMsg;
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
 use crate::journal::{
-    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, KeptRef, Record, RetryDecision, Status, TimerChange,
-    WaitChange,
+    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, KeptRef, Record, Status, TimerChange, WaitChange,
 };
 use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
-use crate::runtime::{Error, Services};
 
 /// How an ExecutionActor begins.
 pub(crate) enum Start {
@@ -63,7 +62,7 @@ pub(crate) struct ExecutionArgs {
     pub id: ExecutionId,
     pub workflow: Arc<Workflow>,
     pub hash: String,
-    pub services: Arc<Services>,
+    pub services: Arc<Shared>,
     pub start: Start,
     pub supervisor: ActorRef<SupervisorMsg>,
 }
@@ -159,7 +158,7 @@ pub(crate) struct State {
     id: ExecutionId,
     wf: Arc<Workflow>,
     hash: String,
-    services: Arc<Services>,
+    services: Arc<Shared>,
     machine: ExecutionState,
     /// Running node actors: which attempt each one is.
     nodes: HashMap<ActorId, (String, u32, u32)>,
@@ -209,6 +208,8 @@ impl Actor for ExecutionActor {
             }
         };
         machine.max_steps = args.services.limits.max_steps.min(args.workflow.max_steps.unwrap_or(u64::MAX));
+        machine.max_state_bytes = args.services.limits.max_state_bytes;
+        machine.restart_budget = args.services.restart_budget;
         // A workflow journaled before this version checked it (or under
         // other limits) fails its execution, journaled, instead of running.
         if matches!(args.start, Start::Rehydrate)
@@ -242,7 +243,7 @@ impl Actor for ExecutionActor {
             Some(Start::New { first, started, .. }) => {
                 // The submission is acknowledged once its first event is
                 // durable; what fails after that is the supervisor's to handle.
-                match persist(st, vec![*first], Vec::new()).await {
+                match persist(st, Some(Input::Start(*first)), Vec::new()).await {
                     Ok(effects) => {
                         let _ = started.send(Ok(()));
                         carry_out(&myself, st, effects).await?;
@@ -256,21 +257,20 @@ impl Actor for ExecutionActor {
             }
             Some(Start::Rehydrate) => {
                 debug!(execution_id = %st.id, "rehydrated");
-                let cmds = machine::resume(&st.machine);
                 if st.machine.phase.is_terminal() {
                     finish(&myself, st);
                 } else if let Some(reason) = orphaned(st)? {
                     // Its parent ended (or no longer needs it) while it was down.
-                    drive(&myself, st, vec![Event::ExecutionCancelled { reason }], Vec::new()).await?;
+                    drive(&myself, st, Some(Input::Cancel { reason }), Vec::new()).await?;
                 } else {
-                    drive(&myself, st, Vec::new(), cmds).await?;
+                    drive(&myself, st, Some(Input::Resume), Vec::new()).await?;
                 }
             }
             Some(Start::FailWith(error)) => {
                 if st.machine.phase.is_terminal() {
                     finish(&myself, st);
                 } else {
-                    drive(&myself, st, Vec::new(), vec![Command::Fail { node: None, error }]).await?;
+                    drive(&myself, st, Some(Input::Fail { node: None, error }), Vec::new()).await?;
                 }
             }
             None => {}
@@ -286,11 +286,12 @@ impl Actor for ExecutionActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ExecutionMsg::NodeDone { node, visit, attempt, result, duration_us } => {
-                if !is_current(st, &node, visit, attempt) {
+                // A stale attempt's result changes nothing (the step would drop it).
+                if !st.machine.is_current(&node, visit, attempt) {
                     return Ok(());
                 }
-                let events = node_result_event(st, node, visit, attempt, result, duration_us);
-                drive(&myself, st, events, Vec::new()).await?;
+                let input = Input::Node { node, visit, attempt, result: NodeResult::Ran(result), duration_us };
+                drive(&myself, st, Some(input), Vec::new()).await?;
             }
             ExecutionMsg::Deliver(delivery) => {
                 st.delivered += 1;
@@ -299,27 +300,16 @@ impl Actor for ExecutionActor {
             }
             // A hibernating actor acts only on deliveries (which the supervisor counts).
             ExecutionMsg::Due if st.hibernating => {}
-            ExecutionMsg::Due => tick(&myself, st).await?,
+            ExecutionMsg::Due => drive(&myself, st, Some(Input::Tick), Vec::new()).await?,
             ExecutionMsg::BranchesDone { node, visit, attempt, ends } => {
-                let open = st.machine.active.get(&node).filter(|a| a.visit == visit).and_then(|a| a.fan_out.as_ref());
-                let events: Vec<Event> = match open.filter(|f| f.attempt == attempt) {
-                    Some(f) => ends
-                        .into_iter()
-                        .filter(|(b, _)| !f.finished.contains_key(b))
-                        .map(|(branch, outcome)| Event::BranchFinished { node: node.clone(), visit, branch, outcome })
-                        .collect(),
-                    None => Vec::new(),
-                };
-                if !events.is_empty() {
-                    drive(&myself, st, events, Vec::new()).await?;
-                }
+                drive(&myself, st, Some(Input::BranchesDone { node, visit, attempt, ends }), Vec::new()).await?;
                 if let Some(p) = &st.parallel {
                     let _ = p.cast(ParallelMsg::Taken);
                 }
             }
             ExecutionMsg::RunPure { node, visit, attempt } => {
-                if is_current(st, &node, visit, attempt) {
-                    drive(&myself, st, Vec::new(), vec![Command::Run { node, visit, attempt }]).await?;
+                if st.machine.is_current(&node, visit, attempt) {
+                    drive(&myself, st, None, vec![Effect::Run { node, visit, attempt }]).await?;
                 }
             }
             #[cfg(test)]
@@ -348,12 +338,12 @@ impl Actor for ExecutionActor {
                 // Its children live on in the journal: find them again.
                 warn!(execution_id = %st.id, error = %err, "parallel actor failed; restarting it");
                 st.parallel = None;
-                let fan_outs: Vec<Command> = st
+                let fan_outs: Vec<Effect> = st
                     .machine
                     .active
                     .iter()
                     .filter_map(|(n, a)| {
-                        a.fan_out.as_ref().map(|f| Command::Children {
+                        a.fan_out.as_ref().map(|f| Effect::Children {
                             node: n.clone(),
                             visit: a.visit,
                             attempt: f.attempt,
@@ -364,13 +354,13 @@ impl Actor for ExecutionActor {
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some((node, visit, attempt)) = st.nodes.remove(&cell.get_id()) else { return Ok(()) };
-                if !is_current(st, &node, visit, attempt) {
+                if !st.machine.is_current(&node, visit, attempt) {
                     return Ok(());
                 }
                 warn!(execution_id = %st.id, node = %node, attempt, error = %err, "node panicked");
                 let err = NodeError::new(ErrorClass::Panic, err.to_string());
-                let events = node_result_event(st, node, visit, attempt, Err(err), 0);
-                drive(&myself, st, events, Vec::new()).await?;
+                let input = Input::Node { node, visit, attempt, result: NodeResult::Ran(Err(err)), duration_us: 0 };
+                drive(&myself, st, Some(input), Vec::new()).await?;
             }
             _ => {}
         }
@@ -378,209 +368,51 @@ impl Actor for ExecutionActor {
     }
 }
 
-fn is_current(st: &State, node: &str, visit: u32, attempt: u32) -> bool {
-    st.machine.active.get(node).is_some_and(|a| a.visit == visit && a.attempt == attempt && a.retry_at.is_none())
-}
-
-/// The event that records a node attempt's result: `NodeCompleted`, or
-/// `NodeFailed` with the retry decision (panics under the restart budget).
-fn node_result_event(
-    st: &State,
-    node: String,
-    visit: u32,
-    attempt: u32,
-    result: Result<NodeOutput, NodeError>,
-    duration_us: u64,
-) -> Vec<Event> {
-    let spec = st.wf.node(&node).expect("active nodes are in the workflow");
-    let result = result.and_then(|out| {
-        let errors = st.wf.state_schema.check_map(&out.patch);
-        let limits = &st.services.limits;
-        let err = if !errors.is_empty() {
-            let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            NodeError::new(
-                ErrorClass::InvalidOutput,
-                format!("the node's output does not fit the state schema: {text}"),
-            )
-        } else {
-            let size = st.machine.state_bytes_after(&out.patch);
-            if size <= limits.max_state_bytes {
-                return Ok(out);
-            }
-            let what = format!("the state after node `{node}` would be {}", crate::ir::show_bytes(size));
-            NodeError::new(ErrorClass::LimitExceeded, limits.exceeded(crate::ir::Limit::MaxStateBytes, what))
-        };
-        Err(NodeError { exchange: out.exchange, scores: out.scores, ..err })
-    });
-    let (exchange, scores) = match &result {
-        Ok(out) => (out.exchange.as_deref(), out.scores.as_deref()),
-        Err(e) => (e.exchange.as_deref(), e.scores.as_deref()),
-    };
-    let mut events = Vec::with_capacity(3);
-    if let Some(x) = exchange {
-        events.push(Event::Exchange {
-            node: node.clone(),
-            visit,
-            attempt,
-            request: Json::from_value(&x.request),
-            response: Json::from_value(&x.response),
-            usage: x.usage,
-        });
-    }
-    if let Some(s) = scores {
-        let scores = Json::from_value(&s.scores);
-        events.push(Event::Scored { node: node.clone(), visit, attempt, scores, passed: s.passed });
-    }
-    // A node that parks (an agent whose remote task asks for input) waits
-    // for a signal instead of completing.
-    if let Ok(NodeOutput { park: Some(p), .. }) = &result {
-        let (event, prompt) = (Some(p.event.clone()), p.prompt.clone());
-        events.push(Event::Waiting { node, visit, event, deadline_ms: None, prompt });
-        return events;
-    }
-    events.push(match result {
-        Ok(out) => Event::NodeCompleted {
-            next: out.next.or_else(|| spec.next.clone()),
-            patch: Json::from_map(&out.patch),
-            usage: out.exchange.map(|x| x.usage).unwrap_or_default(),
-            node,
-            visit,
-            attempt,
-            duration_us,
-        },
-        Err(e) => {
-            let now = st.services.clock.now_ms();
-            let retry = if e.class == ErrorClass::Panic {
-                let panics = st.machine.active.get(&node).map(|a| a.panics.as_slice()).unwrap_or_default();
-                if st.services.restart_budget.allows(panics, now) {
-                    RetryDecision::Retry { attempt: attempt + 1, at_ms: now }
-                } else {
-                    RetryDecision::GiveUp
-                }
-            } else {
-                let seed = fxhash(&format!("{}/{node}/{visit}/{attempt}", st.id));
-                // An agent's attempts that carried an answer to its remote
-                // task are rounds of one conversation, not retries.
-                let rounds = st.machine.agents.get(&node).filter(|r| r.visit == visit).map_or(0, |r| r.replies);
-                match retry::decide(&spec.retry, e.class, attempt.saturating_sub(rounds), now, e.retry_after_ms, seed) {
-                    RetryDecision::Retry { attempt, at_ms } => {
-                        RetryDecision::Retry { attempt: attempt + rounds, at_ms }
-                    }
-                    give_up => give_up,
-                }
-            };
-            let mut message = e.message;
-            if e.class == ErrorClass::Panic && retry == RetryDecision::GiveUp {
-                let b = st.services.restart_budget;
-                message =
-                    format!("{message} (restart budget of {} in {} s exhausted)", b.max_restarts, b.window_ms / 1000);
-            }
-            Event::NodeFailed { node, visit, attempt, class: e.class, message, retry }
-        }
-    });
-    events
-}
-
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// Fold `events` (and the events that `commands` turn into) through the
-/// machine, append them all durably in one batch, then carry out the
-/// effects.
+/// Step `input` (if any) through the machine, append what it made durably
+/// in one batch, then carry out the effects.
 async fn drive(
     myself: &ActorRef<ExecutionMsg>,
     st: &mut State,
-    events: Vec<Event>,
-    commands: Vec<Command>,
+    input: Option<Input>,
+    effects: Vec<Effect>,
 ) -> Result<(), ActorProcessingErr> {
-    let effects = persist(st, events, commands).await?;
+    let effects = persist(st, input, effects).await?;
     carry_out(myself, st, effects).await
 }
 
-/// Fold the events (and the events the machine asks for, running pure
-/// nodes and starting control nodes inline) and append them in one durable
-/// batch, with the index row and timer index changes they imply. Returns
-/// the effects to carry out now that they are durable.
+/// Step `input` through the machine, run the pure and control nodes it
+/// asks for inline (stepping their results into the same batch), and
+/// append the events in one durable batch, with the index row and timer
+/// index changes they imply. `pending`: effects already asked for (a pure
+/// node that did not fit in the previous batch). Returns the effects to
+/// carry out now that the events are durable.
 async fn persist(
     st: &mut State,
-    events: Vec<Event>,
-    commands: Vec<Command>,
-) -> Result<Vec<Command>, ActorProcessingErr> {
+    input: Option<Input>,
+    pending: Vec<Effect>,
+) -> Result<Vec<Effect>, ActorProcessingErr> {
     let now = st.services.clock.now_ms();
     let first_seq = st.machine.last_seq + 1;
     let phase_before = st.machine.phase;
-    let mut queue: VecDeque<Event> = events.into();
-    let mut commands: VecDeque<Command> = commands.into();
-    let mut effects = Vec::new();
-    let mut written = Vec::new();
-    let mut inline_left = INLINE_STEPS_PER_BATCH;
-    loop {
-        if let Some(c) = commands.pop_front() {
-            match c {
-                Command::Schedule { node, visit } => queue.push_back(Event::NodeScheduled { node, visit }),
-                Command::Start { node, visit, attempt } => queue.push_back(Event::NodeStarted { node, visit, attempt }),
-                Command::Complete => {
-                    queue.push_back(Event::ExecutionCompleted { state: Json::from_map(st.machine.final_state()) })
-                }
-                Command::Fail { node, error } => queue.push_back(Event::ExecutionFailed { node, error }),
-                Command::Resolve { node, visit, attempt, patch, next } => {
-                    let out = NodeOutput { patch, next, ..Default::default() };
-                    queue.extend(node_result_event(st, node, visit, attempt, Ok(out), 0));
-                }
-                Command::FailNode { node, visit, attempt, class, message } => {
-                    let err = NodeError::new(class, message);
-                    queue.extend(node_result_event(st, node, visit, attempt, Err(err), 0));
-                }
-                effect => effects.push(effect),
-            }
-            continue;
-        }
-        if let Some(event) = queue.pop_front() {
-            let rec = Record { seq: st.machine.last_seq + 1, at_ms: now, event };
-            commands.extend(machine::apply(&st.wf, &mut st.machine, &rec));
-            written.push(rec.event);
-            continue;
-        }
-        // Pure nodes (no IO: set, branch, end) run right here, inside this
-        // step, and control nodes (wait, approval, parallel, workflow)
-        // journal what they wait for or start; their events join this
-        // batch, so a chain of them costs one sync. Anything with side
-        // effects waits for the batch to be durable.
-        let Some(i) = effects.iter().position(|e| inline_left > 0 && runs_inline(st, e)) else { break };
-        let Command::Run { node, visit, attempt } = effects.remove(i) else {
-            unreachable!("runs_inline matched a Run")
-        };
-        inline_left -= 1;
-        queue.extend(match st.wf.node(&node).map(|n| &n.kind) {
-            Some(NodeKind::Wait(_) | NodeKind::Approval(_)) => {
-                match control::park(&ctx(st, &node, visit, attempt), now) {
-                    Ok(p) => vec![Event::Waiting {
-                        node,
-                        visit,
-                        event: p.event,
-                        deadline_ms: p.deadline_ms,
-                        prompt: p.prompt,
-                    }],
-                    Err(e) => node_result_event(st, node, visit, attempt, Err(e), 0),
-                }
-            }
-            Some(NodeKind::Parallel(_) | NodeKind::Workflow(_)) => {
-                match control::children(&ctx(st, &node, visit, attempt), &st.wf, &st.machine.state) {
-                    Ok(plan) => {
-                        let branches = plan.len() as u32;
-                        st.plans.insert((node.clone(), visit, attempt), plan);
-                        vec![Event::FanOut { node, visit, attempt, branches }]
-                    }
-                    Err(e) => node_result_event(st, node, visit, attempt, Err(e), 0),
-                }
-            }
-            _ => {
-                let (result, duration_us) = run_pure(st, &node, visit, attempt);
-                node_result_event(st, node, visit, attempt, result, duration_us)
-            }
-        });
+    let mut step = Step { events: Vec::new(), effects: pending };
+    if let Some(input) = input {
+        step.extend(machine::step(&st.wf, &mut st.machine, input, now));
     }
+    // Pure nodes (no IO: set, branch, end) run right here, inside this
+    // step, and control nodes (wait, approval, parallel, workflow)
+    // journal what they wait for or start; their events join this
+    // batch, so a chain of them costs one sync. Anything with side
+    // effects waits for the batch to be durable.
+    let mut inline_left = INLINE_STEPS_PER_BATCH;
+    while inline_left > 0
+        && let Some((node, visit, attempt)) = take_inline(st, &mut step.effects)
+    {
+        inline_left -= 1;
+        let (result, duration_us) = run_inline(st, &node, visit, attempt, now);
+        let input = Input::Node { node, visit, attempt, result, duration_us };
+        step.extend(machine::step(&st.wf, &mut st.machine, input, now));
+    }
+    let Step { events: written, effects } = step;
     let status = status_of(&st.machine);
     let meta = (st.status != Some(status)).then(|| ExecutionMeta {
         id: st.id,
@@ -604,7 +436,7 @@ async fn persist(
     // process die before they are told, the timer wheel wakes them at the
     // next start, and a child whose parent has ended cancels itself.
     for effect in &effects {
-        if let Command::CancelChildren(ids) = effect {
+        if let Effect::CancelChildren(ids) = effect {
             timers.extend(ids.iter().map(|&child| TimerChange::SetFor(child, now)));
         }
     }
@@ -643,6 +475,44 @@ async fn persist(
     Ok(effects)
 }
 
+/// Take the first `Run` of a node that runs inline out of `effects`.
+fn take_inline(st: &State, effects: &mut Vec<Effect>) -> Option<(String, u32, u32)> {
+    let i = effects.iter().position(|e| runs_inline(st, e))?;
+    match effects.remove(i) {
+        Effect::Run { node, visit, attempt } => Some((node, visit, attempt)),
+        other => {
+            effects.insert(i, other);
+            None
+        }
+    }
+}
+
+/// Carry out an attempt of a node inside the step: a wait or approval
+/// renders what it waits for, a parallel or sub-workflow node computes its
+/// children (kept for its ParallelActor), a pure node runs.
+fn run_inline(st: &mut State, node: &str, visit: u32, attempt: u32, now: u64) -> (NodeResult, u64) {
+    match st.wf.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Wait(_) | NodeKind::Approval(_)) => match control::park(&ctx(st, node, visit, attempt), now) {
+            Ok(p) => (NodeResult::Parks { event: p.event, deadline_ms: p.deadline_ms, prompt: p.prompt }, 0),
+            Err(e) => (NodeResult::Ran(Err(e)), 0),
+        },
+        Some(NodeKind::Parallel(_) | NodeKind::Workflow(_)) => {
+            match control::children(&ctx(st, node, visit, attempt), &st.wf, &st.machine.state) {
+                Ok(plan) => {
+                    let branches = plan.len() as u32;
+                    st.plans.insert((node.to_string(), visit, attempt), plan);
+                    (NodeResult::FansOut { branches }, 0)
+                }
+                Err(e) => (NodeResult::Ran(Err(e)), 0),
+            }
+        }
+        _ => {
+            let (result, duration_us) = run_pure(st, node, visit, attempt);
+            (NodeResult::Ran(result), duration_us)
+        }
+    }
+}
+
 /// A node's context for work done inside the execution's step.
 fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
     let spec = st.wf.node(node).expect("active nodes are in the workflow");
@@ -654,7 +524,7 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
         idempotency_key: idempotency_key(st.id, node, visit),
         state: &st.machine.state,
         vars: &st.machine.vars,
-        services: &st.services,
+        services: &st.services.env,
         usage: st.machine.usage,
         started_ms: st.machine.started_ms,
         workflow: &st.wf,
@@ -665,16 +535,16 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
 async fn carry_out(
     myself: &ActorRef<ExecutionMsg>,
     st: &mut State,
-    effects: Vec<Command>,
+    effects: Vec<Effect>,
 ) -> Result<(), ActorProcessingErr> {
     for effect in effects {
         match effect {
             // Past the inline budget: go on in a fresh message, so a long
             // chain of pure nodes never holds the mailbox for long.
-            Command::Run { node, visit, attempt } if is_inline(st, &node) => {
+            Effect::Run { node, visit, attempt } if is_inline(st, &node) => {
                 let _ = myself.cast(ExecutionMsg::RunPure { node, visit, attempt });
             }
-            Command::Run { node, visit, attempt } => {
+            Effect::Run { node, visit, attempt } => {
                 let args = NodeArgs {
                     execution_id: st.id,
                     workflow: st.wf.clone(),
@@ -694,13 +564,13 @@ async fn carry_out(
             }
             // The deadline is in the timer index too (for a restart); while
             // live, the actor keeps its own timer.
-            Command::RetryAt { node, attempt, at_ms, .. } => {
+            Effect::RetryAt { node, attempt, at_ms, .. } => {
                 let delay = Duration::from_millis(at_ms.saturating_sub(st.services.clock.now_ms()));
                 debug!(execution_id = %st.id, node = %node, attempt, ?delay, "retry armed");
                 myself.send_after(delay, || ExecutionMsg::Due);
             }
-            Command::Children { node, visit, attempt } => start_children(myself, st, node, visit, attempt).await?,
-            Command::CancelChildren(ids) => {
+            Effect::Children { node, visit, attempt } => start_children(myself, st, node, visit, attempt).await?,
+            Effect::CancelChildren(ids) => {
                 if let Some(p) = st.parallel.take() {
                     p.stop(None);
                 }
@@ -710,8 +580,7 @@ async fn carry_out(
                     let _ = st.supervisor.cast(SupervisorMsg::Deliver { id: child, delivery });
                 }
             }
-            Command::Finished => finish(myself, st),
-            _ => unreachable!("only effects are collected"),
+            Effect::Finished => finish(myself, st),
         }
     }
     Ok(())
@@ -737,12 +606,12 @@ async fn start_children(
                     crate::plural::count(fan_out.branches, "child", "children"),
                     plan.len()
                 );
-                let fail = vec![Command::Fail { node: Some(node), error }];
-                return Box::pin(drive(myself, st, Vec::new(), fail)).await;
+                let fail = Input::Fail { node: Some(node), error };
+                return Box::pin(drive(myself, st, Some(fail), Vec::new())).await;
             }
             Err(e) => {
-                let failed = node_result_event(st, node, visit, attempt, Err(e), 0);
-                return Box::pin(drive(myself, st, failed, Vec::new())).await;
+                let failed = Input::Node { node, visit, attempt, result: NodeResult::Ran(Err(e)), duration_us: 0 };
+                return Box::pin(drive(myself, st, Some(failed), Vec::new())).await;
             }
         },
     };
@@ -805,10 +674,10 @@ async fn deliver(
         return Ok(());
     }
     match delivery {
-        Delivery::Tick { .. } => tick(myself, st).await?,
+        Delivery::Tick { .. } => drive(myself, st, Some(Input::Tick), Vec::new()).await?,
         Delivery::Signal { key, payload, reply } => {
-            let event = Event::SignalReceived { key, payload: Json::from_value(&payload) };
-            let effects = persist(st, vec![event], Vec::new()).await?;
+            let input = Input::Signal { key, payload: Json::from_value(&payload) };
+            let effects = persist(st, Some(input), Vec::new()).await?;
             let _ = reply.send(Ok(()));
             carry_out(myself, st, effects).await?;
         }
@@ -818,42 +687,25 @@ async fn deliver(
                 return Ok(());
             }
             st.taking.extend(take.map(WaitChange::Take));
-            let effects = persist(st, vec![Event::SignalReceived { key, payload }], Vec::new()).await?;
+            let effects = persist(st, Some(Input::Signal { key, payload }), Vec::new()).await?;
             let _ = reply.send(Ok(true));
             carry_out(myself, st, effects).await?;
         }
         Delivery::Approve { node, approved, by, comment, reply } => {
-            let waiting = st.machine.active.iter().find(|(n, a)| {
-                a.wait.as_ref().is_some_and(|w| w.prompt.is_some()) && node.as_ref().is_none_or(|want| want == *n)
-            });
-            let Some((found, a)) = waiting else {
-                let decided = match &node {
-                    Some(n) => st.machine.decisions.get(n).map(|d| (n.clone(), d)),
-                    None => st.machine.decisions.iter().max_by_key(|(_, d)| d.at_ms).map(|(n, d)| (n.clone(), d)),
-                };
-                let message = match decided {
-                    Some((n, d)) => format!(
-                        "approval `{n}` was already decided: {} by {} at {}",
-                        if d.approved { "approved" } else { "rejected" },
-                        d.by,
-                        crate::clock::format_ms(d.at_ms)
-                    ),
-                    None => match &node {
-                        Some(n) => format!("is not waiting for an approval at node `{n}`"),
-                        None => "is not waiting for an approval".to_string(),
-                    },
-                };
-                let _ = reply.send(Err(Error::NotWaiting { id, message }));
-                return Ok(());
+            let (found, visit) = match machine::pending_approval(&st.machine, node.as_deref()) {
+                Ok(found) => found,
+                Err(message) => {
+                    let _ = reply.send(Err(Error::NotWaiting { id, message }));
+                    return Ok(());
+                }
             };
-            let (found, visit) = (found.clone(), a.visit);
-            let event = Event::ApprovalDecided { node: found.clone(), visit, approved, by, comment };
-            let effects = persist(st, vec![event], Vec::new()).await?;
+            let input = Input::Decision { node: found.clone(), visit, approved, by, comment };
+            let effects = persist(st, Some(input), Vec::new()).await?;
             let _ = reply.send(Ok(found));
             carry_out(myself, st, effects).await?;
         }
         Delivery::Cancel { reason, reply } => {
-            let effects = persist(st, vec![Event::ExecutionCancelled { reason }], Vec::new()).await?;
+            let effects = persist(st, Some(Input::Cancel { reason }), Vec::new()).await?;
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(()));
             }
@@ -863,51 +715,8 @@ async fn deliver(
     Ok(())
 }
 
-/// Act on every deadline that is due: the workflow's timeout, retry
-/// delays, wait timeouts and timers.
-async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), ActorProcessingErr> {
-    if st.machine.phase.is_terminal() {
-        return Ok(());
-    }
-    let now = st.services.clock.now_ms();
-    let mut events = Vec::new();
-    let mut commands = Vec::new();
-    if st.machine.deadline_ms(&st.wf).is_some_and(|d| d <= now) {
-        let ms = st.wf.timeout_ms.unwrap_or_default();
-        let error = format!("workflow `{}` timed out: timeout_ms {ms} passed", st.wf.id);
-        commands.push(Command::Fail { node: None, error });
-    } else {
-        for (node, a) in &st.machine.active {
-            if let Some((attempt, _)) = a.retry_at.filter(|r| r.1 <= now) {
-                events.push(Event::NodeStarted { node: node.clone(), visit: a.visit, attempt });
-            }
-            if let Some(w) = a.wait.as_ref().filter(|w| w.deadline_ms.is_some_and(|d| d <= now)) {
-                let (node, visit) = (node.clone(), a.visit);
-                events.push(match machine::is_timer(&st.wf, &node, w) {
-                    true => Event::TimerFired { node, visit },
-                    false => Event::WaitTimedOut { node, visit },
-                });
-            }
-            if let Some(d) = machine::fan_out_deadline(&st.wf, node, a).filter(|d| *d <= now) {
-                let waited = d.saturating_sub(a.started_ms);
-                commands.push(Command::FailNode {
-                    node: node.clone(),
-                    visit: a.visit,
-                    attempt: a.attempt,
-                    class: ErrorClass::Timeout,
-                    message: format!("its children did not all finish within timeout_ms {waited}"),
-                });
-            }
-        }
-    }
-    if !events.is_empty() || !commands.is_empty() {
-        drive(myself, st, events, commands).await?;
-    }
-    Ok(())
-}
-
 /// Remove one entry of the timer index for `id` (nothing else changes).
-pub(crate) async fn clear_timer(services: &Services, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
+pub(crate) async fn clear_timer(services: &Shared, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
     let append = Append {
         execution: id,
         first_seq: 0,
@@ -962,8 +771,8 @@ fn is_inline(st: &State, node: &str) -> bool {
     })
 }
 
-fn runs_inline(st: &State, effect: &Command) -> bool {
-    matches!(effect, Command::Run { node, .. } if is_inline(st, node))
+fn runs_inline(st: &State, effect: &Effect) -> bool {
+    matches!(effect, Effect::Run { node, .. } if is_inline(st, node))
 }
 
 /// Run a pure node inside the step. A panic is caught and reported like a

@@ -1,19 +1,39 @@
-//! The execution state machine: `apply(workflow, state, record) -> commands`.
+//! The execution state machine: [`step`] decides, [`apply`] folds.
 //!
-//! Pure: no IO, no clock, no await. The ExecutionActor persists an event,
-//! applies it here, and carries out the commands; recovery folds the
-//! journal through the same function and then asks [`resume`] what is left
-//! to do, so a live run and a replay cannot drift apart.
+//! Pure: no IO, no clock reading, no await. Whatever reaches an execution
+//! (its start, a node's result, a signal, a decision, a cancel, a due
+//! deadline, children's ends) is an [`Input`]; `step(workflow, state,
+//! input, now)` makes the events it implies (retry decisions, the output
+//! check, due deadlines included), folds each through [`apply`], and
+//! returns them with the [`Effect`]s the shell carries out once they are
+//! durable. Recovery folds the journal through the same `apply` and then
+//! steps [`Input::Resume`], so a live run and a replay cannot drift apart.
+//! Whether an execution is settled, and what it waits for, are answered
+//! here too ([`settled`], [`waits`]). `apply` hands each event kind to
+//! its own function, grouped by concern: `started`, `node`, `wait`,
+//! `fan_out`, `ended`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::agent_rounds::AgentRound;
+use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
+use crate::nodes::AgentRound;
+
+mod ended;
+mod fan_out;
+mod node;
+mod settled;
+mod started;
+mod step;
+mod wait;
+
+pub use settled::{Settled, WaitKind, Waits, settled, waits};
+pub use step::{Input, NodeResult, Step, pending_approval, step};
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +133,12 @@ pub struct ExecutionState {
     /// Node visits allowed (the `max_steps` limit in force); the shell sets
     /// it on a live execution, a replay for reading leaves it unbounded.
     pub max_steps: u64,
+    /// The largest state allowed (the `max_state_bytes` limit in force);
+    /// the shell sets it on a live execution, like [`Self::max_steps`].
+    pub max_state_bytes: u64,
+    /// Panics of one node visit tolerated within a window (the runtime's
+    /// restart budget); the shell sets it on a live execution.
+    pub restart_budget: RestartBudget,
     /// Times each node has been scheduled.
     pub visits: HashMap<String, u32>,
     pub active: BTreeMap<String, ActiveNode>,
@@ -140,10 +166,10 @@ pub struct ExecutionState {
     pub agents: HashMap<String, AgentRound>,
 }
 
-/// What the shell must do after an event is applied. `Schedule`, `Start`,
-/// `Resolve`, `FailNode`, `Complete` and `Fail` become events (the shell
-/// stamps them with the time, and decides a retry); `Run`, `RetryAt`,
-/// `Children`, `CancelChildren` and `Finished` are effects.
+/// What applying one event asks for next: an event the core makes and
+/// folds in the same step (`Schedule`, `Start`, `Resolve`, `FailNode`,
+/// `Complete`, `Fail`; [`step`] turns them into events, deciding a retry),
+/// or an [`Effect`] for the shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Schedule {
@@ -155,17 +181,6 @@ pub enum Command {
         visit: u32,
         attempt: u32,
     },
-    Run {
-        node: String,
-        visit: u32,
-        attempt: u32,
-    },
-    RetryAt {
-        node: String,
-        visit: u32,
-        attempt: u32,
-        at_ms: u64,
-    },
     /// A node the execution carries out itself (wait, approval, parallel,
     /// sub-workflow) has its result: it completes with `patch`, going on at
     /// `next` (`None`: the node's own `next`).
@@ -176,7 +191,7 @@ pub enum Command {
         patch: Map<String, Value>,
         next: Option<String>,
     },
-    /// Such a node failed; the shell applies the node's retry policy.
+    /// Such a node failed; its retry policy decides what follows.
     FailNode {
         node: String,
         visit: u32,
@@ -184,19 +199,29 @@ pub enum Command {
         class: ErrorClass,
         message: String,
     },
-    /// Start (or, after a restart, find again) the children of a fan-out.
-    Children {
-        node: String,
-        visit: u32,
-        attempt: u32,
-    },
-    /// Cancel these child executions (they may have finished already).
-    CancelChildren(Vec<ExecutionId>),
     Complete,
     Fail {
         node: Option<String>,
         error: String,
     },
+    Effect(Effect),
+}
+
+/// What the shell carries out once a step's events are durable. Nothing
+/// here is journaled: each follows from events already written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Run this attempt of a node (inline for a pure or control node, in a
+    /// NodeActor otherwise); its result comes back as [`Input::Node`].
+    Run { node: String, visit: u32, attempt: u32 },
+    /// A retry waits until `at_ms` (the timer index holds it too); then
+    /// [`Input::Tick`] starts it.
+    RetryAt { node: String, visit: u32, attempt: u32, at_ms: u64 },
+    /// Start (or, after a restart, find again) the children of a fan-out.
+    Children { node: String, visit: u32, attempt: u32 },
+    /// Cancel these child executions (they may have finished already).
+    CancelChildren(Vec<ExecutionId>),
+    /// The execution ended: stop its actor.
     Finished,
 }
 
@@ -211,6 +236,8 @@ impl ExecutionState {
             steps: 0,
             state_bytes: 2,
             max_steps: u64::MAX,
+            max_state_bytes: u64::MAX,
+            restart_budget: RestartBudget::default(),
             visits: HashMap::new(),
             active: BTreeMap::new(),
             last_seq: 0,
@@ -232,6 +259,12 @@ impl ExecutionState {
     /// Parked: every active node waits (for an event, an approval, a timer).
     pub fn parked(&self) -> bool {
         self.phase == Phase::Running && !self.active.is_empty() && self.active.values().all(|a| a.wait.is_some())
+    }
+
+    /// Whether `attempt` of `node`'s `visit` is the one running now (a
+    /// result of any other is stale, and ignored).
+    pub fn is_current(&self, node: &str, visit: u32, attempt: u32) -> bool {
+        self.active.get(node).is_some_and(|a| a.visit == visit && a.attempt == attempt && a.retry_at.is_none())
     }
 
     /// The execution's own deadline (`timeout_ms` of its workflow), unix ms.
@@ -350,305 +383,25 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         return Vec::new();
     }
     match &rec.event {
-        Event::ExecutionStarted { input, key, .. } => {
-            st.phase = Phase::Running;
-            st.started_ms = rec.at_ms;
-            st.key = key.clone();
-            st.state = Arc::new(input.object().unwrap_or_default());
-            st.state_bytes = map_size(&st.state);
-            vec![st.schedule(&workflow.start, 1)]
-        }
-        Event::ChildStarted { input, vars, parent, parent_node, parent_visit, branch, start, until, .. } => {
-            st.phase = Phase::Running;
-            st.started_ms = rec.at_ms;
-            st.state = Arc::new(input.object().unwrap_or_default());
-            st.state_bytes = map_size(&st.state);
-            st.vars = vars.object().unwrap_or_default();
-            st.until = until.clone();
-            match parent.parse() {
-                Ok(id) => {
-                    st.parent =
-                        Some(ParentLink { id, node: parent_node.clone(), visit: *parent_visit, branch: *branch })
-                }
-                Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
-            }
-            vec![st.schedule(start, 1)]
-        }
-        Event::BranchStarted { vars, parent, parent_node, parent_visit, branch, start, until, state_at, .. } => {
-            st.phase = Phase::Running;
-            st.started_ms = rec.at_ms;
-            st.vars = vars.object().unwrap_or_default();
-            st.until = until.clone();
-            st.written = Some(Map::new());
-            match parent.parse() {
-                Ok(id) => {
-                    st.parent =
-                        Some(ParentLink { id, node: parent_node.clone(), visit: *parent_visit, branch: *branch })
-                }
-                Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
-            }
-            match &st.base {
-                Some(base) => {
-                    st.state = base.clone();
-                    st.state_bytes = map_size(&st.state);
-                }
-                None => {
-                    return inconsistent(format!(
-                        "branch of {parent} started without its parent's state at record {state_at}"
-                    ));
-                }
-            }
-            vec![st.schedule(start, 1)]
-        }
-        Event::NodeScheduled { node, visit } => {
-            st.steps += 1;
-            st.visits.insert(node.clone(), *visit);
-            st.agents.remove(node);
-            st.active.insert(
-                node.clone(),
-                ActiveNode {
-                    visit: *visit,
-                    attempt: 0,
-                    retry_at: None,
-                    panics: Vec::new(),
-                    wait: None,
-                    fan_out: None,
-                    started_ms: 0,
-                },
-            );
-            vec![Command::Start { node: node.clone(), visit: *visit, attempt: 1 }]
-        }
-        Event::NodeStarted { node, visit, attempt } => match st.active.get_mut(node) {
-            Some(a) if a.visit == *visit => {
-                a.attempt = *attempt;
-                a.retry_at = None;
-                a.wait = None;
-                a.fan_out = None;
-                a.started_ms = rec.at_ms;
-                vec![Command::Run { node: node.clone(), visit: *visit, attempt: *attempt }]
-            }
-            _ => inconsistent(format!("node `{node}` visit {visit} started without being scheduled")),
-        },
-        Event::NodeCompleted { node, visit, patch, next, .. } => {
-            if st.active.get(node).map(|a| a.visit) != Some(*visit) {
-                return inconsistent(format!("node `{node}` visit {visit} completed without running"));
-            }
-            st.active.remove(node);
-            st.agents.remove(node);
-            match patch.object() {
-                Ok(p) if p.is_empty() => {}
-                Ok(p) => {
-                    st.state_bytes = st.state_bytes_after(&p);
-                    if let Some(written) = &mut st.written {
-                        written.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    }
-                    Arc::make_mut(&mut st.state).extend(p);
-                }
-                Err(e) => return inconsistent(format!("patch of node `{node}`: {e}")),
-            }
-            // A parallel branch ends where its chain meets the join.
-            let next = next.as_ref().filter(|n| st.until.as_ref() != Some(*n));
-            match next {
-                Some(n) => {
-                    let visit = st.visits.get(n).copied().unwrap_or(0) + 1;
-                    vec![st.schedule(n, visit)]
-                }
-                None if st.active.is_empty() => vec![Command::Complete],
-                None => Vec::new(),
-            }
-        }
-        Event::NodeFailed { node, visit, class, message, retry, .. } => {
-            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit) else {
-                return inconsistent(format!("node `{node}` visit {visit} failed without running"));
-            };
-            if *class == ErrorClass::Panic {
-                a.panics.push(rec.at_ms);
-            }
-            a.wait = None;
-            let orphans = take_unfinished(st.id, node, a);
-            st.orphans.extend(orphans.iter().copied());
-            let a = st.active.get_mut(node).expect("checked above");
-            let mut cmds = cancel(orphans);
-            match retry {
-                RetryDecision::Retry { attempt, at_ms } => {
-                    a.retry_at = Some((*attempt, *at_ms));
-                    cmds.push(Command::RetryAt { node: node.clone(), visit: *visit, attempt: *attempt, at_ms: *at_ms });
-                }
-                RetryDecision::GiveUp => cmds.push(Command::Fail {
-                    node: Some(node.clone()),
-                    error: format!("node `{node}` failed ({class}): {message}"),
-                }),
-            }
-            cmds
-        }
-        Event::ExecutionCompleted { .. } => {
-            st.phase = Phase::Completed;
-            st.finished_ms = Some(rec.at_ms);
-            st.active.clear();
-            vec![Command::Finished]
-        }
-        Event::ExecutionFailed { error, .. } => {
-            st.phase = Phase::Failed;
-            st.finished_ms = Some(rec.at_ms);
-            st.error = Some(error.clone());
-            end_children(st)
-        }
-        Event::ExecutionCancelled { reason } => {
-            st.phase = Phase::Cancelled;
-            st.finished_ms = Some(rec.at_ms);
-            st.error = Some(format!("cancelled: {reason}"));
-            end_children(st)
-        }
-        Event::Waiting { node, visit, event, deadline_ms, prompt } => {
-            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt > 0) else {
-                return inconsistent(format!("node `{node}` visit {visit} waits without running"));
-            };
-            a.wait = Some(Wait {
-                event: event.clone(),
-                deadline_ms: *deadline_ms,
-                prompt: prompt.clone(),
-                since_ms: rec.at_ms,
-            });
-            let attempt = a.attempt;
-            // An event that arrived before the execution got here is kept.
-            if let Some(key) = event
-                && let Some(i) = st.inbox.iter().position(|(k, _)| k == key)
-            {
-                let (_, payload) = st.inbox.remove(i).expect("position is in range");
-                return vec![answer(workflow, st, node, *visit, attempt, &payload)];
-            }
-            Vec::new()
-        }
-        Event::SignalReceived { key, payload } => {
-            let waiting = st
-                .active
-                .iter()
-                .find(|(_, a)| a.wait.as_ref().and_then(|w| w.event.as_ref()) == Some(key))
-                .map(|(n, a)| (n.clone(), a.visit, a.attempt));
-            match waiting {
-                Some((node, visit, attempt)) => {
-                    st.active.get_mut(&node).expect("found above").wait = None;
-                    vec![answer(workflow, st, &node, visit, attempt, payload)]
-                }
-                None => {
-                    st.inbox.push_back((key.clone(), payload.clone()));
-                    Vec::new()
-                }
-            }
-        }
-        Event::WaitTimedOut { node, visit } => {
-            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.wait.is_some()) else {
-                return Vec::new();
-            };
-            let wait = a.wait.take().expect("checked above");
-            let attempt = a.attempt;
-            let spec = workflow.node(node).map(|n| &n.kind);
-            let on_timeout = match spec {
-                Some(NodeKind::Wait(_)) if wait.event.is_none() => {
-                    // A timer, as journals before `TimerFired` ended it:
-                    // firing is its normal end.
-                    return vec![Command::Resolve {
-                        node: node.clone(),
-                        visit: *visit,
-                        attempt,
-                        patch: Map::new(),
-                        next: None,
-                    }];
-                }
-                Some(NodeKind::Wait(w)) => w.on_timeout.clone(),
-                Some(NodeKind::Approval(a)) => a.on_timeout.clone(),
-                _ => None,
-            };
-            let what = match &wait.event {
-                Some(key) => format!("event `{key}`"),
-                None => "an approval".to_string(),
-            };
-            match on_timeout {
-                Some(to) => vec![Command::Resolve {
-                    node: node.clone(),
-                    visit: *visit,
-                    attempt,
-                    patch: Map::new(),
-                    next: Some(to),
-                }],
-                None => vec![Command::FailNode {
-                    node: node.clone(),
-                    visit: *visit,
-                    attempt,
-                    class: ErrorClass::Timeout,
-                    message: format!("no {what} within timeout_ms and no `on_timeout`"),
-                }],
-            }
-        }
-        Event::ApprovalDecided { node, visit, approved, by, comment } => {
-            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.wait.is_some()) else {
-                return inconsistent(format!("a decision for node `{node}` visit {visit}, which is not waiting"));
-            };
-            a.wait = None;
-            let attempt = a.attempt;
-            st.decisions.insert(
-                node.clone(),
-                Decision { visit: *visit, approved: *approved, by: by.clone(), at_ms: rec.at_ms },
-            );
-            let Some(NodeKind::Approval(spec)) = workflow.node(node).map(|n| &n.kind) else {
-                return inconsistent(format!("a decision for node `{node}`, which is not an approval"));
-            };
-            let decision = json!({
-                "decision": if *approved { "approved" } else { "rejected" },
-                "by": by,
-                "comment": comment,
-                "at": crate::clock::format_ms(rec.at_ms),
-            });
-            let patch = spec.output_key.iter().map(|k| (k.clone(), decision.clone())).collect();
-            match (*approved, &spec.on_reject) {
-                (true, _) => vec![Command::Resolve { node: node.clone(), visit: *visit, attempt, patch, next: None }],
-                (false, Some(to)) => {
-                    vec![Command::Resolve { node: node.clone(), visit: *visit, attempt, patch, next: Some(to.clone()) }]
-                }
-                (false, None) => {
-                    let why = comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
-                    vec![Command::Fail {
-                        node: Some(node.clone()),
-                        error: format!("approval `{node}` rejected by {by}{why}"),
-                    }]
-                }
-            }
-        }
-        Event::FanOut { node, visit, attempt, branches } => {
-            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt == *attempt) else {
-                return inconsistent(format!("node `{node}` visit {visit} fanned out without running"));
-            };
-            a.fan_out =
-                Some(FanOut { attempt: *attempt, branches: *branches, finished: BTreeMap::new(), seq: rec.seq });
-            let mut cmds = vec![Command::Children { node: node.clone(), visit: *visit, attempt: *attempt }];
-            cmds.extend(join(workflow, st, node));
-            cmds
-        }
-        Event::BranchFinished { node, visit, branch, outcome } => {
-            let Some(f) = st.active.get_mut(node).filter(|a| a.visit == *visit).and_then(|a| a.fan_out.as_mut()) else {
-                // A branch that ended after its node was decided: nothing to do.
-                return Vec::new();
-            };
-            f.finished.insert(*branch, outcome.clone());
-            join(workflow, st, node)
-        }
-        // Failed attempts cost too: the total is the sum over exchanges.
-        Event::Exchange { usage, node, visit, response, .. } => {
-            st.usage.add(usage);
-            if let Some(NodeKind::Agent(_)) = workflow.node(node).map(|n| &n.kind) {
-                st.agents.entry(node.clone()).or_default().exchanged(*visit, response);
-            }
-            Vec::new()
-        }
+        Event::ExecutionStarted { .. } => started::execution_started(workflow, st, rec),
+        Event::ChildStarted { .. } => started::child_started(workflow, st, rec),
+        Event::BranchStarted { .. } => started::branch_started(workflow, st, rec),
+        Event::NodeScheduled { .. } => node::node_scheduled(workflow, st, rec),
+        Event::NodeStarted { .. } => node::node_started(workflow, st, rec),
+        Event::NodeCompleted { .. } => node::node_completed(workflow, st, rec),
+        Event::NodeFailed { .. } => node::node_failed(workflow, st, rec),
+        Event::ExecutionCompleted { .. } => ended::execution_completed(workflow, st, rec),
+        Event::ExecutionFailed { .. } => ended::execution_failed(workflow, st, rec),
+        Event::ExecutionCancelled { .. } => ended::execution_cancelled(workflow, st, rec),
+        Event::Waiting { .. } => wait::waiting(workflow, st, rec),
+        Event::SignalReceived { .. } => wait::signal_received(workflow, st, rec),
+        Event::WaitTimedOut { .. } => wait::wait_timed_out(workflow, st, rec),
+        Event::ApprovalDecided { .. } => wait::approval_decided(workflow, st, rec),
+        Event::FanOut { .. } => fan_out::fan_out(workflow, st, rec),
+        Event::BranchFinished { .. } => fan_out::branch_finished(workflow, st, rec),
+        Event::Exchange { .. } => node::exchange(workflow, st, rec),
         Event::Scored { .. } => Vec::new(),
-        Event::TimerFired { node, visit } => {
-            let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.wait.is_some()) else {
-                return Vec::new();
-            };
-            a.wait = None;
-            let attempt = a.attempt;
-            vec![Command::Resolve { node: node.clone(), visit: *visit, attempt, patch: Map::new(), next: None }]
-        }
+        Event::TimerFired { .. } => wait::timer_fired(workflow, st, rec),
     }
 }
 
@@ -667,7 +420,7 @@ pub fn fan_out_deadline(workflow: &Workflow, node: &str, a: &ActiveNode) -> Opti
 }
 
 fn cancel(ids: Vec<ExecutionId>) -> Vec<Command> {
-    if ids.is_empty() { Vec::new() } else { vec![Command::CancelChildren(ids)] }
+    if ids.is_empty() { Vec::new() } else { vec![Command::Effect(Effect::CancelChildren(ids))] }
 }
 
 /// The children of `a`'s fan-out that have not finished; the fan-out is over.
@@ -677,150 +430,6 @@ fn take_unfinished(parent: ExecutionId, node: &str, a: &mut ActiveNode) -> Vec<E
         .filter(|b| !f.finished.contains_key(b))
         .map(|b| ExecutionId::child(parent, node, a.visit, f.attempt, b))
         .collect()
-}
-
-/// A terminal event: every running child is cancelled with the execution.
-fn end_children(st: &mut ExecutionState) -> Vec<Command> {
-    let children = st.unfinished_children();
-    st.orphans.clear();
-    st.active.clear();
-    let mut cmds = cancel(children);
-    cmds.push(Command::Finished);
-    cmds
-}
-
-/// A signal answers what a parked node waits for. A wait resolves with
-/// the payload; an agent node (whose remote task asked for input) runs
-/// again as its next attempt, which sends the payload on the same remote
-/// task and goes on waiting for it.
-fn answer(
-    workflow: &Workflow,
-    st: &mut ExecutionState,
-    node: &str,
-    visit: u32,
-    attempt: u32,
-    payload: &Json,
-) -> Command {
-    if let Some(NodeKind::Agent(_)) = workflow.node(node).map(|n| &n.kind) {
-        return match payload.value() {
-            Ok(v) => {
-                st.agents.entry(node.to_string()).or_default().answered(visit, v);
-                Command::Start { node: node.into(), visit, attempt: attempt + 1 }
-            }
-            Err(e) => Command::FailNode {
-                node: node.into(),
-                visit,
-                attempt,
-                class: ErrorClass::InvalidOutput,
-                message: format!("the event's payload: {e}"),
-            },
-        };
-    }
-    resolve_with_payload(workflow, node, visit, attempt, payload)
-}
-
-fn resolve_with_payload(workflow: &Workflow, node: &str, visit: u32, attempt: u32, payload: &Json) -> Command {
-    let output_key = match workflow.node(node).map(|n| &n.kind) {
-        Some(NodeKind::Wait(w)) => w.output_key.clone(),
-        _ => None,
-    };
-    match (output_key, payload.value()) {
-        (None, _) => Command::Resolve { node: node.into(), visit, attempt, patch: Map::new(), next: None },
-        (Some(k), Ok(v)) => {
-            Command::Resolve { node: node.into(), visit, attempt, patch: Map::from_iter([(k, v)]), next: None }
-        }
-        (Some(_), Err(e)) => Command::FailNode {
-            node: node.into(),
-            visit,
-            attempt,
-            class: ErrorClass::InvalidOutput,
-            message: format!("the event's payload: {e}"),
-        },
-    }
-}
-
-/// A fan-out's result: the patch and where to go on, or why it failed.
-type Joined = Result<(Map<String, Value>, Option<String>), (ErrorClass, String)>;
-
-/// Decide a fan-out once enough of its children have finished: complete
-/// the node with the merged result, or fail it; children still running
-/// are then cancelled.
-fn join(workflow: &Workflow, st: &mut ExecutionState, node: &str) -> Vec<Command> {
-    let id = st.id;
-    let Some(a) = st.active.get_mut(node) else { return Vec::new() };
-    let Some(f) = &a.fan_out else { return Vec::new() };
-    let (visit, attempt) = (a.visit, a.attempt);
-    let kind = workflow.node(node).map(|n| &n.kind);
-    let done = f.finished.len() as u32 == f.branches;
-    let decided: Option<Joined> = match kind {
-        Some(NodeKind::Workflow(spec)) => f.finished.get(&0).map(|outcome| match outcome {
-            BranchOutcome::Completed { patch } => match patch.value() {
-                Ok(v) => Ok((spec.output_key.iter().map(|k| (k.clone(), v.clone())).collect(), None)),
-                Err(e) => Err((ErrorClass::Internal, format!("the child's final state: {e}"))),
-            },
-            BranchOutcome::Failed { error } => {
-                Err((ErrorClass::ChildFailed, format!("the child workflow failed: {error}")))
-            }
-            BranchOutcome::Cancelled => Err((ErrorClass::ChildFailed, "the child workflow was cancelled".into())),
-        }),
-        Some(NodeKind::Parallel(p)) => {
-            let failed = f.finished.iter().find_map(|(b, o)| match o {
-                BranchOutcome::Failed { error } => Some(format!("branch {b} failed: {error}")),
-                BranchOutcome::Cancelled => Some(format!("branch {b} was cancelled")),
-                BranchOutcome::Completed { .. } => None,
-            });
-            let first_done = f.finished.values().find_map(|o| match o {
-                BranchOutcome::Completed { patch } => Some(patch),
-                _ => None,
-            });
-            let next = Some(p.join.clone());
-            match (p.merge, p.on_error, failed) {
-                (_, OnError::FailFast, Some(why)) => Err((ErrorClass::ChildFailed, why)),
-                (Merge::First, _, _) if first_done.is_some() => first_done
-                    .expect("checked")
-                    .object()
-                    .map(|m| (m, next))
-                    .map_err(|e| (ErrorClass::Internal, e.to_string())),
-                (Merge::First, _, Some(_)) if done => Err((
-                    ErrorClass::ChildFailed,
-                    format!("all {} failed", crate::plural::count(f.branches, "branch", "branches")),
-                )),
-                _ if !done => return Vec::new(),
-                (Merge::Keys | Merge::First, _, _) => {
-                    let mut merged = Map::new();
-                    for o in f.finished.values() {
-                        if let BranchOutcome::Completed { patch } = o {
-                            merged.extend(patch.object().unwrap_or_default());
-                        }
-                    }
-                    Ok((merged, next))
-                }
-                (Merge::Collect, _, _) => {
-                    let list: Vec<Value> = f
-                        .finished
-                        .values()
-                        .map(|o| match o {
-                            BranchOutcome::Completed { patch } => patch.value().unwrap_or(Value::Null),
-                            BranchOutcome::Failed { error } => json!({ "error": error }),
-                            BranchOutcome::Cancelled => json!({ "error": "cancelled" }),
-                        })
-                        .collect();
-                    Ok((p.output_key.iter().map(|k| (k.clone(), Value::Array(list.clone()))).collect(), next))
-                }
-            }
-            .into()
-        }
-        _ => Some(Err((ErrorClass::Internal, format!("node `{node}` cannot fan out")))),
-    };
-    let Some(decided) = decided else { return Vec::new() };
-    let orphans = take_unfinished(id, node, a);
-    st.orphans.extend(orphans.iter().copied());
-    let mut cmds = cancel(orphans);
-    cmds.push(match decided {
-        Ok((patch, next)) => Command::Resolve { node: node.to_string(), visit, attempt, patch, next },
-        Err((class, message)) => Command::FailNode { node: node.to_string(), visit, attempt, class, message },
-    });
-    cmds
 }
 
 /// What a rehydrated execution must do to go on from where its journal
@@ -845,10 +454,12 @@ pub fn resume(st: &ExecutionState) -> Vec<Command> {
     for (node, a) in &st.active {
         let (node, visit) = (node.clone(), a.visit);
         cmds.push(match (&a.retry_at, &a.wait, &a.fan_out) {
-            (Some((attempt, at_ms)), _, _) => Command::RetryAt { node, visit, attempt: *attempt, at_ms: *at_ms },
+            (Some((attempt, at_ms)), _, _) => {
+                Command::Effect(Effect::RetryAt { node, visit, attempt: *attempt, at_ms: *at_ms })
+            }
             // Parked: its deadline is in the timer index, its event will be delivered.
             (None, Some(_), _) => continue,
-            (None, None, Some(f)) => Command::Children { node, visit, attempt: f.attempt },
+            (None, None, Some(f)) => Command::Effect(Effect::Children { node, visit, attempt: f.attempt }),
             (None, None, None) => Command::Start { node, visit, attempt: a.attempt + 1 },
         });
     }
@@ -893,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             apply(&wf, &mut st, &rec(3, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 })),
-            vec![Command::Run { node: "a".into(), visit: 1, attempt: 1 }]
+            vec![Command::Effect(Effect::Run { node: "a".into(), visit: 1, attempt: 1 })]
         );
         assert_eq!(st.phase, Phase::Running);
     }
@@ -946,7 +557,7 @@ mod tests {
         assert_eq!(apply(&wf, &mut st, &rec(7, done("b", None))), vec![Command::Complete]);
         assert_eq!(
             apply(&wf, &mut st, &rec(8, Event::ExecutionCompleted { state: Json(r#"{"n":1}"#.into()) })),
-            vec![Command::Finished]
+            vec![Command::Effect(Effect::Finished)]
         );
         assert!(apply(&wf, &mut st, &rec(9, Event::NodeScheduled { node: "a".into(), visit: 2 })).is_empty());
     }
@@ -970,9 +581,12 @@ mod tests {
         };
         assert_eq!(
             apply(&wf, &mut st, &rec(4, failed)),
-            vec![Command::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 }]
+            vec![Command::Effect(Effect::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 })]
         );
-        assert_eq!(resume(&st), vec![Command::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 }]);
+        assert_eq!(
+            resume(&st),
+            vec![Command::Effect(Effect::RetryAt { node: "a".into(), visit: 1, attempt: 2, at_ms: 9_999 })]
+        );
     }
 
     #[test]

@@ -18,12 +18,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::Shared;
 use super::execution::{ExecutionMsg, Start};
 use super::supervisor::SupervisorMsg;
 use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Json, Status};
 use crate::nodes::control::ChildSpec;
-use crate::runtime::Services;
 
 pub(crate) struct ParallelActor;
 
@@ -36,7 +36,7 @@ pub(crate) struct ParallelArgs {
     /// The children that have not finished, by branch number.
     pub children: Vec<(u32, ChildSpec)>,
     pub max_concurrency: usize,
-    pub services: Arc<Services>,
+    pub services: Arc<Shared>,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The content hash of the children's workflow (they all run one).
     pub hash: String,
@@ -224,7 +224,7 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
 /// How a finished child ended, from its journal: for a branch, the keys it
 /// wrote (every patch, in order); for a sub-workflow, its final state.
 pub(crate) fn child_outcome(
-    services: &Services,
+    services: &Shared,
     child: ExecutionId,
     branch: bool,
 ) -> Result<BranchOutcome, ActorProcessingErr> {

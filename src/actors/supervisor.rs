@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use super::execution::{Delivery, ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::runtime::{Error, Services};
 
 pub(crate) enum SupervisorMsg {
     /// Start (or rehydrate) an execution unless it is already live.
@@ -48,7 +48,7 @@ pub(crate) struct Child {
 }
 
 pub(crate) struct SupervisorState {
-    services: Arc<Services>,
+    services: Arc<Shared>,
     children: HashMap<ActorId, Child>,
     by_execution: HashMap<ExecutionId, ActorId>,
     /// When each execution's actor was restarted (for the budget).
@@ -148,12 +148,12 @@ impl Supervisor {
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = Arc<Services>;
+    type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
         _: ActorRef<SupervisorMsg>,
-        services: Arc<Services>,
+        services: Arc<Shared>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
             services,

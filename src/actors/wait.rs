@@ -35,9 +35,9 @@ use tracing::warn;
 use super::execution::Delivery;
 use super::machine::{ExecutionState, Phase};
 use super::supervisor::SupervisorMsg;
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::journal::{Json, KeptEvent, KeptRef, WaitChange};
-use crate::runtime::{Error, Services};
 
 /// How long an event no execution waits for is kept when the publisher
 /// does not say.
@@ -95,7 +95,7 @@ pub(crate) enum WaitMsg {
     Sweep,
 }
 
-/// The handle through [`Services`]: execution actors tell the mailbox of
+/// The handle through [`Shared`]: execution actors tell the mailbox of
 /// new waits; the runtime publishes (and starts the actor again if it died).
 #[derive(Default)]
 pub(crate) struct Mailbox {
@@ -117,7 +117,7 @@ impl Mailbox {
     /// Deliver to every execution waiting for `key`, or keep it for `keep`.
     pub(crate) async fn publish(
         &self,
-        services: &Arc<Services>,
+        services: &Arc<Shared>,
         supervisor: &ActorRef<SupervisorMsg>,
         key: &str,
         payload: Value,
@@ -134,7 +134,7 @@ impl Mailbox {
     /// The live actor, started (again) when there is none.
     pub(crate) async fn actor(
         &self,
-        services: &Arc<Services>,
+        services: &Arc<Shared>,
         supervisor: &ActorRef<SupervisorMsg>,
     ) -> Result<ActorRef<WaitMsg>, Error> {
         if let Some(actor) = self.actor.lock().expect("mailbox lock").as_ref()
@@ -189,12 +189,12 @@ pub(crate) fn changes(before: &BTreeSet<String>, after: &BTreeSet<String>) -> Ve
 pub(crate) struct WaitActor;
 
 pub(crate) struct WaitArgs {
-    services: Weak<Services>,
+    services: Weak<Shared>,
     supervisor: ActorRef<SupervisorMsg>,
 }
 
 pub(crate) struct WaitState {
-    services: Weak<Services>,
+    services: Weak<Shared>,
     supervisor: ActorRef<SupervisorMsg>,
     /// The expiry the next sweep is armed for (unix ms).
     sweep_at: Option<u64>,
@@ -251,7 +251,7 @@ impl Actor for WaitActor {
 
 /// Deliver `payload` to every execution waiting for `key`; keep it if none took it.
 async fn publish(
-    services: &Arc<Services>,
+    services: &Arc<Shared>,
     supervisor: &ActorRef<SupervisorMsg>,
     key: String,
     payload: Value,
@@ -295,7 +295,7 @@ async fn publish(
 }
 
 /// Hand `execution` the kept events of `key` while it waits for them.
-async fn hand_over(services: &Arc<Services>, supervisor: &ActorRef<SupervisorMsg>, execution: ExecutionId, key: &str) {
+async fn hand_over(services: &Arc<Shared>, supervisor: &ActorRef<SupervisorMsg>, execution: ExecutionId, key: &str) {
     // Bounded: each round takes one kept event or stops.
     for _ in 0..64 {
         let now = services.clock.now_ms();
@@ -326,7 +326,7 @@ async fn hand_over(services: &Arc<Services>, supervisor: &ActorRef<SupervisorMsg
 }
 
 /// At start: hand kept events to the executions that wait for their keys.
-async fn hand_over_all(services: &Arc<Services>, supervisor: &ActorRef<SupervisorMsg>) {
+async fn hand_over_all(services: &Arc<Shared>, supervisor: &ActorRef<SupervisorMsg>) {
     let kept = match services.journal.expiring(u64::MAX, RECONCILE_LIMIT) {
         Ok(kept) => kept,
         Err(e) => {
@@ -348,7 +348,7 @@ async fn hand_over_all(services: &Arc<Services>, supervisor: &ActorRef<Superviso
 }
 
 /// Drop expired kept events (a bounded batch), and arm the next sweep.
-async fn sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Services>) {
+async fn sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Shared>) {
     let now = services.clock.now_ms();
     match services.journal.expiring(now, SWEEP_BATCH) {
         Ok(expired) if !expired.is_empty() => {
@@ -375,7 +375,7 @@ async fn sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Se
 }
 
 /// Sweep at `at_ms` unless a sweep is armed for earlier.
-fn arm_sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Services>, at_ms: u64) {
+fn arm_sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Shared>, at_ms: u64) {
     if st.sweep_at.is_some_and(|armed| armed <= at_ms) {
         return;
     }

@@ -28,6 +28,7 @@ use super::{CliResult, Failure, print_json};
 
 mod drive;
 mod fanout;
+pub(super) mod functions;
 mod http;
 mod workloads;
 use crate::Runtime;

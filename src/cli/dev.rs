@@ -113,7 +113,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         )));
     }
     let limits = super::limits();
-    let rt = Runtime::builder().data_dir(data_dir).bench_functions().limits(limits).open().await?;
+    let rt = super::bench::functions::registered(Runtime::builder()).data_dir(data_dir).limits(limits).open().await?;
     if let Some(dir) = &a.workflows {
         register_folder(&rt, dir).await?;
     }

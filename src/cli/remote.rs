@@ -16,10 +16,9 @@ use super::report::{Invocation, payload_key_in, render_outcome};
 use super::{CliResult, Failure};
 use crate::client::{self, Client, Execution, Item};
 use crate::id::ExecutionId;
-use crate::journal::{Record, Status};
+use crate::journal::Status;
 use crate::runtime::Error as RuntimeError;
 use crate::runtime::{Outcome, WaitKind, Waiting};
-use crate::timeline::timeline;
 
 /// With no new event for this long, ask the server whether the execution
 /// settled (a wait in a child shows only there).
@@ -110,62 +109,11 @@ pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
         .collect()
 }
 
-/// The most child executions looked at to see whether a family settled.
-const FAMILY_LIMIT: usize = 256;
-
-/// Whether `x` settled, given its history so far: it ended, or it waits
-/// for an event or an approval (open in its history), or it runs only
-/// children that are parked so (see [`parked_family`]).
-async fn settled(client: &Client, x: &Execution, records: &[Record]) -> Result<bool, Failure> {
-    Ok(match x.status {
-        s if s.is_terminal() => true,
-        Status::Waiting => {
-            let tl = timeline(x.id, records);
-            tl.nodes.iter().any(|n| {
-                n.status == "waiting" && n.waits.last().is_some_and(|w| w.ended.is_none() && w.kind != WaitKind::Timer)
-            })
-        }
-        _ => parked_family(client, x.id, records).await?.is_some(),
-    })
-}
-
-/// The waits of a running execution's open children (branches,
-/// sub-workflows, and theirs), if every one of them is parked on an event
-/// or an approval: only the outside moves such a family on. `None` if one
-/// still runs, waits for a timer, or ended (its parent goes on).
-pub(crate) async fn parked_family(
-    client: &Client,
-    id: ExecutionId,
-    records: &[Record],
-) -> Result<Option<Vec<Waiting>>, Failure> {
-    let mut todo = super::inspect::open_children(id, records);
-    let mut waits = Vec::new();
-    let mut seen = 0;
-    while let Some(child) = todo.pop() {
-        seen += 1;
-        if seen > FAMILY_LIMIT {
-            return Ok(None);
-        }
-        let x = client.execution(child).await?;
-        match x.status {
-            Status::Waiting => {
-                let own = waits_of(&x);
-                if own.is_empty() || own.iter().any(|w| w.kind == WaitKind::Timer) {
-                    return Ok(None);
-                }
-                waits.extend(own.into_iter().map(|w| Waiting { parent: Some(id), ..w }));
-            }
-            Status::Running => {
-                let grandchildren = super::inspect::open_children(child, &client.events(child, 0).await?);
-                if grandchildren.is_empty() {
-                    return Ok(None);
-                }
-                todo.extend(grandchildren);
-            }
-            _ => return Ok(None),
-        }
-    }
-    Ok(if waits.is_empty() { None } else { Some(waits) })
+/// Whether `x` settled, as the server says (the runtime's one
+/// definition: it and its unfinished children ended, or wait on events or
+/// approvals). A server too old to say is asked only whether it ended.
+fn settled(x: &Execution) -> bool {
+    x.status.is_terminal() || x.settled == Some(true)
 }
 
 /// Follow `id` over the event stream until it settles; with a printer,
@@ -175,7 +123,6 @@ pub(crate) async fn settle(
     id: ExecutionId,
     mut printer: Option<&mut Printer>,
 ) -> Result<Execution, Failure> {
-    let mut records: Vec<Record> = Vec::new();
     let mut stream = client.follow(id, 0);
     let mut check = false;
     // After a `Waiting` record, ask as soon as the stream pauses (a burst
@@ -190,7 +137,6 @@ pub(crate) async fn settle(
                 }
                 let end = r.event.is_terminal();
                 soon = matches!(r.event, crate::journal::Event::Waiting { .. });
-                records.push(r);
                 if end {
                     break;
                 }
@@ -205,7 +151,7 @@ pub(crate) async fn settle(
         if check {
             check = false;
             let x = client.execution(id).await?;
-            if settled(client, &x, &records).await? {
+            if settled(&x) {
                 break;
             }
         }
@@ -225,7 +171,9 @@ pub(crate) async fn print_outcome(remote: &Remote, x: &Execution, json: bool) ->
     let client = &remote.client;
     let waits = match x.status {
         s if s.is_terminal() => Vec::new(),
-        Status::Running => parked_family(client, x.id, &client.events(x.id, 0).await?).await?.unwrap_or_default(),
+        // Running, with every unfinished child parked on the outside: what they wait for.
+        Status::Running if settled(x) => waits_of(x),
+        Status::Running => Vec::new(),
         _ => waits_of(x),
     };
     if x.status == Status::Running && waits.is_empty() {

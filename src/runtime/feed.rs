@@ -149,7 +149,7 @@ impl Journal for Observed {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let (id, n, first) = (append.execution, append.events.len() as u64, append.first_seq);
-            let (events, wf) = (append.events, append.workflow.map(|(_, wf)| wf));
+            let (events, wf) = (append.events, append.workflow);
             self.inner.append(append).await?;
             if n > 0 {
                 self.feed.appended(id, first + n - 1);

@@ -5,17 +5,22 @@
 //! - [`executions`]: `POST/GET /executions`, `GET /executions/{id}`, its
 //!   events, signal / approve / cancel (the live stream is [`super::sse`]);
 //! - [`events`]: `POST /events`, an external event by key;
-//! - here: `GET /health` and `GET /openapi.json` (public), `GET /metrics`.
+//! - here: `GET /health` and `GET /openapi.json` (public), `GET /metrics`,
+//!   and [`reply`], how every handler sends a [`super::wire`] body.
 
 pub mod events;
 pub mod executions;
 mod ir_check;
 pub mod workflows;
 
-use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::AppState;
+use super::wire::Health;
+use super::{ApiError, AppState};
 
 /// Routes served without an API key.
 pub fn public_routes() -> Router<AppState> {
@@ -31,6 +36,16 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(super::metrics::serve))
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// A reply body ([`super::wire`]) as JSON. It goes through
+/// `serde_json::Value`, whose maps are sorted: the keys go out in
+/// alphabetical order, as they always have, whatever the order of the
+/// wire type's fields.
+pub fn reply<T: Serialize>(body: &T) -> Result<Json<Value>, ApiError> {
+    serde_json::to_value(body).map(Json).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the reply does not serialize: {e}"))
+    })
+}
+
+async fn health() -> Result<Json<Value>, ApiError> {
+    reply(&Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }

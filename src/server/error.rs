@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::wire::{ErrorBody, ErrorDetail};
 use crate::runtime::Error as RuntimeError;
 
 /// An error a handler returns.
@@ -43,8 +44,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message, "details": self.details } });
-        (self.status, axum::Json(body)).into_response()
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, details: self.details } };
+        match super::api::reply(&body) {
+            Ok(json) => (self.status, json).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response(),
+        }
     }
 }
 

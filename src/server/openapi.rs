@@ -350,12 +350,14 @@ fn components() -> Value {
                 "parent": { "type": ["string", "null"] } } },
             "Execution": { "type": "object",
                 "required": ["id", "workflow_id", "version", "status", "state", "error", "usage",
-                    "created_ms", "updated_ms", "waiting"],
+                    "created_ms", "updated_ms", "waiting", "settled"],
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text, "state": {},
                     "error": { "type": ["string", "null"] }, "usage": { "$ref": "#/components/schemas/Usage" },
                     "created_ms": ms, "updated_ms": ms,
                     "waiting": { "type": "array", "items": { "$ref": "#/components/schemas/Waiting" } },
-                    "workflow_hash": text, "key": { "type": ["string", "null"] } } },
+                    "workflow_hash": text, "key": { "type": ["string", "null"] },
+                    "settled": { "type": "boolean",
+                        "description": "only the outside can move it and its unfinished children on" } } },
             "Record": { "type": "object", "required": ["seq", "at_ms", "event"], "properties": {
                 "seq": { "type": "integer", "minimum": 1 }, "at_ms": ms,
                 "event": { "type": ["object", "string"], "description": "the event: {Name: {...}}, or \"Name\"" } } }

@@ -274,7 +274,7 @@ async fn target(a: &DriveArgs) -> Result<Target, Failure> {
         let client = Client::new(url).map_err(Failure::from)?.with_key(a.api_key.clone());
         return Ok(Target::Server(client));
     }
-    let builder = Runtime::builder().bench_functions().limits(crate::cli::limits());
+    let builder = super::functions::registered(Runtime::builder()).limits(crate::cli::limits());
     if a.memory {
         let rt = builder.in_memory().open().await?;
         return Ok(Target::Embedded { rt, store: "memory", _dir: None });

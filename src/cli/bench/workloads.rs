@@ -3,7 +3,7 @@
 //! `model-loopback` calls.
 //!
 //! Every step that stands for "user code" is a `type: function` node
-//! calling [`crate::nodes::bench_functions`] (`bench.step`): each is its
+//! calling [`super::functions`] (`bench.step`): each is its
 //! own NodeActor and its own durable step (started, then completed), the
 //! same unit of work as a node of a LangGraph graph with a checkpoint per
 //! step. (Chains of pure `set` nodes are cheaper: they are folded into one

@@ -3,35 +3,24 @@
 //! does, it is kept for `keep` and handed to the first that reaches such
 //! a wait ([`crate::Runtime::publish`]).
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::super::extract::json_body;
+use super::super::wire::{EventRequest, Published};
 use super::super::{ApiError, AppState};
+use super::reply;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/events", post(publish))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventBody {
-    key: String,
-    #[serde(default)]
-    payload: Value,
-    /// How long to keep it if nothing waits for it: `90s`, `30m`, `24h`, `7d`.
-    keep: Option<String>,
-}
-
 async fn publish(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let b: EventBody = json_body(&headers, &body, false)?;
+    let b: EventRequest = json_body(&headers, &body, false)?;
     let keep = match &b.keep {
         Some(text) => Some(crate::actors::parse_keep(text).map_err(|e| {
             ApiError::new(
@@ -43,11 +32,11 @@ async fn publish(State(st): State<AppState>, headers: HeaderMap, body: Bytes) ->
         None => None,
     };
     let published = st.rt.publish(&b.key, b.payload, keep).await?;
-    let body = json!({
-        "key": b.key,
-        "delivered": published.delivered,
-        "kept": published.kept_until_ms.is_some(),
-        "kept_until_ms": published.kept_until_ms,
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    let body = Published {
+        key: b.key,
+        delivered: published.delivered,
+        kept: published.kept_until_ms.is_some(),
+        kept_until_ms: published.kept_until_ms,
+    };
+    Ok((StatusCode::ACCEPTED, reply(&body)?).into_response())
 }

@@ -14,10 +14,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::super::extract::json_body;
+use super::super::wire::{
+    ApproveRequest, Approved, CancelRequest, Events, Execution, ExecutionWorkflow, Moved, Page, ResumeReply,
+    SignalRequest, Skipped, SubmitRequest, Submitted, Summary, Wait,
+};
 use super::super::{ApiError, AppState};
+use super::reply;
 use crate::id::ExecutionId;
-use crate::journal::{ExecutionMeta, Status};
-use crate::runtime::{Decision, WaitKind, Waiting};
+use crate::journal::Status;
+use crate::runtime::{Decision, WaitKind};
 
 /// `GET /executions` pages: default and largest `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -48,31 +53,8 @@ pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
 }
 
-/// One row of the list; `parent` is the execution that started it (a
-/// parallel branch's, a sub-workflow's), null for one started on its own.
-fn row(m: &ExecutionMeta, parent: Option<ExecutionId>) -> Value {
-    json!({
-        "id": m.id, "workflow_id": m.workflow_id, "version": m.workflow_version, "status": m.status,
-        "created_ms": m.created_ms, "updated_ms": m.updated_ms, "parent": parent,
-        "workflow_hash": m.workflow_hash, "key": m.key,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    workflow_id: Option<String>,
-    version: Option<String>,
-    /// The workflow's IR itself, run as it is without registering it
-    /// (what `jamjet run FILE` sends over the data dir's socket).
-    workflow: Option<Value>,
-    #[serde(default)]
-    input: Option<Map<String, Value>>,
-    idempotency_key: Option<String>,
-}
-
 async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let b: SubmitBody = json_body(&headers, &body, false)?;
+    let b: SubmitRequest = json_body(&headers, &body, false)?;
     let wf = match (&b.workflow_id, b.workflow) {
         (Some(id), None) => st.rt.registered(id, b.version.as_deref())?.1,
         (None, Some(ir)) if b.version.is_none() => std::sync::Arc::new(super::workflows::inline(&st, ir).await?),
@@ -92,13 +74,12 @@ async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             ));
         }
     };
-    let input = Value::Object(b.input.unwrap_or_default());
+    let input = b.input.unwrap_or_else(|| Value::Object(Map::new()));
     let (id, new) = st.rt.submit_once(&wf, input, b.idempotency_key.as_deref()).await?;
     let meta = st.rt.status(id)?;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
-    let body =
-        json!({ "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": meta.status });
-    Ok((status, Json(body)).into_response())
+    let body = Submitted { id, workflow_id: meta.workflow_id, version: meta.workflow_version, status: meta.status };
+    Ok((status, reply(&body)?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -144,25 +125,35 @@ async fn list(
     let next = if more { page.last().map(|m| m.id.to_string()) } else { None };
     // A first record that cannot be read leaves the row without a parent:
     // the list still answers (`GET /executions/{id}` says what is damaged).
-    let rows: Vec<Value> = page.iter().map(|m| row(m, st.rt.parent_link(m.id).ok().flatten().map(|p| p.id))).collect();
-    Ok(Json(json!({ "executions": rows, "next_cursor": next, "damaged": damaged })))
+    let rows = page.iter().map(|m| Summary::of(m, st.rt.parent_link(m.id).ok().flatten().map(|p| p.id))).collect();
+    reply(&Page { executions: rows, next_cursor: next, damaged })
 }
 
 async fn one(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
     let meta = st.rt.status(id)?;
     let out = st.rt.outcome(id)?;
-    let waiting: Vec<Value> = if meta.status.is_terminal() {
+    let waiting = if meta.status.is_terminal() {
         Vec::new()
     } else {
-        st.rt.waiting_in_family(id)?.iter().map(wait_row).collect()
+        st.rt.waiting_in_family(id)?.iter().map(Wait::from).collect()
     };
-    Ok(Json(json!({
-        "id": id, "workflow_id": meta.workflow_id, "version": meta.workflow_version, "status": out.status,
-        "state": out.state, "error": out.error, "usage": out.usage,
-        "created_ms": meta.created_ms, "updated_ms": meta.updated_ms, "waiting": waiting,
-        "workflow_hash": meta.workflow_hash, "key": meta.key,
-    })))
+    let settled = meta.status.is_terminal() || st.rt.family_settled(id)?;
+    reply(&Execution {
+        id,
+        workflow_id: meta.workflow_id,
+        version: meta.workflow_version,
+        status: out.status,
+        state: out.state,
+        error: out.error,
+        usage: out.usage,
+        created_ms: meta.created_ms,
+        updated_ms: meta.updated_ms,
+        waiting,
+        workflow_hash: Some(meta.workflow_hash),
+        key: meta.key,
+        settled: Some(settled),
+    })
 }
 
 /// `GET /executions/{id}/workflow`: the IR the execution runs (stored
@@ -171,7 +162,7 @@ async fn workflow(State(st): State<AppState>, Path(raw): Path<String>) -> Result
     let id = parse_id(&raw)?;
     let meta = st.rt.status(id)?;
     let wf = st.rt.workflow_of(id)?;
-    Ok(Json(json!({ "hash": meta.workflow_hash, "workflow": &*wf })))
+    reply(&ExecutionWorkflow { hash: meta.workflow_hash, workflow: (*wf).clone() })
 }
 
 #[derive(Deserialize)]
@@ -188,15 +179,7 @@ async fn events(
     let q = query(q)?;
     st.rt.status(id)?;
     let records = st.rt.events_after(id, q.after.unwrap_or(0))?;
-    Ok(Json(json!({ "events": records })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalBody {
-    key: String,
-    #[serde(default)]
-    payload: Value,
+    reply(&Events { events: records })
 }
 
 async fn signal(
@@ -206,37 +189,22 @@ async fn signal(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
-    let b: SignalBody = json_body(&headers, &body, false)?;
+    let b: SignalRequest = json_body(&headers, &body, false)?;
     // Asked before delivering: once delivered, the wait it ends is gone.
     // (An execution that cannot be asked is refused by the delivery.)
-    let awaited: Vec<Value> = st
+    let awaited: Vec<Wait> = st
         .rt
         .waiting_in_family(id)
         .unwrap_or_default()
         .iter()
         .filter(|w| w.kind == WaitKind::Event)
-        .map(wait_row)
+        .map(Wait::from)
         .collect();
-    let kept = !awaited.iter().any(|w| w["id"] == json!(id) && w["event"] == json!(b.key));
+    let kept = !awaited.iter().any(|w| w.id == Some(id) && w.event.as_deref() == Some(b.key.as_str()));
     st.rt.signal(id, &b.key, b.payload).await?;
     let status = st.rt.status(id)?.status;
-    let body = json!({ "id": id, "status": status, "kept": kept, "awaited": awaited });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
-}
-
-/// One thing an execution (or one of its children: `id`) waits for.
-fn wait_row(w: &Waiting) -> Value {
-    json!({ "id": w.id, "workflow_id": w.workflow_id, "node": w.node, "kind": w.kind, "event": w.event,
-            "prompt": w.prompt, "since_ms": w.since_ms, "deadline_ms": w.deadline_ms, "parent": w.parent })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApproveBody {
-    approved: bool,
-    by: Option<String>,
-    comment: Option<String>,
-    node: Option<String>,
+    let body = Moved { id, status, kept: Some(kept), awaited: Some(awaited) };
+    Ok((StatusCode::ACCEPTED, reply(&body)?).into_response())
 }
 
 async fn approve(
@@ -246,17 +214,11 @@ async fn approve(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
-    let b: ApproveBody = json_body(&headers, &body, false)?;
+    let b: ApproveRequest = json_body(&headers, &body, false)?;
     let by = b.by.unwrap_or_else(|| "api".to_string());
     let node = st.rt.approve(id, Decision { node: b.node, approved: b.approved, by, comment: b.comment }).await?;
     let status = st.rt.status(id)?.status;
-    Ok(Json(json!({ "id": id, "node": node, "status": status })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CancelBody {
-    reason: Option<String>,
+    reply(&Approved { id, node, status })
 }
 
 async fn cancel(
@@ -266,10 +228,10 @@ async fn cancel(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
-    let b: CancelBody = json_body(&headers, &body, true)?;
+    let b: CancelRequest = json_body(&headers, &body, true)?;
     st.rt.cancel(id, b.reason.as_deref().unwrap_or("cancelled through the API")).await?;
     let status = st.rt.status(id)?.status;
-    Ok(Json(json!({ "id": id, "status": status })))
+    reply(&Moved { id, status, kept: None, awaited: None })
 }
 
 /// `POST /resume`: rehydrate every running execution that is not live in
@@ -282,6 +244,6 @@ async fn resume(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         let _: Map<String, Value> = json_body(&headers, &body, false)?;
     }
     let r = st.rt.resume_all_reporting().await?;
-    let skipped: Vec<Value> = r.skipped.iter().map(|(id, why)| json!({ "id": id, "reason": why })).collect();
-    Ok(Json(json!({ "resumed": r.resumed, "skipped": skipped })))
+    let skipped = r.skipped.into_iter().map(|(id, reason)| Skipped { id, reason }).collect();
+    reply(&ResumeReply { resumed: r.resumed, skipped })
 }

@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 
 use super::super::extract::{media_type, parse_json, unsupported};
 use super::super::policy::{Policy, Reach, Refused};
+use super::super::wire::{RegisteredWorkflow, Workflows};
 use super::super::{ApiError, AppState, Config};
+use super::reply;
 use crate::ir::{Options, Workflow};
 
 /// What `POST /workflows` takes.
@@ -68,7 +70,7 @@ async fn register(
     let r = st.rt.register_vetted(&wf, hash, q.replace).await?;
     let existed = before.iter().any(|b| b == &r);
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(json!(r))).into_response())
+    Ok((status, reply(&r)?).into_response())
 }
 
 /// How many posted workflows compile at once (the rest wait their turn):
@@ -194,7 +196,7 @@ fn checked_ir(wf: Workflow, config: &Config) -> Result<Workflow, ApiError> {
 }
 
 async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "workflows": st.rt.workflows()? })))
+    reply(&Workflows { workflows: st.rt.workflows()? })
 }
 
 #[derive(Deserialize)]
@@ -208,5 +210,5 @@ async fn one(
     Query(q): Query<OneQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (registration, wf) = st.rt.registered(&id, q.version.as_deref())?;
-    Ok(Json(json!({ "registration": registration, "workflow": &*wf })))
+    reply(&RegisteredWorkflow { registration, workflow: (*wf).clone() })
 }

@@ -123,13 +123,10 @@ fn integral(value: &mut Value) {
     }
 }
 
-/// What an execution (or one of its children) waits for from the outside.
+/// What an execution (or one of its unfinished children) waits for from
+/// the outside (the runtime's one answer, timers left out).
 pub fn waits_of(rt: &Runtime, id: ExecutionId) -> Result<Vec<Waiting>, runtime::Error> {
-    Ok(rt
-        .waiting()?
-        .into_iter()
-        .filter(|w| (w.id == id || w.parent == Some(id)) && w.kind != WaitKind::Timer)
-        .collect())
+    Ok(rt.waiting_in_family(id)?.into_iter().filter(|w| w.kind != WaitKind::Timer).collect())
 }
 
 /// The task an execution is, now.

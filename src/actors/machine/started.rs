@@ -1,0 +1,66 @@
+//! The first event of an execution: `ExecutionStarted`, a child's
+//! `ChildStarted`, a branch's `BranchStarted` (which starts from its
+//! parent's state). Each schedules the start node.
+
+use super::*;
+
+/// `ExecutionStarted`: running, with its input as the state; schedules the
+/// workflow's start node.
+pub(super) fn execution_started(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::ExecutionStarted { input, key, .. } = &rec.event else { return Vec::new() };
+    st.phase = Phase::Running;
+    st.started_ms = rec.at_ms;
+    st.key = key.clone();
+    st.state = Arc::new(input.object().unwrap_or_default());
+    st.state_bytes = map_size(&st.state);
+    vec![st.schedule(&workflow.start, 1)]
+}
+
+/// `ChildStarted`: a sub-workflow or copied branch, with its own input and
+/// its parent link; schedules its start node.
+pub(super) fn child_started(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::ChildStarted { input, vars, parent, parent_node, parent_visit, branch, start, until, .. } = &rec.event
+    else {
+        return Vec::new();
+    };
+    st.phase = Phase::Running;
+    st.started_ms = rec.at_ms;
+    st.state = Arc::new(input.object().unwrap_or_default());
+    st.state_bytes = map_size(&st.state);
+    st.vars = vars.object().unwrap_or_default();
+    st.until = until.clone();
+    match parent.parse() {
+        Ok(id) => st.parent = Some(ParentLink { id, node: parent_node.clone(), visit: *parent_visit, branch: *branch }),
+        Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
+    }
+    vec![st.schedule(start, 1)]
+}
+
+/// `BranchStarted`: a branch that starts from its parent's state at the
+/// fan-out (`base`, set by the shell) and records only the keys it writes.
+pub(super) fn branch_started(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::BranchStarted { vars, parent, parent_node, parent_visit, branch, start, until, state_at, .. } =
+        &rec.event
+    else {
+        return Vec::new();
+    };
+    st.phase = Phase::Running;
+    st.started_ms = rec.at_ms;
+    st.vars = vars.object().unwrap_or_default();
+    st.until = until.clone();
+    st.written = Some(Map::new());
+    match parent.parse() {
+        Ok(id) => st.parent = Some(ParentLink { id, node: parent_node.clone(), visit: *parent_visit, branch: *branch }),
+        Err(_) => return inconsistent(format!("child of an unreadable parent id `{parent}`")),
+    }
+    match &st.base {
+        Some(base) => {
+            st.state = base.clone();
+            st.state_bytes = map_size(&st.state);
+        }
+        None => {
+            return inconsistent(format!("branch of {parent} started without its parent's state at record {state_at}"));
+        }
+    }
+    vec![st.schedule(start, 1)]
+}
