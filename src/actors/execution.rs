@@ -25,38 +25,19 @@ use futures::FutureExt;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use super::machine::{self, Command, ExecutionState, Phase};
+use super::messages::{Delivery, ExecutionMsg, ParallelMsg, Start, SupervisorMsg};
 use super::node::{NodeActor, NodeArgs};
-use super::parallel::{ParallelActor, ParallelArgs, ParallelMsg};
+use super::parallel::{ParallelActor, ParallelArgs};
 use super::retry;
-use super::supervisor::SupervisorMsg;
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
-use crate::journal::{
-    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status, TimerChange,
-};
+use crate::journal::{Append, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status, TimerChange};
 use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
 use crate::runtime::{Error, Services};
-
-/// How an ExecutionActor begins.
-pub(crate) enum Start {
-    /// A new execution: append its first event (`ExecutionStarted`, or
-    /// `ChildStarted` for a child), then tell the submitter.
-    New {
-        first: Box<Event>,
-        started: oneshot::Sender<Result<(), String>>,
-        /// A branch's starting state (its parent's, shared), for `BranchStarted`.
-        base: Option<Arc<Map<String, Value>>>,
-    },
-    /// Fold the journal and go on from the first incomplete node.
-    Rehydrate,
-    /// Fold the journal and fail the execution (restart budget exhausted).
-    FailWith(String),
-}
 
 pub(crate) struct ExecutionArgs {
     pub id: ExecutionId,
@@ -65,79 +46,6 @@ pub(crate) struct ExecutionArgs {
     pub services: Arc<Services>,
     pub start: Start,
     pub supervisor: ActorRef<SupervisorMsg>,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
-
-/// What reaches an execution from outside, through the supervisor (which
-/// rehydrates a hibernated execution first). The supervisor counts what it
-/// forwards, so it never hibernates an actor with a delivery in flight.
-pub(crate) enum Delivery {
-    /// An external event for a `wait` node (kept if nothing waits for it yet).
-    Signal {
-        key: String,
-        payload: Value,
-        reply: Reply<()>,
-    },
-    /// A decision for an `approval` node; replies with the node decided.
-    Approve {
-        node: Option<String>,
-        approved: bool,
-        by: String,
-        comment: Option<String>,
-        reply: Reply<String>,
-    },
-    Cancel {
-        reason: String,
-        reply: Option<Reply<()>>,
-    },
-    /// A deadline in the timer index is due (the entry's time).
-    Tick {
-        at_ms: u64,
-    },
-}
-
-impl Delivery {
-    /// Refuse the delivery without handling it.
-    pub(crate) fn refuse(self, error: impl FnOnce() -> Error) {
-        match self {
-            Delivery::Signal { reply, .. } | Delivery::Cancel { reply: Some(reply), .. } => {
-                let _ = reply.send(Err(error()));
-            }
-            Delivery::Approve { reply, .. } => {
-                let _ = reply.send(Err(error()));
-            }
-            Delivery::Cancel { reply: None, .. } | Delivery::Tick { .. } => {}
-        }
-    }
-}
-
-pub(crate) enum ExecutionMsg {
-    NodeDone {
-        node: String,
-        visit: u32,
-        attempt: u32,
-        result: Result<NodeOutput, NodeError>,
-        duration_us: u64,
-    },
-    Deliver(Delivery),
-    /// A deadline this live actor armed itself (a retry delay) is due.
-    Due,
-    /// Children of a fan-out finished (a batch, journaled in one append).
-    BranchesDone {
-        node: String,
-        visit: u32,
-        attempt: u32,
-        ends: Vec<(u32, BranchOutcome)>,
-    },
-    /// Run a pure node that did not fit in the previous step\'s batch.
-    RunPure {
-        node: String,
-        visit: u32,
-        attempt: u32,
-    },
-    #[cfg(test)]
-    Panic(String),
 }
 
 pub(crate) struct ExecutionActor;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{Map, Value};
 
-use super::execution::ExecutionMsg;
+use super::messages::ExecutionMsg;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Usage};

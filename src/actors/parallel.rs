@@ -18,8 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::execution::{ExecutionMsg, Start};
-use super::supervisor::SupervisorMsg;
+use super::messages::{ExecutionMsg, ParallelMsg, Start, SupervisorMsg};
 use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Json, Status};
 use crate::nodes::control::ChildSpec;
@@ -42,13 +41,6 @@ pub(crate) struct ParallelArgs {
     pub hash: String,
     /// The parent's `FanOut` record: branches start from its state then.
     pub state_at: u64,
-}
-
-pub(crate) enum ParallelMsg {
-    /// A child's terminal event is durable (or it could not start).
-    Ended { branch: u32, child: ExecutionId, outcome: Option<BranchOutcome> },
-    /// The parent has journaled the last batch of ends it was sent.
-    Taken,
 }
 
 pub(crate) struct ParallelState {

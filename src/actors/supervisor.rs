@@ -9,32 +9,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::oneshot;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, warn};
 
-use super::execution::{Delivery, ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
+use super::execution::{ExecutionActor, ExecutionArgs};
+use super::messages::{Delivery, ExecutionMsg, Start, SupervisorMsg};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::runtime::{Error, Services};
-
-pub(crate) enum SupervisorMsg {
-    /// Start (or rehydrate) an execution unless it is already live.
-    Spawn { id: ExecutionId, workflow: Arc<Workflow>, hash: String, start: Start },
-    /// Rehydrate an execution unless it is already live, and say whether
-    /// its actor started (what it failed with, if not: a damaged history).
-    Rehydrate { id: ExecutionId, workflow: Arc<Workflow>, hash: String, started: oneshot::Sender<Result<(), String>> },
-    /// Hand something to an execution, rehydrating it first if it is not
-    /// live; refused (through its reply) for an unknown or finished one.
-    Deliver { id: ExecutionId, delivery: Delivery },
-    /// A parked execution asks to be evicted from memory. Granted only if
-    /// it has handled every delivery forwarded to it.
-    Hibernate { id: ExecutionId, actor: ActorId, delivered: u64 },
-    /// The executions that have a live actor.
-    Live(RpcReplyPort<Vec<ExecutionId>>),
-    #[cfg(test)]
-    Actor(ExecutionId, RpcReplyPort<Option<ActorRef<ExecutionMsg>>>),
-}
 
 pub(crate) struct Supervisor;
 

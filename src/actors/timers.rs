@@ -18,8 +18,7 @@ use ractor::ActorRef;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use super::execution::Delivery;
-use super::supervisor::SupervisorMsg;
+use super::messages::{Delivery, SupervisorMsg};
 use crate::id::ExecutionId;
 use crate::journal::Timer;
 use crate::runtime::Services;
