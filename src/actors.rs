@@ -17,17 +17,19 @@
 pub mod agent_rounds;
 mod execution;
 mod fold;
+mod handles;
 pub mod machine;
+mod messages;
 mod node;
 mod parallel;
 pub mod retry;
 mod supervisor;
 mod timers;
 
-#[cfg(test)]
-pub(crate) use execution::ExecutionMsg;
-pub(crate) use execution::{Delivery, Start, index_row};
+pub(crate) use execution::index_row;
 pub(crate) use fold::replay as fold_history;
+#[cfg(test)]
+pub(crate) use handles::ExecutionHandle;
+pub(crate) use handles::SupervisorHandle;
 pub use retry::RestartBudget;
-pub(crate) use supervisor::{Supervisor, SupervisorMsg};
 pub(crate) use timers::TimerWheel;

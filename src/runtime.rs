@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::actors::{Delivery, RestartBudget, Start, Supervisor, SupervisorMsg, TimerWheel};
+use crate::actors::{RestartBudget, SupervisorHandle, TimerWheel};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
 use crate::ir::{Limits, SchemaError, Templates, Workflow};
@@ -295,9 +294,6 @@ pub enum Unattended {
     OnTheClock,
 }
 
-/// How often a delivery is retried when its actor stopped under it.
-const DELIVERY_ATTEMPTS: usize = 20;
-
 /// Builds a [`Runtime`]: register functions before `open` so that
 /// executions resumed at open can call them.
 pub struct Builder {
@@ -427,9 +423,7 @@ impl Builder {
             feed,
             _closed: ClosedSignal(Some(closed_tx)),
         });
-        let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
-            .await
-            .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
+        let supervisor = SupervisorHandle::spawn(services.clone()).await?;
         let timers = self.timers;
         let rt = Runtime {
             inner: Arc::new(Inner {
@@ -451,7 +445,7 @@ impl Builder {
 
 struct Inner {
     services: Arc<Services>,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: SupervisorHandle,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -549,7 +543,6 @@ impl Runtime {
             return Ok((id, false));
         }
         let id = ExecutionId::new(self.services().clock.now_ms());
-        let (tx, rx) = oneshot::channel();
         let first = Event::ExecutionStarted {
             workflow_id: wf.id.clone(),
             workflow_version: wf.version.clone(),
@@ -557,15 +550,9 @@ impl Runtime {
             input: journal::Json::from_map(&input),
             key: key.map(str::to_string),
         };
-        let start = Start::New { first: Box::new(first), started: tx, base: None };
-        self.inner
-            .supervisor
-            .cast(SupervisorMsg::Spawn { id, workflow: wf, hash, start })
-            .map_err(|e| Error::Actor(e.to_string()))?;
-        match rx.await {
-            Ok(Ok(())) => Ok((id, true)),
-            Ok(Err(message)) => Err(Error::StartFailed { id, message }),
-            Err(_) => Err(Error::StartFailed { id, message: "the execution actor stopped before starting".into() }),
+        match self.inner.supervisor.start(id, wf, hash, first, None)?.await {
+            Ok(()) => Ok((id, true)),
+            Err(message) => Err(Error::StartFailed { id, message }),
         }
     }
 
@@ -855,8 +842,7 @@ impl Runtime {
     /// now, or when the execution reaches it. An unknown or finished
     /// execution is an error, and nothing is journaled.
     pub async fn signal(&self, id: ExecutionId, key: &str, payload: Value) -> Result<(), Error> {
-        let key = key.to_string();
-        self.deliver(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), reply }).await
+        self.inner.supervisor.signal(id, key, &payload).await
     }
 
     /// Decide the approval an execution waits on (`node` picks one when
@@ -864,15 +850,9 @@ impl Runtime {
     /// Returns the node decided. A second decision is refused and names
     /// the first.
     pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
-        let result = self
-            .deliver(id, |reply| Delivery::Approve {
-                node: decision.node.clone(),
-                approved: decision.approved,
-                by: decision.by.clone(),
-                comment: decision.comment.clone(),
-                reply,
-            })
-            .await;
+        let d = &decision;
+        let result =
+            self.inner.supervisor.approve(id, d.node.as_deref(), d.approved, &d.by, d.comment.as_deref()).await;
         match result {
             // The first decision may have carried the execution to its end.
             Err(Error::Finished { id, status }) => Err(self.decided_before(id, decision.node.as_deref(), status)),
@@ -912,8 +892,7 @@ impl Runtime {
     /// stopped, its children cancelled, and `ExecutionCancelled` journaled;
     /// it never resumes.
     pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
-        let reason = reason.to_string();
-        self.deliver(id, |reply| Delivery::Cancel { reason: reason.clone(), reply: Some(reply) }).await
+        self.inner.supervisor.cancel(id, reason).await
     }
 
     /// What every parked execution waits for, oldest first. One that
@@ -974,29 +953,6 @@ impl Runtime {
             }
         }
         Ok(out)
-    }
-
-    /// Hand a delivery to an execution through the supervisor. A delivery
-    /// whose actor stopped before handling it (hibernated, crashed) comes
-    /// back with its reply dropped, and goes again.
-    async fn deliver<T>(
-        &self,
-        id: ExecutionId,
-        make: impl Fn(oneshot::Sender<Result<T, Error>>) -> Delivery,
-    ) -> Result<T, Error> {
-        for _ in 0..DELIVERY_ATTEMPTS {
-            let (tx, rx) = oneshot::channel();
-            self.inner
-                .supervisor
-                .cast(SupervisorMsg::Deliver { id, delivery: make(tx) })
-                .map_err(|e| Error::Actor(e.to_string()))?;
-            match rx.await {
-                Ok(result) => return result,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-        let attempts = crate::plural::count(DELIVERY_ATTEMPTS, "attempt", "attempts");
-        Err(Error::Actor(format!("execution {id} did not take the delivery after {attempts}")))
     }
 
     /// The index row of one execution.
@@ -1127,7 +1083,10 @@ impl Runtime {
         let mut asked = Vec::new();
         for meta in listing.rows.iter().filter(|m| m.status == Status::Running && !live.contains(&m.id)) {
             match self.load_workflow(meta.id, &meta.workflow_hash) {
-                Ok(workflow) => asked.push((meta.id, self.rehydrate_with(meta.id, workflow, &meta.workflow_hash))),
+                Ok(workflow) => asked.push((
+                    meta.id,
+                    self.inner.supervisor.rehydrate_reporting(meta.id, workflow, meta.workflow_hash.clone()),
+                )),
                 Err(e) => {
                     tracing::warn!(execution_id = %meta.id, error = %e, "execution not resumed");
                     skipped.push((meta.id, e.to_string()));
@@ -1136,11 +1095,7 @@ impl Runtime {
         }
         let mut resumed = Vec::new();
         for (id, reply) in asked {
-            let why = match reply.await {
-                Ok(Ok(())) => None,
-                Ok(Err(message)) => Some(format!("its actor did not start: {message}")),
-                Err(_) => Some("the supervisor stopped".to_string()),
-            };
+            let why = reply.await.err().map(|message| format!("its actor did not start: {message}"));
             if let Some(why) = why {
                 tracing::warn!(execution_id = %id, error = %why, "execution not resumed");
                 skipped.push((id, why));
@@ -1182,8 +1137,7 @@ impl Runtime {
     /// this is the last handle, it also waits until the journal is closed
     /// (synced, and the data dir released for another process).
     pub async fn shutdown(self) {
-        let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
-        let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.inner.supervisor.shutdown().await;
         self.inner.services.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
@@ -1263,7 +1217,7 @@ impl Runtime {
     /// The executions that have an actor in memory now (parked ones are
     /// hibernated: not in this list).
     pub async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
-        ractor::call!(self.inner.supervisor, SupervisorMsg::Live).map_err(|e| Error::Actor(e.to_string()))
+        self.inner.supervisor.live().await
     }
 
     async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
@@ -1274,26 +1228,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Ask the supervisor to rehydrate `id`; the reply says whether its actor started.
-    fn rehydrate_with(
-        &self,
-        id: ExecutionId,
-        workflow: Arc<Workflow>,
-        hash: &str,
-    ) -> oneshot::Receiver<Result<(), String>> {
-        let (tx, rx) = oneshot::channel();
-        // Should the supervisor be gone, the reply is dropped with the message: the caller sees that.
-        let _ =
-            self.inner.supervisor.cast(SupervisorMsg::Rehydrate { id, workflow, hash: hash.to_string(), started: tx });
-        rx
-    }
-
     fn rehydrate(&self, id: ExecutionId, hash: &str) -> Result<(), Error> {
         let workflow = self.load_workflow(id, hash)?;
-        self.inner
-            .supervisor
-            .cast(SupervisorMsg::Spawn { id, workflow, hash: hash.to_string(), start: Start::Rehydrate })
-            .map_err(|e| Error::Actor(e.to_string()))
+        self.inner.supervisor.rehydrate(id, workflow, hash.to_string())
     }
 
     fn load_workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
@@ -1301,7 +1238,7 @@ impl Runtime {
     }
 
     #[cfg(test)]
-    pub(crate) fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+    pub(crate) fn supervisor(&self) -> &SupervisorHandle {
         &self.inner.supervisor
     }
 }
@@ -1376,7 +1313,7 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::actors::ExecutionMsg;
+    use crate::actors::ExecutionHandle;
     use crate::journal::Event;
 
     const WF: &str = "id: p\nstate_schema: { out: int }\nnodes:\n  work:\n    type: function\n    function: work\n    output_key: out\n";
@@ -1403,8 +1340,10 @@ mod tests {
     /// The execution's live actor. Called once its node is running: the
     /// supervisor registered the actor in the same message that spawned it,
     /// and answers this question after that message.
-    async fn actor_of(rt: &Runtime, id: ExecutionId) -> ActorRef<ExecutionMsg> {
-        ractor::call!(rt.supervisor(), SupervisorMsg::Actor, id)
+    async fn actor_of(rt: &Runtime, id: ExecutionId) -> ExecutionHandle {
+        rt.supervisor()
+            .actor(id)
+            .await
             .expect("the supervisor answers")
             .unwrap_or_else(|| panic!("no live actor for {id}"))
     }
@@ -1439,11 +1378,11 @@ mod tests {
         let id = rt.submit(&wf, json!({})).await.unwrap();
         wait_calls(&calls, 1).await;
         let first = actor_of(&rt, id).await;
-        first.cast(ExecutionMsg::Panic("bug in the shell".into())).unwrap();
+        first.panic("bug in the shell");
         // The rehydrated actor runs the interrupted node again as attempt 2.
         wait_calls(&calls, 2).await;
         let second = actor_of(&rt, id).await;
-        assert_ne!(first.get_id(), second.get_id());
+        assert_ne!(first.id(), second.id());
         release.add_permits(2);
         let out = rt.wait(id).await.unwrap();
         assert_eq!(out.status, Status::Completed);
@@ -1473,7 +1412,7 @@ mod tests {
         let id = rt.submit(&wf, json!({})).await.unwrap();
         for n in 1..=3 {
             wait_calls(&calls, n).await;
-            actor_of(&rt, id).await.cast(ExecutionMsg::Panic(format!("shell bug #{n}"))).unwrap();
+            actor_of(&rt, id).await.panic(&format!("shell bug #{n}"));
         }
         let out = rt.wait(id).await.unwrap();
         assert_eq!(out.status, Status::Failed);

@@ -28,7 +28,8 @@ use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
 use super::machine::{self, Command, ExecutionState, Phase};
-use super::messages::{Delivery, ExecutionMsg, ParallelMsg, Start, SupervisorMsg};
+use super::handles::{ExecutionHandle, SupervisorHandle};
+use super::messages::{Delivery, ExecutionMsg, ParallelMsg, Start};
 use super::node::{NodeActor, NodeArgs};
 use super::parallel::{ParallelActor, ParallelArgs};
 use super::retry;
@@ -45,7 +46,7 @@ pub(crate) struct ExecutionArgs {
     pub hash: String,
     pub services: Arc<Services>,
     pub start: Start,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    pub supervisor: SupervisorHandle,
 }
 
 pub(crate) struct ExecutionActor;
@@ -61,7 +62,7 @@ pub(crate) struct State {
     start: Option<Start>,
     /// The template variables nodes see (`item`, `index`); set once, by the first event.
     vars: Arc<Map<String, Value>>,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: SupervisorHandle,
     /// The status last written to the execution index (`None`: not yet).
     status: Option<Status>,
     /// The deadlines the timer index holds for this execution.
@@ -566,7 +567,7 @@ async fn carry_out(
                     state: st.machine.state.clone(),
                     vars: st.vars.clone(),
                     services: st.services.clone(),
-                    parent: myself.clone(),
+                    parent: ExecutionHandle::new(myself.clone()),
                     usage: st.machine.usage,
                     started_ms: st.machine.started_ms,
                     agent: st.machine.agents.get(&node).filter(|r| r.visit == visit).cloned(),
@@ -587,9 +588,7 @@ async fn carry_out(
                     p.stop(None);
                 }
                 for child in ids {
-                    let reason = format!("parent execution {} no longer needs it", st.id);
-                    let delivery = Delivery::Cancel { reason, reply: None };
-                    let _ = st.supervisor.cast(SupervisorMsg::Deliver { id: child, delivery });
+                    st.supervisor.cancel_quietly(child, format!("parent execution {} no longer needs it", st.id));
                 }
             }
             Command::Finished => finish(myself, st),
@@ -649,7 +648,7 @@ async fn start_children(
     let args = ParallelArgs {
         state_at: fan_out.seq,
         hash,
-        parent: myself.clone(),
+        parent: ExecutionHandle::new(myself.clone()),
         parent_id: st.id,
         node,
         visit,
@@ -810,8 +809,7 @@ fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
     st.hibernating = true;
     // The request goes first: whoever the park wakes and then asks the
     // supervisor anything is answered after the eviction.
-    let msg = SupervisorMsg::Hibernate { id: st.id, actor: myself.get_id(), delivered: st.delivered };
-    let _ = st.supervisor.cast(msg);
+    st.supervisor.hibernate(st.id, myself.get_id(), st.delivered);
     if st.machine.active.values().filter_map(|a| a.wait.as_ref()).any(|w| w.event.is_some() || w.prompt.is_some()) {
         st.services.notify_parked(st.id);
     }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use ractor::{ActorId, RpcReplyPort};
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
 
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -22,7 +21,7 @@ pub(crate) enum Start {
     /// `ChildStarted` for a child), then tell the submitter.
     New {
         first: Box<Event>,
-        started: oneshot::Sender<Result<(), String>>,
+        started: RpcReplyPort<Result<(), String>>,
         /// A branch's starting state (its parent's, shared), for `BranchStarted`.
         base: Option<Arc<Map<String, Value>>>,
     },
@@ -32,7 +31,7 @@ pub(crate) enum Start {
     FailWith(String),
 }
 
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
+type Reply<T> = RpcReplyPort<Result<T, Error>>;
 
 /// What reaches an execution from outside, through the supervisor (which
 /// rehydrates a hibernated execution first). The supervisor counts what it
@@ -110,7 +109,7 @@ pub(crate) enum SupervisorMsg {
     Spawn { id: ExecutionId, workflow: Arc<Workflow>, hash: String, start: Start },
     /// Rehydrate an execution unless it is already live, and say whether
     /// its actor started (what it failed with, if not: a damaged history).
-    Rehydrate { id: ExecutionId, workflow: Arc<Workflow>, hash: String, started: oneshot::Sender<Result<(), String>> },
+    Rehydrate { id: ExecutionId, workflow: Arc<Workflow>, hash: String, started: RpcReplyPort<Result<(), String>> },
     /// Hand something to an execution, rehydrating it first if it is not
     /// live; refused (through its reply) for an unknown or finished one.
     Deliver { id: ExecutionId, delivery: Delivery },
@@ -120,7 +119,7 @@ pub(crate) enum SupervisorMsg {
     /// The executions that have a live actor.
     Live(RpcReplyPort<Vec<ExecutionId>>),
     #[cfg(test)]
-    Actor(ExecutionId, RpcReplyPort<Option<ractor::ActorRef<ExecutionMsg>>>),
+    Actor(ExecutionId, RpcReplyPort<Option<super::handles::ExecutionHandle>>),
 }
 
 pub(crate) enum ParallelMsg {

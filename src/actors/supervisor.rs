@@ -13,7 +13,8 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, warn};
 
 use super::execution::{ExecutionActor, ExecutionArgs};
-use super::messages::{Delivery, ExecutionMsg, Start, SupervisorMsg};
+use super::handles::{ExecutionHandle, SupervisorHandle};
+use super::messages::{Delivery, Start, SupervisorMsg};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::runtime::{Error, Services};
@@ -24,7 +25,7 @@ pub(crate) struct Child {
     id: ExecutionId,
     workflow: Arc<Workflow>,
     hash: String,
-    actor: ActorRef<ExecutionMsg>,
+    actor: ExecutionHandle,
     /// Deliveries forwarded to this actor.
     forwarded: u64,
 }
@@ -35,6 +36,9 @@ pub(crate) struct SupervisorState {
     by_execution: HashMap<ExecutionId, ActorId>,
     /// When each execution's actor was restarted (for the budget).
     restarts: HashMap<ExecutionId, Vec<u64>>,
+    /// Deliveries for an execution whose actor is stopping, held until
+    /// its end is known (then handed to its successor, or refused).
+    held: HashMap<ExecutionId, Vec<Delivery>>,
 }
 
 impl Supervisor {
@@ -52,12 +56,13 @@ impl Supervisor {
             hash: hash.clone(),
             services: st.services.clone(),
             start,
-            supervisor: myself.clone(),
+            supervisor: SupervisorHandle::from_ref(myself.clone()),
         };
         match Actor::spawn_linked(None, ExecutionActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
-                st.by_execution.insert(id, actor.get_id());
-                st.children.insert(actor.get_id(), Child { id, workflow, hash, actor, forwarded: 0 });
+                let actor = ExecutionHandle::new(actor);
+                st.by_execution.insert(id, actor.id());
+                st.children.insert(actor.id(), Child { id, workflow, hash, actor, forwarded: 0 });
                 Ok(())
             }
             Err(e) => {
@@ -119,10 +124,30 @@ impl Supervisor {
             delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated")));
             return Ok(());
         };
-        child.forwarded += 1;
-        // A send to an actor that is stopping drops the delivery, and with
-        // it the reply: the caller sees that and delivers again.
-        let _ = child.actor.cast(ExecutionMsg::Deliver(delivery));
+        // An actor that is stopping (it crashed, or ended) takes nothing
+        // more: hold the delivery until its end is known. A delivery that
+        // was in its mailbox when it stopped is dropped with its reply;
+        // the caller sees that and delivers again, which lands here.
+        let held = match child.actor.is_running() {
+            true => child.actor.deliver(delivery).err(),
+            false => Some(delivery),
+        };
+        match held {
+            Some(delivery) => st.held.entry(id).or_default().push(delivery),
+            None => child.forwarded += 1,
+        }
+        Ok(())
+    }
+
+    /// The actor of `id` has ended: hand it what was held for it.
+    async fn release(
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SupervisorState,
+        id: ExecutionId,
+    ) -> Result<(), ActorProcessingErr> {
+        for delivery in st.held.remove(&id).unwrap_or_default() {
+            Self::deliver(myself, st, id, delivery).await?;
+        }
         Ok(())
     }
 }
@@ -142,6 +167,7 @@ impl Actor for Supervisor {
             children: HashMap::new(),
             by_execution: HashMap::new(),
             restarts: HashMap::new(),
+            held: HashMap::new(),
         })
     }
 
@@ -175,7 +201,7 @@ impl Actor for Supervisor {
                     st.by_execution.remove(&id);
                     st.restarts.remove(&id);
                     tracing::debug!(execution_id = %id, "hibernated");
-                    child.actor.stop(Some("hibernated".into()));
+                    child.actor.stop("hibernated");
                 }
             }
             SupervisorMsg::Live(reply) => {
@@ -201,6 +227,7 @@ impl Actor for Supervisor {
                 if let Some(child) = st.children.remove(&cell.get_id()) {
                     st.by_execution.remove(&child.id);
                     st.restarts.remove(&child.id);
+                    Self::release(&myself, st, child.id).await?;
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
@@ -219,6 +246,10 @@ impl Actor for Supervisor {
                     // Even failing it did not work (the journal refuses writes): give up here.
                     error!(execution_id = %child.id, error = %err, "execution actor keeps failing; leaving it for the next start");
                     st.services.notify_finished(child.id);
+                    let why = || Error::Actor(format!("execution {} keeps failing: {err}", child.id));
+                    for delivery in st.held.remove(&child.id).unwrap_or_default() {
+                        delivery.refuse(why);
+                    }
                     return Ok(());
                 } else {
                     let b = st.services.restart_budget;
@@ -230,6 +261,7 @@ impl Actor for Supervisor {
                     ))
                 };
                 let _ = Self::spawn_child(&myself, st, child.id, child.workflow, child.hash, start).await;
+                Self::release(&myself, st, child.id).await?;
             }
             _ => {}
         }

@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use ractor::ActorRef;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use super::messages::{Delivery, SupervisorMsg};
+use super::handles::SupervisorHandle;
 use crate::id::ExecutionId;
 use crate::journal::Timer;
 use crate::runtime::Services;
@@ -55,7 +54,7 @@ impl TimerWheel {
     }
 
     /// Run until the runtime's services are gone.
-    pub(crate) async fn run(self: Arc<Self>, services: Weak<Services>, supervisor: ActorRef<SupervisorMsg>) {
+    pub(crate) async fn run(self: Arc<Self>, services: Weak<Services>, supervisor: SupervisorHandle) {
         let mut fired: HashMap<Timer, Instant> = HashMap::new();
         loop {
             let Some(sv) = services.upgrade() else { return };
@@ -79,8 +78,7 @@ impl TimerWheel {
                 let again = fired.get(t).is_some_and(|at| at.elapsed() >= REFIRE);
                 if again || !fired.contains_key(t) {
                     fired.insert(*t, Instant::now());
-                    let msg = SupervisorMsg::Deliver { id: t.execution, delivery: Delivery::Tick { at_ms: t.at_ms } };
-                    if supervisor.cast(msg).is_err() {
+                    if !supervisor.tick(t.execution, t.at_ms) {
                         return;
                     }
                 }
