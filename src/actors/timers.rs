@@ -7,7 +7,8 @@
 //! One task per runtime sleeps until the earliest entry, reads what is due
 //! (one range scan), and delivers a `Tick` to each of those executions
 //! through the supervisor, which rehydrates them when they are not live.
-//! A deadline that passed while the process was down is due at once.
+//! A deadline that passed while the process was down is due at once. A
+//! clock that jumps (`ManualClock`, in tests) wakes the wheel when it moves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,8 @@ impl TimerWheel {
         let mut fired: HashMap<Timer, Instant> = HashMap::new();
         loop {
             let Some(sv) = services.upgrade() else { return };
+            // A clock that jumps (tests) wakes the wheel when it moves; listen before reading it.
+            let mut moved = sv.clock.moved();
             let now = sv.clock.now_ms();
             // While scanning, any new deadline leaves a wake-up permit, so a
             // deadline set after the scan read the index is not slept past.
@@ -100,6 +103,12 @@ impl TimerWheel {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.notify.notified() => {}
+                _ = async {
+                    match moved.as_mut() {
+                        Some(rx) => { let _ = rx.changed().await; }
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
         }
     }
