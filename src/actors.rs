@@ -30,6 +30,6 @@ pub(crate) use execution::index_row;
 pub(crate) use fold::replay as fold_history;
 #[cfg(test)]
 pub(crate) use handles::ExecutionHandle;
-pub(crate) use handles::SupervisorHandle;
+pub(crate) use handles::{Ended, SupervisorHandle};
 pub use retry::RestartBudget;
 pub(crate) use timers::TimerWheel;

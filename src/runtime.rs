@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::actors::{RestartBudget, SupervisorHandle, TimerWheel};
+use crate::actors::{Ended, RestartBudget, SupervisorHandle, TimerWheel};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
 use crate::ir::{Limits, SchemaError, Templates, Workflow};
@@ -97,9 +97,7 @@ pub struct Services {
     /// while a branch holds one (see `actors::fold`).
     pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), BranchBase>>,
     pub(crate) timers: Arc<TimerWheel>,
-    waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
-    /// Awaiting an execution to park on something only the outside can end.
-    parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<Option<Ended>>>>>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     /// The registrations, read from the journal on first use and dropped
     /// after every `register` (a server looks one up on every submit).
@@ -130,9 +128,10 @@ impl Drop for ClosedSignal {
 }
 
 impl Services {
-    /// Resolves when `id` finishes (see [`Self::notify_finished`]). Check
-    /// the journal after calling this, not before, to miss nothing.
-    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<()> {
+    /// Resolves when `id` finishes (see [`Self::notify_finished`]), with
+    /// its final state when its actor ended it. Check the journal after
+    /// calling this, not before, to miss nothing.
+    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<Option<Ended>> {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
         rx
@@ -202,26 +201,12 @@ impl Services {
         self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
     }
 
-    /// Resolves when `id` parks on an event or an approval (its `Waiting`
-    /// is durable): only a signal or a decision can move it on.
-    pub(crate) fn on_parked(&self, id: ExecutionId) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.parkers.lock().expect("parkers lock").entry(id).or_default().push(tx);
-        rx
-    }
-
-    pub(crate) fn notify_parked(&self, id: ExecutionId) {
-        let parkers = self.parkers.lock().expect("parkers lock").remove(&id);
-        for w in parkers.into_iter().flatten() {
-            let _ = w.send(());
-        }
-    }
-
-    /// Wake everyone awaiting `id` (its terminal event is already durable).
-    pub(crate) fn notify_finished(&self, id: ExecutionId) {
+    /// Wake everyone awaiting `id`: its terminal event is already durable
+    /// (`ended`, its final state), or its actor gave up (`None`).
+    pub(crate) fn notify_finished(&self, id: ExecutionId, ended: Option<Ended>) {
         let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
         for w in waiters.into_iter().flatten() {
-            let _ = w.send(());
+            let _ = w.send(ended.clone());
         }
     }
 }
@@ -416,7 +401,6 @@ impl Builder {
             required: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
             waiters: Mutex::new(HashMap::new()),
-            parkers: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
             registry: Mutex::new(None),
             by_address: Mutex::new(HashMap::new()),
@@ -694,7 +678,11 @@ impl Runtime {
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         if !meta.status.is_terminal() {
             self.ensure_live(id).await?;
-            let _ = rx.await;
+            // Its actor hands back the final state: no replay.
+            if let Ok(Some(end)) = rx.await {
+                let state = Value::Object(Arc::unwrap_or_clone(end.state));
+                return Ok(Outcome { id, status: end.status, state, error: end.error, usage: end.usage });
+            }
         }
         let outcome = self.outcome(id)?;
         if outcome.status == Status::Running {
@@ -717,48 +705,52 @@ impl Runtime {
         }
         self.ensure_live(id).await?;
         loop {
-            // Listen first, then look, so a change between the two is not missed.
-            let mut changes = Vec::new();
-            let family = self.family(id)?;
-            for &member in &family {
-                changes.push(self.services().on_finished(member));
-                changes.push(self.services().on_parked(member));
-            }
-            // Settled only if nothing moved while we looked: the family and
-            // each member's history are the same before and after the check.
-            let before = self.snapshot(&family);
-            if family.iter().all(|&m| self.settled(m).unwrap_or(true))
-                && self.family(id)? == family
-                && self.snapshot(&family) == before
+            // Listen first, then look, so a change between the two is not
+            // missed: every member's appends (and its end), and the first
+            // append of each child not started yet.
+            let (family, unstarted) = self.family_and_unstarted(id)?;
+            let mut heard: Vec<_> =
+                family.iter().chain(&unstarted).map(|&m| self.services().feed.subscribe(m)).collect();
+            let ends: Vec<_> = family.iter().map(|&m| self.services().on_finished(m)).collect();
+            if self.family_and_unstarted(id)? == (family.clone(), unstarted)
+                && family.iter().all(|&m| self.settled(m).unwrap_or(true))
             {
                 return self.outcome(id);
             }
-            // A deadline (a timer) may move it on with no notice to us: look again now and then.
-            let tick = tokio::time::sleep(Duration::from_millis(250));
+            // A deadline moves a member on through an append (the timer
+            // wheel's tick), which is heard here like any other.
+            let changes = futures::future::select_all(heard.iter_mut().map(|rx| Box::pin(rx.changed())));
             tokio::select! {
-                _ = futures::future::select_all(changes) => {}
-                _ = tick => {}
+                _ = changes => {}
+                _ = futures::future::select_all(ends) => {}
             }
         }
     }
 
-    /// How far each execution's history goes (its last sequence number).
-    fn snapshot(&self, ids: &[ExecutionId]) -> Vec<u64> {
-        ids.iter().map(|id| self.services().journal.read(*id).map_or(0, |r| r.last().map_or(0, |r| r.seq))).collect()
-    }
-
-    /// An execution and, recursively, the unfinished children of its fan-outs.
-    fn family(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
+    /// [`family`](Self::family), and the children of its fan-outs that
+    /// have not started (no row yet).
+    fn family_and_unstarted(&self, id: ExecutionId) -> Result<(Vec<ExecutionId>, Vec<ExecutionId>), Error> {
         let mut out = vec![id];
+        let mut unstarted = Vec::new();
         let mut i = 0;
         while i < out.len() && out.len() < 100_000 {
             let st = self.machine(out[i])?;
             if !st.phase.is_terminal() {
-                out.extend(st.unfinished_children().into_iter().filter(|c| self.status(*c).is_ok()));
+                for c in st.unfinished_children() {
+                    match self.status(c) {
+                        Ok(_) => out.push(c),
+                        Err(_) => unstarted.push(c),
+                    }
+                }
             }
             i += 1;
         }
-        Ok(out)
+        Ok((out, unstarted))
+    }
+
+    /// An execution and, recursively, the unfinished children of its fan-outs.
+    fn family(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
+        Ok(self.family_and_unstarted(id)?.0)
     }
 
     /// Whether only the outside can move this execution on: it ended, or
@@ -818,10 +810,27 @@ impl Runtime {
         crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)
     }
 
-    /// Where an execution stands now (poll).
+    /// Where an execution stands now (poll). A completed execution's
+    /// final state is read from its `ExecutionCompleted`, not replayed; a
+    /// branch's holds only the keys it wrote, so a branch (and an execution
+    /// that failed or was cancelled, or still runs) is folded.
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        let st = self.machine(id)?;
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        let records = self.events(id)?;
+        let whole = matches!(
+            records.first().map(|r| &r.event),
+            Some(Event::ExecutionStarted { .. } | Event::ChildStarted { until: None, .. })
+        );
+        if let (true, Some(Event::ExecutionCompleted { state })) = (whole, terminal_event(&records)) {
+            let mut usage = Usage::default();
+            for r in &records {
+                if let Event::Exchange { usage: u, .. } = &r.event {
+                    usage.add(u);
+                }
+            }
+            return Ok(Outcome { id, status: meta.status, state: Value::Object(state.object()?), error: None, usage });
+        }
+        let st = crate::actors::fold_history(self.services(), id, &*self.workflow_of(id)?, &records)?;
         let state = Value::Object(Arc::unwrap_or_clone(st.state));
         Ok(Outcome { id, status: meta.status, state, error: st.error, usage: st.usage })
     }

@@ -27,8 +27,8 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
-use super::machine::{self, Command, ExecutionState, Phase};
 use super::handles::{ExecutionHandle, SupervisorHandle};
+use super::machine::{self, Command, ExecutionState, Phase};
 use super::messages::{Delivery, ExecutionMsg, ParallelMsg, Start};
 use super::node::{NodeActor, NodeArgs};
 use super::parallel::{ParallelActor, ParallelArgs};
@@ -515,6 +515,7 @@ async fn persist(
             timers: &timers,
         })
         .await?;
+    st.services.feed.latency.completed(&st.wf, &written);
     st.status = Some(status);
     for &at in deadlines.difference(&st.deadlines) {
         st.services.timers.schedule(at, st.id);
@@ -810,9 +811,6 @@ fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
     // The request goes first: whoever the park wakes and then asks the
     // supervisor anything is answered after the eviction.
     st.supervisor.hibernate(st.id, myself.get_id(), st.delivered);
-    if st.machine.active.values().filter_map(|a| a.wait.as_ref()).any(|w| w.event.is_some() || w.prompt.is_some()) {
-        st.services.notify_parked(st.id);
-    }
 }
 
 /// How many pure nodes one step may run inline before it appends and
@@ -863,7 +861,14 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 fn finish(myself: &ActorRef<ExecutionMsg>, st: &State) {
     debug!(execution_id = %st.id, phase = ?st.machine.phase, "execution finished");
-    st.services.notify_finished(st.id);
+    // Whoever awaits the end gets the final state from here, not by replaying the history.
+    let ended = super::Ended {
+        status: status_of(&st.machine),
+        state: st.machine.state.clone(),
+        error: st.machine.error.clone(),
+        usage: st.machine.usage,
+    };
+    st.services.notify_finished(st.id, Some(ended));
     myself.stop(None);
 }
 

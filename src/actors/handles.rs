@@ -30,6 +30,16 @@ use crate::runtime::{Error, Services};
 /// on that notice, never on a timer.
 const DELIVERY_ATTEMPTS: usize = 20;
 
+/// What an execution's actor hands to those awaiting its end: its final
+/// state, so that no one replays its history to learn it.
+#[derive(Clone, Debug)]
+pub(crate) struct Ended {
+    pub status: crate::journal::Status,
+    pub state: Arc<Map<String, Value>>,
+    pub error: Option<String>,
+    pub usage: crate::journal::Usage,
+}
+
 /// The runtime's supervisor.
 #[derive(Clone)]
 pub(crate) struct SupervisorHandle(ActorRef<SupervisorMsg>);
@@ -202,7 +212,13 @@ impl ExecutionHandle {
     }
 
     /// Children of a fan-out ended; false when the execution is gone.
-    pub(crate) fn branches_done(&self, node: String, visit: u32, attempt: u32, ends: Vec<(u32, BranchOutcome)>) -> bool {
+    pub(crate) fn branches_done(
+        &self,
+        node: String,
+        visit: u32,
+        attempt: u32,
+        ends: Vec<(u32, BranchOutcome)>,
+    ) -> bool {
         self.0.cast(ExecutionMsg::BranchesDone { node, visit, attempt, ends }).is_ok()
     }
 

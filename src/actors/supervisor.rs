@@ -72,7 +72,7 @@ impl Supervisor {
                     other => other.to_string(),
                 };
                 error!(execution_id = %id, error = %why, "execution actor did not start");
-                st.services.notify_finished(id);
+                st.services.notify_finished(id, None);
                 Err(why)
             }
         }
@@ -245,7 +245,7 @@ impl Actor for Supervisor {
                 } else if attempts > st.services.restart_budget.max_restarts as usize + 1 {
                     // Even failing it did not work (the journal refuses writes): give up here.
                     error!(execution_id = %child.id, error = %err, "execution actor keeps failing; leaving it for the next start");
-                    st.services.notify_finished(child.id);
+                    st.services.notify_finished(child.id, None);
                     let why = || Error::Actor(format!("execution {} keeps failing: {err}", child.id));
                     for delivery in st.held.remove(&child.id).unwrap_or_default() {
                         delivery.refuse(why);
