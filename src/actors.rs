@@ -13,6 +13,10 @@
 //! an execution's own actor appends to its journal. What comes from outside
 //! (signals, approvals, cancels, due timers) goes through the supervisor,
 //! which rehydrates a hibernated execution to take it.
+//!
+//! Callers hold typed handles (`handles.rs`: [`SupervisorHandle`], and an
+//! `ExecutionHandle` for an execution's children), never raw `ActorRef`s;
+//! the message enums are in `messages.rs`.
 
 pub mod agent_rounds;
 mod execution;

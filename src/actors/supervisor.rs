@@ -5,6 +5,10 @@
 //! `FailWith` mode, which journals `ExecutionFailed` with the panic text.
 //! ractor's default supervision would stop the supervisor when any child
 //! exits; `handle_supervisor_evt` is overridden so it never does.
+//!
+//! A delivery for an actor that is stopping is held until the actor's end
+//! is known (its supervision event), then handed to its successor or
+//! refused: whoever delivers waits on that notice, not on a timer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
