@@ -14,7 +14,7 @@
 //! (signals, approvals, cancels, due timers) goes through the supervisor,
 //! which rehydrates a hibernated execution to take it.
 //!
-//! Callers hold typed handles (`handles.rs`: [`SupervisorHandle`], and an
+//! Callers hold typed handles (`handles.rs`: a `SupervisorHandle`, and an
 //! `ExecutionHandle` for an execution's children), never raw `ActorRef`s;
 //! the message enums are in `messages.rs`.
 
