@@ -8,7 +8,8 @@
 //! - a 10-node workflow of `set` nodes, one execution, on the in-memory
 //!   journal (per-node overhead: throughput is reported per node);
 //! - the same on sled, one execution alone, with journal syncs per node
-//!   and a raw `fsync` of the same disk measured beside it;
+//!   and a raw `fsync` and `fdatasync` of the same disk measured beside it
+//!   (a durable `function` step alone against one `fdatasync`);
 //! - 1,000 concurrent executions × 10 nodes on sled (node completions/s);
 //! - rehydrating N non-terminal executions after a restart, until all have
 //!   finished;
@@ -200,6 +201,15 @@ fn node_step(c: &mut Criterion) {
         b.iter(|| {
             f.write_all(&page).unwrap();
             f.sync_all().unwrap();
+        })
+    });
+    // And one `fdatasync` (what the journal's log does per round): the
+    // target is `fn10_sled_alone` per node within 1.3x of this.
+    let mut f = std::fs::File::create(dir.path().join("raw-fdatasync")).unwrap();
+    c.bench_function("fsync/raw_4k_fdatasync", |b| {
+        b.iter(|| {
+            f.write_all(&page).unwrap();
+            f.sync_data().unwrap();
         })
     });
 }

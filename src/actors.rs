@@ -18,22 +18,27 @@
 //! `ExecutionHandle` for an execution's children), never raw `ActorRef`s;
 //! the message enums are in `messages.rs`.
 
-pub mod agent_rounds;
+mod error;
 mod execution;
 mod fold;
 mod handles;
 pub mod machine;
 mod messages;
 mod node;
+mod node_latency;
 mod parallel;
 pub mod retry;
+mod shared;
 mod supervisor;
 mod timers;
 
+pub use error::Error;
 pub(crate) use execution::index_row;
 pub(crate) use fold::replay as fold_history;
 #[cfg(test)]
 pub(crate) use handles::ExecutionHandle;
 pub(crate) use handles::{Ended, SupervisorHandle};
+pub use node_latency::NodeLatency;
 pub use retry::RestartBudget;
+pub use shared::Shared;
 pub(crate) use timers::TimerWheel;

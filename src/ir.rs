@@ -14,6 +14,7 @@ mod eval;
 mod inputs;
 mod limits;
 mod mcp;
+mod model;
 mod schema;
 mod template;
 mod workflow;
@@ -27,6 +28,10 @@ pub use eval::{EvalNode, EvalOnFail, Scorer, ScorerKind};
 pub use inputs::{Required, prepare_input, required_inputs};
 pub use limits::{BadLimit, Limit, Limits, entry_size, json_size, message as limits_message, show_bytes, thousands};
 pub use mcp::{McpServer, PathRole, ToolNode};
+pub use model::{
+    DEFAULT_MAX_TOOL_ROUNDS, MessageTemplate, ModelConfig, ModelNode, ModelTools, Price, Provider, UnknownModel,
+    built_in_price, compile_schema, resolve_model,
+};
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
 pub use template::{
     Names, PathStep, TemplateError, Templates, check_template, is_filter, is_template, is_test, known_filters,

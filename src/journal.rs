@@ -4,7 +4,8 @@
 //! default (group commit through a write-ahead log: one disk sync serves
 //! every append that arrived while the previous one ran); [`MemoryJournal`] serves tests and
 //! benchmarks. An append counts only once it is durable: `append` returns
-//! after the sync that covers it.
+//! after the sync that covers it (sled applies it behind; reads see it at
+//! once, see `wal/overlay.rs`).
 //!
 //! Stored layout (one sled tree, so one batch is atomic):
 //! `e{exec:16}{seq:u64 BE}` → the frame of records one append wrote, keyed by
@@ -39,6 +40,7 @@ pub use event::{
 };
 pub use memory::MemoryJournal;
 pub use sled_store::SledJournal;
+pub use wal::WalTuning;
 
 /// What can go wrong reading or writing the journal.
 #[derive(Debug, Clone, thiserror::Error)]

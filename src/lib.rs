@@ -50,27 +50,36 @@
 //!
 //! ## Layout
 //!
+//! Bottom up: dependencies point down, from the fronts (server, client,
+//! CLI) through the runtime and the actors to the nodes, the journal and
+//! the IR (the rules: `ARCHITECTURE.md`, "Layers").
+//!
+//! - [`id`], [`clock`]: execution ids and the clock.
 //! - [`ir`]: the workflow IR, the YAML compiler and its validation,
-//!   templates and conditions (minijinja, strict).
+//!   templates and conditions (minijinja, strict), the model configuration
+//!   and prices a model node resolves to.
 //! - [`journal`]: events, the [`journal::Journal`] trait, the sled backend
 //!   (embedded default, group commit) and an in-memory one.
-//! - [`actors`]: the pure execution state machine ([`actors::machine`]) and
-//!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor.
-//! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`].
+//! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`];
+//!   what they may use ([`nodes::Env`]); the A2A client of `type: agent`.
+//! - [`model`]: the model client (two wire formats) behind `type: model`.
 //! - [`mcp`]: the MCP client pool behind `type: tool` (rmcp; stdio and
 //!   streamable HTTP), one live client per declared server.
-//! - [`runtime`]: the embedding API ([`Runtime`]).
 //! - [`eval`]: scorers for `type: eval`, datasets and reports for `jamjet eval run`.
+//! - [`actors`]: the pure execution state machine ([`actors::machine`]) and
+//!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor,
+//!   sharing [`actors::Shared`].
+//! - [`runtime`]: the embedding API ([`Runtime`]); its [`Builder`] wires
+//!   the layers below.
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).
-//! - [`server`]: `jamjet dev`, the runtime as an HTTP server (REST API, SSE).
-//! - [`a2a`]: A2A agents served from workflows, and the `type: agent` client.
+//! - [`server`]: `jamjet dev`, the runtime as an HTTP server (REST API, SSE),
+//!   and A2A agents served from workflows ([`server::a2a`]).
 //! - [`client`]: a typed client of a server's REST API (what `--server` uses).
 //! - [`cli`]: the `jamjet` command line.
 //! - [`plural`]: counts in words ("1 node", "2 nodes") for all output.
 //!
 //! See `ARCHITECTURE.md` for the design and a glossary.
 
-pub mod a2a;
 pub mod actors;
 pub mod cli;
 pub mod client;

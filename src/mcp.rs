@@ -1,7 +1,7 @@
 //! MCP client side: one live rmcp client per declared server, shared by
 //! every execution of a runtime.
 //!
-//! [`McpPool`] (held by [`crate::runtime::Services`]) starts a server's
+//! [`McpPool`] (held by [`crate::nodes::Env`]) starts a server's
 //! client on first use, fetches and caches its `tools/list`, and starts it
 //! again when the process died or the connection broke: the call that saw
 //! the break fails as a `connection` error, so the node's retry policy

@@ -1,5 +1,5 @@
 //! Model calls: the two provider wire formats (OpenAI-compatible chat
-//! completions, Anthropic messages), model configuration and prices, and
+//! completions, Anthropic messages), the cost of a call, and
 //! [`complete`], the one call every user of a model goes through (the
 //! `type: model` node in [`crate::nodes`], an eval's rubric judge).
 //!
@@ -17,26 +17,24 @@
 //! on the wire), and messages name the written URL.
 
 mod anthropic;
-mod config;
 mod openai;
 mod output;
-mod prices;
-mod spec;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-pub use config::{ModelConfig, Provider, UnknownModel, resolve_model};
-pub use output::{compile_schema, parse_output, schema_problems};
-pub use prices::{Price, built_in_price, usage};
-pub use spec::{DEFAULT_MAX_TOOL_ROUNDS, MessageTemplate, ModelNode, ModelTools};
+pub use crate::ir::{
+    DEFAULT_MAX_TOOL_ROUNDS, MessageTemplate, ModelConfig, ModelNode, ModelTools, Price, Provider, UnknownModel,
+    built_in_price, compile_schema, resolve_model,
+};
+pub use output::{parse_output, schema_problems};
 
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Usage};
+use crate::nodes::Env;
 use crate::nodes::{Exchange, NodeError};
-use crate::runtime::Services;
 
 /// The timeout of a model call when its node sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -149,7 +147,7 @@ struct Parsed {
 /// Ask the model `model` names in `workflow` (an entry of its `models:`, or
 /// a bare model id with provider defaults), sending `idempotency_key`.
 pub async fn complete(
-    services: &Services,
+    env: &Env,
     workflow: &Workflow,
     model: &str,
     request: ChatRequest,
@@ -157,18 +155,18 @@ pub async fn complete(
 ) -> Result<ChatReply, NodeError> {
     let config = resolve_model(model, &workflow.models, &workflow.prices)
         .map_err(|e| NodeError::new(ErrorClass::ClientError, e.to_string()))?;
-    complete_with(services, &config, &request, idempotency_key).await
+    complete_with(env, &config, &request, idempotency_key).await
 }
 
 /// Ask the model of a resolved configuration.
 pub async fn complete_with(
-    services: &Services,
+    env: &Env,
     config: &ModelConfig,
     request: &ChatRequest,
     idempotency_key: &str,
 ) -> Result<ChatReply, NodeError> {
     let body = request_body(config, request);
-    send(services, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+    send(env, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
 }
 
 /// The JSON body a request is sent as, in the configuration's wire format
@@ -194,14 +192,14 @@ pub fn push_tool_round(config: &ModelConfig, body: &mut Value, reply: &ChatReply
 
 /// POST `body` to the configuration's endpoint and read the reply.
 pub async fn send(
-    services: &Services,
+    env: &Env,
     config: &ModelConfig,
     body: Value,
     idempotency_key: &str,
     timeout: Duration,
 ) -> Result<ChatReply, NodeError> {
     let key = match &config.api_key_env {
-        Some(var) => Some(services.keys.get(var).ok_or_else(|| {
+        Some(var) => Some(env.keys.get(var).ok_or_else(|| {
             let message = format!(
                 "the environment variable `{var}` is not set: model `{}` ({}) reads its API key from it \
                  (`api_key_env`)",
@@ -228,7 +226,7 @@ pub async fn send(
         serde_json::to_vec(&body)
     }
     .expect("a JSON value always serializes");
-    let mut req = services
+    let mut req = env
         .http
         .post(&target)
         .timeout(timeout)
@@ -255,13 +253,13 @@ pub async fn send(
     let status = resp.status();
     let retry_after_ms = crate::nodes::retry_after(&resp);
     let what = format!("the reply of model `{}` at {url}", config.model);
-    let reply = crate::nodes::read_body(resp, services.limits.max_response_bytes)
+    let reply = crate::nodes::read_body(resp, env.limits.max_response_bytes)
         .await
         .map_err(|e| match e {
             crate::nodes::BodyError::Transport(t) if hidden => crate::nodes::BodyError::Transport(t.without_url()),
             other => other,
         })
-        .map_err(|e| e.into_node_error(&url, &what, &services.limits))?;
+        .map_err(|e| e.into_node_error(&url, &what, &env.limits))?;
     // What the exchange of a failure records as the reply: the JSON, or the text.
     let as_text = || Value::String(String::from_utf8_lossy(&reply).into_owned());
     let failed = |class: ErrorClass, message: String, response: Value| {
@@ -286,8 +284,14 @@ pub async fn send(
         Provider::Anthropic => anthropic::parse(&raw),
     }
     .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model), raw.clone()))?;
-    let usage = prices::usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
+    let usage = usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
+}
+
+/// The usage of one call: tokens, and their cost at `price` (0 without one).
+pub fn usage(input_tokens: u64, output_tokens: u64, price: Option<&Price>) -> Usage {
+    let cost_usd = price.map_or(0.0, |p| p.cost(input_tokens, output_tokens));
+    Usage { input_tokens, output_tokens, cost_usd }
 }
 
 /// The configuration's `base_url` and model id with their `${VAR}`s read

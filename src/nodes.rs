@@ -6,12 +6,13 @@
 //! actors do not change. A node never touches the journal: it gets a
 //! read-only view of the state and returns a patch, or a classified error.
 
-mod agent;
+pub(crate) mod agent;
 pub mod bench_functions;
 mod branch;
 mod compiled;
 pub(crate) mod control;
 mod end;
+mod env;
 mod eval;
 mod function;
 mod http;
@@ -19,6 +20,7 @@ mod http_exchange;
 mod model;
 mod set;
 mod tool;
+mod transport;
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -26,11 +28,12 @@ use serde_json::{Map, Value};
 use crate::id::ExecutionId;
 use crate::ir::{Node, NodeKind, TemplateError, Workflow};
 use crate::journal::{ErrorClass, Usage};
-use crate::runtime::Services;
 
+pub use agent::round::AgentRound;
 pub use compiled::Compiled;
+pub use env::Env;
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
-pub(crate) use http::{BodyError, classify_send, read_body, retry_after, status_class};
+pub(crate) use transport::{BodyError, classify_send, read_body, retry_after, status_class};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
 /// the same for every attempt and after a crash.
@@ -49,7 +52,8 @@ pub struct NodeCtx<'a> {
     pub state: &'a Map<String, Value>,
     /// Template variables beside `state` (`item` and `index` in a for_each branch).
     pub vars: &'a Map<String, Value>,
-    pub services: &'a Services,
+    /// What the runtime lends every node: templates, HTTP, functions, ...
+    pub services: &'a Env,
     /// Tokens and cost the execution has used so far (before this attempt).
     pub usage: Usage,
     /// When the execution started (unix ms), for latency budgets.
@@ -57,7 +61,7 @@ pub struct NodeCtx<'a> {
     /// The workflow the node belongs to (its `mcp:` servers, say).
     pub workflow: &'a Workflow,
     /// An agent node's remote task and pending answer, from the journal.
-    pub agent: Option<&'a crate::actors::agent_rounds::AgentRound>,
+    pub agent: Option<&'a AgentRound>,
 }
 
 impl NodeCtx<'_> {

@@ -1,12 +1,13 @@
 //! The embedding API: open a runtime on a data dir, register functions,
 //! submit workflows, await or poll results, list executions, read timelines.
 //!
-//! [`Runtime`] is a cheap handle (clone it freely). [`Services`] is what
-//! every actor and node shares: the journal, the clock, the HTTP client,
-//! the template engine, the function registry.
+//! [`Runtime`] is a cheap handle (clone it freely). The [`Builder`] builds
+//! and wires what the layers below share: the nodes' [`crate::nodes::Env`]
+//! (templates, HTTP client, functions, ...) and the actors'
+//! [`crate::actors::Shared`] (the journal, the clock, the timers, and the
+//! `Env`). [`Error`] is the actors' own, re-exported.
 
 mod feed;
-mod node_latency;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,198 +19,19 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::actors::{Ended, RestartBudget, SupervisorHandle, TimerWheel};
+pub use crate::actors::Error;
+use crate::actors::{RestartBudget, Shared, SupervisorHandle};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
-use crate::ir::{Limits, SchemaError, Templates, Workflow};
+use crate::ir::{Limits, Workflow};
 use crate::journal::{
     self, Event, ExecutionMeta, Journal, MemoryJournal, Record, Registration, SledJournal, Stats, Status, Usage,
 };
 
+pub use crate::actors::NodeLatency;
 pub use crate::actors::machine::ParentLink;
-use crate::nodes::{FunctionCall, FunctionError, FunctionRegistry};
+use crate::nodes::{Env, FunctionCall, FunctionError, FunctionRegistry};
 pub use feed::{Delay, DelayKind, Feed, Observed};
-pub use node_latency::NodeLatency;
-
-/// What can go wrong using a runtime.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("input refused, nothing was started: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    InvalidInput(Vec<SchemaError>),
-    #[error("no execution {0} in this data dir")]
-    UnknownExecution(ExecutionId),
-    #[error("execution {id} uses workflow {hash}, which is not in the journal")]
-    MissingWorkflow { id: ExecutionId, hash: String },
-    #[error("execution {id} did not start: {message}")]
-    StartFailed { id: ExecutionId, message: String },
-    #[error("execution {id} stopped without finishing; run `jamjet resume` to go on")]
-    Stopped { id: ExecutionId },
-    #[error("execution {id} has already finished ({status}); nothing was delivered")]
-    Finished { id: ExecutionId, status: Status },
-    #[error("execution {id} {message}")]
-    NotWaiting { id: ExecutionId, message: String },
-    #[error("no workflow `{id}`{} is registered", .version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
-    UnknownWorkflow { id: String, version: Option<String> },
-    #[error(
-        "workflow `{id}` version {version} is already registered with other content (hash {hash}); bump `version` or replace it"
-    )]
-    WorkflowConflict { id: String, version: String, hash: String },
-    #[error(
-        "idempotency key `{key}` already started execution {id} with {what}; nothing was started (use another key for another submission)"
-    )]
-    KeyConflict { key: String, id: ExecutionId, what: String },
-    #[error("bad idempotency key: {0}")]
-    InvalidKey(String),
-    #[error("{0}; nothing was started")]
-    LimitExceeded(String),
-    #[error("workflow `{id}` does not pass the checks, nothing was started or registered: {problems}")]
-    InvalidWorkflow { id: String, problems: String },
-    #[error(transparent)]
-    Journal(#[from] journal::Error),
-    #[error("runtime error: {0}")]
-    Actor(String),
-}
-
-/// Shared by every actor and node of one runtime.
-pub struct Services {
-    pub journal: Arc<dyn Journal>,
-    pub clock: Arc<dyn Clock>,
-    pub templates: Templates,
-    /// JSON Schemas and regexes nodes check against, compiled once.
-    pub compiled: crate::nodes::Compiled,
-    pub http: reqwest::Client,
-    pub functions: FunctionRegistry,
-    /// Where model API keys are read from (the environment by default).
-    pub keys: crate::model::KeySource,
-    /// The MCP clients, one per declared server, shared by every execution.
-    pub mcp: crate::mcp::McpPool,
-    /// The A2A agent cards `type: agent` nodes resolved, by URL.
-    pub agents: crate::a2a::client::AgentCards,
-    pub restart_budget: RestartBudget,
-    /// How much an execution may make (responses, state, steps, fan-out).
-    pub limits: Limits,
-    /// What `ir::check` found in each workflow run here, by content hash
-    /// (empty: it may run), computed once per workflow.
-    checked: Mutex<HashMap<String, Option<Arc<str>>>>,
-    /// The keys each workflow's input must hold, by hash ([`crate::ir::required_inputs`]).
-    required: Mutex<HashMap<String, Arc<Vec<crate::ir::Required>>>>,
-    /// The states parallel branches start from, by (parent, record), kept
-    /// while a branch holds one (see `actors::fold`).
-    pub(crate) bases: Mutex<HashMap<(ExecutionId, u64), BranchBase>>,
-    pub(crate) timers: Arc<TimerWheel>,
-    waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<Option<Ended>>>>>,
-    workflows: Mutex<HashMap<String, Arc<Workflow>>>,
-    /// The registrations, read from the journal on first use and dropped
-    /// after every `register` (a server looks one up on every submit).
-    registry: Mutex<Option<Arc<Vec<Registration>>>>,
-    /// The cached workflows by address, with their hashes. Entries are
-    /// never removed, so a cached workflow's address names it alone.
-    by_address: Mutex<HashMap<usize, (Arc<Workflow>, String)>>,
-    /// Who follows which execution's history live.
-    pub feed: Arc<Feed>,
-    /// Last field: fires once everything above, the journal included, is dropped.
-    _closed: ClosedSignal,
-}
-
-/// The state a parallel branch starts from, held by the branches using it.
-pub(crate) type BranchBase = std::sync::Weak<Map<String, Value>>;
-
-/// Tells [`Runtime::shutdown`] that the services (and so the journal and
-/// its lock on the data dir) are gone. The last actor to let go of them
-/// may do so a moment after the actors report stopped.
-struct ClosedSignal(Option<oneshot::Sender<()>>);
-
-impl Drop for ClosedSignal {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl Services {
-    /// Resolves when `id` finishes (see [`Self::notify_finished`]), with
-    /// its final state when its actor ended it. Check the journal after
-    /// calling this, not before, to miss nothing.
-    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<Option<Ended>> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
-        rx
-    }
-
-    /// The workflow stored under `hash` (cached), for execution `id`.
-    pub(crate) fn workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
-        if let Some(wf) = self.workflows.lock().expect("workflow cache lock").get(hash) {
-            return Ok(wf.clone());
-        }
-        let wf = match self.journal.workflow(hash) {
-            Ok(Some(wf)) => wf,
-            Ok(None) => return Err(Error::MissingWorkflow { id, hash: hash.to_string() }),
-            // The IR is stored under its hash, not the execution: name the execution here.
-            Err(journal::Error::Corrupt(detail)) => {
-                let part = journal::Part::Workflow { hash: hash.to_string() };
-                return Err(Error::Journal(journal::Error::Damaged(journal::Damage::new(id, part, detail))));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(self.cache_workflow(hash, Arc::new(wf)))
-    }
-
-    /// What keeps the workflow stored under `hash` from running here
-    /// (`ir::check` under this runtime's limits: its templates, durations,
-    /// size and graph), or `None`. A workflow that came in as IR JSON, or
-    /// was journaled by an earlier version, is checked before it runs, so
-    /// no render of it can overflow the stack.
-    pub(crate) fn problems(&self, hash: &str, wf: &Workflow) -> Option<Arc<str>> {
-        if let Some(known) = self.checked.lock().expect("checked lock").get(hash) {
-            return known.clone();
-        }
-        let findings = crate::ir::check(wf, &self.limits);
-        let problems = (!findings.is_empty()).then(|| {
-            let mut text: Vec<String> = findings.iter().take(5).map(ToString::to_string).collect();
-            if findings.len() > 5 {
-                text.push(format!("and {} more", findings.len() - 5));
-            }
-            Arc::from(text.join("; "))
-        });
-        self.checked.lock().expect("checked lock").insert(hash.to_string(), problems.clone());
-        problems
-    }
-
-    /// The keys the input of the workflow stored under `hash` must hold
-    /// (computed once per hash).
-    pub(crate) fn required(&self, hash: &str, wf: &Workflow) -> Arc<Vec<crate::ir::Required>> {
-        if let Some(known) = self.required.lock().expect("required lock").get(hash) {
-            return known.clone();
-        }
-        let required = Arc::new(crate::ir::required_inputs(wf));
-        self.required.lock().expect("required lock").insert(hash.to_string(), required.clone());
-        required
-    }
-
-    /// Keep a workflow under its hash; the first one kept wins.
-    pub(crate) fn cache_workflow(&self, hash: &str, wf: Arc<Workflow>) -> Arc<Workflow> {
-        let kept = self.workflows.lock().expect("workflow cache lock").entry(hash.to_string()).or_insert(wf).clone();
-        let mut by_address = self.by_address.lock().expect("workflow cache lock");
-        by_address.entry(Arc::as_ptr(&kept) as usize).or_insert_with(|| (kept.clone(), hash.to_string()));
-        kept
-    }
-
-    /// A workflow that *is* one kept in the cache (say, from
-    /// [`Runtime::registered`]), with its hash: no hashing, no copy.
-    fn cached_by_address(&self, wf: &Workflow) -> Option<(Arc<Workflow>, String)> {
-        self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
-    }
-
-    /// Wake everyone awaiting `id`: its terminal event is already durable
-    /// (`ended`, its final state), or its actor gave up (`None`).
-    pub(crate) fn notify_finished(&self, id: ExecutionId, ended: Option<Ended>) {
-        let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
-        for w in waiters.into_iter().flatten() {
-            let _ = w.send(ended.clone());
-        }
-    }
-}
 
 /// How an execution ended (or stands).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -378,40 +200,16 @@ impl Builder {
         };
         let feed = Arc::new(Feed::default());
         let journal: Arc<dyn Journal> = Arc::new(Observed::new(journal, feed.clone()));
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("jamjet/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
+        let env = Env::new(self.clock.clone(), self.functions, self.keys, self.limits)
             .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
-        let (closed_tx, closed_rx) = oneshot::channel();
-        let services = Arc::new(Services {
-            journal,
-            clock: self.clock,
-            templates: Templates::with_limits(self.limits),
-            compiled: Default::default(),
-            http,
-            functions: self.functions,
-            keys: self.keys,
-            mcp: crate::mcp::McpPool::new(self.limits.max_response_bytes),
-            agents: Default::default(),
-            restart_budget: self.restart_budget,
-            limits: self.limits,
-            bases: Mutex::new(HashMap::new()),
-            checked: Mutex::new(HashMap::new()),
-            required: Mutex::new(HashMap::new()),
-            timers: Arc::new(TimerWheel::default()),
-            waiters: Mutex::new(HashMap::new()),
-            workflows: Mutex::new(HashMap::new()),
-            registry: Mutex::new(None),
-            by_address: Mutex::new(HashMap::new()),
-            feed,
-            _closed: ClosedSignal(Some(closed_tx)),
-        });
+        let (services, closed_rx) = Shared::new(journal, self.clock, self.restart_budget, self.limits, Arc::new(env));
+        let services = Arc::new(services);
         let supervisor = SupervisorHandle::spawn(services.clone()).await?;
         let timers = self.timers;
         let rt = Runtime {
             inner: Arc::new(Inner {
                 services,
+                feed,
                 supervisor,
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
@@ -428,7 +226,9 @@ impl Builder {
 }
 
 struct Inner {
-    services: Arc<Services>,
+    services: Arc<Shared>,
+    /// Who follows which execution's history live.
+    feed: Arc<Feed>,
     supervisor: SupervisorHandle,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
@@ -463,10 +263,10 @@ impl Runtime {
         F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
     {
-        self.inner.services.functions.register(name, f);
+        self.inner.services.env.functions.register(name, f);
     }
 
-    pub(crate) fn services(&self) -> &Services {
+    pub(crate) fn services(&self) -> &Shared {
         &self.inner.services
     }
 
@@ -661,7 +461,7 @@ impl Runtime {
     /// last durable sequence number, and changes with every append.
     /// Subscribe first, then read [`events`](Self::events), to miss nothing.
     pub fn subscribe(&self, id: ExecutionId) -> tokio::sync::watch::Receiver<u64> {
-        self.services().feed.subscribe(id)
+        self.inner.feed.subscribe(id)
     }
 
     /// Submit and wait for the end.
@@ -709,8 +509,7 @@ impl Runtime {
             // missed: every member's appends (and its end), and the first
             // append of each child not started yet.
             let (family, unstarted) = self.family_and_unstarted(id)?;
-            let mut heard: Vec<_> =
-                family.iter().chain(&unstarted).map(|&m| self.services().feed.subscribe(m)).collect();
+            let mut heard: Vec<_> = family.iter().chain(&unstarted).map(|&m| self.inner.feed.subscribe(m)).collect();
             let ends: Vec<_> = family.iter().map(|&m| self.services().on_finished(m)).collect();
             if self.family_and_unstarted(id)? == (family.clone(), unstarted)
                 && family.iter().all(|&m| self.settled(m).unwrap_or(true))
@@ -1134,7 +933,7 @@ impl Runtime {
 
     /// Node latency histograms by node type (for `/metrics`).
     pub fn node_latency(&self) -> Vec<(&'static str, crate::journal::latency::Snapshot)> {
-        self.services().feed.latency.snapshot()
+        self.services().latency.snapshot()
     }
 
     /// Counters of the journal (appends, events, syncs).
@@ -1147,7 +946,7 @@ impl Runtime {
     /// (synced, and the data dir released for another process).
     pub async fn shutdown(self) {
         self.inner.supervisor.shutdown().await;
-        self.inner.services.mcp.shutdown().await;
+        self.inner.services.env.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
         drop(self);
@@ -1169,7 +968,7 @@ impl Runtime {
     /// Hear of every delay (a timer wait, a retry delay) an execution of
     /// this runtime enters from now on, once it is durable (see [`Delay`]).
     pub fn delays(&self) -> tokio::sync::broadcast::Receiver<Delay> {
-        self.services().feed.delays()
+        self.inner.feed.delays()
     }
 
     /// Whether `meta`'s execution would go on by itself if a process

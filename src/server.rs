@@ -3,7 +3,7 @@
 //! - [`api`]: the REST API (`/workflows`, `/executions`, live event streams,
 //!   signal/approve/cancel, `/health`, `/metrics`), documented in
 //!   `docs/api.md` and `/openapi.json`.
-//! - [`crate::a2a`]: every A2A-enabled workflow as an A2A agent (card and
+//! - [`a2a`]: every A2A-enabled workflow as an A2A agent (card and
 //!   JSON-RPC), over the same runtime.
 //! - [`error`]: `{error: {code, message, details}}` with the right status.
 //!
@@ -16,6 +16,7 @@
 //! router on the data dir's Unix socket, to its owner only
 //! ([`Config::for_socket`]).
 
+pub mod a2a;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -126,13 +127,11 @@ pub fn router(state: AppState) -> Router {
     let keys = Arc::new(config.api_keys.clone());
     let http = Arc::new(metrics::HttpMetrics::default());
     let guard = Arc::new(origin::Guard::new(&config));
-    let guarded = Router::new()
-        .merge(api::routes())
-        .merge(crate::a2a::routes())
-        .route_layer(from_fn_with_state(keys, auth::check));
+    let guarded =
+        Router::new().merge(api::routes()).merge(a2a::routes()).route_layer(from_fn_with_state(keys, auth::check));
     let mut app = Router::new()
         .merge(api::public_routes())
-        .merge(crate::a2a::public_routes())
+        .merge(a2a::public_routes())
         .merge(guarded)
         .layer(DefaultBodyLimit::max(limit))
         .layer(from_fn_with_state(limit, limits::limit))

@@ -33,18 +33,18 @@ use super::messages::{Delivery, ExecutionMsg, ParallelMsg, Start};
 use super::node::{NodeActor, NodeArgs};
 use super::parallel::{ParallelActor, ParallelArgs};
 use super::retry;
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
 use crate::journal::{Append, ErrorClass, Event, ExecutionMeta, Json, Record, RetryDecision, Status, TimerChange};
 use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
-use crate::runtime::{Error, Services};
 
 pub(crate) struct ExecutionArgs {
     pub id: ExecutionId,
     pub workflow: Arc<Workflow>,
     pub hash: String,
-    pub services: Arc<Services>,
+    pub services: Arc<Shared>,
     pub start: Start,
     pub supervisor: SupervisorHandle,
 }
@@ -55,7 +55,7 @@ pub(crate) struct State {
     id: ExecutionId,
     wf: Arc<Workflow>,
     hash: String,
-    services: Arc<Services>,
+    services: Arc<Shared>,
     machine: ExecutionState,
     /// Running node actors: which attempt each one is.
     nodes: HashMap<ActorId, (String, u32, u32)>,
@@ -515,7 +515,7 @@ async fn persist(
             timers: &timers,
         })
         .await?;
-    st.services.feed.latency.completed(&st.wf, &written);
+    st.services.latency.completed(&st.wf, &written);
     st.status = Some(status);
     for &at in deadlines.difference(&st.deadlines) {
         st.services.timers.schedule(at, st.id);
@@ -538,7 +538,7 @@ fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
         idempotency_key: idempotency_key(st.id, node, visit),
         state: &st.machine.state,
         vars: &st.machine.vars,
-        services: &st.services,
+        services: &st.services.env,
         usage: st.machine.usage,
         started_ms: st.machine.started_ms,
         workflow: &st.wf,
@@ -779,7 +779,7 @@ async fn tick(myself: &ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), Act
 }
 
 /// Remove one entry of the timer index for `id` (nothing else changes).
-pub(crate) async fn clear_timer(services: &Services, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
+pub(crate) async fn clear_timer(services: &Shared, id: ExecutionId, at_ms: u64) -> Result<(), crate::journal::Error> {
     let append = Append {
         execution: id,
         first_seq: 0,

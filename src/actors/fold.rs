@@ -6,7 +6,7 @@
 //! that state, which is the parent's history folded up to that record
 //! (recursively, for a branch of a branch). Siblings share one copy: the
 //! runtime keeps each resolved state while any branch holds it
-//! (`Services::bases`), and a parent that starts its branches puts its own
+//! (`Shared::bases`), and a parent that starts its branches puts its own
 //! state there first, so starting 10,000 branches reads nothing.
 
 use std::sync::{Arc, Weak};
@@ -14,10 +14,10 @@ use std::sync::{Arc, Weak};
 use serde_json::{Map, Value};
 
 use super::machine::ExecutionState;
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{Event, Record};
-use crate::runtime::{Error, Services};
 
 /// How deep branches of branches may nest before the journal is called
 /// inconsistent (a cycle of parent links is never legitimate).
@@ -28,7 +28,7 @@ const SWEEP_AT: usize = 1024;
 
 /// Fold `records`, the whole history of execution `id` running `workflow`.
 pub(crate) fn replay(
-    services: &Services,
+    services: &Shared,
     id: ExecutionId,
     workflow: &Workflow,
     records: &[Record],
@@ -41,7 +41,7 @@ pub(crate) fn replay(
 }
 
 /// Keep `state` as the state of `parent` at record `at`, for its branches.
-pub(crate) fn share_base(services: &Services, parent: ExecutionId, at: u64, state: &Arc<Map<String, Value>>) {
+pub(crate) fn share_base(services: &Shared, parent: ExecutionId, at: u64, state: &Arc<Map<String, Value>>) {
     let mut bases = services.bases.lock().expect("bases lock");
     if bases.len() >= SWEEP_AT {
         bases.retain(|_, weak| weak.strong_count() > 0);
@@ -51,7 +51,7 @@ pub(crate) fn share_base(services: &Services, parent: ExecutionId, at: u64, stat
 
 /// The state of `parent` as of its record `at` (what branch `child` starts from).
 fn base_of(
-    services: &Services,
+    services: &Shared,
     child: ExecutionId,
     parent: &str,
     at: u64,

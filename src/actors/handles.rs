@@ -17,11 +17,11 @@ use serde_json::{Map, Value};
 
 use super::messages::{Delivery, ExecutionMsg, Start, SupervisorMsg};
 use super::supervisor::Supervisor;
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{BranchOutcome, Event};
 use crate::nodes::{NodeError, NodeOutput};
-use crate::runtime::{Error, Services};
 
 /// How often a delivery is handed over again when the actor it was
 /// forwarded to stopped before handling it (it crashed, or ended with the
@@ -46,7 +46,7 @@ pub(crate) struct SupervisorHandle(ActorRef<SupervisorMsg>);
 
 impl SupervisorHandle {
     /// Start the supervisor of a runtime.
-    pub(crate) async fn spawn(services: Arc<Services>) -> Result<SupervisorHandle, Error> {
+    pub(crate) async fn spawn(services: Arc<Shared>) -> Result<SupervisorHandle, Error> {
         let (actor, _) = Actor::spawn(None, Supervisor, services)
             .await
             .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;

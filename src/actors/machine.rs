@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::agent_rounds::AgentRound;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
+use crate::nodes::AgentRound;
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use ractor::{ActorId, RpcReplyPort};
 use serde_json::{Map, Value};
 
+use super::Error;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{BranchOutcome, Event};
 use crate::nodes::{NodeError, NodeOutput};
-use crate::runtime::Error;
 
 /// How an ExecutionActor begins.
 pub(crate) enum Start {

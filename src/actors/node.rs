@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{Map, Value};
 
+use super::Shared;
 use super::handles::ExecutionHandle;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Usage};
 use crate::nodes::{NodeCtx, NodeError, executor_for, idempotency_key};
-use crate::runtime::Services;
 
 pub(crate) struct NodeActor;
 
@@ -28,12 +28,12 @@ pub(crate) struct NodeArgs {
     pub attempt: u32,
     pub state: Arc<Map<String, Value>>,
     pub vars: Arc<Map<String, Value>>,
-    pub services: Arc<Services>,
+    pub services: Arc<Shared>,
     pub parent: ExecutionHandle,
     pub usage: Usage,
     pub started_ms: u64,
     /// An agent node's remote task and pending answer.
-    pub agent: Option<super::agent_rounds::AgentRound>,
+    pub agent: Option<crate::nodes::AgentRound>,
 }
 
 impl Actor for NodeActor {
@@ -56,7 +56,7 @@ impl Actor for NodeActor {
             idempotency_key: idempotency_key(a.execution_id, &a.node, a.visit),
             state: &a.state,
             vars: &a.vars,
-            services: &a.services,
+            services: &a.services.env,
             usage: a.usage,
             started_ms: a.started_ms,
             workflow: &a.workflow,

@@ -17,12 +17,12 @@ use serde_json::Map;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::Shared;
 use super::handles::{ExecutionHandle, SupervisorHandle};
 use super::messages::ParallelMsg;
 use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Json, Status};
 use crate::nodes::control::ChildSpec;
-use crate::runtime::Services;
 
 pub(crate) struct ParallelActor;
 
@@ -35,7 +35,7 @@ pub(crate) struct ParallelArgs {
     /// The children that have not finished, by branch number.
     pub children: Vec<(u32, ChildSpec)>,
     pub max_concurrency: usize,
-    pub services: Arc<Services>,
+    pub services: Arc<Shared>,
     pub supervisor: SupervisorHandle,
     /// The content hash of the children's workflow (they all run one).
     pub hash: String,
@@ -206,7 +206,7 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
 /// How a finished child ended, from its journal: for a branch, the keys it
 /// wrote (every patch, in order); for a sub-workflow, its final state.
 pub(crate) fn child_outcome(
-    services: &Services,
+    services: &Shared,
     child: ExecutionId,
     branch: bool,
 ) -> Result<BranchOutcome, ActorProcessingErr> {

@@ -19,9 +19,9 @@ use tracing::{error, warn};
 use super::execution::{ExecutionActor, ExecutionArgs};
 use super::handles::{ExecutionHandle, SupervisorHandle};
 use super::messages::{Delivery, Start, SupervisorMsg};
+use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::runtime::{Error, Services};
 
 pub(crate) struct Supervisor;
 
@@ -35,7 +35,7 @@ pub(crate) struct Child {
 }
 
 pub(crate) struct SupervisorState {
-    services: Arc<Services>,
+    services: Arc<Shared>,
     children: HashMap<ActorId, Child>,
     by_execution: HashMap<ExecutionId, ActorId>,
     /// When each execution's actor was restarted (for the budget).
@@ -159,12 +159,12 @@ impl Supervisor {
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = Arc<Services>;
+    type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
         _: ActorRef<SupervisorMsg>,
-        services: Arc<Services>,
+        services: Arc<Shared>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
             services,

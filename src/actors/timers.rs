@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::warn;
 
+use super::Shared;
 use super::handles::SupervisorHandle;
 use crate::id::ExecutionId;
 use crate::journal::Timer;
-use crate::runtime::Services;
 
 /// How many due timers one scan fires.
 const BATCH: usize = 4096;
@@ -31,7 +31,7 @@ const IDLE: Duration = Duration::from_secs(1);
 /// Tick was lost with a crashed actor).
 const REFIRE: Duration = Duration::from_secs(5);
 
-/// The wheel's handle, shared through [`Services`]: appends that set a
+/// The wheel's handle, shared through [`Shared`]: appends that set a
 /// deadline earlier than the one it sleeps for wake it.
 #[derive(Default)]
 pub struct TimerWheel {
@@ -55,7 +55,7 @@ impl TimerWheel {
     }
 
     /// Run until the runtime's services are gone.
-    pub(crate) async fn run(self: Arc<Self>, services: Weak<Services>, supervisor: SupervisorHandle) {
+    pub(crate) async fn run(self: Arc<Self>, services: Weak<Shared>, supervisor: SupervisorHandle) {
         let mut fired: HashMap<Timer, Instant> = HashMap::new();
         loop {
             let Some(sv) = services.upgrade() else { return };

@@ -35,7 +35,8 @@ use crate::id::ExecutionId;
 use crate::ir::{Scorer, ScorerKind, Workflow, compile_file_with, referenced_variables};
 use crate::journal::{Event, Record, Status, Usage};
 use crate::model::resolve_model;
-use crate::runtime::{Outcome, Runtime, Services};
+use crate::nodes::Env;
+use crate::runtime::{Outcome, Runtime};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -482,9 +483,9 @@ async fn run_row(
     let state = outcome.state.as_object().unwrap_or(&no_state);
     let expected = row.expected.as_ref().unwrap_or(&Value::Null);
     let subject = Subject { state, output: &outcome.state, expected, elapsed_ms, cost_usd: result.usage.cost_usd };
-    let services: &Services = match runner {
-        Runner::Local(rt) => rt.services(),
-        Runner::Remote { scoring, .. } => scoring.services(),
+    let services: &Env = match runner {
+        Runner::Local(rt) => &rt.services().env,
+        Runner::Remote { scoring, .. } => &scoring.services().env,
     };
     for s in scorers {
         let ScorerKind::Rubric { config, rubric, min_score, .. } = &s.kind else {

@@ -12,8 +12,8 @@ use super::scorers::text_of;
 use super::{ScoreResult, Subject};
 use crate::journal::ErrorClass;
 use crate::model::{ChatMessage, ChatRequest, ModelConfig, compile_schema, complete_with, parse_output};
+use crate::nodes::Env;
 use crate::nodes::{Exchange, NodeError};
-use crate::runtime::Services;
 
 const SYSTEM: &str = "You are a strict evaluator. Score the OUTPUT against the RUBRIC on a scale from 1 (fails it) to \
                       5 (fully meets it). Reply with JSON only: {\"score\": <1-5>, \"reasons\": \"<one or two \
@@ -47,7 +47,7 @@ pub fn read_verdict(text: &str) -> Result<(f64, String), String> {
 
 /// Ask the judge; the result and the call's exchange (request, reply, usage).
 pub async fn judge(
-    services: &Services,
+    env: &Env,
     config: &ModelConfig,
     name: &str,
     rubric: &str,
@@ -56,7 +56,7 @@ pub async fn judge(
     idempotency_key: &str,
 ) -> Result<(ScoreResult, Exchange), NodeError> {
     let request = judge_request(rubric, subject.output, subject.expected);
-    let reply = complete_with(services, config, &request, idempotency_key)
+    let reply = complete_with(env, config, &request, idempotency_key)
         .await
         .map_err(|e| NodeError { message: format!("rubric scorer `{name}`: {}", e.message), ..e })?;
     let exchange = reply.exchange();

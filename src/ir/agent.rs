@@ -1,6 +1,6 @@
 //! The IR of `type: agent`: a call to a remote A2A agent. What the node
 //! does at run time lives in `crate::nodes::agent`; the A2A wire protocol
-//! in `crate::a2a::client`.
+//! in `crate::nodes::agent::client`.
 
 use std::collections::BTreeMap;
 

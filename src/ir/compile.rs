@@ -194,7 +194,7 @@ struct Ctx {
     /// The `models:` entries that have findings: a node naming one is not
     /// told its model is unknown (the entry's own findings say what is wrong).
     models_failed: Vec<String>,
-    prices: BTreeMap<String, crate::model::Price>,
+    prices: BTreeMap<String, crate::ir::Price>,
     /// The `mcp:` section's servers that compiled, and every name declared.
     mcp_servers: BTreeMap<String, crate::ir::McpServer>,
     mcp_declared: Vec<String>,

@@ -43,7 +43,7 @@ pub enum ScorerKind {
     Cost { max_usd: f64 },
     /// An LLM judge scores the output 1–5 against `rubric`; passes at `min_score`.
     /// `model` as written; `config` is what it resolved to when compiled.
-    Rubric { model: String, config: Box<crate::model::ModelConfig>, rubric: String, min_score: f64 },
+    Rubric { model: String, config: Box<crate::ir::ModelConfig>, rubric: String, min_score: f64 },
     /// The value (as text) contains `value` (a template).
     Contains { value: String, key: Option<String> },
     /// The value (as text) matches `pattern`.

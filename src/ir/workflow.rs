@@ -39,10 +39,10 @@ pub struct Workflow {
     pub timeout_ms: Option<u64>,
     /// The top-level `models:` section, by name (prices not resolved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub models: BTreeMap<String, crate::model::ModelConfig>,
+    pub models: BTreeMap<String, crate::ir::ModelConfig>,
     /// The top-level `prices:` section: USD per million tokens by model id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub prices: BTreeMap<String, crate::model::Price>,
+    pub prices: BTreeMap<String, crate::ir::Price>,
     /// The MCP servers of the `mcp: servers:` section, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mcp_servers: BTreeMap<String, McpServer>,
@@ -164,7 +164,7 @@ pub enum NodeKind {
     Wait(WaitNode),
     Approval(ApprovalNode),
     Workflow(SubWorkflowNode),
-    Model(Box<crate::model::ModelNode>),
+    Model(Box<crate::ir::ModelNode>),
     Tool(ToolNode),
     Eval(super::eval::EvalNode),
     Agent(super::agent::AgentNode),
@@ -394,7 +394,7 @@ pub enum Backoff {
 
 /// The top-level `a2a:` section: how a workflow is served as an A2A agent
 /// (its skill on the agent card, how a message becomes the input, how the
-/// final state becomes the reply). See `crate::a2a`.
+/// final state becomes the reply). See `crate::server::a2a`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct A2aAgent {
     /// The skill id on the agent card.

@@ -150,7 +150,7 @@ impl SledJournal {
     pub fn audit(&self) -> Audit {
         let mut out = Audit::default();
         let mut current: Option<(ExecutionId, History)> = None;
-        for kv in self.db.iter() {
+        for kv in self.reads().iter() {
             let (k, v) = match kv {
                 Ok(kv) => kv,
                 Err(e) => {
@@ -233,18 +233,17 @@ impl SledJournal {
 
     /// The keys of every stored frame of an execution's history.
     pub fn event_keys(&self, execution: ExecutionId) -> Vec<Vec<u8>> {
-        self.db
+        self.reads()
             .range(event_key(execution, 0)..=event_key(execution, u64::MAX))
-            .keys()
             .map_while(Result::ok)
-            .map(|k| k.to_vec())
+            .map(|(k, _)| k.to_vec())
             .collect()
     }
 
     /// The last record of an execution's history, if its frame reads (what
     /// a history cut by damage had come to).
     pub fn last_record(&self, execution: ExecutionId) -> Option<Record> {
-        let (k, v) = self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)).next_back()?.ok()?;
+        let (k, v) = self.reads().last_in(event_key(execution, 0)..=event_key(execution, u64::MAX))?.ok()?;
         decode_frame_at(seq_in(&k)?, &v).ok()?.pop()
     }
 
@@ -252,7 +251,7 @@ impl SledJournal {
     /// the first one that cannot be read.
     pub fn read_prefix(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         let mut records = Vec::new();
-        for kv in self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)) {
+        for kv in self.reads().range(event_key(execution, 0)..=event_key(execution, u64::MAX)) {
             let Ok((k, v)) = kv else { break };
             if seq_in(&k) != Some(records.len() as u64 + 1) {
                 break;
@@ -287,7 +286,7 @@ impl SledJournal {
         }
         let mut manifest = Vec::with_capacity(items.len());
         for (n, item) in items.iter().enumerate() {
-            let file = match self.db.get(&item.key) {
+            let file = match self.reads().get(&item.key) {
                 Ok(Some(value)) => {
                     let name = format!("{n:06}.bin");
                     let mut f = std::fs::File::create(folder.join(&name)).map_err(|e| fail("cannot create", e))?;

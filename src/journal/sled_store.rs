@@ -4,15 +4,23 @@
 //! the index row, the workflow, the idempotency key of one append) is
 //! atomic. Durability comes from the write-ahead log in front of it
 //! ([`Wal`]): one `fdatasync` of the log covers every append since the
-//! last one. sled's own background flush runs every 500 ms so that the
-//! flush at a checkpoint (which lets the log be truncated) stays small.
+//! last one, and an append returns when that sync does; sled applies the
+//! batch behind it. So every read here goes through [`Reads`]
+//! (`SledJournal::reads`), the log's overlay of acknowledged, unapplied
+//! batches merged over sled by key; nothing reads `db` directly (only
+//! the corruption probe of `first_readable_row_after`, which asks about
+//! sled's own pages). A key prefix added later is covered by using
+//! `reads()` for it. sled's own background flush runs every 500 ms so
+//! that the flush at a checkpoint (which lets the log be truncated)
+//! stays small.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::wal::{Batch, Wal};
+use super::wal::overlay::Reads;
+use super::wal::{Batch, Wal, WalTuning};
 use super::{
     Append, Damage, Error, ExecutionMeta, Journal, Listing, Part, Record, Registration, Stats, Timer, TimerChange,
     decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta, encode_registration,
@@ -177,12 +185,18 @@ pub struct SledJournal {
 impl SledJournal {
     /// Open (or create) the journal in `dir`.
     pub fn open(dir: &Path) -> Result<Self, Error> {
+        Self::open_with(dir, WalTuning::default())
+    }
+
+    /// Open (or create) the journal in `dir` with the log's sizes given
+    /// (tests use small ones).
+    pub fn open_with(dir: &Path, tuning: WalTuning) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("journal");
         remove_unfinished_snapshots(&path)?;
         let db = open_sled(dir, &path)?;
-        let (wal, recovered) = Wal::open(dir, &dir.join("journal.log"), db.clone())?;
+        let (wal, recovered) = Wal::open(dir, &dir.join("journal.log"), db.clone(), tuning)?;
         Ok(SledJournal { wal, db, recovered, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
     }
 
@@ -216,6 +230,33 @@ impl SledJournal {
             }
         }
         Some(meta_key(ExecutionId::from_bytes(lo.to_be_bytes())).to_vec())
+    }
+
+    /// Reads of the store: every acknowledged batch, applied to sled or
+    /// not yet (the log's overlay merged over sled). Every read goes
+    /// through here, never to `db` directly.
+    pub(super) fn reads(&self) -> Reads<'_> {
+        self.wal.reads(&self.db)
+    }
+
+    /// Hold (`true`) or let go the thread that applies acknowledged batches
+    /// to sled. Appends are still acknowledged (up to the backlog bound) and
+    /// read back; they reach sled once let go, or at close. For tests.
+    #[doc(hidden)]
+    pub fn pause_apply(&self, paused: bool) {
+        self.wal.pause_apply(paused);
+    }
+
+    /// How many acknowledged batches sled does not have yet.
+    pub fn unapplied(&self) -> usize {
+        self.wal.unapplied()
+    }
+
+    /// Wait (blocking the calling thread) until sled has every
+    /// acknowledged batch, unless the apply is paused or has failed.
+    #[doc(hidden)]
+    pub fn settle(&self) {
+        self.wal.settle();
     }
 
     /// Make `batch` durable through the log (what repair writes).
@@ -289,7 +330,7 @@ impl Journal for SledJournal {
             }
             if let Some((hash, wf)) = append.workflow {
                 let k = prefixed(WORKFLOW, hash.as_bytes());
-                if !self.db.contains_key(&k).map_err(storage)? {
+                if !self.reads().contains_key(&k).map_err(storage)? {
                     batch.push((k, encode_workflow(wf)));
                 }
             }
@@ -311,7 +352,7 @@ impl Journal for SledJournal {
 
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         let mut records = Vec::new();
-        for kv in self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)) {
+        for kv in self.reads().range(event_key(execution, 0)..=event_key(execution, u64::MAX)) {
             let next = records.len() as u64 + 1;
             let (k, v) = kv.map_err(|e| damaged_by(execution, Part::Record { seq: next }, e))?;
             let first = seq_in(&k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
@@ -325,7 +366,7 @@ impl Journal for SledJournal {
     }
 
     fn first(&self, execution: ExecutionId) -> Result<Option<Record>, Error> {
-        let Some(kv) = self.db.range(event_key(execution, 0)..=event_key(execution, u64::MAX)).next() else {
+        let Some(kv) = self.reads().range(event_key(execution, 0)..=event_key(execution, u64::MAX)).next() else {
             return Ok(None);
         };
         let (k, v) = kv.map_err(|e| damaged_by(execution, Part::Record { seq: 1 }, e))?;
@@ -342,12 +383,12 @@ impl Journal for SledJournal {
         // frame that holds `after + 1`, the last one starting at or before it.
         let want = after.saturating_add(1);
         let damaged = |e| damaged_by(execution, Part::Record { seq: want }, e);
-        let from = match self.db.range(event_key(execution, 0)..=event_key(execution, want)).next_back() {
+        let from = match self.reads().last_in(event_key(execution, 0)..=event_key(execution, want)) {
             Some(kv) => kv.map_err(damaged)?.0,
             None => return Ok(Vec::new()),
         };
         let mut records = Vec::new();
-        for kv in self.db.range(from.to_vec()..=event_key(execution, u64::MAX).to_vec()) {
+        for kv in self.reads().range(from.to_vec()..=event_key(execution, u64::MAX).to_vec()) {
             let (k, v) = kv.map_err(damaged)?;
             let first = seq_in(&k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
             records.extend(super::frame(execution, first, &v)?.into_iter().filter(|r| r.seq > after));
@@ -356,7 +397,7 @@ impl Journal for SledJournal {
     }
 
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
-        let stored = self.db.get(meta_key(execution)).map_err(|e| damaged_by(execution, Part::IndexRow, e))?;
+        let stored = self.reads().get(meta_key(execution)).map_err(|e| damaged_by(execution, Part::IndexRow, e))?;
         stored.map(|v| decode_meta_of(execution, &v).map_err(Error::Damaged)).transpose()
     }
 
@@ -365,7 +406,7 @@ impl Journal for SledJournal {
         let mut cuts = Vec::new();
         let mut from = vec![META];
         'scan: loop {
-            for kv in self.db.range(from.clone()..vec![META + 1]) {
+            for kv in self.reads().range(from.clone()..vec![META + 1]) {
                 let (k, v) = match kv {
                     Ok(kv) => kv,
                     Err(e @ sled::Error::Corruption { .. }) => {
@@ -374,7 +415,7 @@ impl Journal for SledJournal {
                         let next = self.first_readable_row_after(last);
                         let after = last.map_or("its start".to_string(), |id| format!("the row of {id}"));
                         let resumes_at = next.as_ref().and_then(|k| {
-                            let found = self.db.range(k.clone()..vec![META + 1]).next()?.ok()?;
+                            let found = self.reads().range(k.clone()..vec![META + 1]).next()?.ok()?;
                             id_in(&found.0)
                         });
                         let until = match resumes_at {
@@ -409,12 +450,12 @@ impl Journal for SledJournal {
     }
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
-        self.db.get(prefixed(WORKFLOW, hash.as_bytes())).map_err(storage)?.map(|v| decode_workflow(&v)).transpose()
+        self.reads().get(prefixed(WORKFLOW, hash.as_bytes())).map_err(storage)?.map(|v| decode_workflow(&v)).transpose()
     }
 
     fn due_timers(&self, up_to_ms: u64, limit: usize) -> Result<Vec<Timer>, Error> {
         let end = timer_key(up_to_ms, ExecutionId::from_bytes([0xff; 16]));
-        self.db
+        self.reads()
             .range([TIMER].as_slice()..=end.as_slice())
             .take(limit)
             .map(|kv| decode_timer(&kv.map_err(storage)?.0))
@@ -424,7 +465,7 @@ impl Journal for SledJournal {
     fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
         let from = timer_key(after_ms.saturating_add(1), ExecutionId::from_bytes([0; 16]));
         let end = [TIMER + 1];
-        self.db
+        self.reads()
             .range(from.as_slice()..end.as_slice())
             .next()
             .map(|kv| decode_timer(&kv.map_err(storage)?.0))
@@ -435,7 +476,7 @@ impl Journal for SledJournal {
         Box::pin(async move {
             let mut batch: Batch = Vec::with_capacity(2);
             let k = prefixed(WORKFLOW, registration.hash.as_bytes());
-            if !self.db.contains_key(&k).map_err(storage)? {
+            if !self.reads().contains_key(&k).map_err(storage)? {
                 batch.push((k, encode_workflow(wf)));
             }
             batch.push((
@@ -447,11 +488,11 @@ impl Journal for SledJournal {
     }
 
     fn registrations(&self) -> Result<Vec<Registration>, Error> {
-        self.db.scan_prefix([REGISTERED]).map(|kv| decode_registration(&kv.map_err(storage)?.1)).collect()
+        self.reads().scan_prefix([REGISTERED]).map(|kv| decode_registration(&kv.map_err(storage)?.1)).collect()
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
-        match self.db.get(prefixed(KEY, key.as_bytes())).map_err(storage)? {
+        match self.reads().get(prefixed(KEY, key.as_bytes())).map_err(storage)? {
             None => Ok(None),
             Some(v) => {
                 let bytes: [u8; 16] = v
@@ -519,6 +560,7 @@ mod tests {
         for id in ids {
             started(&j, id).await;
         }
+        j.settle(); // sled has every batch: damage it there
         j.db.insert(meta_key(ids[1]), &[1, 0xff, 0xff][..]).unwrap();
         let listing = j.listing().unwrap();
         assert_eq!(listing.rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
@@ -536,6 +578,7 @@ mod tests {
         let (bad, good) = (ExecutionId::new(1_000), ExecutionId::new(2_000));
         started(&j, bad).await;
         started(&j, good).await;
+        j.settle(); // sled has every batch: damage it there
         // Record 3 (the second frame), garbled: a record of 5 bytes that is no event.
         j.db.insert(event_key(bad, 3), &[5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff][..]).unwrap();
         match j.read(bad) {

@@ -1,20 +1,35 @@
-//! Group commit through a write-ahead log in front of sled.
+//! Group commit through a write-ahead log in front of sled; a writer is
+//! acknowledged when the log's sync returns, and sled applies behind it.
 //!
 //! Writers hand their batch (the key/value puts of one append) to one
 //! flusher thread and await it. The flusher takes every batch that arrived
 //! since its last round, writes them to the log file as checksummed
-//! frames, makes that durable with one `fdatasync`, applies the batches to
-//! sled in log order, and only then acknowledges them. One sync serves
-//! every writer that queued while the previous one ran.
+//! frames and makes that durable with one `fdatasync`; then it puts the
+//! round's writes in the in-memory [`overlay`], acknowledges the writers,
+//! and hands the batches to the applier thread, which applies them to
+//! sled in log order (all it has queued in one sled batch) and then drops
+//! them from the overlay. One sync serves every writer that queued while
+//! the previous one ran, and no writer waits for sled. Every read of the
+//! store merges the overlay over sled ([`overlay::Reads`]), so a read after
+//! an acknowledgement sees the batch before and after sled has it.
+//!
+//! A bounded backlog: a batch holds its share of two budgets (bytes and
+//! batches, [`WalTuning`]) from the moment it is queued until sled has
+//! it. When the apply falls behind and a budget is spent, new appends wait
+//! (asynchronously, on a `tokio` semaphore, no worker thread blocked)
+//! until the applier gives some back; memory stays bounded.
 //!
 //! sled itself is flushed only at checkpoints (when the log passes
-//! [`CHECKPOINT_BYTES`], at open and at close), after which the log is
-//! truncated. A batch reaches sled only after its frame is durable, so
-//! sled never holds anything the log lacks; recovery replays the log's
-//! valid frames into sled in order (puts are idempotent) and drops what
-//! is no valid frame, saying what that was. `sled::Db::flush` costs milliseconds under
-//! load (it seals and writes its IO buffers from a thread pool); a log
-//! append costs one `write` and one `fdatasync`.
+//! [`WalTuning::checkpoint_bytes`], at open and at close): the flusher
+//! waits until the applier has applied everything in the log, flushes
+//! sled, archives the log and truncates it. So the log is never truncated
+//! past a batch sled has not made durable. A batch reaches sled only after
+//! its frame is durable, so sled never holds anything the log lacks;
+//! recovery replays the log's valid frames into sled in order (puts are
+//! idempotent) and drops what is no valid frame, saying what that was.
+//! `sled::Db::flush` costs milliseconds under load (it seals and writes
+//! its IO buffers from a thread pool); a log append costs one `write` and
+//! one `fdatasync`.
 //!
 //! Each writer is woken exactly once, by its own acknowledgement.
 //!
@@ -22,17 +37,25 @@
 //! payload = version byte + postcard of the batch. At open, a torn tail is
 //! told apart from damage, valid frames after damage are replayed, and the
 //! warning says what was dropped and whether it had been acknowledged. A
-//! failed write or sync poisons the journal: nothing later is
-//! acknowledged, because we can no longer say what reached the disk.
+//! failed write, sync or apply poisons the journal: nothing later is
+//! acknowledged, because we can no longer say what reached the disk (after
+//! a failed apply the overlay keeps serving what sled lacks, and the log,
+//! never truncated again, is replayed at the next open).
 //!
-//! A checkpoint (at open, past [`CHECKPOINT_BYTES`], at close) flushes
+//! A checkpoint (at open, past the checkpoint size, at close) flushes
 //! sled, appends the log's frames to the [`archive`] and syncs it, then
 //! empties the log: every acknowledged batch stays in our own files, so a
 //! store whose sled files are damaged can be rebuilt.
+//!
+//! Test hook: `JAMJET_APPLY_PAUSED=1` in the environment holds the applier
+//! from the start (acknowledged batches then live only in the log and the
+//! overlay), so a crash test can `kill -9` a process whose sled lags.
 
 pub(crate) mod archive;
 pub(crate) mod frames;
+pub(crate) mod overlay;
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -42,28 +65,70 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use self::archive::Archive;
 pub(crate) use self::frames::Batch;
+use self::overlay::{Overlay, Reads};
 use super::Error;
 
-/// Past this size the flusher checkpoints: flush sled, truncate the log.
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
-/// A round (sync + apply) slower than this is logged.
+/// A round (write + sync) or an apply slower than this is logged.
 const SLOW_ROUND: Duration = Duration::from_millis(200);
 /// How long the flusher lets writers gather once batching is under way.
 const COMMIT_DELAY: Duration = Duration::from_micros(200);
+/// At most this many batches go to sled in one apply.
+const APPLY_CHUNK: usize = 4096;
 
-/// Tells one writer its batch is durable and applied (or why not).
+/// The log's sizes: how far sled may lag, and when the log is truncated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalTuning {
+    /// Bytes of batches acknowledged (or queued) and not yet applied to
+    /// sled, past which appends wait. A batch counts its keys and values
+    /// plus 32 bytes a write and 64 a batch; one larger than the bound
+    /// waits until nothing else is unapplied.
+    pub backlog_bytes: u32,
+    /// Batches queued or unapplied, past which appends wait.
+    pub backlog_batches: u32,
+    /// Past this size of log the flusher checkpoints: waits for the
+    /// applier, flushes sled, archives and truncates the log.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for WalTuning {
+    fn default() -> Self {
+        WalTuning { backlog_bytes: 32 * 1024 * 1024, backlog_batches: 65_536, checkpoint_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// Tells one writer its batch is durable (or why not).
 type Ack = oneshot::Sender<Result<(), String>>;
+
+/// A batch on its way, with what it holds of the backlog budgets.
+struct Queued {
+    batch: Arc<Batch>,
+    cost: u32,
+}
 
 #[derive(Default)]
 struct Pending {
-    batches: Vec<(Batch, Ack)>,
-    /// Set once a write or sync failed: nothing more is accepted.
+    batches: Vec<(Queued, Ack)>,
+    /// Set once a write, sync or apply failed: nothing more is accepted.
     poisoned: Option<String>,
     shutdown: bool,
+}
+
+/// What the applier has to do, and how far it got.
+#[derive(Default)]
+struct Applying {
+    /// Durable, acknowledged, not yet in sled: log position, batch, cost.
+    queue: VecDeque<(u64, Queued)>,
+    /// Every batch at or before this log position is in sled.
+    applied: u64,
+    /// The test hook: hold the applier.
+    paused: bool,
+    /// Set when an apply failed; the applier has stopped.
+    failed: Option<String>,
+    stop: bool,
 }
 
 #[derive(Default)]
@@ -76,11 +141,42 @@ struct Counters {
 struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
+    applying: Mutex<Applying>,
+    /// Wakes the applier (work, unpause, stop) and whoever waits for it.
+    apply_wake: Condvar,
+    overlay: Overlay,
+    backlog_bytes: Semaphore,
+    backlog_batches: Semaphore,
+    tuning: WalTuning,
     counters: Counters,
 }
 
-/// The log and its flusher thread. Dropping it stops the flusher after a
-/// last round and a checkpoint.
+impl Shared {
+    fn poison(&self, msg: &str) {
+        self.pending.lock().expect("wal lock").poisoned.get_or_insert_with(|| msg.to_string());
+        // Whoever waits for backlog room is failed rather than left waiting.
+        self.backlog_bytes.close();
+        self.backlog_batches.close();
+    }
+
+    fn give_back(&self, cost: u32) {
+        self.backlog_bytes.add_permits(cost as usize);
+        self.backlog_batches.add_permits(1);
+    }
+
+    /// Wait until sled has every batch up to `seq` (or the apply failed).
+    fn wait_applied(&self, seq: u64) -> Result<(), String> {
+        let mut a = self.applying.lock().expect("wal lock");
+        while a.applied < seq && a.failed.is_none() {
+            a = self.apply_wake.wait(a).expect("wal lock");
+        }
+        a.failed.clone().map_or(Ok(()), Err)
+    }
+}
+
+/// The log, its flusher thread and its applier thread. Dropping it lets
+/// the applier catch up and stops the flusher after a last round and a
+/// checkpoint.
 pub(crate) struct Wal {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -90,8 +186,7 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Storage(format!("{what} {}: {e}", path.display()))
 }
 
-pub(crate) fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
-    let mut b = sled::Batch::default();
+fn to_sled(batch: &Batch, b: &mut sled::Batch) {
     for (k, v) in batch {
         // No stored value is empty: an empty value is a removal.
         if v.is_empty() {
@@ -100,14 +195,33 @@ pub(crate) fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
             b.insert(k.as_slice(), v.as_slice());
         }
     }
+}
+
+pub(crate) fn apply(db: &sled::Db, batch: &Batch) -> Result<(), String> {
+    let mut b = sled::Batch::default();
+    to_sled(batch, &mut b);
     db.apply_batch(b).map_err(|e| e.to_string())
+}
+
+/// What a batch holds of the byte budget.
+fn cost(batch: &Batch, bound: u32) -> u32 {
+    let bytes: usize = batch.iter().map(|(k, v)| k.len() + v.len() + 32).sum::<usize>() + 64;
+    bytes.min(bound as usize) as u32
 }
 
 impl Wal {
     /// Replay the log at `path` into `db` (recovery), checkpoint into the
     /// archive of `data_dir` (created if absent), and start the flusher.
     /// Returns what recovery dropped, one sentence per damaged stretch.
-    pub(crate) fn open(data_dir: &Path, path: &Path, db: sled::Db) -> Result<(Wal, Vec<String>), Error> {
+    pub(crate) fn open(
+        data_dir: &Path,
+        path: &Path,
+        db: sled::Db,
+        tuning: WalTuning,
+    ) -> Result<(Wal, Vec<String>), Error> {
+        if tuning.backlog_bytes == 0 || tuning.backlog_batches == 0 {
+            return Err(Error::Storage("the journal's backlog bounds must be at least 1".into()));
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -152,41 +266,98 @@ impl Wal {
             std::borrow::Cow::Owned(valid)
         };
         checkpoint(&db, &mut file, archive.as_mut(), Some(&valid)).map_err(Error::Storage)?;
-        Ok((Self::start(file, db, archive)?, dropped))
+        Ok((Self::start(file, db, archive, tuning)?, dropped))
     }
 
     /// Start the flusher on a log that recovery has already emptied.
-    fn start(log: impl Log, db: sled::Db, archive: Option<Archive>) -> Result<Wal, Error> {
+    fn start(log: impl Log, db: sled::Db, archive: Option<Archive>, tuning: WalTuning) -> Result<Wal, Error> {
+        let paused = std::env::var_os("JAMJET_APPLY_PAUSED").is_some_and(|v| v == "1");
+        if paused {
+            tracing::warn!("JAMJET_APPLY_PAUSED=1: sled is not applied to until the journal closes (a test hook)");
+        }
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
+            applying: Mutex::new(Applying { paused, ..Applying::default() }),
+            apply_wake: Condvar::new(),
+            overlay: Overlay::default(),
+            backlog_bytes: Semaphore::new(tuning.backlog_bytes as usize),
+            backlog_batches: Semaphore::new(tuning.backlog_batches as usize),
+            tuning,
             counters: Counters::default(),
         });
-        let flusher = shared.clone();
+        let (flusher, applier) = (shared.clone(), shared.clone());
+        let apply_thread = std::thread::Builder::new()
+            .name("jamjet-journal-apply".into())
+            .spawn({
+                let db = db.clone();
+                move || apply_loop(&applier, &db)
+            })
+            .map_err(|e| Error::Storage(format!("cannot start the journal apply thread: {e}")))?;
         let thread = std::thread::Builder::new()
             .name("jamjet-journal-sync".into())
-            .spawn(move || flush_loop(&flusher, log, db, archive))
+            .spawn(move || flush_loop(&flusher, log, db, archive, apply_thread))
             .map_err(|e| Error::Storage(format!("cannot start the journal sync thread: {e}")))?;
         Ok(Wal { shared, thread: Some(thread) })
     }
 
-    /// Make `batch` durable, then visible in sled.
+    /// Make `batch` durable; it is readable through [`Wal::reads`] from the
+    /// moment this returns, and reaches sled behind. Waits first while the
+    /// unapplied backlog is full.
     pub(crate) async fn commit(&self, batch: Batch) -> Result<(), Error> {
         let poisoned =
             |msg: &str| Error::Storage(format!("a journal sync failed, nothing more is acknowledged: {msg}"));
+        let current = || self.shared.pending.lock().expect("wal lock").poisoned.clone().unwrap_or_default();
+        let cost = cost(&batch, self.shared.tuning.backlog_bytes);
+        let Ok(one) = self.shared.backlog_batches.acquire().await else {
+            return Err(poisoned(&current()));
+        };
+        let Ok(bytes) = self.shared.backlog_bytes.acquire_many(cost).await else {
+            return Err(poisoned(&current()));
+        };
         let (ack, acked) = oneshot::channel();
         {
             let mut p = self.shared.pending.lock().expect("wal lock");
             if let Some(msg) = &p.poisoned {
                 return Err(poisoned(msg));
             }
-            p.batches.push((batch, ack));
+            p.batches.push((Queued { batch: Arc::new(batch), cost }, ack));
+            // Given back by the applier once sled has the batch (or by the
+            // flusher if it never becomes durable).
+            one.forget();
+            bytes.forget();
         }
         self.shared.wake.notify_one();
         match acked.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(poisoned(&msg)),
             Err(_) => Err(Error::Storage("the journal was closed".into())),
+        }
+    }
+
+    /// Reads of the store: the unapplied batches merged over `db`.
+    pub(crate) fn reads<'a>(&'a self, db: &'a sled::Db) -> Reads<'a> {
+        Reads { db, overlay: &self.shared.overlay }
+    }
+
+    /// Hold (or let go) the applier: acknowledged batches then stay in the
+    /// log and the overlay only. For tests.
+    pub(crate) fn pause_apply(&self, paused: bool) {
+        self.shared.applying.lock().expect("wal lock").paused = paused;
+        self.shared.apply_wake.notify_all();
+    }
+
+    /// Batches acknowledged and not yet in sled.
+    pub(crate) fn unapplied(&self) -> usize {
+        self.shared.applying.lock().expect("wal lock").queue.len()
+    }
+
+    /// Wait (blocking) until sled has every acknowledged batch, unless the
+    /// applier is paused or has failed.
+    pub(crate) fn settle(&self) {
+        let mut a = self.shared.applying.lock().expect("wal lock");
+        while !a.queue.is_empty() && !a.paused && a.failed.is_none() {
+            a = self.shared.apply_wake.wait(a).expect("wal lock");
         }
     }
 
@@ -239,7 +410,8 @@ impl Log for File {
 
 /// Flush sled, keep the log's frames in the archive (the `valid` frames
 /// given, or the log's content), then empty the log: everything in it is
-/// in sled and in the archive now.
+/// in sled and in the archive now. The caller makes sure sled has applied
+/// every batch in the log first.
 fn checkpoint(
     db: &sled::Db,
     log: &mut impl Log,
@@ -257,10 +429,73 @@ fn checkpoint(
     log.reset().map_err(|e| format!("emptying the journal log: {e}"))
 }
 
-fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db, mut archive: Option<Archive>) {
+/// Apply what the flusher queued, in log order, until told to stop with
+/// nothing left (or an apply fails).
+fn apply_loop(shared: &Shared, db: &sled::Db) {
+    let mut chunk: Vec<(u64, Arc<Batch>)> = Vec::new();
+    let mut costs: Vec<u32> = Vec::new();
+    loop {
+        {
+            let mut a = shared.applying.lock().expect("wal lock");
+            // Paused holds the applier, except at close.
+            while (a.queue.is_empty() || a.paused) && !a.stop {
+                a = shared.apply_wake.wait(a).expect("wal lock");
+            }
+            if a.queue.is_empty() {
+                return; // stopped with nothing left
+            }
+            // Left in the queue until applied, so `unapplied` counts them.
+            for (seq, q) in a.queue.iter().take(APPLY_CHUNK) {
+                chunk.push((*seq, q.batch.clone()));
+                costs.push(q.cost);
+            }
+        }
+        let began = Instant::now();
+        let mut b = sled::Batch::default();
+        for (_, batch) in &chunk {
+            to_sled(batch, &mut b);
+        }
+        let result = db.apply_batch(b);
+        let took = began.elapsed();
+        if took > SLOW_ROUND {
+            tracing::warn!(apply_ms = took.as_millis() as u64, batches = chunk.len(), "slow journal apply");
+        }
+        if let Err(e) = result {
+            let msg = format!("applying the journal log to sled: {e}");
+            tracing::error!(error = %msg, "journal apply failed; the journal is poisoned");
+            shared.poison(&msg);
+            shared.applying.lock().expect("wal lock").failed = Some(msg);
+            shared.apply_wake.notify_all();
+            return;
+        }
+        // sled has them: now (not before) the overlay may forget them.
+        shared.overlay.applied(&chunk);
+        {
+            let mut a = shared.applying.lock().expect("wal lock");
+            a.queue.drain(..chunk.len());
+            a.applied = chunk.last().expect("a chunk is never empty").0;
+        }
+        shared.apply_wake.notify_all();
+        for cost in costs.drain(..) {
+            shared.give_back(cost);
+        }
+        chunk.clear();
+    }
+}
+
+fn flush_loop(
+    shared: &Shared,
+    mut file: impl Log,
+    db: sled::Db,
+    mut archive: Option<Archive>,
+    applier: JoinHandle<()>,
+) {
     let mut last_round = 0;
     let mut written: u64 = 0;
+    // The log position of the last batch made durable.
+    let mut seq: u64 = 0;
     let mut buf = Vec::new();
+    let mut failed = false;
     loop {
         {
             let mut p = shared.pending.lock().expect("wal lock");
@@ -280,58 +515,80 @@ fn flush_loop(shared: &Shared, mut file: impl Log, db: sled::Db, mut archive: Op
         let round = std::mem::take(&mut shared.pending.lock().expect("wal lock").batches);
         last_round = round.len();
         buf.clear();
-        for (b, _) in &round {
-            frames::encode(b, &mut buf);
+        for (q, _) in &round {
+            frames::encode(&q.batch, &mut buf);
         }
         let began = Instant::now();
-        let mut result =
-            file.append_durably(&buf).map_err(|e| format!("writing the journal log: {e}")).and_then(|()| {
-                let synced = began.elapsed();
+        let mut result = file.append_durably(&buf).map_err(|e| format!("writing the journal log: {e}"));
+        let synced = began.elapsed();
+        written += buf.len() as u64;
+        match &result {
+            Ok(()) => {
                 shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 shared.counters.sync_us.fetch_add(synced.as_micros() as u64, Ordering::Relaxed);
                 super::latency::JOURNAL_SYNC.record(synced);
-                let applying = Instant::now();
-                let applied = round.iter().try_for_each(|(b, _)| apply(&db, b));
-                let apply_took = applying.elapsed();
-                if synced + apply_took > SLOW_ROUND {
-                    tracing::warn!(
-                        sync_ms = synced.as_millis() as u64,
-                        apply_ms = apply_took.as_millis() as u64,
-                        batches = round.len(),
-                        "slow journal round"
-                    );
+                if synced > SLOW_ROUND {
+                    tracing::warn!(sync_ms = synced.as_millis() as u64, batches = round.len(), "slow journal round");
                 }
-                applied
-            });
-        written += buf.len() as u64;
-        if let Err(msg) = &result {
-            tracing::error!(error = %msg, "journal write failed; the journal is poisoned");
-            shared.pending.lock().expect("wal lock").poisoned = Some(msg.clone());
+                // Readable first, then acknowledged, then applied behind.
+                let batches: Vec<Arc<Batch>> = round.iter().map(|(q, _)| q.batch.clone()).collect();
+                shared.overlay.put(seq + 1, &batches);
+                let mut acks = Vec::with_capacity(round.len());
+                {
+                    let mut a = shared.applying.lock().expect("wal lock");
+                    for (q, ack) in round {
+                        seq += 1;
+                        a.queue.push_back((seq, q));
+                        acks.push(ack);
+                    }
+                }
+                shared.apply_wake.notify_all();
+                for ack in acks {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+            Err(msg) => {
+                tracing::error!(error = %msg, "journal write failed; the journal is poisoned");
+                shared.poison(msg);
+                for (q, ack) in round {
+                    shared.give_back(q.cost);
+                    let _ = ack.send(result.clone());
+                }
+            }
         }
-        // This round's batches are durable and applied: say so before a
-        // checkpoint makes its writers wait for it (and a failed checkpoint
-        // fails only what comes after, never what was already durable).
-        for (_, ack) in round {
-            let _ = ack.send(result.clone());
-        }
-        if result.is_ok() && written >= CHECKPOINT_BYTES {
+        if result.is_ok() && written >= shared.tuning.checkpoint_bytes {
+            // Never truncate past a batch sled has not applied and flushed.
             let began = Instant::now();
-            result = checkpoint(&db, &mut file, archive.as_mut(), None);
+            result = shared.wait_applied(seq).and_then(|()| checkpoint(&db, &mut file, archive.as_mut(), None));
             tracing::debug!(took_ms = began.elapsed().as_millis() as u64, "journal checkpoint");
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             written = 0;
             if let Err(msg) = &result {
                 tracing::error!(error = %msg, "journal checkpoint failed; the journal is poisoned");
-                shared.pending.lock().expect("wal lock").poisoned = Some(msg.clone());
+                shared.poison(msg);
             }
         }
         if result.is_err() {
             // Fail whoever queued meanwhile, then stop.
-            for (_, ack) in std::mem::take(&mut shared.pending.lock().expect("wal lock").batches) {
+            for (q, ack) in std::mem::take(&mut shared.pending.lock().expect("wal lock").batches) {
+                shared.give_back(q.cost);
                 let _ = ack.send(result.clone());
             }
-            return;
+            failed = true;
+            break;
         }
+    }
+    // Let the applier finish what is durable (paused or not), then stop it.
+    {
+        let mut a = shared.applying.lock().expect("wal lock");
+        a.stop = true;
+        a.paused = false;
+    }
+    shared.apply_wake.notify_all();
+    let _ = applier.join();
+    let apply_failed = shared.applying.lock().expect("wal lock").failed.clone();
+    if failed || apply_failed.is_some() {
+        return; // the log stays, to be replayed at the next open
     }
     if let Err(msg) = checkpoint(&db, &mut file, archive.as_mut(), None) {
         tracing::error!(error = %msg, "final journal checkpoint failed; the log will be replayed at the next open");
@@ -360,7 +617,7 @@ mod tests {
     async fn many_writers_share_few_syncs_and_everything_lands_in_sled() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).flush_every_ms(None).open().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), &dir.path().join("log"), db.clone()).unwrap().0);
+        let wal = Arc::new(Wal::open(dir.path(), &dir.path().join("log"), db.clone(), WalTuning::default()).unwrap().0);
         let tasks: Vec<_> = (0..300)
             .map(|i| {
                 let wal = wal.clone();
@@ -370,6 +627,9 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
+        let reads = wal.reads(&db);
+        assert_eq!(reads.iter().count(), 300, "every acknowledged batch is readable at once");
+        wal.settle();
         assert_eq!(db.len(), 300, "every acknowledged batch is visible in sled");
         let syncs = wal.syncs();
         assert!((1..300).contains(&syncs), "300 writers took {syncs} syncs");
@@ -400,12 +660,13 @@ mod tests {
     async fn a_failed_sync_fails_its_writer_and_every_later_one_and_reaches_no_reader() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let wal = Wal::start(FailingLog { ok: 1 }, db.clone(), None).unwrap();
+        let wal = Wal::start(FailingLog { ok: 1 }, db.clone(), None, WalTuning::default()).unwrap();
         wal.commit(put("a", "1")).await.unwrap();
         let err = wal.commit(put("b", "2")).await.unwrap_err().to_string();
         assert!(err.contains("EIO from the test disk"), "{err}");
         let err = wal.commit(put("c", "3")).await.unwrap_err().to_string();
         assert!(err.contains("nothing more is acknowledged"), "{err}");
+        wal.settle();
         assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
         assert!(db.get("b").unwrap().is_none() && db.get("c").unwrap().is_none(), "unsynced batches never reach sled");
         assert_eq!(wal.syncs(), 1);
@@ -423,7 +684,7 @@ mod tests {
         bytes.extend_from_slice(&[9, 0, 0]); // the torn start of a fourth
         std::fs::write(&log, &bytes).unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let (wal, dropped) = Wal::open(dir.path(), &log, db.clone()).unwrap();
+        let (wal, dropped) = Wal::open(dir.path(), &log, db.clone(), WalTuning::default()).unwrap();
         assert_eq!(db.get("x").unwrap().as_deref(), Some(&b"2"[..]), "replayed in order");
         assert_eq!(db.get("y").unwrap().as_deref(), Some(&b"3"[..]));
         assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "checkpointed at open");
@@ -449,7 +710,7 @@ mod tests {
         bytes[third - 1] ^= 0x40; // inside the second frame's payload
         std::fs::write(&log, &bytes).unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let (wal, dropped) = Wal::open(dir.path(), &log, db.clone()).unwrap();
+        let (wal, dropped) = Wal::open(dir.path(), &log, db.clone(), WalTuning::default()).unwrap();
         assert!(db.get("a").unwrap().is_some() && db.get("c").unwrap().is_some(), "frames after the damage replayed");
         assert!(db.get("b").unwrap().is_none());
         let want = format!("{} bytes at offset {second}", third - second);
@@ -465,7 +726,7 @@ mod tests {
             let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
             // Something sled held before the archive existed is seeded into it.
             db.insert("old", "0").unwrap();
-            let (wal, _) = Wal::open(dir.path(), &log, db.clone()).unwrap();
+            let (wal, _) = Wal::open(dir.path(), &log, db.clone(), WalTuning::default()).unwrap();
             wal.commit(put("a", "1")).await.unwrap();
             wal.commit(vec![(b"old".to_vec(), Vec::new()), (b"b".to_vec(), b"2".to_vec())]).await.unwrap();
             drop(wal); // the closing checkpoint archives the log
@@ -476,5 +737,94 @@ mod tests {
         let got: Vec<(Vec<u8>, Vec<u8>)> =
             fresh.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         assert_eq!(got, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    }
+
+    fn small(checkpoint_bytes: u64, backlog_bytes: u32, backlog_batches: u32) -> WalTuning {
+        WalTuning { backlog_bytes, backlog_batches, checkpoint_bytes }
+    }
+
+    #[tokio::test]
+    async fn the_log_is_never_truncated_past_a_batch_sled_has_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+        // A checkpoint is due after every round.
+        let (wal, _) = Wal::open(dir.path(), &log, db.clone(), small(1, 1 << 20, 1024)).unwrap();
+        let wal = Arc::new(wal);
+        wal.pause_apply(true);
+        wal.commit(put("a", "1")).await.unwrap();
+        // The flusher now waits for the applier before it may truncate.
+        let waiting = {
+            let wal = wal.clone();
+            tokio::spawn(async move { wal.commit(put("b", "2")).await })
+        };
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(std::fs::metadata(&log).unwrap().len() > 0, "the log still holds the unapplied batch");
+        }
+        assert!(db.get("a").unwrap().is_none(), "sled lacks it");
+        assert_eq!(wal.reads(&db).get("a").unwrap().as_deref(), Some(&b"1"[..]), "readers have it");
+        assert!(!waiting.is_finished(), "the flusher waits for sled before its next round");
+        wal.pause_apply(false);
+        tokio::time::timeout(Duration::from_secs(20), waiting).await.unwrap().unwrap().unwrap();
+        wal.settle();
+        assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert!(wal.checkpoints() >= 1);
+        drop(wal);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "checkpointed at close");
+        let fresh = sled::Config::new().path(dir.path().join("fresh")).open().unwrap();
+        archive::replay(dir.path(), &fresh).unwrap();
+        assert_eq!(fresh.len(), 2, "both acknowledged batches are in the archive");
+    }
+
+    /// Start `n` commits of `value`-sized batches, each its own task.
+    fn spawn_commits(wal: &Arc<Wal>, n: usize, value: usize) -> Vec<tokio::task::JoinHandle<Result<(), Error>>> {
+        (0..n)
+            .map(|i| {
+                let wal = wal.clone();
+                tokio::spawn(async move { wal.commit(vec![(format!("k{i:02}").into_bytes(), vec![7; value])]).await })
+            })
+            .collect()
+    }
+
+    /// Wait (bounded) until `unapplied` stops growing; then it is the backlog held.
+    async fn held(wal: &Wal, want: usize) -> usize {
+        for _ in 0..200 {
+            if wal.unapplied() >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Past the bound nothing more gets in, however long we wait.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        wal.unapplied()
+    }
+
+    // One worker thread: the waiting appends must not block it, or this
+    // test could not go on to let the applier go.
+    #[tokio::test(flavor = "current_thread")]
+    async fn appends_wait_for_room_while_the_apply_is_behind_then_proceed() {
+        for (name, tuning, bound) in [
+            ("batches", small(64 << 20, 1 << 20, 4), 4),
+            // Each batch costs 3 + 1000 + 32 + 64 = 1099 bytes: five fit.
+            ("bytes", small(64 << 20, 5 * 1099 + 100, 1024), 5),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+            let wal = Arc::new(Wal::open(dir.path(), &dir.path().join("log"), db.clone(), tuning).unwrap().0);
+            wal.pause_apply(true);
+            let tasks = spawn_commits(&wal, 12, 1000);
+            assert_eq!(held(&wal, bound).await, bound, "{name}: the backlog stops at its bound");
+            let done = tasks.iter().filter(|t| t.is_finished()).count();
+            assert_eq!(done, bound, "{name}: only the appends that fit were acknowledged");
+            assert_eq!(wal.shared.overlay.len(), bound, "{name}: memory holds only the bound");
+            wal.pause_apply(false);
+            for t in tasks {
+                tokio::time::timeout(Duration::from_secs(20), t).await.unwrap().unwrap().unwrap();
+            }
+            wal.settle();
+            assert_eq!(db.len(), 12, "{name}: every append went through once there was room");
+            assert_eq!(wal.shared.overlay.len(), 0);
+        }
     }
 }

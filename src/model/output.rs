@@ -14,11 +14,6 @@ fn unfenced(text: &str) -> &str {
     body.trim_end().strip_suffix("```").unwrap_or(body).trim()
 }
 
-/// Compile a schema, as the compiler does for `output_schema`.
-pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
-    jsonschema::validator_for(schema).map_err(|e| e.to_string())
-}
-
 /// Where `value` breaks the schema: up to `max` problems, each with its
 /// path in the value.
 pub fn schema_problems(validator: &jsonschema::Validator, value: &Value, max: usize) -> Vec<String> {
@@ -50,6 +45,7 @@ pub fn parse_output(text: &str, validator: &jsonschema::Validator) -> Result<Val
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::compile_schema;
     use serde_json::json;
 
     #[test]

@@ -21,6 +21,12 @@
 //! poll; headers (keys) never are. `${VAR}` references in the agent URL and
 //! the headers are read from the process environment at each attempt; the
 //! exchange and the messages name the URL as written.
+//!
+//! [`client`] is the A2A wire protocol the node speaks; [`round`] what the
+//! machine remembers of the node's conversation, read through `NodeCtx`.
+
+pub(crate) mod client;
+pub mod round;
 
 use std::time::Duration;
 
@@ -29,9 +35,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{Exchange, NodeCtx, NodeError, NodeExecutor, NodeOutput, Park, output_patch};
-use crate::a2a::client::{self, Agent as Remote, CallError, TaskView};
 use crate::ir::{AgentNode, NodeKind};
 use crate::journal::ErrorClass;
+use client::{Agent as Remote, CallError, TaskView};
 
 pub struct Agent;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::model::compile_schema;
+use crate::ir::compile_schema;
 
 /// Compiled schemas by their JSON text, regexes by their pattern.
 #[derive(Default)]

@@ -34,18 +34,12 @@ const DELAY_BACKLOG: usize = 256;
 /// sequence number.
 pub struct Feed {
     channels: Mutex<HashMap<ExecutionId, watch::Sender<u64>>>,
-    /// Node latency by type, from the durable `NodeCompleted` events.
-    pub latency: super::NodeLatency,
     delays: tokio::sync::broadcast::Sender<Delay>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
-        Feed {
-            channels: Mutex::default(),
-            latency: Default::default(),
-            delays: tokio::sync::broadcast::channel(DELAY_BACKLOG).0,
-        }
+        Feed { channels: Mutex::default(), delays: tokio::sync::broadcast::channel(DELAY_BACKLOG).0 }
     }
 }
 

@@ -145,7 +145,7 @@ impl Ctx {
             "json_schema" => {
                 let y = self.required(&f, "schema", &owner, at)?;
                 let schema = self.literal_json(y)?;
-                if let Err(err) = crate::model::compile_schema(&schema) {
+                if let Err(err) = crate::ir::compile_schema(&schema) {
                     self.add(y.span, format!("`schema` is not a valid JSON Schema: {err}"));
                     return None;
                 }
@@ -243,9 +243,9 @@ impl Ctx {
     }
 
     /// The judge's model: an entry of `models:` or a bare model id.
-    fn rubric_model(&mut self, y: &Yaml) -> Option<(String, crate::model::ModelConfig)> {
+    fn rubric_model(&mut self, y: &Yaml) -> Option<(String, crate::ir::ModelConfig)> {
         let model = self.string(y, "model")?;
-        match crate::model::resolve_model(&model, &self.models, &self.prices) {
+        match crate::ir::resolve_model(&model, &self.models, &self.prices) {
             Ok(config) => Some((model, config)),
             Err(_) if self.models_failed.contains(&model) => None,
             Err(e) => {

@@ -15,10 +15,8 @@ use serde_json::Value as Json;
 
 use super::yaml::{Scalar, Value, Yaml};
 use super::{Ctx, Fields, optional};
+use crate::ir::{MessageTemplate, ModelConfig, ModelNode, ModelTools, Price, Provider, compile_schema, resolve_model};
 use crate::ir::{NodeKind, Span, Type, env_refs};
-use crate::model::{
-    MessageTemplate, ModelConfig, ModelNode, ModelTools, Price, Provider, compile_schema, resolve_model,
-};
 
 pub(super) const MODEL: &[&str] = &[
     "model",

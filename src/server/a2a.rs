@@ -1,9 +1,9 @@
-//! A2A (Agent2Agent): every A2A-enabled workflow served as an agent, and
-//! `type: agent` nodes that call remote agents. The wire types are the A2A
-//! project's own (`a2a-lf`, imported as the crate `::a2a`; write `::a2a::`
-//! to tell it from this module).
+//! A2A (Agent2Agent), the server side: every A2A-enabled workflow served
+//! as an agent. The wire types are the A2A project's own (`a2a-lf`,
+//! imported as the crate `::a2a`; write `::a2a::` to tell it from this
+//! module), which the client of `type: agent` nodes
+//! (`crate::nodes::agent::client`) uses too.
 //!
-//! The server side:
 //! - [`agents`]: which registered workflows are agents (`a2a:` or `--a2a`);
 //! - [`card`]: the agent cards (server-level and one per agent);
 //! - [`rpc`]: JSON-RPC 2.0 dispatch (v1.0 names and the v0.3 aliases);
@@ -17,8 +17,6 @@ pub mod dialect;
 pub mod rpc;
 pub mod stream;
 pub mod task;
-
-pub mod client;
 
 use axum::Router;
 use axum::routing::{get, post};

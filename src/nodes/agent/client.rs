@@ -6,7 +6,7 @@
 //! Every answer is read into a [`TaskView`], whatever the version. The
 //! wire types are the A2A project's own (`::a2a`, the `a2a-lf` crate).
 //!
-//! It knows nothing of executions or the journal: `crate::nodes::agent`
+//! It knows nothing of executions or the journal: [`super`] (the node)
 //! decides what to send and when, and classifies nothing but what it gets.
 
 use std::collections::HashMap;

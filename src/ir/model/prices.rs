@@ -1,13 +1,11 @@
 //! Model prices: USD per million tokens, a built-in table of a handful of
-//! current OpenAI and Anthropic models, and the cost of a call.
+//! current OpenAI and Anthropic models, and the cost of a number of tokens.
 //!
 //! Users extend or override the table with a top-level `prices:` section
 //! or `models.<name>.price`. A model with no known price costs 0, and its
 //! usage says so (`cost_usd: 0`); nothing is guessed.
 
 use serde::{Deserialize, Serialize};
-
-use crate::journal::Usage;
 
 /// A model's price, USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -57,12 +55,6 @@ pub fn built_in_price(model: &str) -> Option<Price> {
         })
         .max_by_key(|(id, ..)| id.len())
         .map(|&(_, input_per_mtok, output_per_mtok)| Price { input_per_mtok, output_per_mtok })
-}
-
-/// The usage of one call: tokens, and their cost at `price` (0 without one).
-pub fn usage(input_tokens: u64, output_tokens: u64, price: Option<&Price>) -> Usage {
-    let cost_usd = price.map_or(0.0, |p| p.cost(input_tokens, output_tokens));
-    Usage { input_tokens, output_tokens, cost_usd }
 }
 
 #[cfg(test)]

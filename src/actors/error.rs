@@ -1,0 +1,48 @@
+//! The error of the actors and of the runtime built on them: one type, so
+//! that what an actor refuses (an execution that finished, one that waits
+//! on nothing) reaches the embedding API's caller unchanged.
+
+use crate::id::ExecutionId;
+use crate::ir::SchemaError;
+use crate::journal::{self, Status};
+
+/// What can go wrong running executions, and using a runtime (which
+/// re-exports it as `runtime::Error`: the actors' replies reach callers as
+/// they are).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("input refused, nothing was started: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidInput(Vec<SchemaError>),
+    #[error("no execution {0} in this data dir")]
+    UnknownExecution(ExecutionId),
+    #[error("execution {id} uses workflow {hash}, which is not in the journal")]
+    MissingWorkflow { id: ExecutionId, hash: String },
+    #[error("execution {id} did not start: {message}")]
+    StartFailed { id: ExecutionId, message: String },
+    #[error("execution {id} stopped without finishing; run `jamjet resume` to go on")]
+    Stopped { id: ExecutionId },
+    #[error("execution {id} has already finished ({status}); nothing was delivered")]
+    Finished { id: ExecutionId, status: Status },
+    #[error("execution {id} {message}")]
+    NotWaiting { id: ExecutionId, message: String },
+    #[error("no workflow `{id}`{} is registered", .version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
+    UnknownWorkflow { id: String, version: Option<String> },
+    #[error(
+        "workflow `{id}` version {version} is already registered with other content (hash {hash}); bump `version` or replace it"
+    )]
+    WorkflowConflict { id: String, version: String, hash: String },
+    #[error(
+        "idempotency key `{key}` already started execution {id} with {what}; nothing was started (use another key for another submission)"
+    )]
+    KeyConflict { key: String, id: ExecutionId, what: String },
+    #[error("bad idempotency key: {0}")]
+    InvalidKey(String),
+    #[error("{0}; nothing was started")]
+    LimitExceeded(String),
+    #[error("workflow `{id}` does not pass the checks, nothing was started or registered: {problems}")]
+    InvalidWorkflow { id: String, problems: String },
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    #[error("runtime error: {0}")]
+    Actor(String),
+}
