@@ -501,8 +501,10 @@ async fn named_retry_policies_retry_the_classes_they_list_after_durable_delays()
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
+    let clock = manual_clock();
     let rt = Runtime::builder()
         .data_dir(dir.path())
+        .clock(clock.clone())
         .function("flaky", move |call: FunctionCall| {
             let c = c.clone();
             async move {
@@ -513,7 +515,26 @@ async fn named_retry_policies_retry_the_classes_they_list_after_durable_delays()
         .open()
         .await
         .unwrap();
-    let out = within("the retries", rt.run(&compile(POLICIES), json!({}))).await.unwrap();
+    let id = rt.submit(&compile(POLICIES), json!({})).await.unwrap();
+    let failed = |n: usize| count(&events(&rt, id), |e| matches!(e, Event::NodeFailed { .. })) >= n;
+    for n in 1..=2 {
+        // Attempt n failed and its retry is durable; the next attempt waits
+        // for the delay, which passes only when the clock is advanced.
+        within("a failed attempt", async {
+            for _ in 0..1000 {
+                let mut feed = rt.subscribe(id);
+                if failed(n) {
+                    return;
+                }
+                feed.changed().await.unwrap();
+            }
+            panic!("attempt {n} never failed");
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), n, "attempt {} started before its delay passed", n + 1);
+        clock.advance(30);
+    }
+    let out = within("the retries", rt.wait(id)).await.unwrap();
     assert_eq!(out.status, Status::Completed, "{out:?}");
     assert_eq!(out.state["out"], 3);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
