@@ -233,7 +233,11 @@ async fn a_read_right_after_each_acknowledged_append_sees_it() {
         key: None,
     };
     for round in 0..2u64 {
-        // Round 0: the apply runs behind as it will; round 1: held.
+        // Round 0: the apply runs behind as it will; round 1: held (after
+        // round 0 reached sled, so what is unapplied is round 1's alone).
+        if round == 1 {
+            j.settle();
+        }
         j.pause_apply(round == 1);
         for n in 0..50u64 {
             let id = ExecutionId::new(10_000 + round * 1_000 + n);
