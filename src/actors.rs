@@ -14,12 +14,19 @@
 //! an execution's own actor appends to its journal. What comes from outside
 //! (signals, approvals, cancels, due timers) goes through the supervisor,
 //! which rehydrates a hibernated execution to take it.
+//!
+//! Callers hold typed handles (`handles.rs`: a `SupervisorHandle`, and an
+//! `ExecutionHandle` for an execution's children), never raw `ActorRef`s;
+//! the message enums are in `messages.rs`.
 
 mod error;
 mod execution;
 mod fold;
+mod handles;
 pub mod machine;
+mod messages;
 mod node;
+mod node_latency;
 mod parallel;
 pub mod retry;
 mod shared;
@@ -28,13 +35,14 @@ mod timers;
 mod wait;
 
 pub use error::Error;
-#[cfg(test)]
-pub(crate) use execution::ExecutionMsg;
-pub(crate) use execution::{Delivery, Start, index_row};
+pub(crate) use execution::index_row;
 pub(crate) use fold::replay as fold_history;
+#[cfg(test)]
+pub(crate) use handles::ExecutionHandle;
+pub(crate) use handles::{Ended, SupervisorHandle};
+pub use node_latency::NodeLatency;
 pub use retry::RestartBudget;
 pub use shared::Shared;
-pub(crate) use supervisor::{Supervisor, SupervisorMsg};
 pub(crate) use timers::TimerWheel;
 pub use wait::{DEFAULT_KEEP, MAX_KEEP, Published, parse_keep};
 pub(crate) use wait::{Mailbox, keys as wait_keys};

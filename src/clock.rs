@@ -1,5 +1,7 @@
 //! Time, injected: the runtime reads the wall clock only through [`Clock`],
-//! so tests can drive it.
+//! so tests can drive it. A [`ManualClock`] moves only when told to, and
+//! tells the timer wheel when it does, so a test reaches a deadline by
+//! advancing the clock, never by sleeping.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A source of wall-clock time in unix milliseconds.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> u64;
+
+    /// For a clock that jumps (a [`ManualClock`]): a receiver that changes
+    /// whenever it is moved, so whoever sleeps until a time (the timer
+    /// wheel) looks again. `None` for a clock that moves by itself.
+    fn moved(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// The system clock.
@@ -20,21 +29,37 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
+#[derive(Debug)]
+pub struct ManualClock {
+    now: AtomicU64,
+    moved: tokio::sync::watch::Sender<u64>,
+}
 
 impl ManualClock {
     pub fn new(start_ms: u64) -> Arc<Self> {
-        Arc::new(ManualClock(AtomicU64::new(start_ms)))
+        Arc::new(ManualClock { now: AtomicU64::new(start_ms), moved: tokio::sync::watch::Sender::new(start_ms) })
     }
+
+    /// Move the clock `ms` forward, and wake whoever sleeps until a time.
     pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        let now = self.now.fetch_add(ms, Ordering::SeqCst) + ms;
+        self.moved.send_replace(now);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock { now: AtomicU64::new(0), moved: tokio::sync::watch::Sender::new(0) }
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn moved(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.moved.subscribe())
     }
 }
 

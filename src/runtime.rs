@@ -8,7 +8,6 @@
 //! `Env`). [`Error`] is the actors' own, re-exported.
 
 mod feed;
-mod node_latency;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -16,13 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 pub use crate::actors::Error;
-use crate::actors::{Delivery, RestartBudget, Shared, Start, Supervisor, SupervisorMsg};
+use crate::actors::{RestartBudget, Shared, SupervisorHandle};
 use crate::clock::{Clock, SystemClock};
 use crate::id::ExecutionId;
 use crate::ir::{Limits, Workflow};
@@ -30,10 +28,10 @@ use crate::journal::{
     self, Event, ExecutionMeta, Journal, MemoryJournal, Record, Registration, SledJournal, Stats, Status, Usage,
 };
 
+pub use crate::actors::NodeLatency;
 pub use crate::actors::machine::ParentLink;
 use crate::nodes::{Env, FunctionCall, FunctionError, FunctionRegistry};
 pub use feed::{Delay, DelayKind, Feed, Observed};
-pub use node_latency::NodeLatency;
 
 /// How an execution ended (or stands).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,9 +94,6 @@ pub enum Unattended {
     /// It waits on the clock (a timer, a retry delay) that has not come yet.
     OnTheClock,
 }
-
-/// How often a delivery is retried when its actor stopped under it.
-const DELIVERY_ATTEMPTS: usize = 20;
 
 /// How many lately hashed workflows `submit` compares a submission with.
 const HASHED_KEPT: usize = 16;
@@ -200,9 +195,7 @@ impl Builder {
             .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
         let (services, closed_rx) = Shared::new(journal, self.clock, self.restart_budget, self.limits, Arc::new(env));
         let services = Arc::new(services);
-        let (supervisor, _) = Actor::spawn(None, Supervisor, services.clone())
-            .await
-            .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
+        let supervisor = SupervisorHandle::spawn(services.clone()).await?;
         let timers = self.timers;
         let rt = Runtime {
             inner: Arc::new(Inner {
@@ -231,7 +224,7 @@ struct Inner {
     /// The last workflows `submit` hashed, with their content hashes (at
     /// most [`HASHED_KEPT`]): an equal one submitted again is not hashed again.
     hashed: Mutex<VecDeque<(Arc<Workflow>, String)>>,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: SupervisorHandle,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -351,7 +344,6 @@ impl Runtime {
             return Ok((id, false));
         }
         let id = ExecutionId::new(self.services().clock.now_ms());
-        let (tx, rx) = oneshot::channel();
         let first = Event::ExecutionStarted {
             workflow_id: wf.id.clone(),
             workflow_version: wf.version.clone(),
@@ -359,15 +351,9 @@ impl Runtime {
             input: journal::Json::from_map(&input),
             key: key.map(str::to_string),
         };
-        let start = Start::New { first: Box::new(first), started: tx, base: None };
-        self.inner
-            .supervisor
-            .cast(SupervisorMsg::Spawn { id, workflow: wf, hash, start })
-            .map_err(|e| Error::Actor(e.to_string()))?;
-        match rx.await {
-            Ok(Ok(())) => Ok((id, true)),
-            Ok(Err(message)) => Err(Error::StartFailed { id, message }),
-            Err(_) => Err(Error::StartFailed { id, message: "the execution actor stopped before starting".into() }),
+        match self.inner.supervisor.start(id, wf, hash, first, None)?.await {
+            Ok(()) => Ok((id, true)),
+            Err(message) => Err(Error::StartFailed { id, message }),
         }
     }
 
@@ -509,7 +495,11 @@ impl Runtime {
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
         if !meta.status.is_terminal() {
             self.ensure_live(id).await?;
-            let _ = rx.await;
+            // Its actor hands back the final state: no replay.
+            if let Ok(Some(end)) = rx.await {
+                let state = Value::Object(Arc::unwrap_or_clone(end.state));
+                return Ok(Outcome { id, status: end.status, state, error: end.error, usage: end.usage });
+            }
         }
         let outcome = self.outcome(id)?;
         if outcome.status == Status::Running {
@@ -532,45 +522,49 @@ impl Runtime {
         }
         self.ensure_live(id).await?;
         loop {
-            // Listen first, then look, so a change between the two is not missed.
-            let mut changes = Vec::new();
-            let family = self.family(id)?;
-            for &member in &family {
-                changes.push(self.services().on_finished(member));
-                changes.push(self.services().on_parked(member));
-            }
-            // Settled only if nothing moved while we looked: the family and
-            // each member's history are the same before and after the check.
-            let before = self.snapshot(&family);
-            if self.all_settled(&family) && self.family(id)? == family && self.snapshot(&family) == before {
+            // Listen first, then look, so a change between the two is not
+            // missed: every member's appends (and its end), and the first
+            // append of each child not started yet.
+            let (family, unstarted) = self.family_and_unstarted(id)?;
+            let mut heard: Vec<_> = family.iter().chain(&unstarted).map(|&m| self.inner.feed.subscribe(m)).collect();
+            let ends: Vec<_> = family.iter().map(|&m| self.services().on_finished(m)).collect();
+            if self.family_and_unstarted(id)? == (family.clone(), unstarted) && self.all_settled(&family) {
                 return self.outcome(id);
             }
-            // A deadline (a timer) may move it on with no notice to us: look again now and then.
-            let tick = tokio::time::sleep(Duration::from_millis(250));
+            // A deadline moves a member on through an append (the timer
+            // wheel's tick), which is heard here like any other.
+            let changes = futures::future::select_all(heard.iter_mut().map(|rx| Box::pin(rx.changed())));
             tokio::select! {
-                _ = futures::future::select_all(changes) => {}
-                _ = tick => {}
+                _ = changes => {}
+                _ = futures::future::select_all(ends) => {}
             }
         }
     }
 
-    /// How far each execution's history goes (its last sequence number).
-    fn snapshot(&self, ids: &[ExecutionId]) -> Vec<u64> {
-        ids.iter().map(|id| self.services().journal.read(*id).map_or(0, |r| r.last().map_or(0, |r| r.seq))).collect()
-    }
-
-    /// An execution and, recursively, the unfinished children of its fan-outs.
-    fn family(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
+    /// [`family`](Self::family), and the children of its fan-outs that
+    /// have not started (no row yet).
+    fn family_and_unstarted(&self, id: ExecutionId) -> Result<(Vec<ExecutionId>, Vec<ExecutionId>), Error> {
         let mut out = vec![id];
+        let mut unstarted = Vec::new();
         let mut i = 0;
         while i < out.len() && out.len() < 100_000 {
             let st = self.machine(out[i])?;
             if !st.phase.is_terminal() {
-                out.extend(st.unfinished_children().into_iter().filter(|c| self.status(*c).is_ok()));
+                for c in st.unfinished_children() {
+                    match self.status(c) {
+                        Ok(_) => out.push(c),
+                        Err(_) => unstarted.push(c),
+                    }
+                }
             }
             i += 1;
         }
-        Ok(out)
+        Ok((out, unstarted))
+    }
+
+    /// An execution and, recursively, the unfinished children of its fan-outs.
+    fn family(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
+        Ok(self.family_and_unstarted(id)?.0)
     }
 
     /// Whether only the outside can move this execution on (see
@@ -629,10 +623,27 @@ impl Runtime {
         crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)
     }
 
-    /// Where an execution stands now (poll).
+    /// Where an execution stands now (poll). A completed execution's
+    /// final state is read from its `ExecutionCompleted`, not replayed; a
+    /// branch's holds only the keys it wrote, so a branch (and an execution
+    /// that failed or was cancelled, or still runs) is folded.
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        let st = self.machine(id)?;
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        let records = self.events(id)?;
+        let whole = matches!(
+            records.first().map(|r| &r.event),
+            Some(Event::ExecutionStarted { .. } | Event::ChildStarted { until: None, .. })
+        );
+        if let (true, Some(Event::ExecutionCompleted { state })) = (whole, terminal_event(&records)) {
+            let mut usage = Usage::default();
+            for r in &records {
+                if let Event::Exchange { usage: u, .. } = &r.event {
+                    usage.add(u);
+                }
+            }
+            return Ok(Outcome { id, status: meta.status, state: Value::Object(state.object()?), error: None, usage });
+        }
+        let st = crate::actors::fold_history(self.services(), id, &*self.workflow_of(id)?, &records)?;
         let state = Value::Object(Arc::unwrap_or_clone(st.state));
         Ok(Outcome { id, status: meta.status, state, error: st.error, usage: st.usage })
     }
@@ -653,8 +664,7 @@ impl Runtime {
     /// now, or when the execution reaches it. An unknown or finished
     /// execution is an error, and nothing is journaled.
     pub async fn signal(&self, id: ExecutionId, key: &str, payload: Value) -> Result<(), Error> {
-        let key = key.to_string();
-        self.deliver(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), reply }).await
+        self.inner.supervisor.signal(id, key, &payload).await
     }
 
     /// Publish an external event by key: every execution waiting for `key`
@@ -688,15 +698,9 @@ impl Runtime {
     /// Returns the node decided. A second decision is refused and names
     /// the first.
     pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
-        let result = self
-            .deliver(id, |reply| Delivery::Approve {
-                node: decision.node.clone(),
-                approved: decision.approved,
-                by: decision.by.clone(),
-                comment: decision.comment.clone(),
-                reply,
-            })
-            .await;
+        let d = &decision;
+        let result =
+            self.inner.supervisor.approve(id, d.node.as_deref(), d.approved, &d.by, d.comment.as_deref()).await;
         match result {
             // The first decision may have carried the execution to its end.
             Err(Error::Finished { id, status }) => Err(self.decided_before(id, decision.node.as_deref(), status)),
@@ -736,8 +740,7 @@ impl Runtime {
     /// stopped, its children cancelled, and `ExecutionCancelled` journaled;
     /// it never resumes.
     pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
-        let reason = reason.to_string();
-        self.deliver(id, |reply| Delivery::Cancel { reason: reason.clone(), reply: Some(reply) }).await
+        self.inner.supervisor.cancel(id, reason).await
     }
 
     /// What every parked execution waits for, oldest first. One that
@@ -792,29 +795,6 @@ impl Runtime {
             }
         }
         Ok(out)
-    }
-
-    /// Hand a delivery to an execution through the supervisor. A delivery
-    /// whose actor stopped before handling it (hibernated, crashed) comes
-    /// back with its reply dropped, and goes again.
-    async fn deliver<T>(
-        &self,
-        id: ExecutionId,
-        make: impl Fn(oneshot::Sender<Result<T, Error>>) -> Delivery,
-    ) -> Result<T, Error> {
-        for _ in 0..DELIVERY_ATTEMPTS {
-            let (tx, rx) = oneshot::channel();
-            self.inner
-                .supervisor
-                .cast(SupervisorMsg::Deliver { id, delivery: make(tx) })
-                .map_err(|e| Error::Actor(e.to_string()))?;
-            match rx.await {
-                Ok(result) => return result,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-        let attempts = crate::plural::count(DELIVERY_ATTEMPTS, "attempt", "attempts");
-        Err(Error::Actor(format!("execution {id} did not take the delivery after {attempts}")))
     }
 
     /// The index row of one execution.
@@ -945,7 +925,10 @@ impl Runtime {
         let mut asked = Vec::new();
         for meta in listing.rows.iter().filter(|m| m.status == Status::Running && !live.contains(&m.id)) {
             match self.load_workflow(meta.id, &meta.workflow_hash) {
-                Ok(workflow) => asked.push((meta.id, self.rehydrate_with(meta.id, workflow, &meta.workflow_hash))),
+                Ok(workflow) => asked.push((
+                    meta.id,
+                    self.inner.supervisor.rehydrate_reporting(meta.id, workflow, meta.workflow_hash.clone()),
+                )),
                 Err(e) => {
                     tracing::warn!(execution_id = %meta.id, error = %e, "execution not resumed");
                     skipped.push((meta.id, e.to_string()));
@@ -954,11 +937,7 @@ impl Runtime {
         }
         let mut resumed = Vec::new();
         for (id, reply) in asked {
-            let why = match reply.await {
-                Ok(Ok(())) => None,
-                Ok(Err(message)) => Some(format!("its actor did not start: {message}")),
-                Err(_) => Some("the supervisor stopped".to_string()),
-            };
+            let why = reply.await.err().map(|message| format!("its actor did not start: {message}"));
             if let Some(why) = why {
                 tracing::warn!(execution_id = %id, error = %why, "execution not resumed");
                 skipped.push((id, why));
@@ -988,7 +967,7 @@ impl Runtime {
 
     /// Node latency histograms by node type (for `/metrics`).
     pub fn node_latency(&self) -> Vec<(&'static str, crate::journal::latency::Snapshot)> {
-        self.inner.feed.latency.snapshot()
+        self.services().latency.snapshot()
     }
 
     /// Counters of the journal (appends, events, syncs).
@@ -1000,8 +979,7 @@ impl Runtime {
     /// this is the last handle, it also waits until the journal is closed
     /// (synced, and the data dir released for another process).
     pub async fn shutdown(self) {
-        let _ = self.inner.supervisor.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
-        let _ = self.inner.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.inner.supervisor.shutdown().await;
         self.inner.services.env.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
@@ -1088,7 +1066,7 @@ impl Runtime {
     /// The executions that have an actor in memory now (parked ones are
     /// hibernated: not in this list).
     pub async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
-        ractor::call!(self.inner.supervisor, SupervisorMsg::Live).map_err(|e| Error::Actor(e.to_string()))
+        self.inner.supervisor.live().await
     }
 
     async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
@@ -1099,26 +1077,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Ask the supervisor to rehydrate `id`; the reply says whether its actor started.
-    fn rehydrate_with(
-        &self,
-        id: ExecutionId,
-        workflow: Arc<Workflow>,
-        hash: &str,
-    ) -> oneshot::Receiver<Result<(), String>> {
-        let (tx, rx) = oneshot::channel();
-        // Should the supervisor be gone, the reply is dropped with the message: the caller sees that.
-        let _ =
-            self.inner.supervisor.cast(SupervisorMsg::Rehydrate { id, workflow, hash: hash.to_string(), started: tx });
-        rx
-    }
-
     fn rehydrate(&self, id: ExecutionId, hash: &str) -> Result<(), Error> {
         let workflow = self.load_workflow(id, hash)?;
-        self.inner
-            .supervisor
-            .cast(SupervisorMsg::Spawn { id, workflow, hash: hash.to_string(), start: Start::Rehydrate })
-            .map_err(|e| Error::Actor(e.to_string()))
+        self.inner.supervisor.rehydrate(id, workflow, hash.to_string())
     }
 
     fn load_workflow(&self, id: ExecutionId, hash: &str) -> Result<Arc<Workflow>, Error> {
@@ -1126,7 +1087,7 @@ impl Runtime {
     }
 
     #[cfg(test)]
-    pub(crate) fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+    pub(crate) fn supervisor(&self) -> &SupervisorHandle {
         &self.inner.supervisor
     }
 }
@@ -1201,7 +1162,7 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::actors::ExecutionMsg;
+    use crate::actors::ExecutionHandle;
     use crate::journal::Event;
 
     const WF: &str = "id: p\nstate_schema: { out: int }\nnodes:\n  work:\n    type: function\n    function: work\n    output_key: out\n";
@@ -1228,8 +1189,10 @@ mod tests {
     /// The execution's live actor. Called once its node is running: the
     /// supervisor registered the actor in the same message that spawned it,
     /// and answers this question after that message.
-    async fn actor_of(rt: &Runtime, id: ExecutionId) -> ActorRef<ExecutionMsg> {
-        ractor::call!(rt.supervisor(), SupervisorMsg::Actor, id)
+    async fn actor_of(rt: &Runtime, id: ExecutionId) -> ExecutionHandle {
+        rt.supervisor()
+            .actor(id)
+            .await
             .expect("the supervisor answers")
             .unwrap_or_else(|| panic!("no live actor for {id}"))
     }
@@ -1264,11 +1227,11 @@ mod tests {
         let id = rt.submit(&wf, json!({})).await.unwrap();
         wait_calls(&calls, 1).await;
         let first = actor_of(&rt, id).await;
-        first.cast(ExecutionMsg::Panic("bug in the shell".into())).unwrap();
+        first.panic("bug in the shell");
         // The rehydrated actor runs the interrupted node again as attempt 2.
         wait_calls(&calls, 2).await;
         let second = actor_of(&rt, id).await;
-        assert_ne!(first.get_id(), second.get_id());
+        assert_ne!(first.id(), second.id());
         release.add_permits(2);
         let out = rt.wait(id).await.unwrap();
         assert_eq!(out.status, Status::Completed);
@@ -1298,7 +1261,7 @@ mod tests {
         let id = rt.submit(&wf, json!({})).await.unwrap();
         for n in 1..=3 {
             wait_calls(&calls, n).await;
-            actor_of(&rt, id).await.cast(ExecutionMsg::Panic(format!("shell bug #{n}"))).unwrap();
+            actor_of(&rt, id).await.panic(&format!("shell bug #{n}"));
         }
         let out = rt.wait(id).await.unwrap();
         assert_eq!(out.status, Status::Failed);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use jamjet::clock::{Clock, ManualClock};
 use jamjet::id::ExecutionId;
 use jamjet::journal::{BranchOutcome, Event, Status};
 use jamjet::nodes::{FunctionCall, FunctionError};
@@ -28,6 +29,21 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 
 async fn open(dir: &std::path::Path) -> Runtime {
     Runtime::open(dir).await.unwrap()
+}
+
+/// A manual clock at the wall clock's time: deadlines pass when the test
+/// advances it (the timer wheel hears of it), never by sleeping.
+fn manual_clock() -> Arc<ManualClock> {
+    ManualClock::new(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+}
+
+async fn open_with(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Runtime {
+    Runtime::builder().data_dir(dir).clock(clock.clone()).open().await.unwrap()
+}
+
+/// When the first record matching `f` was journaled (the runtime's clock).
+fn journaled_at(rt: &Runtime, id: ExecutionId, f: impl Fn(&Event) -> bool) -> u64 {
+    rt.events(id).unwrap().iter().find(|r| f(&r.event)).map(|r| r.at_ms).expect("the record is journaled")
 }
 
 /// The end of a child execution. Its index row is written by its own
@@ -329,10 +345,12 @@ async fn a_wait_times_out_to_on_timeout() {
 #[tokio::test]
 async fn a_signal_and_a_timeout_arriving_together_resolve_one_way_journaled_once() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = open(dir.path()).await;
+    let clock = manual_clock();
+    let rt = open_with(dir.path(), &clock).await;
     for round in 0..10u64 {
         let id = rt.submit(&pay(20 + round % 3), json!({ "order_id": "9" })).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(19)).await;
+        // The deadline comes (the timer wheel is woken) as the signal goes.
+        clock.advance(20 + round % 3);
         // Either the signal wins (payment set) or the timeout does (late set); never both.
         let _ = rt.signal(id, "payment:9", json!("paid")).await;
         let out = within("the end", rt.wait(id)).await.unwrap();
@@ -353,19 +371,27 @@ async fn a_timer_fires_at_its_deadline_and_after_a_restart_at_once_if_it_passed(
     let wf = compile(
         "id: nap\nstate_schema: { n: int }\nnodes:\n  nap: { type: wait, duration_ms: 300, next: after }\n  after: { type: set, values: { n: 1 } }\n",
     );
-    let rt = open(dir.path()).await;
-    let began = std::time::Instant::now();
-    let out = within("the timer", rt.run(&wf, json!({}))).await.unwrap();
+    let clock = manual_clock();
+    let rt = open_with(dir.path(), &clock).await;
+    let began = clock.now_ms();
+    let id = rt.submit(&wf, json!({})).await.unwrap();
+    clock.advance(299);
+    assert_eq!(rt.status(id).unwrap().status, Status::Waiting);
+    clock.advance(1);
+    let out = within("the timer", rt.wait(id)).await.unwrap();
     assert_eq!(out.state["n"], 1);
-    assert!(began.elapsed() >= Duration::from_millis(300), "fired early: {:?}", began.elapsed());
+    // Stamped by the runtime's clock: had it fired before the clock reached
+    // the deadline, it would say so.
+    let fired = journaled_at(&rt, id, |e| matches!(e, Event::TimerFired { .. }));
+    assert!(fired >= began + 300, "fired early: {} ms after the start", fired - began);
 
     // Park one, shut down, let its deadline pass while down, reopen: it fires at once.
     let id = rt.submit(&wf, json!({})).await.unwrap();
     // The timer's `Waiting` is durable in the submission's own batch.
     assert_eq!(rt.status(id).unwrap().status, Status::Waiting);
     rt.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let rt = open(dir.path()).await;
+    clock.advance(400);
+    let rt = open_with(dir.path(), &clock).await;
     let out = within("the timer after a restart", rt.wait(id)).await.unwrap();
     assert_eq!(out.status, Status::Completed);
     let evs = events(&rt, id);
@@ -376,14 +402,20 @@ async fn a_timer_fires_at_its_deadline_and_after_a_restart_at_once_if_it_passed(
 #[tokio::test]
 async fn until_waits_for_an_rfc3339_time_from_state() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = open(dir.path()).await;
+    let clock = manual_clock();
+    let rt = open_with(dir.path(), &clock).await;
     let wf = compile(
         "id: until\nstate_schema: { deadline: str, n: int }\nnodes:\n  sleep: { type: wait, until: \"{{ state.deadline }}\", next: after }\n  after: { type: set, values: { n: 1 } }\n",
     );
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(200);
-    let out = within("until", rt.run(&wf, json!({ "deadline": at.to_string() }))).await.unwrap();
+    let at_ms = clock.now_ms() + 200;
+    let at = jiff::Timestamp::from_millisecond(at_ms as i64).unwrap();
+    let id = rt.submit(&wf, json!({ "deadline": at.to_string() })).await.unwrap();
+    assert_eq!(rt.status(id).unwrap().status, Status::Waiting);
+    clock.advance(200);
+    let out = within("until", rt.wait(id)).await.unwrap();
     assert_eq!(out.status, Status::Completed);
-    assert!(jiff::Timestamp::now() >= at);
+    assert!(clock.now_ms() >= at_ms);
+    assert!(journaled_at(&rt, id, |e| matches!(e, Event::TimerFired { .. })) >= at_ms);
     let bad = within("bad until", rt.run(&wf, json!({ "deadline": "next tuesday" }))).await.unwrap();
     assert_eq!(bad.status, Status::Failed);
     assert!(bad.error.unwrap().contains("next tuesday"));
@@ -469,8 +501,10 @@ async fn named_retry_policies_retry_the_classes_they_list_after_durable_delays()
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
+    let clock = manual_clock();
     let rt = Runtime::builder()
         .data_dir(dir.path())
+        .clock(clock.clone())
         .function("flaky", move |call: FunctionCall| {
             let c = c.clone();
             async move {
@@ -481,7 +515,26 @@ async fn named_retry_policies_retry_the_classes_they_list_after_durable_delays()
         .open()
         .await
         .unwrap();
-    let out = within("the retries", rt.run(&compile(POLICIES), json!({}))).await.unwrap();
+    let id = rt.submit(&compile(POLICIES), json!({})).await.unwrap();
+    let failed = |n: usize| count(&events(&rt, id), |e| matches!(e, Event::NodeFailed { .. })) >= n;
+    for n in 1..=2 {
+        // Attempt n failed and its retry is durable; the next attempt waits
+        // for the delay, which passes only when the clock is advanced.
+        within("a failed attempt", async {
+            for _ in 0..1000 {
+                let mut feed = rt.subscribe(id);
+                if failed(n) {
+                    return;
+                }
+                feed.changed().await.unwrap();
+            }
+            panic!("attempt {n} never failed");
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), n, "attempt {} started before its delay passed", n + 1);
+        clock.advance(30);
+    }
+    let out = within("the retries", rt.wait(id)).await.unwrap();
     assert_eq!(out.status, Status::Completed, "{out:?}");
     assert_eq!(out.state["out"], 3);
     assert_eq!(calls.load(Ordering::SeqCst), 3);

@@ -327,8 +327,8 @@ async fn a_read_right_after_each_acknowledged_append_sees_it() {
         key: None,
     };
     for round in 0..2u64 {
-        // Round 0: the apply runs behind as it will; round 1: held (once
-        // round 0's tail is in sled, so the count below is round 1's).
+        // Round 0: the apply runs behind as it will; round 1: held (after
+        // round 0 reached sled, so what is unapplied is round 1's alone).
         if round == 1 {
             j.settle();
         }

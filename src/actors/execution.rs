@@ -26,37 +26,19 @@ use futures::FutureExt;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::handles::{ExecutionHandle, SupervisorHandle};
 use super::machine::{self, Effect, ExecutionState, Input, NodeResult, Phase, Step};
+use super::messages::{Delivery, ExecutionMsg, ParallelMsg, Start};
 use super::node::{NodeActor, NodeArgs};
-use super::parallel::{ParallelActor, ParallelArgs, ParallelMsg};
-use super::supervisor::SupervisorMsg;
+use super::parallel::{ParallelActor, ParallelArgs};
 use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
-use crate::journal::{
-    Append, BranchOutcome, ErrorClass, Event, ExecutionMeta, Json, KeptRef, Record, Status, TimerChange, WaitChange,
-};
+use crate::journal::{Append, ErrorClass, ExecutionMeta, Json, Record, Status, TimerChange, WaitChange};
 use crate::nodes::control::{self, ChildSpec};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, executor_for, idempotency_key};
-
-/// How an ExecutionActor begins.
-pub(crate) enum Start {
-    /// A new execution: append its first event (`ExecutionStarted`, or
-    /// `ChildStarted` for a child), then tell the submitter.
-    New {
-        first: Box<Event>,
-        started: oneshot::Sender<Result<(), String>>,
-        /// A branch's starting state (its parent's, shared), for `BranchStarted`.
-        base: Option<Arc<Map<String, Value>>>,
-    },
-    /// Fold the journal and go on from the first incomplete node.
-    Rehydrate,
-    /// Fold the journal and fail the execution (restart budget exhausted).
-    FailWith(String),
-}
 
 pub(crate) struct ExecutionArgs {
     pub id: ExecutionId,
@@ -64,92 +46,7 @@ pub(crate) struct ExecutionArgs {
     pub hash: String,
     pub services: Arc<Shared>,
     pub start: Start,
-    pub supervisor: ActorRef<SupervisorMsg>,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
-
-/// What reaches an execution from outside, through the supervisor (which
-/// rehydrates a hibernated execution first). The supervisor counts what it
-/// forwards, so it never hibernates an actor with a delivery in flight.
-pub(crate) enum Delivery {
-    /// An external event for a `wait` node (kept if nothing waits for it yet).
-    Signal {
-        key: String,
-        payload: Value,
-        reply: Reply<()>,
-    },
-    /// A decision for an `approval` node; replies with the node decided.
-    Approve {
-        node: Option<String>,
-        approved: bool,
-        by: String,
-        comment: Option<String>,
-        reply: Reply<String>,
-    },
-    Cancel {
-        reason: String,
-        reply: Option<Reply<()>>,
-    },
-    /// A deadline in the timer index is due (the entry's time).
-    Tick {
-        at_ms: u64,
-    },
-    /// An event published by key (or a kept one handed on, `take`) from
-    /// the WaitActor: journaled only if a node waits for `key` now
-    /// (a kept one is removed in the same batch); replies whether it was.
-    Event {
-        key: String,
-        payload: Json,
-        take: Option<KeptRef>,
-        reply: Reply<bool>,
-    },
-}
-
-impl Delivery {
-    /// Refuse the delivery without handling it.
-    pub(crate) fn refuse(self, error: impl FnOnce() -> Error) {
-        match self {
-            Delivery::Signal { reply, .. } | Delivery::Cancel { reply: Some(reply), .. } => {
-                let _ = reply.send(Err(error()));
-            }
-            Delivery::Approve { reply, .. } => {
-                let _ = reply.send(Err(error()));
-            }
-            Delivery::Event { reply, .. } => {
-                let _ = reply.send(Err(error()));
-            }
-            Delivery::Cancel { reply: None, .. } | Delivery::Tick { .. } => {}
-        }
-    }
-}
-
-pub(crate) enum ExecutionMsg {
-    NodeDone {
-        node: String,
-        visit: u32,
-        attempt: u32,
-        result: Result<NodeOutput, NodeError>,
-        duration_us: u64,
-    },
-    Deliver(Delivery),
-    /// A deadline this live actor armed itself (a retry delay) is due.
-    Due,
-    /// Children of a fan-out finished (a batch, journaled in one append).
-    BranchesDone {
-        node: String,
-        visit: u32,
-        attempt: u32,
-        ends: Vec<(u32, BranchOutcome)>,
-    },
-    /// Run a pure node that did not fit in the previous step\'s batch.
-    RunPure {
-        node: String,
-        visit: u32,
-        attempt: u32,
-    },
-    #[cfg(test)]
-    Panic(String),
+    pub supervisor: SupervisorHandle,
 }
 
 pub(crate) struct ExecutionActor;
@@ -165,7 +62,7 @@ pub(crate) struct State {
     start: Option<Start>,
     /// The template variables nodes see (`item`, `index`); set once, by the first event.
     vars: Arc<Map<String, Value>>,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: SupervisorHandle,
     /// The status last written to the execution index (`None`: not yet).
     status: Option<Status>,
     /// The deadlines the timer index holds for this execution.
@@ -462,6 +359,7 @@ async fn persist(
             waits: &wait_changes,
         })
         .await?;
+    st.services.latency.completed(&st.wf, &written);
     st.status = Some(status);
     st.services.mailbox.waiting(st.id, waits.difference(&st.waits).cloned().collect());
     st.waits = waits;
@@ -554,7 +452,7 @@ async fn carry_out(
                     state: st.machine.state.clone(),
                     vars: st.vars.clone(),
                     services: st.services.clone(),
-                    parent: myself.clone(),
+                    parent: ExecutionHandle::new(myself.clone()),
                     usage: st.machine.usage,
                     started_ms: st.machine.started_ms,
                     agent: st.machine.agents.get(&node).filter(|r| r.visit == visit).cloned(),
@@ -575,9 +473,7 @@ async fn carry_out(
                     p.stop(None);
                 }
                 for child in ids {
-                    let reason = format!("parent execution {} no longer needs it", st.id);
-                    let delivery = Delivery::Cancel { reason, reply: None };
-                    let _ = st.supervisor.cast(SupervisorMsg::Deliver { id: child, delivery });
+                    st.supervisor.cancel_quietly(child, format!("parent execution {} no longer needs it", st.id));
                 }
             }
             Effect::Finished => finish(myself, st),
@@ -636,7 +532,7 @@ async fn start_children(
     let args = ParallelArgs {
         state_at: fan_out.seq,
         hash,
-        parent: myself.clone(),
+        parent: ExecutionHandle::new(myself.clone()),
         parent_id: st.id,
         node,
         visit,
@@ -748,11 +644,7 @@ fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
     st.hibernating = true;
     // The request goes first: whoever the park wakes and then asks the
     // supervisor anything is answered after the eviction.
-    let msg = SupervisorMsg::Hibernate { id: st.id, actor: myself.get_id(), delivered: st.delivered };
-    let _ = st.supervisor.cast(msg);
-    if st.machine.active.values().filter_map(|a| a.wait.as_ref()).any(|w| w.event.is_some() || w.prompt.is_some()) {
-        st.services.notify_parked(st.id);
-    }
+    st.supervisor.hibernate(st.id, myself.get_id(), st.delivered);
 }
 
 /// How many pure nodes one step may run inline before it appends and
@@ -803,7 +695,14 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 fn finish(myself: &ActorRef<ExecutionMsg>, st: &State) {
     debug!(execution_id = %st.id, phase = ?st.machine.phase, "execution finished");
-    st.services.notify_finished(st.id);
+    // Whoever awaits the end gets the final state from here, not by replaying the history.
+    let ended = super::Ended {
+        status: status_of(&st.machine),
+        state: st.machine.state.clone(),
+        error: st.machine.error.clone(),
+        usage: st.machine.usage,
+    };
+    st.services.notify_finished(st.id, Some(ended));
     myself.stop(None);
 }
 

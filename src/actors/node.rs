@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{Map, Value};
 
 use super::Shared;
-use super::execution::ExecutionMsg;
+use super::handles::ExecutionHandle;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Usage};
@@ -29,7 +29,7 @@ pub(crate) struct NodeArgs {
     pub state: Arc<Map<String, Value>>,
     pub vars: Arc<Map<String, Value>>,
     pub services: Arc<Shared>,
-    pub parent: ActorRef<ExecutionMsg>,
+    pub parent: ExecutionHandle,
     pub usage: Usage,
     pub started_ms: u64,
     /// An agent node's remote task and pending answer.
@@ -75,14 +75,7 @@ impl Actor for NodeActor {
         // Let go of the state before reporting: the execution patches it
         // next, in place when no one else holds it.
         drop(a.state);
-        // The parent may be gone (cancelled, shut down): nothing to report to.
-        let _ = a.parent.cast(ExecutionMsg::NodeDone {
-            node: a.node,
-            visit: a.visit,
-            attempt: a.attempt,
-            result,
-            duration_us,
-        });
+        a.parent.node_done(a.node, a.visit, a.attempt, result, duration_us);
         myself.stop(None);
         Ok(())
     }

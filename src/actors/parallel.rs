@@ -14,13 +14,12 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Map;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::Shared;
-use super::execution::{ExecutionMsg, Start};
-use super::supervisor::SupervisorMsg;
+use super::handles::{ExecutionHandle, SupervisorHandle};
+use super::messages::ParallelMsg;
 use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Json, Status};
 use crate::nodes::control::ChildSpec;
@@ -28,7 +27,7 @@ use crate::nodes::control::ChildSpec;
 pub(crate) struct ParallelActor;
 
 pub(crate) struct ParallelArgs {
-    pub parent: ActorRef<ExecutionMsg>,
+    pub parent: ExecutionHandle,
     pub parent_id: ExecutionId,
     pub node: String,
     pub visit: u32,
@@ -37,18 +36,11 @@ pub(crate) struct ParallelArgs {
     pub children: Vec<(u32, ChildSpec)>,
     pub max_concurrency: usize,
     pub services: Arc<Shared>,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    pub supervisor: SupervisorHandle,
     /// The content hash of the children's workflow (they all run one).
     pub hash: String,
     /// The parent's `FanOut` record: branches start from its state then.
     pub state_at: u64,
-}
-
-pub(crate) enum ParallelMsg {
-    /// A child's terminal event is durable (or it could not start).
-    Ended { branch: u32, child: ExecutionId, outcome: Option<BranchOutcome> },
-    /// The parent has journaled the last batch of ends it was sent.
-    Taken,
 }
 
 pub(crate) struct ParallelState {
@@ -110,8 +102,7 @@ impl Actor for ParallelActor {
         if !st.sent && !st.ready.is_empty() {
             let a = &st.args;
             let ends = std::mem::take(&mut st.ready);
-            let done = ExecutionMsg::BranchesDone { node: a.node.clone(), visit: a.visit, attempt: a.attempt, ends };
-            st.sent = a.parent.cast(done).is_ok();
+            st.sent = a.parent.branches_done(a.node.clone(), a.visit, a.attempt, ends);
         }
         Ok(())
     }
@@ -176,24 +167,16 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
                         None,
                     ),
                 };
-                let (started, rx) = oneshot::channel();
                 let workflow = a.services.cache_workflow(&hash, spec.workflow);
-                let msg = SupervisorMsg::Spawn {
-                    id: child,
-                    workflow,
-                    hash,
-                    start: Start::New { first: Box::new(first), started, base },
-                };
-                a.supervisor.cast(msg)?;
+                let started = a.supervisor.start(child, workflow, hash, first, base)?;
                 let me = myself.clone();
                 st.watchers.push(tokio::spawn(async move {
-                    let outcome = match rx.await {
-                        Ok(Ok(())) => {
+                    let outcome = match started.await {
+                        Ok(()) => {
                             let _ = finished.await;
                             None
                         }
-                        Ok(Err(e)) => Some(BranchOutcome::Failed { error: format!("the child did not start: {e}") }),
-                        Err(_) => Some(BranchOutcome::Failed { error: "the child did not start".into() }),
+                        Err(e) => Some(BranchOutcome::Failed { error: format!("the child did not start: {e}") }),
                     };
                     let _ = me.cast(ParallelMsg::Ended { branch, child, outcome });
                 }));
@@ -204,8 +187,7 @@ async fn start_more(myself: &ActorRef<ParallelMsg>, st: &mut ParallelState) -> R
                     // (the supervisor ignores this when it is live).
                     let hash = stored_hash.unwrap_or_else(|| spec.workflow.content_hash());
                     let workflow = a.services.cache_workflow(&hash, spec.workflow);
-                    let _ =
-                        a.supervisor.cast(SupervisorMsg::Spawn { id: child, workflow, hash, start: Start::Rehydrate });
+                    let _ = a.supervisor.rehydrate(child, workflow, hash);
                 }
                 let me = myself.clone();
                 let terminal = status.is_terminal();

@@ -2,8 +2,9 @@
 //! clock, the restart budget and limits, the timer wheel, the
 //! external-event mailbox (the WaitActor's handle), the workflows
 //! cached by hash, the states parallel branches start from, who awaits
-//! which execution, and the nodes' [`Env`]. The runtime builds it; the
-//! actors hold it in an `Arc`.
+//! which execution (told its final state when it ends), node latency by
+//! type, and the nodes' [`Env`]. The runtime builds it; the actors hold
+//! it in an `Arc`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::{Error, RestartBudget, TimerWheel};
+use super::{Ended, Error, NodeLatency, RestartBudget, TimerWheel};
 use crate::clock::Clock;
 use crate::id::ExecutionId;
 use crate::ir::{Limits, Workflow};
@@ -27,6 +28,9 @@ pub struct Shared {
     pub limits: Limits,
     /// What the nodes may use (templates, HTTP, functions, ...): no journal.
     pub env: Arc<Env>,
+    /// Node latency by type, reported by each execution's actor once its
+    /// `NodeCompleted` events are durable (for `/metrics`).
+    pub latency: NodeLatency,
     /// What `ir::check` found in each workflow run here, by content hash
     /// (empty: it may run), computed once per workflow.
     pub(crate) checked: Mutex<HashMap<String, Option<Arc<str>>>>,
@@ -38,9 +42,7 @@ pub struct Shared {
     pub(crate) timers: Arc<TimerWheel>,
     /// The WaitActor's handle: the external-event mailbox.
     pub(crate) mailbox: super::Mailbox,
-    pub(crate) waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
-    /// Awaiting an execution to park on something only the outside can end.
-    pub(crate) parkers: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<()>>>>,
+    pub(crate) waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<Option<Ended>>>>>,
     pub(crate) workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     /// The registrations, read from the journal on first use and dropped
     /// after every `register` (a server looks one up on every submit).
@@ -85,13 +87,13 @@ impl Shared {
             restart_budget,
             limits,
             env,
+            latency: NodeLatency::default(),
             bases: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
             required: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
             mailbox: Default::default(),
             waiters: Mutex::new(HashMap::new()),
-            parkers: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
             registry: Mutex::new(None),
             by_address: Mutex::new(HashMap::new()),
@@ -100,9 +102,10 @@ impl Shared {
         (shared, closed_rx)
     }
 
-    /// Resolves when `id` finishes (see [`Self::notify_finished`]). Check
-    /// the journal after calling this, not before, to miss nothing.
-    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<()> {
+    /// Resolves when `id` finishes (see [`Self::notify_finished`]), with
+    /// its final state when its actor ended it. Check the journal after
+    /// calling this, not before, to miss nothing.
+    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<Option<Ended>> {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
         rx
@@ -172,26 +175,12 @@ impl Shared {
         self.by_address.lock().expect("workflow cache lock").get(&(std::ptr::from_ref(wf) as usize)).cloned()
     }
 
-    /// Resolves when `id` parks on an event or an approval (its `Waiting`
-    /// is durable): only a signal or a decision can move it on.
-    pub(crate) fn on_parked(&self, id: ExecutionId) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.parkers.lock().expect("parkers lock").entry(id).or_default().push(tx);
-        rx
-    }
-
-    pub(crate) fn notify_parked(&self, id: ExecutionId) {
-        let parkers = self.parkers.lock().expect("parkers lock").remove(&id);
-        for w in parkers.into_iter().flatten() {
-            let _ = w.send(());
-        }
-    }
-
-    /// Wake everyone awaiting `id` (its terminal event is already durable).
-    pub(crate) fn notify_finished(&self, id: ExecutionId) {
+    /// Wake everyone awaiting `id`: its terminal event is already durable
+    /// (`ended`, its final state), or its actor gave up (`None`).
+    pub(crate) fn notify_finished(&self, id: ExecutionId, ended: Option<Ended>) {
         let waiters = self.waiters.lock().expect("waiters lock").remove(&id);
         for w in waiters.into_iter().flatten() {
-            let _ = w.send(());
+            let _ = w.send(ended.clone());
         }
     }
 }

@@ -5,36 +5,23 @@
 //! `FailWith` mode, which journals `ExecutionFailed` with the panic text.
 //! ractor's default supervision would stop the supervisor when any child
 //! exits; `handle_supervisor_evt` is overridden so it never does.
+//!
+//! A delivery for an actor that is stopping is held until the actor's end
+//! is known (its supervision event), then handed to its successor or
+//! refused: whoever delivers waits on that notice, not on a timer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::oneshot;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, warn};
 
-use super::execution::{Delivery, ExecutionActor, ExecutionArgs, ExecutionMsg, Start};
+use super::execution::{ExecutionActor, ExecutionArgs};
+use super::handles::{ExecutionHandle, SupervisorHandle};
+use super::messages::{Delivery, Start, SupervisorMsg};
 use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-
-pub(crate) enum SupervisorMsg {
-    /// Start (or rehydrate) an execution unless it is already live.
-    Spawn { id: ExecutionId, workflow: Arc<Workflow>, hash: String, start: Start },
-    /// Rehydrate an execution unless it is already live, and say whether
-    /// its actor started (what it failed with, if not: a damaged history).
-    Rehydrate { id: ExecutionId, workflow: Arc<Workflow>, hash: String, started: oneshot::Sender<Result<(), String>> },
-    /// Hand something to an execution, rehydrating it first if it is not
-    /// live; refused (through its reply) for an unknown or finished one.
-    Deliver { id: ExecutionId, delivery: Delivery },
-    /// A parked execution asks to be evicted from memory. Granted only if
-    /// it has handled every delivery forwarded to it.
-    Hibernate { id: ExecutionId, actor: ActorId, delivered: u64 },
-    /// The executions that have a live actor.
-    Live(RpcReplyPort<Vec<ExecutionId>>),
-    #[cfg(test)]
-    Actor(ExecutionId, RpcReplyPort<Option<ActorRef<ExecutionMsg>>>),
-}
 
 pub(crate) struct Supervisor;
 
@@ -42,7 +29,7 @@ pub(crate) struct Child {
     id: ExecutionId,
     workflow: Arc<Workflow>,
     hash: String,
-    actor: ActorRef<ExecutionMsg>,
+    actor: ExecutionHandle,
     /// Deliveries forwarded to this actor.
     forwarded: u64,
 }
@@ -53,6 +40,9 @@ pub(crate) struct SupervisorState {
     by_execution: HashMap<ExecutionId, ActorId>,
     /// When each execution's actor was restarted (for the budget).
     restarts: HashMap<ExecutionId, Vec<u64>>,
+    /// Deliveries for an execution whose actor is stopping, held until
+    /// its end is known (then handed to its successor, or refused).
+    held: HashMap<ExecutionId, Vec<Delivery>>,
 }
 
 impl Supervisor {
@@ -70,12 +60,13 @@ impl Supervisor {
             hash: hash.clone(),
             services: st.services.clone(),
             start,
-            supervisor: myself.clone(),
+            supervisor: SupervisorHandle::from_ref(myself.clone()),
         };
         match Actor::spawn_linked(None, ExecutionActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
-                st.by_execution.insert(id, actor.get_id());
-                st.children.insert(actor.get_id(), Child { id, workflow, hash, actor, forwarded: 0 });
+                let actor = ExecutionHandle::new(actor);
+                st.by_execution.insert(id, actor.id());
+                st.children.insert(actor.id(), Child { id, workflow, hash, actor, forwarded: 0 });
                 Ok(())
             }
             Err(e) => {
@@ -85,7 +76,7 @@ impl Supervisor {
                     other => other.to_string(),
                 };
                 error!(execution_id = %id, error = %why, "execution actor did not start");
-                st.services.notify_finished(id);
+                st.services.notify_finished(id, None);
                 Err(why)
             }
         }
@@ -137,10 +128,30 @@ impl Supervisor {
             delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated")));
             return Ok(());
         };
-        child.forwarded += 1;
-        // A send to an actor that is stopping drops the delivery, and with
-        // it the reply: the caller sees that and delivers again.
-        let _ = child.actor.cast(ExecutionMsg::Deliver(delivery));
+        // An actor that is stopping (it crashed, or ended) takes nothing
+        // more: hold the delivery until its end is known. A delivery that
+        // was in its mailbox when it stopped is dropped with its reply;
+        // the caller sees that and delivers again, which lands here.
+        let held = match child.actor.is_running() {
+            true => child.actor.deliver(delivery).err(),
+            false => Some(delivery),
+        };
+        match held {
+            Some(delivery) => st.held.entry(id).or_default().push(delivery),
+            None => child.forwarded += 1,
+        }
+        Ok(())
+    }
+
+    /// The actor of `id` has ended: hand it what was held for it.
+    async fn release(
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SupervisorState,
+        id: ExecutionId,
+    ) -> Result<(), ActorProcessingErr> {
+        for delivery in st.held.remove(&id).unwrap_or_default() {
+            Self::deliver(myself, st, id, delivery).await?;
+        }
         Ok(())
     }
 }
@@ -160,6 +171,7 @@ impl Actor for Supervisor {
             children: HashMap::new(),
             by_execution: HashMap::new(),
             restarts: HashMap::new(),
+            held: HashMap::new(),
         })
     }
 
@@ -193,7 +205,7 @@ impl Actor for Supervisor {
                     st.by_execution.remove(&id);
                     st.restarts.remove(&id);
                     tracing::debug!(execution_id = %id, "hibernated");
-                    child.actor.stop(Some("hibernated".into()));
+                    child.actor.stop("hibernated");
                 }
             }
             SupervisorMsg::Live(reply) => {
@@ -219,6 +231,7 @@ impl Actor for Supervisor {
                 if let Some(child) = st.children.remove(&cell.get_id()) {
                     st.by_execution.remove(&child.id);
                     st.restarts.remove(&child.id);
+                    Self::release(&myself, st, child.id).await?;
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
@@ -236,7 +249,11 @@ impl Actor for Supervisor {
                 } else if attempts > st.services.restart_budget.max_restarts as usize + 1 {
                     // Even failing it did not work (the journal refuses writes): give up here.
                     error!(execution_id = %child.id, error = %err, "execution actor keeps failing; leaving it for the next start");
-                    st.services.notify_finished(child.id);
+                    st.services.notify_finished(child.id, None);
+                    let why = || Error::Actor(format!("execution {} keeps failing: {err}", child.id));
+                    for delivery in st.held.remove(&child.id).unwrap_or_default() {
+                        delivery.refuse(why);
+                    }
                     return Ok(());
                 } else {
                     let b = st.services.restart_budget;
@@ -248,6 +265,7 @@ impl Actor for Supervisor {
                     ))
                 };
                 let _ = Self::spawn_child(&myself, st, child.id, child.workflow, child.hash, start).await;
+                Self::release(&myself, st, child.id).await?;
             }
             _ => {}
         }

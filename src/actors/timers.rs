@@ -7,20 +7,19 @@
 //! One task per runtime sleeps until the earliest entry, reads what is due
 //! (one range scan), and delivers a `Tick` to each of those executions
 //! through the supervisor, which rehydrates them when they are not live.
-//! A deadline that passed while the process was down is due at once.
+//! A deadline that passed while the process was down is due at once. A
+//! clock that jumps (`ManualClock`, in tests) wakes the wheel when it moves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use ractor::ActorRef;
 use tokio::sync::Notify;
 use tracing::warn;
 
 use super::Shared;
-use super::execution::Delivery;
-use super::supervisor::SupervisorMsg;
+use super::handles::SupervisorHandle;
 use crate::id::ExecutionId;
 use crate::journal::Timer;
 
@@ -56,10 +55,12 @@ impl TimerWheel {
     }
 
     /// Run until the runtime's services are gone.
-    pub(crate) async fn run(self: Arc<Self>, services: Weak<Shared>, supervisor: ActorRef<SupervisorMsg>) {
+    pub(crate) async fn run(self: Arc<Self>, services: Weak<Shared>, supervisor: SupervisorHandle) {
         let mut fired: HashMap<Timer, Instant> = HashMap::new();
         loop {
             let Some(sv) = services.upgrade() else { return };
+            // A clock that jumps (tests) wakes the wheel when it moves; listen before reading it.
+            let mut moved = sv.clock.moved();
             let now = sv.clock.now_ms();
             // While scanning, any new deadline leaves a wake-up permit, so a
             // deadline set after the scan read the index is not slept past.
@@ -80,8 +81,7 @@ impl TimerWheel {
                 let again = fired.get(t).is_some_and(|at| at.elapsed() >= REFIRE);
                 if again || !fired.contains_key(t) {
                     fired.insert(*t, Instant::now());
-                    let msg = SupervisorMsg::Deliver { id: t.execution, delivery: Delivery::Tick { at_ms: t.at_ms } };
-                    if supervisor.cast(msg).is_err() {
+                    if !supervisor.tick(t.execution, t.at_ms) {
                         return;
                     }
                 }
@@ -103,6 +103,12 @@ impl TimerWheel {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.notify.notified() => {}
+                _ = async {
+                    match moved.as_mut() {
+                        Some(rx) => { let _ = rx.changed().await; }
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
         }
     }

@@ -32,9 +32,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use super::execution::Delivery;
+use super::handles::SupervisorHandle;
 use super::machine::{ExecutionState, Phase};
-use super::supervisor::SupervisorMsg;
 use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::journal::{Json, KeptEvent, KeptRef, WaitChange};
@@ -48,9 +47,6 @@ pub const MAX_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
 const SWEEP_BATCH: usize = 1024;
 /// How many kept events the start-up hand-over looks at.
 const RECONCILE_LIMIT: usize = 100_000;
-/// How many times a delivery is handed again after the actor taking it
-/// stopped (hibernated) before handling it.
-const ATTEMPTS: usize = 20;
 
 /// Parse how long to keep an event: a whole number with a unit (`ms`,
 /// `s`, `m`, `h`, `d`; seconds without one), at most [`MAX_KEEP`].
@@ -118,7 +114,7 @@ impl Mailbox {
     pub(crate) async fn publish(
         &self,
         services: &Arc<Shared>,
-        supervisor: &ActorRef<SupervisorMsg>,
+        supervisor: &SupervisorHandle,
         key: &str,
         payload: Value,
         keep: Duration,
@@ -135,7 +131,7 @@ impl Mailbox {
     pub(crate) async fn actor(
         &self,
         services: &Arc<Shared>,
-        supervisor: &ActorRef<SupervisorMsg>,
+        supervisor: &SupervisorHandle,
     ) -> Result<ActorRef<WaitMsg>, Error> {
         if let Some(actor) = self.actor.lock().expect("mailbox lock").as_ref()
             && !matches!(actor.get_status(), ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped)
@@ -143,7 +139,7 @@ impl Mailbox {
             return Ok(actor.clone());
         }
         let args = WaitArgs { services: Arc::downgrade(services), supervisor: supervisor.clone() };
-        let (actor, _) = Actor::spawn_linked(None, WaitActor, args, supervisor.get_cell())
+        let (actor, _) = Actor::spawn_linked(None, WaitActor, args, supervisor.cell())
             .await
             .map_err(|e| Error::Actor(format!("cannot start the wait actor: {e}")))?;
         let mut slot = self.actor.lock().expect("mailbox lock");
@@ -190,12 +186,12 @@ pub(crate) struct WaitActor;
 
 pub(crate) struct WaitArgs {
     services: Weak<Shared>,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: SupervisorHandle,
 }
 
 pub(crate) struct WaitState {
     services: Weak<Shared>,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: SupervisorHandle,
     /// The expiry the next sweep is armed for (unix ms).
     sweep_at: Option<u64>,
 }
@@ -252,7 +248,7 @@ impl Actor for WaitActor {
 /// Deliver `payload` to every execution waiting for `key`; keep it if none took it.
 async fn publish(
     services: &Arc<Shared>,
-    supervisor: &ActorRef<SupervisorMsg>,
+    supervisor: &SupervisorHandle,
     key: String,
     payload: Value,
     keep: Duration,
@@ -262,13 +258,7 @@ async fn publish(
     let handed = waiting.iter().map(|&id| {
         let (key, payload) = (key.clone(), payload.clone());
         async move {
-            let r = deliver(supervisor, id, |reply| Delivery::Event {
-                key: key.clone(),
-                payload: payload.clone(),
-                take: None,
-                reply,
-            })
-            .await;
+            let r = supervisor.event(id, &key, &payload, None).await;
             (id, r)
         }
     });
@@ -295,7 +285,7 @@ async fn publish(
 }
 
 /// Hand `execution` the kept events of `key` while it waits for them.
-async fn hand_over(services: &Arc<Shared>, supervisor: &ActorRef<SupervisorMsg>, execution: ExecutionId, key: &str) {
+async fn hand_over(services: &Arc<Shared>, supervisor: &SupervisorHandle, execution: ExecutionId, key: &str) {
     // Bounded: each round takes one kept event or stops.
     for _ in 0..64 {
         let now = services.clock.now_ms();
@@ -307,13 +297,7 @@ async fn hand_over(services: &Arc<Shared>, supervisor: &ActorRef<SupervisorMsg>,
             }
         };
         let Some(event) = kept.into_iter().next() else { return };
-        let result = deliver(supervisor, execution, |reply| Delivery::Event {
-            key: key.to_string(),
-            payload: event.payload.clone(),
-            take: Some(event.at.clone()),
-            reply,
-        })
-        .await;
+        let result = supervisor.event(execution, key, &event.payload, Some(&event.at)).await;
         match result {
             Ok(true) => {}
             Ok(false) | Err(Error::Finished { .. }) => return,
@@ -326,7 +310,7 @@ async fn hand_over(services: &Arc<Shared>, supervisor: &ActorRef<SupervisorMsg>,
 }
 
 /// At start: hand kept events to the executions that wait for their keys.
-async fn hand_over_all(services: &Arc<Shared>, supervisor: &ActorRef<SupervisorMsg>) {
+async fn hand_over_all(services: &Arc<Shared>, supervisor: &SupervisorHandle) {
     let kept = match services.journal.expiring(u64::MAX, RECONCILE_LIMIT) {
         Ok(kept) => kept,
         Err(e) => {
@@ -382,25 +366,6 @@ fn arm_sweep(myself: &ActorRef<WaitMsg>, st: &mut WaitState, services: &Arc<Shar
     st.sweep_at = Some(at_ms);
     let wait = Duration::from_millis(at_ms.saturating_sub(services.clock.now_ms()));
     myself.send_after(wait, || WaitMsg::Sweep);
-}
-
-/// Hand a delivery to an execution through the supervisor (which
-/// rehydrates it). One whose actor stopped before handling it (it
-/// hibernated) comes back with its reply dropped, and goes again.
-async fn deliver<T>(
-    supervisor: &ActorRef<SupervisorMsg>,
-    id: ExecutionId,
-    make: impl Fn(oneshot::Sender<Result<T, Error>>) -> Delivery,
-) -> Result<T, Error> {
-    for _ in 0..ATTEMPTS {
-        let (tx, rx) = oneshot::channel();
-        supervisor.cast(SupervisorMsg::Deliver { id, delivery: make(tx) }).map_err(|e| Error::Actor(e.to_string()))?;
-        match rx.await {
-            Ok(result) => return result,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-    Err(Error::Actor(format!("execution {id} did not take the event after {ATTEMPTS} attempts")))
 }
 
 #[cfg(test)]

@@ -34,18 +34,12 @@ const DELAY_BACKLOG: usize = 256;
 /// sequence number.
 pub struct Feed {
     channels: Mutex<HashMap<ExecutionId, watch::Sender<u64>>>,
-    /// Node latency by type, from the durable `NodeCompleted` events.
-    pub latency: super::NodeLatency,
     delays: tokio::sync::broadcast::Sender<Delay>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
-        Feed {
-            channels: Mutex::default(),
-            latency: Default::default(),
-            delays: tokio::sync::broadcast::channel(DELAY_BACKLOG).0,
-        }
+        Feed { channels: Mutex::default(), delays: tokio::sync::broadcast::channel(DELAY_BACKLOG).0 }
     }
 }
 
@@ -116,6 +110,14 @@ impl Feed {
         }
     }
 
+    /// An append for `id` changed its timer index entries only: wake its
+    /// listeners (the value stays), since what it waits for may have changed.
+    pub(crate) fn touched(&self, id: ExecutionId) {
+        if let Some(tx) = self.channels.lock().expect("feed lock").get(&id) {
+            tx.send_modify(|_| {});
+        }
+    }
+
     /// `id`'s history now ends at `last_seq` (durable).
     pub(crate) fn appended(&self, id: ExecutionId, last_seq: u64) {
         let mut channels = self.channels.lock().expect("feed lock");
@@ -149,12 +151,14 @@ impl Journal for Observed {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let (id, n, first) = (append.execution, append.events.len() as u64, append.first_seq);
-            let (events, wf) = (append.events, append.workflow);
+            let events = append.events;
+            let timers_only = n == 0 && !append.timers.is_empty();
             self.inner.append(append).await?;
             if n > 0 {
                 self.feed.appended(id, first + n - 1);
-                self.feed.latency.appended(&*self.inner, id, events, wf);
                 self.feed.delayed(id, events);
+            } else if timers_only {
+                self.feed.touched(id);
             }
             Ok(())
         })

@@ -1,0 +1,280 @@
+//! Typed handles: what callers hold instead of raw `ActorRef`s.
+//!
+//! [`SupervisorHandle`] is how the runtime, the timer wheel, the
+//! ExecutionActors and their ParallelActors reach the supervisor;
+//! [`ExecutionHandle`] is how an execution's children (its NodeActors and
+//! its ParallelActor) and the supervisor reach one execution. Both are
+//! cheap to clone. Questions are asked with ractor's `RpcReplyPort`; the
+//! message enums themselves (`messages.rs`) stay private to the actors.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorId, ActorRef, MessagingErr, RpcReplyPort};
+use serde_json::{Map, Value};
+
+use super::messages::{Delivery, ExecutionMsg, Start, SupervisorMsg};
+use super::supervisor::Supervisor;
+use super::{Error, Shared};
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
+use crate::journal::{BranchOutcome, Event, Json, KeptRef};
+use crate::nodes::{NodeError, NodeOutput};
+
+/// How often a delivery is handed over again when the actor it was
+/// forwarded to stopped before handling it (it crashed, or ended with the
+/// delivery in its mailbox). The supervisor holds a delivery for an actor
+/// that is stopping until it has heard of its end, so each attempt waits
+/// on that notice, never on a timer.
+const DELIVERY_ATTEMPTS: usize = 20;
+
+/// What an execution's actor hands to those awaiting its end: its final
+/// state, so that no one replays its history to learn it.
+#[derive(Clone, Debug)]
+pub(crate) struct Ended {
+    pub status: crate::journal::Status,
+    pub state: Arc<Map<String, Value>>,
+    pub error: Option<String>,
+    pub usage: crate::journal::Usage,
+}
+
+/// The runtime's supervisor.
+#[derive(Clone)]
+pub(crate) struct SupervisorHandle(ActorRef<SupervisorMsg>);
+
+impl SupervisorHandle {
+    /// Start the supervisor of a runtime.
+    pub(crate) async fn spawn(services: Arc<Shared>) -> Result<SupervisorHandle, Error> {
+        let (actor, _) = Actor::spawn(None, Supervisor, services)
+            .await
+            .map_err(|e| Error::Actor(format!("cannot start the supervisor: {e}")))?;
+        Ok(SupervisorHandle(actor))
+    }
+
+    pub(crate) fn from_ref(actor: ActorRef<SupervisorMsg>) -> SupervisorHandle {
+        SupervisorHandle(actor)
+    }
+
+    /// Start a new execution whose first event is `first` (`base`: a
+    /// branch's starting state). The message goes now; the future says,
+    /// once the first event is durable, whether it started.
+    pub(crate) fn start(
+        &self,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        hash: String,
+        first: Event,
+        base: Option<Arc<Map<String, Value>>>,
+    ) -> Result<impl Future<Output = Result<(), String>> + Send + 'static, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = Start::New { first: Box::new(first), started: RpcReplyPort::from(tx), base };
+        self.0.cast(SupervisorMsg::Spawn { id, workflow, hash, start }).map_err(actor_error)?;
+        Ok(async move { rx.await.unwrap_or_else(|_| Err("the execution actor stopped before starting".into())) })
+    }
+
+    /// Rehydrate `id` unless it is live (nothing is reported back).
+    pub(crate) fn rehydrate(&self, id: ExecutionId, workflow: Arc<Workflow>, hash: String) -> Result<(), Error> {
+        self.0.cast(SupervisorMsg::Spawn { id, workflow, hash, start: Start::Rehydrate }).map_err(actor_error)
+    }
+
+    /// Rehydrate `id` unless it is live. The message goes now; the future
+    /// says whether its actor started (what it failed with, if not).
+    pub(crate) fn rehydrate_reporting(
+        &self,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        hash: String,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Should the supervisor be gone, the reply is dropped with the message: the future says so.
+        let _ = self.0.cast(SupervisorMsg::Rehydrate { id, workflow, hash, started: RpcReplyPort::from(tx) });
+        async move { rx.await.unwrap_or_else(|_| Err("the supervisor stopped".into())) }
+    }
+
+    /// Journal an external event for `id`'s `wait` nodes.
+    pub(crate) async fn signal(&self, id: ExecutionId, key: &str, payload: &Value) -> Result<(), Error> {
+        self.ask(id, |reply| Delivery::Signal { key: key.to_string(), payload: payload.clone(), reply }).await
+    }
+
+    /// Hand `id` an event published by key (`take`: a kept one, removed
+    /// in the same batch); answers whether a node of it waited for `key`
+    /// (and so it was journaled).
+    pub(crate) async fn event(
+        &self,
+        id: ExecutionId,
+        key: &str,
+        payload: &Json,
+        take: Option<&KeptRef>,
+    ) -> Result<bool, Error> {
+        self.ask(id, |reply| Delivery::Event {
+            key: key.to_string(),
+            payload: payload.clone(),
+            take: take.cloned(),
+            reply,
+        })
+        .await
+    }
+
+    /// The supervisor's actor cell, to link a child actor to it.
+    pub(crate) fn cell(&self) -> ractor::ActorCell {
+        self.0.get_cell()
+    }
+
+    /// Decide the approval `id` waits on (`node` picks one); answers the node decided.
+    pub(crate) async fn approve(
+        &self,
+        id: ExecutionId,
+        node: Option<&str>,
+        approved: bool,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<String, Error> {
+        self.ask(id, |reply| Delivery::Approve {
+            node: node.map(str::to_string),
+            approved,
+            by: by.to_string(),
+            comment: comment.map(str::to_string),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancel `id`; answers once `ExecutionCancelled` is durable.
+    pub(crate) async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
+        self.ask(id, |reply| Delivery::Cancel { reason: reason.to_string(), reply: Some(reply) }).await
+    }
+
+    /// Cancel `id` without waiting for an answer (a parent's children).
+    pub(crate) fn cancel_quietly(&self, id: ExecutionId, reason: String) {
+        let _ = self.0.cast(SupervisorMsg::Deliver { id, delivery: Delivery::Cancel { reason, reply: None } });
+    }
+
+    /// A deadline of `id` in the timer index is due. False when the supervisor is gone.
+    pub(crate) fn tick(&self, id: ExecutionId, at_ms: u64) -> bool {
+        self.0.cast(SupervisorMsg::Deliver { id, delivery: Delivery::Tick { at_ms } }).is_ok()
+    }
+
+    /// A parked execution asks to be evicted (see `SupervisorMsg::Hibernate`).
+    pub(crate) fn hibernate(&self, id: ExecutionId, actor: ActorId, delivered: u64) {
+        let _ = self.0.cast(SupervisorMsg::Hibernate { id, actor, delivered });
+    }
+
+    /// The executions that have a live actor.
+    pub(crate) async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
+        answer(ractor::rpc::call(&self.0, SupervisorMsg::Live, None).await)
+    }
+
+    /// The live actor of `id`, if any (tests).
+    #[cfg(test)]
+    pub(crate) async fn actor(&self, id: ExecutionId) -> Result<Option<ExecutionHandle>, Error> {
+        answer(ractor::rpc::call(&self.0, |reply| SupervisorMsg::Actor(id, reply), None).await)
+    }
+
+    /// Stop every execution actor, then the supervisor (bounded waits).
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.0.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+        let _ = self.0.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+    }
+
+    /// Stop the supervisor and its children now.
+    pub(crate) fn kill(&self) {
+        self.0.kill();
+    }
+
+    /// Hand a delivery to `id` and await its answer. A delivery whose
+    /// actor stopped before handling it comes back with its reply dropped;
+    /// it goes again, and the supervisor holds it until the old actor's end
+    /// is known (then rehydrates, or refuses for an execution that ended).
+    async fn ask<T: Send + 'static>(
+        &self,
+        id: ExecutionId,
+        make: impl Fn(RpcReplyPort<Result<T, Error>>) -> Delivery,
+    ) -> Result<T, Error> {
+        for _ in 0..DELIVERY_ATTEMPTS {
+            let call = ractor::rpc::call(&self.0, |reply| SupervisorMsg::Deliver { id, delivery: make(reply) }, None);
+            match call.await.map_err(actor_error)? {
+                CallResult::Success(result) => return result,
+                CallResult::SenderError | CallResult::Timeout => continue,
+            }
+        }
+        let attempts = crate::plural::count(DELIVERY_ATTEMPTS, "attempt", "attempts");
+        Err(Error::Actor(format!("execution {id} did not take the delivery after {attempts}")))
+    }
+}
+
+/// One execution's actor.
+#[derive(Clone)]
+pub(crate) struct ExecutionHandle(ActorRef<ExecutionMsg>);
+
+impl ExecutionHandle {
+    pub(crate) fn new(actor: ActorRef<ExecutionMsg>) -> ExecutionHandle {
+        ExecutionHandle(actor)
+    }
+
+    pub(crate) fn id(&self) -> ActorId {
+        self.0.get_id()
+    }
+
+    /// Whether the actor takes messages (not stopping, not stopped).
+    pub(crate) fn is_running(&self) -> bool {
+        ractor::ACTIVE_STATES.contains(&self.0.get_status())
+    }
+
+    /// A node attempt ended.
+    pub(crate) fn node_done(
+        &self,
+        node: String,
+        visit: u32,
+        attempt: u32,
+        result: Result<NodeOutput, NodeError>,
+        duration_us: u64,
+    ) {
+        // The execution may be gone (cancelled, shut down): nothing to report to.
+        let _ = self.0.cast(ExecutionMsg::NodeDone { node, visit, attempt, result, duration_us });
+    }
+
+    /// Children of a fan-out ended; false when the execution is gone.
+    pub(crate) fn branches_done(
+        &self,
+        node: String,
+        visit: u32,
+        attempt: u32,
+        ends: Vec<(u32, BranchOutcome)>,
+    ) -> bool {
+        self.0.cast(ExecutionMsg::BranchesDone { node, visit, attempt, ends }).is_ok()
+    }
+
+    /// Forward a delivery; gives it back when the actor no longer takes messages.
+    pub(crate) fn deliver(&self, delivery: Delivery) -> Result<(), Delivery> {
+        match self.0.cast(ExecutionMsg::Deliver(delivery)) {
+            Ok(()) => Ok(()),
+            Err(MessagingErr::SendErr(ExecutionMsg::Deliver(d))) => Err(d),
+            // The message is gone with the error: its reply is dropped, and the caller asks again.
+            Err(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn stop(&self, reason: &str) {
+        self.0.stop(Some(reason.into()));
+    }
+
+    /// Make the actor panic (tests of supervision).
+    #[cfg(test)]
+    pub(crate) fn panic(&self, text: &str) {
+        self.0.cast(ExecutionMsg::Panic(text.into())).expect("the actor is live");
+    }
+}
+
+fn actor_error<T>(e: MessagingErr<T>) -> Error {
+    Error::Actor(e.to_string())
+}
+
+fn answer<T>(r: Result<CallResult<T>, MessagingErr<SupervisorMsg>>) -> Result<T, Error> {
+    match r.map_err(actor_error)? {
+        CallResult::Success(v) => Ok(v),
+        CallResult::Timeout => Err(Error::Actor("the supervisor did not answer in time".into())),
+        CallResult::SenderError => Err(Error::Actor("the supervisor stopped before answering".into())),
+    }
+}
