@@ -522,13 +522,17 @@ impl Runtime {
         }
         self.ensure_live(id).await?;
         loop {
-            // Listen first, then look, so a change between the two is not
-            // missed: every member's appends (and its end), and the first
-            // append of each child not started yet.
+            // Listen, then look again: every member's appends (and its
+            // end), and the first append of each child not started yet.
+            // A change between the first look and the listening shows in
+            // the second look (then look afresh); one after it is heard.
             let (family, unstarted) = self.family_and_unstarted(id)?;
             let mut heard: Vec<_> = family.iter().chain(&unstarted).map(|&m| self.inner.feed.subscribe(m)).collect();
             let ends: Vec<_> = family.iter().map(|&m| self.services().on_finished(m)).collect();
-            if self.family_and_unstarted(id)? == (family.clone(), unstarted) && self.all_settled(&family) {
+            if self.family_and_unstarted(id)? != (family.clone(), unstarted) {
+                continue;
+            }
+            if self.all_settled(&family) {
                 return self.outcome(id);
             }
             // A deadline moves a member on through an append (the timer

@@ -12,10 +12,10 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::dev::DevServer;
-use support::{GATHER, REVIEW, jamjet, workflow_file};
+use support::{GATHER, OutputBounded, REVIEW, jamjet, workflow_file};
 
 fn bench(args: &[&str]) -> Output {
-    jamjet().env_remove("JAMJET_SERVER").arg("bench").args(args).output().expect("running jamjet bench")
+    jamjet().env_remove("JAMJET_SERVER").arg("bench").args(args).output_bounded()
 }
 
 fn bench_json(args: &[&str]) -> Value {

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{jamjet, jamjet_json, jamjet_out};
+use support::{OutputBounded, jamjet, jamjet_json, jamjet_out};
 
 const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello.yaml");
 
@@ -313,8 +313,7 @@ fn approve_decides_and_a_second_decision_is_refused_naming_the_first() {
         .arg("--data-dir")
         .arg(&data)
         .args(["approve", &id, "--decision", "approved", "--comment", "paid in full", "--json"])
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(out.status.success(), "{}", stderr(&out));
     let moved: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(moved["status"], "waiting", "it goes on to wait for the shipment: {moved}");

@@ -16,28 +16,21 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::dev::DevServer;
-use support::{TWO_STEPS, jamjet};
+use support::{OutputBounded, TWO_STEPS, jamjet};
 
 /// `jamjet --data-dir DIR ARGS... --server URL`.
 fn cli(dir: &Path, url: &str, args: &[&str]) -> Output {
-    jamjet()
-        .env_remove("JAMJET_SERVER")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .args(["--server", url])
-        .output()
-        .expect("running jamjet")
+    jamjet().env_remove("JAMJET_SERVER").arg("--data-dir").arg(dir).args(args).args(["--server", url]).output_bounded()
 }
 
 /// `jamjet --data-dir DIR ARGS...` with `JAMJET_SERVER=URL`.
 fn cli_env(dir: &Path, url: &str, args: &[&str]) -> Output {
-    jamjet().env("JAMJET_SERVER", url).arg("--data-dir").arg(dir).args(args).output().expect("running jamjet")
+    jamjet().env("JAMJET_SERVER", url).arg("--data-dir").arg(dir).args(args).output_bounded()
 }
 
 /// `jamjet --data-dir DIR ARGS...` on the data dir itself.
 fn local(dir: &Path, args: &[&str]) -> Output {
-    jamjet().env_remove("JAMJET_SERVER").arg("--data-dir").arg(dir).args(args).output().expect("running jamjet")
+    jamjet().env_remove("JAMJET_SERVER").arg("--data-dir").arg(dir).args(args).output_bounded()
 }
 
 fn ok(out: Output) -> String {

@@ -14,7 +14,7 @@ use jamjet::journal::{ErrorClass, Event, Status};
 use jamjet::{Runtime, ir};
 use serde_json::{Value, json};
 use support::mcp::{EVERYTHING_PACKAGE, HttpServer, everything_dir, example_server, gone_within, recorded};
-use support::{jamjet, jamjet_json};
+use support::{OutputBounded, jamjet, jamjet_json};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -400,8 +400,7 @@ fn the_tool_example_runs_from_any_directory() {
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["run", "../examples/tool.yaml", "--input", r#"{"a": 2, "b": 40}"#, "--json"])
-        .output()
-        .unwrap();
+        .output_bounded();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     // The server's own log lines come out in our log (stderr), tagged;
@@ -445,8 +444,7 @@ fn relative_commands_resolve_from_the_file_and_bare_names_from_path() {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["run", &format!("flows/{name}"), "--input", "{}", "--json"])
-            .output()
-            .unwrap();
+            .output_bounded();
         let out: Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|_| panic!("{run:?}"));
         assert_eq!(out["status"], "failed", "{out}");
         let error = out["error"].as_str().unwrap_or_default().to_string() + &out.to_string();

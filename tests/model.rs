@@ -14,7 +14,7 @@ use jamjet::{ExecutionId, Outcome, Runtime, ir};
 use serde_json::{Value, json};
 use support::mcp_http::McpHttpServer;
 use support::model_server::{ModelServer, Reply, Rule, Wire};
-use support::{files, jamjet, jamjet_out};
+use support::{OutputBounded, files, jamjet, jamjet_out};
 
 #[tokio::test]
 async fn model_server_speaks_both_wires_and_follows_its_script() -> anyhow::Result<()> {
@@ -463,7 +463,7 @@ fn bare_model_names_use_provider_defaults() {
 
 #[test]
 fn the_model_example_validates() {
-    let out = jamjet().args(["validate", "examples/model.yaml"]).output().unwrap();
+    let out = jamjet().args(["validate", "examples/model.yaml"]).output_bounded();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -496,8 +496,7 @@ async fn jamjet_run_sends_the_key_and_never_journals_it() {
             .arg("--data-dir")
             .arg(&d)
             .args(["run", f.to_str().unwrap(), "--input", r#"{"question": "hello"}"#, "--json"])
-            .output()
-            .unwrap()
+            .output_bounded()
     })
     .await
     .unwrap();
@@ -569,7 +568,7 @@ async fn kill_9_during_a_model_call_repeats_it_with_the_same_key() {
 
     let (d, f) = (data.clone(), file.clone());
     let out = tokio::task::spawn_blocking(move || {
-        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output().unwrap()
+        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
     })
     .await
     .unwrap();

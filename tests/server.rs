@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::OutputBounded;
 use support::dev::{Api, DevServer, read_sse};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -450,14 +451,13 @@ fn a_non_loopback_bind_without_keys_refuses_to_start_and_new_key_makes_a_usable_
         .arg("--data-dir")
         .arg(dir.path())
         .args(["dev", "--bind", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing to listen on 0.0.0.0:0 without API keys"), "{err}");
     assert!(out.stdout.is_empty(), "it never listened");
 
-    let out = support::jamjet().args(["dev", "--new-key"]).output().unwrap();
+    let out = support::jamjet().args(["dev", "--new-key"]).output_bounded();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let key = text.lines().find_map(|l| l.strip_prefix("key:  ")).unwrap().to_string();

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::OutputBounded;
 use support::dev::{Api, DevServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -256,8 +257,7 @@ async fn a_configured_cors_origin_gets_its_preflight_and_its_requests_and_public
             .arg("--data-dir")
             .arg(dir.path().join("other"))
             .args(["dev", "--bind", "127.0.0.1:0", flag, value])
-            .output()
-            .unwrap();
+            .output_bounded();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -554,7 +554,7 @@ fn validate_refuses_devices_fifos_directories_and_oversized_files_without_readin
 fn api_keys_are_not_a_command_line_flag() {
     let dir = tempfile::tempdir().unwrap();
     for args in [&["dev", "--api-keys", "k1"][..], &["bench", "--api-key", "k1"][..]] {
-        let out = support::jamjet().arg("--data-dir").arg(dir.path()).args(args).output().unwrap();
+        let out = support::jamjet().arg("--data-dir").arg(dir.path()).args(args).output_bounded();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("unexpected argument"), "{args:?}: {err}");

@@ -107,7 +107,22 @@ impl Shared {
     /// calling this, not before, to miss nothing.
     pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<Option<Ended>> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").entry(id).or_default().push(tx);
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        // Executions that ended before anyone still listening registered
+        // (no notice will come for them again): swept as the map doubles
+        // past 4,096 entries, so the sweeps cost O(1) per registration.
+        let n = waiters.len();
+        if n >= 4096 && n.is_power_of_two() && !waiters.contains_key(&id) {
+            waiters.retain(|_, ws| {
+                ws.retain(|w| !w.is_closed());
+                !ws.is_empty()
+            });
+        }
+        let here = waiters.entry(id).or_default();
+        // Whoever stopped listening (a settle that looked again) is let go
+        // here, so a long wait does not pile up senders.
+        here.retain(|w| !w.is_closed());
+        here.push(tx);
         rx
     }
 

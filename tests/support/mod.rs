@@ -163,7 +163,7 @@ pub struct Finished {
 /// Run `cmd` (stdin closed, output captured) to its end, killing it past
 /// `limit` and then failing with `what` and what it printed to stderr.
 #[allow(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
-pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Finished {
+pub fn run_bounded(mut cmd: impl std::borrow::BorrowMut<Command>, limit: Duration, what: &str) -> Finished {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
     fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
@@ -175,6 +175,7 @@ pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Finished {
     }
     let began = std::time::Instant::now();
     let mut child = cmd
+        .borrow_mut()
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -207,6 +208,22 @@ pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Finished {
     };
     // Linux reports ru_maxrss in KiB.
     Finished { output, max_rss_bytes: usage.ru_maxrss as u64 * 1024, took: began.elapsed() }
+}
+
+/// How long one `jamjet` command in a test may take before it is killed
+/// and the test fails saying so (a hang fails the test, not the CI run).
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// `Command::output`, bounded by [`COMMAND_LIMIT`] (stdin closed, as there).
+pub trait OutputBounded {
+    fn output_bounded(&mut self) -> Output;
+}
+
+impl OutputBounded for Command {
+    fn output_bounded(&mut self) -> Output {
+        let what = format!("{:?}", self.get_args().collect::<Vec<_>>());
+        run_bounded(self, COMMAND_LIMIT, &format!("jamjet {what}")).output
+    }
 }
 
 /// Run `cmd` (a `jamjet` command) with `JAMJET_PAUSE_AFTER=pause`, read
@@ -259,7 +276,7 @@ pub fn kill_when_paused(mut cmd: Command, pause: &str, limit: Duration, what: &s
 
 /// Run `jamjet` with `args` on `data_dir` to completion.
 pub fn jamjet_out(data_dir: &Path, args: &[&str]) -> Output {
-    jamjet().arg("--data-dir").arg(data_dir).args(args).output().expect("running jamjet")
+    jamjet().arg("--data-dir").arg(data_dir).args(args).output_bounded()
 }
 
 /// Run `jamjet ... --json` and parse stdout, failing loudly on a bad exit.
