@@ -1073,6 +1073,13 @@ impl Runtime {
         self.inner.supervisor.live().await
     }
 
+    /// Resolves once `id` has no actor in memory: it hibernated (parked
+    /// with nothing running), ended, or was never loaded here. A notice
+    /// from the supervisor, not a poll; it does not load `id`.
+    pub async fn unloaded(&self, id: ExecutionId) -> Result<(), Error> {
+        self.inner.supervisor.unloaded(id).await
+    }
+
     async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
         let meta = self.status(id)?;
         if meta.status == Status::Running && !self.live().await?.contains(&id) {

@@ -52,12 +52,8 @@ fn signals(rt: &Runtime, id: ExecutionId) -> Vec<(String, String)> {
 async fn parked_and_hibernated(rt: &Runtime, id: ExecutionId) {
     let parked = within("parking", rt.settle(id)).await.unwrap();
     assert_eq!(parked.status, Status::Waiting);
-    within("hibernation", async {
-        while rt.live().await.unwrap().contains(&id) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    within("hibernation", rt.unloaded(id)).await.unwrap();
+    assert!(!rt.live().await.unwrap().contains(&id));
 }
 
 #[tokio::test]

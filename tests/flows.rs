@@ -271,13 +271,9 @@ async fn a_wait_parks_hibernated_and_a_signal_resumes_it_with_the_payload() {
     let id = rt.submit(&pay(600_000), json!({ "order_id": "42" })).await.unwrap();
     let parked = within("parking", rt.settle(id)).await.unwrap();
     assert_eq!(parked.status, Status::Waiting);
-    // Hibernated: no actor in memory. Eviction sends no notice, so look (bounded).
-    within("hibernation", async {
-        while rt.live().await.unwrap().contains(&id) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    // Hibernated: no actor in memory (the supervisor's notice).
+    within("hibernation", rt.unloaded(id)).await.unwrap();
+    assert!(!rt.live().await.unwrap().contains(&id));
     let waiting = rt.waiting().unwrap();
     assert_eq!(waiting.len(), 1);
     assert_eq!((waiting[0].kind, waiting[0].event.as_deref()), (WaitKind::Event, Some("payment:42")));
@@ -566,7 +562,11 @@ async fn a_workflow_timeout_fails_the_execution_and_stops_its_running_node() {
     assert_eq!(out.status, Status::Failed);
     assert!(out.error.unwrap().contains("timeout_ms 150"));
     assert!(began.elapsed() < Duration::from_secs(10));
+    // Its actor goes, with the node still running inside it.
+    within("the actor's end", rt.unloaded(out.id)).await.unwrap();
     assert!(!rt.live().await.unwrap().contains(&out.id));
+    // Never loaded here: answered at once.
+    within("an unknown id", rt.unloaded(ExecutionId::new(1))).await.unwrap();
 }
 
 #[tokio::test]

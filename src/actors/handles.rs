@@ -166,6 +166,12 @@ impl SupervisorHandle {
         answer(ractor::rpc::call(&self.0, SupervisorMsg::Live, None).await)
     }
 
+    /// Resolves once `id` has no actor in memory (hibernated, ended, or
+    /// never loaded here): the supervisor's notice, not a poll.
+    pub(crate) async fn unloaded(&self, id: ExecutionId) -> Result<(), Error> {
+        answer(ractor::rpc::call(&self.0, |reply| SupervisorMsg::Unloaded(id, reply), None).await)
+    }
+
     /// The live actor of `id`, if any (tests).
     #[cfg(test)]
     pub(crate) async fn actor(&self, id: ExecutionId) -> Result<Option<ExecutionHandle>, Error> {

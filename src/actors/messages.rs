@@ -130,6 +130,9 @@ pub(crate) enum SupervisorMsg {
     Hibernate { id: ExecutionId, actor: ActorId, delivered: u64 },
     /// The executions that have a live actor.
     Live(RpcReplyPort<Vec<ExecutionId>>),
+    /// Answered once `id` has no actor in memory (it hibernated, ended or
+    /// was never loaded): right away, or when its actor goes.
+    Unloaded(ExecutionId, RpcReplyPort<()>),
     #[cfg(test)]
     Actor(ExecutionId, RpcReplyPort<Option<super::handles::ExecutionHandle>>),
 }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{error, warn};
 
 use super::execution::{ExecutionActor, ExecutionArgs};
@@ -43,6 +43,8 @@ pub(crate) struct SupervisorState {
     /// Deliveries for an execution whose actor is stopping, held until
     /// its end is known (then handed to its successor, or refused).
     held: HashMap<ExecutionId, Vec<Delivery>>,
+    /// Who waits for an execution's actor to go (hibernated or ended).
+    unloaded: HashMap<ExecutionId, Vec<RpcReplyPort<()>>>,
 }
 
 impl Supervisor {
@@ -143,6 +145,16 @@ impl Supervisor {
         Ok(())
     }
 
+    /// `id` has no actor in memory any more: tell whoever waits for that.
+    fn gone(st: &mut SupervisorState, id: ExecutionId) {
+        if st.by_execution.contains_key(&id) {
+            return;
+        }
+        for reply in st.unloaded.remove(&id).unwrap_or_default() {
+            let _ = reply.send(());
+        }
+    }
+
     /// The actor of `id` has ended: hand it what was held for it.
     async fn release(
         myself: &ActorRef<SupervisorMsg>,
@@ -172,6 +184,7 @@ impl Actor for Supervisor {
             by_execution: HashMap::new(),
             restarts: HashMap::new(),
             held: HashMap::new(),
+            unloaded: HashMap::new(),
         })
     }
 
@@ -206,10 +219,17 @@ impl Actor for Supervisor {
                     st.restarts.remove(&id);
                     tracing::debug!(execution_id = %id, "hibernated");
                     child.actor.stop("hibernated");
+                    Self::gone(st, id);
                 }
             }
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(st.by_execution.keys().copied().collect());
+            }
+            SupervisorMsg::Unloaded(id, reply) => {
+                let waiting = st.unloaded.entry(id).or_default();
+                waiting.retain(|r| !r.is_closed());
+                waiting.push(reply);
+                Self::gone(st, id);
             }
             #[cfg(test)]
             SupervisorMsg::Actor(id, reply) => {
@@ -232,6 +252,7 @@ impl Actor for Supervisor {
                     st.by_execution.remove(&child.id);
                     st.restarts.remove(&child.id);
                     Self::release(&myself, st, child.id).await?;
+                    Self::gone(st, child.id);
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
@@ -254,6 +275,7 @@ impl Actor for Supervisor {
                     for delivery in st.held.remove(&child.id).unwrap_or_default() {
                         delivery.refuse(why);
                     }
+                    Self::gone(st, child.id);
                     return Ok(());
                 } else {
                     let b = st.services.restart_budget;
@@ -266,6 +288,7 @@ impl Actor for Supervisor {
                 };
                 let _ = Self::spawn_child(&myself, st, child.id, child.workflow, child.hash, start).await;
                 Self::release(&myself, st, child.id).await?;
+                Self::gone(st, child.id);
             }
             _ => {}
         }
