@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::time::Duration;
 
 use jamjet::clock::ManualClock;
@@ -15,7 +14,7 @@ use jamjet::id::ExecutionId;
 use jamjet::journal::{Event, Status};
 use jamjet::{Error, Runtime, ir};
 use serde_json::{Value, json};
-use support::{jamjet, jamjet_json, jamjet_out, workflow_file};
+use support::{jamjet, jamjet_json, jamjet_out, run_until_paused, workflow_file};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -248,38 +247,9 @@ async fn the_wait_index_and_a_kept_event_survive_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let wf = workflow_file(dir.path(), "pay.yaml", PAY);
-    let mut child = jamjet()
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["run", &wf, "--input", r#"{"order_id": "42"}"#])
-        .env("JAMJET_PAUSE_AFTER", "Waiting")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + LIMIT;
-    let mut said = Vec::new();
-    let paused = loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) else {
-            break false;
-        };
-        let done = line == "jamjet: paused after Waiting #1";
-        said.push(line);
-        if done {
-            break true;
-        }
-    };
-    assert!(paused, "jamjet run did not pause after Waiting; stderr:\n{}", said.join("\n"));
+    let mut run = jamjet();
+    run.arg("--data-dir").arg(&data).args(["run", &wf, "--input", r#"{"order_id": "42"}"#]);
+    let holder = run_until_paused(run, "Waiting", LIMIT, "jamjet run");
     // Through the holder's socket: nobody waits for `order:5`, so it is kept.
     let data2 = data.clone();
     let kept = tokio::task::spawn_blocking(move || {
@@ -288,9 +258,7 @@ async fn the_wait_index_and_a_kept_event_survive_a_kill_9() {
     .await
     .unwrap();
     assert_eq!(kept["kept"], true, "{kept}");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap();
+    holder.kill();
 
     let rt = Runtime::open(&data).await.unwrap();
     let rows = rt.list(None).unwrap();

@@ -215,6 +215,15 @@ fn parked(w: &Workflow) -> ExecutionState {
     st
 }
 
+/// A timer wait (`nap`, 50 ms) parked at T0, its deadline at T0 + 50.
+fn napping() -> (Workflow, ExecutionState) {
+    let timer = wf("id: t\nstate_schema: { k: str }\nnodes:\n  nap: { type: wait, duration_ms: 50 }\n");
+    let (mut st, _) = begun(&timer);
+    let parks = NodeResult::Parks { event: None, deadline_ms: Some(T0 + 50), prompt: None };
+    step(&timer, &mut st, done("nap", 1, parks), T0);
+    (timer, st)
+}
+
 #[test]
 fn a_signal_ends_the_wait_with_its_payload_and_one_that_comes_early_is_kept() {
     let w = wf(WAIT);
@@ -242,14 +251,7 @@ fn a_tick_at_a_waits_deadline_times_it_out_and_at_a_timers_fires_it() {
     assert_eq!(step(&w, &mut st, Input::Tick, T0 + 499), Step::default());
     let s = step(&w, &mut st, Input::Tick, T0 + 500);
     assert_eq!(kinds(&s.events), ["WaitTimedOut", "NodeFailed", "ExecutionFailed"]);
-    let timer = wf("id: t\nstate_schema: { k: str }\nnodes:\n  nap: { type: wait, duration_ms: 50 }\n");
-    let (mut st, _) = begun(&timer);
-    step(
-        &timer,
-        &mut st,
-        done("nap", 1, NodeResult::Parks { event: None, deadline_ms: Some(T0 + 50), prompt: None }),
-        T0,
-    );
+    let (timer, mut st) = napping();
     let s = step(&timer, &mut st, Input::Tick, T0 + 60);
     assert_eq!(kinds(&s.events), ["TimerFired", "NodeCompleted", "ExecutionCompleted"]);
     // The workflow's own timeout fails the execution.
@@ -345,14 +347,7 @@ fn settled_means_only_the_outside_can_move_it() {
     assert_eq!(settled(&w, &st, T0 + 1, true, &none), Settled::No, "a due timer entry moves it");
     assert_eq!(settled(&w, &st, T0 + 500, false, &none), Settled::No, "its deadline passed");
     assert_eq!(waits(&st).iter().map(|(n, k, _)| (*n, *k)).collect::<Vec<_>>(), vec![("w", WaitKind::Event)]);
-    let timer = wf("id: t\nstate_schema: { k: str }\nnodes:\n  nap: { type: wait, duration_ms: 50 }\n");
-    let (mut st, _) = begun(&timer);
-    step(
-        &timer,
-        &mut st,
-        done("nap", 1, NodeResult::Parks { event: None, deadline_ms: Some(T0 + 50), prompt: None }),
-        T0,
-    );
+    let (timer, st) = napping();
     assert_eq!(settled(&timer, &st, T0, false, &none), Settled::No, "a timer is waited out");
     assert_eq!(waits(&st)[0].1, WaitKind::Timer);
     let mut ended = st.clone();

@@ -226,11 +226,27 @@ impl OutputBounded for Command {
     }
 }
 
-/// Run `cmd` (a `jamjet` command) with `JAMJET_PAUSE_AFTER=pause`, read
-/// its stderr until it says it paused (at most `limit`), and `kill -9` it:
-/// the process dies right after that event is durable. `what` names it in
-/// the failure, with what it printed.
-pub fn kill_when_paused(mut cmd: Command, pause: &str, limit: Duration, what: &str) {
+/// A `jamjet` process held at a pause (`JAMJET_PAUSE_AFTER`): it still
+/// holds its data dir (and its socket answers) until [`Paused::kill`].
+pub struct Paused {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Paused {
+    /// `kill -9` it, and wait for it and its stderr reader.
+    pub fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        self.child.wait().unwrap();
+        self.reader.join().unwrap();
+    }
+}
+
+/// Run `cmd` (a `jamjet` command) with `JAMJET_PAUSE_AFTER=pause` and read
+/// its stderr until it says it paused (at most `limit`): the process is
+/// held right after that event is durable. `what` names it in the
+/// failure, with what it printed.
+pub fn run_until_paused(mut cmd: Command, pause: &str, limit: Duration, what: &str) -> Paused {
     use std::io::BufRead;
     let mut child = cmd
         .env("JAMJET_PAUSE_AFTER", pause)
@@ -263,15 +279,22 @@ pub fn kill_when_paused(mut cmd: Command, pause: &str, limit: Duration, what: &s
             break true;
         }
     };
-    let ended_by_itself = child.try_wait().unwrap();
-    let _ = child.kill(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap();
-    let how = match ended_by_itself {
-        Some(s) => format!("exited {s}"),
-        None => "still ran".into(),
-    };
-    assert!(paused, "{what} did not pause after {pause} within {limit:?} (it {how}); stderr:\n{}", said.join("\n"));
+    if !paused {
+        let ended_by_itself = child.try_wait().unwrap();
+        Paused { child, reader }.kill();
+        let how = match ended_by_itself {
+            Some(s) => format!("exited {s}"),
+            None => "still ran".into(),
+        };
+        panic!("{what} did not pause after {pause} within {limit:?} (it {how}); stderr:\n{}", said.join("\n"));
+    }
+    Paused { child, reader }
+}
+
+/// [`run_until_paused`], then `kill -9` it: the process dies right after
+/// that event is durable.
+pub fn kill_when_paused(cmd: Command, pause: &str, limit: Duration, what: &str) {
+    run_until_paused(cmd, pause, limit, what).kill();
 }
 
 /// Run `jamjet` with `args` on `data_dir` to completion.
