@@ -521,63 +521,107 @@ impl Runtime {
             return self.wait(id).await;
         }
         self.ensure_live(id).await?;
+        // Each member is listened to (its appends, and its end) from the
+        // look that first finds it, and a member found anew is looked at
+        // again after its listening began: a change before that shows in
+        // the look, one after it is heard. One fold per member per look,
+        // and one end notice per member per settle.
+        let mut heard: HashMap<ExecutionId, tokio::sync::watch::Receiver<u64>> = HashMap::new();
+        let mut ends: HashMap<ExecutionId, oneshot::Receiver<Option<crate::actors::Ended>>> = HashMap::new();
         loop {
-            // Listen, then look again: every member's appends (and its
-            // end), and the first append of each child not started yet.
-            // A change between the first look and the listening shows in
-            // the second look (then look afresh); one after it is heard.
-            let (family, unstarted) = self.family_and_unstarted(id)?;
-            let mut heard: Vec<_> = family.iter().chain(&unstarted).map(|&m| self.inner.feed.subscribe(m)).collect();
-            let ends: Vec<_> = family.iter().map(|&m| self.services().on_finished(m)).collect();
-            if self.family_and_unstarted(id)? != (family.clone(), unstarted) {
+            let look = self.look(id)?;
+            let mut found = false;
+            for &m in look.family.iter().chain(&look.unstarted) {
+                if let std::collections::hash_map::Entry::Vacant(e) = heard.entry(m) {
+                    e.insert(self.inner.feed.subscribe(m));
+                    found = true;
+                }
+            }
+            for &m in &look.family {
+                if !ends.contains_key(&m) && self.status(m).is_ok_and(|meta| !meta.status.is_terminal()) {
+                    ends.insert(m, self.services().on_finished(m));
+                }
+            }
+            if found {
                 continue;
             }
-            if self.all_settled(&family) {
+            if look.settled {
                 return self.outcome(id);
             }
             // A deadline moves a member on through an append (the timer
             // wheel's tick), which is heard here like any other.
-            let changes = futures::future::select_all(heard.iter_mut().map(|rx| Box::pin(rx.changed())));
+            let changes = futures::future::select_all(heard.values_mut().map(|rx| Box::pin(rx.changed())));
+            let ended = async {
+                match ends.is_empty() {
+                    true => futures::future::pending().await,
+                    false => {
+                        futures::future::select_all(ends.iter_mut().map(|(m, rx)| {
+                            Box::pin(async {
+                                let _ = rx.await;
+                                *m
+                            })
+                        }))
+                        .await
+                        .0
+                    }
+                }
+            };
             tokio::select! {
                 _ = changes => {}
-                _ = futures::future::select_all(ends) => {}
+                m = ended => { ends.remove(&m); }
             }
         }
     }
 
-    /// [`family`](Self::family), and the children of its fan-outs that
-    /// have not started (no row yet).
-    fn family_and_unstarted(&self, id: ExecutionId) -> Result<(Vec<ExecutionId>, Vec<ExecutionId>), Error> {
-        let mut out = vec![id];
-        let mut unstarted = Vec::new();
+    /// One look at a family: its members, its children not started yet,
+    /// and whether every member is settled (each member folded once).
+    fn look(&self, id: ExecutionId) -> Result<Look, Error> {
+        let mut look = Look { family: vec![id], unstarted: Vec::new(), settled: true };
         let mut i = 0;
-        while i < out.len() && out.len() < 100_000 {
-            let st = self.machine(out[i])?;
+        while i < look.family.len() && look.family.len() < 100_000 {
+            let m = look.family[i];
+            let workflow = self.workflow_of(m)?;
+            let st = crate::actors::fold_history(self.services(), m, &workflow, &self.events(m)?)?;
             if !st.phase.is_terminal() {
                 for c in st.unfinished_children() {
                     match self.status(c) {
-                        Ok(_) => out.push(c),
-                        Err(_) => unstarted.push(c),
+                        Ok(_) => look.family.push(c),
+                        Err(_) => look.unstarted.push(c),
                     }
                 }
             }
+            // One that cannot be judged counts as settled: it will not move either.
+            look.settled &= self.settled_state(m, &workflow, &st).unwrap_or(true);
             i += 1;
         }
-        Ok((out, unstarted))
+        Ok(look)
     }
 
     /// An execution and, recursively, the unfinished children of its fan-outs.
     fn family(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
-        Ok(self.family_and_unstarted(id)?.0)
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() && out.len() < 100_000 {
+            let st = self.machine(out[i])?;
+            if !st.phase.is_terminal() {
+                out.extend(st.unfinished_children().into_iter().filter(|&c| self.status(c).is_ok()));
+            }
+            i += 1;
+        }
+        Ok(out)
     }
 
     /// Whether only the outside can move this execution on (see
     /// [`machine::settled`](crate::actors::machine::settled)): it ended, or
     /// it is parked on an event or approval with no deadline passed, or it
-    /// waits on children (the rest of its family decides).
-    fn settled(&self, id: ExecutionId) -> Result<bool, Error> {
-        let workflow = self.workflow_of(id)?;
-        let st = crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)?;
+    /// waits on children (the rest of its family decides). `st` is its
+    /// folded history.
+    fn settled_state(
+        &self,
+        id: ExecutionId,
+        workflow: &Workflow,
+        st: &crate::actors::machine::ExecutionState,
+    ) -> Result<bool, Error> {
         if st.phase.is_terminal() {
             return Ok(true);
         }
@@ -587,7 +631,7 @@ impl Runtime {
         // parent's wake-up), or a kept event for a key it waits for (the
         // WaitActor hands it over).
         let mut due = journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id);
-        for key in crate::actors::wait_keys(&st) {
+        for key in crate::actors::wait_keys(st) {
             if due {
                 break;
             }
@@ -599,13 +643,14 @@ impl Runtime {
                 children.insert(c, m.status);
             }
         }
-        Ok(crate::actors::machine::settled(&workflow, &st, now, due, &children).yes())
+        Ok(crate::actors::machine::settled(workflow, st, now, due, &children).yes())
     }
 
-    /// Whether every member of a family is settled (one that cannot be
-    /// read counts as settled: it will not move either).
-    fn all_settled(&self, family: &[ExecutionId]) -> bool {
-        family.iter().all(|&m| self.settled(m).unwrap_or(true))
+    /// [`settled_state`](Self::settled_state), folding `id`'s history.
+    fn settled(&self, id: ExecutionId) -> Result<bool, Error> {
+        let workflow = self.workflow_of(id)?;
+        let st = crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)?;
+        self.settled_state(id, &workflow, &st)
     }
 
     /// Whether only the outside can move `id` and its unfinished children
@@ -619,7 +664,7 @@ impl Runtime {
         if !can_park(&*self.workflow_of(id)?) {
             return Ok(self.status(id)?.status.is_terminal());
         }
-        Ok(self.all_settled(&self.family(id)?))
+        Ok(self.look(id)?.settled)
     }
 
     fn machine(&self, id: ExecutionId) -> Result<crate::actors::machine::ExecutionState, Error> {
@@ -1165,6 +1210,16 @@ fn can_park(wf: &Workflow) -> bool {
 /// The terminal event of a history, if it has one.
 pub fn terminal_event(records: &[Record]) -> Option<&Event> {
     records.last().map(|r| &r.event).filter(|e| e.is_terminal())
+}
+
+/// One look at a family ([`Runtime::look`]).
+struct Look {
+    /// The execution and, recursively, the started unfinished children of its fan-outs.
+    family: Vec<ExecutionId>,
+    /// Children of its fan-outs that have not started (no row yet).
+    unstarted: Vec<ExecutionId>,
+    /// Whether every member is settled.
+    settled: bool,
 }
 
 #[cfg(test)]
