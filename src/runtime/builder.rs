@@ -1,0 +1,149 @@
+//! Building and opening a [`Runtime`]: the [`Builder`] wires what the
+//! layers below share (the journal behind the live feed, the nodes'
+//! `Env`, the actors' `Shared`, the supervisor), then resumes what was
+//! running and starts the timer wheel. Nothing here runs an execution.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::{Error, Feed, Inner, Observed, Runtime};
+use crate::actors::{RestartBudget, Shared, SupervisorHandle};
+use crate::clock::{Clock, SystemClock};
+use crate::ir::Limits;
+use crate::journal::{Journal, MemoryJournal, SledJournal};
+use crate::nodes::{Env, FunctionCall, FunctionError, FunctionRegistry};
+
+/// Builds a [`Runtime`]: register functions before `open` so that
+/// executions resumed at open can call them.
+pub struct Builder {
+    data_dir: Option<PathBuf>,
+    journal: Option<Arc<dyn Journal>>,
+    clock: Arc<dyn Clock>,
+    functions: FunctionRegistry,
+    keys: crate::model::KeySource,
+    resume: bool,
+    timers: bool,
+    restart_budget: RestartBudget,
+    limits: Limits,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            data_dir: None,
+            journal: None,
+            clock: Arc::new(SystemClock),
+            functions: FunctionRegistry::default(),
+            keys: Default::default(),
+            resume: true,
+            timers: true,
+            restart_budget: RestartBudget::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// Keep the journal (sled) in this directory.
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.data_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+    /// Keep the journal in memory (tests, benchmarks): lost at exit.
+    pub fn in_memory(mut self) -> Self {
+        self.journal = Some(Arc::new(MemoryJournal::new()));
+        self
+    }
+    /// Use this journal.
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Register a function for `type: function` nodes.
+    pub fn function<F, Fut>(self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
+        self.functions.register(name, f);
+        self
+    }
+    /// Whether `open` rehydrates every non-terminal execution (default: yes).
+    pub fn resume_on_open(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+    /// Whether the timer wheel runs (default: yes). A process that only
+    /// reads the journal turns it off, so it never acts on a due deadline.
+    pub fn timers(mut self, yes: bool) -> Self {
+        self.timers = yes;
+        self
+    }
+    /// Read model API keys from this lookup instead of the environment.
+    pub fn model_keys(mut self, keys: crate::model::KeySource) -> Self {
+        self.keys = keys;
+        self
+    }
+    pub fn restart_budget(mut self, budget: RestartBudget) -> Self {
+        self.restart_budget = budget;
+        self
+    }
+    /// The limits in force (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub async fn open(self) -> Result<Runtime, Error> {
+        let journal: Arc<dyn Journal> = match (self.journal, &self.data_dir) {
+            (Some(j), _) => j,
+            (None, Some(dir)) => Arc::new(SledJournal::open(dir)?),
+            (None, None) => Arc::new(SledJournal::open(Path::new(".jamjet"))?),
+        };
+        let feed = Arc::new(Feed::default());
+        let journal: Arc<dyn Journal> = Arc::new(Observed::new(journal, feed.clone()));
+        let env = Env::new(self.clock.clone(), self.functions, self.keys, self.limits)
+            .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
+        let (services, closed_rx) = Shared::new(journal, self.clock, self.restart_budget, self.limits, Arc::new(env));
+        let services = Arc::new(services);
+        let supervisor = SupervisorHandle::spawn(services.clone()).await?;
+        let timers = self.timers;
+        let rt = Runtime {
+            inner: Arc::new(Inner {
+                services,
+                feed,
+                hashed: Mutex::new(VecDeque::new()),
+                supervisor,
+                keyed: tokio::sync::Mutex::new(()),
+                closed: Mutex::new(Some(closed_rx)),
+            }),
+        };
+        if self.resume {
+            rt.resume_all().await?;
+        }
+        if timers {
+            rt.start_timers();
+        }
+        Ok(rt)
+    }
+}
+
+impl Runtime {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Open the runtime on a data dir (sled journal) and resume every
+    /// non-terminal execution in it.
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Runtime, Error> {
+        Builder::default().data_dir(data_dir).open().await
+    }
+}

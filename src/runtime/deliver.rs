@@ -1,0 +1,97 @@
+//! Moving executions on from the outside: a signal to one execution, an
+//! event published by key, an approval's decision, a cancellation. Each
+//! goes through the supervisor, which journals it before answering.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Decision, Error, Runtime};
+use crate::id::ExecutionId;
+use crate::journal::{self, Event, Status};
+
+impl Runtime {
+    /// Deliver an external event to an execution's `wait` nodes: it is
+    /// journaled before this returns, and consumed by the wait for `key`
+    /// now, or when the execution reaches it. An unknown or finished
+    /// execution is an error, and nothing is journaled.
+    pub async fn signal(&self, id: ExecutionId, key: &str, payload: Value) -> Result<(), Error> {
+        self.inner.supervisor.signal(id, key, &payload).await
+    }
+
+    /// Publish an external event by key: every execution waiting for `key`
+    /// (live or hibernated) receives it, as `signal` would deliver it. When
+    /// none does, the event is kept, durably, for `keep` (default
+    /// [`DEFAULT_KEEP`](crate::actors::DEFAULT_KEEP), at most
+    /// [`MAX_KEEP`](crate::actors::MAX_KEEP); zero keeps nothing) and the
+    /// first execution that reaches a wait for `key` receives it. Returns
+    /// who received it, or until when it is kept.
+    pub async fn publish(
+        &self,
+        key: &str,
+        payload: Value,
+        keep: Option<Duration>,
+    ) -> Result<crate::actors::Published, Error> {
+        journal::check_event_key(key).map_err(Error::InvalidEvent)?;
+        let keep = keep.unwrap_or(crate::actors::DEFAULT_KEEP);
+        if keep > crate::actors::MAX_KEEP {
+            return Err(Error::InvalidEvent(format!(
+                "keep {} s is longer than an event may be kept ({} s, 30 days)",
+                keep.as_secs(),
+                crate::actors::MAX_KEEP.as_secs()
+            )));
+        }
+        let services = &self.inner.services;
+        services.mailbox.publish(services, &self.inner.supervisor, key, payload, keep).await
+    }
+
+    /// Decide the approval an execution waits on (`node` picks one when
+    /// it matters). `by` is who decided; it is journaled with the time.
+    /// Returns the node decided. A second decision is refused and names
+    /// the first.
+    pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
+        let d = &decision;
+        let result =
+            self.inner.supervisor.approve(id, d.node.as_deref(), d.approved, &d.by, d.comment.as_deref()).await;
+        match result {
+            // The first decision may have carried the execution to its end.
+            Err(Error::Finished { id, status }) => Err(self.decided_before(id, decision.node.as_deref(), status)),
+            other => other,
+        }
+    }
+
+    /// Why an approval for a finished execution is refused: who decided it.
+    fn decided_before(&self, id: ExecutionId, node: Option<&str>, status: Status) -> Error {
+        let records = self.events(id).unwrap_or_default();
+        let decided = records.iter().rev().find_map(|r| match &r.event {
+            Event::ApprovalDecided { node: n, approved, by, .. } if node.is_none_or(|want| want == n) => {
+                Some((n.clone(), *approved, by.clone(), r.at_ms))
+            }
+            _ => None,
+        });
+        match decided {
+            Some((n, approved, by, at)) => Error::NotWaiting {
+                id,
+                message: format!(
+                    "approval `{n}` was already decided: {} by {by} at {} (the execution has since {})",
+                    if approved { "approved" } else { "rejected" },
+                    crate::clock::format_ms(at),
+                    match status {
+                        Status::Completed => "completed",
+                        Status::Failed => "failed",
+                        Status::Cancelled => "been cancelled",
+                        _ => "moved on",
+                    }
+                ),
+            },
+            None => Error::Finished { id, status },
+        }
+    }
+
+    /// Cancel a running or waiting execution: its running nodes are
+    /// stopped, its children cancelled, and `ExecutionCancelled` journaled;
+    /// it never resumes.
+    pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
+        self.inner.supervisor.cancel(id, reason).await
+    }
+}
