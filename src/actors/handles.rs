@@ -166,6 +166,11 @@ impl SupervisorHandle {
         answer(ractor::rpc::call(&self.0, SupervisorMsg::Live, None).await)
     }
 
+    /// Whether `id` has a live actor (one question, not the whole list).
+    pub(crate) async fn is_live(&self, id: ExecutionId) -> Result<bool, Error> {
+        answer(ractor::rpc::call(&self.0, |reply| SupervisorMsg::IsLive(id, reply), None).await)
+    }
+
     /// Resolves once `id` has no actor in memory (hibernated, ended, or
     /// never loaded here): the supervisor's notice, not a poll.
     pub(crate) async fn unloaded(&self, id: ExecutionId) -> Result<(), Error> {

@@ -130,6 +130,8 @@ pub(crate) enum SupervisorMsg {
     Hibernate { id: ExecutionId, actor: ActorId, delivered: u64 },
     /// The executions that have a live actor.
     Live(RpcReplyPort<Vec<ExecutionId>>),
+    /// Whether one execution has a live actor.
+    IsLive(ExecutionId, RpcReplyPort<bool>),
     /// Answered once `id` has no actor in memory (it hibernated, ended or
     /// was never loaded): right away, or when its actor goes.
     Unloaded(ExecutionId, RpcReplyPort<()>),

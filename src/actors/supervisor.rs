@@ -225,6 +225,9 @@ impl Actor for Supervisor {
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(st.by_execution.keys().copied().collect());
             }
+            SupervisorMsg::IsLive(id, reply) => {
+                let _ = reply.send(st.by_execution.contains_key(&id));
+            }
             SupervisorMsg::Unloaded(id, reply) => {
                 let waiting = st.unloaded.entry(id).or_default();
                 waiting.retain(|r| !r.is_closed());

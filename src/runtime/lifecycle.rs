@@ -157,7 +157,7 @@ impl Runtime {
 
     pub(super) async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
         let meta = self.status(id)?;
-        if meta.status == Status::Running && !self.live().await?.contains(&id) {
+        if meta.status == Status::Running && !self.inner.supervisor.is_live(id).await? {
             self.rehydrate(id, &meta.workflow_hash)?;
         }
         Ok(())
