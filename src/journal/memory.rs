@@ -1,5 +1,7 @@
 //! An in-memory journal for tests and benchmarks: the same contract as the
-//! sled journal, with nothing to sync.
+//! sled journal, with nothing to sync. Events are kept as values, not
+//! encoded: the codec is the sled journal's (and its tests'), and a step
+//! in memory should not pay for it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -8,17 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::{
-    Append, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Record, Registration, Stats, Timer,
-    TimerChange, WaitChange, encode_frame,
+    Append, Error, Event, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Record, Registration, Stats, Timer,
+    TimerChange, WaitChange,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
 #[derive(Default)]
 struct Inner {
-    /// Encoded frames by first sequence number, as sled stores them, so
-    /// the memory journal exercises the same codec.
-    events: BTreeMap<(ExecutionId, u64), Vec<u8>>,
+    /// Each append's events with its time, by first sequence number.
+    events: BTreeMap<(ExecutionId, u64), (u64, Vec<Event>)>,
     metas: BTreeMap<ExecutionId, ExecutionMeta>,
     workflows: HashMap<String, Workflow>,
     keys: HashMap<String, ExecutionId>,
@@ -58,7 +59,7 @@ impl Journal for MemoryJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         let mut inner = self.inner.lock().expect("memory journal lock");
         if !append.events.is_empty() {
-            inner.events.insert((append.execution, append.first_seq), encode_frame(append.at_ms, append.events));
+            inner.events.insert((append.execution, append.first_seq), (append.at_ms, append.events.to_vec()));
         }
         if let Some(meta) = append.meta {
             if let Some(key) = &meta.key {
@@ -91,8 +92,12 @@ impl Journal for MemoryJournal {
     fn read(&self, execution: ExecutionId) -> Result<Vec<Record>, Error> {
         let inner = self.inner.lock().expect("memory journal lock");
         let mut records = Vec::new();
-        for ((_, first), frame) in inner.events.range((execution, 0)..=(execution, u64::MAX)) {
-            records.extend(super::frame(execution, *first, frame)?);
+        for ((_, first), (at_ms, events)) in inner.events.range((execution, 0)..=(execution, u64::MAX)) {
+            records.extend(events.iter().zip(*first..).map(|(event, seq)| Record {
+                seq,
+                at_ms: *at_ms,
+                event: event.clone(),
+            }));
         }
         Ok(records)
     }
