@@ -102,6 +102,61 @@ async fn a_function_that_panics_once_is_retried_and_the_execution_completes() {
     assert!(matches!(failed[0].2, RetryDecision::Retry { attempt: 2, .. }));
 }
 
+/// Three function nodes in a line: the second and third run on the
+/// NodeActor the first one used (an execution hands a finished NodeActor
+/// the next attempt). A panic there is still caught, retried and journaled.
+#[tokio::test]
+async fn a_panic_in_a_node_actor_that_ran_an_earlier_node_is_retried_too() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let rt = Runtime::builder()
+        .in_memory()
+        .function("count", move |call: FunctionCall| {
+            let c = c.clone();
+            async move {
+                // The first node's call is 0; the second node's first call (1) panics.
+                if c.fetch_add(1, Ordering::SeqCst) == 1 {
+                    panic!("the second node explodes once");
+                }
+                Ok(json!(call.input["n"].as_i64().unwrap_or(0) + 1))
+            }
+        })
+        .open()
+        .await
+        .unwrap();
+    let wf = compile(
+        r#"
+id: three
+state_schema: { n: int }
+nodes:
+  a: { type: function, function: count, input: { n: "{{ state.n }}" }, output_key: n, next: b }
+  b: { type: function, function: count, input: { n: "{{ state.n }}" }, output_key: n, next: c }
+  c: { type: function, function: count, input: { n: "{{ state.n }}" }, output_key: n }
+"#,
+    );
+    // Bounded: a panic that went unheard would leave the run waiting.
+    let out = tokio::time::timeout(Duration::from_secs(60), rt.run(&wf, json!({"n": 0}))).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Completed, "{out:?}");
+    assert_eq!(out.state["n"], 3, "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "a, b (panics), b again, c");
+    let failed: Vec<_> = rt
+        .events(out.id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::NodeFailed { node, class, message, .. } => Some((node, class, message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].0.as_str(), failed[0].1), ("b", ErrorClass::Panic));
+    assert!(failed[0].2.contains("the second node explodes once"), "{failed:?}");
+    // The runtime goes on serving runs on fresh and reused NodeActors.
+    for n in 0..3 {
+        assert_eq!(rt.run(&wf, json!({"n": n})).await.unwrap().state["n"], n + 3);
+    }
+}
+
 #[tokio::test]
 async fn a_function_that_always_panics_fails_after_the_budget_and_others_keep_running() {
     let rt = Runtime::builder()

@@ -40,6 +40,7 @@ use super::Shared;
 use super::handles::SupervisorHandle;
 use super::machine::{Effect, ExecutionState, Input, NodeResult};
 use super::messages::{ExecutionMsg, ParallelMsg, Start};
+use super::node::NodeArgs;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Status, WaitChange};
@@ -70,7 +71,9 @@ pub(crate) struct State {
     services: Arc<Shared>,
     machine: ExecutionState,
     /// Running node actors: which attempt each one is.
-    nodes: HashMap<ActorId, (String, u32, u32)>,
+    nodes: HashMap<ActorId, Running>,
+    /// NodeActors that finished their attempt, kept for the next one.
+    idle: Vec<ActorRef<NodeArgs>>,
     start: Option<Start>,
     /// The template variables nodes see (`item`, `index`); set once, by the first event.
     vars: Arc<Map<String, Value>>,
@@ -91,6 +94,27 @@ pub(crate) struct State {
     parallel: Option<ActorRef<ParallelMsg>>,
     /// Children computed when a fan-out was journaled, for its ParallelActor.
     plans: HashMap<(String, u32, u32), Vec<ChildSpec>>,
+}
+
+/// A NodeActor running an attempt.
+struct Running {
+    actor: ActorRef<NodeArgs>,
+    node: String,
+    visit: u32,
+    attempt: u32,
+}
+
+/// How many idle NodeActors an execution keeps: one serves a chain of
+/// steps; more serve nodes that ran side by side.
+const MAX_IDLE_NODES: usize = 4;
+
+/// Keep a NodeActor that finished its attempt for the next one, or stop it.
+fn keep_idle(st: &mut State, actor: ActorRef<NodeArgs>) {
+    if st.idle.len() < MAX_IDLE_NODES {
+        st.idle.push(actor);
+    } else {
+        actor.stop(None);
+    }
 }
 
 impl Actor for ExecutionActor {
@@ -143,6 +167,7 @@ impl Actor for ExecutionActor {
             vars: Arc::new(machine.vars.clone()),
             machine,
             nodes: HashMap::new(),
+            idle: Vec::new(),
             start: Some(args.start),
         })
     }
@@ -194,7 +219,10 @@ impl Actor for ExecutionActor {
         st: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ExecutionMsg::NodeDone { node, visit, attempt, result, duration_us } => {
+            ExecutionMsg::NodeDone { from, node, visit, attempt, result, duration_us } => {
+                if let Some(done) = st.nodes.remove(&from) {
+                    keep_idle(st, done.actor);
+                }
                 // A stale attempt's result changes nothing (the step would drop it).
                 if !st.machine.is_current(&node, visit, attempt) {
                     return Ok(());
@@ -237,6 +265,7 @@ impl Actor for ExecutionActor {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 st.nodes.remove(&cell.get_id());
+                st.idle.retain(|a| a.get_id() != cell.get_id());
                 if st.parallel.as_ref().is_some_and(|p| p.get_id() == cell.get_id()) {
                     st.parallel = None;
                 }
@@ -262,7 +291,10 @@ impl Actor for ExecutionActor {
                 carry_out(&myself, st, fan_outs).await?;
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some((node, visit, attempt)) = st.nodes.remove(&cell.get_id()) else { return Ok(()) };
+                st.idle.retain(|a| a.get_id() != cell.get_id());
+                let Some(Running { node, visit, attempt, .. }) = st.nodes.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
                 if !st.machine.is_current(&node, visit, attempt) {
                     return Ok(());
                 }

@@ -57,6 +57,11 @@ impl SupervisorHandle {
         SupervisorHandle(actor)
     }
 
+    /// Whether the supervisor takes messages (not shutting down, not stopped).
+    pub(crate) fn is_running(&self) -> bool {
+        ractor::ACTIVE_STATES.contains(&self.0.get_status())
+    }
+
     /// Start a new execution whose first event is `first` (`base`: a
     /// branch's starting state). The message goes now; the future says,
     /// once the first event is durable, whether it started.
@@ -236,6 +241,7 @@ impl ExecutionHandle {
     /// A node attempt ended.
     pub(crate) fn node_done(
         &self,
+        from: ActorId,
         node: String,
         visit: u32,
         attempt: u32,
@@ -243,7 +249,7 @@ impl ExecutionHandle {
         duration_us: u64,
     ) {
         // The execution may be gone (cancelled, shut down): nothing to report to.
-        let _ = self.0.cast(ExecutionMsg::NodeDone { node, visit, attempt, result, duration_us });
+        let _ = self.0.cast(ExecutionMsg::NodeDone { from, node, visit, attempt, result, duration_us });
     }
 
     /// Children of a fan-out ended; false when the execution is gone.

@@ -90,6 +90,8 @@ impl Delivery {
 
 pub(crate) enum ExecutionMsg {
     NodeDone {
+        /// The NodeActor that ran it (free for the next attempt now).
+        from: ActorId,
         node: String,
         visit: u32,
         attempt: u32,

@@ -1,14 +1,18 @@
-//! NodeActor: runs one attempt of one node and reports to its execution.
+//! NodeActor: runs attempts of nodes, one at a time, and reports each to
+//! its execution.
 //!
-//! The work runs in `post_start`, so a panic inside a node reaches the
+//! The first attempt runs in `post_start`, later ones as messages: an
+//! execution keeps a NodeActor that finished its attempt and hands it the
+//! next one, so a chain of steps does not pay for an actor's spawn, link
+//! and exit at every step. A panic inside a node still reaches the
 //! ExecutionActor (its supervisor) as `ActorFailed`, and cancelling a
-//! running node is killing its actor. The actor stops itself after
-//! reporting.
+//! running node is still killing its actor; an execution that ends or
+//! hibernates takes its idle NodeActors with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use serde_json::{Map, Value};
 
 use super::Shared;
@@ -37,46 +41,62 @@ pub(crate) struct NodeArgs {
 }
 
 impl Actor for NodeActor {
-    type Msg = ();
+    /// The next attempt to run.
+    type Msg = NodeArgs;
     type State = Option<NodeArgs>;
     type Arguments = NodeArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<()>, args: NodeArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _myself: ActorRef<NodeArgs>, args: NodeArgs) -> Result<Self::State, ActorProcessingErr> {
         Ok(Some(args))
     }
 
-    async fn post_start(&self, myself: ActorRef<()>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        let Some(a) = state.take() else { return Ok(()) };
-        let node = a.workflow.node(&a.node).ok_or_else(|| format!("node `{}` is not in the workflow", a.node))?;
-        let ctx = NodeCtx {
-            execution_id: a.execution_id,
-            node,
-            visit: a.visit,
-            attempt: a.attempt,
-            idempotency_key: idempotency_key(a.execution_id, &a.node, a.visit),
-            state: &a.state,
-            vars: &a.vars,
-            services: &a.services.env,
-            usage: a.usage,
-            started_ms: a.started_ms,
-            workflow: &a.workflow,
-            agent: a.agent.as_ref(),
-        };
-        let began = Instant::now();
-        let fut = executor_for(&node.kind).run(ctx);
-        let result = match node.timeout_ms {
-            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), fut).await {
-                Ok(r) => r,
-                Err(_) => Err(NodeError::new(ErrorClass::Timeout, format!("no result within timeout_ms {ms}"))),
-            },
-            None => fut.await,
-        };
-        let duration_us = began.elapsed().as_micros() as u64;
-        // Let go of the state before reporting: the execution patches it
-        // next, in place when no one else holds it.
-        drop(a.state);
-        a.parent.node_done(a.node, a.visit, a.attempt, result, duration_us);
-        myself.stop(None);
-        Ok(())
+    async fn post_start(&self, myself: ActorRef<NodeArgs>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match state.take() {
+            Some(a) => run(myself.get_id(), a).await,
+            None => Ok(()),
+        }
     }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeArgs>,
+        next: NodeArgs,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        run(myself.get_id(), next).await
+    }
+}
+
+/// Run one attempt and report it to the execution, as actor `me`.
+async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
+    let node = a.workflow.node(&a.node).ok_or_else(|| format!("node `{}` is not in the workflow", a.node))?;
+    let ctx = NodeCtx {
+        execution_id: a.execution_id,
+        node,
+        visit: a.visit,
+        attempt: a.attempt,
+        idempotency_key: idempotency_key(a.execution_id, &a.node, a.visit),
+        state: &a.state,
+        vars: &a.vars,
+        services: &a.services.env,
+        usage: a.usage,
+        started_ms: a.started_ms,
+        workflow: &a.workflow,
+        agent: a.agent.as_ref(),
+    };
+    let began = Instant::now();
+    let fut = executor_for(&node.kind).run(ctx);
+    let result = match node.timeout_ms {
+        Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), fut).await {
+            Ok(r) => r,
+            Err(_) => Err(NodeError::new(ErrorClass::Timeout, format!("no result within timeout_ms {ms}"))),
+        },
+        None => fut.await,
+    };
+    let duration_us = began.elapsed().as_micros() as u64;
+    // Let go of the state before reporting: the execution patches it
+    // next, in place when no one else holds it.
+    drop(a.state);
+    a.parent.node_done(me, a.node, a.visit, a.attempt, result, duration_us);
+    Ok(())
 }

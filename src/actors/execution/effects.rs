@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tracing::debug;
 
-use super::State;
 use super::inline::{ctx, is_inline};
 use super::persist::{drive, status_of};
+use super::{Running, State};
 use crate::actors::handles::ExecutionHandle;
 use crate::actors::machine::{Effect, Input, NodeResult};
 use crate::actors::messages::ExecutionMsg;
@@ -45,8 +45,8 @@ pub(super) async fn carry_out(
                     started_ms: st.machine.started_ms,
                     agent: st.machine.agents.get(&node).filter(|r| r.visit == visit).cloned(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, NodeActor, args, myself.get_cell()).await?;
-                st.nodes.insert(actor.get_id(), (node, visit, attempt));
+                let actor = start_node(myself, st, args).await?;
+                st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });
             }
             // The deadline is in the timer index too (for a restart); while
             // live, the actor keeps its own timer.
@@ -68,6 +68,24 @@ pub(super) async fn carry_out(
         }
     }
     Ok(())
+}
+
+/// Hand an attempt to an idle NodeActor of this execution, or spawn one.
+async fn start_node(
+    myself: &ActorRef<ExecutionMsg>,
+    st: &mut State,
+    mut args: NodeArgs,
+) -> Result<ActorRef<NodeArgs>, ActorProcessingErr> {
+    while let Some(actor) = st.idle.pop() {
+        match actor.cast(args) {
+            Ok(()) => return Ok(actor),
+            // It stopped meanwhile: the attempt comes back, try the next.
+            Err(MessagingErr::SendErr(back)) => args = back,
+            Err(e) => return Err(e.to_string().into()),
+        }
+    }
+    let (actor, _) = Actor::spawn_linked(None, NodeActor, args, myself.get_cell()).await?;
+    Ok(actor)
 }
 
 /// Start the ParallelActor of a fan-out: it starts the children that have
