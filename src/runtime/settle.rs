@@ -5,7 +5,7 @@
 //! execution waited on that no actor carries is resumed first (see
 //! `lifecycle.rs`), and nothing is delivered from here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -19,7 +19,15 @@ use crate::journal::{self, Event, ExecutionMeta, Record, Status, Usage};
 impl Runtime {
     /// Submit and wait for the end.
     pub async fn run(&self, workflow: &Workflow, input: Value) -> Result<Outcome, Error> {
-        let id = self.submit(workflow, input).await?;
+        let (id, _, end) = self.submit_watched(workflow, input, None, true).await?;
+        // Listened to from before it started: its actor hands back the final
+        // state, even when it ended within its first step.
+        if let Some(end) = end
+            && let Ok(Some(end)) = end.await
+        {
+            let state = Value::Object(Arc::unwrap_or_clone(end.state));
+            return Ok(Outcome { id, status: end.status, state, error: end.error, usage: end.usage });
+        }
         self.wait(id).await
     }
 
@@ -64,6 +72,8 @@ impl Runtime {
         // and one end notice per member per settle.
         let mut heard: HashMap<ExecutionId, tokio::sync::watch::Receiver<u64>> = HashMap::new();
         let mut ends: HashMap<ExecutionId, oneshot::Receiver<Option<crate::actors::Ended>>> = HashMap::new();
+        // Members whose end was heard or seen: not asked about again.
+        let mut ended_members: HashSet<ExecutionId> = HashSet::new();
         loop {
             let look = self.look(id)?;
             let mut found = false;
@@ -74,8 +84,17 @@ impl Runtime {
                 }
             }
             for &m in &look.family {
-                if !ends.contains_key(&m) && self.status(m).is_ok_and(|meta| !meta.status.is_terminal()) {
-                    ends.insert(m, self.services().on_finished(m));
+                if ends.contains_key(&m) || ended_members.contains(&m) {
+                    continue;
+                }
+                match self.status(m) {
+                    Ok(meta) if meta.status.is_terminal() => {
+                        ended_members.insert(m);
+                    }
+                    Ok(_) => {
+                        ends.insert(m, self.services().on_finished(m));
+                    }
+                    Err(_) => {}
                 }
             }
             if found {
@@ -104,7 +123,10 @@ impl Runtime {
             };
             tokio::select! {
                 _ = changes => {}
-                m = ended => { ends.remove(&m); }
+                m = ended => {
+                    ends.remove(&m);
+                    ended_members.insert(m);
+                }
             }
         }
     }
@@ -113,6 +135,8 @@ impl Runtime {
     /// and whether every member is settled (each member folded once).
     fn look(&self, id: ExecutionId) -> Result<Look, Error> {
         let mut look = Look { family: vec![id], unstarted: Vec::new(), settled: true };
+        let now = self.services().clock.now_ms();
+        let due = self.due_now(now)?;
         let mut i = 0;
         while i < look.family.len() && look.family.len() < 100_000 {
             let m = look.family[i];
@@ -127,7 +151,7 @@ impl Runtime {
                 }
             }
             // One that cannot be judged counts as settled: it will not move either.
-            look.settled &= self.settled_state(m, &workflow, &st).unwrap_or(true);
+            look.settled &= self.settled_state(m, &workflow, &st, now, &due).unwrap_or(true);
             i += 1;
         }
         Ok(look)
@@ -147,26 +171,32 @@ impl Runtime {
         Ok(out)
     }
 
+    /// The executions with an entry due at `now` in the timer index (a
+    /// deadline, a parent's wake-up): read once per look at a family.
+    fn due_now(&self, now: u64) -> Result<HashSet<ExecutionId>, Error> {
+        Ok(self.services().journal.due_timers(now, usize::MAX)?.into_iter().map(|t| t.execution).collect())
+    }
+
     /// Whether only the outside can move this execution on (see
     /// [`machine::settled`](crate::actors::machine::settled)): it ended, or
     /// it is parked on an event or approval with no deadline passed, or it
     /// waits on children (the rest of its family decides). `st` is its
-    /// folded history.
+    /// folded history; `due`, the executions with a timer due at `now`.
     fn settled_state(
         &self,
         id: ExecutionId,
         workflow: &Workflow,
         st: &crate::actors::machine::ExecutionState,
+        now: u64,
+        due: &HashSet<ExecutionId>,
     ) -> Result<bool, Error> {
         if st.phase.is_terminal() {
             return Ok(true);
         }
-        let now = self.services().clock.now_ms();
         let journal = &self.services().journal;
-        // About to move: a due entry in the timer index (a deadline, a
-        // parent's wake-up), or a kept event for a key it waits for (the
-        // WaitActor hands it over).
-        let mut due = journal.due_timers(now, usize::MAX)?.iter().any(|t| t.execution == id);
+        // About to move: a due entry in the timer index, or a kept event
+        // for a key it waits for (the WaitActor hands it over).
+        let mut due = due.contains(&id);
         for key in crate::actors::wait_keys(st) {
             if due {
                 break;
@@ -186,7 +216,8 @@ impl Runtime {
     pub(super) fn settled(&self, id: ExecutionId) -> Result<bool, Error> {
         let workflow = self.workflow_of(id)?;
         let st = crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)?;
-        self.settled_state(id, &workflow, &st)
+        let now = self.services().clock.now_ms();
+        self.settled_state(id, &workflow, &st, now, &self.due_now(now)?)
     }
 
     /// Whether only the outside can move `id` and its unfinished children

@@ -60,6 +60,20 @@ impl Runtime {
         input: Value,
         key: Option<&str>,
     ) -> Result<(ExecutionId, bool), Error> {
+        let (id, started, _) = self.submit_watched(workflow, input, key, false).await?;
+        Ok((id, started))
+    }
+
+    /// [`submit_once`](Self::submit_once); with `watch`, an execution this
+    /// call starts is listened to for its end from before it starts, so
+    /// one that ends within its first step hands its final state back too.
+    pub(super) async fn submit_watched(
+        &self,
+        workflow: &Workflow,
+        input: Value,
+        key: Option<&str>,
+        watch: bool,
+    ) -> Result<(ExecutionId, bool, Option<Finished>), Error> {
         if let Some(key) = key {
             check_key(key)?;
         }
@@ -89,9 +103,10 @@ impl Runtime {
         {
             self.same_submission(id, key, &hash, &input)?;
             self.ensure_live(id).await?;
-            return Ok((id, false));
+            return Ok((id, false, None));
         }
         let id = ExecutionId::new(self.services().clock.now_ms());
+        let end = watch.then(|| self.services().on_finished(id));
         let first = Event::ExecutionStarted {
             workflow_id: wf.id.clone(),
             workflow_version: wf.version.clone(),
@@ -100,11 +115,16 @@ impl Runtime {
             key: key.map(str::to_string),
         };
         match self.inner.supervisor.start(id, wf, hash, first, None)?.await {
-            Ok(()) => Ok((id, true)),
+            Ok(()) => Ok((id, true, end)),
             Err(message) => Err(Error::StartFailed { id, message }),
         }
     }
+}
 
+/// The notice of an execution's end, with its final state.
+pub(super) type Finished = tokio::sync::oneshot::Receiver<Option<crate::actors::Ended>>;
+
+impl Runtime {
     /// A key names one submission: the execution found under `key` must
     /// run the same workflow with the same input, or this is a conflict.
     fn same_submission(&self, id: ExecutionId, key: &str, hash: &str, input: &Map<String, Value>) -> Result<(), Error> {
