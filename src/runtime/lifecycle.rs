@@ -105,8 +105,11 @@ impl Runtime {
             // The external-event mailbox hands kept events over as it starts.
             let (services, supervisor) = (services.clone(), self.inner.supervisor.clone());
             tokio::spawn(async move {
-                if let Err(e) = services.mailbox.actor(&services, &supervisor).await {
-                    tracing::warn!(error = %e, "the wait actor did not start");
+                match services.mailbox.actor(&services, &supervisor).await {
+                    Ok(_) => {}
+                    // A runtime shut down as soon as it opened: nothing to hand over.
+                    Err(e) if !supervisor.is_running() => tracing::debug!(error = %e, "the wait actor did not start"),
+                    Err(e) => tracing::warn!(error = %e, "the wait actor did not start"),
                 }
             });
         }

@@ -458,7 +458,6 @@ async fn drive_embedded(plan: &Plan, rt: &Runtime) -> Result<(ExecutionId, Statu
             return Ok((id, out.status, out.state));
         }
         for w in rt.waiting_in_family(id).map_err(|e| format!("execution {id}: {e}"))? {
-            tracing::debug!(execution_id = %w.id, node = %w.node, "bench: answering");
             match (w.kind, &w.event) {
                 (WaitKind::Event, Some(event)) => rt.signal(w.id, event, plan.payload.clone()).await,
                 (WaitKind::Approval, _) => rt
