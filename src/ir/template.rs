@@ -7,10 +7,11 @@
 //! is exactly one `{{ expr }}` is evaluated as an expression, so its value
 //! keeps its type (`"{{ state.n + 1 }}"` is a number, not the text "4").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
+use std::sync::{Arc, Mutex};
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as TplValue};
+use minijinja::{Environment, ErrorKind, Expression, UndefinedBehavior, Value as TplValue};
 use serde_json::Value;
 
 use super::limits::{Limit, Limits, show_bytes};
@@ -68,12 +69,36 @@ fn quote(template: &str) -> String {
 
 /// The rendering engine shared by every node of a runtime. Every render and
 /// evaluation is guarded first ([`check_template`]), runs on fuel
-/// (`template_fuel`) and stops at `max_render_bytes` of output.
-#[derive(Debug)]
+/// (`template_fuel`) and stops at `max_render_bytes` of output. An
+/// expression (a condition, a `"{{ expr }}"` value) is compiled once and
+/// kept, up to [`KEPT_EXPRESSIONS`] of them.
 pub struct Templates {
-    env: Environment<'static>,
+    engine: Engine,
     limits: Limits,
 }
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// Expressions compiled by the engine they borrow, by source.
+type Compiled<'env> = Mutex<HashMap<Box<str>, Arc<Expression<'env, 'static>>>>;
+
+self_cell::self_cell!(
+    /// The environment, and the expressions compiled by it.
+    struct Engine {
+        owner: Environment<'static>,
+        #[not_covariant]
+        dependent: Compiled,
+    }
+);
+
+/// How many compiled expressions an engine keeps. The workflows a process
+/// runs have far fewer; past it (a server fed ever new workflows) the
+/// kept ones are dropped and compiled again as they come.
+pub const KEPT_EXPRESSIONS: usize = 4096;
 
 impl Default for Templates {
     fn default() -> Self {
@@ -742,7 +767,7 @@ impl Templates {
     /// (`max_template_bytes`, `max_expression_terms`, `template_fuel`,
     /// `max_render_bytes`).
     pub fn with_limits(limits: Limits) -> Self {
-        Templates { env: engine(&limits), limits }
+        Templates { engine: Engine::new(engine(&limits), |_| Mutex::new(HashMap::new())), limits }
     }
 
     /// The render context for a state object.
@@ -756,7 +781,11 @@ impl Templates {
             return Ok(source.to_string());
         }
         check_template(source, false, &self.limits)?;
-        let template = self.env.template_from_str(source).map_err(|e| TemplateError::new(source, e, &self.limits))?;
+        let template = self
+            .engine
+            .borrow_owner()
+            .template_from_str(source)
+            .map_err(|e| TemplateError::new(source, e, &self.limits))?;
         let mut out = Capped { out: Vec::new(), max: self.limits.max_render_bytes, over: false };
         match template.render_captured_to(ctx, &mut out) {
             Ok(_) => String::from_utf8(out.out)
@@ -771,11 +800,25 @@ impl Templates {
 
     /// Evaluate a minijinja expression (a condition) to a value.
     pub fn eval(&self, expression: &str, ctx: &TplValue) -> Result<TplValue, TemplateError> {
-        check_template(expression, true, &self.limits)?;
-        self.env
-            .compile_expression(expression)
-            .and_then(|e| e.eval(ctx))
-            .map_err(|e| TemplateError::new(expression, e, &self.limits))
+        let err = |e| TemplateError::new(expression, e, &self.limits);
+        self.engine.with_dependent(|env, compiled| {
+            let kept = compiled.lock().expect("templates lock").get(expression).cloned();
+            let expr = match kept {
+                Some(expr) => expr,
+                None => {
+                    // Guarded before it is first compiled; kept only once it compiled.
+                    check_template(expression, true, &self.limits)?;
+                    let expr = Arc::new(env.compile_expression_owned(expression.to_string()).map_err(err)?);
+                    let mut compiled = compiled.lock().expect("templates lock");
+                    if compiled.len() >= KEPT_EXPRESSIONS {
+                        compiled.clear();
+                    }
+                    compiled.insert(expression.into(), expr.clone());
+                    expr
+                }
+            };
+            expr.eval(ctx).map_err(err)
+        })
     }
 
     /// Evaluate a condition: true when the expression's value is truthy.
@@ -833,6 +876,31 @@ mod tests {
         assert_eq!(t.render_value(&json!("{{ state.n + 1 }}"), &c).unwrap(), json!(4));
         assert_eq!(t.render_value(&json!("hi {{ state.name }}"), &c).unwrap(), json!("hi ada"));
         assert_eq!(t.render_value(&json!({"a": ["{{ state.n }}"]}), &c).unwrap(), json!({"a": [3]}));
+    }
+
+    #[test]
+    fn a_kept_expression_evaluates_against_each_new_context_and_errors_are_not_kept() {
+        const FUEL: u64 = 200;
+        let t = Templates::new();
+        for n in 0..3 {
+            assert_eq!(t.eval("state.n * 2", &ctx(json!({"n": n}))).unwrap(), TplValue::from(n * 2));
+        }
+        // The fuel is per evaluation, not spent across the kept expression's uses.
+        let small = Templates::with_limits(Limits { template_fuel: FUEL, ..Limits::default() });
+        let thirty = vec!["state.n"; 30].join(" + ");
+        for _ in 0..50 {
+            assert_eq!(small.eval(&thirty, &ctx(json!({"n": 1}))).unwrap(), TplValue::from(30));
+        }
+        // An expression that does not compile says so every time.
+        for _ in 0..2 {
+            let err = t.eval("state.n +", &ctx(json!({"n": 1}))).unwrap_err();
+            assert_eq!(err.template, "state.n +");
+        }
+        // Past the bound the kept ones are dropped, and every expression still evaluates.
+        for k in 0..KEPT_EXPRESSIONS as i64 + 10 {
+            assert_eq!(t.eval(&format!("state.n + {k}"), &ctx(json!({"n": 1}))).unwrap(), TplValue::from(k + 1));
+        }
+        assert!(t.engine.with_dependent(|_, kept| kept.lock().unwrap().len()) <= KEPT_EXPRESSIONS);
     }
 
     #[test]
