@@ -136,7 +136,8 @@ impl Runtime {
     fn look(&self, id: ExecutionId) -> Result<Look, Error> {
         let mut look = Look { family: vec![id], unstarted: Vec::new(), settled: true };
         let now = self.services().clock.now_ms();
-        let due = self.due_now(now)?;
+        // Read at the first member that has not ended, then shared.
+        let mut due = None;
         let mut i = 0;
         while i < look.family.len() && look.family.len() < 100_000 {
             let m = look.family[i];
@@ -151,7 +152,7 @@ impl Runtime {
                 }
             }
             // One that cannot be judged counts as settled: it will not move either.
-            look.settled &= self.settled_state(m, &workflow, &st, now, &due).unwrap_or(true);
+            look.settled &= self.settled_state(m, &workflow, &st, now, &mut due).unwrap_or(true);
             i += 1;
         }
         Ok(look)
@@ -181,18 +182,23 @@ impl Runtime {
     /// [`machine::settled`](crate::actors::machine::settled)): it ended, or
     /// it is parked on an event or approval with no deadline passed, or it
     /// waits on children (the rest of its family decides). `st` is its
-    /// folded history; `due`, the executions with a timer due at `now`.
+    /// folded history; `due`, the executions with a timer due at `now`
+    /// (read here if no member before this one needed it).
     fn settled_state(
         &self,
         id: ExecutionId,
         workflow: &Workflow,
         st: &crate::actors::machine::ExecutionState,
         now: u64,
-        due: &HashSet<ExecutionId>,
+        due: &mut Option<HashSet<ExecutionId>>,
     ) -> Result<bool, Error> {
         if st.phase.is_terminal() {
             return Ok(true);
         }
+        let due = match due {
+            Some(due) => due,
+            None => due.insert(self.due_now(now)?),
+        };
         let journal = &self.services().journal;
         // About to move: a due entry in the timer index, or a kept event
         // for a key it waits for (the WaitActor hands it over).
@@ -217,7 +223,7 @@ impl Runtime {
         let workflow = self.workflow_of(id)?;
         let st = crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)?;
         let now = self.services().clock.now_ms();
-        self.settled_state(id, &workflow, &st, now, &self.due_now(now)?)
+        self.settled_state(id, &workflow, &st, now, &mut None)
     }
 
     /// Whether only the outside can move `id` and its unfinished children
