@@ -146,6 +146,9 @@ impl Supervisor {
     }
 
     /// `id` has no actor in memory any more: tell whoever waits for that.
+    /// Called after [`release`](Self::release) too: a held delivery may have
+    /// rehydrated `id` there, and then it has an actor again and those who
+    /// wait for it to be unloaded go on waiting.
     fn gone(st: &mut SupervisorState, id: ExecutionId) {
         if st.by_execution.contains_key(&id) {
             return;
