@@ -56,6 +56,14 @@ pub struct Outcome {
     pub usage: Usage,
 }
 
+impl Outcome {
+    /// The outcome an execution's actor handed back at its end.
+    pub(crate) fn ended(id: ExecutionId, end: crate::actors::Ended) -> Outcome {
+        let state = Value::Object(Arc::unwrap_or_clone(end.state));
+        Outcome { id, status: end.status, state, error: end.error, usage: end.usage }
+    }
+}
+
 /// A decision for [`Runtime::approve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

@@ -65,21 +65,39 @@ async fn functions_branches_and_sets_run_to_completion_and_replay_exactly() {
     assert_eq!(rt.list(Some(Status::Completed)).unwrap().len(), 2);
 }
 
+async fn increment(call: FunctionCall) -> Result<Value, FunctionError> {
+    Ok(json!(call.input["n"].as_i64().unwrap_or(0) + 1))
+}
+
+/// A host function that counts its calls in `calls`, panics with `message`
+/// at call number `at` (from 0), and otherwise runs `f`.
+fn panics_at<Fut>(
+    calls: &Arc<AtomicUsize>,
+    at: usize,
+    message: &'static str,
+    f: fn(FunctionCall) -> Fut,
+) -> impl Fn(FunctionCall) -> futures::future::BoxFuture<'static, Result<Value, FunctionError>> + Send + Sync + 'static
+where
+    Fut: std::future::Future<Output = Result<Value, FunctionError>> + Send + 'static,
+{
+    let calls = calls.clone();
+    move |call: FunctionCall| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if n == at {
+                panic!("{message}");
+            }
+            f(call).await
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_function_that_panics_once_is_retried_and_the_execution_completes() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
     let rt = Runtime::builder()
         .in_memory()
-        .function("profile", move |call: FunctionCall| {
-            let c = c.clone();
-            async move {
-                if c.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("first call explodes");
-                }
-                profile(call).await
-            }
-        })
+        .function("profile", panics_at(&calls, 0, "first call explodes", profile))
         .open()
         .await
         .unwrap();
@@ -108,19 +126,10 @@ async fn a_function_that_panics_once_is_retried_and_the_execution_completes() {
 #[tokio::test]
 async fn a_panic_in_a_node_actor_that_ran_an_earlier_node_is_retried_too() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
+    // The first node's call is 0; the second node's first call (1) panics.
     let rt = Runtime::builder()
         .in_memory()
-        .function("count", move |call: FunctionCall| {
-            let c = c.clone();
-            async move {
-                // The first node's call is 0; the second node's first call (1) panics.
-                if c.fetch_add(1, Ordering::SeqCst) == 1 {
-                    panic!("the second node explodes once");
-                }
-                Ok(json!(call.input["n"].as_i64().unwrap_or(0) + 1))
-            }
-        })
+        .function("count", panics_at(&calls, 1, "the second node explodes once", increment))
         .open()
         .await
         .unwrap();

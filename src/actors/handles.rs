@@ -30,6 +30,10 @@ use crate::nodes::{NodeError, NodeOutput};
 /// on that notice, never on a timer.
 const DELIVERY_ATTEMPTS: usize = 20;
 
+/// The notice of an execution's end ([`Shared::on_finished`]): its final
+/// state, or `None` when its actor stopped without ending it.
+pub(crate) type Finished = tokio::sync::oneshot::Receiver<Option<Ended>>;
+
 /// What an execution's actor hands to those awaiting its end: its final
 /// state, so that no one replays its history to learn it.
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::{Ended, Error, NodeLatency, RestartBudget, TimerWheel};
+use super::{Ended, Error, Finished, NodeLatency, RestartBudget, TimerWheel};
 use crate::clock::Clock;
 use crate::id::ExecutionId;
 use crate::ir::{Limits, Workflow};
@@ -105,7 +105,7 @@ impl Shared {
     /// Resolves when `id` finishes (see [`Self::notify_finished`]), with
     /// its final state when its actor ended it. Check the journal after
     /// calling this, not before, to miss nothing.
-    pub(crate) fn on_finished(&self, id: ExecutionId) -> oneshot::Receiver<Option<Ended>> {
+    pub(crate) fn on_finished(&self, id: ExecutionId) -> Finished {
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock().expect("waiters lock");
         // Executions that ended before anyone still listening registered

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use super::{Error, Outcome, Runtime, Waiting};
 use crate::id::ExecutionId;
@@ -25,8 +24,7 @@ impl Runtime {
         if let Some(end) = end
             && let Ok(Some(end)) = end.await
         {
-            let state = Value::Object(Arc::unwrap_or_clone(end.state));
-            return Ok(Outcome { id, status: end.status, state, error: end.error, usage: end.usage });
+            return Ok(Outcome::ended(id, end));
         }
         self.wait(id).await
     }
@@ -41,8 +39,7 @@ impl Runtime {
             self.ensure_live(id).await?;
             // Its actor hands back the final state: no replay.
             if let Ok(Some(end)) = rx.await {
-                let state = Value::Object(Arc::unwrap_or_clone(end.state));
-                return Ok(Outcome { id, status: end.status, state, error: end.error, usage: end.usage });
+                return Ok(Outcome::ended(id, end));
             }
         }
         let outcome = self.outcome(id)?;
@@ -71,7 +68,7 @@ impl Runtime {
         // the look, one after it is heard. One fold per member per look,
         // and one end notice per member per settle.
         let mut heard: HashMap<ExecutionId, tokio::sync::watch::Receiver<u64>> = HashMap::new();
-        let mut ends: HashMap<ExecutionId, oneshot::Receiver<Option<crate::actors::Ended>>> = HashMap::new();
+        let mut ends: HashMap<ExecutionId, crate::actors::Finished> = HashMap::new();
         // Members whose end was heard or seen: not asked about again.
         let mut ended_members: HashSet<ExecutionId> = HashSet::new();
         loop {

@@ -73,7 +73,7 @@ impl Runtime {
         input: Value,
         key: Option<&str>,
         watch: bool,
-    ) -> Result<(ExecutionId, bool, Option<Finished>), Error> {
+    ) -> Result<(ExecutionId, bool, Option<crate::actors::Finished>), Error> {
         if let Some(key) = key {
             check_key(key)?;
         }
@@ -119,12 +119,7 @@ impl Runtime {
             Err(message) => Err(Error::StartFailed { id, message }),
         }
     }
-}
 
-/// The notice of an execution's end, with its final state.
-pub(super) type Finished = tokio::sync::oneshot::Receiver<Option<crate::actors::Ended>>;
-
-impl Runtime {
     /// A key names one submission: the execution found under `key` must
     /// run the same workflow with the same input, or this is a conflict.
     fn same_submission(&self, id: ExecutionId, key: &str, hash: &str, input: &Map<String, Value>) -> Result<(), Error> {
