@@ -20,6 +20,13 @@
 //!
 //! Under `CI=true` the sizes shrink (CI only compiles benches, but a run
 //! there stays short). Figures and the machine they came from: README.md.
+//!
+//! The bench allocates with mimalloc, as the `jamjet` binary does, so it
+//! measures the runtime as it ships (docs/performance.md has both
+//! allocators side by side).
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::Write;
 use std::path::Path;
@@ -170,11 +177,14 @@ fn sequential(rt: &Tokio, r: &Runtime, wf: &Workflow, iters: u64) -> Duration {
 fn node_step(c: &mut Criterion) {
     let rt = tokio();
     let mut g = c.benchmark_group("node_step");
-    g.throughput(Throughput::Elements(10));
     let dir = tempfile::tempdir().unwrap();
     let mem = rt.block_on(Runtime::builder().in_memory().function("step", step).open()).unwrap();
     let sled = rt.block_on(Runtime::builder().data_dir(dir.path()).function("step", step).open()).unwrap();
-    for (kind, wf) in [("set10", set_chain(10)), ("fn10", fn_chain(10))] {
+    // `fn1` beside `fn10`: what one more `function` step costs is the
+    // difference over nine steps; what is left of `fn1` is the execution's
+    // own (submit, its actor's start and exit, the end notice).
+    for (kind, wf, nodes) in [("set10", set_chain(10), 10), ("fn1", fn_chain(1), 1), ("fn10", fn_chain(10), 10)] {
+        g.throughput(Throughput::Elements(nodes));
         g.sample_size(100);
         g.bench_function(format!("{kind}_memory"), |b| b.iter_custom(|iters| sequential(&rt, &mem, &wf, iters)));
         let before = sled.journal_stats();
@@ -188,8 +198,8 @@ fn node_step(c: &mut Criterion) {
         });
         let syncs = sled.journal_stats().syncs - before.syncs;
         println!(
-            "{kind}_sled_alone: {syncs} syncs for {runs} executions x 10 nodes = {:.2} syncs per node",
-            syncs as f64 / (runs * 10) as f64
+            "{kind}_sled_alone: {syncs} syncs for {runs} executions x {nodes} nodes = {:.2} syncs per node",
+            syncs as f64 / (runs * nodes) as f64
         );
     }
     g.finish();
