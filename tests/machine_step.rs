@@ -6,6 +6,7 @@
 //! same events in the same order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use jamjet::actors::RestartBudget;
 use jamjet::actors::machine::{
@@ -18,6 +19,9 @@ use jamjet::{ExecutionId, Status, Workflow, compile_str};
 use serde_json::{Value, json};
 
 const T0: u64 = 1_000_000;
+
+/// A parent's state at a fan-out, which its branches start from.
+type Base = Arc<serde_json::Map<String, Value>>;
 
 fn wf(yaml: &str) -> Workflow {
     compile_str(yaml, "t.yaml").unwrap()
@@ -373,6 +377,15 @@ struct Fixture {
     workflow: String,
     id: String,
     records: Vec<Record>,
+    /// The parallel branches of `id`, each its own history.
+    #[serde(default)]
+    branches: Vec<BranchFixture>,
+}
+
+#[derive(serde::Deserialize)]
+struct BranchFixture {
+    id: String,
+    records: Vec<Record>,
 }
 
 fn fixture(name: &str) -> (Fixture, Workflow, ExecutionId) {
@@ -386,12 +399,20 @@ fn fixture(name: &str) -> (Fixture, Workflow, ExecutionId) {
 /// Fold the history whole and record by record: the same state, each
 /// record numbered after the last.
 fn replayed(w: &Workflow, id: ExecutionId, records: &[Record]) -> ExecutionState {
-    let whole = ExecutionState::replay(id, w, records);
+    replayed_on(w, id, records, None)
+}
+
+/// [`replayed`] for a branch, which starts from `base` (its parent's state
+/// at the fan-out).
+fn replayed_on(w: &Workflow, id: ExecutionId, records: &[Record], base: Option<Base>) -> ExecutionState {
+    let whole = ExecutionState::replay_on(id, w, records, base.clone());
     let mut one_by_one = ExecutionState::new(id);
+    one_by_one.base = base.clone();
     for (i, r) in records.iter().enumerate() {
         apply(w, &mut one_by_one, r);
         assert_eq!(one_by_one.last_seq, r.seq);
-        assert_eq!(one_by_one, ExecutionState::replay(id, w, &records[..=i]), "after record {}", r.seq);
+        let so_far = ExecutionState::replay_on(id, w, &records[..=i], base.clone());
+        assert_eq!(one_by_one, so_far, "after record {}", r.seq);
     }
     assert_eq!(whole, one_by_one);
     whole
@@ -482,7 +503,13 @@ fn input_of(st: &ExecutionState, records: &[Record], running: &[(String, u32, u3
 /// Feed the core the inputs the history's records imply, each at its
 /// record's time: it must make exactly the recorded events, in order.
 fn reenacted(w: &Workflow, id: ExecutionId, records: &[Record]) -> ExecutionState {
+    reenacted_on(w, id, records, None)
+}
+
+/// [`reenacted`] for a branch, which starts from `base`.
+fn reenacted_on(w: &Workflow, id: ExecutionId, records: &[Record], base: Option<Base>) -> ExecutionState {
     let mut st = ExecutionState::new(id);
+    st.base = base;
     let mut running: Vec<(String, u32, u32)> = Vec::new();
     let mut at = 0;
     let mut input = Input::Start(records[0].event.clone());
@@ -620,4 +647,67 @@ fn history_fanout_merges_its_branches() {
     assert_eq!(st.state["shout"], "ADA, GRACE, EDSGER");
     assert_eq!(st.state["greetings"].as_array().map(Vec::len), Some(3));
     assert!(st.orphans.is_empty());
+}
+
+#[test]
+fn history_fanout_branches_start_from_the_parent_state_and_end_as_the_parent_recorded() {
+    let (fx, w, parent_id) = fixture("fanout-branches");
+    assert!(!fx.about.is_empty());
+    let parent = check("fanout-branches", Phase::Completed, None);
+    assert_eq!(fx.branches.len(), 5);
+    let mut seen = Vec::new();
+    for b in &fx.branches {
+        let id: ExecutionId = b.id.parse().unwrap();
+        let Event::BranchStarted { parent: of, parent_node, branch, state_at, .. } = &b.records[0].event else {
+            panic!("{}: starts with {:?}", b.id, b.records[0].event)
+        };
+        assert_eq!(of, &parent_id.to_string());
+        seen.push((parent_node.clone(), *branch));
+        // Its base is the parent's state as of the parent's `FanOut`.
+        let at = fx.records.iter().position(|r| r.seq == *state_at).unwrap();
+        assert!(matches!(&fx.records[at].event, Event::FanOut { node, .. } if node == parent_node));
+        let base = ExecutionState::replay(parent_id, &w, &fx.records[..=at]).state;
+        let st = replayed_on(&w, id, &b.records, Some(base.clone()));
+        assert_eq!(st.phase, Phase::Completed, "{}", b.id);
+        // The state it folds to is the base and what it wrote; its end
+        // records only what it wrote, which is the patch the parent took.
+        let written = Value::Object(st.written.clone().unwrap());
+        let Some(Event::ExecutionCompleted { state }) = b.records.last().map(|r| &r.event) else { panic!() };
+        assert_eq!(written, state.value().unwrap(), "{}", b.id);
+        let taken = fx
+            .records
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::BranchFinished { node, branch: n, outcome: BranchOutcome::Completed { patch }, .. }
+                    if node == parent_node && n == branch =>
+                {
+                    Some(patch.value().unwrap())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(written, taken, "{}: the patch its parent took", b.id);
+        for (k, v) in base.iter() {
+            if !st.written.as_ref().unwrap().contains_key(k) {
+                assert_eq!(st.state.get(k), Some(v), "{}: `{k}` comes from the base", b.id);
+            }
+        }
+        let live = reenacted_on(&w, id, &b.records, Some(base));
+        assert_eq!((live.phase, &live.state, &live.written), (st.phase, &st.state, &st.written));
+        // Without its parent's state a branch is an inconsistency, never a
+        // run from an empty state.
+        let mut orphan = ExecutionState::new(id);
+        let made = step(&w, &mut orphan, Input::Start(b.records[0].event.clone()), b.records[0].at_ms);
+        assert!(
+            made.events.iter().any(|e| matches!(e, Event::ExecutionFailed { error, .. }
+                if error.contains("started without its parent's state"))),
+            "{}: {:?}",
+            b.id,
+            made.events
+        );
+    }
+    seen.sort();
+    let expected = [("greet_all", 0), ("greet_all", 1), ("greet_all", 2), ("styles", 0), ("styles", 1)];
+    assert_eq!(seen, expected.map(|(n, b)| (n.to_string(), b)));
+    assert_eq!(parent.state["greetings"].as_array().map(Vec::len), Some(3));
 }
