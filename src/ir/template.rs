@@ -71,11 +71,33 @@ fn quote(template: &str) -> String {
 /// evaluation is guarded first ([`check_template`]), runs on fuel
 /// (`template_fuel`) and stops at `max_render_bytes` of output. An
 /// expression (a condition, a `"{{ expr }}"` value) is compiled once and
-/// kept, up to [`KEPT_EXPRESSIONS`] of them.
+/// kept, up to [`KEPT_EXPRESSIONS`] of them; so is a text template, up to
+/// [`KEPT_TEMPLATES`] of them and [`KEPT_TEMPLATE_BYTES`] of their sources.
 pub struct Templates {
     engine: Engine,
+    templates: Mutex<KeptTemplates>,
     limits: Limits,
 }
+
+/// The text templates an engine keeps, by source, and their sources' bytes.
+#[derive(Default)]
+struct KeptTemplates {
+    by_source: HashMap<Box<str>, Arc<KeptTemplate>>,
+    bytes: usize,
+}
+
+/// A template compiled with the environment and the source it borrows.
+type BorrowedTemplate<'a> = minijinja::Template<'a, 'a>;
+
+self_cell::self_cell!(
+    /// A text template compiled once, beside the environment and the
+    /// source it borrows.
+    struct KeptTemplate {
+        owner: (Arc<Environment<'static>>, Box<str>),
+        #[not_covariant]
+        dependent: BorrowedTemplate,
+    }
+);
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,7 +111,7 @@ type Compiled<'env> = Mutex<HashMap<Box<str>, Arc<Expression<'env, 'static>>>>;
 self_cell::self_cell!(
     /// The environment, and the expressions compiled by it.
     struct Engine {
-        owner: Environment<'static>,
+        owner: Arc<Environment<'static>>,
         #[not_covariant]
         dependent: Compiled,
     }
@@ -99,6 +121,15 @@ self_cell::self_cell!(
 /// runs have far fewer; past it (a server fed ever new workflows) the
 /// kept ones are dropped and compiled again as they come.
 pub const KEPT_EXPRESSIONS: usize = 4096;
+
+/// How many compiled text templates an engine keeps; past it, or past
+/// [`KEPT_TEMPLATE_BYTES`] of their sources (a template may be as long as
+/// `max_template_bytes`), the kept ones are dropped and compiled again as
+/// they come.
+pub const KEPT_TEMPLATES: usize = 1024;
+
+/// How many bytes of template sources an engine keeps compiled.
+pub const KEPT_TEMPLATE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Default for Templates {
     fn default() -> Self {
@@ -767,7 +798,11 @@ impl Templates {
     /// (`max_template_bytes`, `max_expression_terms`, `template_fuel`,
     /// `max_render_bytes`).
     pub fn with_limits(limits: Limits) -> Self {
-        Templates { engine: Engine::new(engine(&limits), |_| Mutex::new(HashMap::new())), limits }
+        Templates {
+            engine: Engine::new(Arc::new(engine(&limits)), |_| Mutex::new(HashMap::new())),
+            templates: Mutex::new(KeptTemplates::default()),
+            limits,
+        }
     }
 
     /// The render context for a state object.
@@ -780,14 +815,9 @@ impl Templates {
         if !is_template(source) {
             return Ok(source.to_string());
         }
-        check_template(source, false, &self.limits)?;
-        let template = self
-            .engine
-            .borrow_owner()
-            .template_from_str(source)
-            .map_err(|e| TemplateError::new(source, e, &self.limits))?;
+        let template = self.kept_template(source)?;
         let mut out = Capped { out: Vec::new(), max: self.limits.max_render_bytes, over: false };
-        match template.render_captured_to(ctx, &mut out) {
+        match template.with_dependent(|_, template| template.render_captured_to(ctx, &mut out).map(|_| ())) {
             Ok(_) => String::from_utf8(out.out)
                 .map_err(|e| TemplateError::refused(source, format!("rendered text is not UTF-8: {e}"))),
             Err(_) if out.over => {
@@ -796,6 +826,27 @@ impl Templates {
             }
             Err(e) => Err(TemplateError::new(source, e, &self.limits)),
         }
+    }
+
+    /// The compiled template of `source`: the kept one, or one compiled now
+    /// (guarded first) and kept. One that does not compile is not kept.
+    fn kept_template(&self, source: &str) -> Result<Arc<KeptTemplate>, TemplateError> {
+        if let Some(kept) = self.templates.lock().expect("templates lock").by_source.get(source) {
+            return Ok(kept.clone());
+        }
+        check_template(source, false, &self.limits)?;
+        let env = self.engine.borrow_owner().clone();
+        let compiled = KeptTemplate::try_new((env, source.into()), |(env, source)| env.template_from_str(source))
+            .map_err(|e| TemplateError::new(source, e, &self.limits))?;
+        let compiled = Arc::new(compiled);
+        let mut kept = self.templates.lock().expect("templates lock");
+        if kept.by_source.len() >= KEPT_TEMPLATES || kept.bytes + source.len() > KEPT_TEMPLATE_BYTES {
+            *kept = KeptTemplates::default();
+        }
+        if kept.by_source.insert(source.into(), compiled.clone()).is_none() {
+            kept.bytes += source.len();
+        }
+        Ok(compiled)
     }
 
     /// Evaluate a minijinja expression (a condition) to a value.
@@ -901,6 +952,55 @@ mod tests {
             assert_eq!(t.eval(&format!("state.n + {k}"), &ctx(json!({"n": 1}))).unwrap(), TplValue::from(k + 1));
         }
         assert!(t.engine.with_dependent(|_, kept| kept.lock().unwrap().len()) <= KEPT_EXPRESSIONS);
+    }
+
+    #[test]
+    fn a_kept_template_renders_each_new_context_within_its_limits_and_errors_are_not_kept() {
+        let t = Templates::new();
+        for name in ["Ada", "Grace", "Edsger"] {
+            assert_eq!(
+                t.render("Hello, {{ state.name }}!", &ctx(json!({"name": name}))).unwrap(),
+                format!("Hello, {name}!")
+            );
+        }
+        assert_eq!(t.templates.lock().unwrap().by_source.len(), 1, "compiled once, kept");
+        // A strict undefined is an error at every render of the kept template.
+        for _ in 0..2 {
+            let err = t.render("Hello, {{ state.name }}!", &ctx(json!({}))).unwrap_err();
+            assert_eq!(err.template, "Hello, {{ state.name }}!");
+        }
+        // A template that does not compile says so every time and is not kept.
+        for _ in 0..2 {
+            assert!(t.render("Hello, {{ state.name ", &ctx(json!({"name": "x"}))).is_err());
+        }
+        assert_eq!(t.templates.lock().unwrap().by_source.len(), 1);
+        // Fuel and the output cap hold at every render, not across them.
+        const FUEL: u64 = 200;
+        let small = Templates::with_limits(Limits { template_fuel: FUEL, max_render_bytes: 64, ..Limits::default() });
+        let thirty = "{{ state.n }}".repeat(30);
+        for _ in 0..50 {
+            assert_eq!(small.render(&thirty, &ctx(json!({"n": 1}))).unwrap(), "1".repeat(30));
+        }
+        let long = "{{ state.s }}{{ state.s }}";
+        assert!(small.render(long, &ctx(json!({"s": "x".repeat(20)}))).is_ok());
+        for _ in 0..2 {
+            let err = small.render(long, &ctx(json!({"s": "x".repeat(40)}))).unwrap_err();
+            assert_eq!(err.limit, Some(Limit::MaxRenderBytes), "{err}");
+        }
+        // Past either bound the kept ones are dropped, and every template still renders.
+        for k in 0..KEPT_TEMPLATES + 10 {
+            assert_eq!(t.render(&format!("{k}: {{{{ state.n }}}}"), &ctx(json!({"n": 1}))).unwrap(), format!("{k}: 1"));
+        }
+        assert!(t.templates.lock().unwrap().by_source.len() <= KEPT_TEMPLATES);
+        let big = format!("{}{{{{ state.n }}}}", " ".repeat(KEPT_TEMPLATE_BYTES / 4));
+        let room = KEPT_TEMPLATE_BYTES as u64;
+        let limits = Limits { max_template_bytes: room, max_render_bytes: room, ..Limits::default() };
+        let roomy = Templates::with_limits(limits);
+        for k in 0..6 {
+            let source = format!("{k}{big}");
+            assert!(roomy.render(&source, &ctx(json!({"n": 1}))).unwrap().ends_with('1'));
+            assert!(roomy.templates.lock().unwrap().bytes <= KEPT_TEMPLATE_BYTES);
+        }
     }
 
     #[test]
