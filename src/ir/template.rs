@@ -79,10 +79,11 @@ pub struct Templates {
     limits: Limits,
 }
 
-/// The text templates an engine keeps, by source, and their sources' bytes.
+/// The text templates an engine keeps, by source (one copy of it, shared
+/// with the kept template), and their sources' bytes.
 #[derive(Default)]
 struct KeptTemplates {
-    by_source: HashMap<Box<str>, Arc<KeptTemplate>>,
+    by_source: HashMap<Arc<str>, Arc<KeptTemplate>>,
     bytes: usize,
 }
 
@@ -93,7 +94,7 @@ self_cell::self_cell!(
     /// A text template compiled once, beside the environment and the
     /// source it borrows.
     struct KeptTemplate {
-        owner: (Arc<Environment<'static>>, Box<str>),
+        owner: (Arc<Environment<'static>>, Arc<str>),
         #[not_covariant]
         dependent: BorrowedTemplate,
     }
@@ -836,14 +837,15 @@ impl Templates {
         }
         check_template(source, false, &self.limits)?;
         let env = self.engine.borrow_owner().clone();
-        let compiled = KeptTemplate::try_new((env, source.into()), |(env, source)| env.template_from_str(source))
+        let text: Arc<str> = source.into();
+        let compiled = KeptTemplate::try_new((env, text.clone()), |(env, text)| env.template_from_str(text))
             .map_err(|e| TemplateError::new(source, e, &self.limits))?;
         let compiled = Arc::new(compiled);
         let mut kept = self.templates.lock().expect("templates lock");
         if kept.by_source.len() >= KEPT_TEMPLATES || kept.bytes + source.len() > KEPT_TEMPLATE_BYTES {
             *kept = KeptTemplates::default();
         }
-        if kept.by_source.insert(source.into(), compiled.clone()).is_none() {
+        if kept.by_source.insert(text, compiled.clone()).is_none() {
             kept.bytes += source.len();
         }
         Ok(compiled)
