@@ -288,6 +288,23 @@ pub async fn send(
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
 }
 
+/// A reply journaled earlier (its raw JSON as the provider sent it), read
+/// back as [`send`] reads a fresh one, with the usage recorded then.
+pub fn journaled_reply(config: &ModelConfig, raw: Value, request: Value, usage: Usage) -> Result<ChatReply, String> {
+    let parsed = match config.provider {
+        Provider::Openai => openai::parse(&raw),
+        Provider::Anthropic => anthropic::parse(&raw),
+    }?;
+    Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request })
+}
+
+/// A reply's text and tool calls, whichever wire format wrote it (for
+/// showing a journaled reply; `None` when neither reads it).
+pub fn reply_parts(raw: &Value) -> Option<(String, Vec<ToolCall>)> {
+    let parsed = openai::parse(raw).or_else(|_| anthropic::parse(raw)).ok()?;
+    Some((parsed.text, parsed.tool_calls))
+}
+
 /// The usage of one call: tokens, and their cost at `price` (0 without one).
 pub fn usage(input_tokens: u64, output_tokens: u64, price: Option<&Price>) -> Usage {
     let cost_usd = price.map_or(0.0, |p| p.cost(input_tokens, output_tokens));

@@ -8,6 +8,7 @@
 
 pub(crate) mod agent;
 mod branch;
+pub mod calls;
 mod compiled;
 pub(crate) mod control;
 mod end;
@@ -29,6 +30,7 @@ use crate::ir::{Node, NodeKind, TemplateError, Workflow};
 use crate::journal::{ErrorClass, Usage};
 
 pub use agent::round::AgentRound;
+pub use calls::{CallJournal, CallRecord, Calls};
 pub use compiled::Compiled;
 pub use env::Env;
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
@@ -65,6 +67,12 @@ pub struct NodeCtx<'a> {
     pub workflow: &'a Workflow,
     /// An agent node's remote task and pending answer, from the journal.
     pub agent: Option<&'a AgentRound>,
+    /// The calls this visit journaled before this attempt, in order
+    /// (see [`calls`]).
+    pub calls: &'a [CallRecord],
+    /// Where the attempt journals the calls it completes; `None` where
+    /// nothing is journaled (a node run inside the execution's step).
+    pub call_journal: Option<&'a dyn CallJournal>,
 }
 
 impl NodeCtx<'_> {

@@ -48,6 +48,10 @@ pub struct NodeVisit {
     /// What each attempt sent and received (model and tool calls).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exchanges: Vec<ExchangeRow>,
+    /// The calls the visit journaled one by one as they completed (a
+    /// model node's or an agent's model and tool calls), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallRow>,
     /// An eval node's scores, per attempt.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scores: Vec<ScoreRow>,
@@ -67,6 +71,22 @@ pub struct NodeVisit {
 pub struct ExchangeRow {
     pub attempt: u32,
     pub at_ms: u64,
+    pub request: Value,
+    pub response: Value,
+    pub usage: Usage,
+}
+
+/// One call a visit journaled (`Event::Call`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallRow {
+    /// Its number in the visit, from 1.
+    pub n: u32,
+    /// The attempt that made it.
+    pub attempt: u32,
+    pub at_ms: u64,
+    /// `model`, `tool`, or a strategy's step.
+    pub kind: String,
+    pub name: String,
     pub request: Value,
     pub response: Value,
     pub usage: Usage,
@@ -181,6 +201,7 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                 errors: Vec::new(),
                 usage: Usage::default(),
                 exchanges: Vec::new(),
+                calls: Vec::new(),
                 scores: Vec::new(),
                 failures: Vec::new(),
                 waits: Vec::new(),
@@ -321,6 +342,22 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                         request: request.value().unwrap_or(Value::Null),
                         response: response.value().unwrap_or(Value::Null),
                         usage: *usage,
+                    });
+                }
+            }
+            Event::Call { node, visit, attempt, call } => {
+                if let Some(i) = find(&rows, node, *visit) {
+                    let row = &mut rows[i];
+                    row.usage.add(&call.usage);
+                    row.calls.push(CallRow {
+                        n: call.n,
+                        attempt: *attempt,
+                        at_ms: r.at_ms,
+                        kind: call.kind.clone(),
+                        name: call.name.clone(),
+                        request: call.request.value().unwrap_or(Value::Null),
+                        response: call.response.value().unwrap_or(Value::Null),
+                        usage: call.usage,
                     });
                 }
             }

@@ -641,7 +641,8 @@ async fn model_nodes_call_mcp_tools_and_journal_the_whole_conversation() {
     assert_eq!(seen.len(), 4, "two rounds per node");
     let key = seen[0].idempotency_key().unwrap().to_string();
     assert!(key.starts_with(&format!("{}/ask_gpt/", out.id)));
-    assert_eq!(seen[1].idempotency_key(), Some(format!("{key}/round/1").as_str()));
+    // Call 1 is the model's, call 2 the tool's, call 3 the model's again.
+    assert_eq!(seen[1].idempotency_key(), Some(format!("{key}/call/3").as_str()));
     // OpenAI: function tools, then the assistant's tool_calls and a tool message.
     let offered: Vec<&str> =
         seen[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
@@ -666,16 +667,34 @@ async fn model_nodes_call_mcp_tools_and_journal_the_whole_conversation() {
     let calls = mcp.calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].arguments, json!({"a": 2, "b": 3}));
-    assert_eq!(calls[0].meta["jamjet/idempotency_key"], format!("{key}/tool/1"));
+    assert_eq!(calls[0].meta["jamjet/idempotency_key"], format!("{key}/call/2"));
     let claude_key = seen[2].idempotency_key().unwrap();
-    assert_eq!(calls[1].meta["jamjet/idempotency_key"], format!("{claude_key}/tool/1"));
+    assert_eq!(calls[1].meta["jamjet/idempotency_key"], format!("{claude_key}/call/2"));
 
-    // One exchange per node: the last body sent (the whole conversation) and the final reply, both rounds' usage.
+    // The model's tool call and the tool's result were journaled as they
+    // completed: the first call with the whole body, the tool's with its
+    // arguments and result.
     let evs = events(&rt, out.id);
+    let gpt_calls: Vec<&jamjet::journal::CallRecord> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Call { node, call, .. } if node == "ask_gpt" => Some(call),
+            _ => None,
+        })
+        .collect();
+    let shape: Vec<(u32, &str, &str)> = gpt_calls.iter().map(|c| (c.n, c.kind.as_str(), c.name.as_str())).collect();
+    assert_eq!(shape, [(1, "model", "gpt"), (2, "tool", "add")]);
+    assert_eq!(gpt_calls[0].request.value().unwrap(), seen[0].body);
+    assert_eq!(gpt_calls[1].request.value().unwrap()["arguments"], json!({"a": 2, "b": 3}));
+    assert_eq!(gpt_calls[1].response.value().unwrap(), json!("5"));
+    assert_eq!((gpt_calls[0].usage.input_tokens, gpt_calls[0].usage.output_tokens), (2, 1));
+    // One exchange per node: the last body sent (the whole conversation)
+    // and the final reply, with the final reply's usage (the rest is the calls').
     let ex = exchanges(&evs);
     assert_eq!(ex.len(), 2);
     assert_eq!(ex[0].0, seen[1].body);
     assert_eq!(ex[0].1["choices"][0]["message"]["content"], "tool said: 5");
+    assert_eq!((ex[0].2.input_tokens, ex[0].2.output_tokens), (3, 3));
     let gpt = completed_usage(&evs, "ask_gpt")[0];
     // Round one: 2 words in, 1 tool call out; round two: 2 + 1 words in, 3 out.
     assert_eq!((gpt.input_tokens, gpt.output_tokens), (2 + 3, 1 + 3));
@@ -717,4 +736,147 @@ fn tools_must_name_declared_mcp_servers() {
         "id: bad\nstate_schema: { a: str }\nnodes:\n  n: { type: model, model: gpt-4o, prompt: hi, output_key: a, max_tool_rounds: 3 }\n",
     );
     assert!(text.contains("`max_tool_rounds` needs `tools`"), "{text}");
+}
+
+// ------------------------------------------------------------ durable at every call: kill -9 inside a tool loop
+
+/// A model node whose model asks for the example MCP server's `count`
+/// tool once (held `hold_ms` on its first call with a key), then answers.
+fn counting_flow(dir: &Path, server: &ModelServer, mcp_url: &str) -> std::path::PathBuf {
+    let src = format!(
+        r#"
+id: durable-calls
+state_schema: {{ question: str, answer: str }}
+mcp:
+  servers:
+    ex: {{ url: "{mcp_url}" }}
+models:
+  local: {{ provider: openai, model: test-gpt, base_url: "{base}", api_key_env: {KEY_VAR} }}
+nodes:
+  ask:
+    type: model
+    model: local
+    prompt: "Q: {{{{ state.question }}}}"
+    tools: [{{ server: ex, tools: [count] }}]
+    output_key: answer
+"#,
+        base = server.openai_base()
+    );
+    let file = dir.join("calls.yaml");
+    std::fs::write(&file, src).unwrap();
+    file
+}
+
+/// `jamjet resume --json` on `data`: every execution's outcome.
+async fn resume(data: &Path) -> Value {
+    let d = data.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// How often the model server and the tool saw each key, and the visit's
+/// journaled calls, after a crash and a resume.
+struct AfterResume {
+    model_keys: Vec<String>,
+    tool_keys: Vec<String>,
+    calls: Vec<(u32, String)>,
+    completions: usize,
+}
+
+async fn after_resume(server: &ModelServer, count_file: &Path, data: &Path) -> AfterResume {
+    let journal = journal_of(data).await;
+    let (_, records) = &journal[0];
+    AfterResume {
+        model_keys: server.requests().iter().map(|r| r.idempotency_key().unwrap().to_string()).collect(),
+        tool_keys: support::mcp::recorded(count_file).into_iter().map(|(k, _)| k).collect(),
+        calls: records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::Call { call, .. } => Some((call.n, call.kind.clone())),
+                _ => None,
+            })
+            .collect(),
+        completions: records.iter().filter(|r| matches!(r.event, Event::NodeCompleted { .. })).count(),
+    }
+}
+
+/// `kill -9` while the tool call is in flight (the tool holds its first
+/// call), then `jamjet resume`: the model's first call is not sent again,
+/// the tool call is repeated with its own key, and the answer is the one
+/// an uninterrupted run gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_tool_call_resumes_at_that_call_with_its_key() {
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("count", json!({"hold_first_ms": 60_000}))).times(1));
+    server.script(Rule::always(Reply::text("counted")));
+    let dir = tempfile::tempdir().unwrap();
+    let count_file = dir.path().join("count.txt");
+    let mcp = support::mcp::HttpServer::start(&count_file);
+    let data = dir.path().join("data");
+    let file = counting_flow(dir.path(), &server, &mcp.url);
+    let mut child =
+        support::run_to_kill(&data, &file, r#"{"question": "count"}"#).env(KEY_VAR, SECRET).spawn().unwrap();
+    // The tool call has arrived (the tool recorded its key) and is held.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while support::mcp::recorded(&count_file).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill(); // SIGKILL, mid tool call
+    let _ = child.wait();
+    assert_eq!(support::mcp::recorded(&count_file).len(), 1, "the tool call never arrived");
+
+    let resumed = resume(&data).await;
+    assert_eq!(resumed[0]["status"], "completed", "{resumed}");
+    assert_eq!(resumed[0]["state"]["answer"], "counted", "{resumed}");
+    let a = after_resume(&server, &count_file, &data).await;
+    let key = a.model_keys[0].clone();
+    assert_eq!(a.model_keys, [key.clone(), format!("{key}/call/3")], "the first model call was not sent again");
+    let tool_key = format!("{key}/call/2");
+    assert_eq!(a.tool_keys, [tool_key.clone(), tool_key], "the interrupted tool call repeats with its own key");
+    assert_eq!(a.calls, [(1, "model".to_string()), (2, "tool".to_string())]);
+    assert_eq!(a.completions, 1);
+}
+
+/// `kill -9` right after the tool's result is durable, before the next
+/// model call: after `jamjet resume` neither the first model call nor the
+/// tool call is made again; only the model's next call is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_two_model_calls_makes_no_completed_call_again() {
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("count", json!({}))).times(1));
+    server.script(Rule::always(Reply::text("counted")));
+    let dir = tempfile::tempdir().unwrap();
+    let count_file = dir.path().join("count.txt");
+    let mcp = support::mcp::HttpServer::start(&count_file);
+    let data = dir.path().join("data");
+    let file = counting_flow(dir.path(), &server, &mcp.url);
+    let cmd = support::run_to_kill(&data, &file, r#"{"question": "count"}"#);
+    let mut cmd = cmd;
+    cmd.env(KEY_VAR, SECRET);
+    tokio::task::spawn_blocking(move || support::kill_when_paused(cmd, "Call:2", LIMIT, "jamjet run")).await.unwrap();
+    assert_eq!(server.requests().len(), 1, "killed before the second model call");
+
+    let resumed = resume(&data).await;
+    assert_eq!(resumed[0]["status"], "completed", "{resumed}");
+    assert_eq!(resumed[0]["state"]["answer"], "counted", "{resumed}");
+    let a = after_resume(&server, &count_file, &data).await;
+    let key = a.model_keys[0].clone();
+    assert_eq!(a.model_keys, [key.clone(), format!("{key}/call/3")]);
+    assert_eq!(a.tool_keys, [format!("{key}/call/2")], "the tool call was made once");
+    assert_eq!(a.calls, [(1, "model".to_string()), (2, "tool".to_string())]);
+    assert_eq!(a.completions, 1);
+
+    // `inspect` shows the calls under their node, `-v` in full.
+    let id = resumed[0]["id"].as_str().unwrap().to_string();
+    let shown = jamjet_out(&data, &["inspect", &id]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("call 1   model `local`  calls count({})"), "{text}");
+    assert!(text.contains("call 2   tool `count`  {} -> "), "{text}");
+    let verbose = String::from_utf8_lossy(&jamjet_out(&data, &["inspect", &id, "-v"]).stdout).into_owned();
+    assert!(verbose.contains("sent (attempt 1)") && verbose.contains("\"Q: count\""), "{verbose}");
 }

@@ -244,6 +244,16 @@ impl Actor for ExecutionActor {
                     let _ = p.cast(ParallelMsg::Taken);
                 }
             }
+            ExecutionMsg::Call { node, visit, attempt, call, reply } => {
+                if let Err(why) = super::machine::accepts_call(&st.machine, &node, visit, attempt, call.n) {
+                    let _ = reply.send(Err(why));
+                    return Ok(());
+                }
+                // Durable before the attempt goes on; a journal that fails
+                // fails the actor (the supervisor restarts it from the journal).
+                drive(&myself, st, Some(Input::Call { node, visit, attempt, call }), Vec::new()).await?;
+                let _ = reply.send(Ok(()));
+            }
             ExecutionMsg::RunPure { node, visit, attempt } => {
                 if st.machine.is_current(&node, visit, attempt) {
                     drive(&myself, st, None, vec![Effect::Run { node, visit, attempt }]).await?;

@@ -20,7 +20,7 @@ use super::supervisor::Supervisor;
 use super::{Error, Shared};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::journal::{BranchOutcome, Event, Json, KeptRef};
+use crate::journal::{BranchOutcome, CallRecord, Event, Json, KeptRef};
 use crate::nodes::{NodeError, NodeOutput};
 
 /// How often a delivery is handed over again when the actor it was
@@ -254,6 +254,15 @@ impl ExecutionHandle {
     ) {
         // The execution may be gone (cancelled, shut down): nothing to report to.
         let _ = self.0.cast(ExecutionMsg::NodeDone { from, node, visit, attempt, result, duration_us });
+    }
+
+    /// A running attempt completed a call: journal it; resolves once it
+    /// is durable, or with why it was not (the attempt no longer runs).
+    pub(crate) async fn call_done(&self, node: &str, visit: u32, attempt: u32, call: CallRecord) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = ExecutionMsg::Call { node: node.to_string(), visit, attempt, call, reply: RpcReplyPort::from(tx) };
+        self.0.cast(msg).map_err(|_| "its execution is no longer running".to_string())?;
+        rx.await.map_err(|_| "its execution stopped before journaling the call".to_string())?
     }
 
     /// Children of a fan-out ended; false when the execution is gone.

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
-use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision, Usage};
+use crate::journal::{BranchOutcome, CallRecord, ErrorClass, Event, Json, Record, RetryDecision, Usage};
 use crate::nodes::AgentRound;
 
 mod ended;
@@ -33,7 +33,7 @@ mod step;
 mod wait;
 
 pub use settled::{Settled, WaitKind, Waits, settled, waits};
-pub use step::{Input, NodeResult, Step, pending_approval, step};
+pub use step::{Input, NodeResult, Step, accepts_call, pending_approval, step};
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,27 @@ pub struct ExecutionState {
     pub orphans: BTreeSet<ExecutionId>,
     /// The remote task and pending answer of each active `type: agent` node.
     pub agents: HashMap<String, AgentRound>,
+    /// The calls each active node's visit has journaled (`Event::Call`),
+    /// which a retried or resumed attempt reads back instead of making.
+    pub calls: HashMap<String, VisitCalls>,
+}
+
+/// The journaled calls of one node visit, in order (numbered from 1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitCalls {
+    pub visit: u32,
+    pub records: Vec<CallRecord>,
+}
+
+impl VisitCalls {
+    /// Tokens and cost of the calls.
+    pub fn usage(&self) -> Usage {
+        let mut u = Usage::default();
+        for r in &self.records {
+            u.add(&r.usage);
+        }
+        u
+    }
 }
 
 /// What applying one event asks for next: an event the core makes and
@@ -253,6 +274,7 @@ impl ExecutionState {
             decisions: HashMap::new(),
             orphans: BTreeSet::new(),
             agents: HashMap::new(),
+            calls: HashMap::new(),
         }
     }
 
@@ -400,6 +422,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         Event::FanOut { .. } => fan_out::fan_out(workflow, st, rec),
         Event::BranchFinished { .. } => fan_out::branch_finished(workflow, st, rec),
         Event::Exchange { .. } => node::exchange(workflow, st, rec),
+        Event::Call { .. } => node::call(workflow, st, rec),
         Event::Scored { .. } => Vec::new(),
         Event::TimerFired { .. } => wait::timer_fired(workflow, st, rec),
     }
@@ -529,6 +552,57 @@ mod tests {
         assert_eq!(st.usage, Usage { input_tokens: 30, output_tokens: 2, cost_usd: 0.25 });
         // An exchange changes nothing else: the node is still running.
         assert!(st.active.contains_key("a"));
+    }
+
+    #[test]
+    fn calls_are_taken_in_order_from_the_running_attempt_kept_across_retries_and_dropped_at_completion() {
+        let wf = wf();
+        let mut st = ExecutionState::new(ExecutionId::new(0));
+        apply(&wf, &mut st, &rec(1, started()));
+        apply(&wf, &mut st, &rec(2, Event::NodeScheduled { node: "a".into(), visit: 1 }));
+        apply(&wf, &mut st, &rec(3, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }));
+        let call = |n| CallRecord {
+            n,
+            kind: "model".into(),
+            name: "m".into(),
+            request: Json("{}".into()),
+            response: Json("{}".into()),
+            usage: Usage { input_tokens: 10, output_tokens: 1, cost_usd: 0.5 },
+        };
+        assert_eq!(accepts_call(&st, "a", 1, 1, 1), Ok(()));
+        assert!(accepts_call(&st, "a", 1, 1, 2).unwrap_err().contains("journals call 1 next"));
+        assert!(accepts_call(&st, "a", 1, 2, 1).unwrap_err().contains("no longer running"));
+        let ev = |n, attempt| Event::Call { node: "a".into(), visit: 1, attempt, call: call(n) };
+        assert_eq!(apply(&wf, &mut st, &rec(4, ev(1, 1))), Vec::new());
+        // A retry keeps the visit's calls: its attempt reads them back.
+        let failed = Event::NodeFailed {
+            node: "a".into(),
+            visit: 1,
+            attempt: 1,
+            class: ErrorClass::Timeout,
+            message: "slow".into(),
+            retry: RetryDecision::Retry { attempt: 2, at_ms: 0 },
+        };
+        apply(&wf, &mut st, &rec(5, failed));
+        apply(&wf, &mut st, &rec(6, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 2 }));
+        assert_eq!(accepts_call(&st, "a", 1, 2, 2), Ok(()));
+        assert_eq!(apply(&wf, &mut st, &rec(7, ev(2, 2))), Vec::new());
+        assert_eq!(st.calls["a"].records.len(), 2);
+        assert_eq!(st.usage, Usage { input_tokens: 20, output_tokens: 2, cost_usd: 1.0 });
+        // A number out of order is a journal inconsistency, not a panic.
+        let bad = apply(&wf, &mut st, &rec(8, ev(5, 2)));
+        assert!(matches!(&bad[..], [Command::Fail { error, .. }] if error.contains("call 5 where call 3 was next")));
+        let done = Event::NodeCompleted {
+            node: "a".into(),
+            visit: 1,
+            attempt: 2,
+            patch: Json("{}".into()),
+            next: None,
+            duration_us: 1,
+            usage: Usage::default(),
+        };
+        apply(&wf, &mut st, &rec(9, done));
+        assert!(!st.calls.contains_key("a"));
     }
 
     #[test]

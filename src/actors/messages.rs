@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::Error;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::journal::{BranchOutcome, Event, Json, KeptRef};
+use crate::journal::{BranchOutcome, CallRecord, Event, Json, KeptRef};
 use crate::nodes::{NodeError, NodeOutput};
 
 /// How an ExecutionActor begins.
@@ -107,6 +107,15 @@ pub(crate) enum ExecutionMsg {
         visit: u32,
         attempt: u32,
         ends: Vec<(u32, BranchOutcome)>,
+    },
+    /// A running attempt completed a call: journal it, then reply (an
+    /// error: the attempt is no longer the running one).
+    Call {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        call: CallRecord,
+        reply: RpcReplyPort<Result<(), String>>,
     },
     /// Run a pure node that did not fit in the previous step\'s batch.
     RunPure {

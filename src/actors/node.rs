@@ -19,8 +19,10 @@ use super::Shared;
 use super::handles::ExecutionHandle;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
-use crate::journal::{ErrorClass, Usage};
-use crate::nodes::{NodeCtx, NodeError, executor_for, idempotency_key};
+use futures::future::BoxFuture;
+
+use crate::journal::{self, ErrorClass, Usage};
+use crate::nodes::{CallJournal, CallRecord, NodeCtx, NodeError, executor_for, idempotency_key};
 
 pub(crate) struct NodeActor;
 
@@ -38,6 +40,30 @@ pub(crate) struct NodeArgs {
     pub started_ms: u64,
     /// An agent node's remote task and pending answer.
     pub agent: Option<crate::nodes::AgentRound>,
+    /// The calls the visit journaled before this attempt.
+    pub calls: Option<Vec<CallRecord>>,
+}
+
+/// How an attempt journals its calls: through its execution.
+struct Recorder<'a> {
+    parent: &'a ExecutionHandle,
+    node: &'a str,
+    visit: u32,
+    attempt: u32,
+}
+
+impl CallJournal for Recorder<'_> {
+    fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>> {
+        Box::pin(async move {
+            let n = call.n;
+            self.parent.call_done(self.node, self.visit, self.attempt, to_journal(call)).await.map_err(|why| {
+                NodeError::new(
+                    ErrorClass::Internal,
+                    format!("call {n} of node `{}` was not journaled: {why}", self.node),
+                )
+            })
+        })
+    }
 }
 
 impl Actor for NodeActor {
@@ -67,9 +93,28 @@ impl Actor for NodeActor {
     }
 }
 
+/// A journaled call as a node reads it back.
+pub(crate) fn to_node(c: &journal::CallRecord) -> CallRecord {
+    CallRecord {
+        n: c.n,
+        kind: c.kind.clone(),
+        name: c.name.clone(),
+        request: c.request.clone(),
+        response: c.response.clone(),
+        usage: c.usage,
+    }
+}
+
+/// A node's completed call as the journal stores it.
+fn to_journal(c: CallRecord) -> journal::CallRecord {
+    let CallRecord { n, kind, name, request, response, usage } = c;
+    journal::CallRecord { n, kind, name, request, response, usage }
+}
+
 /// Run one attempt and report it to the execution, as actor `me`.
 async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
     let node = a.workflow.node(&a.node).ok_or_else(|| format!("node `{}` is not in the workflow", a.node))?;
+    let recorder = Recorder { parent: &a.parent, node: &a.node, visit: a.visit, attempt: a.attempt };
     let ctx = NodeCtx {
         execution_id: a.execution_id,
         node,
@@ -83,6 +128,8 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         started_ms: a.started_ms,
         workflow: &a.workflow,
         agent: a.agent.as_ref(),
+        calls: a.calls.as_deref().unwrap_or_default(),
+        call_journal: Some(&recorder),
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

@@ -48,12 +48,14 @@ pub fn decide(
     retry_after_ms: Option<u64>,
     jitter_seed: u64,
 ) -> RetryDecision {
-    // A crossed limit would only be crossed again.
-    let retryable = class != ErrorClass::LimitExceeded
-        && match &policy.retry_on {
-            Some(list) => list.iter().any(|c| c == class.as_str()),
-            None => class.retryable_by_default(),
-        };
+    // A crossed limit or budget would only be crossed again, and a
+    // nondeterministic node would diverge again.
+    let retryable =
+        !matches!(class, ErrorClass::LimitExceeded | ErrorClass::BudgetExceeded | ErrorClass::Nondeterminism)
+            && match &policy.retry_on {
+                Some(list) => list.iter().any(|c| c == class.as_str()),
+                None => class.retryable_by_default(),
+            };
     if !retryable || attempt >= policy.max_attempts {
         return RetryDecision::GiveUp;
     }

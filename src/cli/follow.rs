@@ -149,6 +149,11 @@ fn what(e: &Event) -> Option<String> {
         Event::SignalReceived { key, payload } => format!("signal `{key}` received, payload {}", payload.0),
         Event::WaitTimedOut { .. } => "wait ended by its deadline".into(),
         Event::TimerFired { .. } => "timer fired".into(),
+        Event::Call { call, .. } => {
+            let tokens = call.usage.input_tokens + call.usage.output_tokens;
+            let tokens = if tokens > 0 { format!(", {tokens} tokens") } else { String::new() };
+            format!("call {} done: {} `{}`{tokens}", call.n, call.kind, call.name)
+        }
         Event::ApprovalDecided { approved, by, comment, .. } => {
             let verdict = if *approved { "approved" } else { "rejected" };
             let why = comment.as_ref().map(|c| format!(": {}", one_line(c))).unwrap_or_default();
@@ -182,7 +187,7 @@ fn http_call(request: &crate::journal::Json, response: &crate::journal::Json) ->
     })
 }
 
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -26,7 +26,7 @@ use crate::id::ExecutionId;
 use crate::ir::{NodeKind, Workflow};
 use crate::journal::{Event, ExecutionMeta, Record, Status};
 use crate::runtime::{Outcome, Runtime, Unattended, WaitKind, Waiting};
-use crate::timeline::{Branch, ExchangeRow, NodeVisit, ScoreRow, WaitEnd, WaitSpan, timeline};
+use crate::timeline::{Branch, CallRow, ExchangeRow, NodeVisit, ScoreRow, WaitEnd, WaitSpan, timeline};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -284,7 +284,11 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
     for v in &tl.nodes {
         let patch = v.patch.as_ref().filter(|p| p.as_object().is_none_or(|m| !m.is_empty()));
         let branched = v.next.as_ref().filter(|_| a.verbose || !v.waits.is_empty());
-        let detailed = !v.errors.is_empty() || !v.waits.is_empty() || !v.branches.is_empty() || !v.scores.is_empty();
+        let detailed = !v.errors.is_empty()
+            || !v.waits.is_empty()
+            || !v.branches.is_empty()
+            || !v.scores.is_empty()
+            || !v.calls.is_empty();
         let shown = patch.is_some() || branched.is_some() || !v.exchanges.is_empty();
         if !(detailed || a.verbose && shown) {
             continue;
@@ -304,6 +308,9 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         }
         for sc in &v.scores {
             print_scores(sc, v.scores.len() > 1);
+        }
+        for c in &v.calls {
+            print_call(c, a.verbose);
         }
         if a.verbose {
             for x in &v.exchanges {
@@ -385,6 +392,54 @@ fn print_exchange(x: &ExchangeRow, numbered: bool, costed: bool) {
         false => println!("  reply{which}:"),
     }
     println!("{}", indented(&x.response));
+}
+
+/// One journaled call of a visit, on one line: a model's thought or
+/// answer and the tools it asked for, a tool's arguments and result; with
+/// `-v`, what was sent and what came back in full.
+fn print_call(c: &CallRow, verbose: bool) {
+    let tokens = if c.usage.input_tokens + c.usage.output_tokens > 0 {
+        format!("  ({})", usage_text(&c.usage))
+    } else {
+        String::new()
+    };
+    let what = match c.kind.as_str() {
+        "tool" => {
+            let result = match &c.response {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            format!("{} -> {result}", c.request.get("arguments").unwrap_or(&c.request))
+        }
+        _ => match crate::model::reply_parts(&c.response) {
+            Some((text, tools)) => {
+                let asked: Vec<String> = tools.iter().map(|t| format!("{}({})", t.name, t.arguments)).collect();
+                match (text.trim(), asked.is_empty()) {
+                    ("", false) => format!("calls {}", asked.join(", ")),
+                    (t, false) => format!("{t:?}; calls {}", asked.join(", ")),
+                    (t, true) => format!("{t:?}"),
+                }
+            }
+            None => c.response.to_string(),
+        },
+    };
+    println!("  call {:<3} {} `{}`  {}{tokens}", c.n, c.kind, c.name, one_line_cut(&what, 140));
+    if verbose {
+        println!("    sent (attempt {}) at {}:", c.attempt, format_ms(c.at_ms));
+        println!("{}", indented(&c.request));
+        println!("    got:");
+        println!("{}", indented(&c.response));
+    }
+}
+
+/// `text` on one line, cut to `max` characters with an ellipsis.
+fn one_line_cut(text: &str, max: usize) -> String {
+    let flat = super::follow::one_line(text);
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
 }
 
 fn indented(v: &serde_json::Value) -> String {

@@ -111,10 +111,16 @@ pub enum ErrorClass {
     /// The node or the execution crossed one of the runtime's limits
     /// (`ir::Limits`): never retried.
     LimitExceeded,
+    /// An agent, or its workflow, spent its `max_cost_usd` or `max_tokens`:
+    /// never retried (what was spent stays spent).
+    BudgetExceeded,
+    /// A retried or resumed node made its calls in another order than the
+    /// journal recorded: never retried.
+    Nondeterminism,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 13] = [
+    pub const ALL: [ErrorClass; 15] = [
         ErrorClass::Timeout,
         ErrorClass::RateLimited,
         ErrorClass::ServerError,
@@ -128,6 +134,8 @@ impl ErrorClass {
         ErrorClass::ChildFailed,
         ErrorClass::InvalidInput,
         ErrorClass::LimitExceeded,
+        ErrorClass::BudgetExceeded,
+        ErrorClass::Nondeterminism,
     ];
 
     /// The name used in YAML (`retry_on: [timeout]`) and in `inspect`.
@@ -146,6 +154,8 @@ impl ErrorClass {
             ErrorClass::ChildFailed => "child_failed",
             ErrorClass::InvalidInput => "invalid_input",
             ErrorClass::LimitExceeded => "limit_exceeded",
+            ErrorClass::BudgetExceeded => "budget_exceeded",
+            ErrorClass::Nondeterminism => "nondeterminism",
         }
     }
 
@@ -340,6 +350,40 @@ pub enum Event {
         node: String,
         visit: u32,
     },
+    /// One call a running node made and completed (a model call whose
+    /// reply asks for tools, a tool call, an agent's planning or critique
+    /// call), journaled before the node goes on. A retried or resumed
+    /// visit reads its calls back instead of making them again, and makes
+    /// only the calls after them. Its usage counts in the execution's
+    /// total here, not again in the attempt's `Exchange`.
+    Call {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        call: CallRecord,
+    },
+}
+
+/// One completed call of a node visit (see [`Event::Call`]). Stored:
+/// fields only appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Its number in the visit, from 1.
+    pub n: u32,
+    /// What was called: `model`, `tool`, or a strategy's step (`plan`,
+    /// `critique`, ...).
+    pub kind: String,
+    /// The model, tool or agent called.
+    pub name: String,
+    /// What was sent: a tool's arguments; for a model call, the messages
+    /// added since the visit's previous model call (the whole body for
+    /// the first), so a long loop's journal grows with its turns, not
+    /// with their square.
+    pub request: Json,
+    /// What came back: the model's reply as the provider sent it, the
+    /// tool's result.
+    pub response: Json,
+    pub usage: Usage,
 }
 
 /// How one branch (child execution) ended. Stored: append only.
@@ -378,6 +422,7 @@ impl Event {
             Event::Scored { .. } => "Scored",
             Event::BranchStarted { .. } => "BranchStarted",
             Event::TimerFired { .. } => "TimerFired",
+            Event::Call { .. } => "Call",
         }
     }
 
@@ -395,7 +440,8 @@ impl Event {
             | Event::BranchFinished { node, .. }
             | Event::Exchange { node, .. }
             | Event::Scored { node, .. }
-            | Event::TimerFired { node, .. } => Some(node),
+            | Event::TimerFired { node, .. }
+            | Event::Call { node, .. } => Some(node),
             Event::ExecutionFailed { node, .. } => node.as_deref(),
             _ => None,
         }

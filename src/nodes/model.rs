@@ -5,30 +5,38 @@
 //!
 //! With `tools:`, the tools of the named MCP servers (from their
 //! `tools/list`) are offered in the provider's format; each tool call the
-//! model makes is carried out through [`crate::mcp::McpPool`] with the
-//! idempotency key `{key}/tool/{n}` (n counts the visit's calls from 1),
-//! its result fed back, until the model answers without tools or
-//! `max_tool_rounds` is spent (`invalid_output`). Round `r > 0` of the
-//! conversation is sent with `Idempotency-Key: {key}/round/{r}`, so a
-//! deduplicating server never answers a later round with an earlier one.
+//! model makes is carried out through [`crate::mcp::McpPool`], its result
+//! fed back, until the model answers without tools or `max_tool_rounds`
+//! is spent (`invalid_output`).
+//!
+//! Durable at every call ([`super::calls`]): a model reply that asks for
+//! tools, and each tool call's result, is journaled as it completes,
+//! before the conversation goes on. A retried or resumed visit reads them
+//! back and sends only what comes after; the visit's first call is sent
+//! with the visit's key, call `n > 1` (model or tool, counted together)
+//! with `{key}/call/{n}`, so an interrupted call is re-sent with its own
+//! key and a deduplicating server never answers one call with another.
+//! The final reply is journaled with the node's completion.
 //!
 //! The attempt's [`Exchange`] is the whole conversation: the last body sent
 //! (every message, tool call and result) and the last reply, with the
-//! tokens and cost of every round. It is returned on failure too once a
-//! reply arrived. Every error names the node.
+//! tokens and cost of what the calls journaled one by one do not already
+//! count (the final reply). It is returned on failure too once a reply
+//! arrived. Every error names the node.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::calls::{CallRecord, Calls, Next};
 use super::{Exchange, NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
-use crate::ir::NodeKind;
+use crate::ir::{ModelConfig, NodeKind};
 use crate::journal::{ErrorClass, Usage};
 use crate::model::{
-    ChatMessage, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolCall, ToolSpec, parse_output,
-    push_tool_round, request_body, resolve_env, send,
+    ChatMessage, ChatReply, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolCall, ToolSpec,
+    journaled_reply, parse_output, push_tool_round, request_body, resolve_env, send,
 };
 
 pub struct Model;
@@ -69,28 +77,34 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     resolve_env(config, &spec.model)
         .map_err(|e| NodeError { message: format!("{} (at {})", e.message, ctx.location()), ..e })?;
     let mut body = request_body(config, &request);
-    let mut usage = Usage::default();
     let max_rounds = spec.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS);
-    let mut calls = 0u32;
+    let mut calls = Calls::new(ctx);
+    // What the attempt spent beyond its journaled calls (the final reply).
+    let mut usage = Usage::default();
+    // Messages in the body when the previous model call was journaled.
+    let mut sent = 0usize;
     let mut round = 0u32;
     let reply = loop {
-        let key = match round {
-            0 => ctx.idempotency_key.clone(),
-            r => format!("{}/round/{r}", ctx.idempotency_key),
+        let (mut reply, fresh) = match calls.next("model", &spec.model)? {
+            Next::Journaled(rec) => (read_back(config, rec, body)?, false),
+            Next::Fresh { key } => (send(ctx.services, config, body, &key, timeout).await?, true),
         };
-        let mut reply = send(ctx.services, config, body, &key, timeout).await.map_err(|mut e| {
-            // The rounds before this one were paid for too.
-            if let Some(x) = e.exchange.as_mut() {
-                x.usage.add(&usage);
-            }
-            e
-        })?;
         // The body comes back with the reply: the conversation goes on from it.
         body = std::mem::take(&mut reply.request);
-        usage.add(&reply.usage);
         if reply.tool_calls.is_empty() {
+            // The final answer: journaled with the node's completion.
+            if fresh {
+                usage.add(&reply.usage);
+            }
             break reply;
         }
+        if fresh {
+            calls.record("model", &spec.model, &added_since(&body, sent), &reply.raw, reply.usage).await?;
+            if !calls.journals() {
+                usage.add(&reply.usage);
+            }
+        }
+        sent = message_count(&body);
         let so_far = |body: &Value, reply: &crate::model::ChatReply| Exchange {
             request: body.clone(),
             response: reply.raw.clone(),
@@ -106,11 +120,19 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         }
         let mut results = Vec::with_capacity(reply.tool_calls.len());
         for call in &reply.tool_calls {
-            calls += 1;
-            let key = format!("{}/tool/{calls}", ctx.idempotency_key);
-            let result = call_tool(ctx, &servers, call, &key, timeout)
-                .await
-                .map_err(|e| e.with_exchange(so_far(&body, &reply)))?;
+            let result = match calls.next("tool", &call.name)? {
+                Next::Journaled(rec) => tool_result_of(rec)?,
+                Next::Fresh { key } => {
+                    let result = call_tool(ctx, &servers, call, &key, timeout)
+                        .await
+                        .map_err(|e| e.with_exchange(so_far(&body, &reply)))?;
+                    let request = json!({"id": call.id, "arguments": call.arguments});
+                    calls
+                        .record("tool", &call.name, &request, &Value::String(result.clone()), Usage::default())
+                        .await?;
+                    result
+                }
+            };
             results.push((call.clone(), result));
         }
         push_tool_round(config, &mut body, &reply, &results);
@@ -128,6 +150,44 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     };
     let patch = output_patch(spec.output_key.as_deref(), value).map_err(|e| e.with_exchange(exchange.clone()))?;
     Ok(NodeOutput { patch, exchange: Some(Box::new(exchange)), ..Default::default() })
+}
+
+/// A model call the visit journaled, read back as the reply it was.
+fn read_back(config: &ModelConfig, rec: &CallRecord, body: Value) -> Result<ChatReply, NodeError> {
+    let corrupt = |e: String| {
+        let message = format!("journaled call {} (a reply of model `{}`) does not read back: {e}", rec.n, rec.name);
+        NodeError::new(ErrorClass::Internal, message)
+    };
+    let raw = rec.response.value().map_err(|e| corrupt(e.to_string()))?;
+    journaled_reply(config, raw, body, rec.usage).map_err(corrupt)
+}
+
+/// A tool call the visit journaled: its result, as the model was given it.
+fn tool_result_of(rec: &CallRecord) -> Result<String, NodeError> {
+    match rec.response.value() {
+        Ok(Value::String(s)) => Ok(s),
+        Ok(other) => Ok(other.to_string()),
+        Err(e) => Err(NodeError::new(
+            ErrorClass::Internal,
+            format!("journaled call {} (tool `{}`) does not read back: {e}", rec.n, rec.name),
+        )),
+    }
+}
+
+/// The messages of a request body.
+fn message_count(body: &Value) -> usize {
+    body["messages"].as_array().map_or(0, Vec::len)
+}
+
+/// What a model call sends that the visit's previous one did not: the
+/// whole body for the first, then the messages added since (`{"messages":
+/// [...]}`), so the journal of a long loop grows with its turns.
+fn added_since(body: &Value, sent: usize) -> Value {
+    if sent == 0 {
+        return body.clone();
+    }
+    let added = body["messages"].as_array().map(|m| m.get(sent..).unwrap_or_default().to_vec()).unwrap_or_default();
+    json!({ "messages": added })
 }
 
 /// The tools of the node's `tools:` as the servers list them, and the

@@ -251,7 +251,9 @@ impl Runtime {
         if let (true, Some(Event::ExecutionCompleted { state })) = (whole, terminal_event(&records)) {
             let mut usage = Usage::default();
             for r in &records {
-                if let Event::Exchange { usage: u, .. } = &r.event {
+                if let Event::Exchange { usage: u, .. }
+                | Event::Call { call: crate::journal::CallRecord { usage: u, .. }, .. } = &r.event
+                {
                     usage.add(u);
                 }
             }

@@ -44,6 +44,12 @@ pub(super) async fn carry_out(
                     usage: st.machine.usage,
                     started_ms: st.machine.started_ms,
                     agent: st.machine.agents.get(&node).filter(|r| r.visit == visit).cloned(),
+                    calls: st
+                        .machine
+                        .calls
+                        .get(&node)
+                        .filter(|c| c.visit == visit)
+                        .map(|c| c.records.iter().map(crate::actors::node::to_node).collect()),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });

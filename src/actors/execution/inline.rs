@@ -58,6 +58,8 @@ pub(super) fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> No
         started_ms: st.machine.started_ms,
         workflow: &st.wf,
         agent: st.machine.agents.get(node).filter(|r| r.visit == visit),
+        calls: &[],
+        call_journal: None,
     }
 }
 

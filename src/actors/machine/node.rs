@@ -1,6 +1,6 @@
 //! A node visit's events: `NodeScheduled`, `NodeStarted`, `Exchange`,
-//! `NodeCompleted` (the patch merged, the next node scheduled) and
-//! `NodeFailed` (retried at its deadline, or the execution fails).
+//! `Call`, `NodeCompleted` (the patch merged, the next node scheduled)
+//! and `NodeFailed` (retried at its deadline, or the execution fails).
 
 use super::*;
 
@@ -11,6 +11,7 @@ pub(super) fn node_scheduled(_workflow: &Workflow, st: &mut ExecutionState, rec:
     st.steps += 1;
     st.visits.insert(node.clone(), *visit);
     st.agents.remove(node);
+    st.calls.remove(node);
     st.active.insert(
         node.clone(),
         ActiveNode {
@@ -51,6 +52,7 @@ pub(super) fn node_completed(_workflow: &Workflow, st: &mut ExecutionState, rec:
     }
     st.active.remove(node);
     st.agents.remove(node);
+    st.calls.remove(node);
     match patch.object() {
         Ok(p) if p.is_empty() => {}
         Ok(p) => {
@@ -115,5 +117,29 @@ pub(super) fn exchange(workflow: &Workflow, st: &mut ExecutionState, rec: &Recor
     if let Some(NodeKind::Agent(_)) = workflow.node(node).map(|n| &n.kind) {
         st.agents.entry(node.clone()).or_default().exchanged(*visit, response);
     }
+    Vec::new()
+}
+
+/// `Call`: a running visit completed a call; it counts in the usage now,
+/// and a later attempt of the visit reads it back. Calls are numbered in
+/// order from 1: any other number is a journal inconsistency.
+pub(super) fn call(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::Call { node, visit, call, .. } = &rec.event else { return Vec::new() };
+    if st.active.get(node).map(|a| a.visit) != Some(*visit) {
+        return inconsistent(format!("node `{node}` visit {visit} journaled call {} without running", call.n));
+    }
+    let calls = st.calls.entry(node.clone()).or_default();
+    if calls.visit != *visit {
+        *calls = VisitCalls { visit: *visit, records: Vec::new() };
+    }
+    let expected = calls.records.len() as u32 + 1;
+    if call.n != expected {
+        return inconsistent(format!(
+            "node `{node}` visit {visit} journaled call {} where call {expected} was next",
+            call.n
+        ));
+    }
+    st.usage.add(&call.usage);
+    calls.records.push(call.clone());
     Vec::new()
 }

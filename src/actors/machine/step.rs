@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::{Command, Effect, ExecutionState, apply, fan_out_deadline, is_timer, resume};
 use crate::ir::{Limit, Workflow};
-use crate::journal::{BranchOutcome, ErrorClass, Event, Json, Record, RetryDecision};
+use crate::journal::{BranchOutcome, CallRecord, ErrorClass, Event, Json, Record, RetryDecision};
 use crate::nodes::{NodeError, NodeOutput};
 
 /// What reaches an execution.
@@ -62,6 +62,14 @@ pub enum Input {
         visit: u32,
         attempt: u32,
         ends: Vec<(u32, BranchOutcome)>,
+    },
+    /// A running attempt completed call `call.n` of its visit (see
+    /// [`accepts_call`]): journal it before the attempt goes on.
+    Call {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        call: CallRecord,
     },
     /// Fail the execution (its restart budget is spent, its workflow does
     /// not pass this runtime's checks, the journal and the workflow disagree).
@@ -138,10 +146,30 @@ pub fn step(workflow: &Workflow, st: &mut ExecutionState, input: Input, now: u64
                 m.events.extend(made);
             }
         }
+        Input::Call { node, visit, attempt, call } => {
+            if accepts_call(st, &node, visit, attempt, call.n).is_err() {
+                return m.out;
+            }
+            m.events.push_back(Event::Call { node, visit, attempt, call });
+        }
         Input::Fail { node, error } => m.commands.push_back(Command::Fail { node, error }),
     }
     m.run(st);
     m.out
+}
+
+/// Whether the running attempt `attempt` of `node`'s `visit` may journal
+/// call number `n`: it is the current attempt and `n` is the visit's next
+/// call. Why not, otherwise (a stale attempt goes no further).
+pub fn accepts_call(st: &ExecutionState, node: &str, visit: u32, attempt: u32, n: u32) -> Result<(), String> {
+    if st.phase.is_terminal() || !st.is_current(node, visit, attempt) {
+        return Err(format!("attempt {attempt} of node `{node}` visit {visit} is no longer running"));
+    }
+    let next = st.calls.get(node).filter(|c| c.visit == visit).map_or(0, |c| c.records.len() as u32) + 1;
+    if n != next {
+        return Err(format!("node `{node}` visit {visit} journals call {next} next, not call {n}"));
+    }
+    Ok(())
 }
 
 /// The approval a decision for `node` (any, when `None`) goes to: its
@@ -258,7 +286,12 @@ fn result_events(
         Ok(out) => Event::NodeCompleted {
             next: out.next.or(next_of),
             patch: Json::from_map(&out.patch),
-            usage: out.exchange.map(|x| x.usage).unwrap_or_default(),
+            usage: {
+                // The visit's journaled calls, and what the attempt spent beyond them.
+                let mut usage = st.calls.get(&node).filter(|c| c.visit == visit).map(|c| c.usage()).unwrap_or_default();
+                usage.add(&out.exchange.map(|x| x.usage).unwrap_or_default());
+                usage
+            },
             node,
             visit,
             attempt,

@@ -1,0 +1,208 @@
+//! A node visit's calls, journaled one by one as they complete.
+//!
+//! A model node with tools, and an agent, make many calls in one visit: a
+//! model call, the tool calls it asks for, the next model call, ... Each
+//! one the node goes on from is journaled (`Event::Call`) as soon as it
+//! completes, before the node goes on, through the [`CallJournal`] its
+//! execution lends it. A retried or resumed visit gets the calls its
+//! journal holds ([`NodeCtx::calls`]) and reads them back in order instead
+//! of making them again; the first call it has to make is the interrupted
+//! one, sent with the same idempotency key as before. A call read back
+//! must be the call the node asks for (same kind, same name): a node that
+//! asks for another one diverged from its history, which fails the visit
+//! as `nondeterminism` rather than go on from a history it did not make.
+//!
+//! Keys: the first call of a visit is sent with the visit's key
+//! `{execution}/{node}/{visit}` (so a node that makes one call keys it as
+//! every node does), call `n > 1` with `{execution}/{node}/{visit}/call/{n}`.
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{NodeCtx, NodeError};
+use crate::journal::{ErrorClass, Json, Usage};
+
+/// One completed call of a node visit, as the node sees it; its
+/// execution journals it as an `Event::Call` and hands it back to a later
+/// attempt of the visit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    /// Its number in the visit, from 1.
+    pub n: u32,
+    /// `model`, `tool`, or a strategy's step (`plan`, `critique`, ...).
+    pub kind: String,
+    /// The model, tool or agent called.
+    pub name: String,
+    /// What was sent (a tool's arguments; a model call's added messages).
+    pub request: Json,
+    /// What came back (the model's raw reply, the tool's result).
+    pub response: Json,
+    pub usage: Usage,
+}
+
+/// Where a running attempt journals the calls it completes: its execution.
+pub trait CallJournal: Send + Sync {
+    /// Journal `call`; resolves once it is durable. An error means the
+    /// attempt is no longer the running one (it was cancelled, or the
+    /// execution ended) or the journal failed: the node stops there.
+    fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>>;
+}
+
+/// The calls of one attempt: those the visit journaled before, read back
+/// in order, then fresh ones, journaled as they complete.
+pub struct Calls<'a> {
+    done: &'a [CallRecord],
+    journal: Option<&'a dyn CallJournal>,
+    key: &'a str,
+    node: &'a str,
+    visit: u32,
+    /// The number of the last call asked for (0 before the first).
+    n: u32,
+}
+
+/// What the next call is.
+pub enum Next<'a> {
+    /// The visit made it before: here is what it returned.
+    Journaled(&'a CallRecord),
+    /// It is to be made, sent with this idempotency key.
+    Fresh { key: String },
+}
+
+impl<'a> Calls<'a> {
+    pub fn new(ctx: &'a NodeCtx<'_>) -> Self {
+        Calls {
+            done: ctx.calls,
+            journal: ctx.call_journal,
+            key: &ctx.idempotency_key,
+            node: &ctx.node.id,
+            visit: ctx.visit,
+            n: 0,
+        }
+    }
+
+    /// The next call, a `kind` call of `name`: read back from the journal,
+    /// or to be made. A journaled call of another kind or name is
+    /// `nondeterminism`.
+    pub fn next(&mut self, kind: &str, name: &str) -> Result<Next<'a>, NodeError> {
+        self.n += 1;
+        let Some(done) = self.done.get(self.n as usize - 1) else {
+            return Ok(Next::Fresh { key: self.key_of(self.n) });
+        };
+        if done.kind != kind || done.name != name {
+            let message = format!(
+                "node `{}` visit {}: call {} is a {kind} call of `{name}`, but the journal recorded a {} call of `{}` \
+                 there: the node no longer makes the calls it made before",
+                self.node, self.visit, self.n, done.kind, done.name
+            );
+            return Err(NodeError::new(ErrorClass::Nondeterminism, message));
+        }
+        Ok(Next::Journaled(done))
+    }
+
+    /// Journal the call [`Calls::next`] just handed out as fresh, which
+    /// completed; returns once it is durable.
+    pub async fn record(
+        &self,
+        kind: &str,
+        name: &str,
+        request: &Value,
+        response: &Value,
+        usage: Usage,
+    ) -> Result<(), NodeError> {
+        let Some(journal) = self.journal else { return Ok(()) };
+        let call = CallRecord {
+            n: self.n,
+            kind: kind.to_string(),
+            name: name.to_string(),
+            request: Json::from_value(request),
+            response: Json::from_value(response),
+            usage,
+        };
+        journal.record(call).await
+    }
+
+    /// Tokens and cost of the calls read back so far and journaled before.
+    pub fn journaled_usage(&self) -> Usage {
+        let mut u = Usage::default();
+        for r in self.done {
+            u.add(&r.usage);
+        }
+        u
+    }
+
+    /// Whether calls are journaled at all (not for a node run where
+    /// nothing journals them): when not, their usage is the attempt's.
+    pub fn journals(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// How many calls the visit journaled before this attempt.
+    pub fn journaled(&self) -> usize {
+        self.done.len()
+    }
+
+    fn key_of(&self, n: u32) -> String {
+        if n == 1 { self.key.to_string() } else { format!("{}/call/{n}", self.key) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+
+    struct Kept(Mutex<Vec<CallRecord>>);
+
+    impl CallJournal for Kept {
+        fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>> {
+            self.0.lock().unwrap().push(call);
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    fn record(n: u32, kind: &str, name: &str) -> CallRecord {
+        CallRecord {
+            n,
+            kind: kind.into(),
+            name: name.into(),
+            request: Json::from_value(&json!({})),
+            response: Json::from_value(&json!(n)),
+            usage: Usage { input_tokens: 10, output_tokens: 1, cost_usd: 0.5 },
+        }
+    }
+
+    fn calls<'a>(done: &'a [CallRecord], journal: &'a Kept) -> Calls<'a> {
+        Calls { done, journal: Some(journal), key: "exec_1/n/1", node: "n", visit: 1, n: 0 }
+    }
+
+    #[tokio::test]
+    async fn journaled_calls_are_read_back_then_fresh_ones_are_keyed_and_numbered_on() {
+        let done = [record(1, "model", "m"), record(2, "tool", "search")];
+        let kept = Kept(Mutex::new(Vec::new()));
+        let mut c = calls(&done, &kept);
+        assert_eq!(c.journaled_usage().input_tokens, 20);
+        assert!(matches!(c.next("model", "m").unwrap(), Next::Journaled(r) if r.n == 1));
+        assert!(matches!(c.next("tool", "search").unwrap(), Next::Journaled(r) if r.n == 2));
+        let Next::Fresh { key } = c.next("model", "m").unwrap() else { panic!("call 3 is fresh") };
+        assert_eq!(key, "exec_1/n/1/call/3");
+        c.record("model", "m", &json!({}), &json!("r"), Usage::default()).await.unwrap();
+        assert_eq!(kept.0.lock().unwrap()[0].n, 3);
+        let mut first = calls(&[], &kept);
+        assert!(matches!(first.next("model", "m").unwrap(), Next::Fresh { key } if key == "exec_1/n/1"));
+    }
+
+    #[test]
+    fn a_call_other_than_the_journaled_one_is_nondeterminism_naming_both() {
+        let done = [record(1, "model", "m"), record(2, "tool", "search")];
+        let kept = Kept(Mutex::new(Vec::new()));
+        let mut c = calls(&done, &kept);
+        c.next("model", "m").unwrap();
+        let Err(e) = c.next("tool", "fetch") else { panic!("another tool must not be read back") };
+        assert_eq!(e.class, ErrorClass::Nondeterminism);
+        assert!(e.message.contains("call 2 is a tool call of `fetch`"), "{}", e.message);
+        assert!(e.message.contains("recorded a tool call of `search`"), "{}", e.message);
+    }
+}
