@@ -6,6 +6,7 @@
 //! module knows nothing of actors, nodes' run-time behaviour or storage.
 
 mod agent;
+mod agents;
 mod check;
 mod compile;
 mod diagnostic;
@@ -20,6 +21,7 @@ mod template;
 mod workflow;
 
 pub use agent::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS};
+pub use agents::{AgentDef, AgentTool, Budget, DEFAULT_MAX_ITERATIONS, Policy, Strategy, ToolApproval};
 pub use check::{Finding, check};
 pub use compile::{Includes, Options, compile_file, compile_file_with, compile_str, compile_str_with};
 pub use diagnostic::{Diagnostic, Diagnostics};

@@ -1485,3 +1485,19 @@ fn a_default_that_does_not_fit_and_misplaced_fields_are_findings() {
         ]
     );
 }
+
+// ---- local agents, budget and policy ----
+
+#[test]
+fn workflows_without_agents_budget_or_policy_keep_their_content_hash() {
+    // Computed at b3ba388, before agents, budgets and policies existed.
+    let examples = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    for (name, hash) in [
+        ("agent", "118c060d9aaa12e703bafbf8553763b979bed6766a5a39b49235ee436442d5a0"),
+        ("model", "a1ee81b7e8fa9bcf6e7fd67bcc4c169a5bed4a69028e7eb0496833c367975c24"),
+        ("eval", "09cf13079435de2e77e10f5229c45cbf5af231b44e5a6c185d587d66c9b191d3"),
+    ] {
+        let w = ir::compile_file(&examples.join(format!("{name}.yaml"))).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(w.content_hash(), hash, "{name}.yaml");
+    }
+}

@@ -1,6 +1,7 @@
-//! The IR of `type: agent`: a call to a remote A2A agent. What the node
-//! does at run time lives in `crate::nodes::agent`; the A2A wire protocol
-//! in `crate::nodes::agent::client`.
+//! The IR of `type: agent`: a call to a remote A2A agent, or a run of a
+//! local agent of the workflow's `agents:` block ([`crate::ir::AgentDef`]).
+//! What the node does at run time lives in `crate::nodes::agent`; the A2A
+//! wire protocol in `crate::nodes::agent::client`.
 
 use std::collections::BTreeMap;
 
@@ -9,17 +10,24 @@ use serde::{Deserialize, Serialize};
 /// The whole-call timeout when a node gives none: five minutes.
 pub const DEFAULT_AGENT_TIMEOUT_MS: u64 = 300_000;
 
-/// `type: agent`: send a message built from the state to a remote A2A
-/// agent, wait for its task to finish, and put the result in `output_key`.
-/// When the remote task asks for input, the execution parks on the event
+/// `type: agent`: send a message built from the state to an agent, wait
+/// for its answer, and put the result in `output_key`. The agent is a local
+/// one of `agents:` ([`local`](Self::local)) or a remote A2A agent. When a
+/// remote task asks for input, the execution parks on the event
 /// `input_event`; the signal's payload is sent as the next message of the
 /// same remote task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentNode {
-    /// The agent card's URL, or a base URL under which
+    /// A local agent's name (a key of the workflow's `agents:`), or a
+    /// remote agent's card URL or a base URL under which
     /// `/.well-known/agent-card.json` is looked up; `${VAR}` is read from
     /// the environment at call time and never journaled.
     pub agent: String,
+    /// Whether `agent` names a local agent of `agents:`; `headers` are
+    /// then empty. Left out of the JSON when false, so a remote agent
+    /// node keeps the content hash it had before local agents.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
     /// A string template (sent as a text part) or a JSON value whose
     /// strings are templates (sent as a data part).
     pub message: serde_json::Value,

@@ -412,6 +412,9 @@ impl Ctx {
             mcp_servers: std::mem::take(&mut self.mcp_servers),
             a2a: a2a?,
             max_steps: header.max_steps?,
+            agents: BTreeMap::new(),
+            budget: None,
+            policy: None,
         })
     }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::agents::{AgentDef, Budget, Policy};
 use super::mcp::{McpServer, ToolNode};
 use super::schema::StateSchema;
 
@@ -53,6 +54,17 @@ pub struct Workflow {
     /// this and the runtime's `max_steps` limit is in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u64>,
+    /// The top-level `agents:` block: local agents by name, which
+    /// `type: agent` nodes run and agents call as tools.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<String, AgentDef>,
+    /// The top-level `budget:`: what one execution may spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// The top-level `policy:`: the tools and models the workflow may use,
+    /// checked when it compiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
 }
 
 impl Workflow {

@@ -74,6 +74,7 @@ impl Ctx {
         };
         Some(NodeKind::Agent(AgentNode {
             agent: agent?,
+            local: false,
             message: message?,
             output_key: output_key?,
             timeout_ms: DEFAULT_AGENT_TIMEOUT_MS,

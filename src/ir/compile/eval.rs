@@ -161,7 +161,8 @@ impl Ctx {
                     .and_then(|y| self.bounded_number(y, "max_usd", 0.0, f64::MAX))?,
             },
             "rubric" => {
-                let model = self.required(&f, "model", &owner, at).and_then(|y| self.rubric_model(y));
+                let model =
+                    self.required(&f, "model", &owner, at).and_then(|y| self.model_named(y, "model", "rubric judge: "));
                 let rubric = self.required(&f, "rubric", &owner, at).and_then(|y| self.template_string(y, "rubric"));
                 let min_score = f.get("min_score").map_or(Some(3.0), |y| self.bounded_number(y, "min_score", 1.0, 5.0));
                 let (model, config) = model?;
@@ -240,19 +241,6 @@ impl Ctx {
             }
         }
         ok.then_some(())
-    }
-
-    /// The judge's model: an entry of `models:` or a bare model id.
-    fn rubric_model(&mut self, y: &Yaml) -> Option<(String, crate::ir::ModelConfig)> {
-        let model = self.string(y, "model")?;
-        match crate::ir::resolve_model(&model, &self.models, &self.prices) {
-            Ok(config) => Some((model, config)),
-            Err(_) if self.models_failed.contains(&model) => None,
-            Err(e) => {
-                self.add(y.span, format!("rubric judge: {e}"));
-                None
-            }
-        }
     }
 
     /// A number within `[min, max]`.

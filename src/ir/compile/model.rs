@@ -198,19 +198,24 @@ impl Ctx {
         n
     }
 
-    pub(super) fn model_node(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
-        let config = self.required(f, "model", "a model node", at).and_then(|y| {
-            let name = self.string(y, "model")?;
-            match resolve_model(&name, &self.models, &self.prices) {
-                Ok(config) => Some((name, config)),
-                // Its entry's findings say what is wrong: not "unknown".
-                Err(_) if self.models_failed.contains(&name) => None,
-                Err(e) => {
-                    self.add(y.span, e.to_string());
-                    None
-                }
+    /// A model named by `field` (`model`): an entry of `models:` or a bare
+    /// model id, resolved. `context` starts the message of an unknown one
+    /// (`rubric judge: `).
+    pub(super) fn model_named(&mut self, y: &Yaml, field: &str, context: &str) -> Option<(String, ModelConfig)> {
+        let name = self.string(y, field)?;
+        match resolve_model(&name, &self.models, &self.prices) {
+            Ok(config) => Some((name, config)),
+            // Its entry's findings say what is wrong: not "unknown".
+            Err(_) if self.models_failed.contains(&name) => None,
+            Err(e) => {
+                self.add(y.span, format!("{context}{e}"));
+                None
             }
-        });
+        }
+    }
+
+    pub(super) fn model_node(&mut self, f: &Fields, at: Span) -> Option<NodeKind> {
+        let config = self.required(f, "model", "a model node", at).and_then(|y| self.model_named(y, "model", ""));
         let provider = config.as_ref().map(|(_, c)| c.provider);
         let system = optional(f.get("system").map(|y| self.template_string(y, "system")));
         let prompt = optional(f.get("prompt").map(|y| self.template_string(y, "prompt")));
