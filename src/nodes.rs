@@ -9,6 +9,7 @@
 pub(crate) mod agent;
 mod branch;
 pub mod calls;
+mod converse;
 mod compiled;
 pub(crate) mod control;
 mod end;

@@ -1,4 +1,5 @@
-//! `type: agent`: call a remote A2A agent and wait for its task.
+//! `type: agent`: run a local agent of `agents:` ([`local`]), or call a
+//! remote A2A agent and wait for its task (the rest of this file).
 //!
 //! One attempt: resolve the card (cached), then either send the message
 //! rendered from the state (a fresh task), send a signal's answer on the
@@ -26,6 +27,7 @@
 //! machine remembers of the node's conversation, read through `NodeCtx`.
 
 pub(crate) mod client;
+pub(crate) mod local;
 pub mod round;
 
 use std::time::Duration;
@@ -52,6 +54,12 @@ const MAX_POLL_MS: u64 = 1_000;
 
 async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let NodeKind::Agent(spec) = &ctx.node.kind else { unreachable!("agent executor on another kind") };
+    if spec.local {
+        let id = &ctx.node.id;
+        return local::run_node(&ctx, spec)
+            .await
+            .map_err(|e| NodeError { message: format!("node `{id}`: {}", e.message), ..e });
+    }
     let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
     let mut seen = Seen::default();
     let url = ctx.env(&spec.agent, "`agent`")?;

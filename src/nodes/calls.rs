@@ -58,6 +58,9 @@ pub struct Calls<'a> {
     visit: u32,
     /// The number of the last call asked for (0 before the first).
     n: u32,
+    /// What the calls so far cost: those read back, those journaled, and
+    /// any the node counted with [`Calls::spend`].
+    spent: Usage,
 }
 
 /// What the next call is.
@@ -77,6 +80,7 @@ impl<'a> Calls<'a> {
             node: &ctx.node.id,
             visit: ctx.visit,
             n: 0,
+            spent: Usage::default(),
         }
     }
 
@@ -96,13 +100,14 @@ impl<'a> Calls<'a> {
             );
             return Err(NodeError::new(ErrorClass::Nondeterminism, message));
         }
+        self.spent.add(&done.usage);
         Ok(Next::Journaled(done))
     }
 
     /// Journal the call [`Calls::next`] just handed out as fresh, which
     /// completed; returns once it is durable.
     pub async fn record(
-        &self,
+        &mut self,
         kind: &str,
         name: &str,
         request: &Value,
@@ -110,6 +115,7 @@ impl<'a> Calls<'a> {
         usage: Usage,
     ) -> Result<(), NodeError> {
         let Some(journal) = self.journal else { return Ok(()) };
+        self.spent.add(&usage);
         let call = CallRecord {
             n: self.n,
             kind: kind.to_string(),
@@ -121,7 +127,17 @@ impl<'a> Calls<'a> {
         journal.record(call).await
     }
 
-    /// Tokens and cost of the calls read back so far and journaled before.
+    /// Count a call that is not journaled (a final reply) in [`Calls::spent`].
+    pub fn spend(&mut self, usage: Usage) {
+        self.spent.add(&usage);
+    }
+
+    /// What this attempt's calls so far cost, read back ones included.
+    pub fn spent(&self) -> Usage {
+        self.spent
+    }
+
+    /// Tokens and cost of every call the visit journaled before this attempt.
     pub fn journaled_usage(&self) -> Usage {
         let mut u = Usage::default();
         for r in self.done {
@@ -175,7 +191,7 @@ mod tests {
     }
 
     fn calls<'a>(done: &'a [CallRecord], journal: &'a Kept) -> Calls<'a> {
-        Calls { done, journal: Some(journal), key: "exec_1/n/1", node: "n", visit: 1, n: 0 }
+        Calls { done, journal: Some(journal), key: "exec_1/n/1", node: "n", visit: 1, n: 0, spent: Usage::default() }
     }
 
     #[tokio::test]

@@ -28,15 +28,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::calls::{CallRecord, Calls, Next};
+use super::calls::Calls;
+use super::converse::{Conversation, Ended, How, Toolset, blocked, converse, workflow_budget};
 use super::{Exchange, NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch};
-use crate::ir::{ModelConfig, NodeKind};
-use crate::journal::{ErrorClass, Usage};
+use crate::ir::NodeKind;
+use crate::journal::ErrorClass;
 use crate::model::{
-    ChatMessage, ChatReply, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolCall, ToolSpec,
-    journaled_reply, parse_output, push_tool_round, request_body, resolve_env, send,
+    ChatMessage, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolSpec, parse_output, request_body,
+    resolve_env,
 };
 
 pub struct Model;
@@ -63,81 +64,31 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         messages.push(ChatMessage { role: m.role.clone(), content: t.render(&m.content, &tpl)? });
     }
     let timeout = ctx.node.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
-    let (tools, servers) = offered_tools(ctx, spec).await?;
+    let tools = offered_tools(ctx, spec).await?;
     let request = ChatRequest {
         system,
         messages,
         temperature: spec.temperature,
         max_tokens: spec.max_tokens,
-        tools,
+        tools: tools.offered.clone(),
         timeout: Some(timeout),
     };
     let config = &spec.config;
     // Read here first, so an unset variable names where the node is written.
     resolve_env(config, &spec.model)
         .map_err(|e| NodeError { message: format!("{} (at {})", e.message, ctx.location()), ..e })?;
-    let mut body = request_body(config, &request);
-    let max_rounds = spec.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS);
+    let body = request_body(config, &request);
     let mut calls = Calls::new(ctx);
-    // What the attempt spent beyond its journaled calls (the final reply).
-    let mut usage = Usage::default();
-    // Messages in the body when the previous model call was journaled.
-    let mut sent = 0usize;
-    let mut round = 0u32;
-    let reply = loop {
-        let (mut reply, fresh) = match calls.next("model", &spec.model)? {
-            Next::Journaled(rec) => (read_back(config, rec, body)?, false),
-            Next::Fresh { key } => (send(ctx.services, config, body, &key, timeout).await?, true),
-        };
-        // The body comes back with the reply: the conversation goes on from it.
-        body = std::mem::take(&mut reply.request);
-        if reply.tool_calls.is_empty() {
-            // The final answer: journaled with the node's completion.
-            if fresh {
-                usage.add(&reply.usage);
-            }
-            break reply;
-        }
-        if fresh {
-            calls.record("model", &spec.model, &added_since(&body, sent), &reply.raw, reply.usage).await?;
-            if !calls.journals() {
-                usage.add(&reply.usage);
-            }
-        }
-        sent = message_count(&body);
-        let so_far = |body: &Value, reply: &crate::model::ChatReply| Exchange {
-            request: body.clone(),
-            response: reply.raw.clone(),
-            usage,
-        };
-        if round >= max_rounds {
-            let message = format!(
-                "the model still called tools after {} (`max_tool_rounds`): {}",
-                crate::plural::count(max_rounds, "round", "rounds"),
-                reply.tool_calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-            );
-            return Err(NodeError::new(ErrorClass::InvalidOutput, message).with_exchange(so_far(&body, &reply)));
-        }
-        let mut results = Vec::with_capacity(reply.tool_calls.len());
-        for call in &reply.tool_calls {
-            let result = match calls.next("tool", &call.name)? {
-                Next::Journaled(rec) => tool_result_of(rec)?,
-                Next::Fresh { key } => {
-                    let result = call_tool(ctx, &servers, call, &key, timeout)
-                        .await
-                        .map_err(|e| e.with_exchange(so_far(&body, &reply)))?;
-                    let request = json!({"id": call.id, "arguments": call.arguments});
-                    calls
-                        .record("tool", &call.name, &request, &Value::String(result.clone()), Usage::default())
-                        .await?;
-                    result
-                }
-            };
-            results.push((call.clone(), result));
-        }
-        push_tool_round(config, &mut body, &reply, &results);
-        round += 1;
+    let conv = Conversation {
+        config,
+        name: &spec.model,
+        timeout,
+        max_tool_rounds: spec.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS),
+        rounds_field: "`max_tool_rounds`".into(),
+        budgets: workflow_budget(ctx, &calls).into_iter().collect(),
+        journal_final: false,
     };
+    let Ended { reply, body, unjournaled: usage } = converse(ctx, &mut calls, &conv, body, &tools).await?;
     let exchange = Exchange { request: body, response: reply.raw.clone(), usage };
     let value = match &spec.output_schema {
         Some(schema) => ctx
@@ -152,50 +103,10 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     Ok(NodeOutput { patch, exchange: Some(Box::new(exchange)), ..Default::default() })
 }
 
-/// A model call the visit journaled, read back as the reply it was.
-fn read_back(config: &ModelConfig, rec: &CallRecord, body: Value) -> Result<ChatReply, NodeError> {
-    let corrupt = |e: String| {
-        let message = format!("journaled call {} (a reply of model `{}`) does not read back: {e}", rec.n, rec.name);
-        NodeError::new(ErrorClass::Internal, message)
-    };
-    let raw = rec.response.value().map_err(|e| corrupt(e.to_string()))?;
-    journaled_reply(config, raw, body, rec.usage).map_err(corrupt)
-}
-
-/// A tool call the visit journaled: its result, as the model was given it.
-fn tool_result_of(rec: &CallRecord) -> Result<String, NodeError> {
-    match rec.response.value() {
-        Ok(Value::String(s)) => Ok(s),
-        Ok(other) => Ok(other.to_string()),
-        Err(e) => Err(NodeError::new(
-            ErrorClass::Internal,
-            format!("journaled call {} (tool `{}`) does not read back: {e}", rec.n, rec.name),
-        )),
-    }
-}
-
-/// The messages of a request body.
-fn message_count(body: &Value) -> usize {
-    body["messages"].as_array().map_or(0, Vec::len)
-}
-
-/// What a model call sends that the visit's previous one did not: the
-/// whole body for the first, then the messages added since (`{"messages":
-/// [...]}`), so the journal of a long loop grows with its turns.
-fn added_since(body: &Value, sent: usize) -> Value {
-    if sent == 0 {
-        return body.clone();
-    }
-    let added = body["messages"].as_array().map(|m| m.get(sent..).unwrap_or_default().to_vec()).unwrap_or_default();
-    json!({ "messages": added })
-}
-
 /// The tools of the node's `tools:` as the servers list them, and the
-/// server of each tool name.
-async fn offered_tools(
-    ctx: &NodeCtx<'_>,
-    spec: &ModelNode,
-) -> Result<(Vec<ToolSpec>, HashMap<String, String>), NodeError> {
+/// server of each tool name; a tool the workflow's policy blocks is not
+/// offered.
+async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, NodeError> {
     let mut specs = Vec::new();
     let mut servers: HashMap<String, String> = HashMap::new();
     for entry in &spec.tools {
@@ -214,7 +125,9 @@ async fn offered_tools(
             }
         }
         for tool in listed {
-            if entry.tools.as_ref().is_some_and(|w| !w.contains(&tool.name)) {
+            if entry.tools.as_ref().is_some_and(|w| !w.contains(&tool.name))
+                || blocked(ctx, &How::Mcp { server: entry.server.clone() }, &tool.name).is_some()
+            {
                 continue;
             }
             if let Some(other) = servers.insert(tool.name.clone(), entry.server.clone()) {
@@ -232,28 +145,6 @@ async fn offered_tools(
             });
         }
     }
-    Ok((specs, servers))
-}
-
-/// Carry out one tool call; what goes back to the model. A tool the model
-/// made up, or an error result, goes back as text the model can act on;
-/// a failed call (connection, timeout) fails the attempt.
-async fn call_tool(
-    ctx: &NodeCtx<'_>,
-    servers: &HashMap<String, String>,
-    call: &ToolCall,
-    key: &str,
-    timeout: Duration,
-) -> Result<String, NodeError> {
-    let Some(server) = servers.get(&call.name) else {
-        let known: Vec<&str> = servers.keys().map(String::as_str).collect();
-        return Ok(format!("error: there is no tool `{}` (tools: {})", call.name, known.join(", ")));
-    };
-    let result = ctx.services.mcp.call(ctx.workflow, server, &call.name, call.arguments.clone(), key, timeout).await?;
-    let value = super::tool::result_value(&result);
-    let text = match value {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Ok(if result.get("isError").and_then(Value::as_bool) == Some(true) { format!("error: {text}") } else { text })
+    let how = servers.into_iter().map(|(tool, server)| (tool, How::Mcp { server })).collect();
+    Ok(Toolset { offered: specs, how })
 }

@@ -1,0 +1,190 @@
+//! A local agent: a `type: agent` node whose `agent` names an entry of
+//! the workflow's `agents:`, or an agent another agent calls as a tool.
+//!
+//! `react` (the strategy every agent runs today): the agent's
+//! `instructions` (rendered from the state) are the system prompt, the
+//! node's `message` (or the calling agent's `message` argument) the first
+//! user message, and its `tools:` are offered: MCP tools as their server
+//! lists them, host functions with any JSON object as arguments, other
+//! local agents with one `message` argument. The model and the tools go
+//! round in the durable conversation of [`crate::nodes::converse`] (every
+//! call journaled as it completes) until the model answers without tools,
+//! within `max_iterations` model calls. The answer is the reply's text, or
+//! with `output_schema` the JSON it holds once validated.
+//!
+//! Budgets: the agent's own (`max_cost_usd`, `max_tokens`, over what this
+//! run of it spent, a sub-agent's calls included) and the workflow's
+//! `budget:` (over the whole execution), checked after every model call;
+//! crossing one is `budget_exceeded`. A sub-agent's calls are journaled in
+//! the calling visit's sequence, so a resumed visit reads them back too.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use crate::ir::{AgentDef, AgentNode, AgentTool, Strategy};
+use crate::journal::ErrorClass;
+use crate::model::{ChatMessage, ChatRequest, DEFAULT_TIMEOUT, ToolSpec, parse_output, request_body, resolve_env};
+use crate::nodes::calls::Calls;
+use crate::nodes::converse::{Budget, Conversation, Ended, How, Toolset, converse, workflow_budget};
+use crate::nodes::{Exchange, NodeCtx, NodeError, NodeOutput, output_patch};
+
+/// Run the node's local agent on the node's message.
+pub(super) async fn run_node(ctx: &NodeCtx<'_>, spec: &AgentNode) -> Result<NodeOutput, NodeError> {
+    let message = match ctx.services.templates.render_value(&spec.message, &ctx.template_context())? {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let mut calls = Calls::new(ctx);
+    let (answer, ended) = react(ctx, &mut calls, &spec.agent, message, false).await?;
+    let exchange = Exchange { request: ended.body, response: ended.reply.raw, usage: ended.unjournaled };
+    let patch = output_patch(spec.output_key.as_deref(), answer).map_err(|e| e.with_exchange(exchange.clone()))?;
+    Ok(NodeOutput { patch, exchange: Some(Box::new(exchange)), ..Default::default() })
+}
+
+/// Run the local agent `name` on `message` as a tool of another agent:
+/// its answer. Its final reply is journaled too, so a resumed visit reads
+/// the whole run back.
+pub(crate) fn run_agent<'d, 'a: 'd>(
+    ctx: &'d NodeCtx<'a>,
+    calls: &'d mut Calls<'a>,
+    name: &'d str,
+    message: String,
+) -> BoxFuture<'d, Result<Value, NodeError>> {
+    Box::pin(async move { react(ctx, calls, name, message, true).await.map(|(answer, _)| answer) })
+}
+
+/// The `react` loop of agent `name`: its answer, and how its conversation ended.
+async fn react<'a>(
+    ctx: &NodeCtx<'a>,
+    calls: &mut Calls<'a>,
+    name: &str,
+    message: String,
+    journal_final: bool,
+) -> Result<(Value, Ended), NodeError> {
+    let def = ctx.workflow.agents.get(name).ok_or_else(|| {
+        NodeError::new(ErrorClass::Internal, format!("node `{}`: there is no agent `{name}` in `agents:`", ctx.node.id))
+    })?;
+    if def.strategy != Strategy::React {
+        let message = format!(
+            "agent `{name}`: the `{}` strategy does not run yet in this version; `react` does",
+            def.strategy.as_str()
+        );
+        return Err(NodeError::new(ErrorClass::ClientError, message));
+    }
+    let system = ctx.services.templates.render(&def.instructions, &ctx.template_context())?;
+    let tools = toolset(ctx, def).await?;
+    let timeout = ctx.node.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    resolve_env(&def.config, &def.model)
+        .map_err(|e| NodeError { message: format!("{} (agent `{name}`, at {})", e.message, ctx.location()), ..e })?;
+    let request = ChatRequest {
+        system: Some(system),
+        messages: vec![ChatMessage::user(message)],
+        temperature: def.temperature,
+        max_tokens: None,
+        tools: tools.offered.clone(),
+        timeout: Some(timeout),
+    };
+    let body = request_body(&def.config, &request);
+    let conv = Conversation {
+        config: &def.config,
+        name,
+        timeout,
+        max_tool_rounds: def.max_iterations.saturating_sub(1),
+        rounds_field: format!("`max_iterations` {} of agent `{name}`", def.max_iterations),
+        budgets: budgets(ctx, calls, name, def),
+        journal_final,
+    };
+    let ended = converse(ctx, calls, &conv, body, &tools).await?;
+    let answer = match &def.output_schema {
+        Some(schema) => {
+            let exchange = || Exchange {
+                request: ended.body.clone(),
+                response: ended.reply.raw.clone(),
+                usage: ended.unjournaled,
+            };
+            ctx.services
+                .compiled
+                .schema(schema)
+                .and_then(|validator| parse_output(&ended.reply.text, &validator))
+                .map_err(|e| {
+                    NodeError::new(ErrorClass::InvalidOutput, format!("agent `{name}`: {e}")).with_exchange(exchange())
+                })?
+        }
+        None => Value::String(ended.reply.text.clone()),
+    };
+    Ok((answer, ended))
+}
+
+/// The budgets an agent's conversation runs under: its own, over what
+/// this run of it spends; the workflow's, over the execution's total.
+fn budgets(ctx: &NodeCtx<'_>, calls: &Calls<'_>, name: &str, def: &AgentDef) -> Vec<Budget> {
+    let mut out = Vec::new();
+    if def.max_cost_usd.is_some() || def.max_tokens.is_some() {
+        out.push(Budget {
+            owner: format!("agent `{name}`"),
+            max_cost_usd: def.max_cost_usd,
+            max_tokens: def.max_tokens,
+            before: Default::default(),
+        });
+    }
+    out.extend(workflow_budget(ctx, calls));
+    out
+}
+
+/// The agent's tools as the model is offered them, and how each is carried out.
+async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef) -> Result<Toolset, NodeError> {
+    let mut set = Toolset::default();
+    for tool in &def.tools {
+        let (spec, how) = match tool {
+            AgentTool::Mcp { server, tool: name } => {
+                let listed = ctx.services.mcp.tools(ctx.workflow, server).await?;
+                let Some(info) = listed.into_iter().find(|t| &t.name == name) else {
+                    let message = format!("MCP server `{server}` has no tool `{name}` (agent tool `{server}.{name}`)");
+                    return Err(NodeError::new(ErrorClass::ClientError, message));
+                };
+                let spec = ToolSpec {
+                    name: info.name,
+                    description: info.description.unwrap_or_default(),
+                    input_schema: info.input_schema,
+                };
+                (spec, How::Mcp { server: server.clone() })
+            }
+            AgentTool::Function { name } => {
+                let spec = ToolSpec {
+                    name: name.clone(),
+                    description: format!("The host function `{name}`."),
+                    input_schema: json!({"type": "object"}),
+                };
+                (spec, How::Function)
+            }
+            AgentTool::Agent { name } => {
+                let about = ctx.workflow.agents.get(name).map(|a| a.instructions.clone()).unwrap_or_default();
+                let spec = ToolSpec {
+                    name: name.clone(),
+                    description: format!("Ask the agent `{name}` ({}).", about.chars().take(200).collect::<String>()),
+                    input_schema: json!({
+                        "type": "object",
+                        "properties": {"message": {"type": "string", "description": "What to ask the agent."}},
+                        "required": ["message"]
+                    }),
+                };
+                (spec, How::Agent { name: name.clone() })
+            }
+            AgentTool::Remote { url } => {
+                let message = format!(
+                    "agent tool `{url}`: remote A2A agents as tools do not run yet in this version; call one with a \
+                     `type: agent` node"
+                );
+                return Err(NodeError::new(ErrorClass::ClientError, message));
+            }
+        };
+        if set.how.insert(spec.name.clone(), how).is_some() {
+            let message = format!("two tools of the agent are both called `{}`", spec.name);
+            return Err(NodeError::new(ErrorClass::ClientError, message));
+        }
+        set.offered.push(spec);
+    }
+    Ok(set)
+}
