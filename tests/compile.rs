@@ -1488,6 +1488,469 @@ fn a_default_that_does_not_fit_and_misplaced_fields_are_findings() {
 
 // ---- local agents, budget and policy ----
 
+const AGENTS: &str = r#"id: research
+state_schema: { topic: str, research: str, draft: any }
+models:
+  fast: { provider: openai, model: gpt-4o-mini }
+mcp:
+  servers:
+    search: { url: "https://mcp.example.com/search" }
+budget: { max_cost_usd: 2.5, max_tokens: 100000 }
+policy:
+  blocked_tools: [delete_everything]
+  require_approval_for: [search.web_search]
+  model_allowlist: [fast, claude-haiku-4-5]
+agents:
+  researcher:
+    model: fast
+    instructions: "Find accurate information on {{ state.topic }}."
+    tools: [search.web_search, fetch_page, writer, "http://127.0.0.1:7701/"]
+    max_iterations: 5
+    max_cost_usd: 0.5
+    max_tokens: 40000
+    approval: [fetch_page]
+    output_schema: { type: object, properties: { summary: { type: string } } }
+  writer:
+    model: claude-haiku-4-5
+    instructions: Write clearly.
+    strategy: critic
+  panel:
+    model: fast
+    instructions: Decide.
+    strategy: debate
+    debaters: [researcher, writer]
+nodes:
+  research:
+    type: agent
+    agent: researcher
+    message: "Research: {{ state.topic }}"
+    output_key: research
+    next: peer
+  peer: { type: agent, agent: "http://127.0.0.1:7701/", message: "{{ state.topic }}", output_key: draft }
+"#;
+
+/// `AGENTS` with `from` replaced by `to` (which must be there).
+#[track_caller]
+fn agents_with(from: &str, to: &str) -> String {
+    assert!(AGENTS.contains(from), "`{from}` is not in AGENTS");
+    AGENTS.replacen(from, to, 1)
+}
+
+/// Each `(line, column, fragment)` is a finding of `yaml` at that position.
+#[track_caller]
+fn findings_at(yaml: &str, expected: &[(u32, u32, &str)]) {
+    let all = findings(yaml);
+    for (line, column, fragment) in expected {
+        let found = all.iter().any(|d| (d.line, d.column) == (*line, *column) && d.message.contains(fragment));
+        assert!(found, "no finding `{fragment}` at {line}:{column} in {all:#?}");
+    }
+}
+
+#[test]
+fn a_full_agents_example_compiles_with_tools_classified_and_defaults_applied() {
+    let w = ir::compile_str(AGENTS, "wf.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let fast = ir::resolve_model("fast", &w.models, &w.prices).unwrap();
+    assert_eq!(fast.model, "gpt-4o-mini");
+    let researcher = &w.agents["researcher"];
+    assert_eq!((researcher.model.as_str(), &researcher.config), ("fast", &fast));
+    assert_eq!(researcher.instructions, "Find accurate information on {{ state.topic }}.");
+    assert_eq!(
+        researcher.tools,
+        [
+            ir::AgentTool::Mcp { server: "search".into(), tool: "web_search".into() },
+            ir::AgentTool::Function { name: "fetch_page".into() },
+            ir::AgentTool::Agent { name: "writer".into() },
+            ir::AgentTool::Remote { url: "http://127.0.0.1:7701/".into() },
+        ]
+    );
+    let names: Vec<String> = researcher.tools.iter().map(ir::AgentTool::name).collect();
+    assert_eq!(names, ["web_search", "fetch_page", "writer", "127_0_0_1_7701"]);
+    assert_eq!(researcher.strategy, ir::Strategy::React);
+    assert_eq!(
+        (researcher.max_iterations, researcher.max_cost_usd, researcher.max_tokens),
+        (5, Some(0.5), Some(40000))
+    );
+    // Its own approvals, then the policy's.
+    assert_eq!(researcher.approval, ir::ToolApproval::Tools(vec!["fetch_page".into(), "search.web_search".into()]));
+    assert_eq!(
+        researcher.output_schema,
+        Some(json!({"type": "object", "properties": {"summary": {"type": "string"}}}))
+    );
+    assert_eq!(researcher.span, Span { line: 14, column: 3 });
+    let none = (None, None, Vec::<String>::new(), None, None);
+    let params = |a: &ir::AgentDef| (a.min_score, a.samples, a.debaters.clone(), a.rounds, a.judge.clone());
+    assert_eq!(params(researcher), none);
+
+    let writer = &w.agents["writer"];
+    assert_eq!((writer.strategy, writer.min_score, writer.max_iterations), (ir::Strategy::Critic, Some(4), 10));
+    assert_eq!(
+        (writer.config.model.as_str(), &writer.tools, &writer.approval),
+        ("claude-haiku-4-5", &vec![], &ir::ToolApproval::None)
+    );
+    let panel = &w.agents["panel"];
+    assert_eq!(panel.strategy, ir::Strategy::Debate);
+    assert_eq!(
+        params(panel),
+        (None, None, vec!["researcher".into(), "writer".into()], Some(2), Some(("fast".into(), fast)))
+    );
+
+    assert_eq!(w.budget, Some(ir::Budget { max_cost_usd: Some(2.5), max_tokens: Some(100_000) }));
+    let policy = w.policy.as_ref().unwrap();
+    assert_eq!(policy.blocked_tools, ["delete_everything"]);
+    assert_eq!(policy.require_approval_for, ["search.web_search"]);
+    assert_eq!(policy.model_allowlist, ["fast", "claude-haiku-4-5"]);
+    let NodeKind::Agent(research) = &w.nodes["research"].kind else { panic!("research is an agent node") };
+    assert_eq!((research.agent.as_str(), research.local), ("researcher", true));
+    assert_eq!(research.headers, Default::default());
+    let NodeKind::Agent(peer) = &w.nodes["peer"].kind else { panic!("peer is an agent node") };
+    assert!(!peer.local);
+    assert!(serde_json::to_value(peer).unwrap().get("local").is_none(), "a remote node's JSON has no `local`");
+    // Posted as IR JSON, read back: the same workflow.
+    let back: ir::Workflow = serde_json::from_slice(&serde_json::to_vec(&w).unwrap()).unwrap();
+    assert_eq!((back.content_hash(), &back), (w.content_hash(), &w));
+    assert_eq!(ir::check(&w, &Default::default()), []);
+}
+
+#[test]
+fn consensus_takes_samples_models_and_a_judge_with_defaults() {
+    let yaml = agents_with("    strategy: debate\n    debaters: [researcher, writer]\n", "    strategy: consensus\n");
+    let w = ir::compile_str(&yaml, "wf.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let panel = &w.agents["panel"];
+    assert_eq!((panel.samples, panel.models.len()), (Some(3), 0));
+    assert_eq!(panel.judge.as_ref().map(|(name, _)| name.as_str()), Some("fast"));
+    let yaml = agents_with(
+        "    strategy: debate\n    debaters: [researcher, writer]\n",
+        "    strategy: consensus\n    samples: 4\n    models: [fast, claude-haiku-4-5]\n    judge: claude-haiku-4-5\n",
+    );
+    let w = ir::compile_str(&yaml, "wf.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let panel = &w.agents["panel"];
+    let models: Vec<(&str, &str)> = panel.models.iter().map(|(n, c)| (n.as_str(), c.model.as_str())).collect();
+    assert_eq!(
+        (panel.samples, models),
+        (Some(4), vec![("fast", "gpt-4o-mini"), ("claude-haiku-4-5", "claude-haiku-4-5")])
+    );
+    assert_eq!(panel.judge.as_ref().map(|(_, c)| c.model.as_str()), Some("claude-haiku-4-5"));
+}
+
+#[test]
+fn unknown_fields_of_agents_budget_and_policy_are_reported_with_did_you_mean() {
+    let d = finding_at(
+        &agents_with("    max_iterations: 5", "    max_iteration: 5"),
+        18,
+        5,
+        "unknown field `max_iteration` in agent `researcher` (did you mean `max_iterations`?",
+    );
+    assert!(d.message.contains("expected one of: model, instructions, tools, strategy"), "{d}");
+    finding_at(
+        &agents_with("{ max_cost_usd: 2.5", "{ max_cost_ud: 2.5"),
+        8,
+        11,
+        "unknown field `max_cost_ud` in `budget` (did you mean `max_cost_usd`? expected one of: max_cost_usd, max_tokens)",
+    );
+    finding_at(
+        &agents_with("  blocked_tools:", "  blocked_tool:"),
+        10,
+        3,
+        "unknown field `blocked_tool` in `policy` (did you mean `blocked_tools`?",
+    );
+}
+
+#[test]
+fn an_agent_needs_a_model_and_instructions() {
+    let no_instructions = agents_with("    instructions: Write clearly.\n", "");
+    finding_at(&no_instructions, 23, 3, "agent `writer` is missing the required field `instructions`");
+    let no_model = agents_with("    model: claude-haiku-4-5\n", "");
+    finding_at(&no_model, 23, 3, "agent `writer` is missing the required field `model`");
+    let unknown = agents_with("    model: claude-haiku-4-5\n", "    model: fats\n");
+    finding_at(&unknown, 24, 12, "unknown model `fats`: it is not in `models:` (configured: `fast`)");
+}
+
+#[test]
+fn unknown_strategies_list_the_known_ones() {
+    finding_at(
+        &agents_with("strategy: critic", "strategy: critc"),
+        26,
+        15,
+        "unknown strategy `critc` (did you mean `critic`? expected one of: react, plan-and-execute, critic, reflection, \
+         consensus, debate)",
+    );
+}
+
+#[test]
+fn an_agents_mcp_tool_must_name_a_declared_server() {
+    finding_at(
+        &agents_with("[search.web_search,", "[serch.web_search,"),
+        17,
+        13,
+        "tool `serch.web_search` names MCP server `serch`, which is not declared (did you mean `search`?) (declared: \
+         search)",
+    );
+}
+
+#[test]
+fn an_agent_cannot_use_itself_as_a_tool() {
+    let yaml = agents_with(
+        "    instructions: Write clearly.\n",
+        "    instructions: Write clearly.\n    tools: [fetch_page, writer]\n",
+    );
+    finding_at(&yaml, 26, 25, "agent `writer` names itself as a tool: an agent cannot call itself");
+    let debater = agents_with("debaters: [researcher, writer]", "debaters: [researcher, panel]");
+    finding_at(&debater, 31, 28, "agent `panel` names itself as a debater");
+}
+
+#[test]
+fn agents_that_call_each_other_in_a_cycle_are_named() {
+    let yaml = agents_with(
+        "    instructions: Write clearly.\n",
+        "    instructions: Write clearly.\n    tools: [researcher]\n",
+    );
+    finding_at(
+        &yaml,
+        17,
+        44,
+        "agents call each other in a cycle through `tools` and `debaters`: `researcher` -> `writer` -> `researcher` (an \
+         agent must not reach itself)",
+    );
+    // Through a debate: researcher -> writer -> panel -> researcher, and writer -> panel -> writer.
+    let yaml =
+        agents_with("    instructions: Write clearly.\n", "    instructions: Write clearly.\n    tools: [panel]\n");
+    findings_at(
+        &yaml,
+        &[
+            (17, 44, "in a cycle through `tools` and `debaters`: `researcher` -> `writer` -> `panel` -> `researcher`"),
+            (26, 13, "in a cycle through `tools` and `debaters`: `writer` -> `panel` -> `writer`"),
+        ],
+    );
+}
+
+#[test]
+fn tools_tool_nodes_and_model_nodes_named_by_the_policy_are_blocked_where_named() {
+    // An agent's tool, by its bare name and as written.
+    finding_at(
+        &agents_with("[delete_everything]", "[web_search]"),
+        17,
+        13,
+        "tool `search.web_search` is blocked by `policy.blocked_tools` entry `web_search` (line 10)",
+    );
+    finding_at(
+        &agents_with("[delete_everything]", "[delete_everything, fetch_page]"),
+        17,
+        32,
+        "tool `fetch_page` is blocked by `policy.blocked_tools` entry `fetch_page` (line 10)",
+    );
+    let nodes = |blocked: &str| {
+        format!(
+            r#"id: p
+state_schema: {{ q: str, a: str, r: any }}
+mcp:
+  servers:
+    search: {{ url: "https://mcp.example.com/search" }}
+policy:
+  blocked_tools: [{blocked}]
+nodes:
+  ask:
+    type: model
+    model: gpt-4o-mini
+    prompt: "{{{{ state.q }}}}"
+    tools: [search, {{ server: search, tools: [web_search, fetch] }}]
+    output_key: a
+    next: look
+  look: {{ type: tool, server: search, tool: fetch, output_key: r }}
+"#
+        )
+    };
+    assert!(ir::compile_str(&nodes("other"), "wf.yaml").is_ok());
+    // A whole server, a listed tool by its bare name, a tool node's tool.
+    finding_at(
+        &nodes("search"),
+        13,
+        13,
+        "MCP server `search` is blocked by `policy.blocked_tools` entry `search` (line 7)",
+    );
+    finding_at(
+        &nodes("web_search"),
+        13,
+        47,
+        "tool `search.web_search` is blocked by `policy.blocked_tools` entry `web_search`",
+    );
+    findings_at(
+        &nodes("search.fetch"),
+        &[
+            (13, 59, "tool `search.fetch` is blocked by `policy.blocked_tools` entry `search.fetch` (line 7)"),
+            (16, 45, "tool `search.fetch` is blocked by `policy.blocked_tools` entry `search.fetch` (line 7)"),
+            (13, 13, "MCP server `search` offers every tool it has, and `search.fetch` is blocked"),
+        ],
+    );
+}
+
+#[test]
+fn models_outside_the_allowlist_are_findings_at_the_model() {
+    // By the name as written or the model id it resolves to.
+    assert!(
+        ir::compile_str(&agents_with("[fast, claude-haiku-4-5]", "[gpt-4o-mini, claude-haiku-4-5]"), "wf.yaml").is_ok()
+    );
+    let allowed = "(allowed: `claude-haiku-4-5`)";
+    findings_at(
+        &agents_with("[fast, claude-haiku-4-5]", "[claude-haiku-4-5]"),
+        &[
+            (15, 12, &format!("model `fast` (`gpt-4o-mini`) is not in `policy.model_allowlist` {allowed}")),
+            (28, 12, &format!("model `fast` (`gpt-4o-mini`) is not in `policy.model_allowlist` {allowed}")),
+        ],
+    );
+    // Consensus models and judges too.
+    let consensus = agents_with(
+        "    strategy: debate\n    debaters: [researcher, writer]\n",
+        "    strategy: consensus\n    models: [gpt-4o]\n    judge: o3\n",
+    );
+    findings_at(
+        &consensus,
+        &[
+            (31, 14, "model `gpt-4o` is not in `policy.model_allowlist` (allowed: `fast`, `claude-haiku-4-5`)"),
+            (32, 12, "model `o3` is not in `policy.model_allowlist`"),
+        ],
+    );
+    // A model node.
+    let node = "id: m\nstate_schema: { q: str }\npolicy: { model_allowlist: [gpt-4o-mini] }\nnodes:\n  ask: { type: model, model: gpt-4o, prompt: hi, output_key: q }\n";
+    finding_at(node, 5, 30, "model `gpt-4o` is not in `policy.model_allowlist` (allowed: `gpt-4o-mini`)");
+    let empty = agents_with("[fast, claude-haiku-4-5]", "[]");
+    finding_at(&empty, 12, 20, "`policy.model_allowlist` must name at least one model (leave it out to allow any)");
+}
+
+#[test]
+fn approval_names_only_the_agents_own_tools() {
+    finding_at(
+        &agents_with("approval: [fetch_page]", "approval: [fetch_pages]"),
+        21,
+        16,
+        "`approval` names `fetch_pages`, which is not a tool of agent `researcher` (did you mean `fetch_page`?) (its \
+         tools: search.web_search, fetch_page, writer, http://127.0.0.1:7701/)",
+    );
+    finding_at(
+        &agents_with("approval: [fetch_page]", "approval: every"),
+        21,
+        15,
+        "`approval` must be `all` or a list of the agent's tools, found `every`",
+    );
+    let all = ir::compile_str(&agents_with("approval: [fetch_page]", "approval: all"), "wf.yaml").unwrap();
+    assert_eq!(all.agents["researcher"].approval, ir::ToolApproval::All);
+}
+
+#[test]
+fn strategy_parameters_belong_to_their_strategy_and_are_checked() {
+    finding_at(
+        &agents_with("    max_iterations: 5\n", "    max_iterations: 5\n    rounds: 3\n"),
+        19,
+        5,
+        "`rounds` applies only to `strategy: debate` (agent `researcher` has `strategy: react`)",
+    );
+    finding_at(
+        &agents_with("    strategy: critic\n", "    strategy: critic\n    judge: fast\n"),
+        27,
+        5,
+        "`judge` applies only to `strategy: consensus` or `strategy: debate` (agent `writer` has `strategy: critic`)",
+    );
+    finding_at(
+        &agents_with("strategy: critic\n", "strategy: critic\n    min_score: 6\n"),
+        27,
+        16,
+        "`min_score` must be between 1 and 5, found 6",
+    );
+    finding_at(
+        &agents_with("debaters: [researcher, writer]", "debaters: [researcher, writter]"),
+        31,
+        28,
+        "debater `writter` is not an agent of `agents:` (did you mean `writer`?)",
+    );
+    finding_at(
+        &agents_with("debaters: [researcher, writer]", "debaters: [researcher]"),
+        31,
+        15,
+        "`debaters` must name at least two agents, found 1",
+    );
+    finding_at(
+        &agents_with("    debaters: [researcher, writer]\n", ""),
+        30,
+        15,
+        "agent `panel` has `strategy: debate` but no `debaters`",
+    );
+    finding_at(
+        &agents_with("debaters: [researcher, writer]", "debaters: [researcher, writer]\n    rounds: 11"),
+        32,
+        13,
+        "`rounds` must be between 1 and 10, found 11",
+    );
+    let consensus = agents_with(
+        "    strategy: debate\n    debaters: [researcher, writer]\n",
+        "    strategy: consensus\n    samples: 2\n    models: [fast, claude-haiku-4-5, gpt-4o-mini]\n",
+    );
+    finding_at(&consensus, 32, 13, "`models` lists 3 models but `samples` is 2: each model needs at least one sample");
+}
+
+#[test]
+fn agent_limits_and_budgets_must_be_positive() {
+    finding_at(
+        &agents_with("max_iterations: 5", "max_iterations: 0"),
+        18,
+        21,
+        "`max_iterations` must be at least 1, found 0",
+    );
+    finding_at(
+        &agents_with("max_cost_usd: 0.5", "max_cost_usd: 0"),
+        19,
+        19,
+        "`max_cost_usd` must be an amount of USD more than 0, found 0",
+    );
+    finding_at(&agents_with("max_tokens: 100000", "max_tokens: 0"), 8, 42, "`max_tokens` must be at least 1, found 0");
+}
+
+#[test]
+fn instructions_are_templates_over_state() {
+    finding_at(
+        &agents_with("on {{ state.topic }}.", "on {{ state.topik }}."),
+        16,
+        19,
+        "template reads `state.topik`, which is not in `state_schema` (did you mean `topic`?)",
+    );
+    finding_at(
+        &agents_with("on {{ state.topic }}.", "on {{ item }}."),
+        16,
+        19,
+        "template reads `item`, which is not defined: an agent's instructions see only `state`",
+    );
+}
+
+#[test]
+fn tools_an_agent_offers_need_different_names() {
+    finding_at(
+        &agents_with("fetch_page, writer,", "web_search, writer,"),
+        17,
+        32,
+        "tools `search.web_search` and `web_search` of agent `researcher` both reach the model as `web_search`",
+    );
+}
+
+#[test]
+fn agent_nodes_name_a_local_agent_or_a_remote_url() {
+    finding_at(
+        &agents_with("agent: researcher", "agent: reseacher"),
+        35,
+        12,
+        "`agent` names `reseacher`, which is not an agent of `agents:` (did you mean `researcher`?), nor an http:// or \
+         https:// URL",
+    );
+    let local = agents_with(
+        "    output_key: research\n",
+        "    output_key: research\n    headers: { X: y }\n    input_event: e\n",
+    );
+    findings_at(
+        &local,
+        &[
+            (38, 5, "`headers` is for remote agents: `researcher` is a local agent of `agents:`"),
+            (39, 5, "`input_event` is for remote agents: `researcher` is a local agent of `agents:`"),
+        ],
+    );
+}
+
 #[test]
 fn workflows_without_agents_budget_or_policy_keep_their_content_hash() {
     // Computed at b3ba388, before agents, budgets and policies existed.
@@ -1500,4 +1963,15 @@ fn workflows_without_agents_budget_or_policy_keep_their_content_hash() {
         let w = ir::compile_file(&examples.join(format!("{name}.yaml"))).unwrap_or_else(|d| panic!("{d}"));
         assert_eq!(w.content_hash(), hash, "{name}.yaml");
     }
+}
+
+#[test]
+fn sub_workflows_may_have_their_own_agents_budget_and_policy() {
+    let child = AGENTS.replace("id: research", "id: child");
+    let parent = "id: parent\nstate_schema: { topic: str, out: dict }\npolicy: { blocked_tools: [fetch_page], model_allowlist: [o3] }\nnodes:\n  call: { type: workflow, file: child.yaml, output_key: out }\n";
+    let dir = files(&[("parent.yaml", parent), ("child.yaml", &child)]);
+    let w = ir::compile_file(&dir.path().join("parent.yaml")).unwrap_or_else(|d| panic!("{d}"));
+    let NodeKind::Workflow(call) = &w.nodes["call"].kind else { panic!("call is a sub-workflow") };
+    assert_eq!(call.workflow.agents.len(), 3);
+    assert!(call.workflow.budget.is_some() && w.budget.is_none());
 }

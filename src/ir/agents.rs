@@ -8,6 +8,8 @@
 //! whose `agent` names one of these ([`crate::ir::AgentNode::local`]) runs
 //! it. Nothing here calls a model or a tool.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::ModelConfig;
@@ -254,6 +256,49 @@ impl Policy {
     }
 }
 
+/// The cycles of agents calling agents (`calls`: each agent and the agents
+/// it calls, in the order to look): each as the names along it, the first
+/// repeated at the end, found once. A name not in `calls` calls nothing;
+/// an agent calling itself is left to the caller. Iterative, so a long
+/// chain cannot exhaust the stack.
+pub(crate) fn call_cycles<'a>(calls: &[(&'a str, Vec<&'a str>)]) -> Vec<Vec<&'a str>> {
+    let index: BTreeMap<&str, usize> = calls.iter().enumerate().map(|(i, (name, _))| (*name, i)).collect();
+    // 0: not seen, 1: on the path, 2: done.
+    let mut state = vec![0u8; calls.len()];
+    let mut cycles = Vec::new();
+    for root in 0..calls.len() {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some(top) = path.last_mut() {
+            let at = top.0;
+            let Some(&callee) = calls[at].1.get(top.1) else {
+                state[at] = 2;
+                path.pop();
+                continue;
+            };
+            top.1 += 1;
+            let Some(&to) = index.get(callee) else { continue };
+            match state[to] {
+                0 => {
+                    state[to] = 1;
+                    path.push((to, 0));
+                }
+                1 if to != at => {
+                    let from = path.iter().position(|&(i, _)| i == to).unwrap_or(0);
+                    let mut cycle: Vec<&str> = path[from..].iter().map(|&(i, _)| calls[i].0).collect();
+                    cycle.push(calls[to].0);
+                    cycles.push(cycle);
+                }
+                _ => {}
+            }
+        }
+    }
+    cycles
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +324,17 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         assert_eq!(Strategy::parse("plan_and_execute"), None);
+    }
+
+    #[test]
+    fn cycles_are_found_once_each() {
+        let calls =
+            [("a", vec!["b"]), ("b", vec!["c", "x"]), ("c", vec!["a"]), ("d", vec!["d", "e"]), ("e", vec!["d"])];
+        assert_eq!(call_cycles(&calls), [vec!["a", "b", "c", "a"], vec!["d", "e", "d"]]);
+        let n = 100_000;
+        let names: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+        let long: Vec<(&str, Vec<&str>)> =
+            (0..n).map(|i| (names[i].as_str(), vec![names[(i + 1) % n].as_str()])).collect();
+        assert_eq!(call_cycles(&long)[0].len(), n + 1);
     }
 }

@@ -2,7 +2,8 @@
 //! from a journal, or just compiled from YAML. The YAML compiler checks far
 //! more as it reads (schemas, types, reachability, with line and column);
 //! an IR that skipped it gets the checks that keep a runtime safe: the
-//! graph holds together (ids, `start`, every target exists), every
+//! graph holds together (ids, `start`, every target exists), every local
+//! agent a node or an agent names exists and no agent reaches itself, every
 //! template and condition compiles and stays within the template limits
 //! (so no render can overflow the stack, see [`check_template`]), every
 //! duration is within `max_duration_ms`, `max_steps` is positive, and the
@@ -14,6 +15,7 @@
 
 use serde_json::Value;
 
+use super::agents::call_cycles;
 use super::eval::{EvalOnFail, ScorerKind};
 use super::limits::{Limit, Limits};
 use super::template::{check_template, is_template, referenced_variables_with};
@@ -94,6 +96,9 @@ impl<'l> Walk<'l> {
         }
         for (name, policy) in &wf.retry_policies {
             self.retry(&format!("{prefix}retry_policies.{name}"), policy);
+        }
+        for (name, agent) in &wf.agents {
+            self.template(format!("{prefix}agents.{name}.instructions"), &agent.instructions, false);
         }
         let mut count = wf.nodes.len() as u64;
         for (key, node) in &wf.nodes {
@@ -279,6 +284,7 @@ impl<'l> Walk<'l> {
             }
         }
         self.node = None;
+        self.agents(wf, prefix);
         for (i, edge) in wf.edges.iter().enumerate() {
             for end in [&edge.from, &edge.to] {
                 if !wf.nodes.contains_key(end) {
@@ -286,6 +292,40 @@ impl<'l> Walk<'l> {
                     self.add(format!("{prefix}edges[{i}]"), message);
                 }
             }
+        }
+    }
+
+    /// Every local agent a node or an agent names exists; no agent calls
+    /// itself, directly or through others.
+    fn agents(&mut self, wf: &Workflow, prefix: &str) {
+        for (key, node) in &wf.nodes {
+            if let NodeKind::Agent(a) = &node.kind
+                && a.local
+                && !wf.agents.contains_key(&a.agent)
+            {
+                self.node = Some(key.clone());
+                let message = format!("names local agent `{}`, which is not in `agents`", a.agent);
+                self.add(format!("{prefix}nodes.{key}.agent"), message);
+            }
+        }
+        self.node = None;
+        for (name, agent) in &wf.agents {
+            for called in agent.called_agents() {
+                if called == name || !wf.agents.contains_key(called) {
+                    let message = format!("agent `{name}` calls agent `{called}`, which is not another of `agents`");
+                    self.add(format!("{prefix}agents.{name}"), message);
+                }
+            }
+        }
+        let calls: Vec<(&str, Vec<&str>)> =
+            wf.agents.iter().map(|(name, agent)| (name.as_str(), agent.called_agents().collect())).collect();
+        for cycle in call_cycles(&calls) {
+            let mut shown: Vec<&str> = cycle.iter().copied().take(10).collect();
+            if cycle.len() > 10 {
+                shown.push("…");
+            }
+            let message = format!("agents call each other in a cycle: {}", shown.join(" -> "));
+            self.add(format!("{prefix}agents.{}", cycle[0]), message);
         }
     }
 }
@@ -346,6 +386,41 @@ mod tests {
         assert!(found[3].message.contains("max_expression_terms"), "{}", found[3].message);
         assert_eq!(found[3].node.as_deref(), Some("a"));
         assert!(found[2].message.contains("max_duration_ms"), "{}", found[2].message);
+    }
+
+    #[test]
+    fn local_agents_must_exist_and_not_call_each_other_in_a_cycle() {
+        let yaml = "id: t\nstate_schema: { s: str }\nagents:\n  a: { model: gpt-4o, instructions: x, tools: [b] }\n  \
+                    b: { model: gpt-4o, instructions: x }\nnodes:\n  n: { type: agent, agent: a, message: hi }\n";
+        let mut wf = crate::ir::compile_str(yaml, "t.yaml").unwrap();
+        assert_eq!(check(&wf, &Limits::default()), []);
+        let mut b = wf.agents.remove("b").unwrap();
+        b.tools = vec![crate::ir::AgentTool::Agent { name: "a".into() }];
+        wf.agents.insert("c".into(), b);
+        wf.agents.get_mut("a").unwrap().instructions = "{{ state.s ".into();
+        let found = check(&wf, &Limits::default());
+        let got: Vec<(&str, &str)> = found.iter().map(|f| (f.path.as_str(), f.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("agents.a", "agent `a` calls agent `b`, which is not another of `agents`"),
+                ("agents.a.instructions", got[1].1),
+            ]
+        );
+        assert!(got[1].1.starts_with("template does not compile"), "{}", got[1].1);
+        wf.agents.get_mut("a").unwrap().tools = vec![crate::ir::AgentTool::Agent { name: "c".into() }];
+        wf.agents.get_mut("a").unwrap().instructions = "x".into();
+        let NodeKind::Agent(node) = &mut wf.nodes.get_mut("n").unwrap().kind else { panic!("not an agent node") };
+        node.agent = "z".into();
+        let found = check(&wf, &Limits::default());
+        let got: Vec<(&str, &str)> = found.iter().map(|f| (f.path.as_str(), f.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("nodes.n.agent", "names local agent `z`, which is not in `agents`"),
+                ("agents.a", "agents call each other in a cycle: a -> c -> a"),
+            ]
+        );
     }
 
     #[test]

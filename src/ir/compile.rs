@@ -4,6 +4,8 @@
 //! This file owns the entry points, the finding collector and the top of
 //! the file (both forms: a `workflow:` block, or `id:`/`nodes:` at the top
 //! level). Its submodules own the YAML tree ([`yaml`]), nodes ([`nodes`]),
+//! local agents ([`agents`], their [`strategy`] parameters), the budget
+//! and the policy ([`policy`]),
 //! the kinds that fan out ([`parallel`]), park ([`waits`]) or include
 //! another file ([`subworkflow`]), retry policies ([`retry`]), what can be
 //! known about state ([`state`]) and the graph ([`graph`]). Nothing here
@@ -11,15 +13,18 @@
 
 mod a2a;
 mod agent;
+mod agents;
 mod eval;
 mod graph;
 mod mcp;
 mod model;
 mod nodes;
 mod parallel;
+mod policy;
 mod retry;
 mod schema;
 mod state;
+mod strategy;
 mod subworkflow;
 mod waits;
 mod yaml;
@@ -144,7 +149,8 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] = &["workflow", "nodes", "retry_policies", "models", "prices", "mcp", "a2a"];
+const TOP_NESTED: &[&str] =
+    &["workflow", "nodes", "retry_policies", "models", "prices", "mcp", "a2a", "agents", "budget", "policy"];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "max_steps", "description"];
 const TOP_FLAT: &[&str] = &[
     "id",
@@ -160,6 +166,9 @@ const TOP_FLAT: &[&str] = &[
     "prices",
     "mcp",
     "a2a",
+    "agents",
+    "budget",
+    "policy",
 ];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
@@ -198,6 +207,11 @@ struct Ctx {
     /// The `mcp:` section's servers that compiled, and every name declared.
     mcp_servers: BTreeMap<String, crate::ir::McpServer>,
     mcp_declared: Vec<String>,
+    /// Every name of the `agents:` block (those with findings too), read
+    /// before the agents and the nodes that name them.
+    agent_names: Vec<String>,
+    /// The `policy:` section, read before what it is held to.
+    rules: policy::Rules,
     /// Limits and what may be read (sub-workflow files).
     options: Options,
     /// The workflow files of each directory a `workflow: <id>` looked in.
@@ -371,7 +385,8 @@ impl Ctx {
         Some(ms)
     }
 
-    /// The whole file: header, retry policies, nodes, then the graph.
+    /// The whole file: header, retry policies, prices, models, MCP servers,
+    /// the policy, the budget and the agents, nodes, then the graph.
     fn workflow(&mut self, root: &Yaml) -> Option<Workflow> {
         let nested = matches!(&root.value, Value::Map(e) if e.iter().any(|e| e.key == "workflow"));
         let top = self.fields(root, "the top level of a workflow file", if nested { TOP_NESTED } else { TOP_FLAT })?;
@@ -394,6 +409,9 @@ impl Ctx {
         if let Some(y) = top.get("mcp") {
             self.mcp(y);
         }
+        let policy = optional(top.get("policy").map(|y| self.policy(y)));
+        let budget = optional(top.get("budget").map(|y| self.budget(y)));
+        let agents = top.get("agents").map_or(Some(BTreeMap::new()), |y| self.agents(y));
         let a2a = optional(top.get("a2a").map(|y| self.a2a(y)));
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
@@ -412,9 +430,9 @@ impl Ctx {
             mcp_servers: std::mem::take(&mut self.mcp_servers),
             a2a: a2a?,
             max_steps: header.max_steps?,
-            agents: BTreeMap::new(),
-            budget: None,
-            policy: None,
+            agents: agents?,
+            budget: budget?,
+            policy: policy?,
         })
     }
 

@@ -214,8 +214,12 @@ impl Ctx {
                 self.add(y.span, "`tool` must name a tool of the server");
                 return None;
             }
-            Some(name)
+            Some((name, y.span))
         });
+        if let (Some(server), Some((tool, at))) = (&server, &tool) {
+            self.tool_allowed(*at, &format!("{server}.{tool}"), tool, Some(server));
+        }
+        let tool = tool.map(|(name, _)| name);
         let arguments = f.get("arguments").map(|y| {
             if !matches!(y.value, Value::Map(_)) {
                 self.add(y.span, format!("`arguments` must be a mapping, found {}", y.kind()));

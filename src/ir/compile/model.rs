@@ -166,7 +166,7 @@ impl Ctx {
         Some(n)
     }
 
-    fn number(&mut self, y: &Yaml, field: &str) -> Option<f64> {
+    pub(super) fn number(&mut self, y: &Yaml, field: &str) -> Option<f64> {
         match &y.value {
             Value::Scalar(_, Scalar::Int(n)) => Some(*n as f64),
             Value::Scalar(_, Scalar::Float(f)) => Some(*f),
@@ -178,7 +178,7 @@ impl Ctx {
     }
 
     /// 0 to 2 (OpenAI's range), 0 to 1 for Anthropic.
-    fn temperature(&mut self, y: &Yaml, provider: Option<Provider>) -> Option<f64> {
+    pub(super) fn temperature(&mut self, y: &Yaml, provider: Option<Provider>) -> Option<f64> {
         let t = self.number(y, "temperature")?;
         let max = if provider == Some(Provider::Anthropic) { 1.0 } else { 2.0 };
         if !(0.0..=max).contains(&t) {
@@ -198,13 +198,16 @@ impl Ctx {
         n
     }
 
-    /// A model named by `field` (`model`): an entry of `models:` or a bare
-    /// model id, resolved. `context` starts the message of an unknown one
-    /// (`rubric judge: `).
+    /// A model named by `field` (`model`, `judge`): an entry of `models:`
+    /// or a bare model id, resolved, and held to `policy.model_allowlist`.
+    /// `context` starts the message of an unknown one (`rubric judge: `).
     pub(super) fn model_named(&mut self, y: &Yaml, field: &str, context: &str) -> Option<(String, ModelConfig)> {
         let name = self.string(y, field)?;
         match resolve_model(&name, &self.models, &self.prices) {
-            Ok(config) => Some((name, config)),
+            Ok(config) => {
+                self.model_allowed(y.span, &name, &config);
+                Some((name, config))
+            }
             // Its entry's findings say what is wrong: not "unknown".
             Err(_) if self.models_failed.contains(&name) => None,
             Err(e) => {
@@ -288,6 +291,11 @@ impl Ctx {
                     _ => (item, Some(None)),
                 };
                 let server = self.string(server_y, "server")?;
+                let listed = match &item.value {
+                    Value::Map(entries) => entries.iter().find(|e| e.key == "tools").map(|e| &e.value),
+                    _ => None,
+                };
+                self.offered_tools_allowed(&server, server_y.span, listed);
                 if !self.mcp_declared.contains(&server) {
                     let declared = if self.mcp_declared.is_empty() {
                         "none are declared: add it under `mcp: servers:`".to_string()
@@ -343,7 +351,7 @@ impl Ctx {
     }
 
     /// A JSON Schema written in YAML, compiled now.
-    fn output_schema(&mut self, y: &Yaml) -> Option<Json> {
+    pub(super) fn output_schema(&mut self, y: &Yaml) -> Option<Json> {
         let schema = self.literal_json(y)?;
         if !schema.is_object() {
             self.add(y.span, format!("`output_schema` must be a JSON Schema mapping, found {}", y.kind()));
