@@ -9,9 +9,9 @@
 pub(crate) mod agent;
 mod branch;
 pub mod calls;
-mod converse;
 mod compiled;
 pub(crate) mod control;
+mod converse;
 mod end;
 mod env;
 mod eval;

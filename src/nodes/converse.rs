@@ -187,7 +187,9 @@ fn check_budgets(budgets: &[Budget], spent: &Usage) -> Result<(), NodeError> {
         total.add(spent);
         let tokens = total.input_tokens + total.output_tokens;
         let crossed = match (b.max_cost_usd, b.max_tokens) {
-            (Some(max), _) if total.cost_usd > max => Some(format!("spent ${:.4} of its ${max} `max_cost_usd`", total.cost_usd)),
+            (Some(max), _) if total.cost_usd > max => {
+                Some(format!("spent ${:.4} of its ${max} `max_cost_usd`", total.cost_usd))
+            }
             (_, Some(max)) if tokens > max => Some(format!("used {tokens} tokens of its {max} `max_tokens`")),
             _ => None,
         };
@@ -250,7 +252,11 @@ async fn call_tool(
                 Value::String(s) => s,
                 other => other.to_string(),
             };
-            Ok(if result.get("isError").and_then(Value::as_bool) == Some(true) { format!("error: {text}") } else { text })
+            Ok(if result.get("isError").and_then(Value::as_bool) == Some(true) {
+                format!("error: {text}")
+            } else {
+                text
+            })
         }
         How::Function => {
             let Some(f) = ctx.services.functions.get(&call.name) else {

@@ -36,8 +36,8 @@ use super::{Exchange, NodeCtx, NodeError, NodeExecutor, NodeOutput, output_patch
 use crate::ir::NodeKind;
 use crate::journal::ErrorClass;
 use crate::model::{
-    ChatMessage, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolSpec, parse_output, request_body,
-    resolve_env,
+    ChatMessage, ChatRequest, DEFAULT_MAX_TOOL_ROUNDS, DEFAULT_TIMEOUT, ModelNode, ToolSpec, parse_output,
+    request_body, resolve_env,
 };
 
 pub struct Model;

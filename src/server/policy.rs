@@ -207,6 +207,23 @@ impl Policy {
                     texts.into_iter().flat_map(|t| env_refs(t)).map(|var| Reach::Env { place: place.clone(), var }),
                 );
             }
+            // Local agents: their model, consensus models and judge, and
+            // the URLs of remote agents they call as tools.
+            for (name, agent) in &wf.agents {
+                let configs = std::iter::once(&agent.config)
+                    .chain(agent.models.iter().map(|(_, c)| c))
+                    .chain(agent.judge.iter().map(|(_, c)| c));
+                for config in configs {
+                    let place = format!("agent `{name}` (model `{}` at {})", config.model, config.base_url);
+                    reach.extend(model_vars(config).into_iter().map(|var| Reach::Env { place: place.clone(), var }));
+                }
+                for tool in &agent.tools {
+                    if let crate::ir::AgentTool::Remote { url } = tool {
+                        let place = format!("agent `{name}` (tool {url})");
+                        reach.extend(env_refs(url).into_iter().map(|var| Reach::Env { place: place.clone(), var }));
+                    }
+                }
+            }
             for (id, node) in &wf.nodes {
                 match &node.kind {
                     NodeKind::Model(m) => {
@@ -410,6 +427,16 @@ nodes:
         .unwrap_or_else(|d| panic!("{d}"));
         let flags: Vec<String> = Policy::default().refused(&keyed).iter().map(Refused::flag).collect();
         assert_eq!(flags, ["--allow-env URL", "--allow-env OPENAI_API_KEY"]);
+        // A local agent's model reads the environment the same way.
+        let agent = crate::ir::compile_str(
+            "id: g\nstate_schema: { x: any }\nmodels:\n  m: { model: gpt-4o, base_url: \"${URL}\", api_key_env: OPENAI_API_KEY }\nagents:\n  r: { model: m, instructions: hi }\nnodes:\n  a: { type: agent, agent: r, message: hi, output_key: x }\n",
+            "g.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let refused = Policy::default().refused(&agent);
+        let flags: Vec<String> = refused.iter().map(Refused::flag).collect();
+        assert_eq!(flags, ["--allow-env URL", "--allow-env OPENAI_API_KEY"]);
+        assert!(refused[0].to_string().starts_with("agent `r` (model `gpt-4o`"), "{}", refused[0]);
         let all = [
             "TOOLS",
             "WORKDIR",

@@ -1,0 +1,245 @@
+//! Local agents (`agents:` and `type: agent` naming one): the `react`
+//! loop against a loopback model server with scripted replies, with an MCP
+//! tool, a host function and another agent as tools; every call journaled
+//! as it completes; budgets; and a `kill -9` between two of an agent's
+//! model calls.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use jamjet::journal::{CallRecord, ErrorClass, Event, Status};
+use jamjet::model::KeySource;
+use jamjet::{ExecutionId, Outcome, Runtime, ir};
+use serde_json::{Value, json};
+use support::mcp_http::McpHttpServer;
+use support::model_server::{ModelServer, Reply, Rule};
+use support::{OutputBounded, jamjet};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const KEY_VAR: &str = "JJ_TEST_AGENT_KEY";
+const SECRET: &str = "sk-test-agent-key";
+
+/// A researcher (react, an MCP tool, a host function and the writer as
+/// tools) and a writer; `extra` goes under the workflow.
+fn flow(server: &ModelServer, mcp: &str, agents_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+id: research-writer
+state_schema: {{ topic: str, research: str, second: str }}
+mcp:
+  servers:
+    calc: {{ url: "{mcp}" }}
+models:
+  fast: {{ provider: openai, model: test-gpt, base_url: "{base}", api_key_env: {KEY_VAR}, price: {{ input_per_mtok: 1000.0, output_per_mtok: 1000.0 }} }}
+agents:
+  researcher:
+    model: fast
+    instructions: "Find accurate information about {{{{ state.topic }}}}."
+    tools: [calc.add, shout, writer]
+    max_iterations: 5
+{agents_extra}  writer:
+    model: fast
+    instructions: "Write clearly."
+nodes:
+  research:
+    type: agent
+    agent: researcher
+    message: "Research: {{{{ state.topic }}}}"
+    output_key: research
+{extra}"#,
+        base = server.openai_base()
+    )
+}
+
+fn compile(src: &str) -> ir::Workflow {
+    ir::compile_str(src, "agents.yaml").unwrap_or_else(|d| panic!("{d}"))
+}
+
+async fn open(dir: &Path) -> Runtime {
+    let source = KeySource::from_fn(|var| (var == KEY_VAR).then(|| SECRET.to_string()));
+    Runtime::builder()
+        .data_dir(dir)
+        .model_keys(source)
+        .function("shout", |call| async move {
+            let text = call.input["text"].as_str().unwrap_or_default().to_uppercase();
+            Ok(json!(format!("SHOUTED: {text}")))
+        })
+        .open()
+        .await
+        .unwrap()
+}
+
+async fn run(rt: &Runtime, wf: &ir::Workflow, input: Value) -> Outcome {
+    tokio::time::timeout(LIMIT, rt.run(wf, input)).await.expect("the execution did not end in time").unwrap()
+}
+
+fn calls(rt: &Runtime, id: ExecutionId) -> Vec<CallRecord> {
+    rt.events(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Call { call, .. } => Some(call),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The researcher's script: an MCP tool, a host function, the writer
+/// (one reply), then the answer.
+fn script(server: &ModelServer) {
+    server.script(Rule::contains("Research: sums", Reply::tool_call("add", json!({"a": 2, "b": 3}))).times(1));
+    server.script(Rule::contains("5", Reply::tool_call("shout", json!({"text": "hi"}))).times(1));
+    server.script(Rule::contains("SHOUTED", Reply::tool_call("writer", json!({"message": "Write about 5"}))).times(1));
+    server.script(Rule::contains("Write about", Reply::text("a draft about five")).times(1));
+    server.script(Rule::contains("a draft about five", Reply::text("final: the sum is 5, draft ready")).times(1));
+}
+
+#[tokio::test]
+async fn react_calls_an_mcp_tool_a_host_function_and_another_agent_journaling_each_call() {
+    let server = ModelServer::start().await;
+    script(&server);
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let wf = compile(&flow(&server, &mcp.url, "", ""));
+    let out = run(&rt, &wf, json!({"topic": "sums"})).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["research"], "final: the sum is 5, draft ready");
+
+    // The model calls, in order, with their keys; the writer's system prompt is its own.
+    let seen = server.requests();
+    let key = seen[0].idempotency_key().unwrap().to_string();
+    assert!(key.starts_with(&format!("{}/research/1", out.id)), "{key}");
+    let keys: Vec<&str> = seen.iter().map(|r| r.idempotency_key().unwrap()).collect();
+    let want: Vec<String> =
+        std::iter::once(key.clone()).chain([3, 5, 6, 7].map(|n| format!("{key}/call/{n}"))).collect();
+    assert_eq!(keys, want);
+    assert_eq!(seen[0].body["messages"][0]["content"], "Find accurate information about sums.");
+    let offered: Vec<&str> =
+        seen[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["add", "shout", "writer"]);
+    assert_eq!(seen[3].body["messages"][0]["content"], "Write clearly.");
+    assert_eq!(seen[3].body["messages"][1]["content"], "Write about 5");
+    assert_eq!(mcp.calls()[0].meta["jamjet/idempotency_key"], format!("{key}/call/2"));
+
+    // Every call the loop went on from is journaled: the writer's answer too.
+    let shape: Vec<(u32, String, String)> = calls(&rt, out.id).into_iter().map(|c| (c.n, c.kind, c.name)).collect();
+    let want = [
+        (1, "model", "researcher"),
+        (2, "tool", "add"),
+        (3, "model", "researcher"),
+        (4, "tool", "shout"),
+        (5, "model", "researcher"),
+        (6, "model", "writer"),
+    ];
+    assert_eq!(shape, want.map(|(n, k, m)| (n, k.to_string(), m.to_string())));
+    let journaled = calls(&rt, out.id);
+    assert_eq!(journaled[3].response.value().unwrap(), json!("SHOUTED: HI"));
+    // The usage is every call's, counted once: the journaled calls' and the final reply's.
+    let final_usage: Vec<u64> = rt
+        .events(out.id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Exchange { usage, .. } => Some(usage.input_tokens),
+            _ => None,
+        })
+        .collect();
+    let in_calls: u64 = journaled.iter().map(|c| c.usage.input_tokens).sum();
+    assert_eq!(final_usage.len(), 1);
+    assert!(final_usage[0] > 0 && in_calls > 0);
+    assert_eq!(out.usage.input_tokens, in_calls + final_usage[0]);
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agent_that_crosses_its_token_budget_stops_with_budget_exceeded_and_the_figures() {
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("add", json!({"a": 1, "b": 1}))));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let wf = compile(&flow(&server, &mcp.url, "    max_tokens: 20\n", ""));
+    let out = run(&rt, &wf, json!({"topic": "loops"})).await;
+    assert_eq!(out.status, Status::Failed);
+    let failed: Vec<(ErrorClass, String)> = rt
+        .events(out.id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::NodeFailed { class, message, .. } => Some((class, message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "budget_exceeded is not retried: {failed:?}");
+    assert_eq!(failed[0].0, ErrorClass::BudgetExceeded);
+    assert!(
+        failed[0].1.contains("agent `researcher` used") && failed[0].1.contains("of its 20 `max_tokens`"),
+        "{}",
+        failed[0].1
+    );
+    // It stopped at the first model call past the budget, before its tools ran.
+    let made = server.requests().len();
+    assert!((2..5).contains(&made), "{made} model calls");
+    assert_eq!(mcp.calls().len(), made - 1);
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_workflows_budget_counts_every_node_of_the_execution() {
+    let server = ModelServer::start().await;
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    // Each node alone stays under 30 tokens; the two together do not.
+    let second = "    next: again\n  again:\n    type: agent\n    agent: writer\n    message: \"Write about {{ state.research }} and more words here to spend tokens\"\n    output_key: second\nbudget: { max_tokens: 30 }\n";
+    server.script(Rule::contains("Research: sums", Reply::text("five")).times(1));
+    let wf = compile(&flow(&server, &mcp.url, "", second));
+    let out = run(&rt, &wf, json!({"topic": "sums"})).await;
+    assert_eq!(out.status, Status::Failed, "{:?}", out.state);
+    let error = out.error.unwrap_or_default();
+    assert!(error.contains("budget_exceeded") && error.contains("the workflow's `budget:` used"), "{error}");
+    assert!(error.contains("node `again`"), "{error}");
+    rt.shutdown().await;
+}
+
+/// `kill -9` right after the agent's tool result is durable: after `jamjet
+/// resume` no completed call is made again and the answer is an
+/// uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_two_of_an_agents_model_calls_repeats_no_completed_call() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("Research: sums", Reply::tool_call("add", json!({"a": 2, "b": 3}))).times(1));
+    server.script(Rule::contains("5", Reply::text("the sum is 5")).times(1));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("agents.yaml");
+    std::fs::write(&file, flow(&server, &mcp.url, "", "")).unwrap();
+    let mut cmd = support::run_to_kill(&data, &file, r#"{"topic": "sums"}"#);
+    cmd.env(KEY_VAR, SECRET);
+    tokio::task::spawn_blocking(move || support::kill_when_paused(cmd, "Call:2", LIMIT, "jamjet run")).await.unwrap();
+    assert_eq!(
+        (server.requests().len(), mcp.calls().len()),
+        (1, 1),
+        "killed after the tool call, before the model's next"
+    );
+
+    let d = data.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resumed[0]["status"], "completed", "{resumed}");
+    assert_eq!(resumed[0]["state"]["research"], "the sum is 5");
+    let seen = server.requests();
+    let key = seen[0].idempotency_key().unwrap().to_string();
+    let keys: Vec<&str> = seen.iter().map(|r| r.idempotency_key().unwrap()).collect();
+    assert_eq!(keys, [key.clone(), format!("{key}/call/3")], "the first model call was not sent again");
+    assert_eq!(mcp.calls().len(), 1, "the tool call was not made again");
+}
