@@ -243,3 +243,181 @@ async fn kill_9_between_two_of_an_agents_model_calls_repeats_no_completed_call()
     assert_eq!(keys, [key.clone(), format!("{key}/call/3")], "the first model call was not sent again");
     assert_eq!(mcp.calls().len(), 1, "the tool call was not made again");
 }
+
+// ------------------------------------------------------------ strategies
+
+/// One node running agent `a` (declared in `agents`, which may declare
+/// more), on "Q: capital of France?".
+fn strategy_flow(server: &ModelServer, agents: &str) -> String {
+    format!(
+        r#"
+id: strategies
+state_schema: {{ answer: str }}
+models:
+  fast: {{ provider: openai, model: test-gpt, base_url: "{base}", api_key_env: {KEY_VAR} }}
+agents:
+{agents}
+nodes:
+  ask:
+    type: agent
+    agent: a
+    message: "Q: capital of France?"
+    output_key: answer
+"#,
+        base = server.openai_base()
+    )
+}
+
+/// Run `agents` against `script`; the answer, the journaled calls as
+/// (kind, agent), and the text of the last message of every model request.
+async fn run_strategy(agents: &str, script: &[(&str, Reply)]) -> (Value, Vec<(String, String)>, Vec<String>) {
+    let server = ModelServer::start().await;
+    for (when, reply) in script {
+        server.script(Rule::contains(when, reply.clone()).times(1));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let out = run(&rt, &compile(&strategy_flow(&server, agents)), json!({})).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    let calls = calls(&rt, out.id).into_iter().map(|c| (c.kind, c.name)).collect();
+    rt.shutdown().await;
+    let asked = server.requests().into_iter().map(|r| r.last_user).collect();
+    (out.state["answer"].clone(), calls, asked)
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect()
+}
+
+#[tokio::test]
+async fn reflection_answers_reflects_then_revises() {
+    let agents = "  a: { model: fast, instructions: Answer., strategy: reflection }";
+    let (answer, calls, asked) = run_strategy(
+        agents,
+        &[
+            ("Q: capital", Reply::text("Paris, I think")),
+            ("Reflect on your answer", Reply::text("It hedges; say it plainly.")),
+            ("Here is a reflection", Reply::text("Paris.")),
+        ],
+    )
+    .await;
+    assert_eq!(answer, "Paris.");
+    assert_eq!(calls, pairs(&[("model", "a"), ("reflect", "a")]));
+    assert_eq!(asked.len(), 3);
+    assert!(asked[2].contains("It hedges; say it plainly."), "{asked:?}");
+}
+
+#[tokio::test]
+async fn critic_drafts_scores_repairs_a_bad_critique_revises_and_stops_at_min_score() {
+    let agents = "  a: { model: fast, instructions: Answer., strategy: critic, min_score: 4, max_iterations: 3 }";
+    let (answer, calls, asked) = run_strategy(
+        agents,
+        &[
+            ("Q: capital", Reply::text("Lyon")),
+            ("Score the answer", Reply::text("looks fine to me")),
+            ("That reply is not valid", Reply::text(r#"{"score": 2, "reasons": ["wrong city"]}"#)),
+            ("A critic scored your answer 2/5", Reply::text("Paris")),
+            (
+                "Score the answer",
+                Reply::text(
+                    r#"```json
+{"score": 5, "reasons": []}
+```"#,
+                ),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(answer, "Paris");
+    let kinds = [("model", "a"), ("critique", "a"), ("critique", "a"), ("model", "a"), ("critique", "a")];
+    assert_eq!(calls, pairs(&kinds));
+    assert!(asked[3].contains("- wrong city"), "{asked:?}");
+    assert!(asked[4].contains("Answer:\nParis"), "{asked:?}");
+}
+
+#[tokio::test]
+async fn plan_and_execute_plans_runs_each_step_with_the_results_so_far_and_synthesises() {
+    let agents = "  a: { model: fast, instructions: Answer., strategy: plan-and-execute, max_iterations: 3 }";
+    let (answer, calls, asked) = run_strategy(
+        agents,
+        &[
+            ("Make a plan", Reply::text(r#"["find the city", "say it"]"#)),
+            ("Now carry out step 1", Reply::text("Paris is the capital")),
+            ("Now carry out step 2", Reply::text("Paris")),
+            ("Write the final answer to the task", Reply::text("The capital is Paris.")),
+        ],
+    )
+    .await;
+    assert_eq!(answer, "The capital is Paris.");
+    assert_eq!(calls, pairs(&[("plan", "a"), ("model", "a"), ("model", "a")]));
+    assert!(asked[2].contains("1. Paris is the capital") && asked[2].contains("2. say it"), "{asked:?}");
+    assert!(asked[3].contains("1. Paris is the capital\n2. Paris"), "{asked:?}");
+}
+
+#[tokio::test]
+async fn consensus_takes_independent_samples_and_a_judge_picks() {
+    let agents = "  a: { model: fast, instructions: Answer., strategy: consensus, samples: 3 }";
+    let (answer, calls, asked) = run_strategy(
+        agents,
+        &[
+            ("Q: capital", Reply::text("Paris")),
+            ("Q: capital", Reply::text("Paris")),
+            ("Q: capital", Reply::text("Lyon")),
+            ("Independent answers", Reply::text("Paris")),
+        ],
+    )
+    .await;
+    assert_eq!(answer, "Paris");
+    assert_eq!(calls, pairs(&[("sample", "a"), ("sample", "a"), ("sample", "a")]));
+    assert!(asked[3].contains("1. Paris\n2. Paris\n3. Lyon"), "{asked:?}");
+}
+
+#[tokio::test]
+async fn debate_alternates_its_debaters_for_its_rounds_and_a_judge_decides() {
+    let agents = "  a: { model: fast, instructions: Judge., strategy: debate, debaters: [pro, con], rounds: 2 }\n  pro: { model: fast, instructions: Argue for. }\n  con: { model: fast, instructions: Argue against. }";
+    let (answer, calls, asked) = run_strategy(
+        agents,
+        &[
+            ("argument for round 1", Reply::text("pro one")),
+            ("argument for round 1", Reply::text("con one")),
+            ("argument for round 2", Reply::text("pro two")),
+            ("argument for round 2", Reply::text("con two")),
+            ("Decide the question", Reply::text("Pro wins")),
+        ],
+    )
+    .await;
+    assert_eq!(answer, "Pro wins");
+    assert_eq!(calls, pairs(&[("model", "pro"), ("model", "con"), ("model", "pro"), ("model", "con")]));
+    assert!(asked[1].contains("pro (round 1): pro one"), "{asked:?}");
+    assert!(asked[4].contains("con (round 2): con two"), "{asked:?}");
+}
+
+/// `kill -9` right after the plan is durable: after `jamjet resume` the
+/// plan is not asked for again and the steps run from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_the_plan_resumes_at_the_first_step_without_planning_again() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("Make a plan", Reply::text(r#"["find the city"]"#)).times(1));
+    server.script(Rule::contains("Now carry out step 1", Reply::text("Paris")).times(1));
+    server.script(Rule::contains("Write the final answer", Reply::text("Paris.")).times(1));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("plan.yaml");
+    let agents = "  a: { model: fast, instructions: Answer., strategy: plan-and-execute }";
+    std::fs::write(&file, strategy_flow(&server, agents)).unwrap();
+    let mut cmd = support::run_to_kill(&data, &file, "{}");
+    cmd.env(KEY_VAR, SECRET);
+    tokio::task::spawn_blocking(move || support::kill_when_paused(cmd, "Call:1", LIMIT, "jamjet run")).await.unwrap();
+    let d = data.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resumed[0]["state"]["answer"], "Paris.", "{resumed}");
+    let plans = server.requests().iter().filter(|r| r.last_user.contains("Make a plan")).count();
+    assert_eq!(plans, 1, "the plan was asked for once");
+    assert_eq!(server.requests().len(), 3);
+}

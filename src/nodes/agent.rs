@@ -29,6 +29,7 @@
 pub(crate) mod client;
 pub(crate) mod local;
 pub mod round;
+mod strategy;
 
 use std::time::Duration;
 

@@ -32,6 +32,9 @@ use crate::model::{ChatReply, ToolCall, ToolSpec, journaled_reply, push_tool_rou
 /// How one conversation runs.
 pub struct Conversation<'a> {
     pub config: &'a ModelConfig,
+    /// The kind its model calls are journaled as: `model`, or a
+    /// strategy's step (`plan`, `critique`, `judge`, ...).
+    pub kind: &'a str,
     /// The name its model calls are journaled under: the model as
     /// written (a model node), or the agent's name.
     pub name: &'a str,
@@ -110,7 +113,7 @@ async fn run<'a>(
     let mut sent = 0usize;
     let mut round = 0u32;
     loop {
-        let (mut reply, fresh) = match calls.next("model", conv.name)? {
+        let (mut reply, fresh) = match calls.next(conv.kind, conv.name)? {
             Next::Journaled(rec) => (read_back(config, rec, body)?, false),
             Next::Fresh { key } => (send(ctx.services, config, body, &key, conv.timeout).await?, true),
         };
@@ -120,7 +123,7 @@ async fn run<'a>(
         let journaled = !final_reply || conv.journal_final;
         if fresh {
             if journaled {
-                calls.record("model", conv.name, &added_since(&body, sent), &reply.raw, reply.usage).await?;
+                calls.record(conv.kind, conv.name, &added_since(&body, sent), &reply.raw, reply.usage).await?;
             }
             if !journaled || !calls.journals() {
                 calls.spend(reply.usage);

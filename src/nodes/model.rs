@@ -81,6 +81,7 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let mut calls = Calls::new(ctx);
     let conv = Conversation {
         config,
+        kind: "model",
         name: &spec.model,
         timeout,
         max_tool_rounds: spec.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS),

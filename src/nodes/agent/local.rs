@@ -23,11 +23,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::ir::{AgentDef, AgentNode, AgentTool, Strategy};
+use crate::ir::{AgentDef, AgentNode, AgentTool};
 use crate::journal::ErrorClass;
 use crate::model::{ChatMessage, ChatRequest, DEFAULT_TIMEOUT, ToolSpec, parse_output, request_body, resolve_env};
 use crate::nodes::calls::Calls;
-use crate::nodes::converse::{Budget, Conversation, Ended, How, Toolset, converse, workflow_budget};
+use crate::nodes::converse::{Budget, Conversation, Ended, How, Toolset, converse, minus, workflow_budget};
 use crate::nodes::{Exchange, NodeCtx, NodeError, NodeOutput, output_patch};
 
 /// Run the node's local agent on the node's message.
@@ -55,7 +55,9 @@ pub(crate) fn run_agent<'d, 'a: 'd>(
     Box::pin(async move { react(ctx, calls, name, message, true).await.map(|(answer, _)| answer) })
 }
 
-/// The `react` loop of agent `name`: its answer, and how its conversation ended.
+/// Agent `name`'s run on `message` by its strategy: its answer, and how
+/// its last conversation ended. `journal_final`: journal the last reply
+/// too (an agent called as a tool).
 async fn react<'a>(
     ctx: &NodeCtx<'a>,
     calls: &mut Calls<'a>,
@@ -66,37 +68,18 @@ async fn react<'a>(
     let def = ctx.workflow.agents.get(name).ok_or_else(|| {
         NodeError::new(ErrorClass::Internal, format!("node `{}`: there is no agent `{name}` in `agents:`", ctx.node.id))
     })?;
-    if def.strategy != Strategy::React {
-        let message = format!(
-            "agent `{name}`: the `{}` strategy does not run yet in this version; `react` does",
-            def.strategy.as_str()
-        );
-        return Err(NodeError::new(ErrorClass::ClientError, message));
-    }
-    let system = ctx.services.templates.render(&def.instructions, &ctx.template_context())?;
-    let tools = toolset(ctx, def).await?;
     let timeout = ctx.node.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     resolve_env(&def.config, &def.model)
         .map_err(|e| NodeError { message: format!("{} (agent `{name}`, at {})", e.message, ctx.location()), ..e })?;
-    let request = ChatRequest {
-        system: Some(system),
-        messages: vec![ChatMessage::user(message)],
-        temperature: def.temperature,
-        max_tokens: None,
-        tools: tools.offered.clone(),
-        timeout: Some(timeout),
-    };
-    let body = request_body(&def.config, &request);
-    let conv = Conversation {
-        config: &def.config,
+    let agent = Agent {
         name,
+        def,
+        system: ctx.services.templates.render(&def.instructions, &ctx.template_context())?,
+        tools: toolset(ctx, def).await?,
         timeout,
-        max_tool_rounds: def.max_iterations.saturating_sub(1),
-        rounds_field: format!("`max_iterations` {} of agent `{name}`", def.max_iterations),
-        budgets: budgets(ctx, calls, name, def),
-        journal_final,
+        start: calls.spent(),
     };
-    let ended = converse(ctx, calls, &conv, body, &tools).await?;
+    let ended = super::strategy::run(ctx, calls, &agent, message, journal_final).await?;
     let answer = match &def.output_schema {
         Some(schema) => {
             let exchange = || Exchange {
@@ -117,16 +100,75 @@ async fn react<'a>(
     Ok((answer, ended))
 }
 
+/// One run of a local agent, for its strategy's conversations.
+pub(super) struct Agent<'d> {
+    pub name: &'d str,
+    pub def: &'d AgentDef,
+    /// Its instructions, rendered.
+    pub system: String,
+    pub tools: Toolset,
+    pub timeout: Duration,
+    /// What the visit's calls had cost when this run began.
+    pub start: crate::journal::Usage,
+}
+
+/// One conversation of an agent's run.
+pub(super) struct Turn<'t> {
+    /// What its model calls are journaled as (`model`, `plan`, ...).
+    pub kind: &'t str,
+    /// Another model than the agent's (a consensus sample, a judge).
+    pub model: Option<&'t crate::ir::ModelConfig>,
+    pub messages: Vec<ChatMessage>,
+    /// Offer the agent's tools (a react loop) or none (one reply).
+    pub tools: bool,
+    pub journal_final: bool,
+}
+
+impl Agent<'_> {
+    /// Run one conversation of this agent; how it ended.
+    pub(super) async fn turn<'a>(
+        &self,
+        ctx: &NodeCtx<'a>,
+        calls: &mut Calls<'a>,
+        turn: Turn<'_>,
+    ) -> Result<Ended, NodeError> {
+        let none = Toolset::default();
+        let tools = if turn.tools { &self.tools } else { &none };
+        let config = turn.model.unwrap_or(&self.def.config);
+        let request = ChatRequest {
+            system: Some(self.system.clone()),
+            messages: turn.messages,
+            temperature: self.def.temperature,
+            max_tokens: None,
+            tools: tools.offered.clone(),
+            timeout: Some(self.timeout),
+        };
+        let body = request_body(config, &request);
+        let conv = Conversation {
+            config,
+            kind: turn.kind,
+            name: self.name,
+            timeout: self.timeout,
+            max_tool_rounds: self.def.max_iterations.saturating_sub(1),
+            rounds_field: format!("`max_iterations` {} of agent `{}`", self.def.max_iterations, self.name),
+            budgets: budgets(ctx, calls, self),
+            journal_final: turn.journal_final,
+        };
+        converse(ctx, calls, &conv, body, tools).await
+    }
+}
+
 /// The budgets an agent's conversation runs under: its own, over what
-/// this run of it spends; the workflow's, over the execution's total.
-fn budgets(ctx: &NodeCtx<'_>, calls: &Calls<'_>, name: &str, def: &AgentDef) -> Vec<Budget> {
+/// this run of it spent so far; the workflow's, over the execution's total.
+fn budgets(ctx: &NodeCtx<'_>, calls: &Calls<'_>, agent: &Agent<'_>) -> Vec<Budget> {
+    let def = agent.def;
     let mut out = Vec::new();
     if def.max_cost_usd.is_some() || def.max_tokens.is_some() {
         out.push(Budget {
-            owner: format!("agent `{name}`"),
+            owner: format!("agent `{}`", agent.name),
             max_cost_usd: def.max_cost_usd,
             max_tokens: def.max_tokens,
-            before: Default::default(),
+            before: minus(calls.spent(), agent.start),
         });
     }
     out.extend(workflow_budget(ctx, calls));
