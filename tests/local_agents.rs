@@ -421,3 +421,37 @@ async fn kill_9_after_the_plan_resumes_at_the_first_step_without_planning_again(
     assert_eq!(plans, 1, "the plan was asked for once");
     assert_eq!(server.requests().len(), 3);
 }
+
+/// `cargo run --example research_writer` runs offline: the researcher
+/// searches, the writer's first draft is critiqued and revised.
+#[test]
+fn the_research_writer_example_runs_offline_with_one_command() {
+    let bin = support::mcp::example_binary("research_writer");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("JAMJET_DATA_DIR", dir.path()).env_remove("RUST_LOG");
+    let done = support::run_bounded(cmd, support::COMMAND_LIMIT, "the research_writer example");
+    let out = String::from_utf8_lossy(&done.output.stdout);
+    assert!(done.output.status.success(), "{out}\n{}", String::from_utf8_lossy(&done.output.stderr));
+    assert!(out.contains(" completed\n") && out.contains("Sources: Temporal docs"), "{out}");
+    for call in ["call 2  tool     search_notes", "call 2  critique writer", "call 4  critique writer"] {
+        assert!(out.contains(call), "{call} missing:\n{out}");
+    }
+}
+
+/// An agent whose tools need approval does not run (approving tool calls
+/// is not built yet): no model call, no tool call, a clear error.
+#[tokio::test]
+async fn an_agent_whose_tools_need_approval_refuses_to_run_rather_than_call_them_unapproved() {
+    let server = ModelServer::start().await;
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let wf = compile(&flow(&server, &mcp.url, "    approval: [shout]\n", ""));
+    let out = run(&rt, &wf, json!({"topic": "sums"})).await;
+    assert_eq!(out.status, Status::Failed);
+    let error = out.error.unwrap_or_default();
+    assert!(error.contains("agent `researcher` has tools that need approval"), "{error}");
+    assert!(server.requests().is_empty() && mcp.calls().is_empty());
+    rt.shutdown().await;
+}

@@ -416,8 +416,8 @@ fn print_call(c: &CallRow, verbose: bool) {
                 let asked: Vec<String> = tools.iter().map(|t| format!("{}({})", t.name, t.arguments)).collect();
                 match (text.trim(), asked.is_empty()) {
                     ("", false) => format!("calls {}", asked.join(", ")),
-                    (t, false) => format!("{t:?}; calls {}", asked.join(", ")),
-                    (t, true) => format!("{t:?}"),
+                    (t, false) => format!("\"{t}\"; calls {}", asked.join(", ")),
+                    (t, true) => format!("\"{t}\""),
                 }
             }
             None => c.response.to_string(),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::ir::{AgentDef, AgentNode, AgentTool};
+use crate::ir::{AgentDef, AgentNode, AgentTool, ToolApproval};
 use crate::journal::ErrorClass;
 use crate::model::{ChatMessage, ChatRequest, DEFAULT_TIMEOUT, ToolSpec, parse_output, request_body, resolve_env};
 use crate::nodes::calls::Calls;
@@ -68,6 +68,15 @@ async fn react<'a>(
     let def = ctx.workflow.agents.get(name).ok_or_else(|| {
         NodeError::new(ErrorClass::Internal, format!("node `{}`: there is no agent `{name}` in `agents:`", ctx.node.id))
     })?;
+    // Tool calls that need a person's decision must never run without one.
+    if def.approval != ToolApproval::None {
+        let message = format!(
+            "agent `{name}` has tools that need approval (`approval:` or the policy's `require_approval_for`), and \
+             approving tool calls does not run yet in this version: the agent does not run rather than call them \
+             unapproved"
+        );
+        return Err(NodeError::new(ErrorClass::ClientError, message));
+    }
     let timeout = ctx.node.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     resolve_env(&def.config, &def.model)
         .map_err(|e| NodeError { message: format!("{} (agent `{name}`, at {})", e.message, ctx.location()), ..e })?;
