@@ -20,6 +20,7 @@ mod http;
 mod http_exchange;
 mod model;
 mod set;
+mod steps;
 mod tool;
 mod transport;
 
@@ -35,6 +36,7 @@ pub use calls::{CallJournal, CallRecord, Calls};
 pub use compiled::Compiled;
 pub use env::Env;
 pub use function::{FunctionCall, FunctionError, FunctionRegistry};
+pub use steps::Steps;
 pub(crate) use transport::{BodyError, classify_send, read_body, retry_after, status_class};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,

@@ -45,24 +45,29 @@ pub(crate) struct NodeArgs {
 }
 
 /// How an attempt journals its calls: through its execution.
-struct Recorder<'a> {
-    parent: &'a ExecutionHandle,
-    node: &'a str,
+#[derive(Clone)]
+struct Recorder {
+    parent: ExecutionHandle,
+    node: String,
     visit: u32,
     attempt: u32,
 }
 
-impl CallJournal for Recorder<'_> {
+impl CallJournal for Recorder {
     fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>> {
         Box::pin(async move {
             let n = call.n;
-            self.parent.call_done(self.node, self.visit, self.attempt, to_journal(call)).await.map_err(|why| {
+            self.parent.call_done(&self.node, self.visit, self.attempt, to_journal(call)).await.map_err(|why| {
                 NodeError::new(
                     ErrorClass::Internal,
                     format!("call {n} of node `{}` was not journaled: {why}", self.node),
                 )
             })
         })
+    }
+
+    fn owned(&self) -> Arc<dyn CallJournal> {
+        Arc::new(self.clone())
     }
 }
 
@@ -114,7 +119,7 @@ fn to_journal(c: CallRecord) -> journal::CallRecord {
 /// Run one attempt and report it to the execution, as actor `me`.
 async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
     let node = a.workflow.node(&a.node).ok_or_else(|| format!("node `{}` is not in the workflow", a.node))?;
-    let recorder = Recorder { parent: &a.parent, node: &a.node, visit: a.visit, attempt: a.attempt };
+    let recorder = Recorder { parent: a.parent.clone(), node: a.node.clone(), visit: a.visit, attempt: a.attempt };
     let ctx = NodeCtx {
         execution_id: a.execution_id,
         node,

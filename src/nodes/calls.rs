@@ -46,6 +46,10 @@ pub trait CallJournal: Send + Sync {
     /// attempt is no longer the running one (it was cancelled, or the
     /// execution ended) or the journal failed: the node stops there.
     fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>>;
+
+    /// The same journal, to keep beyond the node's borrow (a host
+    /// function's durable pieces, which run in a `'static` future).
+    fn owned(&self) -> std::sync::Arc<dyn CallJournal>;
 }
 
 /// The calls of one attempt: those the visit journaled before, read back
@@ -176,6 +180,10 @@ mod tests {
         fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>> {
             self.0.lock().unwrap().push(call);
             Box::pin(std::future::ready(Ok(())))
+        }
+
+        fn owned(&self) -> std::sync::Arc<dyn CallJournal> {
+            unreachable!("not kept in these tests")
         }
     }
 

@@ -278,6 +278,8 @@ async fn call_tool(
                 node_id: ctx.node.id.clone(),
                 attempt: ctx.attempt,
                 idempotency_key: key.to_string(),
+                // A tool call is one journaled call: its pieces are not.
+                steps: super::Steps::detached(),
             };
             match f(input).await {
                 Ok(Value::String(s)) => Ok(s),

@@ -24,6 +24,9 @@ pub struct FunctionCall {
     pub attempt: u32,
     /// Stable across retries and crashes: pass it to anything you call.
     pub idempotency_key: String,
+    /// Durable pieces of the step: `call.steps.run("name", work)` journals
+    /// `work`'s result, which a retried or resumed step reads back.
+    pub steps: super::Steps,
 }
 
 /// A function's failure. Retried when the node's `retry_on` includes
@@ -101,6 +104,7 @@ impl NodeExecutor for Function {
                 node_id: ctx.node.id.clone(),
                 attempt: ctx.attempt,
                 idempotency_key: ctx.idempotency_key.clone(),
+                steps: super::Steps::of(&ctx),
             };
             let value = f(call).await.map_err(|e| NodeError::new(e.class, e.message))?;
             Ok(NodeOutput { patch: output_patch(spec.output_key.as_deref(), value)?, ..Default::default() })
