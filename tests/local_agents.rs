@@ -455,3 +455,75 @@ async fn an_agent_whose_tools_need_approval_refuses_to_run_rather_than_call_them
     assert!(server.requests().is_empty() && mcp.calls().is_empty());
     rt.shutdown().await;
 }
+
+/// The failure of the one execution in `rt`: (class, message).
+fn failure(rt: &Runtime, id: ExecutionId) -> (ErrorClass, String) {
+    rt.events(id)
+        .unwrap()
+        .into_iter()
+        .find_map(|r| match r.event {
+            Event::NodeFailed { class, message, .. } => Some((class, message)),
+            _ => None,
+        })
+        .expect("a node failed")
+}
+
+#[tokio::test]
+async fn a_cost_budget_is_crossed_mid_loop_like_a_token_budget() {
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("add", json!({"a": 1, "b": 1}))));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    // 1,000 USD per million tokens: a token costs a tenth of a cent.
+    let wf = compile(&flow(&server, &mcp.url, "    max_cost_usd: 0.02\n", ""));
+    let out = run(&rt, &wf, json!({"topic": "loops"})).await;
+    assert_eq!(out.status, Status::Failed);
+    let (class, message) = failure(&rt, out.id);
+    assert_eq!(class, ErrorClass::BudgetExceeded);
+    assert!(
+        message.contains("agent `researcher` spent $0.0") && message.contains("of its $0.02 `max_cost_usd`"),
+        "{message}"
+    );
+    assert!(out.usage.cost_usd > 0.02, "{:?}", out.usage);
+    rt.shutdown().await;
+}
+
+/// A restart does not reset what was spent: killed after its second call
+/// and resumed, the agent crosses its budget at the same call, with the
+/// same figures, as a run that was never interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_crossed_after_a_restart_counts_what_was_spent_before_it() {
+    let budget = "    max_tokens: 20\n";
+    // Uninterrupted, for comparison.
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("add", json!({"a": 1, "b": 1}))));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let out = run(&rt, &compile(&flow(&server, &mcp.url, budget, "")), json!({"topic": "loops"})).await;
+    let (_, uninterrupted) = failure(&rt, out.id);
+    let made = server.requests().len();
+    rt.shutdown().await;
+
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::tool_call("add", json!({"a": 1, "b": 1}))));
+    let mcp = McpHttpServer::start().await;
+    let data = dir.path().join("cli");
+    let file = dir.path().join("budget.yaml");
+    std::fs::write(&file, flow(&server, &mcp.url, budget, "")).unwrap();
+    let mut cmd = support::run_to_kill(&data, &file, r#"{"topic": "loops"}"#);
+    cmd.env(KEY_VAR, SECRET);
+    tokio::task::spawn_blocking(move || support::kill_when_paused(cmd, "Call:2", LIMIT, "jamjet run")).await.unwrap();
+    let d = data.clone();
+    let resumed = tokio::task::spawn_blocking(move || {
+        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
+    })
+    .await
+    .unwrap();
+    let resumed: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(resumed[0]["status"], "failed", "{resumed}");
+    let error = resumed[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&uninterrupted), "after the restart: {error}\nuninterrupted: {uninterrupted}");
+    assert_eq!(server.requests().len(), made, "the same model calls, none repeated");
+}
