@@ -78,6 +78,7 @@ pub fn one(rt: &Runtime, id: &str, a2a_all: bool) -> Result<Option<Agent>, runti
             examples: Vec::new(),
             input_key: None,
             output_key: None,
+            serves: None,
         },
         (None, false) => return Ok(None),
     };
