@@ -17,6 +17,7 @@ mod limits;
 mod mcp;
 mod model;
 mod schema;
+mod served;
 mod template;
 mod workflow;
 
@@ -35,6 +36,10 @@ pub use model::{
     built_in_price, compile_schema, resolve_model,
 };
 pub use schema::{SchemaError, StateSchema, Type, json_kind};
+pub use served::{
+    ANSWER_KEY, DESCRIPTION_CHARS, MESSAGE_KEY, ServedAgent, is_served_agent, served_agent, served_agent_id,
+    served_agents,
+};
 pub use template::{
     Names, PathStep, TemplateError, Templates, check_template, is_filter, is_template, is_test, known_filters,
     known_tests, names, referenced_state_keys, referenced_variables, referenced_variables_with, single_expression,

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::a2a_py::{sdk_client as sdk, step};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -97,41 +98,6 @@ async fn rpc(url: &str, method: &str, params: Value) -> Value {
 fn v03_text(text: &str) -> Value {
     json!({"message": {"kind": "message", "messageId": format!("m-{text}-{}", rand::random::<u64>()), "role": "user",
         "parts": [{"kind": "text", "text": text}]}})
-}
-
-/// Run the Python SDK scenario; its JSON lines by step.
-fn sdk(base: &str, scenario: &str, arg: &str) -> Option<Vec<Value>> {
-    let python = support::a2a_py::python()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/a2a/sdk_client.py");
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .args([base, scenario, arg])
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python");
-    // Bounded: the script's own waits are bounded too.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sdk_client.py {scenario} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect())
-}
-
-fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
-    lines.iter().find(|l| l["step"] == name).unwrap_or_else(|| panic!("no step {name} in {lines:?}"))
 }
 
 #[tokio::test]

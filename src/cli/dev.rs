@@ -1,5 +1,6 @@
 //! `jamjet dev`: the runtime as a server. Opens the data dir, rehydrates
-//! every unfinished execution, registers the workflows of `--workflows`,
+//! every unfinished execution, registers the workflows of `--workflows`
+//! (and, for every registered workflow, those serving its local agents),
 //! and serves the REST API and A2A agents until SIGINT or SIGTERM; then it
 //! stops accepting, lets in-flight requests finish, and stops the runtime
 //! (what was running resumes at the next start).
@@ -117,6 +118,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(dir) = &a.workflows {
         register_folder(&rt, dir).await?;
     }
+    serve_local_agents(&rt).await?;
     let listener = tokio::net::TcpListener::bind(a.bind)
         .await
         .map_err(|e| Failure::new(format!("cannot listen on {}: {e}", a.bind)))?;
@@ -244,6 +246,20 @@ async fn register_folder(rt: &Runtime, dir: &Path) -> Result<(), Failure> {
         let r = rt.register_vetted(wf, hash.clone(), true).await?;
         registered.insert(hash, file);
         eprintln!("registered {} {} from {}", r.workflow_id, r.version, file.display());
+    }
+    Ok(())
+}
+
+/// Register the workflows serving the local agents of every registered
+/// workflow over A2A (`/a2a/{workflow}.{agent}`); one that cannot be is
+/// named on stderr and left out.
+async fn serve_local_agents(rt: &Runtime) -> Result<(), Failure> {
+    let serving = server::a2a::agents::serve_registered(rt).await?;
+    if !serving.served.is_empty() {
+        eprintln!("local agents served over A2A at /a2a/ID: {}", serving.served.join(", "));
+    }
+    for why in serving.skipped {
+        eprintln!("warning: {why}");
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::agents::{AgentDef, Budget, Policy};
 use super::mcp::{McpServer, ToolNode};
 use super::schema::StateSchema;
+use super::served::ServedAgent;
 
 /// A compiled, validated workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,6 +429,10 @@ pub struct A2aAgent {
     /// final state, as a data part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_key: Option<String>,
+    /// Set only on a workflow made to serve a local agent
+    /// ([`crate::ir::served_agent`]; YAML cannot write it): which agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serves: Option<ServedAgent>,
 }
 
 #[cfg(test)]

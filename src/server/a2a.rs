@@ -1,10 +1,11 @@
-//! A2A (Agent2Agent), the server side: every A2A-enabled workflow served
-//! as an agent. The wire types are the A2A project's own (`a2a-lf`,
+//! A2A (Agent2Agent), the server side: every A2A-enabled workflow, and
+//! every local agent of a registered workflow, served as an agent. The wire types are the A2A project's own (`a2a-lf`,
 //! imported as the crate `::a2a`; write `::a2a::` to tell it from this
 //! module), which the client of `type: agent` nodes
 //! (`crate::nodes::agent::client`) uses too.
 //!
-//! - [`agents`]: which registered workflows are agents (`a2a:` or `--a2a`);
+//! - [`agents`]: which registered workflows are agents (`a2a:` or `--a2a`),
+//!   and the workflows serving local agents (`/a2a/{workflow}.{agent}`);
 //! - [`card`]: the agent cards (server-level and one per agent);
 //! - [`rpc`]: JSON-RPC 2.0 dispatch (v1.0 names and the v0.3 aliases);
 //! - [`task`]: an A2A task IS a durable execution (messages in, tasks out);

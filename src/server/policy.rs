@@ -453,6 +453,29 @@ nodes:
         assert!(allowed.refused(&wf).is_empty());
     }
 
+    /// The workflow serving a local agent over A2A reads what the agent
+    /// reads (its model, the MCP servers it carries): refused alike.
+    #[test]
+    fn a_served_local_agent_is_held_to_the_policy_too() {
+        let wf = crate::ir::compile_str(
+            "id: g\nstate_schema: { x: any }\nmodels:\n  m: { model: gpt-4o, base_url: \"${URL}\", api_key_env: OPENAI_API_KEY }\nmcp:\n  servers:\n    s: { url: \"${MCP_URL}\" }\nagents:\n  r: { model: m, instructions: hi, tools: [s.t] }\nnodes:\n  a: { type: agent, agent: r, message: hi, output_key: x }\n",
+            "g.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let made = crate::ir::served_agent(&wf, "r").unwrap();
+        let refused = Policy::default().refused(&made);
+        let flags: Vec<String> = refused.iter().map(Refused::flag).collect();
+        assert_eq!(flags, ["--allow-env MCP_URL", "--allow-env URL", "--allow-env OPENAI_API_KEY"]);
+        assert!(refused.iter().all(|r| r.workflow == "g.r"), "{refused:?}");
+        let made_flags: Vec<String> = Policy::default().refused(&wf).iter().map(Refused::flag).collect();
+        assert_eq!(flags, made_flags, "no more and no less than the workflow it serves from");
+        let allowed = Policy {
+            env: Env::Also(["URL", "OPENAI_API_KEY", "MCP_URL"].map(String::from).into()),
+            ..Policy::default()
+        };
+        assert!(allowed.refused(&made).is_empty());
+    }
+
     /// A stdio server's `dir` (where its relative paths resolve from) must
     /// be under `--workflows`: an IR posted as JSON could name any.
     #[test]

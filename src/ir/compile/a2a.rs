@@ -31,6 +31,7 @@ impl Ctx {
             examples: examples?.unwrap_or_default(),
             input_key: input_key?,
             output_key: output_key?,
+            serves: None,
         })
     }
 

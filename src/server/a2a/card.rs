@@ -4,6 +4,13 @@
 //! at `{base_url}/a2a/{workflow_id}`). Both declare protocol 1.0 (and 0.3 on
 //! the same URL: the dispatcher answers both dialects), streaming, and a
 //! bearer scheme when the server requires API keys. Public: no key.
+//!
+//! A served local agent (`{workflow}.{agent}`) is described by its
+//! workflow's `a2a:` section like any other: the card's description is its
+//! instructions, its skill's description its tools and strategy. On the
+//! server's card, a skill id that several agents share (two workflows'
+//! agents of one name) is listed under each one's workflow id instead, so
+//! the ids stay unique.
 
 use std::collections::HashMap;
 
@@ -31,7 +38,23 @@ pub async fn server_card(State(state): State<AppState>) -> Result<Json<AgentCard
             agents.len()
         )
     };
-    Ok(Json(card("jamjet", description, url, agents.iter().map(skill).collect(), !state.config.api_keys.is_empty())))
+    Ok(Json(card("jamjet", description, url, unique_skills(&agents), !state.config.api_keys.is_empty())))
+}
+
+/// Every agent's skill; where agents share a skill id, each one's is its
+/// workflow id.
+fn unique_skills(agents: &[Agent]) -> Vec<AgentSkill> {
+    let shared = |id: &str| agents.iter().filter(|a| a.spec.skill == id).count() > 1;
+    agents
+        .iter()
+        .map(|a| {
+            let mut s = skill(a);
+            if shared(&s.id) {
+                s.id = a.workflow.id.clone();
+            }
+            s
+        })
+        .collect()
 }
 
 /// One agent's card.
@@ -55,7 +78,7 @@ pub fn not_an_agent(workflow_id: &str) -> ApiError {
         status: axum::http::StatusCode::NOT_FOUND,
         code: "unknown_agent",
         message: format!(
-            "no A2A agent `{workflow_id}`: no registered workflow with that id has an `a2a:` section (or the server runs without --a2a)"
+            "no A2A agent `{workflow_id}`: no registered workflow with that id has an `a2a:` section (or the server runs without --a2a), and it is no `WORKFLOW.AGENT` of a registered workflow's `agents:`"
         ),
         details: serde_json::Value::Null,
     }
@@ -65,7 +88,10 @@ fn skill(agent: &Agent) -> AgentSkill {
     AgentSkill {
         id: agent.spec.skill.clone(),
         name: agent.spec.name.clone().unwrap_or_else(|| agent.workflow.id.clone()),
-        description: agent.spec.description.clone(),
+        description: match &agent.spec.serves {
+            Some(served) => served.skill_description.clone(),
+            None => agent.spec.description.clone(),
+        },
         tags: agent.spec.tags.clone(),
         examples: (!agent.spec.examples.is_empty()).then(|| agent.spec.examples.clone()),
         input_modes: None,

@@ -140,11 +140,12 @@ impl Scope {
             .find_map(|m| m.get("skill").and_then(Value::as_str).map(str::to_string));
         let skills = || all.iter().map(|a| format!("`{}`", a.spec.skill)).collect::<Vec<_>>().join(", ");
         match named {
-            Some(s) => all
-                .iter()
-                .find(|a| a.spec.skill == s || a.workflow.id == s)
-                .cloned()
-                .ok_or_else(|| RpcError::invalid_params(format!("no agent has skill `{s}` (skills: {})", skills()))),
+            Some(s) => named_agent(&all, &s).ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "no agent has skill `{s}`, or several do: name one by its workflow id (skills: {})",
+                    skills()
+                ))
+            }),
             None if all.len() == 1 => Ok(all[0].clone()),
             None if all.is_empty() => Err(RpcError::unsupported("this server has no A2A agents registered")),
             None => Err(RpcError::invalid_params(format!(
@@ -183,6 +184,18 @@ impl Scope {
             e => internal(e),
         })?;
         Ok((id, 0))
+    }
+}
+
+/// The agent `name` names: the one with that workflow id, else the only
+/// one with that skill id.
+fn named_agent(all: &[Agent], name: &str) -> Option<Agent> {
+    if let Some(a) = all.iter().find(|a| a.workflow.id == name) {
+        return Some(a.clone());
+    }
+    match all.iter().filter(|a| a.spec.skill == name).collect::<Vec<_>>().as_slice() {
+        [only] => Some((*only).clone()),
+        _ => None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! `/workflows`: register a workflow (YAML, compiled and validated like
 //! `jamjet validate`; or the IR as JSON, re-checked by [`super::ir_check`]),
-//! list the registrations, read one with its IR.
+//! with the workflows serving its local agents over A2A
+//! ([`crate::server::a2a::agents::served`]); list the registrations, read
+//! one with its IR.
 //!
 //! A posted workflow is the poster's, not the operator's: YAML is compiled
 //! with the server's [`Policy`](crate::server::policy::Policy) (sub-workflow
@@ -22,6 +24,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::super::a2a::agents;
 use super::super::extract::{media_type, parse_json, unsupported};
 use super::super::policy::{Policy, Reach, Refused};
 use super::super::wire::{RegisteredWorkflow, Workflows};
@@ -57,17 +60,23 @@ async fn register(
         other => return Err(unsupported(other, ACCEPTED)),
     };
     let (config, rt) = (st.config.clone(), st.rt.clone());
-    let (wf, hash) = off_the_workers(move || {
+    let (wf, hash, served) = off_the_workers(move || {
         let wf = if yaml { from_yaml(&body, &config) } else { from_ir(&body, &config) }?;
         allowed(&wf, &config.policy)?;
         // The runtime's own check (and the content hash) here too, so the
         // registration on the async worker below finds them done.
         let hash = rt.vet(&wf)?;
-        Ok((wf, hash))
+        // The workflows serving its local agents over A2A, held to the same policy.
+        let served = agents::served(&rt, &wf)?;
+        for (made, _) in &served {
+            allowed(made, &config.policy)?;
+        }
+        Ok((wf, hash, served))
     })
     .await?;
     let before = st.rt.workflows()?;
     let r = st.rt.register_vetted(&wf, hash, q.replace).await?;
+    agents::register_served(&st.rt, &served).await?;
     let existed = before.iter().any(|b| b == &r);
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, reply(&r)?).into_response())
