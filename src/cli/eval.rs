@@ -32,7 +32,7 @@ use super::{CliResult, Failure, print_json};
 use crate::eval::rubric::judge;
 use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
 use crate::id::ExecutionId;
-use crate::ir::{Scorer, ScorerKind, Workflow, compile_file_with, referenced_variables};
+use crate::ir::{Scorer, ScorerKind, TrajectoryMatch, Workflow, compile_file_with, referenced_variables};
 use crate::journal::{Event, Record, Status, Usage};
 use crate::model::resolve_model;
 use crate::nodes::Env;
@@ -46,13 +46,13 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Which {
-    /// Run a JSONL dataset (`{id?, input, expected?}` per line) through a workflow and score it.
+    /// Run a JSONL dataset (`{id?, input, expected?, expected_trajectory?}` per line) through a workflow and score it.
     Run(RunArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The dataset: one JSON object per line, `{"id"?, "input": {...}, "expected"?}`.
+    /// The dataset: one JSON object per line, `{"id"?, "input": {...}, "expected"?, "expected_trajectory"?}`.
     pub dataset: PathBuf,
     /// The workflow each row runs through: a file, or the id of a workflow
     /// registered in the data dir or on the server (ID, or ID@VERSION).
@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// Each row's execution must cost at most this much.
     #[arg(long)]
     pub cost_usd: Option<f64>,
+    /// Score each row's tool calls against its `expected_trajectory`:
+    /// `in_order` (other calls may come between), `subsequence` (the
+    /// same), `exact` (no other call) or `set` (any order).
+    #[arg(long, value_name = "MODE", value_parser = trajectory_mode)]
+    pub trajectory: Option<TrajectoryMatch>,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -93,6 +98,10 @@ fn fraction(text: &str) -> Result<f64, String> {
         Ok(f) => Err(format!("must be between 0 and 1 (a share of rows, e.g. 0.9), found {f}")),
         Err(e) => Err(format!("not a number: {e}")),
     }
+}
+
+fn trajectory_mode(text: &str) -> Result<TrajectoryMatch, String> {
+    TrajectoryMatch::parse(text).ok_or_else(|| format!("expected one of: {}", TrajectoryMatch::NAMES.join(", ")))
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -236,6 +245,7 @@ struct Prepared {
 fn prepare(wf: &Workflow, a: &RunArgs) -> Result<Prepared, Failure> {
     let scorers = cli_scorers(a, wf)?;
     let rows = read_dataset(&a.dataset).map_err(|e| usage(format!("the dataset has bad rows, nothing ran:\n{e}")))?;
+    check_trajectories(wf, a.trajectory.is_some(), &rows, &a.dataset.display().to_string())?;
     let inputs = row_inputs(wf, &rows, &a.dataset.display().to_string())?;
     Ok(Prepared { scorers, rows, inputs })
 }
@@ -325,6 +335,10 @@ fn cli_scorers(a: &RunArgs, wf: &Workflow) -> Result<Vec<Scorer>, Failure> {
         }
         out.push(Scorer { name: "cli.cost".into(), kind: ScorerKind::Cost { max_usd } });
     }
+    if let Some(mode) = a.trajectory {
+        let kind = ScorerKind::Trajectory { expected: None, mode };
+        out.push(Scorer { name: "cli.trajectory".into(), kind });
+    }
     if let (Some(rubric), Some(model)) = (&a.rubric, &a.rubric_model) {
         let config = resolve_model(model, &wf.models, &wf.prices).map_err(|e| usage(format!("--rubric-model: {e}")))?;
         let kind = ScorerKind::Rubric {
@@ -357,21 +371,50 @@ fn check_assertion(expr: &str, wf: &Workflow) -> Result<(), String> {
     Ok(())
 }
 
+/// Every row has an `expected_trajectory` when `--trajectory` scores it,
+/// and one that has it is scored: by `--trajectory`, or by the workflow's
+/// `trajectory` scorers through a declared `expected_trajectory` state key.
+fn check_trajectories(wf: &Workflow, flag: bool, rows: &[Row], file: &str) -> Result<(), Failure> {
+    let declared = wf.state_schema.get("expected_trajectory").is_some();
+    let problems: Vec<String> = rows
+        .iter()
+        .filter_map(|row| match (row.expected_trajectory.is_some(), flag, declared) {
+            (false, true, _) => Some(format!(
+                "{file}:{}: row `{}` has no `expected_trajectory` for --trajectory to score",
+                row.line, row.id
+            )),
+            (true, false, false) => Some(format!(
+                "{file}:{}: row `{}` has an `expected_trajectory`, but nothing scores it: add --trajectory MODE, or \
+                 declare `expected_trajectory` in the workflow's `state_schema` for its `trajectory` scorers",
+                row.line, row.id
+            )),
+            _ => None,
+        })
+        .collect();
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(usage(format!("the dataset has bad rows, nothing ran:\n{}", problems.join("\n")))),
+    }
+}
+
 /// Each row's input, checked against the state schema and the keys the
 /// workflow requires, with its defaults applied (all rows, before anything
-/// runs). A row's `expected` joins its input when the schema
-/// declares an `expected` key, so eval nodes can read it as `state.expected`.
+/// runs). A row's `expected` (and `expected_trajectory`) joins its input
+/// when the schema declares that key, so eval nodes can read it as
+/// `state.expected` (`state.expected_trajectory`).
 fn row_inputs(wf: &Workflow, rows: &[Row], file: &str) -> Result<Vec<Map<String, Value>>, Failure> {
     let mut problems = Vec::new();
     let mut inputs = Vec::with_capacity(rows.len());
     let required = crate::ir::required_inputs(wf);
     for row in rows {
         let mut input = row.input.clone();
-        if let Some(expected) = &row.expected
-            && wf.state_schema.get("expected").is_some()
-            && !input.contains_key("expected")
-        {
-            input.insert("expected".into(), expected.clone());
+        for (key, value) in [("expected", &row.expected), ("expected_trajectory", &row.expected_trajectory)] {
+            if let Some(value) = value
+                && wf.state_schema.get(key).is_some()
+                && !input.contains_key(key)
+            {
+                input.insert(key.into(), value.clone());
+            }
         }
         match crate::ir::prepare_input(wf, &required, Value::Object(input)) {
             Ok(input) => inputs.push(input),
@@ -482,7 +525,16 @@ async fn run_row(
     let no_state = Map::new();
     let state = outcome.state.as_object().unwrap_or(&no_state);
     let expected = row.expected.as_ref().unwrap_or(&Value::Null);
-    let subject = Subject { state, output: &outcome.state, expected, elapsed_ms, cost_usd: result.usage.cost_usd };
+    let tool_calls = crate::actors::tool_calls(&records);
+    let subject = Subject {
+        state,
+        output: &outcome.state,
+        expected,
+        elapsed_ms,
+        cost_usd: result.usage.cost_usd,
+        tool_calls: &tool_calls,
+        expected_trajectory: row.expected_trajectory.as_ref().unwrap_or(&Value::Null),
+    };
     let services: &Env = match runner {
         Runner::Local(rt) => &rt.services().env,
         Runner::Remote { scoring, .. } => &scoring.services().env,
