@@ -2,8 +2,10 @@
 //! JSONL dataset through a workflow as a real, durable execution (so
 //! `jamjet inspect` works on each), score each row with the workflow's
 //! eval nodes and the command line's scorers, and print a summary and a
-//! per-row report. Exit 1 when the pass rate is below `--fail-under`, 2 on
-//! bad usage or input (nothing runs then), 0 otherwise.
+//! per-row report. With `--baseline`, each row is compared with an earlier
+//! run's `--json` report. Exit 1 when the pass rate is below `--fail-under`
+//! or a row regressed against the baseline, 2 on bad usage or input
+//! (nothing runs then), 0 otherwise.
 //!
 //! Each row's idempotency key is `eval/<run id>/<dataset file>/<row id>`,
 //! so `jamjet executions` shows which row an execution ran, and a rerun
@@ -30,7 +32,9 @@ use super::session::{Opened, Session};
 use super::table::print as print_table;
 use super::{CliResult, Failure, print_json};
 use crate::eval::rubric::judge;
-use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
+use crate::eval::{
+    Baseline, Report, Row, RowResult, ScoreResult, Subject, Summary, compare, parse_baseline, read_dataset, score,
+};
 use crate::id::ExecutionId;
 use crate::ir::{Scorer, ScorerKind, TrajectoryMatch, Workflow, compile_file_with, referenced_variables};
 use crate::journal::{Event, Record, Status, Usage};
@@ -88,6 +92,10 @@ pub struct RunArgs {
     /// same), `exact` (no other call) or `set` (any order).
     #[arg(long, value_name = "MODE", value_parser = trajectory_mode)]
     pub trajectory: Option<TrajectoryMatch>,
+    /// An earlier run's `--json` report: say which rows regressed or
+    /// improved against it, and exit 1 when one regressed.
+    #[arg(long, value_name = "REPORT.json")]
+    pub baseline: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -149,6 +157,9 @@ fn named(text: &str) -> Named {
 }
 
 async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
+    // The baseline is read before anything runs: a bad one wastes no run.
+    let baseline = a.baseline.as_deref().map(read_baseline).transpose()?;
+    let baseline = baseline.as_ref();
     let named = named(&a.workflow);
     // A file is compiled, and the rows checked, before anything opens.
     let compiled = match &named {
@@ -161,10 +172,10 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
         Named::Id { .. } => None,
     };
     if let Some(url) = &a.server.server {
-        return eval_remote(&Remote::server(url)?, &named, compiled, &a).await;
+        return eval_remote(&Remote::server(url)?, &named, compiled, &a, baseline).await;
     }
     let s = match Session::open(data_dir, "eval").await? {
-        Opened::Held(remote) => return eval_remote(&remote, &named, compiled, &a).await,
+        Opened::Held(remote) => return eval_remote(&remote, &named, compiled, &a, baseline).await,
         Opened::Local(s) => s,
     };
     let result = async {
@@ -180,7 +191,7 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
             },
             (None, Named::File(_)) => unreachable!("a file is compiled above"),
         };
-        eval_with(Runner::Local(&s.rt), &wf, prepared, shown, &a, Some(&s)).await
+        eval_with(Runner::Local(&s.rt), &wf, prepared, shown, &a, Some(&s), baseline).await
     }
     .await;
     match result {
@@ -194,7 +205,13 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
 }
 
 /// `eval run` through a server or the data dir's holder.
-async fn eval_remote(remote: &Remote, named: &Named, compiled: Option<(Workflow, Prepared)>, a: &RunArgs) -> CliResult {
+async fn eval_remote(
+    remote: &Remote,
+    named: &Named,
+    compiled: Option<(Workflow, Prepared)>,
+    a: &RunArgs,
+    baseline: Option<&Baseline>,
+) -> CliResult {
     let (wf, prepared, shown, how) = match (compiled, named) {
         (Some((wf, p)), _) => (wf, Some(p), a.workflow.clone(), Submit::Inline),
         (None, Named::Id { id, version }) => match remote.client.workflow(id, version.as_deref()).await {
@@ -213,7 +230,8 @@ async fn eval_remote(remote: &Remote, named: &Named, compiled: Option<(Workflow,
     let scoring =
         Runtime::builder().in_memory().limits(super::limits()).resume_on_open(false).timers(false).open().await?;
     // A Ctrl-C ends this process; what was submitted goes on there.
-    let result = eval_with(Runner::Remote { remote, how, scoring: &scoring }, &wf, prepared, shown, a, None).await;
+    let runner = Runner::Remote { remote, how, scoring: &scoring };
+    let result = eval_with(runner, &wf, prepared, shown, a, None, baseline).await;
     scoring.shutdown().await;
     Ok(result?.unwrap_or(ExitCode::from(super::session::INTERRUPTED)))
 }
@@ -251,7 +269,8 @@ fn prepare(wf: &Workflow, a: &RunArgs) -> Result<Prepared, Failure> {
 }
 
 /// Check the rows (unless done), run them through `wf` and print the
-/// report; the exit code, or `None` when `session` saw a Ctrl-C first.
+/// report (compared with the baseline, if any); the exit code, or `None`
+/// when `session` saw a Ctrl-C first.
 async fn eval_with(
     runner: Runner<'_>,
     wf: &Workflow,
@@ -259,6 +278,7 @@ async fn eval_with(
     shown: String,
     a: &RunArgs,
     session: Option<&Session>,
+    baseline: Option<&Baseline>,
 ) -> Result<Option<ExitCode>, Failure> {
     let Prepared { scorers, rows, inputs } = match prepared {
         Some(p) => p,
@@ -297,25 +317,50 @@ async fn eval_with(
     results.sort_by_key(|r| r.line);
 
     let summary = Summary::of(&results, a.fail_under, wall_ms);
-    let report =
-        Report { dataset: a.dataset.display().to_string(), workflow: shown, run: run_id, summary, rows: results };
+    let file = a.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let baseline = baseline.map(|b| compare(b, &file, &results));
+    let report = Report {
+        dataset: a.dataset.display().to_string(),
+        workflow: shown,
+        run: run_id,
+        summary,
+        rows: results,
+        baseline,
+    };
     if a.json {
         print_json(&report);
     } else {
         print_report(&report);
     }
-    let code = match (report.summary.ok, report.summary.fail_under) {
-        (false, Some(min)) => {
-            eprintln!(
-                "error: pass rate {:.1}% is below --fail-under {:.1}%",
-                report.summary.pass_rate * 100.0,
-                min * 100.0
-            );
-            ExitCode::from(1)
-        }
-        _ => ExitCode::SUCCESS,
-    };
-    Ok(Some(code))
+    Ok(Some(exit_code(&report)))
+}
+
+/// 1 when the pass rate is below `--fail-under` or a row regressed against
+/// the baseline (each said on stderr), else 0.
+fn exit_code(report: &Report) -> ExitCode {
+    let mut failed = false;
+    if let (false, Some(min)) = (report.summary.ok, report.summary.fail_under) {
+        eprintln!(
+            "error: pass rate {:.1}% is below --fail-under {:.1}%",
+            report.summary.pass_rate * 100.0,
+            min * 100.0
+        );
+        failed = true;
+    }
+    if let Some(b) = report.baseline.as_ref().filter(|b| !b.regressed.is_empty()) {
+        let ids: Vec<&str> = b.regressed.iter().map(|r| r.id.as_str()).collect();
+        let rows = crate::plural::count(ids.len(), "row", "rows");
+        eprintln!("error: {rows} regressed against the baseline {}: {}", b.file, ids.join(", "));
+        failed = true;
+    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// `--baseline FILE`: an earlier `--json` report, or a usage error naming the file.
+fn read_baseline(path: &Path) -> Result<Baseline, Failure> {
+    let file = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--baseline {file}: cannot read it: {e}")))?;
+    parse_baseline(&text).map_err(|e| usage(format!("--baseline {file} {e}")))
 }
 
 /// The command line's scorers, checked before anything runs.
@@ -635,6 +680,9 @@ fn print_report(r: &Report) {
         })
         .collect();
     print_table(&["ROW", "RESULT", "EXECUTION", "FAILING"], &rows);
+    if let Some(b) = &r.baseline {
+        print_baseline(b);
+    }
     if let Some(min) = s.fail_under {
         println!();
         println!(
@@ -643,5 +691,31 @@ fn print_report(r: &Report) {
             percent(min),
             if s.ok { "ok" } else { "FAIL" }
         );
+    }
+}
+
+/// The comparison with the baseline: a summary line, then each row that
+/// changed with what changed, and the rows new or missing.
+fn print_baseline(b: &crate::eval::Comparison) {
+    println!();
+    println!(
+        "baseline {} (run {}): {} regressed, {} improved, {} unchanged, {} new, {} missing",
+        b.file,
+        b.run,
+        b.regressed.len(),
+        b.improved.len(),
+        b.unchanged.len(),
+        b.new.len(),
+        b.missing.len()
+    );
+    for (word, rows) in [("regressed", &b.regressed), ("improved", &b.improved)] {
+        for row in rows {
+            println!("  {word} {}: {}", row.id, row.changes.join("; ").replace('\n', " "));
+        }
+    }
+    for (word, ids) in [("new", &b.new), ("missing", &b.missing)] {
+        if !ids.is_empty() {
+            println!("  {word}: {}", ids.join(", "));
+        }
     }
 }
