@@ -40,6 +40,7 @@ pub(crate) use fold::replay as fold_history;
 #[cfg(test)]
 pub(crate) use handles::ExecutionHandle;
 pub(crate) use handles::{Ended, Finished, SupervisorHandle};
+pub(crate) use node::tool_calls;
 pub use node_latency::NodeLatency;
 pub use retry::RestartBudget;
 pub use shared::Shared;

@@ -19,6 +19,7 @@ mod model;
 mod schema;
 mod served;
 mod template;
+mod trajectory;
 mod workflow;
 
 pub use agent::{AgentNode, DEFAULT_AGENT_TIMEOUT_MS};
@@ -44,6 +45,7 @@ pub use template::{
     Names, PathStep, TemplateError, Templates, check_template, is_filter, is_template, is_test, known_filters,
     known_tests, names, referenced_state_keys, referenced_variables, referenced_variables_with, single_expression,
 };
+pub use trajectory::{ArgMatcher, ExpectedCall, MATCHER_KEYS, TrajectoryMatch, parse_trajectory, regex_problem};
 pub use workflow::{
     A2aAgent, ApprovalNode, Backoff, BranchNode, Condition, Edge, EdgeKind, FunctionNode, HttpNode, Merge, Node,
     NodeKind, OnError, ParallelNode, RetryPolicy, SetNode, Span, SubWorkflowNode, WaitNode, Workflow,

@@ -76,6 +76,10 @@ pub struct NodeCtx<'a> {
     /// Where the attempt journals the calls it completes; `None` where
     /// nothing is journaled (a node run inside the execution's step).
     pub call_journal: Option<&'a dyn CallJournal>,
+    /// The tool calls the execution made before this node, in journal
+    /// order: read for an eval node with a `trajectory` scorer, empty
+    /// for every other node.
+    pub tool_calls: &'a [crate::eval::ToolUse],
 }
 
 impl NodeCtx<'_> {

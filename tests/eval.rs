@@ -119,6 +119,46 @@ fn compiler_findings_name_line_column_and_node() {
             "nope",
             "`target` `nope` is not in `state_schema`",
         ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: [{ tool: add, args: { a: { regex: '(' } } }] }] }",
+            "{ regex",
+            "`args.a`: `regex` is not a valid regex: unclosed group",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: [{ tool: add, args: { a: { any: false } } }] }] }",
+            "{ any",
+            "`args.a`: `any` must be true",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: [{ tool: add, args: { a: { contains: x, regex: y } } }] }] }",
+            "{ contains",
+            "`args.a`: a matcher has exactly one key (contains, regex, any or equals)",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: [{ tol: add }] }] }",
+            "tol",
+            "unknown field `tol` in an expected call",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: [{ args: {} }] }] }",
+            "{ args",
+            "an expected call is missing the required field `tool`",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: [{ tool: add }], match: ordered }] }",
+            "ordered",
+            "unknown match `ordered`",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, expected: add }] }",
+            "add }",
+            "`expected` must be a list of calls",
+        ),
+        (
+            "  check: { type: eval, scorers: [{ type: trajectory, match: set }] }",
+            "{ type: trajectory",
+            "a `trajectory` scorer needs `expected:`",
+        ),
     ];
     for (node, marker, message) in cases {
         let text = findings(&format!("{HEAD}{node}\n"));

@@ -21,7 +21,8 @@ use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use futures::future::BoxFuture;
 
-use crate::journal::{self, ErrorClass, Usage};
+use crate::eval::ToolUse;
+use crate::journal::{self, ErrorClass, Record, Usage};
 use crate::nodes::{CallJournal, CallRecord, NodeCtx, NodeError, executor_for, idempotency_key};
 
 pub(crate) struct NodeActor;
@@ -42,6 +43,9 @@ pub(crate) struct NodeArgs {
     pub agent: Option<crate::nodes::AgentRound>,
     /// The calls the visit journaled before this attempt.
     pub calls: Option<Vec<CallRecord>>,
+    /// The execution's tool calls so far, for an eval node that scores
+    /// them (empty for any other node).
+    pub tool_calls: Vec<ToolUse>,
 }
 
 /// How an attempt journals its calls: through its execution.
@@ -110,6 +114,15 @@ pub(crate) fn to_node(c: &journal::CallRecord) -> CallRecord {
     }
 }
 
+/// The tool calls of an execution's history, in journal order.
+pub(crate) fn tool_calls(history: &[Record]) -> Vec<ToolUse> {
+    history
+        .iter()
+        .filter_map(|r| r.event.tool_call())
+        .map(|(name, arguments)| ToolUse { name: name.to_string(), arguments })
+        .collect()
+}
+
 /// A node's completed call as the journal stores it.
 fn to_journal(c: CallRecord) -> journal::CallRecord {
     let CallRecord { n, kind, name, request, response, usage } = c;
@@ -135,6 +148,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         agent: a.agent.as_ref(),
         calls: a.calls.as_deref().unwrap_or_default(),
         call_journal: Some(&recorder),
+        tool_calls: &a.tool_calls,
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

@@ -2,8 +2,10 @@
 //! JSONL dataset through a workflow as a real, durable execution (so
 //! `jamjet inspect` works on each), score each row with the workflow's
 //! eval nodes and the command line's scorers, and print a summary and a
-//! per-row report. Exit 1 when the pass rate is below `--fail-under`, 2 on
-//! bad usage or input (nothing runs then), 0 otherwise.
+//! per-row report. With `--baseline`, each row is compared with an earlier
+//! run's `--json` report. Exit 1 when the pass rate is below `--fail-under`
+//! or a row regressed against the baseline, 2 on bad usage or input
+//! (nothing runs then), 0 otherwise.
 //!
 //! Each row's idempotency key is `eval/<run id>/<dataset file>/<row id>`,
 //! so `jamjet executions` shows which row an execution ran, and a rerun
@@ -30,9 +32,11 @@ use super::session::{Opened, Session};
 use super::table::print as print_table;
 use super::{CliResult, Failure, print_json};
 use crate::eval::rubric::judge;
-use crate::eval::{Report, Row, RowResult, ScoreResult, Subject, Summary, read_dataset, score};
+use crate::eval::{
+    Baseline, Report, Row, RowResult, ScoreResult, Subject, Summary, compare, parse_baseline, read_dataset, score,
+};
 use crate::id::ExecutionId;
-use crate::ir::{Scorer, ScorerKind, Workflow, compile_file_with, referenced_variables};
+use crate::ir::{Scorer, ScorerKind, TrajectoryMatch, Workflow, compile_file_with, referenced_variables};
 use crate::journal::{Event, Record, Status, Usage};
 use crate::model::resolve_model;
 use crate::nodes::Env;
@@ -46,13 +50,13 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Which {
-    /// Run a JSONL dataset (`{id?, input, expected?}` per line) through a workflow and score it.
+    /// Run a JSONL dataset (`{id?, input, expected?, expected_trajectory?}` per line) through a workflow and score it.
     Run(RunArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The dataset: one JSON object per line, `{"id"?, "input": {...}, "expected"?}`.
+    /// The dataset: one JSON object per line, `{"id"?, "input": {...}, "expected"?, "expected_trajectory"?}`.
     pub dataset: PathBuf,
     /// The workflow each row runs through: a file, or the id of a workflow
     /// registered in the data dir or on the server (ID, or ID@VERSION).
@@ -83,6 +87,15 @@ pub struct RunArgs {
     /// Each row's execution must cost at most this much.
     #[arg(long)]
     pub cost_usd: Option<f64>,
+    /// Score each row's tool calls against its `expected_trajectory`:
+    /// `in_order` (other calls may come between), `subsequence` (the
+    /// same), `exact` (no other call) or `set` (any order).
+    #[arg(long, value_name = "MODE", value_parser = trajectory_mode)]
+    pub trajectory: Option<TrajectoryMatch>,
+    /// An earlier run's `--json` report: say which rows regressed or
+    /// improved against it, and exit 1 when one regressed.
+    #[arg(long, value_name = "REPORT.json")]
+    pub baseline: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -93,6 +106,10 @@ fn fraction(text: &str) -> Result<f64, String> {
         Ok(f) => Err(format!("must be between 0 and 1 (a share of rows, e.g. 0.9), found {f}")),
         Err(e) => Err(format!("not a number: {e}")),
     }
+}
+
+fn trajectory_mode(text: &str) -> Result<TrajectoryMatch, String> {
+    TrajectoryMatch::parse(text).ok_or_else(|| format!("expected one of: {}", TrajectoryMatch::NAMES.join(", ")))
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -140,6 +157,9 @@ fn named(text: &str) -> Named {
 }
 
 async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
+    // The baseline is read before anything runs: a bad one wastes no run.
+    let baseline = a.baseline.as_deref().map(read_baseline).transpose()?;
+    let baseline = baseline.as_ref();
     let named = named(&a.workflow);
     // A file is compiled, and the rows checked, before anything opens.
     let compiled = match &named {
@@ -152,10 +172,10 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
         Named::Id { .. } => None,
     };
     if let Some(url) = &a.server.server {
-        return eval_remote(&Remote::server(url)?, &named, compiled, &a).await;
+        return eval_remote(&Remote::server(url)?, &named, compiled, &a, baseline).await;
     }
     let s = match Session::open(data_dir, "eval").await? {
-        Opened::Held(remote) => return eval_remote(&remote, &named, compiled, &a).await,
+        Opened::Held(remote) => return eval_remote(&remote, &named, compiled, &a, baseline).await,
         Opened::Local(s) => s,
     };
     let result = async {
@@ -171,7 +191,7 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
             },
             (None, Named::File(_)) => unreachable!("a file is compiled above"),
         };
-        eval_with(Runner::Local(&s.rt), &wf, prepared, shown, &a, Some(&s)).await
+        eval_with(Runner::Local(&s.rt), &wf, prepared, shown, &a, Some(&s), baseline).await
     }
     .await;
     match result {
@@ -185,7 +205,13 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
 }
 
 /// `eval run` through a server or the data dir's holder.
-async fn eval_remote(remote: &Remote, named: &Named, compiled: Option<(Workflow, Prepared)>, a: &RunArgs) -> CliResult {
+async fn eval_remote(
+    remote: &Remote,
+    named: &Named,
+    compiled: Option<(Workflow, Prepared)>,
+    a: &RunArgs,
+    baseline: Option<&Baseline>,
+) -> CliResult {
     let (wf, prepared, shown, how) = match (compiled, named) {
         (Some((wf, p)), _) => (wf, Some(p), a.workflow.clone(), Submit::Inline),
         (None, Named::Id { id, version }) => match remote.client.workflow(id, version.as_deref()).await {
@@ -204,7 +230,8 @@ async fn eval_remote(remote: &Remote, named: &Named, compiled: Option<(Workflow,
     let scoring =
         Runtime::builder().in_memory().limits(super::limits()).resume_on_open(false).timers(false).open().await?;
     // A Ctrl-C ends this process; what was submitted goes on there.
-    let result = eval_with(Runner::Remote { remote, how, scoring: &scoring }, &wf, prepared, shown, a, None).await;
+    let runner = Runner::Remote { remote, how, scoring: &scoring };
+    let result = eval_with(runner, &wf, prepared, shown, a, None, baseline).await;
     scoring.shutdown().await;
     Ok(result?.unwrap_or(ExitCode::from(super::session::INTERRUPTED)))
 }
@@ -236,12 +263,14 @@ struct Prepared {
 fn prepare(wf: &Workflow, a: &RunArgs) -> Result<Prepared, Failure> {
     let scorers = cli_scorers(a, wf)?;
     let rows = read_dataset(&a.dataset).map_err(|e| usage(format!("the dataset has bad rows, nothing ran:\n{e}")))?;
+    check_trajectories(wf, a.trajectory.is_some(), &rows, &a.dataset.display().to_string())?;
     let inputs = row_inputs(wf, &rows, &a.dataset.display().to_string())?;
     Ok(Prepared { scorers, rows, inputs })
 }
 
 /// Check the rows (unless done), run them through `wf` and print the
-/// report; the exit code, or `None` when `session` saw a Ctrl-C first.
+/// report (compared with the baseline, if any); the exit code, or `None`
+/// when `session` saw a Ctrl-C first.
 async fn eval_with(
     runner: Runner<'_>,
     wf: &Workflow,
@@ -249,6 +278,7 @@ async fn eval_with(
     shown: String,
     a: &RunArgs,
     session: Option<&Session>,
+    baseline: Option<&Baseline>,
 ) -> Result<Option<ExitCode>, Failure> {
     let Prepared { scorers, rows, inputs } = match prepared {
         Some(p) => p,
@@ -287,25 +317,50 @@ async fn eval_with(
     results.sort_by_key(|r| r.line);
 
     let summary = Summary::of(&results, a.fail_under, wall_ms);
-    let report =
-        Report { dataset: a.dataset.display().to_string(), workflow: shown, run: run_id, summary, rows: results };
+    let file = a.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let baseline = baseline.map(|b| compare(b, &file, &results));
+    let report = Report {
+        dataset: a.dataset.display().to_string(),
+        workflow: shown,
+        run: run_id,
+        summary,
+        rows: results,
+        baseline,
+    };
     if a.json {
         print_json(&report);
     } else {
         print_report(&report);
     }
-    let code = match (report.summary.ok, report.summary.fail_under) {
-        (false, Some(min)) => {
-            eprintln!(
-                "error: pass rate {:.1}% is below --fail-under {:.1}%",
-                report.summary.pass_rate * 100.0,
-                min * 100.0
-            );
-            ExitCode::from(1)
-        }
-        _ => ExitCode::SUCCESS,
-    };
-    Ok(Some(code))
+    Ok(Some(exit_code(&report)))
+}
+
+/// 1 when the pass rate is below `--fail-under` or a row regressed against
+/// the baseline (each said on stderr), else 0.
+fn exit_code(report: &Report) -> ExitCode {
+    let mut failed = false;
+    if let (false, Some(min)) = (report.summary.ok, report.summary.fail_under) {
+        eprintln!(
+            "error: pass rate {:.1}% is below --fail-under {:.1}%",
+            report.summary.pass_rate * 100.0,
+            min * 100.0
+        );
+        failed = true;
+    }
+    if let Some(b) = report.baseline.as_ref().filter(|b| !b.regressed.is_empty()) {
+        let ids: Vec<&str> = b.regressed.iter().map(|r| r.id.as_str()).collect();
+        let rows = crate::plural::count(ids.len(), "row", "rows");
+        eprintln!("error: {rows} regressed against the baseline {}: {}", b.file, ids.join(", "));
+        failed = true;
+    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// `--baseline FILE`: an earlier `--json` report, or a usage error naming the file.
+fn read_baseline(path: &Path) -> Result<Baseline, Failure> {
+    let file = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--baseline {file}: cannot read it: {e}")))?;
+    parse_baseline(&text).map_err(|e| usage(format!("--baseline {file} {e}")))
 }
 
 /// The command line's scorers, checked before anything runs.
@@ -324,6 +379,10 @@ fn cli_scorers(a: &RunArgs, wf: &Workflow) -> Result<Vec<Scorer>, Failure> {
             return Err(usage(format!("--cost-usd must be a non-negative number, found {max_usd}")));
         }
         out.push(Scorer { name: "cli.cost".into(), kind: ScorerKind::Cost { max_usd } });
+    }
+    if let Some(mode) = a.trajectory {
+        let kind = ScorerKind::Trajectory { expected: None, mode };
+        out.push(Scorer { name: "cli.trajectory".into(), kind });
     }
     if let (Some(rubric), Some(model)) = (&a.rubric, &a.rubric_model) {
         let config = resolve_model(model, &wf.models, &wf.prices).map_err(|e| usage(format!("--rubric-model: {e}")))?;
@@ -357,21 +416,50 @@ fn check_assertion(expr: &str, wf: &Workflow) -> Result<(), String> {
     Ok(())
 }
 
+/// Every row has an `expected_trajectory` when `--trajectory` scores it,
+/// and one that has it is scored: by `--trajectory`, or by the workflow's
+/// `trajectory` scorers through a declared `expected_trajectory` state key.
+fn check_trajectories(wf: &Workflow, flag: bool, rows: &[Row], file: &str) -> Result<(), Failure> {
+    let declared = wf.state_schema.get("expected_trajectory").is_some();
+    let problems: Vec<String> = rows
+        .iter()
+        .filter_map(|row| match (row.expected_trajectory.is_some(), flag, declared) {
+            (false, true, _) => Some(format!(
+                "{file}:{}: row `{}` has no `expected_trajectory` for --trajectory to score",
+                row.line, row.id
+            )),
+            (true, false, false) => Some(format!(
+                "{file}:{}: row `{}` has an `expected_trajectory`, but nothing scores it: add --trajectory MODE, or \
+                 declare `expected_trajectory` in the workflow's `state_schema` for its `trajectory` scorers",
+                row.line, row.id
+            )),
+            _ => None,
+        })
+        .collect();
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(usage(format!("the dataset has bad rows, nothing ran:\n{}", problems.join("\n")))),
+    }
+}
+
 /// Each row's input, checked against the state schema and the keys the
 /// workflow requires, with its defaults applied (all rows, before anything
-/// runs). A row's `expected` joins its input when the schema
-/// declares an `expected` key, so eval nodes can read it as `state.expected`.
+/// runs). A row's `expected` (and `expected_trajectory`) joins its input
+/// when the schema declares that key, so eval nodes can read it as
+/// `state.expected` (`state.expected_trajectory`).
 fn row_inputs(wf: &Workflow, rows: &[Row], file: &str) -> Result<Vec<Map<String, Value>>, Failure> {
     let mut problems = Vec::new();
     let mut inputs = Vec::with_capacity(rows.len());
     let required = crate::ir::required_inputs(wf);
     for row in rows {
         let mut input = row.input.clone();
-        if let Some(expected) = &row.expected
-            && wf.state_schema.get("expected").is_some()
-            && !input.contains_key("expected")
-        {
-            input.insert("expected".into(), expected.clone());
+        for (key, value) in [("expected", &row.expected), ("expected_trajectory", &row.expected_trajectory)] {
+            if let Some(value) = value
+                && wf.state_schema.get(key).is_some()
+                && !input.contains_key(key)
+            {
+                input.insert(key.into(), value.clone());
+            }
         }
         match crate::ir::prepare_input(wf, &required, Value::Object(input)) {
             Ok(input) => inputs.push(input),
@@ -482,7 +570,16 @@ async fn run_row(
     let no_state = Map::new();
     let state = outcome.state.as_object().unwrap_or(&no_state);
     let expected = row.expected.as_ref().unwrap_or(&Value::Null);
-    let subject = Subject { state, output: &outcome.state, expected, elapsed_ms, cost_usd: result.usage.cost_usd };
+    let tool_calls = crate::actors::tool_calls(&records);
+    let subject = Subject {
+        state,
+        output: &outcome.state,
+        expected,
+        elapsed_ms,
+        cost_usd: result.usage.cost_usd,
+        tool_calls: &tool_calls,
+        expected_trajectory: row.expected_trajectory.as_ref().unwrap_or(&Value::Null),
+    };
     let services: &Env = match runner {
         Runner::Local(rt) => &rt.services().env,
         Runner::Remote { scoring, .. } => &scoring.services().env,
@@ -583,6 +680,9 @@ fn print_report(r: &Report) {
         })
         .collect();
     print_table(&["ROW", "RESULT", "EXECUTION", "FAILING"], &rows);
+    if let Some(b) = &r.baseline {
+        print_baseline(b);
+    }
     if let Some(min) = s.fail_under {
         println!();
         println!(
@@ -591,5 +691,31 @@ fn print_report(r: &Report) {
             percent(min),
             if s.ok { "ok" } else { "FAIL" }
         );
+    }
+}
+
+/// The comparison with the baseline: a summary line, then each row that
+/// changed with what changed, and the rows new or missing.
+fn print_baseline(b: &crate::eval::Comparison) {
+    println!();
+    println!(
+        "baseline {} (run {}): {} regressed, {} improved, {} unchanged, {} new, {} missing",
+        b.file,
+        b.run,
+        b.regressed.len(),
+        b.improved.len(),
+        b.unchanged.len(),
+        b.new.len(),
+        b.missing.len()
+    );
+    for (word, rows) in [("regressed", &b.regressed), ("improved", &b.improved)] {
+        for row in rows {
+            println!("  {word} {}: {}", row.id, row.changes.join("; ").replace('\n', " "));
+        }
+    }
+    for (word, ids) in [("new", &b.new), ("missing", &b.missing)] {
+        if !ids.is_empty() {
+            println!("  {word}: {}", ids.join(", "));
+        }
     }
 }

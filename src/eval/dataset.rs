@@ -1,6 +1,8 @@
 //! Datasets for `jamjet eval run`: JSONL, one row per line, each
-//! `{id?, input, expected?}`. Reading checks every line and reports every
-//! bad one with file and line before anything runs.
+//! `{id?, input, expected?, expected_trajectory?}`. Reading checks every
+//! line (an `expected_trajectory` is read as the `trajectory` scorer will
+//! read it) and reports every bad one with file and line before anything
+//! runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +18,9 @@ pub struct Row {
     pub line: usize,
     pub input: Map<String, Value>,
     pub expected: Option<Value>,
+    /// The tool calls the row's execution is expected to make, checked to
+    /// read as an expected trajectory ([`crate::ir::parse_trajectory`]).
+    pub expected_trajectory: Option<Value>,
 }
 
 /// Every bad line of a dataset, each as `file:line[:column]: message`.
@@ -25,7 +30,7 @@ pub struct DatasetError {
     pub problems: Vec<String>,
 }
 
-const ROW_KEYS: &[&str] = &["id", "input", "expected"];
+const ROW_KEYS: &[&str] = &["id", "input", "expected", "expected_trajectory"];
 
 /// Read and check a JSONL dataset file.
 pub fn read_dataset(path: &Path) -> Result<Vec<Row>, DatasetError> {
@@ -61,7 +66,7 @@ pub fn parse_dataset(text: &str, file: &str) -> Result<Vec<Row>, DatasetError> {
             continue;
         };
         if let Some(k) = obj.keys().find(|k| !ROW_KEYS.contains(&k.as_str())) {
-            bad(format!("unknown key `{k}` (expected: id, input, expected)"));
+            bad(format!("unknown key `{k}` (expected: id, input, expected, expected_trajectory)"));
             continue;
         }
         let id = match obj.remove("id") {
@@ -84,11 +89,16 @@ pub fn parse_dataset(text: &str, file: &str) -> Result<Vec<Row>, DatasetError> {
                 continue;
             }
         };
+        let expected_trajectory = obj.remove("expected_trajectory").filter(|v| !v.is_null());
+        if let Some(Err(e)) = expected_trajectory.as_ref().map(crate::ir::parse_trajectory) {
+            bad(format!("`expected_trajectory`: {e}"));
+            continue;
+        }
         if let Some(first) = ids.insert(id.clone(), line) {
             bad(format!("duplicate id `{id}` (first at line {first})"));
             continue;
         }
-        rows.push(Row { id, line, input, expected: obj.remove("expected") });
+        rows.push(Row { id, line, input, expected: obj.remove("expected"), expected_trajectory });
     }
     if rows.is_empty() && problems.is_empty() {
         problems.push(format!("{file}: the dataset has no rows"));
@@ -120,5 +130,26 @@ mod tests {
         assert!(err.problems[1].starts_with("d.jsonl:3:2: not valid JSON: expected ident"), "{err}");
         assert!(err.problems[2].contains("unknown key `inputs`"), "{err}");
         assert!(parse_dataset("\n", "e.jsonl").unwrap_err().to_string().contains("no rows"));
+    }
+
+    #[test]
+    fn an_expected_trajectory_is_checked_when_the_row_is_read() {
+        let good =
+            "{\"input\": {}, \"expected_trajectory\": [{\"tool\": \"add\", \"args\": {\"a\": {\"any\": true}}}]}\n";
+        let rows = parse_dataset(good, "t.jsonl").unwrap();
+        assert_eq!(rows[0].expected_trajectory.as_ref().unwrap()[0]["tool"], "add");
+        let text = "{\"input\": {}}\n{\"input\": {}, \"expected_trajectory\": [{\"tool\": \"add\", \"args\": {\"a\": {\"regex\": \"(\"}}}]}\n{\"input\": {}, \"expected_trajectory\": \"add\"}\n";
+        let err = parse_dataset(text, "t.jsonl").unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(
+            err.problems[0]
+                .starts_with("t.jsonl:2: `expected_trajectory`: call 1: `args.a`: `regex` is not a valid regex"),
+            "{err}"
+        );
+        assert!(
+            err.problems[1].starts_with("t.jsonl:3: `expected_trajectory`: an expected trajectory is a list"),
+            "{err}"
+        );
+        assert_eq!(parse_dataset("{\"input\": {}}\n", "t.jsonl").unwrap()[0].expected_trajectory, None);
     }
 }

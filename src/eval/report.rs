@@ -1,7 +1,8 @@
 //! The result of `jamjet eval run`: one [`RowResult`] per dataset row and
 //! the [`Summary`] over them (per-scorer pass rate and mean score, overall
-//! pass rate, p50/p95 row latency, tokens and cost). Pure folding; printing
-//! is the command's.
+//! pass rate, p50/p95 row latency, tokens and cost), and with `--baseline`
+//! the comparison with an earlier run. Pure folding; printing is the
+//! command's.
 
 use serde::Serialize;
 
@@ -65,6 +66,9 @@ pub struct Report {
     pub run: String,
     pub summary: Summary,
     pub rows: Vec<RowResult>,
+    /// With `--baseline`: how the rows stand against the earlier run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::Comparison>,
 }
 
 impl Summary {

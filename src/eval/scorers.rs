@@ -1,15 +1,17 @@
 //! What each scorer checks. Every scorer but `rubric` is a pure function of
-//! a [`Subject`] (the state, the scored `output`, `expected`, and the
-//! execution's elapsed time and cost so far); `rubric` asks a model and
-//! lives with the node that can make the call.
+//! a [`Subject`] (the state, the scored `output`, `expected`, the
+//! execution's elapsed time and cost so far, and the tool calls it made);
+//! `rubric` asks a model and lives with the node that can make the call.
 //!
 //! `score` is the measured value: 1 or 0 for `assertion`, `contains`,
 //! `regex` and `json_schema`; milliseconds for `latency`; US dollars for
-//! `cost`; 1–5 for `rubric`.
+//! `cost`; 1–5 for `rubric`; the share of expected calls made (0 to 1)
+//! for `trajectory`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::trajectory::{ToolUse, score_trajectory};
 use crate::ir::{Scorer, ScorerKind, Templates};
 use crate::model::schema_problems;
 use crate::nodes::Compiled;
@@ -36,6 +38,12 @@ pub struct Subject<'a> {
     pub elapsed_ms: u64,
     /// What the execution has cost so far.
     pub cost_usd: f64,
+    /// The tool calls the execution made so far, in journal order (empty
+    /// unless a `trajectory` scorer is to look at them).
+    pub tool_calls: &'a [ToolUse],
+    /// The row's expected trajectory (`expected_trajectory`), which a
+    /// `trajectory` scorer takes over its own `expected:`; null when none.
+    pub expected_trajectory: &'a Value,
 }
 
 impl Subject<'_> {
@@ -114,6 +122,10 @@ pub fn score(scorer: &Scorer, subject: &Subject, templates: &Templates, compiled
                 }
             }
         },
+        ScorerKind::Trajectory { expected, mode } => {
+            let v = score_trajectory(expected.as_deref(), *mode, subject, compiled);
+            (v.passed, v.score, v.reason)
+        }
     };
     Some(ScoreResult { scorer: scorer.name.clone(), kind: scorer.kind.type_name().to_string(), passed, score, reason })
 }
@@ -139,7 +151,16 @@ mod tests {
         let state = state.as_object().unwrap().clone();
         let whole = Value::Object(state.clone());
         let output = target.map_or(&whole, |k| &state[k]);
-        let subject = Subject { state: &state, output, expected: &json!("Paris"), elapsed_ms: 40, cost_usd: 0.5 };
+        let expected = json!("Paris");
+        let subject = Subject {
+            state: &state,
+            output,
+            expected: &expected,
+            elapsed_ms: 40,
+            cost_usd: 0.5,
+            tool_calls: &[],
+            expected_trajectory: &Value::Null,
+        };
         score(&Scorer { name: "s".into(), kind }, &subject, &Templates::new(), &Compiled::default()).unwrap()
     }
 

@@ -195,7 +195,8 @@ impl<'l> Walk<'l> {
                         ScorerKind::JsonSchema { .. }
                         | ScorerKind::Latency { .. }
                         | ScorerKind::Cost { .. }
-                        | ScorerKind::Regex { .. } => {}
+                        | ScorerKind::Regex { .. }
+                        | ScorerKind::Trajectory { .. } => {}
                     }
                 }
             }

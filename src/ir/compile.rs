@@ -26,6 +26,7 @@ mod schema;
 mod state;
 mod strategy;
 mod subworkflow;
+mod trajectory;
 mod waits;
 mod yaml;
 

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::trajectory::{ExpectedCall, TrajectoryMatch};
+
 /// `type: eval`: score the state, then fail, loop back or go on.
 ///
 /// `output` (in assertions, and the default subject of `contains`, `regex`
@@ -48,6 +50,11 @@ pub enum ScorerKind {
     Contains { value: String, key: Option<String> },
     /// The value (as text) matches `pattern`.
     Regex { pattern: String, key: Option<String> },
+    /// The tool calls the execution made match `expected` by `mode`. A
+    /// dataset row's `expected_trajectory` (in the state as
+    /// `expected_trajectory`) takes precedence over `expected`; without
+    /// either the scorer fails.
+    Trajectory { expected: Option<Vec<ExpectedCall>>, mode: TrajectoryMatch },
 }
 
 impl ScorerKind {
@@ -60,7 +67,16 @@ impl ScorerKind {
             ScorerKind::Rubric { .. } => "rubric",
             ScorerKind::Contains { .. } => "contains",
             ScorerKind::Regex { .. } => "regex",
+            ScorerKind::Trajectory { .. } => "trajectory",
         }
+    }
+}
+
+impl EvalNode {
+    /// Whether a scorer of the node looks at the execution's tool calls
+    /// (which its shell then reads from the journal for it).
+    pub fn scores_trajectory(&self) -> bool {
+        self.scorers.iter().any(|s| matches!(s.kind, ScorerKind::Trajectory { .. }))
     }
 }
 

@@ -271,6 +271,8 @@ fn node_reads(node: &Node) -> Vec<String> {
                     ScorerKind::Assertion { expr } => text(expr, true),
                     ScorerKind::Contains { value, .. } => text(value, false),
                     ScorerKind::Rubric { rubric, .. } => text(rubric, false),
+                    // Without its own list it reads the row's, from the state.
+                    ScorerKind::Trajectory { expected: None, .. } => text("state.expected_trajectory", true),
                     _ => {}
                 }
             }

@@ -447,6 +447,19 @@ impl Event {
         }
     }
 
+    /// A tool call's name and arguments, when this is the `Call` of a tool
+    /// (kind `tool`, whose request is `{"id", "arguments"}`); arguments
+    /// that do not read back are null.
+    pub fn tool_call(&self) -> Option<(&str, Value)> {
+        let Event::Call { call, .. } = self else { return None };
+        if call.kind != "tool" {
+            return None;
+        }
+        let arguments = call.request.value().ok().and_then(|mut r| r.get_mut("arguments").map(Value::take));
+        let arguments = arguments.unwrap_or(Value::Null);
+        Some((&call.name, arguments))
+    }
+
     /// Where a child execution (a parallel branch, a sub-workflow) came
     /// from, when this is its first event: (parent, node, visit, branch).
     pub fn parent_link(&self) -> Option<(&str, &str, u32, u32)> {

@@ -1,4 +1,6 @@
-//! `type: eval`: run the node's scorers over the state and act on the
+//! `type: eval`: run the node's scorers over the state (and, for a
+//! `trajectory` scorer, the execution's tool calls so far, which its
+//! shell hands it, with `state.expected_trajectory`) and act on the
 //! verdict (`on_fail`). The scores are journaled (a `Scored` event) with
 //! the attempt whatever the verdict; a judge's model calls, if any, are the
 //! attempt's exchange.
@@ -39,6 +41,8 @@ impl NodeExecutor for Eval {
                 expected: ctx.state.get("expected").unwrap_or(&Value::Null),
                 elapsed_ms,
                 cost_usd: ctx.usage.cost_usd,
+                tool_calls: ctx.tool_calls,
+                expected_trajectory: ctx.state.get("expected_trajectory").unwrap_or(&Value::Null),
             };
             let mut results: Vec<ScoreResult> = Vec::with_capacity(spec.scorers.len());
             let mut calls: Vec<Exchange> = Vec::new();

@@ -1,6 +1,8 @@
 //! Carrying out a step's effects once its events are durable: spawning a
-//! NodeActor for a node with side effects, arming a retry's timer, starting
-//! a fan-out's ParallelActor, cancelling children, and reporting the end.
+//! NodeActor for a node with side effects (an eval node that scores a
+//! trajectory gets the execution's tool calls, read from the journal here),
+//! arming a retry's timer, starting a fan-out's ParallelActor, cancelling
+//! children, and reporting the end.
 
 use std::time::Duration;
 
@@ -31,6 +33,13 @@ pub(super) async fn carry_out(
                 let _ = myself.cast(ExecutionMsg::RunPure { node, visit, attempt });
             }
             Effect::Run { node, visit, attempt } => {
+                // A trajectory scorer looks at every tool call made before it.
+                let tool_calls = match st.wf.node(&node).map(|n| &n.kind) {
+                    Some(NodeKind::Eval(e)) if e.scores_trajectory() => {
+                        crate::actors::tool_calls(&st.services.journal.read(st.id)?)
+                    }
+                    _ => Vec::new(),
+                };
                 let args = NodeArgs {
                     execution_id: st.id,
                     workflow: st.wf.clone(),
@@ -50,6 +59,7 @@ pub(super) async fn carry_out(
                         .get(&node)
                         .filter(|c| c.visit == visit)
                         .map(|c| c.records.iter().map(crate::actors::node::to_node).collect()),
+                    tool_calls,
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });

@@ -3,14 +3,17 @@
 //! (an [`EdgeKind::RetryFrom`] edge, so the graph checks see the loop).
 //!
 //! Regexes and JSON Schemas are compiled here, so a bad one is a finding
-//! with its line and column, not a failure at run time.
+//! with its line and column, not a failure at run time. The `trajectory`
+//! scorer's fields are `trajectory.rs`'s.
 
 use std::collections::HashMap;
 
 use super::nodes::Target;
 use super::yaml::{Scalar, Value, Yaml};
 use super::{Ctx, Fields, optional};
-use crate::ir::{EdgeKind, EvalNode, EvalOnFail, NodeKind, Scorer, ScorerKind, Span, Type, referenced_variables_with};
+use crate::ir::{
+    EdgeKind, EvalNode, EvalOnFail, NodeKind, Scorer, ScorerKind, Span, Type, referenced_variables_with, regex_problem,
+};
 
 pub(super) const EVAL: &[&str] = &["scorers", "target", "on_fail", "output_key"];
 
@@ -23,6 +26,7 @@ const SCORERS: &[(&str, &[&str])] = &[
     ("rubric", &["model", "rubric", "min_score"]),
     ("contains", &["value", "key"]),
     ("regex", &["pattern", "key"]),
+    ("trajectory", &["expected", "match"]),
 ];
 
 /// What an assertion may read besides `state`.
@@ -182,16 +186,14 @@ impl Ctx {
                 let key = optional(f.get("key").map(|y| self.state_key(y, "key")));
                 ScorerKind::Contains { value: value?, key: key? }
             }
+            "trajectory" => self.trajectory(&f, at)?,
             _ => {
                 let pattern = self.required(&f, "pattern", &owner, at).and_then(|y| {
                     let text = self.string(y, "pattern")?;
-                    match regex::Regex::new(&text) {
-                        Ok(_) => Some(text),
-                        Err(err) => {
-                            let text = err.to_string();
-                            let last = text.lines().last().unwrap_or_default().trim();
-                            let first = last.trim_start_matches("error: ").to_string();
-                            self.add(y.span, format!("`pattern` is not a valid regex: {first}"));
+                    match regex_problem(&text) {
+                        None => Some(text),
+                        Some(problem) => {
+                            self.add(y.span, format!("`pattern` is not a valid regex: {problem}"));
                             None
                         }
                     }
