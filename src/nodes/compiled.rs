@@ -2,7 +2,10 @@
 //! node's `output_schema`, an eval's `json_schema` and `regex` scorers),
 //! compiled once per runtime and kept. The compiler has already proved
 //! that each one compiles; at run time they cost a lookup, not a compile.
-//! The set is bounded by what the loaded workflows declare.
+//! What the loaded workflows declare is a bounded set; patterns that come
+//! from the state or a dataset (a trajectory scorer's `regex` matchers) are
+//! not, so each cache keeps at most [`MAX_KEPT`] entries and compiles any
+//! more at each use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +41,9 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
+/// The most schemas (and, apart, regexes) kept compiled.
+pub const MAX_KEPT: usize = 4096;
+
 fn cached<T>(
     map: &Mutex<HashMap<String, Arc<T>>>,
     key: String,
@@ -49,7 +55,10 @@ fn cached<T>(
     // Compiled outside the lock; two first uses at once both compile, and
     // either result serves.
     let done = Arc::new(compile()?);
-    map.lock().expect("compiled cache lock").entry(key).or_insert(done.clone());
+    let mut kept = map.lock().expect("compiled cache lock");
+    if kept.len() < MAX_KEPT {
+        kept.entry(key).or_insert(done.clone());
+    }
     Ok(done)
 }
 
@@ -68,5 +77,10 @@ mod tests {
         assert!(Arc::ptr_eq(&r, &c.regex("^a+$").unwrap()));
         assert!(c.regex("(").is_err() && c.regex("(").is_err());
         assert_eq!(format!("{c:?}"), "Compiled { schemas: 1, regexes: 1 }");
+        // Past the bound, patterns still compile but are no longer kept.
+        for i in 0..MAX_KEPT + 10 {
+            c.regex(&format!("^x{i}$")).unwrap();
+        }
+        assert_eq!(format!("{c:?}"), format!("Compiled {{ schemas: 1, regexes: {MAX_KEPT} }}"));
     }
 }
