@@ -156,11 +156,6 @@ impl<'a> Calls<'a> {
         self.journal.is_some()
     }
 
-    /// How many calls the visit journaled before this attempt.
-    pub fn journaled(&self) -> usize {
-        self.done.len()
-    }
-
     fn key_of(&self, n: u32) -> String {
         if n == 1 { self.key.to_string() } else { format!("{}/call/{n}", self.key) }
     }

@@ -150,7 +150,7 @@ async fn run<'a>(
             let so_far = || super::Exchange { request: body.clone(), response: reply.raw.clone(), usage: unjournaled };
             let result = match tools.how.get(&call.name) {
                 // An agent's calls are journaled one by one, its answer with them.
-                Some(How::Agent { name }) if blocked(ctx, &How::Agent { name: name.clone() }, &call.name).is_none() => {
+                Some(How::Agent { name }) if blocked(ctx, &call.name, None).is_none() => {
                     let message = match &call.arguments["message"] {
                         Value::String(s) => s.clone(),
                         Value::Null => call.arguments.to_string(),
@@ -244,7 +244,11 @@ async fn call_tool(
         let known: Vec<&str> = tools.offered.iter().map(|t| t.name.as_str()).collect();
         return Ok(format!("error: there is no tool `{}` (tools: {})", call.name, known.join(", ")));
     };
-    if let Some(rule) = blocked(ctx, how, &call.name) {
+    let server = match how {
+        How::Mcp { server } => Some(server.as_str()),
+        How::Function | How::Agent { .. } => None,
+    };
+    if let Some(rule) = blocked(ctx, &call.name, server) {
         return Ok(format!("error: the tool `{}` is blocked by the workflow's policy (`{rule}`)", call.name));
     }
     match how {
@@ -296,18 +300,13 @@ async fn call_tool(
     }
 }
 
-/// The policy entry that blocks a tool, if one does: it names the tool
-/// (bare or as `server.tool`) or its server.
-pub(super) fn blocked(ctx: &NodeCtx<'_>, how: &How, tool: &str) -> Option<String> {
+/// The policy entry that blocks `tool` (of MCP server `server`, if it is
+/// one), as the compiler matches them: the tool bare, as `server.tool`,
+/// or its server.
+pub(super) fn blocked(ctx: &NodeCtx<'_>, tool: &str, server: Option<&str>) -> Option<String> {
     let policy = ctx.workflow.policy.as_ref()?;
-    policy
-        .blocked_tools
-        .iter()
-        .find(|b| {
-            b.as_str() == tool
-                || matches!(how, How::Mcp { server } if **b == format!("{server}.{tool}") || b.as_str() == server.as_str())
-        })
-        .cloned()
+    let written = server.map_or_else(|| tool.to_string(), |s| format!("{s}.{tool}"));
+    crate::ir::Policy::matching(&policy.blocked_tools, &written, tool, server).map(str::to_string)
 }
 
 /// A model call the visit journaled, read back as the reply it was.

@@ -106,7 +106,7 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
 
 /// The tools of the node's `tools:` as the servers list them, and the
 /// server of each tool name; a tool the workflow's policy blocks is not
-/// offered.
+/// offered (and a call of it is refused as blocked).
 async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, NodeError> {
     let mut specs = Vec::new();
     let mut servers: HashMap<String, String> = HashMap::new();
@@ -126,9 +126,7 @@ async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, N
             }
         }
         for tool in listed {
-            if entry.tools.as_ref().is_some_and(|w| !w.contains(&tool.name))
-                || blocked(ctx, &How::Mcp { server: entry.server.clone() }, &tool.name).is_some()
-            {
+            if entry.tools.as_ref().is_some_and(|w| !w.contains(&tool.name)) {
                 continue;
             }
             if let Some(other) = servers.insert(tool.name.clone(), entry.server.clone()) {
@@ -138,6 +136,10 @@ async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, N
                     entry.server, tool.name
                 );
                 return Err(NodeError::new(ErrorClass::ClientError, message));
+            }
+            // Known, so that a call of it is refused as blocked; not offered.
+            if blocked(ctx, &tool.name, Some(&entry.server)).is_some() {
+                continue;
             }
             specs.push(ToolSpec {
                 name: tool.name,
