@@ -227,14 +227,7 @@ async fn kill_9_between_two_of_an_agents_model_calls_repeats_no_completed_call()
         "killed after the tool call, before the model's next"
     );
 
-    let d = data.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resumed = resume(&data).await;
     assert_eq!(resumed[0]["status"], "completed", "{resumed}");
     assert_eq!(resumed[0]["state"]["research"], "the sum is 5");
     let seen = server.requests();
@@ -408,14 +401,7 @@ async fn kill_9_after_the_plan_resumes_at_the_first_step_without_planning_again(
     let mut cmd = support::run_to_kill(&data, &file, "{}");
     cmd.env(KEY_VAR, SECRET);
     tokio::task::spawn_blocking(move || support::kill_when_paused(cmd, "Call:1", LIMIT, "jamjet run")).await.unwrap();
-    let d = data.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resumed = resume(&data).await;
     assert_eq!(resumed[0]["state"]["answer"], "Paris.", "{resumed}");
     let plans = server.requests().iter().filter(|r| r.last_user.contains("Make a plan")).count();
     assert_eq!(plans, 1, "the plan was asked for once");
@@ -526,4 +512,12 @@ async fn a_budget_crossed_after_a_restart_counts_what_was_spent_before_it() {
     let error = resumed[0]["error"].as_str().unwrap_or_default();
     assert!(error.contains(&uninterrupted), "after the restart: {error}\nuninterrupted: {uninterrupted}");
     assert_eq!(server.requests().len(), made, "the same model calls, none repeated");
+}
+
+/// `jamjet resume --json` on `data`: every execution's outcome.
+async fn resume(data: &Path) -> Value {
+    let d = data.to_path_buf();
+    tokio::task::spawn_blocking(move || support::jamjet_json_with(&d, &[(KEY_VAR, SECRET)], &["resume", "--json"]))
+        .await
+        .unwrap()
 }

@@ -770,13 +770,9 @@ nodes:
 /// `jamjet resume --json` on `data`: every execution's outcome.
 async fn resume(data: &Path) -> Value {
     let d = data.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        jamjet().env(KEY_VAR, SECRET).arg("--data-dir").arg(&d).args(["resume", "--json"]).output_bounded()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    tokio::task::spawn_blocking(move || support::jamjet_json_with(&d, &[(KEY_VAR, SECRET)], &["resume", "--json"]))
+        .await
+        .unwrap()
 }
 
 /// How often the model server and the tool saw each key, and the visit's
@@ -879,4 +875,30 @@ async fn kill_9_between_two_model_calls_makes_no_completed_call_again() {
     assert!(text.contains("call 2   tool `count`  {} -> "), "{text}");
     let verbose = String::from_utf8_lossy(&jamjet_out(&data, &["inspect", &id, "-v"]).stdout).into_owned();
     assert!(verbose.contains("sent (attempt 1)") && verbose.contains("\"Q: count\""), "{verbose}");
+}
+
+/// A tool the policy blocks by its bare name (which the compiler cannot
+/// tie to a whole-server `tools:` entry) is not offered, and a call of it
+/// the model makes anyway is refused before it reaches the server.
+#[tokio::test]
+async fn a_blocked_tool_of_a_whole_server_is_not_offered_and_a_call_of_it_is_refused() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("block please", Reply::tool_call("fail", json!({"message": "boom"}))).times(1));
+    let mcp = McpHttpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path(), &[(KEY_VAR, SECRET)]).await;
+    let wf = compile(&tools_flow(&server, &mcp, "policy: { blocked_tools: [fail] }\n"));
+    let out = run(&rt, &wf, json!({"question": "block please"})).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    let seen = server.requests();
+    let offered: Vec<&str> =
+        seen[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["add"]);
+    assert!(mcp.calls().is_empty(), "the blocked tool never reached the server");
+    assert!(
+        out.state["a1"].as_str().unwrap().contains("the tool `fail` is blocked by the workflow's policy (`fail`)"),
+        "{}",
+        out.state["a1"]
+    );
+    rt.shutdown().await;
 }

@@ -304,7 +304,12 @@ pub fn jamjet_out(data_dir: &Path, args: &[&str]) -> Output {
 
 /// Run `jamjet ... --json` and parse stdout, failing loudly on a bad exit.
 pub fn jamjet_json(data_dir: &Path, args: &[&str]) -> Value {
-    let out = jamjet_out(data_dir, args);
+    jamjet_json_with(data_dir, &[], args)
+}
+
+/// [`jamjet_json`] with environment variables set for the command.
+pub fn jamjet_json_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let out = jamjet().envs(env.iter().copied()).arg("--data-dir").arg(data_dir).args(args).output_bounded();
     assert!(out.status.success(), "jamjet {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("jamjet {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
