@@ -1,8 +1,9 @@
 //! Node latency by node type (`http`, `model`, `wait`, ...), from every
 //! durable `NodeCompleted` (its `duration_us`), for `/metrics`.
 //!
-//! The ExecutionActor reports its completions once their batch is durable,
-//! with the node types from the workflow it runs ([`NodeLatency::completed`]):
+//! The ExecutionActor reports its completions as their batch goes to the
+//! journal (so whoever hears of the batch finds them counted), with the
+//! node types from the workflow it runs ([`NodeLatency::completed`]):
 //! nothing is read back from the journal, and each completion costs a map
 //! lookup and a few atomic adds.
 
@@ -19,7 +20,7 @@ pub struct NodeLatency {
 }
 
 impl NodeLatency {
-    /// Record the completions among `events` (durable), of an execution of `wf`.
+    /// Record the completions among `events` (being journaled), of an execution of `wf`.
     pub(crate) fn completed(&self, wf: &Workflow, events: &[Event]) {
         for e in events {
             if let Event::NodeCompleted { node, duration_us, .. } = e {

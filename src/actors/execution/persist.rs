@@ -101,6 +101,12 @@ pub(super) async fn persist(
     if written.is_empty() && meta.is_none() && timers.is_empty() && wait_changes.is_empty() {
         return Ok(effects);
     }
+    // Counted as the batch goes to the journal, not after: whoever learns
+    // of the batch from the journal (a settle, a follower, `/metrics` read
+    // after an end) must find its completions counted. A failed append
+    // stops the execution, so a completion counted here and lost is run,
+    // and counted, again.
+    st.services.latency.completed(&st.wf, &written);
     st.services
         .journal
         .append(Append {
@@ -114,7 +120,6 @@ pub(super) async fn persist(
             waits: &wait_changes,
         })
         .await?;
-    st.services.latency.completed(&st.wf, &written);
     st.status = Some(status);
     st.services.mailbox.waiting(st.id, waits.difference(&st.waits).cloned().collect());
     st.waits = waits;
