@@ -105,4 +105,5 @@ pub use actors::Published;
 pub use id::ExecutionId;
 pub use ir::{Workflow, compile_file, compile_str};
 pub use journal::{Event, Status};
+pub use runtime::typed;
 pub use runtime::{Builder, Decision, Error, Outcome, Runtime, Unattended, WaitKind, Waiting};

@@ -35,8 +35,8 @@ pub use agent::round::AgentRound;
 pub use calls::{CallJournal, CallRecord, Calls};
 pub use compiled::Compiled;
 pub use env::Env;
-pub use function::{FunctionCall, FunctionError, FunctionRegistry};
-pub use steps::Steps;
+pub use function::{FunctionCall, FunctionError, FunctionRegistry, ToolSchema};
+pub use steps::{AgentRun, StepAgent, Steps};
 pub(crate) use transport::{BodyError, classify_send, read_body, retry_after, status_class};
 
 /// The idempotency key of one node visit: `{execution_id}/{node_id}/{visit}`,
@@ -80,6 +80,19 @@ pub struct NodeCtx<'a> {
     /// order: read for an eval node with a `trajectory` scorer, empty
     /// for every other node.
     pub tool_calls: &'a [crate::eval::ToolUse],
+    /// The shared handles of what the attempt borrows, for work that
+    /// outlives the borrow (a host function's `steps.agent(..)`, which runs
+    /// in a `'static` future); `None` inside the execution's step.
+    pub handles: Option<Handles<'a>>,
+}
+
+/// What a node attempt borrows, as the shared handles it is held in.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub env: &'a std::sync::Arc<Env>,
+    pub workflow: &'a std::sync::Arc<Workflow>,
+    pub state: &'a std::sync::Arc<Map<String, Value>>,
+    pub vars: &'a std::sync::Arc<Map<String, Value>>,
 }
 
 impl NodeCtx<'_> {

@@ -21,6 +21,7 @@ mod lifecycle;
 mod read;
 mod settle;
 mod submit;
+pub mod typed;
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 
 use crate::eval::ToolUse;
 use crate::journal::{self, ErrorClass, Record, Usage};
-use crate::nodes::{CallJournal, CallRecord, NodeCtx, NodeError, executor_for, idempotency_key};
+use crate::nodes::{CallJournal, CallRecord, Handles, NodeCtx, NodeError, executor_for, idempotency_key};
 
 pub(crate) struct NodeActor;
 
@@ -149,6 +149,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         calls: a.calls.as_deref().unwrap_or_default(),
         call_journal: Some(&recorder),
         tool_calls: &a.tool_calls,
+        handles: Some(Handles { env: &a.services.env, workflow: &a.workflow, state: &a.state, vars: &a.vars }),
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

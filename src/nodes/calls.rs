@@ -88,6 +88,24 @@ impl<'a> Calls<'a> {
         }
     }
 
+    /// The calls of an attempt that has used the first `n` numbers
+    /// already (a host function's pieces before an agent it runs): the
+    /// next call is `n + 1`, and what the journaled ones among the first
+    /// `n` cost is counted as spent.
+    pub(crate) fn after(ctx: &'a NodeCtx<'_>, n: u32) -> Self {
+        let mut calls = Calls::new(ctx);
+        calls.n = n;
+        for r in calls.done.iter().take(n as usize) {
+            calls.spent.add(&r.usage);
+        }
+        calls
+    }
+
+    /// The number of the last call asked for (0 before the first).
+    pub(crate) fn number(&self) -> u32 {
+        self.n
+    }
+
     /// The next call, a `kind` call of `name`: read back from the journal,
     /// or to be made. A journaled call of another kind or name is
     /// `nondeterminism`.

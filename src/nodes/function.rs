@@ -51,10 +51,24 @@ impl FunctionError {
 
 type Boxed = Arc<dyn Fn(FunctionCall) -> BoxFuture<'static, Result<Value, FunctionError>> + Send + Sync>;
 
+/// What a model is told of a function it is offered as a tool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSchema {
+    pub description: String,
+    /// The JSON Schema of its arguments (an object).
+    pub parameters: Value,
+}
+
+#[derive(Clone)]
+struct Registered {
+    f: Boxed,
+    tool: Option<Arc<ToolSchema>>,
+}
+
 /// Functions by name, shared by every execution of a runtime.
 #[derive(Default, Clone)]
 pub struct FunctionRegistry {
-    inner: Arc<RwLock<HashMap<String, Boxed>>>,
+    inner: Arc<RwLock<HashMap<String, Registered>>>,
 }
 
 impl FunctionRegistry {
@@ -63,12 +77,31 @@ impl FunctionRegistry {
         F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
     {
-        let boxed: Boxed = Arc::new(move |call| f(call).boxed());
-        self.inner.write().expect("function registry lock").insert(name.into(), boxed);
+        self.insert(name.into(), Arc::new(move |call| f(call).boxed()), None);
+    }
+
+    /// Register a function that agents call as a tool, with what the model
+    /// is told of it: its description and the JSON Schema of its arguments.
+    pub fn register_tool<F, Fut>(&self, name: impl Into<String>, schema: ToolSchema, f: F)
+    where
+        F: Fn(FunctionCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FunctionError>> + Send + 'static,
+    {
+        self.insert(name.into(), Arc::new(move |call| f(call).boxed()), Some(Arc::new(schema)));
+    }
+
+    fn insert(&self, name: String, f: Boxed, tool: Option<Arc<ToolSchema>>) {
+        self.inner.write().expect("function registry lock").insert(name, Registered { f, tool });
     }
 
     pub fn get(&self, name: &str) -> Option<Boxed> {
-        self.inner.read().expect("function registry lock").get(name).cloned()
+        self.inner.read().expect("function registry lock").get(name).map(|r| r.f.clone())
+    }
+
+    /// What the model is told of function `name` as a tool, when it was
+    /// registered with [`FunctionRegistry::register_tool`].
+    pub fn tool_schema(&self, name: &str) -> Option<Arc<ToolSchema>> {
+        self.inner.read().expect("function registry lock").get(name).and_then(|r| r.tool.clone())
     }
 
     pub fn names(&self) -> Vec<String> {

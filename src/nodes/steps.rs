@@ -14,8 +14,20 @@
 //! `nondeterminism`, naming the step and both pieces. A piece that fails
 //! is not journaled: it runs again on the next attempt.
 //!
+//! [`Steps::agent`] runs a local agent of the workflow inside the step
+//! (`call.steps.agent("researcher").run("Research: ...")`): its model and
+//! tool calls are journaled as an `agent` node journals them, numbered in
+//! the same sequence as the pieces, so pieces and agent calls interleave
+//! in one order and a retried or resumed step reads both back. An agent
+//! asked for where the journal recorded a piece (or a piece where it
+//! recorded an agent's call) is `nondeterminism` too. The agent's model,
+//! MCP servers and tool functions are the workflow's and the runtime's,
+//! as for an `agent` node; its budgets count what the step's earlier
+//! agent calls spent.
+//!
 //! Outside a journaled step (a function an agent calls as a tool, a test
-//! calling the function directly) the pieces simply run.
+//! calling the function directly) the pieces simply run, and an agent
+//! does not run (there is no workflow to find it in).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -24,8 +36,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::calls::{CallJournal, CallRecord};
-use super::{FunctionError, NodeCtx};
+use serde_json::{Map, Value};
+
+use super::calls::{CallJournal, CallRecord, Calls};
+use super::{Env, FunctionError, NodeCtx};
+use crate::id::ExecutionId;
+use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Json, Usage};
 
 /// The durable pieces of one step (see the module docs). Cheap to clone.
@@ -42,6 +58,22 @@ struct Inner {
     journal: Arc<dyn CallJournal>,
     /// The number of the last piece started; held while a piece runs.
     last: tokio::sync::Mutex<u32>,
+    /// What an agent run inside the step needs; `None` where the step's
+    /// node has none to lend (it runs inside the execution's step).
+    scope: Option<Scope>,
+}
+
+/// The node attempt an agent inside the step runs as.
+struct Scope {
+    env: Arc<Env>,
+    workflow: Arc<Workflow>,
+    state: Arc<Map<String, Value>>,
+    vars: Arc<Map<String, Value>>,
+    execution_id: ExecutionId,
+    attempt: u32,
+    key: String,
+    usage: Usage,
+    started_ms: u64,
 }
 
 impl std::fmt::Debug for Steps {
@@ -70,6 +102,17 @@ impl Steps {
                 done: ctx.calls.to_vec(),
                 journal: journal.owned(),
                 last: tokio::sync::Mutex::new(0),
+                scope: ctx.handles.map(|h| Scope {
+                    env: h.env.clone(),
+                    workflow: h.workflow.clone(),
+                    state: h.state.clone(),
+                    vars: h.vars.clone(),
+                    execution_id: ctx.execution_id,
+                    attempt: ctx.attempt,
+                    key: ctx.idempotency_key.clone(),
+                    usage: ctx.usage,
+                    started_ms: ctx.started_ms,
+                }),
             })),
         }
     }
@@ -104,6 +147,93 @@ impl Steps {
         inner.journal.record(record).await.map_err(|e| FunctionError::with_class(e.class, e.message))?;
         Ok(value)
     }
+}
+
+/// A local agent to run inside a step: [`Steps::agent`].
+pub struct StepAgent<'s> {
+    steps: &'s Steps,
+    name: String,
+}
+
+/// What an agent run inside a step answered, and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRun {
+    /// The answer's text (with `output_schema`: the validated JSON, as text).
+    pub output: String,
+    /// The answer: a string, or with `output_schema` the validated JSON.
+    pub value: Value,
+    /// Tokens and cost of this run's calls (read back ones included).
+    pub usage: Usage,
+}
+
+impl Steps {
+    /// The local agent `name` of the workflow (an entry of `agents:`), to
+    /// run inside this step with [`StepAgent::run`].
+    pub fn agent(&self, name: impl Into<String>) -> StepAgent<'_> {
+        StepAgent { steps: self, name: name.into() }
+    }
+}
+
+impl StepAgent<'_> {
+    /// Run the agent on `message` (its first user message): every model
+    /// and tool call is journaled in the step's sequence as it completes,
+    /// and read back when the step runs again. An agent's failure is its
+    /// class (`budget_exceeded`, `invalid_output`, `nondeterminism`, ...)
+    /// with a message naming the agent.
+    pub async fn run(self, message: impl Into<String>) -> Result<AgentRun, FunctionError> {
+        let name = self.name.as_str();
+        let (inner, scope) = match &self.steps.inner {
+            Some(inner) => match &inner.scope {
+                Some(scope) => (inner, scope),
+                None => return Err(not_in_a_step(name)),
+            },
+            None => return Err(not_in_a_step(name)),
+        };
+        let node = scope.workflow.node(&inner.node).ok_or_else(|| {
+            FunctionError::with_class(ErrorClass::Internal, format!("node `{}` is not in its workflow", inner.node))
+        })?;
+        let mut last = inner.last.lock().await;
+        let ctx = NodeCtx {
+            execution_id: scope.execution_id,
+            node,
+            visit: inner.visit,
+            attempt: scope.attempt,
+            idempotency_key: scope.key.clone(),
+            state: &scope.state,
+            vars: &scope.vars,
+            services: &scope.env,
+            usage: scope.usage,
+            started_ms: scope.started_ms,
+            workflow: &scope.workflow,
+            agent: None,
+            calls: &inner.done,
+            call_journal: Some(&*inner.journal),
+            tool_calls: &[],
+            handles: None,
+        };
+        let mut calls = Calls::after(&ctx, *last);
+        let before = calls.spent();
+        let answer = super::agent::local::run_agent(&ctx, &mut calls, name, message.into()).await;
+        *last = calls.number();
+        let value = answer.map_err(|e| {
+            let message = format!("step `{}`: agent `{name}`: {}", inner.node, e.message);
+            FunctionError::with_class(e.class, message)
+        })?;
+        let output = match &value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let usage = super::converse::minus(calls.spent(), before);
+        Ok(AgentRun { output, value, usage })
+    }
+}
+
+fn not_in_a_step(name: &str) -> FunctionError {
+    let message = format!(
+        "agent `{name}` runs inside a step of an execution (a `function` node run by the runtime), where its calls \
+         are journaled; this function was called outside one (as a tool, or directly)"
+    );
+    FunctionError::with_class(ErrorClass::ClientError, message)
 }
 
 /// A journaled piece's result, if it is the piece asked for.

@@ -23,7 +23,7 @@ pub struct Builder {
     data_dir: Option<PathBuf>,
     journal: Option<Arc<dyn Journal>>,
     clock: Arc<dyn Clock>,
-    functions: FunctionRegistry,
+    pub(super) functions: FunctionRegistry,
     keys: crate::model::KeySource,
     resume: bool,
     timers: bool,

@@ -203,10 +203,17 @@ async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef) -> Result<Toolset, NodeError
                 (spec, How::Mcp { server: server.clone() })
             }
             AgentTool::Function { name } => {
-                let spec = ToolSpec {
-                    name: name.clone(),
-                    description: format!("The host function `{name}`."),
-                    input_schema: json!({"type": "object"}),
+                let spec = match ctx.services.functions.tool_schema(name) {
+                    Some(tool) => ToolSpec {
+                        name: name.clone(),
+                        description: tool.description.clone(),
+                        input_schema: tool.parameters.clone(),
+                    },
+                    None => ToolSpec {
+                        name: name.clone(),
+                        description: format!("The host function `{name}`."),
+                        input_schema: json!({"type": "object"}),
+                    },
                 };
                 (spec, How::Function)
             }
