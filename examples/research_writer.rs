@@ -8,20 +8,17 @@
 //! call the agents made, and the execution id; then try
 //! `cargo run -- inspect <exec-id> -v`.
 
+mod common;
+
 use anyhow::Context;
-use axum::{Json, Router, routing::post};
 use jamjet::journal::Event;
 use jamjet::{Runtime, ir};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}/v1", listener.local_addr()?);
-    let app =
-        Router::new().route("/v1/chat/completions", post(|Json(body): Json<Value>| async move { Json(reply(&body)) }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base_url = common::model_server().await?;
 
     let mut workflow =
         ir::compile_file("examples/research_writer.yaml".as_ref()).map_err(|d| anyhow::anyhow!("{d}"))?;
@@ -34,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
         .data_dir(&data_dir)
         .function("search_notes", |call| async move {
             let query = call.input["query"].as_str().unwrap_or_default().to_lowercase();
-            Ok(json!(notes(&query)))
+            Ok(json!(common::notes(&query)))
         })
         .open()
         .await
@@ -53,57 +50,4 @@ async fn main() -> anyhow::Result<()> {
     println!("then: cargo run -- inspect {} -v", outcome.id);
     rt.shutdown().await;
     Ok(())
-}
-
-/// The researcher's notes: what `search_notes` finds.
-fn notes(query: &str) -> String {
-    if query.contains("durable") {
-        "Durable execution journals each step of a program as it completes, so after a crash it resumes from \
-         the last completed step. Sources: Temporal docs; Restate docs."
-            .into()
-    } else {
-        "No notes found.".into()
-    }
-}
-
-/// The scripted model: it plays the researcher (search, then report), the
-/// writer (a draft without sources, then one with them) and the critic.
-fn reply(body: &Value) -> Value {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let system = messages.first().and_then(|m| m["content"].as_str()).unwrap_or_default();
-    let last = messages.last().cloned().unwrap_or(Value::Null);
-    let last_text = last["content"].as_str().unwrap_or_default();
-    let text = |t: &str| json!({"role": "assistant", "content": t});
-    let message = if system.contains("researcher") {
-        if last["role"] == "tool" {
-            text(&format!("Findings: {last_text}"))
-        } else {
-            let call = json!({"id": "call_1", "type": "function",
-                              "function": {"name": "search_notes", "arguments": "{\"query\": \"durable execution\"}"}});
-            json!({"role": "assistant", "content": null, "tool_calls": [call]})
-        }
-    } else if last_text.contains("Score the answer") {
-        // The critique: does the answer (not the task quoting the research) cite sources?
-        let answer = last_text.split("Answer:\n").nth(1).unwrap_or_default();
-        if answer.contains("Sources:") {
-            text(r#"{"score": 5, "reasons": []}"#)
-        } else {
-            text(r#"{"score": 3, "reasons": ["it does not cite its sources"]}"#)
-        }
-    } else if last_text.contains("A critic scored") {
-        text(
-            "Durable execution journals every step as it completes, so a crashed program resumes where it \
-              stopped and never repeats a finished step.\n\nSources: Temporal docs; Restate docs.",
-        )
-    } else {
-        text("Durable execution journals every step as it completes, so a crashed program resumes where it stopped.")
-    };
-    let words = |v: &Value| v.to_string().split_whitespace().count();
-    json!({
-        "id": "chatcmpl-example",
-        "object": "chat.completion",
-        "model": body["model"],
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": words(&body["messages"]), "completion_tokens": words(&message)}
-    })
 }

@@ -355,3 +355,23 @@ async fn build_errors_name_the_step_or_the_agent() {
     assert!(findings.iter().any(|f| f.starts_with("step `research`") && f.contains("missing")), "{findings:?}");
     assert!(findings.iter().any(|f| f.starts_with("agent `researcher`") && f.contains("nowhere")), "{findings:?}");
 }
+
+/// `cargo run --example research_agent` runs offline: the researcher calls
+/// its Rust tool, the writer's first draft is critiqued and revised, each
+/// inside a typed step.
+#[test]
+fn the_research_agent_example_runs_offline_with_one_command() {
+    let bin = support::mcp::example_binary("research_agent");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("JAMJET_DATA_DIR", dir.path()).env_remove("RUST_LOG");
+    let done = support::run_bounded(cmd, support::COMMAND_LIMIT, "the research_agent example");
+    let out = String::from_utf8_lossy(&done.output.stdout);
+    assert!(done.output.status.success(), "{out}\n{}", String::from_utf8_lossy(&done.output.stderr));
+    assert!(out.contains(" completed in 2 steps\n") && out.contains("Sources: Temporal docs"), "{out}");
+    for call in
+        ["research call 2  tool     search_notes", "write    call 2  critique writer", "call 4  critique writer"]
+    {
+        assert!(out.contains(call), "{call} missing:\n{out}");
+    }
+}
