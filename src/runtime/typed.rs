@@ -510,14 +510,21 @@ fn document(
 ) -> (String, Vec<(usize, String)>) {
     let schema: Map<String, Value> = fields.iter().map(|(k, t)| (k.clone(), state::yaml(t))).collect();
     let head = json!({ "id": id, "version": version, "state_schema": schema, "start": nodes[0].id });
-    let mut sections: Vec<(&str, Vec<(String, Value, String)>)> = Vec::new();
+    let mut sections: Vec<(&str, Vec<Entry>)> = Vec::new();
     if !models.is_empty() {
-        let entries = models.iter().map(|(n, m)| (n.clone(), Value::Object(m.fields.clone()), format!("model `{n}`")));
+        let entries = models.iter().map(|(n, m)| Entry {
+            key: n.clone(),
+            value: Value::Object(m.fields.clone()),
+            label: format!("model `{n}`"),
+        });
         sections.push(("models", entries.collect()));
     }
     if !agents.is_empty() {
-        let entries =
-            agents.iter().map(|a| (a.name.clone(), Value::Object(a.fields.clone()), format!("agent `{}`", a.name)));
+        let entries = agents.iter().map(|a| Entry {
+            key: a.name.clone(),
+            value: Value::Object(a.fields.clone()),
+            label: format!("agent `{}`", a.name),
+        });
         sections.push(("agents", entries.collect()));
     }
     let mut entries = Vec::new();
@@ -551,7 +558,7 @@ fn document(
         if let Some(retry) = &n.retry {
             node.insert("retry".into(), retry.clone());
         }
-        entries.push((n.id.clone(), Value::Object(node), format!("step `{}`", n.id)));
+        entries.push(Entry { key: n.id.clone(), value: Value::Object(node), label: format!("step `{}`", n.id) });
     }
     sections.push(("nodes", entries));
 
@@ -566,7 +573,7 @@ fn document(
     }
     for (name, entries) in sections {
         out.push_str(&format!(",\n  {}: {{", json!(name)));
-        for (i, (key, value, label)) in entries.iter().enumerate() {
+        for (i, Entry { key, value, label }) in entries.iter().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
             labels.push((out.lines().count() + 1, label.clone()));
             out.push_str(&format!("    {}: {}", json!(key), indent(pretty(value), "    ")));
@@ -575,6 +582,14 @@ fn document(
     }
     out.push_str("\n}\n");
     (out, labels)
+}
+
+/// One entry of a section of the document, and what a finding on its
+/// lines is said of.
+struct Entry {
+    key: String,
+    value: Value,
+    label: String,
 }
 
 fn pretty(v: &Value) -> String {
