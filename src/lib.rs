@@ -70,7 +70,8 @@
 //!   the ractor actors around it: Supervisor → ExecutionActor → NodeActor,
 //!   and the WaitActor (events by key), sharing [`actors::Shared`].
 //! - [`runtime`]: the embedding API ([`Runtime`]); its [`Builder`] wires
-//!   the layers below.
+//!   the layers below. [`typed`] is the typed Rust workflow builder
+//!   (state from a Rust type, steps as closures, agents and Rust tools).
 //! - [`timeline`]: an execution's history as node visits (for `inspect`).
 //! - [`server`]: `jamjet dev`, the runtime as an HTTP server (REST API, SSE),
 //!   and A2A agents served from workflows ([`server::a2a`]);

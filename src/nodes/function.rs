@@ -25,7 +25,9 @@ pub struct FunctionCall {
     /// Stable across retries and crashes: pass it to anything you call.
     pub idempotency_key: String,
     /// Durable pieces of the step: `call.steps.run("name", work)` journals
-    /// `work`'s result, which a retried or resumed step reads back.
+    /// `work`'s result, which a retried or resumed step reads back, and
+    /// `call.steps.agent("name").run(message)` runs a local agent with
+    /// every call journaled the same way.
     pub steps: super::Steps,
 }
 
