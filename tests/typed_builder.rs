@@ -375,3 +375,73 @@ fn the_research_agent_example_runs_offline_with_one_command() {
         assert!(out.contains(call), "{call} missing:\n{out}");
     }
 }
+
+/// The research step of `research_writer` that hangs after its agent
+/// answered while `hang` is set.
+fn hanging_flow(server: &ModelServer, hang: Arc<std::sync::atomic::AtomicBool>) -> Workflow<Research> {
+    Workflow::builder("research-writer")
+        .state::<Research>()
+        .model("fast", fast(server))
+        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+        .step("research", move |s: Research, ctx: StepCtx| {
+            let hang = hang.clone();
+            async move {
+                let r = ctx.agent("researcher").run(format!("Research: {}", s.topic)).await?;
+                if hang.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                Ok(Research { research: Some(r.output), ..s })
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_step_resumed_after_a_restart_reads_its_agents_calls_back() {
+    let server = ModelServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let wf = hanging_flow(&server, hang.clone());
+    let rt = Runtime::builder().data_dir(dir.path()).workflow(&wf).open().await.unwrap();
+    let start = Research { topic: "journals".into(), ..Default::default() };
+    let id = rt.submit(wf.ir(), serde_json::to_value(&start).unwrap()).await.unwrap();
+    // Bounded: until the agent's call is in the journal.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !rt.events(id).unwrap().iter().any(|r| matches!(r.event, Event::Call { .. })) {
+        assert!(tokio::time::Instant::now() < deadline, "the agent's call was not journaled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rt.shutdown().await;
+
+    hang.store(false, Ordering::SeqCst);
+    let rt = Runtime::builder().data_dir(dir.path()).workflow(&wf).open().await.unwrap();
+    let out = tokio::time::timeout(LIMIT, rt.wait(id)).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["research"], "echo: Research: journals");
+    assert_eq!(server.requests().len(), 1, "the model was not called again");
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agents_failure_inside_a_step_fails_the_step_naming_the_agent() {
+    let server = ModelServer::start().await;
+    server.script(Rule::always(Reply::status(400)));
+    let wf = hanging_flow(&server, Arc::default());
+    let rt = open().await;
+    let err = tokio::time::timeout(LIMIT, rt.run_typed(&wf, Research::default())).await.unwrap().unwrap_err();
+    let RunError::Failed { node, message, .. } = &err else { panic!("{err}") };
+    assert_eq!(node, "research");
+    assert!(message.contains("step `research`: agent `researcher`"), "{message}");
+    assert!(rt.events(rt.list(None).unwrap()[0].id).unwrap().iter().all(|r| !matches!(r.event, Event::Call { .. })));
+    rt.shutdown().await;
+}
+
+/// Outside a step (a function called directly) an agent does not run.
+#[tokio::test]
+async fn an_agent_asked_for_outside_a_step_is_a_clear_error() {
+    let steps = jamjet::nodes::Steps::detached();
+    let err = steps.agent("researcher").run("hello").await.unwrap_err();
+    assert_eq!(err.class, jamjet::journal::ErrorClass::ClientError);
+    assert!(err.message.contains("runs inside a step of an execution"), "{}", err.message);
+}

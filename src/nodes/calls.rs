@@ -62,6 +62,9 @@ pub struct Calls<'a> {
     visit: u32,
     /// The number of the last call asked for (0 before the first).
     n: u32,
+    /// The number of the last call that is in the journal (read back, or
+    /// journaled by this attempt).
+    settled: u32,
     /// What the calls so far cost: those read back, those journaled, and
     /// any the node counted with [`Calls::spend`].
     spent: Usage,
@@ -84,6 +87,7 @@ impl<'a> Calls<'a> {
             node: &ctx.node.id,
             visit: ctx.visit,
             n: 0,
+            settled: 0,
             spent: Usage::default(),
         }
     }
@@ -95,15 +99,18 @@ impl<'a> Calls<'a> {
     pub(crate) fn after(ctx: &'a NodeCtx<'_>, n: u32) -> Self {
         let mut calls = Calls::new(ctx);
         calls.n = n;
+        calls.settled = n;
         for r in calls.done.iter().take(n as usize) {
             calls.spent.add(&r.usage);
         }
         calls
     }
 
-    /// The number of the last call asked for (0 before the first).
-    pub(crate) fn number(&self) -> u32 {
-        self.n
+    /// The number of the last call that is in the journal: where the next
+    /// journaled work of the visit goes on from (a call that failed, or
+    /// that another was asked for instead of, is not).
+    pub(crate) fn settled(&self) -> u32 {
+        self.settled
     }
 
     /// The next call, a `kind` call of `name`: read back from the journal,
@@ -123,6 +130,7 @@ impl<'a> Calls<'a> {
             return Err(NodeError::new(ErrorClass::Nondeterminism, message));
         }
         self.spent.add(&done.usage);
+        self.settled = self.n;
         Ok(Next::Journaled(done))
     }
 
@@ -146,7 +154,9 @@ impl<'a> Calls<'a> {
             response: Json::from_value(response),
             usage,
         };
-        journal.record(call).await
+        journal.record(call).await?;
+        self.settled = self.n;
+        Ok(())
     }
 
     /// Count a call that is not journaled (a final reply) in [`Calls::spent`].
@@ -212,7 +222,16 @@ mod tests {
     }
 
     fn calls<'a>(done: &'a [CallRecord], journal: &'a Kept) -> Calls<'a> {
-        Calls { done, journal: Some(journal), key: "exec_1/n/1", node: "n", visit: 1, n: 0, spent: Usage::default() }
+        Calls {
+            done,
+            journal: Some(journal),
+            key: "exec_1/n/1",
+            node: "n",
+            visit: 1,
+            n: 0,
+            settled: 0,
+            spent: Usage::default(),
+        }
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 //! so their order is the step's own. A step that asks for another piece
 //! where the journal recorded one (another name) fails as
 //! `nondeterminism`, naming the step and both pieces. A piece that fails
-//! is not journaled: it runs again on the next attempt.
+//! is not journaled: it runs again on the next attempt, and the next piece
+//! takes its number (the numbers are those of the journal's calls).
 //!
 //! [`Steps::agent`] runs a local agent of the workflow inside the step
 //! (`call.steps.agent("researcher").run("Research: ...")`): its model and
@@ -133,19 +134,28 @@ impl Steps {
         if let Some(rec) = inner.done.get(n as usize - 1) {
             return read_back(inner, rec, n, name);
         }
-        let value = work.await.map_err(failed)?;
-        let json = serde_json::to_value(&value)
-            .map_err(|e| FunctionError::new(format!("piece `{name}`: its result does not serialize to JSON ({e})")))?;
-        let record = CallRecord {
-            n,
-            kind: "run".into(),
-            name: name.to_string(),
-            request: Json("null".into()),
-            response: Json::from_value(&json),
-            usage: Usage::default(),
+        let done = async {
+            let value = work.await.map_err(failed)?;
+            let json = serde_json::to_value(&value).map_err(|e| {
+                FunctionError::new(format!("piece `{name}`: its result does not serialize to JSON ({e})"))
+            })?;
+            let record = CallRecord {
+                n,
+                kind: "run".into(),
+                name: name.to_string(),
+                request: Json("null".into()),
+                response: Json::from_value(&json),
+                usage: Usage::default(),
+            };
+            inner.journal.record(record).await.map_err(|e| FunctionError::with_class(e.class, e.message))?;
+            Ok(value)
         };
-        inner.journal.record(record).await.map_err(|e| FunctionError::with_class(e.class, e.message))?;
-        Ok(value)
+        let result = done.await;
+        if result.is_err() {
+            // Not journaled: the next piece takes its number.
+            *last = n - 1;
+        }
+        result
     }
 }
 
@@ -214,7 +224,9 @@ impl StepAgent<'_> {
         let mut calls = Calls::after(&ctx, *last);
         let before = calls.spent();
         let answer = super::agent::local::run_agent(&ctx, &mut calls, name, message.into()).await;
-        *last = calls.number();
+        // Go on after the last call in the journal: one that failed is
+        // not, and the numbers must stay those of the journal's calls.
+        *last = calls.settled();
         let value = answer.map_err(|e| {
             let message = format!("step `{}`: agent `{name}`: {}", inner.node, e.message);
             FunctionError::with_class(e.class, message)
