@@ -554,6 +554,9 @@ fn document(
             if let Some(next) = next {
                 node.insert("next".into(), json!(next));
             }
+        } else if let Some(Some(next)) = &n.next {
+            // The compiler says what it thinks of a branch's `next`.
+            node.insert("next".into(), json!(next));
         }
         if let Some(retry) = &n.retry {
             node.insert("retry".into(), retry.clone());
