@@ -445,3 +445,37 @@ async fn an_agent_asked_for_outside_a_step_is_a_clear_error() {
     assert_eq!(err.class, jamjet::journal::ErrorClass::ClientError);
     assert!(err.message.contains("runs inside a step of an execution"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn a_step_that_runs_a_piece_where_an_agent_called_its_model_fails_as_nondeterminism() {
+    let server = ModelServer::start().await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let wf = Workflow::builder("research-writer")
+        .state::<Research>()
+        .model("fast", fast(&server))
+        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+        .step("research", move |s: Research, ctx: StepCtx| {
+            let attempts = a.clone();
+            async move {
+                // Attempt 1 asks the agent and fails; attempt 2 runs a piece first.
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    ctx.agent("researcher").run("Research").await?;
+                    return Err(FunctionError::new("the answer was lost"));
+                }
+                let n: u32 = ctx.run("lookup", async { Ok::<_, String>(1) }).await?;
+                Ok(Research { words: n, ..s })
+            }
+        })
+        .retry(3, 1)
+        .build()
+        .unwrap();
+    let rt = open().await;
+    let err = tokio::time::timeout(LIMIT, rt.run_typed(&wf, Research::default())).await.unwrap().unwrap_err();
+    let RunError::Failed { node, message, .. } = &err else { panic!("{err}") };
+    assert_eq!(node, "research");
+    assert!(message.contains("ran piece 1 as `lookup`"), "{message}");
+    assert!(message.contains("the journal recorded `researcher` (model) there"), "{message}");
+    assert_eq!((attempts.load(Ordering::SeqCst), server.requests().len()), (2, 1));
+    rt.shutdown().await;
+}
