@@ -22,7 +22,7 @@ use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, CallRecord, ErrorClass, Event, Json, Record, RetryDecision, Usage};
-use crate::nodes::AgentRound;
+use crate::nodes::{AgentRound, CallApproval};
 
 mod ended;
 mod fan_out;
@@ -33,7 +33,7 @@ mod step;
 mod wait;
 
 pub use settled::{Settled, WaitKind, Waits, settled, waits};
-pub use step::{Input, NodeResult, Step, accepts_call, pending_approval, step};
+pub use step::{Input, NodeResult, Step, accepts_call, pending_approval, pending_call, step};
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ pub struct Wait {
     /// The rendered prompt (an approval).
     pub prompt: Option<String>,
     pub since_ms: u64,
+    /// The node waits for decisions on tool calls of its visit (they are
+    /// in [`ExecutionState::approvals`]), not as an `approval` node.
+    pub calls: bool,
 }
 
 /// The children of one attempt of a parallel or sub-workflow node.
@@ -167,6 +170,27 @@ pub struct ExecutionState {
     /// The calls each active node's visit has journaled (`Event::Call`),
     /// which a retried or resumed attempt reads back instead of making.
     pub calls: HashMap<String, VisitCalls>,
+    /// The tool calls of each active node's visit that needed a person's
+    /// decision (`CallsPending`), with the decisions (`CallDecided`),
+    /// which every later attempt of the visit reads.
+    pub approvals: HashMap<String, VisitApprovals>,
+}
+
+/// The tool calls of one node visit that needed a decision, in the order
+/// asked, and how often the visit ran again once all were decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitApprovals {
+    pub visit: u32,
+    pub calls: Vec<CallApproval>,
+    /// Continuations after decisions: attempts that are not retries.
+    pub rounds: u32,
+}
+
+impl VisitApprovals {
+    /// The calls that still wait for a decision.
+    pub fn undecided(&self) -> impl Iterator<Item = &CallApproval> {
+        self.calls.iter().filter(|c| c.decision.is_none())
+    }
 }
 
 /// The journaled calls of one node visit, in order (numbered from 1).
@@ -275,6 +299,7 @@ impl ExecutionState {
             orphans: BTreeSet::new(),
             agents: HashMap::new(),
             calls: HashMap::new(),
+            approvals: HashMap::new(),
         }
     }
 
@@ -425,6 +450,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         Event::Call { .. } => node::call(workflow, st, rec),
         Event::Scored { .. } => Vec::new(),
         Event::TimerFired { .. } => wait::timer_fired(workflow, st, rec),
+        Event::CallsPending { .. } => wait::calls_pending(workflow, st, rec),
+        Event::CallDecided { .. } => wait::call_decided(workflow, st, rec),
     }
 }
 
@@ -720,7 +747,8 @@ mod tests {
         assert_eq!(old.active, fired.active);
 
         let mut st = fired;
-        let event_wait = Wait { event: Some("k".into()), deadline_ms: Some(1), prompt: None, since_ms: 0 };
+        let event_wait =
+            Wait { event: Some("k".into()), deadline_ms: Some(1), prompt: None, since_ms: 0, calls: false };
         assert!(!is_timer(&wf, "pay", &event_wait), "a wait on an event is no timer");
         st.active.insert(
             "pay".into(),

@@ -102,6 +102,7 @@ pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
             },
             event: w.event.clone(),
             prompt: w.prompt.clone(),
+            call: w.call.clone(),
             since_ms: w.since_ms,
             deadline_ms: w.deadline_ms,
             parent: w.parent,
