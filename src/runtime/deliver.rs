@@ -89,7 +89,13 @@ impl Runtime {
                     }
                 ),
             },
-            None => Error::Finished { id, status },
+            None => match call {
+                Some(c) => Error::NotWaiting {
+                    id,
+                    message: format!("has no tool call `{c}` waiting for a decision (the execution is {status})"),
+                },
+                None => Error::Finished { id, status },
+            },
         }
     }
 
