@@ -388,3 +388,69 @@ async fn kill_9_while_tool_calls_wait_for_decisions_repeats_no_completed_call() 
     );
     assert!(seen[2].body.to_string().contains("one sum is enough"), "the model was told the refusal and why");
 }
+
+// ------------------------------------------------------------ over the wire
+
+/// A local agent served by `jamjet dev`: an A2A task that waits for two
+/// tool call decisions is input-required and lists them; an A2A follow-up
+/// naming a call decides it, the REST approve endpoint with `call` the
+/// other; a call that does not wait is a 409 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a2a_follow_up_and_the_rest_api_each_decide_one_tool_call() {
+    let (server, mcp) = (ModelServer::start().await, McpHttpServer::start().await);
+    sums_script(&server, false);
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("sums.yaml"), sums(&server, &mcp)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let extra = ["--allow-env", KEY_VAR, "--workflows", flows.path().to_str().unwrap()];
+    let dev = support::dev::DevServer::start_env(data.path(), &extra, &ENV);
+    let api = dev.api();
+    const AGENT: &str = "/a2a/sums.adder";
+
+    let send = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
+        "messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "Request: two sums"}]}}});
+    let (status, r) = api.post(AGENT, &send).await;
+    assert_eq!(status, 200, "{r}");
+    let task = &r["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_INPUT_REQUIRED", "{r}");
+    let waiting = &task["status"]["message"]["parts"][1]["data"]["waiting"];
+    let calls: Vec<(&str, &str)> = waiting
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["kind"].as_str().unwrap(), w["call"].as_str().unwrap()))
+        .collect();
+    assert_eq!(calls, [("tool_call", "adder.1"), ("tool_call", "adder.2")], "{r}");
+    let id = task["id"].as_str().unwrap().to_string();
+
+    // A follow-up without a call id is refused: which call is not said.
+    let follow = |n: u32, data: Value| {
+        json!({"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {"message": {
+            "messageId": format!("m-{n}"), "taskId": id, "role": "ROLE_USER", "parts": [{"data": data}]}}})
+    };
+    let (_, r) = api.post(AGENT, &follow(2, json!({"approved": true}))).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("adder.1, adder.2"), "{r}");
+    let (status, r) = api.post(AGENT, &follow(3, json!({"call": "adder.1", "approved": true}))).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r.get("error").is_none(), "{r}");
+
+    // REST: an unknown call is a 409 naming the execution and the call; then the other call.
+    let path = format!("/executions/{id}/approve");
+    let (status, body) = api.post(&path, &json!({"approved": true, "call": "adder.9"})).await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&id) && message.contains("adder.9") && message.contains("waiting: adder.2"), "{body}");
+    let (status, body) =
+        api.post(&path, &json!({"approved": false, "call": "adder.2", "comment": "one is enough", "by": "ada"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["node"].as_str(), body["call"].as_str()), (Some("adder"), Some("adder.2")), "{body}");
+
+    let done = api.poll_until(&id, LIMIT, |x| x["status"] == "completed").await;
+    assert_eq!(done["state"]["answer"], "1 + 2 = 3; the second sum was refused", "{done}");
+    assert_eq!(mcp.calls().len(), 1, "the approved sum only");
+    let (status, body) = api.post(&path, &json!({"approved": true, "call": "adder.2"})).await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("tool call `adder.2` was already decided: rejected by ada"), "{body}");
+}
