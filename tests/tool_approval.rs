@@ -454,3 +454,45 @@ async fn an_a2a_follow_up_and_the_rest_api_each_decide_one_tool_call() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("tool call `adder.2` was already decided: rejected by ada"), "{body}");
 }
+
+/// The workflow's policy is the workflow's: a model node offering a tool
+/// it names waits for a decision on each call too.
+#[tokio::test]
+async fn a_model_nodes_tool_named_by_the_policy_waits_for_a_decision_too() {
+    let (server, mcp) = (ModelServer::start().await, McpHttpServer::start().await);
+    server.script(Rule::contains("What is 2 + 2?", Reply::tool_call("add", json!({"a": 2, "b": 2}))).times(1));
+    server.script(Rule::contains("4", Reply::text("four")).times(1));
+    let yaml = format!(
+        r#"
+id: ask
+state_schema: {{ answer: str }}
+models:
+  fast: {{ provider: openai, model: test-gpt, base_url: "{base}", api_key_env: {KEY_VAR} }}
+mcp:
+  servers:
+    calc: {{ url: "{mcp}" }}
+policy:
+  require_approval_for: [add]
+nodes:
+  sum: {{ type: model, model: fast, prompt: "What is 2 + 2?", tools: [calc], output_key: answer }}
+"#,
+        base = server.openai_base(),
+        mcp = mcp.url
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path(), &Counts::default()).await;
+    let id = rt.submit(&compile(&yaml), json!({})).await.unwrap();
+    assert_eq!(settle(&rt, id).await.status, Status::Waiting);
+    let waits = rt.waiting_on(id).unwrap();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0].call.as_deref(), Some("sum.1"));
+    assert_eq!(waits[0].prompt.as_deref(), Some(r#"allow `fast` (node `sum`) to call `add` with {"a":2,"b":2}?"#));
+    assert!(mcp.calls().is_empty());
+    rt.approve(id, decision("sum.1", true, None)).await.unwrap();
+    let out = settle(&rt, id).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["answer"], "four");
+    assert_eq!(mcp.calls().len(), 1);
+    assert_eq!(server.requests().len(), 2, "the model call that asked was not sent again");
+    rt.shutdown().await;
+}
