@@ -3,7 +3,7 @@
 //! calls, each call is decided on its own by its id (the embedding API,
 //! `jamjet approve --call`, the REST API, an A2A follow-up), a rejected call
 //! is never made and the model is told so, and nothing runs twice across a
-//! `kill -9` while decisions are pending. Real loopback model and MCP
+//! `kill -9` while decisions are pending, or a hibernation. Real loopback model and MCP
 //! servers, host functions counting their calls, the real binary.
 
 mod support;
@@ -115,6 +115,8 @@ async fn two_calls_decided_in(order: [&str; 2]) {
     assert_eq!(listed[1], (Some("handle.2"), r#"allow `clerk` (node `handle`) to call `refund` with {"amount":10}?"#));
     assert_eq!(server.requests().len(), 1, "the model was asked once");
     assert!(counts.lock().unwrap().is_empty(), "nothing ran before a decision");
+    // Parked, it hibernates like any parked execution: the decisions wake it from its journal.
+    tokio::time::timeout(LIMIT, rt.unloaded(id)).await.expect("it hibernates").unwrap();
 
     for (i, call) in order.into_iter().enumerate() {
         let approved = call == "handle.1";
@@ -347,6 +349,19 @@ async fn kill_9_while_tool_calls_wait_for_decisions_repeats_no_completed_call() 
     let waiting = approve(&data, &id, "handle.2", &["--reject", "--comment", "one sum is enough"]).await;
     assert_eq!(waiting["status"], "waiting", "still waits for handle.1: {waiting}");
     assert_eq!(mcp.calls().len(), 0);
+    // `inspect` shows each call under its node, with its decision or what decides it.
+    let (d, i) = (data.clone(), id.clone());
+    let shown = tokio::task::spawn_blocking(move || support::jamjet_out(&d, &["inspect", &i])).await.unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    for line in [
+        r#"tool call handle.1 asked at"#,
+        r#"(attempt 1): allow `adder` (node `handle`) to call `add` with {"a":1,"b":2}?"#,
+        "waits for a decision (jamjet approve <exec> --call handle.1)",
+        "rejected by ada at",
+        ": one sum is enough",
+    ] {
+        assert!(shown.contains(line), "{line} missing:\n{shown}");
+    }
 
     // Approved: the sum is added, and the model's next call hangs; kill -9 then.
     let mut approving = support::jamjet();
