@@ -137,7 +137,10 @@ pub(crate) async fn settle(
                     p.print(&r);
                 }
                 let end = r.event.is_terminal();
-                soon = matches!(r.event, crate::journal::Event::Waiting { .. });
+                soon = matches!(
+                    r.event,
+                    crate::journal::Event::Waiting { .. } | crate::journal::Event::CallsPending { .. }
+                );
                 if end {
                     break;
                 }
