@@ -37,8 +37,8 @@ use crate::id::ExecutionId;
 use crate::ir::Workflow;
 
 pub use event::{
-    BadRecord, BranchOutcome, CallRecord, ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage,
-    decode, decode_frame, decode_frame_at, encode, encode_frame,
+    BadRecord, BranchOutcome, CallRecord, ErrorClass, Event, FORMAT_VERSION, Json, PendingCall, Record, RetryDecision,
+    Usage, decode, decode_frame, decode_frame_at, encode, encode_frame,
 };
 pub use mailbox::{KeptEvent, KeptRef, MAX_KEY_BYTES, WaitChange, check_key as check_event_key};
 pub use memory::MemoryJournal;

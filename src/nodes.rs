@@ -7,6 +7,7 @@
 //! read-only view of the state and returns a patch, or a classified error.
 
 pub(crate) mod agent;
+pub mod approvals;
 mod branch;
 pub mod calls;
 mod compiled;
@@ -32,6 +33,7 @@ use crate::ir::{Node, NodeKind, TemplateError, Workflow};
 use crate::journal::{ErrorClass, Usage};
 
 pub use agent::round::AgentRound;
+pub use approvals::{CallApproval, CallDecision};
 pub use calls::{CallJournal, CallRecord, Calls};
 pub use compiled::Compiled;
 pub use env::Env;
@@ -76,6 +78,9 @@ pub struct NodeCtx<'a> {
     /// Where the attempt journals the calls it completes; `None` where
     /// nothing is journaled (a node run inside the execution's step).
     pub call_journal: Option<&'a dyn CallJournal>,
+    /// The tool calls of this visit that needed a person's decision, with
+    /// the decisions made (see [`approvals`]).
+    pub approvals: &'a [CallApproval],
     /// The tool calls the execution made before this node, in journal
     /// order: read for an eval node with a `trajectory` scorer, empty
     /// for every other node.
@@ -160,6 +165,10 @@ pub struct NodeOutput {
     /// The node parks the execution instead of completing (an agent whose
     /// remote task asks for input): journaled as `Waiting`.
     pub park: Option<Park>,
+    /// Tool calls that wait for a person's decision: the attempt ends
+    /// before any call of their turn runs, and the execution parks until
+    /// each is decided (journaled as `CallsPending`; see [`approvals`]).
+    pub pending: Vec<approvals::PendingCall>,
 }
 
 /// What a node that parks its execution waits for: a signal with key `event`.

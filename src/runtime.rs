@@ -70,6 +70,9 @@ impl Outcome {
 pub struct Decision {
     /// The approval node; `None` takes the one the execution waits on.
     pub node: Option<String>,
+    /// A pending tool call (`research.2`, as `Waiting::call` names it)
+    /// instead of an approval node: each is decided on its own.
+    pub call: Option<String>,
     pub approved: bool,
     pub by: String,
     pub comment: Option<String>,
@@ -86,6 +89,10 @@ pub struct Waiting {
     pub event: Option<String>,
     /// The approval's prompt.
     pub prompt: Option<String>,
+    /// A tool call that waits for a decision (its id, what
+    /// [`Decision::call`] names); one row per such call, its prompt the
+    /// call's (the tool and its arguments).
+    pub call: Option<String>,
     pub since_ms: u64,
     pub deadline_ms: Option<u64>,
     /// The parent, for a parallel branch or a sub-workflow.

@@ -64,6 +64,25 @@ pub struct NodeVisit {
     /// The child executions a parallel or sub-workflow node started.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<Branch>,
+    /// The tool calls of the visit that waited for a person's decision,
+    /// in the order asked, each with its decision once made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_approvals: Vec<ToolApproval>,
+}
+
+/// A tool call that waited for a person's decision (`CallsPending`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolApproval {
+    /// Its id (`research.2`), what `jamjet approve --call` names.
+    pub call: String,
+    pub tool: String,
+    pub arguments: Value,
+    pub prompt: String,
+    /// The attempt that asked for it.
+    pub attempt: u32,
+    pub since_ms: u64,
+    /// `WaitEnd::Decision`; `None` while it waits.
+    pub decision: Option<WaitEnd>,
 }
 
 /// What one attempt sent and got back.
@@ -206,6 +225,7 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                 failures: Vec::new(),
                 waits: Vec::new(),
                 branches: Vec::new(),
+                tool_approvals: Vec::new(),
             }),
             Event::NodeStarted { node, visit, attempt } => {
                 if let Some(i) = find(&rows, node, *visit) {
@@ -390,6 +410,33 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     if matches!(row.status, "scheduled" | "running" | "waiting" | "retrying") {
                         row.status = ended;
                     }
+                }
+            }
+            Event::CallsPending { node, visit, attempt, calls } => {
+                if let Some(i) = find(&rows, node, *visit) {
+                    let row = &mut rows[i];
+                    row.status = "waiting";
+                    row.tool_approvals.extend(calls.iter().map(|c| ToolApproval {
+                        call: c.id.clone(),
+                        tool: c.tool.clone(),
+                        arguments: c.arguments.value().unwrap_or(Value::Null),
+                        prompt: c.prompt.clone(),
+                        attempt: *attempt,
+                        since_ms: r.at_ms,
+                        decision: None,
+                    }));
+                }
+            }
+            Event::CallDecided { node, visit, call, approved, by, comment } => {
+                if let Some(i) = find(&rows, node, *visit)
+                    && let Some(a) = rows[i].tool_approvals.iter_mut().find(|a| a.call == *call && a.decision.is_none())
+                {
+                    a.decision = Some(WaitEnd::Decision {
+                        at_ms: r.at_ms,
+                        approved: *approved,
+                        by: by.clone(),
+                        comment: comment.clone(),
+                    });
                 }
             }
             Event::ExecutionStarted { .. }

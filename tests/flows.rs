@@ -434,7 +434,7 @@ nodes:
 "#;
 
 fn decision(approved: bool, by: &str) -> Decision {
-    Decision { node: None, approved, by: by.into(), comment: Some(format!("{by} says so")) }
+    Decision { node: None, call: None, approved, by: by.into(), comment: Some(format!("{by} says so")) }
 }
 
 #[tokio::test]

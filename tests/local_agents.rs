@@ -425,23 +425,6 @@ fn the_research_writer_example_runs_offline_with_one_command() {
     }
 }
 
-/// An agent whose tools need approval does not run (approving tool calls
-/// is not built yet): no model call, no tool call, a clear error.
-#[tokio::test]
-async fn an_agent_whose_tools_need_approval_refuses_to_run_rather_than_call_them_unapproved() {
-    let server = ModelServer::start().await;
-    let mcp = McpHttpServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rt = open(dir.path()).await;
-    let wf = compile(&flow(&server, &mcp.url, "    approval: [shout]\n", ""));
-    let out = run(&rt, &wf, json!({"topic": "sums"})).await;
-    assert_eq!(out.status, Status::Failed);
-    let error = out.error.unwrap_or_default();
-    assert!(error.contains("agent `researcher` has tools that need approval"), "{error}");
-    assert!(server.requests().is_empty() && mcp.calls().is_empty());
-    rt.shutdown().await;
-}
-
 /// The failure of the one execution in `rt`: (class, message).
 fn failure(rt: &Runtime, id: ExecutionId) -> (ErrorClass, String) {
     rt.events(id)

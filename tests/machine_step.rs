@@ -449,6 +449,7 @@ fn input_of(st: &ExecutionState, records: &[Record], running: &[(String, u32, u3
                     exchange,
                     scores,
                     park: None,
+                    pending: Vec::new(),
                 })),
                 Event::NodeFailed { class, message, .. } => NodeResult::Ran(Err(NodeError {
                     class: *class,

@@ -479,3 +479,30 @@ async fn a_step_that_runs_a_piece_where_an_agent_called_its_model_fails_as_nonde
     assert_eq!((attempts.load(Ordering::SeqCst), server.requests().len()), (2, 1));
     rt.shutdown().await;
 }
+
+/// A step cannot park: an agent inside it whose tool call needs a
+/// person's decision fails the step clearly, and the tool never runs.
+#[tokio::test]
+async fn an_agent_in_a_step_whose_tool_call_needs_approval_fails_the_step_clearly() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("Research:", Reply::tool_call("fetch_page", json!({"url": "http://x"}))).times(1));
+    let runs = Arc::new(AtomicU32::new(0));
+    let wf = Workflow::builder("research-writer")
+        .state::<Research>()
+        .model("fast", fast(&server))
+        .agent(researcher(fetch_page(runs.clone())).field("approval", json!(["fetch_page"])))
+        .step("research", |s: Research, ctx: StepCtx| async move {
+            let r = ctx.agent("researcher").run("Research: journals").await?;
+            Ok(Research { research: Some(r.output), ..s })
+        })
+        .build()
+        .unwrap();
+    let rt = open().await;
+    let err = tokio::time::timeout(LIMIT, rt.run_typed(&wf, Research::default())).await.unwrap().unwrap_err();
+    let RunError::Failed { node, message, .. } = &err else { panic!("{err}") };
+    assert_eq!(node, "research");
+    assert!(message.contains("need a person's decision (research.1)"), "{message}");
+    assert!(message.contains("a step cannot wait for one"), "{message}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the tool never ran");
+    rt.shutdown().await;
+}

@@ -131,17 +131,21 @@ impl SupervisorHandle {
         self.0.get_cell()
     }
 
-    /// Decide the approval `id` waits on (`node` picks one); answers the node decided.
+    /// Decide the approval `id` waits on (`node` picks one), or its
+    /// pending tool call `call`; answers the node decided.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn approve(
         &self,
         id: ExecutionId,
         node: Option<&str>,
+        call: Option<&str>,
         approved: bool,
         by: &str,
         comment: Option<&str>,
     ) -> Result<String, Error> {
         self.ask(id, |reply| Delivery::Approve {
             node: node.map(str::to_string),
+            call: call.map(str::to_string),
             approved,
             by: by.to_string(),
             comment: comment.map(str::to_string),

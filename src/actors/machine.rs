@@ -22,7 +22,7 @@ use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, CallRecord, ErrorClass, Event, Json, Record, RetryDecision, Usage};
-use crate::nodes::AgentRound;
+use crate::nodes::{AgentRound, CallApproval};
 
 mod ended;
 mod fan_out;
@@ -33,7 +33,7 @@ mod step;
 mod wait;
 
 pub use settled::{Settled, WaitKind, Waits, settled, waits};
-pub use step::{Input, NodeResult, Step, accepts_call, pending_approval, step};
+pub use step::{Input, NodeResult, Step, accepts_call, pending_approval, pending_call, step};
 
 /// Where an execution stands in the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ pub struct Wait {
     /// The rendered prompt (an approval).
     pub prompt: Option<String>,
     pub since_ms: u64,
+    /// The node waits for decisions on tool calls of its visit (they are
+    /// in [`ExecutionState::approvals`]), not as an `approval` node.
+    pub calls: bool,
 }
 
 /// The children of one attempt of a parallel or sub-workflow node.
@@ -167,6 +170,27 @@ pub struct ExecutionState {
     /// The calls each active node's visit has journaled (`Event::Call`),
     /// which a retried or resumed attempt reads back instead of making.
     pub calls: HashMap<String, VisitCalls>,
+    /// The tool calls of each active node's visit that needed a person's
+    /// decision (`CallsPending`), with the decisions (`CallDecided`),
+    /// which every later attempt of the visit reads.
+    pub approvals: HashMap<String, VisitApprovals>,
+}
+
+/// The tool calls of one node visit that needed a decision, in the order
+/// asked, and how often the visit ran again once all were decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitApprovals {
+    pub visit: u32,
+    pub calls: Vec<CallApproval>,
+    /// Continuations after decisions: attempts that are not retries.
+    pub rounds: u32,
+}
+
+impl VisitApprovals {
+    /// The calls that still wait for a decision.
+    pub fn undecided(&self) -> impl Iterator<Item = &CallApproval> {
+        self.calls.iter().filter(|c| c.decision.is_none())
+    }
 }
 
 /// The journaled calls of one node visit, in order (numbered from 1).
@@ -275,6 +299,7 @@ impl ExecutionState {
             orphans: BTreeSet::new(),
             agents: HashMap::new(),
             calls: HashMap::new(),
+            approvals: HashMap::new(),
         }
     }
 
@@ -425,6 +450,8 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         Event::Call { .. } => node::call(workflow, st, rec),
         Event::Scored { .. } => Vec::new(),
         Event::TimerFired { .. } => wait::timer_fired(workflow, st, rec),
+        Event::CallsPending { .. } => wait::calls_pending(workflow, st, rec),
+        Event::CallDecided { .. } => wait::call_decided(workflow, st, rec),
     }
 }
 
@@ -606,6 +633,135 @@ mod tests {
     }
 
     #[test]
+    fn pending_tool_calls_park_the_node_each_decision_folds_on_its_own_and_the_last_starts_a_continuation() {
+        let wf = wf();
+        let mut st = ExecutionState::new(ExecutionId::new(0));
+        let mut history = vec![
+            rec(1, started()),
+            rec(2, Event::NodeScheduled { node: "a".into(), visit: 1 }),
+            rec(3, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }),
+        ];
+        for r in &history {
+            apply(&wf, &mut st, r);
+        }
+        let call = |id: &str, tool: &str| crate::journal::PendingCall {
+            id: id.into(),
+            tool: tool.into(),
+            arguments: Json("{}".into()),
+            prompt: format!("call {tool}?"),
+        };
+        let pending = Event::CallsPending {
+            node: "a".into(),
+            visit: 1,
+            attempt: 1,
+            calls: vec![call("a.1", "mail"), call("a.2", "pay")],
+        };
+        history.push(rec(4, pending));
+        assert_eq!(apply(&wf, &mut st, &history[3]), Vec::new());
+        assert!(st.parked(), "the node waits for the decisions");
+        assert_eq!(waits(&st)[0].1, WaitKind::Approval);
+        assert_eq!(resume(&st), Vec::new(), "a restart leaves it parked");
+        assert_eq!(pending_call(&st, "a.1"), Ok(("a".into(), 1)));
+        let e = pending_approval(&st, None).unwrap_err();
+        assert!(e.contains("waits for decisions on tool calls") && e.contains("a.1, a.2"), "{e}");
+        assert!(
+            pending_call(&st, "a.3")
+                .unwrap_err()
+                .contains("no tool call `a.3` waiting for a decision (waiting: a.1, a.2)")
+        );
+
+        // Decided in reverse order: the first decision only folds.
+        let decided = |call: &str, approved| Event::CallDecided {
+            node: "a".into(),
+            visit: 1,
+            call: call.into(),
+            approved,
+            by: "ada".into(),
+            comment: None,
+        };
+        history.push(rec(5, decided("a.2", false)));
+        assert_eq!(apply(&wf, &mut st, &history[4]), Vec::new());
+        assert!(st.parked());
+        assert_eq!(
+            st.active["a"].wait.as_ref().unwrap().prompt.as_deref(),
+            Some("tool calls wait for a decision: a.1: call mail?")
+        );
+        assert!(
+            pending_call(&st, "a.2").unwrap_err().starts_with("tool call `a.2` was already decided: rejected by ada")
+        );
+        // The last one starts the continuation, same visit, next attempt.
+        history.push(rec(6, decided("a.1", true)));
+        assert_eq!(apply(&wf, &mut st, &history[5]), vec![Command::Start { node: "a".into(), visit: 1, attempt: 2 }]);
+        assert!(!st.parked());
+        let v = &st.approvals["a"];
+        assert_eq!((v.visit, v.rounds, v.undecided().count()), (1, 1, 0));
+        let decisions: Vec<Option<bool>> = v.calls.iter().map(|c| c.decision.as_ref().map(|d| d.approved)).collect();
+        assert_eq!(decisions, [Some(true), Some(false)]);
+        // A replay of the history folds to the same state.
+        assert_eq!(ExecutionState::replay(st.id, &wf, &history), st);
+        // A decision for a call that does not wait is a journal inconsistency.
+        let late = apply(&wf, &mut st, &rec(7, decided("a.1", true)));
+        assert!(matches!(&late[..], [Command::Fail { error, .. }] if error.contains("inconsistency")), "{late:?}");
+    }
+
+    #[test]
+    fn the_continuation_after_decisions_is_not_counted_as_a_retry() {
+        let wf = crate::ir::compile_str(
+            "id: t\nstate_schema: { n: int }\nnodes:\n  a: { type: set, values: { n: 1 }, retry: { max_attempts: 2, backoff: constant, delay_ms: 5, retry_on: [timeout] } }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let mut st = ExecutionState::new(ExecutionId::new(0));
+        let pending = Event::CallsPending {
+            node: "a".into(),
+            visit: 1,
+            attempt: 1,
+            calls: vec![crate::journal::PendingCall {
+                id: "a.1".into(),
+                tool: "t".into(),
+                arguments: Json("{}".into()),
+                prompt: "?".into(),
+            }],
+        };
+        let decided = Event::CallDecided {
+            node: "a".into(),
+            visit: 1,
+            call: "a.1".into(),
+            approved: true,
+            by: "b".into(),
+            comment: None,
+        };
+        for (i, e) in [
+            started(),
+            Event::NodeScheduled { node: "a".into(), visit: 1 },
+            Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 },
+            pending,
+            decided,
+            Event::NodeStarted { node: "a".into(), visit: 1, attempt: 2 },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            apply(&wf, &mut st, &rec(i as u64 + 1, e));
+        }
+        // Attempt 2 is the continuation: its timeout is the visit's first failure, retried once.
+        let failed = crate::nodes::NodeError::new(ErrorClass::Timeout, "slow");
+        let input = Input::Node {
+            node: "a".into(),
+            visit: 1,
+            attempt: 2,
+            result: NodeResult::Ran(Err(failed)),
+            duration_us: 1,
+        };
+        let out = step(&wf, &mut st, input, 2_000);
+        assert!(
+            matches!(&out.events[..], [Event::NodeFailed { retry: RetryDecision::Retry { attempt: 3, .. }, .. }]),
+            "{:?}",
+            out.events
+        );
+    }
+
+    #[test]
     fn completion_merges_the_patch_and_schedules_next_or_completes() {
         let wf = wf();
         let mut st = ExecutionState::new(ExecutionId::new(0));
@@ -720,7 +876,8 @@ mod tests {
         assert_eq!(old.active, fired.active);
 
         let mut st = fired;
-        let event_wait = Wait { event: Some("k".into()), deadline_ms: Some(1), prompt: None, since_ms: 0 };
+        let event_wait =
+            Wait { event: Some("k".into()), deadline_ms: Some(1), prompt: None, since_ms: 0, calls: false };
         assert!(!is_timer(&wf, "pay", &event_wait), "a wait on an event is no timer");
         st.active.insert(
             "pay".into(),

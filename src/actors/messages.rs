@@ -43,9 +43,11 @@ pub(crate) enum Delivery {
         payload: Value,
         reply: Reply<()>,
     },
-    /// A decision for an `approval` node; replies with the node decided.
+    /// A decision for an `approval` node, or (with `call`) for one pending
+    /// tool call; replies with the node decided.
     Approve {
         node: Option<String>,
+        call: Option<String>,
         approved: bool,
         by: String,
         comment: Option<String>,

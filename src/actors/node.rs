@@ -43,6 +43,8 @@ pub(crate) struct NodeArgs {
     pub agent: Option<crate::nodes::AgentRound>,
     /// The calls the visit journaled before this attempt.
     pub calls: Option<Vec<CallRecord>>,
+    /// The visit's tool calls that needed a decision, with the decisions.
+    pub approvals: Vec<crate::nodes::CallApproval>,
     /// The execution's tool calls so far, for an eval node that scores
     /// them (empty for any other node).
     pub tool_calls: Vec<ToolUse>,
@@ -148,6 +150,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         agent: a.agent.as_ref(),
         calls: a.calls.as_deref().unwrap_or_default(),
         call_journal: Some(&recorder),
+        approvals: &a.approvals,
         tool_calls: &a.tool_calls,
         handles: Some(Handles { env: &a.services.env, workflow: &a.workflow, state: &a.state, vars: &a.vars }),
     };

@@ -384,12 +384,16 @@ fn print_waiting(waits: &[Waiting], json: bool) {
         .map(|w| {
             let kind = match w.kind {
                 WaitKind::Event => "event",
+                WaitKind::Approval if w.call.is_some() => "tool call",
                 WaitKind::Approval => "approval",
                 WaitKind::Timer => "timer",
             };
             let what = match w.kind {
                 WaitKind::Event => w.event.clone().unwrap_or_default(),
-                WaitKind::Approval => clip(w.prompt.as_deref().unwrap_or_default(), PROMPT_CELL),
+                WaitKind::Approval => match &w.call {
+                    Some(call) => clip(&format!("{call}: {}", w.prompt.as_deref().unwrap_or_default()), PROMPT_CELL),
+                    None => clip(w.prompt.as_deref().unwrap_or_default(), PROMPT_CELL),
+                },
                 WaitKind::Timer => "-".into(),
             };
             vec![

@@ -172,6 +172,15 @@ fn what(e: &Event) -> Option<String> {
             _ => format!("call answered ({})", usage_text(usage)),
         },
         Event::Scored { passed, .. } => format!("scored: {}", if *passed { "passed" } else { "failed" }),
+        Event::CallsPending { calls, .. } => {
+            let each: Vec<String> = calls.iter().map(|c| format!("{}: {}", c.id, one_line(&c.prompt))).collect();
+            format!("waiting for decisions on tool calls: {}", each.join("; "))
+        }
+        Event::CallDecided { call, approved, by, comment, .. } => {
+            let verdict = if *approved { "approved" } else { "rejected" };
+            let why = comment.as_ref().map(|c| format!(": {}", one_line(c))).unwrap_or_default();
+            format!("tool call {call} {verdict} by {by}{why}")
+        }
     })
 }
 

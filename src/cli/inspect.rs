@@ -288,7 +288,8 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
             || !v.waits.is_empty()
             || !v.branches.is_empty()
             || !v.scores.is_empty()
-            || !v.calls.is_empty();
+            || !v.calls.is_empty()
+            || !v.tool_approvals.is_empty();
         let shown = patch.is_some() || branched.is_some() || !v.exchanges.is_empty();
         if !(detailed || a.verbose && shown) {
             continue;
@@ -311,6 +312,9 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         }
         for c in &v.calls {
             print_call(c, a.verbose);
+        }
+        for t in &v.tool_approvals {
+            print_tool_approval(t, v.status);
         }
         if a.verbose {
             for x in &v.exchanges {
@@ -502,6 +506,20 @@ fn print_wait(w: &WaitSpan, row_status: &str) {
             let why = comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
             println!("  decided  {verdict} by {by} at {}{why}", format_ms(*at_ms));
         }
+    }
+}
+
+/// A tool call that waited for a decision: its id, prompt and decision.
+fn print_tool_approval(t: &crate::timeline::ToolApproval, row_status: &str) {
+    println!("  tool call {} asked at {} (attempt {}): {}", t.call, format_ms(t.since_ms), t.attempt, t.prompt);
+    match &t.decision {
+        Some(WaitEnd::Decision { at_ms, approved, by, comment }) => {
+            let verdict = if *approved { "approved" } else { "rejected" };
+            let why = comment.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
+            println!("            {verdict} by {by} at {}{why}", format_ms(*at_ms));
+        }
+        _ if matches!(row_status, "cancelled" | "stopped") => println!("            not decided ({row_status})"),
+        _ => println!("            waits for a decision (jamjet approve <exec> --call {})", t.call),
     }
 }
 

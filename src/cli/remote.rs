@@ -102,6 +102,7 @@ pub(crate) fn waits_of(x: &Execution) -> Vec<Waiting> {
             },
             event: w.event.clone(),
             prompt: w.prompt.clone(),
+            call: w.call.clone(),
             since_ms: w.since_ms,
             deadline_ms: w.deadline_ms,
             parent: w.parent,
@@ -136,7 +137,10 @@ pub(crate) async fn settle(
                     p.print(&r);
                 }
                 let end = r.event.is_terminal();
-                soon = matches!(r.event, crate::journal::Event::Waiting { .. });
+                soon = matches!(
+                    r.event,
+                    crate::journal::Event::Waiting { .. } | crate::journal::Event::CallsPending { .. }
+                );
                 if end {
                     break;
                 }

@@ -61,6 +61,10 @@ impl Invocation {
                 let key = w.event.as_deref().unwrap_or_default();
                 Some(format!("{p} signal {} {} --payload '<json>'{s}", w.id, shell_word(key)))
             }
+            WaitKind::Approval if w.call.is_some() => {
+                let call = shell_word(w.call.as_deref().unwrap_or_default());
+                Some(format!("{p} approve {} --call {call} --decision approved{s}", w.id))
+            }
             WaitKind::Approval => {
                 let node = if several_approvals { format!(" --node {}", shell_word(&w.node)) } else { String::new() };
                 Some(format!("{p} approve {}{node} --decision approved{s}", w.id))
@@ -137,6 +141,16 @@ pub(crate) fn print_waits_with(keys: PayloadKeys, inv: &Invocation, root: Execut
                     format_ms(w.since_ms)
                 );
             }
+            WaitKind::Approval if w.call.is_some() => {
+                let prompt = w.prompt.as_deref().unwrap_or_default();
+                let call = w.call.as_deref().unwrap_or_default();
+                println!(
+                    "waits at node `{}`{whose} for a decision on tool call {call} since {}",
+                    w.node,
+                    format_ms(w.since_ms)
+                );
+                println!("  prompt: {prompt}");
+            }
             WaitKind::Approval => {
                 let prompt = w.prompt.as_deref().unwrap_or_default();
                 println!("waits at node `{}`{whose} for an approval since {}{deadline}", w.node, format_ms(w.since_ms));
@@ -147,7 +161,8 @@ pub(crate) fn print_waits_with(keys: PayloadKeys, inv: &Invocation, root: Execut
                 println!("waits at node `{}`{whose} for a timer until {at} (it goes on by itself)", w.node);
             }
         }
-        let approvals = waits.iter().filter(|o| o.id == w.id && o.kind == WaitKind::Approval).count();
+        let approvals =
+            waits.iter().filter(|o| o.id == w.id && o.kind == WaitKind::Approval && o.call.is_none()).count();
         if let Some(cmd) = inv.next_step(w, approvals > 1) {
             println!("  to go on: {cmd}");
             match w.kind {
@@ -168,7 +183,8 @@ fn waits_json(inv: &Invocation, waits: &[Waiting]) -> Vec<Value> {
     waits
         .iter()
         .map(|w| {
-            let approvals = waits.iter().filter(|o| o.id == w.id && o.kind == WaitKind::Approval).count();
+            let approvals =
+                waits.iter().filter(|o| o.id == w.id && o.kind == WaitKind::Approval && o.call.is_none()).count();
             let mut v = serde_json::to_value(w).expect("waits serialize");
             if let (Some(obj), Some(cmd)) = (v.as_object_mut(), inv.next_step(w, approvals > 1)) {
                 obj.insert("next".into(), Value::String(cmd));

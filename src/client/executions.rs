@@ -149,6 +149,26 @@ impl Client {
             by: by.map(str::to_string),
             comment: comment.map(str::to_string),
             node: node.map(str::to_string),
+            call: None,
+        };
+        self.post(&format!("/executions/{id}/approve"), &body).await
+    }
+
+    /// `POST /executions/{id}/approve` with `call`: decide one pending tool call.
+    pub async fn approve_call(
+        &self,
+        id: ExecutionId,
+        call: &str,
+        approved: bool,
+        by: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<Approved, Error> {
+        let body = ApproveRequest {
+            approved,
+            by: by.map(str::to_string),
+            comment: comment.map(str::to_string),
+            node: None,
+            call: Some(call.to_string()),
         };
         self.post(&format!("/executions/{id}/approve"), &body).await
     }

@@ -362,6 +362,46 @@ pub enum Event {
         attempt: u32,
         call: CallRecord,
     },
+    /// Tool calls a running node visit asked for that wait for a person's
+    /// decision (an agent's `approval:`, the workflow's
+    /// `policy.require_approval_for`): the attempt ends here, neither
+    /// completed nor failed, and the execution parks until every one of
+    /// them is decided (`CallDecided`). The model call that asked for them
+    /// is journaled before, as a `Call`, so it is never sent again.
+    CallsPending {
+        node: String,
+        visit: u32,
+        attempt: u32,
+        calls: Vec<PendingCall>,
+    },
+    /// A person decided one pending tool call (see `CallsPending`). When
+    /// the last pending call of the visit is decided, the node runs again
+    /// as a continuation of the same visit.
+    CallDecided {
+        node: String,
+        visit: u32,
+        /// The call's id (`PendingCall::id`).
+        call: String,
+        approved: bool,
+        by: String,
+        comment: Option<String>,
+    },
+}
+
+/// One tool call that waits for a person's decision (see
+/// [`Event::CallsPending`]). Stored: fields only appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCall {
+    /// `{node}.{k}`: the k-th tool call of the node's visit that needed a
+    /// decision. Stable across restarts, and what `jamjet approve --call`
+    /// names.
+    pub id: String,
+    /// The tool, as the model named it.
+    pub tool: String,
+    /// The arguments the model gave, as a JSON object.
+    pub arguments: Json,
+    /// What the person is asked: the tool and its arguments.
+    pub prompt: String,
 }
 
 /// One completed call of a node visit (see [`Event::Call`]). Stored:
@@ -423,6 +463,8 @@ impl Event {
             Event::BranchStarted { .. } => "BranchStarted",
             Event::TimerFired { .. } => "TimerFired",
             Event::Call { .. } => "Call",
+            Event::CallsPending { .. } => "CallsPending",
+            Event::CallDecided { .. } => "CallDecided",
         }
     }
 
@@ -441,7 +483,9 @@ impl Event {
             | Event::Exchange { node, .. }
             | Event::Scored { node, .. }
             | Event::TimerFired { node, .. }
-            | Event::Call { node, .. } => Some(node),
+            | Event::Call { node, .. }
+            | Event::CallsPending { node, .. }
+            | Event::CallDecided { node, .. } => Some(node),
             Event::ExecutionFailed { node, .. } => node.as_deref(),
             _ => None,
         }

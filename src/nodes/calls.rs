@@ -19,6 +19,7 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use super::approvals::{CallApproval, CallDecision, PendingCall, call_id};
 use super::{NodeCtx, NodeError};
 use crate::journal::{ErrorClass, Json, Usage};
 
@@ -68,6 +69,20 @@ pub struct Calls<'a> {
     /// What the calls so far cost: those read back, those journaled, and
     /// any the node counted with [`Calls::spend`].
     spent: Usage,
+    /// The visit's tool calls that needed a decision, and the decisions.
+    approvals: &'a [CallApproval],
+    /// How many calls needing a decision this attempt has reached.
+    asked: u32,
+    /// Those reached that no decision was asked for yet: the attempt parks.
+    pending: Vec<PendingCall>,
+}
+
+/// What [`Calls::ask`] found for a tool call that needs a decision.
+pub enum Asked<'a> {
+    /// A person decided it.
+    Decided(&'a CallDecision),
+    /// It waits for a decision: the attempt must end before its turn runs.
+    Pending,
 }
 
 /// What the next call is.
@@ -89,6 +104,9 @@ impl<'a> Calls<'a> {
             n: 0,
             settled: 0,
             spent: Usage::default(),
+            approvals: ctx.approvals,
+            asked: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -111,6 +129,55 @@ impl<'a> Calls<'a> {
     /// that another was asked for instead of, is not).
     pub(crate) fn settled(&self) -> u32 {
         self.settled
+    }
+
+    /// Ask for a person's decision on the next tool call that needs one
+    /// (`tool` with `arguments`; `prompt` says so): the decision, if made,
+    /// or pending (kept, to be journaled when the attempt ends; see
+    /// [`Calls::take_pending`]). A decided call of another tool at this
+    /// place is `nondeterminism`.
+    pub fn ask(&mut self, tool: &str, arguments: &Value, prompt: String) -> Result<Asked<'a>, NodeError> {
+        self.asked += 1;
+        let id = call_id(self.node, self.asked);
+        let approvals: &'a [CallApproval] = self.approvals;
+        match approvals.iter().find(|a| a.call.id == id) {
+            Some(a) if a.call.tool != tool => {
+                let message = format!(
+                    "node `{}` visit {}: tool call `{id}` is a call of `{tool}`, but the journal recorded a call of \
+                     `{}` there: the node no longer makes the calls it made before",
+                    self.node, self.visit, a.call.tool
+                );
+                Err(NodeError::new(ErrorClass::Nondeterminism, message))
+            }
+            Some(CallApproval { decision: Some(d), .. }) => Ok(Asked::Decided(d)),
+            Some(_) => Err(NodeError::new(
+                ErrorClass::Internal,
+                format!("node `{}` visit {}: tool call `{id}` still waits for a decision", self.node, self.visit),
+            )),
+            None => {
+                let arguments = Json::from_value(arguments);
+                self.pending.push(PendingCall { id, tool: tool.to_string(), arguments, prompt });
+                Ok(Asked::Pending)
+            }
+        }
+    }
+
+    /// Whether tool calls this attempt reached wait for a decision.
+    pub fn parked(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The tool calls that wait for a decision (see [`Calls::ask`]).
+    pub fn take_pending(&mut self) -> Vec<PendingCall> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The error a conversation stops with when tool calls wait for a
+    /// decision: the node turns it into its parking output (see
+    /// [`Calls::parked`]), so no one sees it as a failure.
+    pub fn parking(&self) -> NodeError {
+        let ids: Vec<&str> = self.pending.iter().map(|p| p.id.as_str()).collect();
+        NodeError::new(ErrorClass::Internal, format!("tool calls wait for a decision: {}", ids.join(", ")))
     }
 
     /// The next call, a `kind` call of `name`: read back from the journal,
@@ -231,6 +298,9 @@ mod tests {
             n: 0,
             settled: 0,
             spent: Usage::default(),
+            approvals: &[],
+            asked: 0,
+            pending: Vec::new(),
         }
     }
 

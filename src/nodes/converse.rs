@@ -16,14 +16,21 @@
 //! workflow's policy blocks, is refused before anything runs and the model
 //! is told so; an error result goes back to the model as text it can act
 //! on; a failed call (connection, timeout) fails the attempt.
+//!
+//! Tool calls that need a person's decision ([`Toolset::approval`]) are
+//! asked for before any call of their turn runs ([`super::approvals`]): a
+//! turn with one still undecided ends the attempt (the conversation stops
+//! with [`Calls::parking`] and the node parks); a refused call is not made,
+//! and the model is told a human refused it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::calls::{CallRecord, Calls, Next};
+use super::approvals::{CallDecision, prompt, refusal};
+use super::calls::{Asked, CallRecord, Calls, Next};
 use super::{FunctionCall, NodeCtx, NodeError};
 use crate::ir::ModelConfig;
 use crate::journal::{ErrorClass, Usage};
@@ -67,6 +74,9 @@ pub struct Budget {
 pub struct Toolset {
     pub offered: Vec<ToolSpec>,
     pub how: HashMap<String, How>,
+    /// The tools (as the model names them) whose calls wait for a
+    /// person's decision first.
+    pub approval: HashSet<String>,
 }
 
 /// How a tool the model may call is carried out.
@@ -145,12 +155,32 @@ async fn run<'a>(
             let exchange = super::Exchange { request: body, response: reply.raw, usage: unjournaled };
             return Err(NodeError::new(ErrorClass::InvalidOutput, message).with_exchange(exchange));
         }
-        let mut results = Vec::with_capacity(reply.tool_calls.len());
+        // Every call of the turn that needs a decision is asked for before
+        // any call of the turn runs.
+        let mut decided: Vec<Option<&CallDecision>> = Vec::with_capacity(reply.tool_calls.len());
         for call in &reply.tool_calls {
+            decided.push(match tools.approval.contains(&call.name) {
+                true => {
+                    let asked = prompt(conv.name, &ctx.node.id, &call.name, &call.arguments);
+                    match calls.ask(&call.name, &call.arguments, asked)? {
+                        Asked::Decided(d) => Some(d),
+                        Asked::Pending => None,
+                    }
+                }
+                false => None,
+            });
+        }
+        if calls.parked() {
+            return Err(calls.parking());
+        }
+        let mut results = Vec::with_capacity(reply.tool_calls.len());
+        for (call, decision) in reply.tool_calls.iter().zip(decided) {
             let so_far = || super::Exchange { request: body.clone(), response: reply.raw.clone(), usage: unjournaled };
-            let result = match tools.how.get(&call.name) {
+            let result = match (decision, tools.how.get(&call.name)) {
+                // Refused by a person: not made, and the model is told so.
+                (Some(d), _) if !d.approved => refusal(&call.name, d),
                 // An agent's calls are journaled one by one, its answer with them.
-                Some(How::Agent { name }) if blocked(ctx, &call.name, None).is_none() => {
+                (_, Some(How::Agent { name })) if blocked(ctx, &call.name, None).is_none() => {
                     let message = match &call.arguments["message"] {
                         Value::String(s) => s.clone(),
                         Value::Null => call.arguments.to_string(),

@@ -87,9 +87,14 @@ impl NodeExecutor for Eval {
                     Ok(NodeOutput { patch, scores, exchange, ..Default::default() })
                 }
                 (EvalOnFail::Fail, false) => fail(String::new()),
-                (EvalOnFail::RetryFrom { node, max_retries }, false) if ctx.visit <= *max_retries => {
-                    Ok(NodeOutput { patch, next: Some(node.clone()), scores, exchange, park: None })
-                }
+                (EvalOnFail::RetryFrom { node, max_retries }, false) if ctx.visit <= *max_retries => Ok(NodeOutput {
+                    patch,
+                    next: Some(node.clone()),
+                    scores,
+                    exchange,
+                    park: None,
+                    pending: Vec::new(),
+                }),
                 (EvalOnFail::RetryFrom { max_retries, .. }, false) => {
                     fail(format!(" after {max_retries} retr{}", if *max_retries == 1 { "y" } else { "ies" }))
                 }

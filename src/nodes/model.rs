@@ -18,13 +18,17 @@
 //! key and a deduplicating server never answers one call with another.
 //! The final reply is journaled with the node's completion.
 //!
+//! A tool the workflow's `policy.require_approval_for` names is called only
+//! once a person approved the call ([`super::approvals`]): the node parks
+//! before the turn that asks for it, as an agent does.
+//!
 //! The attempt's [`Exchange`] is the whole conversation: the last body sent
 //! (every message, tool call and result) and the last reply, with the
 //! tokens and cost of what the calls journaled one by one do not already
 //! count (the final reply). It is returned on failure too once a reply
 //! arrived. Every error names the node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -89,7 +93,12 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         budgets: workflow_budget(ctx, &calls).into_iter().collect(),
         journal_final: false,
     };
-    let Ended { reply, body, unjournaled: usage } = converse(ctx, &mut calls, &conv, body, &tools).await?;
+    let Ended { reply, body, unjournaled: usage } = match converse(ctx, &mut calls, &conv, body, &tools).await {
+        Ok(ended) => ended,
+        // Tool calls the policy names wait for a person's decision.
+        Err(_) if calls.parked() => return Ok(NodeOutput { pending: calls.take_pending(), ..Default::default() }),
+        Err(e) => return Err(e),
+    };
     let exchange = Exchange { request: body, response: reply.raw.clone(), usage };
     let value = match &spec.output_schema {
         Some(schema) => ctx
@@ -110,6 +119,7 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
 async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, NodeError> {
     let mut specs = Vec::new();
     let mut servers: HashMap<String, String> = HashMap::new();
+    let mut approval = HashSet::new();
     for entry in &spec.tools {
         let listed = ctx.services.mcp.tools(ctx.workflow, &entry.server).await?;
         if let Some(wanted) = &entry.tools {
@@ -141,6 +151,9 @@ async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, N
             if blocked(ctx, &tool.name, Some(&entry.server)).is_some() {
                 continue;
             }
+            if needs_approval(ctx, &tool.name, &entry.server) {
+                approval.insert(tool.name.clone());
+            }
             specs.push(ToolSpec {
                 name: tool.name,
                 description: tool.description.unwrap_or_default(),
@@ -149,5 +162,15 @@ async fn offered_tools(ctx: &NodeCtx<'_>, spec: &ModelNode) -> Result<Toolset, N
         }
     }
     let how = servers.into_iter().map(|(tool, server)| (tool, How::Mcp { server })).collect();
-    Ok(Toolset { offered: specs, how })
+    Ok(Toolset { offered: specs, how, approval })
+}
+
+/// Whether the workflow's `policy.require_approval_for` names `tool` of
+/// MCP server `server` (as `server.tool`, the bare tool, or the server),
+/// so that its calls wait for a person's decision: the policy is the
+/// workflow's, for its model nodes as for its agents.
+fn needs_approval(ctx: &NodeCtx<'_>, tool: &str, server: &str) -> bool {
+    let Some(policy) = ctx.workflow.policy.as_ref() else { return false };
+    let written = format!("{server}.{tool}");
+    crate::ir::Policy::matching(&policy.require_approval_for, &written, tool, Some(server)).is_some()
 }

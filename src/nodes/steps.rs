@@ -217,6 +217,7 @@ impl StepAgent<'_> {
             calls: &inner.done,
             call_journal: Some(&*inner.journal),
             tool_calls: &[],
+            approvals: &[],
             handles: None,
         };
         let mut calls = Calls::after(&ctx, *last);
@@ -225,6 +226,17 @@ impl StepAgent<'_> {
         // Go on after the last call in the journal: one that failed is
         // not, and the numbers must stay those of the journal's calls.
         *last = calls.settled();
+        // A step cannot park: tool calls needing a decision fail it, clearly.
+        if calls.parked() {
+            let ids: Vec<String> = calls.take_pending().into_iter().map(|p| p.id).collect();
+            let message = format!(
+                "step `{}`: agent `{name}` asked for tool calls that need a person's decision ({}), and a step \
+                 cannot wait for one: run the agent as an `agent` node, or take the tools out of its `approval:`",
+                inner.node,
+                ids.join(", ")
+            );
+            return Err(FunctionError::with_class(ErrorClass::ClientError, message));
+        }
         let value = answer.map_err(|e| {
             let message = format!("step `{}`: agent `{name}`: {}", inner.node, e.message);
             FunctionError::with_class(e.class, message)

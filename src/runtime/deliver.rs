@@ -46,34 +46,39 @@ impl Runtime {
     }
 
     /// Decide the approval an execution waits on (`node` picks one when
-    /// it matters). `by` is who decided; it is journaled with the time.
-    /// Returns the node decided. A second decision is refused and names
-    /// the first.
+    /// it matters), or one of its pending tool calls (`call`). `by` is who
+    /// decided; it is journaled with the time. Returns the node decided. A
+    /// second decision is refused and names the first; a call that does
+    /// not wait (unknown, of another execution) is refused naming the
+    /// execution, the call and what does wait.
     pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
         let d = &decision;
-        let result =
-            self.inner.supervisor.approve(id, d.node.as_deref(), d.approved, &d.by, d.comment.as_deref()).await;
+        let (node, call) = (d.node.as_deref(), d.call.as_deref());
+        let result = self.inner.supervisor.approve(id, node, call, d.approved, &d.by, d.comment.as_deref()).await;
         match result {
             // The first decision may have carried the execution to its end.
-            Err(Error::Finished { id, status }) => Err(self.decided_before(id, decision.node.as_deref(), status)),
+            Err(Error::Finished { id, status }) => Err(self.decided_before(id, node, call, status)),
             other => other,
         }
     }
 
     /// Why an approval for a finished execution is refused: who decided it.
-    fn decided_before(&self, id: ExecutionId, node: Option<&str>, status: Status) -> Error {
+    fn decided_before(&self, id: ExecutionId, node: Option<&str>, call: Option<&str>, status: Status) -> Error {
         let records = self.events(id).unwrap_or_default();
-        let decided = records.iter().rev().find_map(|r| match &r.event {
-            Event::ApprovalDecided { node: n, approved, by, .. } if node.is_none_or(|want| want == n) => {
-                Some((n.clone(), *approved, by.clone(), r.at_ms))
+        let decided = records.iter().rev().find_map(|r| match (&r.event, call) {
+            (Event::ApprovalDecided { node: n, approved, by, .. }, None) if node.is_none_or(|want| want == n) => {
+                Some((format!("approval `{n}`"), *approved, by.clone(), r.at_ms))
+            }
+            (Event::CallDecided { call: c, approved, by, .. }, Some(want)) if want == c => {
+                Some((format!("tool call `{c}`"), *approved, by.clone(), r.at_ms))
             }
             _ => None,
         });
         match decided {
-            Some((n, approved, by, at)) => Error::NotWaiting {
+            Some((what, approved, by, at)) => Error::NotWaiting {
                 id,
                 message: format!(
-                    "approval `{n}` was already decided: {} by {by} at {} (the execution has since {})",
+                    "{what} was already decided: {} by {by} at {} (the execution has since {})",
                     if approved { "approved" } else { "rejected" },
                     crate::clock::format_ms(at),
                     match status {
@@ -84,7 +89,13 @@ impl Runtime {
                     }
                 ),
             },
-            None => Error::Finished { id, status },
+            None => match call {
+                Some(c) => Error::NotWaiting {
+                    id,
+                    message: format!("has no tool call `{c}` waiting for a decision (the execution is {status})"),
+                },
+                None => Error::Finished { id, status },
+            },
         }
     }
 

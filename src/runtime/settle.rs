@@ -302,6 +302,26 @@ impl Runtime {
         {
             let st = self.machine(meta.id)?;
             for (node, kind, w) in crate::actors::machine::waits(&st) {
+                if w.calls {
+                    // One row per tool call that waits for a decision.
+                    let approvals =
+                        st.approvals.get(node).filter(|v| Some(v.visit) == st.active.get(node).map(|a| a.visit));
+                    for c in approvals.into_iter().flat_map(|v| v.undecided()) {
+                        out.push(Waiting {
+                            id: meta.id,
+                            workflow_id: meta.workflow_id.clone(),
+                            node: node.to_string(),
+                            kind,
+                            event: None,
+                            prompt: Some(c.call.prompt.clone()),
+                            call: Some(c.call.id.clone()),
+                            since_ms: w.since_ms,
+                            deadline_ms: None,
+                            parent: st.parent.as_ref().map(|p| p.id),
+                        });
+                    }
+                    continue;
+                }
                 out.push(Waiting {
                     id: meta.id,
                     workflow_id: meta.workflow_id.clone(),
@@ -309,6 +329,7 @@ impl Runtime {
                     kind,
                     event: w.event.clone(),
                     prompt: w.prompt.clone(),
+                    call: None,
                     since_ms: w.since_ms,
                     deadline_ms: w.deadline_ms,
                     parent: st.parent.as_ref().map(|p| p.id),
@@ -331,11 +352,14 @@ struct Look {
 
 /// Whether an execution of `wf` (or of a sub-workflow it runs) can park on
 /// something only the outside moves: an event, an approval, a remote
-/// agent's question. A timer is not that: it fires by itself.
+/// agent's question, a tool call that waits for a decision. A timer is
+/// not that: it fires by itself.
 fn can_park(wf: &Workflow) -> bool {
+    let approvals = wf.policy.as_ref().is_some_and(|p| !p.require_approval_for.is_empty());
     wf.nodes.values().any(|n| match &n.kind {
         crate::ir::NodeKind::Wait(w) => w.event.is_some(),
         crate::ir::NodeKind::Approval(_) | crate::ir::NodeKind::Agent(_) => true,
+        crate::ir::NodeKind::Model(m) => approvals && !m.tools.is_empty(),
         crate::ir::NodeKind::Workflow(s) => can_park(&s.workflow),
         _ => false,
     })

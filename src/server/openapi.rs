@@ -239,9 +239,12 @@ fn op(r: &Route) -> Op {
         ("post", "/executions/{id}/approve") => {
             let body = json!({ "type": "object", "required": ["approved"], "additionalProperties": false,
                     "properties": { "approved": { "type": "boolean" }, "by": { "type": "string" },
-                        "comment": { "type": "string" }, "node": { "type": "string" } } });
+                        "comment": { "type": "string" }, "node": { "type": "string" },
+                        "call": { "type": "string", "minLength": 1,
+                            "description": "a tool call that waits for a decision (`research.2`), decided on its own" } } });
             let moved = json!({ "type": "object", "required": ["id", "node", "status"], "properties": {
-                    "id": { "type": "string" }, "node": { "type": "string" }, "status": { "type": "string" } } });
+                    "id": { "type": "string" }, "node": { "type": "string" }, "call": { "type": "string" },
+                    "status": { "type": "string" } } });
             (
                 vec![(200, "decided (journaled)", json_body(moved))],
                 &[400, 404, 409, 422, 500],
@@ -346,6 +349,8 @@ fn components() -> Value {
             "Waiting": { "type": "object", "required": ["id", "node", "kind", "since_ms"], "properties": {
                 "id": text, "workflow_id": text, "node": text, "kind": { "enum": ["event", "approval", "timer"] },
                 "event": { "type": ["string", "null"] }, "prompt": { "type": ["string", "null"] },
+                "call": { "type": "string",
+                    "description": "a tool call that waits for a decision (kind approval): its id, what the approve endpoint's `call` names" },
                 "since_ms": ms, "deadline_ms": { "type": ["integer", "null"] },
                 "parent": { "type": ["string", "null"] } } },
             "Execution": { "type": "object",

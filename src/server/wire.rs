@@ -115,6 +115,10 @@ pub struct Wait {
     pub event: Option<String>,
     #[serde(default)]
     pub prompt: Option<String>,
+    /// A tool call that waits for a decision: its id, what
+    /// `POST /executions/{id}/approve` names as `call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
     pub since_ms: u64,
     #[serde(default)]
     pub deadline_ms: Option<u64>,
@@ -132,6 +136,7 @@ impl From<&Waiting> for Wait {
             kind: kind_name(w.kind).to_string(),
             event: w.event.clone(),
             prompt: w.prompt.clone(),
+            call: w.call.clone(),
             since_ms: w.since_ms,
             deadline_ms: w.deadline_ms,
             parent: w.parent,
@@ -221,7 +226,7 @@ pub struct SignalRequest {
 }
 
 /// `POST /executions/{id}/approve`: decide an approval (the one `node`
-/// waits on, or the only one).
+/// waits on, or the only one), or with `call` one pending tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
@@ -229,6 +234,9 @@ pub struct ApproveRequest {
     pub by: Option<String>,
     pub comment: Option<String>,
     pub node: Option<String>,
+    /// A pending tool call's id (`research.2`), decided on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
 }
 
 /// `POST /executions/{id}/approve`'s answer.
@@ -236,6 +244,9 @@ pub struct ApproveRequest {
 pub struct Approved {
     pub id: ExecutionId,
     pub node: String,
+    /// The tool call decided, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
     pub status: Status,
 }
 
@@ -363,6 +374,7 @@ mod tests {
             kind: WaitKind::Approval,
             event: None,
             prompt: Some("ok?".into()),
+            call: None,
             since_ms: 5,
             deadline_ms: Some(9),
             parent: Some(id(1)),
@@ -454,7 +466,7 @@ mod tests {
         let back: Published = serde_json::from_str(&sent(&p)).unwrap();
         assert_eq!(back, p, "the client reads what the server writes");
 
-        let a = Approved { id: id(1), node: "ask".into(), status: Status::Running };
+        let a = Approved { id: id(1), node: "ask".into(), call: None, status: Status::Running };
         assert_eq!(sent(&a), json!({ "id": id(1), "node": "ask", "status": Status::Running }).to_string());
 
         let r = ResumeReply { resumed: vec![id(1)], skipped: vec![Skipped { id: id(2), reason: "gone".into() }] };
@@ -496,7 +508,7 @@ mod tests {
             ),
             "{e}"
         );
-        let approve = ApproveRequest { approved: true, by: None, comment: Some("fine".into()), node: None };
+        let approve = ApproveRequest { approved: true, by: None, comment: Some("fine".into()), node: None, call: None };
         let before = json!({ "approved": true, "node": None::<String>, "by": None::<String>, "comment": "fine" });
         assert_eq!(sent(&approve), before.to_string());
         let signal = SignalRequest { key: "go".into(), payload: json!({"x": 1}) };

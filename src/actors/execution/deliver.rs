@@ -51,15 +51,27 @@ pub(super) async fn deliver(
             let _ = reply.send(Ok(true));
             carry_out(myself, st, effects).await?;
         }
-        Delivery::Approve { node, approved, by, comment, reply } => {
-            let (found, visit) = match machine::pending_approval(&st.machine, node.as_deref()) {
+        Delivery::Approve { node, call, approved, by, comment, reply } => {
+            let found = match &call {
+                Some(call) => machine::pending_call(&st.machine, call).and_then(|(found, visit)| match &node {
+                    Some(n) if *n != found => {
+                        Err(format!("has no tool call `{call}` at node `{n}` (it is node `{found}`'s)"))
+                    }
+                    _ => Ok((found, visit)),
+                }),
+                None => machine::pending_approval(&st.machine, node.as_deref()),
+            };
+            let (found, visit) = match found {
                 Ok(found) => found,
                 Err(message) => {
                     let _ = reply.send(Err(Error::NotWaiting { id, message }));
                     return Ok(());
                 }
             };
-            let input = Input::Decision { node: found.clone(), visit, approved, by, comment };
+            let input = match call {
+                Some(call) => Input::CallDecision { node: found.clone(), visit, call, approved, by, comment },
+                None => Input::Decision { node: found.clone(), visit, approved, by, comment },
+            };
             let effects = persist(st, Some(input), Vec::new()).await?;
             let _ = reply.send(Ok(found));
             carry_out(myself, st, effects).await?;

@@ -59,6 +59,13 @@ pub(super) async fn carry_out(
                         .get(&node)
                         .filter(|c| c.visit == visit)
                         .map(|c| c.records.iter().map(crate::actors::node::to_node).collect()),
+                    approvals: st
+                        .machine
+                        .approvals
+                        .get(&node)
+                        .filter(|a| a.visit == visit)
+                        .map(|a| a.calls.clone())
+                        .unwrap_or_default(),
                     tool_calls,
                 };
                 let actor = start_node(myself, st, args).await?;

@@ -60,6 +60,7 @@ pub(super) fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> No
         agent: st.machine.agents.get(node).filter(|r| r.visit == visit),
         calls: &[],
         call_journal: None,
+        approvals: &[],
         tool_calls: &[],
         handles: None,
     }

@@ -12,6 +12,7 @@ pub(super) fn node_scheduled(_workflow: &Workflow, st: &mut ExecutionState, rec:
     st.visits.insert(node.clone(), *visit);
     st.agents.remove(node);
     st.calls.remove(node);
+    st.approvals.remove(node);
     st.active.insert(
         node.clone(),
         ActiveNode {
@@ -53,6 +54,7 @@ pub(super) fn node_completed(_workflow: &Workflow, st: &mut ExecutionState, rec:
     st.active.remove(node);
     st.agents.remove(node);
     st.calls.remove(node);
+    st.approvals.remove(node);
     match patch.object() {
         Ok(p) if p.is_empty() => {}
         Ok(p) => {

@@ -63,6 +63,16 @@ pub enum Input {
         attempt: u32,
         ends: Vec<(u32, BranchOutcome)>,
     },
+    /// A decision on the pending tool call `call` of `node`'s `visit` (see
+    /// [`pending_call`]).
+    CallDecision {
+        node: String,
+        visit: u32,
+        call: String,
+        approved: bool,
+        by: String,
+        comment: Option<String>,
+    },
     /// A running attempt completed call `call.n` of its visit (see
     /// [`accepts_call`]): journal it before the attempt goes on.
     Call {
@@ -134,6 +144,9 @@ pub fn step(workflow: &Workflow, st: &mut ExecutionState, input: Input, now: u64
         Input::Decision { node, visit, approved, by, comment } => {
             m.events.push_back(Event::ApprovalDecided { node, visit, approved, by, comment })
         }
+        Input::CallDecision { node, visit, call, approved, by, comment } => {
+            m.events.push_back(Event::CallDecided { node, visit, call, approved, by, comment })
+        }
         Input::Cancel { reason } => m.events.push_back(Event::ExecutionCancelled { reason }),
         Input::Tick => due(workflow, st, now, &mut m.events, &mut m.commands),
         Input::BranchesDone { node, visit, attempt, ends } => {
@@ -176,12 +189,21 @@ pub fn accepts_call(st: &ExecutionState, node: &str, visit: u32, attempt: u32, n
 /// name and visit; or why there is none, naming the decision that came
 /// first if one did.
 pub fn pending_approval(st: &ExecutionState, node: Option<&str>) -> Result<(String, u32), String> {
-    let waiting = st
-        .active
-        .iter()
-        .find(|(n, a)| a.wait.as_ref().is_some_and(|w| w.prompt.is_some()) && node.is_none_or(|want| want == *n));
+    let waiting = st.active.iter().find(|(n, a)| {
+        a.wait.as_ref().is_some_and(|w| w.prompt.is_some() && !w.calls) && node.is_none_or(|want| want == *n)
+    });
     if let Some((found, a)) = waiting {
         return Ok((found.clone(), a.visit));
+    }
+    // Tool calls are decided one by one, each by its id.
+    let calls: Vec<&str> =
+        undecided_calls(st).filter(|(n, _)| node.is_none_or(|want| want == *n)).map(|(_, c)| c).collect();
+    if !calls.is_empty() {
+        let at = node.map(|n| format!(" at node `{n}`")).unwrap_or_default();
+        return Err(format!(
+            "waits{at} for decisions on tool calls, each decided by its id: {} (jamjet approve <exec> --call ID)",
+            calls.join(", ")
+        ));
     }
     let decided = match node {
         Some(n) => st.decisions.get(n).map(|d| (n.to_string(), d)),
@@ -198,6 +220,49 @@ pub fn pending_approval(st: &ExecutionState, node: Option<&str>) -> Result<(Stri
             Some(n) => format!("is not waiting for an approval at node `{n}`"),
             None => "is not waiting for an approval".to_string(),
         },
+    })
+}
+
+/// The undecided tool calls of `st`'s waiting nodes: (node, call id).
+fn undecided_calls(st: &ExecutionState) -> impl Iterator<Item = (&str, &str)> {
+    st.active.iter().filter(|(_, a)| a.wait.as_ref().is_some_and(|w| w.calls)).flat_map(|(n, a)| {
+        st.approvals
+            .get(n)
+            .filter(|v| v.visit == a.visit)
+            .into_iter()
+            .flat_map(|v| v.undecided())
+            .map(move |c| (n.as_str(), c.call.id.as_str()))
+    })
+}
+
+/// The node and visit whose pending tool call `call` a decision goes to;
+/// or why there is none: it was decided already (by whom, when), or no
+/// call of that id waits (with those that do).
+pub fn pending_call(st: &ExecutionState, call: &str) -> Result<(String, u32), String> {
+    let mut decided = None;
+    for (node, v) in &st.approvals {
+        let waiting =
+            st.active.get(node).is_some_and(|a| a.visit == v.visit && a.wait.as_ref().is_some_and(|w| w.calls));
+        for c in v.calls.iter().filter(|c| c.call.id == call) {
+            match &c.decision {
+                None if waiting => return Ok((node.clone(), v.visit)),
+                None => {}
+                Some(d) => decided = Some(d),
+            }
+        }
+    }
+    if let Some(d) = decided {
+        return Err(format!(
+            "tool call `{call}` was already decided: {} by {} at {}",
+            if d.approved { "approved" } else { "rejected" },
+            d.by,
+            crate::clock::format_ms(d.at_ms)
+        ));
+    }
+    let open: Vec<&str> = undecided_calls(st).map(|(_, c)| c).collect();
+    Err(match open.is_empty() {
+        true => format!("has no tool call `{call}` waiting for a decision (none waits)"),
+        false => format!("has no tool call `{call}` waiting for a decision (waiting: {})", open.join(", ")),
     })
 }
 
@@ -274,6 +339,24 @@ fn result_events(
     if let Some(s) = scores {
         let scores = Json::from_value(&s.scores);
         events.push(Event::Scored { node: node.clone(), visit, attempt, scores, passed: s.passed });
+    }
+    // Tool calls that wait for a person's decision park the node: the
+    // attempt ends, neither completed nor failed.
+    if let Ok(out) = &result
+        && !out.pending.is_empty()
+    {
+        let calls = out
+            .pending
+            .iter()
+            .map(|p| crate::journal::PendingCall {
+                id: p.id.clone(),
+                tool: p.tool.clone(),
+                arguments: p.arguments.clone(),
+                prompt: p.prompt.clone(),
+            })
+            .collect();
+        events.push(Event::CallsPending { node, visit, attempt, calls });
+        return events;
     }
     // A node that parks (an agent whose remote task asks for input) waits
     // for a signal instead of completing.
@@ -357,7 +440,9 @@ fn retry_decision(
     let seed = fxhash(&format!("{}/{node}/{visit}/{attempt}", st.id));
     // An agent's attempts that carried an answer to its remote task are
     // rounds of one conversation, not retries.
-    let rounds = st.agents.get(node).filter(|r| r.visit == visit).map_or(0, |r| r.replies);
+    let rounds = st.agents.get(node).filter(|r| r.visit == visit).map_or(0, |r| r.replies)
+        // Nor are the attempts that went on once tool calls were decided.
+        + st.approvals.get(node).filter(|a| a.visit == visit).map_or(0, |a| a.rounds);
     match super::super::retry::decide(&spec.retry, e.class, attempt.saturating_sub(rounds), now, e.retry_after_ms, seed)
     {
         RetryDecision::Retry { attempt, at_ms } => RetryDecision::Retry { attempt: attempt + rounds, at_ms },

@@ -1,5 +1,6 @@
 //! Parking and what ends it: `Waiting`, `SignalReceived`, `WaitTimedOut`,
-//! `TimerFired`, `ApprovalDecided`.
+//! `TimerFired`, `ApprovalDecided`, and tool calls waiting for decisions:
+//! `CallsPending`, `CallDecided`.
 
 use super::*;
 
@@ -9,8 +10,13 @@ pub(super) fn waiting(workflow: &Workflow, st: &mut ExecutionState, rec: &Record
     let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt > 0) else {
         return inconsistent(format!("node `{node}` visit {visit} waits without running"));
     };
-    a.wait =
-        Some(Wait { event: event.clone(), deadline_ms: *deadline_ms, prompt: prompt.clone(), since_ms: rec.at_ms });
+    a.wait = Some(Wait {
+        event: event.clone(),
+        deadline_ms: *deadline_ms,
+        prompt: prompt.clone(),
+        since_ms: rec.at_ms,
+        calls: false,
+    });
     let attempt = a.attempt;
     // An event that arrived before the execution got here is kept.
     if let Some(key) = event
@@ -184,4 +190,71 @@ pub(super) fn resolve_with_payload(
             message: format!("the event's payload: {e}"),
         },
     }
+}
+
+/// `CallsPending`: the running attempt asked for decisions on these tool
+/// calls and ended; the node parks until each is decided.
+pub(super) fn calls_pending(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::CallsPending { node, visit, attempt, calls } = &rec.event else { return Vec::new() };
+    let Some(a) = st.active.get_mut(node).filter(|a| a.visit == *visit && a.attempt == *attempt) else {
+        return inconsistent(format!("node `{node}` visit {visit} asked for decisions without running"));
+    };
+    let approvals = st.approvals.entry(node.clone()).or_default();
+    if approvals.visit != *visit {
+        *approvals = VisitApprovals { visit: *visit, ..Default::default() };
+    }
+    for c in calls {
+        if approvals.calls.iter().any(|known| known.call.id == c.id) {
+            return inconsistent(format!("node `{node}` visit {visit} asked twice for a decision on `{}`", c.id));
+        }
+        let call = crate::nodes::approvals::PendingCall {
+            id: c.id.clone(),
+            tool: c.tool.clone(),
+            arguments: c.arguments.clone(),
+            prompt: c.prompt.clone(),
+        };
+        approvals.calls.push(CallApproval { call, decision: None });
+    }
+    let prompt = Some(calls_prompt(approvals));
+    a.wait = Some(Wait { event: None, deadline_ms: None, prompt, since_ms: rec.at_ms, calls: true });
+    Vec::new()
+}
+
+/// `CallDecided`: one pending tool call is decided; once none is left,
+/// the node runs again as a continuation of its visit (not a retry).
+pub(super) fn call_decided(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::CallDecided { node, visit, call, approved, by, comment } = &rec.event else { return Vec::new() };
+    let waiting = st.active.get(node).filter(|a| a.visit == *visit && a.wait.as_ref().is_some_and(|w| w.calls));
+    let approvals = st.approvals.get_mut(node).filter(|v| v.visit == *visit);
+    let (Some(a), Some(approvals)) = (waiting, approvals) else {
+        return inconsistent(format!(
+            "a decision on tool call `{call}` of node `{node}` visit {visit}, which is not waiting"
+        ));
+    };
+    let attempt = a.attempt;
+    let Some(pending) = approvals.calls.iter_mut().find(|c| c.call.id == *call && c.decision.is_none()) else {
+        return inconsistent(format!("a decision on tool call `{call}`, which does not wait for one"));
+    };
+    pending.decision = Some(crate::nodes::CallDecision {
+        approved: *approved,
+        by: by.clone(),
+        comment: comment.clone(),
+        at_ms: rec.at_ms,
+    });
+    let a = st.active.get_mut(node).expect("found above");
+    if approvals.undecided().next().is_some() {
+        if let Some(w) = a.wait.as_mut() {
+            w.prompt = Some(calls_prompt(approvals));
+        }
+        return Vec::new();
+    }
+    a.wait = None;
+    approvals.rounds += 1;
+    vec![Command::Start { node: node.clone(), visit: *visit, attempt: attempt + 1 }]
+}
+
+/// What a node waiting on tool calls asks: each undecided call's id and prompt.
+fn calls_prompt(approvals: &VisitApprovals) -> String {
+    let each: Vec<String> = approvals.undecided().map(|c| format!("{}: {}", c.call.id, c.call.prompt)).collect();
+    format!("tool calls wait for a decision: {}", each.join("; "))
 }

@@ -465,6 +465,7 @@ async fn drive_embedded(plan: &Plan, rt: &Runtime) -> Result<(ExecutionId, Statu
                         w.id,
                         Decision {
                             node: Some(w.node.clone()),
+                            call: w.call.clone(),
                             approved: true,
                             by: "jamjet bench".into(),
                             comment: None,

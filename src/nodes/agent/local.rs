@@ -17,6 +17,11 @@
 //! `budget:` (over the whole execution), checked after every model call;
 //! crossing one is `budget_exceeded`. A sub-agent's calls are journaled in
 //! the calling visit's sequence, so a resumed visit reads them back too.
+//!
+//! Approval: a call of a tool its `approval:` (or the workflow's
+//! `policy.require_approval_for`) names waits for a person's decision
+//! ([`crate::nodes::approvals`]); the node parks until each such call of
+//! the turn is decided, then runs again and goes on from its journal.
 
 use std::time::Duration;
 
@@ -37,7 +42,12 @@ pub(super) async fn run_node(ctx: &NodeCtx<'_>, spec: &AgentNode) -> Result<Node
         other => other.to_string(),
     };
     let mut calls = Calls::new(ctx);
-    let (answer, ended) = react(ctx, &mut calls, &spec.agent, message, false).await?;
+    let (answer, ended) = match react(ctx, &mut calls, &spec.agent, message, false).await {
+        Ok(done) => done,
+        // Tool calls wait for a person's decision: the execution parks.
+        Err(_) if calls.parked() => return Ok(NodeOutput { pending: calls.take_pending(), ..Default::default() }),
+        Err(e) => return Err(e),
+    };
     let exchange = Exchange { request: ended.body, response: ended.reply.raw, usage: ended.unjournaled };
     let patch = output_patch(spec.output_key.as_deref(), answer).map_err(|e| e.with_exchange(exchange.clone()))?;
     Ok(NodeOutput { patch, exchange: Some(Box::new(exchange)), ..Default::default() })
@@ -68,15 +78,6 @@ async fn react<'a>(
     let def = ctx.workflow.agents.get(name).ok_or_else(|| {
         NodeError::new(ErrorClass::Internal, format!("node `{}`: there is no agent `{name}` in `agents:`", ctx.node.id))
     })?;
-    // Tool calls that need a person's decision must never run without one.
-    if def.approval != ToolApproval::None {
-        let message = format!(
-            "agent `{name}` has tools that need approval (`approval:` or the policy's `require_approval_for`), and \
-             approving tool calls does not run yet in this version: the agent does not run rather than call them \
-             unapproved"
-        );
-        return Err(NodeError::new(ErrorClass::ClientError, message));
-    }
     let timeout = ctx.node.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
     resolve_env(&def.config, &def.model)
         .map_err(|e| NodeError { message: format!("{} (agent `{name}`, at {})", e.message, ctx.location()), ..e })?;
@@ -238,6 +239,9 @@ async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef) -> Result<Toolset, NodeError
                 return Err(NodeError::new(ErrorClass::ClientError, message));
             }
         };
+        if needs_approval(ctx, def, tool) {
+            set.approval.insert(spec.name.clone());
+        }
         if set.how.insert(spec.name.clone(), how).is_some() {
             let message = format!("two tools of the agent are both called `{}`", spec.name);
             return Err(NodeError::new(ErrorClass::ClientError, message));
@@ -245,4 +249,23 @@ async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef) -> Result<Toolset, NodeError
         set.offered.push(spec);
     }
     Ok(set)
+}
+
+/// Whether the agent's calls of `tool` wait for a person's decision: its
+/// `approval:` names it (or is `all`), or the workflow's
+/// `policy.require_approval_for` does (the compiler merges the policy into
+/// `approval:`; it is asked again here for an IR posted as JSON).
+fn needs_approval(ctx: &NodeCtx<'_>, def: &AgentDef, tool: &AgentTool) -> bool {
+    let written = tool.written();
+    let own = match &def.approval {
+        ToolApproval::None => false,
+        ToolApproval::All => true,
+        ToolApproval::Tools(names) => names.contains(&written),
+    };
+    let server = match tool {
+        AgentTool::Mcp { server, .. } => Some(server.as_str()),
+        _ => None,
+    };
+    let policy = ctx.workflow.policy.as_ref().map(|p| p.require_approval_for.as_slice()).unwrap_or_default();
+    own || crate::ir::Policy::matching(policy, &written, &tool.name(), server).is_some()
 }

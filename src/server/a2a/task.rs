@@ -18,7 +18,10 @@
 //! - A follow-up message on a task answers what it waits for: an event gets
 //!   the data part (or the text) as its payload; an approval reads a data
 //!   part `{"approved": bool, "comment"?, "by"?}` or a text `approve`/`yes`
-//!   or `reject`/`no`.
+//!   or `reject`/`no`; a tool call that waits for a decision (listed as
+//!   `{"kind": "tool_call", "call": "research.2", ...}`) reads a data part
+//!   `{"call": "research.2", "approved": bool, "comment"?, "by"?}`, one
+//!   call per message.
 
 use std::collections::HashMap;
 
@@ -219,6 +222,12 @@ fn describe_waits(waits: &[Waiting]) -> String {
     let each: Vec<String> = waits
         .iter()
         .map(|w| match w.kind {
+            WaitKind::Approval if w.call.is_some() => format!(
+                "tool call `{}`: {} (reply with a data part {{\"call\": \"{}\", \"approved\": true|false, \"comment\": ...}})",
+                w.call.as_deref().unwrap_or_default(),
+                w.prompt.as_deref().unwrap_or("decide"),
+                w.call.as_deref().unwrap_or_default()
+            ),
             WaitKind::Approval => format!(
                 "approval `{}`: {} (reply with a data part {{\"approved\": true|false, \"comment\": ...}} or the text approve/reject)",
                 w.node,
@@ -238,6 +247,9 @@ fn waits_json(waits: &[Waiting]) -> Value {
     let list: Vec<Value> = waits
         .iter()
         .map(|w| match w.kind {
+            WaitKind::Approval if w.call.is_some() => {
+                json!({"kind": "tool_call", "node": w.node, "call": w.call, "prompt": w.prompt})
+            }
             WaitKind::Approval => json!({"kind": "approval", "node": w.node, "prompt": w.prompt}),
             _ => json!({"kind": "event", "node": w.node, "event": w.event}),
         })
@@ -257,25 +269,42 @@ pub async fn follow_up(rt: &Runtime, id: ExecutionId, message: &Message) -> Resu
         )));
     }
     let waits = waits_of(rt, id).map_err(|e| RpcError::from_runtime(e, id))?;
+    let data = message.parts.iter().find_map(|p| match &p.content {
+        PartContent::Data(d) => Some(d.clone()),
+        _ => None,
+    });
+    // A data part naming a tool call decides that call.
+    if let Some(call) = data.as_ref().and_then(|d| d.get("call")).and_then(Value::as_str) {
+        let (approved, comment, by) = decision(data.as_ref(), None)
+            .map_err(|m| RpcError::invalid_params(format!("task {id}, tool call `{call}`: {m}")))?;
+        let owner = waits.iter().find(|w| w.call.as_deref() == Some(call)).map_or(id, |w| w.id);
+        let decision = Decision { node: None, call: Some(call.to_string()), approved, by, comment };
+        rt.approve(owner, decision).await.map_err(|e| RpcError::from_runtime(e, id))?;
+        return Ok(());
+    }
     let wanted = message.metadata.as_ref().and_then(|m| m.get("node")).and_then(Value::as_str);
-    let Some(wait) = waits.iter().find(|w| wanted.is_none_or(|n| n == w.node)) else {
+    let calls: Vec<&str> = waits.iter().filter_map(|w| w.call.as_deref()).collect();
+    if !calls.is_empty() && waits.iter().filter(|w| wanted.is_none_or(|n| n == w.node)).all(|w| w.call.is_some()) {
+        return Err(RpcError::invalid_params(format!(
+            "task {id} waits for decisions on tool calls, each decided by its id: {}; reply with a data part \
+             {{\"call\": \"<id>\", \"approved\": true|false, \"comment\": ...}}",
+            calls.join(", ")
+        )));
+    }
+    let Some(wait) = waits.iter().find(|w| w.call.is_none() && wanted.is_none_or(|n| n == w.node)) else {
         let why = match wanted {
             Some(n) => format!("task {id} does not wait at node `{n}`"),
             None => format!("task {id} is working, not waiting for input: send the message once it is input-required"),
         };
         return Err(RpcError::unsupported(why));
     };
-    let data = message.parts.iter().find_map(|p| match &p.content {
-        PartContent::Data(d) => Some(d.clone()),
-        _ => None,
-    });
     let text: Vec<&str> = message.parts.iter().filter_map(Part::as_text).collect();
     let text = (!text.is_empty()).then(|| text.join("\n"));
     match wait.kind {
         WaitKind::Approval => {
             let (approved, comment, by) = decision(data.as_ref(), text.as_deref())
                 .map_err(|m| RpcError::invalid_params(format!("task {id} waits for approval `{}`: {m}", wait.node)))?;
-            let decision = Decision { node: Some(wait.node.clone()), approved, by, comment };
+            let decision = Decision { node: Some(wait.node.clone()), call: None, approved, by, comment };
             rt.approve(wait.id, decision).await.map_err(|e| RpcError::from_runtime(e, id))?;
         }
         _ => {

@@ -216,9 +216,11 @@ async fn approve(
     let id = parse_id(&raw)?;
     let b: ApproveRequest = json_body(&headers, &body, false)?;
     let by = b.by.unwrap_or_else(|| "api".to_string());
-    let node = st.rt.approve(id, Decision { node: b.node, approved: b.approved, by, comment: b.comment }).await?;
+    let call = b.call.clone();
+    let decision = Decision { node: b.node, call: b.call, approved: b.approved, by, comment: b.comment };
+    let node = st.rt.approve(id, decision).await?;
     let status = st.rt.status(id)?.status;
-    reply(&Approved { id, node, status })
+    reply(&Approved { id, node, call, status })
 }
 
 async fn cancel(
