@@ -14,7 +14,8 @@
 //! format version.
 
 use jamjet::journal::{
-    ErrorClass, Event, FORMAT_VERSION, Json, Record, RetryDecision, Usage, decode, decode_frame, encode, encode_frame,
+    CallRecord, ErrorClass, Event, FORMAT_VERSION, Json, PendingCall, Record, RetryDecision, Usage, decode,
+    decode_frame, encode, encode_frame,
 };
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/journal-v1.bin");
@@ -138,6 +139,54 @@ fn appended_since() -> Vec<Record> {
             state_at: 7,
         },
         Event::TimerFired { node: "nap".into(), visit: 1 },
+        Event::Call {
+            node: "research".into(),
+            visit: 1,
+            attempt: 2,
+            call: CallRecord {
+                n: 3,
+                kind: "tool".into(),
+                name: "web_search".into(),
+                request: Json(r#"{"id":"call_1","arguments":{"q":"sky"}}"#.into()),
+                response: Json(r#""Rayleigh scattering""#.into()),
+                usage: Usage { input_tokens: 0, output_tokens: 0, cost_usd: 0.0 },
+            },
+        },
+        Event::NodeFailed {
+            node: "research".into(),
+            visit: 1,
+            attempt: 2,
+            class: ErrorClass::BudgetExceeded,
+            message: "agent `researcher` spent $0.6 of its $0.5 `max_cost_usd`".into(),
+            retry: RetryDecision::GiveUp,
+        },
+        Event::NodeFailed {
+            node: "research".into(),
+            visit: 2,
+            attempt: 1,
+            class: ErrorClass::Nondeterminism,
+            message: "step `research` asked for piece `b` where the journal has `a`".into(),
+            retry: RetryDecision::GiveUp,
+        },
+        Event::CallsPending {
+            node: "handle".into(),
+            visit: 1,
+            attempt: 1,
+            calls: vec![PendingCall {
+                id: "handle.1".into(),
+                tool: "refund".into(),
+                arguments: Json(r#"{"amount":10}"#.into()),
+                prompt: "allow `clerk` (node `handle`) to call `refund` with {\"amount\":10}?".into(),
+            }],
+        },
+        Event::CallDecided {
+            node: "handle".into(),
+            visit: 1,
+            call: "handle.1".into(),
+            approved: false,
+            by: "ada".into(),
+            comment: Some("too much".into()),
+        },
     ];
     events
         .into_iter()
