@@ -114,7 +114,7 @@ async fn react_calls_an_mcp_tool_a_host_function_and_another_agent_journaling_ea
     assert!(key.starts_with(&format!("{}/research/1", out.id)), "{key}");
     let keys: Vec<&str> = seen.iter().map(|r| r.idempotency_key().unwrap()).collect();
     let want: Vec<String> =
-        std::iter::once(key.clone()).chain([3, 5, 6, 7].map(|n| format!("{key}/call/{n}"))).collect();
+        std::iter::once(key.clone()).chain([3, 5, 6, 8].map(|n| format!("{key}/call/{n}"))).collect();
     assert_eq!(keys, want);
     assert_eq!(seen[0].body["messages"][0]["content"], "Find accurate information about sums.");
     let offered: Vec<&str> =
@@ -124,7 +124,8 @@ async fn react_calls_an_mcp_tool_a_host_function_and_another_agent_journaling_ea
     assert_eq!(seen[3].body["messages"][1]["content"], "Write about 5");
     assert_eq!(mcp.calls()[0].meta["jamjet/idempotency_key"], format!("{key}/call/2"));
 
-    // Every call the loop went on from is journaled: the writer's answer too.
+    // Every call the loop went on from is journaled: the writer's answer,
+    // then the researcher's call of it with its arguments and that answer.
     let shape: Vec<(u32, String, String)> = calls(&rt, out.id).into_iter().map(|c| (c.n, c.kind, c.name)).collect();
     let want = [
         (1, "model", "researcher"),
@@ -133,10 +134,17 @@ async fn react_calls_an_mcp_tool_a_host_function_and_another_agent_journaling_ea
         (4, "tool", "shout"),
         (5, "model", "researcher"),
         (6, "model", "writer"),
+        // The researcher's call of the writer, as a tool: in trajectories.
+        (7, "tool", "writer"),
     ];
     assert_eq!(shape, want.map(|(n, k, m)| (n, k.to_string(), m.to_string())));
     let journaled = calls(&rt, out.id);
     assert_eq!(journaled[3].response.value().unwrap(), json!("SHOUTED: HI"));
+    assert_eq!(journaled[6].request.value().unwrap()["arguments"], json!({"message": "Write about 5"}));
+    // What the researcher was given as the tool's result is what was journaled.
+    let answer = journaled[6].response.value().unwrap();
+    let given = seen[4].body["messages"].as_array().unwrap().last().unwrap()["content"].clone();
+    assert_eq!(answer, given);
     // The usage is every call's, counted once: the journaled calls' and the final reply's.
     let final_usage: Vec<u64> = rt
         .events(out.id)

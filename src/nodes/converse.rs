@@ -186,10 +186,22 @@ async fn run<'a>(
                         Value::Null => call.arguments.to_string(),
                         other => other.to_string(),
                     };
-                    match super::agent::local::run_agent(ctx, calls, name, message).await {
+                    let answer = match super::agent::local::run_agent(ctx, calls, name, message).await {
                         Ok(Value::String(s)) => s,
                         Ok(other) => other.to_string(),
                         Err(e) => return Err(e.with_exchange(so_far())),
+                    };
+                    // The call of the agent as a tool is journaled after its
+                    // own calls, as any tool call is: the trajectory (and
+                    // `inspect`) show that the caller called it, and with what.
+                    match calls.next("tool", &call.name)? {
+                        Next::Journaled(rec) => tool_result_of(rec)?,
+                        Next::Fresh { .. } => {
+                            let request = json!({"id": call.id, "arguments": call.arguments});
+                            let response = Value::String(answer.clone());
+                            calls.record("tool", &call.name, &request, &response, Usage::default()).await?;
+                            answer
+                        }
                     }
                 }
                 _ => match calls.next("tool", &call.name)? {
