@@ -272,18 +272,30 @@ nodes:
 /// Run `agents` against `script`; the answer, the journaled calls as
 /// (kind, agent), and the text of the last message of every model request.
 async fn run_strategy(agents: &str, script: &[(&str, Reply)]) -> (Value, Vec<(String, String)>, Vec<String>) {
+    let rules = script.iter().map(|(when, reply)| Rule::contains(when, reply.clone()).times(1)).collect();
+    run_strategy_with(agents, "", rules).await.0
+}
+
+/// [`run_strategy`] with these rules, `node_extra` under the node; also
+/// the requests, in the order they arrived.
+async fn run_strategy_with(
+    agents: &str,
+    node_extra: &str,
+    rules: Vec<Rule>,
+) -> ((Value, Vec<(String, String)>, Vec<String>), Vec<support::model_server::Request>) {
     let server = ModelServer::start().await;
-    for (when, reply) in script {
-        server.script(Rule::contains(when, reply.clone()).times(1));
+    for rule in rules {
+        server.script(rule);
     }
     let dir = tempfile::tempdir().unwrap();
     let rt = open(dir.path()).await;
-    let out = run(&rt, &compile(&strategy_flow(&server, agents)), json!({})).await;
+    let out = run(&rt, &compile(&format!("{}{node_extra}", strategy_flow(&server, agents))), json!({})).await;
     assert_eq!(out.status, Status::Completed, "{:?}", out.error);
     let calls = calls(&rt, out.id).into_iter().map(|c| (c.kind, c.name)).collect();
     rt.shutdown().await;
-    let asked = server.requests().into_iter().map(|r| r.last_user).collect();
-    (out.state["answer"].clone(), calls, asked)
+    let requests = server.requests();
+    let asked = requests.iter().map(|r| r.last_user.clone()).collect();
+    ((out.state["answer"].clone(), calls, asked), requests)
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -356,21 +368,43 @@ async fn plan_and_execute_plans_runs_each_step_with_the_results_so_far_and_synth
 }
 
 #[tokio::test]
-async fn consensus_takes_independent_samples_and_a_judge_picks() {
+async fn consensus_sends_its_samples_together_and_a_judge_picks() {
     let agents = "  a: { model: fast, instructions: Answer., strategy: consensus, samples: 3 }";
-    let (answer, calls, asked) = run_strategy(
-        agents,
-        &[
-            ("Q: capital", Reply::text("Paris")),
-            ("Q: capital", Reply::text("Paris")),
-            ("Q: capital", Reply::text("Lyon")),
-            ("Independent answers", Reply::text("Paris")),
-        ],
-    )
-    .await;
+    // Each sample is answered only once all three are in: sent one after
+    // another, the first would wait alone and get a 503.
+    let rules = vec![
+        Rule::key_suffix("/ask/1", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/call/2", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/call/3", Reply::together(3, Reply::text("Lyon"))),
+        Rule::contains("Independent answers", Reply::text("Paris")),
+    ];
+    let ((answer, calls, asked), _) = run_strategy_with(agents, "", rules).await;
     assert_eq!(answer, "Paris");
     assert_eq!(calls, pairs(&[("sample", "a"), ("sample", "a"), ("sample", "a")]));
+    // The answers in the samples' order, whatever order their replies came in.
     assert!(asked[3].contains("1. Paris\n2. Paris\n3. Lyon"), "{asked:?}");
+}
+
+/// Samples sent together are journaled one by one, in order: when the
+/// third fails, the retry reads the first two back and sends only the
+/// third again, with its key.
+#[tokio::test]
+async fn a_failed_consensus_sample_is_sent_again_alone_with_its_key() {
+    let agents = "  a: { model: fast, instructions: Answer., strategy: consensus, samples: 3 }";
+    let rules = vec![
+        Rule::key_suffix("/ask/1", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/call/2", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/call/3", Reply::together(3, Reply::status(500))).times(1),
+        Rule::key_suffix("/call/3", Reply::text("Lyon")),
+        Rule::contains("Independent answers", Reply::text("Paris")),
+    ];
+    let retry = "    retry: { max_attempts: 2, backoff: constant, delay_ms: 10, retry_on: [server_error] }\n";
+    let ((answer, calls, _), requests) = run_strategy_with(agents, retry, rules).await;
+    assert_eq!(answer, "Paris");
+    assert_eq!(calls, pairs(&[("sample", "a"), ("sample", "a"), ("sample", "a")]));
+    let keys: Vec<&str> = requests.iter().map(|r| r.idempotency_key().unwrap()).collect();
+    let sent = |suffix: &str| keys.iter().filter(|k| k.ends_with(suffix)).count();
+    assert_eq!((sent("/ask/1"), sent("/call/2"), sent("/call/3"), keys.len()), (1, 1, 2, 5), "{keys:?}");
 }
 
 #[tokio::test]

@@ -251,6 +251,19 @@ impl<'a> Calls<'a> {
         self.journal.is_some()
     }
 
+    /// The idempotency keys of the next `count` calls, without handing
+    /// them out: `None` for one the journal holds already. What runs
+    /// calls at once (a consensus's samples) sends the fresh ones
+    /// together, then takes each in turn with [`Calls::next`].
+    pub fn upcoming(&self, count: u32) -> Vec<Option<String>> {
+        (self.n + 1..=self.n + count)
+            .map(|n| match self.done.get(n as usize - 1) {
+                Some(_) => None,
+                None => Some(self.key_of(n)),
+            })
+            .collect()
+    }
+
     fn key_of(&self, n: u32) -> String {
         if n == 1 { self.key.to_string() } else { format!("{}/call/{n}", self.key) }
     }

@@ -67,6 +67,8 @@ pub enum When {
     Contains(String),
     /// The request's Idempotency-Key starts with this text.
     KeyPrefix(String),
+    /// The request's Idempotency-Key ends with this text.
+    KeySuffix(String),
 }
 
 /// What the server answers.
@@ -84,6 +86,9 @@ pub enum Reply {
     Delay(u64, Box<Reply>),
     /// Never answer (until the server or the connection is gone).
     Hold,
+    /// Answer the inner reply once this many requests have arrived in
+    /// all (at most 10 s: then 503): what only calls made together pass.
+    Together(usize, Box<Reply>),
 }
 
 /// A scripted answer: `reply` when `when` holds, for the first `times`
@@ -104,6 +109,9 @@ impl Rule {
     }
     pub fn key_prefix(prefix: &str, reply: Reply) -> Rule {
         Rule { when: When::KeyPrefix(prefix.to_string()), reply, times: None }
+    }
+    pub fn key_suffix(suffix: &str, reply: Reply) -> Rule {
+        Rule { when: When::KeySuffix(suffix.to_string()), reply, times: None }
     }
     /// Apply only to the first `n` matching requests.
     pub fn times(mut self, n: usize) -> Rule {
@@ -126,6 +134,10 @@ impl Reply {
             retry_after: Some(seconds.to_string()),
             body: "{\"error\": \"rate limited\"}".into(),
         }
+    }
+    /// `then`, once `n` requests have arrived (see [`Reply::Together`]).
+    pub fn together(n: usize, then: Reply) -> Reply {
+        Reply::Together(n, Box::new(then))
     }
     pub fn delay(ms: u64, then: Reply) -> Reply {
         Reply::Delay(ms, Box::new(then))
@@ -277,6 +289,7 @@ fn record(shared: &Shared, wire: Wire, headers: &HeaderMap, body: &Value) -> (Re
                     When::Always => true,
                     When::Contains(text) => request.last_user.contains(text.as_str()),
                     When::KeyPrefix(p) => request.idempotency_key().is_some_and(|k| k.starts_with(p.as_str())),
+                    When::KeySuffix(p) => request.idempotency_key().is_some_and(|k| k.ends_with(p.as_str())),
                 }
         });
         match found {
@@ -296,9 +309,22 @@ fn record(shared: &Shared, wire: Wire, headers: &HeaderMap, body: &Value) -> (Re
 }
 
 /// Wait out delays and holds; the reply that is left.
-async fn settle(mut reply: Reply) -> Reply {
+async fn settle(shared: &Shared, mut reply: Reply) -> Reply {
     loop {
         match reply {
+            Reply::Together(n, inner) => {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let notified = shared.received.notified();
+                    if shared.requests.lock().unwrap().len() >= n {
+                        break;
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Reply::status(503);
+                    }
+                }
+                reply = *inner;
+            }
             Reply::Delay(ms, inner) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 reply = *inner;
@@ -335,7 +361,7 @@ fn plain(reply: &Reply) -> Option<Response> {
 
 async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let (_, reply) = record(&shared, Wire::OpenAi, &headers, &body);
-    let reply = settle(reply).await;
+    let reply = settle(&shared, reply).await;
     if let Some(r) = plain(&reply) {
         return r;
     }
@@ -374,7 +400,7 @@ async fn anthropic(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(b
                                                       "message": "anthropic-version: header is required"}});
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
-    let reply = settle(reply).await;
+    let reply = settle(&shared, reply).await;
     if let Some(r) = plain(&reply) {
         return r;
     }

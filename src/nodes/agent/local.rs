@@ -132,6 +132,9 @@ pub(super) struct Turn<'t> {
     /// Offer the agent's tools (a react loop) or none (one reply).
     pub tools: bool,
     pub journal_final: bool,
+    /// The reply to its first call, sent already with others (see
+    /// [`crate::nodes::converse::Conversation::ready`]).
+    pub ready: Option<Result<crate::model::ChatReply, NodeError>>,
 }
 
 impl Agent<'_> {
@@ -144,16 +147,7 @@ impl Agent<'_> {
     ) -> Result<Ended, NodeError> {
         let none = Toolset::default();
         let tools = if turn.tools { &self.tools } else { &none };
-        let config = turn.model.unwrap_or(&self.def.config);
-        let request = ChatRequest {
-            system: Some(self.system.clone()),
-            messages: turn.messages,
-            temperature: self.def.temperature,
-            max_tokens: None,
-            tools: tools.offered.clone(),
-            timeout: Some(self.timeout),
-        };
-        let body = request_body(config, &request);
+        let (config, body) = self.first_request(turn.model, turn.messages, turn.tools);
         let conv = Conversation {
             config,
             kind: turn.kind,
@@ -163,8 +157,34 @@ impl Agent<'_> {
             rounds_field: format!("`max_iterations` {} of agent `{}`", self.def.max_iterations, self.name),
             budgets: budgets(ctx, calls, self),
             journal_final: turn.journal_final,
+            ready: std::sync::Mutex::new(turn.ready),
         };
         converse(ctx, calls, &conv, body, tools).await
+    }
+
+    /// The model a turn talks to (`model`, or the agent's) and the body
+    /// of its first request.
+    pub(super) fn first_request<'m>(
+        &'m self,
+        model: Option<&'m crate::ir::ModelConfig>,
+        messages: Vec<ChatMessage>,
+        tools: bool,
+    ) -> (&'m crate::ir::ModelConfig, serde_json::Value) {
+        let config = model.unwrap_or(&self.def.config);
+        let request = ChatRequest {
+            system: Some(self.system.clone()),
+            messages,
+            temperature: self.def.temperature,
+            max_tokens: None,
+            tools: if tools { self.tools.offered.clone() } else { Vec::new() },
+            timeout: Some(self.timeout),
+        };
+        (config, request_body(config, &request))
+    }
+
+    /// Whether the agent has tools to offer.
+    pub(super) fn has_tools(&self) -> bool {
+        !self.tools.offered.is_empty()
     }
 }
 
