@@ -80,6 +80,27 @@ pub struct NodeCtx<'a> {
     /// order: read for an eval node with a `trajectory` scorer, empty
     /// for every other node.
     pub tool_calls: &'a [crate::eval::ToolUse],
+    /// The conversation so far of the session the execution is a task of
+    /// (oldest first; empty outside a session): local agents and model
+    /// nodes send it ahead of their message.
+    pub history: &'a [PastTurn],
+}
+
+/// One earlier task of a session: what was asked and what it answered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PastTurn {
+    pub user: String,
+    pub answer: String,
+}
+
+/// A session's earlier turns as chat messages (user, assistant, ...).
+pub(crate) fn history_messages(history: &[PastTurn]) -> Vec<crate::model::ChatMessage> {
+    let mut out = Vec::with_capacity(history.len() * 2);
+    for t in history {
+        out.push(crate::model::ChatMessage::user(t.user.clone()));
+        out.push(crate::model::ChatMessage { role: "assistant".into(), content: t.answer.clone() });
+    }
+    out
 }
 
 impl NodeCtx<'_> {

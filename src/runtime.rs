@@ -11,14 +11,16 @@
 //! and opening), `submit.rs` (submitting, registering workflows),
 //! `settle.rs` (waiting, settling, families, outcomes, what waits),
 //! `deliver.rs` (signals, events, approvals, cancelling), `read.rs`
-//! (status, histories, listings) and `lifecycle.rs` (resuming, timers,
-//! shutdown); `feed.rs` tells followers what became durable.
+//! (status, histories, listings), `lifecycle.rs` (resuming, timers,
+//! shutdown) and `sessions.rs` (tasks that make one conversation);
+//! `feed.rs` tells followers what became durable.
 
 mod builder;
 mod deliver;
 mod feed;
 mod lifecycle;
 mod read;
+mod sessions;
 mod settle;
 mod submit;
 
@@ -41,6 +43,9 @@ pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
 pub use builder::Builder;
 pub use feed::{Delay, DelayKind, Feed, Observed};
+pub use sessions::{
+    DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,
+};
 pub use settle::terminal_event;
 pub use submit::MAX_KEY_BYTES;
 
@@ -127,6 +132,12 @@ struct Inner {
     supervisor: SupervisorHandle,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
+    /// One lock per session id: its tasks start one after the other.
+    session_locks: sessions::SessionLocks,
+    /// How long a session may stay idle before it expires.
+    session_idle: std::time::Duration,
+    /// How long a message waits for its session's previous task.
+    session_wait: std::time::Duration,
 }
 
 impl Drop for Inner {

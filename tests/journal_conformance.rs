@@ -44,6 +44,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         workflow: Some(("h1", &wf)),
         timers: &[],
         waits: &[],
+        session: None,
     })
     .await
     .unwrap();
@@ -56,6 +57,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         workflow: None,
         timers: &[],
         waits: &[],
+        session: None,
     })
     .await
     .unwrap();
@@ -69,6 +71,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         workflow: None,
         timers: &[],
         waits: &[],
+        session: None,
     })
     .await
     .unwrap();
@@ -289,6 +292,7 @@ async fn sled_reads_see_an_acknowledged_append_before_and_after_sled_applies_it(
         workflow: None,
         timers,
         waits: &[],
+        session: None,
     };
     use jamjet::journal::TimerChange::{Clear, Set};
     j.append(timers(4, &[Set(100), Set(200)])).await.unwrap();
@@ -344,6 +348,7 @@ async fn a_read_right_after_each_acknowledged_append_sees_it() {
                 workflow: None,
                 timers: &[],
                 waits: &[],
+                session: None,
             })
             .await
             .unwrap();

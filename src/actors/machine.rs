@@ -22,7 +22,7 @@ use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, CallRecord, ErrorClass, Event, Json, Record, RetryDecision, Usage};
-use crate::nodes::AgentRound;
+use crate::nodes::{AgentRound, PastTurn};
 
 mod ended;
 mod fan_out;
@@ -167,6 +167,9 @@ pub struct ExecutionState {
     /// The calls each active node's visit has journaled (`Event::Call`),
     /// which a retried or resumed attempt reads back instead of making.
     pub calls: HashMap<String, VisitCalls>,
+    /// The conversation so far of the session this execution is a task
+    /// of (`SessionJoined`), which agent and model nodes are given.
+    pub history: Arc<Vec<PastTurn>>,
 }
 
 /// The journaled calls of one node visit, in order (numbered from 1).
@@ -275,6 +278,7 @@ impl ExecutionState {
             orphans: BTreeSet::new(),
             agents: HashMap::new(),
             calls: HashMap::new(),
+            history: Arc::new(Vec::new()),
         }
     }
 
@@ -425,6 +429,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         Event::Call { .. } => node::call(workflow, st, rec),
         Event::Scored { .. } => Vec::new(),
         Event::TimerFired { .. } => wait::timer_fired(workflow, st, rec),
+        Event::SessionJoined { .. } => started::session_joined(workflow, st, rec),
     }
 }
 

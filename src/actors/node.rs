@@ -46,6 +46,8 @@ pub(crate) struct NodeArgs {
     /// The execution's tool calls so far, for an eval node that scores
     /// them (empty for any other node).
     pub tool_calls: Vec<ToolUse>,
+    /// The session's conversation so far (empty outside a session).
+    pub history: Arc<Vec<crate::nodes::PastTurn>>,
 }
 
 /// How an attempt journals its calls: through its execution.
@@ -149,6 +151,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         calls: a.calls.as_deref().unwrap_or_default(),
         call_journal: Some(&recorder),
         tool_calls: &a.tool_calls,
+        history: &a.history,
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

@@ -92,6 +92,7 @@ pub fn served_agent(wf: &Workflow, name: &str) -> Option<Workflow> {
         agents: wf.agents.clone(),
         budget: wf.budget.clone(),
         policy: wf.policy.clone(),
+        session_state: Vec::new(),
     })
 }
 

@@ -60,6 +60,7 @@ pub(super) async fn carry_out(
                         .filter(|c| c.visit == visit)
                         .map(|c| c.records.iter().map(crate::actors::node::to_node).collect()),
                     tool_calls,
+                    history: st.machine.history.clone(),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });

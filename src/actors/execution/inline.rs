@@ -61,6 +61,7 @@ pub(super) fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> No
         calls: &[],
         call_journal: None,
         tool_calls: &[],
+        history: &st.machine.history,
     }
 }
 

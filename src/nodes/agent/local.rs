@@ -37,7 +37,7 @@ pub(super) async fn run_node(ctx: &NodeCtx<'_>, spec: &AgentNode) -> Result<Node
         other => other.to_string(),
     };
     let mut calls = Calls::new(ctx);
-    let (answer, ended) = react(ctx, &mut calls, &spec.agent, message, false).await?;
+    let (answer, ended) = react(ctx, &mut calls, &spec.agent, message, false, ctx.history).await?;
     let exchange = Exchange { request: ended.body, response: ended.reply.raw, usage: ended.unjournaled };
     let patch = output_patch(spec.output_key.as_deref(), answer).map_err(|e| e.with_exchange(exchange.clone()))?;
     Ok(NodeOutput { patch, exchange: Some(Box::new(exchange)), ..Default::default() })
@@ -52,18 +52,21 @@ pub(crate) fn run_agent<'d, 'a: 'd>(
     name: &'d str,
     message: String,
 ) -> BoxFuture<'d, Result<Value, NodeError>> {
-    Box::pin(async move { react(ctx, calls, name, message, true).await.map(|(answer, _)| answer) })
+    Box::pin(async move { react(ctx, calls, name, message, true, &[]).await.map(|(answer, _)| answer) })
 }
 
 /// Agent `name`'s run on `message` by its strategy: its answer, and how
 /// its last conversation ended. `journal_final`: journal the last reply
-/// too (an agent called as a tool).
+/// too (an agent called as a tool). `history`: the session's conversation
+/// so far, sent ahead of every conversation of the run (a node's agent in
+/// a session; none for an agent called as a tool).
 async fn react<'a>(
     ctx: &NodeCtx<'a>,
     calls: &mut Calls<'a>,
     name: &str,
     message: String,
     journal_final: bool,
+    history: &[crate::nodes::PastTurn],
 ) -> Result<(Value, Ended), NodeError> {
     let def = ctx.workflow.agents.get(name).ok_or_else(|| {
         NodeError::new(ErrorClass::Internal, format!("node `{}`: there is no agent `{name}` in `agents:`", ctx.node.id))
@@ -87,6 +90,7 @@ async fn react<'a>(
         tools: toolset(ctx, def).await?,
         timeout,
         start: calls.spent(),
+        history: crate::nodes::history_messages(history),
     };
     let ended = super::strategy::run(ctx, calls, &agent, message, journal_final).await?;
     let answer = match &def.output_schema {
@@ -119,6 +123,8 @@ pub(super) struct Agent<'d> {
     pub timeout: Duration,
     /// What the visit's calls had cost when this run began.
     pub start: crate::journal::Usage,
+    /// The session's conversation so far, ahead of each conversation's messages.
+    pub history: Vec<ChatMessage>,
 }
 
 /// One conversation of an agent's run.
@@ -144,9 +150,12 @@ impl Agent<'_> {
         let none = Toolset::default();
         let tools = if turn.tools { &self.tools } else { &none };
         let config = turn.model.unwrap_or(&self.def.config);
+        let mut messages = Vec::with_capacity(self.history.len() + turn.messages.len());
+        messages.extend(self.history.iter().cloned());
+        messages.extend(turn.messages);
         let request = ChatRequest {
             system: Some(self.system.clone()),
-            messages: turn.messages,
+            messages,
             temperature: self.def.temperature,
             max_tokens: None,
             tools: tools.offered.clone(),
