@@ -184,7 +184,7 @@ impl Actor for ExecutionActor {
                     Some(session) => {
                         let (joined, record) = *session;
                         st.session = Some(record);
-                        Input::StartInSession { first: *first, joined }
+                        Input::StartInSession { first: *first, joined: Box::new(joined) }
                     }
                     None => Input::Start(*first),
                 };

@@ -30,7 +30,7 @@ pub enum Input {
     /// batch, the session's turn before its first node is scheduled.
     StartInSession {
         first: Event,
-        joined: Event,
+        joined: Box<Event>,
     },
     /// Its actor was rehydrated from the journal: go on where it stops
     /// (see [`resume`]).
@@ -122,7 +122,7 @@ pub fn step(workflow: &Workflow, st: &mut ExecutionState, input: Input, now: u64
     }
     match input {
         Input::Start(first) => m.events.push_back(first),
-        Input::StartInSession { first, joined } => m.events.extend([first, joined]),
+        Input::StartInSession { first, joined } => m.events.extend([first, *joined]),
         Input::Resume => m.commands.extend(resume(st)),
         Input::Node { node, visit, attempt, result, duration_us } => {
             if !st.is_current(&node, visit, attempt) {

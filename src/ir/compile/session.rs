@@ -56,10 +56,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("s.yaml:3:25") && err.contains("`cuont`") && err.contains("did you mean `count`"),
+            err.contains("s.yaml:3:24") && err.contains("`cuont`") && err.contains("did you mean `count`"),
             "{err}"
         );
-        assert!(err.contains("s.yaml:3:32") && err.contains("`notes` twice"), "{err}");
+        assert!(err.contains("s.yaml:3:31") && err.contains("`notes` twice"), "{err}");
         let err = compile_str(&format!("{HEAD}session_state: notes\n{NODES}"), "s.yaml").unwrap_err().to_string();
         assert!(err.contains("s.yaml:3:16") && err.contains("must be a list"), "{err}");
     }
