@@ -417,3 +417,63 @@ async fn hostile_unknown_and_busy_sessions_get_clear_errors_and_start_nothing() 
     assert_eq!(list[0]["id"], "held", "{list}");
     assert_eq!(list[0]["running"], parked.as_str());
 }
+
+/// The embedding API on an in-memory journal and a clock the test moves:
+/// `submit_in_session` / `run_in_session`, `sessions`, `session`, expiry by
+/// `expire_sessions`, and a failed task that carries nothing on.
+#[tokio::test]
+async fn the_embedding_api_runs_tasks_of_a_session_and_expires_it_by_the_clock() {
+    use jamjet::Runtime;
+    use jamjet::clock::ManualClock;
+    use jamjet::runtime::Error;
+
+    let clock = ManualClock::new(1_800_000_000_000);
+    let rt = Runtime::builder()
+        .in_memory()
+        .clock(clock.clone())
+        .timers(false)
+        .session_idle(Duration::from_secs(60))
+        .function("maybe_fail", |call: jamjet::nodes::FunctionCall| async move {
+            if call.input.get("add") == Some(&json!(13)) {
+                Err(jamjet::nodes::FunctionError::new("unlucky"))
+            } else {
+                Ok(json!({}))
+            }
+        })
+        .open()
+        .await
+        .unwrap();
+    let yaml = COUNTER.replace("nodes:\n", "nodes:\n  check: { type: function, function: maybe_fail, next: sum }\n");
+    let wf = jamjet::compile_str(&yaml, "counter.yaml").unwrap();
+    assert_eq!(wf.session_state, ["total"]);
+    let out = rt.run_in_session(&wf, json!({"add": 2}), "s").await.unwrap();
+    assert_eq!(out.state["total"], 2);
+    let failed = rt.run_in_session(&wf, json!({"add": 13}), "s").await.unwrap();
+    assert_eq!(failed.status, jamjet::Status::Failed);
+    // The failed task carries nothing on: the one before it does.
+    let out = rt.run_in_session(&wf, json!({"add": 3}), "s").await.unwrap();
+    assert_eq!(out.state["total"], 5);
+    let (id, started) = rt.submit_in_session(&wf, json!({"add": 1}), "s", Some("k")).await.unwrap();
+    assert!(started);
+    assert_eq!(rt.submit_in_session(&wf, json!({"add": 1}), "s", Some("k")).await.unwrap(), (id, false));
+    assert_eq!(rt.wait(id).await.unwrap().state["total"], 6);
+
+    let listed = rt.sessions().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].executions.len(), 4);
+    let detail = rt.session("s").unwrap();
+    assert_eq!(detail.state, json!({"total": 6}).as_object().unwrap().clone());
+    assert_eq!(detail.tasks[1].status, jamjet::Status::Failed);
+    assert_eq!(detail.tasks[1].answer, None);
+
+    // Idle for less than the idle time: kept; past it: gone, and the id starts anew.
+    clock.advance(59_000);
+    assert_eq!(rt.expire_sessions().await.unwrap(), 0);
+    clock.advance(2_000);
+    assert!(matches!(rt.session("s"), Err(Error::UnknownSession(_))));
+    assert_eq!(rt.expire_sessions().await.unwrap(), 1);
+    assert_eq!(rt.sessions().unwrap(), []);
+    let out = rt.run_in_session(&wf, json!({"add": 4}), "s").await.unwrap();
+    assert_eq!(out.state["total"], 4, "a new session carries nothing");
+    assert!(matches!(rt.run_in_session(&wf, json!({"add": 4}), "").await, Err(Error::InvalidSession(_))));
+}
