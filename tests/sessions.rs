@@ -359,7 +359,7 @@ nodes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_unknown_and_busy_sessions_get_clear_errors_and_start_nothing() {
     let data = tempfile::tempdir().unwrap();
-    let dev = DevServer::start(data.path(), &["--session-wait", "2s"]);
+    let mut dev = DevServer::start(data.path(), &["--session-wait", "2s"]);
     let api = dev.api();
     assert_eq!(api.register_yaml(COUNTER).await.0, 201);
     assert_eq!(api.register_yaml(PARKED).await.0, 201);
@@ -416,6 +416,41 @@ async fn hostile_unknown_and_busy_sessions_get_clear_errors_and_start_nothing() 
     let list = blocking(move || jamjet_json(&dir, &["sessions", "--json"])).await;
     assert_eq!(list[0]["id"], "held", "{list}");
     assert_eq!(list[0]["running"], parked.as_str());
+
+    // Durable: after a kill -9 the parked task still blocks its session.
+    dev.kill9();
+    let mut dev = DevServer::start(data.path(), &["--session-wait", "2s"]);
+    let api = dev.api();
+    let (status, body) =
+        api.post("/executions", &json!({"workflow_id": "parked", "input": {"q": "b"}, "session": "held"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("session_busy")), "{body}");
+    // Once it is answered and ends, the next message goes on from it.
+    let (status, body) = api.post(&format!("/executions/{parked}/signal"), &json!({"key": "go:a", "payload": 1})).await;
+    assert_eq!(status, 202, "{body}");
+    api.poll_until(&parked, Duration::from_secs(30), |x| x["status"] == "completed").await;
+    let (status, body) =
+        api.post("/executions", &json!({"workflow_id": "parked", "input": {"q": "b"}, "session": "held"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, one) = api.get("/sessions/held").await;
+    assert_eq!(one["executions"].as_array().unwrap().len(), 2, "{one}");
+    assert_eq!(one["tasks"][0]["answer"], r#"{"got":1,"q":"a"}"#, "{one}");
+
+    // `jamjet run --session` through the holder's socket, and through `--server`.
+    let flows = tempfile::tempdir().unwrap();
+    let file = workflow_file(flows.path(), "counter.yaml", COUNTER);
+    let (dir, url) = (data.path().to_path_buf(), dev.url.clone());
+    let (held, served) = blocking(move || {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["run", file.as_str(), "--input", r#"{"add": 2}"#, "--session", "cli", "--json"];
+            args.extend(extra);
+            jamjet_json(&dir, &args)
+        };
+        (run(&[]), run(&["--server", &url]))
+    })
+    .await;
+    assert_eq!(held["state"]["total"], 2, "{held}");
+    assert_eq!(served["state"]["total"], 4, "carried on through the server: {served}");
+    dev.stop();
 }
 
 /// The embedding API on an in-memory journal and a clock the test moves:
