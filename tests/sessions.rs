@@ -193,6 +193,32 @@ async fn three_messages_in_one_context_carry_the_conversation_across_a_kill_9() 
     assert_eq!(joined["history"].as_array().unwrap().len(), 2, "{joined}");
 }
 
+/// The same conversation through the official Python a2a-sdk client (a
+/// process per message), across a `kill -9` between the second and third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_holds_a_conversation_in_one_context_across_a_kill_9() {
+    let s = Setup::new().await;
+    let mut dev = s.dev(&[]);
+    let say = |dev: &DevServer, text: &str| {
+        let (base, arg) = (format!("{}{AGENT}", dev.url), format!("ctx-sdk|{text}"));
+        blocking(move || support::a2a_py::sdk_client(&base, "say", &arg))
+    };
+    let answer = |lines: &[Value]| {
+        let task = &support::a2a_py::step(lines, "said")["task"];
+        assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{task}");
+        assert_eq!(task["contextId"], "ctx-sdk");
+        task["artifacts"][0]["parts"][0]["text"].as_str().unwrap().to_string()
+    };
+    let Some(first) = say(&dev, "I am Ada.").await else { return };
+    assert_eq!(answer(&first), "Hello Ada [A1]");
+    let second = say(&dev, "I like tea.").await.unwrap();
+    assert_eq!(answer(&second), "Noted that Ada likes tea [A2]");
+    dev.kill9();
+    let dev = s.dev(&[]);
+    let third = say(&dev, "Who am I?").await.unwrap();
+    assert_eq!(answer(&third), "You are Ada and you like tea [A3]");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_messages_racing_on_one_context_are_both_answered_one_after_the_other() {
     let s = Setup::new().await;
