@@ -566,7 +566,18 @@ impl Journal for SledJournal {
     }
 
     fn sessions(&self) -> Result<Vec<SessionRecord>, Error> {
-        self.reads().scan_prefix([SESSION]).map(|kv| session::decode_session(&kv.map_err(storage)?.1)).collect()
+        let mut out = Vec::new();
+        for kv in self.reads().scan_prefix([SESSION]) {
+            let (k, v) = kv.map_err(storage)?;
+            // One record that does not decode never hides the others (`jamjet repair` reports it).
+            match session::decode_session(&v) {
+                Ok(record) => out.push(record),
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&k[1..]), error = %e, "a session record is unreadable; left out")
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {
