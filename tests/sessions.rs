@@ -254,6 +254,41 @@ async fn two_messages_racing_on_one_context_are_both_answered_one_after_the_othe
     assert_eq!(models.requests().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_waits_a_bounded_time_for_a_task_still_running_then_is_refused_naming_it() {
+    let s = Setup::new().await;
+    // The first task's model call never answers: the task runs on.
+    let models = ModelServer::start().await;
+    models.script(Rule::always(Reply::Hold));
+    std::fs::write(s.flows.path().join("notes.yaml"), notes(&models)).unwrap();
+    let dev = s.dev(&["--session-wait", "300ms"]);
+    let api = dev.api();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {
+        "message": {"messageId": "h1", "contextId": "ctx-hold", "role": "ROLE_USER", "parts": [{"text": "hold on"}]},
+        "configuration": {"returnImmediately": true}}});
+    let r = api
+        .request(reqwest::Method::POST, AGENT)
+        .header("content-type", "application/json")
+        .header("A2A-Version", "1.0")
+        .body(serde_json::to_vec(&body).unwrap());
+    let (_, first) = api.send(r).await;
+    let running = first["result"]["task"]["id"].as_str().unwrap_or_else(|| panic!("{first}")).to_string();
+    assert!(models.wait_for_requests(1, Duration::from_secs(30)).await, "the first task calls its model");
+    let second = send(&api, "ctx-hold", "h2", "are you there?").await;
+    assert_eq!(second["error"]["code"], -32004, "{second}");
+    let message = second["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("session `ctx-hold`")
+            && message.contains(&running)
+            && message.contains("still running after 300 ms"),
+        "{message}"
+    );
+    let (_, one) = api.get("/sessions/ctx-hold").await;
+    assert_eq!(one["executions"], json!([running]), "nothing more started: {one}");
+    assert_eq!(one["running"], running.as_str());
+    assert_eq!(one["expires_ms"], Value::Null, "a session whose task runs does not expire");
+}
+
 const COUNTER: &str = r#"
 id: counter
 state_schema: { add: int, total: { type: int, default: 0 }, note: { type: str, default: "" } }
