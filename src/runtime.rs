@@ -132,12 +132,9 @@ struct Inner {
     supervisor: SupervisorHandle,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
-    /// One lock per session id: its tasks start one after the other.
-    session_locks: sessions::SessionLocks,
-    /// How long a session may stay idle before it expires.
-    session_idle: std::time::Duration,
-    /// How long a message waits for its session's previous task.
-    session_wait: std::time::Duration,
+    /// The sessions' locks and times (shared with the expiry sweep, which
+    /// holds no strong reference to the runtime).
+    sessions: Arc<sessions::SessionTable>,
 }
 
 impl Drop for Inner {

@@ -142,9 +142,7 @@ impl Builder {
                 supervisor,
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
-                session_locks: Default::default(),
-                session_idle: self.session_idle,
-                session_wait: self.session_wait,
+                sessions: Arc::new(super::sessions::SessionTable::new(self.session_idle, self.session_wait)),
             }),
         };
         if self.resume {

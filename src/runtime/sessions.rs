@@ -26,13 +26,14 @@
 //! id. Its executions stay in the journal.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Error, Inner, Outcome, Runtime};
+use super::{Error, Outcome, Runtime};
+use crate::actors::Shared;
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{Event, Json, SessionRecord, Status, check_session_id};
@@ -222,59 +223,26 @@ impl Runtime {
     /// call); how many were removed. One whose lock is held (a message is
     /// being taken) is left for the next sweep.
     pub async fn expire_sessions(&self) -> Result<usize, Error> {
-        let now = self.services().clock.now_ms();
-        let mut held = Vec::new();
-        let mut ids = Vec::new();
-        for r in self.services().journal.sessions()? {
-            if ids.len() >= SWEEP_BATCH {
-                break;
-            }
-            if !self.expired(&r, now)? {
-                continue;
-            }
-            let lock = self.session_lock(&r.id);
-            let Ok(guard) = lock.clone().try_lock_owned() else { continue };
-            // Read again under its lock: a message may have just been taken.
-            if let Some(again) = self.services().journal.session(&r.id)?
-                && self.expired(&again, now)?
-            {
-                ids.push(r.id.clone());
-                held.push(guard);
-            }
-        }
-        self.services().journal.forget_sessions(&ids).await?;
-        drop(held);
-        if !ids.is_empty() {
-            tracing::debug!(count = ids.len(), "expired sessions removed");
-        }
-        Ok(ids.len())
+        expire(self.services(), &self.inner.sessions).await
     }
 
     /// Sweep expired sessions now and then (every tenth of the idle time,
-    /// between 50 ms and a minute) while the runtime lives.
+    /// between 50 ms and a minute) while the runtime lives. The sweep holds
+    /// the runtime's services weakly, as the timer wheel does: it never
+    /// keeps a runtime alive, nor delays its shutdown.
     pub(super) fn start_session_sweep(&self) {
-        let every = (self.inner.session_idle / 10).clamp(Duration::from_millis(50), Duration::from_secs(60));
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let table = self.inner.sessions.clone();
+        let every = (table.idle / 10).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        let services = Arc::downgrade(&self.inner.services);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let rt = Runtime { inner };
-                if let Err(e) = rt.expire_sessions().await {
+                let Some(services) = services.upgrade() else { return };
+                if let Err(e) = expire(&services, &table).await {
                     tracing::warn!(error = %e, "expired sessions could not be removed; trying again later");
                 }
             }
         });
-    }
-
-    /// The lock that serialises the tasks of session `id` in this process.
-    fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.inner.session_locks.lock().expect("session locks");
-        if locks.len() > 1024 {
-            // Locks nobody holds or waits for are made again when needed.
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(id.to_string()).or_default().clone()
     }
 
     /// Wait for task `last` of `session` to end (bounded by the session
@@ -284,7 +252,7 @@ impl Runtime {
         if meta.status.is_terminal() {
             return Ok(());
         }
-        let wait = self.inner.session_wait;
+        let wait = self.inner.sessions.wait;
         let busy = |why: String| Error::SessionBusy { session: session.to_string(), execution: last, why };
         match tokio::time::timeout(wait, self.settle(last)).await {
             Err(_) => Err(busy(format!(
@@ -299,30 +267,16 @@ impl Runtime {
         }
     }
 
-    /// Whether session `r` expired at `now`: idle for the idle time since
-    /// its last task started or ended, and that task not running.
     fn expired(&self, r: &SessionRecord, now: u64) -> Result<bool, Error> {
-        Ok(self.info(r.clone())?.expires_ms.is_some_and(|at| at <= now))
+        expired(self.services(), &self.inner.sessions, r, now)
     }
 
     fn info(&self, r: SessionRecord) -> Result<SessionInfo, Error> {
-        let last = match r.executions.last() {
-            Some(&id) => self.services().journal.meta(id)?,
-            None => None,
-        };
-        let running = last.as_ref().filter(|m| !m.status.is_terminal()).map(|m| m.id);
-        let last_active_ms = r.last_active_ms.max(last.as_ref().map_or(0, |m| m.updated_ms));
-        let idle = self.inner.session_idle.as_millis() as u64;
-        let expires_ms = running.is_none().then(|| last_active_ms.saturating_add(idle));
-        Ok(SessionInfo {
-            id: r.id,
-            workflow_id: r.workflow_id,
-            created_ms: r.created_ms,
-            last_active_ms,
-            expires_ms,
-            executions: r.executions,
-            running,
-        })
+        info(self.services(), &self.inner.sessions, r)
+    }
+
+    fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner.sessions.lock_of(id)
     }
 
     /// What the last completed task of `record` leaves the next task of
@@ -418,5 +372,86 @@ fn cut(text: String) -> String {
     out
 }
 
-/// The per-session locks of a runtime.
-pub(super) type SessionLocks = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+/// A runtime's session locks and times.
+pub(super) struct SessionTable {
+    /// One lock per session id: its tasks start one after the other.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How long a session may stay idle before it expires.
+    idle: Duration,
+    /// How long a message waits for its session's previous task.
+    wait: Duration,
+}
+
+impl SessionTable {
+    pub(super) fn new(idle: Duration, wait: Duration) -> SessionTable {
+        SessionTable { locks: Mutex::new(HashMap::new()), idle, wait }
+    }
+
+    /// The lock that serialises the tasks of session `id` in this process.
+    fn lock_of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("session locks");
+        if locks.len() > 1024 {
+            // Locks nobody holds or waits for are made again when needed.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id.to_string()).or_default().clone()
+    }
+}
+
+/// Session `r` as listed: its last activity (its record's, or its last
+/// task's index row, whichever is later), its running task, its expiry.
+fn info(services: &Shared, table: &SessionTable, r: SessionRecord) -> Result<SessionInfo, Error> {
+    let last = match r.executions.last() {
+        Some(&id) => services.journal.meta(id)?,
+        None => None,
+    };
+    let running = last.as_ref().filter(|m| !m.status.is_terminal()).map(|m| m.id);
+    let last_active_ms = r.last_active_ms.max(last.as_ref().map_or(0, |m| m.updated_ms));
+    let idle = table.idle.as_millis() as u64;
+    let expires_ms = running.is_none().then(|| last_active_ms.saturating_add(idle));
+    Ok(SessionInfo {
+        id: r.id,
+        workflow_id: r.workflow_id,
+        created_ms: r.created_ms,
+        last_active_ms,
+        expires_ms,
+        executions: r.executions,
+        running,
+    })
+}
+
+/// Whether session `r` expired at `now`: idle for the idle time since its
+/// last task started or ended, and that task not running.
+fn expired(services: &Shared, table: &SessionTable, r: &SessionRecord, now: u64) -> Result<bool, Error> {
+    Ok(info(services, table, r.clone())?.expires_ms.is_some_and(|at| at <= now))
+}
+
+/// Remove the sessions expired now (at most [`SWEEP_BATCH`]), each under
+/// its lock (one being written is left for the next sweep); how many.
+async fn expire(services: &Shared, table: &SessionTable) -> Result<usize, Error> {
+    let now = services.clock.now_ms();
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for r in services.journal.sessions()? {
+        if ids.len() >= SWEEP_BATCH {
+            break;
+        }
+        if !expired(services, table, &r, now)? {
+            continue;
+        }
+        let Ok(guard) = table.lock_of(&r.id).try_lock_owned() else { continue };
+        // Read again under its lock: a message may have just been taken.
+        if let Some(again) = services.journal.session(&r.id)?
+            && expired(services, table, &again, now)?
+        {
+            ids.push(r.id.clone());
+            held.push(guard);
+        }
+    }
+    services.journal.forget_sessions(&ids).await?;
+    drop(held);
+    if !ids.is_empty() {
+        tracing::debug!(count = ids.len(), "expired sessions removed");
+    }
+    Ok(ids.len())
+}
