@@ -573,3 +573,60 @@ async fn the_embedding_api_runs_tasks_of_a_session_and_expires_it_by_the_clock()
     assert_eq!(out.state["total"], 4, "a new session carries nothing");
     assert!(matches!(rt.run_in_session(&wf, json!({"add": 4}), "").await, Err(Error::InvalidSession(_))));
 }
+
+/// A model node in a session: its system prompt, then the conversation so
+/// far (for a workflow without `a2a:`: each task's input and final state as
+/// JSON), then its own prompt.
+#[test]
+fn a_model_node_in_a_session_is_given_the_earlier_turns_after_its_system_prompt() {
+    let models = ModelServer::start_blocking();
+    models.script(Rule::earlier("[M1]", Reply::text("again [M2]")));
+    models.script(Rule::always(Reply::text("once [M1]")));
+    let yaml = format!(
+        r#"
+id: asker
+state_schema: {{ q: str, a: str }}
+models:
+  fast: {{ provider: openai, model: test-gpt, base_url: "{base}", api_key_env: {KEY_VAR} }}
+nodes:
+  ask: {{ type: model, model: fast, system: "Be brief.", prompt: "{{{{ state.q }}}}", output_key: a }}
+"#,
+        base = models.openai_base()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = workflow_file(dir.path(), "asker.yaml", &yaml);
+    let run = |q: &str| {
+        let input = json!({ "q": q }).to_string();
+        support::jamjet_json_with(
+            &data,
+            &[(KEY_VAR, SECRET)],
+            &["run", &file, "--input", &input, "--session", "m", "--json"],
+        )
+    };
+    assert_eq!(run("one")["state"]["a"], "once [M1]");
+    assert_eq!(run("two")["state"]["a"], "again [M2]", "the second call saw the first turn");
+    let second = models.requests().pop().unwrap();
+    let messages: Vec<(String, String)> = second.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        messages,
+        pairs(&[
+            ("system", "Be brief."),
+            ("user", r#"{"q":"one"}"#),
+            ("assistant", r#"{"a":"once [M1]","q":"one"}"#),
+            ("user", "two")
+        ])
+    );
+    // Without a session, no history.
+    let out = support::jamjet_json_with(
+        &data,
+        &[(KEY_VAR, SECRET)],
+        &["run", &file, "--input", r#"{"q": "three"}"#, "--json"],
+    );
+    assert_eq!(out["state"]["a"], "once [M1]");
+}
