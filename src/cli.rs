@@ -18,6 +18,7 @@ mod report;
 mod resume;
 mod run;
 mod session;
+mod sessions;
 mod signal;
 mod table;
 mod validate;
@@ -60,6 +61,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// List executions, or (--waiting) what each waiting one waits for.
     Executions(executions::Args),
+    /// List sessions (conversations of several tasks), or show one.
+    Sessions(sessions::Args),
     /// Rehydrate every running execution and carry each on until it settles.
     Resume(resume::Args),
     /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
@@ -161,6 +164,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Validate(a) => validate::run(a),
         Command::Inspect(a) => inspect::run(&cli.data_dir, a).await,
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
+        Command::Sessions(a) => sessions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
         Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Bench(a) => bench::run(a).await,

@@ -12,7 +12,8 @@
 //! its first event's sequence number, `x{exec:16}` → [`ExecutionMeta`],
 //! `w{hash}` → workflow IR, `r{id}\0{version}` → [`Registration`], `k{key}` → exec id, `t{deadline:u64 BE}{exec:16}`
 //! → the timer index; `v{event key}\0{exec:16}` → the wait index, `m{event key}\0{id}` and `n{until}{id}{event key}`
-//! → kept events (see `mailbox.rs`).
+//! → kept events (see `mailbox.rs`); `s{session id}` → [`SessionRecord`]
+//! (see `session.rs`).
 //!
 //! Damage is contained: a stored value that does not decode makes the one
 //! execution it belongs to unavailable ([`Error::Damaged`], naming the
@@ -25,6 +26,7 @@ pub mod latency;
 mod mailbox;
 mod memory;
 pub mod repair;
+mod session;
 mod sled_store;
 mod wal;
 
@@ -42,6 +44,7 @@ pub use event::{
 };
 pub use mailbox::{KeptEvent, KeptRef, MAX_KEY_BYTES, WaitChange, check_key as check_event_key};
 pub use memory::MemoryJournal;
+pub use session::{MAX_SESSION_ID_BYTES, SessionRecord, check_session_id};
 pub use sled_store::SledJournal;
 pub use wal::WalTuning;
 
@@ -203,6 +206,10 @@ pub struct Append<'a> {
     /// Changes of this execution to the wait index (the event keys it
     /// waits for) and kept events it takes, in the same atomic batch.
     pub waits: &'a [WaitChange],
+    /// The session record to store (replacing the one under its id), in
+    /// the same atomic batch: an execution's first append when it starts
+    /// a task of a session, so the session names it exactly when it exists.
+    pub session: Option<&'a SessionRecord>,
 }
 
 /// A change to the timer index (deadlines of waits, retries, workflow
@@ -291,6 +298,12 @@ pub trait Journal: Send + Sync + 'static {
     fn expiring(&self, up_to_ms: u64, limit: usize) -> Result<Vec<KeptRef>, Error>;
     /// Drop kept events, durably.
     fn forget<'a>(&'a self, kept: &'a [KeptRef]) -> BoxFuture<'a, Result<(), Error>>;
+    /// The session stored under `id` (written by an [`Append`]'s `session`).
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, Error>;
+    /// Every session, by id.
+    fn sessions(&self) -> Result<Vec<SessionRecord>, Error>;
+    /// Remove sessions, durably (expired ones); their executions stay.
+    fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>>;
     fn stats(&self) -> Stats;
 }
 

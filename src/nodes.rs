@@ -89,6 +89,10 @@ pub struct NodeCtx<'a> {
     /// outlives the borrow (a host function's `steps.agent(..)`, which runs
     /// in a `'static` future); `None` inside the execution's step.
     pub handles: Option<Handles<'a>>,
+    /// The conversation so far of the session the execution is a task of
+    /// (oldest first; empty outside a session): local agents and model
+    /// nodes send it ahead of their message.
+    pub history: &'a [PastTurn],
 }
 
 /// What a node attempt borrows, as the shared handles it is held in.
@@ -98,6 +102,23 @@ pub struct Handles<'a> {
     pub workflow: &'a std::sync::Arc<Workflow>,
     pub state: &'a std::sync::Arc<Map<String, Value>>,
     pub vars: &'a std::sync::Arc<Map<String, Value>>,
+}
+
+/// One earlier task of a session: what was asked and what it answered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PastTurn {
+    pub user: String,
+    pub answer: String,
+}
+
+/// A session's earlier turns as chat messages (user, assistant, ...).
+pub(crate) fn history_messages(history: &[PastTurn]) -> Vec<crate::model::ChatMessage> {
+    let mut out = Vec::with_capacity(history.len() * 2);
+    for t in history {
+        out.push(crate::model::ChatMessage::user(t.user.clone()));
+        out.push(crate::model::ChatMessage { role: "assistant".into(), content: t.answer.clone() });
+    }
+    out
 }
 
 impl NodeCtx<'_> {

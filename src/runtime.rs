@@ -11,14 +11,16 @@
 //! and opening), `submit.rs` (submitting, registering workflows),
 //! `settle.rs` (waiting, settling, families, outcomes, what waits),
 //! `deliver.rs` (signals, events, approvals, cancelling), `read.rs`
-//! (status, histories, listings) and `lifecycle.rs` (resuming, timers,
-//! shutdown); `feed.rs` tells followers what became durable.
+//! (status, histories, listings), `lifecycle.rs` (resuming, timers,
+//! shutdown) and `sessions.rs` (tasks that make one conversation);
+//! `feed.rs` tells followers what became durable.
 
 mod builder;
 mod deliver;
 mod feed;
 mod lifecycle;
 mod read;
+mod sessions;
 mod settle;
 mod submit;
 pub mod typed;
@@ -42,6 +44,9 @@ pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
 pub use builder::Builder;
 pub use feed::{Delay, DelayKind, Feed, Observed};
+pub use sessions::{
+    DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,
+};
 pub use settle::terminal_event;
 pub use submit::MAX_KEY_BYTES;
 
@@ -135,6 +140,9 @@ struct Inner {
     supervisor: SupervisorHandle,
     keyed: tokio::sync::Mutex<()>,
     closed: Mutex<Option<oneshot::Receiver<()>>>,
+    /// The sessions' locks and times (shared with the expiry sweep, which
+    /// holds no strong reference to the runtime).
+    sessions: Arc<sessions::SessionTable>,
 }
 
 impl Drop for Inner {

@@ -21,6 +21,22 @@ pub struct Timeline {
     pub nodes: Vec<NodeVisit>,
     /// Signals received that no wait has consumed (yet), oldest first.
     pub kept_signals: Vec<KeptSignal>,
+    /// The session the execution is a task of, and what it saw of it.
+    pub session: Option<SessionSeen>,
+}
+
+/// What a task of a session saw of it (`SessionJoined`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSeen {
+    pub session: String,
+    pub turn: u32,
+    /// The earlier task it carries on from.
+    pub after: Option<String>,
+    pub message: String,
+    /// The conversation so far: `[{user, answer}]`, oldest first.
+    pub history: Value,
+    /// The `session_state` keys carried into its input.
+    pub carried: Value,
 }
 
 /// One visit of one node.
@@ -201,6 +217,7 @@ pub fn node_visits(id: ExecutionId, records: &[Record]) -> Vec<NodeVisit> {
 pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
     let mut rows: Vec<NodeVisit> = Vec::new();
     let mut kept: Vec<KeptSignal> = Vec::new();
+    let mut session = None;
     let find = |rows: &[NodeVisit], node: &str, visit: u32| -> Option<usize> {
         rows.iter().rposition(|r| r.node == node && r.visit == visit)
     };
@@ -381,6 +398,16 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     });
                 }
             }
+            Event::SessionJoined { session: id, turn, after, message, history, carried } => {
+                session = Some(SessionSeen {
+                    session: id.clone(),
+                    turn: *turn,
+                    after: after.clone(),
+                    message: message.clone(),
+                    history: history.value().unwrap_or(Value::Null),
+                    carried: carried.value().unwrap_or(Value::Null),
+                });
+            }
             Event::Scored { node, visit, attempt, scores, passed } => {
                 if let Some(i) = find(&rows, node, *visit) {
                     let scores = scores.value().unwrap_or(Value::Null);
@@ -445,7 +472,7 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
             | Event::ExecutionCompleted { .. } => {}
         }
     }
-    Timeline { nodes: rows, kept_signals: kept }
+    Timeline { nodes: rows, kept_signals: kept, session }
 }
 
 #[cfg(test)]

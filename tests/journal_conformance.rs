@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use jamjet::ExecutionId;
 use jamjet::ir;
-use jamjet::journal::{Append, Event, ExecutionMeta, Journal, Json, MemoryJournal, SledJournal, Status};
+use jamjet::journal::{Append, Event, ExecutionMeta, Journal, Json, MemoryJournal, SessionRecord, SledJournal, Status};
 
 fn workflow() -> ir::Workflow {
     ir::compile_str("id: j\nstate_schema: { n: int }\nnodes:\n  a: { type: end }\n", "j.yaml").unwrap()
@@ -44,6 +44,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         workflow: Some(("h1", &wf)),
         timers: &[],
         waits: &[],
+        session: None,
     })
     .await
     .unwrap();
@@ -56,6 +57,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         workflow: None,
         timers: &[],
         waits: &[],
+        session: None,
     })
     .await
     .unwrap();
@@ -69,6 +71,7 @@ async fn conformance(j: Arc<dyn Journal>) {
         workflow: None,
         timers: &[],
         waits: &[],
+        session: None,
     })
     .await
     .unwrap();
@@ -161,7 +164,17 @@ async fn mailbox(j: Arc<dyn Journal>) {
     let (a, b, c) = (ExecutionId::new(5_000), ExecutionId::new(6_000), ExecutionId::new(7_000));
     let signal = |key: &str| Event::SignalReceived { key: key.into(), payload: Json("1".into()) };
     fn append<'a>(execution: ExecutionId, first_seq: u64, events: &'a [Event], waits: &'a [WaitChange]) -> Append<'a> {
-        Append { execution, first_seq, at_ms: 50, events, meta: None, workflow: None, timers: &[], waits }
+        Append {
+            execution,
+            first_seq,
+            at_ms: 50,
+            events,
+            meta: None,
+            workflow: None,
+            timers: &[],
+            waits,
+            session: None,
+        }
     }
     let wait = |k: &str| WaitChange::Wait(k.into());
     j.append(append(a, 1, &[], &[wait("payment:42"), wait("payment:420")])).await.unwrap();
@@ -204,6 +217,80 @@ async fn mailbox(j: Arc<dyn Journal>) {
     j.forget(std::slice::from_ref(&e2.at)).await.unwrap();
     assert_eq!(j.kept("order:7", 0, 10).unwrap(), Vec::<KeptEvent>::new());
     assert_eq!(j.expiring(u64::MAX, 10).unwrap(), vec![e3.at.clone()]);
+}
+
+/// Sessions: a record is stored by the append that carries it (with the
+/// events, atomically), replaced by the next one, listed by id, forgotten.
+async fn sessions(j: Arc<dyn Journal>) {
+    let (a, b) = (ExecutionId::new(3_000), ExecutionId::new(4_000));
+    let record = |executions: Vec<ExecutionId>| SessionRecord {
+        id: "ctx-1".into(),
+        workflow_id: "j".into(),
+        created_ms: 5,
+        last_active_ms: 5 + executions.len() as u64,
+        executions,
+    };
+    let started = Event::ExecutionStarted {
+        workflow_id: "j".into(),
+        workflow_version: "0.1.0".into(),
+        workflow_hash: "h1".into(),
+        input: Json("{}".into()),
+        key: None,
+    };
+    for (id, r) in [(a, record(vec![a])), (b, record(vec![a, b]))] {
+        j.append(Append {
+            execution: id,
+            first_seq: 1,
+            at_ms: 5,
+            events: std::slice::from_ref(&started),
+            meta: Some(&meta(id, Status::Running, None)),
+            workflow: None,
+            timers: &[],
+            waits: &[],
+            session: Some(&r),
+        })
+        .await
+        .unwrap();
+        assert_eq!(j.session("ctx-1").unwrap(), Some(r), "stored with the append");
+    }
+    let other = SessionRecord { id: "ctx-0 é".into(), ..record(vec![b]) };
+    j.append(Append {
+        execution: b,
+        first_seq: 2,
+        at_ms: 6,
+        events: &[],
+        meta: None,
+        workflow: None,
+        timers: &[],
+        waits: &[],
+        session: Some(&other),
+    })
+    .await
+    .unwrap();
+    let ids: Vec<String> = j.sessions().unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, ["ctx-0 é", "ctx-1"], "by id");
+    assert_eq!(j.session("ctx-").unwrap(), None, "a prefix is not a session");
+    j.forget_sessions(&["ctx-0 é".to_string(), "never".to_string()]).await.unwrap();
+    assert_eq!(j.session("ctx-0 é").unwrap(), None);
+    assert_eq!(j.sessions().unwrap().len(), 1);
+    assert_eq!(j.read(a).unwrap().len(), 1, "executions stay");
+}
+
+#[tokio::test]
+async fn memory_journal_sessions_conform() {
+    sessions(Arc::new(MemoryJournal::new())).await;
+}
+
+#[tokio::test]
+async fn sled_journal_sessions_conform_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(SledJournal::open(dir.path()).unwrap());
+    sessions(j.clone()).await;
+    let kept = j.sessions().unwrap();
+    drop(j);
+    let j = SledJournal::open(dir.path()).unwrap();
+    assert_eq!(j.sessions().unwrap(), kept);
+    assert_eq!(j.session("ctx-1").unwrap().unwrap().executions.len(), 2);
 }
 
 #[tokio::test]
@@ -289,6 +376,7 @@ async fn sled_reads_see_an_acknowledged_append_before_and_after_sled_applies_it(
         workflow: None,
         timers,
         waits: &[],
+        session: None,
     };
     use jamjet::journal::TimerChange::{Clear, Set};
     j.append(timers(4, &[Set(100), Set(200)])).await.unwrap();
@@ -344,6 +432,7 @@ async fn a_read_right_after_each_acknowledged_append_sees_it() {
                 workflow: None,
                 timers: &[],
                 waits: &[],
+                session: None,
             })
             .await
             .unwrap();

@@ -187,6 +187,14 @@ fn appended_since() -> Vec<Record> {
             by: "ada".into(),
             comment: Some("too much".into()),
         },
+        Event::SessionJoined {
+            session: "ctx-42".into(),
+            turn: 2,
+            after: Some("exec_01JM4X8NKWP2ZZ3Q6T1B2C3D4E".into()),
+            message: "and in winter?".into(),
+            history: Json(r#"[{"user":"why is the sky blue?","answer":"Rayleigh scattering"}]"#.into()),
+            carried: Json(r#"{"city":"Paris"}"#.into()),
+        },
     ];
     events
         .into_iter()

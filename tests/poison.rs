@@ -72,6 +72,7 @@ async fn journal_started(dir: &std::path::Path, wf: &Workflow) -> ExecutionId {
         workflow: Some((&hash, wf)),
         timers: &[],
         waits: &[],
+        session: None,
     };
     journal.append(append).await.unwrap();
     drop(journal);

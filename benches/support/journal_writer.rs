@@ -41,6 +41,7 @@ impl Writer {
             workflow: None,
             timers: &[],
             waits: &[],
+            session: None,
         };
         journal.append(append).await.unwrap();
     }

@@ -47,4 +47,14 @@ pub enum Error {
     Actor(String),
     #[error("{0}; nothing was delivered or kept")]
     InvalidEvent(String),
+    #[error("bad session id: {0}; nothing was started")]
+    InvalidSession(String),
+    #[error("no session `{0}` in this data dir (it never existed, or it expired)")]
+    UnknownSession(String),
+    #[error(
+        "session `{session}` runs workflow `{runs}`, not `{asked}`: a session's tasks all run one workflow; nothing was started (use another session id)"
+    )]
+    SessionWorkflow { session: String, runs: String, asked: String },
+    #[error("session `{session}`: its task {execution} {why}; nothing was started")]
+    SessionBusy { session: String, execution: ExecutionId, why: String },
 }

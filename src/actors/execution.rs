@@ -94,6 +94,8 @@ pub(crate) struct State {
     parallel: Option<ActorRef<ParallelMsg>>,
     /// Children computed when a fan-out was journaled, for its ParallelActor.
     plans: HashMap<(String, u32, u32), Vec<ChildSpec>>,
+    /// The session record naming this new execution, written by its first append.
+    session: Option<crate::journal::SessionRecord>,
 }
 
 /// A NodeActor running an attempt.
@@ -169,15 +171,24 @@ impl Actor for ExecutionActor {
             nodes: HashMap::new(),
             idle: Vec::new(),
             start: Some(args.start),
+            session: None,
         })
     }
 
     async fn post_start(&self, myself: ActorRef<ExecutionMsg>, st: &mut State) -> Result<(), ActorProcessingErr> {
         match st.start.take() {
-            Some(Start::New { first, started, .. }) => {
+            Some(Start::New { first, started, session, .. }) => {
                 // The submission is acknowledged once its first event is
                 // durable; what fails after that is the supervisor's to handle.
-                match persist(st, Some(Input::Start(*first)), Vec::new()).await {
+                let input = match session {
+                    Some(session) => {
+                        let (joined, record) = *session;
+                        st.session = Some(record);
+                        Input::StartInSession { first: *first, joined: Box::new(joined) }
+                    }
+                    None => Input::Start(*first),
+                };
+                match persist(st, Some(input), Vec::new()).await {
                     Ok(effects) => {
                         let _ = started.send(Ok(()));
                         carry_out(&myself, st, effects).await?;

@@ -77,8 +77,24 @@ impl SupervisorHandle {
         first: Event,
         base: Option<Arc<Map<String, Value>>>,
     ) -> Result<impl Future<Output = Result<(), String>> + Send + 'static, Error> {
+        self.start_in(id, workflow, hash, first, base, None)
+    }
+
+    /// [`start`](Self::start) a task of a session: `session` is its
+    /// `SessionJoined` and the session record naming it, written in the
+    /// execution's first batch.
+    pub(crate) fn start_in(
+        &self,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        hash: String,
+        first: Event,
+        base: Option<Arc<Map<String, Value>>>,
+        session: Option<(Event, crate::journal::SessionRecord)>,
+    ) -> Result<impl Future<Output = Result<(), String>> + Send + 'static, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let start = Start::New { first: Box::new(first), started: RpcReplyPort::from(tx), base };
+        let session = session.map(Box::new);
+        let start = Start::New { first: Box::new(first), started: RpcReplyPort::from(tx), base, session };
         self.0.cast(SupervisorMsg::Spawn { id, workflow, hash, start }).map_err(actor_error)?;
         Ok(async move { rx.await.unwrap_or_else(|_| Err("the execution actor stopped before starting".into())) })
     }

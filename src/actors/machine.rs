@@ -22,7 +22,7 @@ use super::retry::RestartBudget;
 use crate::id::ExecutionId;
 use crate::ir::{Limit, Merge, NodeKind, OnError, Workflow};
 use crate::journal::{BranchOutcome, CallRecord, ErrorClass, Event, Json, Record, RetryDecision, Usage};
-use crate::nodes::{AgentRound, CallApproval};
+use crate::nodes::{AgentRound, CallApproval, PastTurn};
 
 mod ended;
 mod fan_out;
@@ -174,6 +174,9 @@ pub struct ExecutionState {
     /// decision (`CallsPending`), with the decisions (`CallDecided`),
     /// which every later attempt of the visit reads.
     pub approvals: HashMap<String, VisitApprovals>,
+    /// The conversation so far of the session this execution is a task
+    /// of (`SessionJoined`), which agent and model nodes are given.
+    pub history: Arc<Vec<PastTurn>>,
 }
 
 /// The tool calls of one node visit that needed a decision, in the order
@@ -300,6 +303,7 @@ impl ExecutionState {
             agents: HashMap::new(),
             calls: HashMap::new(),
             approvals: HashMap::new(),
+            history: Arc::new(Vec::new()),
         }
     }
 
@@ -452,6 +456,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         Event::TimerFired { .. } => wait::timer_fired(workflow, st, rec),
         Event::CallsPending { .. } => wait::calls_pending(workflow, st, rec),
         Event::CallDecided { .. } => wait::call_decided(workflow, st, rec),
+        Event::SessionJoined { .. } => started::session_joined(workflow, st, rec),
     }
 }
 

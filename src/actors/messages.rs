@@ -24,6 +24,9 @@ pub(crate) enum Start {
         started: RpcReplyPort<Result<(), String>>,
         /// A branch's starting state (its parent's, shared), for `BranchStarted`.
         base: Option<Arc<Map<String, Value>>>,
+        /// A task of a session: its `SessionJoined` and the session's
+        /// record naming it, both written in the first batch.
+        session: Option<Box<(Event, crate::journal::SessionRecord)>>,
     },
     /// Fold the journal and go on from the first incomplete node.
     Rehydrate,

@@ -48,6 +48,8 @@ pub(crate) struct NodeArgs {
     /// The execution's tool calls so far, for an eval node that scores
     /// them (empty for any other node).
     pub tool_calls: Vec<ToolUse>,
+    /// The session's conversation so far (empty outside a session).
+    pub history: Arc<Vec<crate::nodes::PastTurn>>,
 }
 
 /// How an attempt journals its calls: through its execution.
@@ -153,6 +155,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         approvals: &a.approvals,
         tool_calls: &a.tool_calls,
         handles: Some(Handles { env: &a.services.env, workflow: &a.workflow, state: &a.state, vars: &a.vars }),
+        history: &a.history,
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

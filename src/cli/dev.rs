@@ -74,6 +74,34 @@ pub struct Args {
     /// Print a new random API key and its digest line for --api-keys-file, then exit.
     #[arg(long)]
     pub new_key: bool,
+    /// How long a session (an A2A contextId, `run --session`) may stay idle
+    /// before it expires: 500ms, 30s, 10m, 24h, 7d.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_span)]
+    pub session_idle: std::time::Duration,
+    /// How long a message of a session waits for the session's previous task to end.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_span)]
+    pub session_wait: std::time::Duration,
+}
+
+/// `500ms`, `30s`, `10m`, `24h`, `7d`: a positive span of time.
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 10m, 24h, 7d)"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(format!("`{s}`: the unit must be ms, s, m, h or d")),
+    };
+    match ms {
+        Some(0) => Err(format!("`{s}`: must be more than zero")),
+        Some(ms) if ms <= 10 * 365 * 86_400_000 => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(format!("`{s}`: at most 3650d")),
+    }
 }
 
 /// The keys of `JAMJET_API_KEYS` and `--api-keys-file`.
@@ -114,7 +142,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         )));
     }
     let limits = super::limits();
-    let rt = super::bench::functions::registered(Runtime::builder()).data_dir(data_dir).limits(limits).open().await?;
+    let rt = super::bench::functions::registered(Runtime::builder())
+        .data_dir(data_dir)
+        .limits(limits)
+        .session_idle(a.session_idle)
+        .session_wait(a.session_wait)
+        .open()
+        .await?;
     if let Some(dir) = &a.workflows {
         register_folder(&rt, dir).await?;
     }

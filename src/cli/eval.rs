@@ -493,8 +493,8 @@ async fn execute(
         Runner::Remote { remote, how, .. } => {
             let client = &remote.client;
             let submitted = match how {
-                Submit::Inline => client.submit_inline(wf, &input, Some(key)).await,
-                Submit::Registered { id, version } => client.submit(id, Some(version), &input, Some(key)).await,
+                Submit::Inline => client.submit_inline(wf, &input, Some(key), None).await,
+                Submit::Registered { id, version } => client.submit(id, Some(version), &input, Some(key), None).await,
             };
             let id = submitted.map_err(|e| e.to_string())?.id;
             let outcome = settle(client, id, None).await.map(|x| outcome_of(&x)).map_err(|f| f.message);

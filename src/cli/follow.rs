@@ -147,6 +147,7 @@ fn what(e: &Event) -> Option<String> {
             }
         }
         Event::SignalReceived { key, payload } => format!("signal `{key}` received, payload {}", payload.0),
+        Event::SessionJoined { session, turn, .. } => format!("task {turn} of session `{session}`"),
         Event::WaitTimedOut { .. } => "wait ended by its deadline".into(),
         Event::TimerFired { .. } => "timer fired".into(),
         Event::Call { call, .. } => {

@@ -189,6 +189,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
             "waiting": waiting,
             "nodes": nodes,
             "kept_signals": tl.kept_signals,
+            "session": tl.session,
             "events": events,
         }));
         return Ok(ExitCode::SUCCESS);
@@ -208,6 +209,20 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         let visit = if *parent_visit > 1 { format!(" #{parent_visit}") } else { String::new() };
         let span = until.as_ref().map(|u| format!(", from `{start}` until `{u}`")).unwrap_or_default();
         println!("parent     {parent} (node `{parent_node}`{visit}, branch {branch}{span})");
+    }
+    if let Some(s) = &tl.session {
+        let turns = s.history.as_array().map_or(0, Vec::len);
+        let after = s.after.as_ref().map(|a| format!(", carries on from {a}")).unwrap_or_default();
+        println!(
+            "session    {} (task {}{after}; {} earlier {} given)",
+            s.session,
+            s.turn,
+            turns,
+            if turns == 1 { "turn" } else { "turns" }
+        );
+        if s.carried.as_object().is_some_and(|m| !m.is_empty()) {
+            println!("carried    {}", s.carried);
+        }
     }
     println!("status     {}{}", meta.status, unattended_note(meta.status, *unattended));
     println!("started    {}", format_ms(meta.created_ms));

@@ -399,6 +399,7 @@ async fn repair(
             workflow: None,
             timers: &[],
             waits: &[],
+            session: None,
         };
         journal.append(append).await.map_err(failure)?;
     }
@@ -529,6 +530,7 @@ fn kind(k: Kind) -> &'static str {
         Kind::Registration => "registration",
         Kind::WaitEntry => "wait index entry",
         Kind::KeptEvent => "kept event",
+        Kind::Session => "session record",
     }
 }
 

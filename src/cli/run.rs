@@ -25,6 +25,13 @@
 //! is refused unless `--replace`), submitted (`--key` is the idempotency
 //! key), and followed over the server's event stream until it settles.
 //!
+//! With `--session ID` the run is a task of session `ID`: it starts from
+//! its input plus the workflow's `session_state:` keys as the session's
+//! last completed task left them, its agents and model nodes are given
+//! the conversation so far, and it waits for the session's previous task
+//! to end first (see `runtime/sessions.rs`). Locally, through a holder
+//! and through `--server` alike.
+//!
 //! When another process holds the data dir (`jamjet dev`, another `run`),
 //! it goes through that process's socket: the workflow compiled here is
 //! submitted inline (`POST /executions` with its IR: run as it is, not
@@ -53,6 +60,10 @@ pub struct Args {
     /// An idempotency key: the same key twice runs one execution.
     #[arg(long)]
     pub key: Option<String>,
+    /// Run as the next task of this session: carry on its `session_state`
+    /// and conversation (a new id starts a new session).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
     /// Print the outcome as JSON (with --follow: each event as one JSON line first).
     #[arg(long)]
     pub json: bool,
@@ -71,8 +82,11 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let wf = compile_file_with(&a.file, &compile_options())
         .map_err(|d| Failure { message: format!("the workflow does not compile:\n{d}"), code: 1 })?;
     let input: Value = json_arg("--input", &a.input)?;
-    // Refused before any data dir is opened (or created): bad input changes nothing.
-    if let Err(e) = crate::ir::prepare_input(&wf, &crate::ir::required_inputs(&wf), input.clone()) {
+    // Refused before any data dir is opened (or created): bad input changes
+    // nothing. In a session the carried keys come later, from the session.
+    if let Some(session) = &a.session {
+        crate::journal::check_session_id(session).map_err(crate::runtime::Error::InvalidSession)?;
+    } else if let Err(e) = crate::ir::prepare_input(&wf, &crate::ir::required_inputs(&wf), input.clone()) {
         return Err(crate::runtime::Error::InvalidInput(e).into());
     }
     if let Some(url) = a.server.server.clone() {
@@ -92,7 +106,11 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         let goes_on = s.inv.command("resume");
         return s.interrupted(&[], &goes_on).await;
     }
-    let id = match s.rt.submit_keyed(&wf, input, a.key.as_deref()).await {
+    let submitted = match &a.session {
+        Some(session) => s.rt.submit_in_session(&wf, input, session, a.key.as_deref()).await.map(|(id, _)| id),
+        None => s.rt.submit_keyed(&wf, input, a.key.as_deref()).await,
+    };
+    let id = match submitted {
         Ok(id) => id,
         Err(e) => return s.finish(Err(e.into())).await,
     };
@@ -117,7 +135,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
 /// The command that carries an interrupted run on: the same `run` with
 /// its key (it attaches to the execution and resumes it), else `resume`.
 fn continue_command(inv: &Invocation, a: &Args) -> String {
-    let Some(key) = &a.key else { return inv.command("resume") };
+    let Some(key) = a.key.as_ref().filter(|_| a.session.is_none()) else { return inv.command("resume") };
     let file = shell_word(&a.file.display().to_string());
     let input = if a.input == "{}" { String::new() } else { format!(" --input {}", shell_word(&a.input)) };
     inv.command(&format!("run {file}{input} --key {}", shell_word(key)))
@@ -126,7 +144,7 @@ fn continue_command(inv: &Invocation, a: &Args) -> String {
 /// `run` through the process holding the data dir: the workflow compiled
 /// here, submitted inline, followed until it settles.
 async fn run_held(remote: &Remote, wf: &Workflow, input: Value, a: &Args) -> CliResult {
-    let submitted = remote.client.submit_inline(wf, &input, a.key.as_deref()).await?;
+    let submitted = remote.client.submit_inline(wf, &input, a.key.as_deref(), a.session.as_deref()).await?;
     let id = submitted.id;
     eprintln!("execution {id} started");
     let mut printer = Printer::new(a.json);
@@ -155,7 +173,7 @@ async fn run_remote(remote: &Remote, wf: &Workflow, input: Value, a: &Args) -> C
         }
         Err(e) => return Err(e.into()),
     }
-    let submitted = client.submit(&wf.id, Some(&wf.version), &input, a.key.as_deref()).await?;
+    let submitted = client.submit(&wf.id, Some(&wf.version), &input, a.key.as_deref(), a.session.as_deref()).await?;
     let id = submitted.id;
     eprintln!("execution {id} started on {url}");
     let mut printer = Printer::new(a.json);

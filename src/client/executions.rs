@@ -33,12 +33,14 @@ impl Client {
         version: Option<&str>,
         input: &Value,
         idempotency_key: Option<&str>,
+        session: Option<&str>,
     ) -> Result<Submitted, Error> {
         let body = SubmitRequest {
             workflow_id: Some(workflow_id.to_string()),
             version: version.map(str::to_string),
             input: Some(input.clone()),
             idempotency_key: idempotency_key.map(str::to_string),
+            session: session.map(str::to_string),
             ..SubmitRequest::default()
         };
         self.post("/executions", &body).await
@@ -51,6 +53,7 @@ impl Client {
         workflow: &Workflow,
         input: &Value,
         idempotency_key: Option<&str>,
+        session: Option<&str>,
     ) -> Result<Submitted, Error> {
         let ir = serde_json::to_value(workflow).map_err(|e| Error::Protocol {
             url: self.url("/executions"),
@@ -60,9 +63,23 @@ impl Client {
             workflow: Some(ir),
             input: Some(input.clone()),
             idempotency_key: idempotency_key.map(str::to_string),
+            session: session.map(str::to_string),
             ..SubmitRequest::default()
         };
         self.post("/executions", &body).await
+    }
+
+    /// `GET /sessions`.
+    pub async fn sessions(&self) -> Result<Vec<crate::runtime::SessionInfo>, Error> {
+        let list: crate::server::wire::SessionList = self.get("/sessions").await?;
+        Ok(list.sessions)
+    }
+
+    /// `GET /sessions/{id}` (the id percent-encoded).
+    pub async fn session(&self, id: &str) -> Result<crate::runtime::SessionDetail, Error> {
+        let mut url = reqwest::Url::parse("http://session.invalid/sessions").expect("a valid URL");
+        url.path_segments_mut().expect("a base URL").push(id);
+        self.get(url.path()).await
     }
 
     /// `GET /executions/{id}`.

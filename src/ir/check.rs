@@ -100,6 +100,13 @@ impl<'l> Walk<'l> {
         for (name, agent) in &wf.agents {
             self.template(format!("{prefix}agents.{name}.instructions"), &agent.instructions, false);
         }
+        if self.full {
+            for (i, key) in wf.session_state.iter().enumerate() {
+                if !wf.state_schema.fields.contains_key(key) {
+                    self.add(format!("{prefix}session_state[{i}]"), format!("`{key}` is not in `state_schema`"));
+                }
+            }
+        }
         let mut count = wf.nodes.len() as u64;
         for (key, node) in &wf.nodes {
             self.node = Some(key.clone());

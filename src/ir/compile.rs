@@ -23,6 +23,7 @@ mod parallel;
 mod policy;
 mod retry;
 mod schema;
+mod session;
 mod state;
 mod strategy;
 mod subworkflow;
@@ -150,8 +151,19 @@ fn compile_source(
     }
 }
 
-const TOP_NESTED: &[&str] =
-    &["workflow", "nodes", "retry_policies", "models", "prices", "mcp", "a2a", "agents", "budget", "policy"];
+const TOP_NESTED: &[&str] = &[
+    "workflow",
+    "nodes",
+    "retry_policies",
+    "models",
+    "prices",
+    "mcp",
+    "a2a",
+    "agents",
+    "budget",
+    "policy",
+    "session_state",
+];
 const HEADER: &[&str] = &["id", "version", "state_schema", "start", "timeout_ms", "max_steps", "description"];
 const TOP_FLAT: &[&str] = &[
     "id",
@@ -170,6 +182,7 @@ const TOP_FLAT: &[&str] = &[
     "agents",
     "budget",
     "policy",
+    "session_state",
 ];
 
 /// One of the files being compiled, the outermost first: a sub-workflow
@@ -414,6 +427,7 @@ impl Ctx {
         let budget = optional(top.get("budget").map(|y| self.budget(y)));
         let agents = top.get("agents").map_or(Some(BTreeMap::new()), |y| self.agents(y));
         let a2a = optional(top.get("a2a").map(|y| self.a2a(y)));
+        let session_state = top.get("session_state").map_or(Some(Vec::new()), |y| self.session_state(y));
         let nodes = self.required(&top, "nodes", "the workflow", root.span).and_then(|y| self.nodes(y))?;
         let (nodes, edges, start) = self.graph(nodes, header.start)?;
         Some(Workflow {
@@ -434,6 +448,7 @@ impl Ctx {
             agents: agents?,
             budget: budget?,
             policy: policy?,
+            session_state: session_state?,
         })
     }
 

@@ -10,7 +10,8 @@
 //! - one `type: agent` node, `A`, running the local agent `A` on
 //!   `{{ state.message }}` into `answer`;
 //! - `W`'s `models`, `prices`, `mcp_servers`, `agents`, `budget` and
-//!   `policy`, unchanged;
+//!   `policy`, unchanged, and the keys of `W`'s `session_state` that its
+//!   state has;
 //! - an `a2a:` section: skill and name `A`, the card's description `A`'s
 //!   instructions as written (cut to [`DESCRIPTION_CHARS`]), `input_key`
 //!   `message`, `output_key` `answer`, and [`ServedAgent`] saying which
@@ -74,10 +75,14 @@ pub fn served_agents(wf: &Workflow) -> Vec<Workflow> {
 /// documentation); `None` when `wf` has no such agent.
 pub fn served_agent(wf: &Workflow, name: &str) -> Option<Workflow> {
     let def = wf.agents.get(name)?;
+    let state_schema = schema(wf);
+    // The keys of `W`'s `session_state` the served state has: a data part
+    // sets one once, and the context's later tasks keep it.
+    let session_state = wf.session_state.iter().filter(|k| state_schema.fields.contains_key(*k)).cloned().collect();
     Some(Workflow {
         id: served_agent_id(&wf.id, name),
         version: wf.version.clone(),
-        state_schema: schema(wf),
+        state_schema,
         start: name.to_string(),
         nodes: BTreeMap::from([(name.to_string(), node(name, def))]),
         edges: Vec::new(),
@@ -92,6 +97,7 @@ pub fn served_agent(wf: &Workflow, name: &str) -> Option<Workflow> {
         agents: wf.agents.clone(),
         budget: wf.budget.clone(),
         policy: wf.policy.clone(),
+        session_state,
     })
 }
 
@@ -286,6 +292,10 @@ nodes:
         assert!(all.iter().all(is_served_agent));
         assert!(!is_served_agent(&w));
         assert_eq!(served_agents(&all[0]), [], "no notes.researcher.writer");
+        assert!(all[0].session_state.is_empty());
+        let mut carried = w.clone();
+        carried.session_state = vec!["topic".into(), "other".into()];
+        assert_eq!(served_agent(&carried, "researcher").unwrap().session_state, ["topic"], "only keys it has");
         // Made twice, one identity: a restart registers nothing new.
         assert_eq!(served_agents(&w)[0].content_hash(), all[0].content_hash());
     }

@@ -66,6 +66,10 @@ pub struct Workflow {
     /// checked when it compiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
+    /// The top-level `session_state:`: the state keys a task of a session
+    /// carries on from the last completed task of that session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_state: Vec<String>,
 }
 
 impl Workflow {

@@ -386,6 +386,25 @@ pub enum Event {
         by: String,
         comment: Option<String>,
     },
+    /// The execution is a task of a session (an A2A `contextId`, `jamjet
+    /// run --session`): written right after `ExecutionStarted`, in its
+    /// batch. What the task saw of the session is here, so a replay and
+    /// `inspect` see it too: the conversation so far (`history`, a JSON
+    /// array of `{"user", "answer"}`, oldest first, at most the runtime's
+    /// history cap of the latest turns) and the `session_state` fields
+    /// carried from the last completed task (`carried`, an object; already
+    /// part of the input).
+    SessionJoined {
+        session: String,
+        /// Its number in the session, from 1.
+        turn: u32,
+        /// The execution whose end state and answer it carries on from.
+        after: Option<String>,
+        /// This task's own message, as the next task's history will show it.
+        message: String,
+        history: Json,
+        carried: Json,
+    },
 }
 
 /// One tool call that waits for a person's decision (see
@@ -465,6 +484,7 @@ impl Event {
             Event::Call { .. } => "Call",
             Event::CallsPending { .. } => "CallsPending",
             Event::CallDecided { .. } => "CallDecided",
+            Event::SessionJoined { .. } => "SessionJoined",
         }
     }
 

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::{
-    Append, Error, Event, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Record, Registration, Stats, Timer,
-    TimerChange, WaitChange,
+    Append, Error, Event, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Record, Registration, SessionRecord,
+    Stats, Timer, TimerChange, WaitChange,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -31,6 +31,7 @@ struct Inner {
     kept: BTreeMap<(String, [u8; 16]), KeptEvent>,
     /// Kept events by expiry.
     expiry: BTreeSet<(u64, [u8; 16], String)>,
+    sessions: BTreeMap<String, SessionRecord>,
 }
 
 /// Events kept in process memory; lost when the process ends.
@@ -83,6 +84,9 @@ impl Journal for MemoryJournal {
                 WaitChange::Unwait(key) => inner.waits.remove(&(key.clone(), append.execution)),
                 WaitChange::Take(at) => inner.forget(at),
             };
+        }
+        if let Some(session) = append.session {
+            inner.sessions.insert(session.id.clone(), session.clone());
         }
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.events.fetch_add(append.events.len() as u64, Ordering::Relaxed);
@@ -189,6 +193,22 @@ impl Journal for MemoryJournal {
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
         Ok(self.inner.lock().expect("memory journal lock").keys.get(key).copied())
+    }
+
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").sessions.get(id).cloned())
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionRecord>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").sessions.values().cloned().collect())
+    }
+
+    fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {
+        let mut inner = self.inner.lock().expect("memory journal lock");
+        for id in ids {
+            inner.sessions.remove(id);
+        }
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn stats(&self) -> Stats {

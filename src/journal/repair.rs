@@ -42,6 +42,8 @@ pub enum Kind {
     WaitEntry,
     /// A kept event, or its expiry entry.
     KeptEvent,
+    /// A session record (`s{session id}`).
+    Session,
 }
 
 /// A stored value that cannot be read.
@@ -248,6 +250,11 @@ impl SledJournal {
                 Some(EXPIRY) => {
                     if let Err(e) = mailbox::decode_expiry_key(&k) {
                         out.bad.push(bad(Kind::KeptEvent, None, super::corrupt_detail(e)));
+                    }
+                }
+                Some(super::session::SESSION) => {
+                    if let Err(e) = super::session::decode_session(&v) {
+                        out.bad.push(bad(Kind::Session, None, super::corrupt_detail(e)));
                     }
                 }
                 _ => out.unknown += 1,

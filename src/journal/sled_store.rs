@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::mailbox::{self, EXPIRY, KEPT, WAIT};
+use super::session::{self, SESSION};
 use super::wal::overlay::Reads;
 use super::wal::{Batch, Wal, WalTuning};
 use super::{
-    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration, Stats,
-    Timer, TimerChange, decode_meta_of, decode_registration, decode_workflow, encode_frame, encode_meta,
-    encode_registration, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration,
+    SessionRecord, Stats, Timer, TimerChange, decode_meta_of, decode_registration, decode_workflow, encode_frame,
+    encode_meta, encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -343,6 +344,9 @@ impl Journal for SledJournal {
                 }
             }
             batch.extend(mailbox::writes(append.execution, append.waits));
+            if let Some(session) = append.session {
+                batch.push((session::session_key(&session.id), session::encode_session(session)));
+            }
             let events = append.events.len() as u64;
             self.wal.commit(batch).await?;
             self.appends.fetch_add(1, Ordering::Relaxed);
@@ -557,6 +561,34 @@ impl Journal for SledJournal {
         }
     }
 
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, Error> {
+        self.reads().get(session::session_key(id)).map_err(storage)?.map(|v| session::decode_session(&v)).transpose()
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionRecord>, Error> {
+        let mut out = Vec::new();
+        for kv in self.reads().scan_prefix([SESSION]) {
+            let (k, v) = kv.map_err(storage)?;
+            // One record that does not decode never hides the others (`jamjet repair` reports it).
+            match session::decode_session(&v) {
+                Ok(record) => out.push(record),
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&k[1..]), error = %e, "a session record is unreadable; left out")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.wal.commit(ids.iter().map(|id| (session::session_key(id), Vec::new())).collect()).await
+        })
+    }
+
     fn stats(&self) -> Stats {
         Stats {
             appends: self.appends.load(Ordering::Relaxed),
@@ -600,6 +632,7 @@ mod tests {
             workflow: None,
             timers: &[],
             waits: &[],
+            session: None,
         };
         j.append(append(1, &events, Some(&meta))).await.unwrap();
         let more = [Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }];

@@ -60,11 +60,18 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let t = &ctx.services.templates;
     let tpl = ctx.template_context();
     let system = spec.system.as_deref().map(|s| t.render(s, &tpl)).transpose()?;
-    let mut messages = Vec::with_capacity(spec.messages.len().max(1));
+    let mut messages = Vec::with_capacity(spec.messages.len().max(1) + ctx.history.len() * 2);
+    // In a session, the conversation so far comes first (after the
+    // leading system messages `messages:` may hold).
+    let lead = spec.messages.iter().take_while(|m| m.role == "system").count();
+    for m in &spec.messages[..lead] {
+        messages.push(ChatMessage { role: m.role.clone(), content: t.render(&m.content, &tpl)? });
+    }
+    messages.extend(crate::nodes::history_messages(ctx.history));
     if let Some(prompt) = &spec.prompt {
         messages.push(ChatMessage::user(t.render(prompt, &tpl)?));
     }
-    for m in &spec.messages {
+    for m in &spec.messages[lead..] {
         messages.push(ChatMessage { role: m.role.clone(), content: t.render(&m.content, &tpl)? });
     }
     let timeout = ctx.node.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);

@@ -219,6 +219,9 @@ impl StepAgent<'_> {
             tool_calls: &[],
             approvals: &[],
             handles: None,
+            // An agent a step runs is given its message only, not a
+            // session's conversation so far.
+            history: &[],
         };
         let mut calls = Calls::after(&ctx, *last);
         let before = calls.spent();

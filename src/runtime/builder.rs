@@ -29,6 +29,8 @@ pub struct Builder {
     timers: bool,
     restart_budget: RestartBudget,
     limits: Limits,
+    session_idle: std::time::Duration,
+    session_wait: std::time::Duration,
 }
 
 impl Default for Builder {
@@ -43,6 +45,8 @@ impl Default for Builder {
             timers: true,
             restart_budget: RestartBudget::default(),
             limits: Limits::default(),
+            session_idle: super::DEFAULT_SESSION_IDLE,
+            session_wait: super::DEFAULT_SESSION_WAIT,
         }
     }
 }
@@ -102,6 +106,20 @@ impl Builder {
         self
     }
 
+    /// How long a session may stay idle (no task started or ended) before
+    /// it expires (default [`super::DEFAULT_SESSION_IDLE`], 24 hours).
+    pub fn session_idle(mut self, idle: std::time::Duration) -> Self {
+        self.session_idle = idle;
+        self
+    }
+    /// How long a message of a session waits for the session's previous
+    /// task to end before it is refused (default
+    /// [`super::DEFAULT_SESSION_WAIT`], 5 minutes).
+    pub fn session_wait(mut self, wait: std::time::Duration) -> Self {
+        self.session_wait = wait;
+        self
+    }
+
     pub async fn open(self) -> Result<Runtime, Error> {
         let journal: Arc<dyn Journal> = match (self.journal, &self.data_dir) {
             (Some(j), _) => j,
@@ -124,6 +142,7 @@ impl Builder {
                 supervisor,
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
+                sessions: Arc::new(super::sessions::SessionTable::new(self.session_idle, self.session_wait)),
             }),
         };
         if self.resume {
@@ -131,6 +150,7 @@ impl Builder {
         }
         if timers {
             rt.start_timers();
+            rt.start_session_sweep();
         }
         Ok(rt)
     }

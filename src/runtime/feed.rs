@@ -184,6 +184,15 @@ impl Journal for Observed {
     fn forget<'a>(&'a self, kept: &'a [crate::journal::KeptRef]) -> BoxFuture<'a, Result<(), Error>> {
         self.inner.forget(kept)
     }
+    fn session(&self, id: &str) -> Result<Option<crate::journal::SessionRecord>, Error> {
+        self.inner.session(id)
+    }
+    fn sessions(&self) -> Result<Vec<crate::journal::SessionRecord>, Error> {
+        self.inner.sessions()
+    }
+    fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.forget_sessions(ids)
+    }
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         self.inner.read_after(execution, after)
     }

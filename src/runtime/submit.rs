@@ -74,6 +74,20 @@ impl Runtime {
         key: Option<&str>,
         watch: bool,
     ) -> Result<(ExecutionId, bool, Option<crate::actors::Finished>), Error> {
+        self.submit_started(workflow, input, key, watch, None).await
+    }
+
+    /// [`submit_watched`](Self::submit_watched); `session`: a task of a
+    /// session, with its `SessionJoined` and the session's record (this
+    /// execution is added to it), written in the first batch.
+    pub(super) async fn submit_started(
+        &self,
+        workflow: &Workflow,
+        input: Value,
+        key: Option<&str>,
+        watch: bool,
+        session: Option<(Event, journal::SessionRecord)>,
+    ) -> Result<(ExecutionId, bool, Option<crate::actors::Finished>), Error> {
         if let Some(key) = key {
             check_key(key)?;
         }
@@ -114,7 +128,11 @@ impl Runtime {
             input: journal::Json::from_map(&input),
             key: key.map(str::to_string),
         };
-        match self.inner.supervisor.start(id, wf, hash, first, None)?.await {
+        let session = session.map(|(joined, mut record)| {
+            record.executions.push(id);
+            (joined, record)
+        });
+        match self.inner.supervisor.start_in(id, wf, hash, first, None, session)?.await {
             Ok(()) => Ok((id, true, end)),
             Err(message) => Err(Error::StartFailed { id, message }),
         }

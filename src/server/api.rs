@@ -5,12 +5,14 @@
 //! - [`executions`]: `POST/GET /executions`, `GET /executions/{id}`, its
 //!   events, signal / approve / cancel (the live stream is [`super::sse`]);
 //! - [`events`]: `POST /events`, an external event by key;
+//! - [`sessions`]: `GET /sessions`, `GET /sessions/{id}`;
 //! - here: `GET /health` and `GET /openapi.json` (public), `GET /metrics`,
 //!   and [`reply`], how every handler sends a [`super::wire`] body.
 
 pub mod events;
 pub mod executions;
 mod ir_check;
+pub mod sessions;
 pub mod workflows;
 
 use axum::http::StatusCode;
@@ -33,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .merge(workflows::routes())
         .merge(executions::routes())
         .merge(events::routes())
+        .merge(sessions::routes())
         .route("/metrics", get(super::metrics::serve))
 }
 

@@ -83,6 +83,11 @@ impl From<RuntimeError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow", message)
             }
             RuntimeError::InvalidKey(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", message),
+            RuntimeError::InvalidSession(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_session", message),
+            RuntimeError::UnknownSession(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_session", message),
+            RuntimeError::SessionWorkflow { .. } => ApiError::new(StatusCode::CONFLICT, "session_workflow", message),
+            RuntimeError::SessionBusy { execution, .. } => ApiError::new(StatusCode::CONFLICT, "session_busy", message)
+                .with_details(json!({ "running": execution })),
             RuntimeError::InvalidEvent(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", message),
             RuntimeError::LimitExceeded(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)

@@ -53,19 +53,21 @@ pub const ROUTES: &[Route] = &[
     route("get", "/executions/{id}/workflow", "The workflow IR the execution runs, and its hash", true),
     route("post", "/events", "Publish an event by key to every execution waiting for it; kept when none does", true),
     route("post", "/resume", "Rehydrate every running execution not live in this process yet", true),
+    route("get", "/sessions", "List sessions that have not expired", true),
+    route("get", "/sessions/{id}", "One session: its tasks, their messages and answers, the state it carries", true),
 ];
 
 /// What an error status means, for its description.
 fn error_description(status: u16) -> &'static str {
     match status {
         400 => {
-            "bad_request: malformed JSON, fields, query, id or Last-Event-ID / invalid_key: an empty, oversized or control-character idempotency key / invalid_event: an empty, oversized or NUL-holding event key, or a bad `keep`"
+            "bad_request: malformed JSON, fields, query, id or Last-Event-ID / invalid_key: an empty, oversized or control-character idempotency key / invalid_event: an empty, oversized or NUL-holding event key, or a bad `keep` / invalid_session: an empty, oversized or control-character session id"
         }
         401 => "unauthorized: a missing or wrong API key",
         403 => "forbidden_origin: a web page from another origin",
-        404 => "unknown_execution / unknown_workflow / not_found",
+        404 => "unknown_execution / unknown_workflow / unknown_session / not_found",
         409 => {
-            "workflow_conflict / finished / not_waiting / key_conflict: the idempotency key started another submission"
+            "workflow_conflict / finished / not_waiting / key_conflict: the idempotency key started another submission / session_workflow / session_busy: the session's previous task waits for input or runs past the wait"
         }
         413 => "body_too_large: over --body-limit",
         415 => "unsupported_media_type: a POST must be application/json (or YAML on /workflows)",
@@ -102,9 +104,11 @@ fn query(name: &str, s: Value) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": s })
 }
 
-fn id_param(execution: bool) -> Value {
+fn id_param(execution: bool, session: bool) -> Value {
     let s = if execution {
         json!({ "type": "string", "pattern": "^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$", "description": "an execution id" })
+    } else if session {
+        json!({ "type": "string", "minLength": 1, "maxLength": 512, "description": "a session id (an A2A contextId)" })
     } else {
         json!({ "type": "string", "minLength": 1, "description": "a workflow id" })
     };
@@ -113,7 +117,8 @@ fn id_param(execution: bool) -> Value {
 
 fn op(r: &Route) -> Op {
     let execution = r.path.starts_with("/executions/{id}");
-    let mut params = if r.path.contains("{id}") { vec![id_param(execution)] } else { Vec::new() };
+    let session = r.path.starts_with("/sessions/");
+    let mut params = if r.path.contains("{id}") { vec![id_param(execution, session)] } else { Vec::new() };
     let (ok, errors, request): (Successes, &'static [u16], RequestBody) = match (r.method, r.path) {
         ("get", "/health") => (vec![(200, "alive", json_body(schema("Health")))], &[], None),
         ("get", "/openapi.json") => (vec![(200, "this document", json_body(json!({ "type": "object" })))], &[], None),
@@ -150,7 +155,8 @@ fn op(r: &Route) -> Op {
                     "description": "`workflow_id` (a registered workflow, `version` optional) or `workflow` (an IR, run as it is, not registered)",
                     "properties": { "workflow_id": { "type": "string" }, "version": { "type": "string" },
                         "workflow": { "type": "object", "description": "a workflow IR" },
-                        "input": { "type": "object" }, "idempotency_key": { "type": "string" } } });
+                        "input": { "type": "object" }, "idempotency_key": { "type": "string" },
+                        "session": { "type": "string", "description": "run as a task of this session" } } });
             let started = json_body(schema("Started"));
             (
                 vec![(201, "started", started.clone()), (200, "the execution of this idempotency_key", started)],
@@ -183,6 +189,14 @@ fn op(r: &Route) -> Op {
             let one = json!({ "type": "object", "required": ["hash", "workflow"],
                     "properties": { "hash": { "type": "string" }, "workflow": { "type": "object" } } });
             (vec![(200, "the IR and its content hash", json_body(one))], &[400, 404, 500], None)
+        }
+        ("get", "/sessions") => {
+            let list = json!({ "type": "object", "required": ["sessions"],
+                    "properties": { "sessions": { "type": "array", "items": schema("Session") } } });
+            (vec![(200, "the sessions, by id", json_body(list))], &[500], None)
+        }
+        ("get", "/sessions/{id}") => {
+            (vec![(200, "the session", json_body(schema("SessionDetail")))], &[400, 404, 500], None)
         }
         ("post", "/resume") => {
             let skipped = json!({ "type": "object", "required": ["id", "reason"],
@@ -363,6 +377,24 @@ fn components() -> Value {
                     "workflow_hash": text, "key": { "type": ["string", "null"] },
                     "settled": { "type": "boolean",
                         "description": "only the outside can move it and its unfinished children on" } } },
+            "Session": { "type": "object",
+                "required": ["id", "workflow_id", "created_ms", "last_active_ms", "expires_ms", "executions", "running"],
+                "properties": { "id": text, "workflow_id": text, "created_ms": ms, "last_active_ms": ms,
+                    "expires_ms": { "type": ["integer", "null"], "description": "null while a task runs" },
+                    "executions": { "type": "array", "items": text },
+                    "running": { "type": ["string", "null"] } } },
+            "SessionDetail": { "type": "object",
+                "required": ["id", "workflow_id", "created_ms", "last_active_ms", "expires_ms", "executions", "running",
+                    "tasks", "state"],
+                "properties": { "id": text, "workflow_id": text, "created_ms": ms, "last_active_ms": ms,
+                    "expires_ms": { "type": ["integer", "null"] },
+                    "executions": { "type": "array", "items": text },
+                    "running": { "type": ["string", "null"] },
+                    "tasks": { "type": "array", "items": { "type": "object",
+                        "required": ["execution", "status", "message", "answer"], "properties": {
+                            "execution": text, "status": text,
+                            "message": { "type": ["string", "null"] }, "answer": { "type": ["string", "null"] } } } },
+                    "state": { "type": "object", "description": "the session_state keys the next task starts with" } } },
             "Record": { "type": "object", "required": ["seq", "at_ms", "event"], "properties": {
                 "seq": { "type": "integer", "minimum": 1 }, "at_ms": ms,
                 "event": { "type": ["object", "string"], "description": "the event: {Name: {...}}, or \"Name\"" } } }

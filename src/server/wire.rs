@@ -48,6 +48,9 @@ pub struct SubmitRequest {
     pub input: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Run as a task of this session (see `Runtime::submit_in_session`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// An optional JSON object, read as a map is (so a non-object is refused
@@ -519,3 +522,12 @@ mod tests {
         assert_eq!(sent(&cancel), json!({ "reason": "enough" }).to_string());
     }
 }
+
+/// `GET /sessions`: every session that has not expired, by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionList {
+    pub sessions: Vec<crate::runtime::SessionInfo>,
+}
+
+/// `GET /sessions/{id}`: one session, its tasks and the state it carries.
+pub use crate::runtime::SessionDetail;

@@ -73,6 +73,12 @@ async def main(base, scenario, arg):
         out("sent", task=task)
         got = await client.get_task(pb.GetTaskRequest(id=task["id"]))
         out("got", task=task_json(got))
+    elif scenario == "say":
+        # One text message in a context: ARG is "CONTEXT|TEXT".
+        context, text = arg.split("|", 1)
+        client = await client_for(card, streaming=False)
+        events = await send(client, text_message(text, context_id=context))
+        out("said", task=events[-1]["task"])
     elif scenario == "stream":
         client = await client_for(card, streaming=True)
         events = await asyncio.wait_for(send(client, text_message(arg)), TIMEOUT)

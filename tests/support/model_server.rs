@@ -69,6 +69,9 @@ pub enum When {
     KeyPrefix(String),
     /// The request's Idempotency-Key ends with this text.
     KeySuffix(String),
+    /// A message before the last user message (the conversation so far:
+    /// a session's history) contains this text.
+    Earlier(String),
 }
 
 /// What the server answers.
@@ -112,6 +115,11 @@ impl Rule {
     }
     pub fn key_suffix(suffix: &str, reply: Reply) -> Rule {
         Rule { when: When::KeySuffix(suffix.to_string()), reply, times: None }
+    }
+    /// When an earlier message of the request (not the last user one)
+    /// contains `text`.
+    pub fn earlier(text: &str, reply: Reply) -> Rule {
+        Rule { when: When::Earlier(text.to_string()), reply, times: None }
     }
     /// Apply only to the first `n` matching requests.
     pub fn times(mut self, n: usize) -> Rule {
@@ -274,8 +282,9 @@ fn input_words(body: &Value) -> u64 {
 
 fn record(shared: &Shared, wire: Wire, headers: &HeaderMap, body: &Value) -> (Request, Reply) {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let last = messages.iter().rev().find(|m| m["role"] == "user" || m["role"] == "tool");
-    let last_user = last.map(|m| content_text(&m["content"])).unwrap_or_default();
+    let last_at = messages.iter().rposition(|m| m["role"] == "user" || m["role"] == "tool");
+    let last_user = last_at.map(|i| content_text(&messages[i]["content"])).unwrap_or_default();
+    let earlier: Vec<String> = messages[..last_at.unwrap_or(0)].iter().map(|m| content_text(&m["content"])).collect();
     let headers = headers
         .iter()
         .map(|(n, v)| (n.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
@@ -290,6 +299,7 @@ fn record(shared: &Shared, wire: Wire, headers: &HeaderMap, body: &Value) -> (Re
                     When::Contains(text) => request.last_user.contains(text.as_str()),
                     When::KeyPrefix(p) => request.idempotency_key().is_some_and(|k| k.starts_with(p.as_str())),
                     When::KeySuffix(p) => request.idempotency_key().is_some_and(|k| k.ends_with(p.as_str())),
+                    When::Earlier(text) => earlier.iter().any(|m| m.contains(text.as_str())),
                 }
         });
         match found {

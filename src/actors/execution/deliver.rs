@@ -98,6 +98,7 @@ pub(crate) async fn clear_timer(services: &Shared, id: ExecutionId, at_ms: u64) 
         workflow: None,
         timers: &[TimerChange::Clear(at_ms)],
         waits: &[],
+        session: None,
     };
     services.journal.append(append).await
 }

@@ -67,6 +67,7 @@ pub(super) async fn carry_out(
                         .map(|a| a.calls.clone())
                         .unwrap_or_default(),
                     tool_calls,
+                    history: st.machine.history.clone(),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });

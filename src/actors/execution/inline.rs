@@ -63,6 +63,7 @@ pub(super) fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> No
         approvals: &[],
         tool_calls: &[],
         handles: None,
+        history: &st.machine.history,
     }
 }
 

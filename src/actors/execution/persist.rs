@@ -107,6 +107,8 @@ pub(super) async fn persist(
     // stops the execution, so a completion counted here and lost is run,
     // and counted, again.
     st.services.latency.completed(&st.wf, &written);
+    // A task of a session: the session names it in its first batch.
+    let session = st.session.take();
     st.services
         .journal
         .append(Append {
@@ -118,6 +120,7 @@ pub(super) async fn persist(
             workflow,
             timers: &timers,
             waits: &wait_changes,
+            session: session.as_ref(),
         })
         .await?;
     st.status = Some(status);
@@ -182,6 +185,7 @@ pub(super) async fn agree_with_history(
         workflow: None,
         timers: &[],
         waits: &[],
+        session: None,
     };
     args.services.journal.append(append).await?;
     Ok(Some(status))

@@ -16,6 +16,17 @@ pub(super) fn execution_started(workflow: &Workflow, st: &mut ExecutionState, re
     vec![st.schedule(&workflow.start, 1)]
 }
 
+/// `SessionJoined`: the conversation so far of the execution's session,
+/// for the nodes that answer in it. Its carried state is in the input
+/// already; a history that does not read is no history (never a failure:
+/// the turns are context, not state).
+pub(super) fn session_joined(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::SessionJoined { history, .. } = &rec.event else { return Vec::new() };
+    let turns = history.value().ok().and_then(|v| serde_json::from_value::<Vec<PastTurn>>(v).ok());
+    st.history = Arc::new(turns.unwrap_or_default());
+    Vec::new()
+}
+
 /// `ChildStarted`: a sub-workflow or copied branch, with its own input and
 /// its parent link; schedules its start node.
 pub(super) fn child_started(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {

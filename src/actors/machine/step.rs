@@ -26,6 +26,12 @@ use crate::nodes::{NodeError, NodeOutput};
 pub enum Input {
     /// Its first event (`ExecutionStarted`, `ChildStarted`, `BranchStarted`).
     Start(Event),
+    /// Its first event and its `SessionJoined` (a task of a session): one
+    /// batch, the session's turn before its first node is scheduled.
+    StartInSession {
+        first: Event,
+        joined: Box<Event>,
+    },
     /// Its actor was rehydrated from the journal: go on where it stops
     /// (see [`resume`]).
     Resume,
@@ -126,6 +132,7 @@ pub fn step(workflow: &Workflow, st: &mut ExecutionState, input: Input, now: u64
     }
     match input {
         Input::Start(first) => m.events.push_back(first),
+        Input::StartInSession { first, joined } => m.events.extend([first, *joined]),
         Input::Resume => m.commands.extend(resume(st)),
         Input::Node { node, visit, attempt, result, duration_us } => {
             if !st.is_current(&node, visit, attempt) {

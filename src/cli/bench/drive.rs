@@ -483,7 +483,7 @@ async fn drive_embedded(plan: &Plan, rt: &Runtime) -> Result<(ExecutionId, Statu
 
 async fn drive_server(plan: &Plan, c: &Client) -> Result<(ExecutionId, Status, Value), String> {
     let wf = &plan.workflow;
-    let sub = c.submit(&wf.id, Some(&wf.version), &plan.input, None).await.map_err(|e| e.to_string())?;
+    let sub = c.submit(&wf.id, Some(&wf.version), &plan.input, None, None).await.map_err(|e| e.to_string())?;
     let id = sub.id;
     let mut follow = c.follow(id, 0);
     let mut answered = 0;

@@ -42,7 +42,7 @@ pub(super) async fn run_node(ctx: &NodeCtx<'_>, spec: &AgentNode) -> Result<Node
         other => other.to_string(),
     };
     let mut calls = Calls::new(ctx);
-    let (answer, ended) = match react(ctx, &mut calls, &spec.agent, message, false).await {
+    let (answer, ended) = match react(ctx, &mut calls, &spec.agent, message, false, ctx.history).await {
         Ok(done) => done,
         // Tool calls wait for a person's decision: the execution parks.
         Err(_) if calls.parked() => return Ok(NodeOutput { pending: calls.take_pending(), ..Default::default() }),
@@ -62,18 +62,21 @@ pub(crate) fn run_agent<'d, 'a: 'd>(
     name: &'d str,
     message: String,
 ) -> BoxFuture<'d, Result<Value, NodeError>> {
-    Box::pin(async move { react(ctx, calls, name, message, true).await.map(|(answer, _)| answer) })
+    Box::pin(async move { react(ctx, calls, name, message, true, &[]).await.map(|(answer, _)| answer) })
 }
 
 /// Agent `name`'s run on `message` by its strategy: its answer, and how
 /// its last conversation ended. `journal_final`: journal the last reply
-/// too (an agent called as a tool).
+/// too (an agent called as a tool). `history`: the session's conversation
+/// so far, sent ahead of every conversation of the run (a node's agent in
+/// a session; none for an agent called as a tool).
 async fn react<'a>(
     ctx: &NodeCtx<'a>,
     calls: &mut Calls<'a>,
     name: &str,
     message: String,
     journal_final: bool,
+    history: &[crate::nodes::PastTurn],
 ) -> Result<(Value, Ended), NodeError> {
     let def = ctx.workflow.agents.get(name).ok_or_else(|| {
         NodeError::new(ErrorClass::Internal, format!("node `{}`: there is no agent `{name}` in `agents:`", ctx.node.id))
@@ -88,6 +91,7 @@ async fn react<'a>(
         tools: toolset(ctx, def).await?,
         timeout,
         start: calls.spent(),
+        history: crate::nodes::history_messages(history),
     };
     let ended = super::strategy::run(ctx, calls, &agent, message, journal_final).await?;
     let answer = match &def.output_schema {
@@ -120,6 +124,8 @@ pub(super) struct Agent<'d> {
     pub timeout: Duration,
     /// What the visit's calls had cost when this run began.
     pub start: crate::journal::Usage,
+    /// The session's conversation so far, ahead of each conversation's messages.
+    pub history: Vec<ChatMessage>,
 }
 
 /// One conversation of an agent's run.
@@ -163,7 +169,8 @@ impl Agent<'_> {
     }
 
     /// The model a turn talks to (`model`, or the agent's) and the body
-    /// of its first request.
+    /// of its first request: the session's conversation so far, then
+    /// `messages`.
     pub(super) fn first_request<'m>(
         &'m self,
         model: Option<&'m crate::ir::ModelConfig>,
@@ -171,9 +178,12 @@ impl Agent<'_> {
         tools: bool,
     ) -> (&'m crate::ir::ModelConfig, serde_json::Value) {
         let config = model.unwrap_or(&self.def.config);
+        let mut all = Vec::with_capacity(self.history.len() + messages.len());
+        all.extend(self.history.iter().cloned());
+        all.extend(messages);
         let request = ChatRequest {
             system: Some(self.system.clone()),
-            messages,
+            messages: all,
             temperature: self.def.temperature,
             max_tokens: None,
             tools: if tools { self.tools.offered.clone() } else { Vec::new() },

@@ -169,7 +169,10 @@ impl Scope {
         let input = task::input_of(&agent, &req.message)?;
         let context = task::new_context(&req.message);
         let key = task::task_key(&agent.workflow.id, &context, &req.message.message_id);
-        let id = rt.submit_keyed(&agent.workflow, input, Some(&key)).await.map_err(|e| match e {
+        // The context is the session: the task sees the conversation so far
+        // and the carried state, after the context's previous task ended.
+        let submitted = rt.submit_in_session(&agent.workflow, input, &context, Some(&key)).await;
+        let (id, _) = submitted.map_err(|e| match e {
             runtime::Error::InvalidInput(_) => {
                 let mut err = RpcError::from_runtime(e, ExecutionId::new(0));
                 err.message = format!("workflow `{}`: {}", agent.workflow.id, err.message);
@@ -178,9 +181,13 @@ impl Scope {
             // The same message id with other content, or an input over the limits.
             e @ (runtime::Error::KeyConflict { .. }
             | runtime::Error::LimitExceeded(_)
-            | runtime::Error::InvalidKey(_)) => {
+            | runtime::Error::InvalidKey(_)
+            | runtime::Error::InvalidSession(_)
+            | runtime::Error::SessionWorkflow { .. }) => {
                 RpcError::invalid_params(format!("workflow `{}`: {e}", agent.workflow.id))
             }
+            // The context's previous task waits for input, or runs past the wait.
+            e @ runtime::Error::SessionBusy { .. } => RpcError::unsupported(format!("contextId `{context}`: {e}")),
             e => internal(e),
         })?;
         Ok((id, 0))

@@ -2,7 +2,10 @@
 //! `contextId` lives in the execution's idempotency key
 //! (`["a2a", workflow_id, context_id, message_id]` as JSON), so a retried
 //! send of one message starts one execution and the context survives a
-//! restart. Everything here reads the journal; nothing is kept in memory.
+//! restart. A context is a session ([`crate::runtime::Runtime::submit_in_session`]):
+//! a new task in it waits for the context's previous task to end, and
+//! sees the conversation so far and the workflow's `session_state`.
+//! Everything here reads the journal; nothing is kept in memory.
 //!
 //! - A message becomes the input: every data part that is an object is
 //!   merged into it; the text parts (joined by newlines) go to the agent's

@@ -75,7 +75,10 @@ async fn submit(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         }
     };
     let input = b.input.unwrap_or_else(|| Value::Object(Map::new()));
-    let (id, new) = st.rt.submit_once(&wf, input, b.idempotency_key.as_deref()).await?;
+    let (id, new) = match b.session.as_deref() {
+        Some(session) => st.rt.submit_in_session(&wf, input, session, b.idempotency_key.as_deref()).await?,
+        None => st.rt.submit_once(&wf, input, b.idempotency_key.as_deref()).await?,
+    };
     let meta = st.rt.status(id)?;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     let body = Submitted { id, workflow_id: meta.workflow_id, version: meta.workflow_version, status: meta.status };
