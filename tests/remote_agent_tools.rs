@@ -3,7 +3,8 @@
 //! model the scripted loopback server. The model calls the remote agent,
 //! the remote runs its own workflow, the answer reaches the model's next
 //! request and the call is journaled as a `tool` call; a remote task that
-//! fails is told to the model; a `${VAR}` URL; and `kill -9` of the
+//! fails is told to the model; a call waits for approval like any tool
+//! call; an unreachable remote fails the node; a `${VAR}` URL; and `kill -9` of the
 //! caller after the call is durable, and during it: after `jamjet resume`
 //! the remote holds one task, never two.
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use jamjet::journal::{CallRecord, Event, Status};
 use jamjet::model::KeySource;
-use jamjet::{Outcome, Runtime, ir};
+use jamjet::{Decision, Outcome, Runtime, ir};
 use serde_json::{Value, json};
 use support::dev::DevServer;
 use support::model_server::{ModelServer, Reply, Rule};
@@ -92,6 +93,11 @@ impl Callee {
 
 /// The caller: agent `asker` (react) with the remote agent `tool` as its tool.
 fn flow(server: &ModelServer, tool: &str) -> String {
+    flow_with(server, tool, "")
+}
+
+/// [`flow`] with `extra` among the agent's fields.
+fn flow_with(server: &ModelServer, tool: &str, extra: &str) -> String {
     format!(
         r#"
 id: remote-caller
@@ -104,7 +110,7 @@ agents:
     instructions: "Answer with the help of the summarizer."
     tools: ["{tool}"]
     max_iterations: 4
-nodes:
+{extra}nodes:
   ask:
     type: agent
     agent: asker
@@ -209,6 +215,59 @@ async fn a_remote_task_that_fails_is_told_to_the_model() {
     let result = result.as_str().unwrap();
     assert!(result.starts_with("error: the remote agent's task ") && result.contains(" failed: "), "{result}");
     assert_eq!(callee.executions().await.len(), 1);
+    rt.shutdown().await;
+}
+
+/// `approval: all`: the call of the remote agent waits for a person's
+/// decision, and the remote gets nothing before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_of_a_remote_agent_waits_for_approval_like_any_tool_call() {
+    let callee = blocking(Callee::start).await;
+    let server = ModelServer::start().await;
+    let tool = callee.tool_name();
+    script(&server, &tool, "the long text");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let src = flow_with(&server, &callee.agent("summarizer"), "    approval: all\n");
+    let wf = ir::compile_str(&src, "remote.yaml").unwrap();
+    let id = rt.submit(&wf, json!({"text": "the long text"})).await.unwrap();
+    let out = tokio::time::timeout(LIMIT, rt.settle(id)).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Waiting, "{:?}", out.error);
+    let waits = rt.waiting_on(id).unwrap();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0].call.as_deref(), Some("ask.1"));
+    assert!(callee.executions().await.is_empty(), "the remote got nothing before the decision");
+
+    let decision = Decision { node: None, call: Some("ask.1".into()), approved: true, by: "ada".into(), comment: None };
+    rt.approve(id, decision).await.unwrap();
+    let out = tokio::time::timeout(LIMIT, rt.settle(id)).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["answer"], "done: summary of the long text");
+    assert_eq!(callee.executions().await.len(), 1);
+    rt.shutdown().await;
+}
+
+/// A remote that cannot be reached: offered with a plain description (no
+/// card to read), and its call fails the node with an error naming the
+/// tool as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_remote_agent_gets_a_plain_description_and_its_call_fails_the_node() {
+    let server = ModelServer::start().await;
+    let url = "http://127.0.0.1:1/a2a/nobody";
+    server.script(Rule::contains("Summarize: x", Reply::tool_call("127_0_0_1_1", json!({"message": "x"}))));
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let wf = ir::compile_str(&flow(&server, url), "remote.yaml").unwrap();
+    let out = run(&rt, &wf, json!({"text": "x"})).await;
+    assert_eq!(out.status, Status::Failed, "{:?}", out.state);
+    let error = out.error.unwrap_or_default();
+    assert!(error.contains(&format!("agent tool {url}: ")), "{error}");
+    let offered = &server.requests()[0].body["tools"][0]["function"];
+    assert_eq!(offered["description"], format!("Ask the remote A2A agent at {url}."), "{offered}");
+    // The model call that asked was journaled once, and read back by each retry.
+    let journaled = calls(&rt, out.id);
+    assert_eq!(journaled.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(), ["model"]);
+    assert_eq!(server.requests().len(), 1);
     rt.shutdown().await;
 }
 
