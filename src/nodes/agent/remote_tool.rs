@@ -101,12 +101,11 @@ pub(crate) async fn call(
         Ok(out) => out,
         Err(_) => Err(NodeError::new(
             ErrorClass::Timeout,
-            format!("agent tool {url}: the remote task did not end within {} ms", timeout.as_millis()),
+            format!("the remote task did not end within {} ms", timeout.as_millis()),
         )),
     };
     // A resolved URL is the environment's: messages name the written one.
     out.map_err(|e| NodeError { message: hide.apply(&format!("agent tool {url}: {}", e.message)), ..e })
-        .map(|answer| hide.apply(&answer))
 }
 
 /// Send `message` with id `key` to the agent at `url` (resolved) and
