@@ -427,6 +427,40 @@ async fn debate_alternates_its_debaters_for_its_rounds_and_a_judge_decides() {
     assert!(asked[4].contains("con (round 2): con two"), "{asked:?}");
 }
 
+/// `kill -9` inside a plan step (its model call in flight): after `jamjet
+/// resume` the plan and the first step are read back, and only the
+/// interrupted step's call is sent again, with its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_inside_a_plan_step_sends_only_that_steps_call_again_with_its_key() {
+    let server = ModelServer::start().await;
+    server.script(Rule::contains("Make a plan", Reply::text(r#"["find the city", "find its river"]"#)).times(1));
+    server.script(Rule::contains("Now carry out step 1", Reply::text("Paris")).times(1));
+    // Held: the process is killed while this call is in flight.
+    server.script(Rule::contains("Now carry out step 2", Reply::Hold).times(1));
+    server.script(Rule::contains("Now carry out step 2", Reply::text("the Seine")).times(1));
+    server.script(Rule::contains("Write the final answer", Reply::text("Paris, on the Seine.")).times(1));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("plan.yaml");
+    let agents = "  a: { model: fast, instructions: Answer., strategy: plan-and-execute }";
+    std::fs::write(&file, strategy_flow(&server, agents)).unwrap();
+    let mut cmd = support::run_to_kill(&data, &file, "{}");
+    cmd.env(KEY_VAR, SECRET);
+    let mut child = cmd.spawn().unwrap();
+    let in_flight = server.wait_for_requests(3, LIMIT).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(in_flight, "the second step's call was never sent: {:?}", server.requests().len());
+    let resumed = resume(&data).await;
+    assert_eq!(resumed[0]["state"]["answer"], "Paris, on the Seine.", "{resumed}");
+    let requests = server.requests();
+    let asked = |text: &str| requests.iter().filter(|r| r.last_user.contains(text)).count();
+    assert_eq!((asked("Make a plan"), asked("step 1"), asked("step 2"), requests.len()), (1, 1, 2, 5));
+    let step2: Vec<&str> =
+        requests.iter().filter(|r| r.last_user.contains("step 2")).map(|r| r.idempotency_key().unwrap()).collect();
+    assert_eq!(step2[0], step2[1], "the interrupted call is sent again with its own key");
+}
+
 /// `kill -9` right after the plan is durable: after `jamjet resume` the
 /// plan is not asked for again and the steps run from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

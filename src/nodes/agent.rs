@@ -24,10 +24,13 @@
 //! exchange and the messages name the URL as written.
 //!
 //! [`client`] is the A2A wire protocol the node speaks; [`round`] what the
-//! machine remembers of the node's conversation, read through `NodeCtx`.
+//! machine remembers of the node's conversation, read through `NodeCtx`;
+//! [`remote_tool`] a remote agent called as a local agent's tool, through
+//! the same client.
 
 pub(crate) mod client;
 pub(crate) mod local;
+pub(crate) mod remote_tool;
 pub mod round;
 mod strategy;
 
@@ -272,15 +275,21 @@ async fn poll_once(
     }
 }
 
-/// The task's result: its artifacts' parts (one part: its value; several:
-/// the list), or with no artifact the parts of its status message.
-fn completed(spec: &AgentNode, task: &TaskView) -> Result<NodeOutput, NodeError> {
+/// A completed task's answer: its artifacts' parts (one part: its value;
+/// several: the list), or with no artifact the parts of its status message.
+fn answer(task: &TaskView) -> Value {
     let parts = if task.artifacts.is_empty() { &task.status_parts } else { &task.artifacts };
-    let value = match parts.as_slice() {
+    match parts.as_slice() {
         [] => Value::Null,
         [one] => one.clone(),
         many => Value::Array(many.to_vec()),
-    };
+    }
+}
+
+/// The task's result: its artifacts' parts (one part: its value; several:
+/// the list), or with no artifact the parts of its status message.
+fn completed(spec: &AgentNode, task: &TaskView) -> Result<NodeOutput, NodeError> {
+    let value = answer(task);
     let patch = match spec.output_key.as_deref() {
         Some(k) => output_patch(Some(k), value)?,
         None => Default::default(),

@@ -15,7 +15,8 @@
 //! which is never retried. A tool call the model makes up, or one the
 //! workflow's policy blocks, is refused before anything runs and the model
 //! is told so; an error result goes back to the model as text it can act
-//! on; a failed call (connection, timeout) fails the attempt.
+//! on; a failed call (connection, timeout) fails the attempt. A remote
+//! A2A agent as a tool is one such call ([`super::agent::remote_tool`]).
 //!
 //! Tool calls that need a person's decision ([`Toolset::approval`]) are
 //! asked for before any call of their turn runs ([`super::approvals`]): a
@@ -91,6 +92,8 @@ pub enum How {
     Function,
     /// A local agent of the workflow's `agents:`, given a message.
     Agent { name: String },
+    /// A remote A2A agent at `url` (as written), given a message.
+    Remote { url: String },
 }
 
 /// How a conversation ended: the final reply, the whole conversation as
@@ -298,9 +301,13 @@ async fn call_tool(
     };
     let server = match how {
         How::Mcp { server } => Some(server.as_str()),
-        How::Function | How::Agent { .. } => None,
+        How::Function | How::Agent { .. } | How::Remote { .. } => None,
     };
-    if let Some(rule) = blocked(ctx, &call.name, server) {
+    let remote = match how {
+        How::Remote { url } => blocked_as(ctx, url, &call.name, None),
+        _ => None,
+    };
+    if let Some(rule) = remote.or_else(|| blocked(ctx, &call.name, server)) {
         return Ok(format!("error: the tool `{}` is blocked by the workflow's policy (`{rule}`)", call.name));
     }
     match how {
@@ -345,6 +352,7 @@ async fn call_tool(
                 Err(e) => Err(NodeError::new(e.class, format!("function `{}`: {}", call.name, e.message))),
             }
         }
+        How::Remote { url } => super::agent::remote_tool::call(ctx, url, &call.arguments, key, timeout).await,
         How::Agent { name } => {
             // Carried out by the conversation, which journals its calls.
             Err(NodeError::new(ErrorClass::Internal, format!("agent `{name}` is not a tool to call directly")))
@@ -356,9 +364,15 @@ async fn call_tool(
 /// one), as the compiler matches them: the tool bare, as `server.tool`,
 /// or its server.
 pub(super) fn blocked(ctx: &NodeCtx<'_>, tool: &str, server: Option<&str>) -> Option<String> {
-    let policy = ctx.workflow.policy.as_ref()?;
     let written = server.map_or_else(|| tool.to_string(), |s| format!("{s}.{tool}"));
-    crate::ir::Policy::matching(&policy.blocked_tools, &written, tool, server).map(str::to_string)
+    blocked_as(ctx, &written, tool, server)
+}
+
+/// The policy entry that blocks a tool written as `written` in `tools:`
+/// (a remote agent's URL), named `tool`, of MCP server `server`.
+fn blocked_as(ctx: &NodeCtx<'_>, written: &str, tool: &str, server: Option<&str>) -> Option<String> {
+    let policy = ctx.workflow.policy.as_ref()?;
+    crate::ir::Policy::matching(&policy.blocked_tools, written, tool, server).map(str::to_string)
 }
 
 /// A model call the visit journaled, read back as the reply it was.

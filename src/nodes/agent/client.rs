@@ -67,6 +67,9 @@ pub struct Agent {
     /// The URL the card was fetched from.
     pub card_url: String,
     pub name: String,
+    /// What the card says the agent does (its `description`, and its
+    /// skills' names and descriptions), for a model offered it as a tool.
+    pub description: String,
     /// The JSON-RPC endpoint.
     pub endpoint: String,
     pub protocol: Protocol,
@@ -131,6 +134,7 @@ async fn fetch_card(http: &Http<'_>, url: &str, headers: &[(String, String)]) ->
 pub fn read_card(card_url: &str, card: &Value) -> Result<Agent, CallError> {
     let bad = |why: String| CallError::new(ErrorClass::InvalidOutput, format!("agent card {card_url}: {why}"));
     let name = card.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let description = describe(card);
     let protocol_of = |v: &str| if v.starts_with("0.") { Protocol::V03 } else { Protocol::V1 };
     if card.get("supportedInterfaces").is_some() {
         let card: ::a2a::AgentCard =
@@ -146,6 +150,7 @@ pub fn read_card(card_url: &str, card: &Value) -> Result<Agent, CallError> {
         return Ok(Agent {
             card_url: card_url.to_string(),
             name,
+            description,
             endpoint: i.wire_url(),
             protocol: protocol_of(&i.protocol_version),
         });
@@ -162,7 +167,30 @@ pub fn read_card(card_url: &str, card: &Value) -> Result<Agent, CallError> {
         });
     }
     let endpoint = endpoint.ok_or_else(|| bad("neither `supportedInterfaces` nor a JSONRPC `url`".into()))?;
-    Ok(Agent { card_url: card_url.to_string(), name, endpoint: endpoint.to_string(), protocol: protocol_of(version) })
+    Ok(Agent {
+        card_url: card_url.to_string(),
+        name,
+        description,
+        endpoint: endpoint.to_string(),
+        protocol: protocol_of(version),
+    })
+}
+
+/// A card's `description` and its skills (`name: description`), one line
+/// each, as the card writes them (the same fields in either version).
+fn describe(card: &Value) -> String {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().trim().to_string();
+    let mut lines = vec![text(card, "description")];
+    for skill in card.get("skills").and_then(Value::as_array).into_iter().flatten() {
+        let (name, about) = (text(skill, "name"), text(skill, "description"));
+        lines.push(match (name.is_empty(), about.is_empty()) {
+            (false, false) => format!("Skill {name}: {about}"),
+            (false, true) => format!("Skill {name}."),
+            (true, _) => about,
+        });
+    }
+    lines.retain(|l| !l.is_empty());
+    lines.join("\n")
 }
 
 /// A remote task (or a direct message reply) as the node sees it.

@@ -6,7 +6,8 @@
 //! node's `message` (or the calling agent's `message` argument) the first
 //! user message, and its `tools:` are offered: MCP tools as their server
 //! lists them, host functions with any JSON object as arguments, other
-//! local agents with one `message` argument. The model and the tools go
+//! local agents and remote A2A agents ([`super::remote_tool`]) with one
+//! `message` argument. The model and the tools go
 //! round in the durable conversation of [`crate::nodes::converse`] (every
 //! call journaled as it completes) until the model answers without tools,
 //! within `max_iterations` model calls. The answer is the reply's text, or
@@ -88,7 +89,7 @@ async fn react<'a>(
         name,
         def,
         system: ctx.services.templates.render(&def.instructions, &ctx.template_context())?,
-        tools: toolset(ctx, def).await?,
+        tools: toolset(ctx, def, timeout).await?,
         timeout,
         start: calls.spent(),
         history: crate::nodes::history_messages(history),
@@ -216,7 +217,7 @@ fn budgets(ctx: &NodeCtx<'_>, calls: &Calls<'_>, agent: &Agent<'_>) -> Vec<Budge
 }
 
 /// The agent's tools as the model is offered them, and how each is carried out.
-async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef) -> Result<Toolset, NodeError> {
+async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef, timeout: Duration) -> Result<Toolset, NodeError> {
     let mut set = Toolset::default();
     for tool in &def.tools {
         let (spec, how) = match tool {
@@ -262,11 +263,8 @@ async fn toolset(ctx: &NodeCtx<'_>, def: &AgentDef) -> Result<Toolset, NodeError
                 (spec, How::Agent { name: name.clone() })
             }
             AgentTool::Remote { url } => {
-                let message = format!(
-                    "agent tool `{url}`: remote A2A agents as tools do not run yet in this version; call one with a \
-                     `type: agent` node"
-                );
-                return Err(NodeError::new(ErrorClass::ClientError, message));
+                let spec = super::remote_tool::spec(ctx, url, tool.name(), timeout).await;
+                (spec, How::Remote { url: url.clone() })
             }
         };
         if needs_approval(ctx, def, tool) {
