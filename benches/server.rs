@@ -93,7 +93,7 @@ fn server_path(c: &mut Criterion) {
                 "id: long\nstate_schema: {{ i: int }}\nnodes:\n{}",
                 (0..12)
                     .map(|k| format!(
-                        "  n{k}:\n    type: wait\n    duration_ms: 0\n{}",
+                        "  n{k}:\n    type: wait\n    duration_ms: 1\n{}",
                         if k < 11 { format!("    next: n{}\n", k + 1) } else { String::new() }
                     ))
                     .collect::<String>()
