@@ -102,6 +102,7 @@ pub struct Handles<'a> {
     pub workflow: &'a std::sync::Arc<Workflow>,
     pub state: &'a std::sync::Arc<Map<String, Value>>,
     pub vars: &'a std::sync::Arc<Map<String, Value>>,
+    pub history: &'a std::sync::Arc<Vec<PastTurn>>,
 }
 
 /// One earlier task of a session: what was asked and what it answered.

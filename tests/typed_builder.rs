@@ -506,3 +506,36 @@ async fn an_agent_in_a_step_whose_tool_call_needs_approval_fails_the_step_clearl
     assert_eq!(runs.load(Ordering::SeqCst), 0, "the tool never ran");
     rt.shutdown().await;
 }
+
+/// In a session, an agent a step runs is given the conversation so far
+/// (each earlier task's input and final state) ahead of its message, as an
+/// agent node is.
+#[tokio::test]
+async fn an_agent_inside_a_step_of_a_session_is_given_the_conversation_so_far() {
+    let server = ModelServer::start().await;
+    let wf = Workflow::builder("research-writer")
+        .state::<Research>()
+        .model("fast", fast(&server))
+        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+        .step("research", |s: Research, ctx: StepCtx| async move {
+            let r = ctx.agent("researcher").run(format!("Research: {}", s.topic)).await?;
+            Ok(Research { research: Some(r.output), ..s })
+        })
+        .build()
+        .unwrap();
+    let rt = open().await;
+    rt.register_typed(&wf);
+    for topic in ["journals", "sessions"] {
+        let input = serde_json::to_value(Research { topic: topic.into(), ..Default::default() }).unwrap();
+        let out = tokio::time::timeout(LIMIT, rt.run_in_session(wf.ir(), input, "chat-1")).await.unwrap().unwrap();
+        assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(!requests[0].body["messages"].to_string().contains("sessions"), "the first task has no history");
+    let messages = requests[1].body["messages"].as_array().unwrap();
+    let earlier = serde_json::to_string(&messages[..messages.len() - 1]).unwrap();
+    assert!(earlier.contains("journals") && earlier.contains("echo: Research: journals"), "{earlier}");
+    assert_eq!(messages.last().unwrap()["content"], "Research: sessions");
+    rt.shutdown().await;
+}

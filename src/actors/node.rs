@@ -154,7 +154,13 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         call_journal: Some(&recorder),
         approvals: &a.approvals,
         tool_calls: &a.tool_calls,
-        handles: Some(Handles { env: &a.services.env, workflow: &a.workflow, state: &a.state, vars: &a.vars }),
+        handles: Some(Handles {
+            env: &a.services.env,
+            workflow: &a.workflow,
+            state: &a.state,
+            vars: &a.vars,
+            history: &a.history,
+        }),
         history: &a.history,
     };
     let began = Instant::now();

@@ -70,6 +70,8 @@ struct Scope {
     workflow: Arc<Workflow>,
     state: Arc<Map<String, Value>>,
     vars: Arc<Map<String, Value>>,
+    /// The session's conversation so far (empty outside a session).
+    history: Arc<Vec<super::PastTurn>>,
     execution_id: ExecutionId,
     attempt: u32,
     usage: Usage,
@@ -107,6 +109,7 @@ impl Steps {
                     workflow: h.workflow.clone(),
                     state: h.state.clone(),
                     vars: h.vars.clone(),
+                    history: h.history.clone(),
                     execution_id: ctx.execution_id,
                     attempt: ctx.attempt,
                     usage: ctx.usage,
@@ -219,13 +222,13 @@ impl StepAgent<'_> {
             tool_calls: &[],
             approvals: &[],
             handles: None,
-            // An agent a step runs is given its message only, not a
-            // session's conversation so far.
-            history: &[],
+            // In a session, an agent a step runs is given the
+            // conversation so far ahead of its message, as an agent node is.
+            history: &scope.history,
         };
         let mut calls = Calls::after(&ctx, *last);
         let before = calls.spent();
-        let answer = super::agent::local::run_agent(&ctx, &mut calls, name, message.into()).await;
+        let answer = super::agent::local::run_in_step(&ctx, &mut calls, name, message.into()).await;
         // Go on after the last call in the journal: one that failed is
         // not, and the numbers must stay those of the journal's calls.
         *last = calls.settled();

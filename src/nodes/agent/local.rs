@@ -66,6 +66,19 @@ pub(crate) fn run_agent<'d, 'a: 'd>(
     Box::pin(async move { react(ctx, calls, name, message, true, &[]).await.map(|(answer, _)| answer) })
 }
 
+/// Run the local agent `name` on `message` inside a host function's step
+/// (`steps.agent(..)`): like [`run_agent`], and given the session's
+/// conversation so far (`ctx.history`) ahead of the message, as an agent
+/// node is.
+pub(crate) async fn run_in_step<'a>(
+    ctx: &NodeCtx<'a>,
+    calls: &mut Calls<'a>,
+    name: &str,
+    message: String,
+) -> Result<Value, NodeError> {
+    react(ctx, calls, name, message, true, ctx.history).await.map(|(answer, _)| answer)
+}
+
 /// Agent `name`'s run on `message` by its strategy: its answer, and how
 /// its last conversation ended. `journal_final`: journal the last reply
 /// too (an agent called as a tool). `history`: the session's conversation
