@@ -539,3 +539,34 @@ async fn an_agent_inside_a_step_of_a_session_is_given_the_conversation_so_far() 
     assert_eq!(messages.last().unwrap()["content"], "Research: sessions");
     rt.shutdown().await;
 }
+
+/// A patch step returns some of the state's keys: those replace the
+/// state's, the others stay; a key the state does not have fails the step
+/// as the state's schema says.
+#[tokio::test]
+async fn a_patch_step_replaces_only_the_keys_it_returns() {
+    let wf = Workflow::builder("patched")
+        .state::<Research>()
+        .patch_step("count", |s: Research, _ctx: StepCtx| async move {
+            Ok(json!({"words": s.topic.split_whitespace().count()}))
+        })
+        .build()
+        .unwrap();
+    let rt = open().await;
+    let start = Research { topic: "durable agent runs".into(), research: Some("kept".into()), ..Default::default() };
+    let result = tokio::time::timeout(LIMIT, rt.run_typed(&wf, start)).await.unwrap().unwrap();
+    assert_eq!(result.state.words, 3);
+    assert_eq!(result.state.topic, "durable agent runs");
+    assert_eq!(result.state.research.as_deref(), Some("kept"));
+
+    let bad = Workflow::builder("patched-badly")
+        .state::<Research>()
+        .patch_step("count", |_s: Research, _ctx: StepCtx| async move { Ok(json!({"wordz": 3})) })
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(LIMIT, rt.run_typed(&bad, Research::default())).await.unwrap().unwrap_err();
+    let RunError::Failed { node, message, .. } = &err else { panic!("{err}") };
+    assert_eq!(node, "count");
+    assert!(message.contains("wordz"), "{message}");
+    rt.shutdown().await;
+}

@@ -244,12 +244,36 @@ where
 {
     /// A step: `f` gets the state and the step's context, and returns the
     /// new state.
-    pub fn step<F, Fut>(mut self, id: impl Into<String>, f: F) -> Self
+    pub fn step<F, Fut>(self, id: impl Into<String>, f: F) -> Self
     where
         F: Fn(S, StepCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<S, FunctionError>> + Send + 'static,
     {
-        let id = id.into();
+        self.push_step(id.into(), f)
+    }
+
+    /// A step that returns a patch rather than the whole state: `f`'s
+    /// result serializes to an object of some of the state's keys (a
+    /// `serde_json::Map`, `json!({..})`, or a struct of its own), each of
+    /// which replaces the state's; the other keys stay as they are. A key
+    /// the state does not have, or a value of another type, fails the step
+    /// as the state's schema says.
+    pub fn patch_step<F, Fut, P>(self, id: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(S, StepCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<P, FunctionError>> + Send + 'static,
+        P: Serialize,
+    {
+        self.push_step(id.into(), f)
+    }
+
+    /// A step whose result (the new state, or a patch) is `O`.
+    fn push_step<F, Fut, O>(mut self, id: String, f: F) -> Self
+    where
+        F: Fn(S, StepCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, FunctionError>> + Send + 'static,
+        O: Serialize,
+    {
         let type_name = self.type_name;
         let step = id.clone();
         let run: StepFn = Arc::new(move |call: FunctionCall| {
@@ -272,11 +296,11 @@ where
                     Ok(v @ Value::Object(_)) => Ok(v),
                     Ok(other) => Err(FunctionError::with_class(
                         crate::journal::ErrorClass::ClientError,
-                        format!("step `{step}`: the new state serializes to {other}, not to an object"),
+                        format!("step `{step}`: what it returned serializes to {other}, not to an object"),
                     )),
                     Err(e) => Err(FunctionError::with_class(
                         crate::journal::ErrorClass::ClientError,
-                        format!("step `{step}`: the new state does not serialize to JSON ({e})"),
+                        format!("step `{step}`: what it returned does not serialize to JSON ({e})"),
                     )),
                 }
             }
