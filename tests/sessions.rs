@@ -379,7 +379,9 @@ async fn poll_session(api: &Api, id: &str, limit: Duration, done: impl Fn(u16) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_expires_and_its_id_starts_a_new_one() {
     let data = tempfile::tempdir().unwrap();
-    let dev = DevServer::start(data.path(), &["--session-idle", "2s"]);
+    // Idle long enough that reading the session right after a task is never
+    // late on a loaded machine, short enough to wait out.
+    let dev = DevServer::start(data.path(), &["--session-idle", "5s"]);
     let api = dev.api();
     let (status, body) = api.register_yaml(COUNTER).await;
     assert_eq!(status, 201, "{body}");
@@ -398,7 +400,7 @@ async fn an_idle_session_expires_and_its_id_starts_a_new_one() {
     let alive = poll_session(&api, "brief", Duration::from_secs(10), |s| s == 200).await;
     assert_eq!(alive["executions"].as_array().unwrap().len(), 1);
     assert!(alive["expires_ms"].as_u64().is_some(), "{alive}");
-    // Idle past 2 s: swept away.
+    // Idle past 5 s: swept away.
     let gone = poll_session(&api, "brief", Duration::from_secs(30), |s| s == 404).await;
     assert_eq!(gone["error"]["code"], "unknown_session", "{gone}");
     let (_, list) = api.get("/sessions").await;
