@@ -368,14 +368,15 @@ async fn plan_and_execute_plans_runs_each_step_with_the_results_so_far_and_synth
 }
 
 #[tokio::test]
-async fn consensus_sends_its_samples_together_and_a_judge_picks() {
+async fn consensus_takes_its_samples_side_by_side_and_a_judge_picks() {
     let agents = "  a: { model: fast, instructions: Answer., strategy: consensus, samples: 3 }";
-    // Each sample is answered only once all three are in: sent one after
-    // another, the first would wait alone and get a 503.
+    // Each sample is answered only once all three are in: taken one after
+    // another, the first would wait alone and get a 503. Each sample's key
+    // is its lane's, whatever order they come in.
     let rules = vec![
-        Rule::key_suffix("/ask/1", Reply::together(3, Reply::text("Paris"))),
-        Rule::key_suffix("/call/2", Reply::together(3, Reply::text("Paris"))),
-        Rule::key_suffix("/call/3", Reply::together(3, Reply::text("Lyon"))),
+        Rule::key_suffix("/lane/1/call/1", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/lane/2/call/1", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/lane/3/call/1", Reply::together(3, Reply::text("Lyon"))),
         Rule::contains("Independent answers", Reply::text("Paris")),
     ];
     let ((answer, calls, asked), _) = run_strategy_with(agents, "", rules).await;
@@ -385,17 +386,65 @@ async fn consensus_sends_its_samples_together_and_a_judge_picks() {
     assert!(asked[3].contains("1. Paris\n2. Paris\n3. Lyon"), "{asked:?}");
 }
 
-/// Samples sent together are journaled one by one, in order: when the
-/// third fails, the retry reads the first two back and sends only the
-/// third again, with its key.
+/// Samples with tools run side by side too, each a react loop in its own
+/// lane; every call is journaled as it completes. When one sample fails,
+/// the retry reads the others' calls back (and its own that completed) and
+/// sends only what was not journaled, with the same lane keys.
+#[tokio::test]
+async fn consensus_samples_with_tools_run_side_by_side_and_a_retry_sends_only_what_failed() {
+    let server = ModelServer::start().await;
+    let mcp = McpHttpServer::start().await;
+    // Every sample first asks for `add`, all three at once; then answers.
+    for lane in 1..=3 {
+        let args = json!({"a": lane, "b": 1});
+        server.script(Rule::key_suffix(
+            &format!("/lane/{lane}/call/1"),
+            Reply::together(3, Reply::tool_call("add", args)),
+        ));
+    }
+    server.script(Rule::key_suffix("/lane/1/call/3", Reply::text("two")));
+    server.script(Rule::key_suffix("/lane/2/call/3", Reply::text("three")));
+    // The third sample's answer fails once: the attempt fails, and is retried.
+    server.script(Rule::key_suffix("/lane/3/call/3", Reply::status(500)).times(1));
+    server.script(Rule::key_suffix("/lane/3/call/3", Reply::text("four")));
+    server.script(Rule::contains("Independent answers", Reply::text("three")));
+    let agents = "  a: { model: fast, instructions: Answer., tools: [calc.add], strategy: consensus, samples: 3 }";
+    let src = strategy_flow(&server, agents)
+        .replace("agents:\n", &format!("mcp:\n  servers:\n    calc: {{ url: \"{}\" }}\nagents:\n", mcp.url));
+    let retry = "    retry: { max_attempts: 2, backoff: constant, delay_ms: 10, retry_on: [server_error] }\n";
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path()).await;
+    let out = run(&rt, &compile(&format!("{src}{retry}")), json!({})).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["answer"], "three");
+    let keys: Vec<String> = server.requests().iter().map(|r| r.idempotency_key().unwrap().to_string()).collect();
+    let sent = |suffix: &str| keys.iter().filter(|k| k.ends_with(suffix)).count();
+    for lane in 1..=3 {
+        assert_eq!(sent(&format!("/lane/{lane}/call/1")), 1, "lane {lane}'s first call once: {keys:?}");
+    }
+    assert_eq!((sent("/lane/1/call/3"), sent("/lane/2/call/3"), sent("/lane/3/call/3")), (1, 1, 2), "{keys:?}");
+    // Each sample's tool call was made once (the MCP server saw three).
+    assert_eq!(mcp.calls().len(), 3, "{:?}", mcp.calls());
+    // Journaled: three samples' model calls and tool calls, then the judge's reply with the node.
+    let journaled = calls(&rt, out.id);
+    let samples = journaled.iter().filter(|c| c.kind == "sample").count();
+    let tools = journaled.iter().filter(|c| c.kind == "tool").count();
+    assert_eq!((samples, tools, journaled.len()), (6, 3, 9), "{journaled:?}");
+    let numbers: Vec<u32> = journaled.iter().map(|c| c.n).collect();
+    assert_eq!(numbers, (1..=9).collect::<Vec<u32>>());
+    rt.shutdown().await;
+}
+
+/// A sample that fails is sent again alone, with its lane's key: the
+/// others' replies were journaled.
 #[tokio::test]
 async fn a_failed_consensus_sample_is_sent_again_alone_with_its_key() {
     let agents = "  a: { model: fast, instructions: Answer., strategy: consensus, samples: 3 }";
     let rules = vec![
-        Rule::key_suffix("/ask/1", Reply::together(3, Reply::text("Paris"))),
-        Rule::key_suffix("/call/2", Reply::together(3, Reply::text("Paris"))),
-        Rule::key_suffix("/call/3", Reply::together(3, Reply::status(500))).times(1),
-        Rule::key_suffix("/call/3", Reply::text("Lyon")),
+        Rule::key_suffix("/lane/1/call/1", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/lane/2/call/1", Reply::together(3, Reply::text("Paris"))),
+        Rule::key_suffix("/lane/3/call/1", Reply::together(3, Reply::status(500))).times(1),
+        Rule::key_suffix("/lane/3/call/1", Reply::text("Lyon")),
         Rule::contains("Independent answers", Reply::text("Paris")),
     ];
     let retry = "    retry: { max_attempts: 2, backoff: constant, delay_ms: 10, retry_on: [server_error] }\n";
@@ -404,7 +453,11 @@ async fn a_failed_consensus_sample_is_sent_again_alone_with_its_key() {
     assert_eq!(calls, pairs(&[("sample", "a"), ("sample", "a"), ("sample", "a")]));
     let keys: Vec<&str> = requests.iter().map(|r| r.idempotency_key().unwrap()).collect();
     let sent = |suffix: &str| keys.iter().filter(|k| k.ends_with(suffix)).count();
-    assert_eq!((sent("/ask/1"), sent("/call/2"), sent("/call/3"), keys.len()), (1, 1, 2, 5), "{keys:?}");
+    assert_eq!(
+        (sent("/lane/1/call/1"), sent("/lane/2/call/1"), sent("/lane/3/call/1"), keys.len()),
+        (1, 1, 2, 5),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]

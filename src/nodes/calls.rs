@@ -15,6 +15,14 @@
 //! Keys: the first call of a visit is sent with the visit's key
 //! `{execution}/{node}/{visit}` (so a node that makes one call keys it as
 //! every node does), call `n > 1` with `{execution}/{node}/{visit}/call/{n}`.
+//!
+//! Lanes: work that runs side by side in one visit (a consensus's
+//! samples) takes a cursor each ([`Calls::lanes`]). A lane's calls are keyed
+//! by the lane, `{visit key}/lane/{i}/call/{j}` (its j-th call), so a key
+//! never depends on how the lanes' calls interleave; each is journaled as it
+//! completes, taking the visit's next number then, with `"lane": i` in its
+//! request. A later attempt gives each lane back its own journaled calls,
+//! in order; [`Calls::end_lanes`] goes on after all of them.
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -75,6 +83,23 @@ pub struct Calls<'a> {
     asked: u32,
     /// Those reached that no decision was asked for yet: the attempt parks.
     pending: Vec<PendingCall>,
+    /// Set for the cursor of one lane ([`Calls::lanes`]).
+    lane: Option<Lane<'a>>,
+}
+
+/// One lane's part of a visit's calls.
+struct Lane<'a> {
+    /// Its number among the lanes, from 1.
+    index: u32,
+    /// Its calls the visit journaled before, in order.
+    done: Vec<&'a CallRecord>,
+    /// How many calls it has asked for.
+    asked: u32,
+    /// What the cursor had spent when the lane began.
+    start: Usage,
+    /// The number of the visit's last journaled call, which every lane
+    /// takes the next of (one at a time) as it journals one.
+    last: std::sync::Arc<tokio::sync::Mutex<u32>>,
 }
 
 /// What [`Calls::ask`] found for a tool call that needs a decision.
@@ -107,7 +132,59 @@ impl<'a> Calls<'a> {
             approvals: ctx.approvals,
             asked: 0,
             pending: Vec::new(),
+            lane: None,
         }
+    }
+
+    /// A cursor for each of `count` lanes of work that run side by side,
+    /// from here (see the module's documentation); then
+    /// [`Calls::end_lanes`]. Each gets its own journaled calls back.
+    pub fn lanes(&self, count: u32) -> Vec<Calls<'a>> {
+        let mut per: Vec<Vec<&'a CallRecord>> = (0..count).map(|_| Vec::new()).collect();
+        let mut last = self.n;
+        for rec in self.done.iter().skip(self.n as usize) {
+            match lane_of(rec) {
+                Some(i) if (1..=count).contains(&i) => per[i as usize - 1].push(rec),
+                _ => break,
+            }
+            last += 1;
+        }
+        let last = std::sync::Arc::new(tokio::sync::Mutex::new(last));
+        per.into_iter()
+            .enumerate()
+            .map(|(i, done)| Calls {
+                done: self.done,
+                journal: self.journal,
+                key: self.key,
+                node: self.node,
+                visit: self.visit,
+                n: self.n,
+                settled: self.settled,
+                spent: self.spent,
+                approvals: self.approvals,
+                asked: self.asked,
+                pending: Vec::new(),
+                lane: Some(Lane { index: i as u32 + 1, done, asked: 0, start: self.spent, last: last.clone() }),
+            })
+            .collect()
+    }
+
+    /// Whether this is the cursor of a lane (lanes do not nest).
+    pub fn in_lane(&self) -> bool {
+        self.lane.is_some()
+    }
+
+    /// Go on after `lanes` (made by [`Calls::lanes`]): the next call comes
+    /// after every call they journaled, and what they spent is spent.
+    pub fn end_lanes(&mut self, lanes: &[Calls<'a>]) {
+        for l in lanes {
+            let Some(lane) = &l.lane else { continue };
+            self.spent.add(&super::converse::minus(l.spent, lane.start));
+            if let Ok(last) = lane.last.try_lock() {
+                self.n = self.n.max(*last);
+            }
+        }
+        self.settled = self.n;
     }
 
     /// The calls of an attempt that has used the first `n` numbers
@@ -184,6 +261,22 @@ impl<'a> Calls<'a> {
     /// or to be made. A journaled call of another kind or name is
     /// `nondeterminism`.
     pub fn next(&mut self, kind: &str, name: &str) -> Result<Next<'a>, NodeError> {
+        if let Some(lane) = &mut self.lane {
+            lane.asked += 1;
+            let Some(done) = lane.done.get(lane.asked as usize - 1).copied() else {
+                return Ok(Next::Fresh { key: format!("{}/lane/{}/call/{}", self.key, lane.index, lane.asked) });
+            };
+            if done.kind != kind || done.name != name {
+                let message = format!(
+                    "node `{}` visit {}: call {} of lane {} is a {kind} call of `{name}`, but the journal recorded a \
+                     {} call of `{}` there: the node no longer makes the calls it made before",
+                    self.node, self.visit, lane.asked, lane.index, done.kind, done.name
+                );
+                return Err(NodeError::new(ErrorClass::Nondeterminism, message));
+            }
+            self.spent.add(&done.usage);
+            return Ok(Next::Journaled(done));
+        }
         self.n += 1;
         let Some(done) = self.done.get(self.n as usize - 1) else {
             return Ok(Next::Fresh { key: self.key_of(self.n) });
@@ -213,6 +306,25 @@ impl<'a> Calls<'a> {
     ) -> Result<(), NodeError> {
         let Some(journal) = self.journal else { return Ok(()) };
         self.spent.add(&usage);
+        if let Some(lane) = &self.lane {
+            let mut request = request.clone();
+            if let Value::Object(m) = &mut request {
+                m.insert("lane".into(), Value::from(lane.index));
+            }
+            // One lane journals at a time, each call taking the next number.
+            let mut last = lane.last.lock().await;
+            let call = CallRecord {
+                n: *last + 1,
+                kind: kind.to_string(),
+                name: name.to_string(),
+                request: Json::from_value(&request),
+                response: Json::from_value(response),
+                usage,
+            };
+            journal.record(call).await?;
+            *last += 1;
+            return Ok(());
+        }
         let call = CallRecord {
             n: self.n,
             kind: kind.to_string(),
@@ -251,22 +363,18 @@ impl<'a> Calls<'a> {
         self.journal.is_some()
     }
 
-    /// The idempotency keys of the next `count` calls, without handing
-    /// them out: `None` for one the journal holds already. What runs
-    /// calls at once (a consensus's samples) sends the fresh ones
-    /// together, then takes each in turn with [`Calls::next`].
-    pub fn upcoming(&self, count: u32) -> Vec<Option<String>> {
-        (self.n + 1..=self.n + count)
-            .map(|n| match self.done.get(n as usize - 1) {
-                Some(_) => None,
-                None => Some(self.key_of(n)),
-            })
-            .collect()
-    }
-
     fn key_of(&self, n: u32) -> String {
         if n == 1 { self.key.to_string() } else { format!("{}/call/{n}", self.key) }
     }
+}
+
+/// The lane a journaled call was made in (`"lane": i` in its request).
+fn lane_of(rec: &CallRecord) -> Option<u32> {
+    if !rec.request.0.contains("\"lane\"") {
+        return None;
+    }
+    let lane = rec.request.value().ok()?.get("lane")?.as_u64()?;
+    u32::try_from(lane).ok()
 }
 
 #[cfg(test)]
@@ -314,6 +422,7 @@ mod tests {
             approvals: &[],
             asked: 0,
             pending: Vec::new(),
+            lane: None,
         }
     }
 

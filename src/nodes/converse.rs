@@ -57,9 +57,6 @@ pub struct Conversation<'a> {
     /// whose answer the calling conversation goes on from. (A node's own
     /// final reply is journaled with its completion.)
     pub journal_final: bool,
-    /// The reply to the first call, when it was sent already (with that
-    /// call's key) together with others: used when that call is fresh.
-    pub ready: std::sync::Mutex<Option<Result<ChatReply, NodeError>>>,
 }
 
 /// A spending limit, and what it had spent before the conversation.
@@ -131,14 +128,7 @@ async fn run<'a>(
     loop {
         let (mut reply, fresh) = match calls.next(conv.kind, conv.name)? {
             Next::Journaled(rec) => (read_back(config, rec, body)?, false),
-            Next::Fresh { key } => {
-                let ready = conv.ready.lock().expect("ready lock").take();
-                let reply = match ready {
-                    Some(reply) => reply?,
-                    None => send(ctx.services, config, body, &key, conv.timeout).await?,
-                };
-                (reply, true)
-            }
+            Next::Fresh { key } => (send(ctx.services, config, body, &key, conv.timeout).await?, true),
         };
         // The body comes back with the reply: the conversation goes on from it.
         body = std::mem::take(&mut reply.request);

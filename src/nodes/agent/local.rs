@@ -152,9 +152,6 @@ pub(super) struct Turn<'t> {
     /// Offer the agent's tools (a react loop) or none (one reply).
     pub tools: bool,
     pub journal_final: bool,
-    /// The reply to its first call, sent already with others (see
-    /// [`crate::nodes::converse::Conversation::ready`]).
-    pub ready: Option<Result<crate::model::ChatReply, NodeError>>,
 }
 
 impl Agent<'_> {
@@ -177,7 +174,6 @@ impl Agent<'_> {
             rounds_field: format!("`max_iterations` {} of agent `{}`", self.def.max_iterations, self.name),
             budgets: budgets(ctx, calls, self),
             journal_final: turn.journal_final,
-            ready: std::sync::Mutex::new(turn.ready),
         };
         converse(ctx, calls, &conv, body, tools).await
     }
@@ -206,9 +202,9 @@ impl Agent<'_> {
         (config, request_body(config, &request))
     }
 
-    /// Whether the agent has tools to offer.
-    pub(super) fn has_tools(&self) -> bool {
-        !self.tools.offered.is_empty()
+    /// Whether some tool call of the agent waits for a person's decision.
+    pub(super) fn needs_approval(&self) -> bool {
+        !self.tools.approval.is_empty()
     }
 }
 

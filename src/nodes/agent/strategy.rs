@@ -119,15 +119,22 @@ pub(super) async fn run<'a>(
         Strategy::Consensus => {
             let samples = def.samples.unwrap_or(3);
             let model_of = |i: usize| (!def.models.is_empty()).then(|| &def.models[i % def.models.len()].1);
-            let mut ready = sent_together(ctx, calls, agent, &message, samples, model_of).await;
+            let sample =
+                |i: usize| Turn { model: model_of(i), ..turn("sample", vec![user(message.clone())], true, true) };
             let mut answers = Vec::with_capacity(samples as usize);
-            for (i, ready) in ready.iter_mut().enumerate() {
-                let sample = Turn {
-                    model: model_of(i),
-                    ready: ready.take(),
-                    ..turn("sample", vec![user(message.clone())], true, true)
-                };
-                answers.push(agent.turn(ctx, calls, sample).await?.reply.text);
+            if side_by_side(calls, agent, samples) {
+                // Each sample in a lane of its own, all at once.
+                let mut lanes = calls.lanes(samples);
+                let runs = lanes.iter_mut().enumerate().map(|(i, lane)| agent.turn(ctx, lane, sample(i)));
+                let ended = futures::future::join_all(runs).await;
+                calls.end_lanes(&lanes);
+                for e in ended {
+                    answers.push(e?.reply.text);
+                }
+            } else {
+                for i in 0..samples as usize {
+                    answers.push(agent.turn(ctx, calls, sample(i)).await?.reply.text);
+                }
             }
             let asked = JUDGE_CONSENSUS.replace("{task}", &message).replace("{answers}", &numbered(&answers));
             let judge = Turn {
@@ -162,34 +169,13 @@ pub(super) async fn run<'a>(
     }
 }
 
-/// A consensus's samples, sent at once: each is one model call when the
-/// agent has no tools, so their places in the visit's calls (and their
-/// idempotency keys) are known before any is made. The replies are
-/// journaled one by one, in order, as each sample's turn takes its own
-/// (so a crash re-sends, with the same key, only those not journaled).
-/// An agent with tools takes its samples one after another: a sample's
-/// tool rounds decide where the next one's calls go.
-async fn sent_together<'m>(
-    ctx: &NodeCtx<'_>,
-    calls: &Calls<'_>,
-    agent: &'m Agent<'_>,
-    message: &str,
-    samples: u32,
-    model_of: impl Fn(usize) -> Option<&'m crate::ir::ModelConfig>,
-) -> Vec<Option<Result<crate::model::ChatReply, NodeError>>> {
-    let mut ready: Vec<_> = (0..samples).map(|_| None).collect();
-    if agent.has_tools() || samples < 2 {
-        return ready;
-    }
-    let sends = calls.upcoming(samples).into_iter().enumerate().filter_map(|(i, key)| {
-        let key = key?;
-        let (config, body) = agent.first_request(model_of(i), vec![user(message.to_string())], false);
-        Some(async move { (i, crate::model::send(ctx.services, config, body, &key, agent.timeout).await) })
-    });
-    for (i, reply) in futures::future::join_all(sends).await {
-        ready[i] = Some(reply);
-    }
-    ready
+/// Whether a consensus takes its samples side by side, each in a lane of
+/// the visit's calls: when there are several, no tool call of the agent
+/// waits for a person's decision (whose ids follow the order the calls
+/// are reached in, which lanes side by side do not keep), and it is not
+/// itself in a lane (an agent a sample called as a tool: lanes do not nest).
+fn side_by_side(calls: &Calls<'_>, agent: &Agent<'_>, samples: u32) -> bool {
+    samples > 1 && !agent.needs_approval() && !calls.in_lane()
 }
 
 /// What a `critic`'s critique must be.
@@ -247,7 +233,7 @@ async fn json_turn<'a>(
 }
 
 fn turn(kind: &str, messages: Vec<ChatMessage>, tools: bool, journal_final: bool) -> Turn<'_> {
-    Turn { kind, model: None, messages, tools, journal_final, ready: None }
+    Turn { kind, model: None, messages, tools, journal_final }
 }
 
 fn user(text: String) -> ChatMessage {
