@@ -58,6 +58,17 @@ fn researcher(tool: Tool) -> Agent {
         .max_iterations(5)
 }
 
+/// An agent `researcher` without tools.
+fn plain_researcher() -> Agent {
+    Agent::new("researcher").model("fast").instructions("You are a researcher.")
+}
+
+/// The `research-writer` workflow so far: its state, the `fast` model on
+/// `server`, and `agent`; the steps come after.
+fn research_with(server: &ModelServer, agent: Agent) -> jamjet::typed::Builder<Research> {
+    Workflow::builder("research-writer").state::<Research>().model("fast", fast(server)).agent(agent)
+}
+
 fn fast(server: &ModelServer) -> Model {
     Model::new("openai", "test-gpt").base_url(server.openai_base())
 }
@@ -118,10 +129,7 @@ nodes:
 #[tokio::test]
 async fn run_typed_runs_an_agent_inside_a_step_and_gives_the_typed_state() {
     let server = ModelServer::start().await;
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+    let wf = research_with(&server, plain_researcher())
         .step("research", |s: Research, ctx: StepCtx| async move {
             let r = ctx.agent("researcher").run(format!("Research: {}", s.topic)).await?;
             Ok(Research { words: r.output.split_whitespace().count() as u32, research: Some(r.output), ..s })
@@ -163,10 +171,7 @@ async fn a_retried_step_reads_back_its_pieces_and_its_agents_calls() {
     let pieces = Arc::new(AtomicU32::new(0));
     let attempts = Arc::new(AtomicU32::new(0));
     let (p, a) = (pieces.clone(), attempts.clone());
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(researcher(fetch_page(tool_runs.clone())))
+    let wf = research_with(&server, researcher(fetch_page(tool_runs.clone())))
         .step("research", move |s: Research, ctx: StepCtx| {
             let (pieces, attempts) = (p.clone(), a.clone());
             async move {
@@ -228,10 +233,7 @@ async fn a_step_that_asks_for_an_agent_where_a_piece_ran_fails_as_nondeterminism
     let server = ModelServer::start().await;
     let attempts = Arc::new(AtomicU32::new(0));
     let a = attempts.clone();
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+    let wf = research_with(&server, plain_researcher())
         .step("research", move |s: Research, ctx: StepCtx| {
             let attempts = a.clone();
             async move {
@@ -265,10 +267,7 @@ async fn a_rust_tools_schema_reaches_the_model_and_bad_arguments_are_told_to_it(
     let server = ModelServer::start().await;
     server.script(Rule::contains("Research:", Reply::tool_call("fetch_page", json!({"link": 5}))).times(1));
     let runs = Arc::new(AtomicU32::new(0));
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(researcher(fetch_page(runs.clone())))
+    let wf = research_with(&server, researcher(fetch_page(runs.clone())))
         .step("research", |s: Research, ctx: StepCtx| async move {
             let r = ctx.agent("researcher").run("Research: journals").await?;
             Ok(Research { research: Some(r.output), ..s })
@@ -379,10 +378,7 @@ fn the_research_agent_example_runs_offline_with_one_command() {
 /// The research step of `research_writer` that hangs after its agent
 /// answered while `hang` is set.
 fn hanging_flow(server: &ModelServer, hang: Arc<std::sync::atomic::AtomicBool>) -> Workflow<Research> {
-    Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(server))
-        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+    research_with(server, plain_researcher())
         .step("research", move |s: Research, ctx: StepCtx| {
             let hang = hang.clone();
             async move {
@@ -451,10 +447,7 @@ async fn a_step_that_runs_a_piece_where_an_agent_called_its_model_fails_as_nonde
     let server = ModelServer::start().await;
     let attempts = Arc::new(AtomicU32::new(0));
     let a = attempts.clone();
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+    let wf = research_with(&server, plain_researcher())
         .step("research", move |s: Research, ctx: StepCtx| {
             let attempts = a.clone();
             async move {
@@ -487,10 +480,7 @@ async fn an_agent_in_a_step_whose_tool_call_needs_approval_fails_the_step_clearl
     let server = ModelServer::start().await;
     server.script(Rule::contains("Research:", Reply::tool_call("fetch_page", json!({"url": "http://x"}))).times(1));
     let runs = Arc::new(AtomicU32::new(0));
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(researcher(fetch_page(runs.clone())).field("approval", json!(["fetch_page"])))
+    let wf = research_with(&server, researcher(fetch_page(runs.clone())).field("approval", json!(["fetch_page"])))
         .step("research", |s: Research, ctx: StepCtx| async move {
             let r = ctx.agent("researcher").run("Research: journals").await?;
             Ok(Research { research: Some(r.output), ..s })
@@ -513,10 +503,7 @@ async fn an_agent_in_a_step_whose_tool_call_needs_approval_fails_the_step_clearl
 #[tokio::test]
 async fn an_agent_inside_a_step_of_a_session_is_given_the_conversation_so_far() {
     let server = ModelServer::start().await;
-    let wf = Workflow::builder("research-writer")
-        .state::<Research>()
-        .model("fast", fast(&server))
-        .agent(Agent::new("researcher").model("fast").instructions("You are a researcher."))
+    let wf = research_with(&server, plain_researcher())
         .step("research", |s: Research, ctx: StepCtx| async move {
             let r = ctx.agent("researcher").run(format!("Research: {}", s.topic)).await?;
             Ok(Research { research: Some(r.output), ..s })
