@@ -24,8 +24,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 const KEY_VAR: &str = "JJ_TEST_REMOTE_TOOL_KEY";
 const SECRET: &str = "sk-test-remote-tool-key";
 
-/// The callee's agents: one that summarizes (after a short durable wait,
-/// so a caller can be killed while it works), one whose task fails.
+/// The callee's agents: one that summarizes, one whose task fails (and
+/// [`HELD`], below).
 const SUMMARIZER: &str = r#"
 id: summarizer
 version: 0.1.0
@@ -36,7 +36,24 @@ a2a:
   input_key: text
   output_key: summary
 nodes:
-  pause: { type: wait, duration_ms: 1500, next: sum }
+  sum: { type: set, values: { summary: "summary of {{ state.text }}" } }
+"#;
+
+/// A callee that works for 5 s (a durable timer: its task stays
+/// `working`; a wait for an event would ask for input): long enough that
+/// a caller is killed while it works even on a loaded machine (the test
+/// sees the task within a poll of 25 ms).
+const HELD: &str = r#"
+id: held
+version: 0.1.0
+state_schema: { text: str, summary: str }
+a2a:
+  skill: summarize_slowly
+  description: Summarizes a text, slowly
+  input_key: text
+  output_key: summary
+nodes:
+  pause: { type: wait, duration_ms: 5000, next: sum }
   sum: { type: set, values: { summary: "summary of {{ state.text }}" } }
 "#;
 
@@ -69,6 +86,7 @@ impl Callee {
         let flows = tempfile::tempdir().unwrap();
         std::fs::write(flows.path().join("summarizer.yaml"), SUMMARIZER).unwrap();
         std::fs::write(flows.path().join("broken.yaml"), BROKEN).unwrap();
+        std::fs::write(flows.path().join("held.yaml"), HELD).unwrap();
         let workflows = flows.path().to_str().unwrap().to_string();
         let dev = DevServer::start(data.path(), &["--workflows", &workflows]);
         Callee { dev, _data: data, _flows: flows }
@@ -279,10 +297,14 @@ struct Caller {
 
 impl Caller {
     fn new(server: &ModelServer, callee: &Callee) -> Caller {
+        Caller::of(server, callee, "summarizer")
+    }
+
+    /// The caller of the callee's agent `agent`.
+    fn of(server: &ModelServer, callee: &Callee, agent: &str) -> Caller {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("caller.yaml"), flow(server, "${JJ_REMOTE_AGENT}")).unwrap();
-        let env =
-            vec![(KEY_VAR.to_string(), SECRET.to_string()), ("JJ_REMOTE_AGENT".into(), callee.agent("summarizer"))];
+        let env = vec![(KEY_VAR.to_string(), SECRET.to_string()), ("JJ_REMOTE_AGENT".into(), callee.agent(agent))];
         Caller { dir, env }
     }
 
@@ -337,9 +359,10 @@ async fn a_kill_9_during_the_remote_call_resends_the_same_message_and_the_remote
     let callee = blocking(Callee::start).await;
     let server = ModelServer::start().await;
     script(&server, "jj_remote_agent", "the long text");
-    let caller = Caller::new(&server, &callee);
+    let caller = Caller::of(&server, &callee, "held");
     let mut child = caller.run().spawn().unwrap();
-    // Wait (bounded) for the remote to have the task, then kill the caller mid-call.
+    // Wait (bounded) for the remote to have the task, then kill the caller
+    // mid-call, while the remote's task waits out its timer.
     let start = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..400 {
