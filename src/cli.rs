@@ -101,7 +101,33 @@ pub(crate) type CliResult = Result<ExitCode, Failure>;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run_cli(Cli::parse())
+}
+
+/// The command line run with `args` (the first the program's name) rather
+/// than the process's own arguments: the Python package's `jamjet`
+/// command, which runs inside an interpreter whose `argv` is its own.
+/// Returns the exit code.
+pub fn main_with(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    // An ExitCode has no public value: the codes this command line uses.
+    let code = run_cli(cli);
+    if code == ExitCode::SUCCESS { 0 } else { exit_code_value(code) }
+}
+
+/// The number an `ExitCode` stands for (it has no public accessor; it
+/// compares equal to the one made from its number).
+fn exit_code_value(code: ExitCode) -> i32 {
+    (0..=255u8).find(|n| ExitCode::from(*n) == code).map(i32::from).unwrap_or(1)
+}
+
+fn run_cli(cli: Cli) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JAMJET_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -167,6 +167,13 @@ impl Runtime {
         self.inner.services.env.functions.register(name, f);
     }
 
+    /// The runtime's one function registry: what `type: function` nodes
+    /// and agents' host tools call (an embedding host, such as the Python
+    /// package, registers its functions here as it learns them).
+    pub fn functions(&self) -> &crate::nodes::FunctionRegistry {
+        &self.inner.services.env.functions
+    }
+
     pub(crate) fn services(&self) -> &Shared {
         &self.inner.services
     }

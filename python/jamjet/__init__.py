@@ -1,0 +1,64 @@
+"""JamJet: a durable runtime for AI agents, in your Python process.
+
+The engine is JamJet's Rust runtime, embedded through PyO3: steps are
+journaled (in memory, or on sled with ``store=``), so a killed process
+resumes each execution at its first incomplete step.
+
+>>> from pydantic import BaseModel
+>>> from jamjet import Workflow
+>>> class State(BaseModel):
+...     question: str
+...     answer: str = ""
+>>> wf = Workflow("echo", state=State)
+>>> @wf.step
+... def answer(state: State) -> State:
+...     return state.model_copy(update={"answer": state.question.upper()})
+>>> wf.run_sync(State(question="hi")).state.answer
+'HI'
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._native import __version__ as _native_version
+from ._runtime import Runtime
+from ._steps import current_step, step_run, step_run_sync
+from .errors import (
+    AgentFailed,
+    ClientError,
+    ExecutionCancelled,
+    JamjetError,
+    KeyConflict,
+    NotWaiting,
+    StepFailed,
+    StoreLocked,
+    UnknownExecution,
+    UnknownModel,
+    ValidationError,
+)
+from .workflow import RunResult, Waiting, Workflow
+
+__version__ = _native_version
+
+__all__ = [
+    "Runtime",
+    "Workflow",
+    "RunResult",
+    "Waiting",
+    "step_run",
+    "step_run_sync",
+    "current_step",
+    "errors",
+    "JamjetError",
+    "ValidationError",
+    "StepFailed",
+    "AgentFailed",
+    "StoreLocked",
+    "KeyConflict",
+    "UnknownExecution",
+    "NotWaiting",
+    "UnknownModel",
+    "ExecutionCancelled",
+    "ClientError",
+    "__version__",
+]

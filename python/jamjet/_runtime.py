@@ -1,0 +1,182 @@
+"""The runtime handle, the loop async steps run on, and the bridge that
+makes the native module's background operations awaitable."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import json
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from . import _native
+from .errors import JamjetError
+
+# What the step running in this context was called with (a `_native.StepCall`).
+current_call: contextvars.ContextVar[Any] = contextvars.ContextVar("jamjet_current_call", default=None)
+
+_open: weakref.WeakSet[Runtime] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+class _StepLoop:
+    """One asyncio loop on a thread of its own: where async steps and
+    tools run (a step's coroutine never runs on a runtime thread)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="jamjet-steps", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+
+_step_loop: _StepLoop | None = None
+
+
+def step_loop() -> asyncio.AbstractEventLoop:
+    """The loop async steps run on (started on first use)."""
+    global _step_loop
+    if _step_loop is None:
+        with _lock:
+            if _step_loop is None:
+                _step_loop = _StepLoop()
+    return _step_loop.loop
+
+
+def on_step_loop() -> bool:
+    return _step_loop is not None and threading.current_thread() is _step_loop.thread
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+async def call_async(op: Callable[[Callable[[bool, Any], None]], Any]) -> Any:
+    """Await a native operation started with a callback: ``op(callback)``."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def done(ok: bool, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, fut, ok, value)
+        except RuntimeError:  # the caller's loop closed meanwhile
+            pass
+
+    op(done)
+    return await fut
+
+
+class Runtime:
+    """A JamJet runtime in this process.
+
+    ``Runtime()`` journals in memory (nothing survives the process);
+    ``Runtime(data_dir=".jamjet")`` journals on sled in that directory, so
+    an execution resumes after a crash where it stopped. One process holds
+    a data dir at a time (:class:`jamjet.errors.StoreLocked` otherwise).
+    Several workflows may share one runtime. It opens on first use and is
+    closed at interpreter exit (the journal is flushed)."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+        self.data_dir = os.fspath(data_dir) if data_dir is not None else None
+        self._native: _native.Runtime | None = None
+        self._functions: dict[str, Any] = {}
+        self._open_lock = threading.Lock()
+
+    @property
+    def native(self) -> _native.Runtime:
+        """The native handle, opened on first use."""
+        if self._native is None:
+            with self._open_lock:
+                if self._native is None:
+                    rt = _native.Runtime(self.data_dir)
+                    for name, (handler, description, parameters) in self._functions.items():
+                        rt.add_function(name, handler, description, parameters)
+                    self._native = rt
+                    _open.add(self)
+        if self._native.closed:
+            raise JamjetError(f"runtime {self!r} is closed")
+        return self._native
+
+    def add_function(
+        self, name: str, handler: Any, description: str | None = None, parameters: dict[str, Any] | None = None
+    ) -> None:
+        """Register a host function (a step or a tool) by name."""
+        params = json.dumps(parameters) if parameters is not None else None
+        self._functions[name] = (handler, description, params)
+        if self._native is not None:
+            self._native.add_function(name, handler, description, params)
+
+    def close(self) -> None:
+        """Stop the runtime; a durable store is flushed and released."""
+        if self._native is not None:
+            self._native.close()
+
+    def resume_all(self) -> list[str]:
+        """Resume every execution of the store that a stopped process left
+        running; their workflows' functions must be registered first."""
+        return list(self.native.resume_all())
+
+    def executions(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The store's executions (id, workflow, status, times, key)."""
+        return json.loads(self.native.list(status))
+
+    def events(self, execution_id: str) -> list[dict[str, Any]]:
+        """An execution's journal: ``{seq, at_ms, event}`` records."""
+        return json.loads(self.native.events(execution_id))
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = f"data_dir={self.data_dir!r}" if self.data_dir else "in memory"
+        return f"jamjet.Runtime({where})"
+
+
+_memory: Runtime | None = None
+
+
+def memory_runtime() -> Runtime:
+    """The process's shared in-memory runtime (workflows without a store)."""
+    global _memory
+    if _memory is None:
+        with _lock:
+            if _memory is None:
+                _memory = Runtime()
+    return _memory
+
+
+_by_dir: dict[str, Runtime] = {}
+
+
+def runtime_for(store: str | os.PathLike[str]) -> Runtime:
+    """The process's runtime on data dir ``store`` (one per directory)."""
+    path = os.path.realpath(os.fspath(store))
+    with _lock:
+        rt = _by_dir.get(path)
+        if rt is None or (rt._native is not None and rt._native.closed):
+            rt = _by_dir[path] = Runtime(store)
+        return rt
+
+
+@atexit.register
+def _close_all() -> None:
+    for rt in list(_open):
+        try:
+            rt.close()
+        except Exception:  # exiting: nothing to tell anyone
+            pass
