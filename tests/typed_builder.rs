@@ -170,10 +170,11 @@ async fn a_retried_step_reads_back_its_pieces_and_its_agents_calls() {
     let tool_runs = Arc::new(AtomicU32::new(0));
     let pieces = Arc::new(AtomicU32::new(0));
     let attempts = Arc::new(AtomicU32::new(0));
-    let (p, a) = (pieces.clone(), attempts.clone());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (p, a, c) = (pieces.clone(), attempts.clone(), seen.clone());
     let wf = research_with(&server, researcher(fetch_page(tool_runs.clone())))
         .step("research", move |s: Research, ctx: StepCtx| {
-            let (pieces, attempts) = (p.clone(), a.clone());
+            let (pieces, attempts, seen) = (p.clone(), a.clone(), c.clone());
             async move {
                 let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
                 let words: u32 = ctx
@@ -183,6 +184,9 @@ async fn a_retried_step_reads_back_its_pieces_and_its_agents_calls() {
                     })
                     .await?;
                 let r = ctx.agent("researcher").run(format!("Research: {}", s.topic)).await?;
+                let calls: Vec<(u32, String, String)> =
+                    r.calls.iter().map(|c| (c.n, c.kind.clone(), c.name.clone())).collect();
+                seen.lock().unwrap().push(calls);
                 if attempt == 1 {
                     return Err(FunctionError::new("the disk was full"));
                 }
@@ -225,6 +229,9 @@ async fn a_retried_step_reads_back_its_pieces_and_its_agents_calls() {
     let expected: Vec<(u32, u32, String, String)> =
         expected.iter().map(|(a, n, k, c)| (*a, *n, k.to_string(), c.to_string())).collect();
     assert_eq!(calls, expected);
+    // Each attempt's run hands back its own calls: made (attempt 1), read back (attempt 2).
+    let own: Vec<(u32, String, String)> = expected[1..].iter().map(|(_, n, k, c)| (*n, k.clone(), c.clone())).collect();
+    assert_eq!(*seen.lock().unwrap(), [own.clone(), own]);
     rt.shutdown().await;
 }
 

@@ -160,18 +160,37 @@ impl StepCall {
 
     /// Run the workflow's agent `name` on `message` inside this step, every
     /// model and tool call journaled in the step's sequence (read back on a
-    /// retry or after a crash). Returns JSON `{output, value, usage}`.
+    /// retry or after a crash). Returns JSON `{output, value, usage, calls}`
+    /// (`calls`: the run's journaled calls, `{n, kind, name, request,
+    /// response, usage}` each, in order).
     #[pyo3(signature = (name, message, callback = None))]
     fn agent(&self, py: Python<'_>, name: String, message: String, callback: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         let steps = self.steps.clone();
         let fut = async move {
             match steps.agent(name).run(message).await {
-                Ok(run) => Ok(serde_json::json!({
-                    "output": run.output,
-                    "value": run.value,
-                    "usage": run.usage,
-                })
-                .to_string()),
+                Ok(run) => {
+                    let calls: Vec<Value> = run
+                        .calls
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "n": c.n,
+                                "kind": c.kind,
+                                "name": c.name,
+                                "request": c.request.value().unwrap_or(Value::Null),
+                                "response": c.response.value().unwrap_or(Value::Null),
+                                "usage": c.usage,
+                            })
+                        })
+                        .collect();
+                    Ok(serde_json::json!({
+                        "output": run.output,
+                        "value": run.value,
+                        "usage": run.usage,
+                        "calls": calls,
+                    })
+                    .to_string())
+                }
                 Err(e) => {
                     let class = serde_json::to_value(e.class).ok().and_then(|v| v.as_str().map(str::to_string));
                     let mut f = Fail::new("AgentFailed", e.message);

@@ -37,10 +37,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::calls::{CallJournal, CallRecord, Calls};
-use super::{Env, FunctionError, NodeCtx};
+use super::{Env, FunctionError, NodeCtx, NodeError};
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
 use crate::journal::{ErrorClass, Json, Usage};
@@ -175,6 +176,10 @@ pub struct AgentRun {
     pub value: Value,
     /// Tokens and cost of this run's calls (read back ones included).
     pub usage: Usage,
+    /// This run's calls as the journal holds them, in their order (read
+    /// back ones included): its model calls, tool calls and strategy
+    /// steps, each with what was sent and what came back.
+    pub calls: Vec<CallRecord>,
 }
 
 impl Steps {
@@ -204,6 +209,7 @@ impl StepAgent<'_> {
             FunctionError::with_class(ErrorClass::Internal, format!("node `{}` is not in its workflow", inner.node))
         })?;
         let mut last = inner.last.lock().await;
+        let kept = Keeping { journal: &*inner.journal, kept: std::sync::Mutex::new(Vec::new()) };
         let ctx = NodeCtx {
             execution_id: scope.execution_id,
             node,
@@ -218,7 +224,7 @@ impl StepAgent<'_> {
             workflow: &scope.workflow,
             agent: None,
             calls: &inner.done,
-            call_journal: Some(&*inner.journal),
+            call_journal: Some(&kept),
             tool_calls: &[],
             approvals: &[],
             handles: None,
@@ -227,6 +233,7 @@ impl StepAgent<'_> {
             history: &scope.history,
         };
         let mut calls = Calls::after(&ctx, *last);
+        let first = *last;
         let before = calls.spent();
         let answer = super::agent::local::run_in_step(&ctx, &mut calls, name, message.into()).await;
         // Go on after the last call in the journal: one that failed is
@@ -252,7 +259,36 @@ impl StepAgent<'_> {
             other => other.to_string(),
         };
         let usage = super::converse::minus(calls.spent(), before);
-        Ok(AgentRun { output, value, usage })
+        // Read back ones (numbered after the step's earlier work), then
+        // those this attempt journaled.
+        let mut records: Vec<CallRecord> = inner.done.iter().filter(|r| r.n > first).cloned().collect();
+        records.extend(kept.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
+        records.sort_by_key(|r| r.n);
+        records.dedup_by_key(|r| r.n);
+        records.retain(|r| r.n <= *last);
+        Ok(AgentRun { output, value, usage, calls: records })
+    }
+}
+
+/// The step's journal, keeping a copy of each call journaled through it
+/// (an agent run's, for [`AgentRun::calls`]).
+struct Keeping<'j> {
+    journal: &'j dyn CallJournal,
+    kept: std::sync::Mutex<Vec<CallRecord>>,
+}
+
+impl CallJournal for Keeping<'_> {
+    fn record(&self, call: CallRecord) -> BoxFuture<'_, Result<(), NodeError>> {
+        Box::pin(async move {
+            let copy = call.clone();
+            self.journal.record(call).await?;
+            self.kept.lock().unwrap_or_else(|e| e.into_inner()).push(copy);
+            Ok(())
+        })
+    }
+
+    fn owned(&self) -> Arc<dyn CallJournal> {
+        self.journal.owned()
     }
 }
 
