@@ -22,6 +22,7 @@ from __future__ import annotations
 from . import errors
 from ._native import __version__ as _native_version
 from ._runtime import Runtime
+from .agent import Agent, AgentResult, ToolCall
 from ._steps import current_step, step_run, step_run_sync
 from .errors import (
     AgentFailed,
@@ -36,6 +37,8 @@ from .errors import (
     UnknownModel,
     ValidationError,
 )
+from .models import Model
+from .tools import MCPServer, MCPTool, Tool, tool
 from .workflow import RunResult, Waiting, Workflow
 
 __version__ = _native_version
@@ -45,6 +48,14 @@ __all__ = [
     "Workflow",
     "RunResult",
     "Waiting",
+    "Agent",
+    "AgentResult",
+    "ToolCall",
+    "tool",
+    "Tool",
+    "Model",
+    "MCPServer",
+    "MCPTool",
     "step_run",
     "step_run_sync",
     "current_step",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
@@ -110,7 +110,9 @@ class Workflow:
     ``Workflow("name")`` runs in memory; ``Workflow("name", store=".jamjet")``
     journals every step on sled in that directory (durable across crashes:
     run again with the same ``key`` to resume). ``runtime=`` shares one
-    :class:`jamjet.Runtime` between workflows."""
+    :class:`jamjet.Runtime` between workflows. ``agents=`` declares the
+    :class:`jamjet.Agent` objects its steps run (those a step function
+    names directly are found without it: see :mod:`jamjet.agent`)."""
 
     def __init__(
         self,
@@ -122,6 +124,7 @@ class Workflow:
         state: type[BaseModel] | None = None,
         max_steps: int | None = None,
         timeout: float | None = None,
+        agents: Iterable[Any] = (),
     ) -> None:
         if store is not None and runtime is not None:
             raise ValidationError("give a Workflow store= or runtime=, not both")
@@ -137,6 +140,10 @@ class Workflow:
         self.models: dict[str, dict[str, Any]] = {}
         self.agents: dict[str, dict[str, Any]] = {}
         self._extra_functions: dict[str, tuple[Any, str | None, dict[str, Any] | None]] = {}
+        # The jamjet.Agent objects its steps run (see jamjet.agent), and the
+        # MCP servers of its `mcp: servers:`.
+        self._agent_objects: list[Any] = list(agents)
+        self.mcp: dict[str, dict[str, Any]] = {}
 
     # ----- declaring -----
 
@@ -295,6 +302,11 @@ class Workflow:
                 node["next"] = after
             nodes[n.name] = node
         doc: dict[str, Any] = {"workflow": head}
+        from .agent import declare_agents
+
+        declare_agents(self)
+        if self.mcp:
+            doc["mcp"] = {"servers": self.mcp}
         if self.models:
             doc["models"] = self.models
         if self.agents:
