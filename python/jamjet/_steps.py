@@ -28,6 +28,14 @@ def _failure(what: str, e: BaseException) -> str:
     return f"{what} raised {type(e).__name__}: {e}\n{tb}".rstrip()
 
 
+def _class_of(e: BaseException) -> str:
+    """The error class a step fails with: an agent's failure keeps its own
+    (`budget_exceeded` is not retried, `connection` is per the policy);
+    anything else is the function's (`function`, retried per the policy)."""
+    cls = getattr(e, "error_class", None)
+    return cls if isinstance(cls, str) and cls else "function"
+
+
 class Handler:
     """Calls ``fn`` for the runtime: ``read`` turns the call's JSON input
     into its argument, ``write`` its result into JSON text. A sync ``fn``
@@ -62,7 +70,7 @@ class Handler:
         try:
             out = self.fn(arg)
         except BaseException as e:  # the user's failure is the step's
-            reply.fail(_failure(self.what, e))
+            reply.fail(_failure(self.what, e), _class_of(e))
             return
         finally:
             current_call.reset(token)
@@ -84,7 +92,7 @@ class Handler:
         try:
             out = await self.fn(arg)
         except BaseException as e:
-            reply.fail(_failure(self.what, e))
+            reply.fail(_failure(self.what, e), _class_of(e))
             if not isinstance(e, Exception):
                 raise
             return

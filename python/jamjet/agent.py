@@ -358,12 +358,14 @@ class Agent:
 
     def _step_failed(self, call: _native.StepCall, e: JamjetError) -> JamjetError:
         if "there is no agent" in e.message:
-            return ValidationError(
+            err = ValidationError(
                 f"step `{call.node_id}` ran agent `{self.name}`, which its workflow does not declare: give it in "
                 f"Workflow(..., agents=[{self.name}]) (an agent the step function names directly is found by itself)",
                 execution_id=call.execution_id,
                 node=call.node_id,
             )
+            err.error_class = "client_error"  # type: ignore[attr-defined]  # the step is not retried
+            return err
         if isinstance(e, AgentFailed):
             e.error_class = e.node  # type: ignore[attr-defined]
         return e

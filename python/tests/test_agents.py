@@ -249,7 +249,7 @@ def test_a_crossed_budget_fails_the_agent_as_budget_exceeded(model_server: Model
 
     wf = Workflow("thrift", state=Research)
 
-    @wf.step
+    @wf.step(retry=3)
     async def research(state: Research) -> Research:
         r = await thrifty.run(state.topic)
         return state.model_copy(update={"research": r.text})
@@ -258,6 +258,9 @@ def test_a_crossed_budget_fails_the_agent_as_budget_exceeded(model_server: Model
         wf.run_sync(Research(topic="Say a lot"))
     assert e.value.node == "research"
     assert "agent `thrifty`" in str(e.value) and "max_tokens" in str(e.value)
+    # Spent is spent: the step fails as budget_exceeded, which no policy retries.
+    failed = [r["event"]["NodeFailed"] for r in wf.runtime.events(e.value.execution_id) if "NodeFailed" in r["event"]]
+    assert [(f["attempt"], f["class"]) for f in failed] == [(1, "BudgetExceeded")]
 
 
 def test_an_unknown_model_names_the_agent_and_the_model() -> None:
