@@ -63,7 +63,7 @@ impl Reply {
     /// `client_error` is not).
     #[pyo3(signature = (message, class = "function"))]
     fn fail(&self, message: String, class: &str) -> bool {
-        let class = serde_json::from_value(Value::String(class.to_string())).unwrap_or(ErrorClass::Function);
+        let class = ErrorClass::parse(class).unwrap_or(ErrorClass::Function);
         self.send(Err(FunctionError::with_class(class, message)))
     }
 }
@@ -173,9 +173,8 @@ impl StepCall {
                 })
                 .to_string()),
                 Err(e) => {
-                    let class = serde_json::to_value(e.class).ok().and_then(|v| v.as_str().map(str::to_string));
                     let mut f = Fail::new("AgentFailed", e.message);
-                    f.node = class;
+                    f.node = Some(e.class.as_str().to_string());
                     Err(f)
                 }
             }
