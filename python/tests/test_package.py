@@ -57,3 +57,36 @@ def test_a_yaml_file_with_errors_names_line_and_column(tmp_path: Path) -> None:
     assert finding["file"].endswith("bad.yaml") and finding["line"] == 8 and finding["column"] > 0
     assert finding["node"] == "a"
     assert "bad.yaml:8:" in str(e.value)
+
+
+def test_a_forked_child_is_told_to_open_its_own_runtime() -> None:
+    import os
+
+    from pydantic import BaseModel
+
+    class S(BaseModel):
+        n: int = 0
+
+    wf = jamjet.Workflow("fork-check", state=S)
+
+    @wf.step
+    def inc(s: S) -> dict:
+        return {"n": s.n + 1}
+
+    assert wf.run_sync(S()).state.n == 1  # the runtime's threads start in this process
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what a run says, then leave without cleanup
+        os.close(r)
+        try:
+            jamjet.Runtime().native
+            msg = "opened"
+        except jamjet.JamjetError as e:
+            msg = str(e)
+        os.write(w, msg.encode()[:4000])
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        said = f.read().decode()
+    os.waitpid(pid, 0)
+    assert "was forked from the one that started the JamJet runtime" in said
