@@ -58,12 +58,12 @@ impl Reply {
         self.send(answer)
     }
 
-    /// The step failed: `class` is an error class of the journal
-    /// (`function`, the default, is retried per the node's policy;
-    /// `client_error` is not).
+    /// The step failed: `class` is an error class of the journal, as
+    /// `retry_on` names it (`function`, the default, is retried per the
+    /// node's policy; `client_error` is not). An unknown class is `function`.
     #[pyo3(signature = (message, class = "function"))]
     fn fail(&self, message: String, class: &str) -> bool {
-        let class = serde_json::from_value(Value::String(class.to_string())).unwrap_or(ErrorClass::Function);
+        let class = ErrorClass::parse(class).unwrap_or(ErrorClass::Function);
         self.send(Err(FunctionError::with_class(class, message)))
     }
 }
