@@ -28,7 +28,7 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,7 +294,8 @@ def _workflow_ir(workflow: Any) -> dict[str, Any] | None:
     elif isinstance(workflow, str) and "\n" in workflow:
         workflow = _native.compile(workflow, "submitted.yaml")
     if isinstance(workflow, _native.Workflow):
-        return json.loads(workflow.ir_json())
+        ir: dict[str, Any] = json.loads(workflow.ir_json())
+        return ir
     return None
 
 
@@ -394,7 +395,8 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok", "version": ...}`` (needs no key)."""
-        return self._request("GET", "/health")[1]
+        health: dict[str, Any] = self._request("GET", "/health")[1]
+        return health
 
     def register(self, workflow: str | os.PathLike[str] | Any, *, replace: bool = False) -> Registration:
         """Register a workflow with the server: YAML text, a YAML file's
@@ -514,7 +516,9 @@ class Client:
         r = self._request("GET", f"/executions/{self._id(execution_id)}/events{q}")[1]
         return [Event.from_json(e) for e in r["events"]]
 
-    def events(self, execution_id: str, *, after: int = 0, read_timeout: float | None = 60.0) -> Iterator[Event]:
+    def events(
+        self, execution_id: str, *, after: int = 0, read_timeout: float | None = 60.0
+    ) -> Generator[Event, None, None]:
         """Follow execution ``execution_id``'s journal live (Server-Sent
         Events): yields each record above ``after`` as it becomes durable,
         and returns when the execution has ended (after its last record)
@@ -530,7 +534,8 @@ class Client:
         try:
             if res.status >= 400:
                 raise _error(res.status, res.read(), "GET", path)
-            name, data = "message", []
+            name = "message"
+            data: list[str] = []
             while True:
                 try:
                     raw = res.readline()

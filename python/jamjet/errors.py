@@ -106,9 +106,11 @@ class ClientError(JamjetError):
         self.code = code
         self.details = details
 
-    def __reduce__(self):  # keep the HTTP fields across pickling too
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep the HTTP fields across pickling too
         return (_rebuild_client, (self.message, self.status, self.code, self.details, self.execution_id, self.node))
 
 
-def _rebuild_client(message, status, code, details, execution_id, node):
+def _rebuild_client(
+    message: str, status: int | None, code: str | None, details: Any, execution_id: str | None, node: str | None
+) -> ClientError:
     return ClientError(message, status=status, code=code, details=details, execution_id=execution_id, node=node)
