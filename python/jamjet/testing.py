@@ -34,7 +34,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import Client
 
 __all__ = ["ModelServer", "Request", "DevServer"]
 
@@ -352,7 +355,7 @@ class DevServer:
         self.url = first[len(prefix) :].strip()
         return self
 
-    def client(self, api_key: str | None = None) -> Any:
+    def client(self, api_key: str | None = None) -> Client:
         """A :class:`jamjet.Client` of this server, with ``api_key`` (default:
         the first of ``api_keys``)."""
         from .client import Client

@@ -88,7 +88,7 @@ def test_a_step_that_raises_is_retried_per_policy_then_step_failed_with_the_trac
 
     if kind == "sync":
 
-        @wf.step(retry={"max_attempts": 3, "delay_ms": 10})
+        @wf.step(retry=3)
         def work(s: Counter) -> Counter:
             attempts.append(jamjet.current_step().attempt)
             flaky_work(len(attempts))
