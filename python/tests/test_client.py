@@ -259,3 +259,21 @@ async def test_the_async_client(server: DevServer) -> None:
     assert (await client.get(run.id)).state["status"].startswith("refunded")
     assert run.id in {s.id for s in await client.list("completed")}
     assert (await client.history(run.id))[-1].type == "ExecutionCompleted"
+
+
+def test_the_event_stream_ends_when_the_server_shuts_down(tmp_path: Path) -> None:
+    with DevServer(str(tmp_path / "data"), api_keys=[KEY]) as s:
+        client = s.client()
+        client.register(EXAMPLES / "approval.yaml")
+        run = client.submit("refund-approval", {"customer": "Ada", "amount": 1})
+        client.wait(run.id)
+        events, reader = follow(client, run.id)
+        deadline = 600  # 0.05 s each: the parked execution's records arrive
+        while not any(e.type == "Waiting" for e in events) and deadline:
+            reader.join(0.05)
+            deadline -= 1
+        assert any(e.type == "Waiting" for e in events)
+        assert s.stop() == 0
+    reader.join(60)
+    assert not reader.is_alive(), "the stream did not end with the server"
+    assert events[-1].type == "Waiting"  # no `end`: the execution goes on at the next start
