@@ -23,6 +23,7 @@ from . import errors
 from ._native import __version__ as _native_version
 from ._runtime import Runtime
 from ._steps import current_step, step_run, step_run_sync
+from .client import AsyncClient, Client
 from .errors import (
     AgentFailed,
     ClientError,
@@ -48,6 +49,8 @@ __all__ = [
     "step_run",
     "step_run_sync",
     "current_step",
+    "Client",
+    "AsyncClient",
     "errors",
     "JamjetError",
     "ValidationError",
