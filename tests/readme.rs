@@ -10,7 +10,8 @@
 //! - `cargo run --example quickstart` runs the example's binary (built for
 //!   this test's profile, a no-op under `cargo test`), and `cargo run -- `
 //!   is the built `jamjet`; `cargo build --example X` builds it the same way;
-//! - `cargo test` is the suite this test is part of: skipped;
+//! - `./test.sh` is the suite this test is part of (`cargo test`, then
+//!   the Python package's pytest): skipped;
 //! - `jamjet dev ...` starts in the background (the README's "one
 //!   terminal") on `--bind 127.0.0.1:0`, and `7700` in the lines after it is
 //!   the port it printed;
@@ -169,8 +170,8 @@ impl Session {
 
     fn run_line(&mut self, line: &Line) {
         let text = without_comment(&line.text);
-        if text == "cargo test" {
-            return; // the suite this test is part of
+        if text == "./test.sh" {
+            return; // the suite this test is part of (cargo test, then pytest)
         }
         if let Some(name) = text.strip_prefix("cargo build --example ") {
             support::mcp::example_binary(name.trim());
@@ -237,7 +238,7 @@ fn the_readme_commands_run_in_order() {
     let readme = std::fs::read_to_string(repo.join("README.md")).expect("reading README.md");
     let lines = marked_lines(&readme);
     let texts: Vec<&str> = lines.iter().map(|l| without_comment(&l.text)).collect();
-    for want in ["cargo run --example quickstart", "cargo test", "jamjet dev --workflows examples/"] {
+    for want in ["cargo run --example quickstart", "./test.sh", "jamjet dev --workflows examples/"] {
         assert!(texts.contains(&want), "README.md has no marked `{want}`; marked: {texts:#?}");
     }
 

@@ -24,6 +24,7 @@ from ._native import __version__ as _native_version
 from ._runtime import Runtime
 from .agent import Agent, AgentResult, ToolCall
 from ._steps import current_step, step_run, step_run_sync
+from .client import AsyncClient, Client
 from .errors import (
     AgentFailed,
     ClientError,
@@ -59,6 +60,8 @@ __all__ = [
     "step_run",
     "step_run_sync",
     "current_step",
+    "Client",
+    "AsyncClient",
     "errors",
     "JamjetError",
     "ValidationError",

@@ -87,8 +87,30 @@ class ExecutionCancelled(JamjetError):
 
 
 class ClientError(JamjetError):
-    """A server refused a client's request (``status``: its HTTP status)."""
+    """A server refused a client's request, or could not be reached:
+    ``status`` is the HTTP status (None when no answer came), ``code`` the
+    server's error code (``unauthorized``, ``unknown_execution``,
+    ``key_conflict``...), ``details`` its details (JSON data)."""
 
-    def __init__(self, message: str, *, status: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        details: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.status = status
+        self.code = code
+        self.details = details
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep the HTTP fields across pickling too
+        return (_rebuild_client, (self.message, self.status, self.code, self.details, self.execution_id, self.node))
+
+
+def _rebuild_client(
+    message: str, status: int | None, code: str | None, details: Any, execution_id: str | None, node: str | None
+) -> ClientError:
+    return ClientError(message, status=status, code=code, details=details, execution_id=execution_id, node=node)

@@ -1,4 +1,5 @@
-"""A loopback model server for tests and offline examples.
+"""A loopback model server (and a ``jamjet dev`` server) for tests and
+offline examples.
 
 :class:`ModelServer` listens on ``127.0.0.1`` (a free port) and speaks the
 OpenAI-compatible ``POST /v1/chat/completions`` (base url ``server.base_url``)
@@ -14,20 +15,31 @@ order they were added::
 Every request is recorded (``server.requests``) with its headers, and
 counted by ``Idempotency-Key`` (``server.count(key)``), so a test can tell
 that a call was not sent twice. Usage is counted in words, so tokens are
-predictable."""
+predictable.
+
+:class:`DevServer` runs ``jamjet dev`` (this package's own command) in a
+child process on ``127.0.0.1`` (a free port), for a :class:`jamjet.Client`
+to talk to."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ModelServer", "Request"]
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["ModelServer", "Request", "DevServer"]
 
 
 @dataclass
@@ -255,3 +267,134 @@ class ModelServer:
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": input_words, "completion_tokens": out, "total_tokens": input_words + out},
         }
+
+
+class DevServer:
+    """``jamjet dev`` in a child process, on ``127.0.0.1`` and a port the OS
+    picks: ``server.url`` once it listens. ``data_dir`` defaults to a
+    temporary folder (removed when the server stops); ``api_keys`` makes it
+    ask for one of those keys (``JAMJET_API_KEYS``); ``args`` are more
+    ``jamjet dev`` flags (``--workflows DIR``...)::
+
+        with DevServer(api_keys=["k1"]) as server:
+            client = server.client()   # a jamjet.Client with the first key
+            ...
+
+    ``stop()`` ends it with SIGTERM (a graceful shutdown), ``kill()`` with
+    SIGKILL; each waits for the process, bounded."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        *,
+        api_keys: list[str] | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        import tempfile
+
+        self._temp = None if data_dir is not None else tempfile.mkdtemp(prefix="jamjet-dev-")
+        self.data_dir = data_dir if data_dir is not None else os.path.join(self._temp or "", "data")
+        self.api_keys = list(api_keys or [])
+        self.args = list(args or [])
+        self.env = env
+        self.start_timeout = start_timeout
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stderr: list[str] = []
+
+    @property
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far."""
+        return "".join(self._stderr)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the server is not started"
+        return self.process.pid
+
+    def start(self) -> DevServer:
+        """Start the server and wait (at most ``start_timeout`` s) for its
+        ``jamjet dev listening on http://ADDR`` line."""
+        import queue
+
+        env = dict(os.environ if self.env is None else self.env)
+        env.pop("JAMJET_SERVER", None)
+        env.pop("JAMJET_API_KEYS", None)
+        if self.api_keys:
+            env["JAMJET_API_KEYS"] = ",".join(self.api_keys)
+        cmd = [sys.executable, "-m", "jamjet.cli", "--data-dir", self.data_dir, "dev", "--bind", "127.0.0.1:0"]
+        self.process = subprocess.Popen(
+            [*cmd, *self.args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        proc = self.process
+
+        def read_out() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                lines.put(raw.decode("utf-8", "replace"))
+            lines.put(None)
+
+        def read_err() -> None:
+            assert proc.stderr is not None
+            for raw in proc.stderr:
+                self._stderr.append(raw.decode("utf-8", "replace"))
+
+        threading.Thread(target=read_out, daemon=True).start()
+        threading.Thread(target=read_err, daemon=True).start()
+        try:
+            first = lines.get(timeout=self.start_timeout)
+        except queue.Empty:
+            first = None
+        prefix = "jamjet dev listening on "
+        if first is None or not first.startswith(prefix):
+            self.kill()
+            raise RuntimeError(f"jamjet dev did not start (first line {first!r}); stderr:\n{self.stderr}")
+        self.url = first[len(prefix) :].strip()
+        return self
+
+    def client(self, api_key: str | None = None) -> Client:
+        """A :class:`jamjet.Client` of this server, with ``api_key`` (default:
+        the first of ``api_keys``)."""
+        from .client import Client
+
+        key = api_key if api_key is not None else (self.api_keys[0] if self.api_keys else None)
+        return Client(self.url, api_key=key or "")
+
+    def _reap(self, timeout: float) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then wait for the exit (SIGKILL after ``timeout`` s)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self._reap(timeout)
+        self._cleanup()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL (``kill -9``), then reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self._reap(30.0)
+
+    def _cleanup(self) -> None:
+        if self._temp is not None:
+            import shutil
+
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -152,7 +152,7 @@ class Workflow:
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             raise ValidationError(f"@{self.name}.state: {cls!r} is not a Pydantic BaseModel")
         self._state_cls = cls
-        self._compiled = None
+        self._changed()
         return cls
 
     @overload
@@ -205,7 +205,7 @@ class Workflow:
             self._nodes.append(
                 _Step(step, f, routes, _retry(retry, step), _ms(timeout, f"step `{step}`: timeout"), human_approval)
             )
-            self._compiled = None
+            self._changed()
             return f
 
         return declare(fn) if fn is not None else declare
@@ -230,7 +230,12 @@ class Workflow:
         self._nodes.append(
             _Wait(name, event, _ms(duration, f"wait `{name}`: duration"), _ms(timeout, f"wait `{name}`: timeout"), output_key)
         )
+        self._changed()
+
+    def _changed(self) -> None:
+        """The declaration changed: compile and register it again."""
         self._compiled = None
+        self._registered_on.clear()
 
     # ----- compiling -----
 

@@ -58,9 +58,9 @@ impl Reply {
         self.send(answer)
     }
 
-    /// The step failed: `class` is an error class of the journal
-    /// (`function`, the default, is retried per the node's policy;
-    /// `client_error` is not).
+    /// The step failed: `class` is an error class of the journal, as
+    /// `retry_on` names it (`function`, the default, is retried per the
+    /// node's policy; `client_error` is not). An unknown class is `function`.
     #[pyo3(signature = (message, class = "function"))]
     fn fail(&self, message: String, class: &str) -> bool {
         let class = ErrorClass::parse(class).unwrap_or(ErrorClass::Function);

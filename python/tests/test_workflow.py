@@ -160,3 +160,56 @@ def test_compile_gives_the_yaml_document_and_the_ir() -> None:
     assert ir["id"] == "compiled" and "only" in ir["nodes"]
     # The same document compiled as a file gives the same IR.
     assert jamjet._native.compile(compiled.source, "x.yaml").content_hash() == compiled.content_hash()
+
+
+def test_a_step_over_its_timeout_fails_naming_the_step() -> None:
+    wf = Workflow("timed", state=State)
+
+    @wf.step(timeout=0.2)
+    async def slow(state: State) -> State:
+        await asyncio.sleep(5)
+        return state
+
+    with pytest.raises(jamjet.StepFailed) as e:
+        wf.run_sync(State(question="q"))
+    assert e.value.node == "slow"
+    assert "timed out" in str(e.value) or "timeout" in str(e.value)
+
+
+def test_a_state_a_step_returns_is_validated_with_the_steps_name() -> None:
+    class Typed(BaseModel):
+        n: int = 0
+
+    wf = Workflow("typed", state=Typed)
+
+    calls = 0
+
+    @wf.step(retry=3)
+    def bad(state: Typed) -> dict:
+        nonlocal calls
+        calls += 1
+        return {"n": "not a number"}
+
+    with pytest.raises(jamjet.StepFailed) as e:
+        wf.run_sync(Typed())
+    assert e.value.node == "bad"
+    text = str(e.value)
+    assert "step `bad`" in text and "does not validate as `Typed`" in text and "n\n" in text
+    # A state that does not validate is the step's fault: not retried.
+    assert calls == 1
+
+
+def test_a_step_declared_after_a_run_is_run_by_the_next_run() -> None:
+    wf = Workflow("growing", state=State)
+
+    @wf.step
+    def first(s: State) -> dict:
+        return {"search_results": "1"}
+
+    assert wf.run_sync(State(question="q")).state.answer == ""
+
+    @wf.step
+    def second(s: State) -> dict:
+        return {"answer": s.search_results + "2"}
+
+    assert wf.run_sync(State(question="q")).state.answer == "12"

@@ -56,6 +56,21 @@ impl Supervisor {
         hash: String,
         start: Start,
     ) -> Result<(), String> {
+        // An execution whose host functions (a Python or Rust program's)
+        // this process lacks is not carried here: it would fail at its next
+        // `function` node. It stays as it is for the host that has them.
+        if matches!(start, Start::Rehydrate) {
+            let missing = st.services.env.functions.missing(&workflow);
+            if !missing.is_empty() {
+                return Err(format!(
+                    "its workflow `{}` calls host functions this process has not registered ({}); it goes on in \
+                     the program that registers them (the Python or Rust host that started it), and nothing was \
+                     changed here",
+                    workflow.id,
+                    missing.join(", ")
+                ));
+            }
+        }
         let args = ExecutionArgs {
             id,
             workflow: workflow.clone(),

@@ -106,6 +106,24 @@ impl FunctionRegistry {
         self.inner.read().expect("function registry lock").get(name).and_then(|r| r.tool.clone())
     }
 
+    /// The host functions `workflow`'s `function` nodes call that are not
+    /// registered here, sorted: an execution of it cannot go on in this
+    /// process (it goes on in the host that registers them).
+    pub fn missing(&self, workflow: &crate::ir::Workflow) -> Vec<String> {
+        let inner = self.inner.read().expect("function registry lock");
+        let mut missing: Vec<String> = workflow
+            .nodes
+            .values()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Function(f) if !inner.contains_key(&f.function) => Some(f.function.clone()),
+                _ => None,
+            })
+            .collect();
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<_> = self.inner.read().expect("function registry lock").keys().cloned().collect();
         names.sort();

@@ -168,6 +168,17 @@ impl Runtime {
 
     fn rehydrate(&self, id: ExecutionId, hash: &str) -> Result<(), Error> {
         let workflow = self.load_workflow(id, hash)?;
+        // Refused here too (the supervisor would only drop it): the caller
+        // would wait for an execution no actor carries.
+        let missing = self.functions().missing(&workflow);
+        if !missing.is_empty() {
+            return Err(Error::Actor(format!(
+                "execution {id} cannot go on in this process: its workflow `{}` calls host functions it has not \
+                 registered ({}); it goes on in the program that registers them",
+                workflow.id,
+                missing.join(", ")
+            )));
+        }
         self.inner.supervisor.rehydrate(id, workflow, hash.to_string())
     }
 
