@@ -216,7 +216,9 @@ class StepCall:
     def agent(self, name: str, message: str, callback: None = None) -> str:
         """Run the workflow's agent ``name`` on ``message`` inside this step,
         every model and tool call journaled in the step's sequence (read back
-        on a retry or after a crash). Returns JSON ``{output, value, usage}``;
+        on a retry or after a crash). Returns JSON ``{output, value, usage,
+        calls}`` (``calls``: the run's journaled calls, ``{n, kind, name,
+        request, response, usage}`` each, read back ones included);
         :class:`jamjet.AgentFailed` (``node``: the error class) when it fails."""
     @overload
     def agent(self, name: str, message: str, callback: _Callback) -> None: ...
