@@ -366,6 +366,15 @@ class Agent:
             )
             err.error_class = "client_error"  # type: ignore[attr-defined]  # the step is not retried
             return err
+        if isinstance(e, AgentFailed) and ", and a step cannot wait for one" in e.message:
+            head = e.message.split(", and a step cannot wait for one")[0]
+            e = AgentFailed(
+                f"{head}, and a step cannot wait for one: put human_approval=True on the step instead (the run "
+                "parks before the step runs), run the agent outside a step (its run parks: see Agent.approve), or "
+                "leave those tools out of the agent's human_approval=",
+                execution_id=call.execution_id,
+                node=e.node,
+            )
         if isinstance(e, AgentFailed):
             e.error_class = e.node  # type: ignore[attr-defined]
         return e

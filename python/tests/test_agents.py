@@ -441,7 +441,8 @@ def test_human_approval_parks_a_standalone_run_and_fails_a_step_clearly(model_se
 
     with pytest.raises(jamjet.StepFailed) as e:
         wf.run_sync(Research(topic="Refund order 8"))
-    assert "a step cannot wait for one" in str(e.value) and "agent `clerk`" in str(e.value)
+    assert "a step cannot wait for one: put human_approval=True on the step" in str(e.value)
+    assert "agent `clerk` asked for tool calls that need a person's decision (research.1)" in str(e.value)
     assert refunds == [12.5]
 
 
