@@ -59,7 +59,7 @@ class Tool:
         if not callable(fn):
             raise TypeError(f"a tool wraps a function, not {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "")
+        self.name: str = name or str(getattr(fn, "__name__", ""))
         if not _NAME.match(self.name):
             raise ValidationError(
                 f"tool name `{self.name}`: use letters, digits, `_` and `-` (at most 64, not starting with a digit)"
@@ -71,7 +71,7 @@ class Tool:
         self.parameters = parameters
         self.is_async = inspect.iscoroutinefunction(fn)
         self._adapters: dict[str, TypeAdapter[Any]] | None = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
