@@ -37,6 +37,10 @@ from .errors import (
     ValidationError,
 )
 from .workflow import RunResult, Waiting, Workflow
+from ._dict_state import State
+from .decorators import node, workflow, workflow_of
+from .loading import YamlWorkflow, load, run_child, run_child_sync
+from .models import ModelReply
 
 __version__ = _native_version
 
@@ -45,6 +49,15 @@ __all__ = [
     "Workflow",
     "RunResult",
     "Waiting",
+    "workflow",
+    "node",
+    "State",
+    "workflow_of",
+    "ModelReply",
+    "load",
+    "YamlWorkflow",
+    "run_child",
+    "run_child_sync",
     "step_run",
     "step_run_sync",
     "current_step",
