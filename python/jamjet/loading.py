@@ -30,15 +30,15 @@ __all__ = ["load", "YamlWorkflow", "run_child", "run_child_sync"]
 
 def _function_names(ir: Mapping[str, Any]) -> list[str]:
     """The functions the ``type: function`` nodes of an IR call, its
-    sub-workflows' included, in node order."""
-    names: list[str] = []
+    sub-workflows' included, sorted."""
+    names: set[str] = set()
     for node in (ir.get("nodes") or {}).values():
         kind = node.get("kind") or {}
-        if kind.get("type") == "function" and kind.get("function") not in names:
-            names.append(kind["function"])
+        if kind.get("type") == "function":
+            names.add(kind["function"])
         elif kind.get("type") == "workflow" and isinstance(kind.get("workflow"), Mapping):
-            names += [n for n in _function_names(kind["workflow"]) if n not in names]
-    return names
+            names.update(_function_names(kind["workflow"]))
+    return sorted(names)
 
 
 def _function_handler(name: str, fn: Callable[..., Any]) -> Handler:
@@ -100,7 +100,7 @@ class YamlWorkflow(DictWorkflow):
         return self.compile().source
 
     def function_names(self) -> list[str]:
-        """The functions its ``type: function`` nodes call."""
+        """The functions its ``type: function`` nodes call (sorted)."""
         return _function_names(self.ir)
 
     def missing_functions(self, runtime: Runtime | None = None) -> list[str]:
