@@ -201,8 +201,9 @@ impl StepCall {
         max_tokens: Option<u32>,
         callback: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let mut config: jamjet::model::ModelConfig = serde_json::from_str(config)
-            .map_err(|e| Fail::new("ValidationError", format!("model `{name}`: its configuration does not read ({e})")))?;
+        let mut config: jamjet::model::ModelConfig = serde_json::from_str(config).map_err(|e| {
+            Fail::new("ValidationError", format!("model `{name}`: its configuration does not read ({e})"))
+        })?;
         if config.price.is_none() {
             config.price = jamjet::model::built_in_price(&config.model);
         }
@@ -216,7 +217,9 @@ impl StepCall {
         let steps = self.steps.clone();
         let fut = async move {
             match steps.model(&name, &config, request).await {
-                Ok(reply) => Ok(serde_json::json!({"text": reply.text, "usage": reply.usage, "raw": reply.raw}).to_string()),
+                Ok(reply) => {
+                    Ok(serde_json::json!({"text": reply.text, "usage": reply.usage, "raw": reply.raw}).to_string())
+                }
                 Err(e) => Err(Fail::new("StepFailed", e.message)),
             }
         };
