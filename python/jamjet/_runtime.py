@@ -160,8 +160,10 @@ class Runtime:
         """Serve this runtime over HTTP from this process, as ``jamjet dev``
         does: the REST API (``/workflows``, ``/executions``, ...) and every
         registered workflow as an A2A agent (``a2a=False``: only those
-        marked ``a2a:``). Steps that are Python functions run here. Loopback
-        only (``127.0.0.1``; port 0 picks a free one); returns the base URL.
+        marked ``a2a:``), and the local agents of the workflows registered
+        before it starts (``/a2a/{workflow}.{agent}``). Steps that are Python
+        functions run here. Loopback only (``127.0.0.1``; port 0 picks a
+        free one); returns the base URL.
         Serving stops at :meth:`stop_serving` or :meth:`close`."""
         return self.native.serve(addr, a2a)
 

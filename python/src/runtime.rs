@@ -361,8 +361,9 @@ impl Runtime {
     /// every registered workflow as an A2A agent (with `a2a`; otherwise
     /// only those marked `a2a:`), as `jamjet dev` serves them, on `addr`
     /// (loopback only: no API keys are asked; port 0 picks a free one).
-    /// The steps of workflows registered here run in this process.
-    /// Returns the base URL, `http://127.0.0.1:PORT`.
+    /// The steps of workflows registered here run in this process; the
+    /// local agents of those registered before are served too, at
+    /// `/a2a/{workflow}.{agent}`. Returns the base URL, `http://127.0.0.1:PORT`.
     #[pyo3(signature = (addr = "127.0.0.1:0", a2a = true))]
     fn serve(&self, py: Python<'_>, addr: &str, a2a: bool) -> PyResult<String> {
         let rt = self.get()?;
@@ -383,6 +384,9 @@ impl Runtime {
         let tokio = crate::tokio().map_err(|f| f.to_py(py))?;
         let bound = py.detach(|| {
             tokio.block_on(async {
+                // The local agents of the workflows registered so far, as
+                // `jamjet dev` serves them at start (`/a2a/{workflow}.{agent}`).
+                jamjet::server::a2a::agents::serve_registered(&rt).await.map_err(Fail::from)?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| Fail::new("JamjetError", format!("cannot listen on {addr}: {e}")))?;

@@ -52,6 +52,7 @@ def test_a_python_workflow_is_served_over_rest_and_a2a() -> None:
     async def answer(q: Q) -> Q:
         return q.model_copy(update={"answer": f"Python says: {q.question.upper()}"})
 
+    wf.agents = {"helper": {"model": "gpt-4o-mini", "instructions": "Help with questions."}}
     digest = wf.register()
     url = rt.serve()
     try:
@@ -88,6 +89,9 @@ def test_a_python_workflow_is_served_over_rest_and_a2a() -> None:
         task = reply["result"]
         assert task["status"]["state"] == "completed", reply
         assert task["artifacts"][0]["parts"][0]["data"]["answer"] == "Python says: OVER A2A"
+        # The workflow's local agent is served too.
+        status, helper = _http("GET", f"{url}/a2a/py-answerer.helper/.well-known/agent-card.json")
+        assert status == 200, helper
         # v1.0 names too.
         rpc2 = dict(rpc, method="SendMessage", id=2)
         rpc2["params"] = {"message": {"messageId": "m-2", "role": "ROLE_USER", "parts": [{"data": {"question": "v1"}}]}}
