@@ -1,7 +1,9 @@
-//! Durable pieces inside a host function's step (`call.steps.run`): a
-//! retried step reads back the pieces that completed and runs only the
+//! Durable pieces inside a host function's step (`call.steps.run`), and
+//! model calls (`call.steps.model`): a retried step reads back the pieces that completed and runs only the
 //! rest; a step that runs its pieces in another order fails as
 //! `nondeterminism`, naming the step and the pieces.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -106,4 +108,70 @@ async fn a_step_that_runs_its_pieces_in_another_order_fails_as_nondeterminism() 
         failures[1].1
     );
     rt.shutdown().await;
+}
+
+/// A step asking a model (`call.steps.model`) after a piece: the call is
+/// journaled with its usage (the execution's usage counts it), keyed by
+/// its number in the step, and a retried step reads it back instead of
+/// sending it again.
+#[tokio::test]
+async fn a_model_call_in_a_step_is_journaled_and_read_back_on_a_retry() {
+    use jamjet::model::{ChatMessage, ChatRequest, ModelConfig};
+    let server = support::model_server::ModelServer::start().await;
+    let mut config = ModelConfig::from_model_id("gpt-4o-mini").unwrap();
+    config.base_url = server.openai_base();
+    config.api_key_env = None;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let summarize = move |call: FunctionCall| {
+        let (attempts, config) = (a.clone(), config.clone());
+        async move {
+            let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            let topic: String = call.steps.run("topic", async { Ok::<_, String>("agents".to_string()) }).await?;
+            let request = ChatRequest {
+                system: Some("Be brief.".into()),
+                messages: vec![ChatMessage::user(format!("Summarize {topic}"))],
+                ..Default::default()
+            };
+            let reply = call.steps.model("fast", &config, request).await?;
+            if attempt == 1 {
+                return Err(FunctionError::new("the printer jammed"));
+            }
+            Ok::<Value, FunctionError>(json!({"text": reply.text, "tokens": reply.usage.output_tokens}))
+        }
+    };
+    let rt = Runtime::builder().in_memory().function("pay", summarize).open().await.unwrap();
+    let wf = compile_str(FLOW, "pay.yaml").unwrap();
+    let out = tokio::time::timeout(LIMIT, rt.run(&wf, json!({"order": "o-3"}))).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.state["receipt"], json!({"text": "echo: Summarize agents", "tokens": 3}));
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "the retry read the reply back");
+    // Call 2 of visit 1 (the piece was call 1).
+    assert_eq!(requests[0].idempotency_key(), Some(format!("{}/pay/1/call/2", out.id).as_str()));
+    assert_eq!(requests[0].body["messages"][0]["content"], "Be brief.");
+    assert_eq!(out.usage.output_tokens, 3, "the call's usage counts in the execution's");
+    let calls: Vec<(String, String)> = rt
+        .events(out.id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Call { call, .. } => Some((call.kind, call.name)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, [("run".into(), "topic".into()), ("model".into(), "fast".into())]);
+    rt.shutdown().await;
+}
+
+/// Outside a journaled step (a direct call) a model call is refused, clearly.
+#[tokio::test]
+async fn a_model_call_outside_a_step_is_refused() {
+    use jamjet::model::{ChatRequest, ModelConfig};
+    let config = ModelConfig::from_model_id("gpt-4o-mini").unwrap();
+    let steps = jamjet::nodes::Steps::detached();
+    let err = steps.model("gpt-4o-mini", &config, ChatRequest::default()).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::ClientError);
+    assert!(err.message.contains("inside a step"), "{}", err.message);
 }

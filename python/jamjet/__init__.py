@@ -38,9 +38,12 @@ from .errors import (
     UnknownModel,
     ValidationError,
 )
-from .models import Model
+from .models import Model, ModelReply
 from .tools import MCPServer, MCPTool, Tool, tool
 from .workflow import RunResult, Waiting, Workflow
+from ._dict_state import State
+from .decorators import node, workflow, workflow_of
+from .loading import YamlWorkflow, load, run_child, run_child_sync
 
 __version__ = _native_version
 
@@ -57,6 +60,15 @@ __all__ = [
     "Model",
     "MCPServer",
     "MCPTool",
+    "workflow",
+    "node",
+    "State",
+    "workflow_of",
+    "ModelReply",
+    "load",
+    "YamlWorkflow",
+    "run_child",
+    "run_child_sync",
     "step_run",
     "step_run_sync",
     "current_step",

@@ -179,6 +179,16 @@ class Runtime:
     @overload
     def resume_all(self, callback: _Callback) -> None: ...
 
+    @property
+    def url(self) -> str | None:
+        """The URL :meth:`serve` serves at, or ``None``."""
+    def serve(self, addr: str = "127.0.0.1:0", a2a: bool = True) -> str:
+        """Serve the REST API (and the A2A agents of the workflows
+        registered before this call) from this process, on a loopback
+        address only; returns ``http://127.0.0.1:PORT``. Stops on
+        :meth:`stop_serving` or :meth:`close`."""
+    def stop_serving(self) -> None:
+        """Stop serving (nothing when not serving)."""
     def close(self) -> None:
         """Stop the runtime: its executions stop where they are (a durable
         one resumes from there), and the journal is flushed and released."""
@@ -224,6 +234,33 @@ class StepCall:
     def agent(self, name: str, message: str, callback: _Callback) -> None: ...
 
 @final
+    @overload
+    def model(
+        self,
+        name: str,
+        config: str,
+        prompt: str,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        callback: None = None,
+    ) -> str:
+        """Ask a model inside the step (``config``: a ``models:`` entry as
+        JSON), journaled in the step's sequence and read back when the step
+        runs again; JSON ``{text, usage, raw}``."""
+    @overload
+    def model(
+        self,
+        name: str,
+        config: str,
+        prompt: str,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        *,
+        callback: _Callback,
+    ) -> None: ...
+
 class Reply:
     """How Python answers a step: once, with ``ok(json)`` or ``fail(message,
     class)``. A reply dropped unanswered fails the step."""

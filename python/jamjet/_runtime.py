@@ -19,6 +19,40 @@ from .errors import JamjetError
 # What the step running in this context was called with (a `_native.StepCall`).
 current_call: contextvars.ContextVar[Any] = contextvars.ContextVar("jamjet_current_call", default=None)
 
+
+class StepScope:
+    """Where the step running in this context runs: its runtime, and the
+    numbers of the children it started (``jamjet.run_child``)."""
+
+    __slots__ = ("runtime", "children")
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.children = 0
+
+
+# The scope of the step running in this context (set for each call a
+# runtime makes; an async step's task inherits it).
+current_scope: contextvars.ContextVar[StepScope | None] = contextvars.ContextVar("jamjet_step_scope", default=None)
+
+
+class _Bound:
+    """A handler as one runtime calls it: the call runs in that runtime's scope."""
+
+    __slots__ = ("runtime", "handler")
+
+    def __init__(self, runtime: Runtime, handler: Any) -> None:
+        self.runtime = runtime
+        self.handler = handler
+
+    def __call__(self, call: Any, reply: Any) -> None:
+        token = current_scope.set(StepScope(self.runtime))
+        try:
+            self.handler(call, reply)
+        finally:
+            current_scope.reset(token)
+
+
 _open: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _lock = threading.Lock()
 
@@ -102,7 +136,7 @@ class Runtime:
                 if self._native is None:
                     rt = _native.Runtime(self.data_dir)
                     for name, (handler, description, parameters) in self._functions.items():
-                        rt.add_function(name, handler, description, parameters)
+                        rt.add_function(name, _Bound(self, handler), description, parameters)
                     self._native = rt
                     _open.add(self)
         if self._native.closed:
@@ -116,7 +150,32 @@ class Runtime:
         params = json.dumps(parameters) if parameters is not None else None
         self._functions[name] = (handler, description, params)
         if self._native is not None:
-            self._native.add_function(name, handler, description, params)
+            self._native.add_function(name, _Bound(self, handler), description, params)
+
+    def has_function(self, name: str) -> bool:
+        """Whether a function ``name`` is registered here (through Python)."""
+        return name in self._functions
+
+    def serve(self, addr: str = "127.0.0.1:0", *, a2a: bool = True) -> str:
+        """Serve this runtime over HTTP from this process, as ``jamjet dev``
+        does: the REST API (``/workflows``, ``/executions``, ...) and every
+        registered workflow as an A2A agent (``a2a=False``: only those
+        marked ``a2a:``), and the local agents of the workflows registered
+        before it starts (``/a2a/{workflow}.{agent}``). Steps that are Python
+        functions run here. Loopback only (``127.0.0.1``; port 0 picks a
+        free one); returns the base URL.
+        Serving stops at :meth:`stop_serving` or :meth:`close`."""
+        return self.native.serve(addr, a2a)
+
+    @property
+    def url(self) -> str | None:
+        """The URL this runtime is served at, or ``None``."""
+        return self._native.url if self._native is not None and not self._native.closed else None
+
+    def stop_serving(self) -> None:
+        """Stop serving (requests under way finish first)."""
+        if self._native is not None:
+            self._native.stop_serving()
 
     def close(self) -> None:
         """Stop the runtime; a durable store is flushed and released."""

@@ -19,11 +19,12 @@ only the variables' names.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UnknownModel, ValidationError
 
-__all__ = ["Model", "PROVIDERS", "provider_for"]
+__all__ = ["Model", "ModelReply", "PROVIDERS", "provider_for"]
 
 PROVIDERS = ("openai", "anthropic")
 """The providers' wire formats: OpenAI-compatible chat completions (OpenAI,
@@ -164,3 +165,26 @@ class Model:
     def __repr__(self) -> str:
         extra = f", base_url={self.base_url!r}" if self.base_url else ""
         return f"jamjet.Model({self.model!r}, provider={self.provider!r}{extra})"
+
+
+def _resolve_model(spec: str | Model) -> dict[str, Any]:
+    """The model ``spec`` (a name, as :meth:`Model.named` reads it, or a
+    :class:`Model`) as a ``models:`` entry of a workflow document. Raises
+    :class:`jamjet.UnknownModel` for a name no provider is known for."""
+    where = f"model `{spec}`" if isinstance(spec, str) else "model"
+    return Model.named(spec, where=where).entry()
+
+
+@dataclass
+class ModelReply:
+    """What a model answered to a durable call (``self.model(...)`` in a
+    node of the decorator API)."""
+
+    text: str
+    """The reply's text."""
+    model: str
+    """The model as the call named it."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """``input_tokens``, ``output_tokens``, ``cost_usd`` of this call."""
+    raw: Any = None
+    """The reply as the provider sent it (JSON data)."""

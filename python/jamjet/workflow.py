@@ -242,20 +242,28 @@ class Workflow:
     def _function_name(self, step: str) -> str:
         return f"{self.name}/{step}"
 
-    def document(self) -> dict[str, Any]:
-        """The workflow as the runtime's YAML document (a dict; JSON is YAML)."""
+    def _state_schema(self) -> dict[str, Any]:
+        """The document's ``state_schema`` (without the routing key)."""
         if self._state_cls is None:
             raise ValidationError(
                 f"workflow `{self.name}` has no state model: declare one with @wf.state or Workflow(..., state=Model)"
             )
+        return state_schema(self._state_cls)
+
+    def _start_node(self) -> _Step | _Wait:
+        """The node the workflow starts at: the first declared."""
+        return self._nodes[0]
+
+    def document(self) -> dict[str, Any]:
+        """The workflow as the runtime's YAML document (a dict; JSON is YAML)."""
+        schema = self._state_schema()
         if not self._nodes:
             raise ValidationError(f"workflow `{self.name}` has no steps")
-        schema = state_schema(self._state_cls)
         if any(isinstance(n, _Step) and n.routes for n in self._nodes):
             schema[ROUTE_KEY] = "optional[str]"
         entry = lambda n: f"approve_{n.name}" if isinstance(n, _Step) and n.human_approval else n.name  # noqa: E731
         head: dict[str, Any] = {"id": self.name, "version": self.version, "state_schema": schema}
-        head["start"] = entry(self._nodes[0])
+        head["start"] = entry(self._start_node())
         if self._timeout_ms:
             head["timeout_ms"] = self._timeout_ms
         if self._max_steps:
@@ -423,14 +431,7 @@ class Workflow:
             raise ExecutionCancelled(f"execution {r['id']} was cancelled: {r.get('error') or ''}", execution_id=r["id"])
         data = dict(r["state"])
         data.pop(ROUTE_KEY, None)
-        assert self._state_cls is not None
-        try:
-            state = self._state_cls.model_validate(data)
-        except PydanticValidationError as e:
-            raise JamjetError(
-                f"execution {r['id']}: its final state does not validate as `{self._state_cls.__name__}`:\n{e}",
-                execution_id=r["id"],
-            ) from None
+        state = self._read_state(data, r["id"])
         waiting = [
             Waiting(node=w["node"], kind=w["kind"], event=w.get("event"), prompt=w.get("prompt"), call=w.get("call"))
             for w in r.get("waiting", [])
@@ -445,6 +446,17 @@ class Workflow:
             waiting=waiting,
             _runtime=self.runtime,
         )
+
+    def _read_state(self, data: dict[str, Any], execution_id: str) -> Any:
+        """A run's state (JSON data) as :attr:`RunResult.state` holds it."""
+        assert self._state_cls is not None
+        try:
+            return self._state_cls.model_validate(data)
+        except PydanticValidationError as e:
+            raise JamjetError(
+                f"execution {execution_id}: its final state does not validate as `{self._state_cls.__name__}`:\n{e}",
+                execution_id=execution_id,
+            ) from None
 
     def run_sync(self, state: Any, *, key: str | None = None) -> RunResult[Any]:
         """Run to the end (or until it parks on an event or an approval:

@@ -200,6 +200,49 @@ impl StepCall {
         };
         crate::runtime::drive(py, fut, callback, |py, s| Ok(s.into_pyobject(py)?.into_any().unbind()))
     }
+
+    /// Ask a model inside this step: `config` is the model as JSON (a
+    /// `models:` entry: provider, model, base_url, api_key_env, ...),
+    /// `name` what the step calls it. The call is journaled in the step's
+    /// sequence (read back, not sent again, when the step runs again).
+    /// Returns JSON `{text, usage, raw}`.
+    #[pyo3(signature = (name, config, prompt, system = None, temperature = None, max_tokens = None, callback = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn model(
+        &self,
+        py: Python<'_>,
+        name: String,
+        config: &str,
+        prompt: String,
+        system: Option<String>,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        callback: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let mut config: jamjet::model::ModelConfig = serde_json::from_str(config).map_err(|e| {
+            Fail::new("ValidationError", format!("model `{name}`: its configuration does not read ({e})"))
+        })?;
+        if config.price.is_none() {
+            config.price = jamjet::model::built_in_price(&config.model);
+        }
+        let request = jamjet::model::ChatRequest {
+            system,
+            messages: vec![jamjet::model::ChatMessage::user(prompt)],
+            temperature,
+            max_tokens,
+            ..Default::default()
+        };
+        let steps = self.steps.clone();
+        let fut = async move {
+            match steps.model(&name, &config, request).await {
+                Ok(reply) => {
+                    Ok(serde_json::json!({"text": reply.text, "usage": reply.usage, "raw": reply.raw}).to_string())
+                }
+                Err(e) => Err(Fail::new("StepFailed", e.message)),
+            }
+        };
+        crate::runtime::drive(py, fut, callback, |py, s| Ok(s.into_pyobject(py)?.into_any().unbind()))
+    }
 }
 
 enum Begun {

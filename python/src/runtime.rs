@@ -121,6 +121,15 @@ pub struct Runtime {
     inner: Mutex<Option<jamjet::Runtime>>,
     #[pyo3(get)]
     data_dir: Option<String>,
+    /// The server [`Runtime::serve`] runs, while it runs.
+    serving: Mutex<Option<Serving>>,
+}
+
+/// The server of a runtime: its URL, what stops it, and its task.
+struct Serving {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Runtime {
@@ -166,7 +175,7 @@ impl Runtime {
             })
         });
         match opened {
-            Ok(rt) => Ok(Runtime { inner: Mutex::new(Some(rt)), data_dir: shown }),
+            Ok(rt) => Ok(Runtime { inner: Mutex::new(Some(rt)), data_dir: shown, serving: Mutex::new(None) }),
             Err(f) => Err(f.to_py(py)),
         }
     }
@@ -348,9 +357,83 @@ impl Runtime {
         drive(py, fut, callback, |py, ids| Ok(ids.into_pyobject(py)?.into_any().unbind()))
     }
 
-    /// Stop the runtime: its executions stop where they are (a durable
-    /// one resumes from there), and the journal is flushed and released.
+    /// Serve this runtime over HTTP, in this process: the REST API and
+    /// every registered workflow as an A2A agent (with `a2a`; otherwise
+    /// only those marked `a2a:`), as `jamjet dev` serves them, on `addr`
+    /// (loopback only: no API keys are asked; port 0 picks a free one).
+    /// The steps of workflows registered here run in this process; the
+    /// local agents of those registered before are served too, at
+    /// `/a2a/{workflow}.{agent}`. Returns the base URL, `http://127.0.0.1:PORT`.
+    #[pyo3(signature = (addr = "127.0.0.1:0", a2a = true))]
+    fn serve(&self, py: Python<'_>, addr: &str, a2a: bool) -> PyResult<String> {
+        let rt = self.get()?;
+        let mut serving = self.serving.lock().expect("server lock");
+        if let Some(s) = &*serving {
+            return Err(Fail::new("JamjetError", format!("this runtime is served already, at {}", s.url)).into());
+        }
+        let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+            Fail::new("ValidationError", format!("`{addr}` is not an address to listen on, like 127.0.0.1:0 ({e})"))
+        })?;
+        if !addr.ip().is_loopback() {
+            let message = format!(
+                "refusing to serve on {addr}: a runtime serves on loopback only (127.0.0.1); run `jamjet dev` with \
+                 API keys to serve on a network"
+            );
+            return Err(Fail::new("ValidationError", message).into());
+        }
+        let tokio = crate::tokio().map_err(|f| f.to_py(py))?;
+        let bound = py.detach(|| {
+            tokio.block_on(async {
+                // The local agents of the workflows registered so far, as
+                // `jamjet dev` serves them at start (`/a2a/{workflow}.{agent}`).
+                jamjet::server::a2a::agents::serve_registered(&rt).await.map_err(Fail::from)?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Fail::new("JamjetError", format!("cannot listen on {addr}: {e}")))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| Fail::new("JamjetError", format!("cannot read the bound address: {e}")))?;
+                Ok::<_, Fail>((listener, bound))
+            })
+        });
+        let (listener, bound) = bound.map_err(|f| f.to_py(py))?;
+        let mut config = jamjet::server::Config::new(bound);
+        config.a2a_all = a2a;
+        let state = jamjet::server::AppState { rt, config: std::sync::Arc::new(config) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio.spawn(jamjet::server::serve(state, listener, async move {
+            let _ = stopped.await;
+        }));
+        let url = format!("http://{bound}");
+        *serving = Some(Serving { url: url.clone(), stop, task });
+        Ok(url)
+    }
+
+    /// The URL this runtime is served at (`None`: not served).
+    #[getter]
+    fn url(&self) -> Option<String> {
+        self.serving.lock().expect("server lock").as_ref().map(|s| s.url.clone())
+    }
+
+    /// Stop serving: no new connections; requests under way finish first.
+    fn stop_serving(&self, py: Python<'_>) -> PyResult<()> {
+        let serving = self.serving.lock().expect("server lock").take();
+        if let Some(s) = serving {
+            let tokio = crate::tokio().map_err(|f| f.to_py(py))?;
+            let _ = s.stop.send(());
+            let served = py.detach(|| tokio.block_on(s.task));
+            if let Ok(Err(e)) = served {
+                return Err(Fail::new("JamjetError", format!("the server at {} stopped: {e}", s.url)).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop the runtime (and its server): its executions stop where they
+    /// are (a durable one resumes from there), and the journal is flushed
+    /// and released.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.stop_serving(py)?;
         let rt = self.inner.lock().expect("runtime lock").take();
         if let Some(rt) = rt {
             let tokio = crate::tokio().map_err(|f| f.to_py(py))?;

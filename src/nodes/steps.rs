@@ -26,6 +26,10 @@
 //! as for an `agent` node; its budgets count what the step's earlier
 //! agent calls spent.
 //!
+//! [`Steps::model`] asks a model inside the step, the call journaled and
+//! numbered the same way (what the Python decorator API's `self.model`
+//! runs on).
+//!
 //! Outside a journaled step (a function an agent calls as a tool, a test
 //! calling the function directly) the pieces simply run, and an agent
 //! does not run (there is no workflow to find it in).
@@ -289,6 +293,78 @@ impl CallJournal for Keeping<'_> {
 
     fn owned(&self) -> Arc<dyn CallJournal> {
         self.journal.owned()
+    }
+}
+
+impl Steps {
+    /// Ask a model inside this step: `config` is the model (resolved by
+    /// the caller), `name` what the step calls it (recorded in the
+    /// journal). The call is journaled (a `Call` of kind `model`: the body
+    /// sent, the reply as the provider sent it, its usage, which counts in
+    /// the execution's) as soon as it completes, numbered in the step's
+    /// sequence with its pieces and agent calls; when the step runs again
+    /// (a retry, or after a crash) a journaled call is read back instead
+    /// of sent again. A fresh call is sent with the key of its number, as
+    /// a node's calls are (`{execution}/{node}/{visit}` for the first,
+    /// `.../call/{n}` after). A failure is not journaled: it fails the
+    /// step with the call's error class (retried per the node's policy).
+    pub async fn model(
+        &self,
+        name: &str,
+        config: &crate::model::ModelConfig,
+        request: crate::model::ChatRequest,
+    ) -> Result<crate::model::ChatReply, FunctionError> {
+        let not_here = || {
+            let message = format!(
+                "model `{name}` is called durably inside a step of an execution (a `function` node run by the \
+                 runtime), where its calls are journaled; this function was called outside one (as a tool, or \
+                 directly)"
+            );
+            FunctionError::with_class(ErrorClass::ClientError, message)
+        };
+        let Some(inner) = &self.inner else { return Err(not_here()) };
+        let Some(scope) = &inner.scope else { return Err(not_here()) };
+        let mut last = inner.last.lock().await;
+        let n = *last + 1;
+        if let Some(rec) = inner.done.get(n as usize - 1) {
+            if rec.kind != "model" || rec.name != name {
+                let message = format!(
+                    "step `{}` (visit {}) made call {n} to model `{name}`, but the journal recorded `{}` ({}) there: \
+                     the step must make its calls in the same order on every attempt",
+                    inner.node, inner.visit, rec.name, rec.kind
+                );
+                return Err(FunctionError::with_class(ErrorClass::Nondeterminism, message));
+            }
+            let unreadable = |what: &str, e: &dyn Display| {
+                let message = format!(
+                    "step `{}`: the journaled {what} of call {n} (model `{name}`) does not read back ({e})",
+                    inner.node
+                );
+                FunctionError::with_class(ErrorClass::Nondeterminism, message)
+            };
+            let raw: Value = serde_json::from_str(&rec.response.0).map_err(|e| unreadable("reply", &e))?;
+            let sent: Value = serde_json::from_str(&rec.request.0).map_err(|e| unreadable("request", &e))?;
+            let reply =
+                crate::model::journaled_reply(config, raw, sent, rec.usage).map_err(|e| unreadable("reply", &e))?;
+            *last = n;
+            return Ok(reply);
+        }
+        let visit_key = super::idempotency_key(scope.execution_id, &inner.node, inner.visit);
+        let key = if n == 1 { visit_key } else { format!("{visit_key}/call/{n}") };
+        let reply = crate::model::complete_with(&scope.env, config, &request, &key).await.map_err(|e| {
+            FunctionError::with_class(e.class, format!("step `{}`: model `{name}`: {}", inner.node, e.message))
+        })?;
+        let record = CallRecord {
+            n,
+            kind: "model".into(),
+            name: name.to_string(),
+            request: Json::from_value(&reply.request),
+            response: Json::from_value(&reply.raw),
+            usage: reply.usage,
+        };
+        inner.journal.record(record).await.map_err(|e| FunctionError::with_class(e.class, e.message))?;
+        *last = n;
+        Ok(reply)
     }
 }
 
