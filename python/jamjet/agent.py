@@ -42,6 +42,7 @@ from pydantic import ValidationError as PydanticValidationError
 from . import _native
 from ._runtime import Runtime, call_async, current_call, memory_runtime, on_step_loop
 from ._steps import Handler
+from .workflow import decision_of
 from .errors import AgentFailed, JamjetError, ValidationError
 from .models import Model
 from .tools import MCPServer, MCPTool, Tool, in_tool
@@ -476,12 +477,7 @@ class Agent:
         """Decide a tool call a stand-alone run waits on (``call``: its id,
         from ``result.waiting``; the first one when not given), then wait
         for the run to end or park again."""
-        if isinstance(decision, str):
-            if decision not in ("approved", "rejected"):
-                raise ValidationError(f"decision is `approved` or `rejected`, not `{decision}`")
-            approved = decision == "approved"
-        else:
-            approved = bool(decision)
+        approved = decision_of(decision)
         if isinstance(result, AgentResult):
             eid = result.execution_id
             rt = runtime or result._runtime or memory_runtime()

@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .workflow import decision_of
 from .errors import ClientError
 
 __all__ = [
@@ -602,12 +603,7 @@ class Client:
         ``decision`` is ``"approved"``/``True`` or ``"rejected"``/``False``;
         ``node`` names the approval node when several wait, ``call`` a tool
         call that waits for a decision."""
-        if isinstance(decision, str):
-            if decision not in ("approved", "rejected"):
-                raise ClientError(f"decision is `approved` or `rejected`, not `{decision}`")
-            approved = decision == "approved"
-        else:
-            approved = bool(decision)
+        approved = decision_of(decision)
         body: dict[str, Any] = {"approved": approved}
         for name, value in (("node", node), ("call", call), ("by", by), ("comment", comment)):
             if value is not None:

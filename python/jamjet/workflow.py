@@ -84,6 +84,16 @@ class _Wait:
     output_key: str | None
 
 
+def decision_of(decision: str | bool) -> bool:
+    """Whether a decision approves: ``"approved"``/``True`` or
+    ``"rejected"``/``False``; anything else is a ValidationError."""
+    if isinstance(decision, str):
+        if decision not in ("approved", "rejected"):
+            raise ValidationError(f"decision is `approved` or `rejected`, not `{decision}`")
+        return decision == "approved"
+    return bool(decision)
+
+
 def _ms(seconds: float | None, what: str) -> int | None:
     if seconds is None:
         return None
@@ -509,12 +519,7 @@ class Workflow:
         """Decide the approval an execution waits on: ``decision`` is
         ``"approved"``/``True`` or ``"rejected"``/``False``; then (``wait=True``)
         wait for it to end or park again."""
-        if isinstance(decision, str):
-            if decision not in ("approved", "rejected"):
-                raise ValidationError(f"decision is `approved` or `rejected`, not `{decision}`")
-            approved = decision == "approved"
-        else:
-            approved = bool(decision)
+        approved = decision_of(decision)
         self._ensure(self.runtime)
         if node is not None and not node.startswith("approve_") and any(n.name == node for n in self._nodes):
             node = f"approve_{node}"
