@@ -321,9 +321,14 @@ class Workflow:
         assert cls is not None
         validator = cls.__pydantic_validator__
         routes = step.routes
+        # Whether the state carries the route key (any step of the workflow is routed).
+        routes_here = any(isinstance(n, _Step) and n.routes for n in self._nodes)
         what = f"step `{step.name}`"
 
         def read(text: str) -> Any:
+            if not routes_here:
+                # The input is the state's JSON: validated straight from the text.
+                return validator.validate_json(text)
             data = json.loads(text)
             data.pop(ROUTE_KEY, None)
             return cls.model_validate(data)
@@ -346,9 +351,10 @@ class Workflow:
                 checked = validator.validate_python(data)
             except PydanticValidationError as e:
                 raise BadResult(f"returned a state that does not validate as `{cls.__name__}`:\n{e}") from None
+            if not routes:
+                return checked.model_dump_json()
             data = checked.model_dump(mode="json")
-            if routes:
-                data[ROUTE_KEY] = next((t for t, cond in routes.items() if cond(checked)), None)
+            data[ROUTE_KEY] = next((t for t, cond in routes.items() if cond(checked)), None)
             return json.dumps(data)
 
         return Handler(step.fn, what, read, write)
