@@ -262,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--warmup and --warmup-executions must be between 0 and their caps")
 
     deadline = Deadline(args.max_seconds)
+    debug = getattr(jamjet._native, "debug_build", None)
+    if debug:
+        log("warning: the native module is a debug build: its figures say nothing (maturin develop --release)")
     lg_py = langgraph_python(args)
     began = time.perf_counter()
 
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "jamjet_native": jamjet._native.__file__,
+        "native_build": {True: "debug", False: "release", None: "unknown"}[debug],
         "args": vars(args),
         "rounds": rounds,
     }
@@ -339,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(out, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    print(f"Python steps on jamjet ({out['python']}, {out['cpu_count']} cores), {args.rounds} round(s), medians; {out['wall_seconds']} s")
+    print(
+        f"Python steps on jamjet ({out['native_build']} build, Python {out['python']}, {out['cpu_count']} cores), "
+        f"{args.rounds} round(s), medians; {out['wall_seconds']} s"
+    )
     print(f"{'':34} {'sync':>10} {'async':>10}")
     for key, label in [
         ("execution10_us", "10-step execution (µs)"),

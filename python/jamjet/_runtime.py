@@ -9,6 +9,7 @@ import contextvars
 import json
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,19 @@ class _Bound:
         finally:
             current_scope.reset(token)
 
+    @property
+    def is_async(self) -> bool:
+        return bool(getattr(self.handler, "is_async", False))
+
+    def start(self, call: Any, reply: Any) -> None:
+        """The handler's ``start`` (what the step loop calls for an async
+        step handed over through its inbox), run in this runtime's scope."""
+        token = current_scope.set(StepScope(self.runtime))
+        try:
+            self.handler.start(call, reply)
+        finally:
+            current_scope.reset(token)
+
 
 _open: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _lock = threading.Lock()
@@ -63,6 +77,16 @@ class _StepLoop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self._looking = False
+        self._look_until = 0.0
+        # Where the runtime hands async handlers' calls to this loop without
+        # the GIL (Unix; elsewhere they come through call_soon_threadsafe).
+        self.inbox: _native.Inbox | None
+        try:
+            self.inbox = _native.Inbox()
+            self.loop.add_reader(self.inbox.fileno(), self._drain)
+        except (NotImplementedError, OSError):
+            self.inbox = None
         self.thread = threading.Thread(target=self._run, name="jamjet-steps", daemon=True)
         self.thread.start()
 
@@ -70,6 +94,43 @@ class _StepLoop:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
+    def _drain(self) -> None:
+        assert self.inbox is not None
+        for handler, call, reply in self.inbox.drain():
+            try:
+                handler.start(call, reply)
+            except BaseException as e:  # the handler broke: the step fails, the loop goes on
+                reply.fail(f"the Python handler raised: {type(e).__name__}: {e}", "internal")
+        self._look_until = time.perf_counter() + _LOOK_FOR
+        if not self._looking:
+            self._looking = True
+            self.inbox.look(True)
+            self.loop.call_soon(self._look)
+
+    def _look(self) -> None:
+        # Keeps the loop from sleeping (its select polls) for a moment after
+        # a call, looking for the next one: a workflow's next step usually
+        # comes within it, and waking a sleeping thread on another CPU costs
+        # tens of µs on a VM whose idle CPUs halt.
+        inbox = self.inbox
+        assert inbox is not None
+        if not inbox.pending():
+            if time.perf_counter() < self._look_until:
+                _yield_cpu()  # to the thread that calls next, should it share this CPU
+                self.loop.call_soon(self._look)
+                return
+            inbox.look(False)
+            if not inbox.pending():  # (a call queued meanwhile rang the bell)
+                self._looking = False
+                return
+            inbox.look(True)
+        self._drain()
+        self.loop.call_soon(self._look)
+
+
+# How long the step loop polls for the next call after one (seconds).
+_LOOK_FOR = 100e-6
+_yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 
 _step_loop: _StepLoop | None = None
 
@@ -82,6 +143,20 @@ def step_loop() -> asyncio.AbstractEventLoop:
             if _step_loop is None:
                 _step_loop = _StepLoop()
     return _step_loop.loop
+
+
+def step_inbox() -> _native.Inbox | None:
+    """The step loop's inbox (None where there is none): the runtime
+    queues an async handler's calls there."""
+    step_loop()
+    assert _step_loop is not None
+    return _step_loop.inbox
+
+
+def _inbox_for(handler: Any) -> _native.Inbox | None:
+    # An async handler (one with a `start(call, reply)` the step loop calls).
+    inner = getattr(handler, "handler", handler)  # through a _Bound
+    return step_inbox() if getattr(handler, "is_async", False) and hasattr(inner, "start") else None
 
 
 def on_step_loop() -> bool:
@@ -136,7 +211,8 @@ class Runtime:
                 if self._native is None:
                     rt = _native.Runtime(self.data_dir)
                     for name, (handler, description, parameters) in self._functions.items():
-                        rt.add_function(name, _Bound(self, handler), description, parameters)
+                        bound = _Bound(self, handler)
+                        rt.add_function(name, bound, description, parameters, _inbox_for(bound))
                     self._native = rt
                     _open.add(self)
         if self._native.closed:
@@ -150,7 +226,8 @@ class Runtime:
         params = json.dumps(parameters) if parameters is not None else None
         self._functions[name] = (handler, description, params)
         if self._native is not None:
-            self._native.add_function(name, _Bound(self, handler), description, params)
+            bound = _Bound(self, handler)
+            self._native.add_function(name, bound, description, params, _inbox_for(bound))
 
     def has_function(self, name: str) -> bool:
         """Whether a function ``name`` is registered here (through Python)."""

@@ -4,10 +4,12 @@ and tool is registered through, and the durable pieces inside a step."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
+import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
@@ -66,15 +68,29 @@ class Handler:
         if self.is_async:
             step_loop().call_soon_threadsafe(_start, self, call, reply, arg)
             return
-        token = current_call.set(call)
+        # A copy of the caller's context per call (the runtime's scope is in
+        # it): the pool thread keeps its Python thread state between calls,
+        # not what a step put in its context.
+        contextvars.copy_context().run(self._run_sync, call, reply, arg)
+
+    def _run_sync(self, call: _native.StepCall, reply: _native.Reply, arg: Any) -> None:
+        current_call.set(call)
         try:
             out = self.fn(arg)
         except BaseException as e:  # the user's failure is the step's
             reply.fail(_failure(self.what, e), _class_of(e))
             return
-        finally:
-            current_call.reset(token)
         self.answer(reply, arg, out)
+
+    def start(self, call: _native.StepCall, reply: _native.Reply) -> None:
+        """Start an async ``fn`` for the runtime, on the step loop (what it
+        calls for a call it queued in the loop's inbox)."""
+        try:
+            arg = self.read(call.input)
+        except Exception as e:
+            reply.fail(f"{self.what}: its input does not read: {e}", "client_error")
+            return
+        _start(self, call, reply, arg)
 
     def answer(self, reply: _native.Reply, arg: Any, out: Any) -> None:
         try:
@@ -100,7 +116,60 @@ class Handler:
 
 
 def _start(handler: Handler, call: _native.StepCall, reply: _native.Reply, arg: Any) -> None:
-    asyncio.get_running_loop().create_task(handler.run_async(call, reply, arg))
+    """Run an async step on the running loop: at once, up to its first
+    real wait (a step that never waits is done before this returns), then
+    as a task."""
+    loop = asyncio.get_running_loop()
+    coro = handler.run_async(call, reply, arg)
+    if sys.version_info >= (3, 12):
+        asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return
+    if sys.version_info < (3, 11):  # no task context before 3.11: not eagerly
+        loop.create_task(coro)
+        return
+    # What eager_start does from 3.12: the first send here, in the context
+    # the task then carries on in.
+    ctx = contextvars.copy_context()
+    try:
+        first = ctx.run(coro.send, None)
+    except StopIteration:
+        return
+    loop.create_task(_Started(coro, first), context=ctx)  # type: ignore[call-arg]
+
+
+_NOTHING: Any = object()
+
+
+class _Started(Coroutine[Any, Any, None]):
+    """A coroutine already run up to its first wait (``first``: what it
+    yielded there), for a task to carry on: the task's first ``send`` gets
+    ``first``, so it waits on that future as if it had sent it; every
+    other ``send`` and ``throw`` goes to the coroutine."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def send(self, value: Any) -> Any:
+        first = self.first
+        if first is not _NOTHING:
+            self.first = _NOTHING
+            return first
+        return self.coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:  # type: ignore[override]
+        self.first = _NOTHING
+        if val is None and tb is None:
+            return self.coro.throw(typ)
+        return self.coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Any:
+        raise TypeError("a started step coroutine is carried on by a task, not awaited")
 
 
 def to_json(value: Any) -> Any:

@@ -354,11 +354,19 @@ class Workflow:
     def _handler(self, step: _Step) -> Handler:
         cls = self._state_cls
         assert cls is not None
+        # Pydantic's own validator and serializer: what model_validate and
+        # model_dump call, without their per-call overhead.
         validator = cls.__pydantic_validator__
+        serializer = cls.__pydantic_serializer__
         routes = step.routes
+        # Whether the state carries the route key (any step of the workflow is routed).
+        routes_here = any(isinstance(n, _Step) and n.routes for n in self._nodes)
         what = f"step `{step.name}`"
 
         def read(text: str) -> Any:
+            if not routes_here:
+                # The input is the state's JSON: validated straight from the text.
+                return validator.validate_json(text)
             data = json.loads(text)
             data.pop(ROUTE_KEY, None)
             return cls.model_validate(data)
@@ -371,19 +379,20 @@ class Workflow:
             elif isinstance(out, BaseModel):
                 raise BadResult(f"returned a `{type(out).__name__}`, not the state `{cls.__name__}`")
             elif isinstance(out, Mapping):
-                merged = before.model_dump()
+                merged = serializer.to_python(before)  # before.model_dump()
                 merged.update(out)
                 new = merged
             else:
                 raise BadResult(f"returned {type(out).__name__} {out!r:.80}: a step returns the state or a dict of its keys")
             try:
-                data = new.model_dump(mode="json") if isinstance(new, BaseModel) else new
+                data = type(new).__pydantic_serializer__.to_python(new, mode="json") if isinstance(new, BaseModel) else new
                 checked = validator.validate_python(data)
             except PydanticValidationError as e:
                 raise BadResult(f"returned a state that does not validate as `{cls.__name__}`:\n{e}") from None
+            if not routes:
+                return serializer.to_json(checked).decode()  # checked.model_dump_json()
             data = checked.model_dump(mode="json")
-            if routes:
-                data[ROUTE_KEY] = next((t for t, cond in routes.items() if cond(checked)), None)
+            data[ROUTE_KEY] = next((t for t, cond in routes.items() if cond(checked)), None)
             return json.dumps(data)
 
         return Handler(step.fn, what, read, write)

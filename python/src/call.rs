@@ -2,6 +2,7 @@
 //! how Python answers ([`Reply`]), and the durable pieces and agents a
 //! step runs through its call.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jamjet::journal::ErrorClass;
@@ -52,9 +53,8 @@ impl Reply {
     /// The step's result, as JSON text (an object: the new state, a patch,
     /// or a tool's answer). Returns whether the step was still waiting.
     fn ok(&self, json: &str) -> bool {
-        let answer = serde_json::from_str::<Value>(json).map_err(|e| {
-            FunctionError::with_class(ErrorClass::ClientError, format!("its result is not JSON ({e})"))
-        });
+        let answer = serde_json::from_str::<Value>(json)
+            .map_err(|e| FunctionError::with_class(ErrorClass::ClientError, format!("its result is not JSON ({e})")));
         self.send(answer)
     }
 
@@ -69,11 +69,16 @@ impl Reply {
 }
 
 /// The adapter a Python handler is registered through: each call goes to
-/// `handler(call, reply)` on a thread of the blocking pool, and the step
-/// awaits the reply (without holding a runtime thread or the GIL).
-pub fn function(handler: Arc<Py<PyAny>>) -> impl Fn(FunctionCall) -> futures_lite::Boxed + Send + Sync + 'static {
+/// `handler(call, reply)` on a caller thread ([`crate::callers`]), or, with an
+/// `inbox` (an async handler's), into it for the step loop to start; the
+/// step awaits the reply (without holding a runtime thread or the GIL).
+pub fn function(
+    handler: Arc<Py<PyAny>>,
+    inbox: Option<Arc<Py<Inbox>>>,
+) -> impl Fn(FunctionCall) -> futures_lite::Boxed + Send + Sync + 'static {
     move |call: FunctionCall| {
         let handler = handler.clone();
+        let inbox = inbox.clone();
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
             let input = serde_json::to_string(&call.input).unwrap_or_else(|_| "{}".into());
@@ -85,31 +90,179 @@ pub fn function(handler: Arc<Py<PyAny>>) -> impl Fn(FunctionCall) -> futures_lit
                 input,
                 steps: call.steps.clone(),
             };
+            let reply = Reply { tx: Mutex::new(Some(tx)) };
             let node = call.node_id;
-            let called = tokio::task::spawn_blocking(move || {
-                Python::attach(|py| -> PyResult<()> {
-                    let reply = Py::new(py, Reply { tx: Mutex::new(Some(tx)) })?;
-                    let step = Py::new(py, step)?;
-                    if let Err(e) = handler.call1(py, (step, reply.clone_ref(py))) {
-                        // The handler itself broke (not the user's function,
-                        // whose errors it answers with): say what it raised.
-                        reply.get().fail(format!("the Python handler raised: {e}"), "internal");
-                    }
-                    Ok(())
-                })
-            })
-            .await;
-            if let Err(e) = called {
-                return Err(FunctionError::with_class(ErrorClass::Internal, format!("step `{node}`: {e}")));
+            match inbox {
+                Some(inbox) => inbox.get().push(Queued { handler, step, reply }),
+                None => crate::callers::call(Box::new(move |py| {
+                    // Unanswered (this fails): the step fails as dropped.
+                    let Ok(reply) = Py::new(py, reply) else { return };
+                    let answer = reply.clone_ref(py);
+                    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> PyResult<()> {
+                        handler.call1(py, (Py::new(py, step)?, reply))?;
+                        Ok(())
+                    }));
+                    // The handler itself broke (not the user's function, whose
+                    // errors it answers with): say what it raised.
+                    let broke = match called {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => format!("the Python handler raised: {e}"),
+                        Err(panic) => format!("the Python handler panicked: {}", panic_message(panic.as_ref())),
+                    };
+                    answer.get().fail(broke, "internal");
+                })),
             }
-            match rx.await {
-                Ok(answer) => answer,
-                Err(_) => Err(FunctionError::with_class(
+            match answered(rx).await {
+                Some(answer) => answer,
+                None => Err(FunctionError::with_class(
                     ErrorClass::Internal,
                     format!("step `{node}`: Python dropped the step without answering it"),
                 )),
             }
         })
+    }
+}
+
+/// What a panic said.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
+}
+
+/// How long a step waiting for Python's answer looks for it before it
+/// sleeps on it: a trivial step answers within this, and a worker that
+/// sleeps has to be woken by another CPU (tens of µs on a VM whose idle
+/// CPUs halt).
+const LOOK_FOR: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Whether a step is looking for its answer now: one at a time, so that
+/// many steps in flight never keep a worker busy looking.
+static LOOKING: AtomicBool = AtomicBool::new(false);
+
+/// Python's answer (`None`: the reply was dropped unanswered). Looks for
+/// it for up to [`LOOK_FOR`], yielding the CPU and the worker's other
+/// tasks in between, before awaiting it (when it is the only step looking).
+async fn answered(mut rx: oneshot::Receiver<Answer>) -> Option<Answer> {
+    struct Looking;
+    impl Drop for Looking {
+        fn drop(&mut self) {
+            LOOKING.store(false, Ordering::Release);
+        }
+    }
+    if !LOOKING.swap(true, Ordering::AcqRel) {
+        let _looking = Looking;
+        let until = std::time::Instant::now() + LOOK_FOR;
+        loop {
+            match rx.try_recv() {
+                Ok(answer) => return Some(answer),
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            if std::time::Instant::now() >= until {
+                break;
+            }
+            // Let the thread that answers run, should it share this CPU.
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+    }
+    rx.await.ok()
+}
+
+/// A step call waiting in an [`Inbox`].
+struct Queued {
+    handler: Arc<Py<PyAny>>,
+    step: StepCall,
+    reply: Reply,
+}
+
+/// Where async handlers' calls wait for the step loop, handed over
+/// without the GIL: a call is queued and, when the queue was empty, one
+/// byte rings the loop's reader on `fileno()`, which `drain`s the queue
+/// (`loop.add_reader(inbox.fileno(), ...)`). Unix only (a socket pair);
+/// elsewhere `Inbox()` raises `NotImplementedError` and async handlers are
+/// called on a caller thread like the others (and hand the call to the
+/// loop themselves).
+#[pyclass(frozen, module = "jamjet._native")]
+pub struct Inbox {
+    queue: Mutex<Vec<Queued>>,
+    /// Whether the loop polls `pending()` now (no ring needed).
+    looking: AtomicBool,
+    #[cfg(unix)]
+    bell: std::os::unix::net::UnixStream,
+    #[cfg(unix)]
+    ear: std::os::unix::net::UnixStream,
+}
+
+impl Inbox {
+    fn push(&self, call: Queued) {
+        let was_empty = {
+            let mut queue = self.queue.lock().expect("inbox lock");
+            queue.push(call);
+            queue.len() == 1
+        };
+        // A loop that looks (and checks `pending()` once more when it
+        // stops looking) needs no ring.
+        #[cfg(unix)]
+        if was_empty && !self.looking.load(Ordering::SeqCst) {
+            use std::io::Write;
+            // Full (would block): the loop has a ring to read already.
+            let _ = (&self.bell).write(&[1]);
+        }
+        #[cfg(not(unix))]
+        let _ = was_empty;
+    }
+}
+
+#[pymethods]
+impl Inbox {
+    #[new]
+    fn new() -> PyResult<Inbox> {
+        #[cfg(unix)]
+        {
+            let (bell, ear) = std::os::unix::net::UnixStream::pair()?;
+            bell.set_nonblocking(true)?;
+            ear.set_nonblocking(true)?;
+            Ok(Inbox { queue: Mutex::new(Vec::new()), looking: AtomicBool::new(false), bell, ear })
+        }
+        #[cfg(not(unix))]
+        Err(pyo3::exceptions::PyNotImplementedError::new_err("an inbox needs a Unix socket pair"))
+    }
+
+    /// The file descriptor that is readable when calls wait.
+    fn fileno(&self) -> i64 {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            i64::from(self.ear.as_raw_fd())
+        }
+        #[cfg(not(unix))]
+        -1
+    }
+
+    /// Whether calls wait.
+    fn pending(&self) -> bool {
+        !self.queue.lock().expect("inbox lock").is_empty()
+    }
+
+    /// Say whether the loop polls `pending()` (calls then ring no bell);
+    /// after `look(False)`, it checks `pending()` once more.
+    fn look(&self, looking: bool) {
+        self.looking.store(looking, Ordering::SeqCst);
+    }
+
+    /// The waiting calls, oldest first: `(handler, call, reply)` each.
+    #[allow(clippy::type_complexity)]
+    fn drain(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, Py<StepCall>, Py<Reply>)>> {
+        // The rings first, then the queue: a call queued after this read
+        // either is taken below or rings again.
+        #[cfg(unix)]
+        {
+            use std::io::Read;
+            let mut buf = [0u8; 256];
+            while matches!((&self.ear).read(&mut buf), Ok(n) if n > 0) {}
+        }
+        let calls = std::mem::take(&mut *self.queue.lock().expect("inbox lock"));
+        calls.into_iter().map(|q| Ok((q.handler.clone_ref(py), Py::new(py, q.step)?, Py::new(py, q.reply)?))).collect()
     }
 }
 
@@ -286,6 +439,5 @@ impl Ticket {
 
 /// The boxed future a registered function returns.
 pub mod futures_lite {
-    pub type Boxed =
-        std::pin::Pin<Box<dyn std::future::Future<Output = super::Answer> + Send + 'static>>;
+    pub type Boxed = std::pin::Pin<Box<dyn std::future::Future<Output = super::Answer> + Send + 'static>>;
 }

@@ -4,13 +4,14 @@
 //! ([`Workflow`]), and what a step is called with ([`StepCall`], with its
 //! [`Reply`]). Everything a user imports is the pure-Python package above
 //! it (`python/jamjet/`), which also drives the user's coroutines: the
-//! runtime never awaits Python. A step's function is handed to Python on a
-//! thread of tokio's blocking pool; Python answers through the `Reply`,
-//! at once (a sync step) or later from its event loop (an async step).
+//! runtime never awaits Python. A sync step's function is handed to Python
+//! on a caller thread ([`callers`]), an async one through the step loop's
+//! [`Inbox`]; Python answers through the `Reply`, at once (a sync step) or
+//! later from its event loop (an async step).
 //!
 //! Each long operation takes an optional `callback`: without one it
 //! blocks the calling thread with the GIL released; with one it returns
-//! at once and calls `callback(ok, value)` from a pool thread when done
+//! at once and calls `callback(ok, value)` from a caller thread when done
 //! (how the Python layer makes it awaitable on its own loop).
 //!
 //! Errors cross as the exceptions of `jamjet.errors`, made in one place
@@ -18,12 +19,13 @@
 //! catch and journal).
 
 mod call;
+mod callers;
 mod fail;
 mod runtime;
 
 use pyo3::prelude::*;
 
-pub use call::{Reply, StepCall, Ticket};
+pub use call::{Inbox, Reply, StepCall, Ticket};
 pub use fail::Fail;
 pub use runtime::{Runtime, Workflow};
 
@@ -67,9 +69,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StepCall>()?;
     m.add_class::<Reply>()?;
     m.add_class::<Ticket>()?;
+    m.add_class::<Inbox>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::compile, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::compile_file, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Whether this is a debug build (what a benchmark must not measure).
+    m.add("debug_build", cfg!(debug_assertions))?;
     Ok(())
 }

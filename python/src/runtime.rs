@@ -14,7 +14,7 @@ use crate::fail::{Fail, invalid};
 
 /// Await `fut`: blocking this thread with the GIL released, or, with a
 /// `callback`, in the background, calling `callback(ok, value)` when done
-/// (from a thread of the blocking pool, holding the GIL only for the call).
+/// (from a caller thread, holding the GIL only for the call).
 pub fn drive<F, T>(
     py: Python<'_>,
     fut: F,
@@ -34,18 +34,15 @@ where
         Some(callback) => {
             tokio.spawn(async move {
                 let result = fut.await;
-                let _ = tokio::task::spawn_blocking(move || {
-                    Python::attach(|py| {
-                        let (ok, value) = match result.map_err(|f| f.to_py(py)).and_then(|t| to_py(py, t)) {
-                            Ok(v) => (true, v),
-                            Err(e) => (false, e.into_value(py).into_any()),
-                        };
-                        if let Err(e) = callback.call1(py, (ok, value)) {
-                            e.write_unraisable(py, None);
-                        }
-                    })
-                })
-                .await;
+                crate::callers::call(Box::new(move |py| {
+                    let (ok, value) = match result.map_err(|f| f.to_py(py)).and_then(|t| to_py(py, t)) {
+                        Ok(v) => (true, v),
+                        Err(e) => (false, e.into_value(py).into_any()),
+                    };
+                    if let Err(e) = callback.call1(py, (ok, value)) {
+                        e.write_unraisable(py, None);
+                    }
+                }));
             });
             Ok(py.None())
         }
@@ -183,17 +180,20 @@ impl Runtime {
     /// Register `handler(call, reply)` as the host function `name` (what a
     /// `type: function` node names). With `description` and `parameters`
     /// (a JSON Schema, as JSON text) it is also a tool agents can call.
-    #[pyo3(signature = (name, handler, description = None, parameters = None))]
+    /// With `inbox`, its calls go into that inbox (an async handler's,
+    /// which the step loop drains) instead of to a caller thread.
+    #[pyo3(signature = (name, handler, description = None, parameters = None, inbox = None))]
     fn add_function(
         &self,
         name: String,
         handler: Py<PyAny>,
         description: Option<String>,
         parameters: Option<&str>,
+        inbox: Option<Py<crate::call::Inbox>>,
     ) -> PyResult<()> {
         let rt = self.get()?;
         let functions = rt.functions();
-        let f = crate::call::function(Arc::new(handler));
+        let f = crate::call::function(Arc::new(handler), inbox.map(Arc::new));
         match (description, parameters) {
             (None, None) => functions.register(name, f),
             (description, parameters) => {
