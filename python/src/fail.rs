@@ -82,16 +82,15 @@ impl From<jamjet::journal::Error> for Fail {
 /// The compiler's findings as a `ValidationError` naming each file,
 /// line, column and node.
 pub fn invalid(what: &str, d: &jamjet::ir::Diagnostics) -> Fail {
-    let findings: Vec<serde_json::Value> = d
-        .0
-        .iter()
-        .map(|d| {
-            serde_json::json!({
-                "file": d.file, "line": d.line, "column": d.column,
-                "node": d.node, "message": d.message,
+    let findings: Vec<serde_json::Value> =
+        d.0.iter()
+            .map(|d| {
+                serde_json::json!({
+                    "file": d.file, "line": d.line, "column": d.column,
+                    "node": d.node, "message": d.message,
+                })
             })
-        })
-        .collect();
+            .collect();
     let mut f = Fail::new("ValidationError", format!("{what} does not compile:\n{d}"));
     f.findings = Some(serde_json::Value::Array(findings));
     f
