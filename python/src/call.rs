@@ -92,7 +92,9 @@ pub fn function(
             };
             let reply = Reply { tx: Mutex::new(Some(tx)) };
             let node = call.node_id;
-            match inbox {
+            // Whether a thread that is awake takes the call at once: then
+            // the answer may come soon enough to look for it.
+            let soon = match inbox {
                 Some(inbox) => inbox.get().push(Queued { handler, step, reply }),
                 None => crate::callers::call(Box::new(move |py| {
                     // Unanswered (this fails): the step fails as dropped.
@@ -111,8 +113,8 @@ pub fn function(
                     };
                     answer.get().fail(broke, "internal");
                 })),
-            }
-            match answered(rx).await {
+            };
+            match answered(rx, soon).await {
                 Some(answer) => answer,
                 None => Err(FunctionError::with_class(
                     ErrorClass::Internal,
@@ -128,27 +130,28 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
-/// How long a step waiting for Python's answer looks for it before it
-/// sleeps on it: a trivial step answers within this, and a worker that
-/// sleeps has to be woken by another CPU (tens of µs on a VM whose idle
-/// CPUs halt).
-const LOOK_FOR: std::time::Duration = std::time::Duration::from_micros(100);
+/// How long a step whose call an awake thread took looks for the answer
+/// before it sleeps on it: a trivial step answers within this, and a
+/// worker that sleeps has to be woken by another CPU (tens of µs on a VM
+/// whose idle CPUs halt).
+const LOOK_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Whether a step is looking for its answer now: one at a time, so that
-/// many steps in flight never keep a worker busy looking.
+/// Whether a step is looking for its answer now: one at a time.
 static LOOKING: AtomicBool = AtomicBool::new(false);
 
-/// Python's answer (`None`: the reply was dropped unanswered). Looks for
-/// it for up to [`LOOK_FOR`], yielding the CPU and the worker's other
-/// tasks in between, before awaiting it (when it is the only step looking).
-async fn answered(mut rx: oneshot::Receiver<Answer>) -> Option<Answer> {
+/// Python's answer (`None`: the reply was dropped unanswered). With
+/// `soon` (an awake thread took the call), and no other step looking,
+/// looks for it for up to [`LOOK_FOR`] first, holding this worker and
+/// yielding only the CPU (yielding to the worker's other tasks would have
+/// the runtime wake its other workers to share them, each time).
+async fn answered(mut rx: oneshot::Receiver<Answer>, soon: bool) -> Option<Answer> {
     struct Looking;
     impl Drop for Looking {
         fn drop(&mut self) {
             LOOKING.store(false, Ordering::Release);
         }
     }
-    if !LOOKING.swap(true, Ordering::AcqRel) {
+    if soon && !LOOKING.swap(true, Ordering::AcqRel) {
         let _looking = Looking;
         let until = std::time::Instant::now() + LOOK_FOR;
         loop {
@@ -162,7 +165,6 @@ async fn answered(mut rx: oneshot::Receiver<Answer>) -> Option<Answer> {
             }
             // Let the thread that answers run, should it share this CPU.
             std::thread::yield_now();
-            tokio::task::yield_now().await;
         }
     }
     rx.await.ok()
@@ -194,7 +196,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    fn push(&self, call: Queued) {
+    /// Queue `call`; returns whether the loop is looking (takes it at once).
+    fn push(&self, call: Queued) -> bool {
         let was_empty = {
             let mut queue = self.queue.lock().expect("inbox lock");
             queue.push(call);
@@ -202,14 +205,16 @@ impl Inbox {
         };
         // A loop that looks (and checks `pending()` once more when it
         // stops looking) needs no ring.
+        let looking = self.looking.load(Ordering::SeqCst);
         #[cfg(unix)]
-        if was_empty && !self.looking.load(Ordering::SeqCst) {
+        if was_empty && !looking {
             use std::io::Write;
             // Full (would block): the loop has a ring to read already.
             let _ = (&self.bell).write(&[1]);
         }
         #[cfg(not(unix))]
         let _ = was_empty;
+        looking
     }
 }
 

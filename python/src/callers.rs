@@ -48,8 +48,10 @@ struct State {
     threads: usize,
     /// Threads without a call: looking for one, asleep, or in between.
     idle: usize,
-    /// Of those, the ones asleep on `wake`.
+    /// Of those, the ones asleep on `wake` and not woken yet.
     asleep: usize,
+    /// Wake-ups sent that no thread has woken from yet.
+    woken: usize,
 }
 
 fn pool() -> &'static Pool {
@@ -64,7 +66,8 @@ fn pool() -> &'static Pool {
 
 /// Run `job` on a caller thread: an idle one (woken if it sleeps), or a
 /// new one (up to [`MAX_THREADS`]; beyond, it waits for one to finish).
-pub fn call(job: Job) {
+/// Returns whether an idle thread that is awake takes it at once.
+pub fn call(job: Job) -> bool {
     let pool = pool();
     let mut st = pool.state.lock().expect("callers lock");
     st.jobs.push_back(job);
@@ -73,11 +76,13 @@ pub fn call(job: Job) {
     // the queue before it sleeps); one more is needed when there are
     // more calls than that.
     if st.jobs.len() <= st.idle - st.asleep {
-        return;
+        return true;
     }
     if st.asleep > 0 {
+        st.asleep -= 1;
+        st.woken += 1;
         pool.wake.notify_one();
-        return;
+        return false;
     }
     if st.threads < MAX_THREADS {
         st.threads += 1;
@@ -86,6 +91,7 @@ pub fn call(job: Job) {
             pool.state.lock().expect("callers lock").threads -= 1;
         }
     }
+    false
 }
 
 /// A caller thread: attached to Python for its whole life, detached (the
@@ -131,7 +137,13 @@ fn next() -> Option<Job> {
         st.asleep += 1;
         let (guard, timeout) = pool.wake.wait_timeout(st, KEEP_ALIVE).expect("callers lock");
         st = guard;
-        st.asleep -= 1;
+        // Woken (or not, whichever thread wakes first takes the wake-up:
+        // `asleep` stays the sleepers no wake-up is on its way to).
+        if st.woken > 0 {
+            st.woken -= 1;
+        } else {
+            st.asleep -= 1;
+        }
         if timeout.timed_out() && st.jobs.is_empty() {
             st.idle -= 1;
             st.threads -= 1;

@@ -34,7 +34,7 @@ where
         Some(callback) => {
             tokio.spawn(async move {
                 let result = fut.await;
-                crate::callers::call(Box::new(move |py| {
+                let _ = crate::callers::call(Box::new(move |py| {
                     let (ok, value) = match result.map_err(|f| f.to_py(py)).and_then(|t| to_py(py, t)) {
                         Ok(v) => (true, v),
                         Err(e) => (false, e.into_value(py).into_any()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -38,11 +39,13 @@ def test_each_sync_step_call_starts_from_a_fresh_context() -> None:
         assert result.state.seen == ["fresh"] * 5
 
 
-def test_sync_steps_of_many_executions_run_at_the_same_time() -> None:
-    # Every step waits for all eight: run one after another, they would
-    # break the barrier (its timeout only bounds a failing run).
-    barrier = threading.Barrier(8, timeout=60)
-    wf = Workflow("side-by-side", state=Count)
+@pytest.mark.parametrize("n", [8, 3, 12])
+def test_sync_steps_of_many_executions_run_at_the_same_time(n: int) -> None:
+    # Every step waits for all n: run one after another, they would break
+    # the barrier (its timeout only bounds a failing run). The rounds find
+    # the caller threads busy, asleep (after the pause), or too few.
+    barrier = threading.Barrier(n, timeout=60)
+    wf = Workflow(f"side-by-side-{n}", state=Count)
 
     @wf.step
     def meet(s: Count) -> dict:
@@ -50,12 +53,14 @@ def test_sync_steps_of_many_executions_run_at_the_same_time() -> None:
         return {"i": s.i + 1, "seen": [threading.current_thread().name]}
 
     async def main() -> list[jamjet.RunResult]:
-        return await asyncio.gather(*(wf.run(Count()) for _ in range(8)))
+        return await asyncio.gather(*(wf.run(Count()) for _ in range(n)))
 
-    results = asyncio.run(main())
-    assert [r.state.i for r in results] == [1] * 8
-    assert len({r.state.seen[0] for r in results}) == 8
-    assert threading.main_thread().name not in {r.state.seen[0] for r in results}
+    for _ in range(3):
+        results = asyncio.run(main())
+        assert [r.state.i for r in results] == [1] * n
+        assert len({r.state.seen[0] for r in results}) == n
+        assert threading.main_thread().name not in {r.state.seen[0] for r in results}
+        time.sleep(0.05)  # the threads go to sleep
 
 
 def test_an_async_step_that_waits_is_carried_on_by_the_step_loop() -> None:
