@@ -75,7 +75,7 @@ impl Reply {
 pub fn function(
     handler: Arc<Py<PyAny>>,
     inbox: Option<Arc<Py<Inbox>>>,
-) -> impl Fn(FunctionCall) -> futures_lite::Boxed + Send + Sync + 'static {
+) -> impl Fn(FunctionCall) -> StepFuture + Send + Sync + 'static {
     move |call: FunctionCall| {
         let handler = handler.clone();
         let inbox = inbox.clone();
@@ -442,7 +442,5 @@ impl Ticket {
     }
 }
 
-/// The boxed future a registered function returns.
-pub mod futures_lite {
-    pub type Boxed = std::pin::Pin<Box<dyn std::future::Future<Output = super::Answer> + Send + 'static>>;
-}
+/// The future a registered function returns.
+pub type StepFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send + 'static>>;

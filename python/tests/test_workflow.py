@@ -114,25 +114,22 @@ async def test_two_hundred_workflows_at_once_from_asyncio() -> None:
 
 
 async def test_the_event_loop_is_free_while_the_runtime_works() -> None:
-    wf = Workflow("slow", state=State)
+    # The step waits until the caller's loop has ticked five times while the
+    # run is awaited: were the loop blocked by the run, it never would.
+    ticked = threading.Event()
+    wf = Workflow("free-loop", state=State)
 
     @wf.step
-    def slow(state: State) -> State:
-        import time
-
-        time.sleep(0.3)
-        return state
-
-    ticks = 0
+    def wait_for_the_loop(state: State) -> dict:
+        return {"answer": "free" if ticked.wait(30) else "blocked"}
 
     async def tick() -> None:
-        nonlocal ticks
-        for _ in range(20):
+        for _ in range(5):
             await asyncio.sleep(0.01)
-            ticks += 1
+        ticked.set()
 
-    await asyncio.gather(wf.run(State(question="q")), tick())
-    assert ticks == 20
+    result, _ = await asyncio.gather(wf.run(State(question="q")), tick())
+    assert result.state.answer == "free"
 
 
 def test_compile_gives_the_yaml_document_and_the_ir() -> None:
