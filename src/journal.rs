@@ -2,7 +2,9 @@
 //!
 //! Actors see only the [`Journal`] trait. [`SledJournal`] is the embedded
 //! default (group commit through a write-ahead log: one disk sync serves
-//! every append that arrived while the previous one ran); [`MemoryJournal`] serves tests and
+//! every append that arrived while the previous one ran); [`PgJournal`]
+//! keeps the same records in PostgreSQL, which many processes share (group
+//! commit: one transaction per round, `postgres.rs`); [`MemoryJournal`] serves tests and
 //! benchmarks. An append counts only once it is durable: `append` returns
 //! after the sync that covers it (sled applies it behind; reads see it at
 //! once, see `wal/overlay.rs`).

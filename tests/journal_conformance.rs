@@ -693,3 +693,51 @@ async fn postgres_an_unreachable_server_is_a_clear_error_without_the_password() 
     assert!(err.contains("pg_ctlcluster") && err.contains("user jj"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+/// Connections ended under the journal (as a server restart ends them):
+/// the next appends and reads go through on new ones, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_ended_under_the_journal_are_replaced() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = format!("{}&application_name={}", schema.url(), schema.name);
+    let j = Arc::new(PgJournal::open(&url).await.unwrap());
+    let append = |id: ExecutionId, first_seq| Append {
+        execution: id,
+        first_seq,
+        at_ms: 1,
+        events: &[],
+        meta: None,
+        workflow: None,
+        timers: &[],
+        waits: &[],
+        session: None,
+    };
+    let started = [started_event()];
+    let ids: Vec<ExecutionId> = (0..8u64).map(|n| ExecutionId::new(1_000 + n)).collect();
+    for round in 0..3u64 {
+        // Several connections in use: appends and reads at once.
+        let appends = ids.iter().map(|&id| j.append(Append { events: &started, ..append(id, round + 1) }));
+        let reads = ids.iter().map(|&id| {
+            let j = j.clone();
+            tokio::task::spawn_blocking(move || j.read(id).map(|r| r.len()))
+        });
+        let (appended, read) = tokio::join!(futures::future::join_all(appends), futures::future::join_all(reads));
+        for outcome in appended {
+            outcome.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        for outcome in read {
+            outcome.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let ended = schema
+            .text(&format!(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::text FROM pg_stat_activity \
+                 WHERE application_name = '{}'",
+                schema.name
+            ))
+            .await;
+        assert!(ended.parse::<u32>().unwrap() >= 1, "round {round}: ended {ended} connections");
+    }
+    for id in &ids {
+        assert_eq!(j.read(*id).unwrap().len(), 3, "every acknowledged append is there");
+    }
+}

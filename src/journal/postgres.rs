@@ -68,6 +68,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dropping the journal waits for the flusher's last round.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a read, or a round that did not reach its COMMIT, is
+/// run again on another connection when its connection was lost: enough
+/// to get past every pooled connection a server restart left dead (the
+/// pool drops each as it fails).
+const RECONNECTS: u32 = POOL_SIZE + 1;
+
+/// Whether `e` says the connection is gone (the server restarted or ended
+/// this backend), rather than that the server refused the statement.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // Class 08: connection exception; 57P01..03: the server is shutting down or restarting.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
 
 /// A PostgreSQL error while doing `what`.
 fn storage(what: &str, e: impl std::fmt::Display) -> Error {
@@ -259,16 +275,30 @@ impl PgJournal {
         })
     }
 
-    /// Run a query on the journal's runtime and wait for it on this thread.
-    fn wait<T, F>(&self, query: impl FnOnce(PgPool) -> F) -> Result<T, Error>
+    /// Run `query(pool, args)` on the journal's runtime and wait for it on
+    /// this thread. A connection found lost (the server restarted, a
+    /// backend was terminated) is dropped by the pool and the query is
+    /// run again on another, up to [`RECONNECTS`] times: reads repeat safely.
+    fn wait<A, T, F>(&self, what: String, args: A, query: impl Fn(PgPool, A) -> F + Send + 'static) -> Result<T, Error>
     where
+        A: Clone + Send + 'static,
         T: Send + 'static,
-        F: Future<Output = Result<T, Error>> + Send + 'static,
+        F: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let query = query(self.pool.clone());
+        let pool = self.pool.clone();
         self.handle.spawn(async move {
-            let _ = tx.send(query.await);
+            let mut tries = 0;
+            let outcome = loop {
+                match query(pool.clone(), args.clone()).await {
+                    Err(e) if connection_lost(&e) && tries < RECONNECTS => {
+                        tries += 1;
+                        tracing::debug!(error = %e, what = %what, "PostgreSQL connection lost; reading again");
+                    }
+                    outcome => break outcome.map_err(|e| storage(&what, e)),
+                }
+            };
+            let _ = tx.send(outcome);
         });
         rx.recv().unwrap_or_else(|_| Err(storage("reading", "the journal's runtime stopped before answering")))
     }
@@ -276,18 +306,21 @@ impl PgJournal {
     /// The frames of `execution` whose last record is past `after`, in order.
     fn frames(&self, execution: ExecutionId, after: u64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, Error> {
         let id = execution.to_bytes().to_vec();
-        self.wait(move |pool| async move {
-            sqlx::query_as(
-                "SELECT first_seq, frame FROM events WHERE execution = $1 AND last_seq > $2 \
+        self.wait(
+            format!("reading the history of {execution}"),
+            (id, ms(after), limit),
+            |pool, (a0, a1, a2)| async move {
+                sqlx::query_as(
+                    "SELECT first_seq, frame FROM events WHERE execution = $1 AND last_seq > $2 \
                  ORDER BY first_seq LIMIT $3",
-            )
-            .bind(id)
-            .bind(ms(after))
-            .bind(limit)
-            .fetch_all(&pool)
-            .await
-            .map_err(|e| storage(&format!("reading the history of {execution}"), e))
-        })
+                )
+                .bind(a0)
+                .bind(a1)
+                .bind(a2)
+                .fetch_all(&pool)
+                .await
+            },
+        )
     }
 }
 
@@ -451,23 +484,18 @@ impl Journal for PgJournal {
 
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
         let id = execution.to_bytes().to_vec();
-        let row: Option<Vec<u8>> = self.wait(move |pool| async move {
-            sqlx::query_scalar("SELECT record FROM executions WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&pool)
-                .await
-                .map_err(|e| storage(&format!("reading the index row of {execution}"), e))
-        })?;
+        let row: Option<Vec<u8>> =
+            self.wait(format!("reading the index row of {execution}"), id, |pool, a0| async move {
+                sqlx::query_scalar("SELECT record FROM executions WHERE id = $1").bind(a0).fetch_optional(&pool).await
+            })?;
         row.map(|v| decode_meta_of(execution, &v).map_err(Error::Damaged)).transpose()
     }
 
     fn listing(&self) -> Result<Listing, Error> {
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = self.wait(|pool| async move {
-            sqlx::query_as("SELECT id, record FROM executions ORDER BY id")
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| storage("listing the executions", e))
-        })?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> =
+            self.wait("listing the executions".to_string(), (), |pool, _| async move {
+                sqlx::query_as("SELECT id, record FROM executions ORDER BY id").fetch_all(&pool).await
+            })?;
         let mut out = Listing::default();
         for (id, record) in rows {
             let Ok(id) = id_from(&id, "the execution index") else {
@@ -484,12 +512,8 @@ impl Journal for PgJournal {
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         let hash = hash.to_string();
-        let ir: Option<Vec<u8>> = self.wait(move |pool| async move {
-            sqlx::query_scalar("SELECT ir FROM workflows WHERE hash = $1")
-                .bind(&hash)
-                .fetch_optional(&pool)
-                .await
-                .map_err(|e| storage(&format!("reading the workflow {hash}"), e))
+        let ir: Option<Vec<u8>> = self.wait(format!("reading the workflow {hash}"), hash, |pool, a0| async move {
+            sqlx::query_scalar("SELECT ir FROM workflows WHERE hash = $1").bind(a0).fetch_optional(&pool).await
         })?;
         ir.map(|v| decode_workflow(&v)).transpose()
     }
@@ -512,69 +536,64 @@ impl Journal for PgJournal {
     }
 
     fn registrations(&self) -> Result<Vec<Registration>, Error> {
-        let rows: Vec<Vec<u8>> = self.wait(|pool| async move {
-            sqlx::query_scalar("SELECT record FROM registrations ORDER BY workflow_id, version")
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| storage("reading the registrations", e))
+        let rows: Vec<Vec<u8>> = self.wait("reading the registrations".to_string(), (), |pool, _| async move {
+            sqlx::query_scalar("SELECT record FROM registrations ORDER BY workflow_id, version").fetch_all(&pool).await
         })?;
         rows.iter().map(|v| decode_registration(v)).collect()
     }
 
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
         let key = key.to_string();
-        let id: Option<Vec<u8>> = self.wait(move |pool| async move {
-            sqlx::query_scalar("SELECT id FROM executions WHERE key = $1")
-                .bind(&key)
-                .fetch_optional(&pool)
-                .await
-                .map_err(|e| storage(&format!("looking up the idempotency key `{key}`"), e))
-        })?;
+        let id: Option<Vec<u8>> =
+            self.wait(format!("looking up the idempotency key `{key}`"), key, |pool, a0| async move {
+                sqlx::query_scalar("SELECT id FROM executions WHERE key = $1").bind(a0).fetch_optional(&pool).await
+            })?;
         id.map(|id| id_from(&id, "the idempotency key's row")).transpose()
     }
 
     fn due_timers(&self, up_to_ms: u64, n: usize) -> Result<Vec<Timer>, Error> {
-        let rows: Vec<(i64, Vec<u8>)> = self.wait(move |pool| async move {
-            sqlx::query_as("SELECT at_ms, execution FROM timers WHERE at_ms <= $1 ORDER BY at_ms, execution LIMIT $2")
-                .bind(ms(up_to_ms))
-                .bind(limit(n))
+        let rows: Vec<(i64, Vec<u8>)> =
+            self.wait("reading the due timers".to_string(), (ms(up_to_ms), limit(n)), |pool, (a0, a1)| async move {
+                sqlx::query_as(
+                    "SELECT at_ms, execution FROM timers WHERE at_ms <= $1 ORDER BY at_ms, execution LIMIT $2",
+                )
+                .bind(a0)
+                .bind(a1)
                 .fetch_all(&pool)
                 .await
-                .map_err(|e| storage("reading the due timers", e))
-        })?;
+            })?;
         rows.into_iter().map(|(at, id)| timer(at, &id)).collect()
     }
 
     fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
-        let row: Option<(i64, Vec<u8>)> = self.wait(move |pool| async move {
-            sqlx::query_as("SELECT at_ms, execution FROM timers WHERE at_ms > $1 ORDER BY at_ms, execution LIMIT 1")
-                .bind(ms(after_ms))
-                .fetch_optional(&pool)
-                .await
-                .map_err(|e| storage("reading the next timer", e))
-        })?;
+        let row: Option<(i64, Vec<u8>)> =
+            self.wait("reading the next timer".to_string(), ms(after_ms), |pool, a0| async move {
+                sqlx::query_as("SELECT at_ms, execution FROM timers WHERE at_ms > $1 ORDER BY at_ms, execution LIMIT 1")
+                    .bind(a0)
+                    .fetch_optional(&pool)
+                    .await
+            })?;
         row.map(|(at, id)| timer(at, &id)).transpose()
     }
 
     fn waiting_for(&self, key: &str) -> Result<Vec<ExecutionId>, Error> {
         let key = key.to_string();
-        let rows: Vec<Vec<u8>> = self.wait(move |pool| async move {
+        let rows: Vec<Vec<u8>> = self.wait(format!("reading who waits for `{key}`"), key, |pool, a0| async move {
             sqlx::query_scalar("SELECT execution FROM waits WHERE event_key = $1 ORDER BY execution")
-                .bind(&key)
+                .bind(a0)
                 .fetch_all(&pool)
                 .await
-                .map_err(|e| storage(&format!("reading who waits for `{key}`"), e))
         })?;
         rows.iter().map(|id| id_from(id, "the wait index")).collect()
     }
 
     fn wait_index(&self) -> Result<Vec<(String, ExecutionId)>, Error> {
-        let rows: Vec<(String, Vec<u8>)> = self.wait(|pool| async move {
-            sqlx::query_as("SELECT event_key, execution FROM waits ORDER BY event_key, execution")
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| storage("reading the wait index", e))
-        })?;
+        let rows: Vec<(String, Vec<u8>)> =
+            self.wait("reading the wait index".to_string(), (), |pool, _| async move {
+                sqlx::query_as("SELECT event_key, execution FROM waits ORDER BY event_key, execution")
+                    .fetch_all(&pool)
+                    .await
+            })?;
         rows.into_iter().map(|(key, id)| Ok((key, id_from(&id, "the wait index")?))).collect()
     }
 
@@ -593,33 +612,39 @@ impl Journal for PgJournal {
 
     fn kept(&self, key: &str, now_ms: u64, n: usize) -> Result<Vec<KeptEvent>, Error> {
         let key = key.to_string();
-        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = self.wait(move |pool| async move {
-            sqlx::query_as(
-                "SELECT event_key, id, record FROM kept_events WHERE event_key = $1 AND until_ms > $2 \
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = self.wait(
+            format!("reading the kept events of `{key}`"),
+            (key, ms(now_ms), limit(n)),
+            |pool, (a0, a1, a2)| async move {
+                sqlx::query_as(
+                    "SELECT event_key, id, record FROM kept_events WHERE event_key = $1 AND until_ms > $2 \
                  ORDER BY id LIMIT $3",
-            )
-            .bind(&key)
-            .bind(ms(now_ms))
-            .bind(limit(n))
-            .fetch_all(&pool)
-            .await
-            .map_err(|e| storage(&format!("reading the kept events of `{key}`"), e))
-        })?;
+                )
+                .bind(a0)
+                .bind(a1)
+                .bind(a2)
+                .fetch_all(&pool)
+                .await
+            },
+        )?;
         rows.into_iter().map(|(key, id, record)| mailbox::decode_kept_parts(&key, kept_id(&id)?, &record)).collect()
     }
 
     fn expiring(&self, up_to_ms: u64, n: usize) -> Result<Vec<KeptRef>, Error> {
-        let rows: Vec<(String, Vec<u8>, i64)> = self.wait(move |pool| async move {
-            sqlx::query_as(
-                "SELECT event_key, id, until_ms FROM kept_events WHERE until_ms <= $1 \
+        let rows: Vec<(String, Vec<u8>, i64)> = self.wait(
+            "reading the expiring kept events".to_string(),
+            (ms(up_to_ms), limit(n)),
+            |pool, (a0, a1)| async move {
+                sqlx::query_as(
+                    "SELECT event_key, id, until_ms FROM kept_events WHERE until_ms <= $1 \
                  ORDER BY until_ms, id, event_key LIMIT $2",
-            )
-            .bind(ms(up_to_ms))
-            .bind(limit(n))
-            .fetch_all(&pool)
-            .await
-            .map_err(|e| storage("reading the expiring kept events", e))
-        })?;
+                )
+                .bind(a0)
+                .bind(a1)
+                .fetch_all(&pool)
+                .await
+            },
+        )?;
         rows.into_iter()
             .map(|(key, id, until)| {
                 Ok(KeptRef { key, id: kept_id(&id)?, until_ms: unsigned(until, "a kept event's expiry")? })
@@ -640,22 +665,15 @@ impl Journal for PgJournal {
 
     fn session(&self, id: &str) -> Result<Option<SessionRecord>, Error> {
         let id = id.to_string();
-        let row: Option<Vec<u8>> = self.wait(move |pool| async move {
-            sqlx::query_scalar("SELECT record FROM sessions WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&pool)
-                .await
-                .map_err(|e| storage(&format!("reading the session {id}"), e))
+        let row: Option<Vec<u8>> = self.wait(format!("reading the session {id}"), id, |pool, a0| async move {
+            sqlx::query_scalar("SELECT record FROM sessions WHERE id = $1").bind(a0).fetch_optional(&pool).await
         })?;
         row.map(|v| session::decode_session(&v)).transpose()
     }
 
     fn sessions(&self) -> Result<Vec<SessionRecord>, Error> {
-        let rows: Vec<(String, Vec<u8>)> = self.wait(|pool| async move {
-            sqlx::query_as("SELECT id, record FROM sessions ORDER BY id")
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| storage("reading the sessions", e))
+        let rows: Vec<(String, Vec<u8>)> = self.wait("reading the sessions".to_string(), (), |pool, _| async move {
+            sqlx::query_as("SELECT id, record FROM sessions ORDER BY id").fetch_all(&pool).await
         })?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, record) in rows {

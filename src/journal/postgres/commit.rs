@@ -343,7 +343,7 @@ pub(super) async fn flusher(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Req
 /// Commit one round and answer its writers.
 async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters) {
     let started = Instant::now();
-    let outcome = commit(pool, Round::of(round.iter().map(|r| &r.writes))).await;
+    let outcome = commit(pool, || Round::of(round.iter().map(|r| &r.writes))).await;
     let took = started.elapsed();
     if took > SLOW_ROUND {
         tracing::warn!(requests = round.len(), took_ms = took.as_millis() as u64, "slow PostgreSQL journal commit");
@@ -362,10 +362,10 @@ async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters) {
             }
         }
         // PostgreSQL refused the round (it did not commit): find who is at fault.
-        Err(sqlx::Error::Database(_)) => {
+        Err(e @ sqlx::Error::Database(_)) if !super::connection_lost(&e) => {
             for request in round {
                 let started = Instant::now();
-                let outcome = commit(pool, Round::of([&request.writes])).await;
+                let outcome = commit(pool, || Round::of([&request.writes])).await;
                 if outcome.is_ok() {
                     counted(counters, started.elapsed());
                 }
@@ -373,7 +373,8 @@ async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters) {
                 answer(counters, request, outcome);
             }
         }
-        // The connection failed: whether the COMMIT happened is unknown.
+        // The connection failed, at COMMIT or again and again: whether the
+        // round is stored may be unknown.
         Err(e) => {
             let others = round.len() - 1;
             for request in round {
@@ -399,10 +400,27 @@ fn answer(counters: &Counters, request: Request, outcome: Result<(), Error>) {
     let _ = request.done.send(outcome);
 }
 
-async fn commit(pool: &PgPool, round: Round<'_>) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    round.write(&mut tx).await?;
-    tx.commit().await
+/// Write `round()` in one transaction. A connection found lost before
+/// the COMMIT was sent (so nothing was stored) is dropped by the pool and
+/// the round written again on another, up to `RECONNECTS` times; a
+/// failure at the COMMIT itself is returned (its outcome is unknown).
+async fn commit<'a>(pool: &PgPool, round: impl Fn() -> Round<'a>) -> Result<(), sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        let written = async {
+            let mut tx = pool.begin().await?;
+            round().write(&mut tx).await?;
+            Ok::<_, sqlx::Error>(tx)
+        };
+        match written.await {
+            Ok(tx) => return tx.commit().await,
+            Err(e) if super::connection_lost(&e) && tries < super::RECONNECTS => {
+                tries += 1;
+                tracing::debug!(error = %e, "PostgreSQL connection lost before a commit; writing the round again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The error a writer gets: what it was doing, and why that failed, in
