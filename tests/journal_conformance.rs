@@ -741,3 +741,60 @@ async fn postgres_connections_ended_under_the_journal_are_replaced() {
         assert_eq!(j.read(*id).unwrap().len(), 3, "every acknowledged append is there");
     }
 }
+
+/// A stored value that does not decode makes its one execution damaged,
+/// named by record or index row, as on sled (the decoding is shared);
+/// the other execution reads whole.
+#[tokio::test]
+async fn postgres_damage_is_named_and_contained_per_execution() {
+    use jamjet::journal::{Error, Part};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    conformance(j.clone()).await;
+    // `a` has the key and three records in two frames, `b` one record.
+    let (a, b) = (j.find_key("k-a").unwrap().unwrap(), j.list().unwrap()[1].id);
+    // Record 3 of `a` (its second frame), garbled: a record of 5 bytes that is no event.
+    schema.execute(r"UPDATE events SET frame = '\x0500000001ffffffff'::bytea WHERE first_seq = 3").await;
+    match j.read(a) {
+        Err(Error::Damaged(d)) => assert_eq!((d.execution, d.part), (a, Part::Record { seq: 3 })),
+        other => panic!("expected a damaged record, got {other:?}"),
+    }
+    let err = j.read_after(a, 2).unwrap_err().to_string();
+    assert!(err.contains("record 3") && err.contains(&a.to_string()), "{err}");
+    assert_eq!(j.read(b).unwrap().len(), 1, "the other execution reads whole");
+    // The index row of `b` (the one with no key), garbled.
+    schema.execute(r"UPDATE executions SET record = '\x01ffff'::bytea WHERE key IS NULL").await;
+    let listing = j.listing().unwrap();
+    assert_eq!(listing.rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a]);
+    assert_eq!((listing.damaged.len(), listing.damaged[0].execution), (1, b));
+    assert_eq!(listing.damaged[0].part, Part::IndexRow);
+    let err = j.meta(b).unwrap_err().to_string();
+    assert!(err.contains(&b.to_string()) && err.contains("index row"), "{err}");
+    // A missing frame is damage too, named by the first record missing.
+    schema.execute("DELETE FROM events WHERE first_seq = 1 AND last_seq = 2").await;
+    match j.read(a) {
+        Err(Error::Damaged(d)) => assert_eq!(d.part, Part::Record { seq: 1 }),
+        other => panic!("expected a missing record, got {other:?}"),
+    }
+}
+
+/// Bad places to open: a schema that does not exist, a user the server
+/// does not know, a database it does not have. Each is a clear error
+/// saying what to do, and nothing is created.
+#[tokio::test]
+async fn postgres_a_missing_schema_user_or_database_is_a_clear_error() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let missing = schema.url().replace(&schema.name, &format!("{}_missing", schema.name));
+    let err = PgJournal::open(&missing).await.err().expect("no such schema").to_string();
+    assert!(err.contains("no schema on the connection's search_path exists") && err.contains("CREATE SCHEMA"), "{err}");
+    let opts: sqlx::postgres::PgConnectOptions = schema.url().parse().unwrap();
+    let (host, port) = (opts.get_host(), opts.get_port());
+    let err = PgJournal::open(&format!("postgres://jj_nobody@{host}:{port}/test")).await.err().expect("no such user");
+    let err = err.to_string();
+    assert!(err.contains("refused the connection") && err.contains("user jj_nobody"), "{err}");
+    let user = opts.get_username();
+    let err = PgJournal::open(&format!("postgres://{user}@{host}:{port}/jj_no_such_database")).await.err();
+    let err = err.expect("no such database").to_string();
+    assert!(err.contains("refused the connection") && err.contains("createdb"), "{err}");
+    assert_eq!(schema.text("SELECT count(*)::text FROM pg_tables WHERE schemaname = current_schema()").await, "0");
+}

@@ -309,14 +309,14 @@ impl PgJournal {
         self.wait(
             format!("reading the history of {execution}"),
             (id, ms(after), limit),
-            |pool, (a0, a1, a2)| async move {
+            |pool, (id, after, n)| async move {
                 sqlx::query_as(
                     "SELECT first_seq, frame FROM events WHERE execution = $1 AND last_seq > $2 \
                  ORDER BY first_seq LIMIT $3",
                 )
-                .bind(a0)
-                .bind(a1)
-                .bind(a2)
+                .bind(id)
+                .bind(after)
+                .bind(n)
                 .fetch_all(&pool)
                 .await
             },
@@ -485,8 +485,8 @@ impl Journal for PgJournal {
     fn meta(&self, execution: ExecutionId) -> Result<Option<ExecutionMeta>, Error> {
         let id = execution.to_bytes().to_vec();
         let row: Option<Vec<u8>> =
-            self.wait(format!("reading the index row of {execution}"), id, |pool, a0| async move {
-                sqlx::query_scalar("SELECT record FROM executions WHERE id = $1").bind(a0).fetch_optional(&pool).await
+            self.wait(format!("reading the index row of {execution}"), id, |pool, id| async move {
+                sqlx::query_scalar("SELECT record FROM executions WHERE id = $1").bind(id).fetch_optional(&pool).await
             })?;
         row.map(|v| decode_meta_of(execution, &v).map_err(Error::Damaged)).transpose()
     }
@@ -512,8 +512,8 @@ impl Journal for PgJournal {
 
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         let hash = hash.to_string();
-        let ir: Option<Vec<u8>> = self.wait(format!("reading the workflow {hash}"), hash, |pool, a0| async move {
-            sqlx::query_scalar("SELECT ir FROM workflows WHERE hash = $1").bind(a0).fetch_optional(&pool).await
+        let ir: Option<Vec<u8>> = self.wait(format!("reading the workflow {hash}"), hash, |pool, hash| async move {
+            sqlx::query_scalar("SELECT ir FROM workflows WHERE hash = $1").bind(hash).fetch_optional(&pool).await
         })?;
         ir.map(|v| decode_workflow(&v)).transpose()
     }
@@ -545,20 +545,20 @@ impl Journal for PgJournal {
     fn find_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
         let key = key.to_string();
         let id: Option<Vec<u8>> =
-            self.wait(format!("looking up the idempotency key `{key}`"), key, |pool, a0| async move {
-                sqlx::query_scalar("SELECT id FROM executions WHERE key = $1").bind(a0).fetch_optional(&pool).await
+            self.wait(format!("looking up the idempotency key `{key}`"), key, |pool, key| async move {
+                sqlx::query_scalar("SELECT id FROM executions WHERE key = $1").bind(key).fetch_optional(&pool).await
             })?;
         id.map(|id| id_from(&id, "the idempotency key's row")).transpose()
     }
 
     fn due_timers(&self, up_to_ms: u64, n: usize) -> Result<Vec<Timer>, Error> {
         let rows: Vec<(i64, Vec<u8>)> =
-            self.wait("reading the due timers".to_string(), (ms(up_to_ms), limit(n)), |pool, (a0, a1)| async move {
+            self.wait("reading the due timers".to_string(), (ms(up_to_ms), limit(n)), |pool, (up_to, n)| async move {
                 sqlx::query_as(
                     "SELECT at_ms, execution FROM timers WHERE at_ms <= $1 ORDER BY at_ms, execution LIMIT $2",
                 )
-                .bind(a0)
-                .bind(a1)
+                .bind(up_to)
+                .bind(n)
                 .fetch_all(&pool)
                 .await
             })?;
@@ -567,9 +567,9 @@ impl Journal for PgJournal {
 
     fn next_timer_after(&self, after_ms: u64) -> Result<Option<Timer>, Error> {
         let row: Option<(i64, Vec<u8>)> =
-            self.wait("reading the next timer".to_string(), ms(after_ms), |pool, a0| async move {
+            self.wait("reading the next timer".to_string(), ms(after_ms), |pool, after| async move {
                 sqlx::query_as("SELECT at_ms, execution FROM timers WHERE at_ms > $1 ORDER BY at_ms, execution LIMIT 1")
-                    .bind(a0)
+                    .bind(after)
                     .fetch_optional(&pool)
                     .await
             })?;
@@ -578,9 +578,9 @@ impl Journal for PgJournal {
 
     fn waiting_for(&self, key: &str) -> Result<Vec<ExecutionId>, Error> {
         let key = key.to_string();
-        let rows: Vec<Vec<u8>> = self.wait(format!("reading who waits for `{key}`"), key, |pool, a0| async move {
+        let rows: Vec<Vec<u8>> = self.wait(format!("reading who waits for `{key}`"), key, |pool, key| async move {
             sqlx::query_scalar("SELECT execution FROM waits WHERE event_key = $1 ORDER BY execution")
-                .bind(a0)
+                .bind(key)
                 .fetch_all(&pool)
                 .await
         })?;
@@ -615,14 +615,14 @@ impl Journal for PgJournal {
         let rows: Vec<(String, Vec<u8>, Vec<u8>)> = self.wait(
             format!("reading the kept events of `{key}`"),
             (key, ms(now_ms), limit(n)),
-            |pool, (a0, a1, a2)| async move {
+            |pool, (key, now, n)| async move {
                 sqlx::query_as(
                     "SELECT event_key, id, record FROM kept_events WHERE event_key = $1 AND until_ms > $2 \
                  ORDER BY id LIMIT $3",
                 )
-                .bind(a0)
-                .bind(a1)
-                .bind(a2)
+                .bind(key)
+                .bind(now)
+                .bind(n)
                 .fetch_all(&pool)
                 .await
             },
@@ -634,13 +634,13 @@ impl Journal for PgJournal {
         let rows: Vec<(String, Vec<u8>, i64)> = self.wait(
             "reading the expiring kept events".to_string(),
             (ms(up_to_ms), limit(n)),
-            |pool, (a0, a1)| async move {
+            |pool, (up_to, n)| async move {
                 sqlx::query_as(
                     "SELECT event_key, id, until_ms FROM kept_events WHERE until_ms <= $1 \
                  ORDER BY until_ms, id, event_key LIMIT $2",
                 )
-                .bind(a0)
-                .bind(a1)
+                .bind(up_to)
+                .bind(n)
                 .fetch_all(&pool)
                 .await
             },
@@ -665,8 +665,8 @@ impl Journal for PgJournal {
 
     fn session(&self, id: &str) -> Result<Option<SessionRecord>, Error> {
         let id = id.to_string();
-        let row: Option<Vec<u8>> = self.wait(format!("reading the session {id}"), id, |pool, a0| async move {
-            sqlx::query_scalar("SELECT record FROM sessions WHERE id = $1").bind(a0).fetch_optional(&pool).await
+        let row: Option<Vec<u8>> = self.wait(format!("reading the session {id}"), id, |pool, id| async move {
+            sqlx::query_scalar("SELECT record FROM sessions WHERE id = $1").bind(id).fetch_optional(&pool).await
         })?;
         row.map(|v| session::decode_session(&v)).transpose()
     }
