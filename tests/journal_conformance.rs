@@ -798,3 +798,66 @@ async fn postgres_a_missing_schema_user_or_database_is_a_clear_error() {
     assert!(err.contains("refused the connection") && err.contains("createdb"), "{err}");
     assert_eq!(schema.text("SELECT count(*)::text FROM pg_tables WHERE schemaname = current_schema()").await, "0");
 }
+
+const FLOW: &str = r#"
+id: pgflow
+state_schema: { n: int, paid: any, a: any, b: any }
+nodes:
+  double: { type: function, function: double, input: { n: "{{ state.n }}" }, output_key: n, next: nap }
+  nap: { type: wait, duration_ms: 50, next: fan }
+  fan: { type: parallel, branches: [wa, wb], join: pay, merge: keys }
+  wa: { type: set, values: { a: 1 }, next: pay }
+  wb: { type: set, values: { b: 2 }, next: pay }
+  pay: { type: wait, event: paid, output_key: paid }
+"#;
+
+/// The runtime on the PostgreSQL journal: a function step, a timer, a
+/// fan-out of child executions and a wait for a signal; the execution
+/// parks, the runtime stops, a new one on a new journal resumes it, the
+/// signal ends it, and each node completed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_runtime_runs_a_workflow_and_resumes_it_after_a_reopen() {
+    use jamjet::Runtime;
+    use jamjet::nodes::{FunctionCall, FunctionError};
+    use serde_json::{Value, json};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let wf = ir::compile_str(FLOW, "pgflow.yaml").unwrap_or_else(|d| panic!("{d}"));
+    async fn double(call: FunctionCall) -> Result<Value, FunctionError> {
+        Ok(json!(call.input["n"].as_i64().unwrap_or_default() * 2))
+    }
+    let open = || async {
+        let journal: Arc<dyn Journal> = pg(&schema).await;
+        Runtime::builder().journal(journal).function("double", double).open().await.unwrap()
+    };
+    let rt = open().await;
+    let id = rt.submit(&wf, json!({"n": 21})).await.unwrap();
+    let mut parked = false;
+    for _ in 0..200 {
+        if rt.status(id).unwrap().status == Status::Waiting {
+            parked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(parked, "the execution parks on its wait within 10 s: {:?}", rt.status(id));
+    rt.shutdown().await;
+
+    let rt = open().await;
+    rt.signal(id, "paid", json!(true)).await.unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), rt.wait(id)).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Completed);
+    assert_eq!((out.state["n"].clone(), out.state["paid"].clone()), (json!(42), json!(true)));
+    assert_eq!((out.state["a"].clone(), out.state["b"].clone()), (json!(1), json!(2)));
+    let completed: Vec<String> = rt
+        .events(id)
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::NodeCompleted { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed, ["double", "nap", "fan", "pay"], "each node completed once");
+    assert!(rt.list(None).unwrap().len() >= 3, "the execution and its two branches");
+    rt.shutdown().await;
+}
