@@ -16,8 +16,12 @@
 //! One bad request must not fail the others it shares a round with: when
 //! PostgreSQL refuses a round of several requests (a database error: the
 //! transaction did not commit), each is committed again alone, and only the
-//! one at fault fails. When the connection fails instead (the outcome of the
-//! COMMIT is unknown), every writer of the round gets the error.
+//! one at fault fails. A connection found lost before the COMMIT was sent
+//! (nothing stored: a server restart left it dead in the pool) is replaced
+//! and the round written again. When the connection fails at the COMMIT
+//! (its outcome unknown), or on every try, every writer of the round gets
+//! the error; an execution whose append failed is rehydrated from what the
+//! store holds, so an append that did commit is not lost either way.
 //!
 //! Rows are written in key order (the folded maps are sorted), so two
 //! processes committing at once lock rows in one order.
