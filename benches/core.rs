@@ -4,7 +4,9 @@
 //! - apply a 10-node history in the pure state machine;
 //! - journal appends on sled, awaited until durable: one alone (one sync
 //!   each), and 64 at once from 64 executions (group commit: appends per
-//!   sync printed beside it);
+//!   sync printed beside it); the same on PostgreSQL when one answers at
+//!   `JAMJET_BENCH_PG` (default `postgres://postgres@127.0.0.1:5432/test`;
+//!   a commit counts as a sync);
 //! - a 10-node workflow of `set` nodes, one execution, on the in-memory
 //!   journal (per-node overhead: throughput is reported per node);
 //! - the same on sled, one execution alone, with journal syncs per node
@@ -39,7 +41,7 @@ mod journal_writer;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jamjet::actors::machine::{ExecutionState, apply};
-use jamjet::journal::{Journal, SledJournal};
+use jamjet::journal::{Journal, PgJournal, SledJournal};
 use jamjet::nodes::{FunctionCall, FunctionError};
 use jamjet::{Runtime, Workflow, compile_str};
 use journal_writer::{Writer, syncs_between};
@@ -118,17 +120,50 @@ fn machine(c: &mut Criterion) {
     g.finish();
 }
 
-/// Appends on sled awaited until durable: alone, then 64 at once.
+/// Appends awaited until durable, alone and then 64 at once: on sled, and
+/// on PostgreSQL when one answers at `JAMJET_BENCH_PG` (default: the
+/// tests' server), in a schema of its own dropped at the end.
 fn journal(c: &mut Criterion) {
-    const WRITERS: u64 = 64;
     let rt = tokio();
     let dir = tempfile::tempdir().unwrap();
-    let journal = Arc::new(SledJournal::open(dir.path()).unwrap());
+    let sled: Arc<dyn Journal> = Arc::new(SledJournal::open(dir.path()).unwrap());
+    appends(c, &rt, "sled", sled);
+    let url = std::env::var("JAMJET_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match rt.block_on(pg_schema(&url)) {
+        Ok(schema) => {
+            let url = format!("{url}{}options=-c%20search_path%3D{schema}", if url.contains('?') { '&' } else { '?' });
+            let pg: Arc<dyn Journal> = Arc::new(rt.block_on(PgJournal::open(&url)).unwrap());
+            appends(c, &rt, "postgres", pg);
+            if let Err(e) = rt.block_on(pg_sql(&url, &format!("DROP SCHEMA {schema} CASCADE"))) {
+                eprintln!("could not drop the bench schema {schema}: {e}");
+            }
+        }
+        Err(e) => eprintln!("journal/postgres_*: skipped, no PostgreSQL at {url} ({e})"),
+    }
+}
+
+/// A fresh schema for the PostgreSQL journal bench.
+async fn pg_schema(url: &str) -> Result<String, sqlx::Error> {
+    let schema = format!("jj_bench_{:016x}", rand::random::<u64>());
+    pg_sql(url, &format!("CREATE SCHEMA {schema}")).await?;
+    Ok(schema)
+}
+
+async fn pg_sql(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    conn.execute(sqlx::AssertSqlSafe(sql.to_string())).await?;
+    conn.close().await
+}
+
+/// `{store}_append_alone` and `{store}_group_commit/64`.
+fn appends(c: &mut Criterion, rt: &Tokio, store: &str, journal: Arc<dyn Journal>) {
+    const WRITERS: u64 = 64;
     let mut g = c.benchmark_group("journal");
     g.sample_size(if ci() { 10 } else { 50 });
     let alone = Arc::new(tokio::sync::Mutex::new(Writer::new(0)));
-    g.bench_function("sled_append_alone", |b| {
-        b.to_async(&rt).iter(|| {
+    g.bench_function(format!("{store}_append_alone"), |b| {
+        b.to_async(rt).iter(|| {
             let (w, j) = (alone.clone(), journal.clone());
             async move { w.lock().await.append(&*j).await }
         })
@@ -136,8 +171,8 @@ fn journal(c: &mut Criterion) {
     let writers: Vec<_> = (1..=WRITERS).map(|n| Arc::new(tokio::sync::Mutex::new(Writer::new(n)))).collect();
     let before = journal.stats();
     g.throughput(Throughput::Elements(WRITERS));
-    g.bench_function(BenchmarkId::new("sled_group_commit", WRITERS), |b| {
-        b.to_async(&rt).iter(|| {
+    g.bench_function(BenchmarkId::new(format!("{store}_group_commit"), WRITERS), |b| {
+        b.to_async(rt).iter(|| {
             let tasks: Vec<_> = writers
                 .iter()
                 .map(|w| {
@@ -154,7 +189,7 @@ fn journal(c: &mut Criterion) {
     });
     g.finish();
     let after = journal.stats();
-    println!("journal sled_group_commit: {}", syncs_between(before, after));
+    println!("journal {store}_group_commit: {}", syncs_between(before, after));
 }
 
 /// Run `iters` executions one after the other from a task on the runtime

@@ -2,7 +2,9 @@
 //!
 //! Actors see only the [`Journal`] trait. [`SledJournal`] is the embedded
 //! default (group commit through a write-ahead log: one disk sync serves
-//! every append that arrived while the previous one ran); [`MemoryJournal`] serves tests and
+//! every append that arrived while the previous one ran); [`PgJournal`]
+//! keeps the same records in PostgreSQL, which many processes share (group
+//! commit: one transaction per round, `postgres.rs`); [`MemoryJournal`] serves tests and
 //! benchmarks. An append counts only once it is durable: `append` returns
 //! after the sync that covers it (sled applies it behind; reads see it at
 //! once, see `wal/overlay.rs`).
@@ -25,6 +27,7 @@ mod event;
 pub mod latency;
 mod mailbox;
 mod memory;
+mod postgres;
 pub mod repair;
 mod session;
 mod sled_store;
@@ -44,6 +47,7 @@ pub use event::{
 };
 pub use mailbox::{KeptEvent, KeptRef, MAX_KEY_BYTES, WaitChange, check_key as check_event_key};
 pub use memory::MemoryJournal;
+pub use postgres::{PgJournal, redact_url};
 pub use session::{MAX_SESSION_ID_BYTES, SessionRecord, check_session_id};
 pub use sled_store::SledJournal;
 pub use wal::WalTuning;
@@ -68,6 +72,10 @@ pub enum Error {
         "the store in {path} cannot be opened: {file} ({reason}). Run `jamjet repair` with no jamjet process using the data dir: it rebuilds the store from the journal archive, and keeps sled's files in its quarantine folder"
     )]
     StoreDamaged { path: String, file: String, reason: String },
+    /// The PostgreSQL store was migrated by a newer jamjet: this one must
+    /// not write to tables it does not know. Nothing was changed.
+    #[error("the store's schema is version {store}; this jamjet knows up to {known}: upgrade jamjet")]
+    SchemaTooNew { store: u32, known: u32 },
 }
 
 /// The part of an execution's stored data that cannot be read.
@@ -244,7 +252,7 @@ pub struct Stats {
 }
 
 /// The store of every execution's events. Implementations: sled (embedded
-/// default) and memory (tests); PostgreSQL comes with the multi-worker issue.
+/// default), PostgreSQL ([`PgJournal`], shared by many processes) and memory (tests).
 pub trait Journal: Send + Sync + 'static {
     /// Append events; resolves once they are durable.
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>>;

@@ -59,7 +59,8 @@
 //!   templates and conditions (minijinja, strict), the model configuration
 //!   and prices a model node resolves to.
 //! - [`journal`]: events, the [`journal::Journal`] trait, the sled backend
-//!   (embedded default, group commit) and an in-memory one.
+//!   (embedded default, group commit), the PostgreSQL one
+//!   ([`journal::PgJournal`], shared by many processes) and an in-memory one.
 //! - [`nodes`]: one file per node kind, behind [`nodes::NodeExecutor`];
 //!   what they may use ([`nodes::Env`]); the A2A client of `type: agent`.
 //! - [`model`]: the model client (two wire formats) behind `type: model`.

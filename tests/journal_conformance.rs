@@ -1,10 +1,16 @@
-//! One conformance suite, run against every journal backend.
+//! One conformance suite, run against every journal backend (PostgreSQL
+//! in a fresh schema per test: see `support/pg.rs`).
+
+mod support;
 
 use std::sync::Arc;
 
 use jamjet::ExecutionId;
 use jamjet::ir;
-use jamjet::journal::{Append, Event, ExecutionMeta, Journal, Json, MemoryJournal, SessionRecord, SledJournal, Status};
+use jamjet::journal::{
+    Append, Event, ExecutionMeta, Journal, Json, MemoryJournal, PgJournal, SessionRecord, SledJournal, Status,
+};
+use support::pg::PgSchema;
 
 fn workflow() -> ir::Workflow {
     ir::compile_str("id: j\nstate_schema: { n: int }\nnodes:\n  a: { type: end }\n", "j.yaml").unwrap()
@@ -447,4 +453,411 @@ async fn a_read_right_after_each_acknowledged_append_sees_it() {
     j.pause_apply(false);
     j.settle();
     assert_eq!(j.list().unwrap().len(), 100);
+}
+
+// PostgreSQL: the same suites, each in a schema of its own.
+
+/// Open the journal in `schema`.
+async fn pg(schema: &PgSchema) -> Arc<PgJournal> {
+    Arc::new(PgJournal::open(&schema.url()).await.unwrap_or_else(|e| panic!("open {}: {e}", schema.name)))
+}
+
+#[tokio::test]
+async fn postgres_journal_conforms_and_keeps_everything_across_a_reopen() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    conformance(j.clone()).await;
+    assert!(j.stats().syncs >= 1, "appends are committed");
+    let before = j.list().unwrap();
+    let history = j.read(before[0].id).unwrap();
+    drop(j);
+    let j = pg(&schema).await;
+    assert_eq!(j.list().unwrap(), before);
+    assert_eq!(j.read(before[0].id).unwrap(), history);
+    assert_eq!(history.len(), 3);
+    assert_eq!(j.find_key("k-a").unwrap(), Some(before[0].id));
+    assert_eq!(j.registrations().unwrap().len(), 2);
+    // The readable columns follow the index row.
+    let status = schema.text("SELECT status || ' ' || key FROM executions WHERE key IS NOT NULL").await;
+    assert_eq!(status, "completed k-a");
+}
+
+#[tokio::test]
+async fn postgres_journal_sessions_conform_and_survive_a_reopen() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    sessions(j.clone()).await;
+    let kept = j.sessions().unwrap();
+    drop(j);
+    let j = pg(&schema).await;
+    assert_eq!(j.sessions().unwrap(), kept);
+    assert_eq!(j.session("ctx-1").unwrap().unwrap().executions.len(), 2);
+}
+
+#[tokio::test]
+async fn postgres_journal_mailbox_conforms_and_survives_a_reopen() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    mailbox(j.clone()).await;
+    let (index, expiring) = (j.wait_index().unwrap(), j.expiring(u64::MAX, 10).unwrap());
+    drop(j);
+    let j = pg(&schema).await;
+    assert_eq!(j.wait_index().unwrap(), index);
+    assert_eq!(j.expiring(u64::MAX, 10).unwrap(), expiring);
+    assert_eq!(j.kept("order:70", 0, 10).unwrap().len(), 1);
+}
+
+fn started_event() -> Event {
+    Event::ExecutionStarted {
+        workflow_id: "j".into(),
+        workflow_version: "0.1.0".into(),
+        workflow_hash: "h1".into(),
+        input: Json("{}".into()),
+        key: None,
+    }
+}
+
+/// Timers set and cleared (in one append and across appends) read back in
+/// deadline order, as the sled suite checks them.
+#[tokio::test]
+async fn postgres_timers_follow_their_sets_and_clears() {
+    use jamjet::journal::TimerChange::{Clear, Set, SetFor};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    let (a, b) = (ExecutionId::new(1_000), ExecutionId::new(2_000));
+    let timers = |first_seq, timers| Append {
+        execution: a,
+        first_seq,
+        at_ms: 8,
+        events: &[],
+        meta: None,
+        workflow: None,
+        timers,
+        waits: &[],
+        session: None,
+    };
+    let (first, second) = ([Set(100), Set(200), SetFor(b, 150)], [Clear(100), Set(300), Set(400), Clear(400)]);
+    j.append(timers(1, &first)).await.unwrap();
+    j.append(timers(1, &second)).await.unwrap();
+    let due = |up_to| j.due_timers(up_to, 10).unwrap().iter().map(|t| (t.at_ms, t.execution)).collect::<Vec<_>>();
+    assert_eq!(due(u64::MAX), vec![(150, b), (200, a), (300, a)]);
+    assert_eq!(due(199), vec![(150, b)]);
+    assert_eq!(j.due_timers(u64::MAX, 1).unwrap().len(), 1);
+    assert_eq!(j.next_timer_after(150).unwrap().map(|t| t.at_ms), Some(200));
+    assert_eq!(j.next_timer_after(300).unwrap(), None);
+}
+
+/// An append at a position already stored is refused with a message that
+/// says so, and the stored history stays; in a round shared with other
+/// appends, only the duplicate fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_duplicate_append_is_refused_and_the_history_kept() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    let a = ExecutionId::new(1_000);
+    let started = started_event();
+    let append = |execution, first_seq, events| Append {
+        execution,
+        first_seq,
+        at_ms: 1,
+        events,
+        meta: None,
+        workflow: None,
+        timers: &[],
+        waits: &[],
+        session: None,
+    };
+    j.append(append(a, 1, std::slice::from_ref(&started))).await.unwrap();
+    let other = [Event::NodeScheduled { node: "x".into(), visit: 1 }];
+    let err = j.append(append(a, 1, &other)).await.unwrap_err().to_string();
+    assert!(err.contains("already stored") && err.contains(&a.to_string()), "{err}");
+    assert_eq!(j.read(a).unwrap().iter().map(|r| &r.event).collect::<Vec<_>>(), vec![&started]);
+    assert_eq!(j.stats().appends, 1, "a refused append is not counted");
+
+    // Many appends at once, one of them a duplicate: they share rounds.
+    let ids: Vec<ExecutionId> = (0..40u64).map(|n| ExecutionId::new(10_000 + n)).collect();
+    let mut appends: Vec<_> = ids.iter().map(|&id| j.append(append(id, 1, std::slice::from_ref(&started)))).collect();
+    appends.insert(20, j.append(append(a, 1, &other)));
+    let outcomes = futures::future::join_all(appends).await;
+    let failed: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| o.is_err()).map(|(i, _)| i).collect();
+    assert_eq!(failed, vec![20], "only the duplicate fails: {outcomes:?}");
+    for id in &ids {
+        assert_eq!(j.read(*id).unwrap().len(), 1);
+    }
+    assert_eq!(j.read(a).unwrap().len(), 1);
+}
+
+/// Appends issued together are committed in shared rounds (group commit),
+/// each read back at once by a reader on another task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_appends_at_once_share_commits_and_read_back_at_once() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    let started = started_event();
+    let ids: Vec<ExecutionId> = (0..64u64).map(|n| ExecutionId::new(10_000 + n)).collect();
+    let metas: Vec<ExecutionMeta> = ids.iter().map(|&id| meta(id, Status::Running, None)).collect();
+    let appends = ids.iter().zip(&metas).map(|(&id, m)| {
+        j.append(Append {
+            execution: id,
+            first_seq: 1,
+            at_ms: 1,
+            events: std::slice::from_ref(&started),
+            meta: Some(m),
+            workflow: None,
+            timers: &[],
+            waits: &[],
+            session: None,
+        })
+    });
+    for outcome in futures::future::join_all(appends).await {
+        outcome.unwrap();
+    }
+    let stats = j.stats();
+    assert_eq!((stats.appends, stats.events), (64, 64));
+    assert!(stats.syncs <= 8, "64 appends issued together took {} commits", stats.syncs);
+    assert_eq!(j.list().unwrap().len(), 64);
+    for n in 0..20u64 {
+        let id = ExecutionId::new(20_000 + n);
+        j.append(Append {
+            execution: id,
+            first_seq: 1,
+            at_ms: 1,
+            events: std::slice::from_ref(&started),
+            meta: Some(&meta(id, Status::Running, None)),
+            workflow: None,
+            timers: &[],
+            waits: &[],
+            session: None,
+        })
+        .await
+        .unwrap();
+        let reader = j.clone();
+        let seen = tokio::spawn(async move { (reader.read(id).unwrap().len(), reader.meta(id).unwrap()) });
+        let (records, row) = seen.await.unwrap();
+        assert_eq!(records, 1, "append {n}");
+        assert_eq!(row.map(|m| m.id), Some(id));
+    }
+}
+
+/// A store migrated by a newer jamjet is refused with both versions named,
+/// and left as it was.
+#[tokio::test]
+async fn postgres_a_schema_newer_than_this_build_is_refused() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    drop(pg(&schema).await);
+    assert_eq!(schema.text("SELECT version::text FROM jamjet_schema").await, PgJournal::SCHEMA_VERSION.to_string());
+    let newer = PgJournal::SCHEMA_VERSION + 1;
+    schema.execute(&format!("UPDATE jamjet_schema SET version = {newer}")).await;
+    let err = PgJournal::open(&schema.url()).await.err().expect("a newer schema is refused").to_string();
+    let want = format!(
+        "the store's schema is version {newer}; this jamjet knows up to {}: upgrade jamjet",
+        PgJournal::SCHEMA_VERSION
+    );
+    assert_eq!(err, want);
+    assert_eq!(schema.text("SELECT version::text FROM jamjet_schema").await, newer.to_string(), "nothing changed");
+}
+
+/// Two processes opening one fresh schema at once: the advisory lock makes
+/// one migrate and the other find it done; both work on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_journals_opening_a_fresh_schema_at_once_both_succeed() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let (one, two) = tokio::join!(PgJournal::open(&url), PgJournal::open(&url));
+    let (one, two) = (one.expect("the first open"), two.expect("the second open"));
+    assert_eq!(schema.text("SELECT count(*)::text FROM jamjet_schema").await, "1");
+    let id = ExecutionId::new(1_000);
+    one.append(Append {
+        execution: id,
+        first_seq: 1,
+        at_ms: 1,
+        events: &[started_event()],
+        meta: Some(&meta(id, Status::Running, None)),
+        workflow: None,
+        timers: &[],
+        waits: &[],
+        session: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(two.read(id).unwrap().len(), 1, "one store, seen by both");
+    assert_eq!(two.list().unwrap().len(), 1);
+}
+
+/// No server: the error names where it looked and how to start one, and
+/// never the password.
+#[tokio::test]
+async fn postgres_an_unreachable_server_is_a_clear_error_without_the_password() {
+    let err = PgJournal::open("postgres://jj:s3cret@127.0.0.1:1/test").await.err().expect("refused").to_string();
+    assert!(err.contains("cannot reach PostgreSQL at 127.0.0.1:1"), "{err}");
+    assert!(err.contains("pg_ctlcluster") && err.contains("user jj"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+/// Connections ended under the journal (as a server restart ends them):
+/// the next appends and reads go through on new ones, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_ended_under_the_journal_are_replaced() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = format!("{}&application_name={}", schema.url(), schema.name);
+    let j = Arc::new(PgJournal::open(&url).await.unwrap());
+    let append = |id: ExecutionId, first_seq| Append {
+        execution: id,
+        first_seq,
+        at_ms: 1,
+        events: &[],
+        meta: None,
+        workflow: None,
+        timers: &[],
+        waits: &[],
+        session: None,
+    };
+    let started = [started_event()];
+    let ids: Vec<ExecutionId> = (0..8u64).map(|n| ExecutionId::new(1_000 + n)).collect();
+    for round in 0..3u64 {
+        // Several connections in use: appends and reads at once.
+        let appends = ids.iter().map(|&id| j.append(Append { events: &started, ..append(id, round + 1) }));
+        let reads = ids.iter().map(|&id| {
+            let j = j.clone();
+            tokio::task::spawn_blocking(move || j.read(id).map(|r| r.len()))
+        });
+        let (appended, read) = tokio::join!(futures::future::join_all(appends), futures::future::join_all(reads));
+        for outcome in appended {
+            outcome.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        for outcome in read {
+            outcome.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let ended = schema
+            .text(&format!(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::text FROM pg_stat_activity \
+                 WHERE application_name = '{}'",
+                schema.name
+            ))
+            .await;
+        assert!(ended.parse::<u32>().unwrap() >= 1, "round {round}: ended {ended} connections");
+    }
+    for id in &ids {
+        assert_eq!(j.read(*id).unwrap().len(), 3, "every acknowledged append is there");
+    }
+}
+
+/// A stored value that does not decode makes its one execution damaged,
+/// named by record or index row, as on sled (the decoding is shared);
+/// the other execution reads whole.
+#[tokio::test]
+async fn postgres_damage_is_named_and_contained_per_execution() {
+    use jamjet::journal::{Error, Part};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    conformance(j.clone()).await;
+    // `a` has the key and three records in two frames, `b` one record.
+    let (a, b) = (j.find_key("k-a").unwrap().unwrap(), j.list().unwrap()[1].id);
+    // Record 3 of `a` (its second frame), garbled: a record of 5 bytes that is no event.
+    schema.execute(r"UPDATE events SET frame = '\x0500000001ffffffff'::bytea WHERE first_seq = 3").await;
+    match j.read(a) {
+        Err(Error::Damaged(d)) => assert_eq!((d.execution, d.part), (a, Part::Record { seq: 3 })),
+        other => panic!("expected a damaged record, got {other:?}"),
+    }
+    let err = j.read_after(a, 2).unwrap_err().to_string();
+    assert!(err.contains("record 3") && err.contains(&a.to_string()), "{err}");
+    assert_eq!(j.read(b).unwrap().len(), 1, "the other execution reads whole");
+    // The index row of `b` (the one with no key), garbled.
+    schema.execute(r"UPDATE executions SET record = '\x01ffff'::bytea WHERE key IS NULL").await;
+    let listing = j.listing().unwrap();
+    assert_eq!(listing.rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a]);
+    assert_eq!((listing.damaged.len(), listing.damaged[0].execution), (1, b));
+    assert_eq!(listing.damaged[0].part, Part::IndexRow);
+    let err = j.meta(b).unwrap_err().to_string();
+    assert!(err.contains(&b.to_string()) && err.contains("index row"), "{err}");
+    // A missing frame is damage too, named by the first record missing.
+    schema.execute("DELETE FROM events WHERE first_seq = 1 AND last_seq = 2").await;
+    match j.read(a) {
+        Err(Error::Damaged(d)) => assert_eq!(d.part, Part::Record { seq: 1 }),
+        other => panic!("expected a missing record, got {other:?}"),
+    }
+}
+
+/// Bad places to open: a schema that does not exist, a user the server
+/// does not know, a database it does not have. Each is a clear error
+/// saying what to do, and nothing is created.
+#[tokio::test]
+async fn postgres_a_missing_schema_user_or_database_is_a_clear_error() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let missing = schema.url().replace(&schema.name, &format!("{}_missing", schema.name));
+    let err = PgJournal::open(&missing).await.err().expect("no such schema").to_string();
+    assert!(err.contains("no schema on the connection's search_path exists") && err.contains("CREATE SCHEMA"), "{err}");
+    let opts: sqlx::postgres::PgConnectOptions = schema.url().parse().unwrap();
+    let (host, port) = (opts.get_host(), opts.get_port());
+    let err = PgJournal::open(&format!("postgres://jj_nobody@{host}:{port}/test")).await.err().expect("no such user");
+    let err = err.to_string();
+    assert!(err.contains("refused the connection") && err.contains("user jj_nobody"), "{err}");
+    let user = opts.get_username();
+    let err = PgJournal::open(&format!("postgres://{user}@{host}:{port}/jj_no_such_database")).await.err();
+    let err = err.expect("no such database").to_string();
+    assert!(err.contains("refused the connection") && err.contains("createdb"), "{err}");
+    assert_eq!(schema.text("SELECT count(*)::text FROM pg_tables WHERE schemaname = current_schema()").await, "0");
+}
+
+const FLOW: &str = r#"
+id: pgflow
+state_schema: { n: int, paid: any, a: any, b: any }
+nodes:
+  double: { type: function, function: double, input: { n: "{{ state.n }}" }, output_key: n, next: nap }
+  nap: { type: wait, duration_ms: 50, next: fan }
+  fan: { type: parallel, branches: [wa, wb], join: pay, merge: keys }
+  wa: { type: set, values: { a: 1 }, next: pay }
+  wb: { type: set, values: { b: 2 }, next: pay }
+  pay: { type: wait, event: paid, output_key: paid }
+"#;
+
+/// The runtime on the PostgreSQL journal: a function step, a timer, a
+/// fan-out of child executions and a wait for a signal; the execution
+/// parks, the runtime stops, a new one on a new journal resumes it, the
+/// signal ends it, and each node completed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_runtime_runs_a_workflow_and_resumes_it_after_a_reopen() {
+    use jamjet::Runtime;
+    use jamjet::nodes::{FunctionCall, FunctionError};
+    use serde_json::{Value, json};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let wf = ir::compile_str(FLOW, "pgflow.yaml").unwrap_or_else(|d| panic!("{d}"));
+    async fn double(call: FunctionCall) -> Result<Value, FunctionError> {
+        Ok(json!(call.input["n"].as_i64().unwrap_or_default() * 2))
+    }
+    let open = || async {
+        let journal: Arc<dyn Journal> = pg(&schema).await;
+        Runtime::builder().journal(journal).function("double", double).open().await.unwrap()
+    };
+    let rt = open().await;
+    let id = rt.submit(&wf, json!({"n": 21})).await.unwrap();
+    let mut parked = false;
+    for _ in 0..200 {
+        if rt.status(id).unwrap().status == Status::Waiting {
+            parked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(parked, "the execution parks on its wait within 10 s: {:?}", rt.status(id));
+    rt.shutdown().await;
+
+    let rt = open().await;
+    rt.signal(id, "paid", json!(true)).await.unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), rt.wait(id)).await.unwrap().unwrap();
+    assert_eq!(out.status, Status::Completed);
+    assert_eq!((out.state["n"].clone(), out.state["paid"].clone()), (json!(42), json!(true)));
+    assert_eq!((out.state["a"].clone(), out.state["b"].clone()), (json!(1), json!(2)));
+    let completed: Vec<String> = rt
+        .events(id)
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::NodeCompleted { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed, ["double", "nap", "fan", "pay"], "each node completed once");
+    assert!(rt.list(None).unwrap().len() >= 3, "the execution and its two branches");
+    rt.shutdown().await;
 }

@@ -124,8 +124,14 @@ pub(super) fn decode_kept(k: &[u8], v: &[u8]) -> Result<KeptEvent, Error> {
     }
     let key = std::str::from_utf8(&k[1..k.len() - 17]).map_err(|_| bad("its key is not text".into()))?;
     let id: [u8; 16] = k[k.len() - 16..].try_into().map_err(|_| bad("no id".into()))?;
-    let stored: Stored =
-        postcard::from_bytes(super::unversioned(v, "kept event")?).map_err(|e| bad(format!("does not decode: {e}")))?;
+    decode_kept_parts(key, id, v)
+}
+
+/// The kept event of `key` and `id` stored as `v` (a store that keeps the
+/// key and the id in columns of their own).
+pub(super) fn decode_kept_parts(key: &str, id: [u8; 16], v: &[u8]) -> Result<KeptEvent, Error> {
+    let stored: Stored = postcard::from_bytes(super::unversioned(v, "kept event")?)
+        .map_err(|e| Error::Corrupt(format!("kept event: does not decode: {e}")))?;
     Ok(KeptEvent {
         at: KeptRef { key: key.to_string(), id, until_ms: stored.until_ms },
         published_ms: stored.published_ms,

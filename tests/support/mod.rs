@@ -21,6 +21,7 @@ pub mod a2a_agent;
 pub mod a2a_py;
 pub mod dev;
 pub mod mcp;
+pub mod pg;
 pub mod py_mcp;
 
 /// What the loopback server saw.

@@ -1,0 +1,454 @@
+//! Group commit on PostgreSQL: one flusher task, one transaction per round.
+//!
+//! A writer turns its request (an append, a registration, a kept event, …)
+//! into [`Writes`]: owned rows, encoded with the sled backend's encodings,
+//! built on the writer's own task. It queues them with a oneshot for the
+//! answer and awaits that. The flusher takes the first request waiting,
+//! then every other one already queued (up to [`MAX_ROUND`]): that is one
+//! round. The round's writes are folded into one [`Round`] (per table, the
+//! last change of each row wins, in the order the requests were queued) and
+//! written with one statement per table and kind, each binding arrays
+//! (`INSERT … SELECT * FROM UNNEST($1, $2, …)`), inside one transaction;
+//! each writer is answered after COMMIT returns. While a commit runs, new
+//! requests queue, so one commit serves every writer that arrived during
+//! the previous one, as the sled backend's log sync does.
+//!
+//! One bad request must not fail the others it shares a round with: when
+//! PostgreSQL refuses a round of several requests (a database error: the
+//! transaction did not commit), each is committed again alone, and only the
+//! one at fault fails. A connection found lost before the COMMIT was sent
+//! (nothing stored: a server restart left it dead in the pool) is replaced
+//! and the round written again. When the connection fails at the COMMIT
+//! (its outcome unknown), or on every try, every writer of the round gets
+//! the error; an execution whose append failed is rehydrated from what the
+//! store holds, so an append that did commit is not lost either way.
+//!
+//! Rows are written in key order (the folded maps are sorted), so two
+//! processes committing at once lock rows in one order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::Error;
+
+/// At most this many requests share a round.
+pub(super) const MAX_ROUND: usize = 1024;
+/// A round slower than this is logged.
+const SLOW_ROUND: Duration = Duration::from_millis(200);
+
+/// An execution id as stored.
+pub(super) type Id = Vec<u8>;
+
+pub(super) struct EventRow {
+    pub execution: Id,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub at_ms: i64,
+    pub frame: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(super) struct MetaRow {
+    pub workflow_id: String,
+    pub workflow_version: String,
+    pub workflow_hash: String,
+    pub status: &'static str,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub key: Option<String>,
+    pub record: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(super) struct RegistrationRow {
+    pub hash: String,
+    pub registered_ms: i64,
+    pub record: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(super) struct KeptRow {
+    pub until_ms: i64,
+    pub published_ms: i64,
+    pub record: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(super) struct SessionRow {
+    pub workflow_id: String,
+    pub created_ms: i64,
+    pub last_active_ms: i64,
+    pub record: Vec<u8>,
+}
+
+/// What one request writes, in order. `true`/`Some` puts a row, `false`/`None` removes it.
+#[derive(Default)]
+pub(super) struct Writes {
+    /// What the request does, for its error message ("appending records 3..4 of exec_…").
+    pub what: String,
+    /// Appends and events it counts for [`Stats`](super::super::Stats).
+    pub appends: u64,
+    pub events: u64,
+    pub event_rows: Vec<EventRow>,
+    pub metas: Vec<(Id, MetaRow)>,
+    pub workflows: Vec<(String, Vec<u8>)>,
+    pub registrations: Vec<((String, String), RegistrationRow)>,
+    pub timers: Vec<((i64, Id), bool)>,
+    pub waits: Vec<((String, Id), bool)>,
+    pub kept: Vec<((String, Id), Option<KeptRow>)>,
+    pub sessions: Vec<(String, Option<SessionRow>)>,
+}
+
+/// A request on its way to the flusher.
+pub(super) struct Request {
+    pub writes: Writes,
+    pub done: oneshot::Sender<Result<(), Error>>,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub appends: AtomicU64,
+    pub events: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_us: AtomicU64,
+}
+
+/// The writes of one round, folded: per table, the last change of each row.
+#[derive(Default)]
+struct Round<'a> {
+    events: Vec<&'a EventRow>,
+    metas: BTreeMap<&'a [u8], &'a MetaRow>,
+    workflows: BTreeMap<&'a str, &'a [u8]>,
+    registrations: BTreeMap<(&'a str, &'a str), &'a RegistrationRow>,
+    timers: BTreeMap<(i64, &'a [u8]), bool>,
+    waits: BTreeMap<(&'a str, &'a [u8]), bool>,
+    kept: BTreeMap<(&'a str, &'a [u8]), Option<&'a KeptRow>>,
+    sessions: BTreeMap<&'a str, Option<&'a SessionRow>>,
+}
+
+impl<'a> Round<'a> {
+    fn of(requests: impl IntoIterator<Item = &'a Writes>) -> Round<'a> {
+        let mut round = Round::default();
+        for w in requests {
+            round.events.extend(&w.event_rows);
+            round.metas.extend(w.metas.iter().map(|(id, m)| (id.as_slice(), m)));
+            for (hash, ir) in &w.workflows {
+                round.workflows.entry(hash).or_insert(ir);
+            }
+            round.registrations.extend(w.registrations.iter().map(|((id, v), r)| ((id.as_str(), v.as_str()), r)));
+            round.timers.extend(w.timers.iter().map(|((at, id), put)| ((*at, id.as_slice()), *put)));
+            round.waits.extend(w.waits.iter().map(|((k, id), put)| ((k.as_str(), id.as_slice()), *put)));
+            round.kept.extend(w.kept.iter().map(|((k, id), row)| ((k.as_str(), id.as_slice()), row.as_ref())));
+            round.sessions.extend(w.sessions.iter().map(|(id, row)| (id.as_str(), row.as_ref())));
+        }
+        round
+    }
+
+    /// Write the round on `conn` (inside the caller's transaction).
+    async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.events.is_empty() {
+            let e = &self.events;
+            sqlx::query(
+                "INSERT INTO events (execution, first_seq, last_seq, at_ms, frame) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])",
+            )
+            .bind(e.iter().map(|r| r.execution.as_slice()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.first_seq).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.last_seq).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.at_ms).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.frame.as_slice()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.metas.is_empty() {
+            let m: Vec<_> = self.metas.values().collect();
+            sqlx::query(
+                "INSERT INTO executions (id, workflow_id, workflow_version, workflow_hash, status, created_ms, \
+                 updated_ms, key, record) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+                 $7::bigint[], $8::text[], $9::bytea[]) \
+                 ON CONFLICT (id) DO UPDATE SET workflow_id = EXCLUDED.workflow_id, \
+                 workflow_version = EXCLUDED.workflow_version, workflow_hash = EXCLUDED.workflow_hash, \
+                 status = EXCLUDED.status, created_ms = EXCLUDED.created_ms, updated_ms = EXCLUDED.updated_ms, \
+                 key = EXCLUDED.key, record = EXCLUDED.record",
+            )
+            .bind(self.metas.keys().copied().collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.workflow_id.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.workflow_version.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.workflow_hash.as_str()).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.status).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.created_ms).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.updated_ms).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.key.as_deref()).collect::<Vec<_>>())
+            .bind(m.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.workflows.is_empty() {
+            sqlx::query(
+                "INSERT INTO workflows (hash, ir) SELECT * FROM UNNEST($1::text[], $2::bytea[]) \
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(self.workflows.keys().copied().collect::<Vec<_>>())
+            .bind(self.workflows.values().copied().collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.registrations.is_empty() {
+            let r: Vec<_> = self.registrations.values().collect();
+            sqlx::query(
+                "INSERT INTO registrations (workflow_id, version, hash, registered_ms, record) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[]) \
+                 ON CONFLICT (workflow_id, version) DO UPDATE SET hash = EXCLUDED.hash, \
+                 registered_ms = EXCLUDED.registered_ms, record = EXCLUDED.record",
+            )
+            .bind(self.registrations.keys().map(|k| k.0).collect::<Vec<_>>())
+            .bind(self.registrations.keys().map(|k| k.1).collect::<Vec<_>>())
+            .bind(r.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+            .bind(r.iter().map(|r| r.registered_ms).collect::<Vec<_>>())
+            .bind(r.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.timers.is_empty() {
+            let (put, gone) = split(&self.timers, |put| *put);
+            if !gone.is_empty() {
+                sqlx::query(
+                    "DELETE FROM timers t USING UNNEST($1::bigint[], $2::bytea[]) AS d(at_ms, execution) \
+                     WHERE t.at_ms = d.at_ms AND t.execution = d.execution",
+                )
+                .bind(gone.iter().map(|k| k.0).collect::<Vec<_>>())
+                .bind(gone.iter().map(|k| k.1).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+            if !put.is_empty() {
+                sqlx::query(
+                    "INSERT INTO timers (at_ms, execution) SELECT * FROM UNNEST($1::bigint[], $2::bytea[]) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(put.iter().map(|k| k.0).collect::<Vec<_>>())
+                .bind(put.iter().map(|k| k.1).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        if !self.waits.is_empty() {
+            let (put, gone) = split(&self.waits, |put| *put);
+            if !gone.is_empty() {
+                sqlx::query(
+                    "DELETE FROM waits w USING UNNEST($1::text[], $2::bytea[]) AS d(event_key, execution) \
+                     WHERE w.event_key = d.event_key AND w.execution = d.execution",
+                )
+                .bind(gone.iter().map(|k| k.0).collect::<Vec<_>>())
+                .bind(gone.iter().map(|k| k.1).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+            if !put.is_empty() {
+                sqlx::query(
+                    "INSERT INTO waits (event_key, execution) SELECT * FROM UNNEST($1::text[], $2::bytea[]) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(put.iter().map(|k| k.0).collect::<Vec<_>>())
+                .bind(put.iter().map(|k| k.1).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        if !self.kept.is_empty() {
+            let (put, gone) = split(&self.kept, Option::is_some);
+            if !gone.is_empty() {
+                sqlx::query(
+                    "DELETE FROM kept_events k USING UNNEST($1::text[], $2::bytea[]) AS d(event_key, id) \
+                     WHERE k.event_key = d.event_key AND k.id = d.id",
+                )
+                .bind(gone.iter().map(|k| k.0).collect::<Vec<_>>())
+                .bind(gone.iter().map(|k| k.1).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+            if !put.is_empty() {
+                let rows: Vec<&KeptRow> = put.iter().filter_map(|k| self.kept[k]).collect();
+                sqlx::query(
+                    "INSERT INTO kept_events (event_key, id, until_ms, published_ms, record) \
+                     SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[]) \
+                     ON CONFLICT (event_key, id) DO UPDATE SET until_ms = EXCLUDED.until_ms, \
+                     published_ms = EXCLUDED.published_ms, record = EXCLUDED.record",
+                )
+                .bind(put.iter().map(|k| k.0).collect::<Vec<_>>())
+                .bind(put.iter().map(|k| k.1).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.until_ms).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.published_ms).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        if !self.sessions.is_empty() {
+            let (put, gone) = split(&self.sessions, Option::is_some);
+            if !gone.is_empty() {
+                sqlx::query("DELETE FROM sessions WHERE id = ANY($1::text[])").bind(gone).execute(&mut *conn).await?;
+            }
+            if !put.is_empty() {
+                let rows: Vec<&SessionRow> = put.iter().filter_map(|k| self.sessions[k]).collect();
+                sqlx::query(
+                    "INSERT INTO sessions (id, workflow_id, created_ms, last_active_ms, record) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[]) \
+                     ON CONFLICT (id) DO UPDATE SET workflow_id = EXCLUDED.workflow_id, \
+                     created_ms = EXCLUDED.created_ms, last_active_ms = EXCLUDED.last_active_ms, \
+                     record = EXCLUDED.record",
+                )
+                .bind(put.clone())
+                .bind(rows.iter().map(|r| r.workflow_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.created_ms).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.last_active_ms).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The keys of `map` whose change puts a row, and those whose change removes it.
+fn split<K: Copy, V>(map: &BTreeMap<K, V>, puts: impl Fn(&V) -> bool) -> (Vec<K>, Vec<K>) {
+    let mut put = Vec::new();
+    let mut gone = Vec::new();
+    for (k, v) in map {
+        if puts(v) { put.push(*k) } else { gone.push(*k) }
+    }
+    (put, gone)
+}
+
+/// Run rounds until every sender is gone and the queue is drained; then
+/// close the pool.
+pub(super) async fn flusher(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Request>, counters: Arc<Counters>) {
+    let mut round = Vec::new();
+    while let Some(first) = queue.recv().await {
+        round.push(first);
+        while round.len() < MAX_ROUND {
+            match queue.try_recv() {
+                Ok(next) => round.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_round(&pool, std::mem::take(&mut round), &counters).await;
+    }
+    pool.close().await;
+}
+
+/// Commit one round and answer its writers.
+async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters) {
+    let started = Instant::now();
+    let outcome = commit(pool, || Round::of(round.iter().map(|r| &r.writes))).await;
+    let took = started.elapsed();
+    if took > SLOW_ROUND {
+        tracing::warn!(requests = round.len(), took_ms = took.as_millis() as u64, "slow PostgreSQL journal commit");
+    }
+    match outcome {
+        Ok(()) => {
+            counted(counters, took);
+            for request in round {
+                answer(counters, request, Ok(()));
+            }
+        }
+        Err(e) if round.len() == 1 => {
+            if let Some(request) = round.into_iter().next() {
+                let error = refused(&request.writes.what, e);
+                answer(counters, request, Err(error));
+            }
+        }
+        // PostgreSQL refused the round (it did not commit): find who is at fault.
+        Err(e @ sqlx::Error::Database(_)) if !super::connection_lost(&e) => {
+            for request in round {
+                let started = Instant::now();
+                let outcome = commit(pool, || Round::of([&request.writes])).await;
+                if outcome.is_ok() {
+                    counted(counters, started.elapsed());
+                }
+                let outcome = outcome.map_err(|e| refused(&request.writes.what, e));
+                answer(counters, request, outcome);
+            }
+        }
+        // The connection failed, at COMMIT or again and again: whether the
+        // round is stored may be unknown.
+        Err(e) => {
+            let others = round.len() - 1;
+            for request in round {
+                let others = crate::plural::count(others, "other request", "other requests");
+                let what = format!("{} (in a commit shared with {others})", request.writes.what);
+                answer(counters, request, Err(super::storage(&what, &e)));
+            }
+        }
+    }
+}
+
+fn counted(counters: &Counters, took: Duration) {
+    counters.commits.fetch_add(1, Ordering::Relaxed);
+    counters.commit_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+}
+
+fn answer(counters: &Counters, request: Request, outcome: Result<(), Error>) {
+    if outcome.is_ok() {
+        counters.appends.fetch_add(request.writes.appends, Ordering::Relaxed);
+        counters.events.fetch_add(request.writes.events, Ordering::Relaxed);
+    }
+    // A writer that stopped waiting (its task was dropped) needs no answer.
+    let _ = request.done.send(outcome);
+}
+
+/// Write `round()` in one transaction. A connection found lost before
+/// the COMMIT was sent (so nothing was stored) is dropped by the pool and
+/// the round written again on another, up to `RECONNECTS` times; a
+/// failure at the COMMIT itself is returned (its outcome is unknown).
+async fn commit<'a>(pool: &PgPool, round: impl Fn() -> Round<'a>) -> Result<(), sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        let written = async {
+            let mut tx = pool.begin().await?;
+            round().write(&mut tx).await?;
+            Ok::<_, sqlx::Error>(tx)
+        };
+        match written.await {
+            Ok(tx) => return tx.commit().await,
+            Err(e) if super::connection_lost(&e) && tries < super::RECONNECTS => {
+                tries += 1;
+                tracing::debug!(error = %e, "PostgreSQL connection lost before a commit; writing the round again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The error a writer gets: what it was doing, and why that failed, in
+/// words for the two refusals the schema makes on purpose.
+fn refused(what: &str, e: sqlx::Error) -> Error {
+    if let Some(db) = e.as_database_error()
+        && db.is_unique_violation()
+    {
+        match db.constraint() {
+            Some("events_pkey") => {
+                return Error::Storage(format!(
+                    "{what}: refused: records at these positions of its history are already stored, and an append \
+                     never overwrites the history (PostgreSQL: {})",
+                    db.message()
+                ));
+            }
+            Some("executions_key_key") => {
+                return Error::Storage(format!(
+                    "{what}: refused: its idempotency key is already taken by another execution (PostgreSQL: {})",
+                    db.message()
+                ));
+            }
+            _ => {}
+        }
+    }
+    super::storage(what, &e)
+}
