@@ -21,9 +21,23 @@ import os
 from collections.abc import Callable
 from typing import Any, Literal, final, overload
 
-__all__ = ["Runtime", "Workflow", "StepCall", "Reply", "Ticket", "cli_main", "compile", "compile_file", "__version__"]
+__all__ = [
+    "Runtime",
+    "Workflow",
+    "StepCall",
+    "Reply",
+    "Ticket",
+    "Inbox",
+    "cli_main",
+    "compile",
+    "compile_file",
+    "__version__",
+    "debug_build",
+]
 
 __version__: str
+debug_build: bool
+"""Whether this module is a debug build (what a benchmark must not measure)."""
 
 _Callback = Callable[[bool, Any], object]
 """``callback(ok, value)``: ``value`` is the result when ``ok``, else the exception."""
@@ -83,12 +97,19 @@ class Runtime:
     @property
     def closed(self) -> bool: ...
     def add_function(
-        self, name: str, handler: _Handler, description: str | None = None, parameters: str | None = None
+        self,
+        name: str,
+        handler: _Handler,
+        description: str | None = None,
+        parameters: str | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         """Register ``handler(call, reply)`` as the host function ``name``
         (what a ``type: function`` node names). With ``description`` and
         ``parameters`` (a JSON Schema, as JSON text) it is also a tool agents
-        can call."""
+        can call. With an ``inbox`` (an async handler's), its calls are
+        queued there for the loop that drains it, instead of called on a
+        caller thread."""
 
     @overload
     def register(self, workflow: Workflow, replace: bool = False, callback: None = None) -> str:
@@ -233,7 +254,6 @@ class StepCall:
     @overload
     def agent(self, name: str, message: str, callback: _Callback) -> None: ...
 
-@final
     @overload
     def model(
         self,
@@ -261,6 +281,7 @@ class StepCall:
         callback: _Callback,
     ) -> None: ...
 
+@final
 class Reply:
     """How Python answers a step: once, with ``ok(json)`` or ``fail(message,
     class)``. A reply dropped unanswered fails the step."""
@@ -286,3 +307,30 @@ class Ticket:
         nothing is journaled). Returns once the result is durable."""
     @overload
     def finish(self, json: str | None = None, error: str | None = None, *, callback: _Callback) -> None: ...
+
+@final
+class Inbox:
+    """Where async handlers' calls wait for the loop that runs them, handed
+    over without the GIL: a queued call rings ``fileno()`` (when the queue
+    was empty and the loop is not looking), and the loop ``drain``s the
+    queue (``loop.add_reader(inbox.fileno(), ...)``). Unix only:
+    ``Inbox()`` raises ``NotImplementedError`` elsewhere."""
+
+    def __new__(cls) -> Inbox: ...
+    def fileno(self) -> int:
+        """The file descriptor that is readable when calls wait."""
+
+    def pending(self) -> bool:
+        """Whether calls wait."""
+
+    def wait(self, seconds: float) -> bool:
+        """Look for a call for up to ``seconds`` (at most 1 ms) with the GIL
+        released; returns whether calls wait."""
+
+    def look(self, looking: bool) -> None:
+        """Say whether the loop polls ``pending()`` (calls then ring no
+        bell); after ``look(False)`` it checks ``pending()`` once more."""
+
+    def drain(self) -> list[tuple[Any, StepCall, Reply]]:
+        """The waiting calls, oldest first: ``(handler, call, reply)`` each
+        (the handler as ``add_function`` was given it)."""

@@ -111,12 +111,19 @@ class _StepLoop:
         # Keeps the loop from sleeping (its select polls) for a moment after
         # a call, looking for the next one: a workflow's next step usually
         # comes within it, and waking a sleeping thread on another CPU costs
-        # tens of µs on a VM whose idle CPUs halt.
+        # tens of µs on a VM whose idle CPUs halt. With nothing else ready
+        # on the loop, the look is the inbox's own (in Rust, without the
+        # GIL: it sees a call within a µs or two); otherwise one look per
+        # turn of the loop, so the other callbacks run in between.
         inbox = self.inbox
         assert inbox is not None
         if not inbox.pending():
-            if time.perf_counter() < self._look_until:
-                _yield_cpu()  # to the thread that calls next, should it share this CPU
+            left = self._look_until - time.perf_counter()
+            if left > 0:
+                if self._others_ready():
+                    _yield_cpu()  # to the thread that calls next, should it share this CPU
+                elif inbox.wait(left):
+                    self._drain()
                 self.loop.call_soon(self._look)
                 return
             inbox.look(False)
@@ -126,6 +133,12 @@ class _StepLoop:
             inbox.look(True)
         self._drain()
         self.loop.call_soon(self._look)
+
+    def _others_ready(self) -> bool:
+        # Whether callbacks other than this look wait on the loop (asyncio's
+        # own loops keep them in `_ready`; an unknown loop: assume some).
+        ready = getattr(self.loop, "_ready", None)
+        return ready is None or len(ready) > 0
 
 
 # How long the step loop polls for the next call after one (seconds).

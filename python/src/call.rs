@@ -187,6 +187,8 @@ struct Queued {
 #[pyclass(frozen, module = "jamjet._native")]
 pub struct Inbox {
     queue: Mutex<Vec<Queued>>,
+    /// How many calls wait in `queue` (read without its lock by `wait`).
+    queued: std::sync::atomic::AtomicUsize,
     /// Whether the loop polls `pending()` now (no ring needed).
     looking: AtomicBool,
     #[cfg(unix)]
@@ -201,6 +203,7 @@ impl Inbox {
         let was_empty = {
             let mut queue = self.queue.lock().expect("inbox lock");
             queue.push(call);
+            self.queued.store(queue.len(), Ordering::SeqCst);
             queue.len() == 1
         };
         // A loop that looks (and checks `pending()` once more when it
@@ -227,7 +230,13 @@ impl Inbox {
             let (bell, ear) = std::os::unix::net::UnixStream::pair()?;
             bell.set_nonblocking(true)?;
             ear.set_nonblocking(true)?;
-            Ok(Inbox { queue: Mutex::new(Vec::new()), looking: AtomicBool::new(false), bell, ear })
+            Ok(Inbox {
+                queue: Mutex::new(Vec::new()),
+                queued: std::sync::atomic::AtomicUsize::new(0),
+                looking: AtomicBool::new(false),
+                bell,
+                ear,
+            })
         }
         #[cfg(not(unix))]
         Err(pyo3::exceptions::PyNotImplementedError::new_err("an inbox needs a Unix socket pair"))
@@ -246,7 +255,28 @@ impl Inbox {
 
     /// Whether calls wait.
     fn pending(&self) -> bool {
-        !self.queue.lock().expect("inbox lock").is_empty()
+        self.queued.load(Ordering::SeqCst) > 0
+    }
+
+    /// Look for a call for up to `seconds` (at most 1 ms), with the GIL
+    /// released, yielding the CPU between looks; returns whether calls
+    /// wait. What the step loop does between calls when it has nothing
+    /// else to run: a look here sees a call within a microsecond or two,
+    /// where a turn of the event loop takes several.
+    fn wait(&self, py: Python<'_>, seconds: f64) -> bool {
+        let seconds = if seconds.is_finite() { seconds.clamp(0.0, 1e-3) } else { 0.0 };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+        py.detach(|| {
+            loop {
+                if self.queued.load(Ordering::SeqCst) > 0 {
+                    return true;
+                }
+                if std::time::Instant::now() >= until {
+                    return false;
+                }
+                std::thread::yield_now();
+            }
+        })
     }
 
     /// Say whether the loop polls `pending()` (calls then ring no bell);
@@ -266,7 +296,11 @@ impl Inbox {
             let mut buf = [0u8; 256];
             while matches!((&self.ear).read(&mut buf), Ok(n) if n > 0) {}
         }
-        let calls = std::mem::take(&mut *self.queue.lock().expect("inbox lock"));
+        let calls = {
+            let mut queue = self.queue.lock().expect("inbox lock");
+            self.queued.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *queue)
+        };
         calls.into_iter().map(|q| Ok((q.handler.clone_ref(py), Py::new(py, q.step)?, Py::new(py, q.reply)?))).collect()
     }
 }
