@@ -413,13 +413,6 @@ async fn sled_reads_see_an_acknowledged_append_before_and_after_sled_applies_it(
 async fn a_read_right_after_each_acknowledged_append_sees_it() {
     let dir = tempfile::tempdir().unwrap();
     let j = Arc::new(SledJournal::open(dir.path()).unwrap());
-    let started = Event::ExecutionStarted {
-        workflow_id: "j".into(),
-        workflow_version: "0.1.0".into(),
-        workflow_hash: "h1".into(),
-        input: Json("{}".into()),
-        key: None,
-    };
     for round in 0..2u64 {
         // Round 0: the apply runs behind as it will; round 1: held (after
         // round 0 reached sled, so what is unapplied is round 1's alone).
@@ -427,27 +420,8 @@ async fn a_read_right_after_each_acknowledged_append_sees_it() {
             j.settle();
         }
         j.pause_apply(round == 1);
-        for n in 0..50u64 {
-            let id = ExecutionId::new(10_000 + round * 1_000 + n);
-            j.append(Append {
-                execution: id,
-                first_seq: 1,
-                at_ms: 1,
-                events: std::slice::from_ref(&started),
-                meta: Some(&meta(id, Status::Running, None)),
-                workflow: None,
-                timers: &[],
-                waits: &[],
-                session: None,
-            })
-            .await
-            .unwrap();
-            let reader = j.clone();
-            let seen = tokio::spawn(async move { (reader.read(id).unwrap().len(), reader.meta(id).unwrap()) });
-            let (records, row) = seen.await.unwrap();
-            assert_eq!(records, 1, "round {round}, append {n}");
-            assert_eq!(row.map(|m| m.id), Some(id));
-        }
+        let ids = (0..50u64).map(|n| ExecutionId::new(10_000 + round * 1_000 + n));
+        each_append_read_back_at_once(&j, ids, &format!("round {round}")).await;
     }
     assert_eq!(j.unapplied(), 50, "the held round is not in sled");
     j.pause_apply(false);
@@ -514,6 +488,33 @@ fn started_event() -> Event {
         workflow_hash: "h1".into(),
         input: Json("{}".into()),
         key: None,
+    }
+}
+
+/// Append an `ExecutionStarted` to each of `ids` in turn, each read back
+/// (its history and its index row) by a reader on another task as soon as
+/// the append is acknowledged.
+async fn each_append_read_back_at_once<J: Journal>(j: &Arc<J>, ids: impl IntoIterator<Item = ExecutionId>, what: &str) {
+    let started = started_event();
+    for (n, id) in ids.into_iter().enumerate() {
+        j.append(Append {
+            execution: id,
+            first_seq: 1,
+            at_ms: 1,
+            events: std::slice::from_ref(&started),
+            meta: Some(&meta(id, Status::Running, None)),
+            workflow: None,
+            timers: &[],
+            waits: &[],
+            session: None,
+        })
+        .await
+        .unwrap();
+        let reader = j.clone();
+        let seen = tokio::spawn(async move { (reader.read(id).unwrap().len(), reader.meta(id).unwrap()) });
+        let (records, row) = seen.await.unwrap();
+        assert_eq!(records, 1, "{what}, append {n}");
+        assert_eq!(row.map(|m| m.id), Some(id));
     }
 }
 
@@ -616,27 +617,7 @@ async fn postgres_appends_at_once_share_commits_and_read_back_at_once() {
     assert_eq!((stats.appends, stats.events), (64, 64));
     assert!(stats.syncs <= 8, "64 appends issued together took {} commits", stats.syncs);
     assert_eq!(j.list().unwrap().len(), 64);
-    for n in 0..20u64 {
-        let id = ExecutionId::new(20_000 + n);
-        j.append(Append {
-            execution: id,
-            first_seq: 1,
-            at_ms: 1,
-            events: std::slice::from_ref(&started),
-            meta: Some(&meta(id, Status::Running, None)),
-            workflow: None,
-            timers: &[],
-            waits: &[],
-            session: None,
-        })
-        .await
-        .unwrap();
-        let reader = j.clone();
-        let seen = tokio::spawn(async move { (reader.read(id).unwrap().len(), reader.meta(id).unwrap()) });
-        let (records, row) = seen.await.unwrap();
-        assert_eq!(records, 1, "append {n}");
-        assert_eq!(row.map(|m| m.id), Some(id));
-    }
+    each_append_read_back_at_once(&j, (0..20u64).map(|n| ExecutionId::new(20_000 + n)), "one by one").await;
 }
 
 /// A store migrated by a newer jamjet is refused with both versions named,
