@@ -812,15 +812,9 @@ async fn postgres_the_runtime_runs_a_workflow_and_resumes_it_after_a_reopen() {
     };
     let rt = open().await;
     let id = rt.submit(&wf, json!({"n": 21})).await.unwrap();
-    let mut parked = false;
-    for _ in 0..200 {
-        if rt.status(id).unwrap().status == Status::Waiting {
-            parked = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(parked, "the execution parks on its wait within 10 s: {:?}", rt.status(id));
+    let parked = tokio::time::timeout(std::time::Duration::from_secs(10), rt.settle(id)).await;
+    let parked = parked.expect("the execution parks on its wait within 10 s").unwrap();
+    assert_eq!(parked.status, Status::Waiting, "{parked:?}");
     rt.shutdown().await;
 
     let rt = open().await;
