@@ -76,6 +76,12 @@ pub enum Error {
     /// not write to tables it does not know. Nothing was changed.
     #[error("the store's schema is version {store}; this jamjet knows up to {known}: upgrade jamjet")]
     SchemaTooNew { store: u32, known: u32 },
+    /// A shared store refused a write: this process no longer owns the
+    /// execution (its lease expired and another process took it over, or
+    /// it was handed back). Nothing of the write was stored; the process
+    /// drops the execution, and its owner carries it on.
+    #[error("execution {execution} is no longer this process's to write: {why}; nothing was written")]
+    Fenced { execution: ExecutionId, why: String },
 }
 
 /// The part of an execution's stored data that cannot be read.
@@ -313,6 +319,82 @@ pub trait Journal: Send + Sync + 'static {
     /// Remove sessions, durably (expired ones); their executions stay.
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>>;
     fn stats(&self) -> Stats;
+    /// The leases of a store that many processes share (PostgreSQL): who
+    /// runs which execution. `None` for a store one process holds (sled,
+    /// memory), where this process runs everything in it.
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
+}
+
+/// A live process of a shared store, as `jamjet workers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// `host:pid:suffix`, unique for the life of the process.
+    pub id: String,
+    /// What runs there: `worker`, `dev`, `run`, an embedding program's name.
+    pub command: String,
+    pub started_ms: u64,
+    /// Its last lease renewal.
+    pub heartbeat_ms: u64,
+    /// Executions it owns now.
+    pub owns: u64,
+    /// It stopped claiming and hands back what it holds (SIGTERM).
+    pub draining: bool,
+}
+
+/// How a shared store hands each execution to one process at a time.
+///
+/// An execution is owned through a lease: the owner's worker row (renewed
+/// in one statement per round for everything it owns) and a fencing epoch
+/// that grows by one at every claim. Every append of the journal checks,
+/// in its own transaction, that this process still holds the epoch it
+/// claimed with; a process that lost its lease (paused, partitioned, slow)
+/// has its append refused with [`Error::Fenced`] and writes nothing.
+/// An execution this process starts is its own from its first append.
+///
+/// Ownership is for running: an execution is handed back when it parks
+/// (hibernates) or ends, so whichever process next has something for it (a
+/// signal, an approval, a due timer) claims it, reads its history, and
+/// carries it on.
+pub trait Leases: Send + Sync {
+    /// This process's worker id.
+    fn worker_id(&self) -> &str;
+    /// How long a lease lasts unrenewed: a dead owner's executions are
+    /// claimable this long after its last renewal.
+    fn lease_time(&self) -> std::time::Duration;
+    /// Whether this process owns `execution` now (as far as it knows: a
+    /// takeover it has not heard of yet shows at its next append or renewal).
+    fn owns(&self, execution: ExecutionId) -> bool;
+    /// Claim up to `limit` executions that need a process and that no live
+    /// process owns: running ones, and waiting ones with a timer due by
+    /// `due_by_ms`; only those whose workflow hash is one of `hashes`.
+    /// One transaction (`FOR UPDATE SKIP LOCKED`); each comes back with a
+    /// new epoch that this journal's appends carry from now on.
+    fn claim<'a>(
+        &'a self,
+        hashes: &'a [String],
+        due_by_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ExecutionMeta>, Error>>;
+    /// Claim one execution (to deliver to it, to fire its timer): `Ok(true)`
+    /// when this process owns it now (it did already, or it was free or its
+    /// owner's lease expired), `Ok(false)` when a live process owns it.
+    fn claim_one(&self, execution: ExecutionId) -> BoxFuture<'_, Result<bool, Error>>;
+    /// Renew every lease of this process in one statement. Returns the
+    /// executions it believed it owned that it no longer does (taken over
+    /// while it was paused).
+    fn renew(&self) -> BoxFuture<'_, Result<Vec<ExecutionId>, Error>>;
+    /// Hand these executions back: their leases end now, in order after
+    /// every append of this process queued before.
+    fn release<'a>(&'a self, executions: &'a [ExecutionId]) -> BoxFuture<'a, Result<(), Error>>;
+    /// Stop or start claiming (a draining process claims nothing; shown in
+    /// `jamjet workers`).
+    fn set_draining(&self, draining: bool) -> BoxFuture<'_, Result<(), Error>>;
+    /// The live processes of the store (renewed within the lease time).
+    fn workers(&self) -> Result<Vec<WorkerInfo>, Error>;
+    /// Who owns `execution` now, if a live process does.
+    fn owner(&self, execution: ExecutionId) -> Result<Option<String>, Error>;
 }
 
 pub type SharedJournal = Arc<dyn Journal>;

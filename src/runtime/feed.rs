@@ -226,6 +226,9 @@ impl Journal for Observed {
     fn stats(&self) -> Stats {
         self.inner.stats()
     }
+    fn leases(&self) -> Option<&dyn crate::journal::Leases> {
+        self.inner.leases()
+    }
 }
 
 #[cfg(test)]
