@@ -22,13 +22,16 @@ mod sessions;
 mod signal;
 mod table;
 mod validate;
+mod worker;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::runtime::{Error as RuntimeError, Runtime};
+use crate::runtime::{self, Error as RuntimeError, Runtime};
 
 #[derive(Parser, Debug)]
 #[command(name = "jamjet", version, about = "A durable runtime for AI agents", propagate_version = true)]
@@ -36,6 +39,10 @@ pub struct Cli {
     /// Where the journal lives.
     #[arg(long, global = true, env = "JAMJET_DATA_DIR", default_value = ".jamjet")]
     pub data_dir: PathBuf,
+    /// A store many processes share instead of the data dir's embedded one: a PostgreSQL URL
+    /// (postgres://user:password@host:port/database; ?sslmode=verify-full for TLS).
+    #[arg(long, global = true, env = "JAMJET_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// Change a limit: NAME=VALUE (repeatable; also JAMJET_LIMITS=NAME=VALUE,...). `jamjet limits` lists them.
     #[arg(long = "limit", global = true, value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
@@ -67,6 +74,10 @@ pub enum Command {
     Resume(resume::Args),
     /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
     Repair(repair::Args),
+    /// Run executions from a shared store (--store postgres://...) until stopped: claim, carry on, hand back.
+    Worker(worker::Args),
+    /// List the live processes of a shared store: what each owns, when it last renewed its leases.
+    Workers(workers::Args),
     /// Load runs that measure the runtime (figures for the README).
     Bench(bench::Args),
     /// Run a dataset through a workflow and score every row.
@@ -179,8 +190,47 @@ fn read_limits(flags: &[String]) -> Result<crate::ir::Limits, Failure> {
     Ok(limits)
 }
 
+/// The shared store of this process's commands (`--store`, `JAMJET_STORE`), set once.
+static STORE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The shared store's URL, when a command runs on one instead of the data dir.
+pub(crate) fn shared_store() -> Option<&'static str> {
+    STORE.get().and_then(|s| s.as_deref())
+}
+
+fn read_store(flag: Option<String>) -> Result<Option<String>, Failure> {
+    let Some(url) = flag.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Some(url));
+    }
+    Err(Failure::usage(format!(
+        "--store {}: a shared store is a PostgreSQL URL (postgres://user@host:port/database); \
+         the embedded store is chosen with --data-dir DIR",
+        crate::journal::redact_url(&url)
+    )))
+}
+
+/// The journal of the shared store for `command`, opened (connected, its
+/// schema brought up to date).
+pub(crate) async fn open_shared(url: &str, command: &str) -> Result<Arc<dyn crate::journal::Journal>, Failure> {
+    let _ = command;
+    let journal = crate::journal::PgJournal::open(url).await.map_err(|e| Failure::new(e.to_string()))?;
+    Ok(Arc::new(journal))
+}
+
+/// A builder on the store this process's commands use: the shared one
+/// (`--store`) or the data dir, with the CLI's functions and limits.
+pub(crate) async fn builder_for(data_dir: &std::path::Path, command: &str) -> Result<runtime::Builder, Failure> {
+    let b = bench::functions::registered(Runtime::builder()).limits(limits());
+    Ok(match shared_store() {
+        Some(url) => b.journal(open_shared(url, command).await?),
+        None => b.data_dir(data_dir),
+    })
+}
+
 async fn dispatch(cli: Cli) -> CliResult {
     let _ = LIMITS.set(read_limits(&cli.limits)?);
+    let _ = STORE.set(read_store(cli.store)?);
     match cli.command {
         Command::Run(a) => run::run(&cli.data_dir, a).await,
         Command::Signal(a) => signal::run(&cli.data_dir, a).await,
@@ -193,14 +243,17 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Sessions(a) => sessions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
         Command::Repair(a) => repair::run(&cli.data_dir, a).await,
+        Command::Worker(a) => worker::run(a).await,
+        Command::Workers(a) => workers::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Eval(a) => eval::run(&cli.data_dir, a).await,
         Command::Limits(a) => limits::run(a),
     }
 }
 
-/// Open the data dir with nothing resumed and the timers not started yet.
-pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
+/// Open the data dir's embedded store with nothing resumed and the timers
+/// not started yet (a lock error stays as it is: the caller may wait for it).
+pub(crate) async fn open_data_dir(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
     bench::functions::registered(Runtime::builder())
         .data_dir(data_dir)
         .limits(limits())
@@ -210,12 +263,10 @@ pub(crate) async fn open_without_timers(data_dir: &std::path::Path) -> Result<Ru
         .await
 }
 
-/// Open the data dir to read it only: nothing resumes, no timer fires
-/// (the timers are never started). A data dir that is not there is an
-/// error naming where it was looked for (nothing is created): see
-/// [`existing`], which [`held::open`] checks first.
-pub(crate) async fn open_read_only(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
-    open_without_timers(data_dir).await
+/// Open the store (the data dir, or the shared one) with nothing resumed
+/// and the timers not started yet.
+pub(crate) async fn open_without_timers(data_dir: &std::path::Path, command: &str) -> Result<Runtime, Failure> {
+    Ok(builder_for(data_dir, command).await?.resume_on_open(false).timers(false).open().await?)
 }
 
 /// `data_dir` as a path from the root, for messages.
@@ -225,6 +276,9 @@ pub(crate) fn absolute(data_dir: &std::path::Path) -> PathBuf {
 
 /// A data dir a command only reads must exist and hold a journal.
 fn existing(data_dir: &std::path::Path) -> Result<(), Failure> {
+    if shared_store().is_some() {
+        return Ok(());
+    }
     let path = absolute(data_dir);
     let elsewhere = "point to another with --data-dir DIR or JAMJET_DATA_DIR=DIR";
     match std::fs::metadata(&path) {

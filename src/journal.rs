@@ -395,6 +395,9 @@ pub trait Leases: Send + Sync {
     fn workers(&self) -> Result<Vec<WorkerInfo>, Error>;
     /// Who owns `execution` now, if a live process does.
     fn owner(&self, execution: ExecutionId) -> Result<Option<String>, Error>;
+    /// The hashes of every workflow stored (what [`claim`](Self::claim)
+    /// may be asked for: the ones whose host functions this process has).
+    fn workflow_hashes(&self) -> Result<Vec<String>, Error>;
 }
 
 pub type SharedJournal = Arc<dyn Journal>;

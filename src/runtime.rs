@@ -18,6 +18,7 @@
 mod builder;
 mod deliver;
 mod feed;
+mod leases;
 mod lifecycle;
 mod read;
 mod sessions;
@@ -42,7 +43,7 @@ use crate::journal::{Status, Usage};
 pub use crate::actors::NodeLatency;
 pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_CLAIM_CAPACITY};
 pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use sessions::{
     DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,
@@ -143,6 +144,10 @@ struct Inner {
     /// The sessions' locks and times (shared with the expiry sweep, which
     /// holds no strong reference to the runtime).
     sessions: Arc<sessions::SessionTable>,
+    /// Claiming from a shared store (see `leases.rs`).
+    claiming: Arc<leases::Claiming>,
+    /// The lease task (see `leases.rs`), stopped by `shutdown` before the journal closes.
+    lease_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {

@@ -313,8 +313,11 @@ _by_dir: dict[str, Runtime] = {}
 
 
 def runtime_for(store: str | os.PathLike[str]) -> Runtime:
-    """The process's runtime on data dir ``store`` (one per directory)."""
-    path = os.path.realpath(os.fspath(store))
+    """The process's runtime on data dir ``store`` (one per directory), or
+    on the PostgreSQL store at a ``postgres://`` URL (one per URL)."""
+    text = os.fspath(store)
+    shared = isinstance(text, str) and text.startswith(("postgres://", "postgresql://"))
+    path = text if shared else os.path.realpath(text)
     with _lock:
         rt = _by_dir.get(path)
         if rt is None or (rt._native is not None and rt._native.closed):

@@ -119,7 +119,9 @@ class Workflow:
 
     ``Workflow("name")`` runs in memory; ``Workflow("name", store=".jamjet")``
     journals every step on sled in that directory (durable across crashes:
-    run again with the same ``key`` to resume). ``runtime=`` shares one
+    run again with the same ``key`` to resume), and
+    ``store="postgres://user@host/db"`` on the PostgreSQL store that many
+    processes share (each execution run by one at a time). ``runtime=`` shares one
     :class:`jamjet.Runtime` between workflows. ``agents=`` declares the
     :class:`jamjet.Agent` objects its steps run (those a step function
     names directly are found without it: see :mod:`jamjet.agent`)."""

@@ -153,20 +153,37 @@ fn string(py: Python<'_>, s: String) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Runtime {
-    /// Open a runtime: on sled in `data_dir`, or in memory without one.
-    /// Nothing resumes by itself: a keyed run attaches to (and resumes)
-    /// its execution, `resume_all` resumes the rest.
+    /// Open a runtime: on sled in `data_dir`, on the PostgreSQL store many
+    /// processes share when it is a `postgres://` URL, or in memory
+    /// without one. Nothing resumes by itself: a keyed run attaches to (and
+    /// resumes) its execution, `resume_all` resumes the rest (in a shared
+    /// store: claims, from then on, what no live process runs).
     #[new]
     #[pyo3(signature = (data_dir = None))]
     fn new(py: Python<'_>, data_dir: Option<PathBuf>) -> PyResult<Runtime> {
         let tokio = crate::tokio().map_err(|f| f.to_py(py))?;
-        let shown = data_dir.as_ref().map(|d| d.display().to_string());
+        let url = data_dir
+            .as_ref()
+            .and_then(|d| d.to_str())
+            .filter(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+            .map(str::to_string);
+        let shown = match &url {
+            Some(url) => Some(jamjet::journal::redact_url(url)),
+            None => data_dir.as_ref().map(|d| d.display().to_string()),
+        };
         let opened = py.detach(|| {
             tokio.block_on(async {
                 let b = jamjet::Runtime::builder().resume_on_open(false);
-                let b = match &data_dir {
-                    Some(d) => b.data_dir(d),
-                    None => b.in_memory(),
+                let b = match (&url, &data_dir) {
+                    (Some(url), _) => {
+                        let options = jamjet::journal::PgOptions { command: "python".into(), ..Default::default() };
+                        let journal = jamjet::journal::PgJournal::open_with(url, options)
+                            .await
+                            .map_err(|e| Fail::from(jamjet::runtime::Error::from(e)))?;
+                        b.journal(Arc::new(journal))
+                    }
+                    (None, Some(d)) => b.data_dir(d),
+                    (None, None) => b.in_memory(),
                 };
                 b.open().await.map_err(Fail::from)
             })

@@ -190,6 +190,11 @@ impl SupervisorHandle {
         let _ = self.0.cast(SupervisorMsg::Hibernate { id, actor, delivered });
     }
 
+    /// These executions' leases were taken over: drop their actors (see `SupervisorMsg::Lost`).
+    pub(crate) fn lost(&self, ids: Vec<ExecutionId>) {
+        let _ = self.0.cast(SupervisorMsg::Lost(ids));
+    }
+
     /// The executions that have a live actor.
     pub(crate) async fn live(&self) -> Result<Vec<ExecutionId>, Error> {
         answer(ractor::rpc::call(&self.0, SupervisorMsg::Live, None).await)

@@ -151,6 +151,9 @@ pub(crate) enum SupervisorMsg {
     /// Answered once `id` has no actor in memory (it hibernated, ended or
     /// was never loaded): right away, or when its actor goes.
     Unloaded(ExecutionId, RpcReplyPort<()>),
+    /// A shared store says these executions are no longer this process's
+    /// (their leases were taken over): stop their actors, never restart them.
+    Lost(Vec<ExecutionId>),
     #[cfg(test)]
     Actor(ExecutionId, RpcReplyPort<Option<super::handles::ExecutionHandle>>),
 }

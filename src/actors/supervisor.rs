@@ -71,6 +71,24 @@ impl Supervisor {
                 ));
             }
         }
+        // In a store many processes share, an execution is run by the
+        // process that holds its lease: claim it before reading its history.
+        // (A new execution is this process's from its first append.)
+        if !matches!(start, Start::New { .. })
+            && let Some(leases) = st.services.journal.leases()
+            && !leases.owns(id)
+        {
+            match leases.claim_one(id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let owner = leases.owner(id).ok().flatten().unwrap_or_else(|| "another process".into());
+                    return Err(format!(
+                        "another process runs it ({owner}): deliver it there, or wait for its lease to end"
+                    ));
+                }
+                Err(e) => return Err(format!("it cannot be claimed: {e}")),
+            }
+        }
         let args = ExecutionArgs {
             id,
             workflow: workflow.clone(),
@@ -173,6 +191,29 @@ impl Supervisor {
         }
     }
 
+    /// Whether `id` is no longer this process's to run (a shared store
+    /// fenced it off, or a renewal found it taken over).
+    fn fenced(st: &SupervisorState, id: ExecutionId) -> bool {
+        st.services.journal.leases().is_some_and(|l| !l.owns(id))
+    }
+
+    /// Stop `id`'s actor for good in this process: another process runs it
+    /// now. Nothing is journaled (this process may not write it); what was
+    /// held for it, and whoever waits for it here, are told why.
+    fn drop_lost(st: &mut SupervisorState, id: ExecutionId, why: &str) {
+        let Some(actor) = st.by_execution.remove(&id) else { return };
+        if let Some(child) = st.children.remove(&actor) {
+            child.actor.stop("lease lost");
+        }
+        st.restarts.remove(&id);
+        warn!(execution_id = %id, "{why}; dropped here, its owner carries it on");
+        st.services.notify_finished(id, None);
+        for delivery in st.held.remove(&id).unwrap_or_default() {
+            delivery.refuse(|| Error::Actor(format!("execution {id}: {why}; nothing was delivered here")));
+        }
+        Self::gone(st, id);
+    }
+
     /// The actor of `id` has ended: hand it what was held for it.
     async fn release(
         myself: &ActorRef<SupervisorMsg>,
@@ -237,7 +278,21 @@ impl Actor for Supervisor {
                     st.restarts.remove(&id);
                     tracing::debug!(execution_id = %id, "hibernated");
                     child.actor.stop("hibernated");
+                    // Parked: hand its lease back, so whichever process next has
+                    // something for it claims it. Awaited here, so a delivery this
+                    // supervisor takes next claims it after the release, never before.
+                    if let Some(leases) = st.services.journal.leases()
+                        && leases.owns(id)
+                        && let Err(e) = leases.release(&[id]).await
+                    {
+                        warn!(execution_id = %id, error = %e, "cannot hand the lease back; it ends when this process stops renewing it");
+                    }
                     Self::gone(st, id);
+                }
+            }
+            SupervisorMsg::Lost(ids) => {
+                for id in ids {
+                    Self::drop_lost(st, id, "its lease was taken over by another process");
                 }
             }
             SupervisorMsg::Live(reply) => {
@@ -275,6 +330,13 @@ impl Actor for Supervisor {
                     Self::release(&myself, st, child.id).await?;
                     Self::gone(st, child.id);
                 }
+            }
+            SupervisionEvent::ActorFailed(cell, err)
+                if st.children.get(&cell.get_id()).is_some_and(|c| Self::fenced(st, c.id)) =>
+            {
+                // Its append was refused by the fence: another process owns it now.
+                let id = st.children.get(&cell.get_id()).map(|c| c.id).expect("checked above");
+                Self::drop_lost(st, id, &format!("another process took it over ({err})"));
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some(child) = st.children.remove(&cell.get_id()) else { return Ok(()) };

@@ -77,7 +77,16 @@ impl TimerWheel {
             }
             let due_set: HashSet<&Timer> = due.iter().collect();
             fired.retain(|t, _| due_set.contains(t));
+            let leases = sv.journal.leases();
+            let mut mine = 0;
             for t in &due {
+                // In a shared store, the deadlines of executions other
+                // processes own are theirs to fire; a free execution with a
+                // due deadline is claimed by the claim loop, then fired here.
+                if leases.is_some_and(|l| !l.owns(t.execution)) {
+                    continue;
+                }
+                mine += 1;
                 let again = fired.get(t).is_some_and(|at| at.elapsed() >= REFIRE);
                 if again || !fired.contains_key(t) {
                     fired.insert(*t, Instant::now());
@@ -86,8 +95,9 @@ impl TimerWheel {
                     }
                 }
             }
+            // A full batch of others' deadlines is no reason to look again at once.
             let next = if due.len() == BATCH {
-                Some(now)
+                (mine > 0).then_some(now)
             } else {
                 match sv.journal.next_timer_after(now) {
                     Ok(t) => t.map(|t| t.at_ms),

@@ -84,7 +84,7 @@ pub struct Args {
 }
 
 /// `500ms`, `30s`, `10m`, `24h`, `7d`: a positive span of time.
-fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_span(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -142,9 +142,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         )));
     }
     let limits = super::limits();
-    let rt = super::bench::functions::registered(Runtime::builder())
-        .data_dir(data_dir)
-        .limits(limits)
+    let rt = super::builder_for(data_dir, "dev")
+        .await?
         .session_idle(a.session_idle)
         .session_wait(a.session_wait)
         .open()
@@ -167,15 +166,19 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     config.limits = limits;
     // The same API on the data dir's socket, for the commands run on it.
     let socket_state = AppState { rt: rt.clone(), config: Arc::new(config.clone().for_socket()) };
-    let socket = match server::socket::serve(socket_state, data_dir, Holder::this("dev", true)).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!(
-                "warning: cannot serve the API on {}: {e}; commands on this data dir need --server http://{bound}",
-                server::socket::path(data_dir).display()
-            );
-            None
-        }
+    let socket = match super::shared_store() {
+        // A shared store has no holder: commands open it themselves.
+        Some(_) => None,
+        None => match server::socket::serve(socket_state, data_dir, Holder::this("dev", true)).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot serve the API on {}: {e}; commands on this data dir need --server http://{bound}",
+                    server::socket::path(data_dir).display()
+                );
+                None
+            }
+        },
     };
     println!("jamjet dev listening on http://{bound}");
     let _ = std::io::stdout().flush();

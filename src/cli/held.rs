@@ -82,6 +82,12 @@ impl Local {
 /// The data dir for `command`: the holder's socket if one answers (and
 /// takes writes when `mode` needs them), else the store opened here.
 pub(crate) async fn open(data_dir: &Path, command: &str, mode: Mode) -> Result<Store, Failure> {
+    // A shared store has no holder: every process opens it (its leases say
+    // who runs which execution).
+    if super::shared_store().is_some() {
+        let rt = super::open_without_timers(data_dir, command).await?;
+        return Ok(Store::Local(Local { rt, served: None }));
+    }
     if mode == Mode::ReadOnly {
         // To read, never create: a data dir that is not there is an error naming the path.
         super::existing(data_dir)?;
@@ -96,10 +102,8 @@ pub(crate) async fn open(data_dir: &Path, command: &str, mode: Mode) -> Result<S
             Some((_, holder)) => read_only = Some(holder),
             None => {}
         }
-        let opened = match mode {
-            Mode::WithoutTimers => super::open_without_timers(data_dir).await,
-            Mode::ReadOnly => super::open_read_only(data_dir).await,
-        };
+        // Read only or not, nothing resumes and no timer fires until the command starts them.
+        let opened = super::open_data_dir(data_dir).await;
         match opened {
             Ok(rt) => {
                 let served = serve(&rt, data_dir, command, mode.writes()).await;

@@ -128,6 +128,12 @@ struct RowChange {
 }
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
+    if super::shared_store().is_some() {
+        return Err(Failure::usage(
+            "`jamjet repair` rebuilds the data dir's embedded store; a PostgreSQL store has its own tools \
+             (pg_dump, point-in-time recovery). Run it without --store / JAMJET_STORE",
+        ));
+    }
     let now = SystemClock.now_ms();
     let folder = fresh_folder(&data_dir.join("quarantine"), now);
     let mut report = Report { data_dir: data_dir.display().to_string(), dry_run: a.dry_run, ..Report::default() };

@@ -49,6 +49,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(url) = &a.server.server {
         return resume_remote(&Remote::server(url)?, a.json).await;
     }
+    if super::shared_store().is_some() {
+        return Err(Failure::usage(
+            "in a shared store, what no process runs is claimed by workers as their leases end: run \
+             `jamjet worker --store URL` (it carries on everything it can until stopped); \
+             `jamjet resume` is for the data dir's embedded store",
+        ));
+    }
     if !data_dir.exists() {
         if a.json {
             print_json(&serde_json::json!([]));

@@ -135,7 +135,13 @@ impl Session {
             Store::Local(local) => local.into_parts(),
         };
         let inv = Invocation::new(data_dir);
+        // In a shared store, what other processes left behind is theirs, or
+        // the workers' once their leases end: a command carries its own work.
+        let shared = rt.shares_store();
         let listed = async {
+            if shared {
+                return Ok((Vec::new(), crate::runtime::Resumed::default()));
+            }
             let left = rt.unattended_all().await?;
             let report = rt.resume_all_reporting().await?;
             Ok::<_, crate::runtime::Error>((left, report))

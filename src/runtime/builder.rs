@@ -17,6 +17,10 @@ use crate::ir::Limits;
 use crate::journal::{Journal, MemoryJournal, SledJournal};
 use crate::nodes::{Env, FunctionCall, FunctionError, FunctionRegistry};
 
+/// How many executions a process carries at once before it stops claiming
+/// more from a shared store (see [`Builder::claim_capacity`]).
+pub const DEFAULT_CLAIM_CAPACITY: usize = 256;
+
 /// Builds a [`Runtime`]: register functions before `open` so that
 /// executions resumed at open can call them.
 pub struct Builder {
@@ -31,6 +35,7 @@ pub struct Builder {
     limits: Limits,
     session_idle: std::time::Duration,
     session_wait: std::time::Duration,
+    claim_capacity: usize,
 }
 
 impl Default for Builder {
@@ -47,6 +52,7 @@ impl Default for Builder {
             limits: Limits::default(),
             session_idle: super::DEFAULT_SESSION_IDLE,
             session_wait: super::DEFAULT_SESSION_WAIT,
+            claim_capacity: DEFAULT_CLAIM_CAPACITY,
         }
     }
 }
@@ -81,8 +87,19 @@ impl Builder {
         self
     }
     /// Whether `open` rehydrates every non-terminal execution (default: yes).
+    /// In a store many processes share (PostgreSQL), whether this process
+    /// claims executions that need one (no live process owns them) and
+    /// carries them on, for as long as it runs: a worker does; a command
+    /// that only runs its own work does not.
     pub fn resume_on_open(mut self, yes: bool) -> Self {
         self.resume = yes;
+        self
+    }
+    /// In a store many processes share (PostgreSQL): how many executions
+    /// this process carries at once before it stops claiming more (default
+    /// [`DEFAULT_CLAIM_CAPACITY`]); executions it starts itself count too.
+    pub fn claim_capacity(mut self, n: usize) -> Self {
+        self.claim_capacity = n.max(1);
         self
     }
     /// Whether the timer wheel runs (default: yes). A process that only
@@ -143,9 +160,16 @@ impl Builder {
                 keyed: tokio::sync::Mutex::new(()),
                 closed: Mutex::new(Some(closed_rx)),
                 sessions: Arc::new(super::sessions::SessionTable::new(self.session_idle, self.session_wait)),
+                claiming: Arc::default(),
+                lease_task: Mutex::new(None),
             }),
         };
-        if self.resume {
+        rt.inner.claiming.capacity.store(self.claim_capacity, std::sync::atomic::Ordering::SeqCst);
+        if rt.shares_store() {
+            // What other processes left behind is claimed as their leases
+            // end, not resumed all at once: see `leases.rs`.
+            super::leases::start(&rt, self.resume);
+        } else if self.resume {
             rt.resume_all().await?;
         }
         if timers {

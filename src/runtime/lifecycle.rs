@@ -26,7 +26,16 @@ impl Runtime {
 
     /// [`resume_all`](Self::resume_all), also saying which executions were
     /// skipped and why.
+    ///
+    /// In a store many processes share, nothing is resumed at once: this
+    /// process starts claiming, from now on, what no live process runs
+    /// (see [`Builder::resume_on_open`](super::Builder::resume_on_open)),
+    /// and the list is empty.
     pub async fn resume_all_reporting(&self) -> Result<Resumed, Error> {
+        if self.shares_store() {
+            self.claim_from_now_on();
+            return Ok(Resumed::default());
+        }
         let live = self.live().await?;
         let listing = self.services().journal.listing()?;
         let mut skipped = Vec::new();
@@ -85,6 +94,7 @@ impl Runtime {
     /// this is the last handle, it also waits until the journal is closed
     /// (synced, and the data dir released for another process).
     pub async fn shutdown(self) {
+        super::leases::stop(&self).await;
         self.inner.supervisor.shutdown().await;
         self.inner.services.env.mcp.shutdown().await;
         let last = Arc::strong_count(&self.inner) == 1;

@@ -1,0 +1,101 @@
+//! `jamjet worker --store postgres://...`: run executions from a shared
+//! store and nothing else, until stopped.
+//!
+//! A worker claims the executions no live process owns whose workflows it
+//! can run (the CLI's functions cover every YAML workflow but those that
+//! call a Python or Rust host's functions), carries each on from its
+//! history, renews its leases, and hands an execution back when it parks.
+//! Any number of workers (and `jamjet dev` processes, and embedding hosts)
+//! share one store; each execution is run by one of them at a time.
+//!
+//! SIGTERM or Ctrl-C drains it: it stops claiming at once, lets what it
+//! carries settle for up to `--drain-timeout`, then hands back what is
+//! left (its leases end now, so another worker takes those over at once;
+//! a node cut short runs again there as its next attempt). A second signal
+//! stops it at once.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{CliResult, Failure};
+use crate::runtime::DEFAULT_CLAIM_CAPACITY;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How many executions this worker carries at once before it stops claiming more.
+    #[arg(long, default_value_t = DEFAULT_CLAIM_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub capacity: u64,
+    /// On SIGTERM, how long what it carries may take to settle before it is handed back (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = super::dev::parse_span)]
+    pub drain_timeout: Duration,
+    /// Print one JSON line per change of state (started, draining, stopped) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) async fn run(a: Args) -> CliResult {
+    let Some(url) = super::shared_store() else {
+        return Err(Failure::usage(
+            "`jamjet worker` runs executions from a store many processes share: give it one with \
+             --store postgres://user@host:port/database or JAMJET_STORE",
+        ));
+    };
+    // Listen first: a signal while opening is seen at the first await on it.
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Failure::new(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Failure::new(format!("cannot listen for SIGINT: {e}")))?;
+    let journal = super::open_shared(url, "worker").await?;
+    let rt = super::bench::functions::registered(crate::runtime::Runtime::builder())
+        .journal(journal)
+        .limits(super::limits())
+        .claim_capacity(a.capacity as usize)
+        .open()
+        .await?;
+    let id = rt.worker_id().unwrap_or_default();
+    let place = crate::journal::redact_url(url);
+    say(a.json, "started", &id, &format!("jamjet worker {id} on {place}: claiming up to {} executions", a.capacity));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    say(a.json, "draining", &id, "draining: no more claims; waiting for what it carries to settle");
+    if let Err(e) = rt.drain().await {
+        eprintln!("warning: could not mark this worker as draining in the store: {e}");
+    }
+    let began = Instant::now();
+    let handed_back = loop {
+        let live = rt.live().await.map(|l| l.len()).unwrap_or(0);
+        if live == 0 {
+            break 0;
+        }
+        if began.elapsed() >= a.drain_timeout {
+            break live;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = term.recv() => break rt.live().await.map(|l| l.len()).unwrap_or(0),
+            _ = int.recv() => break rt.live().await.map(|l| l.len()).unwrap_or(0),
+        }
+    };
+    rt.shutdown().await;
+    let text = match handed_back {
+        0 => "stopped: everything it carried settled".to_string(),
+        n => format!(
+            "stopped: handed back {} (another worker carries them on)",
+            crate::plural::count(n as u64, "execution", "executions")
+        ),
+    };
+    say(a.json, "stopped", &id, &text);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn say(json: bool, state: &str, worker: &str, text: &str) {
+    if json {
+        println!("{}", serde_json::json!({ "state": state, "worker": worker }));
+    } else {
+        eprintln!("{text}");
+    }
+}

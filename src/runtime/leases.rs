@@ -1,0 +1,175 @@
+//! Sharing a store with other processes (PostgreSQL): renewing this
+//! process's leases, dropping what it lost, and claiming executions that
+//! need a process.
+//!
+//! One task per runtime, started at open when the journal has
+//! [`Leases`](crate::journal::Leases). Every round it renews every lease
+//! of this process in one statement (a third of the lease time apart) and
+//! tells the supervisor to drop the executions another process took over.
+//! A runtime that claims (a worker, `jamjet dev`, an embedding host: one
+//! opened with `resume_on_open`) then claims, up to its capacity, the
+//! executions no live process owns whose workflows it can run (their host
+//! functions are registered here), and carries each on: rehydrated from
+//! its history, and ticked when a deadline of it is due. A process
+//! draining ([`Runtime::drain`]) claims nothing more.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::{Inner, Runtime};
+use crate::ir::Workflow;
+use crate::journal::Status;
+
+/// The longest between two claim rounds (a lost notification is caught by this).
+const POLL: Duration = Duration::from_millis(250);
+
+/// What the embedding API steers: claiming on or off, and a wake-up.
+#[derive(Default)]
+pub(super) struct Claiming {
+    /// Claim executions (set at open for a runtime that resumes).
+    pub(super) on: AtomicBool,
+    /// Stopped claiming for good ([`Runtime::drain`]).
+    pub(super) draining: AtomicBool,
+    pub(super) wake: Notify,
+    /// How many executions this process carries at most before it stops claiming.
+    pub(super) capacity: std::sync::atomic::AtomicUsize,
+}
+
+/// Start the lease task of `rt` (a no-op for a store one process holds).
+pub(super) fn start(rt: &Runtime, claim: bool) {
+    if rt.services().journal.leases().is_none() {
+        return;
+    }
+    rt.inner.claiming.on.store(claim, Ordering::SeqCst);
+    let task = tokio::spawn(run(Arc::downgrade(&rt.inner), rt.inner.claiming.clone()));
+    *rt.inner.lease_task.lock().expect("lease task lock") = Some(task);
+}
+
+/// Stop the lease task of `rt` (at shutdown, before the journal closes and
+/// hands everything back): it holds the runtime only between its awaits.
+pub(super) async fn stop(rt: &Runtime) {
+    let task = rt.inner.lease_task.lock().expect("lease task lock").take();
+    if let Some(task) = task {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+async fn run(inner: Weak<Inner>, claiming: Arc<Claiming>) {
+    let mut workflows: HashMap<String, Arc<Workflow>> = HashMap::new();
+    let mut renewed = Instant::now();
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let rt = Runtime { inner: strong };
+        if !rt.inner.supervisor.is_running() {
+            return;
+        }
+        let Some(leases) = rt.services().journal.leases() else { return };
+        let lease = leases.lease_time();
+        if renewed.elapsed() >= lease / 3 {
+            renewed = Instant::now();
+            match leases.renew().await {
+                Ok(lost) if !lost.is_empty() => rt.inner.supervisor.lost(lost),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot renew this process's leases; retrying"),
+            }
+        }
+        if claiming.on.load(Ordering::SeqCst)
+            && !claiming.draining.load(Ordering::SeqCst)
+            && let Err(e) = claim_round(&rt, &mut workflows).await
+        {
+            tracing::warn!(error = %e, "cannot claim executions; retrying");
+        }
+        let wait = POLL.min(lease / 3);
+        drop(rt);
+        let wake = claiming.wake.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake => {}
+        }
+    }
+}
+
+/// Claim what this process can carry and start each.
+async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>>) -> Result<(), super::Error> {
+    let Some(leases) = rt.services().journal.leases() else { return Ok(()) };
+    let capacity = rt.inner.claiming.capacity.load(Ordering::SeqCst);
+    let live = rt.inner.supervisor.live().await?.len();
+    if live >= capacity {
+        return Ok(());
+    }
+    // The workflows whose host functions are all registered here (checked
+    // every round: a host registers functions as it goes).
+    for hash in leases.workflow_hashes()? {
+        if !workflows.contains_key(&hash)
+            && let Some(wf) = rt.services().journal.workflow(&hash)?
+        {
+            workflows.insert(hash, Arc::new(wf));
+        }
+    }
+    let functions = rt.functions();
+    let hashes: Vec<String> =
+        workflows.iter().filter(|(_, wf)| functions.missing(wf).is_empty()).map(|(h, _)| h.clone()).collect();
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    let now = rt.services().clock.now_ms();
+    let claimed = leases.claim(&hashes, now, capacity - live).await?;
+    for meta in claimed {
+        let Some(wf) = workflows.get(&meta.workflow_hash).cloned() else { continue };
+        tracing::debug!(execution_id = %meta.id, status = %meta.status, "claimed");
+        if let Err(e) = rt.inner.supervisor.rehydrate(meta.id, wf, meta.workflow_hash.clone()) {
+            tracing::warn!(execution_id = %meta.id, error = %e, "claimed but not started; handing it back");
+            let _ = leases.release(&[meta.id]).await;
+            continue;
+        }
+        if meta.status == Status::Waiting {
+            // Claimed for a due deadline: fire it now (the timer wheel would at its next look).
+            rt.inner.supervisor.tick(meta.id, now);
+        }
+    }
+    Ok(())
+}
+
+impl Runtime {
+    /// Stop claiming executions from a shared store, for good (a worker
+    /// told to stop): what this process carries goes on; [`shutdown`]
+    /// hands back what is left. A no-op for a store one process holds.
+    ///
+    /// [`shutdown`]: Runtime::shutdown
+    pub async fn drain(&self) -> Result<(), super::Error> {
+        self.inner.claiming.draining.store(true, Ordering::SeqCst);
+        if let Some(leases) = self.services().journal.leases() {
+            leases.set_draining(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Claim from a shared store from now on (unless draining).
+    pub(super) fn claim_from_now_on(&self) {
+        self.inner.claiming.on.store(true, Ordering::SeqCst);
+        self.inner.claiming.wake.notify_one();
+    }
+
+    /// Whether this runtime shares its store with other processes.
+    pub fn shares_store(&self) -> bool {
+        self.services().journal.leases().is_some()
+    }
+
+    /// This process's id in a shared store (`None` for one it holds alone).
+    pub fn worker_id(&self) -> Option<String> {
+        self.services().journal.leases().map(|l| l.worker_id().to_string())
+    }
+
+    /// The live processes of a shared store (empty for one it holds alone).
+    pub fn workers(&self) -> Result<Vec<crate::journal::WorkerInfo>, super::Error> {
+        match self.services().journal.leases() {
+            Some(l) => Ok(l.workers()?),
+            None => Ok(Vec::new()),
+        }
+    }
+}
