@@ -213,8 +213,17 @@ fn read_store(flag: Option<String>) -> Result<Option<String>, Failure> {
 /// The journal of the shared store for `command`, opened (connected, its
 /// schema brought up to date).
 pub(crate) async fn open_shared(url: &str, command: &str) -> Result<Arc<dyn crate::journal::Journal>, Failure> {
-    let _ = command;
-    let journal = crate::journal::PgJournal::open(url).await.map_err(|e| Failure::new(e.to_string()))?;
+    open_shared_with(url, command, crate::journal::PgOptions::default().lease_time).await
+}
+
+/// [`open_shared`] with leases of `lease_time`.
+pub(crate) async fn open_shared_with(
+    url: &str,
+    command: &str,
+    lease_time: std::time::Duration,
+) -> Result<Arc<dyn crate::journal::Journal>, Failure> {
+    let options = crate::journal::PgOptions { command: command.to_string(), lease_time };
+    let journal = crate::journal::PgJournal::open_with(url, options).await.map_err(|e| Failure::new(e.to_string()))?;
     Ok(Arc::new(journal))
 }
 

@@ -186,8 +186,8 @@ impl SupervisorHandle {
     }
 
     /// A parked execution asks to be evicted (see `SupervisorMsg::Hibernate`).
-    pub(crate) fn hibernate(&self, id: ExecutionId, actor: ActorId, delivered: u64) {
-        let _ = self.0.cast(SupervisorMsg::Hibernate { id, actor, delivered });
+    pub(crate) fn hibernate(&self, id: ExecutionId, actor: ActorId, delivered: u64, child: bool) {
+        let _ = self.0.cast(SupervisorMsg::Hibernate { id, actor, delivered, child });
     }
 
     /// These executions' leases were taken over: drop their actors (see `SupervisorMsg::Lost`).

@@ -143,7 +143,9 @@ pub(crate) enum SupervisorMsg {
     Deliver { id: ExecutionId, delivery: Delivery },
     /// A parked execution asks to be evicted from memory. Granted only if
     /// it has handled every delivery forwarded to it.
-    Hibernate { id: ExecutionId, actor: ActorId, delivered: u64 },
+    /// `child`: a branch or sub-workflow, which keeps its lease in a shared
+    /// store (its parent's process carries it; see `Supervisor::hibernate`).
+    Hibernate { id: ExecutionId, actor: ActorId, delivered: u64, child: bool },
     /// The executions that have a live actor.
     Live(RpcReplyPort<Vec<ExecutionId>>),
     /// Whether one execution has a live actor.

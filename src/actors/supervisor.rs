@@ -271,7 +271,7 @@ impl Actor for Supervisor {
                 let _ = started.send(result);
             }
             SupervisorMsg::Deliver { id, delivery } => Self::deliver(&myself, st, id, delivery).await?,
-            SupervisorMsg::Hibernate { id, actor, delivered } => {
+            SupervisorMsg::Hibernate { id, actor, delivered, child: is_child } => {
                 let granted = st.children.get(&actor).is_some_and(|c| c.id == id && c.forwarded == delivered);
                 if granted && let Some(child) = st.children.remove(&actor) {
                     st.by_execution.remove(&id);
@@ -281,7 +281,11 @@ impl Actor for Supervisor {
                     // Parked: hand its lease back, so whichever process next has
                     // something for it claims it. Awaited here, so a delivery this
                     // supervisor takes next claims it after the release, never before.
-                    if let Some(leases) = st.services.journal.leases()
+                    // A child keeps it: its parent's process (this one) fires its
+                    // timers and takes its end; after a crash, whoever claims the
+                    // parent claims its children with it.
+                    if !is_child
+                        && let Some(leases) = st.services.journal.leases()
                         && leases.owns(id)
                         && let Err(e) = leases.release(&[id]).await
                     {

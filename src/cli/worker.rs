@@ -27,6 +27,9 @@ pub struct Args {
     /// How many executions this worker carries at once before it stops claiming more.
     #[arg(long, default_value_t = DEFAULT_CLAIM_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub capacity: u64,
+    /// How long a lease lasts unrenewed: another worker takes over this one's executions this long after it stops renewing (it renews every third of it).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = super::dev::parse_span)]
+    pub lease_time: Duration,
     /// On SIGTERM, how long what it carries may take to settle before it is handed back (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = super::dev::parse_span)]
     pub drain_timeout: Duration,
@@ -47,7 +50,13 @@ pub(crate) async fn run(a: Args) -> CliResult {
         signal(SignalKind::terminate()).map_err(|e| Failure::new(format!("cannot listen for SIGTERM: {e}")))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| Failure::new(format!("cannot listen for SIGINT: {e}")))?;
-    let journal = super::open_shared(url, "worker").await?;
+    if a.lease_time < Duration::from_millis(300) || a.lease_time > Duration::from_secs(3600) {
+        return Err(Failure::usage(format!(
+            "--lease-time {:?}: between 300ms and 1h (renewals come every third of it)",
+            a.lease_time
+        )));
+    }
+    let journal = super::open_shared_with(url, "worker", a.lease_time).await?;
     let rt = super::bench::functions::registered(crate::runtime::Runtime::builder())
         .journal(journal)
         .limits(super::limits())

@@ -121,5 +121,5 @@ pub(super) fn maybe_hibernate(myself: &ActorRef<ExecutionMsg>, st: &mut State) {
     st.hibernating = true;
     // The request goes first: whoever the park wakes and then asks the
     // supervisor anything is answered after the eviction.
-    st.supervisor.hibernate(st.id, myself.get_id(), st.delivered);
+    st.supervisor.hibernate(st.id, myself.get_id(), st.delivered, st.machine.parent.is_some());
 }

@@ -1,0 +1,264 @@
+//! Many `jamjet worker` processes on one PostgreSQL store, for real.
+//!
+//! - Three workers carry 300 executions of a workflow with http nodes (to a
+//!   loopback server that records every call by idempotency key) and a
+//!   timer; one worker is `kill -9`ed mid-run, then another, and
+//!   replacements start. Every execution completes; every node visit has
+//!   exactly one `NodeCompleted`; final states equal an uninterrupted
+//!   run's; a repeated outbound call carried the same key and body.
+//! - Fencing: a worker stopped with SIGSTOP until its leases are taken
+//!   over, then resumed with SIGCONT, writes nothing more: its late appends
+//!   are refused (its own log says so) and each node visit is still
+//!   completed once.
+//!
+//! The executions are submitted by this test through the embedding API,
+//! which hands them back (its leases end) when it shuts down: the workers
+//! claim them from there.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jamjet::journal::{Event, PgJournal, PgOptions, Status};
+use jamjet::{ExecutionId, Runtime};
+use serde_json::{Value, json};
+use support::pg::PgSchema;
+use support::{Server, jamjet};
+
+const WORKFLOW: &str = r#"
+id: shared
+version: 1.0.0
+state_schema: { base: str, seed: int, delay: int, a: dict, b: dict, c: dict, total: int }
+nodes:
+  a:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/1"
+    body: { v: "{{ state.seed }}", delay_ms: "{{ state.delay }}" }
+    output_key: a
+    next: pause
+  pause:
+    type: wait
+    duration_ms: 150
+    next: b
+  b:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/2"
+    body: { v: "{{ state.a.v }}", delay_ms: "{{ state.delay }}" }
+    output_key: b
+    next: c
+  c:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/3"
+    body: { v: "{{ state.b.v }}", delay_ms: "{{ state.delay }}" }
+    output_key: c
+    next: total
+  total:
+    type: set
+    values: { total: "{{ state.a.v + state.b.v + state.c.v }}" }
+"#;
+
+/// How long a worker's lease lasts here (takeover after a kill comes this long after).
+const LEASE: &str = "1s";
+
+fn input(base: &str, job: usize, delay: u64) -> Value {
+    json!({ "base": base, "seed": job as i64 * 7 + 1, "delay": delay })
+}
+
+/// The state an uninterrupted run ends with (what `step/{n}` answers: v * 2 + n).
+fn expected(job: usize) -> Value {
+    let a = (job as i64 * 7 + 1) * 2 + 1;
+    let b = a * 2 + 2;
+    let c = b * 2 + 3;
+    json!({ "a": a, "b": b, "c": c, "total": a + b + c })
+}
+
+/// A `jamjet worker` on `url`, its stderr in `log`.
+fn worker(url: &str, log: &Path) -> Child {
+    jamjet()
+        .env("JAMJET_LOG", "warn")
+        .args(["--store", url, "worker", "--lease-time", LEASE, "--drain-timeout", "5s"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start jamjet worker")
+}
+
+/// A runtime of this test on the store (claims nothing: it only submits and reads).
+async fn open(url: &str) -> Runtime {
+    let options = PgOptions { command: "test".into(), ..Default::default() };
+    let journal = PgJournal::open_with(url, options).await.expect("open the store");
+    Runtime::builder().journal(Arc::new(journal)).resume_on_open(false).open().await.expect("open a runtime")
+}
+
+/// Submit `n` executions and hand them back (this runtime shuts down).
+async fn submit(url: &str, base: &str, n: usize, delay: u64) -> Vec<ExecutionId> {
+    let wf = jamjet::ir::compile_str(WORKFLOW, "shared.yaml").unwrap();
+    let rt = open(url).await;
+    let mut ids = Vec::new();
+    for job in 0..n {
+        ids.push(rt.submit(&wf, input(base, job, delay)).await.expect("submit"));
+    }
+    rt.shutdown().await;
+    ids
+}
+
+/// How many of `ids` completed (a fresh read of the store each time).
+async fn completed(reader: &Runtime, ids: &[ExecutionId]) -> usize {
+    let mut n = 0;
+    for id in ids {
+        if reader.status(*id).is_ok_and(|m| m.status == Status::Completed) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Wait (bounded) until every one of `ids` completed; the workers' logs on failure.
+async fn all_complete(reader: &Runtime, ids: &[ExecutionId], limit: Duration, logs: &[std::path::PathBuf]) {
+    let began = Instant::now();
+    loop {
+        let done = completed(reader, ids).await;
+        if done == ids.len() {
+            return;
+        }
+        if began.elapsed() > limit {
+            let logs: Vec<String> =
+                logs.iter().map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default())).collect();
+            panic!("only {done} of {} executions completed in {limit:?}\n{}", ids.len(), logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every node visit of `id` completed exactly once, and every scheduled one completed.
+fn once_each(reader: &Runtime, id: ExecutionId) {
+    let mut done: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    let mut scheduled = BTreeSet::new();
+    for r in reader.events(id).unwrap() {
+        match r.event {
+            Event::NodeCompleted { node, visit, .. } => *done.entry((node, visit)).or_default() += 1,
+            Event::NodeScheduled { node, visit } => {
+                scheduled.insert((node, visit));
+            }
+            _ => {}
+        }
+    }
+    assert!(done.values().all(|&n| n == 1), "{id}: a visit completed twice: {done:?}");
+    assert_eq!(done.keys().cloned().collect::<BTreeSet<_>>(), scheduled, "{id}");
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = |k: usize| tmp.path().join(format!("worker-{k}.log"));
+    let mut logs = Vec::new();
+    let mut workers = Vec::new();
+    for k in 0..3 {
+        logs.push(log(k));
+        workers.push(worker(&url, &log(k)));
+    }
+    const N: usize = 300;
+    let ids = submit(&url, &server.url, N, 20).await;
+    let reader = open(&url).await;
+
+    // Kill one worker once a third has completed, another at two thirds,
+    // starting a replacement after each.
+    let began = Instant::now();
+    for (k, share) in [(0usize, N / 3), (1, 2 * N / 3)] {
+        while completed(&reader, &ids).await < share {
+            assert!(began.elapsed() < Duration::from_secs(120), "stuck before kill {k}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        kill9(&mut workers[k]);
+        logs.push(log(10 + k));
+        workers.push(worker(&url, &log(10 + k)));
+    }
+    all_complete(&reader, &ids, Duration::from_secs(180), &logs).await;
+
+    for (job, id) in ids.iter().enumerate() {
+        once_each(&reader, *id);
+        let out = reader.wait(*id).await.unwrap();
+        let want = expected(job);
+        for key in ["a", "b", "c"] {
+            assert_eq!(out.state[key]["v"], want[key], "{id}: {key}");
+        }
+        assert_eq!(out.state["total"], want["total"], "{id}");
+    }
+
+    // Every outbound call carried its node visit's key; a repeated one the same body.
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.without_key, 0);
+    assert_eq!(seen.by_key.len(), 3 * N, "one key per http node visit");
+    let repeated = seen.by_key.values().filter(|b| b.len() > 1).count();
+    for (k, bodies) in &seen.by_key {
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]), "key {k} was sent with different bodies: {bodies:?}");
+    }
+    println!("{N} executions on 3 workers, 2 killed: {repeated} calls repeated after a kill");
+    drop(seen);
+    for w in &mut workers {
+        signal(w, "-TERM");
+    }
+    for w in &mut workers {
+        let _ = w.wait();
+    }
+    reader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_past_its_lease_writes_nothing_after_it() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (tmp.path().join("a.log"), tmp.path().join("b.log"));
+    let mut a = worker(&url, &log_a);
+    // Calls that take long enough for a SIGSTOP to land while they are in flight.
+    const N: usize = 10;
+    let ids = submit(&url, &server.url, N, 1500).await;
+    let reader = open(&url).await;
+    // Wait until worker A has claimed every one (its calls are out).
+    let began = Instant::now();
+    while server.seen.lock().unwrap().by_key.len() < N {
+        assert!(began.elapsed() < Duration::from_secs(30), "worker A did not start the executions");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&a, "-STOP");
+    let mut b = worker(&url, &tmp.path().join("b.log"));
+    all_complete(&reader, &ids, Duration::from_secs(60), &[log_b.clone()]).await;
+    // A wakes: its calls return, and what it tries to write is refused.
+    signal(&a, "-CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&a, "-TERM");
+    let _ = a.wait();
+    signal(&b, "-TERM");
+    let _ = b.wait();
+    let said = std::fs::read_to_string(&log_a).unwrap();
+    let refused = said.lines().filter(|l| l.contains("no longer this process's") || l.contains("lease was taken over")).count();
+    println!("worker A after SIGCONT:\n{said}");
+    assert!(refused > 0, "worker A said nothing about losing its executions:\n{said}");
+    for id in &ids {
+        once_each(&reader, *id);
+        assert_eq!(reader.status(*id).unwrap().status, Status::Completed);
+    }
+    reader.shutdown().await;
+}
