@@ -35,9 +35,17 @@
 //!
 //! Times and deadlines are stored as `bigint`: a value past `i64::MAX`
 //! milliseconds (292 million years) is stored as `i64::MAX`.
+//!
+//! Many processes share the store, one execution runs in one process at a
+//! time: the journal is a worker of the store and implements [`Leases`]
+//! (`lease.rs`). Its appends are fenced: an append of an execution it does
+//! not hold is refused ([`Error::Fenced`]) and writes nothing. Opening
+//! inserts its worker row; closing (dropping the journal) hands back every
+//! lease it holds and deletes the row, after the flusher's last round.
 
 mod commit;
 mod connect;
+mod lease;
 mod schema;
 
 use std::future::Future;
@@ -52,16 +60,18 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
-use self::commit::{Counters, EventRow, KeptRow, MetaRow, RegistrationRow, Request, SessionRow, Writes};
+use self::commit::{Counters, EventRow, Fence, Held, KeptRow, MetaRow, RegistrationRow, Request, SessionRow, Writes};
 pub use self::connect::redact_url;
 use self::connect::{connect, place};
+use self::lease::Lessee;
+pub use self::lease::{LeaseCounters, PgOptions};
 pub use self::schema::SCHEMA_VERSION;
 use super::mailbox::{self, WaitChange};
 use super::session;
 use super::{
-    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration,
-    SessionRecord, Stats, Timer, TimerChange, decode_meta_of, decode_registration, decode_workflow, encode_frame,
-    encode_meta, encode_registration, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Leases, Listing, Part, Record, Registration,
+    SessionRecord, Stats, Timer, TimerChange, WorkerInfo, decode_meta_of, decode_registration, decode_workflow,
+    encode_frame, encode_meta, encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -116,6 +126,8 @@ pub struct PgJournal {
     pool: PgPool,
     handle: Handle,
     counters: Arc<Counters>,
+    /// This process as a worker of the store: its id, and the executions it holds.
+    lessee: Arc<Lessee>,
     /// Told when the flusher has committed its last round and closed the pool.
     flushed: Mutex<std::sync::mpsc::Receiver<()>>,
     /// Where the store is (no password), for messages.
@@ -133,7 +145,15 @@ impl PgJournal {
     /// `?options=-c%20search_path%3Dname` chooses): connect, and bring the
     /// schema up to date (creating it in a fresh schema). Refused, and
     /// nothing changed, when the store's schema is newer than this build's.
+    /// The journal is a worker named `jamjet` with leases of 5 s
+    /// ([`PgOptions::default`]; see [`open_with`](Self::open_with)).
     pub async fn open(url: &str) -> Result<PgJournal, Error> {
+        PgJournal::open_with(url, PgOptions::default()).await
+    }
+
+    /// [`open`](Self::open), as a worker running `options.command` whose
+    /// leases last `options.lease_time` unrenewed.
+    pub async fn open_with(url: &str, worker: PgOptions) -> Result<PgJournal, Error> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Storage(format!("the PostgreSQL URL {} is not valid: {e}", redact_url(url))))?;
         let place = place(&options);
@@ -154,22 +174,40 @@ impl PgJournal {
         });
         let stopped = || Error::Storage("PostgreSQL journal: its runtime stopped while opening".to_string());
         let pool = rx.await.map_err(|_| stopped())??;
+        let lessee = Arc::new(Lessee::new(&worker));
+        let (tx, rx) = oneshot::channel();
+        handle.spawn({
+            let (pool, lessee) = (pool.clone(), lessee.clone());
+            async move {
+                let _ = tx.send(lease::register(&pool, &lessee).await);
+            }
+        });
+        if let Err(e) = rx.await.map_err(|_| stopped())? {
+            pool.close().await;
+            return Err(e);
+        }
         let counters = Arc::new(Counters::default());
         let (queue, requests) = mpsc::unbounded_channel();
         let (flushed_tx, flushed) = std::sync::mpsc::channel();
         handle.spawn({
-            let (pool, counters) = (pool.clone(), counters.clone());
+            let (pool, counters, lessee) = (pool.clone(), counters.clone(), lessee.clone());
             async move {
-                commit::flusher(pool, requests, counters).await;
+                commit::flusher(&pool, requests, counters, lessee.clone()).await;
+                // After the last round: hand everything back at once.
+                if let Err(e) = lease::close(&pool, &lessee).await {
+                    tracing::warn!(error = %e, "the PostgreSQL journal could not hand back its leases at close");
+                }
+                pool.close().await;
                 let _ = flushed_tx.send(());
             }
         });
-        tracing::debug!(store = %place, "PostgreSQL journal open");
+        tracing::debug!(store = %place, worker = %lessee.worker, "PostgreSQL journal open");
         Ok(PgJournal {
             queue: Some(queue),
             pool,
             handle,
             counters,
+            lessee,
             flushed: Mutex::new(flushed),
             place,
             _runtime: runtime,
@@ -180,6 +218,22 @@ impl PgJournal {
     /// never the password.
     pub fn place(&self) -> &str {
         &self.place
+    }
+
+    /// What this process's leases did since it opened (claims, executions
+    /// claimed, renewals, refused appends).
+    pub fn lease_counters(&self) -> LeaseCounters {
+        self.lessee.counters()
+    }
+
+    /// Run `work` on the journal's runtime (where the pool lives) and await it here.
+    fn spawn<T, F>(&self, what: &'static str, work: F) -> BoxFuture<'static, Result<T, Error>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let task = self.handle.spawn(work);
+        Box::pin(async move { task.await.unwrap_or_else(|e| Err(storage(what, format!("the task stopped: {e}")))) })
     }
 
     /// Queue `writes` for the flusher; resolves after their COMMIT.
@@ -379,8 +433,22 @@ fn history(execution: ExecutionId, frames: Vec<(i64, Vec<u8>)>) -> Result<Vec<Re
 
 impl Journal for PgJournal {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
+        let exec = append.execution;
+        // Fencing: an execution this process holds, or one it starts.
+        let held = match self.lessee.owned().get(&exec) {
+            Some(&epoch) => Held::Epoch(epoch),
+            None if append.first_seq == 1 => Held::Starts,
+            None => {
+                let error = self.lessee.fenced(exec, None, "this process has not claimed it".to_string());
+                return Box::pin(std::future::ready(Err(error)));
+            }
+        };
         match append_writes(&append) {
-            Ok(writes) => self.submit(writes),
+            Ok(mut writes) => {
+                let ends = append.meta.is_some_and(|m| m.status.is_terminal());
+                writes.fence = Some(Fence { execution: exec, id: exec.to_bytes().to_vec(), held, ends });
+                self.submit(writes)
+            }
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
@@ -625,6 +693,93 @@ impl Journal for PgJournal {
             syncs: c.commits.load(Ordering::Relaxed),
             sync_us: c.commit_us.load(Ordering::Relaxed),
         }
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+}
+
+impl Leases for PgJournal {
+    fn worker_id(&self) -> &str {
+        &self.lessee.worker
+    }
+
+    fn lease_time(&self) -> Duration {
+        self.lessee.lease_time
+    }
+
+    fn owns(&self, execution: ExecutionId) -> bool {
+        self.lessee.owned().contains_key(&execution)
+    }
+
+    fn claim<'a>(
+        &'a self,
+        hashes: &'a [String],
+        due_by_ms: u64,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<ExecutionMeta>, Error>> {
+        let (pool, lessee, hashes) = (self.pool.clone(), self.lessee.clone(), hashes.to_vec());
+        self.spawn(
+            "claiming executions",
+            async move { lease::claim(&pool, &lessee, hashes, ms(due_by_ms), limit(n)).await },
+        )
+    }
+
+    fn claim_one(&self, execution: ExecutionId) -> BoxFuture<'_, Result<bool, Error>> {
+        let (pool, lessee) = (self.pool.clone(), self.lessee.clone());
+        self.spawn("claiming an execution", async move { lease::claim_one(&pool, &lessee, execution).await })
+    }
+
+    fn renew(&self) -> BoxFuture<'_, Result<Vec<ExecutionId>, Error>> {
+        let (pool, lessee) = (self.pool.clone(), self.lessee.clone());
+        self.spawn("renewing the leases", async move { lease::renew(&pool, &lessee).await })
+    }
+
+    /// Through the flusher's queue, so after every append queued before;
+    /// the executions leave what this process holds at once, so an append
+    /// queued after is refused without a round trip.
+    fn release<'a>(&'a self, executions: &'a [ExecutionId]) -> BoxFuture<'a, Result<(), Error>> {
+        if executions.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        {
+            let mut owned = self.lessee.owned();
+            for id in executions {
+                owned.remove(id);
+            }
+        }
+        self.submit(Writes {
+            what: format!("handing back {}", count(executions.len(), "execution", "executions")),
+            releases: executions.iter().map(|id| id.to_bytes().to_vec()).collect(),
+            ..Writes::default()
+        })
+    }
+
+    fn set_draining(&self, draining: bool) -> BoxFuture<'_, Result<(), Error>> {
+        let (pool, lessee) = (self.pool.clone(), self.lessee.clone());
+        self.spawn("marking the worker as draining", async move { lease::set_draining(&pool, &lessee, draining).await })
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        let rows = self.wait("listing the workers".to_string(), (), |pool, _| lease::workers(pool))?;
+        rows.into_iter()
+            .map(|(id, command, started, heartbeat, owns, draining)| {
+                Ok(WorkerInfo {
+                    id,
+                    command,
+                    started_ms: unsigned(started, "a worker's start time")?,
+                    heartbeat_ms: unsigned(heartbeat, "a worker's heartbeat")?,
+                    owns: unsigned(owns, "a worker's lease count")?,
+                    draining,
+                })
+            })
+            .collect()
+    }
+
+    fn owner(&self, execution: ExecutionId) -> Result<Option<String>, Error> {
+        let id = execution.to_bytes().to_vec();
+        self.wait(format!("reading who owns {execution}"), id, lease::owner)
     }
 }
 

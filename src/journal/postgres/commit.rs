@@ -25,8 +25,18 @@
 //!
 //! Rows are written in key order (the folded maps are sorted), so two
 //! processes committing at once lock rows in one order.
+//!
+//! Fencing (see `lease.rs`): each append says how this process holds its
+//! execution ([`Fence`]). The round's first statement locks the index rows
+//! of the executions it fences and reads their lease rows `FOR SHARE`; an
+//! epoch or worker that is not this process's refuses the round (nothing
+//! written), and the one-by-one path above commits the others and refuses
+//! the fenced appends with [`Error::Fenced`]. Executions an append starts
+//! get their lease (epoch 1) in the same transaction; an append that ends
+//! its execution deletes its lease row; a hand-back (`release`) empties
+//! the lease's worker after the round's appends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +45,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::Error;
+use super::lease::Lessee;
+use crate::id::ExecutionId;
 
 /// At most this many requests share a round.
 pub(super) const MAX_ROUND: usize = 1024;
@@ -102,6 +114,30 @@ pub(super) struct Writes {
     pub waits: Vec<((String, Id), bool)>,
     pub kept: Vec<((String, Id), Option<KeptRow>)>,
     pub sessions: Vec<(String, Option<SessionRow>)>,
+    /// The append's lease check (appends only).
+    pub fence: Option<Fence>,
+    /// Leases this process hands back (after the round's appends).
+    pub releases: Vec<Id>,
+}
+
+/// How an append holds its execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    /// It is the execution's first append (sequence 1) and this process
+    /// holds no lease of it: it takes the lease, epoch 1, refused when the
+    /// execution has a lease row already.
+    Starts,
+    /// This process holds it with this epoch: checked in the round.
+    Epoch(i64),
+}
+
+/// The lease side of an append.
+pub(super) struct Fence {
+    pub execution: ExecutionId,
+    pub id: Id,
+    pub held: Held,
+    /// The append ends the execution (a terminal index row): its lease row goes.
+    pub ends: bool,
 }
 
 /// A request on its way to the flusher.
@@ -129,6 +165,38 @@ struct Round<'a> {
     waits: BTreeMap<(&'a str, &'a [u8]), bool>,
     kept: BTreeMap<(&'a str, &'a [u8]), Option<&'a KeptRow>>,
     sessions: BTreeMap<&'a str, Option<&'a SessionRow>>,
+    /// (execution, epoch) every append of an execution this process holds carries.
+    checks: BTreeSet<(&'a [u8], i64)>,
+    starts: BTreeSet<&'a [u8]>,
+    ends: BTreeSet<&'a [u8]>,
+    releases: BTreeSet<&'a [u8]>,
+}
+
+/// Why a round did not commit.
+pub(super) enum Failure {
+    /// PostgreSQL refused it, or the connection failed.
+    Sql(sqlx::Error),
+    /// Appends of these executions are not this process's to write:
+    /// (execution, epoch it carried or `None` for a start) and why.
+    Fenced(BTreeMap<(Id, Option<i64>), String>),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Failure {
+        Failure::Sql(e)
+    }
+}
+
+impl Failure {
+    /// The round did not commit because of what one of its requests asked
+    /// (so each committed alone finds which).
+    fn refusal(&self) -> bool {
+        match self {
+            Failure::Fenced(_) => true,
+            Failure::Sql(e @ sqlx::Error::Database(_)) => !super::connection_lost(e),
+            Failure::Sql(_) => false,
+        }
+    }
 }
 
 impl<'a> Round<'a> {
@@ -145,8 +213,120 @@ impl<'a> Round<'a> {
             round.waits.extend(w.waits.iter().map(|((k, id), put)| ((k.as_str(), id.as_slice()), *put)));
             round.kept.extend(w.kept.iter().map(|((k, id), row)| ((k.as_str(), id.as_slice()), row.as_ref())));
             round.sessions.extend(w.sessions.iter().map(|(id, row)| (id.as_str(), row.as_ref())));
+            if let Some(fence) = &w.fence {
+                match fence.held {
+                    Held::Epoch(epoch) => {
+                        round.checks.insert((fence.id.as_slice(), epoch));
+                    }
+                    // An append that starts and ends its execution at once needs no lease.
+                    Held::Starts if !fence.ends => {
+                        round.starts.insert(fence.id.as_slice());
+                    }
+                    Held::Starts => {}
+                }
+                if fence.ends {
+                    round.ends.insert(fence.id.as_slice());
+                }
+            }
+            round.releases.extend(w.releases.iter().map(Vec::as_slice));
         }
         round
+    }
+
+    /// Check that this process (`worker`) holds every execution the round
+    /// appends to with the epoch its appends carry, and take the leases of
+    /// the executions it starts: refused (the transaction is then rolled
+    /// back) when any is not this process's.
+    async fn fence(&self, conn: &mut PgConnection, worker: &str) -> Result<(), Failure> {
+        let mut fenced = BTreeMap::new();
+        if !self.checks.is_empty() {
+            let mut ids: Vec<&[u8]> = self.checks.iter().map(|(id, _)| *id).collect();
+            ids.dedup();
+            // One statement: lock the index rows first (as a claim does, so
+            // a claim and a round never deadlock), then read the leases FOR
+            // SHARE; a lease a claim changed meanwhile is read as it is
+            // now (see lease.rs).
+            let rows: Vec<(Vec<u8>, Option<String>, i64)> = sqlx::query_as(
+                "WITH locked AS MATERIALIZED (SELECT id FROM executions WHERE id = ANY($1::bytea[]) ORDER BY id \
+                 FOR NO KEY UPDATE) \
+                 SELECT l.execution, l.worker, l.epoch FROM leases l \
+                 WHERE l.execution = ANY($1::bytea[]) AND (SELECT count(*) FROM locked) >= 0 \
+                 ORDER BY l.execution FOR SHARE OF l",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            let leases: HashMap<&[u8], (Option<&str>, i64)> =
+                rows.iter().map(|(id, w, e)| (id.as_slice(), (w.as_deref(), *e))).collect();
+            for &(id, epoch) in &self.checks {
+                let why = match leases.get(id) {
+                    Some((Some(w), e)) if *w == worker && *e == epoch => continue,
+                    Some((Some(w), e)) if *w == worker => {
+                        format!("this process claimed it again since (epoch {e}; this append carried {epoch})")
+                    }
+                    Some((Some(w), e)) => format!("its lease passed to worker {w} at epoch {e}"),
+                    Some((None, e)) => format!("its lease (epoch {e}) was handed back"),
+                    None => "its lease was taken over (its lease row is gone: it ended, or was removed)".to_string(),
+                };
+                fenced.insert((id.to_vec(), Some(epoch)), why);
+            }
+        }
+        if fenced.is_empty() && !self.starts.is_empty() {
+            let starts: Vec<&[u8]> = self.starts.iter().copied().collect();
+            let taken: Vec<Vec<u8>> = sqlx::query_scalar(
+                "INSERT INTO leases (execution, worker, epoch, since) \
+                 SELECT s.id, $2, 1, clock_timestamp() FROM UNNEST($1::bytea[]) AS s(id) \
+                 ON CONFLICT (execution) DO NOTHING RETURNING execution",
+            )
+            .bind(&starts)
+            .bind(worker)
+            .fetch_all(&mut *conn)
+            .await?;
+            if taken.len() < starts.len() {
+                let taken: BTreeSet<&[u8]> = taken.iter().map(Vec::as_slice).collect();
+                let refused: Vec<&[u8]> = starts.into_iter().filter(|id| !taken.contains(id)).collect();
+                let rows: Vec<(Vec<u8>, Option<String>, i64)> =
+                    sqlx::query_as("SELECT execution, worker, epoch FROM leases WHERE execution = ANY($1::bytea[])")
+                        .bind(&refused)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                for id in refused {
+                    let why = match rows.iter().find(|(r, _, _)| r.as_slice() == id) {
+                        Some((_, Some(w), e)) => {
+                            format!("this process has not claimed it (worker {w} holds it at epoch {e})")
+                        }
+                        Some((_, None, e)) => {
+                            format!("this process has not claimed it (its lease, epoch {e}, is free: claim it)")
+                        }
+                        None => "this process has not claimed it".to_string(),
+                    };
+                    fenced.insert((id.to_vec(), None), why);
+                }
+            }
+        }
+        if fenced.is_empty() { Ok(()) } else { Err(Failure::Fenced(fenced)) }
+    }
+
+    /// End the leases of executions that ended, and hand back the released ones.
+    async fn end_leases(&self, conn: &mut PgConnection, worker: &str) -> Result<(), sqlx::Error> {
+        if !self.ends.is_empty() {
+            sqlx::query("DELETE FROM leases WHERE execution = ANY($1::bytea[]) AND worker = $2")
+                .bind(self.ends.iter().copied().collect::<Vec<_>>())
+                .bind(worker)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !self.releases.is_empty() {
+            sqlx::query(
+                "UPDATE leases SET worker = NULL, since = clock_timestamp() \
+                 WHERE execution = ANY($1::bytea[]) AND worker = $2",
+            )
+            .bind(self.releases.iter().copied().collect::<Vec<_>>())
+            .bind(worker)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Write the round on `conn` (inside the caller's transaction).
@@ -327,9 +507,14 @@ fn split<K: Copy, V>(map: &BTreeMap<K, V>, puts: impl Fn(&V) -> bool) -> (Vec<K>
     (put, gone)
 }
 
-/// Run rounds until every sender is gone and the queue is drained; then
-/// close the pool.
-pub(super) async fn flusher(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Request>, counters: Arc<Counters>) {
+/// Run rounds until every sender is gone and the queue is drained. (The
+/// caller then hands back this process's leases and closes the pool.)
+pub(super) async fn flusher(
+    pool: &PgPool,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+    counters: Arc<Counters>,
+    lessee: Arc<Lessee>,
+) {
     let mut round = Vec::new();
     while let Some(first) = queue.recv().await {
         round.push(first);
@@ -339,15 +524,15 @@ pub(super) async fn flusher(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Req
                 Err(_) => break,
             }
         }
-        commit_round(&pool, std::mem::take(&mut round), &counters).await;
+        let _gate = lessee.gate.lock().await;
+        commit_round(pool, std::mem::take(&mut round), &counters, &lessee).await;
     }
-    pool.close().await;
 }
 
 /// Commit one round and answer its writers.
-async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters) {
+async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters, lessee: &Lessee) {
     let started = Instant::now();
-    let outcome = commit(pool, || Round::of(round.iter().map(|r| &r.writes))).await;
+    let outcome = commit(pool, &lessee.worker, || Round::of(round.iter().map(|r| &r.writes))).await;
     let took = started.elapsed();
     if took > SLOW_ROUND {
         tracing::warn!(requests = round.len(), took_ms = took.as_millis() as u64, "slow PostgreSQL journal commit");
@@ -356,36 +541,76 @@ async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters) {
         Ok(()) => {
             counted(counters, took);
             for request in round {
+                committed(lessee, &request.writes);
                 answer(counters, request, Ok(()));
             }
         }
-        Err(e) if round.len() == 1 => {
+        Err(failure) if round.len() == 1 => {
             if let Some(request) = round.into_iter().next() {
-                let error = refused(&request.writes.what, e);
+                let error = failed(lessee, &request.writes, failure);
                 answer(counters, request, Err(error));
             }
         }
-        // PostgreSQL refused the round (it did not commit): find who is at fault.
-        Err(e @ sqlx::Error::Database(_)) if !super::connection_lost(&e) => {
+        // PostgreSQL refused the round, or an append in it is fenced (it
+        // did not commit): find who is at fault.
+        Err(failure) if failure.refusal() => {
             for request in round {
                 let started = Instant::now();
-                let outcome = commit(pool, || Round::of([&request.writes])).await;
-                if outcome.is_ok() {
-                    counted(counters, started.elapsed());
-                }
-                let outcome = outcome.map_err(|e| refused(&request.writes.what, e));
+                let outcome = commit(pool, &lessee.worker, || Round::of([&request.writes])).await;
+                let outcome = match outcome {
+                    Ok(()) => {
+                        counted(counters, started.elapsed());
+                        committed(lessee, &request.writes);
+                        Ok(())
+                    }
+                    Err(failure) => Err(failed(lessee, &request.writes, failure)),
+                };
                 answer(counters, request, outcome);
             }
         }
         // The connection failed, at COMMIT or again and again: whether the
         // round is stored may be unknown.
-        Err(e) => {
+        Err(failure) => {
+            let e = match failure {
+                Failure::Sql(e) => e.to_string(),
+                Failure::Fenced(_) => "fenced".to_string(),
+            };
             let others = round.len() - 1;
             for request in round {
                 let others = crate::plural::count(others, "other request", "other requests");
                 let what = format!("{} (in a commit shared with {others})", request.writes.what);
                 answer(counters, request, Err(super::storage(&what, &e)));
             }
+        }
+    }
+}
+
+/// What a committed request changes in what this process holds: an
+/// execution it started is its own (epoch 1), one it ended is not.
+fn committed(lessee: &Lessee, writes: &Writes) {
+    let Some(fence) = &writes.fence else { return };
+    let mut owned = lessee.owned();
+    if fence.ends {
+        owned.remove(&fence.execution);
+    } else if fence.held == Held::Starts {
+        owned.insert(fence.execution, 1);
+    }
+}
+
+/// The error the writer of `writes` gets for a round that failed alone.
+fn failed(lessee: &Lessee, writes: &Writes, failure: Failure) -> Error {
+    match failure {
+        Failure::Sql(e) => refused(&writes.what, e),
+        Failure::Fenced(mut fenced) => {
+            let Some(fence) = &writes.fence else {
+                return super::storage(&writes.what, "refused with the appends it was committed with");
+            };
+            let epoch = match fence.held {
+                Held::Epoch(e) => Some(e),
+                Held::Starts => None,
+            };
+            let why = fenced.remove(&(fence.id.clone(), epoch)).unwrap_or_else(|| "its lease was taken over".into());
+            lessee.fenced(fence.execution, epoch, why)
         }
     }
 }
@@ -408,17 +633,20 @@ fn answer(counters: &Counters, request: Request, outcome: Result<(), Error>) {
 /// the COMMIT was sent (so nothing was stored) is dropped by the pool and
 /// the round written again on another, up to `RECONNECTS` times; a
 /// failure at the COMMIT itself is returned (its outcome is unknown).
-async fn commit<'a>(pool: &PgPool, round: impl Fn() -> Round<'a>) -> Result<(), sqlx::Error> {
+async fn commit<'a>(pool: &PgPool, worker: &str, round: impl Fn() -> Round<'a>) -> Result<(), Failure> {
     let mut tries = 0;
     loop {
         let written = async {
             let mut tx = pool.begin().await?;
-            round().write(&mut tx).await?;
-            Ok::<_, sqlx::Error>(tx)
+            let round = round();
+            round.fence(&mut tx, worker).await?;
+            round.write(&mut tx).await?;
+            round.end_leases(&mut tx, worker).await?;
+            Ok::<_, Failure>(tx)
         };
         match written.await {
-            Ok(tx) => return tx.commit().await,
-            Err(e) if super::connection_lost(&e) && tries < super::RECONNECTS => {
+            Ok(tx) => return Ok(tx.commit().await?),
+            Err(Failure::Sql(e)) if super::connection_lost(&e) && tries < super::RECONNECTS => {
                 tries += 1;
                 tracing::debug!(error = %e, "PostgreSQL connection lost before a commit; writing the round again");
             }
