@@ -411,9 +411,10 @@ async fn claim_one_takes_what_no_live_process_owns() {
     assert_eq!(two.renew().await.unwrap(), Vec::<ExecutionId>::new(), "already dropped by the refusal");
 }
 
-/// The runtime on a reopened journal: the execution parked by the first
-/// process is claimed (`claim_one`) by the second before it signals it;
-/// the second carries it to its end. (What the runtime will do itself.)
+/// The runtime on a shared store: an execution that parks and hibernates
+/// hands its lease back; another process's runtime, signalling it, claims
+/// it itself (the supervisor's `claim_one` before it rehydrates) and
+/// carries it to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_execution_claimed_by_another_process_goes_on_there() {
     use jamjet::Runtime;
@@ -429,14 +430,16 @@ async fn a_parked_execution_claimed_by_another_process_goes_on_there() {
     let id = rt.submit(&wf, json!({})).await.unwrap();
     let parked = tokio::time::timeout(Duration::from_secs(10), rt.settle(id)).await.expect("parks in 10 s").unwrap();
     assert_eq!(parked.status, Status::Waiting);
-    rt.shutdown().await;
-    assert!(one.owns(id));
+    tokio::time::timeout(Duration::from_secs(10), rt.unloaded(id)).await.expect("hibernates in 10 s").unwrap();
+    assert!(!one.owns(id), "parked and hibernated: handed back");
+    assert_eq!(epoch(&schema, id).await, "1 -", "the row stays (epochs only grow), with no worker");
     let two = worker(&schema, 5_000).await;
-    assert!(!two.claim_one(id).await.unwrap(), "the first process still holds it");
-    one.release(&[id]).await.unwrap();
-    assert!(two.claim_one(id).await.unwrap());
-    let rt = Runtime::builder().journal(two.clone() as Arc<dyn Journal>).open().await.unwrap();
-    rt.signal(id, "paid", json!(true)).await.unwrap();
+    let rt2 = Runtime::builder().journal(two.clone() as Arc<dyn Journal>).open().await.unwrap();
+    rt2.signal(id, "paid", json!(true)).await.unwrap();
+    let rt = {
+        rt.shutdown().await;
+        rt2
+    };
     let out = tokio::time::timeout(Duration::from_secs(10), rt.wait(id)).await.unwrap().unwrap();
     assert_eq!(out.status, Status::Completed);
     assert!(!two.owns(id), "an ended execution is no one's");

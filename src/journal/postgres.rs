@@ -446,7 +446,8 @@ impl Journal for PgJournal {
         match append_writes(&append) {
             Ok(mut writes) => {
                 let ends = append.meta.is_some_and(|m| m.status.is_terminal());
-                writes.fence = Some(Fence { execution: exec, id: exec.to_bytes().to_vec(), held, ends });
+                let child = append.first_seq == 1 && append.events.first().is_some_and(|e| e.parent_link().is_some());
+                writes.fence = Some(Fence { execution: exec, id: exec.to_bytes().to_vec(), held, ends, child });
                 self.submit(writes)
             }
             Err(e) => Box::pin(std::future::ready(Err(e))),
@@ -780,6 +781,12 @@ impl Leases for PgJournal {
     fn owner(&self, execution: ExecutionId) -> Result<Option<String>, Error> {
         let id = execution.to_bytes().to_vec();
         self.wait(format!("reading who owns {execution}"), id, lease::owner)
+    }
+
+    fn workflow_hashes(&self) -> Result<Vec<String>, Error> {
+        self.wait("listing the stored workflows".to_string(), (), |pool, _| async move {
+            sqlx::query_scalar("SELECT hash FROM workflows ORDER BY hash").fetch_all(&pool).await
+        })
     }
 }
 

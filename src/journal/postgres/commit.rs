@@ -138,6 +138,10 @@ pub(super) struct Fence {
     pub held: Held,
     /// The append ends the execution (a terminal index row): its lease row goes.
     pub ends: bool,
+    /// The execution is a branch or sub-workflow (its first event names a
+    /// parent): its lease row says so, and claims pass it by (whoever
+    /// claims its parent claims it with it).
+    pub child: bool,
 }
 
 /// A request on its way to the flusher.
@@ -167,7 +171,8 @@ struct Round<'a> {
     sessions: BTreeMap<&'a str, Option<&'a SessionRow>>,
     /// (execution, epoch) every append of an execution this process holds carries.
     checks: BTreeSet<(&'a [u8], i64)>,
-    starts: BTreeSet<&'a [u8]>,
+    /// Executions the round starts, and whether each is a child.
+    starts: BTreeMap<&'a [u8], bool>,
     ends: BTreeSet<&'a [u8]>,
     releases: BTreeSet<&'a [u8]>,
 }
@@ -220,7 +225,7 @@ impl<'a> Round<'a> {
                     }
                     // An append that starts and ends its execution at once needs no lease.
                     Held::Starts if !fence.ends => {
-                        round.starts.insert(fence.id.as_slice());
+                        round.starts.insert(fence.id.as_slice(), fence.child);
                     }
                     Held::Starts => {}
                 }
@@ -272,14 +277,16 @@ impl<'a> Round<'a> {
             }
         }
         if fenced.is_empty() && !self.starts.is_empty() {
-            let starts: Vec<&[u8]> = self.starts.iter().copied().collect();
+            let starts: Vec<&[u8]> = self.starts.keys().copied().collect();
+            let children: Vec<bool> = self.starts.values().copied().collect();
             let taken: Vec<Vec<u8>> = sqlx::query_scalar(
-                "INSERT INTO leases (execution, worker, epoch, since) \
-                 SELECT s.id, $2, 1, clock_timestamp() FROM UNNEST($1::bytea[]) AS s(id) \
+                "INSERT INTO leases (execution, worker, epoch, since, child) \
+                 SELECT s.id, $2, 1, clock_timestamp(), s.child FROM UNNEST($1::bytea[], $3::bool[]) AS s(id, child) \
                  ON CONFLICT (execution) DO NOTHING RETURNING execution",
             )
             .bind(&starts)
             .bind(worker)
+            .bind(&children)
             .fetch_all(&mut *conn)
             .await?;
             if taken.len() < starts.len() {

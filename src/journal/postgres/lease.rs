@@ -268,6 +268,7 @@ pub(super) async fn claim(
          WHERE e.workflow_hash = ANY($1::text[]) \
          AND (e.status = 'running' OR (e.status = 'waiting' \
               AND EXISTS (SELECT 1 FROM timers t WHERE t.execution = e.id AND t.at_ms <= $2))) \
+         AND (l.execution IS NULL OR NOT l.child) \
          AND (l.worker IS NULL OR w.id IS NULL OR NOT (",
         live!(),
         ")) \

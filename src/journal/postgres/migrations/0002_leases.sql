@@ -32,7 +32,10 @@ CREATE TABLE leases (
     execution bytea PRIMARY KEY CHECK (length(execution) = 16),
     worker text COLLATE "C",
     epoch bigint NOT NULL CHECK (epoch >= 1),
-    since timestamptz NOT NULL DEFAULT clock_timestamp()
+    since timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- A branch or sub-workflow: claims pass it by; whoever claims its
+    -- parent claims it with it (its parent's parallel actor finds it).
+    child boolean NOT NULL DEFAULT false
 );
 CREATE INDEX leases_by_worker ON leases (worker) WHERE worker IS NOT NULL;
 
