@@ -398,6 +398,13 @@ pub trait Leases: Send + Sync {
     /// The hashes of every workflow stored (what [`claim`](Self::claim)
     /// may be asked for: the ones whose host functions this process has).
     fn workflow_hashes(&self) -> Result<Vec<String>, Error>;
+    /// Hear of appends any process of the store made durable from now on:
+    /// (execution, its new last sequence number). A speed-up only: a
+    /// notice may be lost (a dropped connection), so who follows an
+    /// execution also looks by itself now and then.
+    fn notices(&self) -> tokio::sync::broadcast::Receiver<(ExecutionId, u64)>;
+    /// What this process's leases did since the store was opened (`/metrics`).
+    fn counters(&self) -> LeaseCounters;
 }
 
 pub type SharedJournal = Arc<dyn Journal>;

@@ -129,8 +129,10 @@ async fn all_complete(reader: &Runtime, ids: &[ExecutionId], limit: Duration, lo
             return;
         }
         if began.elapsed() > limit {
-            let logs: Vec<String> =
-                logs.iter().map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default())).collect();
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
+                .collect();
             panic!("only {done} of {} executions completed in {limit:?}\n{}", ids.len(), logs.join("\n"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -216,7 +218,8 @@ async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
     println!("{N} executions on 3 workers, 2 killed: {repeated} calls repeated after a kill");
     drop(seen);
     // The survivors drain on SIGTERM and exit cleanly.
-    let live: Vec<&mut Child> = workers.iter_mut().filter_map(|w| w.try_wait().unwrap().is_none().then_some(w)).collect();
+    let live: Vec<&mut Child> =
+        workers.iter_mut().filter_map(|w| w.try_wait().unwrap().is_none().then_some(w)).collect();
     assert_eq!(live.len(), 3, "three workers run at the end");
     for w in live {
         signal(w, "-TERM");
@@ -261,12 +264,100 @@ async fn a_worker_paused_past_its_lease_writes_nothing_after_it() {
     signal(&b, "-TERM");
     let _ = b.wait();
     let said = std::fs::read_to_string(&log_a).unwrap();
-    let refused = said.lines().filter(|l| l.contains("no longer this process's") || l.contains("lease was taken over")).count();
+    let refused =
+        said.lines().filter(|l| l.contains("no longer this process's") || l.contains("lease was taken over")).count();
     println!("worker A after SIGCONT:\n{said}");
     assert!(refused > 0, "worker A said nothing about losing its executions:\n{said}");
     for id in &ids {
         once_each(&reader, *id);
         assert_eq!(reader.status(*id).unwrap().status, Status::Completed);
     }
+    reader.shutdown().await;
+}
+
+const GATE: &str = r#"
+id: gate
+version: 1.0.0
+state_schema: { base: str, paid: dict, a: dict, b: dict }
+nodes:
+  a:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/1"
+    body: { v: 1, delay_ms: 20 }
+    output_key: a
+    next: gate
+  gate:
+    type: wait
+    event: pay
+    output_key: paid
+    next: b
+  b:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/2"
+    body: { v: "{{ state.a.v }}", delay_ms: 300 }
+    output_key: b
+"#;
+
+/// A worker runs an execution until it parks; a signal sent through one
+/// `jamjet dev` on the store carries it on there; a second `jamjet dev`
+/// streams every event of it (what the worker appended before, what the
+/// first server appended after), fed by the store's notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_through_one_server_and_the_stream_through_another_see_a_workers_execution() {
+    use support::dev::{DevServer, read_sse};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("worker.log");
+    let mut w = worker(&url, &log);
+    let wf = jamjet::ir::compile_str(GATE, "gate.yaml").unwrap();
+    let rt = open(&url).await;
+    let id = rt.submit(&wf, json!({ "base": server.url })).await.unwrap();
+    rt.shutdown().await;
+    let reader = open(&url).await;
+    let began = Instant::now();
+    while reader.status(id).unwrap().status != Status::Waiting {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the worker did not park it:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (d1, d2) = (
+        DevServer::start(&tmp.path().join("d1"), &["--store", &url]),
+        DevServer::start(&tmp.path().join("d2"), &["--store", &url]),
+    );
+    let (api1, api2) = (d1.api(), d2.api());
+    let res = api2.request(reqwest::Method::GET, &format!("/executions/{id}/events/stream")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let stream = tokio::spawn(read_sse(res, 100));
+    let (s, b) =
+        api1.post(&format!("/executions/{id}/signal"), &json!({ "key": "pay", "payload": { "amount": 5 } })).await;
+    assert_eq!(s, 202, "{b}");
+    let events = tokio::time::timeout(Duration::from_secs(30), stream).await.expect("the stream ends").unwrap();
+    let end = events.last().unwrap();
+    assert_eq!(end.event, "end", "{events:?}");
+    assert_eq!(serde_json::from_str::<Value>(&end.data).unwrap(), json!({ "status": "completed" }));
+    let (_, journal) = api2.get(&format!("/executions/{id}/events")).await;
+    let all = journal["events"].as_array().unwrap();
+    assert_eq!(events.len() - 1, all.len(), "one streamed event per record: {events:?}");
+    assert!(events.iter().any(|e| e.event == "SignalReceived"), "{events:?}");
+    // The server that carried it on claimed it: its /metrics say so.
+    let metrics = api1.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let claimed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("jamjet_lease_claimed_executions_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(claimed.is_some_and(|n| n >= 1), "{metrics}");
+    assert!(metrics.contains("jamjet_lease_owned_executions"), "{metrics}");
+    let out = reader.wait(id).await.unwrap();
+    assert_eq!(out.state["b"]["v"], json!(2 * (2 + 1) + 2), "{}", out.state);
+    once_each(&reader, id);
+    signal(&w, "-TERM");
+    assert!(w.wait().unwrap().success());
     reader.shutdown().await;
 }

@@ -46,6 +46,7 @@
 mod commit;
 mod connect;
 mod lease;
+mod notices;
 mod schema;
 
 use std::future::Future;
@@ -128,6 +129,8 @@ pub struct PgJournal {
     counters: Arc<Counters>,
     /// This process as a worker of the store: its id, and the executions it holds.
     lessee: Arc<Lessee>,
+    /// What the store's processes appended (see `notices.rs`).
+    notices: tokio::sync::broadcast::Sender<(ExecutionId, u64)>,
     /// Told when the flusher has committed its last round and closed the pool.
     flushed: Mutex<std::sync::mpsc::Receiver<()>>,
     /// Where the store is (no password), for messages.
@@ -186,6 +189,20 @@ impl PgJournal {
             pool.close().await;
             return Err(e);
         }
+        let (notices, _) = tokio::sync::broadcast::channel(notices::BACKLOG);
+        let (tx, rx) = oneshot::channel();
+        handle.spawn({
+            let pool = pool.clone();
+            async move {
+                let channel =
+                    sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("SELECT {}", notices::CHANNEL_SQL)))
+                        .fetch_one(&pool)
+                        .await;
+                let _ = tx.send(channel);
+            }
+        });
+        let channel = rx.await.map_err(|_| stopped())?.map_err(|e| storage("naming the notice channel", e))?;
+        handle.spawn(notices::listen(pool.clone(), channel, notices.clone()));
         let counters = Arc::new(Counters::default());
         let (queue, requests) = mpsc::unbounded_channel();
         let (flushed_tx, flushed) = std::sync::mpsc::channel();
@@ -208,6 +225,7 @@ impl PgJournal {
             handle,
             counters,
             lessee,
+            notices,
             flushed: Mutex::new(flushed),
             place,
             _runtime: runtime,
@@ -781,6 +799,14 @@ impl Leases for PgJournal {
     fn owner(&self, execution: ExecutionId) -> Result<Option<String>, Error> {
         let id = execution.to_bytes().to_vec();
         self.wait(format!("reading who owns {execution}"), id, lease::owner)
+    }
+
+    fn counters(&self) -> LeaseCounters {
+        self.lessee.counters()
+    }
+
+    fn notices(&self) -> tokio::sync::broadcast::Receiver<(ExecutionId, u64)> {
+        self.notices.subscribe()
     }
 
     fn workflow_hashes(&self) -> Result<Vec<String>, Error> {

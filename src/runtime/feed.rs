@@ -118,6 +118,16 @@ impl Feed {
         }
     }
 
+    /// Wake every follower (each reads the journal after what it sent): in
+    /// a shared store, a notice of another process's append may be lost.
+    pub(crate) fn touch_all(&self) {
+        let mut channels = self.channels.lock().expect("feed lock");
+        channels.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in channels.values() {
+            tx.send_modify(|_| {});
+        }
+    }
+
     /// `id`'s history now ends at `last_seq` (durable).
     pub(crate) fn appended(&self, id: ExecutionId, last_seq: u64) {
         let mut channels = self.channels.lock().expect("feed lock");

@@ -47,6 +47,39 @@ pub(super) fn start(rt: &Runtime, claim: bool) {
     rt.inner.claiming.on.store(claim, Ordering::SeqCst);
     let task = tokio::spawn(run(Arc::downgrade(&rt.inner), rt.inner.claiming.clone()));
     *rt.inner.lease_task.lock().expect("lease task lock") = Some(task);
+    if let Some(leases) = rt.services().journal.leases() {
+        tokio::spawn(follow_notices(leases.notices(), rt.inner.feed.clone()));
+    }
+}
+
+/// How often followers look at the journal by themselves (a lost notice
+/// of another process's append delays them this long at most).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Pass the store's notices of appends (by any process) to this runtime's
+/// followers, and wake every follower now and then; ends with the journal.
+async fn follow_notices(
+    mut notices: tokio::sync::broadcast::Receiver<(crate::id::ExecutionId, u64)>,
+    feed: Arc<super::Feed>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    loop {
+        tokio::select! {
+            notice = notices.recv() => match notice {
+                Ok((id, last_seq)) => feed.appended(id, last_seq),
+                Err(RecvError::Lagged(_)) => feed.touch_all(),
+                Err(RecvError::Closed) => return,
+            },
+            _ = look.tick() => {
+                // Nobody follows anything: nothing to do but keep the feed small.
+                if Arc::strong_count(&feed) == 1 {
+                    return;
+                }
+                feed.touch_all();
+            }
+        }
+    }
 }
 
 /// Stop the lease task of `rt` (at shutdown, before the journal closes and
@@ -163,6 +196,11 @@ impl Runtime {
     /// This process's id in a shared store (`None` for one it holds alone).
     pub fn worker_id(&self) -> Option<String> {
         self.services().journal.leases().map(|l| l.worker_id().to_string())
+    }
+
+    /// What this process's leases did, in a shared store (`None` for one it holds alone).
+    pub fn lease_counters(&self) -> Option<crate::journal::LeaseCounters> {
+        self.services().journal.leases().map(|l| l.counters())
     }
 
     /// The live processes of a shared store (empty for one it holds alone).

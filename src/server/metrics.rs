@@ -16,6 +16,12 @@
 //!   process's CPU time and memory ([`crate::procstat`]), which
 //!   `jamjet bench --server` reads before and after its load.
 //!
+//! - on a shared store (PostgreSQL): `jamjet_lease_claims_total`,
+//!   `jamjet_lease_claimed_executions_total`, `jamjet_lease_renewals_total`
+//!   and `jamjet_lease_fenced_appends_total` (counters: claims made,
+//!   executions taken, renewal rounds, appends refused by the fence) and
+//!   `jamjet_lease_owned_executions` (gauge: what this process holds now).
+//!
 //! [`HttpMetrics`] counts requests in a middleware ([`count`]).
 
 use std::collections::HashMap;
@@ -62,6 +68,7 @@ struct Scrape {
     sync: Snapshot,
     http: Vec<((String, String, u16), u64)>,
     process: crate::procstat::Usage,
+    leases: Option<crate::journal::LeaseCounters>,
 }
 
 fn histogram(enc: &mut prometheus_client::encoding::MetricEncoder<'_>, s: &Snapshot) -> Result<(), std::fmt::Error> {
@@ -134,6 +141,26 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?
             .encode_gauge(&(p.peak_rss_bytes as i64))?;
+        if let Some(l) = &self.leases {
+            for (name, help, n) in [
+                ("lease_claims", "Claims this process made on the shared store", l.claims),
+                ("lease_claimed_executions", "Executions those claims took", l.claimed),
+                ("lease_renewals", "Lease renewal rounds (one statement each)", l.renewals),
+                ("lease_fenced_appends", "Appends refused because this process no longer held the lease", l.fenced),
+            ] {
+                encoder
+                    .encode_descriptor(name, help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+            encoder
+                .encode_descriptor(
+                    "lease_owned_executions",
+                    "Executions this process holds now",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&(l.owned as i64))?;
+        }
         Ok(())
     }
 }
@@ -164,6 +191,7 @@ pub async fn serve(
         sync: JOURNAL_SYNC.snapshot(),
         http,
         process: crate::procstat::usage(),
+        leases: st.rt.lease_counters(),
     };
     let mut registry = Registry::with_prefix("jamjet");
     registry.register_collector(Box::new(scrape));

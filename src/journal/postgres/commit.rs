@@ -339,6 +339,21 @@ impl<'a> Round<'a> {
     /// Write the round on `conn` (inside the caller's transaction).
     async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         if !self.events.is_empty() {
+            // Delivered at COMMIT (never for a round rolled back): each
+            // execution appended to, with its new last sequence number.
+            let mut last: BTreeMap<&[u8], i64> = BTreeMap::new();
+            for e in &self.events {
+                let seq = last.entry(e.execution.as_slice()).or_insert(e.last_seq);
+                *seq = (*seq).max(e.last_seq);
+            }
+            let payloads = super::notices::payloads(last.into_iter());
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_notify({}, p) FROM UNNEST($1::text[]) AS p",
+                super::notices::CHANNEL_SQL
+            )))
+            .bind(&payloads)
+            .execute(&mut *conn)
+            .await?;
             let e = &self.events;
             sqlx::query(
                 "INSERT INTO events (execution, first_seq, last_seq, at_ms, frame) \

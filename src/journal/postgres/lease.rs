@@ -81,6 +81,8 @@ pub struct LeaseCounters {
     pub renewals: u64,
     /// Appends refused because this process does not hold the execution.
     pub fenced: u64,
+    /// Executions this process holds now.
+    pub owned: u64,
 }
 
 /// This process as a worker of the store.
@@ -177,6 +179,7 @@ impl Lessee {
             claimed: self.claimed.load(Ordering::Relaxed),
             renewals: self.renewals.load(Ordering::Relaxed),
             fenced: self.fenced.load(Ordering::Relaxed),
+            owned: self.owned().len() as u64,
         }
     }
 
