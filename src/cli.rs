@@ -20,6 +20,7 @@ mod run;
 mod session;
 mod sessions;
 mod signal;
+mod store;
 mod table;
 mod validate;
 mod worker;
@@ -76,6 +77,8 @@ pub enum Command {
     Repair(repair::Args),
     /// Run executions from a shared store (--store postgres://...) until stopped: claim, carry on, hand back.
     Worker(worker::Args),
+    /// Check or migrate a shared store's schema (--store postgres://...).
+    Store(store::Args),
     /// List the live processes of a shared store: what each owns, when it last renewed its leases.
     Workers(workers::Args),
     /// Load runs that measure the runtime (figures for the README).
@@ -254,6 +257,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Worker(a) => worker::run(a).await,
         Command::Workers(a) => workers::run(a).await,
+        Command::Store(a) => store::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Eval(a) => eval::run(&cli.data_dir, a).await,
         Command::Limits(a) => limits::run(a),

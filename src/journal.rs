@@ -47,7 +47,7 @@ pub use event::{
 };
 pub use mailbox::{KeptEvent, KeptRef, MAX_KEY_BYTES, WaitChange, check_key as check_event_key};
 pub use memory::MemoryJournal;
-pub use postgres::{LeaseCounters, PgJournal, PgOptions, redact_url};
+pub use postgres::{LeaseCounters, PgJournal, PgOptions, SchemaState, redact_url};
 pub use session::{MAX_SESSION_ID_BYTES, SessionRecord, check_session_id};
 pub use sled_store::SledJournal;
 pub use wal::WalTuning;

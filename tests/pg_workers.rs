@@ -361,3 +361,55 @@ async fn a_signal_through_one_server_and_the_stream_through_another_see_a_worker
     assert!(w.wait().unwrap().success());
     reader.shutdown().await;
 }
+
+/// `jamjet --store URL ARGS...`, bounded: (exit code, stdout, stderr).
+fn on_store(url: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = jamjet();
+    cmd.args(["--store", url]).args(args);
+    let done = support::run_bounded(cmd, Duration::from_secs(60), &format!("jamjet {}", args.join(" ")));
+    let o = done.output;
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// `store check` and `store migrate`; a store a newer jamjet migrated, an
+/// unreachable server, an unknown user and a URL that is not PostgreSQL's:
+/// each a clear error naming what is wrong (never the password), and
+/// nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_commands_and_bad_stores_say_what_is_wrong_and_change_nothing() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let (code, out, _) = on_store(&url, &["store", "check", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, v["version"].as_u64(), v["up_to_date"].as_bool()), (1, Some(0), Some(false)), "{out}");
+    let known = v["known"].as_u64().unwrap();
+    let (code, out, err) = on_store(&url, &["store", "migrate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("from version 0 to {known}")), "{out}");
+    let (code, out, _) = on_store(&url, &["store", "check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("up to date"), "{out}");
+
+    // Migrated by a newer jamjet: refused by every command, the version kept.
+    schema.execute("UPDATE jamjet_schema SET version = 99").await;
+    for args in [&["executions"][..], &["worker"], &["store", "migrate"]] {
+        let (code, _, err) = on_store(&url, args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("version 99") && err.contains("upgrade jamjet"), "{args:?}: {err}");
+    }
+    let (code, out, _) = on_store(&url, &["store", "check"]);
+    assert!(code == 1 && out.contains("newer than this jamjet"), "{out}");
+    assert_eq!(schema.text("SELECT version::text FROM jamjet_schema").await, "99");
+
+    // Nobody listening there, and a user the server does not know: named, the password never shown.
+    let (code, _, err) = on_store("postgres://postgres:s3cret@127.0.0.1:1/test", &["executions"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
+    let (code, _, err) = on_store(&format!("postgres://no_such_user:s3cret@{}", &support::pg::DEFAULT_URL["postgres://postgres@".len()..]), &["executions"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no_such_user") && !err.contains("s3cret"), "{err}");
+    // Not a PostgreSQL URL: a usage error.
+    let (code, _, err) = on_store("mysql://root:s3cret@127.0.0.1/test", &["executions"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("PostgreSQL URL") && !err.contains("s3cret"), "{err}");
+}

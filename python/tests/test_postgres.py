@@ -83,7 +83,7 @@ def test_a_workflow_runs_on_postgres_and_another_runtime_carries_on_what_it_park
     # One runtime per URL in a process: a second handle on the store stands for another process.
     other = jamjet.Runtime(pg_url)
     try:
-        end = build(runtime=other).signal(parked.id, "paid", {"amount": 3})
+        end = build(runtime=other).signal(parked.execution_id, "paid", {"amount": 3})
         assert end is not None and end.status == "completed", end
         assert end.state.n == 45
     finally:

@@ -120,6 +120,19 @@ impl Drop for OwnRuntime {
     }
 }
 
+/// A store's schema as [`PgJournal::schema_state`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaState {
+    /// Host and port, database and user (never the password).
+    pub place: String,
+    /// The PostgreSQL schema the tables live in.
+    pub schema: String,
+    /// The version recorded there (0: no jamjet tables yet).
+    pub version: u32,
+    /// The newest version this build knows.
+    pub known: u32,
+}
+
 /// The PostgreSQL-backed journal.
 pub struct PgJournal {
     /// The flusher's queue; `None` once closed (at drop).
@@ -230,6 +243,31 @@ impl PgJournal {
             place,
             _runtime: runtime,
         })
+    }
+
+    /// The store's schema as it stands, changing nothing (`jamjet store
+    /// check`): where it is, and the version recorded there (0: none yet).
+    pub async fn schema_state(url: &str) -> Result<SchemaState, Error> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Storage(format!("the PostgreSQL URL {} is not valid: {e}", redact_url(url))))?;
+        let place = place(&options);
+        let pool = connect::connect_only(options, place.clone()).await?;
+        let state = schema::state(&pool).await;
+        pool.close().await;
+        let (schema, version) = state?;
+        Ok(SchemaState { place, schema, version, known: SCHEMA_VERSION })
+    }
+
+    /// Bring the store's schema up to this build's (`jamjet store
+    /// migrate`; opening does it too): the version it was at. Refused, and
+    /// nothing changed, when it is newer than this build's.
+    pub async fn migrate(url: &str) -> Result<u32, Error> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Storage(format!("the PostgreSQL URL {} is not valid: {e}", redact_url(url))))?;
+        let pool = connect::connect_only(options.clone(), place(&options)).await?;
+        let from = schema::migrate(&pool).await;
+        pool.close().await;
+        from
     }
 
     /// Where the store is: host and port (or socket), database and user;

@@ -74,6 +74,17 @@ fn unreachable(place: &str, e: sqlx::Error) -> Error {
 
 /// Connect, migrate the schema, and build the pool.
 pub(super) async fn connect(options: PgConnectOptions, place: String) -> Result<PgPool, Error> {
+    let pool = connect_only(options, place).await?;
+    if let Err(e) = schema::migrate(&pool).await {
+        pool.close().await;
+        return Err(e);
+    }
+    Ok(pool)
+}
+
+/// A pool on the server, reached once (a clear error when it is not), the
+/// schema left as it is.
+pub(super) async fn connect_only(options: PgConnectOptions, place: String) -> Result<PgPool, Error> {
     // One connection first: a server that is down or refuses us fails
     // here at once with its own reason, not after the pool's retries.
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await.map_err(|_| {
@@ -88,10 +99,6 @@ pub(super) async fn connect(options: PgConnectOptions, place: String) -> Result<
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
         .connect_lazy_with(options);
-    if let Err(e) = schema::migrate(&pool).await {
-        pool.close().await;
-        return Err(e);
-    }
     Ok(pool)
 }
 

@@ -86,6 +86,26 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<u32, Error> {
     Ok(found)
 }
 
+/// The connection's current schema and the version recorded there (0:
+/// none yet), read without changing anything.
+pub(super) async fn state(pool: &PgPool) -> Result<(String, u32), Error> {
+    let mut tx = pool.begin().await.map_err(|e| storage("reading the schema version", e))?;
+    let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| storage("reading the current schema", e))?;
+    let Some(schema) = schema else {
+        return Err(Error::Storage(
+            "PostgreSQL: no schema on the connection's search_path exists: create it (CREATE SCHEMA name) or name \
+             an existing one (options=-c search_path=name in the URL)"
+                .to_string(),
+        ));
+    };
+    let version = stored_version(&mut tx, &schema).await?;
+    let _ = tx.rollback().await;
+    Ok((schema, version))
+}
+
 /// The version recorded in `schema` (0 when it has no version table).
 async fn stored_version(tx: &mut Transaction<'static, Postgres>, schema: &str) -> Result<u32, Error> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass(format('%I.jamjet_schema', $1::text)) IS NOT NULL")
