@@ -17,154 +17,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::Arc;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use jamjet::journal::{Event, PgJournal, PgOptions, Status};
-use jamjet::{ExecutionId, Runtime};
+use jamjet::journal::Status;
 use serde_json::{Value, json};
 use support::pg::PgSchema;
+use support::workers::{all_complete, completed, expected, kill9, once_each, open, signal, submit, worker};
 use support::{Server, jamjet};
-
-const WORKFLOW: &str = r#"
-id: shared
-version: 1.0.0
-state_schema: { base: str, seed: int, delay: int, a: dict, b: dict, c: dict, total: int }
-nodes:
-  a:
-    type: http
-    method: POST
-    url: "{{ state.base }}/step/1"
-    body: { v: "{{ state.seed }}", delay_ms: "{{ state.delay }}" }
-    output_key: a
-    next: pause
-  pause:
-    type: wait
-    duration_ms: 150
-    next: b
-  b:
-    type: http
-    method: POST
-    url: "{{ state.base }}/step/2"
-    body: { v: "{{ state.a.v }}", delay_ms: "{{ state.delay }}" }
-    output_key: b
-    next: c
-  c:
-    type: http
-    method: POST
-    url: "{{ state.base }}/step/3"
-    body: { v: "{{ state.b.v }}", delay_ms: "{{ state.delay }}" }
-    output_key: c
-    next: total
-  total:
-    type: set
-    values: { total: "{{ state.a.v + state.b.v + state.c.v }}" }
-"#;
-
-/// How long a worker's lease lasts here (takeover after a kill comes this long after).
-const LEASE: &str = "1s";
-
-fn input(base: &str, job: usize, delay: u64) -> Value {
-    json!({ "base": base, "seed": job as i64 * 7 + 1, "delay": delay })
-}
-
-/// The state an uninterrupted run ends with (what `step/{n}` answers: v * 2 + n).
-fn expected(job: usize) -> Value {
-    let a = (job as i64 * 7 + 1) * 2 + 1;
-    let b = a * 2 + 2;
-    let c = b * 2 + 3;
-    json!({ "a": a, "b": b, "c": c, "total": a + b + c })
-}
-
-/// A `jamjet worker` on `url`, its stderr in `log`.
-fn worker(url: &str, log: &Path) -> Child {
-    jamjet()
-        .env("JAMJET_LOG", "warn")
-        .args(["--store", url, "worker", "--lease-time", LEASE, "--drain-timeout", "5s"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start jamjet worker")
-}
-
-/// A runtime of this test on the store (claims nothing: it only submits and reads).
-async fn open(url: &str) -> Runtime {
-    let options = PgOptions { command: "test".into(), ..Default::default() };
-    let journal = PgJournal::open_with(url, options).await.expect("open the store");
-    Runtime::builder().journal(Arc::new(journal)).resume_on_open(false).open().await.expect("open a runtime")
-}
-
-/// Submit `n` executions and hand them back (this runtime shuts down).
-async fn submit(url: &str, base: &str, n: usize, delay: u64) -> Vec<ExecutionId> {
-    let wf = jamjet::ir::compile_str(WORKFLOW, "shared.yaml").unwrap();
-    let rt = open(url).await;
-    let mut ids = Vec::new();
-    for job in 0..n {
-        ids.push(rt.submit(&wf, input(base, job, delay)).await.expect("submit"));
-    }
-    rt.shutdown().await;
-    ids
-}
-
-/// How many of `ids` completed (a fresh read of the store each time).
-async fn completed(reader: &Runtime, ids: &[ExecutionId]) -> usize {
-    let mut n = 0;
-    for id in ids {
-        if reader.status(*id).is_ok_and(|m| m.status == Status::Completed) {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// Wait (bounded) until every one of `ids` completed; the workers' logs on failure.
-async fn all_complete(reader: &Runtime, ids: &[ExecutionId], limit: Duration, logs: &[std::path::PathBuf]) {
-    let began = Instant::now();
-    loop {
-        let done = completed(reader, ids).await;
-        if done == ids.len() {
-            return;
-        }
-        if began.elapsed() > limit {
-            let logs: Vec<String> = logs
-                .iter()
-                .map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
-                .collect();
-            panic!("only {done} of {} executions completed in {limit:?}\n{}", ids.len(), logs.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Every node visit of `id` completed exactly once, and every scheduled one completed.
-fn once_each(reader: &Runtime, id: ExecutionId) {
-    let mut done: BTreeMap<(String, u32), usize> = BTreeMap::new();
-    let mut scheduled = BTreeSet::new();
-    for r in reader.events(id).unwrap() {
-        match r.event {
-            Event::NodeCompleted { node, visit, .. } => *done.entry((node, visit)).or_default() += 1,
-            Event::NodeScheduled { node, visit } => {
-                scheduled.insert((node, visit));
-            }
-            _ => {}
-        }
-    }
-    assert!(done.values().all(|&n| n == 1), "{id}: a visit completed twice: {done:?}");
-    assert_eq!(done.keys().cloned().collect::<BTreeSet<_>>(), scheduled, "{id}");
-}
-
-fn kill9(child: &mut Child) {
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
-    assert!(ok, "kill {sig} {}", child.id());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
@@ -368,7 +228,11 @@ fn on_store(url: &str, args: &[&str]) -> (i32, String, String) {
     cmd.args(["--store", url]).args(args);
     let done = support::run_bounded(cmd, Duration::from_secs(60), &format!("jamjet {}", args.join(" ")));
     let o = done.output;
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// `store check` and `store migrate`; a store a newer jamjet migrated, an
@@ -405,7 +269,10 @@ async fn the_store_commands_and_bad_stores_say_what_is_wrong_and_change_nothing(
     let (code, _, err) = on_store("postgres://postgres:s3cret@127.0.0.1:1/test", &["executions"]);
     assert_ne!(code, 0);
     assert!(err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
-    let (code, _, err) = on_store(&format!("postgres://no_such_user:s3cret@{}", &support::pg::DEFAULT_URL["postgres://postgres@".len()..]), &["executions"]);
+    let (code, _, err) = on_store(
+        &format!("postgres://no_such_user:s3cret@{}", &support::pg::DEFAULT_URL["postgres://postgres@".len()..]),
+        &["executions"],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("no_such_user") && !err.contains("s3cret"), "{err}");
     // Not a PostgreSQL URL: a usage error.

@@ -23,6 +23,7 @@ pub mod dev;
 pub mod mcp;
 pub mod pg;
 pub mod py_mcp;
+pub mod workers;
 
 /// What the loopback server saw.
 #[derive(Default, Debug)]

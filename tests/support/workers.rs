@@ -1,0 +1,157 @@
+//! Helpers for tests of many `jamjet worker` processes on one PostgreSQL
+//! store (`tests/pg_workers.rs`, `tests/pg_restart.rs`): the workflow they
+//! run, starting workers, submitting and handing back, and the checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jamjet::journal::{Event, PgJournal, PgOptions, Status};
+use jamjet::{ExecutionId, Runtime};
+use serde_json::{Value, json};
+
+use super::jamjet;
+
+pub const WORKFLOW: &str = r#"
+id: shared
+version: 1.0.0
+state_schema: { base: str, seed: int, delay: int, a: dict, b: dict, c: dict, total: int }
+nodes:
+  a:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/1"
+    body: { v: "{{ state.seed }}", delay_ms: "{{ state.delay }}" }
+    output_key: a
+    next: pause
+  pause:
+    type: wait
+    duration_ms: 150
+    next: b
+  b:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/2"
+    body: { v: "{{ state.a.v }}", delay_ms: "{{ state.delay }}" }
+    output_key: b
+    next: c
+  c:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/3"
+    body: { v: "{{ state.b.v }}", delay_ms: "{{ state.delay }}" }
+    output_key: c
+    next: total
+  total:
+    type: set
+    values: { total: "{{ state.a.v + state.b.v + state.c.v }}" }
+"#;
+
+/// How long a worker's lease lasts here (takeover after a kill comes this long after).
+pub const LEASE: &str = "1s";
+
+pub fn input(base: &str, job: usize, delay: u64) -> Value {
+    json!({ "base": base, "seed": job as i64 * 7 + 1, "delay": delay })
+}
+
+/// The state an uninterrupted run ends with (what `step/{n}` answers: v * 2 + n).
+pub fn expected(job: usize) -> Value {
+    let a = (job as i64 * 7 + 1) * 2 + 1;
+    let b = a * 2 + 2;
+    let c = b * 2 + 3;
+    json!({ "a": a, "b": b, "c": c, "total": a + b + c })
+}
+
+/// A `jamjet worker` on `url`, its stderr in `log`.
+pub fn worker(url: &str, log: &Path) -> Child {
+    worker_with(url, log, LEASE)
+}
+
+/// [`worker`] with another lease time.
+pub fn worker_with(url: &str, log: &Path, lease: &str) -> Child {
+    jamjet()
+        .env("JAMJET_LOG", "warn")
+        .args(["--store", url, "worker", "--lease-time", lease, "--drain-timeout", "5s"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start jamjet worker")
+}
+
+/// A runtime of this test on the store (claims nothing: it only submits and reads).
+pub async fn open(url: &str) -> Runtime {
+    let options = PgOptions { command: "test".into(), ..Default::default() };
+    let journal = PgJournal::open_with(url, options).await.expect("open the store");
+    Runtime::builder().journal(Arc::new(journal)).resume_on_open(false).open().await.expect("open a runtime")
+}
+
+/// Submit `n` executions and hand them back (this runtime shuts down).
+pub async fn submit(url: &str, base: &str, n: usize, delay: u64) -> Vec<ExecutionId> {
+    let wf = jamjet::ir::compile_str(WORKFLOW, "shared.yaml").unwrap();
+    let rt = open(url).await;
+    let mut ids = Vec::new();
+    for job in 0..n {
+        ids.push(rt.submit(&wf, input(base, job, delay)).await.expect("submit"));
+    }
+    rt.shutdown().await;
+    ids
+}
+
+/// How many of `ids` completed (a fresh read of the store each time).
+pub async fn completed(reader: &Runtime, ids: &[ExecutionId]) -> usize {
+    let mut n = 0;
+    for id in ids {
+        if reader.status(*id).is_ok_and(|m| m.status == Status::Completed) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Wait (bounded) until every one of `ids` completed; the workers' logs on failure.
+pub async fn all_complete(reader: &Runtime, ids: &[ExecutionId], limit: Duration, logs: &[std::path::PathBuf]) {
+    let began = Instant::now();
+    loop {
+        let done = completed(reader, ids).await;
+        if done == ids.len() {
+            return;
+        }
+        if began.elapsed() > limit {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|p| format!("{}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
+                .collect();
+            panic!("only {done} of {} executions completed in {limit:?}\n{}", ids.len(), logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every node visit of `id` completed exactly once, and every scheduled one completed.
+pub fn once_each(reader: &Runtime, id: ExecutionId) {
+    let mut done: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    let mut scheduled = BTreeSet::new();
+    for r in reader.events(id).unwrap() {
+        match r.event {
+            Event::NodeCompleted { node, visit, .. } => *done.entry((node, visit)).or_default() += 1,
+            Event::NodeScheduled { node, visit } => {
+                scheduled.insert((node, visit));
+            }
+            _ => {}
+        }
+    }
+    assert!(done.values().all(|&n| n == 1), "{id}: a visit completed twice: {done:?}");
+    assert_eq!(done.keys().cloned().collect::<BTreeSet<_>>(), scheduled, "{id}");
+}
+
+pub fn kill9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
