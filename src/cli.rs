@@ -201,6 +201,14 @@ pub(crate) fn shared_store() -> Option<&'static str> {
     STORE.get().and_then(|s| s.as_deref())
 }
 
+/// The shared store of a command that works only on one: its URL, or a
+/// usage error that says what the command does (`what`) and how to give it.
+pub(crate) fn shared_store_for(what: &str) -> Result<&'static str, Failure> {
+    shared_store().ok_or_else(|| {
+        Failure::usage(format!("{what}: give it one with --store postgres://user@host:port/database or JAMJET_STORE"))
+    })
+}
+
 fn read_store(flag: Option<String>) -> Result<Option<String>, Failure> {
     let Some(url) = flag.filter(|u| !u.trim().is_empty()) else { return Ok(None) };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

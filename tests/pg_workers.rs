@@ -17,7 +17,6 @@
 
 mod support;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use jamjet::journal::Status;
@@ -78,7 +77,7 @@ async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
     println!("{N} executions on 3 workers, 2 killed: {repeated} calls repeated after a kill");
     drop(seen);
     // The survivors drain on SIGTERM and exit cleanly.
-    let live: Vec<&mut Child> =
+    let live: Vec<&mut support::workers::Worker> =
         workers.iter_mut().filter_map(|w| w.try_wait().unwrap().is_none().then_some(w)).collect();
     assert_eq!(live.len(), 3, "three workers run at the end");
     for w in live {

@@ -33,12 +33,9 @@ enum Which {
 }
 
 pub(crate) async fn run(a: Args) -> CliResult {
-    let Some(url) = super::shared_store() else {
-        return Err(Failure::usage(
-            "`jamjet store` works on a PostgreSQL store: give it one with --store postgres://user@host:port/database \
-             or JAMJET_STORE (the embedded store of a data dir needs no migration)",
-        ));
-    };
+    let url = super::shared_store_for(
+        "`jamjet store` works on a PostgreSQL store (the embedded store of a data dir needs no migration)",
+    )?;
     match a.which {
         Which::Check { json } => {
             let s = PgJournal::schema_state(url).await.map_err(|e| Failure::new(e.to_string()))?;

@@ -39,12 +39,7 @@ pub struct Args {
 }
 
 pub(crate) async fn run(a: Args) -> CliResult {
-    let Some(url) = super::shared_store() else {
-        return Err(Failure::usage(
-            "`jamjet worker` runs executions from a store many processes share: give it one with \
-             --store postgres://user@host:port/database or JAMJET_STORE",
-        ));
-    };
+    let url = super::shared_store_for("`jamjet worker` runs executions from a store many processes share")?;
     // Listen first: a signal while opening is seen at the first await on it.
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Failure::new(format!("cannot listen for SIGTERM: {e}")))?;

@@ -15,12 +15,9 @@ pub struct Args {
 }
 
 pub(crate) async fn run(a: Args) -> CliResult {
-    let Some(url) = super::shared_store() else {
-        return Err(Failure::usage(
-            "`jamjet workers` lists the processes of a store many share: give it one with \
-             --store postgres://user@host:port/database or JAMJET_STORE (a data dir has one process: its holder)",
-        ));
-    };
+    let url = super::shared_store_for(
+        "`jamjet workers` lists the processes of a store many share (a data dir has one process: its holder)",
+    )?;
     let journal = super::open_shared(url, "workers").await?;
     let leases = journal.leases().ok_or_else(|| Failure::new("this store has no leases"))?;
     let me = leases.worker_id().to_string();

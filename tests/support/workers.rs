@@ -64,20 +64,48 @@ pub fn expected(job: usize) -> Value {
     json!({ "a": a, "b": b, "c": c, "total": a + b + c })
 }
 
+/// A `jamjet worker` process, killed (`kill -9`) when dropped while it
+/// still runs: a test that fails leaves no worker behind.
+pub struct Worker(pub Child);
+
+impl std::ops::Deref for Worker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A `jamjet worker` on `url`, its stderr in `log`.
-pub fn worker(url: &str, log: &Path) -> Child {
+pub fn worker(url: &str, log: &Path) -> Worker {
     worker_with(url, log, LEASE)
 }
 
 /// [`worker`] with another lease time.
-pub fn worker_with(url: &str, log: &Path, lease: &str) -> Child {
-    jamjet()
-        .env("JAMJET_LOG", "warn")
-        .args(["--store", url, "worker", "--lease-time", lease, "--drain-timeout", "5s"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start jamjet worker")
+pub fn worker_with(url: &str, log: &Path, lease: &str) -> Worker {
+    Worker(
+        jamjet()
+            .env("JAMJET_LOG", "warn")
+            .args(["--store", url, "worker", "--lease-time", lease, "--drain-timeout", "5s"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start jamjet worker"),
+    )
 }
 
 /// A runtime of this test on the store (claims nothing: it only submits and reads).

@@ -155,7 +155,7 @@ pub struct BenchReport {
     /// The built-in workload, or the workflow file.
     pub workload: String,
     pub workflow_id: String,
-    /// `sled`, `memory` or the server's URL.
+    /// `sled`, `memory`, `postgres` (`--store`) or the server's URL.
     pub store: String,
     pub concurrency: u32,
     pub warmup_executions: u64,
@@ -174,7 +174,7 @@ pub struct BenchReport {
     pub nodes: Vec<NodeRow>,
     /// Executions (children included) whose nodes were read for the latencies.
     pub node_sample_executions: usize,
-    /// Disk syncs of the journal in the window (0 in memory).
+    /// Disk syncs of the journal in the window (0 in memory; on PostgreSQL, its COMMITs).
     pub journal_syncs: u64,
     pub syncs_per_node: f64,
     /// Journal appends in the window (embedded only).
@@ -275,6 +275,12 @@ async fn target(a: &DriveArgs) -> Result<Target, Failure> {
         return Ok(Target::Server(client));
     }
     let builder = super::functions::registered(Runtime::builder()).limits(crate::cli::limits());
+    if let Some(url) = crate::cli::shared_store() {
+        // Measures this process alone on the shared store (it claims nothing left by others).
+        let journal = crate::cli::open_shared(url, "bench").await?;
+        let rt = builder.journal(journal).resume_on_open(false).open().await?;
+        return Ok(Target::Embedded { rt, store: "postgres", _dir: None });
+    }
     if a.memory {
         let rt = builder.in_memory().open().await?;
         return Ok(Target::Embedded { rt, store: "memory", _dir: None });
