@@ -403,6 +403,10 @@ pub trait Leases: Send + Sync {
     /// notice may be lost (a dropped connection), so who follows an
     /// execution also looks by itself now and then.
     fn notices(&self) -> tokio::sync::broadcast::Receiver<(ExecutionId, u64)>;
+    /// Up to `limit` executions that need a process and that no live process
+    /// owns (what a claim would take, whatever their workflows), oldest
+    /// first: `jamjet executions --unclaimed`. Reads only.
+    fn unclaimed(&self, due_by_ms: u64, limit: usize) -> Result<Vec<ExecutionMeta>, Error>;
     /// What this process's leases did since the store was opened (`/metrics`).
     fn counters(&self) -> LeaseCounters;
 }

@@ -45,6 +45,7 @@ pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
 pub use builder::{Builder, DEFAULT_CLAIM_CAPACITY};
 pub use feed::{Delay, DelayKind, Feed, Observed};
+pub use leases::Unclaimed;
 pub use sessions::{
     DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,
 };

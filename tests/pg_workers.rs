@@ -279,3 +279,61 @@ async fn the_store_commands_and_bad_stores_say_what_is_wrong_and_change_nothing(
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("PostgreSQL URL") && !err.contains("s3cret"), "{err}");
 }
+
+/// An execution whose workflow calls a host function no `jamjet worker`
+/// has stays unclaimed while workers run, and `executions --unclaimed`
+/// says why; one any worker could run is named as waiting for a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_nobody_can_run_are_listed_with_why() {
+    use std::sync::Arc;
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let host = jamjet::ir::compile_str(
+        "id: hosted\nstate_schema: { out: any }\nnodes:\n  score: { type: function, function: py.score, output_key: out }\n",
+        "hosted.yaml",
+    )
+    .unwrap();
+    let plain = jamjet::ir::compile_str(
+        "id: plain\nstate_schema: { n: int }\nnodes:\n  t: { type: wait, duration_ms: 600000 }\n",
+        "plain.yaml",
+    )
+    .unwrap();
+    let journal = jamjet::journal::PgJournal::open(&url).await.unwrap();
+    // A host that registers py.score and never answers: its execution is running when it hands it back.
+    let rt = jamjet::Runtime::builder()
+        .journal(Arc::new(journal))
+        .resume_on_open(false)
+        .function("py.score", |_| std::future::pending())
+        .open()
+        .await
+        .unwrap();
+    let hosted = rt.submit(&host, json!({})).await.unwrap();
+    rt.shutdown().await;
+    // A running execution any worker could carry (its row says running: not yet started here).
+    let reader = open(&url).await;
+    let (code, out, err) = on_store(&url, &["executions", "--unclaimed", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let row =
+        rows.as_array().unwrap().iter().find(|r| r["id"] == hosted.to_string()).unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(row["functions"], json!(["py.score"]), "{out}");
+    assert!(row["reason"].as_str().unwrap().contains("py.score"), "{out}");
+    // A worker runs: it leaves the hosted one alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = worker(&url, &tmp.path().join("w.log"));
+    let plain_id = reader.submit(&plain, json!({})).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reader.status(hosted).unwrap().status, Status::Running);
+    let (_, out, _) = on_store(&url, &["executions", "--unclaimed"]);
+    assert!(out.contains(&hosted.to_string()) && out.contains("py.score"), "{out}");
+    assert!(!out.contains(&plain_id.to_string()), "a timer wait of a live process is not unclaimed: {out}");
+    // In a data dir the flag is refused with what to use instead.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = jamjet();
+    cmd.arg("--data-dir").arg(dir.path()).args(["executions", "--unclaimed"]);
+    let done = support::run_bounded(cmd, Duration::from_secs(60), "executions --unclaimed on a data dir");
+    assert_ne!(done.output.status.code(), Some(0));
+    signal(&w, "-TERM");
+    let _ = w.wait();
+    reader.shutdown().await;
+}

@@ -34,6 +34,9 @@ pub struct Args {
     /// What each waiting execution waits for, one row per waiting node.
     #[arg(long, conflicts_with = "damaged")]
     pub waiting: bool,
+    /// In a shared store (--store): the executions that need a process and that no live one runs, and why.
+    #[arg(long, conflicts_with_all = ["waiting", "damaged", "status", "all"])]
+    pub unclaimed: bool,
     /// Only the executions that cannot be read in full, and what fails (reads every record).
     #[arg(long, conflicts_with = "status")]
     pub damaged: bool,
@@ -71,7 +74,16 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Store::Local(local) => local,
     };
     let rt = &local.rt;
-    let result = if a.waiting {
+    let result = if a.unclaimed {
+        if !rt.shares_store() {
+            local.close().await;
+            return Err(Failure::usage(
+                "--unclaimed lists what no process of a shared store runs (--store postgres://...); in a data dir, \
+                 `jamjet executions` marks what was left behind",
+            ));
+        }
+        rt.unclaimed(UNCLAIMED_SHOWN).map(|u| print_unclaimed(&u, a.json))
+    } else if a.waiting {
         rt.waiting().map(|w| print_waiting(&w, a.json))
     } else if a.damaged {
         rt.check().map(|checked| {
@@ -369,6 +381,25 @@ fn print_list(family: &Family, left: &HashMap<ExecutionId, Unattended>, from: &P
 
 /// The longest prompt shown in a table cell.
 const PROMPT_CELL: usize = 60;
+
+/// At most this many rows of `--unclaimed`.
+const UNCLAIMED_SHOWN: usize = 1000;
+
+fn print_unclaimed(rows: &[crate::runtime::Unclaimed], json: bool) {
+    if json {
+        print_json(&rows);
+        return;
+    }
+    if rows.is_empty() {
+        println!("every execution that needs a process has one");
+        return;
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|u| vec![u.id.to_string(), u.workflow_id.clone(), u.status.to_string(), u.reason.clone()])
+        .collect();
+    table::print(&["EXECUTION", "WORKFLOW", "STATUS", "WHY NO PROCESS RUNS IT"], &table);
+}
 
 fn print_waiting(waits: &[Waiting], json: bool) {
     if json {

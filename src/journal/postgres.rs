@@ -839,6 +839,20 @@ impl Leases for PgJournal {
         self.wait(format!("reading who owns {execution}"), id, lease::owner)
     }
 
+    fn unclaimed(&self, due_by_ms: u64, n: usize) -> Result<Vec<ExecutionMeta>, Error> {
+        let rows = self.wait(
+            "listing the executions no process runs".to_string(),
+            (ms(due_by_ms), limit(n)),
+            lease::unclaimed,
+        )?;
+        let mut out = Vec::new();
+        for (id, record) in rows {
+            let exec = id_from(&id, "the execution index")?;
+            out.push(decode_meta_of(exec, &record).map_err(Error::Damaged)?);
+        }
+        Ok(out)
+    }
+
     fn counters(&self) -> LeaseCounters {
         self.lessee.counters()
     }

@@ -27,6 +27,18 @@ use crate::journal::Status;
 /// The longest between two claim rounds (a lost notification is caught by this).
 const POLL: Duration = Duration::from_millis(250);
 
+/// An execution of a shared store that no live process runs (see [`Runtime::unclaimed`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unclaimed {
+    pub id: crate::id::ExecutionId,
+    pub workflow_id: String,
+    pub status: Status,
+    /// The host functions its workflow calls (a process must register them all to claim it).
+    pub functions: Vec<String>,
+    /// Why it waits, in words.
+    pub reason: String,
+}
+
 /// What the embedding API steers: claiming on or off, and a wake-up.
 #[derive(Default)]
 pub(super) struct Claiming {
@@ -196,6 +208,32 @@ impl Runtime {
     /// This process's id in a shared store (`None` for one it holds alone).
     pub fn worker_id(&self) -> Option<String> {
         self.services().journal.leases().map(|l| l.worker_id().to_string())
+    }
+
+    /// In a shared store, up to `limit` executions that need a process and
+    /// that no live process runs, each with why: the host functions its
+    /// workflow calls that this process lacks (only a program that
+    /// registers them claims it; for the CLI, what no `jamjet worker` has),
+    /// or none (a worker like this process would). Empty for a store one
+    /// process holds.
+    pub fn unclaimed(&self, limit: usize) -> Result<Vec<Unclaimed>, super::Error> {
+        let Some(leases) = self.services().journal.leases() else { return Ok(Vec::new()) };
+        let now = self.services().clock.now_ms();
+        let mut out = Vec::new();
+        for meta in leases.unclaimed(now, limit)? {
+            let wf = self.load_workflow(meta.id, &meta.workflow_hash)?;
+            let functions = self.functions().missing(&wf);
+            let reason = match functions.is_empty() {
+                true => "no live worker has claimed it yet: start one (jamjet worker --store URL)".to_string(),
+                false => format!(
+                    "its workflow calls host functions ({}): only a process that registers them claims it \
+                     (the Python or Rust program that runs this workflow)",
+                    functions.join(", ")
+                ),
+            };
+            out.push(Unclaimed { id: meta.id, workflow_id: meta.workflow_id, status: meta.status, functions, reason });
+        }
+        Ok(out)
     }
 
     /// What this process's leases did, in a shared store (`None` for one it holds alone).

@@ -339,6 +339,29 @@ pub(super) async fn claim(
 /// An execution that has ended, or that is not in the store, needs no
 /// lease: nothing will be written to it, so it is `Ok(true)` (whoever asks
 /// reads its end, or finds it missing) and no lease row is made.
+/// The index records of up to `limit` executions a claim would take,
+/// whatever their workflows (nothing locked, nothing changed).
+pub(super) async fn unclaimed(
+    pool: PgPool,
+    (due_by_ms, limit): (i64, i64),
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT e.id, e.record FROM executions e \
+         LEFT JOIN leases l ON l.execution = e.id \
+         LEFT JOIN workers w ON w.id = l.worker \
+         WHERE (e.status = 'running' OR (e.status = 'waiting' \
+              AND EXISTS (SELECT 1 FROM timers t WHERE t.execution = e.id AND t.at_ms <= $1))) \
+         AND (l.execution IS NULL OR NOT l.child) \
+         AND (l.worker IS NULL OR w.id IS NULL OR NOT (",
+        live!(),
+        ")) ORDER BY e.id LIMIT $2"
+    ))
+    .bind(due_by_ms)
+    .bind(limit)
+    .fetch_all(&pool)
+    .await
+}
+
 pub(super) async fn claim_one(pool: &PgPool, me: &Lessee, execution: ExecutionId) -> Result<bool, Error> {
     let what = format!("claiming the execution {execution} for the worker {}", me.worker);
     let failed = |e| storage(&what, e);
