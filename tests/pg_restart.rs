@@ -76,11 +76,9 @@ async fn workers_reconnect_after_postgres_restarts_and_finish_everything() {
         let out = reader.wait(*id).await.unwrap();
         assert_eq!(out.state["total"], expected(job)["total"], "{id}");
     }
-    let seen = server.seen.lock().unwrap();
-    for (k, bodies) in &seen.by_key {
+    for (k, bodies) in &server.seen.lock().unwrap().by_key {
         assert!(bodies.windows(2).all(|w| w[0] == w[1]), "key {k} was sent with different bodies: {bodies:?}");
     }
-    drop(seen);
     for w in &mut workers {
         signal(w, "-TERM");
         assert!(w.wait().unwrap().success(), "a worker failed after the restart");

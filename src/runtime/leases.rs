@@ -27,6 +27,11 @@ use crate::journal::Status;
 /// The longest between two claim rounds (a lost notification is caught by this).
 const POLL: Duration = Duration::from_millis(250);
 
+/// At most this many executions per claim round, so that workers polling
+/// at once share what is free rather than the first taking it all. A
+/// round that takes a full batch looks again at once.
+const CLAIM_BATCH: usize = 32;
+
 /// An execution of a shared store that no live process runs (see [`Runtime::unclaimed`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unclaimed {
@@ -163,7 +168,10 @@ async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>
         return Ok(());
     }
     let now = rt.services().clock.now_ms();
-    let claimed = leases.claim(&hashes, now, capacity - live).await?;
+    let claimed = leases.claim(&hashes, now, (capacity - live).min(CLAIM_BATCH)).await?;
+    if claimed.len() == CLAIM_BATCH {
+        rt.inner.claiming.wake.notify_one();
+    }
     for meta in claimed {
         let Some(wf) = workflows.get(&meta.workflow_hash).cloned() else { continue };
         tracing::debug!(execution_id = %meta.id, status = %meta.status, "claimed");

@@ -100,7 +100,7 @@ pub fn worker_with(url: &str, log: &Path, lease: &str) -> Worker {
     Worker(
         jamjet()
             .env("JAMJET_LOG", "warn")
-            .args(["--store", url, "worker", "--lease-time", lease, "--drain-timeout", "5s"])
+            .args(["--store", url, "worker", "--lease-time", lease, "--drain-timeout", "5s", "--capacity", "50"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
