@@ -377,3 +377,41 @@ async fn executions_nobody_can_run_are_listed_with_why() {
     let _ = w.wait();
     reader.shutdown().await;
 }
+
+/// `sslmode=verify-full`: with the CA of the server's certificate and a
+/// host the certificate names, the store opens over TLS; with a host it
+/// does not name, a clear error about the certificate (not "is it running").
+/// Uses the machine's own PostgreSQL certificate (Debian's snakeoil, for
+/// `localhost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_checks_the_servers_certificate() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    const CA: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let ssl_on = schema.text("SELECT current_setting('ssl')").await == "on";
+    if !ssl_on || !std::path::Path::new(CA).exists() {
+        let why = format!(
+            "the server has ssl = {} and {CA} exists: {}",
+            if ssl_on { "on" } else { "off" },
+            std::path::Path::new(CA).exists()
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no TLS on the test PostgreSQL ({why})");
+        }
+        eprintln!(
+            "SKIPPED: no TLS on the test PostgreSQL ({why}); turn it on with ssl = on in postgresql.conf (Debian's default, with its snakeoil certificate)"
+        );
+        return;
+    }
+    let url = schema.url();
+    let tls = |host: &str| format!("{}&sslmode=verify-full&sslrootcert={CA}", url.replacen("127.0.0.1", host, 1));
+    let (code, out, err) = on_store(&tls("localhost"), &["store", "migrate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = on_store(&tls("localhost"), &["executions", "--unclaimed", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = on_store(&tls("127.0.0.1"), &["executions"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("TLS handshake failed") && err.contains("127.0.0.1") && !err.contains("Is it running"),
+        "{err}"
+    );
+}

@@ -64,6 +64,14 @@ fn unreachable(place: &str, e: sqlx::Error) -> Error {
             };
             Error::Storage(format!("PostgreSQL at {place} refused the connection: {}{hint}", db.message()))
         }
+        // TLS (sslmode=require, verify-ca, verify-full): the server answered, its certificate did not do.
+        other if matches!(other, sqlx::Error::Tls(_)) || other.to_string().contains("certificate") => {
+            Error::Storage(format!(
+                "PostgreSQL at {place}: the TLS handshake failed: {other}. Check sslmode and sslrootcert in the \
+                 URL (the CA that signed the server's certificate) and that the host in the URL is a name the \
+                 certificate holds"
+            ))
+        }
         other => Error::Storage(format!(
             "cannot reach PostgreSQL at {place}: {other}. Is it running? Start it (on Debian: \
              pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start; elsewhere: \
