@@ -356,18 +356,30 @@ async fn two_claimers_at_once_take_disjoint_sets() {
     futures::future::join_all(all.iter().map(|&id| start(&starter, id, "h1", Status::Running, &[]))).await;
     drop(starter);
     let (one, two) = (worker(&schema, 5_000).await, worker(&schema, 5_000).await);
-    async fn claim_all(j: Arc<PgJournal>) -> Vec<ExecutionId> {
+    // Both start together and pause between rounds, so their claims
+    // interleave even on a loaded machine (one alone could take all 200
+    // before the other's first round, and prove nothing).
+    async fn claim_all(j: Arc<PgJournal>, go: Arc<tokio::sync::Barrier>) -> Vec<ExecutionId> {
+        go.wait().await;
         let mut mine = Vec::new();
-        for _ in 0..100 {
+        // A claim may come back empty while executions are left: its
+        // snapshot saw free leases the other had just taken (the upsert's
+        // guard refuses them). Stop after three empty rounds in a row.
+        let mut empty = 0;
+        for _ in 0..200 {
             let got = j.claim(&["h1".into()], 0, 7).await.unwrap();
-            if got.is_empty() {
+            empty = if got.is_empty() { empty + 1 } else { 0 };
+            if empty == 3 {
                 break;
             }
             mine.extend(got.into_iter().map(|m| m.id));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         mine
     }
-    let (a, b) = tokio::join!(tokio::spawn(claim_all(one.clone())), tokio::spawn(claim_all(two.clone())));
+    let go = Arc::new(tokio::sync::Barrier::new(2));
+    let (a, b) =
+        tokio::join!(tokio::spawn(claim_all(one.clone(), go.clone())), tokio::spawn(claim_all(two.clone(), go)));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(!a.is_empty() && !b.is_empty(), "both claimed some: {} and {}", a.len(), b.len());
     let mut union: Vec<ExecutionId> = a.iter().chain(&b).copied().collect();
