@@ -15,7 +15,7 @@
 //! stops it at once.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -69,19 +69,20 @@ pub(crate) async fn run(a: Args) -> CliResult {
     if let Err(e) = rt.drain().await {
         eprintln!("warning: could not mark this worker as draining in the store: {e}");
     }
-    let began = Instant::now();
+    // Wait for what it carries to leave memory (each one's end or
+    // hibernation is the supervisor's notice, not a poll), bounded.
+    let deadline = tokio::time::Instant::now() + a.drain_timeout;
     let handed_back = loop {
-        let live = rt.live().await.map(|l| l.len()).unwrap_or(0);
-        if live == 0 {
+        let live = rt.live().await.unwrap_or_default();
+        if live.is_empty() {
             break 0;
         }
-        if began.elapsed() >= a.drain_timeout {
-            break live;
-        }
+        let gone = futures::future::join_all(live.iter().map(|id| rt.unloaded(*id)));
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = term.recv() => break rt.live().await.map(|l| l.len()).unwrap_or(0),
-            _ = int.recv() => break rt.live().await.map(|l| l.len()).unwrap_or(0),
+            _ = gone => {}
+            _ = tokio::time::sleep_until(deadline) => break rt.live().await.map_or(live.len(), |l| l.len()),
+            _ = term.recv() => break rt.live().await.map_or(live.len(), |l| l.len()),
+            _ = int.recv() => break rt.live().await.map_or(live.len(), |l| l.len()),
         }
     };
     rt.shutdown().await;
