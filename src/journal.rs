@@ -24,6 +24,7 @@
 //! index rows it can read and the damaged ones beside them.
 
 mod event;
+pub mod inbox;
 pub mod latency;
 mod mailbox;
 mod memory;
@@ -409,6 +410,27 @@ pub trait Leases: Send + Sync {
     fn unclaimed(&self, due_by_ms: u64, limit: usize) -> Result<Vec<ExecutionMeta>, Error>;
     /// What this process's leases did since the store was opened (`/metrics`).
     fn counters(&self) -> LeaseCounters;
+    /// Send `message` to `execution`'s inbox (another live process runs
+    /// it): durable, and announced to the store's processes, when this
+    /// returns. Returns its row, to [`collect`](Self::collect) the answer.
+    fn send<'a>(&'a self, execution: ExecutionId, message: &'a inbox::Message) -> BoxFuture<'a, Result<u64, Error>>;
+    /// Up to `limit` open messages of the executions this process owns,
+    /// oldest first: deliver each, in order, with its answer journaled by
+    /// the append that records it ([`WaitChange::Answered`]), or
+    /// [`refuse`](Self::refuse) it.
+    fn letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<inbox::Letter>, Error>>;
+    /// Answer an open message with a refusal (nothing journaled), when its
+    /// execution is this process's or has ended: whether it was answered.
+    fn refuse<'a>(&'a self, row: u64, refusal: &'a inbox::Refusal) -> BoxFuture<'a, Result<bool, Error>>;
+    /// The answer to the message at `row` once there is one (the row is
+    /// removed as it is read).
+    fn collect(&self, row: u64) -> BoxFuture<'_, Result<Option<inbox::Answer>, Error>>;
+    /// Take back the message at `row` if nobody answered it yet: whether it
+    /// was taken back (if not, it was answered: [`collect`](Self::collect) it).
+    fn withdraw(&self, row: u64) -> BoxFuture<'_, Result<bool, Error>>;
+    /// Hear of messages sent to inboxes, and refusals written, by any
+    /// process of the store (a speed-up only, as [`notices`](Self::notices)).
+    fn inbox_notices(&self) -> tokio::sync::broadcast::Receiver<inbox::InboxNotice>;
 }
 
 pub type SharedJournal = Arc<dyn Journal>;

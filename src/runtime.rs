@@ -18,6 +18,7 @@
 mod builder;
 mod deliver;
 mod feed;
+mod inbox;
 mod leases;
 mod lifecycle;
 mod read;
@@ -45,6 +46,7 @@ pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
 pub use builder::{Builder, DEFAULT_CLAIM_CAPACITY};
 pub use feed::{Delay, DelayKind, Feed, Observed};
+pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
 pub use sessions::{
     DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,
@@ -147,8 +149,13 @@ struct Inner {
     sessions: Arc<sessions::SessionTable>,
     /// Claiming from a shared store (see `leases.rs`).
     claiming: Arc<leases::Claiming>,
-    /// The lease task (see `leases.rs`), stopped by `shutdown` before the journal closes.
-    lease_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The lease task (see `leases.rs`) and the inbox taker (`inbox.rs`),
+    /// stopped by `shutdown` before the journal closes.
+    lease_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Taking what is sent to the executions this process runs (see `inbox.rs`).
+    taking: Arc<inbox::Taking>,
+    /// How long a message sent to another process's execution waits to be taken.
+    answer_within: std::time::Duration,
 }
 
 impl Drop for Inner {

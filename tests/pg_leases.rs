@@ -459,3 +459,152 @@ async fn a_parked_execution_claimed_by_another_process_goes_on_there() {
     assert_eq!(epoch(&schema, id).await, "none");
     rt.shutdown().await;
 }
+
+/// A workflow whose first step holds until the test lets it go (so its
+/// execution is running, owned by the process that started it), then
+/// waits for the event `paid`.
+fn held_then_paid() -> jamjet::ir::Workflow {
+    jamjet::ir::compile_str(
+        "id: held\nstate_schema: { paid: any }\nnodes:\n  \
+         hold: { type: function, function: hold, next: pay }\n  \
+         pay: { type: wait, event: paid, output_key: paid }\n",
+        "held.yaml",
+    )
+    .unwrap_or_else(|d| panic!("{d}"))
+}
+
+/// A runtime on `j` whose `hold` function waits for a permit of `gate`.
+async fn holding(j: &Arc<PgJournal>, gate: &Arc<tokio::sync::Semaphore>) -> jamjet::Runtime {
+    let gate = gate.clone();
+    jamjet::Runtime::builder()
+        .journal(j.clone() as Arc<dyn Journal>)
+        .function("hold", move |_| {
+            let gate = gate.clone();
+            async move {
+                let _permit = gate.acquire().await;
+                Ok(serde_json::json!({}))
+            }
+        })
+        .open()
+        .await
+        .unwrap()
+}
+
+/// The events of `id` that `pick` names, as `rt` reads them.
+fn named(rt: &jamjet::Runtime, id: ExecutionId, pick: fn(&Event) -> bool) -> usize {
+    rt.events(id).unwrap().iter().filter(|r| pick(&r.event)).count()
+}
+
+/// Until `id`'s `hold` step has started (bounded).
+async fn until_holding(rt: &jamjet::Runtime, id: ExecutionId) {
+    let started = |e: &Event| matches!(e, Event::NodeStarted { node, .. } if node == "hold");
+    for _ in 0..200 {
+        if named(rt, id, started) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{id} did not start its `hold` step in 5 s");
+}
+
+/// Signals, decisions and cancels for an execution another live process
+/// runs go through its inbox: that process journals each once, in order,
+/// and the sender gets the answer it would get for its own (a refusal
+/// too). Nothing is left in the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_sent_to_a_running_execution_of_another_process_goes_through_its_inbox() {
+    use jamjet::runtime::{Decision, Error as RtError};
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let one = worker(&schema, 5_000).await;
+    let rt = holding(&one, &gate).await;
+    let (paid, cancelled) = (rt.submit(&held_then_paid(), serde_json::json!({})).await.unwrap(), {
+        rt.submit(&held_then_paid(), serde_json::json!({})).await.unwrap()
+    });
+    until_holding(&rt, paid).await;
+    until_holding(&rt, cancelled).await;
+    let two = worker(&schema, 5_000).await;
+    let rt2 = jamjet::Runtime::builder().journal(two.clone() as Arc<dyn Journal>).open().await.unwrap();
+    assert!(one.owns(paid) && !two.owns(paid));
+
+    // A signal before the wait is reached: kept, and consumed there.
+    tokio::time::timeout(Duration::from_secs(10), rt2.signal(paid, "paid", serde_json::json!(7)))
+        .await
+        .expect("answered in 10 s")
+        .unwrap();
+    assert!(!two.owns(paid), "the sender did not take it over");
+    let signalled = |e: &Event| matches!(e, Event::SignalReceived { key, .. } if key == "paid");
+    assert_eq!(named(&rt, paid, signalled), 1, "journaled by its owner before the sender was answered");
+    // A decision it does not wait for: refused as its owner refuses it.
+    let decision = Decision { node: None, call: None, approved: true, by: "ana".into(), comment: None };
+    let refused = tokio::time::timeout(Duration::from_secs(10), rt2.approve(paid, decision)).await.expect("10 s");
+    assert!(matches!(&refused, Err(RtError::NotWaiting { id, .. }) if *id == paid), "{refused:?}");
+    // A cancel: journaled there, and the execution ends there.
+    tokio::time::timeout(Duration::from_secs(10), rt2.cancel(cancelled, "not needed")).await.expect("10 s").unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), rt.wait(cancelled)).await.expect("10 s").unwrap();
+    assert_eq!(ended.status, Status::Cancelled);
+    assert_eq!(schema.text("SELECT count(*)::text FROM inbox").await, "0", "every answer was read and removed");
+
+    gate.add_permits(2);
+    let out = tokio::time::timeout(Duration::from_secs(10), rt.wait(paid)).await.expect("10 s").unwrap();
+    assert_eq!(out.status, Status::Completed);
+    assert_eq!(out.state["paid"], serde_json::json!(7));
+    assert_eq!(named(&rt, paid, signalled), 1, "once");
+    rt2.shutdown().await;
+    rt.shutdown().await;
+}
+
+/// A message the owner does not take in time is withdrawn (nothing is
+/// journaled later), and one whose execution loses its owner while the
+/// sender waits is withdrawn and delivered by the sender itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_nobody_takes_is_withdrawn_and_one_whose_owner_lets_go_is_delivered_by_its_sender() {
+    use jamjet::runtime::Error as RtError;
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let wf = jamjet::ir::compile_str(
+        "id: pw\nstate_schema: { paid: any }\nnodes:\n  pay: { type: wait, event: paid, output_key: paid }\n",
+        "pw.yaml",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let one = worker(&schema, 5_000).await;
+    let rt = jamjet::Runtime::builder().journal(one.clone() as Arc<dyn Journal>).open().await.unwrap();
+    let id = rt.submit(&wf, serde_json::json!({})).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rt.unloaded(id)).await.expect("parks in 10 s").unwrap();
+    // A process that owns it and never reads its inbox (stalled).
+    let stalled = worker(&schema, 5_000).await;
+    assert!(stalled.claim_one(id).await.unwrap());
+    let two = worker(&schema, 5_000).await;
+    let rt2 = jamjet::Runtime::builder()
+        .journal(two.clone() as Arc<dyn Journal>)
+        .answer_within(Duration::from_secs(2))
+        .open()
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let refused = tokio::time::timeout(Duration::from_secs(10), rt2.signal(id, "paid", serde_json::json!(1))).await;
+    let refused = refused.expect("answered in 10 s");
+    assert!(sent.elapsed() >= Duration::from_secs(2), "waited its time");
+    match &refused {
+        Err(RtError::NotTaken { owner, .. }) => assert_eq!(owner, stalled.worker_id()),
+        other => panic!("{other:?}"),
+    }
+    assert!(refused.unwrap_err().to_string().contains("withdrawn: nothing was delivered"));
+    assert_eq!(schema.text("SELECT count(*)::text FROM inbox").await, "0", "withdrawn");
+    let signalled = |e: &Event| matches!(e, Event::SignalReceived { .. });
+    assert_eq!(named(&rt2, id, signalled), 0, "nothing journaled");
+
+    // Sent again; its owner hands it back while the sender waits.
+    let sending = tokio::spawn({
+        let rt2 = rt2.clone();
+        async move { rt2.signal(id, "paid", serde_json::json!(2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stalled.release(&[id]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sending).await.expect("answered in 10 s").unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), rt2.wait(id)).await.expect("10 s").unwrap();
+    assert_eq!((out.status, &out.state["paid"]), (Status::Completed, &serde_json::json!(2)));
+    assert_eq!(named(&rt2, id, signalled), 1);
+    assert_eq!(schema.text("SELECT count(*)::text FROM inbox").await, "0");
+    rt2.shutdown().await;
+    rt.shutdown().await;
+}

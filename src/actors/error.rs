@@ -25,6 +25,16 @@ pub enum Error {
     Finished { id: ExecutionId, status: Status },
     #[error("execution {id} {message}")]
     NotWaiting { id: ExecutionId, message: String },
+    /// In a store many processes share, another live process runs the
+    /// execution: what is for it goes to its inbox (the runtime does that).
+    #[error("execution {id} runs in another process ({owner})")]
+    Elsewhere { id: ExecutionId, owner: String },
+    /// The process that runs the execution did not take what was sent to
+    /// its inbox in time: it was withdrawn, nothing was delivered.
+    #[error(
+        "execution {id} runs in another process ({owner}), which did not take the {what} within {secs} s; it was withdrawn: nothing was delivered (is that process stalled? `jamjet workers` lists the live ones)"
+    )]
+    NotTaken { id: ExecutionId, owner: String, what: String, secs: u64 },
     #[error("no workflow `{id}`{} is registered", .version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
     UnknownWorkflow { id: String, version: Option<String> },
     #[error(

@@ -120,7 +120,38 @@ impl SupervisorHandle {
 
     /// Journal an external event for `id`'s `wait` nodes.
     pub(crate) async fn signal(&self, id: ExecutionId, key: &str, payload: &Value) -> Result<(), Error> {
-        self.ask(id, |reply| Delivery::Signal { key: key.to_string(), payload: payload.clone(), reply }).await
+        self.ask(id, |reply| Delivery::Signal { key: key.to_string(), payload: payload.clone(), inbox: None, reply })
+            .await
+    }
+
+    /// Deliver a message of `letter.execution`'s inbox (this process owns
+    /// it): journaled with its answer, or refused. Answers the node an
+    /// approval decided.
+    pub(crate) async fn letter(&self, letter: &crate::journal::inbox::Letter) -> Result<Option<String>, Error> {
+        use crate::journal::inbox::Message;
+        let (id, inbox) = (letter.execution, Some(letter.row));
+        match &letter.message {
+            Message::Signal { key, payload } => self
+                .ask(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), inbox, reply })
+                .await
+                .map(|()| None),
+            Message::Approve { node, call, approved, by, comment } => self
+                .ask(id, |reply| Delivery::Approve {
+                    node: node.clone(),
+                    call: call.clone(),
+                    approved: *approved,
+                    by: by.clone(),
+                    comment: comment.clone(),
+                    inbox,
+                    reply,
+                })
+                .await
+                .map(Some),
+            Message::Cancel { reason } => self
+                .ask(id, |reply| Delivery::Cancel { reason: reason.clone(), inbox, reply: Some(reply) })
+                .await
+                .map(|()| None),
+        }
     }
 
     /// Hand `id` an event published by key (`take`: a kept one, removed
@@ -165,6 +196,7 @@ impl SupervisorHandle {
             approved,
             by: by.to_string(),
             comment: comment.map(str::to_string),
+            inbox: None,
             reply,
         })
         .await
@@ -172,12 +204,12 @@ impl SupervisorHandle {
 
     /// Cancel `id`; answers once `ExecutionCancelled` is durable.
     pub(crate) async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
-        self.ask(id, |reply| Delivery::Cancel { reason: reason.to_string(), reply: Some(reply) }).await
+        self.ask(id, |reply| Delivery::Cancel { reason: reason.to_string(), inbox: None, reply: Some(reply) }).await
     }
 
     /// Cancel `id` without waiting for an answer (a parent's children).
     pub(crate) fn cancel_quietly(&self, id: ExecutionId, reason: String) {
-        let _ = self.0.cast(SupervisorMsg::Deliver { id, delivery: Delivery::Cancel { reason, reply: None } });
+        let _ = self.0.cast(SupervisorMsg::Deliver { id, delivery: Delivery::Cancel { reason, inbox: None, reply: None } });
     }
 
     /// A deadline of `id` in the timer index is due. False when the supervisor is gone.

@@ -44,6 +44,9 @@ pub(crate) enum Delivery {
     Signal {
         key: String,
         payload: Value,
+        /// The inbox row it came from (a shared store's), answered by the
+        /// append that journals it.
+        inbox: Option<u64>,
         reply: Reply<()>,
     },
     /// A decision for an `approval` node, or (with `call`) for one pending
@@ -54,10 +57,12 @@ pub(crate) enum Delivery {
         approved: bool,
         by: String,
         comment: Option<String>,
+        inbox: Option<u64>,
         reply: Reply<String>,
     },
     Cancel {
         reason: String,
+        inbox: Option<u64>,
         reply: Option<Reply<()>>,
     },
     /// A deadline in the timer index is due (the entry's time).

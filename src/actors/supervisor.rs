@@ -25,6 +25,22 @@ use crate::ir::Workflow;
 
 pub(crate) struct Supervisor;
 
+/// Why an execution's actor was not started.
+enum NotStarted {
+    /// Another live process holds its lease (a shared store): it is owner's.
+    Elsewhere(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStarted::Elsewhere(owner) => write!(f, "another process runs it ({owner})"),
+            NotStarted::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 pub(crate) struct Child {
     id: ExecutionId,
     workflow: Arc<Workflow>,
@@ -55,20 +71,27 @@ impl Supervisor {
         workflow: Arc<Workflow>,
         hash: String,
         start: Start,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotStarted> {
         // An execution whose host functions (a Python or Rust program's)
         // this process lacks is not carried here: it would fail at its next
         // `function` node. It stays as it is for the host that has them.
         if matches!(start, Start::Rehydrate) {
             let missing = st.services.env.functions.missing(&workflow);
             if !missing.is_empty() {
-                return Err(format!(
+                // In a shared store, the process that has them may run it now.
+                if let Some(leases) = st.services.journal.leases()
+                    && let Ok(Some(owner)) = leases.owner(id)
+                    && owner != leases.worker_id()
+                {
+                    return Err(NotStarted::Elsewhere(owner));
+                }
+                return Err(NotStarted::Failed(format!(
                     "its workflow `{}` calls host functions this process has not registered ({}); it goes on in \
                      the program that registers them (the Python or Rust host that started it), and nothing was \
                      changed here",
                     workflow.id,
                     missing.join(", ")
-                ));
+                )));
             }
         }
         // In a store many processes share, an execution is run by the
@@ -82,11 +105,9 @@ impl Supervisor {
                 Ok(true) => {}
                 Ok(false) => {
                     let owner = leases.owner(id).ok().flatten().unwrap_or_else(|| "another process".into());
-                    return Err(format!(
-                        "another process runs it ({owner}): deliver it there, or wait for its lease to end"
-                    ));
+                    return Err(NotStarted::Elsewhere(owner));
                 }
-                Err(e) => return Err(format!("it cannot be claimed: {e}")),
+                Err(e) => return Err(NotStarted::Failed(format!("it cannot be claimed: {e}"))),
             }
         }
         let args = ExecutionArgs {
@@ -112,7 +133,7 @@ impl Supervisor {
                 };
                 error!(execution_id = %id, error = %why, "execution actor did not start");
                 st.services.notify_finished(id, None);
-                Err(why)
+                Err(NotStarted::Failed(why))
             }
         }
     }
@@ -153,9 +174,17 @@ impl Supervisor {
                     return Ok(());
                 }
             };
-            if let Err(e) = Self::spawn_child(myself, st, id, workflow, meta.workflow_hash, Start::Rehydrate).await {
-                delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated: {e}")));
-                return Ok(());
+            match Self::spawn_child(myself, st, id, workflow, meta.workflow_hash, Start::Rehydrate).await {
+                Ok(()) => {}
+                // Another live process runs it: the caller sends it to its inbox.
+                Err(NotStarted::Elsewhere(owner)) => {
+                    delivery.refuse(|| Error::Elsewhere { id, owner });
+                    return Ok(());
+                }
+                Err(e) => {
+                    delivery.refuse(|| Error::Actor(format!("execution {id} could not be rehydrated: {e}")));
+                    return Ok(());
+                }
             }
         }
         let Some(child) = st.by_execution.get(&id).and_then(|a| st.children.get_mut(a)) else {
@@ -266,7 +295,9 @@ impl Actor for Supervisor {
             SupervisorMsg::Rehydrate { id, workflow, hash, started } => {
                 let result = match st.by_execution.contains_key(&id) {
                     true => Ok(()),
-                    false => Self::spawn_child(&myself, st, id, workflow, hash, Start::Rehydrate).await,
+                    false => {
+                        Self::spawn_child(&myself, st, id, workflow, hash, Start::Rehydrate).await.map_err(|e| e.to_string())
+                    }
                 };
                 let _ = started.send(result);
             }

@@ -33,6 +33,11 @@ pub enum WaitChange {
     /// A kept event was handed to the execution (its `SignalReceived` is in
     /// the batch): remove it, so no other execution receives it.
     Take(KeptRef),
+    /// A message of the execution's inbox (a shared store's: see
+    /// `inbox.rs`) is journaled by this batch: its row is answered in the
+    /// same transaction, so it is taken exactly once. Stores one process
+    /// holds have no inbox and ignore it.
+    Answered(u64, super::inbox::Answer),
 }
 
 /// Where a kept event is stored.
@@ -168,6 +173,7 @@ pub(super) fn writes(execution: ExecutionId, changes: &[WaitChange]) -> Vec<(Vec
                 out.push((kept_key(at), Vec::new()));
                 out.push((expiry_key(at), Vec::new()));
             }
+            WaitChange::Answered(..) => {}
         }
     }
     out

@@ -83,6 +83,7 @@ impl Journal for MemoryJournal {
                 WaitChange::Wait(key) => inner.waits.insert((key.clone(), append.execution)),
                 WaitChange::Unwait(key) => inner.waits.remove(&(key.clone(), append.execution)),
                 WaitChange::Take(at) => inner.forget(at),
+                WaitChange::Answered(..) => false,
             };
         }
         if let Some(session) = append.session {

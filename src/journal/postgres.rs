@@ -45,6 +45,7 @@
 
 mod commit;
 mod connect;
+mod inbox;
 mod lease;
 mod notices;
 mod schema;
@@ -67,6 +68,7 @@ use self::connect::{connect, place};
 use self::lease::Lessee;
 pub use self::lease::{LeaseCounters, PgOptions};
 pub use self::schema::SCHEMA_VERSION;
+use super::inbox::{Answer, InboxNotice, Letter, Message, Refusal};
 use super::mailbox::{self, WaitChange};
 use super::session;
 use super::{
@@ -142,8 +144,8 @@ pub struct PgJournal {
     counters: Arc<Counters>,
     /// This process as a worker of the store: its id, and the executions it holds.
     lessee: Arc<Lessee>,
-    /// What the store's processes appended (see `notices.rs`).
-    notices: tokio::sync::broadcast::Sender<(ExecutionId, u64)>,
+    /// What the store's processes appended, and sent to inboxes (see `notices.rs`).
+    hearers: notices::Hearers,
     /// Told when the flusher has committed its last round and closed the pool.
     flushed: Mutex<std::sync::mpsc::Receiver<()>>,
     /// Where the store is (no password), for messages.
@@ -202,7 +204,10 @@ impl PgJournal {
             pool.close().await;
             return Err(e);
         }
-        let (notices, _) = tokio::sync::broadcast::channel(notices::BACKLOG);
+        let hearers = notices::Hearers {
+            appends: tokio::sync::broadcast::channel(notices::BACKLOG).0,
+            inbox: tokio::sync::broadcast::channel(notices::BACKLOG).0,
+        };
         let (tx, rx) = oneshot::channel();
         handle.spawn({
             let pool = pool.clone();
@@ -215,7 +220,7 @@ impl PgJournal {
             }
         });
         let channel = rx.await.map_err(|_| stopped())?.map_err(|e| storage("naming the notice channel", e))?;
-        handle.spawn(notices::listen(pool.clone(), channel, notices.clone()));
+        handle.spawn(notices::listen(pool.clone(), channel, hearers.clone()));
         let counters = Arc::new(Counters::default());
         let (queue, requests) = mpsc::unbounded_channel();
         let (flushed_tx, flushed) = std::sync::mpsc::channel();
@@ -238,7 +243,7 @@ impl PgJournal {
             handle,
             counters,
             lessee,
-            notices,
+            hearers,
             flushed: Mutex::new(flushed),
             place,
             _runtime: runtime,
@@ -441,6 +446,12 @@ fn append_writes(append: &Append<'_>) -> Result<Writes, Error> {
             WaitChange::Wait(key) => w.waits.push(((key.clone(), id.clone()), true)),
             WaitChange::Unwait(key) => w.waits.push(((key.clone(), id.clone()), false)),
             WaitChange::Take(at) => w.kept.push(((at.key.clone(), at.id.to_vec()), None)),
+            WaitChange::Answered(row, answer) => {
+                let Ok(row) = i64::try_from(*row) else {
+                    return Err(storage(&w.what, format!("inbox row {row} is out of range")));
+                };
+                w.answers.push((row, id.clone(), super::inbox::encode(answer)));
+            }
         }
     }
     if let Some(s) = append.session {
@@ -858,7 +869,36 @@ impl Leases for PgJournal {
     }
 
     fn notices(&self) -> tokio::sync::broadcast::Receiver<(ExecutionId, u64)> {
-        self.notices.subscribe()
+        self.hearers.appends.subscribe()
+    }
+
+    fn send<'a>(&'a self, execution: ExecutionId, message: &'a Message) -> BoxFuture<'a, Result<u64, Error>> {
+        let (pool, lessee, message) = (self.pool.clone(), self.lessee.clone(), message.clone());
+        self.spawn("sending to an inbox", async move { inbox::send(&pool, &lessee, execution, &message).await })
+    }
+
+    fn letters(&self, n: usize) -> BoxFuture<'_, Result<Vec<Letter>, Error>> {
+        let (pool, lessee) = (self.pool.clone(), self.lessee.clone());
+        self.spawn("reading inboxes", async move { inbox::letters(&pool, &lessee, limit(n)).await })
+    }
+
+    fn refuse<'a>(&'a self, row: u64, refusal: &'a Refusal) -> BoxFuture<'a, Result<bool, Error>> {
+        let (pool, lessee, refusal) = (self.pool.clone(), self.lessee.clone(), refusal.clone());
+        self.spawn("answering an inbox message", async move { inbox::refuse(&pool, &lessee, row, &refusal).await })
+    }
+
+    fn collect(&self, row: u64) -> BoxFuture<'_, Result<Option<Answer>, Error>> {
+        let pool = self.pool.clone();
+        self.spawn("reading an inbox answer", async move { inbox::collect(&pool, row).await })
+    }
+
+    fn withdraw(&self, row: u64) -> BoxFuture<'_, Result<bool, Error>> {
+        let pool = self.pool.clone();
+        self.spawn("withdrawing an inbox message", async move { inbox::withdraw(&pool, row).await })
+    }
+
+    fn inbox_notices(&self) -> tokio::sync::broadcast::Receiver<InboxNotice> {
+        self.hearers.inbox.subscribe()
     }
 
     fn workflow_hashes(&self) -> Result<Vec<String>, Error> {

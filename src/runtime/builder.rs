@@ -36,6 +36,7 @@ pub struct Builder {
     session_idle: std::time::Duration,
     session_wait: std::time::Duration,
     claim_capacity: usize,
+    answer_within: std::time::Duration,
 }
 
 impl Default for Builder {
@@ -53,6 +54,7 @@ impl Default for Builder {
             session_idle: super::DEFAULT_SESSION_IDLE,
             session_wait: super::DEFAULT_SESSION_WAIT,
             claim_capacity: DEFAULT_CLAIM_CAPACITY,
+            answer_within: super::ANSWER_WITHIN,
         }
     }
 }
@@ -100,6 +102,14 @@ impl Builder {
     /// [`DEFAULT_CLAIM_CAPACITY`]); executions it starts itself count too.
     pub fn claim_capacity(mut self, n: usize) -> Self {
         self.claim_capacity = n.max(1);
+        self
+    }
+    /// In a store many processes share (PostgreSQL): how long a signal,
+    /// decision or cancel sent to an execution another live process runs
+    /// waits for that process to take it before it is withdrawn (default
+    /// [`ANSWER_WITHIN`](super::ANSWER_WITHIN), 30 s).
+    pub fn answer_within(mut self, wait: std::time::Duration) -> Self {
+        self.answer_within = wait;
         self
     }
     /// Whether the timer wheel runs (default: yes). A process that only
@@ -161,7 +171,9 @@ impl Builder {
                 closed: Mutex::new(Some(closed_rx)),
                 sessions: Arc::new(super::sessions::SessionTable::new(self.session_idle, self.session_wait)),
                 claiming: Arc::default(),
-                lease_task: Mutex::new(None),
+                lease_tasks: Mutex::new(Vec::new()),
+                taking: Arc::default(),
+                answer_within: self.answer_within,
             }),
         };
         rt.inner.claiming.capacity.store(self.claim_capacity, std::sync::atomic::Ordering::SeqCst);

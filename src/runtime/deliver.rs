@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{Decision, Error, Runtime};
 use crate::id::ExecutionId;
+use crate::journal::inbox::Message;
 use crate::journal::{self, Event, Status};
 
 impl Runtime {
@@ -15,8 +16,12 @@ impl Runtime {
     /// journaled before this returns, and consumed by the wait for `key`
     /// now, or when the execution reaches it. An unknown or finished
     /// execution is an error, and nothing is journaled.
+    ///
+    /// In a store many processes share, a signal for an execution another
+    /// live process runs goes through its inbox; this returns once that
+    /// process has journaled it (see [`ANSWER_WITHIN`](super::ANSWER_WITHIN)).
     pub async fn signal(&self, id: ExecutionId, key: &str, payload: Value) -> Result<(), Error> {
-        self.inner.supervisor.signal(id, key, &payload).await
+        self.deliver_here(id, Message::Signal { key: key.to_string(), payload }).await.map(|_| ())
     }
 
     /// Publish an external event by key: every execution waiting for `key`
@@ -48,13 +53,22 @@ impl Runtime {
     /// Decide the approval an execution waits on (`node` picks one when
     /// it matters), or one of its pending tool calls (`call`). `by` is who
     /// decided; it is journaled with the time. Returns the node decided. A
-    /// second decision is refused and names the first; a call that does
+    /// second decision is refused and names the first (an execution
+    /// another process runs is sent the decision, as [`signal`](Self::signal)
+    /// says); a call that does
     /// not wait (unknown, of another execution) is refused naming the
     /// execution, the call and what does wait.
     pub async fn approve(&self, id: ExecutionId, decision: Decision) -> Result<String, Error> {
         let d = &decision;
         let (node, call) = (d.node.as_deref(), d.call.as_deref());
-        let result = self.inner.supervisor.approve(id, node, call, d.approved, &d.by, d.comment.as_deref()).await;
+        let message = Message::Approve {
+            node: d.node.clone(),
+            call: d.call.clone(),
+            approved: d.approved,
+            by: d.by.clone(),
+            comment: d.comment.clone(),
+        };
+        let result = self.deliver_here(id, message).await.map(Option::unwrap_or_default);
         match result {
             // The first decision may have carried the execution to its end.
             Err(Error::Finished { id, status }) => Err(self.decided_before(id, node, call, status)),
@@ -103,6 +117,6 @@ impl Runtime {
     /// stopped, its children cancelled, and `ExecutionCancelled` journaled;
     /// it never resumes.
     pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<(), Error> {
-        self.inner.supervisor.cancel(id, reason).await
+        self.deliver_here(id, Message::Cancel { reason: reason.to_string() }).await.map(|_| ())
     }
 }

@@ -63,7 +63,8 @@ pub(super) fn start(rt: &Runtime, claim: bool) {
     }
     rt.inner.claiming.on.store(claim, Ordering::SeqCst);
     let task = tokio::spawn(run(Arc::downgrade(&rt.inner), rt.inner.claiming.clone()));
-    *rt.inner.lease_task.lock().expect("lease task lock") = Some(task);
+    let taker = tokio::spawn(super::inbox::take(Arc::downgrade(&rt.inner), rt.inner.taking.clone()));
+    rt.inner.lease_tasks.lock().expect("lease task lock").extend([task, taker]);
     if let Some(leases) = rt.services().journal.leases() {
         tokio::spawn(follow_notices(leases.notices(), rt.inner.feed.clone()));
     }
@@ -99,11 +100,11 @@ async fn follow_notices(
     }
 }
 
-/// Stop the lease task of `rt` (at shutdown, before the journal closes and
+/// Stop the lease task and the inbox taker of `rt` (at shutdown, before the journal closes and
 /// hands everything back): it holds the runtime only between its awaits.
 pub(super) async fn stop(rt: &Runtime) {
-    let task = rt.inner.lease_task.lock().expect("lease task lock").take();
-    if let Some(task) = task {
+    let tasks = std::mem::take(&mut *rt.inner.lease_tasks.lock().expect("lease task lock"));
+    for task in tasks {
         task.abort();
         let _ = task.await;
     }
@@ -185,6 +186,8 @@ async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>
             rt.inner.supervisor.tick(meta.id, now);
         }
     }
+    // What was sent to them meanwhile is theirs to take now.
+    rt.inner.taking.wake.notify_one();
     Ok(())
 }
 

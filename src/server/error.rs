@@ -76,6 +76,11 @@ impl From<RuntimeError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "finished", message).with_details(json!({ "status": status }))
             }
             RuntimeError::NotWaiting { .. } => ApiError::new(StatusCode::CONFLICT, "not_waiting", message),
+            RuntimeError::Elsewhere { owner, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "elsewhere", message).with_details(json!({ "owner": owner }))
+            }
+            RuntimeError::NotTaken { owner, .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_taken", message)
+                .with_details(json!({ "owner": owner })),
             RuntimeError::KeyConflict { id, .. } => {
                 ApiError::new(StatusCode::CONFLICT, "key_conflict", message).with_details(json!({ "existing": id }))
             }

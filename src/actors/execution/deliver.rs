@@ -12,6 +12,7 @@ use crate::actors::machine::{self, Input};
 use crate::actors::messages::{Delivery, ExecutionMsg};
 use crate::actors::{Error, Shared};
 use crate::id::ExecutionId;
+use crate::journal::inbox::Answer;
 use crate::journal::{Append, Json, TimerChange, WaitChange};
 
 /// Handle what came from outside. Replies go out once the events are durable.
@@ -35,7 +36,8 @@ pub(super) async fn deliver(
     }
     match delivery {
         Delivery::Tick { .. } => drive(myself, st, Some(Input::Tick), Vec::new()).await?,
-        Delivery::Signal { key, payload, reply } => {
+        Delivery::Signal { key, payload, inbox, reply } => {
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row, Answer::Done { node: None })));
             let input = Input::Signal { key, payload: Json::from_value(&payload) };
             let effects = persist(st, Some(input), Vec::new()).await?;
             let _ = reply.send(Ok(()));
@@ -51,7 +53,7 @@ pub(super) async fn deliver(
             let _ = reply.send(Ok(true));
             carry_out(myself, st, effects).await?;
         }
-        Delivery::Approve { node, call, approved, by, comment, reply } => {
+        Delivery::Approve { node, call, approved, by, comment, inbox, reply } => {
             let found = match &call {
                 Some(call) => machine::pending_call(&st.machine, call).and_then(|(found, visit)| match &node {
                     Some(n) if *n != found => {
@@ -68,6 +70,7 @@ pub(super) async fn deliver(
                     return Ok(());
                 }
             };
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row, Answer::Done { node: Some(found.clone()) })));
             let input = match call {
                 Some(call) => Input::CallDecision { node: found.clone(), visit, call, approved, by, comment },
                 None => Input::Decision { node: found.clone(), visit, approved, by, comment },
@@ -76,7 +79,8 @@ pub(super) async fn deliver(
             let _ = reply.send(Ok(found));
             carry_out(myself, st, effects).await?;
         }
-        Delivery::Cancel { reason, reply } => {
+        Delivery::Cancel { reason, inbox, reply } => {
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row, Answer::Done { node: None })));
             let effects = persist(st, Some(Input::Cancel { reason }), Vec::new()).await?;
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(()));

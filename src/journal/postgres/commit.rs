@@ -114,6 +114,8 @@ pub(super) struct Writes {
     pub waits: Vec<((String, Id), bool)>,
     pub kept: Vec<((String, Id), Option<KeptRow>)>,
     pub sessions: Vec<(String, Option<SessionRow>)>,
+    /// Inbox rows the append journals: (row, execution, answer as JSON).
+    pub answers: Vec<(i64, Id, String)>,
     /// The append's lease check (appends only).
     pub fence: Option<Fence>,
     /// Leases this process hands back (after the round's appends).
@@ -169,6 +171,8 @@ struct Round<'a> {
     waits: BTreeMap<(&'a str, &'a [u8]), bool>,
     kept: BTreeMap<(&'a str, &'a [u8]), Option<&'a KeptRow>>,
     sessions: BTreeMap<&'a str, Option<&'a SessionRow>>,
+    /// Inbox rows answered: row → (execution, answer).
+    answers: BTreeMap<i64, (&'a [u8], &'a str)>,
     /// (execution, epoch) every append of an execution this process holds carries.
     checks: BTreeSet<(&'a [u8], i64)>,
     /// Executions the round starts, and whether each is a child.
@@ -184,6 +188,9 @@ pub(super) enum Failure {
     /// Appends of these executions are not this process's to write:
     /// (execution, epoch it carried or `None` for a start) and why.
     Fenced(BTreeMap<(Id, Option<i64>), String>),
+    /// Inbox rows an append would answer were answered or withdrawn
+    /// already: (row, its execution).
+    Answered(BTreeSet<(i64, Id)>),
 }
 
 impl From<sqlx::Error> for Failure {
@@ -197,7 +204,7 @@ impl Failure {
     /// (so each committed alone finds which).
     fn refusal(&self) -> bool {
         match self {
-            Failure::Fenced(_) => true,
+            Failure::Fenced(_) | Failure::Answered(_) => true,
             Failure::Sql(e @ sqlx::Error::Database(_)) => !super::connection_lost(e),
             Failure::Sql(_) => false,
         }
@@ -218,6 +225,7 @@ impl<'a> Round<'a> {
             round.waits.extend(w.waits.iter().map(|((k, id), put)| ((k.as_str(), id.as_slice()), *put)));
             round.kept.extend(w.kept.iter().map(|((k, id), row)| ((k.as_str(), id.as_slice()), row.as_ref())));
             round.sessions.extend(w.sessions.iter().map(|(id, row)| (id.as_str(), row.as_ref())));
+            round.answers.extend(w.answers.iter().map(|(row, id, answer)| (*row, (id.as_slice(), answer.as_str()))));
             if let Some(fence) = &w.fence {
                 match fence.held {
                     Held::Epoch(epoch) => {
@@ -311,7 +319,34 @@ impl<'a> Round<'a> {
                 }
             }
         }
-        if fenced.is_empty() { Ok(()) } else { Err(Failure::Fenced(fenced)) }
+        if !fenced.is_empty() {
+            return Err(Failure::Fenced(fenced));
+        }
+        self.open_letters(conn).await
+    }
+
+    /// Lock the inbox rows the round answers: refused when any was
+    /// answered or withdrawn already (so a message is journaled once).
+    async fn open_letters(&self, conn: &mut PgConnection) -> Result<(), Failure> {
+        if self.answers.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<i64> = self.answers.keys().copied().collect();
+        let open: BTreeSet<i64> = sqlx::query_scalar(
+            "SELECT id FROM inbox WHERE id = ANY($1::bigint[]) AND answered_at IS NULL ORDER BY id FOR UPDATE",
+        )
+        .bind(&rows)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        let gone: BTreeSet<(i64, Id)> = self
+            .answers
+            .iter()
+            .filter(|(row, _)| !open.contains(row))
+            .map(|(row, (id, _))| (*row, id.to_vec()))
+            .collect();
+        if gone.is_empty() { Ok(()) } else { Err(Failure::Answered(gone)) }
     }
 
     /// End the leases of executions that ended, and hand back the released ones.
@@ -338,6 +373,17 @@ impl<'a> Round<'a> {
 
     /// Write the round on `conn` (inside the caller's transaction).
     async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.answers.is_empty() {
+            // The round's notice of the append wakes the sender (see notices.rs).
+            sqlx::query(
+                "UPDATE inbox SET answered_at = clock_timestamp(), answer = d.answer::jsonb \
+                 FROM UNNEST($1::bigint[], $2::text[]) AS d(id, answer) WHERE inbox.id = d.id",
+            )
+            .bind(self.answers.keys().copied().collect::<Vec<_>>())
+            .bind(self.answers.values().map(|(_, a)| *a).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
         if !self.events.is_empty() {
             // Delivered at COMMIT (never for a round rolled back): each
             // execution appended to, with its new last sequence number.
@@ -596,6 +642,7 @@ async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters, l
             let e = match failure {
                 Failure::Sql(e) => e.to_string(),
                 Failure::Fenced(_) => "fenced".to_string(),
+                Failure::Answered(_) => "an inbox message was answered already".to_string(),
             };
             let others = round.len() - 1;
             for request in round {
@@ -634,6 +681,19 @@ fn failed(lessee: &Lessee, writes: &Writes, failure: Failure) -> Error {
             let why = fenced.remove(&(fence.id.clone(), epoch)).unwrap_or_else(|| "its lease was taken over".into());
             lessee.fenced(fence.execution, epoch, why)
         }
+        // Journaling it again would deliver it twice: the writer's
+        // execution starts again from what the store holds.
+        Failure::Answered(gone) => super::storage(
+            &writes.what,
+            format!(
+                "refused: its inbox {} {} answered or withdrawn already; nothing was written",
+                match gone.len() {
+                    1 => "message",
+                    _ => "messages",
+                },
+                gone.iter().map(|(row, _)| row.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        ),
     }
 }
 

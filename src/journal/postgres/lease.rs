@@ -149,6 +149,30 @@ macro_rules! live {
     };
 }
 
+/// The executions that need a process and that no live process owns
+/// (binds: $1 the workflow hashes a claimer can run, NULL for any; $2 the
+/// time by which a timer is due, unix ms; $3 how many): running ones, and
+/// waiting ones with a timer due or a message in their inbox; a child is
+/// claimed with its parent. Oldest id first.
+macro_rules! needing_a_process {
+    () => {
+        concat!(
+            "SELECT e.id, e.record FROM executions e \
+             LEFT JOIN leases l ON l.execution = e.id \
+             LEFT JOIN workers w ON w.id = l.worker \
+             WHERE ($1::text[] IS NULL OR e.workflow_hash = ANY($1::text[])) \
+             AND (e.status = 'running' OR (e.status = 'waiting' \
+                  AND (EXISTS (SELECT 1 FROM timers t WHERE t.execution = e.id AND t.at_ms <= $2) \
+                       OR EXISTS (SELECT 1 FROM inbox i WHERE i.execution = e.id AND i.answered_at IS NULL)))) \
+             AND (l.execution IS NULL OR NOT l.child) \
+             AND (l.worker IS NULL OR w.id IS NULL OR NOT (",
+            live!(),
+            ")) ORDER BY e.id LIMIT $3"
+        )
+    };
+}
+
+
 impl Lessee {
     pub fn new(options: &PgOptions) -> Lessee {
         let host = host_name();
@@ -264,20 +288,9 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
     me.claims.fetch_add(1, Ordering::Relaxed);
-    let candidates: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(concat!(
-        "SELECT e.id, e.record FROM executions e \
-         LEFT JOIN leases l ON l.execution = e.id \
-         LEFT JOIN workers w ON w.id = l.worker \
-         WHERE e.workflow_hash = ANY($1::text[]) \
-         AND (e.status = 'running' OR (e.status = 'waiting' \
-              AND EXISTS (SELECT 1 FROM timers t WHERE t.execution = e.id AND t.at_ms <= $2))) \
-         AND (l.execution IS NULL OR NOT l.child) \
-         AND (l.worker IS NULL OR w.id IS NULL OR NOT (",
-        live!(),
-        ")) \
-         ORDER BY e.id LIMIT $3 FOR UPDATE OF e SKIP LOCKED"
-    ))
-    .bind(&hashes)
+    sqlx::query(super::inbox::FORGET_ANSWERS_SQL).execute(&mut *tx).await.map_err(failed)?;
+    let candidates: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(concat!(needing_a_process!(), " FOR UPDATE OF e SKIP LOCKED"))
+    .bind(Some(&hashes))
     .bind(due_by_ms)
     .bind(limit)
     .fetch_all(&mut *tx)
@@ -345,17 +358,8 @@ pub(super) async fn unclaimed(
     pool: PgPool,
     (due_by_ms, limit): (i64, i64),
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT e.id, e.record FROM executions e \
-         LEFT JOIN leases l ON l.execution = e.id \
-         LEFT JOIN workers w ON w.id = l.worker \
-         WHERE (e.status = 'running' OR (e.status = 'waiting' \
-              AND EXISTS (SELECT 1 FROM timers t WHERE t.execution = e.id AND t.at_ms <= $1))) \
-         AND (l.execution IS NULL OR NOT l.child) \
-         AND (l.worker IS NULL OR w.id IS NULL OR NOT (",
-        live!(),
-        ")) ORDER BY e.id LIMIT $2"
-    ))
+    sqlx::query_as(needing_a_process!())
+    .bind(None::<Vec<String>>)
     .bind(due_by_ms)
     .bind(limit)
     .fetch_all(&pool)

@@ -3,8 +3,11 @@
 //! for a round rolled back) naming each execution it appended to and its
 //! new last sequence number; every journal listens on its schema's channel
 //! and hands those notices to whoever follows executions here (the live
-//! event streams of `jamjet dev`). A notice is a speed-up only: a lost one
-//! (a dropped connection) is caught by the follower's own periodic look.
+//! event streams of `jamjet dev`). A message sent to an execution's inbox
+//! is announced as `sent:{hex}`, and a refusal written to one as
+//! `answered:{row}` (an answer journaled with an append is announced by
+//! that append's notice). A notice is a speed-up only: a lost one (a
+//! dropped connection) is caught by the follower's own periodic look.
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 
+use super::super::inbox::InboxNotice;
 use crate::id::ExecutionId;
 
 /// The channel of the connection's current schema (stores sharing a
@@ -44,24 +48,52 @@ pub(super) fn payloads<'a>(last: impl Iterator<Item = (&'a [u8], i64)>) -> Vec<S
     out
 }
 
-/// Parse a payload (unknown items are skipped: a newer writer may say more).
+/// An execution id from its 32 hex digits.
+fn from_hex(hex: &str) -> Option<ExecutionId> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(ExecutionId::from_bytes(bytes))
+}
+
+/// Parse a payload of appends (unknown items are skipped: a newer writer may say more).
 fn parse(payload: &str) -> impl Iterator<Item = (ExecutionId, u64)> + '_ {
     payload.split(',').filter_map(|item| {
         let (hex, seq) = item.split_once(':')?;
-        if hex.len() != 32 {
-            return None;
-        }
-        let mut bytes = [0u8; 16];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some((ExecutionId::from_bytes(bytes), seq.parse().ok()?))
+        Some((from_hex(hex)?, seq.parse().ok()?))
     })
+}
+
+/// Parse a payload about inboxes (`sent:{hex}`, `answered:{row}`).
+fn parse_inbox(payload: &str) -> Option<InboxNotice> {
+    let (kind, rest) = payload.split_once(':')?;
+    match kind {
+        "sent" => Some(InboxNotice::Sent(from_hex(rest)?)),
+        "answered" => Some(InboxNotice::Answered(rest.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// The payload announcing a message sent to `execution`'s inbox.
+pub(super) fn sent(execution: ExecutionId) -> String {
+    let hex: String = execution.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sent:{hex}")
+}
+
+/// Where the listener hands what it hears.
+#[derive(Clone)]
+pub(super) struct Hearers {
+    pub appends: broadcast::Sender<(ExecutionId, u64)>,
+    pub inbox: broadcast::Sender<InboxNotice>,
 }
 
 /// Listen on `channel` for as long as the journal's runtime runs, passing
 /// every notice to `tx`; a lost connection is made again (after a pause).
-pub(super) async fn listen(pool: PgPool, channel: String, tx: broadcast::Sender<(ExecutionId, u64)>) {
+pub(super) async fn listen(pool: PgPool, channel: String, tx: Hearers) {
     loop {
         let Err(e) = listen_once(&pool, &channel, &tx).await;
         tracing::debug!(error = %e, "PostgreSQL notices: the listening connection failed; listening again");
@@ -73,14 +105,18 @@ pub(super) async fn listen(pool: PgPool, channel: String, tx: broadcast::Sender<
 async fn listen_once(
     pool: &PgPool,
     channel: &str,
-    tx: &broadcast::Sender<(ExecutionId, u64)>,
+    tx: &Hearers,
 ) -> Result<std::convert::Infallible, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
     loop {
         let n = listener.recv().await?;
+        if let Some(notice) = parse_inbox(n.payload()) {
+            let _ = tx.inbox.send(notice);
+            continue;
+        }
         for notice in parse(n.payload()) {
-            let _ = tx.send(notice);
+            let _ = tx.appends.send(notice);
         }
     }
 }
@@ -98,5 +134,10 @@ mod tests {
         assert_eq!(back.len(), 500);
         assert_eq!(back[7], (ExecutionId::from_bytes(ids[7]), 7));
         assert_eq!(parse("zz:1,00:2,").count(), 0, "bad items are skipped");
+        let id = ExecutionId::from_bytes(ids[3]);
+        assert_eq!(parse_inbox(&sent(id)), Some(InboxNotice::Sent(id)));
+        assert_eq!(parse_inbox("answered:42"), Some(InboxNotice::Answered(42)));
+        assert_eq!(parse(&sent(id)).count(), 0, "an older reader skips inbox notices");
+        assert_eq!(parse_inbox("answered:x"), None);
     }
 }

@@ -20,7 +20,11 @@ use super::super::Error;
 use super::storage;
 
 /// Every migration, in order: version n is the n-th.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_journal.sql"), include_str!("migrations/0002_leases.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_journal.sql"),
+    include_str!("migrations/0002_leases.sql"),
+    include_str!("migrations/0003_inbox.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
