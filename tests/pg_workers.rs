@@ -265,6 +265,57 @@ async fn a_signal_through_one_server_and_the_stream_through_another_see_a_worker
     reader.shutdown().await;
 }
 
+/// Commands sent from another process to an execution a worker is
+/// running (its http step is slow) go through the execution's inbox: the
+/// worker refuses a decision it does not wait for, and journals a cancel;
+/// the command answers as it would for its own execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_from_the_command_line_reaches_an_execution_a_worker_is_running() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("worker.log");
+    let mut w = worker(&url, &log);
+    // Every http step takes 4 s: the worker holds the execution meanwhile.
+    let id = submit(&url, &server.url, 1, 4_000).await[0];
+    let reader = open(&url).await;
+    let began = Instant::now();
+    let owner = loop {
+        let owner = schema.text("SELECT coalesce((SELECT worker FROM leases WHERE worker IS NOT NULL), '')").await;
+        if !owner.is_empty() {
+            break owner;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no worker claimed it:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let shown = id.to_string();
+    let (code, _, err) = on_store(&url, &["approve", &shown, "--decision", "approved"]);
+    assert_ne!(code, 0, "it waits on no approval");
+    assert!(err.contains("no approval") || err.contains("not wait"), "{err}");
+    let (code, out, err) = on_store(&url, &["cancel", &shown, "--reason", "changed my mind"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status = reader.status(id).unwrap().status;
+    assert_eq!(status, Status::Cancelled, "journaled before the command answered");
+    let cancelled = reader
+        .events(id)
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(&r.event, jamjet::journal::Event::ExecutionCancelled { reason } if reason == "changed my mind"))
+        .count();
+    assert_eq!(cancelled, 1);
+    assert_eq!(schema.text("SELECT count(*)::text FROM inbox").await, "0", "both answers were read");
+    let live = schema.text(&format!("SELECT count(*)::text FROM workers WHERE id = '{owner}'")).await;
+    assert_eq!(live, "1", "the worker that ran it is still alive: it took both, nobody took it over");
+    signal(&w, "-TERM");
+    assert!(w.wait().unwrap().success());
+    reader.shutdown().await;
+}
+
 /// `jamjet --store URL ARGS...`, bounded: (exit code, stdout, stderr).
 fn on_store(url: &str, args: &[&str]) -> (i32, String, String) {
     let mut cmd = jamjet();

@@ -129,7 +129,7 @@ impl SupervisorHandle {
     /// approval decided.
     pub(crate) async fn letter(&self, letter: &crate::journal::inbox::Letter) -> Result<Option<String>, Error> {
         use crate::journal::inbox::Message;
-        let (id, inbox) = (letter.execution, Some(letter.row));
+        let (id, inbox) = (letter.execution, std::num::NonZeroU64::new(letter.row));
         match &letter.message {
             Message::Signal { key, payload } => self
                 .ask(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), inbox, reply })
@@ -209,7 +209,8 @@ impl SupervisorHandle {
 
     /// Cancel `id` without waiting for an answer (a parent's children).
     pub(crate) fn cancel_quietly(&self, id: ExecutionId, reason: String) {
-        let _ = self.0.cast(SupervisorMsg::Deliver { id, delivery: Delivery::Cancel { reason, inbox: None, reply: None } });
+        let _ =
+            self.0.cast(SupervisorMsg::Deliver { id, delivery: Delivery::Cancel { reason, inbox: None, reply: None } });
     }
 
     /// A deadline of `id` in the timer index is due. False when the supervisor is gone.
@@ -333,11 +334,12 @@ impl ExecutionHandle {
         self.0.cast(ExecutionMsg::BranchesDone { node, visit, attempt, ends }).is_ok()
     }
 
-    /// Forward a delivery; gives it back when the actor no longer takes messages.
-    pub(crate) fn deliver(&self, delivery: Delivery) -> Result<(), Delivery> {
+    /// Forward a delivery; gives it back (boxed: it is large, and rare)
+    /// when the actor no longer takes messages.
+    pub(crate) fn deliver(&self, delivery: Delivery) -> Result<(), Box<Delivery>> {
         match self.0.cast(ExecutionMsg::Deliver(delivery)) {
             Ok(()) => Ok(()),
-            Err(MessagingErr::SendErr(ExecutionMsg::Deliver(d))) => Err(d),
+            Err(MessagingErr::SendErr(ExecutionMsg::Deliver(d))) => Err(Box::new(d)),
             // The message is gone with the error: its reply is dropped, and the caller asks again.
             Err(_) => Ok(()),
         }

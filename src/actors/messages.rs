@@ -4,6 +4,7 @@
 //! ParallelActor, the timer wheel) needs only this file, not its parent's
 //! actor.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use ractor::{ActorId, RpcReplyPort};
@@ -44,9 +45,9 @@ pub(crate) enum Delivery {
     Signal {
         key: String,
         payload: Value,
-        /// The inbox row it came from (a shared store's), answered by the
-        /// append that journals it.
-        inbox: Option<u64>,
+        /// The inbox row it came from (a shared store's; rows count from
+        /// 1), answered by the append that journals it.
+        inbox: Option<NonZeroU64>,
         reply: Reply<()>,
     },
     /// A decision for an `approval` node, or (with `call`) for one pending
@@ -57,12 +58,12 @@ pub(crate) enum Delivery {
         approved: bool,
         by: String,
         comment: Option<String>,
-        inbox: Option<u64>,
+        inbox: Option<NonZeroU64>,
         reply: Reply<String>,
     },
     Cancel {
         reason: String,
-        inbox: Option<u64>,
+        inbox: Option<NonZeroU64>,
         reply: Option<Reply<()>>,
     },
     /// A deadline in the timer index is due (the entry's time).

@@ -197,7 +197,7 @@ impl Supervisor {
         // was in its mailbox when it stopped is dropped with its reply;
         // the caller sees that and delivers again, which lands here.
         let held = match child.actor.is_running() {
-            true => child.actor.deliver(delivery).err(),
+            true => child.actor.deliver(delivery).err().map(|d| *d),
             false => Some(delivery),
         };
         match held {
@@ -295,9 +295,9 @@ impl Actor for Supervisor {
             SupervisorMsg::Rehydrate { id, workflow, hash, started } => {
                 let result = match st.by_execution.contains_key(&id) {
                     true => Ok(()),
-                    false => {
-                        Self::spawn_child(&myself, st, id, workflow, hash, Start::Rehydrate).await.map_err(|e| e.to_string())
-                    }
+                    false => Self::spawn_child(&myself, st, id, workflow, hash, Start::Rehydrate)
+                        .await
+                        .map_err(|e| e.to_string()),
                 };
                 let _ = started.send(result);
             }

@@ -27,7 +27,10 @@ use crate::id::ExecutionId;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Message {
     /// An external event for a `wait` node.
-    Signal { key: String, payload: Value },
+    Signal {
+        key: String,
+        payload: Value,
+    },
     /// A decision for an `approval` node (or, with `call`, one pending tool call).
     Approve {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,7 +42,9 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
     },
-    Cancel { reason: String },
+    Cancel {
+        reason: String,
+    },
 }
 
 impl Message {

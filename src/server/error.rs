@@ -79,8 +79,10 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Elsewhere { owner, .. } => {
                 ApiError::new(StatusCode::CONFLICT, "elsewhere", message).with_details(json!({ "owner": owner }))
             }
-            RuntimeError::NotTaken { owner, .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_taken", message)
-                .with_details(json!({ "owner": owner })),
+            RuntimeError::NotTaken { owner, .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_taken", message)
+                    .with_details(json!({ "owner": owner }))
+            }
             RuntimeError::KeyConflict { id, .. } => {
                 ApiError::new(StatusCode::CONFLICT, "key_conflict", message).with_details(json!({ "existing": id }))
             }

@@ -37,7 +37,7 @@ pub(super) async fn deliver(
     match delivery {
         Delivery::Tick { .. } => drive(myself, st, Some(Input::Tick), Vec::new()).await?,
         Delivery::Signal { key, payload, inbox, reply } => {
-            st.taking.extend(inbox.map(|row| WaitChange::Answered(row, Answer::Done { node: None })));
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row.get(), Answer::Done { node: None })));
             let input = Input::Signal { key, payload: Json::from_value(&payload) };
             let effects = persist(st, Some(input), Vec::new()).await?;
             let _ = reply.send(Ok(()));
@@ -70,7 +70,7 @@ pub(super) async fn deliver(
                     return Ok(());
                 }
             };
-            st.taking.extend(inbox.map(|row| WaitChange::Answered(row, Answer::Done { node: Some(found.clone()) })));
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row.get(), Answer::Done { node: Some(found.clone()) })));
             let input = match call {
                 Some(call) => Input::CallDecision { node: found.clone(), visit, call, approved, by, comment },
                 None => Input::Decision { node: found.clone(), visit, approved, by, comment },
@@ -80,7 +80,7 @@ pub(super) async fn deliver(
             carry_out(myself, st, effects).await?;
         }
         Delivery::Cancel { reason, inbox, reply } => {
-            st.taking.extend(inbox.map(|row| WaitChange::Answered(row, Answer::Done { node: None })));
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row.get(), Answer::Done { node: None })));
             let effects = persist(st, Some(Input::Cancel { reason }), Vec::new()).await?;
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(()));

@@ -172,7 +172,6 @@ macro_rules! needing_a_process {
     };
 }
 
-
 impl Lessee {
     pub fn new(options: &PgOptions) -> Lessee {
         let host = host_name();
@@ -289,13 +288,14 @@ pub(super) async fn claim(
     }
     me.claims.fetch_add(1, Ordering::Relaxed);
     sqlx::query(super::inbox::FORGET_ANSWERS_SQL).execute(&mut *tx).await.map_err(failed)?;
-    let candidates: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(concat!(needing_a_process!(), " FOR UPDATE OF e SKIP LOCKED"))
-    .bind(Some(&hashes))
-    .bind(due_by_ms)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(failed)?;
+    let candidates: Vec<(Vec<u8>, Vec<u8>)> =
+        sqlx::query_as(concat!(needing_a_process!(), " FOR UPDATE OF e SKIP LOCKED"))
+            .bind(Some(&hashes))
+            .bind(due_by_ms)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
     let mut metas = HashMap::new();
     for (id, record) in candidates {
         let Ok(exec) = id_from(&id, "the execution index") else { continue };
@@ -358,12 +358,7 @@ pub(super) async fn unclaimed(
     pool: PgPool,
     (due_by_ms, limit): (i64, i64),
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as(needing_a_process!())
-    .bind(None::<Vec<String>>)
-    .bind(due_by_ms)
-    .bind(limit)
-    .fetch_all(&pool)
-    .await
+    sqlx::query_as(needing_a_process!()).bind(None::<Vec<String>>).bind(due_by_ms).bind(limit).fetch_all(&pool).await
 }
 
 pub(super) async fn claim_one(pool: &PgPool, me: &Lessee, execution: ExecutionId) -> Result<bool, Error> {

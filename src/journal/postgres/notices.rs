@@ -102,11 +102,7 @@ pub(super) async fn listen(pool: PgPool, channel: String, tx: Hearers) {
 }
 
 /// Listen on one connection until it fails.
-async fn listen_once(
-    pool: &PgPool,
-    channel: &str,
-    tx: &Hearers,
-) -> Result<std::convert::Infallible, sqlx::Error> {
+async fn listen_once(pool: &PgPool, channel: &str, tx: &Hearers) -> Result<std::convert::Infallible, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
     loop {
