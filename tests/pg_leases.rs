@@ -545,8 +545,16 @@ async fn what_is_sent_to_a_running_execution_of_another_process_goes_through_its
     assert_eq!(ended.status, Status::Cancelled);
     assert_eq!(schema.text("SELECT count(*)::text FROM inbox").await, "0", "every answer was read and removed");
 
+    // The other process follows it to its end (it runs where it is).
+    let followed = tokio::spawn({
+        let rt2 = rt2.clone();
+        async move { rt2.wait(paid).await }
+    });
     gate.add_permits(2);
     let out = tokio::time::timeout(Duration::from_secs(10), rt.wait(paid)).await.expect("10 s").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), followed).await.expect("followed in 10 s").unwrap();
+    assert_eq!(seen.unwrap().state, out.state, "the same end, read from the store");
+    assert!(!two.owns(paid));
     assert_eq!(out.status, Status::Completed);
     assert_eq!(out.state["paid"], serde_json::json!(7));
     assert_eq!(named(&rt, paid, signalled), 1, "once");

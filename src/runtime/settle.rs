@@ -32,9 +32,17 @@ impl Runtime {
     /// Await the end of an execution. An execution that is not live in
     /// this process is resumed here first (a parked one stays parked until
     /// its event, decision or timer comes).
+    ///
+    /// In a store many processes share, the execution may run in another
+    /// process: it is followed through the store's notices of its appends
+    /// (and a look every second, see `leases.rs`) until it ends, wherever
+    /// it runs, and carried on here only when no live process owns it.
     pub async fn wait(&self, id: ExecutionId) -> Result<Outcome, Error> {
         let rx = self.services().on_finished(id);
         let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        if !meta.status.is_terminal() && self.shares_store() {
+            return self.wait_shared(id, rx).await;
+        }
         if !meta.status.is_terminal() {
             self.ensure_live(id).await?;
             // Its actor hands back the final state: no replay.
@@ -47,6 +55,42 @@ impl Runtime {
             return Err(Error::Stopped { id });
         }
         Ok(outcome)
+    }
+
+    /// [`wait`](Self::wait) in a shared store: its actor here hands back
+    /// its end, or its appends (by any process) are heard until the index
+    /// says it ended.
+    async fn wait_shared(&self, id: ExecutionId, here: crate::actors::Finished) -> Result<Outcome, Error> {
+        let mut appended = self.inner.feed.subscribe(id);
+        // Carried on here if nobody runs it; left to its owner if another
+        // process does, or to the program that has its host functions.
+        if let Err(e) = self.ensure_live(id).await {
+            tracing::debug!(execution_id = %id, error = %e, "not carried on here; following it");
+        }
+        let mut here = Some(here);
+        loop {
+            if self.status(id)?.status.is_terminal() {
+                return self.outcome(id);
+            }
+            let ended_here = async {
+                match here.as_mut() {
+                    Some(rx) => rx.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                end = ended_here => match end {
+                    Ok(Some(end)) => return Ok(Outcome::ended(id, end)),
+                    // Its actor here went without an end (it was lost to another process): follow.
+                    _ => here = None,
+                },
+                changed = appended.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Actor("the runtime stopped while waiting".to_string()));
+                    }
+                }
+            }
+        }
     }
 
     /// Await the end of an execution, or its parking on an event or an
