@@ -116,6 +116,13 @@ async fn https_serves_the_api_to_clients_trusting_the_ca_and_tells_plain_http_to
     let (status, list) = get(&trusting, &format!("{localhost}/workflows")).await.unwrap();
     assert_eq!(status, 200, "{list}");
 
+    // The rest of the listener: metrics, the agent card (its URL says https).
+    let (status, _) = get(&trusting, &format!("{}/metrics", server.url)).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, card) = get(&trusting, &format!("{}/.well-known/agent-card.json", server.url)).await.unwrap();
+    assert_eq!(status, 200, "{card}");
+    assert!(card.to_string().contains(&server.url), "{card}");
+
     // The crate's own client, with the same CA.
     let tls = jamjet::tls::ClientTls { ca_cert: Some(ca.pem()), ..Default::default() };
     let api = jamjet::client::Client::with_tls(&server.url, &tls).unwrap();
