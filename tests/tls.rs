@@ -340,6 +340,10 @@ fn bad_tls_files_stop_jamjet_dev_with_a_clear_error() {
     assert!(e.contains("--client-ca") && e.contains("notes.txt"), "{e}");
     let e = refused(dir.path(), &["--tls-cert", s(&cert), "--tls-key", s(&key), "--client-ca", s(&ca.pem())]);
     assert!(e.contains("cert:NAME all") && e.contains("did not start"), "{e}");
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "cert:ops all\n").unwrap();
+    let e = refused(dir.path(), &["--tls-cert", s(&cert), "--tls-key", s(&key), "--api-keys-file", s(&keys)]);
+    assert!(e.contains("`cert:` lines") && e.contains("--client-ca"), "{e}");
     let e = refused(dir.path(), &["--tls-cert", s(&cert)]);
     assert!(e.contains("--tls-key"), "{e}");
 }

@@ -6,7 +6,8 @@
 //! (what was running resumes at the next start).
 //!
 //! The first line on stdout is `jamjet dev listening on http://ADDR`
-//! (with `--bind 127.0.0.1:0`, the port the OS picked).
+//! (`https://` with `--tls-cert`; with `--bind 127.0.0.1:0`, the port the
+//! OS picked).
 //!
 //! It also serves the API on the data dir's socket (`<data-dir>/jamjet.sock`,
 //! owner-only), so `jamjet run`, `inspect`, `signal`… on the same data dir
@@ -218,6 +219,12 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
 /// every file read and checked now. With `--client-ca`, someone must be
 /// able to get in: a `cert:` line or an API key.
 fn tls_config(a: &Args, keys: &Keys) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
+    if a.client_ca.is_none() && keys.cert_names() > 0 {
+        return Err(Failure::usage(
+            "the keys file names client certificates (`cert:` lines), but no --client-ca asks clients for one: \
+             add --client-ca FILE (with --tls-cert and --tls-key), or remove those lines",
+        ));
+    }
     let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else { return Ok(None) };
     let files = crate::tls::ServerFiles { cert: cert.clone(), key: key.clone(), client_ca: a.client_ca.clone() };
     let config = files.config().map_err(|e| Failure::new(format!("{e}; the server did not start")))?;
