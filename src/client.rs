@@ -8,6 +8,10 @@
 //! carries its `{"error": {"code", "message", "details"}}`. A server that
 //! does not answer at all is [`Error::Unreachable`]. With `JAMJET_API_KEY`
 //! (or [`Client::with_key`]) every request carries `Authorization: Bearer`.
+//! Over `https://` it trusts the CA of `JAMJET_CA_CERT` beside the system's
+//! roots and presents `JAMJET_CLIENT_CERT`/`JAMJET_CLIENT_KEY` to a server
+//! that asks (mTLS), or the files given to [`Client::with_tls`]; a file it
+//! cannot use is [`Error::Tls`], before anything is sent.
 //!
 //! [`Client::unix`] talks to the process holding a data dir over the
 //! data dir's socket (`server::socket`) instead: the same API, no key;

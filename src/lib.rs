@@ -82,6 +82,9 @@
 //!   and the data dir's socket use), split by what it talks about.
 //! - [`cli`]: the `jamjet` command line (with `jamjet bench`'s harness and
 //!   its `bench.step` / `bench.echo` functions, which are the CLI's only).
+//! - [`tls`]: HTTPS and mTLS files (`jamjet dev --tls-cert/--tls-key/
+//!   --client-ca`; a client's `--ca-cert/--client-cert/--client-key`),
+//!   checked before anything starts; rustls with aws-lc-rs.
 //! - [`plural`]: counts in words ("1 node", "2 nodes") for all output.
 //!
 //! See `ARCHITECTURE.md` for the design and a glossary.
@@ -102,6 +105,7 @@ pub mod procstat;
 pub mod runtime;
 pub mod server;
 pub mod timeline;
+pub mod tls;
 
 pub use actors::Published;
 pub use id::ExecutionId;

@@ -14,7 +14,9 @@
 //! with the API-key check, the body limit and CORS; [`policy`] says what a
 //! posted workflow may do (no commands, no files unless allowed). [`serve`]
 //! runs it on TCP until a shutdown signal, then lets in-flight requests
-//! (and the journal writes they await) finish. [`socket`] serves the same
+//! (and the journal writes they await) finish; [`serve_tls`] does the same
+//! over HTTPS ([`https`]: rustls, and with `--client-ca` mTLS, a client
+//! certificate's names reaching [`auth`]). [`socket`] serves the same
 //! router on the data dir's Unix socket, to its owner only
 //! ([`Config::for_socket`]).
 
@@ -23,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod extract;
+pub mod https;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -74,6 +77,8 @@ pub struct Config {
     /// Served on the data dir's Unix socket ([`socket`]): no `Host` or
     /// `Origin` check (no browser reaches it).
     pub unix: bool,
+    /// Served over HTTPS ([`serve_tls`]): its own origin and default URL are `https://`.
+    pub https: bool,
 }
 
 impl Config {
@@ -88,6 +93,7 @@ impl Config {
             policy: policy::Policy::default(),
             limits: crate::ir::Limits::default(),
             unix: false,
+            https: false,
         }
     }
 
@@ -97,6 +103,7 @@ impl Config {
     /// command may ([`policy::Policy::trusted`]); no `Host`/`Origin` check.
     pub fn for_socket(mut self) -> Config {
         self.unix = true;
+        self.https = false;
         self.api_keys = auth::Keys::default();
         self.cors_origins = Vec::new();
         self.policy = policy::Policy::trusted();
@@ -104,9 +111,18 @@ impl Config {
         self
     }
 
+    /// `http` or `https`: how this server is reached directly.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
     /// The base URL peers use to reach this server.
     pub fn base_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind)).trim_end_matches('/').to_string()
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("{}://{}", self.scheme(), self.bind))
+            .trim_end_matches('/')
+            .to_string()
     }
 }
 
@@ -171,12 +187,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (closing, closed) = tokio::sync::watch::channel(false);
-    let app = router(state).layer(Extension(sse::Closing(closed)));
-    let shutdown = async move {
-        shutdown.await;
-        let _ = closing.send(true);
-    };
+    let (app, shutdown) = closing(state, shutdown);
     // No Nagle: an SSE record or a small answer must not wait ~40 ms for
     // the peer's delayed ACK (`jamjet bench --server` found it).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -185,4 +196,34 @@ pub async fn serve(
         }
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// [`serve`] over HTTPS with `tls` (from [`crate::tls::ServerFiles`]).
+/// Each connection carries its client certificate's names, if any, to
+/// [`auth::check`] as `ConnectInfo<`[`crate::tls::Peer`]`>`.
+pub async fn serve_tls(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (app, shutdown) = closing(state, shutdown);
+    let listener = https::TlsListener::new(listener, tls)?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<crate::tls::Peer>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The router with [`sse::Closing`], and the shutdown that closes the streams.
+fn closing(
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (Router, impl Future<Output = ()> + Send + 'static) {
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let app = router(state).layer(Extension(sse::Closing(closed)));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
+    (app, shutdown)
 }

@@ -73,7 +73,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         comment: a.comment,
     };
     if let Some(url) = &a.server.server {
-        return approve_remote(&Remote::server(url)?, id, &decision, a.json).await;
+        return approve_remote(&Remote::server(url, &a.server)?, id, &decision, a.json).await;
     }
     super::existing(data_dir)?;
     let mut s = match Session::open(data_dir, "approve").await? {

@@ -35,7 +35,7 @@ pub struct Args {
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
     if let Some(url) = &a.server.server {
-        return cancel_remote(&Remote::server(url)?, id, &a).await;
+        return cancel_remote(&Remote::server(url, &a.server)?, id, &a).await;
     }
     super::existing(data_dir)?;
     let s = match Session::open(data_dir, "cancel").await? {

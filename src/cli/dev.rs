@@ -6,11 +6,18 @@
 //! (what was running resumes at the next start).
 //!
 //! The first line on stdout is `jamjet dev listening on http://ADDR`
-//! (with `--bind 127.0.0.1:0`, the port the OS picked).
+//! (`https://` with `--tls-cert`; with `--bind 127.0.0.1:0`, the port the
+//! OS picked).
 //!
 //! It also serves the API on the data dir's socket (`<data-dir>/jamjet.sock`,
 //! owner-only), so `jamjet run`, `inspect`, `signal`… on the same data dir
 //! in another terminal go through it without `--server`.
+//!
+//! `--tls-cert FILE --tls-key FILE` serve HTTPS instead (the first line
+//! then says `https://`); `--client-ca FILE` also asks every client for a
+//! certificate that CA signed (mTLS), whose names the keys file maps to
+//! what it may do ([`crate::server::auth`]). The files are checked before
+//! anything opens.
 //!
 //! Secrets never go on the command line (where `ps` shows them): API keys
 //! come from `JAMJET_API_KEYS` or `--api-keys-file`. What posted workflows
@@ -81,6 +88,16 @@ pub struct Args {
     /// How long a message of a session waits for the session's previous task to end.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_span)]
     pub session_wait: std::time::Duration,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (PEM) from every client (mTLS);
+    /// `cert:NAME read|all` lines in --api-keys-file say what each may do. Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `500ms`, `30s`, `10m`, `24h`, `7d`: a positive span of time.
@@ -133,6 +150,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let keys = load_keys(&a)?;
     let policy = policy(&a)?;
     check_urls(&a)?;
+    let tls = tls_config(&a, &keys)?;
     if keys.is_empty() && !a.bind.ip().is_loopback() {
         return Err(Failure::new(format!(
             "refusing to listen on {} without API keys: anything but loopback needs them. \
@@ -164,6 +182,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     config.cors_origins = a.cors_origins;
     config.policy = policy;
     config.limits = limits;
+    config.https = tls.is_some();
     // The same API on the data dir's socket, for the commands run on it.
     let socket_state = AppState { rt: rt.clone(), config: Arc::new(config.clone().for_socket()) };
     let socket = match super::shared_store() {
@@ -180,10 +199,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             }
         },
     };
-    println!("jamjet dev listening on http://{bound}");
+    println!("jamjet dev listening on {}://{bound}", config.scheme());
     let _ = std::io::stdout().flush();
     let state = AppState { rt: rt.clone(), config: Arc::new(config) };
-    let served = server::serve(state, listener, stop_signal()).await;
+    let served = match tls {
+        Some(tls) => server::serve_tls(state, listener, tls, stop_signal()).await,
+        None => server::serve(state, listener, stop_signal()).await,
+    };
     if let Some(socket) = socket {
         socket.close(Linger::No).await;
     }
@@ -191,6 +213,29 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     served.map_err(|e| Failure::new(format!("the server stopped: {e}")))?;
     eprintln!("jamjet dev stopped; unfinished executions resume at the next start");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTPS configuration of `--tls-cert`/`--tls-key`/`--client-ca`,
+/// every file read and checked now. With `--client-ca`, someone must be
+/// able to get in: a `cert:` line or an API key.
+fn tls_config(a: &Args, keys: &Keys) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
+    if a.client_ca.is_none() && keys.cert_names() > 0 {
+        return Err(Failure::usage(
+            "the keys file names client certificates (`cert:` lines), but no --client-ca asks clients for one: \
+             add --client-ca FILE (with --tls-cert and --tls-key), or remove those lines",
+        ));
+    }
+    let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else { return Ok(None) };
+    let files = crate::tls::ServerFiles { cert: cert.clone(), key: key.clone(), client_ca: a.client_ca.clone() };
+    let config = files.config().map_err(|e| Failure::new(format!("{e}; the server did not start")))?;
+    if a.client_ca.is_some() && keys.is_empty() {
+        return Err(Failure::new(
+            "--client-ca admits client certificates, but nothing says what they may do: add lines \
+             `cert:NAME all` or `cert:NAME read` (NAME: a certificate's CN or DNS/URI SAN) to --api-keys-file, \
+             or give API keys; the server did not start",
+        ));
+    }
+    Ok(Some(config))
 }
 
 /// What posted workflows may do, from the flags. The `--workflows` DIR is

@@ -172,7 +172,7 @@ async fn eval_run(data_dir: &Path, a: RunArgs) -> CliResult {
         Named::Id { .. } => None,
     };
     if let Some(url) = &a.server.server {
-        return eval_remote(&Remote::server(url)?, &named, compiled, &a, baseline).await;
+        return eval_remote(&Remote::server(url, &a.server)?, &named, compiled, &a, baseline).await;
     }
     let s = match Session::open(data_dir, "eval").await? {
         Opened::Held(remote) => return eval_remote(&remote, &named, compiled, &a, baseline).await,

@@ -60,7 +60,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
                 "--damaged reads the data dir itself; run it without --server, on the server's data dir",
             ));
         }
-        return list_through(&Remote::server(url)?, data_dir, status, &a).await;
+        return list_through(&Remote::server(url, &a.server)?, data_dir, status, &a).await;
     }
     let local = match held::open(data_dir, "executions", Mode::ReadOnly).await? {
         Store::Held(_) if a.damaged => {

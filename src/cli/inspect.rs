@@ -45,7 +45,7 @@ pub struct Args {
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let id = parse_id(&a.id)?;
     let local = match &a.server.server {
-        Some(url) => return inspect_remote(&Remote::server(url)?, id, &a).await,
+        Some(url) => return inspect_remote(&Remote::server(url, &a.server)?, id, &a).await,
         None => match held::open(data_dir, "inspect", Mode::ReadOnly).await? {
             Store::Held(remote) => return inspect_remote(&remote, id, &a).await,
             Store::Local(local) => local,

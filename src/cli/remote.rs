@@ -26,13 +26,34 @@ const IDLE: Duration = Duration::from_millis(500);
 /// After a `Waiting` record, this long without another one.
 const SOON: Duration = Duration::from_millis(50);
 
-/// `--server URL`: go through that server's API instead of the data dir.
+/// `--server URL`: go through that server's API instead of the data dir;
+/// over HTTPS, the CA to trust and the client certificate to present.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServerArg {
     /// A `jamjet dev` server to go through instead of opening the data dir
     /// (`JAMJET_API_KEY` sends an API key).
     #[arg(long, env = "JAMJET_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// Trust https:// servers whose certificate this CA signed (PEM), beside the system's roots.
+    #[arg(long, env = "JAMJET_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Present this client certificate (PEM) to a server that asks for one (mTLS); needs --client-key.
+    #[arg(long, env = "JAMJET_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, env = "JAMJET_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ServerArg {
+    /// The TLS files given (flags first, then the `JAMJET_*` variables).
+    pub(crate) fn tls(&self) -> crate::tls::ClientTls {
+        crate::tls::ClientTls {
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 impl From<client::Error> for Failure {
@@ -41,9 +62,9 @@ impl From<client::Error> for Failure {
     }
 }
 
-/// A client of `url`, or why not.
-pub(crate) fn connect(url: &str) -> Result<Client, Failure> {
-    Ok(Client::new(url)?)
+/// A client of `url` with the TLS files of `arg`, or why not.
+pub(crate) fn connect(url: &str, arg: &ServerArg) -> Result<Client, Failure> {
+    Ok(Client::with_tls(url, &arg.tls())?)
 }
 
 /// Where a command goes through the API: a server (`--server URL`), or
@@ -60,9 +81,9 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    /// The server at `url`.
-    pub(crate) fn server(url: &str) -> Result<Remote, Failure> {
-        let client = connect(url)?;
+    /// The server at `url`, reached with the TLS files of `arg`.
+    pub(crate) fn server(url: &str, arg: &ServerArg) -> Result<Remote, Failure> {
+        let client = connect(url, arg)?;
         let inv = Invocation::remote(client.base());
         Ok(Remote { client, inv, url: Some(url.to_string()), data_dir: None })
     }

@@ -47,7 +47,7 @@ pub struct Args {
 
 pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     if let Some(url) = &a.server.server {
-        return resume_remote(&Remote::server(url)?, a.json).await;
+        return resume_remote(&Remote::server(url, &a.server)?, a.json).await;
     }
     if super::shared_store().is_some() {
         return Err(Failure::usage(

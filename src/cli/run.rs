@@ -90,7 +90,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         return Err(crate::runtime::Error::InvalidInput(e).into());
     }
     if let Some(url) = a.server.server.clone() {
-        return run_remote(&Remote::server(&url)?, &wf, input, &a).await;
+        return run_remote(&Remote::server(&url, &a.server)?, &wf, input, &a).await;
     }
     let mut s = match Session::open(data_dir, "run").await? {
         Opened::Held(remote) => return run_held(&remote, &wf, input, &a).await,

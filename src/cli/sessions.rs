@@ -51,7 +51,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         }
     };
     let remote = match &a.server.server {
-        Some(url) => Some(Remote::server(url)?),
+        Some(url) => Some(Remote::server(url, &a.server)?),
         None => None,
     };
     let remote = match remote {

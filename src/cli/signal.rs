@@ -66,7 +66,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Failure::new(format!("--payload is not valid JSON ({e}); nothing was delivered to execution {id}"))
     })?;
     if let Some(url) = &a.server.server {
-        return signal_remote(&Remote::server(url)?, id, &key, payload, a.json).await;
+        return signal_remote(&Remote::server(url, &a.server)?, id, &key, payload, a.json).await;
     }
     super::existing(data_dir)?;
     let mut s = match Session::open(data_dir, "signal").await? {
@@ -136,7 +136,7 @@ async fn publish(data_dir: &Path, key: &str, a: &Args) -> CliResult {
     let payload: Value =
         serde_json::from_str(&a.payload).map_err(|e| bad(format!("--payload is not valid JSON ({e})")))?;
     if let Some(url) = &a.server.server {
-        return publish_remote(&Remote::server(url)?, key, a, payload).await;
+        return publish_remote(&Remote::server(url, &a.server)?, key, a, payload).await;
     }
     super::existing(data_dir)?;
     let s = match Session::open(data_dir, "signal").await? {

@@ -27,6 +27,10 @@ pub enum Error {
     /// (it exited, or was killed, midway).
     #[error("the jamjet process holding the data dir stopped answering on {socket}: {reason}")]
     HolderGone { socket: String, reason: String },
+    /// A TLS file (`--ca-cert`, `--client-cert`, `--client-key` or their
+    /// `JAMJET_*` variables) cannot be used; nothing was sent.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
 }
 
 impl Error {
@@ -67,6 +71,12 @@ pub(super) fn unreachable(base: &str, e: &reqwest::Error) -> Error {
     while let Some(s) = source {
         reason = format!("{reason}: {s}");
         source = s.source();
+    }
+    // rustls names TLS refusals by their alert; say which file would fix it.
+    if reason.contains("CertificateRequired") {
+        reason.push_str(" (the server asks for a client certificate: give --client-cert and --client-key, or JAMJET_CLIENT_CERT and JAMJET_CLIENT_KEY)");
+    } else if reason.contains("UnknownIssuer") {
+        reason.push_str(" (the server's certificate is signed by a CA this client does not trust: give --ca-cert or JAMJET_CA_CERT)");
     }
     Error::Unreachable { url: base.to_string(), reason }
 }

@@ -1,6 +1,8 @@
 //! The connection: a [`Client`] of a server over TCP ([`Client::new`],
 //! with the API key of `JAMJET_API_KEY` or [`Client::with_key`] as
-//! `Authorization: Bearer`), or of the process holding a data dir over the
+//! `Authorization: Bearer`; over HTTPS trusting `JAMJET_CA_CERT` and
+//! presenting `JAMJET_CLIENT_CERT`/`JAMJET_CLIENT_KEY`, or the files of
+//! [`Client::with_tls`]), or of the process holding a data dir over the
 //! data dir's socket ([`Client::unix`]: the same API, no key). Here too is
 //! the plumbing every request goes through: send, read the answer's bytes
 //! or JSON, turn an error status into [`Error::Api`], and (through the
@@ -31,16 +33,25 @@ pub struct Client {
 
 impl Client {
     /// A client of the server at `base` (`http://127.0.0.1:7700`), with the
-    /// API key of `JAMJET_API_KEY` if set.
+    /// API key of `JAMJET_API_KEY` and the TLS files of `JAMJET_CA_CERT`,
+    /// `JAMJET_CLIENT_CERT` and `JAMJET_CLIENT_KEY` if set.
     pub fn new(base: &str) -> Result<Client, Error> {
+        Client::with_tls(base, &crate::tls::ClientTls::from_env()?)
+    }
+
+    /// A client of the server at `base` that trusts `tls.ca_cert` (beside
+    /// the system's roots) and presents `tls.client_cert` when the server
+    /// asks (mTLS); the files are read and checked here. The API key of
+    /// `JAMJET_API_KEY`, if set, goes with every request.
+    pub fn with_tls(base: &str, tls: &crate::tls::ClientTls) -> Result<Client, Error> {
         let base = base.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
             .map_err(|e| Error::Unreachable { url: base.clone(), reason: format!("not a URL: {e}") })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(Error::Unreachable { url: base, reason: "the URL must start with http:// or https://".into() });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+        let http = tls
+            .apply(reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT))?
             .build()
             .map_err(|e| Error::Unreachable { url: base.clone(), reason: e.to_string() })?;
         let key = std::env::var("JAMJET_API_KEY").ok().filter(|k| !k.is_empty());

@@ -1,6 +1,8 @@
 //! [`Env`]: everything a node may use while it runs, shared by every node
 //! of one runtime: the clock, the template engine, compiled schemas, the
-//! HTTP client, the host's functions, where model keys come from, the MCP
+//! HTTP client (trusting `JAMJET_CA_CERT` and presenting
+//! `JAMJET_CLIENT_CERT`/`JAMJET_CLIENT_KEY` to servers that ask: what
+//! `type: http` and `type: agent` nodes reach peers with), the host's functions, where model keys come from, the MCP
 //! clients, the A2A agent cards, and the limits. It holds no journal: a
 //! node returns what it did, and the execution journals it.
 
@@ -33,18 +35,22 @@ pub struct Env {
 }
 
 impl Env {
-    /// An environment with a fresh HTTP client, template engine and MCP
-    /// pool under `limits`.
+    /// An environment with a fresh HTTP client (with the TLS files of the
+    /// `JAMJET_*` variables, see [`crate::tls::ClientTls::from_env`]),
+    /// template engine and MCP pool under `limits`.
     pub fn new(
         clock: Arc<dyn Clock>,
         functions: FunctionRegistry,
         keys: KeySource,
         limits: Limits,
-    ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    ) -> Result<Self, crate::tls::Error> {
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("jamjet/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+            .connect_timeout(Duration::from_secs(10));
+        let http = crate::tls::ClientTls::from_env()?
+            .apply(builder)?
+            .build()
+            .map_err(|e| crate::tls::Error::Setup(e.to_string()))?;
         Ok(Env {
             clock,
             templates: Templates::with_limits(limits),

@@ -64,7 +64,9 @@ fn error_description(status: u16) -> &'static str {
             "bad_request: malformed JSON, fields, query, id or Last-Event-ID / invalid_key: an empty, oversized or control-character idempotency key / invalid_event: an empty, oversized or NUL-holding event key, or a bad `keep` / invalid_session: an empty, oversized or control-character session id"
         }
         401 => "unauthorized: a missing or wrong API key",
-        403 => "forbidden_origin: a web page from another origin",
+        403 => {
+            "forbidden_origin: a web page from another origin / forbidden: a read-only key or client certificate asking for more than GET, or a client certificate no `cert:` line names"
+        }
         404 => "unknown_execution / unknown_workflow / unknown_session / not_found",
         409 => {
             "workflow_conflict / finished / not_waiting / key_conflict: the idempotency key started another submission / session_workflow / session_busy: the session's previous task waits for input or runs past the wait"

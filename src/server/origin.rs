@@ -131,6 +131,8 @@ pub struct Guard {
     /// On the data dir's Unix socket: `Host` and `Origin` are not checked.
     unix: bool,
     bind: SocketAddr,
+    /// `http`, or `https` when served over TLS: the scheme of its own origins.
+    scheme: &'static str,
     /// `Host` values accepted besides the unspecified bind's IP literals.
     hosts: Vec<HostPort>,
     /// Origins accepted besides an unspecified bind's own (see [`Guard::origin_ok`]).
@@ -142,16 +144,17 @@ impl Guard {
         let bind = config.bind;
         let port = bind.port();
         let ip = bind.ip();
+        let scheme = config.scheme();
         let mut hosts = Vec::new();
         let mut origins = Vec::new();
         if !ip.is_unspecified() {
             let own = HostPort { host: ip.to_string(), port };
-            origins.push(Origin { scheme: "http".into(), at: own.clone() });
+            origins.push(Origin { scheme: scheme.into(), at: own.clone() });
             hosts.push(own);
         }
         if ip.is_loopback() || ip.is_unspecified() {
             let local = HostPort { host: "localhost".into(), port };
-            origins.push(Origin { scheme: "http".into(), at: local.clone() });
+            origins.push(Origin { scheme: scheme.into(), at: local.clone() });
             hosts.push(local);
         }
         if let Some(public) = config.public_url.as_deref().and_then(public_origin) {
@@ -159,7 +162,7 @@ impl Guard {
             origins.push(public);
         }
         origins.extend(config.cors_origins.iter().filter_map(|o| Origin::parse(o)));
-        Guard { unix: config.unix, bind, hosts, origins }
+        Guard { unix: config.unix, bind, scheme, hosts, origins }
     }
 
     /// Whether `host` (a `Host` header; port 0: none written) names this server.
@@ -187,7 +190,7 @@ impl Guard {
         // Bound to every address: a page served from the address the
         // request itself went to is this server's own.
         self.bind.ip().is_unspecified()
-            && origin.scheme == "http"
+            && origin.scheme == self.scheme
             && host.is_some_and(|h| *h == origin.at && h.ip().is_some())
     }
 
@@ -202,7 +205,7 @@ impl Guard {
     fn accepted_origins(&self) -> Vec<String> {
         let mut list: Vec<String> = self.origins.iter().map(ToString::to_string).collect();
         if self.bind.ip().is_unspecified() {
-            list.push(format!("http://<the IP address the request went to>:{}", self.bind.port()));
+            list.push(format!("{}://<the IP address the request went to>:{}", self.scheme, self.bind.port()));
         }
         list
     }

@@ -38,7 +38,7 @@ pub async fn server_card(State(state): State<AppState>) -> Result<Json<AgentCard
             agents.len()
         )
     };
-    Ok(Json(card("jamjet", description, url, unique_skills(&agents), !state.config.api_keys.is_empty())))
+    Ok(Json(card("jamjet", description, url, unique_skills(&agents), state.config.api_keys.has_keys())))
 }
 
 /// Every agent's skill; where agents share a skill id, each one's is its
@@ -67,7 +67,7 @@ pub async fn agent_card(
     let url = format!("{}/a2a/{}", state.config.base_url(), workflow_id);
     let name = agent.spec.name.clone().unwrap_or_else(|| agent.workflow.id.clone());
     let mut card =
-        card(&name, agent.spec.description.clone(), url, vec![skill(&agent)], !state.config.api_keys.is_empty());
+        card(&name, agent.spec.description.clone(), url, vec![skill(&agent)], state.config.api_keys.has_keys());
     card.version = agent.workflow.version.clone();
     Ok(Json(card))
 }
