@@ -57,6 +57,9 @@ mod tests {
     async fn step_increments_and_echo_returns_its_input() {
         assert_eq!(step(&json!({"i": 4, "x": 1})).unwrap(), json!({"i": 5}));
         assert_eq!(step(&json!({})).unwrap(), json!({"i": 1}));
+        let began = std::time::Instant::now();
+        assert_eq!(sleep(json!({"ms": 20})).await.unwrap(), json!({}));
+        assert!(began.elapsed() >= std::time::Duration::from_millis(20), "bench.sleep slept {:?}", began.elapsed());
         // Both are registered by name on a runtime the CLI builds.
         let wf = crate::ir::compile_str(
             "id: t\nstate_schema: { i: int, x: int }\nnodes:\n  a: { type: function, function: bench.step, next: b }\n  b: { type: function, function: bench.echo }\n",
