@@ -13,7 +13,9 @@
 //! the runtime's own: read from `/proc/self/status` (Linux).
 //!
 //! `jamjet bench http` (the server under load) lives in [`http`] and
-//! [`fanout`].
+//! [`fanout`]; `jamjet bench --processes P --store postgres://...` (one
+//! load across P processes sharing the store) in [`processes`]; `jamjet
+//! bench takeover` (a killed worker's executions taken over) in [`takeover`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ mod drive;
 mod fanout;
 pub(super) mod functions;
 mod http;
+mod processes;
+mod takeover;
 mod workloads;
 use crate::Runtime;
 use crate::id::ExecutionId;
@@ -51,6 +55,8 @@ pub enum Which {
     Parked(ParkedArgs),
     /// Load the server: 64 clients posting executions, then 1,000 SSE subscribers on one.
     Http(http::HttpArgs),
+    /// Kill a worker that owns executions mid-step; time their takeover by the others (--store).
+    Takeover(takeover::TakeoverArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -113,6 +119,7 @@ pub(crate) async fn run(a: Args) -> CliResult {
         None => drive::run(a.drive).await,
         Some(Which::Parked(p)) => parked(p).await,
         Some(Which::Http(h)) => http::run(h).await,
+        Some(Which::Takeover(t)) => takeover::run(t).await,
     }
 }
 

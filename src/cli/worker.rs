@@ -36,6 +36,10 @@ pub struct Args {
     /// Print one JSON line per change of state (started, draining, stopped) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Drain (as on SIGTERM) when stdin closes: a worker that another
+    /// program starts and owns (`jamjet bench takeover`) does not outlive it.
+    #[arg(long, hide = true)]
+    pub stop_with_stdin: bool,
 }
 
 pub(crate) async fn run(a: Args) -> CliResult {
@@ -61,9 +65,27 @@ pub(crate) async fn run(a: Args) -> CliResult {
     let id = rt.worker_id().unwrap_or_default();
     let place = crate::journal::redact_url(url);
     say(a.json, "started", &id, &format!("jamjet worker {id} on {place}: claiming up to {} executions", a.capacity));
+    let gone = a.stop_with_stdin.then(|| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // A thread of its own: it blocks on the pipe until it closes.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = tx.send(());
+        });
+        rx
+    });
+    let owner_gone = async move {
+        match gone {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = owner_gone => {}
     }
     say(a.json, "draining", &id, "draining: no more claims; waiting for what it carries to settle");
     if let Err(e) = rt.drain().await {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{loadavg, parse_duration};
@@ -87,6 +87,16 @@ pub struct DriveArgs {
     /// Read per-node latencies from at most this many of the window's executions.
     #[arg(long, default_value_t = 10_000)]
     pub node_sample: usize,
+    /// Run the load across this many processes sharing the `--store`
+    /// (this executable again, each with its share of `-n` and `-c`),
+    /// measured together from the first one's start to the last one's end.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with_all = ["server", "memory", "dir"])]
+    pub processes: Option<u32>,
+    /// One of the processes of `--processes` (what its parent starts):
+    /// JSON lines on stdout, a start signal on stdin, and it stops when
+    /// stdin closes.
+    #[arg(long, hide = true)]
+    pub child: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -113,7 +123,7 @@ const MAX_EXECUTIONS: u64 = 10_000_000;
 const MAX_PARKS: usize = 64;
 
 /// Latency percentiles, microseconds.
-#[derive(Debug, Serialize, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, Default, PartialEq)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_us: u64,
@@ -124,7 +134,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub(super) fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Percentiles::default();
         }
@@ -140,7 +150,7 @@ impl Percentiles {
 }
 
 /// One node's latency.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NodeRow {
     pub node: String,
     #[serde(rename = "type")]
@@ -150,7 +160,7 @@ pub struct NodeRow {
 }
 
 /// What `jamjet bench` measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BenchReport {
     /// The built-in workload, or the workflow file.
     pub workload: String,
@@ -187,6 +197,20 @@ pub struct BenchReport {
     pub cores: usize,
     /// The 1-minute load average before the run (the machine may be shared).
     pub loadavg_before: Option<f64>,
+    /// With `--processes`: how many processes shared the load (the CPU
+    /// time is their sum, the peak resident memory their largest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u32>,
+    /// With `--processes`: each process's own window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_process: Vec<super::processes::ProcessRow>,
+    /// With `--processes`: COMMITs of the whole database in the window, from
+    /// `pg_stat_database` (other clients of that database included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_commits: Option<u64>,
+    /// A process of `--processes` only: its window, for its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::processes::Window>,
 }
 
 /// Where the load goes.
@@ -219,6 +243,12 @@ struct Counters {
 }
 
 pub(crate) async fn run(a: DriveArgs) -> CliResult {
+    if a.processes.is_some() && !a.child {
+        return super::processes::run(a).await;
+    }
+    if a.child {
+        super::processes::watch_parent();
+    }
     let loadavg_before = loadavg();
     let model = match a.workload {
         Some(Workload::ModelLoopback) => Some(LoopbackModel::start().await.map_err(Failure::new)?),
@@ -232,7 +262,9 @@ pub(crate) async fn run(a: DriveArgs) -> CliResult {
     }
     drop(model);
     let report = result.map_err(Failure::new)?;
-    if a.json {
+    if a.child {
+        super::processes::say(&super::processes::Said::Report(Box::new(report)));
+    } else if a.json {
         print_json(&report);
     } else {
         print_report(&report);
@@ -311,17 +343,30 @@ async fn measure(
         })?;
     }
     let quiet = a.json;
+    let unused = AtomicU64::new(0);
     let warmup_executions = match a.warmup {
         Amount::Executions(0) => 0,
-        w => load(plan, target, a.concurrency, w, "warm-up", quiet).await?.done(),
+        w => load(plan, target, a.concurrency, w, "warm-up", quiet, &unused).await?.done(),
     };
     // The window's executions are told apart by their creation time (ms):
     // open it a millisecond after the last warm-up one was created.
     tokio::time::sleep(Duration::from_millis(1)).await;
+    if a.child {
+        // Every process of the run opens its window at its parent's word.
+        super::processes::ready(warmup_executions).await?;
+    }
     let before = counters(target).await?;
     let window_start_ms = SystemClock.now_ms();
+    let window_start_us = super::processes::unix_us();
     let amount = a.duration.map_or(Amount::Executions(a.executions), Amount::Time);
-    let run = load(plan, target, a.concurrency, amount, "measured", quiet).await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let ticker = a.child.then(|| super::processes::tick_progress(done.clone()));
+    let run = load(plan, target, a.concurrency, amount, "measured", quiet, &done).await;
+    let window_end_us = super::processes::unix_us();
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    let run = run?;
     let after = counters(target).await?;
     let window_end_ms = SystemClock.now_ms();
 
@@ -360,7 +405,34 @@ async fn measure(
         peak_rss_bytes: after.peak_rss_bytes,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         loadavg_before,
+        processes: None,
+        per_process: Vec::new(),
+        database_commits: None,
+        window: a.child.then(|| super::processes::Window {
+            start_us: window_start_us,
+            end_us: window_end_us,
+            latency_us: run.latency.iter_recorded().map(|v| [v.value_iterated_to(), v.count_at_value()]).collect(),
+        }),
     })
+}
+
+/// The per-node latencies of a `--processes` run, read from the store
+/// (its executions created in the window, as one process's run reads them).
+pub(super) async fn node_figures(a: &DriveArgs, report: &mut BenchReport, url: &str) -> Result<(), String> {
+    let Some(w) = report.window.take() else { return Ok(()) };
+    let plan = plan(a, None).map_err(|f| f.message)?;
+    let journal = crate::cli::open_shared(url, "bench").await.map_err(|f| f.message)?;
+    let rt = Runtime::builder().journal(journal).resume_on_open(false).open().await.map_err(|e| e.to_string())?;
+    let target = Target::Embedded { rt, store: "postgres", _dir: None };
+    let read = node_latencies(&target, &plan.workflow, w.start_us / 1000, w.end_us / 1000 + 1, a.node_sample).await;
+    if let Target::Embedded { rt, .. } = target {
+        rt.shutdown().await;
+    }
+    let (all, rows, sampled) = read?;
+    report.node_latency = Percentiles::of(&all);
+    report.nodes = rows;
+    report.node_sample_executions = sampled;
+    Ok(())
 }
 
 /// One phase's load: how long it took, and each finished execution's latency.
@@ -385,6 +457,7 @@ async fn load(
     amount: Amount,
     phase: &str,
     quiet: bool,
+    done: &AtomicU64,
 ) -> Result<Run, String> {
     let (n, deadline) = match amount {
         Amount::Executions(n) => (n, None),
@@ -423,6 +496,7 @@ async fn load(
             }
             hist.saturating_record((started.elapsed().as_micros() as u64).max(1));
             bar.inc(1);
+            done.fetch_add(1, Ordering::Relaxed);
         }
     };
     let results: Vec<Result<Histogram<u64>, String>> =
@@ -659,7 +733,7 @@ async fn node_latencies(
     Ok((all, rows, sample.len()))
 }
 
-fn print_report(r: &BenchReport) {
+pub(super) fn print_report(r: &BenchReport) {
     let ms = |us: u64| us as f64 / 1000.0;
     println!("workload    {} ({}), store {}", r.workload, r.workflow_id, r.store);
     if let Some(la) = r.loadavg_before {
@@ -670,6 +744,15 @@ fn print_report(r: &BenchReport) {
         r.executions, r.seconds, r.concurrency, r.executions_per_second, r.warmup_executions
     );
     println!("nodes       {} completed = {:.0}/s", r.node_completions, r.nodes_per_second);
+    if let Some(p) = r.processes {
+        println!("processes   {p}, sharing the store, from the first start to the last end:");
+        for row in &r.per_process {
+            println!(
+                "  pid {:<8} {} executions in {:.2} s, {:.0} nodes/s, {} COMMITs, {:.2} s CPU",
+                row.pid, row.executions, row.seconds, row.nodes_per_second, row.journal_syncs, row.cpu_seconds
+            );
+        }
+    }
     let l = &r.execution_latency;
     println!(
         "execution   p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (submit to end)",
@@ -695,12 +778,19 @@ fn print_report(r: &BenchReport) {
     }
     let appends = r.journal_appends.map(|a| format!(", {a} appends")).unwrap_or_default();
     println!("journal     {} syncs{appends} = {:.2} syncs per node", r.journal_syncs, r.syncs_per_node);
+    if let Some(c) = r.database_commits {
+        println!("postgres    {c} COMMITs in the database meanwhile (pg_stat_database: every client's)");
+    }
     println!(
         "cpu         {:.2} s = {:.2} cores busy; peak resident {:.1} MiB{}",
         r.cpu_seconds,
         r.cpu_cores_busy,
         r.peak_rss_bytes as f64 / (1024.0 * 1024.0),
-        if r.store.starts_with("http") { " (the server's)" } else { " (this process)" }
+        match (r.processes, r.store.starts_with("http")) {
+            (Some(_), _) => " (the largest process's; CPU summed)",
+            (None, true) => " (the server's)",
+            (None, false) => " (this process)",
+        }
     );
 }
 

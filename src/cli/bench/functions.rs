@@ -9,6 +9,9 @@
 //!   `output_key`, the result merges into the state: a chain of ten of
 //!   them turns `i: 0` into `i: 10`.
 //! - `bench.echo`: returns its input unchanged.
+//! - `bench.sleep`: `{ms: n}` → `{}` after n milliseconds (at most a
+//!   minute): a step that is still running when its process is killed
+//!   (`jamjet bench takeover`).
 //!
 //! The CLI registers them with [`registered`] on every runtime builder it
 //! opens a data dir with.
@@ -23,11 +26,21 @@ pub const STEP: &str = "bench.step";
 /// `bench.echo`'s name.
 pub const ECHO: &str = "bench.echo";
 
-/// `builder` with `bench.step` and `bench.echo` registered.
+/// `bench.sleep`'s name.
+pub const SLEEP: &str = "bench.sleep";
+
+/// `builder` with `bench.step`, `bench.echo` and `bench.sleep` registered.
 pub(crate) fn registered(builder: Builder) -> Builder {
     builder
         .function(STEP, |call: FunctionCall| std::future::ready(step(&call.input)))
         .function(ECHO, |call: FunctionCall| std::future::ready(Ok::<_, FunctionError>(call.input)))
+        .function(SLEEP, |call: FunctionCall| sleep(call.input))
+}
+
+async fn sleep(input: Value) -> Result<Value, FunctionError> {
+    let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(0).min(60_000);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    Ok(json!({}))
 }
 
 fn step(input: &Value) -> Result<Value, FunctionError> {
@@ -44,6 +57,9 @@ mod tests {
     async fn step_increments_and_echo_returns_its_input() {
         assert_eq!(step(&json!({"i": 4, "x": 1})).unwrap(), json!({"i": 5}));
         assert_eq!(step(&json!({})).unwrap(), json!({"i": 1}));
+        let began = std::time::Instant::now();
+        assert_eq!(sleep(json!({"ms": 20})).await.unwrap(), json!({}));
+        assert!(began.elapsed() >= std::time::Duration::from_millis(20), "bench.sleep slept {:?}", began.elapsed());
         // Both are registered by name on a runtime the CLI builds.
         let wf = crate::ir::compile_str(
             "id: t\nstate_schema: { i: int, x: int }\nnodes:\n  a: { type: function, function: bench.step, next: b }\n  b: { type: function, function: bench.echo }\n",
