@@ -70,7 +70,8 @@ pub(super) async fn deliver(
                     return Ok(());
                 }
             };
-            st.taking.extend(inbox.map(|row| WaitChange::Answered(row.get(), Answer::Done { node: Some(found.clone()) })));
+            st.taking
+                .extend(inbox.map(|row| WaitChange::Answered(row.get(), Answer::Done { node: Some(found.clone()) })));
             let input = match call {
                 Some(call) => Input::CallDecision { node: found.clone(), visit, call, approved, by, comment },
                 None => Input::Decision { node: found.clone(), visit, approved, by, comment },
