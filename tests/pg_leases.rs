@@ -606,7 +606,12 @@ async fn a_message_nobody_takes_is_withdrawn_and_one_whose_owner_lets_go_is_deli
         let rt2 = rt2.clone();
         async move { rt2.signal(id, "paid", serde_json::json!(2)).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the message is in the inbox (bounded), so the sender is the one that must let it follow.
+    let sent = Instant::now();
+    while schema.text("SELECT count(*)::text FROM inbox").await != "1" {
+        assert!(sent.elapsed() < Duration::from_secs(10), "the message did not reach the inbox in 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stalled.release(&[id]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), sending).await.expect("answered in 10 s").unwrap().unwrap();
     let out = tokio::time::timeout(Duration::from_secs(10), rt2.wait(id)).await.expect("10 s").unwrap();
