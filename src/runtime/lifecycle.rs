@@ -170,7 +170,12 @@ impl Runtime {
 
     pub(super) async fn ensure_live(&self, id: ExecutionId) -> Result<(), Error> {
         let meta = self.status(id)?;
-        if meta.status == Status::Running && !self.inner.supervisor.is_live(id).await? {
+        if meta.status == Status::Running
+            && !self.inner.supervisor.is_live(id).await?
+            // It may have ended between the look and the question: its end
+            // is journaled before its actor leaves.
+            && self.status(id)?.status == Status::Running
+        {
             self.rehydrate(id, &meta.workflow_hash)?;
         }
         Ok(())
