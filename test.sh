@@ -4,5 +4,8 @@
 # makes, with the native module built into it).
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo test "$@"
+# The Python tests run even when a Rust test fails: one run shows every failure.
+rust=0
+cargo test "$@" || rust=$?
 bash python/test.sh
+exit "$rust"
