@@ -7,9 +7,10 @@
 //!   exactly one `NodeCompleted`; final states equal an uninterrupted
 //!   run's; a repeated outbound call carried the same key and body.
 //! - Fencing: a worker stopped with SIGSTOP until its leases are taken
-//!   over, then resumed with SIGCONT, writes nothing more: its late appends
-//!   are refused (its own log says so) and each node visit is still
-//!   completed once.
+//!   over, then resumed with SIGCONT (its renewal held up on the store, so
+//!   that its calls' results are appended before it learns it lost them),
+//!   writes nothing more: its late appends are refused (its own log says
+//!   so), and each node visit is still completed once.
 //!
 //! The executions are submitted by this test through the embedding API,
 //! which hands them back (its leases end) when it shuts down: the workers
@@ -156,21 +157,36 @@ async fn a_worker_paused_past_its_lease_writes_nothing_after_it() {
     let mut b = worker(&url, &tmp.path().join("b.log"));
     all_complete(&reader, &ids, Duration::from_secs(60), std::slice::from_ref(&log_b)).await;
     // A wakes: its calls return, and what it tries to write is refused.
+    // Its first renewal would tell it first that it lost its leases (and
+    // then it writes nothing at all): this test holds A's row in the
+    // workers table, so that renewal stalls on the store as a slow one
+    // does, and the fence alone keeps A's late appends out.
+    let mut hold = schema.connection().await;
+    sqlx::Executor::execute(&mut hold, "BEGIN").await.unwrap();
+    let held: Vec<i64> = sqlx::query_scalar("SELECT pid FROM workers WHERE pid = $1 FOR UPDATE")
+        .bind(i64::from(a.id()))
+        .fetch_all(&mut hold)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "worker A's row in the workers table");
     signal(&a, "-CONT");
     // Until it says so (bounded), not for a fixed time.
-    let lost = |l: &str| l.contains("no longer this process's") || l.contains("lease was taken over");
+    let refusal = |l: &str| l.contains("is no longer this process's to write");
+    let said_it = |what: &dyn Fn(&str) -> bool| std::fs::read_to_string(&log_a).unwrap().lines().any(what);
     let woke = Instant::now();
-    while !std::fs::read_to_string(&log_a).unwrap().lines().any(lost) && woke.elapsed() < Duration::from_secs(10) {
+    while !said_it(&refusal) && woke.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Its renewal goes on (and finds nothing more to drop).
+    sqlx::Executor::execute(&mut hold, "ROLLBACK").await.unwrap();
     signal(&a, "-TERM");
     let _ = a.wait();
     signal(&b, "-TERM");
     let _ = b.wait();
     let said = std::fs::read_to_string(&log_a).unwrap();
-    let refused = said.lines().filter(|l| lost(l)).count();
     println!("worker A after SIGCONT:\n{said}");
-    assert!(refused > 0, "worker A said nothing about losing its executions:\n{said}");
+    let refused = said.lines().filter(|l| refusal(l)).count();
+    assert!(refused > 0, "worker A's late appends were not refused (or it did not say so):\n{said}");
     for id in &ids {
         once_each(&reader, *id);
         assert_eq!(reader.status(*id).unwrap().status, Status::Completed);

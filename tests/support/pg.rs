@@ -61,6 +61,12 @@ impl PgSchema {
         format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
     }
 
+    /// A connection to the server in this schema, for a test that holds
+    /// a transaction open.
+    pub async fn connection(&self) -> PgConnection {
+        connect(&self.url()).await.expect("connect to the test schema")
+    }
+
     /// Run one SQL statement on the server (in this schema).
     pub async fn execute(&self, sql: &str) {
         let mut conn = connect(&self.url()).await.expect("connect to the test schema");

@@ -592,7 +592,10 @@ pub(super) async fn flusher(
                 Err(_) => break,
             }
         }
-        let _gate = lessee.gate.lock().await;
+        // Only a round that ends an execution changes what a renewal
+        // compares (see `Lessee::gate`): the others do not wait for one.
+        let ends = round.iter().any(|r| r.writes.fence.as_ref().is_some_and(|f| f.ends));
+        let _gate = if ends { Some(lessee.gate.lock().await) } else { None };
         commit_round(pool, std::mem::take(&mut round), &counters, &lessee).await;
     }
 }

@@ -95,11 +95,13 @@ pub(super) struct Lessee {
     /// The executions this process holds, with the epoch it holds each with.
     pub owned: Mutex<HashMap<ExecutionId, i64>>,
     draining: AtomicBool,
-    /// Held by the flusher over each round (its COMMIT and the update of
-    /// `owned` after it) and by a renewal over its statement and its
-    /// comparison with `owned`: a terminal append deletes its lease row at
-    /// COMMIT and leaves `owned` a moment later, which a renewal between
-    /// the two would take for a lost lease.
+    /// Held by the flusher over each round that ends an execution (its
+    /// COMMIT and the update of `owned` after it) and by a renewal over its
+    /// statement and its comparison with `owned`: a terminal append deletes
+    /// its lease row at COMMIT and leaves `owned` a moment later, which a
+    /// renewal between the two would take for a lost lease. Other rounds
+    /// do not wait for a renewal (one stalled on the store holds up no
+    /// append: each append checks its own fence).
     pub gate: tokio::sync::Mutex<()>,
     claims: AtomicU64,
     claimed: AtomicU64,
