@@ -39,7 +39,7 @@ pub(crate) use execution::index_row;
 pub(crate) use fold::replay as fold_history;
 #[cfg(test)]
 pub(crate) use handles::ExecutionHandle;
-pub(crate) use handles::{Ended, Finished, SupervisorHandle};
+pub(crate) use handles::{Ended, Finished, SupervisorHandle, event_taken};
 pub(crate) use node::tool_calls;
 pub use node_latency::NodeLatency;
 pub use retry::RestartBudget;

@@ -562,6 +562,58 @@ async fn what_is_sent_to_a_running_execution_of_another_process_goes_through_its
     rt.shutdown().await;
 }
 
+/// An event published by key through one process reaches an execution
+/// waiting for it that another live process runs (a branch of a fan-out
+/// whose other branch is still running there): through its inbox, journaled
+/// there once, and the publisher is told it was received (not kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_in_one_process_reaches_its_waiter_in_another() {
+    use jamjet::journal::Journal as _;
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let wf = jamjet::ir::compile_str(
+        "id: both\nstate_schema: { paid: any }\nnodes:\n  \
+         split: { type: parallel, branches: [hold, pay], join: done, merge: keys }\n  \
+         hold: { type: function, function: hold, next: done }\n  \
+         pay: { type: wait, event: paid, output_key: paid, next: done }\n  \
+         done: { type: end }\n",
+        "both.yaml",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let one = worker(&schema, 5_000).await;
+    let rt = holding(&one, &gate).await;
+    let id = rt.submit(&wf, serde_json::json!({})).await.unwrap();
+    // Until its `pay` branch waits (bounded).
+    let began = Instant::now();
+    let waiter = loop {
+        if let Some(&branch) = one.waiting_for("paid").unwrap().first() {
+            break branch;
+        }
+        assert!(began.elapsed() < Duration::from_secs(10), "no branch waited for `paid` in 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(one.owns(waiter), "the branch is its parent's process's");
+    let two = worker(&schema, 5_000).await;
+    let rt2 = jamjet::Runtime::builder().journal(two.clone() as Arc<dyn Journal>).open().await.unwrap();
+    let published = tokio::time::timeout(Duration::from_secs(10), rt2.publish("paid", serde_json::json!(7), None))
+        .await
+        .expect("answered in 10 s")
+        .unwrap();
+    assert_eq!(published.delivered, vec![waiter], "received there, not kept: {published:?}");
+    assert_eq!(published.kept_until_ms, None);
+    assert!(!two.owns(waiter), "the publisher did not take it over");
+    assert_eq!(schema.text("SELECT count(*)::text FROM inbox").await, "0", "answered and removed");
+    assert_eq!(schema.text("SELECT count(*)::text FROM kept_events").await, "0", "nothing kept");
+
+    gate.add_permits(1);
+    let out = tokio::time::timeout(Duration::from_secs(10), rt.wait(id)).await.expect("10 s").unwrap();
+    assert_eq!((out.status, &out.state["paid"]), (Status::Completed, &serde_json::json!(7)));
+    let received = |e: &Event| matches!(e, Event::SignalReceived { key, .. } if key == "paid");
+    assert_eq!(named(&rt, waiter, received), 1, "journaled once, by its owner");
+    rt2.shutdown().await;
+    rt.shutdown().await;
+}
+
 /// A message the owner does not take in time is withdrawn (nothing is
 /// journaled later), and one whose execution loses its owner while the
 /// sender waits is withdrawn and delivered by the sender itself.

@@ -151,6 +151,18 @@ impl SupervisorHandle {
                 .ask(id, |reply| Delivery::Cancel { reason: reason.clone(), inbox, reply: Some(reply) })
                 .await
                 .map(|()| None),
+            Message::Event { key, payload } => {
+                let taken = self
+                    .ask(id, |reply| Delivery::Event {
+                        key: key.clone(),
+                        payload: Json::from_value(payload),
+                        take: None,
+                        inbox,
+                        reply,
+                    })
+                    .await?;
+                event_taken(id, key, taken)
+            }
         }
     }
 
@@ -168,6 +180,7 @@ impl SupervisorHandle {
             key: key.to_string(),
             payload: payload.clone(),
             take: take.cloned(),
+            inbox: None,
             reply,
         })
         .await
@@ -365,5 +378,15 @@ fn answer<T>(r: Result<CallResult<T>, MessagingErr<SupervisorMsg>>) -> Result<T,
         CallResult::Success(v) => Ok(v),
         CallResult::Timeout => Err(Error::Actor("the supervisor did not answer in time".into())),
         CallResult::SenderError => Err(Error::Actor("the supervisor stopped before answering".into())),
+    }
+}
+
+/// A delivered event's answer: `None`, or not waiting when no node of `id`
+/// waited for `key` (so nothing was journaled).
+pub(crate) fn event_taken(id: ExecutionId, key: &str, taken: bool) -> Result<Option<String>, Error> {
+    if taken {
+        Ok(None)
+    } else {
+        Err(Error::NotWaiting { id, message: format!("no node waits for the event `{key}` now") })
     }
 }

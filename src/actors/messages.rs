@@ -77,6 +77,8 @@ pub(crate) enum Delivery {
         key: String,
         payload: Json,
         take: Option<KeptRef>,
+        /// The inbox row it came from (as for `Signal`).
+        inbox: Option<NonZeroU64>,
         reply: Reply<bool>,
     },
 }

@@ -82,9 +82,24 @@ pub struct Published {
     pub kept_until_ms: Option<u64>,
 }
 
+/// What the wait actor did with a published event, and what it left to
+/// the runtime: the waiting executions another live process runs (a
+/// shared store's), which the runtime sends it to through their inboxes.
+#[derive(Debug)]
+pub(crate) struct Publication {
+    pub published: Published,
+    /// Waiting for the key, run by another process. When there are any
+    /// and none here took the event, it was not kept: the runtime keeps
+    /// it ([`Mailbox::keep`]) if none of them takes it either.
+    pub elsewhere: Vec<ExecutionId>,
+}
+
 pub(crate) enum WaitMsg {
-    /// Deliver to every execution waiting for `key`; keep it if none does.
-    Publish { key: String, payload: Value, keep: Duration, reply: oneshot::Sender<Result<Published, Error>> },
+    /// Deliver to every execution waiting for `key` here; keep it if none
+    /// does (and none runs elsewhere).
+    Publish { key: String, payload: Value, keep: Duration, reply: oneshot::Sender<Result<Publication, Error>> },
+    /// Keep an event nobody took (after the runtime's inbox deliveries).
+    Keep { key: String, payload: Value, keep: Duration, reply: oneshot::Sender<Result<u64, Error>> },
     /// `execution` began to wait for these keys (durable): hand it kept events.
     Waiting { execution: ExecutionId, keys: Vec<String> },
     /// Drop what has expired; sleep until the next expiry.
@@ -118,11 +133,28 @@ impl Mailbox {
         key: &str,
         payload: Value,
         keep: Duration,
-    ) -> Result<Published, Error> {
+    ) -> Result<Publication, Error> {
         let actor = self.actor(services, supervisor).await?;
         let (reply, rx) = oneshot::channel();
         actor
             .cast(WaitMsg::Publish { key: key.to_string(), payload, keep, reply })
+            .map_err(|e| Error::Actor(format!("the wait actor is gone: {e}")))?;
+        rx.await.map_err(|_| Error::Actor("the wait actor stopped before it answered".to_string()))?
+    }
+
+    /// Keep an event for `keep` (no execution took it); answers until when (unix ms).
+    pub(crate) async fn keep(
+        &self,
+        services: &Arc<Shared>,
+        supervisor: &SupervisorHandle,
+        key: &str,
+        payload: Value,
+        keep: Duration,
+    ) -> Result<u64, Error> {
+        let actor = self.actor(services, supervisor).await?;
+        let (reply, rx) = oneshot::channel();
+        actor
+            .cast(WaitMsg::Keep { key: key.to_string(), payload, keep, reply })
             .map_err(|e| Error::Actor(format!("the wait actor is gone: {e}")))?;
         rx.await.map_err(|_| Error::Actor("the wait actor stopped before it answered".to_string()))?
     }
@@ -226,7 +258,14 @@ impl Actor for WaitActor {
         match msg {
             WaitMsg::Publish { key, payload, keep, reply } => {
                 let result = publish(&services, &st.supervisor, key, payload, keep).await;
-                if let Ok(Published { kept_until_ms: Some(until), .. }) = &result {
+                if let Ok(Publication { published: Published { kept_until_ms: Some(until), .. }, .. }) = &result {
+                    arm_sweep(&myself, st, &services, *until);
+                }
+                let _ = reply.send(result);
+            }
+            WaitMsg::Keep { key, payload, keep, reply } => {
+                let result = keep_event(&services, key, Json::from_value(&payload), keep).await;
+                if let Ok(until) = &result {
                     arm_sweep(&myself, st, &services, *until);
                 }
                 let _ = reply.send(result);
@@ -245,14 +284,15 @@ impl Actor for WaitActor {
     }
 }
 
-/// Deliver `payload` to every execution waiting for `key`; keep it if none took it.
+/// Deliver `payload` to every execution waiting for `key` that runs here
+/// (or nowhere); keep it if none took it and none runs elsewhere.
 async fn publish(
     services: &Arc<Shared>,
     supervisor: &SupervisorHandle,
     key: String,
     payload: Value,
     keep: Duration,
-) -> Result<Published, Error> {
+) -> Result<Publication, Error> {
     let waiting = services.journal.waiting_for(&key)?;
     let payload = Json::from_value(&payload);
     let handed = waiting.iter().map(|&id| {
@@ -262,26 +302,34 @@ async fn publish(
             (id, r)
         }
     });
-    let mut delivered = Vec::new();
+    let (mut delivered, mut elsewhere) = (Vec::new(), Vec::new());
     for (id, result) in join_all(handed).await {
         match result {
             Ok(true) => delivered.push(id),
             // It stopped waiting (resolved, timed out, ended) meanwhile.
             Ok(false) | Err(Error::Finished { .. }) => {}
+            Err(Error::Elsewhere { id, .. }) => elsewhere.push(id),
             Err(e) => warn!(execution_id = %id, key = %key, error = %e, "a published event was not delivered"),
         }
     }
-    if !delivered.is_empty() || keep.is_zero() {
-        return Ok(Published { delivered, kept_until_ms: None });
+    if !delivered.is_empty() || !elsewhere.is_empty() || keep.is_zero() {
+        return Ok(Publication { published: Published { delivered, kept_until_ms: None }, elsewhere });
     }
+    let until_ms = keep_event(services, key, payload, keep).await?;
+    // An execution may have begun to wait between the index read and the
+    // keep: its notice is behind this message and finds the kept event.
+    Ok(Publication { published: Published { delivered, kept_until_ms: Some(until_ms) }, elsewhere })
+}
+
+/// Keep `payload` for the first execution that waits for `key` within
+/// `keep`; answers until when (unix ms).
+async fn keep_event(services: &Shared, key: String, payload: Json, keep: Duration) -> Result<u64, Error> {
     let now = services.clock.now_ms();
     let until_ms = now.saturating_add(keep.as_millis() as u64);
     let event =
         KeptEvent { at: KeptRef { key, id: ExecutionId::new(now).to_bytes(), until_ms }, published_ms: now, payload };
     services.journal.keep(&event).await?;
-    // An execution may have begun to wait between the index read and the
-    // keep: its notice is behind this message and finds the kept event.
-    Ok(Published { delivered, kept_until_ms: Some(until_ms) })
+    Ok(until_ms)
 }
 
 /// Hand `execution` the kept events of `key` while it waits for them.

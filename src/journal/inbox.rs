@@ -1,6 +1,6 @@
 //! An execution's inbox, in a store many processes share: what is sent to
 //! an execution that another live process runs (a signal, an approval's
-//! decision, a cancel) waits here, durable, until its owner takes it.
+//! decision, a cancel, an event published by key) waits here, durable, until its owner takes it.
 //!
 //! The sender writes one row and notifies the store's processes; the owner
 //! takes its executions' open rows in order and delivers each as if it had
@@ -45,6 +45,13 @@ pub enum Message {
     Cancel {
         reason: String,
     },
+    /// An event published by key: journaled only if a node of the
+    /// execution waits for `key` when its owner takes it (refused as not
+    /// waiting otherwise, so the publisher can keep it for a later wait).
+    Event {
+        key: String,
+        payload: Value,
+    },
 }
 
 impl Message {
@@ -55,6 +62,7 @@ impl Message {
             Message::Approve { approved: true, .. } => "approval".to_string(),
             Message::Approve { approved: false, .. } => "rejection".to_string(),
             Message::Cancel { .. } => "cancel".to_string(),
+            Message::Event { key, .. } => format!("event `{key}`"),
         }
     }
 }

@@ -31,6 +31,12 @@ impl Runtime {
     /// [`MAX_KEEP`](crate::actors::MAX_KEEP); zero keeps nothing) and the
     /// first execution that reaches a wait for `key` receives it. Returns
     /// who received it, or until when it is kept.
+    ///
+    /// In a store many processes share, an execution waiting for `key`
+    /// that another live process runs is sent the event through its inbox
+    /// (as [`signal`](Self::signal) is) and counts as a receiver once its
+    /// owner journaled it; the event is kept only if no execution, here or
+    /// there, took it.
     pub async fn publish(
         &self,
         key: &str,
@@ -46,8 +52,29 @@ impl Runtime {
                 crate::actors::MAX_KEEP.as_secs()
             )));
         }
-        let services = &self.inner.services;
-        services.mailbox.publish(services, &self.inner.supervisor, key, payload, keep).await
+        let (services, supervisor) = (&self.inner.services, &self.inner.supervisor);
+        let publication = services.mailbox.publish(services, supervisor, key, payload.clone(), keep).await?;
+        let mut published = publication.published;
+        if publication.elsewhere.is_empty() {
+            return Ok(published);
+        }
+        let sent = publication.elsewhere.iter().map(|&id| {
+            let message = Message::Event { key: key.to_string(), payload: payload.clone() };
+            async move { (id, self.deliver_here(id, message).await) }
+        });
+        for (id, result) in futures::future::join_all(sent).await {
+            match result {
+                Ok(_) => published.delivered.push(id),
+                // It stopped waiting (resolved, timed out, ended) meanwhile.
+                Err(Error::NotWaiting { .. } | Error::Finished { .. } | Error::UnknownExecution(_)) => {}
+                Err(e) => tracing::warn!(execution_id = %id, key, error = %e, "a published event was not delivered"),
+            }
+        }
+        published.delivered.sort_unstable();
+        if published.delivered.is_empty() && !keep.is_zero() {
+            published.kept_until_ms = Some(services.mailbox.keep(services, supervisor, key, payload, keep).await?);
+        }
+        Ok(published)
     }
 
     /// Decide the approval an execution waits on (`node` picks one when

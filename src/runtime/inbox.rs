@@ -118,6 +118,13 @@ impl Runtime {
                 .await
                 .map(Some),
             Message::Cancel { reason } => supervisor.cancel(id, reason).await.map(|()| None),
+            Message::Event { key, payload } => {
+                let payload = crate::journal::Json::from_value(payload);
+                supervisor
+                    .event(id, key, &payload, None)
+                    .await
+                    .and_then(|taken| crate::actors::event_taken(id, key, taken))
+            }
         };
         match result {
             // Ownership that moves on every look is not chased for ever.

@@ -43,12 +43,13 @@ pub(super) async fn deliver(
             let _ = reply.send(Ok(()));
             carry_out(myself, st, effects).await?;
         }
-        Delivery::Event { key, payload, take, reply } => {
+        Delivery::Event { key, payload, take, inbox, reply } => {
             if !crate::actors::wait::waits_for(&st.machine, &key) {
                 let _ = reply.send(Ok(false));
                 return Ok(());
             }
             st.taking.extend(take.map(WaitChange::Take));
+            st.taking.extend(inbox.map(|row| WaitChange::Answered(row.get(), Answer::Done { node: None })));
             let effects = persist(st, Some(Input::Signal { key, payload }), Vec::new()).await?;
             let _ = reply.send(Ok(true));
             carry_out(myself, st, effects).await?;
