@@ -134,12 +134,8 @@ impl Mailbox {
         payload: Value,
         keep: Duration,
     ) -> Result<Publication, Error> {
-        let actor = self.actor(services, supervisor).await?;
-        let (reply, rx) = oneshot::channel();
-        actor
-            .cast(WaitMsg::Publish { key: key.to_string(), payload, keep, reply })
-            .map_err(|e| Error::Actor(format!("the wait actor is gone: {e}")))?;
-        rx.await.map_err(|_| Error::Actor("the wait actor stopped before it answered".to_string()))?
+        let key = key.to_string();
+        self.ask(services, supervisor, |reply| WaitMsg::Publish { key, payload, keep, reply }).await
     }
 
     /// Keep an event for `keep` (no execution took it); answers until when (unix ms).
@@ -151,11 +147,20 @@ impl Mailbox {
         payload: Value,
         keep: Duration,
     ) -> Result<u64, Error> {
+        let key = key.to_string();
+        self.ask(services, supervisor, |reply| WaitMsg::Keep { key, payload, keep, reply }).await
+    }
+
+    /// Send the actor `message` and await its answer.
+    async fn ask<T>(
+        &self,
+        services: &Arc<Shared>,
+        supervisor: &SupervisorHandle,
+        message: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> WaitMsg,
+    ) -> Result<T, Error> {
         let actor = self.actor(services, supervisor).await?;
         let (reply, rx) = oneshot::channel();
-        actor
-            .cast(WaitMsg::Keep { key: key.to_string(), payload, keep, reply })
-            .map_err(|e| Error::Actor(format!("the wait actor is gone: {e}")))?;
+        actor.cast(message(reply)).map_err(|e| Error::Actor(format!("the wait actor is gone: {e}")))?;
         rx.await.map_err(|_| Error::Actor("the wait actor stopped before it answered".to_string()))?
     }
 
