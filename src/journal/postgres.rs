@@ -224,12 +224,10 @@ impl PgJournal {
         let counters = Arc::new(Counters::default());
         let (queue, requests) = mpsc::unbounded_channel();
         let (flushed_tx, flushed) = std::sync::mpsc::channel();
-        let (announcing, to_announce) = mpsc::unbounded_channel();
-        handle.spawn(notices::announce(pool.clone(), to_announce));
         handle.spawn({
             let (pool, counters, lessee) = (pool.clone(), counters.clone(), lessee.clone());
             async move {
-                commit::flusher(&pool, requests, counters, lessee.clone(), announcing).await;
+                commit::flusher(&pool, requests, counters, lessee.clone()).await;
                 // After the last round: hand everything back at once.
                 if let Err(e) = lease::close(&pool, &lessee).await {
                     tracing::warn!(error = %e, "the PostgreSQL journal could not hand back its leases at close");

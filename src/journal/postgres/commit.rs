@@ -371,17 +371,6 @@ impl<'a> Round<'a> {
         Ok(())
     }
 
-    /// The notices of the round once committed (see notices.rs): each
-    /// execution appended to, with its new last sequence number.
-    fn notices(&self) -> Vec<String> {
-        let mut last: BTreeMap<&[u8], i64> = BTreeMap::new();
-        for e in &self.events {
-            let seq = last.entry(e.execution.as_slice()).or_insert(e.last_seq);
-            *seq = (*seq).max(e.last_seq);
-        }
-        super::notices::payloads(last.into_iter())
-    }
-
     /// Write the round on `conn` (inside the caller's transaction).
     async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         if !self.answers.is_empty() {
@@ -396,6 +385,21 @@ impl<'a> Round<'a> {
             .await?;
         }
         if !self.events.is_empty() {
+            // Delivered at COMMIT (never for a round rolled back): each
+            // execution appended to, with its new last sequence number.
+            let mut last: BTreeMap<&[u8], i64> = BTreeMap::new();
+            for e in &self.events {
+                let seq = last.entry(e.execution.as_slice()).or_insert(e.last_seq);
+                *seq = (*seq).max(e.last_seq);
+            }
+            let payloads = super::notices::payloads(last.into_iter());
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_notify({}, p) FROM UNNEST($1::text[]) AS p",
+                super::notices::CHANNEL_SQL
+            )))
+            .bind(&payloads)
+            .execute(&mut *conn)
+            .await?;
             let e = &self.events;
             sqlx::query(
                 "INSERT INTO events (execution, first_seq, last_seq, at_ms, frame) \
@@ -578,7 +582,6 @@ pub(super) async fn flusher(
     mut queue: mpsc::UnboundedReceiver<Request>,
     counters: Arc<Counters>,
     lessee: Arc<Lessee>,
-    notices: mpsc::UnboundedSender<Vec<String>>,
 ) {
     let mut round = Vec::new();
     while let Some(first) = queue.recv().await {
@@ -593,18 +596,12 @@ pub(super) async fn flusher(
         // compares (see `Lessee::gate`): the others do not wait for one.
         let ends = round.iter().any(|r| r.writes.fence.as_ref().is_some_and(|f| f.ends));
         let _gate = if ends { Some(lessee.gate.lock().await) } else { None };
-        commit_round(pool, std::mem::take(&mut round), &counters, &lessee, &notices).await;
+        commit_round(pool, std::mem::take(&mut round), &counters, &lessee).await;
     }
 }
 
-/// Commit one round, answer its writers and announce what it appended.
-async fn commit_round(
-    pool: &PgPool,
-    round: Vec<Request>,
-    counters: &Counters,
-    lessee: &Lessee,
-    notices: &mpsc::UnboundedSender<Vec<String>>,
-) {
+/// Commit one round and answer its writers.
+async fn commit_round(pool: &PgPool, round: Vec<Request>, counters: &Counters, lessee: &Lessee) {
     let started = Instant::now();
     let outcome = commit(pool, &lessee.worker, || Round::of(round.iter().map(|r| &r.writes))).await;
     let took = started.elapsed();
@@ -614,7 +611,6 @@ async fn commit_round(
     match outcome {
         Ok(()) => {
             counted(counters, took);
-            announce(notices, Round::of(round.iter().map(|r| &r.writes)).notices());
             for request in round {
                 committed(lessee, &request.writes);
                 answer(counters, request, Ok(()));
@@ -635,7 +631,6 @@ async fn commit_round(
                 let outcome = match outcome {
                     Ok(()) => {
                         counted(counters, started.elapsed());
-                        announce(notices, Round::of([&request.writes]).notices());
                         committed(lessee, &request.writes);
                         Ok(())
                     }
@@ -659,14 +654,6 @@ async fn commit_round(
                 answer(counters, request, Err(super::storage(&what, &e)));
             }
         }
-    }
-}
-
-/// Hand a committed round's notices to the announcing task (see notices.rs).
-fn announce(notices: &mpsc::UnboundedSender<Vec<String>>, payloads: Vec<String>) {
-    if !payloads.is_empty() {
-        // Gone only as the journal closes: nobody is left to tell.
-        let _ = notices.send(payloads);
     }
 }
 

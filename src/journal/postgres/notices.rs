@@ -1,27 +1,19 @@
-//! Telling the store's other processes what became durable: after every
-//! round that appended records commits, `pg_notify` names each execution
-//! it appended to and its new last sequence number (never for a round
-//! rolled back). The notices go out from a task of their own
-//! ([`announce`]), in short transactions that write nothing else (so
-//! their commits wait for no disk sync). PostgreSQL serializes every
-//! committing transaction that notified, across all its sessions, from
-//! the notice until its commit is durable: a NOTIFY inside the append's
-//! transaction would make the rounds of all processes sharing the store
-//! wait for each other's disk syncs.
-//!
-//! Every journal listens on its schema's channel and hands those notices
-//! to whoever follows executions here (the live event streams of `jamjet
-//! dev`). A message sent to an execution's inbox is announced as
-//! `sent:{hex}`, and a refusal written to one as `answered:{row}` (an
-//! answer journaled with an append is announced by that append's notice).
-//! A notice is a speed-up only: a lost one (a dropped connection) is
-//! caught by the follower's own periodic look.
+//! Telling the store's other processes what became durable: every round
+//! that appends records ends with `pg_notify` (delivered at COMMIT, never
+//! for a round rolled back) naming each execution it appended to and its
+//! new last sequence number; every journal listens on its schema's channel
+//! and hands those notices to whoever follows executions here (the live
+//! event streams of `jamjet dev`). A message sent to an execution's inbox
+//! is announced as `sent:{hex}`, and a refusal written to one as
+//! `answered:{row}` (an answer journaled with an append is announced by
+//! that append's notice). A notice is a speed-up only: a lost one (a
+//! dropped connection) is caught by the follower's own periodic look.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::super::inbox::InboxNotice;
 use crate::id::ExecutionId;
@@ -90,32 +82,6 @@ fn parse_inbox(payload: &str) -> Option<InboxNotice> {
 pub(super) fn sent(execution: ExecutionId) -> String {
     let hex: String = execution.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
     format!("sent:{hex}")
-}
-
-/// How many committed rounds' notices one announcing statement carries at most.
-const ANNOUNCE_BATCH: usize = 256;
-
-/// Send the notices of committed rounds (each round's payloads, in commit
-/// order) until the flusher closes the queue. Whatever queued while one
-/// statement ran goes in the next. A notice that cannot be sent is dropped
-/// (a speed-up only: followers look by themselves too).
-pub(super) async fn announce(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Vec<String>>) {
-    // Its own transaction writes nothing else, so its commit does not wait for the disk.
-    let sql = format!("SELECT pg_notify({CHANNEL_SQL}, p) FROM UNNEST($1::text[]) AS p");
-    let mut payloads = Vec::new();
-    while let Some(first) = queue.recv().await {
-        payloads.extend(first);
-        for _ in 1..ANNOUNCE_BATCH {
-            match queue.try_recv() {
-                Ok(more) => payloads.extend(more),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&payloads).execute(&pool).await {
-            tracing::debug!(error = %e, notices = payloads.len(), "PostgreSQL notices: not sent (followers catch up by looking)");
-        }
-        payloads.clear();
-    }
 }
 
 /// Where the listener hands what it hears.
