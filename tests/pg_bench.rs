@@ -1,5 +1,7 @@
 //! `jamjet bench` across processes on a real PostgreSQL store, small:
 //!
+//! - One process, one execution at a time: one COMMIT per step (and one
+//!   per start), with the database's own counts in the report.
 //! - `--processes 3`: three real processes share the load; every execution
 //!   completes in the store, the report adds up their windows.
 //! - `takeover`: real workers, one `kill -9`ed while it owns executions
@@ -57,6 +59,22 @@ async fn three_processes_share_the_load_and_every_execution_completes() {
     assert_eq!(done, "34");
     let other = schema.text("SELECT count(*)::text FROM executions WHERE status <> 'completed'").await;
     assert_eq!(other, "0");
+}
+
+/// One process, one execution at a time: each step is its own COMMIT
+/// (plus one per execution for its start), and the database's own counts
+/// come with the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_commits_once_per_step_and_reports_the_databases_counts() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let out = jamjet()
+        .args(["--store", &url, "bench", "-n", "5", "-c", "1", "--warmup", "0", "--json"])
+        .output_bounded();
+    let r = json_of(&out, "bench on PostgreSQL");
+    assert_eq!(r["node_completions"], 50, "{r}");
+    assert_eq!(r["journal_syncs"], 55, "ten steps and a start each: {r}");
+    assert!(r["database_commits"].is_u64() && r["database_wal_syncs"].is_u64(), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,21 +72,32 @@ impl Runtime {
             if self.status(id)?.status.is_terminal() {
                 return self.outcome(id);
             }
-            let ended_here = async {
-                match here.as_mut() {
-                    Some(rx) => rx.await,
-                    None => futures::future::pending().await,
-                }
-            };
-            tokio::select! {
-                end = ended_here => match end {
-                    Ok(Some(end)) => return Ok(Outcome::ended(id, end)),
-                    // Its actor here went without an end (it was lost to another process): follow.
-                    _ => here = None,
-                },
-                changed = appended.changed() => {
-                    if changed.is_err() {
-                        return Err(Error::Actor("the runtime stopped while waiting".to_string()));
+            // Until something is worth a look at the store.
+            loop {
+                let ended_here = async {
+                    match here.as_mut() {
+                        Some(rx) => rx.await,
+                        None => futures::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    end = ended_here => match end {
+                        Ok(Some(end)) => return Ok(Outcome::ended(id, end)),
+                        // Its actor here went without an end (it was lost to another process): follow.
+                        _ => {
+                            here = None;
+                            break;
+                        }
+                    },
+                    changed = appended.changed() => {
+                        if changed.is_err() {
+                            return Err(Error::Actor("the runtime stopped while waiting".to_string()));
+                        }
+                        // Its actor here hands back its end: its appends need no look
+                        // (one store read per append otherwise).
+                        if here.is_none() || !self.inner.supervisor.is_live(id).await? {
+                            break;
+                        }
                     }
                 }
             }

@@ -204,10 +204,15 @@ pub struct BenchReport {
     /// With `--processes`: each process's own window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_process: Vec<super::processes::ProcessRow>,
-    /// With `--processes`: COMMITs of the whole database in the window, from
-    /// `pg_stat_database` (other clients of that database included).
+    /// On PostgreSQL: COMMITs of the whole database in the window, from
+    /// `pg_stat_database` (every transaction, reads included, and other
+    /// clients of that database too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_commits: Option<u64>,
+    /// On PostgreSQL: the server's WAL syncs to disk in the window, from
+    /// `pg_stat_wal` (every database's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_wal_syncs: Option<u64>,
     /// A process of `--processes` only: its window, for its parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<super::processes::Window>,
@@ -355,6 +360,16 @@ async fn measure(
         // Every process of the run opens its window at its parent's word.
         super::processes::ready(warmup_executions).await?;
     }
+    // One process on a shared store: the database's own counts too (a
+    // `--processes` parent reads them around all its children).
+    let store_url = match target {
+        Target::Embedded { store: "postgres", .. } if !a.child => crate::cli::shared_store(),
+        _ => None,
+    };
+    let database_before = match &store_url {
+        Some(url) => Some(super::processes::DatabaseCounts::read(url).await?),
+        None => None,
+    };
     let before = counters(target).await?;
     let window_start_ms = SystemClock.now_ms();
     let window_start_us = super::processes::unix_us();
@@ -369,6 +384,10 @@ async fn measure(
     let run = run?;
     let after = counters(target).await?;
     let window_end_ms = SystemClock.now_ms();
+    let database_after = match &store_url {
+        Some(url) => Some(super::processes::DatabaseCounts::read(url).await?),
+        None => None,
+    };
 
     let (node_hist, rows, sampled) =
         node_latencies(target, &plan.workflow, window_start_ms, window_end_ms, a.node_sample).await?;
@@ -376,7 +395,7 @@ async fn measure(
     let syncs = after.syncs.saturating_sub(before.syncs);
     let cpu = (after.cpu_seconds - before.cpu_seconds).max(0.0);
     let secs = run.seconds.max(1e-9);
-    Ok(BenchReport {
+    let mut report = BenchReport {
         workload: plan.label.clone(),
         workflow_id: plan.workflow.id.clone(),
         store: match target {
@@ -408,12 +427,17 @@ async fn measure(
         processes: None,
         per_process: Vec::new(),
         database_commits: None,
+        database_wal_syncs: None,
         window: a.child.then(|| super::processes::Window {
             start_us: window_start_us,
             end_us: window_end_us,
             latency_us: run.latency.iter_recorded().map(|v| [v.value_iterated_to(), v.count_at_value()]).collect(),
         }),
-    })
+    };
+    if let (Some(before), Some(after)) = (database_before, database_after) {
+        before.into_report(after, &mut report);
+    }
+    Ok(report)
 }
 
 /// The per-node latencies of a `--processes` run, read from the store
@@ -779,7 +803,15 @@ pub(super) fn print_report(r: &BenchReport) {
     let appends = r.journal_appends.map(|a| format!(", {a} appends")).unwrap_or_default();
     println!("journal     {} syncs{appends} = {:.2} syncs per node", r.journal_syncs, r.syncs_per_node);
     if let Some(c) = r.database_commits {
-        println!("postgres    {c} COMMITs in the database meanwhile (pg_stat_database: every client's)");
+        let per_node = if r.node_completions == 0 { 0.0 } else { c as f64 / r.node_completions as f64 };
+        println!(
+            "postgres    {c} COMMITs in the database meanwhile = {per_node:.2} per node (pg_stat_database: every \
+             client's, reads included)"
+        );
+    }
+    if let Some(w) = r.database_wal_syncs {
+        let per_node = if r.node_completions == 0 { 0.0 } else { w as f64 / r.node_completions as f64 };
+        println!("            {w} WAL syncs to disk = {per_node:.2} per node (pg_stat_wal: the whole server's)");
     }
     println!(
         "cpu         {:.2} s = {:.2} cores busy; peak resident {:.1} MiB{}",

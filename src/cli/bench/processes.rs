@@ -154,7 +154,7 @@ pub(crate) async fn run(a: DriveArgs) -> CliResult {
     }
     let exe = std::env::current_exe().map_err(|e| Failure::new(format!("cannot find this executable: {e}")))?;
     let loadavg_before = super::http::loadavg();
-    let commits_before = database_commits(url).await.map_err(Failure::new)?;
+    let database_before = DatabaseCounts::read(url).await.map_err(Failure::new)?;
 
     // Start them all; a failure from here on kills every one (kill_on_drop).
     let (said_tx, mut said_rx) = mpsc::unbounded_channel::<(usize, Result<Said, String>)>();
@@ -225,9 +225,9 @@ pub(crate) async fn run(a: DriveArgs) -> CliResult {
         }
         s.stdin.take();
     }
-    let commits_after = database_commits(url).await.map_err(Failure::new)?;
+    let database_after = DatabaseCounts::read(url).await.map_err(Failure::new)?;
     let mut report = merge(&a, &started, reports, loadavg_before).map_err(Failure::new)?;
-    report.database_commits = Some(commits_after.saturating_sub(commits_before));
+    database_before.into_report(database_after, &mut report);
     super::drive::node_figures(&a, &mut report, url).await.map_err(Failure::new)?;
     if a.json {
         print_json(&report);
@@ -376,24 +376,47 @@ fn merge(
         processes: Some(reports.len() as u32),
         per_process: rows,
         database_commits: None,
+        database_wal_syncs: None,
         window: Some(Window { start_us: start, end_us: end, latency_us: Vec::new() }),
     })
 }
 
-/// The database's COMMITs so far (`pg_stat_database.xact_commit`; every client's).
-async fn database_commits(url: &str) -> Result<u64, String> {
-    use sqlx::Connection;
-    let place = crate::journal::redact_url(url);
-    let mut conn = tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url))
-        .await
-        .map_err(|_| format!("{place}: no answer in 10 s"))?
-        .map_err(|e| format!("{place}: {e}"))?;
-    let n: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| format!("{place}: reading pg_stat_database: {e}"))?;
-    let _ = conn.close().await;
-    Ok(n.max(0) as u64)
+/// The database server's own counts, read before and after a window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DatabaseCounts {
+    /// `pg_stat_database.xact_commit`: every client's committed
+    /// transactions in this database, reads included.
+    commits: u64,
+    /// `pg_stat_wal.wal_sync`: the server's WAL syncs to disk (every
+    /// database's; `None` before PostgreSQL 14).
+    wal_syncs: Option<u64>,
+}
+
+impl DatabaseCounts {
+    /// Read them now (statistics are read afresh: a new connection).
+    pub(crate) async fn read(url: &str) -> Result<DatabaseCounts, String> {
+        use sqlx::Connection;
+        let place = crate::journal::redact_url(url);
+        let mut conn = tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url))
+            .await
+            .map_err(|_| format!("{place}: no answer in 10 s"))?
+            .map_err(|e| format!("{place}: {e}"))?;
+        let commits: i64 =
+            sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| format!("{place}: reading pg_stat_database: {e}"))?;
+        let wal_syncs: Option<i64> =
+            sqlx::query_scalar("SELECT wal_sync FROM pg_stat_wal").fetch_one(&mut conn).await.ok();
+        let _ = conn.close().await;
+        Ok(DatabaseCounts { commits: commits.max(0) as u64, wal_syncs: wal_syncs.map(|n| n.max(0) as u64) })
+    }
+
+    /// What happened between `self` and `after`, into `report`.
+    pub(crate) fn into_report(self, after: DatabaseCounts, report: &mut BenchReport) {
+        report.database_commits = Some(after.commits.saturating_sub(self.commits));
+        report.database_wal_syncs = after.wal_syncs.zip(self.wal_syncs).map(|(a, b)| a.saturating_sub(b));
+    }
 }
 
 #[cfg(test)]
