@@ -68,9 +68,8 @@ async fn three_processes_share_the_load_and_every_execution_completes() {
 async fn one_process_commits_once_per_step_and_reports_the_databases_counts() {
     let Some(schema) = PgSchema::fresh().await else { return };
     let url = schema.url();
-    let out = jamjet()
-        .args(["--store", &url, "bench", "-n", "5", "-c", "1", "--warmup", "0", "--json"])
-        .output_bounded();
+    let out =
+        jamjet().args(["--store", &url, "bench", "-n", "5", "-c", "1", "--warmup", "0", "--json"]).output_bounded();
     let r = json_of(&out, "bench on PostgreSQL");
     assert_eq!(r["node_completions"], 50, "{r}");
     assert_eq!(r["journal_syncs"], 55, "ten steps and a start each: {r}");

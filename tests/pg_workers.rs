@@ -1,8 +1,9 @@
 //! Many `jamjet worker` processes on one PostgreSQL store, for real.
 //!
 //! - Three workers carry 300 executions of a workflow with http nodes (to a
-//!   loopback server that records every call by idempotency key) and a
-//!   timer; one worker is `kill -9`ed mid-run, then another, and
+//!   loopback server that records every call by idempotency key), a fan-out,
+//!   a wait for a signal (sent by the test as each execution reaches it) and
+//!   a timer; one worker is `kill -9`ed mid-run, then another, and
 //!   replacements start. Every execution completes; every node visit has
 //!   exactly one `NodeCompleted`; final states equal an uninterrupted
 //!   run's; a repeated outbound call carried the same key and body.
@@ -20,10 +21,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use jamjet::journal::Status;
+use jamjet::journal::{Event, Status};
 use serde_json::{Value, json};
 use support::pg::PgSchema;
-use support::workers::{all_complete, expected, kill9, once_each, open, signal, submit, worker};
+use support::workers::{
+    WORKFLOW_FULL, all_complete, expected_full, kill9, once_each, open, signal, signal_when_waiting, submit, submit_of,
+    worker,
+};
 use support::{Server, jamjet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,9 +44,11 @@ async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
         workers.push(worker(&url, &log(k)));
     }
     const N: usize = 300;
-    // Three calls of 300 ms and a timer: long enough to be killed in the middle of.
-    let ids = submit(&url, &server.url, N, 300).await;
+    // A call, a fan-out of two, a wait for a signal, a timer and a call,
+    // 300 ms each call: long enough to be killed in the middle of.
+    let ids = submit_of(WORKFLOW_FULL, &url, &server.url, N, 300).await;
     let reader = open(&url).await;
+    let signalling = tokio::spawn(signal_when_waiting(url.clone(), ids.clone(), Duration::from_secs(180)));
 
     // Kill one worker while it owns executions once a tenth have completed,
     // another at a third, starting a replacement after each.
@@ -81,7 +87,11 @@ async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
         workers.push(worker(&url, &log(10 + k)));
         // How long its executions stay without a process (a figure, not a check: the machine is shared).
         if let Some((id, owned)) = killed {
-            let held = format!("SELECT count(*)::text FROM leases WHERE worker = '{id}'");
+            // Those that need a process (one parked on its signal waits for it, held or not).
+            let held = format!(
+                "SELECT count(*)::text FROM leases l JOIN executions e ON e.id = l.execution \
+                 WHERE l.worker = '{id}' AND e.status = 'running'"
+            );
             println!("kill {round}: {id} owned {owned} executions");
             while schema.text(&held).await != "0" && at.elapsed() < Duration::from_secs(30) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -94,23 +104,27 @@ async fn three_workers_with_two_killed_lose_and_repeat_nothing() {
         }
     }
     all_complete(&reader, &ids, Duration::from_secs(180), &logs).await;
+    assert_eq!(signalling.await.unwrap(), N, "every execution was signalled once");
     assert!(owned_at_kill.iter().all(|&n| n > 0), "a worker was killed holding nothing: {owned_at_kill:?}");
 
     for (job, id) in ids.iter().enumerate() {
         once_each(&reader, *id);
         let out = reader.wait(*id).await.unwrap();
-        let want = expected(job);
-        for key in ["a", "b", "c"] {
+        let want = expected_full(job);
+        for key in ["a", "b", "c", "d"] {
             assert_eq!(out.state[key]["v"], want[key], "{id}: {key}");
         }
-        assert_eq!(out.state["total"], want["total"], "{id}");
+        assert_eq!((&out.state["go"], &out.state["total"]), (&want["go"], &want["total"]), "{id}");
+        let signals =
+            reader.events(*id).unwrap().iter().filter(|r| matches!(r.event, Event::SignalReceived { .. })).count();
+        assert_eq!(signals, 1, "{id}: the signal journaled once");
     }
 
     // Every outbound call carried its node visit's key; a repeated one the same body.
     {
         let seen = server.seen.lock().unwrap();
         assert_eq!(seen.without_key, 0);
-        assert_eq!(seen.by_key.len(), 3 * N, "one key per http node visit");
+        assert_eq!(seen.by_key.len(), 4 * N, "one key per http node visit");
         let repeated = seen.by_key.values().filter(|b| b.len() > 1).count();
         for (k, bodies) in &seen.by_key {
             assert!(bodies.windows(2).all(|w| w[0] == w[1]), "key {k} was sent with different bodies: {bodies:?}");

@@ -49,6 +49,68 @@ nodes:
     values: { total: "{{ state.a.v + state.b.v + state.c.v }}" }
 "#;
 
+/// [`WORKFLOW`] with a fan-out of two calls after the first, and a wait
+/// for the signal `go` (sent by the test) before the timer.
+pub const WORKFLOW_FULL: &str = r#"
+id: shared-full
+version: 1.0.0
+state_schema: { base: str, seed: int, delay: int, a: dict, b: dict, d: dict, go: any, c: dict, total: int }
+nodes:
+  a:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/1"
+    body: { v: "{{ state.seed }}", delay_ms: "{{ state.delay }}" }
+    output_key: a
+    next: split
+  split:
+    type: parallel
+    branches: [b, d]
+    join: gate
+    merge: keys
+  b:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/2"
+    body: { v: "{{ state.a.v }}", delay_ms: "{{ state.delay }}" }
+    output_key: b
+    next: gate
+  d:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/4"
+    body: { v: "{{ state.a.v }}", delay_ms: "{{ state.delay }}" }
+    output_key: d
+    next: gate
+  gate:
+    type: wait
+    event: go
+    output_key: go
+    next: pause
+  pause:
+    type: wait
+    duration_ms: 150
+    next: c
+  c:
+    type: http
+    method: POST
+    url: "{{ state.base }}/step/3"
+    body: { v: "{{ state.b.v + state.d.v + state.go }}", delay_ms: "{{ state.delay }}" }
+    output_key: c
+    next: total
+  total:
+    type: set
+    values: { total: "{{ state.a.v + state.b.v + state.c.v + state.d.v }}" }
+"#;
+
+/// The state an uninterrupted run of [`WORKFLOW_FULL`] ends with, signalled `go: job`.
+pub fn expected_full(job: usize) -> Value {
+    let a = (job as i64 * 7 + 1) * 2 + 1;
+    let (b, d) = (a * 2 + 2, a * 2 + 4);
+    let c = (b + d + job as i64) * 2 + 3;
+    json!({ "a": a, "b": b, "d": d, "c": c, "go": job, "total": a + b + c + d })
+}
+
 /// How long a worker's lease lasts here (takeover after a kill comes this long after).
 pub const LEASE: &str = "1s";
 
@@ -117,7 +179,12 @@ pub async fn open(url: &str) -> Runtime {
 
 /// Submit `n` executions and hand them back (this runtime shuts down).
 pub async fn submit(url: &str, base: &str, n: usize, delay: u64) -> Vec<ExecutionId> {
-    let wf = jamjet::ir::compile_str(WORKFLOW, "shared.yaml").unwrap();
+    submit_of(WORKFLOW, url, base, n, delay).await
+}
+
+/// [`submit`] of `yaml`.
+pub async fn submit_of(yaml: &str, url: &str, base: &str, n: usize, delay: u64) -> Vec<ExecutionId> {
+    let wf = jamjet::ir::compile_str(yaml, "shared.yaml").unwrap();
     let rt = open(url).await;
     let mut ids = Vec::new();
     for job in 0..n {
@@ -182,4 +249,43 @@ pub fn kill9(child: &mut Child) {
 pub fn signal(child: &Child, sig: &str) {
     let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill {sig} {}", child.id());
+}
+
+/// Signal `go` (its job number) to each of `ids` once it waits for it, as
+/// the store's wait index says, until every one was signalled (bounded by
+/// `limit`). Returns how many were. The signalling runtime claims each
+/// parked execution it signals and carries it on until it parks again (at
+/// its timer) and hands it back.
+pub async fn signal_when_waiting(url: String, ids: Vec<ExecutionId>, limit: Duration) -> usize {
+    use sqlx::Connection;
+    let job_of: BTreeMap<String, (usize, ExecutionId)> =
+        ids.iter().enumerate().map(|(job, id)| (hex(&id.to_bytes()), (job, *id))).collect();
+    let signaller = open(&url).await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect to the store");
+    let mut signalled = BTreeSet::new();
+    let began = Instant::now();
+    while signalled.len() < ids.len() && began.elapsed() < limit {
+        let waiting: Vec<String> = sqlx::query_scalar("SELECT encode(execution, 'hex') FROM waits WHERE event_key = 'go'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read the wait index");
+        for hex in waiting {
+            let Some(&(job, id)) = job_of.get(&hex) else { continue };
+            if signalled.contains(&job) {
+                continue;
+            }
+            // Refused (it stopped waiting meanwhile, its owner changed): tried again next look.
+            if signaller.signal(id, "go", json!(job)).await.is_ok() {
+                signalled.insert(job);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = conn.close().await;
+    signaller.shutdown().await;
+    signalled.len()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
