@@ -324,6 +324,9 @@ async fn a_cancel_from_the_command_line_reaches_an_execution_a_worker_is_running
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let shown = id.to_string();
+    let (code, out, err) = on_store(&url, &["inspect", &shown]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("process") && l.contains(&owner)), "names its owner: {out}");
     let (code, _, err) = on_store(&url, &["approve", &shown, "--decision", "approved"]);
     assert_ne!(code, 0, "it waits on no approval");
     assert!(err.contains("no approval") || err.contains("not wait"), "{err}");
@@ -452,6 +455,18 @@ async fn executions_nobody_can_run_are_listed_with_why() {
     let (_, out, _) = on_store(&url, &["executions", "--unclaimed"]);
     assert!(out.contains(&hosted.to_string()) && out.contains("py.score"), "{out}");
     assert!(!out.contains(&plain_id.to_string()), "a timer wait of a live process is not unclaimed: {out}");
+    // `--waiting` and `inspect` say so too.
+    let (code, out, err) = on_store(&url, &["executions", "--waiting"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, needs) = out.split_once("waiting for a process").unwrap_or_else(|| panic!("{out}"));
+    assert!(needs.contains(&hosted.to_string()) && needs.contains("py.score"), "{out}");
+    let (code, out, err) = on_store(&url, &["inspect", &hosted.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("process")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("none") && line.contains("py.score"), "{out}");
+    let (_, out, _) = on_store(&url, &["inspect", &hosted.to_string(), "--json"]);
+    let x: Value = serde_json::from_str(&out).unwrap();
+    assert!(x["process"]["needed"].as_str().is_some_and(|w| w.contains("py.score")), "{out}");
     // In a data dir the flag is refused with what to use instead.
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = jamjet();

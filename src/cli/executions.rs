@@ -84,7 +84,20 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         }
         rt.unclaimed(UNCLAIMED_SHOWN).map(|u| print_unclaimed(&u, a.json))
     } else if a.waiting {
-        rt.waiting().map(|w| print_waiting(&w, a.json))
+        // In a shared store, text adds what waits for a process (`--unclaimed --json` has it for programs).
+        let unclaimed = match rt.shares_store() && !a.json {
+            true => rt.unclaimed(UNCLAIMED_SHOWN),
+            false => Ok(Vec::new()),
+        };
+        rt.waiting().and_then(|w| {
+            let unclaimed = unclaimed?;
+            print_waiting(&w, a.json);
+            if !unclaimed.is_empty() {
+                println!("\nwaiting for a process (no live process runs them):");
+                print_unclaimed(&unclaimed, false);
+            }
+            Ok(())
+        })
     } else if a.damaged {
         rt.check().map(|checked| {
             if checked.damaged.is_empty() && checked.cut_short.is_none() && !a.json {

@@ -76,6 +76,19 @@ pub(crate) struct Inspected {
     /// Whether it was left behind with no process to carry it on (only
     /// known when this process opened the data dir itself).
     pub unattended: Option<Unattended>,
+    /// In a shared store: the live process that owns it, or why it waits
+    /// for one.
+    pub process: Option<Process>,
+}
+
+/// Who carries an execution of a shared store on.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Process {
+    /// A live process owns it (its worker id).
+    Owner(String),
+    /// None does, and it needs one: why.
+    Needed(String),
 }
 
 /// The children whose end `records` has not recorded.
@@ -96,7 +109,13 @@ fn gather(rt: &Runtime, id: ExecutionId) -> Result<Inspected, Failure> {
     let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
     // This process opened the data dir and carries nothing: no one else does.
     let unattended = rt.unattended(&meta).ok().flatten();
+    let process = match (meta.status.is_terminal() || !rt.shares_store(), rt.owner(id)?) {
+        (true, _) => None,
+        (false, Some(owner)) => Some(Process::Owner(owner)),
+        (false, None) => rt.unclaimed_one(id)?.map(|u| Process::Needed(u.reason)),
+    };
     Ok(Inspected {
+        process,
         workflow: rt.workflow_of(id)?,
         outcome: rt.outcome(id)?,
         meta,
@@ -148,6 +167,7 @@ async fn gather_remote(client: &Client, id: ExecutionId) -> Result<Inspected, Fa
         waiting,
         children,
         unattended: None,
+        process: None,
     })
 }
 
@@ -158,7 +178,7 @@ fn show(rt: &Runtime, data_dir: &Path, id: ExecutionId, a: &Args) -> CliResult {
 
 /// Print what was gathered, as text or (`--json`) JSON.
 pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &Args) -> CliResult {
-    let Inspected { meta, records, workflow, outcome, waiting, children, unattended } = data;
+    let Inspected { meta, records, workflow, outcome, waiting, children, unattended, process } = data;
     let id = meta.id;
     let tl = timeline(id, records);
     // Branches the parent has not recorded the end of: their own status.
@@ -182,6 +202,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         print_json(&serde_json::json!({
             "execution": meta,
             "unattended": unattended,
+            "process": process,
             "parent": parent_json(records),
             "state": outcome.state,
             "error": outcome.error,
@@ -225,6 +246,11 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         }
     }
     println!("status     {}{}", meta.status, unattended_note(meta.status, *unattended));
+    match process {
+        Some(Process::Owner(owner)) => println!("process    {owner} runs it"),
+        Some(Process::Needed(why)) => println!("process    none: {why}"),
+        None => {}
+    }
     println!("started    {}", format_ms(meta.created_ms));
     if meta.status.is_terminal() {
         println!("finished   {} ({} ms)", format_ms(meta.updated_ms), meta.updated_ms.saturating_sub(meta.created_ms));

@@ -232,19 +232,47 @@ impl Runtime {
         let now = self.services().clock.now_ms();
         let mut out = Vec::new();
         for meta in leases.unclaimed(now, limit)? {
-            let wf = self.load_workflow(meta.id, &meta.workflow_hash)?;
-            let functions = self.functions().missing(&wf);
-            let reason = match functions.is_empty() {
-                true => "no live worker has claimed it yet: start one (jamjet worker --store URL)".to_string(),
-                false => format!(
-                    "its workflow calls host functions ({}): only a process that registers them claims it \
-                     (the Python or Rust program that runs this workflow)",
-                    functions.join(", ")
-                ),
-            };
-            out.push(Unclaimed { id: meta.id, workflow_id: meta.workflow_id, status: meta.status, functions, reason });
+            out.push(self.unclaimed_row(meta)?);
         }
         Ok(out)
+    }
+
+    /// Why `id` waits for a process, in a shared store: it runs (or its
+    /// timer is due) and no live process owns it, or it waits and only a
+    /// program with host functions this process lacks could carry it on.
+    /// `None` when a live process owns it, it ended, or nothing is missing
+    /// for a parked one (it waits for its event, decision or timer).
+    pub fn unclaimed_one(&self, id: crate::id::ExecutionId) -> Result<Option<Unclaimed>, super::Error> {
+        let Some(leases) = self.services().journal.leases() else { return Ok(None) };
+        let meta = self.status(id)?;
+        if meta.status.is_terminal() || leases.owner(id)?.is_some() {
+            return Ok(None);
+        }
+        let row = self.unclaimed_row(meta)?;
+        Ok((row.status == Status::Running || !row.functions.is_empty()).then_some(row))
+    }
+
+    /// The live process that owns `id` in a shared store (its worker id), if any.
+    pub fn owner(&self, id: crate::id::ExecutionId) -> Result<Option<String>, super::Error> {
+        match self.services().journal.leases() {
+            Some(leases) => Ok(leases.owner(id)?),
+            None => Ok(None),
+        }
+    }
+
+    /// `meta`'s row of [`unclaimed`](Self::unclaimed), with why.
+    fn unclaimed_row(&self, meta: crate::journal::ExecutionMeta) -> Result<Unclaimed, super::Error> {
+        let wf = self.load_workflow(meta.id, &meta.workflow_hash)?;
+        let functions = self.functions().missing(&wf);
+        let reason = match functions.is_empty() {
+            true => "no live worker has claimed it yet: start one (jamjet worker --store URL)".to_string(),
+            false => format!(
+                "its workflow calls host functions ({}): only a process that registers them claims it \
+                 (the Python or Rust program that runs this workflow)",
+                functions.join(", ")
+            ),
+        };
+        Ok(Unclaimed { id: meta.id, workflow_id: meta.workflow_id, status: meta.status, functions, reason })
     }
 
     /// What this process's leases did, in a shared store (`None` for one it holds alone).

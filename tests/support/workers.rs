@@ -265,10 +265,11 @@ pub async fn signal_when_waiting(url: String, ids: Vec<ExecutionId>, limit: Dura
     let mut signalled = BTreeSet::new();
     let began = Instant::now();
     while signalled.len() < ids.len() && began.elapsed() < limit {
-        let waiting: Vec<String> = sqlx::query_scalar("SELECT encode(execution, 'hex') FROM waits WHERE event_key = 'go'")
-            .fetch_all(&mut conn)
-            .await
-            .expect("read the wait index");
+        let waiting: Vec<String> =
+            sqlx::query_scalar("SELECT encode(execution, 'hex') FROM waits WHERE event_key = 'go'")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read the wait index");
         for hex in waiting {
             let Some(&(job, id)) = job_of.get(&hex) else { continue };
             if signalled.contains(&job) {
