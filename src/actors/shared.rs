@@ -42,6 +42,9 @@ pub struct Shared {
     pub(crate) timers: Arc<TimerWheel>,
     /// The WaitActor's handle: the external-event mailbox.
     pub(crate) mailbox: super::Mailbox,
+    /// Told whenever an execution leaves this process's memory (ended,
+    /// hibernated, lost): a claimer at its capacity has room again.
+    pub(crate) room: Arc<tokio::sync::Notify>,
     pub(crate) waiters: Mutex<HashMap<ExecutionId, Vec<oneshot::Sender<Option<Ended>>>>>,
     pub(crate) workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     /// The registrations, read from the journal on first use and dropped
@@ -93,6 +96,7 @@ impl Shared {
             required: Mutex::new(HashMap::new()),
             timers: Arc::new(TimerWheel::default()),
             mailbox: Default::default(),
+            room: Arc::new(tokio::sync::Notify::new()),
             waiters: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
             registry: Mutex::new(None),

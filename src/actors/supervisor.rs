@@ -215,6 +215,7 @@ impl Supervisor {
         if st.by_execution.contains_key(&id) {
             return;
         }
+        st.services.room.notify_one();
         for reply in st.unloaded.remove(&id).unwrap_or_default() {
             let _ = reply.send(());
         }

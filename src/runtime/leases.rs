@@ -32,6 +32,11 @@ const POLL: Duration = Duration::from_millis(250);
 /// round that takes a full batch looks again at once.
 const CLAIM_BATCH: usize = 32;
 
+/// After a round that left work behind for want of room, an execution
+/// leaving this process wakes the claimer, which waits this long for
+/// others to leave too, so one round claims for several.
+const ROOM_GATHER: Duration = Duration::from_millis(5);
+
 /// An execution of a shared store that no live process runs (see [`Runtime::unclaimed`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unclaimed {
@@ -113,6 +118,7 @@ pub(super) async fn stop(rt: &Runtime) {
 async fn run(inner: Weak<Inner>, claiming: Arc<Claiming>) {
     let mut workflows: HashMap<String, Arc<Workflow>> = HashMap::new();
     let mut renewed = Instant::now();
+    let Some(room) = inner.upgrade().map(|i| i.services.room.clone()) else { return };
     loop {
         let Some(strong) = inner.upgrade() else { return };
         let rt = Runtime { inner: strong };
@@ -129,11 +135,13 @@ async fn run(inner: Weak<Inner>, claiming: Arc<Claiming>) {
                 Err(e) => tracing::warn!(error = %e, "cannot renew this process's leases; retrying"),
             }
         }
-        if claiming.on.load(Ordering::SeqCst)
-            && !claiming.draining.load(Ordering::SeqCst)
-            && let Err(e) = claim_round(&rt, &mut workflows).await
-        {
-            tracing::warn!(error = %e, "cannot claim executions; retrying");
+        // Whether this round left claimable work for want of room.
+        let mut full = false;
+        if claiming.on.load(Ordering::SeqCst) && !claiming.draining.load(Ordering::SeqCst) {
+            match claim_round(&rt, &mut workflows).await {
+                Ok(limited) => full = limited,
+                Err(e) => tracing::warn!(error = %e, "cannot claim executions; retrying"),
+            }
         }
         let wait = POLL.min(lease / 3);
         drop(rt);
@@ -141,17 +149,20 @@ async fn run(inner: Weak<Inner>, claiming: Arc<Claiming>) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = wake => {}
+            _ = room.notified(), if full => tokio::time::sleep(ROOM_GATHER).await,
         }
     }
 }
 
-/// Claim what this process can carry and start each.
-async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>>) -> Result<(), super::Error> {
-    let Some(leases) = rt.services().journal.leases() else { return Ok(()) };
+/// Claim what this process can carry and start each. Answers whether
+/// its room limited it (it is full, or took all it had room for), so that
+/// work may be left to claim once an execution leaves.
+async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>>) -> Result<bool, super::Error> {
+    let Some(leases) = rt.services().journal.leases() else { return Ok(false) };
     let capacity = rt.inner.claiming.capacity.load(Ordering::SeqCst);
     let live = rt.inner.supervisor.live().await?.len();
     if live >= capacity {
-        return Ok(());
+        return Ok(true);
     }
     // The workflows whose host functions are all registered here (checked
     // every round: a host registers functions as it goes).
@@ -166,10 +177,12 @@ async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>
     let hashes: Vec<String> =
         workflows.iter().filter(|(_, wf)| functions.missing(wf).is_empty()).map(|(h, _)| h.clone()).collect();
     if hashes.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let now = rt.services().clock.now_ms();
-    let claimed = leases.claim(&hashes, now, (capacity - live).min(CLAIM_BATCH)).await?;
+    let room = (capacity - live).min(CLAIM_BATCH);
+    let claimed = leases.claim(&hashes, now, room).await?;
+    let limited = claimed.len() == room;
     if claimed.len() == CLAIM_BATCH {
         rt.inner.claiming.wake.notify_one();
     }
@@ -188,7 +201,7 @@ async fn claim_round(rt: &Runtime, workflows: &mut HashMap<String, Arc<Workflow>
     }
     // What was sent to them meanwhile is theirs to take now.
     rt.inner.taking.wake.notify_one();
-    Ok(())
+    Ok(limited)
 }
 
 impl Runtime {
