@@ -4,6 +4,7 @@
 //!   per start), with the database's own counts in the report.
 //! - `--processes 3`: three real processes share the load; every execution
 //!   completes in the store, the report adds up their windows.
+//! - `workers`: real workers claim and run every execution handed to them.
 //! - `takeover`: real workers, one `kill -9`ed while it owns executions
 //!   mid-step; every one it owned is taken over, and its schema is dropped.
 //! - No orphans: the processes a `--processes` bench started stop when it
@@ -74,6 +75,26 @@ async fn one_process_commits_once_per_step_and_reports_the_databases_counts() {
     assert_eq!(r["node_completions"], 50, "{r}");
     assert_eq!(r["journal_syncs"], 55, "ten steps and a start each: {r}");
     assert!(r["database_commits"].is_u64() && r["database_wal_syncs"].is_u64(), "{r}");
+}
+
+/// Real workers claim and run every execution handed to them; the bench's
+/// own schema is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_every_execution_handed_to_them() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let out = jamjet()
+        .args(["--store", &url, "bench", "workers", "--workers", "2", "--capacity", "4", "-n", "20", "--json"])
+        .output_bounded();
+    let r = json_of(&out, "bench workers");
+    assert_eq!((r["workers"].as_u64(), r["executions"].as_u64()), (Some(2), Some(20)), "{r}");
+    assert_eq!(r["node_completions"], 200, "ten steps each: {r}");
+    assert!(r["nodes_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    let name = r["schema"].as_str().unwrap();
+    let left = schema
+        .text(&format!("SELECT count(*)::text FROM information_schema.schemata WHERE schema_name = '{name}'"))
+        .await;
+    assert_eq!(left, "0", "schema {name} was left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,7 @@ pub(super) mod functions;
 mod http;
 mod processes;
 mod takeover;
+mod workers;
 mod workloads;
 use crate::Runtime;
 use crate::id::ExecutionId;
@@ -57,6 +58,8 @@ pub enum Which {
     Http(http::HttpArgs),
     /// Kill a worker that owns executions mid-step; time their takeover by the others (--store).
     Takeover(takeover::TakeoverArgs),
+    /// Hand executions to real workers; time how fast they claim and run them all (--store).
+    Workers(workers::WorkersArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -120,6 +123,7 @@ pub(crate) async fn run(a: Args) -> CliResult {
         Some(Which::Parked(p)) => parked(p).await,
         Some(Which::Http(h)) => http::run(h).await,
         Some(Which::Takeover(t)) => takeover::run(t).await,
+        Some(Which::Workers(w)) => workers::run(w).await,
     }
 }
 

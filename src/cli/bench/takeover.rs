@@ -131,7 +131,7 @@ pub(crate) async fn run(a: TakeoverArgs) -> CliResult {
 
 /// `url` with `schema` as its connections' search path (an `options`
 /// parameter in it is replaced).
-fn in_schema(url: &str, schema: &str) -> String {
+pub(super) fn in_schema(url: &str, schema: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("options=")).collect();
     let options = format!("options=-c%20search_path%3D{schema}");
@@ -139,7 +139,7 @@ fn in_schema(url: &str, schema: &str) -> String {
     format!("{base}?{}", params.join("&"))
 }
 
-async fn connect(url: &str) -> Result<PgConnection, String> {
+pub(super) async fn connect(url: &str) -> Result<PgConnection, String> {
     let place = redact_url(url);
     tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(url))
         .await
@@ -147,7 +147,7 @@ async fn connect(url: &str) -> Result<PgConnection, String> {
         .map_err(|e| format!("{place}: {e}"))
 }
 
-async fn sql(url: &str, statement: &str) -> Result<(), String> {
+pub(super) async fn sql(url: &str, statement: &str) -> Result<(), String> {
     let mut conn = connect(url).await?;
     conn.execute(AssertSqlSafe(statement.to_string())).await.map_err(|e| format!("{statement}: {e}"))?;
     let _ = conn.close().await;
@@ -155,14 +155,14 @@ async fn sql(url: &str, statement: &str) -> Result<(), String> {
 }
 
 /// A worker this process started: stopped (stdin closed, then killed if it lingers) when dropped.
-struct Worker {
-    child: Child,
-    pid: u32,
+pub(super) struct Worker {
+    pub(super) child: Child,
+    pub(super) pid: u32,
     _lifeline: ChildStdin,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
 
-async fn start_worker(url: &str, lease: Duration, capacity: u32) -> Result<Worker, String> {
+pub(super) async fn start_worker(url: &str, lease: Duration, capacity: u32) -> Result<Worker, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut child = Command::new(&exe)
         .arg("--store")
@@ -191,7 +191,7 @@ async fn start_worker(url: &str, lease: Duration, capacity: u32) -> Result<Worke
 }
 
 /// Stop the workers that are left: close their lifelines, wait (bounded), kill the rest.
-async fn stop(workers: Vec<Worker>) {
+pub(super) async fn stop(workers: Vec<Worker>) {
     let mut left = Vec::new();
     for w in workers {
         let Worker { child, pid, _lifeline, _stdout } = w;
