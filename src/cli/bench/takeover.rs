@@ -103,13 +103,8 @@ impl Spread {
 }
 
 pub(crate) async fn run(a: TakeoverArgs) -> CliResult {
-    let url = crate::cli::shared_store_for("`jamjet bench takeover` starts workers on a shared store")?;
-    let schema = format!("jamjet_takeover_{}_{}", std::process::id(), unix_us());
-    sql(url, &format!("CREATE SCHEMA {schema}")).await.map_err(Failure::new)?;
-    let result = measure(&a, &in_schema(url, &schema), &schema).await;
-    let dropped = sql(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
-    let report = result.map_err(Failure::new)?;
-    dropped.map_err(|e| Failure::new(format!("measured, but could not drop the schema {schema}: {e}")))?;
+    let a = &a;
+    let report = in_own_schema("takeover", |url, schema| async move { measure(a, &url, &schema).await }).await?;
     if a.json {
         print_json(&report);
     } else {
@@ -127,6 +122,23 @@ pub(crate) async fn run(a: TakeoverArgs) -> CliResult {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run `measure` (given the store's URL in a schema of its own, and that
+/// schema's name) in a schema `jamjet_{what}_…` created in the store's
+/// database for it and dropped after, whatever happens.
+pub(super) async fn in_own_schema<T, F>(what: &str, measure: impl FnOnce(String, String) -> F) -> Result<T, Failure>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let url = crate::cli::shared_store_for(&format!("`jamjet bench {what}` starts workers on a shared store"))?;
+    let schema = format!("jamjet_{what}_{}_{}", std::process::id(), unix_us());
+    sql(url, &format!("CREATE SCHEMA {schema}")).await.map_err(Failure::new)?;
+    let result = measure(in_schema(url, &schema), schema.clone()).await;
+    let dropped = sql(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+    let report = result.map_err(Failure::new)?;
+    dropped.map_err(|e| Failure::new(format!("measured, but could not drop the schema {schema}: {e}")))?;
+    Ok(report)
 }
 
 /// `url` with `schema` as its connections' search path (an `options`

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::processes::unix_us;
-use super::takeover::{Worker, connect, in_schema, sql, start_worker, stop};
-use crate::cli::{CliResult, Failure, print_json};
+use super::takeover::{Worker, connect, in_own_schema, start_worker, stop};
+use crate::cli::{CliResult, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct WorkersArgs {
@@ -83,13 +83,8 @@ pub struct WorkersReport {
 }
 
 pub(crate) async fn run(a: WorkersArgs) -> CliResult {
-    let url = crate::cli::shared_store_for("`jamjet bench workers` starts workers on a shared store")?;
-    let schema = format!("jamjet_workers_{}_{}", std::process::id(), unix_us());
-    sql(url, &format!("CREATE SCHEMA {schema}")).await.map_err(Failure::new)?;
-    let result = measure(&a, &in_schema(url, &schema), &schema).await;
-    let dropped = sql(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
-    let report = result.map_err(Failure::new)?;
-    dropped.map_err(|e| Failure::new(format!("measured, but could not drop the schema {schema}: {e}")))?;
+    let a = &a;
+    let report = in_own_schema("workers", |url, schema| async move { measure(a, &url, &schema).await }).await?;
     if a.json {
         print_json(&report);
     } else {
