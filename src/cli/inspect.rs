@@ -109,10 +109,12 @@ fn gather(rt: &Runtime, id: ExecutionId) -> Result<Inspected, Failure> {
     let waiting = if meta.status.is_terminal() { Vec::new() } else { waits_under(rt, id)? };
     // This process opened the data dir and carries nothing: no one else does.
     let unattended = rt.unattended(&meta).ok().flatten();
-    let process = match (meta.status.is_terminal() || !rt.shares_store(), rt.owner(id)?) {
-        (true, _) => None,
-        (false, Some(owner)) => Some(Process::Owner(owner)),
-        (false, None) => rt.unclaimed_one(id)?.map(|u| Process::Needed(u.reason)),
+    let process = match meta.status.is_terminal() || !rt.shares_store() {
+        true => None,
+        false => match rt.owner(id)? {
+            Some(owner) => Some(Process::Owner(owner)),
+            None => rt.needs_a_process(meta.clone())?.map(|u| Process::Needed(u.reason)),
+        },
     };
     Ok(Inspected {
         process,

@@ -250,15 +250,14 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Why `id` waits for a process, in a shared store: it runs (or its
-    /// timer is due) and no live process owns it, or it waits and only a
-    /// program with host functions this process lacks could carry it on.
-    /// `None` when a live process owns it, it ended, or nothing is missing
-    /// for a parked one (it waits for its event, decision or timer).
-    pub fn unclaimed_one(&self, id: crate::id::ExecutionId) -> Result<Option<Unclaimed>, super::Error> {
-        let Some(leases) = self.services().journal.leases() else { return Ok(None) };
-        let meta = self.status(id)?;
-        if meta.status.is_terminal() || leases.owner(id)?.is_some() {
+    /// Why the execution of `meta` waits for a process, in a shared store
+    /// where no live process owns it (see [`owner`](Self::owner)): it runs
+    /// (or its timer is due), or it waits and only a program with host
+    /// functions this process lacks could carry it on. `None` when it
+    /// ended, or nothing is missing for a parked one (it waits for its
+    /// event, decision or timer).
+    pub fn needs_a_process(&self, meta: crate::journal::ExecutionMeta) -> Result<Option<Unclaimed>, super::Error> {
+        if meta.status.is_terminal() || !self.shares_store() {
             return Ok(None);
         }
         let row = self.unclaimed_row(meta)?;

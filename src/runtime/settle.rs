@@ -68,36 +68,39 @@ impl Runtime {
             tracing::debug!(execution_id = %id, error = %e, "not carried on here; following it");
         }
         let mut here = Some(here);
+        // While its actor is here, its end comes from it, and its appends
+        // need no look at the store. Once it leaves (it ended, hibernated,
+        // or was lost to another process), it is followed.
+        if self.inner.supervisor.is_live(id).await? {
+            let rx = here.as_mut().expect("set above");
+            tokio::select! {
+                end = rx => match end {
+                    Ok(Some(end)) => return Ok(Outcome::ended(id, end)),
+                    // Its actor here went without an end (it was lost to another process).
+                    _ => here = None,
+                },
+                left = self.inner.supervisor.unloaded(id) => left?,
+            }
+        }
         loop {
             if self.status(id)?.status.is_terminal() {
                 return self.outcome(id);
             }
-            // Until something is worth a look at the store.
-            loop {
-                let ended_here = async {
-                    match here.as_mut() {
-                        Some(rx) => rx.await,
-                        None => futures::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    end = ended_here => match end {
-                        Ok(Some(end)) => return Ok(Outcome::ended(id, end)),
-                        // Its actor here went without an end (it was lost to another process): follow.
-                        _ => {
-                            here = None;
-                            break;
-                        }
-                    },
-                    changed = appended.changed() => {
-                        if changed.is_err() {
-                            return Err(Error::Actor("the runtime stopped while waiting".to_string()));
-                        }
-                        // Its actor here hands back its end: its appends need no look
-                        // (one store read per append otherwise).
-                        if here.is_none() || !self.inner.supervisor.is_live(id).await? {
-                            break;
-                        }
+            let ended_here = async {
+                match here.as_mut() {
+                    Some(rx) => rx.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                end = ended_here => match end {
+                    Ok(Some(end)) => return Ok(Outcome::ended(id, end)),
+                    // Its actor here went without an end (it was lost to another process): follow.
+                    _ => here = None,
+                },
+                changed = appended.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Actor("the runtime stopped while waiting".to_string()));
                     }
                 }
             }
