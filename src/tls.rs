@@ -256,6 +256,107 @@ impl ClientTls {
     }
 }
 
+/// How long [`asks_for_certificate`] waits for its connection and handshake.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a client adds to a failed request's error when the server at `url`
+/// asks for a client certificate and the client presents none, else None.
+///
+/// Under TLS 1.3 a server refuses a missing certificate only after the
+/// client's half of the handshake is done, so the refusal (the alert
+/// `CertificateRequired`) may arrive after the client has given up on the
+/// connection, and the request fails as "connection closed" or "not
+/// ready" instead. When the error does not already name an alert, one
+/// handshake asks the server (see [`asks_for_certificate`]).
+pub async fn certificate_hint(url: &reqwest::Url, error: &str, presents: bool) -> Option<&'static str> {
+    const HINT: &str = " (the server asks for a client certificate, alert CertificateRequired: give --client-cert \
+                        and --client-key, or JAMJET_CLIENT_CERT and JAMJET_CLIENT_KEY)";
+    if error.contains("CertificateRequired") {
+        return Some(HINT);
+    }
+    if presents || url.scheme() != "https" || error.contains("UnknownIssuer") || error.contains("alert") {
+        return None;
+    }
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    asks_for_certificate(host, url.port_or_known_default()?).await.then_some(HINT)
+}
+
+/// Whether the TLS server at `host:port` asks its clients for a
+/// certificate: one handshake that presents none, sends nothing after it,
+/// and accepts any server certificate (it only asks a question; no request
+/// and no secret is sent). False when it cannot connect in 5 seconds.
+pub async fn asks_for_certificate(host: &str, port: u16) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Notes that the server sent a CertificateRequest; presents nothing.
+    #[derive(Debug)]
+    struct Asked(Arc<AtomicBool>);
+    impl rustls::client::ResolvesClientCert for Asked {
+        fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            self.0.store(true, Ordering::Relaxed);
+            None
+        }
+        fn has_certs(&self) -> bool {
+            false
+        }
+    }
+
+    /// Any server certificate will do: the probe sends nothing to trust it with.
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let asked = Arc::new(AtomicBool::new(false));
+    let Ok(builder) = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()
+    else {
+        return false;
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        .with_client_cert_resolver(Arc::new(Asked(asked.clone())));
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_string()) else { return false };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        connector.connect(name, tcp).await
+    };
+    // The answer is known once the server's CertificateRequest is read,
+    // whatever becomes of the handshake after it.
+    let _ = tokio::time::timeout(PROBE_TIMEOUT, handshake).await;
+    asked.load(Ordering::Relaxed)
+}
+
 /// A connection's verified client certificate, as names: its subject's
 /// common name and its DNS and URI subject alternative names (what a keys
 /// file's `cert:` lines match). `None` inside: no certificate (no mTLS).

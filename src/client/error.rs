@@ -72,10 +72,9 @@ pub(super) fn unreachable(base: &str, e: &reqwest::Error) -> Error {
         reason = format!("{reason}: {s}");
         source = s.source();
     }
-    // rustls names TLS refusals by their alert; say which file would fix it.
-    if reason.contains("CertificateRequired") {
-        reason.push_str(" (the server asks for a client certificate: give --client-cert and --client-key, or JAMJET_CLIENT_CERT and JAMJET_CLIENT_KEY)");
-    } else if reason.contains("UnknownIssuer") {
+    // rustls names TLS refusals by their alert; say which file would fix it
+    // (a missing client certificate: `Client::unreachable`).
+    if reason.contains("UnknownIssuer") {
         reason.push_str(" (the server's certificate is signed by a CA this client does not trust: give --ca-cert or JAMJET_CA_CERT)");
     }
     Error::Unreachable { url: base.to_string(), reason }

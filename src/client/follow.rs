@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::error::{api_error, unreachable};
+use super::error::api_error;
 use super::{Client, Error};
 use crate::journal::{Record, Status};
 
@@ -115,7 +115,7 @@ impl Follow {
                 let body = serde_json::from_slice(&bytes).ok();
                 Err(self.client.held(api_error("GET", url, status, body, &bytes)))
             }
-            Err(e) if self.failures > STREAM_RECONNECTS => Err(self.client.held(unreachable(&self.client.base, &e))),
+            Err(e) if self.failures > STREAM_RECONNECTS => Err(self.client.held(self.client.unreachable(&e).await)),
             Err(_) => Ok(()),
         }
     }

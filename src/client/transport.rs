@@ -27,6 +27,8 @@ pub struct Client {
     pub(super) base: String,
     pub(super) http: reqwest::Client,
     key: Option<String>,
+    /// Whether it presents a client certificate when a server asks.
+    presents: bool,
     /// Through a data dir's socket: its path (the URL's host is then irrelevant).
     socket: Option<PathBuf>,
 }
@@ -55,7 +57,7 @@ impl Client {
             .build()
             .map_err(|e| Error::Unreachable { url: base.clone(), reason: e.to_string() })?;
         let key = std::env::var("JAMJET_API_KEY").ok().filter(|k| !k.is_empty());
-        Ok(Client { base, http, key, socket: None })
+        Ok(Client { base, http, key, presents: tls.client_cert.is_some(), socket: None })
     }
 
     /// A client of the process holding a data dir, over the data dir's
@@ -68,7 +70,13 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::HolderGone { socket: shown, reason: e.to_string() })?;
-        Ok(Client { base: "http://localhost".into(), http, key: None, socket: Some(socket.to_path_buf()) })
+        Ok(Client {
+            base: "http://localhost".into(),
+            http,
+            key: None,
+            presents: false,
+            socket: Some(socket.to_path_buf()),
+        })
     }
 
     /// The data dir's socket this client goes through, if it does.
@@ -152,7 +160,10 @@ impl Client {
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, axum::body::Bytes), Error> {
         let url = self.url(path);
-        let resp = self.authorized(req).send().await.map_err(|e| self.held(unreachable(&self.base, &e)))?;
+        let resp = match self.authorized(req).send().await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.held(self.unreachable(&e).await)),
+        };
         let status = resp.status().as_u16();
         let bytes =
             resp.bytes().await.map_err(|e| self.held(Error::Protocol { url: url.clone(), reason: e.to_string() }))?;
@@ -160,6 +171,19 @@ impl Client {
             return Ok((status, bytes));
         }
         Err(self.held(api_error(method, url, status, serde_json::from_slice(&bytes).ok(), &bytes)))
+    }
+
+    /// Nothing answered: [`unreachable`], saying so when the server wants
+    /// a client certificate this client does not present.
+    pub(super) async fn unreachable(&self, e: &reqwest::Error) -> Error {
+        let mut error = unreachable(&self.base, e);
+        if let Error::Unreachable { reason, .. } = &mut error
+            && let Ok(url) = reqwest::Url::parse(&self.base)
+            && let Some(hint) = crate::tls::certificate_hint(&url, reason, self.presents).await
+        {
+            reason.push_str(hint);
+        }
+        error
     }
 
     pub(super) fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -23,6 +23,8 @@ pub struct Env {
     /// JSON Schemas and regexes nodes check against, compiled once.
     pub compiled: Compiled,
     pub http: reqwest::Client,
+    /// Whether `http` presents a client certificate (`JAMJET_CLIENT_CERT`).
+    pub presents_certificate: bool,
     pub functions: FunctionRegistry,
     /// Where model API keys are read from (the environment by default).
     pub keys: KeySource,
@@ -47,15 +49,14 @@ impl Env {
         let builder = reqwest::Client::builder()
             .user_agent(concat!("jamjet/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10));
-        let http = crate::tls::ClientTls::from_env()?
-            .apply(builder)?
-            .build()
-            .map_err(|e| crate::tls::Error::Setup(e.to_string()))?;
+        let tls = crate::tls::ClientTls::from_env()?;
+        let http = tls.apply(builder)?.build().map_err(|e| crate::tls::Error::Setup(e.to_string()))?;
         Ok(Env {
             clock,
             templates: Templates::with_limits(limits),
             compiled: Default::default(),
             http,
+            presents_certificate: tls.client_cert.is_some(),
             functions,
             keys,
             mcp: McpPool::new(limits.max_response_bytes),

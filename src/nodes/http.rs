@@ -67,7 +67,13 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let resp = match ctx.services.http.execute(request).await {
         Ok(resp) => resp,
         Err(e) => {
-            let err = classify_send(&url, hide(e));
+            let mut err = classify_send(&url, hide(e));
+            if let Ok(target) = reqwest::Url::parse(&target)
+                && let Some(hint) =
+                    crate::tls::certificate_hint(&target, &err.message, ctx.services.presents_certificate).await
+            {
+                err.message.push_str(hint);
+            }
             let exchange = exchange::broken(sent, None, &err.message);
             return Err(err.with_exchange(exchange));
         }
