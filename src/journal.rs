@@ -245,6 +245,44 @@ pub struct Timer {
     pub execution: ExecutionId,
 }
 
+/// What removing executions freed ([`Journal::prune`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freed {
+    /// Executions removed.
+    pub executions: u64,
+    /// Their events.
+    pub events: u64,
+    /// The stored bytes removed: events, index rows, idempotency keys (as
+    /// the store holds them, before its own compaction).
+    pub bytes: u64,
+}
+
+impl Freed {
+    pub fn add(&mut self, other: Freed) {
+        self.executions += other.executions;
+        self.events += other.events;
+        self.bytes += other.bytes;
+    }
+}
+
+/// What is left of a pruned execution: its last index row, when it was
+/// pruned, and how many events it had. Stored: fields only appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub meta: ExecutionMeta,
+    pub pruned_ms: u64,
+    pub events: u64,
+}
+
+fn encode_tombstone(t: &Tombstone) -> Vec<u8> {
+    versioned(postcard::to_stdvec(t).expect("tombstone always encodes"))
+}
+
+fn decode_tombstone(bytes: &[u8]) -> Result<Tombstone, Error> {
+    postcard::from_bytes(unversioned(bytes, "pruned execution's record")?)
+        .map_err(|e| Error::Corrupt(format!("pruned execution's record does not decode: {e}")))
+}
+
 /// Counters for benchmarks and `inspect`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -319,6 +357,15 @@ pub trait Journal: Send + Sync + 'static {
     fn sessions(&self) -> Result<Vec<SessionRecord>, Error>;
     /// Remove sessions, durably (expired ones); their executions stay.
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>>;
+    /// Remove ended executions: their histories, index rows and
+    /// idempotency keys, durably, leaving of each a [`Tombstone`]. Only an
+    /// execution the store holds as ended (completed, failed, cancelled) at
+    /// the moment of the removal is removed; any other id (running,
+    /// waiting, unknown, pruned already) is left as it is. What the
+    /// runtime runs it never names (see `Runtime::prune`).
+    fn prune<'a>(&'a self, executions: &'a [ExecutionId], at_ms: u64) -> BoxFuture<'a, Result<Freed, Error>>;
+    /// What is left of a pruned execution.
+    fn tombstone(&self, execution: ExecutionId) -> Result<Option<Tombstone>, Error>;
     fn stats(&self) -> Stats;
     /// The leases of a store that many processes share (PostgreSQL): who
     /// runs which execution. `None` for a store one process holds (sled,

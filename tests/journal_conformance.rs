@@ -162,6 +162,88 @@ async fn a_snapshot_left_unfinished_by_a_kill_does_not_stop_the_journal_opening(
     assert_eq!(j.read(before[0].id).unwrap().len(), 3);
 }
 
+/// Pruning: ended executions go (history, index row, idempotency key), a
+/// tombstone stays; running ones and unknown ids are left as they are.
+/// Returns the pruned ids (a, c) and the running one (b).
+async fn prune(j: Arc<dyn Journal>) -> (ExecutionId, ExecutionId, ExecutionId) {
+    let (a, b, c) = (ExecutionId::new(11_000), ExecutionId::new(12_000), ExecutionId::new(13_000));
+    let wf = workflow();
+    for (id, status, key, events) in
+        [(a, Status::Completed, Some("k-p"), 3u64), (b, Status::Running, Some("k-b"), 2), (c, Status::Failed, None, 1)]
+    {
+        for seq in 1..=events {
+            let first = seq == 1;
+            let last = seq == events;
+            let row = meta(id, if last { status } else { Status::Running }, key);
+            j.append(Append {
+                execution: id,
+                first_seq: seq,
+                at_ms: seq,
+                events: &[if first {
+                    started_event()
+                } else {
+                    Event::NodeScheduled { node: "a".into(), visit: seq as u32 }
+                }],
+                meta: (first || last).then_some(&row),
+                workflow: first.then_some(("h1", &wf)),
+                timers: &[],
+                waits: &[],
+                session: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    let unknown = ExecutionId::new(14_000);
+    let freed = j.prune(&[a, b, c, unknown], 99).await.unwrap();
+    assert_eq!((freed.executions, freed.events), (2, 4), "{freed:?}");
+    assert!(freed.bytes > 0 || j.stats().syncs == 0, "{freed:?}");
+    for (id, status, events) in [(a, Status::Completed, 3), (c, Status::Failed, 1)] {
+        assert_eq!(j.meta(id).unwrap(), None);
+        assert!(j.read(id).unwrap().is_empty());
+        let t = j.tombstone(id).unwrap().expect("a tombstone");
+        assert_eq!((t.meta.id, t.meta.status, t.pruned_ms, t.events), (id, status, 99, events));
+    }
+    assert_eq!(j.find_key("k-p").unwrap(), None, "the key is free again");
+    // The running one is untouched, and has no tombstone.
+    assert_eq!(j.meta(b).unwrap().unwrap().status, Status::Running);
+    assert_eq!(j.read(b).unwrap().len(), 2);
+    assert_eq!(j.find_key("k-b").unwrap(), Some(b));
+    assert_eq!(j.tombstone(b).unwrap(), None);
+    assert_eq!(j.tombstone(unknown).unwrap(), None);
+    assert!(j.list().unwrap().iter().all(|m| m.id != a && m.id != c));
+    // Again: nothing left to remove.
+    assert_eq!(j.prune(&[a, b, c], 100).await.unwrap(), jamjet::journal::Freed::default());
+    assert_eq!(j.tombstone(a).unwrap().unwrap().pruned_ms, 99);
+    (a, c, b)
+}
+
+#[tokio::test]
+async fn memory_journal_prunes_ended_executions_only() {
+    prune(Arc::new(MemoryJournal::new())).await;
+}
+
+#[tokio::test]
+async fn sled_journal_prunes_ended_executions_only_and_the_tombstones_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(SledJournal::open(dir.path()).unwrap());
+    let (a, c, b) = prune(j.clone()).await;
+    drop(j);
+    let j = SledJournal::open(dir.path()).unwrap();
+    assert!(j.tombstone(a).unwrap().is_some() && j.tombstone(c).unwrap().is_some());
+    assert_eq!((j.meta(a).unwrap(), j.read(b).unwrap().len()), (None, 2));
+}
+
+#[tokio::test]
+async fn postgres_journal_prunes_ended_executions_only_and_the_tombstones_survive_a_reopen() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let (a, c, b) = prune(pg(&schema).await).await;
+    let j = pg(&schema).await;
+    assert!(j.tombstone(a).unwrap().is_some() && j.tombstone(c).unwrap().is_some());
+    assert_eq!((j.meta(a).unwrap(), j.read(b).unwrap().len()), (None, 2));
+    assert_eq!(schema.text("SELECT count(*)::text FROM events WHERE execution IN (SELECT id FROM pruned)").await, "0");
+}
+
 /// The external-event mailbox: the wait index moves with the batch that
 /// sets or clears it, kept events are read by key oldest first and by
 /// expiry, a `Take` in an append removes one, and `forget` drops them.

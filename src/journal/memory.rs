@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::{
-    Append, Error, Event, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Record, Registration, SessionRecord,
-    Stats, Timer, TimerChange, WaitChange,
+    Append, Error, Event, ExecutionMeta, Freed, Journal, KeptEvent, KeptRef, Listing, Record, Registration,
+    SessionRecord, Stats, Timer, TimerChange, Tombstone, WaitChange,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -32,6 +32,7 @@ struct Inner {
     /// Kept events by expiry.
     expiry: BTreeSet<(u64, [u8; 16], String)>,
     sessions: BTreeMap<String, SessionRecord>,
+    tombstones: HashMap<ExecutionId, Tombstone>,
 }
 
 /// Events kept in process memory; lost when the process ends.
@@ -202,6 +203,33 @@ impl Journal for MemoryJournal {
 
     fn sessions(&self) -> Result<Vec<SessionRecord>, Error> {
         Ok(self.inner.lock().expect("memory journal lock").sessions.values().cloned().collect())
+    }
+
+    fn prune<'a>(&'a self, executions: &'a [ExecutionId], at_ms: u64) -> BoxFuture<'a, Result<Freed, Error>> {
+        let mut inner = self.inner.lock().expect("memory journal lock");
+        let mut freed = Freed::default();
+        for &id in executions {
+            let Some(meta) = inner.metas.get(&id).filter(|m| m.status.is_terminal()).cloned() else { continue };
+            let appends: Vec<(ExecutionId, u64)> =
+                inner.events.range((id, 0)..=(id, u64::MAX)).map(|(k, _)| *k).collect();
+            let mut events = 0;
+            for k in appends {
+                events += inner.events.remove(&k).map_or(0, |(_, e)| e.len() as u64);
+            }
+            if let Some(key) = &meta.key
+                && inner.keys.get(key) == Some(&id)
+            {
+                inner.keys.remove(key);
+            }
+            inner.metas.remove(&id);
+            freed.add(Freed { executions: 1, events, bytes: 0 });
+            inner.tombstones.insert(id, Tombstone { meta, pruned_ms: at_ms, events });
+        }
+        Box::pin(std::future::ready(Ok(freed)))
+    }
+
+    fn tombstone(&self, execution: ExecutionId) -> Result<Option<Tombstone>, Error> {
+        Ok(self.inner.lock().expect("memory journal lock").tombstones.get(&execution).cloned())
     }
 
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {

@@ -48,6 +48,7 @@ mod connect;
 mod inbox;
 mod lease;
 mod notices;
+mod prune;
 mod schema;
 
 use std::future::Future;
@@ -72,9 +73,9 @@ use super::inbox::{Answer, InboxNotice, Letter, Message, Refusal};
 use super::mailbox::{self, WaitChange};
 use super::session;
 use super::{
-    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Leases, Listing, Part, Record, Registration,
-    SessionRecord, Stats, Timer, TimerChange, WorkerInfo, decode_meta_of, decode_registration, decode_workflow,
-    encode_frame, encode_meta, encode_registration, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Freed, Journal, KeptEvent, KeptRef, Leases, Listing, Part, Record,
+    Registration, SessionRecord, Stats, Timer, TimerChange, Tombstone, WorkerInfo, decode_meta_of, decode_registration,
+    decode_workflow, encode_frame, encode_meta, encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -740,6 +741,24 @@ impl Journal for PgJournal {
             }
         }
         Ok(out)
+    }
+
+    fn prune<'a>(&'a self, executions: &'a [ExecutionId], at_ms: u64) -> BoxFuture<'a, Result<Freed, Error>> {
+        if executions.is_empty() {
+            return Box::pin(std::future::ready(Ok(Freed::default())));
+        }
+        let ids: Vec<Vec<u8>> = executions.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let pool = self.pool.clone();
+        self.spawn("pruning executions", async move { prune::prune(&pool, ids, at_ms).await })
+    }
+
+    fn tombstone(&self, execution: ExecutionId) -> Result<Option<Tombstone>, Error> {
+        let id = execution.to_bytes().to_vec();
+        let row: Option<Vec<u8>> =
+            self.wait(format!("reading what is left of {execution}"), id, |pool, id| async move {
+                sqlx::query_scalar("SELECT record FROM pruned WHERE id = $1").bind(id).fetch_optional(&pool).await
+            })?;
+        row.map(|v| prune::decode(execution, &v)).transpose()
     }
 
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {

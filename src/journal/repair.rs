@@ -252,6 +252,11 @@ impl SledJournal {
                         out.bad.push(bad(Kind::KeptEvent, None, super::corrupt_detail(e)));
                     }
                 }
+                Some(super::sled_store::PRUNED) => {
+                    if let Err(e) = super::decode_tombstone(&v) {
+                        out.bad.push(bad(Kind::IndexRow, id_in(&k), super::corrupt_detail(e)));
+                    }
+                }
                 Some(super::session::SESSION) => {
                     if let Err(e) = super::session::decode_session(&v) {
                         out.bad.push(bad(Kind::Session, None, super::corrupt_detail(e)));

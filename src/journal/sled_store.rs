@@ -24,9 +24,9 @@ use super::session::{self, SESSION};
 use super::wal::overlay::Reads;
 use super::wal::{Batch, Wal, WalTuning};
 use super::{
-    Append, Damage, Error, ExecutionMeta, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration,
-    SessionRecord, Stats, Timer, TimerChange, decode_meta_of, decode_registration, decode_workflow, encode_frame,
-    encode_meta, encode_registration, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Freed, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration,
+    SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration, decode_tombstone,
+    decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -42,6 +42,8 @@ pub(super) const WORKFLOW: u8 = b'w';
 pub(super) const KEY: u8 = b'k';
 pub(super) const TIMER: u8 = b't';
 pub(super) const REGISTERED: u8 = b'r';
+/// A pruned execution's [`Tombstone`](super::Tombstone), by id.
+pub(super) const PRUNED: u8 = b'p';
 
 fn registration_key(workflow_id: &str, version: &str) -> Vec<u8> {
     let mut k = prefixed(REGISTERED, workflow_id.as_bytes());
@@ -578,6 +580,55 @@ impl Journal for SledJournal {
             }
         }
         Ok(out)
+    }
+
+    fn prune<'a>(&'a self, executions: &'a [ExecutionId], at_ms: u64) -> BoxFuture<'a, Result<Freed, Error>> {
+        Box::pin(async move {
+            let reads = self.reads();
+            let (mut batch, mut freed): (Batch, Freed) = (Vec::new(), Freed::default());
+            for &id in executions {
+                let Some(meta) = self.meta(id)?.filter(|m| m.status.is_terminal()) else { continue };
+                let mut bytes = 0;
+                let mut last = None;
+                for kv in reads.range(event_key(id, 0)..=event_key(id, u64::MAX)) {
+                    let (k, v) = kv.map_err(|e| damaged_by(id, Part::Record { seq: 0 }, e))?;
+                    bytes += (k.len() + v.len()) as u64;
+                    batch.push((k.to_vec(), Vec::new()));
+                    last = Some((k, v));
+                }
+                // Sequence numbers run 1..=n: the last frame says how many.
+                let events = match &last {
+                    Some((k, v)) => {
+                        let first =
+                            seq_in(k).ok_or_else(|| Error::Corrupt(format!("event key of {} bytes", k.len())))?;
+                        super::frame(id, first, v)?.last().map_or(first - 1, |r| r.seq)
+                    }
+                    None => 0,
+                };
+                let row = meta_key(id).to_vec();
+                bytes += (row.len() + encode_meta(&meta).len()) as u64;
+                batch.push((row, Vec::new()));
+                if let Some(key) = &meta.key {
+                    let k = prefixed(KEY, key.as_bytes());
+                    if reads.get(&k).map_err(storage)?.is_some_and(|v| v.as_ref() == id.to_bytes()) {
+                        bytes += (k.len() + 16) as u64;
+                        batch.push((k, Vec::new()));
+                    }
+                }
+                let tomb = Tombstone { meta, pruned_ms: at_ms, events };
+                batch.push((prefixed(PRUNED, &id.to_bytes()), encode_tombstone(&tomb)));
+                freed.add(Freed { executions: 1, events, bytes });
+            }
+            if !batch.is_empty() {
+                self.wal.commit(batch).await?;
+            }
+            Ok(freed)
+        })
+    }
+
+    fn tombstone(&self, execution: ExecutionId) -> Result<Option<Tombstone>, Error> {
+        let stored = self.reads().get(prefixed(PRUNED, &execution.to_bytes())).map_err(storage)?;
+        stored.map(|v| decode_tombstone(&v)).transpose()
     }
 
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {

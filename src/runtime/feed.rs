@@ -203,6 +203,16 @@ impl Journal for Observed {
     fn forget_sessions<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), Error>> {
         self.inner.forget_sessions(ids)
     }
+    fn prune<'a>(
+        &'a self,
+        executions: &'a [ExecutionId],
+        at_ms: u64,
+    ) -> BoxFuture<'a, Result<crate::journal::Freed, Error>> {
+        self.inner.prune(executions, at_ms)
+    }
+    fn tombstone(&self, execution: ExecutionId) -> Result<Option<crate::journal::Tombstone>, Error> {
+        self.inner.tombstone(execution)
+    }
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         self.inner.read_after(execution, after)
     }

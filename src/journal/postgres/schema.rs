@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_journal.sql"),
     include_str!("migrations/0002_leases.sql"),
     include_str!("migrations/0003_inbox.sql"),
+    include_str!("migrations/0004_pruned.sql"),
 ];
 
 /// The newest schema version this binary knows.
