@@ -12,6 +12,7 @@ mod follow;
 mod held;
 mod inspect;
 mod limits;
+mod prune;
 mod remote;
 mod repair;
 mod report;
@@ -73,6 +74,8 @@ pub enum Command {
     Sessions(sessions::Args),
     /// Rehydrate every running execution and carry each on until it settles.
     Resume(resume::Args),
+    /// Remove ended executions older than a span (never running or waiting ones).
+    Prune(prune::Args),
     /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
     Repair(repair::Args),
     /// Run executions from a shared store (--store postgres://...) until stopped: claim, carry on, hand back.
@@ -262,6 +265,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Executions(a) => executions::run(&cli.data_dir, a).await,
         Command::Sessions(a) => sessions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
+        Command::Prune(a) => prune::run(&cli.data_dir, a).await,
         Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Worker(a) => worker::run(a).await,
         Command::Workers(a) => workers::run(a).await,

@@ -67,3 +67,48 @@ impl Clock for ManualClock {
 pub fn format_ms(ms: u64) -> String {
     jiff::Timestamp::from_millisecond(ms as i64).map(|t| format!("{t:.3}")).unwrap_or_else(|_| ms.to_string())
 }
+
+/// A span of time with its unit: `1500ms`, `10s`, `2m`, `12h`, `30d`,
+/// `2w`. A bare number is refused (seconds or days?); `bare`, when given,
+/// is the unit it means instead.
+pub fn parse_span(s: &str, bare: Option<&str>) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => match bare {
+            Some(unit) => (s, unit),
+            None => return Err(format!("`{s}` needs a unit: ms, s, m, h, d or w (`{s}d` is {s} days)")),
+        },
+    };
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 10s, 1500ms, 2m, 12h, 30d)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        "w" => n * 604_800.0,
+        other => return Err(format!("`{s}`: unknown unit `{other}` (ms, s, m, h, d or w)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}` is not a duration this can hold: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_span;
+
+    #[test]
+    fn spans_need_a_unit_unless_told_what_a_bare_number_means() {
+        assert_eq!(parse_span("30d", None).unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_span("12h", None).unwrap(), Duration::from_secs(12 * 3600));
+        assert_eq!(parse_span("1500ms", None).unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_span("2w", None).unwrap(), Duration::from_secs(14 * 86_400));
+        assert!(parse_span("30", None).unwrap_err().contains("needs a unit"));
+        assert_eq!(parse_span("3", Some("s")).unwrap(), Duration::from_secs(3));
+        assert!(parse_span("ten", None).unwrap_err().contains("not a duration"));
+        assert!(parse_span("5y", None).unwrap_err().contains("unknown unit `y`"));
+        assert!(parse_span("-1d", None).is_err());
+    }
+}

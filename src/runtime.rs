@@ -22,6 +22,7 @@ mod inbox;
 mod leases;
 mod lifecycle;
 mod read;
+mod retention;
 mod sessions;
 mod settle;
 mod submit;
@@ -48,6 +49,7 @@ pub use builder::{Builder, DEFAULT_CLAIM_CAPACITY};
 pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
+pub use retention::{PRUNE_BATCH, PruneReport, Retention};
 pub use sessions::{
     DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,
 };

@@ -284,7 +284,7 @@ async fn post_events_delivers_by_key_to_every_waiting_execution_keeps_the_rest_a
         (json!({ "key": "" }), "the event key is empty"),
         (json!({ "key": long }), "the limit is 512"),
         (json!({ "key": "pay:9\u{0}" }), "NUL"),
-        (json!({ "key": "pay:9", "keep": "1w" }), "unknown unit `w`"),
+        (json!({ "key": "pay:9", "keep": "1y" }), "unknown unit `y`"),
         (json!({ "key": "pay:9", "keep": "31d" }), "longer than an event may be kept"),
     ];
     for (body, says) in bad {

@@ -15,6 +15,12 @@ pub enum Error {
     InvalidInput(Vec<SchemaError>),
     #[error("no execution {0} in this data dir")]
     UnknownExecution(ExecutionId),
+    /// The execution ended and was pruned: only its tombstone is left.
+    #[error(
+        "execution {id} was pruned at {} ({status}, workflow `{workflow}`, {events} events): its history is no longer kept",
+        crate::clock::format_ms(*pruned_ms)
+    )]
+    Pruned { id: ExecutionId, status: Status, workflow: String, pruned_ms: u64, events: u64 },
     #[error("execution {id} uses workflow {hash}, which is not in the journal")]
     MissingWorkflow { id: ExecutionId, hash: String },
     #[error("execution {id} did not start: {message}")]

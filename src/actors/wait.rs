@@ -48,24 +48,10 @@ const SWEEP_BATCH: usize = 1024;
 /// How many kept events the start-up hand-over looks at.
 const RECONCILE_LIMIT: usize = 100_000;
 
-/// Parse how long to keep an event: a whole number with a unit (`ms`,
-/// `s`, `m`, `h`, `d`; seconds without one), at most [`MAX_KEEP`].
+/// Parse how long to keep an event: a number with a unit (`ms`, `s`,
+/// `m`, `h`, `d`, `w`; seconds without one), at most [`MAX_KEEP`].
 pub fn parse_keep(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (a whole number and a unit: 90s, 30m, 24h, 7d)"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => return Err(format!("`{text}`: unknown unit `{other}` (ms, s, m, h or d)")),
-    };
-    let keep = Duration::from_millis(n.saturating_mul(unit_ms));
+    let keep = crate::clock::parse_span(text, Some("s"))?;
     if keep > MAX_KEEP {
         return Err(format!("`{text}` is longer than an event may be kept (30d)"));
     }
@@ -434,7 +420,8 @@ mod tests {
         assert_eq!(parse_keep("0"), Ok(Duration::ZERO));
         assert!(parse_keep("31d").unwrap_err().contains("longer than"));
         assert!(parse_keep("99999999999999999999d").unwrap_err().contains("not a duration"));
-        assert!(parse_keep("1w").unwrap_err().contains("unknown unit `w`"));
+        assert_eq!(parse_keep("1w"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_keep("1y").unwrap_err().contains("unknown unit `y`"));
         assert!(parse_keep("").unwrap_err().contains("not a duration"));
         assert!(parse_keep("-1h").unwrap_err().contains("not a duration"));
     }

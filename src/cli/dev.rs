@@ -98,26 +98,67 @@ pub struct Args {
     /// `cert:NAME read|all` lines in --api-keys-file say what each may do. Needs --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// Retention: prune ended executions that ended this long ago (30d, 12h), at the start and
+    /// every --retention-every, in batches while serving (never running or waiting ones).
+    #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+    pub retention: Option<std::time::Duration>,
+    /// With --retention: only these ended statuses, comma-separated (default: all three).
+    #[arg(long, value_delimiter = ',', value_name = "STATUS,...", requires = "retention")]
+    pub retention_status: Vec<String>,
+    /// With --retention: keep the newest N ended executions of each workflow, however old.
+    #[arg(long, value_name = "N", requires = "retention")]
+    pub retention_keep_last: Option<usize>,
+    /// How often --retention prunes.
+    #[arg(long, value_name = "SPAN", default_value = "1h", value_parser = parse_span)]
+    pub retention_every: std::time::Duration,
+}
+
+/// The policy of `--retention` and its companions, checked before anything starts.
+fn retention(a: &Args) -> Result<Option<crate::runtime::Retention>, Failure> {
+    let Some(age) = a.retention else { return Ok(None) };
+    let statuses = a
+        .retention_status
+        .iter()
+        .map(|s| {
+            crate::journal::Status::parse(s.trim()).ok_or_else(|| {
+                Failure::usage(format!("--retention-status: `{s}` is not a status (completed, failed, cancelled)"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+    crate::runtime::Retention::new(ms, statuses, a.retention_keep_last)
+        .map(Some)
+        .map_err(|e| Failure::usage(format!("--retention-status: {e}")))
+}
+
+/// Prune by `policy` now and every `every`, until the server stops;
+/// each prune that removed something is logged with what it freed.
+async fn keep_pruning(rt: Runtime, policy: crate::runtime::Retention, every: std::time::Duration) {
+    loop {
+        match rt.prune(&policy, false, |_, _| {}).await {
+            Ok(r) if r.freed.executions > 0 => tracing::info!(
+                executions = r.freed.executions,
+                events = r.freed.events,
+                bytes = r.freed.bytes,
+                batches = r.batches,
+                "retention pruned ended executions"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention could not prune; trying again at the next round"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// `500ms`, `30s`, `10m`, `24h`, `7d`: a positive span of time.
 pub(crate) fn parse_span(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 10m, 24h, 7d)"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("`{s}`: the unit must be ms, s, m, h or d")),
-    };
-    match ms {
-        Some(0) => Err(format!("`{s}`: must be more than zero")),
-        Some(ms) if ms <= 10 * 365 * 86_400_000 => Ok(std::time::Duration::from_millis(ms)),
-        _ => Err(format!("`{s}`: at most 3650d")),
+    let span = crate::clock::parse_span(s, None)?;
+    if span.is_zero() {
+        Err(format!("`{s}`: must be more than zero"))
+    } else if span > std::time::Duration::from_secs(10 * 365 * 86_400) {
+        Err(format!("`{s}`: at most 3650d"))
+    } else {
+        Ok(span)
     }
 }
 
@@ -151,6 +192,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let policy = policy(&a)?;
     check_urls(&a)?;
     let tls = tls_config(&a, &keys)?;
+    let retention = retention(&a)?;
     if keys.is_empty() && !a.bind.ip().is_loopback() {
         return Err(Failure::new(format!(
             "refusing to listen on {} without API keys: anything but loopback needs them. \
@@ -202,10 +244,15 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     println!("jamjet dev listening on {}://{bound}", config.scheme());
     let _ = std::io::stdout().flush();
     let state = AppState { rt: rt.clone(), config: Arc::new(config) };
+    let pruning = retention.map(|policy| tokio::spawn(keep_pruning(rt.clone(), policy, a.retention_every)));
     let served = match tls {
         Some(tls) => server::serve_tls(state, listener, tls, stop_signal()).await,
         None => server::serve(state, listener, stop_signal()).await,
     };
+    if let Some(pruning) = pruning {
+        pruning.abort();
+        let _ = pruning.await;
+    }
     if let Some(socket) = socket {
         socket.close(Linger::No).await;
     }

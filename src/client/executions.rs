@@ -201,4 +201,12 @@ impl Client {
         let got: ResumeReply = self.post("/resume", &json!({})).await?;
         Ok((got.resumed, got.skipped.into_iter().map(|s| (s.id, s.reason)).collect()))
     }
+
+    /// `POST /prune`: remove the ended executions `request` chooses; what was freed.
+    pub async fn prune(
+        &self,
+        request: &crate::server::wire::PruneRequest,
+    ) -> Result<crate::runtime::PruneReport, Error> {
+        self.post("/prune", request).await
+    }
 }

@@ -37,7 +37,31 @@ impl Runtime {
 
     /// The index row of one execution.
     pub fn status(&self, id: ExecutionId) -> Result<ExecutionMeta, Error> {
-        self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))
+        match self.services().journal.meta(id)? {
+            Some(meta) => Ok(meta),
+            None => Err(self.missing(id)),
+        }
+    }
+
+    /// Why `id` is not in the store: it was pruned ([`Error::Pruned`],
+    /// from its tombstone) or it never was ([`Error::UnknownExecution`]).
+    pub fn missing(&self, id: ExecutionId) -> Error {
+        match self.services().journal.tombstone(id) {
+            Ok(Some(t)) => Error::Pruned {
+                id,
+                status: t.meta.status,
+                workflow: t.meta.workflow_id,
+                pruned_ms: t.pruned_ms,
+                events: t.events,
+            },
+            Ok(None) => Error::UnknownExecution(id),
+            Err(e) => Error::Journal(e),
+        }
+    }
+
+    /// What is left of a pruned execution, if it was pruned.
+    pub fn tombstone(&self, id: ExecutionId) -> Result<Option<journal::Tombstone>, Error> {
+        Ok(self.services().journal.tombstone(id)?)
     }
 
     /// Every execution whose index row can be read, oldest first,
@@ -105,7 +129,7 @@ impl Runtime {
     /// from, as its first record says; `None` for an execution started on
     /// its own. Reads one record, not the history.
     pub fn parent_link(&self, id: ExecutionId) -> Result<Option<ParentLink>, Error> {
-        let Some(first) = self.services().journal.first(id)? else { return Err(Error::UnknownExecution(id)) };
+        let Some(first) = self.services().journal.first(id)? else { return Err(self.missing(id)) };
         let Some((parent, node, visit, branch)) = first.event.parent_link() else { return Ok(None) };
         let parent = parent.parse().map_err(|_| {
             Error::Journal(journal::Error::Corrupt(format!("execution {id}: its parent id `{parent}` does not parse")))
@@ -117,7 +141,7 @@ impl Runtime {
     pub fn events(&self, id: ExecutionId) -> Result<Vec<Record>, Error> {
         let records = self.services().journal.read(id)?;
         if records.is_empty() {
-            return Err(Error::UnknownExecution(id));
+            return Err(self.missing(id));
         }
         Ok(records)
     }

@@ -39,7 +39,7 @@ impl Runtime {
     /// it runs, and carried on here only when no live process owns it.
     pub async fn wait(&self, id: ExecutionId) -> Result<Outcome, Error> {
         let rx = self.services().on_finished(id);
-        let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        let meta = self.services().journal.meta(id)?.ok_or_else(|| self.missing(id))?;
         if !meta.status.is_terminal() && self.shares_store() {
             return self.wait_shared(id, rx).await;
         }
@@ -112,7 +112,7 @@ impl Runtime {
     /// since only the outside can move such an execution on. A timer is
     /// waited out.
     pub async fn settle(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        self.services().journal.meta(id)?.ok_or_else(|| self.missing(id))?;
         // Nothing in it waits on the outside: its end is all there is to
         // wait for (and a fan-out of 10,000 branches is not looked over
         // whenever one of them ends).
@@ -300,7 +300,7 @@ impl Runtime {
     /// branch's holds only the keys it wrote, so a branch (and an execution
     /// that failed or was cancelled, or still runs) is folded.
     pub fn outcome(&self, id: ExecutionId) -> Result<Outcome, Error> {
-        let meta = self.services().journal.meta(id)?.ok_or(Error::UnknownExecution(id))?;
+        let meta = self.services().journal.meta(id)?.ok_or_else(|| self.missing(id))?;
         let records = self.events(id)?;
         let whole = matches!(
             records.first().map(|r| &r.event),

@@ -70,6 +70,11 @@ impl From<RuntimeError> for ApiError {
                     .with_details(json!({ "problems": details, "missing": missing }))
             }
             RuntimeError::UnknownExecution(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_execution", message),
+            RuntimeError::Pruned { status, workflow, pruned_ms, events, .. } => {
+                ApiError::new(StatusCode::GONE, "pruned", message).with_details(json!({
+                    "status": status, "workflow_id": workflow, "pruned_ms": pruned_ms, "events": events,
+                }))
+            }
             RuntimeError::UnknownWorkflow { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_workflow", message),
             RuntimeError::WorkflowConflict { .. } => ApiError::new(StatusCode::CONFLICT, "workflow_conflict", message),
             RuntimeError::Finished { status, .. } => {

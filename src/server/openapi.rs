@@ -53,6 +53,12 @@ pub const ROUTES: &[Route] = &[
     route("get", "/executions/{id}/workflow", "The workflow IR the execution runs, and its hash", true),
     route("post", "/events", "Publish an event by key to every execution waiting for it; kept when none does", true),
     route("post", "/resume", "Rehydrate every running execution not live in this process yet", true),
+    route(
+        "post",
+        "/prune",
+        "Remove ended executions older than a span, in batches; never running or waiting ones",
+        true,
+    ),
     route("get", "/sessions", "List sessions that have not expired", true),
     route("get", "/sessions/{id}", "One session: its tasks, their messages and answers, the state it carries", true),
 ];
@@ -71,6 +77,7 @@ fn error_description(status: u16) -> &'static str {
         409 => {
             "workflow_conflict / finished / not_waiting / key_conflict: the idempotency key started another submission / session_workflow / session_busy: the session's previous task waits for input or runs past the wait"
         }
+        410 => "pruned: the execution ended and was pruned; details name its status, workflow_id, pruned_ms, events",
         413 => "body_too_large: over --body-limit",
         415 => "unsupported_media_type: a POST must be application/json (or YAML on /workflows)",
         421 => "forbidden_host: a Host that is not this server (DNS rebinding)",
@@ -185,12 +192,12 @@ fn op(r: &Route) -> Op {
             (vec![(200, "a page, oldest first", json_body(page))], &[400, 500], None)
         }
         ("get", "/executions/{id}") => {
-            (vec![(200, "the execution", json_body(schema("Execution")))], &[400, 404, 500], None)
+            (vec![(200, "the execution", json_body(schema("Execution")))], &[400, 404, 410, 500], None)
         }
         ("get", "/executions/{id}/workflow") => {
             let one = json!({ "type": "object", "required": ["hash", "workflow"],
                     "properties": { "hash": { "type": "string" }, "workflow": { "type": "object" } } });
-            (vec![(200, "the IR and its content hash", json_body(one))], &[400, 404, 500], None)
+            (vec![(200, "the IR and its content hash", json_body(one))], &[400, 404, 410, 500], None)
         }
         ("get", "/sessions") => {
             let list = json!({ "type": "object", "required": ["sessions"],
@@ -217,7 +224,7 @@ fn op(r: &Route) -> Op {
             params.push(query("after", json!({ "type": "integer", "minimum": 0 })));
             let list = json!({ "type": "object", "required": ["events"],
                     "properties": { "events": { "type": "array", "items": schema("Record") } } });
-            (vec![(200, "the records after `after`", json_body(list))], &[400, 404, 500], None)
+            (vec![(200, "the records after `after`", json_body(list))], &[400, 404, 410, 500], None)
         }
         ("get", "/executions/{id}/events/stream") => {
             params.push(query("after", json!({ "type": "integer", "minimum": 0 })));
@@ -230,14 +237,14 @@ fn op(r: &Route) -> Op {
                     "data": { "type": "string", "contentMediaType": "application/json",
                         "description": "the Record as JSON; for `end`, {\"status\": ...}" } } });
             let sse = json!({ "text/event-stream": { "schema": event } });
-            (vec![(200, "one event per record, then `end`", sse)], &[400, 404, 500], None)
+            (vec![(200, "one event per record, then `end`", sse)], &[400, 404, 410, 500], None)
         }
         ("post", "/executions/{id}/signal") => {
             let body = json!({ "type": "object", "required": ["key"], "additionalProperties": false,
                     "properties": { "key": { "type": "string" }, "payload": {} } });
             (
                 vec![(202, "delivered (journaled)", json_body(schema("Signalled")))],
-                &[400, 404, 409, 422, 500],
+                &[400, 404, 409, 410, 422, 500],
                 Some((true, json_body(body))),
             )
         }
@@ -263,7 +270,7 @@ fn op(r: &Route) -> Op {
                     "status": { "type": "string" } } });
             (
                 vec![(200, "decided (journaled)", json_body(moved))],
-                &[400, 404, 409, 422, 500],
+                &[400, 404, 409, 410, 422, 500],
                 Some((true, json_body(body))),
             )
         }
@@ -272,9 +279,27 @@ fn op(r: &Route) -> Op {
                     "properties": { "reason": { "type": "string" } } });
             (
                 vec![(200, "cancelled", json_body(schema("Moved")))],
-                &[400, 404, 409, 500],
+                &[400, 404, 409, 410, 500],
                 Some((false, json_body(body))),
             )
+        }
+        ("post", "/prune") => {
+            let body = json!({ "type": "object", "required": ["older_than"], "additionalProperties": false,
+                    "properties": {
+                        "older_than": { "type": "string", "description": "a span with its unit: 30d, 12h, 90m, 2w" },
+                        "status": { "type": "array", "items": { "type": "string",
+                            "enum": ["completed", "failed", "cancelled"] } },
+                        "keep_last": { "type": ["integer", "null"], "minimum": 0,
+                            "description": "keep the newest N ended executions of each workflow" },
+                        "dry_run": { "type": "boolean" } } });
+            let freed = json!({ "type": "object", "properties": { "executions": { "type": "integer" },
+                    "events": { "type": "integer" }, "bytes": { "type": "integer" } } });
+            let report = json!({ "type": "object",
+                    "required": ["dry_run", "selected", "freed", "skipped_live", "batches", "ids"],
+                    "properties": { "dry_run": { "type": "boolean" }, "selected": { "type": "integer" },
+                        "freed": freed, "skipped_live": { "type": "integer" }, "batches": { "type": "integer" },
+                        "ids": { "type": "array", "items": { "type": "string" } } } });
+            (vec![(200, "what was removed", json_body(report))], &[400, 500], Some((true, json_body(body))))
         }
         _ => (vec![(200, "success", json_body(json!({})))], &[500], None),
     };

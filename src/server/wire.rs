@@ -260,6 +260,40 @@ pub struct CancelRequest {
     pub reason: Option<String>,
 }
 
+/// `POST /prune`: remove ended executions that ended at least
+/// `older_than` ago (`30d`, `12h`, `90m`; a unit is required), of
+/// `status` (completed, failed, cancelled; all three when absent), keeping
+/// the newest `keep_last` of each workflow. `dry_run`: only say which.
+/// Answered with a [`PruneReport`](crate::runtime::PruneReport).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    pub older_than: String,
+    #[serde(default)]
+    pub status: Vec<String>,
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl PruneRequest {
+    /// The policy it asks for, or what is wrong with it (naming the field).
+    pub fn retention(&self) -> Result<crate::runtime::Retention, String> {
+        let age = crate::clock::parse_span(&self.older_than, None).map_err(|e| format!("older_than: {e}"))?;
+        let statuses = self
+            .status
+            .iter()
+            .map(|s| {
+                crate::journal::Status::parse(s.trim())
+                    .ok_or_else(|| format!("status: `{s}` is not a status (completed, failed, cancelled)"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        crate::runtime::Retention::new(ms, statuses, self.keep_last).map_err(|e| format!("status: {e}"))
+    }
+}
+
 /// What `POST /executions/{id}/signal` and `/cancel` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Moved {

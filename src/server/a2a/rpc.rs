@@ -53,6 +53,7 @@ impl RpcError {
     pub fn from_runtime(e: runtime::Error, id: ExecutionId) -> Self {
         match e {
             runtime::Error::UnknownExecution(_) => Self::task_not_found(&id.to_string()),
+            e @ runtime::Error::Pruned { .. } => Self::new(code::TASK_NOT_FOUND, e.to_string()),
             runtime::Error::InvalidInput(errors) => {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 let mut err = Self::invalid_params(format!("the message does not fit the input: {}", list.join("; ")));

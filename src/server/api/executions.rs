@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use super::super::extract::json_body;
 use super::super::wire::{
-    ApproveRequest, Approved, CancelRequest, Events, Execution, ExecutionWorkflow, Moved, Page, ResumeReply,
-    SignalRequest, Skipped, SubmitRequest, Submitted, Summary, Wait,
+    ApproveRequest, Approved, CancelRequest, Events, Execution, ExecutionWorkflow, Moved, Page, PruneRequest,
+    ResumeReply, SignalRequest, Skipped, SubmitRequest, Submitted, Summary, Wait,
 };
 use super::super::{ApiError, AppState};
 use super::reply;
@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}/approve", post(approve))
         .route("/executions/{id}/cancel", post(cancel))
         .route("/resume", post(resume))
+        .route("/prune", post(prune))
 }
 
 /// An execution id from the URL: a malformed one is a 400 naming it.
@@ -251,4 +252,14 @@ async fn resume(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     let r = st.rt.resume_all_reporting().await?;
     let skipped = r.skipped.into_iter().map(|(id, reason)| Skipped { id, reason }).collect();
     reply(&ResumeReply { resumed: r.resumed, skipped })
+}
+
+/// `POST /prune`: remove the ended executions a [`PruneRequest`] chooses,
+/// in bounded batches while the server runs (never a running or waiting
+/// one), and answer what was freed.
+async fn prune(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: PruneRequest = json_body(&headers, &body, false)?;
+    let retention = b.retention().map_err(ApiError::bad_request)?;
+    let report = st.rt.prune(&retention, b.dry_run, |_, _| {}).await?;
+    reply(&report)
 }
