@@ -51,7 +51,7 @@ pub use memory::MemoryJournal;
 pub use postgres::{LeaseCounters, PgJournal, PgOptions, SchemaState, redact_url};
 pub use session::{MAX_SESSION_ID_BYTES, SessionRecord, check_session_id};
 pub use sled_store::SledJournal;
-pub use wal::WalTuning;
+pub use wal::{Compacted, WalTuning};
 
 /// What can go wrong reading or writing the journal.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -366,6 +366,13 @@ pub trait Journal: Send + Sync + 'static {
     fn prune<'a>(&'a self, executions: &'a [ExecutionId], at_ms: u64) -> BoxFuture<'a, Result<Freed, Error>>;
     /// What is left of a pruned execution.
     fn tombstone(&self, execution: ExecutionId) -> Result<Option<Tombstone>, Error>;
+    /// Give back the space of what was removed, where the store keeps it
+    /// beside its tables: the sled store rewrites its archive (the copy of
+    /// every batch kept for `jamjet repair`) as a seed of what it holds now.
+    /// `None` where there is nothing to do (PostgreSQL's own vacuum does it).
+    fn compact(&self) -> BoxFuture<'_, Result<Option<Compacted>, Error>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
     fn stats(&self) -> Stats;
     /// The leases of a store that many processes share (PostgreSQL): who
     /// runs which execution. `None` for a store one process holds (sled,

@@ -63,6 +63,9 @@ fn prune_removes_ended_executions_and_leaves_waiting_ones_and_inspect_says_what_
     assert_eq!((kept["selected"].as_u64(), kept["freed"]["executions"].as_u64()), (Some(1), Some(1)), "{kept}");
     assert_eq!(kept["freed"]["events"].as_u64(), Some(8), "{kept}");
     assert!(kept["freed"]["bytes"].as_u64().unwrap() > 0, "{kept}");
+    // The archive (every batch, kept for `jamjet repair`) is rewritten to what the store holds.
+    let (before, after) = (kept["archive"]["before"].as_u64().unwrap(), kept["archive"]["after"].as_u64().unwrap());
+    assert!(after < before, "{kept}");
     let out = jamjet_out(&data, &["inspect", &older]);
     assert!(!out.status.success());
     let e = stderr(&out);
@@ -77,6 +80,7 @@ fn prune_removes_ended_executions_and_leaves_waiting_ones_and_inspect_says_what_
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("pruned 3 executions ("), "{text}");
+    assert!(text.contains("journal archive rewritten: "), "{text}");
     for gone in [&newer, &failed] {
         assert!(stderr(&jamjet_out(&data, &["inspect", gone])).contains("was pruned at"));
     }

@@ -100,6 +100,9 @@ fn print_report(r: &PruneReport) {
         show_bytes(f.bytes),
         count(r.batches, "batch", "batches"),
     );
+    if let Some(a) = &r.archive {
+        println!("journal archive rewritten: {} -> {}", show_bytes(a.before), show_bytes(a.after));
+    }
     if r.skipped_live > 0 {
         println!(
             "left {} still in memory (it ended a moment ago); the next prune takes it",

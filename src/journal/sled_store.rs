@@ -626,6 +626,10 @@ impl Journal for SledJournal {
         })
     }
 
+    fn compact(&self) -> BoxFuture<'_, Result<Option<super::Compacted>, Error>> {
+        Box::pin(self.wal.compact_archive())
+    }
+
     fn tombstone(&self, execution: ExecutionId) -> Result<Option<Tombstone>, Error> {
         let stored = self.reads().get(prefixed(PRUNED, &execution.to_bytes())).map_err(storage)?;
         stored.map(|v| decode_tombstone(&v)).transpose()

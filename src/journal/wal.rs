@@ -59,7 +59,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -115,6 +115,22 @@ struct Pending {
     /// Set once a write, sync or apply failed: nothing more is accepted.
     poisoned: Option<String>,
     shutdown: bool,
+    /// A compacted archive to put in place, at the flusher's next turn.
+    swap: Option<Swap>,
+}
+
+/// An archive seed written aside, and where the old archive ended when it began.
+struct Swap {
+    aside: PathBuf,
+    from: (u32, u64),
+    done: oneshot::Sender<Result<Compacted, String>>,
+}
+
+/// What a compaction of the archive did: its size before and after, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Compacted {
+    pub before: u64,
+    pub after: u64,
 }
 
 /// What the applier has to do, and how far it got.
@@ -149,6 +165,10 @@ struct Shared {
     backlog_batches: Semaphore,
     tuning: WalTuning,
     counters: Counters,
+    /// Where the archive ends (see [`Archive::end`]); `None` without one.
+    archive_end: Mutex<Option<(u32, u64)>>,
+    /// One compaction at a time.
+    compacting: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -180,6 +200,9 @@ impl Shared {
 pub(crate) struct Wal {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// For compaction: where the archive lives, and the store it seeds from.
+    data_dir: PathBuf,
+    db: sled::Db,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -266,11 +289,17 @@ impl Wal {
             std::borrow::Cow::Owned(valid)
         };
         checkpoint(&db, &mut file, archive.as_mut(), Some(&valid)).map_err(Error::Storage)?;
-        Ok((Self::start(file, db, archive, tuning)?, dropped))
+        Ok((Self::start(file, db, archive, tuning, data_dir)?, dropped))
     }
 
     /// Start the flusher on a log that recovery has already emptied.
-    fn start(log: impl Log, db: sled::Db, archive: Option<Archive>, tuning: WalTuning) -> Result<Wal, Error> {
+    fn start(
+        log: impl Log,
+        db: sled::Db,
+        archive: Option<Archive>,
+        tuning: WalTuning,
+        data_dir: &Path,
+    ) -> Result<Wal, Error> {
         let paused = std::env::var_os("JAMJET_APPLY_PAUSED").is_some_and(|v| v == "1");
         if paused {
             tracing::warn!("JAMJET_APPLY_PAUSED=1: sled is not applied to until the journal closes (a test hook)");
@@ -285,6 +314,8 @@ impl Wal {
             backlog_batches: Semaphore::new(tuning.backlog_batches as usize),
             tuning,
             counters: Counters::default(),
+            archive_end: Mutex::new(archive.as_ref().map(Archive::end)),
+            compacting: tokio::sync::Mutex::new(()),
         });
         let (flusher, applier) = (shared.clone(), shared.clone());
         let apply_thread = std::thread::Builder::new()
@@ -296,9 +327,12 @@ impl Wal {
             .map_err(|e| Error::Storage(format!("cannot start the journal apply thread: {e}")))?;
         let thread = std::thread::Builder::new()
             .name("jamjet-journal-sync".into())
-            .spawn(move || flush_loop(&flusher, log, db, archive, apply_thread))
+            .spawn({
+                let (db, data_dir) = (db.clone(), data_dir.to_path_buf());
+                move || flush_loop(&flusher, log, db, archive, apply_thread, &data_dir)
+            })
             .map_err(|e| Error::Storage(format!("cannot start the journal sync thread: {e}")))?;
-        Ok(Wal { shared, thread: Some(thread) })
+        Ok(Wal { shared, thread: Some(thread), data_dir: data_dir.to_path_buf(), db })
     }
 
     /// Make `batch` durable; it is readable through [`Wal::reads`] from the
@@ -370,6 +404,70 @@ impl Wal {
     pub(crate) fn checkpoints(&self) -> u64 {
         self.shared.counters.checkpoints.load(Ordering::Relaxed)
     }
+
+    /// Rewrite the archive as a seed of what the store holds now, so what
+    /// was removed (pruned executions) leaves the disk: the seed is written
+    /// on a thread of its own while appends go on, then the flusher appends
+    /// to it what the old archive took in meanwhile and swaps it in.
+    /// `None` when the store runs without an archive.
+    pub(crate) async fn compact_archive(&self) -> Result<Option<Compacted>, Error> {
+        let _one = self.shared.compacting.lock().await;
+        let Some(from) = *self.shared.archive_end.lock().expect("wal lock") else { return Ok(None) };
+        let (data_dir, db) = (self.data_dir.clone(), self.db.clone());
+        let aside = tokio::task::spawn_blocking(move || archive::write_aside(&data_dir, &db))
+            .await
+            .map_err(|e| Error::Storage(format!("compacting the journal archive: {e}")))?
+            .map_err(|e| Error::Storage(format!("compacting the journal archive: {e}")))?;
+        let (done, answer) = oneshot::channel();
+        {
+            let mut p = self.shared.pending.lock().expect("wal lock");
+            if let Some(msg) = &p.poisoned {
+                let _ = std::fs::remove_dir_all(&aside);
+                return Err(Error::Storage(format!("a journal sync failed, nothing more is acknowledged: {msg}")));
+            }
+            p.swap = Some(Swap { aside, from, done });
+        }
+        self.shared.wake.notify_one();
+        match answer.await {
+            Ok(Ok(c)) => Ok(Some(c)),
+            Ok(Err(msg)) => Err(Error::Storage(format!("compacting the journal archive: {msg}"))),
+            Err(_) => Err(Error::Storage("compacting the journal archive: the journal closed first".into())),
+        }
+    }
+}
+
+/// Put a compacted archive in place (on the flusher's thread, between two
+/// rounds: no checkpoint runs meanwhile).
+fn swap_archive(shared: &Shared, archive: &mut Option<Archive>, swap: Swap, data_dir: &Path) {
+    let Swap { aside, from, done } = swap;
+    let Some(old) = archive.take() else {
+        let _ = std::fs::remove_dir_all(&aside);
+        let _ = done.send(Err("the journal has no archive".into()));
+        return;
+    };
+    let before = old.bytes();
+    let outcome = match old.replace(data_dir, &aside, from) {
+        Ok(new) => {
+            let after = new.bytes();
+            *archive = Some(new);
+            Ok(Compacted { before, after })
+        }
+        Err((old, why)) => {
+            match &old {
+                Some(_) => {
+                    tracing::warn!(error = %why, "the journal archive could not be compacted; the old one stays")
+                }
+                None => tracing::error!(
+                    error = %why,
+                    "the journal archive could not be compacted and is gone: running without one until the next open seeds one"
+                ),
+            }
+            *archive = old;
+            Err(why)
+        }
+    };
+    *shared.archive_end.lock().expect("wal lock") = archive.as_ref().map(Archive::end);
+    let _ = done.send(outcome);
 }
 
 /// Where the flusher writes frames: the log file (tests put in one that fails).
@@ -489,6 +587,7 @@ fn flush_loop(
     db: sled::Db,
     mut archive: Option<Archive>,
     applier: JoinHandle<()>,
+    data_dir: &Path,
 ) {
     let mut last_round = 0;
     let mut written: u64 = 0;
@@ -499,8 +598,13 @@ fn flush_loop(
     loop {
         {
             let mut p = shared.pending.lock().expect("wal lock");
-            while p.batches.is_empty() && !p.shutdown {
+            while p.batches.is_empty() && !p.shutdown && p.swap.is_none() {
                 p = shared.wake.wait(p).expect("wal lock");
+            }
+            if let Some(swap) = p.swap.take() {
+                drop(p);
+                swap_archive(shared, &mut archive, swap, data_dir);
+                continue;
             }
             if p.batches.is_empty() {
                 break; // shut down with nothing pending
@@ -562,6 +666,7 @@ fn flush_loop(
             result = shared.wait_applied(seq).and_then(|()| checkpoint(&db, &mut file, archive.as_mut(), None));
             tracing::debug!(took_ms = began.elapsed().as_millis() as u64, "journal checkpoint");
             shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            *shared.archive_end.lock().expect("wal lock") = archive.as_ref().map(Archive::end);
             written = 0;
             if let Err(msg) = &result {
                 tracing::error!(error = %msg, "journal checkpoint failed; the journal is poisoned");
@@ -660,7 +765,7 @@ mod tests {
     async fn a_failed_sync_fails_its_writer_and_every_later_one_and_reaches_no_reader() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let wal = Wal::start(FailingLog { ok: 1 }, db.clone(), None, WalTuning::default()).unwrap();
+        let wal = Wal::start(FailingLog { ok: 1 }, db.clone(), None, WalTuning::default(), dir.path()).unwrap();
         wal.commit(put("a", "1")).await.unwrap();
         let err = wal.commit(put("b", "2")).await.unwrap_err().to_string();
         assert!(err.contains("EIO from the test disk"), "{err}");
@@ -670,6 +775,56 @@ mod tests {
         assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
         assert!(db.get("b").unwrap().is_none() && db.get("c").unwrap().is_none(), "unsynced batches never reach sled");
         assert_eq!(wal.syncs(), 1);
+    }
+
+    /// Every key and value of `db`, in order.
+    fn contents(db: &sled::Db) -> Vec<(Vec<u8>, Vec<u8>)> {
+        db.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compacted_archive_is_smaller_and_replays_to_the_store_while_writers_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+        // Checkpoints every few KiB: most batches are archived before and during the compaction.
+        let tuning = WalTuning { checkpoint_bytes: 4096, ..WalTuning::default() };
+        let wal = Arc::new(Wal::open(dir.path(), &dir.path().join("log"), db.clone(), tuning).unwrap().0);
+        let value = "v".repeat(200);
+        for n in 0..400 {
+            wal.commit(put(&format!("a{n:04}"), &value)).await.unwrap();
+        }
+        // Most of it removed again (what a prune does).
+        for n in 0..380 {
+            wal.commit(vec![(format!("a{n:04}").into_bytes(), Vec::new())]).await.unwrap();
+        }
+        let writer = tokio::spawn({
+            let wal = wal.clone();
+            async move {
+                for n in 0..300 {
+                    wal.commit(put(&format!("b{n:04}"), &format!("{n}"))).await.unwrap();
+                }
+            }
+        });
+        let compacted = wal.compact_archive().await.unwrap().expect("the store has an archive");
+        writer.await.unwrap();
+        assert!(compacted.after * 4 < compacted.before, "{compacted:?}");
+        // A second compaction at once is fine too, and writes after it land in the new archive.
+        wal.compact_archive().await.unwrap().unwrap();
+        wal.commit(put("c", "after")).await.unwrap();
+        drop(Arc::into_inner(wal).expect("the only holder"));
+        let kept = contents(&db);
+        assert_eq!(kept.len(), 20 + 300 + 1);
+        // The archive alone rebuilds exactly what the store holds.
+        let rebuilt = sled::Config::new().path(dir.path().join("rebuilt")).open().unwrap();
+        let replayed = archive::replay(dir.path(), &rebuilt).unwrap();
+        assert!(replayed.dropped.is_empty(), "{:?}", replayed.dropped);
+        assert_eq!(contents(&rebuilt), kept);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("journal.archive."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

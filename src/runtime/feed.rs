@@ -213,6 +213,9 @@ impl Journal for Observed {
     fn tombstone(&self, execution: ExecutionId) -> Result<Option<crate::journal::Tombstone>, Error> {
         self.inner.tombstone(execution)
     }
+    fn compact(&self) -> BoxFuture<'_, Result<Option<crate::journal::Compacted>, Error>> {
+        self.inner.compact()
+    }
     fn read_after(&self, execution: ExecutionId, after: u64) -> Result<Vec<Record>, Error> {
         self.inner.read_after(execution, after)
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, Runtime};
 use crate::id::ExecutionId;
-use crate::journal::{ExecutionMeta, Freed, Status};
+use crate::journal::{Compacted, ExecutionMeta, Freed, Status};
 
 /// Executions removed per journal call: one durable write each, so a
 /// large prune never holds the store for long.
@@ -88,6 +88,11 @@ pub struct PruneReport {
     pub batches: u64,
     /// The ids chosen, oldest ended first (the first 100).
     pub ids: Vec<ExecutionId>,
+    /// The sled store's archive, rewritten after the removal (its size
+    /// before and after, bytes); `None` when nothing was removed or the
+    /// store keeps no archive.
+    #[serde(default)]
+    pub archive: Option<Compacted>,
 }
 
 impl Runtime {
@@ -122,6 +127,9 @@ impl Runtime {
             report.freed.add(freed);
             report.batches += 1;
             progress(&report.freed, report.selected);
+        }
+        if report.freed.executions > 0 {
+            report.archive = services.journal.compact().await?;
         }
         Ok(report)
     }

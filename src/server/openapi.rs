@@ -298,7 +298,9 @@ fn op(r: &Route) -> Op {
                     "required": ["dry_run", "selected", "freed", "skipped_live", "batches", "ids"],
                     "properties": { "dry_run": { "type": "boolean" }, "selected": { "type": "integer" },
                         "freed": freed, "skipped_live": { "type": "integer" }, "batches": { "type": "integer" },
-                        "ids": { "type": "array", "items": { "type": "string" } } } });
+                        "ids": { "type": "array", "items": { "type": "string" } },
+                        "archive": { "type": ["object", "null"], "description": "the sled store's archive, rewritten: bytes before and after",
+                            "properties": { "before": { "type": "integer" }, "after": { "type": "integer" } } } } });
             (vec![(200, "what was removed", json_body(report))], &[400, 500], Some((true, json_body(body))))
         }
         _ => (vec![(200, "success", json_body(json!({})))], &[500], None),

@@ -69,6 +69,10 @@ impl Archive {
     /// be read in full for a seed.
     pub(crate) fn open_or_seed(data_dir: &Path, db: &sled::Db, crashed: bool) -> Result<Archive, String> {
         let dir = data_dir.join(DIR);
+        // Left by a compaction a crash interrupted (see `Archive::replace`).
+        for left in [format!("{DIR}.old"), format!("{DIR}.compacting")] {
+            let _ = std::fs::remove_dir_all(data_dir.join(left));
+        }
         if !dir.exists() {
             seed(data_dir, &dir, db)?;
         }
@@ -126,6 +130,89 @@ impl Archive {
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
         self.current.sync_data()
     }
+
+    /// Where the archive ends now: its last segment and that segment's length.
+    pub(crate) fn end(&self) -> (u32, u64) {
+        (self.index, self.current_len)
+    }
+
+    /// Replace this archive by the seed written at `aside` (see
+    /// [`write_aside`]), after appending to the seed everything this archive
+    /// took in since `from` (its [`end`](Self::end) when the seed began), so
+    /// the new archive replays to what the old one does. The swap is two
+    /// renames with the old archive set aside between them (a crash there
+    /// leaves no archive, and the next open seeds one from sled, as for a
+    /// new data dir). On failure the old archive stays in use, unchanged,
+    /// unless it is gone (then the store runs without one until its next open).
+    pub(crate) fn replace(
+        self,
+        data_dir: &Path,
+        aside: &Path,
+        from: (u32, u64),
+    ) -> Result<Archive, (Option<Archive>, String)> {
+        let tail = || -> Result<(), String> {
+            let mut seeded = Archive::open(aside, false)?;
+            seeded.roll_if_full().map_err(|e| format!("writing {}: {e}", aside.display()))?;
+            let listed = segments(&self.dir).map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+            for (index, path) in listed.into_iter().filter(|(i, _)| *i >= from.0) {
+                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let skip = if index == from.0 { (from.1 as usize).min(bytes.len()) } else { 0 };
+                seeded.append(&bytes[skip..]).map_err(|e| format!("writing {}: {e}", aside.display()))?;
+            }
+            seeded.sync().map_err(|e| format!("syncing {}: {e}", aside.display()))
+        };
+        if let Err(why) = tail() {
+            let _ = std::fs::remove_dir_all(aside);
+            return Err((Some(self), why));
+        }
+        let old = data_dir.join(format!("{DIR}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if let Err(e) = std::fs::rename(&self.dir, &old) {
+            let _ = std::fs::remove_dir_all(aside);
+            let why = format!("cannot set {} aside: {e}", self.dir.display());
+            return Err((Some(self), why));
+        }
+        if let Err(e) = std::fs::rename(aside, &self.dir) {
+            let back = std::fs::rename(&old, &self.dir);
+            let _ = std::fs::remove_dir_all(aside);
+            return match back {
+                Ok(()) => Err((Some(self), format!("cannot move {} into place: {e}", aside.display()))),
+                Err(b) => Err((
+                    None,
+                    format!("cannot move {} into place ({e}) nor the old archive back ({b})", aside.display()),
+                )),
+            };
+        }
+        let _ = sync_dir(data_dir);
+        if let Err(e) = std::fs::remove_dir_all(&old) {
+            tracing::warn!(error = %e, dir = %old.display(), "cannot remove the replaced journal archive");
+        }
+        Archive::open(&self.dir, false).map_err(|why| (None, why))
+    }
+
+    /// The archive's size on disk, bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        segments(&self.dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// Write a seed of everything in `db` aside, as the segments of an archive
+/// that [`Archive::replace`] puts in place: the archive shrinks to what the
+/// store holds (what was removed, replaced or pruned is gone from it).
+/// Runs beside the journal's writers: what they change meanwhile comes
+/// after the seed, from the old archive's tail or the log.
+pub(crate) fn write_aside(data_dir: &Path, db: &sled::Db) -> Result<PathBuf, String> {
+    let aside = data_dir.join(format!("{DIR}.compacting"));
+    let _ = std::fs::remove_dir_all(&aside);
+    write_seed(&aside, db).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&aside);
+    })?;
+    Ok(aside)
 }
 
 /// A checkpoint appends the log's frames to the archive and syncs it
