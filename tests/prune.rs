@@ -199,3 +199,34 @@ async fn a_serving_dev_prunes_by_its_retention_and_never_touches_running_or_wait
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("never pruned"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_on_a_shared_postgresql_store_removes_ended_executions_only() {
+    let Some(schema) = support::pg::PgSchema::fresh().await else { return };
+    let url = schema.url();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let two = workflow_file(dir.path(), "two.yaml", TWO_STEPS);
+    let pay = workflow_file(dir.path(), "pay.yaml", PAY);
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+    let ended = id(&jamjet_json(&data, &["--store", &url, "run", &two, "--json", "--key", "pg-1"]));
+    let waiting = jamjet_json(&data, &["--store", &url, "run", &pay, "--json", "--input", r#"{"order_id": "9"}"#]);
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let waiting = id(&waiting);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let report = jamjet_json(&data, &["--store", &url, "prune", "--older-than", "1ms", "--json"]);
+    assert_eq!((report["selected"].as_u64(), report["freed"]["executions"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(report["freed"]["events"].as_u64(), Some(8), "{report}");
+    assert!(report["archive"].is_null(), "PostgreSQL keeps no archive: {report}");
+    let out = jamjet_out(&data, &["--store", &url, "inspect", &ended]);
+    assert!(stderr(&out).contains(&format!("execution {ended} was pruned at")), "{}", stderr(&out));
+    let inspected = jamjet_json(&data, &["--store", &url, "inspect", &waiting, "--json"]);
+    assert_eq!(inspected["execution"]["status"], "waiting", "{inspected}");
+    assert_eq!(
+        schema.text("SELECT count(DISTINCT execution)::text FROM events").await,
+        "1",
+        "only the waiting one's history is left"
+    );
+    assert_eq!(schema.text("SELECT count(*)::text FROM pruned").await, "1");
+}
