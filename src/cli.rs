@@ -9,6 +9,7 @@ mod dev;
 mod eval;
 mod executions;
 mod follow;
+mod fork;
 mod held;
 mod inspect;
 mod limits;
@@ -76,6 +77,8 @@ pub enum Command {
     Resume(resume::Args),
     /// Remove ended executions older than a span (never running or waiting ones).
     Prune(prune::Args),
+    /// Start a new execution from a node visit of another, its state optionally changed.
+    Fork(fork::Args),
     /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
     Repair(repair::Args),
     /// Run executions from a shared store (--store postgres://...) until stopped: claim, carry on, hand back.
@@ -266,6 +269,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Sessions(a) => sessions::run(&cli.data_dir, a).await,
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
         Command::Prune(a) => prune::run(&cli.data_dir, a).await,
+        Command::Fork(a) => fork::run(&cli.data_dir, a).await,
         Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Worker(a) => worker::run(a).await,
         Command::Workers(a) => workers::run(a).await,

@@ -18,6 +18,7 @@
 mod builder;
 mod deliver;
 mod feed;
+mod fork;
 mod inbox;
 mod leases;
 mod lifecycle;
@@ -47,6 +48,7 @@ pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
 pub use builder::{Builder, DEFAULT_CLAIM_CAPACITY};
 pub use feed::{Delay, DelayKind, Feed, Observed};
+pub use fork::{ForkSpec, cut as fork_cut, plan as fork_plan};
 pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
 pub use retention::{PRUNE_BATCH, PruneReport, Retention};

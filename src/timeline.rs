@@ -23,6 +23,22 @@ pub struct Timeline {
     pub kept_signals: Vec<KeptSignal>,
     /// The session the execution is a task of, and what it saw of it.
     pub session: Option<SessionSeen>,
+    /// The execution this one is a fork of, and where it forked.
+    pub fork: Option<ForkSeen>,
+}
+
+/// Where a fork came from (`Forked`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForkSeen {
+    pub from: String,
+    /// The original's records copied (1 to this one).
+    pub at_seq: u64,
+    pub node: String,
+    pub visit: u32,
+    /// The keys set at the fork.
+    pub patch: Value,
+    /// The version the original ran, when the fork runs another.
+    pub version: Option<String>,
 }
 
 /// What a task of a session saw of it (`SessionJoined`).
@@ -218,6 +234,7 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
     let mut rows: Vec<NodeVisit> = Vec::new();
     let mut kept: Vec<KeptSignal> = Vec::new();
     let mut session = None;
+    let mut fork = None;
     let find = |rows: &[NodeVisit], node: &str, visit: u32| -> Option<usize> {
         rows.iter().rposition(|r| r.node == node && r.visit == visit)
     };
@@ -408,6 +425,16 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                     carried: carried.value().unwrap_or(Value::Null),
                 });
             }
+            Event::Forked { from, at_seq, node, visit, patch, version } => {
+                fork = Some(ForkSeen {
+                    from: from.clone(),
+                    at_seq: *at_seq,
+                    node: node.clone(),
+                    visit: *visit,
+                    patch: patch.value().unwrap_or(Value::Null),
+                    version: version.clone(),
+                });
+            }
             Event::Scored { node, visit, attempt, scores, passed } => {
                 if let Some(i) = find(&rows, node, *visit) {
                     let scores = scores.value().unwrap_or(Value::Null);
@@ -472,7 +499,7 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
             | Event::ExecutionCompleted { .. } => {}
         }
     }
-    Timeline { nodes: rows, kept_signals: kept, session }
+    Timeline { nodes: rows, kept_signals: kept, session, fork }
 }
 
 #[cfg(test)]

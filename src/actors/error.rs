@@ -21,6 +21,8 @@ pub enum Error {
         crate::clock::format_ms(*pruned_ms)
     )]
     Pruned { id: ExecutionId, status: Status, workflow: String, pruned_ms: u64, events: u64 },
+    #[error("cannot fork execution {id}: {message}; nothing was created")]
+    ForkRefused { id: ExecutionId, message: String },
     #[error("execution {id} uses workflow {hash}, which is not in the journal")]
     MissingWorkflow { id: ExecutionId, hash: String },
     #[error("execution {id} did not start: {message}")]

@@ -457,6 +457,7 @@ pub fn apply(workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<
         Event::CallsPending { .. } => wait::calls_pending(workflow, st, rec),
         Event::CallDecided { .. } => wait::call_decided(workflow, st, rec),
         Event::SessionJoined { .. } => started::session_joined(workflow, st, rec),
+        Event::Forked { .. } => started::forked(workflow, st, rec),
     }
 }
 

@@ -148,6 +148,9 @@ fn what(e: &Event) -> Option<String> {
         }
         Event::SignalReceived { key, payload } => format!("signal `{key}` received, payload {}", payload.0),
         Event::SessionJoined { session, turn, .. } => format!("task {turn} of session `{session}`"),
+        Event::Forked { from, at_seq, node, visit, .. } => {
+            format!("forked from {from} (its records 1-{at_seq}), going on at `{node}` visit {visit}")
+        }
         Event::WaitTimedOut { .. } => "wait ended by its deadline".into(),
         Event::TimerFired { .. } => "timer fired".into(),
         Event::Call { call, .. } => {

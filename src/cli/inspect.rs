@@ -213,6 +213,7 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
             "nodes": nodes,
             "kept_signals": tl.kept_signals,
             "session": tl.session,
+            "fork": tl.fork,
             "events": events,
         }));
         return Ok(ExitCode::SUCCESS);
@@ -232,6 +233,18 @@ pub(crate) fn render(data: &Inspected, inv: &Invocation, keys: PayloadKeys, a: &
         let visit = if *parent_visit > 1 { format!(" #{parent_visit}") } else { String::new() };
         let span = until.as_ref().map(|u| format!(", from `{start}` until `{u}`")).unwrap_or_default();
         println!("parent     {parent} (node `{parent_node}`{visit}, branch {branch}{span})");
+    }
+    if let Some(f) = &tl.fork {
+        let moved = f.version.as_ref().map(|v| format!(", moved from version {v}")).unwrap_or_default();
+        let set = f.patch.as_object().filter(|m| !m.is_empty()).map(|_| format!(", set {}", f.patch));
+        println!(
+            "forked     from {} at node `{}` visit {} (its records 1-{} copied{moved}{})",
+            f.from,
+            f.node,
+            f.visit,
+            f.at_seq,
+            set.unwrap_or_default()
+        );
     }
     if let Some(s) = &tl.session {
         let turns = s.history.as_array().map_or(0, Vec::len);

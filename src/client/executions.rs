@@ -209,4 +209,10 @@ impl Client {
     ) -> Result<crate::runtime::PruneReport, Error> {
         self.post("/prune", request).await
     }
+
+    /// `POST /executions/{id}/fork`: start a fork of `id`; the fork's id.
+    pub async fn fork(&self, id: ExecutionId, spec: &crate::runtime::ForkSpec) -> Result<ExecutionId, Error> {
+        let started: crate::server::wire::Submitted = self.post(&format!("/executions/{id}/fork"), spec).await?;
+        Ok(started.id)
+    }
 }

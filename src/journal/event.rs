@@ -405,6 +405,21 @@ pub enum Event {
         history: Json,
         carried: Json,
     },
+    /// This execution is a fork of `from` (`jamjet fork`): the records
+    /// before this one are `from`'s first `at_seq` records (its submission
+    /// without the idempotency key, naming the workflow this one runs), and
+    /// it goes on at `node` (visit `visit`) with `patch` merged into the
+    /// state. `version`: the version `from` ran, when this one moved to
+    /// another (`--latest`).
+    Forked {
+        from: String,
+        at_seq: u64,
+        node: String,
+        visit: u32,
+        /// The keys set at the fork (an object; `{}` for none).
+        patch: Json,
+        version: Option<String>,
+    },
 }
 
 /// One tool call that waits for a person's decision (see
@@ -485,6 +500,7 @@ impl Event {
             Event::CallsPending { .. } => "CallsPending",
             Event::CallDecided { .. } => "CallDecided",
             Event::SessionJoined { .. } => "SessionJoined",
+            Event::Forked { .. } => "Forked",
         }
     }
 

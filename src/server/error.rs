@@ -70,6 +70,9 @@ impl From<RuntimeError> for ApiError {
                     .with_details(json!({ "problems": details, "missing": missing }))
             }
             RuntimeError::UnknownExecution(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_execution", message),
+            RuntimeError::ForkRefused { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fork_refused", message)
+            }
             RuntimeError::Pruned { status, workflow, pruned_ms, events, .. } => {
                 ApiError::new(StatusCode::GONE, "pruned", message).with_details(json!({
                     "status": status, "workflow_id": workflow, "pruned_ms": pruned_ms, "events": events,

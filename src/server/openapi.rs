@@ -50,6 +50,12 @@ pub const ROUTES: &[Route] = &[
     route("post", "/executions/{id}/signal", "Deliver an event to a wait node", true),
     route("post", "/executions/{id}/approve", "Decide an approval", true),
     route("post", "/executions/{id}/cancel", "Cancel a running or waiting execution", true),
+    route(
+        "post",
+        "/executions/{id}/fork",
+        "Start a new execution from a node visit of this one (state patched by `set`)",
+        true,
+    ),
     route("get", "/executions/{id}/workflow", "The workflow IR the execution runs, and its hash", true),
     route("post", "/events", "Publish an event by key to every execution waiting for it; kept when none does", true),
     route("post", "/resume", "Rehydrate every running execution not live in this process yet", true),
@@ -81,7 +87,9 @@ fn error_description(status: u16) -> &'static str {
         413 => "body_too_large: over --body-limit",
         415 => "unsupported_media_type: a POST must be application/json (or YAML on /workflows)",
         421 => "forbidden_host: a Host that is not this server (DNS rebinding)",
-        422 => "invalid_workflow / not_allowed / invalid_input / limit_exceeded: the input is over max_state_bytes",
+        422 => {
+            "invalid_workflow / not_allowed / invalid_input / limit_exceeded: the input is over max_state_bytes / fork_refused: the node never ran, no such visit, or the history does not fit the newest version"
+        }
         _ => "internal: a journal or actor failure / damaged: the execution's records cannot be read",
     }
 }
@@ -281,6 +289,19 @@ fn op(r: &Route) -> Op {
                 vec![(200, "cancelled", json_body(schema("Moved")))],
                 &[400, 404, 409, 410, 500],
                 Some((false, json_body(body))),
+            )
+        }
+        ("post", "/executions/{id}/fork") => {
+            let body = json!({ "type": "object", "required": ["from"], "additionalProperties": false,
+                    "properties": {
+                        "from": { "type": "string", "description": "the node the fork goes on at" },
+                        "visit": { "type": ["integer", "null"], "minimum": 0, "description": "which visit (the last when absent)" },
+                        "set": { "type": "object", "description": "keys merged over the state at the fork, checked against the schema" },
+                        "latest": { "type": "boolean", "description": "run on the newest registered version of the workflow" } } });
+            (
+                vec![(201, "forked: the new execution", json_body(schema("Started")))],
+                &[400, 404, 410, 422, 500],
+                Some((true, json_body(body))),
             )
         }
         ("post", "/prune") => {

@@ -27,6 +27,19 @@ pub(super) fn session_joined(_workflow: &Workflow, st: &mut ExecutionState, rec:
     Vec::new()
 }
 
+/// `Forked`: the state at the fork with the patch merged over it; the
+/// fork's `NodeScheduled` follows in the same append and starts its node.
+pub(super) fn forked(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
+    let Event::Forked { patch, .. } = &rec.event else { return Vec::new() };
+    let Ok(patch) = patch.object() else { return inconsistent("a fork's patch is not an object".into()) };
+    if !patch.is_empty() {
+        st.state_bytes = st.state_bytes_after(&patch);
+        let state = Arc::make_mut(&mut st.state);
+        state.extend(patch);
+    }
+    Vec::new()
+}
+
 /// `ChildStarted`: a sub-workflow or copied branch, with its own input and
 /// its parent link; schedules its start node.
 pub(super) fn child_started(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {

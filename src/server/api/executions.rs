@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}/signal", post(signal))
         .route("/executions/{id}/approve", post(approve))
         .route("/executions/{id}/cancel", post(cancel))
+        .route("/executions/{id}/fork", post(fork))
         .route("/resume", post(resume))
         .route("/prune", post(prune))
 }
@@ -262,4 +263,21 @@ async fn prune(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> R
     let retention = b.retention().map_err(ApiError::bad_request)?;
     let report = st.rt.prune(&retention, b.dry_run, |_, _| {}).await?;
     reply(&report)
+}
+
+/// `POST /executions/{id}/fork`: a new execution that goes on from a node
+/// visit of this one (see `Runtime::fork`); 201 with the fork's row.
+async fn fork(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let spec: crate::runtime::ForkSpec = json_body(&headers, &body, false)?;
+    let fork = st.rt.fork(id, &spec).await?;
+    let meta = st.rt.status(fork)?;
+    let body =
+        Submitted { id: fork, workflow_id: meta.workflow_id, version: meta.workflow_version, status: meta.status };
+    Ok((StatusCode::CREATED, reply(&body)?).into_response())
 }
