@@ -36,7 +36,7 @@ mod wait;
 
 pub use error::Error;
 pub(crate) use execution::index_row;
-pub(crate) use fold::replay as fold_history;
+pub(crate) use fold::{replay as fold_history, start_base};
 #[cfg(test)]
 pub(crate) use handles::ExecutionHandle;
 pub(crate) use handles::{Ended, Finished, SupervisorHandle, event_taken};

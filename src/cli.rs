@@ -16,6 +16,7 @@ mod limits;
 mod prune;
 mod remote;
 mod repair;
+mod replay;
 mod report;
 mod resume;
 mod run;
@@ -79,6 +80,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Start a new execution from a node visit of another, its state optionally changed.
     Fork(fork::Args),
+    /// Fold executions' journals again through this build's state machine; report divergences.
+    Replay(replay::Args),
     /// Quarantine what cannot be read and rebuild the index from the histories (data dir not in use).
     Repair(repair::Args),
     /// Run executions from a shared store (--store postgres://...) until stopped: claim, carry on, hand back.
@@ -270,6 +273,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Resume(a) => resume::run(&cli.data_dir, a).await,
         Command::Prune(a) => prune::run(&cli.data_dir, a).await,
         Command::Fork(a) => fork::run(&cli.data_dir, a).await,
+        Command::Replay(a) => replay::run(&cli.data_dir, a).await,
         Command::Repair(a) => repair::run(&cli.data_dir, a).await,
         Command::Worker(a) => worker::run(a).await,
         Command::Workers(a) => workers::run(a).await,

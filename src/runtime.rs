@@ -23,6 +23,7 @@ mod inbox;
 mod leases;
 mod lifecycle;
 mod read;
+mod replay;
 mod retention;
 mod sessions;
 mod settle;
@@ -51,6 +52,7 @@ pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use fork::{ForkSpec, cut as fork_cut, plan as fork_plan};
 pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
+pub use replay::{Divergence, ReplayReport, check as replay_check};
 pub use retention::{PRUNE_BATCH, PruneReport, Retention};
 pub use sessions::{
     DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,

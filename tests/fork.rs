@@ -103,6 +103,12 @@ async fn a_fork_from_a_middle_node_with_a_patch_reruns_only_what_follows() {
     assert_eq!(events(&data, &id), before);
     let again = jamjet_json(&data, &["run", &wf, "--json", "--input", r#"{"v": 1}"#, "--key", "k-1"]);
     assert_eq!(again["id"], json!(id), "its key still names it");
+
+    // Both histories fold again through this build's state machine without a divergence.
+    let replayed = jamjet_json(&data, &["replay", "--all", "--json"]);
+    let replayed = replayed.as_array().unwrap();
+    assert_eq!(replayed.len(), 2, "{replayed:?}");
+    assert!(replayed.iter().all(|r| r["divergences"] == json!([]) && r["folded"] == "completed"), "{replayed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +146,11 @@ async fn a_fork_after_a_fan_out_keeps_its_branches_results_and_inside_one_is_exp
     let ended = jamjet_json(&data, &["inspect", again["id"].as_str().unwrap(), "--json"]);
     assert_eq!(ended["execution"]["status"], "completed", "{ended}");
     assert_ne!(ended["state"]["answers"], done["state"]["answers"], "the new answers: {ended}");
+    // Parents, forks and every branch (from its parent's state) replay as they ran.
+    let out = jamjet_out(&data, &["replay", "--all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("executions replayed: no divergence"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,11 +33,20 @@ pub(crate) fn replay(
     workflow: &Workflow,
     records: &[Record],
 ) -> Result<ExecutionState, Error> {
-    let base = match records.first().map(|r| &r.event) {
-        Some(Event::BranchStarted { parent, state_at, .. }) => Some(base_of(services, id, parent, *state_at, 0)?),
-        _ => None,
-    };
-    Ok(ExecutionState::replay_on(id, workflow, records, base))
+    Ok(ExecutionState::replay_on(id, workflow, records, start_base(services, id, records)?))
+}
+
+/// The parent's state a branch's history starts from (`BranchStarted`);
+/// `None` for any other history.
+pub(crate) fn start_base(
+    services: &Shared,
+    id: ExecutionId,
+    records: &[Record],
+) -> Result<Option<Arc<Map<String, Value>>>, Error> {
+    match records.first().map(|r| &r.event) {
+        Some(Event::BranchStarted { parent, state_at, .. }) => Ok(Some(base_of(services, id, parent, *state_at, 0)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Keep `state` as the state of `parent` at record `at`, for its branches.

@@ -215,4 +215,9 @@ impl Client {
         let started: crate::server::wire::Submitted = self.post(&format!("/executions/{id}/fork"), spec).await?;
         Ok(started.id)
     }
+
+    /// `GET /executions/{id}/replay`: where the journal and this build's state machine disagree.
+    pub async fn replay(&self, id: ExecutionId) -> Result<crate::runtime::ReplayReport, Error> {
+        self.get(&format!("/executions/{id}/replay")).await
+    }
 }

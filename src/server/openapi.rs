@@ -57,6 +57,12 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     route("get", "/executions/{id}/workflow", "The workflow IR the execution runs, and its hash", true),
+    route(
+        "get",
+        "/executions/{id}/replay",
+        "The journal folded again through this build's state machine: where they disagree",
+        true,
+    ),
     route("post", "/events", "Publish an event by key to every execution waiting for it; kept when none does", true),
     route("post", "/resume", "Rehydrate every running execution not live in this process yet", true),
     route(
@@ -290,6 +296,16 @@ fn op(r: &Route) -> Op {
                 &[400, 404, 409, 410, 500],
                 Some((false, json_body(body))),
             )
+        }
+        ("get", "/executions/{id}/replay") => {
+            let report = json!({ "type": "object",
+                    "required": ["id", "workflow_id", "workflow_version", "records", "folded", "status", "divergences"],
+                    "properties": { "id": { "type": "string" }, "workflow_id": { "type": "string" },
+                        "workflow_version": { "type": "string" }, "records": { "type": "integer" },
+                        "folded": { "type": "string" }, "status": { "type": "string" },
+                        "divergences": { "type": "array", "items": { "type": "object", "required": ["seq", "message"],
+                            "properties": { "seq": { "type": "integer" }, "message": { "type": "string" } } } } } });
+            (vec![(200, "the replay's findings", json_body(report))], &[400, 404, 410, 500], None)
         }
         ("post", "/executions/{id}/fork") => {
             let body = json!({ "type": "object", "required": ["from"], "additionalProperties": false,

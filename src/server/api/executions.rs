@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}/approve", post(approve))
         .route("/executions/{id}/cancel", post(cancel))
         .route("/executions/{id}/fork", post(fork))
+        .route("/executions/{id}/replay", get(replay))
         .route("/resume", post(resume))
         .route("/prune", post(prune))
 }
@@ -280,4 +281,11 @@ async fn fork(
     let body =
         Submitted { id: fork, workflow_id: meta.workflow_id, version: meta.workflow_version, status: meta.status };
     Ok((StatusCode::CREATED, reply(&body)?).into_response())
+}
+
+/// `GET /executions/{id}/replay`: the journal folded again through this
+/// build's state machine, and where the two disagree (`jamjet replay`).
+async fn replay(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    reply(&st.rt.replay(id)?)
 }
