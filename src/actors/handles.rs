@@ -127,16 +127,22 @@ impl SupervisorHandle {
     /// Deliver a message of `letter.execution`'s inbox (this process owns
     /// it): journaled with its answer, or refused. Answers the node an
     /// approval decided.
+    ///
+    /// Delivered once: should the actor stop without answering (it crashed,
+    /// perhaps because its sender withdrew the message and the store refused
+    /// the append that answers it), the taker reads the inbox again, and a
+    /// message still open there comes back; a withdrawn one does not, so it
+    /// is never journaled, nor delivered to the actor's successor again.
     pub(crate) async fn letter(&self, letter: &crate::journal::inbox::Letter) -> Result<Option<String>, Error> {
         use crate::journal::inbox::Message;
         let (id, inbox) = (letter.execution, std::num::NonZeroU64::new(letter.row));
         match &letter.message {
             Message::Signal { key, payload } => self
-                .ask(id, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), inbox, reply })
+                .ask_up_to(id, 1, |reply| Delivery::Signal { key: key.clone(), payload: payload.clone(), inbox, reply })
                 .await
                 .map(|()| None),
             Message::Approve { node, call, approved, by, comment } => self
-                .ask(id, |reply| Delivery::Approve {
+                .ask_up_to(id, 1, |reply| Delivery::Approve {
                     node: node.clone(),
                     call: call.clone(),
                     approved: *approved,
@@ -148,12 +154,12 @@ impl SupervisorHandle {
                 .await
                 .map(Some),
             Message::Cancel { reason } => self
-                .ask(id, |reply| Delivery::Cancel { reason: reason.clone(), inbox, reply: Some(reply) })
+                .ask_up_to(id, 1, |reply| Delivery::Cancel { reason: reason.clone(), inbox, reply: Some(reply) })
                 .await
                 .map(|()| None),
             Message::Event { key, payload } => {
                 let taken = self
-                    .ask(id, |reply| Delivery::Event {
+                    .ask_up_to(id, 1, |reply| Delivery::Event {
                         key: key.clone(),
                         payload: Json::from_value(payload),
                         take: None,
@@ -283,14 +289,24 @@ impl SupervisorHandle {
         id: ExecutionId,
         make: impl Fn(RpcReplyPort<Result<T, Error>>) -> Delivery,
     ) -> Result<T, Error> {
-        for _ in 0..DELIVERY_ATTEMPTS {
+        self.ask_up_to(id, DELIVERY_ATTEMPTS, make).await
+    }
+
+    /// [`ask`](Self::ask), delivering at most `attempts` times.
+    async fn ask_up_to<T: Send + 'static>(
+        &self,
+        id: ExecutionId,
+        attempts: usize,
+        make: impl Fn(RpcReplyPort<Result<T, Error>>) -> Delivery,
+    ) -> Result<T, Error> {
+        for _ in 0..attempts {
             let call = ractor::rpc::call(&self.0, |reply| SupervisorMsg::Deliver { id, delivery: make(reply) }, None);
             match call.await.map_err(actor_error)? {
                 CallResult::Success(result) => return result,
                 CallResult::SenderError | CallResult::Timeout => continue,
             }
         }
-        let attempts = crate::plural::count(DELIVERY_ATTEMPTS, "attempt", "attempts");
+        let attempts = crate::plural::count(attempts, "attempt", "attempts");
         Err(Error::Actor(format!("execution {id} did not take the delivery after {attempts}")))
     }
 }

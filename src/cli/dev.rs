@@ -116,15 +116,8 @@ pub struct Args {
 /// The policy of `--retention` and its companions, checked before anything starts.
 fn retention(a: &Args) -> Result<Option<crate::runtime::Retention>, Failure> {
     let Some(age) = a.retention else { return Ok(None) };
-    let statuses = a
-        .retention_status
-        .iter()
-        .map(|s| {
-            crate::journal::Status::parse(s.trim()).ok_or_else(|| {
-                Failure::usage(format!("--retention-status: `{s}` is not a status (completed, failed, cancelled)"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let statuses = crate::runtime::Retention::statuses(&a.retention_status)
+        .map_err(|e| Failure::usage(format!("--retention-status: {e}")))?;
     let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
     crate::runtime::Retention::new(ms, statuses, a.retention_keep_last)
         .map(Some)

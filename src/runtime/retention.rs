@@ -46,6 +46,17 @@ impl Retention {
         Ok(Retention { older_than_ms, statuses, keep_last })
     }
 
+    /// Statuses as people write them (`completed`, ` failed`), or the first
+    /// that is not one.
+    pub fn statuses(names: &[String]) -> Result<Vec<Status>, String> {
+        names
+            .iter()
+            .map(|s| {
+                Status::parse(s.trim()).ok_or_else(|| format!("`{s}` is not a status (completed, failed, cancelled)"))
+            })
+            .collect()
+    }
+
     fn takes(&self, status: Status) -> bool {
         status.is_terminal() && (self.statuses.is_empty() || self.statuses.contains(&status))
     }

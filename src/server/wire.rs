@@ -281,14 +281,7 @@ impl PruneRequest {
     /// The policy it asks for, or what is wrong with it (naming the field).
     pub fn retention(&self) -> Result<crate::runtime::Retention, String> {
         let age = crate::clock::parse_span(&self.older_than, None).map_err(|e| format!("older_than: {e}"))?;
-        let statuses = self
-            .status
-            .iter()
-            .map(|s| {
-                crate::journal::Status::parse(s.trim())
-                    .ok_or_else(|| format!("status: `{s}` is not a status (completed, failed, cancelled)"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let statuses = crate::runtime::Retention::statuses(&self.status).map_err(|e| format!("status: {e}"))?;
         let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
         crate::runtime::Retention::new(ms, statuses, self.keep_last).map_err(|e| format!("status: {e}"))
     }
