@@ -117,6 +117,9 @@ struct Pending {
     shutdown: bool,
     /// A compacted archive to put in place, at the flusher's next turn.
     swap: Option<Swap>,
+    /// A checkpoint asked for now (before a compaction notes where the
+    /// archive ends): answered with that end.
+    checkpoint: Option<oneshot::Sender<Result<Option<(u32, u64)>, String>>>,
 }
 
 /// An archive seed written aside, and where the old archive ended when it began.
@@ -412,7 +415,22 @@ impl Wal {
     /// `None` when the store runs without an archive.
     pub(crate) async fn compact_archive(&self) -> Result<Option<Compacted>, Error> {
         let _one = self.shared.compacting.lock().await;
-        let Some(from) = *self.shared.archive_end.lock().expect("wal lock") else { return Ok(None) };
+        // A checkpoint first: what is in the log now (the removals that
+        // called for this) goes to the old archive, before the seed's start.
+        let (asked, answer) = oneshot::channel();
+        {
+            let mut p = self.shared.pending.lock().expect("wal lock");
+            if let Some(msg) = &p.poisoned {
+                return Err(Error::Storage(format!("a journal sync failed, nothing more is acknowledged: {msg}")));
+            }
+            p.checkpoint = Some(asked);
+        }
+        self.shared.wake.notify_one();
+        let ended = answer
+            .await
+            .map_err(|_| Error::Storage("compacting the journal archive: the journal closed first".into()))?
+            .map_err(|e| Error::Storage(format!("compacting the journal archive: {e}")))?;
+        let Some(from) = ended else { return Ok(None) };
         let (data_dir, db) = (self.data_dir.clone(), self.db.clone());
         let aside = tokio::task::spawn_blocking(move || archive::write_aside(&data_dir, &db))
             .await
@@ -598,12 +616,31 @@ fn flush_loop(
     loop {
         {
             let mut p = shared.pending.lock().expect("wal lock");
-            while p.batches.is_empty() && !p.shutdown && p.swap.is_none() {
+            while p.batches.is_empty() && !p.shutdown && p.swap.is_none() && p.checkpoint.is_none() {
                 p = shared.wake.wait(p).expect("wal lock");
             }
             if let Some(swap) = p.swap.take() {
                 drop(p);
                 swap_archive(shared, &mut archive, swap, data_dir);
+                continue;
+            }
+            if let Some(done) = p.checkpoint.take() {
+                drop(p);
+                let result = shared.wait_applied(seq).and_then(|()| checkpoint(&db, &mut file, archive.as_mut(), None));
+                shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                written = 0;
+                let end = archive.as_ref().map(Archive::end);
+                *shared.archive_end.lock().expect("wal lock") = end;
+                if let Err(msg) = &result {
+                    tracing::error!(error = %msg, "journal checkpoint failed; the journal is poisoned");
+                    shared.poison(msg);
+                }
+                let failed_now = result.is_err();
+                let _ = done.send(result.map(|()| end));
+                if failed_now {
+                    failed = true;
+                    break;
+                }
                 continue;
             }
             if p.batches.is_empty() {
@@ -812,6 +849,13 @@ mod tests {
         wal.compact_archive().await.unwrap().unwrap();
         wal.commit(put("c", "after")).await.unwrap();
         drop(Arc::into_inner(wal).expect("the only holder"));
+        // The removals that called for it went to the old archive (a checkpoint first), not the new one.
+        let on_disk: u64 = archive::segments(&dir.path().join(archive::DIR))
+            .unwrap()
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(on_disk * 2 < compacted.before, "{on_disk} bytes after, {compacted:?}");
         let kept = contents(&db);
         assert_eq!(kept.len(), 20 + 300 + 1);
         // The archive alone rebuilds exactly what the store holds.
