@@ -119,8 +119,11 @@ struct Pending {
     swap: Option<Swap>,
     /// A checkpoint asked for now (before a compaction notes where the
     /// archive ends): answered with that end.
-    checkpoint: Option<oneshot::Sender<Result<Option<(u32, u64)>, String>>>,
+    checkpoint: Option<oneshot::Sender<Result<ArchiveEnd, String>>>,
 }
+
+/// Where the archive ends after a checkpoint (see [`Archive::end`]); `None` without one.
+type ArchiveEnd = Option<(u32, u64)>;
 
 /// An archive seed written aside, and where the old archive ended when it began.
 struct Swap {
