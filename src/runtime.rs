@@ -49,10 +49,10 @@ pub use crate::actors::machine::ParentLink;
 use crate::nodes::{FunctionCall, FunctionError};
 pub use builder::{Builder, DEFAULT_CLAIM_CAPACITY};
 pub use feed::{Delay, DelayKind, Feed, Observed};
-pub use fork::{ForkSpec, cut as fork_cut, plan as fork_plan};
+pub use fork::ForkSpec;
 pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
-pub use replay::{Divergence, ReplayReport, check as replay_check};
+pub use replay::{Divergence, ReplayReport};
 pub use retention::{PRUNE_BATCH, PruneReport, Retention};
 pub use sessions::{
     DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, HISTORY_TURNS, SessionDetail, SessionInfo, SessionTask, TURN_CHARS,

@@ -59,11 +59,6 @@ impl Runtime {
         }
     }
 
-    /// What is left of a pruned execution, if it was pruned.
-    pub fn tombstone(&self, id: ExecutionId) -> Result<Option<journal::Tombstone>, Error> {
-        Ok(self.services().journal.tombstone(id)?)
-    }
-
     /// Every execution whose index row can be read, oldest first,
     /// optionally only those with `status`. A damaged row is left out
     /// (see [`listing`](Self::listing)), never an error for the others.
