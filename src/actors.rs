@@ -47,3 +47,28 @@ pub use shared::Shared;
 pub(crate) use timers::TimerWheel;
 pub use wait::{DEFAULT_KEEP, MAX_KEEP, Published, parse_keep};
 pub(crate) use wait::{Mailbox, keys as wait_keys};
+
+/// The root of the execution tree `id` belongs to: itself, or the execution
+/// that started the branch or sub-workflow that (transitively) started it,
+/// read from each one's first record. What cannot be read ends the walk
+/// where it is (a trace then starts at the last execution found).
+pub fn trace_root(journal: &dyn crate::journal::Journal, id: crate::id::ExecutionId) -> crate::id::ExecutionId {
+    use crate::journal::Event;
+    /// Deeper than any nesting the limits allow.
+    const MAX_DEPTH: usize = 64;
+    let mut at = id;
+    for _ in 0..MAX_DEPTH {
+        let parent = match journal.first(at) {
+            Ok(Some(r)) => match r.event {
+                Event::ChildStarted { parent, .. } | Event::BranchStarted { parent, .. } => parent.parse().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        match parent {
+            Some(p) => at = p,
+            None => return at,
+        }
+    }
+    at
+}

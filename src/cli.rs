@@ -50,6 +50,11 @@ pub struct Cli {
     /// Change a limit: NAME=VALUE (repeatable; also JAMJET_LIMITS=NAME=VALUE,...). `jamjet limits` lists them.
     #[arg(long = "limit", global = true, value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
+    /// Export every execution as an OpenTelemetry trace over OTLP/HTTP to this collector: its base
+    /// URL (http://127.0.0.1:4318; spans go to URL/v1/traces). OTEL_SERVICE_NAME names the service
+    /// (default jamjet), OTEL_BSP_SCHEDULE_DELAY how long a span may wait to be sent (ms, default 1000).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -205,6 +210,38 @@ fn read_limits(flags: &[String]) -> Result<crate::ir::Limits, Failure> {
 /// The shared store of this process's commands (`--store`, `JAMJET_STORE`), set once.
 static STORE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+static OTLP: std::sync::OnceLock<Option<runtime::OtlpConfig>> = std::sync::OnceLock::new();
+
+/// Where traces go (`--otlp-endpoint`), checked.
+fn read_otlp(endpoint: Option<String>) -> Result<Option<runtime::OtlpConfig>, Failure> {
+    let Some(endpoint) = endpoint.filter(|e| !e.trim().is_empty()) else { return Ok(None) };
+    let mut config = runtime::OtlpConfig::new(endpoint);
+    config
+        .traces_url()
+        .map_err(|e| Failure::usage(format!("--otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT): {e}")))?;
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
+        && !name.trim().is_empty()
+    {
+        config.service_name = name;
+    }
+    if let Ok(ms) = std::env::var("OTEL_BSP_SCHEDULE_DELAY") {
+        let ms: u64 = ms
+            .trim()
+            .parse()
+            .map_err(|_| Failure::usage(format!("OTEL_BSP_SCHEDULE_DELAY `{ms}` is not a number of milliseconds")))?;
+        config.flush_every = std::time::Duration::from_millis(ms.max(1));
+    }
+    Ok(Some(config))
+}
+
+/// `b`, exporting traces when `--otlp-endpoint` asks for it.
+pub(crate) fn traced(b: runtime::Builder) -> runtime::Builder {
+    match OTLP.get().and_then(|c| c.clone()) {
+        Some(config) => b.otlp(config),
+        None => b,
+    }
+}
+
 /// The shared store's URL, when a command runs on one instead of the data dir.
 pub(crate) fn shared_store() -> Option<&'static str> {
     STORE.get().and_then(|s| s.as_deref())
@@ -250,7 +287,7 @@ pub(crate) async fn open_shared_with(
 /// A builder on the store this process's commands use: the shared one
 /// (`--store`) or the data dir, with the CLI's functions and limits.
 pub(crate) async fn builder_for(data_dir: &std::path::Path, command: &str) -> Result<runtime::Builder, Failure> {
-    let b = bench::functions::registered(Runtime::builder()).limits(limits());
+    let b = traced(bench::functions::registered(Runtime::builder()).limits(limits()));
     Ok(match shared_store() {
         Some(url) => b.journal(open_shared(url, command).await?),
         None => b.data_dir(data_dir),
@@ -260,6 +297,7 @@ pub(crate) async fn builder_for(data_dir: &std::path::Path, command: &str) -> Re
 async fn dispatch(cli: Cli) -> CliResult {
     let _ = LIMITS.set(read_limits(&cli.limits)?);
     let _ = STORE.set(read_store(cli.store)?);
+    let _ = OTLP.set(read_otlp(cli.otlp_endpoint)?);
     match cli.command {
         Command::Run(a) => run::run(&cli.data_dir, a).await,
         Command::Signal(a) => signal::run(&cli.data_dir, a).await,
@@ -287,7 +325,7 @@ async fn dispatch(cli: Cli) -> CliResult {
 /// Open the data dir's embedded store with nothing resumed and the timers
 /// not started yet (a lock error stays as it is: the caller may wait for it).
 pub(crate) async fn open_data_dir(data_dir: &std::path::Path) -> Result<Runtime, RuntimeError> {
-    bench::functions::registered(Runtime::builder())
+    traced(bench::functions::registered(Runtime::builder()))
         .data_dir(data_dir)
         .limits(limits())
         .resume_on_open(false)

@@ -232,6 +232,9 @@ pub async fn send(
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", idempotency_key);
+    if let Some(tp) = crate::nodes::trace::traceparent() {
+        req = req.header("traceparent", tp);
+    }
     let secret = |v: String| {
         let mut v = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
             NodeError::new(ErrorClass::ClientError, "the API key is not a valid header value".to_string())

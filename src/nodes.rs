@@ -23,6 +23,7 @@ mod model;
 mod set;
 mod steps;
 mod tool;
+pub mod trace;
 mod transport;
 
 use futures::future::BoxFuture;

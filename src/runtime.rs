@@ -22,6 +22,7 @@ mod fork;
 mod inbox;
 mod leases;
 mod lifecycle;
+pub mod otel;
 mod read;
 mod replay;
 mod retention;
@@ -52,6 +53,7 @@ pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use fork::ForkSpec;
 pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
+pub use otel::OtlpConfig;
 pub use replay::{Divergence, ReplayReport};
 pub use retention::{PRUNE_BATCH, PruneReport, Retention};
 pub use sessions::{
@@ -162,6 +164,8 @@ struct Inner {
     taking: Arc<inbox::Taking>,
     /// How long a message sent to another process's execution waits to be taken.
     answer_within: std::time::Duration,
+    /// The OpenTelemetry exporter, when traces are exported.
+    otel: Option<Arc<otel::Exporter>>,
 }
 
 impl Drop for Inner {

@@ -63,6 +63,10 @@ pub enum Error {
     Journal(#[from] journal::Error),
     #[error("runtime error: {0}")]
     Actor(String),
+    /// What the runtime was built with cannot work (an OTLP endpoint that
+    /// is no URL, say): nothing was opened.
+    #[error("{0}")]
+    Setup(String),
     #[error("{0}; nothing was delivered or kept")]
     InvalidEvent(String),
     #[error("bad session id: {0}; nothing was started")]

@@ -96,6 +96,8 @@ pub(crate) struct State {
     plans: HashMap<(String, u32, u32), Vec<ChildSpec>>,
     /// The session record naming this new execution, written by its first append.
     session: Option<crate::journal::SessionRecord>,
+    /// The root of this execution's tree (its trace), once looked up.
+    root: Option<ExecutionId>,
 }
 
 /// A NodeActor running an attempt.
@@ -172,6 +174,7 @@ impl Actor for ExecutionActor {
             idle: Vec::new(),
             start: Some(args.start),
             session: None,
+            root: None,
         })
     }
 

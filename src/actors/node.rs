@@ -50,6 +50,8 @@ pub(crate) struct NodeArgs {
     pub tool_calls: Vec<ToolUse>,
     /// The session's conversation so far (empty outside a session).
     pub history: Arc<Vec<crate::nodes::PastTurn>>,
+    /// The visit's span, when traces are exported: its outbound calls carry it.
+    pub trace: Option<crate::nodes::trace::TraceContext>,
 }
 
 /// How an attempt journals its calls: through its execution.
@@ -165,6 +167,10 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);
+    let fut: futures::future::BoxFuture<'_, _> = match a.trace {
+        Some(trace) => Box::pin(crate::nodes::trace::CURRENT.scope(trace, fut)),
+        None => fut,
+    };
     let result = match node.timeout_ms {
         Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), fut).await {
             Ok(r) => r,

@@ -28,6 +28,9 @@ pub struct Shared {
     pub limits: Limits,
     /// What the nodes may use (templates, HTTP, functions, ...): no journal.
     pub env: Arc<Env>,
+    /// Trace context goes to outbound calls (OpenTelemetry export is on:
+    /// see [`crate::nodes::trace`]).
+    pub tracing: bool,
     /// Node latency by type, reported by each execution's actor once its
     /// `NodeCompleted` events are durable (for `/metrics`).
     pub latency: NodeLatency,
@@ -90,6 +93,7 @@ impl Shared {
             restart_budget,
             limits,
             env,
+            tracing: false,
             latency: NodeLatency::default(),
             bases: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),

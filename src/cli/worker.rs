@@ -56,7 +56,7 @@ pub(crate) async fn run(a: Args) -> CliResult {
         )));
     }
     let journal = super::open_shared_with(url, "worker", a.lease_time).await?;
-    let rt = super::bench::functions::registered(crate::runtime::Runtime::builder())
+    let rt = super::traced(super::bench::functions::registered(crate::runtime::Runtime::builder()))
         .journal(journal)
         .limits(super::limits())
         .claim_capacity(a.capacity as usize)

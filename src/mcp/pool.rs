@@ -118,6 +118,10 @@ impl McpPool {
         }
         let mut meta = RequestMetaObject::new();
         meta.0.0.insert(IDEMPOTENCY_META_KEY.to_string(), Value::String(idempotency_key.to_string()));
+        // The trace context goes in `_meta` as MCP's convention has it (any transport, stdio too).
+        if let Some(tp) = crate::nodes::trace::traceparent() {
+            meta.0.0.insert("traceparent".to_string(), Value::String(tp));
+        }
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         params.meta = Some(meta);
         let result = match tokio::time::timeout(timeout, live.client.call_tool(params)).await {

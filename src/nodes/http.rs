@@ -40,6 +40,9 @@ async fn run(ctx: NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
     let method = reqwest::Method::from_bytes(spec.method.as_bytes())
         .map_err(|_| NodeError::new(ErrorClass::ClientError, format!("bad method `{}`", spec.method)))?;
     let mut req = ctx.services.http.request(method, &target).header("Idempotency-Key", &ctx.idempotency_key);
+    if let Some(tp) = super::trace::traceparent() {
+        req = req.header("traceparent", tp);
+    }
     for (name, value) in &spec.headers {
         let value = ctx.env_template(value, &format!("header `{name}`"))?;
         req = req.header(name.as_str(), t.render(&value, &tpl)?);

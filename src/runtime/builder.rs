@@ -37,6 +37,7 @@ pub struct Builder {
     session_wait: std::time::Duration,
     claim_capacity: usize,
     answer_within: std::time::Duration,
+    otlp: Option<super::OtlpConfig>,
 }
 
 impl Default for Builder {
@@ -55,6 +56,7 @@ impl Default for Builder {
             session_wait: super::DEFAULT_SESSION_WAIT,
             claim_capacity: DEFAULT_CLAIM_CAPACITY,
             answer_within: super::ANSWER_WITHIN,
+            otlp: None,
         }
     }
 }
@@ -147,6 +149,12 @@ impl Builder {
         self
     }
 
+    /// Export every execution as an OpenTelemetry trace (see [`super::otel`]).
+    pub fn otlp(mut self, config: super::OtlpConfig) -> Self {
+        self.otlp = Some(config);
+        self
+    }
+
     pub async fn open(self) -> Result<Runtime, Error> {
         let journal: Arc<dyn Journal> = match (self.journal, &self.data_dir) {
             (Some(j), _) => j,
@@ -154,10 +162,20 @@ impl Builder {
             (None, None) => Arc::new(SledJournal::open(Path::new(".jamjet"))?),
         };
         let feed = Arc::new(Feed::default());
-        let journal: Arc<dyn Journal> = Arc::new(Observed::new(journal, feed.clone()));
+        let otel = match &self.otlp {
+            Some(config) => Some(super::otel::Exporter::start(config, journal.clone()).map_err(Error::Setup)?),
+            None => None,
+        };
+        let observed = Observed::new(journal, feed.clone());
+        let journal: Arc<dyn Journal> = Arc::new(match &otel {
+            Some(exporter) => observed.exporting(exporter.clone()),
+            None => observed,
+        });
         let env = Env::new(self.clock.clone(), self.functions, self.keys, self.limits)
             .map_err(|e| Error::Actor(format!("cannot build the HTTP client: {e}")))?;
-        let (services, closed_rx) = Shared::new(journal, self.clock, self.restart_budget, self.limits, Arc::new(env));
+        let (mut services, closed_rx) =
+            Shared::new(journal, self.clock, self.restart_budget, self.limits, Arc::new(env));
+        services.tracing = otel.is_some();
         let services = Arc::new(services);
         let supervisor = SupervisorHandle::spawn(services.clone()).await?;
         let timers = self.timers;
@@ -174,6 +192,7 @@ impl Builder {
                 lease_tasks: Mutex::new(Vec::new()),
                 taking: Arc::default(),
                 answer_within: self.answer_within,
+                otel,
             }),
         };
         rt.inner.claiming.capacity.store(self.claim_capacity, std::sync::atomic::Ordering::SeqCst);

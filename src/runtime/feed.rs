@@ -149,24 +149,35 @@ impl Feed {
 pub struct Observed {
     inner: Arc<dyn Journal>,
     feed: Arc<Feed>,
+    /// Told every durable append too, when traces are exported.
+    otel: Option<Arc<super::otel::Exporter>>,
 }
 
 impl Observed {
     pub fn new(inner: Arc<dyn Journal>, feed: Arc<Feed>) -> Self {
-        Observed { inner, feed }
+        Observed { inner, feed, otel: None }
+    }
+
+    /// Also hand every durable append to `exporter`.
+    pub fn exporting(mut self, exporter: Arc<super::otel::Exporter>) -> Self {
+        self.otel = Some(exporter);
+        self
     }
 }
 
 impl Journal for Observed {
     fn append<'a>(&'a self, append: Append<'a>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let (id, n, first) = (append.execution, append.events.len() as u64, append.first_seq);
+            let (id, n, first, at_ms) = (append.execution, append.events.len() as u64, append.first_seq, append.at_ms);
             let events = append.events;
             let timers_only = n == 0 && !append.timers.is_empty();
             self.inner.append(append).await?;
             if n > 0 {
                 self.feed.appended(id, first + n - 1);
                 self.feed.delayed(id, events);
+                if let Some(otel) = &self.otel {
+                    otel.notice(id, first, at_ms, events);
+                }
             } else if timers_only {
                 self.feed.touched(id);
             }

@@ -97,6 +97,9 @@ impl Runtime {
         super::leases::stop(&self).await;
         self.inner.supervisor.shutdown().await;
         self.inner.services.env.mcp.shutdown().await;
+        if let Some(otel) = &self.inner.otel {
+            otel.finish().await;
+        }
         let last = Arc::strong_count(&self.inner) == 1;
         let closed = self.inner.closed.lock().expect("closed lock").take();
         drop(self);

@@ -117,7 +117,8 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::StartFailed { .. }
             | RuntimeError::MissingWorkflow { .. }
             | RuntimeError::Journal(_)
-            | RuntimeError::Actor(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            | RuntimeError::Actor(_)
+            | RuntimeError::Setup(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
 }

@@ -68,6 +68,7 @@ pub(super) async fn carry_out(
                         .unwrap_or_default(),
                     tool_calls,
                     history: st.machine.history.clone(),
+                    trace: trace_of(st, &node, visit),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });
@@ -92,6 +93,26 @@ pub(super) async fn carry_out(
         }
     }
     Ok(())
+}
+
+/// The trace context of a node visit, when traces are exported: the
+/// execution tree's root is looked up once (see [`crate::actors::trace_root`]).
+fn trace_of(st: &mut State, node: &str, visit: u32) -> Option<crate::nodes::trace::TraceContext> {
+    use crate::nodes::trace;
+    if !st.services.tracing {
+        return None;
+    }
+    let root = match st.root {
+        Some(root) => root,
+        None => {
+            let root = match &st.machine.parent {
+                None => st.id,
+                Some(link) => crate::actors::trace_root(st.services.journal.as_ref(), link.id),
+            };
+            *st.root.insert(root)
+        }
+    };
+    Some(trace::TraceContext { trace_id: trace::trace_id(root), span_id: trace::visit_span(st.id, node, visit) })
 }
 
 /// Hand an attempt to an idle NodeActor of this execution, or spawn one.

@@ -311,7 +311,7 @@ async fn target(a: &DriveArgs) -> Result<Target, Failure> {
         let client = Client::new(url).map_err(Failure::from)?.with_key(a.api_key.clone());
         return Ok(Target::Server(client));
     }
-    let builder = super::functions::registered(Runtime::builder()).limits(crate::cli::limits());
+    let builder = crate::cli::traced(super::functions::registered(Runtime::builder())).limits(crate::cli::limits());
     if let Some(url) = crate::cli::shared_store() {
         // Measures this process alone on the shared store (it claims nothing left by others).
         let journal = crate::cli::open_shared(url, "bench").await?;

@@ -401,6 +401,9 @@ async fn call(
     let id = ::a2a::JsonRpcId::String(::a2a::new_message_id());
     let body = ::a2a::JsonRpcRequest::new(id, method, Some(params));
     let mut req = http.client.post(&agent.endpoint).json(&body);
+    if let Some(tp) = crate::nodes::trace::traceparent() {
+        req = req.header("traceparent", tp);
+    }
     if agent.protocol == Protocol::V1 {
         req = req.header(::a2a::SVC_PARAM_VERSION, ::a2a::VERSION);
     }
