@@ -23,6 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::{Value, json};
+use support::mcp_http::McpHttpServer;
 use support::model_server::ModelServer;
 use support::{jamjet, run_bounded, workflow_file};
 
@@ -157,20 +158,26 @@ const KEY_VAR: &str = "JJ_OTEL_TEST_KEY";
 async fn spans_nest_carry_genai_attributes_and_name_the_traceparent_each_call_sent() {
     let (url, shared) = start().await;
     let model = ModelServer::start().await;
+    let mcp = McpHttpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         r#"id: traced
-state_schema: {{ question: str, answer: str, base: str, items: list, out: any, a: any, pages: list, n: int }}
+state_schema: {{ question: str, answer: str, base: str, items: list, out: any, a: any, pages: list, n: int, sum: any }}
+mcp:
+  servers:
+    calc: {{ url: "{mcp}" }}
 models:
   local: {{ provider: openai, model: test-gpt, base_url: "{base}", api_key_env: {KEY_VAR} }}
 nodes:
-  ask: {{ type: model, model: local, prompt: "Q: {{{{ state.question }}}}", output_key: answer, next: call }}
+  ask: {{ type: model, model: local, prompt: "Q: {{{{ state.question }}}}", output_key: answer, next: add }}
+  add: {{ type: tool, server: calc, tool: add, arguments: {{ a: 1, b: 2 }}, output_key: sum, next: call }}
   call: {{ type: http, method: POST, url: "{{{{ state.base }}}}/call", body: {{ x: 1 }}, output_key: out, next: fan }}
   fan: {{ type: parallel, for_each: "{{{{ state.items }}}}", branches: [fetch], join: done, output_key: pages }}
   fetch: {{ type: http, method: POST, url: "{{{{ state.base }}}}/call", body: {{ i: "{{{{ index }}}}" }}, output_key: a, next: done }}
   done: {{ type: set, values: {{ n: "{{{{ state.pages | length }}}}" }} }}
 "#,
-        base = model.openai_base()
+        base = model.openai_base(),
+        mcp = mcp.url
     );
     let file = workflow_file(dir.path(), "traced.yaml", &yaml);
     let input = json!({"question": "why", "base": url, "items": [1, 2]}).to_string();
@@ -205,7 +212,7 @@ nodes:
     assert_eq!(ids.len(), spans.len(), "every span once: {spans:#?}");
 
     // Node visits are children of the execution.
-    for node in ["ask", "call", "fan", "done"] {
+    for node in ["ask", "add", "call", "fan", "done"] {
         let v = by_name(spans, &format!("node {node}"));
         assert_eq!(v.len(), 1, "node {node}: {spans:#?}");
         assert_eq!(v[0].parent, root.span_id, "node {node}'s parent");
@@ -226,6 +233,12 @@ nodes:
     // The model server saw the `ask` visit's span as the parent of its call.
     let tp = format!("00-{}-{}-01", root.trace_id, ask.span_id);
     assert_eq!(model.requests()[0].header("traceparent"), Some(tp.as_str()));
+    // The MCP tool call carried the `add` visit's span in its `_meta`.
+    let add = by_name(spans, "node add")[0];
+    assert_eq!(add.parent, root.span_id);
+    let calls = mcp.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].meta["traceparent"], json!(format!("00-{}-{}-01", root.trace_id, add.span_id)));
 
     // The fan-out's branches: executions under the `fan` visit, each with
     // its `fetch` visit, whose HTTP call carried that visit's span.
