@@ -114,7 +114,7 @@ impl Exporter {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let worker = Worker {
             rx,
-            journal,
+            journal: Some(journal),
             exporter,
             url,
             flush_every: config.flush_every,
@@ -162,7 +162,8 @@ impl Exporter {
 
 struct Worker {
     rx: Receiver<Msg>,
-    journal: Arc<dyn Journal>,
+    /// Let go of before `finish` returns: the store may be opened again.
+    journal: Option<Arc<dyn Journal>>,
     exporter: opentelemetry_otlp::SpanExporter,
     url: String,
     flush_every: Duration,
@@ -187,6 +188,7 @@ impl Worker {
                 Ok(Msg::Finish(done)) => {
                     self.post();
                     let _ = self.exporter.shutdown();
+                    self.journal = None;
                     let _ = done.send(());
                     return;
                 }
@@ -204,12 +206,12 @@ impl Worker {
     }
 
     fn take(&mut self, id: ExecutionId, first_seq: u64, at_ms: u64, events: &[Event]) {
-        let journal = self.journal.clone();
-        let root_of = move |p: ExecutionId| crate::actors::trace_root(journal.as_ref(), p);
+        let Some(journal) = self.journal.clone() else { return };
+        let root_of = |p: ExecutionId| crate::actors::trace_root(journal.as_ref(), p);
         if !self.tracker.knows(id) && first_seq > 1 {
             // Taken over (a restart, another worker's crash, a hibernated
             // execution): rebuild what is open, quietly.
-            match self.journal.read(id) {
+            match journal.read(id) {
                 Ok(records) => {
                     let before = records.iter().take_while(|r| r.seq < first_seq).map(|r| (r.at_ms, &r.event));
                     self.tracker.feed(id, before, false, &root_of, &mut Vec::new());
