@@ -19,6 +19,7 @@
 mod anthropic;
 mod openai;
 mod output;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +167,7 @@ pub async fn complete_with(
     idempotency_key: &str,
 ) -> Result<ChatReply, NodeError> {
     let body = request_body(config, request);
-    send(env, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+    send(env, config, body, idempotency_key, request.timeout.unwrap_or(DEFAULT_TIMEOUT), None).await
 }
 
 /// The JSON body a request is sent as, in the configuration's wire format
@@ -190,14 +191,23 @@ pub fn push_tool_round(config: &ModelConfig, body: &mut Value, reply: &ChatReply
     }
 }
 
-/// POST `body` to the configuration's endpoint and read the reply.
+/// POST `body` to the configuration's endpoint and read the reply. With
+/// `stream`, ask for it streamed and hand each piece of text to `stream` as
+/// it comes; the reply returned is the whole one all the same.
 pub async fn send(
     env: &Env,
     config: &ModelConfig,
-    body: Value,
+    mut body: Value,
     idempotency_key: &str,
     timeout: Duration,
+    stream: Option<&crate::nodes::stream::StreamTo<'_>>,
 ) -> Result<ChatReply, NodeError> {
+    if stream.is_some() && body.is_object() {
+        body["stream"] = Value::Bool(true);
+        if config.provider == Provider::Openai {
+            body["stream_options"] = serde_json::json!({"include_usage": true});
+        }
+    }
     let key = match &config.api_key_env {
         Some(var) => Some(env.keys.get(var).ok_or_else(|| {
             let message = format!(
@@ -256,6 +266,38 @@ pub async fn send(
     let status = resp.status();
     let retry_after_ms = crate::nodes::retry_after(&resp);
     let what = format!("the reply of model `{}` at {url}", config.model);
+    let is_sse = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if let Some(to) = stream.filter(|_| status.is_success() && is_sse) {
+        let limit = env.limits.max_response_bytes;
+        let raw = read_stream(resp, config.provider, to, limit).await.map_err(|e| match e {
+            Streamed::Body(crate::nodes::BodyError::Transport(t)) if hidden => {
+                crate::nodes::BodyError::Transport(t.without_url()).into_node_error(&url, &what, &env.limits)
+            }
+            Streamed::Body(b) => b.into_node_error(&url, &what, &env.limits),
+            // Cut short: the connection went; sent again, it may finish.
+            Streamed::Cut(why) => {
+                NodeError::new(ErrorClass::Connection, format!("model `{}` at {url}: {why}", config.model))
+            }
+            Streamed::Bad(why) => {
+                NodeError::new(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {why}", config.model))
+            }
+        })?;
+        let parsed = match config.provider {
+            Provider::Openai => openai::parse(&raw),
+            Provider::Anthropic => anthropic::parse(&raw),
+        }
+        .map_err(|e| {
+            let exchange = Exchange { request: body.clone(), response: raw.clone(), usage: Usage::default() };
+            NodeError::new(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model))
+                .with_exchange(exchange)
+        })?;
+        let usage = usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
+        return Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body });
+    }
     let reply = crate::nodes::read_body(resp, env.limits.max_response_bytes)
         .await
         .map_err(|e| match e {
@@ -289,6 +331,41 @@ pub async fn send(
     .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model), raw.clone()))?;
     let usage = usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
+}
+
+/// Why a streamed reply could not be read.
+enum Streamed {
+    Body(crate::nodes::BodyError),
+    /// It ended before the reply did.
+    Cut(String),
+    /// It said something that is not the wire format.
+    Bad(String),
+}
+
+/// Read a streamed reply to its end (at most `limit` bytes), handing its
+/// text to `to` as it comes; the reply put back together.
+async fn read_stream(
+    mut resp: reqwest::Response,
+    provider: Provider,
+    to: &crate::nodes::stream::StreamTo<'_>,
+    limit: u64,
+) -> Result<Value, Streamed> {
+    let mut assembler = stream::Assembler::new(provider);
+    let (mut read, mut n) = (0u64, 0u64);
+    let mut delta = |text: &str| {
+        if !text.is_empty() {
+            to.send(n, text);
+            n += 1;
+        }
+    };
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Streamed::Body(crate::nodes::BodyError::Transport(e)))? {
+        read += chunk.len() as u64;
+        if read > limit {
+            return Err(Streamed::Body(crate::nodes::BodyError::TooLarge { declared: None }));
+        }
+        assembler.feed(&chunk, &mut delta).map_err(Streamed::Bad)?;
+    }
+    assembler.finish().map_err(Streamed::Cut)
 }
 
 /// A reply journaled earlier (its raw JSON as the provider sent it), read

@@ -22,6 +22,7 @@ mod http_exchange;
 mod model;
 mod set;
 mod steps;
+pub mod stream;
 mod tool;
 pub mod trace;
 mod transport;
@@ -94,6 +95,9 @@ pub struct NodeCtx<'a> {
     /// (oldest first; empty outside a session): local agents and model
     /// nodes send it ahead of their message.
     pub history: &'a [PastTurn],
+    /// This attempt ran before, in a process that stopped before its end
+    /// was journaled: what it streamed then is to be started over.
+    pub resumed: bool,
 }
 
 /// What a node attempt borrows, as the shared handles it is held in.

@@ -98,6 +98,9 @@ pub(crate) struct State {
     session: Option<crate::journal::SessionRecord>,
     /// The root of this execution's tree (its trace), once looked up.
     root: Option<ExecutionId>,
+    /// The attempts that were running when the execution was last stopped
+    /// (node, visit, attempt): run again, they are marked resumed.
+    resumed: std::collections::HashSet<(String, u32, u32)>,
 }
 
 /// A NodeActor running an attempt.
@@ -154,7 +157,17 @@ impl Actor for ExecutionActor {
         {
             args.start = Start::FailWith(format!("its workflow does not pass the checks of this runtime: {problems}"));
         }
+        let resumed = match args.start {
+            Start::Rehydrate => machine
+                .active
+                .iter()
+                .filter(|(_, a)| a.attempt > 0)
+                .map(|(node, a)| (node.clone(), a.visit, a.attempt))
+                .collect(),
+            _ => Default::default(),
+        };
         Ok(State {
+            resumed,
             deadlines: machine.deadlines(&args.workflow),
             waits: super::wait::keys(&machine),
             taking: Vec::new(),

@@ -52,6 +52,8 @@ pub(crate) struct NodeArgs {
     pub history: Arc<Vec<crate::nodes::PastTurn>>,
     /// The visit's span, when traces are exported: its outbound calls carry it.
     pub trace: Option<crate::nodes::trace::TraceContext>,
+    /// The attempt was running when its execution was last stopped.
+    pub resumed: bool,
 }
 
 /// How an attempt journals its calls: through its execution.
@@ -164,6 +166,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
             history: &a.history,
         }),
         history: &a.history,
+        resumed: a.resumed,
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

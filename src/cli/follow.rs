@@ -5,9 +5,12 @@
 //! from the server's event stream. This file renders and prints, and
 //! follows an execution of a local runtime ([`follow_local`]).
 
+use tokio::sync::broadcast;
+
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Record, RetryDecision};
+use crate::nodes::stream::Token;
 use crate::runtime::{Error as RuntimeError, Outcome, Runtime};
 
 use super::report::usage_text;
@@ -22,16 +25,18 @@ pub(crate) struct Printer {
     /// text line starts with the id when `label_text`.
     execution: Option<ExecutionId>,
     label_text: bool,
+    /// A line of streamed text is open (a newline ends it before the next line).
+    streaming: bool,
 }
 
 impl Printer {
     pub(crate) fn new(json: bool) -> Self {
-        Printer { json, last: 0, execution: None, label_text: false }
+        Printer { json, last: 0, execution: None, label_text: false, streaming: false }
     }
 
     /// A printer for the records of `id`, one of several followed at once.
     pub(crate) fn of(json: bool, id: ExecutionId, label_text: bool) -> Self {
-        Printer { json, last: 0, execution: Some(id), label_text }
+        Printer { json, last: 0, execution: Some(id), label_text, streaming: false }
     }
 
     /// Print `r` unless it was printed already.
@@ -40,6 +45,7 @@ impl Printer {
             return;
         }
         self.last = r.seq;
+        self.end_stream();
         if self.json {
             match self.execution {
                 Some(id) => {
@@ -59,30 +65,113 @@ impl Printer {
         }
     }
 
+    /// Print a piece of a streamed reply as it comes: text after
+    /// `node  >` on one line for people (a restarted stream begins a new
+    /// line that says so), `{"token": {...}}` as a JSON line.
+    pub(crate) fn token(&mut self, t: &Token) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let mut v = serde_json::json!({ "token": t });
+            if let Some(id) = self.execution {
+                v["execution"] = serde_json::json!(id);
+            }
+            let _ = writeln!(out, "{v}");
+            return;
+        }
+        if t.n == 0 || !self.streaming {
+            if self.streaming {
+                let _ = writeln!(out);
+            }
+            let label = match self.execution.filter(|_| self.label_text) {
+                Some(id) => format!("{id}  "),
+                None => String::new(),
+            };
+            let again = if t.restarted { format!(" (streamed again, attempt {})", t.attempt) } else { String::new() };
+            let _ = write!(out, "{label}{}{again}  > ", t.node);
+        }
+        let _ = write!(out, "{}", t.text);
+        let _ = out.flush();
+        self.streaming = true;
+    }
+
+    /// End an open line of streamed text.
+    fn end_stream(&mut self) {
+        if std::mem::take(&mut self.streaming) {
+            println!();
+        }
+    }
+
     /// The highest sequence number printed.
     pub(crate) fn last(&self) -> u64 {
         self.last
     }
 }
 
-/// Settle `id`, printing each of its events as it becomes durable.
+/// Where a follower reads streamed tokens from, subscribed before the
+/// execution could stream: one execution's channel, or every execution's
+/// (subscribed before the id was known).
+pub(crate) enum TokenRx {
+    One(broadcast::Receiver<Token>),
+    All(broadcast::Receiver<(ExecutionId, Token)>),
+}
+
+impl TokenRx {
+    /// The next token of `id`; `None` once nothing more can come. A
+    /// follower that fell behind skips what it missed: the record that
+    /// ends the call holds the whole reply.
+    async fn next(&mut self, id: ExecutionId) -> Option<Token> {
+        use broadcast::error::RecvError;
+        loop {
+            match self {
+                TokenRx::One(rx) => match rx.recv().await {
+                    Ok(t) => return Some(t),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                },
+                TokenRx::All(rx) => match rx.recv().await {
+                    Ok((of, t)) if of == id => return Some(t),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+/// Settle `id`, printing each of its events as it becomes durable, and
+/// the tokens of its streamed model replies as they come (from `tokens`,
+/// or from now on).
 pub(crate) async fn follow_local(
     rt: &Runtime,
     id: ExecutionId,
     printer: &mut Printer,
+    tokens: Option<TokenRx>,
 ) -> Result<Outcome, RuntimeError> {
     // Subscribe first, then read, so nothing appended between is missed.
     let mut feed = rt.subscribe(id);
+    let mut tokens = tokens.unwrap_or_else(|| TokenRx::One(rt.tokens(id)));
+    let mut streaming = true;
     let settle = rt.settle(id);
     tokio::pin!(settle);
-    let mut live = true;
+    let (mut live, mut appended) = (true, true);
     let outcome = loop {
-        for r in &rt.events(id)? {
-            printer.print(r);
+        if std::mem::take(&mut appended) {
+            for r in &rt.events(id)? {
+                printer.print(r);
+            }
         }
         tokio::select! {
+            biased;
+            token = tokens.next(id), if streaming => match token {
+                Some(t) => printer.token(&t),
+                None => streaming = false,
+            },
             outcome = &mut settle => break outcome?,
-            changed = feed.changed(), if live => live = changed.is_ok(),
+            changed = feed.changed(), if live => {
+                live = changed.is_ok();
+                appended = true;
+            }
         }
     };
     for r in &rt.events(id)? {

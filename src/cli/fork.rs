@@ -59,6 +59,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Opened::Held(remote) => return fork_remote(&remote, id, &spec, &a).await,
         Opened::Local(s) => s,
     };
+    let tokens = a.follow.then(|| super::follow::TokenRx::All(s.rt.all_tokens()));
     let fork = match s.rt.fork(id, &spec).await {
         Ok(fork) => fork,
         Err(e) => return s.finish(Err(e.into())).await,
@@ -66,7 +67,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     eprintln!("execution {fork} forked from {id} at node `{}`", spec.from);
     s.own(fork);
     let settled = if a.follow {
-        s.until_interrupted(follow_local(&s.rt, fork, &mut Printer::new(a.json))).await
+        s.until_interrupted(follow_local(&s.rt, fork, &mut Printer::new(a.json), tokens)).await
     } else {
         s.until_interrupted(s.rt.settle(fork)).await
     };

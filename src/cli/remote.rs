@@ -166,6 +166,11 @@ pub(crate) async fn settle(
                     break;
                 }
             }
+            Ok(Ok(Some(Item::Token(t)))) => {
+                if let Some(p) = printer.as_deref_mut() {
+                    p.token(&t);
+                }
+            }
             Ok(Ok(Some(Item::End(_)) | None)) => break,
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => {

@@ -80,11 +80,13 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     let several = ids.len() > 1;
     let settles = ids.iter().map(|&id| {
         let rt = &s.rt;
+        let s = &s;
         let follow = a.follow;
         let json = a.json;
         async move {
             let r: Result<Outcome, RuntimeError> = if follow {
-                follow_local(rt, id, &mut Printer::of(json, id, several)).await
+                let tokens = s.early_tokens(id).map(super::follow::TokenRx::One);
+                follow_local(rt, id, &mut Printer::of(json, id, several), tokens).await
             } else {
                 rt.settle(id).await
             };

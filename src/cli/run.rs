@@ -106,6 +106,8 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         let goes_on = s.inv.command("resume");
         return s.interrupted(&[], &goes_on).await;
     }
+    // Tokens of its streamed replies may come before its id is known here.
+    let tokens = a.follow.then(|| super::follow::TokenRx::All(s.rt.all_tokens()));
     let submitted = match &a.session {
         Some(session) => s.rt.submit_in_session(&wf, input, session, a.key.as_deref()).await.map(|(id, _)| id),
         None => s.rt.submit_keyed(&wf, input, a.key.as_deref()).await,
@@ -117,7 +119,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
     eprintln!("execution {id} started");
     s.own(id);
     let settled = if a.follow {
-        s.until_interrupted(follow_local(&s.rt, id, &mut Printer::new(a.json))).await
+        s.until_interrupted(follow_local(&s.rt, id, &mut Printer::new(a.json), tokens)).await
     } else {
         s.until_interrupted(s.rt.settle(id)).await
     };

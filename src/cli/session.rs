@@ -23,7 +23,7 @@
 //!   command waits for are said once each on stderr, with their node and
 //!   deadline ([`Runtime::delays`]), when they last a second or more.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::held::{self, Mode, Store};
@@ -39,6 +40,7 @@ use super::report::{Invocation, root_of};
 use super::{CliResult, Failure};
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
+use crate::nodes::stream::Token;
 use crate::plural::noun;
 use crate::runtime::{Delay, DelayKind, Runtime, Unattended, WaitKind};
 use crate::server::socket::{Linger, Served};
@@ -81,6 +83,9 @@ pub(crate) struct Session {
     sigint: Mutex<Option<Signal>>,
     announcer: Arc<Mutex<Announcer>>,
     delays: Option<JoinHandle<()>>,
+    /// The streamed tokens of the executions resumed at open, subscribed
+    /// before they resumed (see [`Self::early_tokens`]).
+    early_tokens: Mutex<HashMap<ExecutionId, broadcast::Receiver<Token>>>,
 }
 
 /// Which waits on the clock were said, and for which families.
@@ -138,11 +143,16 @@ impl Session {
         // In a shared store, what other processes left behind is theirs, or
         // the workers' once their leases end: a command carries its own work.
         let shared = rt.shares_store();
+        let mut early = HashMap::new();
         let listed = async {
             if shared {
                 return Ok((Vec::new(), crate::runtime::Resumed::default()));
             }
             let left = rt.unattended_all().await?;
+            // Their streamed tokens may come as soon as they resume.
+            for (id, _) in &left {
+                early.insert(*id, rt.tokens(*id));
+            }
             let report = rt.resume_all_reporting().await?;
             Ok::<_, crate::runtime::Error>((left, report))
         };
@@ -187,6 +197,7 @@ impl Session {
             sigint: Mutex::new(sigint),
             announcer,
             delays: Some(delays),
+            early_tokens: Mutex::new(early),
         }))
     }
 
@@ -194,6 +205,12 @@ impl Session {
     /// waits for); for `resume`, everything it carries on.
     pub(crate) fn families(&self) -> &[ExecutionId] {
         &self.families
+    }
+
+    /// The streamed tokens of `id`, an execution resumed at open, from
+    /// before it resumed (once; `None` after, or for another).
+    pub(crate) fn early_tokens(&self, id: ExecutionId) -> Option<broadcast::Receiver<Token>> {
+        self.early_tokens.lock().expect("early tokens lock").remove(&id)
     }
 
     /// Executions that could not be resumed, and why.

@@ -26,6 +26,9 @@ pub enum Item {
     Record(Record),
     /// The execution ended (`event: end`); nothing follows.
     End(Status),
+    /// A piece of a streamed model reply (`event: token`): not journaled,
+    /// not sent again after a reconnect.
+    Token(crate::nodes::stream::Token),
 }
 
 /// One execution's live history over Server-Sent Events. A broken
@@ -152,6 +155,12 @@ impl Follow {
                 self.done = true;
                 self.response = None;
                 return Ok(());
+            }
+            if name == "token" {
+                let token = serde_json::from_str(&data)
+                    .map_err(|e| Error::Protocol { url, reason: format!("event `token` is not a token: {e}") })?;
+                self.pending.push_back(Item::Token(token));
+                continue;
             }
             let record: Record = serde_json::from_str(&data)
                 .map_err(|e| Error::Protocol { url, reason: format!("event `{name}` is not a record: {e}") })?;

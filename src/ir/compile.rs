@@ -373,6 +373,16 @@ impl Ctx {
     }
 
     /// An integer no smaller than `min`.
+    fn bool(&mut self, y: &Yaml, field: &str) -> Option<bool> {
+        match &y.value {
+            Value::Scalar(_, Scalar::Bool(b)) => Some(*b),
+            _ => {
+                self.add(y.span, format!("`{field}` must be true or false, found {}", y.kind()));
+                None
+            }
+        }
+    }
+
     fn int(&mut self, y: &Yaml, field: &str, min: i64) -> Option<u64> {
         match &y.value {
             Value::Scalar(_, Scalar::Int(n)) if *n >= min => u64::try_from(*n).ok(),

@@ -57,6 +57,8 @@ pub struct Conversation<'a> {
     /// whose answer the calling conversation goes on from. (A node's own
     /// final reply is journaled with its completion.)
     pub journal_final: bool,
+    /// Stream the model's replies to the execution's followers.
+    pub stream: bool,
 }
 
 /// A spending limit, and what it had spent before the conversation.
@@ -128,7 +130,17 @@ async fn run<'a>(
     loop {
         let (mut reply, fresh) = match calls.next(conv.kind, conv.name)? {
             Next::Journaled(rec) => (read_back(config, rec, body)?, false),
-            Next::Fresh { key } => (send(ctx.services, config, body, &key, conv.timeout).await?, true),
+            Next::Fresh { key } => {
+                let to = conv.stream.then(|| crate::nodes::stream::StreamTo {
+                    tokens: &ctx.services.tokens,
+                    execution: ctx.execution_id,
+                    node: &ctx.node.id,
+                    visit: ctx.visit,
+                    attempt: ctx.attempt,
+                    restarted: ctx.attempt > 1 || ctx.resumed,
+                });
+                (send(ctx.services, config, body, &key, conv.timeout, to.as_ref()).await?, true)
+            }
         };
         // The body comes back with the reply: the conversation goes on from it.
         body = std::mem::take(&mut reply.request);

@@ -34,6 +34,8 @@ pub struct Env {
     pub agents: AgentCards,
     /// How much a node may read or make (responses, expressions, ...).
     pub limits: Limits,
+    /// Where streamed model replies go, piece by piece (`stream: true`).
+    pub tokens: super::stream::Tokens,
 }
 
 impl Env {
@@ -62,6 +64,7 @@ impl Env {
             mcp: McpPool::new(limits.max_response_bytes),
             agents: Default::default(),
             limits,
+            tokens: Default::default(),
         })
     }
 }

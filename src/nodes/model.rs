@@ -99,6 +99,7 @@ async fn run(ctx: &NodeCtx<'_>) -> Result<NodeOutput, NodeError> {
         rounds_field: "`max_tool_rounds`".into(),
         budgets: workflow_budget(ctx, &calls).into_iter().collect(),
         journal_final: false,
+        stream: spec.stream,
     };
     let Ended { reply, body, unjournaled: usage } = match converse(ctx, &mut calls, &conv, body, &tools).await {
         Ok(ended) => ended,

@@ -235,6 +235,7 @@ impl StepAgent<'_> {
             // In a session, an agent a step runs is given the
             // conversation so far ahead of its message, as an agent node is.
             history: &scope.history,
+            resumed: false,
         };
         let mut calls = Calls::after(&ctx, *last);
         let first = *last;

@@ -19,6 +19,18 @@ impl Runtime {
         self.inner.feed.subscribe(id)
     }
 
+    /// Follow the pieces of `id`'s streamed model replies (`stream: true`)
+    /// from now on. Not journaled: the reply is, whole, with its node.
+    pub fn tokens(&self, id: ExecutionId) -> tokio::sync::broadcast::Receiver<crate::nodes::stream::Token> {
+        self.inner.services.env.tokens.subscribe(id)
+    }
+
+    /// Follow every execution's streamed tokens from now on (before an
+    /// execution's id is known: subscribe, then submit).
+    pub fn all_tokens(&self) -> tokio::sync::broadcast::Receiver<(ExecutionId, crate::nodes::stream::Token)> {
+        self.inner.services.env.tokens.subscribe_all()
+    }
+
     pub(super) fn machine(&self, id: ExecutionId) -> Result<crate::actors::machine::ExecutionState, Error> {
         let workflow = self.workflow_of(id)?;
         crate::actors::fold_history(self.services(), id, &workflow, &self.events(id)?)

@@ -13,6 +13,11 @@
 //! append. A wake-up costs one range read per subscriber. Streams end when
 //! the server begins to shut down ([`Closing`]), so graceful shutdown never
 //! waits on an open stream.
+//!
+//! Between records, a model node with `stream: true` sends its reply as it
+//! is written: `event: token`, `data: {"node", "visit", "attempt", "n",
+//! "text", "restarted"}`, no `id` (tokens are not journaled; the record
+//! that follows holds the whole reply).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -26,12 +31,13 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::api::executions::{parse_id, query};
 use super::{ApiError, AppState};
 use crate::id::ExecutionId;
 use crate::journal::Record;
+use crate::nodes::stream::Token;
 use crate::runtime::Runtime;
 
 /// How often an idle stream sends a keep-alive comment.
@@ -65,10 +71,20 @@ pub async fn stream(
     let after = last.or(q.after).unwrap_or(0);
     // Subscribe before the first read so no append falls between them.
     let feed = st.rt.subscribe(id);
+    let tokens = Some(st.rt.tokens(id));
     st.rt.status(id)?;
     let closing = closing.map(|c| c.0.0.clone());
-    let follow =
-        Follow { rt: st.rt.clone(), id, feed, closing, after, pending: VecDeque::new(), ended: false, first: true };
+    let follow = Follow {
+        rt: st.rt.clone(),
+        id,
+        feed,
+        tokens,
+        closing,
+        after,
+        pending: VecDeque::new(),
+        ended: false,
+        first: true,
+    };
     Ok(Sse::new(events(follow)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
 }
 
@@ -76,6 +92,8 @@ struct Follow {
     rt: Runtime,
     id: ExecutionId,
     feed: watch::Receiver<u64>,
+    /// The pieces of streamed model replies (`stream: true`), as they come.
+    tokens: Option<broadcast::Receiver<Token>>,
     closing: Option<watch::Receiver<bool>>,
     /// The last sequence number sent (or skipped as already seen).
     after: u64,
@@ -87,7 +105,15 @@ struct Follow {
 
 enum Next {
     Record(Box<Record>),
+    Token(Token),
     End,
+    Stop,
+}
+
+/// What woke a follower up.
+enum Woke {
+    Append,
+    Token(Token),
     Stop,
 }
 
@@ -100,8 +126,12 @@ impl Follow {
             if self.ended {
                 return Next::End;
             }
-            if !self.first && !self.wait().await {
-                return Next::Stop;
+            if !self.first {
+                match self.wait().await {
+                    Woke::Append => {}
+                    Woke::Token(t) => return Next::Token(t),
+                    Woke::Stop => return Next::Stop,
+                }
             }
             let first = std::mem::replace(&mut self.first, false);
             match self.rt.events_after(self.id, self.after) {
@@ -124,19 +154,39 @@ impl Follow {
         }
     }
 
-    /// Until the next durable append (true) or shutdown (false).
-    async fn wait(&mut self) -> bool {
-        match &mut self.closing {
-            Some(closing) => {
-                if *closing.borrow() {
-                    return false;
-                }
-                tokio::select! {
-                    changed = self.feed.changed() => changed.is_ok(),
-                    _ = closing.changed() => false,
-                }
+    /// Until the next durable append, streamed token, or shutdown.
+    async fn wait(&mut self) -> Woke {
+        loop {
+            if self.closing.as_ref().is_some_and(|c| *c.borrow()) {
+                return Woke::Stop;
             }
-            None => self.feed.changed().await.is_ok(),
+            let token = async {
+                match &mut self.tokens {
+                    Some(rx) => Some(rx.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let closed = async {
+                match &mut self.closing {
+                    Some(c) => {
+                        let _ = c.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            // Tokens first: a piece streamed before the append that ends
+            // the call goes out before the call's record.
+            tokio::select! {
+                biased;
+                t = token => match t {
+                    Some(Ok(t)) => return Woke::Token(t),
+                    // Fell behind: those pieces are gone, the reply is whole in the record.
+                    Some(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                    Some(Err(broadcast::error::RecvError::Closed)) | None => self.tokens = None,
+                },
+                changed = self.feed.changed() => return if changed.is_ok() { Woke::Append } else { Woke::Stop },
+                _ = closed => return Woke::Stop,
+            }
         }
     }
 }
@@ -149,6 +199,10 @@ fn events(follow: Follow) -> impl Stream<Item = Result<SseEvent, Infallible>> {
                 let data = serde_json::to_string(&r).unwrap_or_else(|e| json!({ "error": e.to_string() }).to_string());
                 let ev = SseEvent::default().id(r.seq.to_string()).event(r.event.name()).data(data);
                 Some((Ok(ev), Some(f)))
+            }
+            Next::Token(t) => {
+                let data = serde_json::to_string(&t).unwrap_or_default();
+                Some((Ok(SseEvent::default().event("token").data(data)), Some(f)))
             }
             Next::End => {
                 let status = f.rt.status(f.id).map(|m| m.status.as_str()).unwrap_or("unknown");

@@ -18,6 +18,12 @@
 //! they were added, override that: a status with `Retry-After`, a
 //! malformed body, a fixed text, tool calls, a delay, or a hold until the
 //! server is dropped.
+//!
+//! A request with `"stream": true` gets its text reply as Server-Sent
+//! Events in the provider's streaming format, one event per word (OpenAI:
+//! `chat.completion.chunk`s, a usage chunk, `[DONE]`; Anthropic:
+//! `message_start` ... `message_stop`). [`Reply::Stream`] paces the words
+//! or stops sending after some of them (the connection stays open).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +98,10 @@ pub enum Reply {
     /// Answer the inner reply once this many requests have arrived in
     /// all (at most 10 s: then 503): what only calls made together pass.
     Together(usize, Box<Reply>),
+    /// Stream this text (to a streaming request), a word every `pause_ms`;
+    /// with `hold_after`, send only that many words, then nothing more
+    /// (until the client goes away or ten minutes pass).
+    Stream { text: String, pause_ms: u64, hold_after: Option<usize> },
 }
 
 /// A scripted answer: `reply` when `when` holds, for the first `times`
@@ -149,6 +159,9 @@ impl Reply {
     }
     pub fn delay(ms: u64, then: Reply) -> Reply {
         Reply::Delay(ms, Box::new(then))
+    }
+    pub fn stream(text: &str, pause_ms: u64, hold_after: Option<usize>) -> Reply {
+        Reply::Stream { text: text.to_string(), pause_ms, hold_after }
     }
     pub fn tool_call(name: &str, arguments: Value) -> Reply {
         Reply::ToolCalls(vec![(name.to_string(), arguments)])
@@ -377,7 +390,27 @@ async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body
     }
     let n = shared.ids.fetch_add(1, Ordering::Relaxed);
     let input = input_words(&body);
+    if body["stream"] == true
+        && let Some((text, pause_ms, hold_after)) = streamed(&reply)
+    {
+        let (id, model) = (format!("chatcmpl-{n}"), body["model"].clone());
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": id, "object": "chat.completion.chunk", "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+        let pieces = pieces(&text);
+        events.extend(pieces.iter().map(|p| chunk(json!({"content": p}), Value::Null)));
+        events.push(chunk(json!({}), json!("stop")));
+        events.push(json!({"id": id, "object": "chat.completion.chunk", "model": model, "choices": [],
+                           "usage": {"prompt_tokens": input, "completion_tokens": words(&text),
+                                     "total_tokens": input + words(&text)}}));
+        let mut lines: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        lines.push("data: [DONE]\n\n".to_string());
+        return sse(lines, 1, pause_ms, hold_after);
+    }
     let (message, finish, output) = match reply {
+        Reply::Stream { text, .. } => (json!({"role": "assistant", "content": text}), "stop", words(&text)),
         Reply::ToolCalls(calls) => {
             let calls: Vec<Value> = calls
                 .iter()
@@ -416,7 +449,28 @@ async fn anthropic(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(b
     }
     let n = shared.ids.fetch_add(1, Ordering::Relaxed);
     let input = input_words(&body);
+    if body["stream"] == true
+        && let Some((text, pause_ms, hold_after)) = streamed(&reply)
+    {
+        let mut events = vec![
+            json!({"type": "message_start", "message": {"id": format!("msg_{n}"), "type": "message", "role": "assistant",
+                   "model": body["model"], "content": [], "usage": {"input_tokens": input, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ];
+        let pieces = pieces(&text);
+        events.extend(
+            pieces.iter().map(
+                |p| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+            ),
+        );
+        events.push(json!({"type": "content_block_stop", "index": 0}));
+        events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": words(&text)}}));
+        events.push(json!({"type": "message_stop"}));
+        let lines = events.iter().map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap())).collect();
+        return sse(lines, 2, pause_ms, hold_after);
+    }
     let (content, stop, output) = match reply {
+        Reply::Stream { text, .. } => (json!([{"type": "text", "text": text}]), "end_turn", words(&text)),
         Reply::ToolCalls(calls) => {
             let blocks: Vec<Value> = calls
                 .iter()
@@ -440,4 +494,38 @@ async fn anthropic(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(b
         "usage": {"input_tokens": input, "output_tokens": output},
     }))
     .into_response()
+}
+
+/// The text of a reply that streams, with its pace and where it stops.
+fn streamed(reply: &Reply) -> Option<(String, u64, Option<usize>)> {
+    match reply {
+        Reply::Text(text) => Some((text.clone(), 0, None)),
+        Reply::Stream { text, pause_ms, hold_after } => Some((text.clone(), *pause_ms, *hold_after)),
+        _ => None,
+    }
+}
+
+/// A text cut into words, each but the first with the space before it.
+fn pieces(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_string).collect()
+}
+
+/// An event stream of `lines`: the first `head` (the preamble) at once,
+/// then one every `pause_ms`; with `hold_after`, only that many after the
+/// preamble, then silence (the connection stays open).
+fn sse(lines: Vec<String>, head: usize, pause_ms: u64, hold_after: Option<usize>) -> Response {
+    let stream = futures::stream::unfold((lines.into_iter(), 0usize), move |(mut it, i)| async move {
+        if hold_after.is_some_and(|k| i == head + k) {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            return None;
+        }
+        if i >= head && pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
+        let line = it.next()?;
+        Some((Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(line)), (it, i + 1)))
+    });
+    let mut h = HeaderMap::new();
+    h.insert("content-type", "text/event-stream".parse().unwrap());
+    (StatusCode::OK, h, axum::body::Body::from_stream(stream)).into_response()
 }

@@ -69,6 +69,7 @@ pub(super) async fn carry_out(
                     tool_calls,
                     history: st.machine.history.clone(),
                     trace: trace_of(st, &node, visit),
+                    resumed: st.resumed.remove(&(node.clone(), visit, attempt)),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });

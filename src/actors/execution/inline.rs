@@ -46,6 +46,7 @@ pub(super) fn run_inline(st: &mut State, node: &str, visit: u32, attempt: u32, n
 pub(super) fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> NodeCtx<'a> {
     let spec = st.wf.node(node).expect("active nodes are in the workflow");
     NodeCtx {
+        resumed: false,
         execution_id: st.id,
         node: spec,
         visit,

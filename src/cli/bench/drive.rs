@@ -624,6 +624,7 @@ async fn drive_server(plan: &Plan, c: &Client) -> Result<(ExecutionId, Status, V
                 _ => {}
             },
             Some(Item::End(status)) => return Ok((id, status, state)),
+            Some(Item::Token(_)) => {}
             None => return Err(format!("execution {id}: its event stream ended without an end")),
         }
     }

@@ -29,6 +29,7 @@ pub(super) const MODEL: &[&str] = &[
     "output_key",
     "tools",
     "max_tool_rounds",
+    "stream",
 ];
 const ENTRY: &[&str] =
     &["provider", "model", "base_url", "api_key_env", "temperature", "max_tokens", "price", "description"];
@@ -252,8 +253,10 @@ impl Ctx {
         if let (Some(e), None) = (f.entry("max_tool_rounds"), f.entry("tools")) {
             self.add(e.key_span, "`max_tool_rounds` needs `tools`: without tools the model makes no tool calls");
         }
+        let stream = optional(f.get("stream").map(|y| self.bool(y, "stream")));
         let (model, config) = config?;
         Some(NodeKind::Model(Box::new(ModelNode {
+            stream: stream?.unwrap_or(false),
             model,
             config,
             system: system?,

@@ -35,6 +35,9 @@ pub struct ModelNode {
     /// answer ([`DEFAULT_MAX_TOOL_ROUNDS`] when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tool_rounds: Option<u32>,
+    /// Stream the reply to the execution's followers as it is written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// How many rounds of tool calls a model node allows by default.
