@@ -95,7 +95,7 @@ impl Assembler {
             self.usage = u.clone();
         }
         let Some(choice) = v.pointer("/choices/0") else { return Ok(()) };
-        if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str) {
+        if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
             self.text.push_str(text);
             delta(text);
         }
