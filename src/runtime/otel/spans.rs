@@ -25,8 +25,9 @@
 //! not exported again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue};
 use serde::Deserialize;
 
 use crate::id::ExecutionId;
@@ -72,6 +73,8 @@ pub struct Tracker {
 }
 
 struct Open {
+    /// The execution id as text, shared by its spans' attributes.
+    id_text: Arc<str>,
     trace_id: [u8; 16],
     parent: Option<[u8; 8]>,
     start_ms: u64,
@@ -144,7 +147,6 @@ impl Tracker {
         match event {
             Event::ExecutionStarted { workflow_id, workflow_version, .. } => {
                 let attributes = vec![
-                    KeyValue::new("jamjet.execution.id", id.to_string()),
                     KeyValue::new("jamjet.workflow.id", workflow_id.clone()),
                     KeyValue::new("jamjet.workflow.version", workflow_version.clone()),
                 ];
@@ -155,7 +157,6 @@ impl Tracker {
                 let Ok(parent_id) = parent.parse::<ExecutionId>() else { return };
                 let trace_id = self.trace_of(parent_id).unwrap_or_else(|| trace::trace_id(root_of(parent_id)));
                 let attributes = vec![
-                    KeyValue::new("jamjet.execution.id", id.to_string()),
                     KeyValue::new("jamjet.workflow.id", workflow_id.clone()),
                     KeyValue::new("jamjet.parent.execution.id", parent.clone()),
                     KeyValue::new("jamjet.parent.node.id", parent_node.clone()),
@@ -232,7 +233,7 @@ impl Tracker {
                 let start_ms = v.last_ms;
                 v.last_ms = at_ms;
                 o.usage.add(&call.usage);
-                let mut attributes = base(id, node, *visit);
+                let mut attributes = base(&o.id_text, node, *visit);
                 attributes.push(KeyValue::new("jamjet.call.n", i64::from(call.n)));
                 let (name, client) = match call.kind.as_str() {
                     "tool" => {
@@ -273,7 +274,7 @@ impl Tracker {
                 // A model node's exchange names its model; another's (an
                 // HTTP call's) is the visit's own work, already its span.
                 let Some(model) = head(request).model else { return };
-                let mut attributes = base(id, node, *visit);
+                let mut attributes = base(&o.id_text, node, *visit);
                 attributes.push(KeyValue::new("jamjet.node.attempt", i64::from(*attempt)));
                 model_attributes(&mut attributes, &model, response, usage);
                 out.push(Span {
@@ -354,9 +355,12 @@ impl Tracker {
         trace_id: [u8; 16],
         parent: Option<[u8; 8]>,
         at_ms: u64,
-        attributes: Vec<KeyValue>,
+        mut attributes: Vec<KeyValue>,
     ) {
+        let id_text: Arc<str> = Arc::from(id.to_string());
+        attributes.insert(0, KeyValue::new("jamjet.execution.id", StringValue::from(id_text.clone())));
         let open = Open {
+            id_text,
             trace_id,
             parent,
             start_ms: at_ms,
@@ -430,7 +434,7 @@ impl Open {
             attempts: attempt,
             events: Vec::new(),
         });
-        let mut all = base(id, node, visit);
+        let mut all = base(&self.id_text, node, visit);
         all.push(KeyValue::new("jamjet.node.attempts", i64::from(v.attempts.max(attempt))));
         all.append(attributes);
         out.push(Span {
@@ -449,9 +453,9 @@ impl Open {
 }
 
 /// What names a node visit.
-fn base(id: ExecutionId, node: &str, visit: u32) -> Vec<KeyValue> {
+fn base(id: &Arc<str>, node: &str, visit: u32) -> Vec<KeyValue> {
     vec![
-        KeyValue::new("jamjet.execution.id", id.to_string()),
+        KeyValue::new("jamjet.execution.id", StringValue::from(id.clone())),
         KeyValue::new("jamjet.node.id", node.to_string()),
         KeyValue::new("jamjet.node.visit", i64::from(visit)),
     ]
