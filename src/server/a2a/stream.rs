@@ -6,6 +6,13 @@
 //! the stream ends after the task's final status: `input-required`, or a
 //! terminal one (preceded by the `result` artifact on completion). v0.3
 //! callers get `final: true` on that last status update.
+//!
+//! A model node with `stream: true` streams its reply as artifact updates
+//! while it is written: artifact `{task}/stream/{node}/{visit}/{attempt}`
+//! (`name: "stream"`), the first piece with `append: false`, the rest with
+//! `append: true`, each with `metadata.jamjet.token` (node, visit, attempt,
+//! n, restarted). A restarted stream is a new artifact. Not journaled: a
+//! resubscription sees the records again, not the pieces.
 
 use std::convert::Infallible;
 
@@ -83,6 +90,7 @@ async fn follow(
 ) {
     // Subscribe first, then read, so no append falls between the two.
     let mut feed = rt.subscribe(id);
+    let mut tokens = Some(rt.tokens(id));
     let mut current = match task::snapshot(&rt, id) {
         Ok(t) => t,
         Err(e) => {
@@ -158,14 +166,57 @@ async fn follow(
             let _ = tx.send(frame(&rpc_id, dialect, event, true)).await;
             return;
         }
-        // Wait for the next durable append, or for the client to go away.
-        tokio::select! {
-            changed = feed.changed() => {
-                if changed.is_err() {
-                    return;
+        // Wait for the next durable append (sending streamed pieces
+        // meanwhile), or for the client to go away.
+        loop {
+            let token = async {
+                match &mut tokens {
+                    Some(rx) => Some(rx.recv().await),
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::select! {
+                biased;
+                t = token => match t {
+                    Some(Ok(t)) => {
+                        let event = token_event(&current, &t);
+                        if tx.send(frame(&rpc_id, dialect, event, false)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                    Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) | None => tokens = None,
+                },
+                changed = feed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = tx.closed() => return,
             }
-            _ = tx.closed() => return,
         }
     }
+}
+
+/// A piece of a streamed model reply, as an artifact update.
+fn token_event(task: &::a2a::Task, t: &crate::nodes::stream::Token) -> Value {
+    let artifact = ::a2a::Artifact {
+        artifact_id: format!("{}/stream/{}/{}/{}", task.id, t.node, t.visit, t.attempt),
+        name: Some("stream".into()),
+        description: Some(format!("the reply of node `{}` as it is written", t.node)),
+        parts: vec![Part::text(t.text.clone())],
+        metadata: None,
+        extensions: None,
+    };
+    let token = serde_json::to_value(t).expect("a token serializes");
+    let update = TaskArtifactUpdateEvent {
+        task_id: task.id.clone(),
+        context_id: task.context_id.clone(),
+        artifact,
+        append: Some(t.n > 0),
+        last_chunk: Some(false),
+        metadata: Some([("jamjet.token".to_string(), token)].into_iter().collect()),
+    };
+    serde_json::to_value(StreamResponse::ArtifactUpdate(update)).expect("an event serializes")
 }
