@@ -213,3 +213,55 @@ async fn a_kill_mid_stream_sends_the_call_again_marked_restarted_and_journals_th
     assert_eq!(state.status, jamjet::journal::Status::Completed);
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a2a_streaming_client_gets_the_reply_as_artifact_updates_while_it_is_written() {
+    let model = ModelServer::start().await;
+    model.script(Rule::always(Reply::stream("streamed over A2A", 5, None)));
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let yaml = format!(
+        r#"id: teller
+version: 0.1.0
+state_schema: {{ q: str, answer: str }}
+a2a: {{ skill: tell, description: Answers as it writes, input_key: q }}
+models:
+  m: {{ provider: openai, model: test-model, base_url: "${{JJ_STREAM_BASE}}", api_key_env: {KEY_VAR} }}
+nodes:
+  ask: {{ type: model, model: m, prompt: "{{{{ state.q }}}}", output_key: answer, stream: true }}
+"#
+    );
+    std::fs::write(workflows.join("teller.yaml"), yaml).unwrap();
+    let server = DevServer::start_env(
+        &dir.path().join("data"),
+        &["--workflows", workflows.to_str().unwrap()],
+        &[(KEY_VAR, "k"), ("JJ_STREAM_BASE", &model.openai_base())],
+    );
+    let body = json!({"jsonrpc": "2.0", "id": "s", "method": "message/stream",
+        "params": {"message": {"kind": "message", "messageId": "m-1", "role": "user", "parts": [{"kind": "text", "text": "tell"}]}}});
+    let res = reqwest::Client::new()
+        .post(format!("{}/a2a/teller", server.url))
+        .json(&body)
+        .timeout(LIMIT)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = res.text().await.unwrap();
+    let frames: Vec<Value> =
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let pieces: Vec<&Value> = frames
+        .iter()
+        .map(|f| &f["result"])
+        .filter(|r| r["kind"] == "artifact-update" && r["artifact"]["name"] == "stream")
+        .collect();
+    assert_eq!(pieces.len(), 3, "one update per word: {text}");
+    let said: String = pieces.iter().map(|p| p["artifact"]["parts"][0]["text"].as_str().unwrap()).collect();
+    assert_eq!(said, "streamed over A2A");
+    assert_eq!(pieces.iter().map(|p| p["append"].as_bool().unwrap()).collect::<Vec<_>>(), [false, true, true]);
+    assert!(pieces.iter().all(|p| p["artifact"]["artifactId"] == pieces[0]["artifact"]["artifactId"]), "{text}");
+    assert_eq!(pieces[2]["metadata"]["jamjet.token"]["n"], 2);
+    let last = &frames.last().unwrap()["result"];
+    assert_eq!((last["status"]["state"].as_str(), last["final"].as_bool()), (Some("completed"), Some(true)), "{text}");
+}

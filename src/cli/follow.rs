@@ -5,8 +5,6 @@
 //! from the server's event stream. This file renders and prints, and
 //! follows an execution of a local runtime ([`follow_local`]).
 
-use tokio::sync::broadcast;
-
 use crate::clock::format_ms;
 use crate::id::ExecutionId;
 use crate::journal::{BranchOutcome, Event, Record, RetryDecision};
@@ -108,37 +106,6 @@ impl Printer {
     }
 }
 
-/// Where a follower reads streamed tokens from, subscribed before the
-/// execution could stream: one execution's channel, or every execution's
-/// (subscribed before the id was known).
-pub(crate) enum TokenRx {
-    One(broadcast::Receiver<Token>),
-    All(broadcast::Receiver<(ExecutionId, Token)>),
-}
-
-impl TokenRx {
-    /// The next token of `id`; `None` once nothing more can come. A
-    /// follower that fell behind skips what it missed: the record that
-    /// ends the call holds the whole reply.
-    async fn next(&mut self, id: ExecutionId) -> Option<Token> {
-        use broadcast::error::RecvError;
-        loop {
-            match self {
-                TokenRx::One(rx) => match rx.recv().await {
-                    Ok(t) => return Some(t),
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
-                },
-                TokenRx::All(rx) => match rx.recv().await {
-                    Ok((of, t)) if of == id => return Some(t),
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
-                },
-            }
-        }
-    }
-}
-
 /// Settle `id`, printing each of its events as it becomes durable, and
 /// the tokens of its streamed model replies as they come (from `tokens`,
 /// or from now on).
@@ -146,11 +113,11 @@ pub(crate) async fn follow_local(
     rt: &Runtime,
     id: ExecutionId,
     printer: &mut Printer,
-    tokens: Option<TokenRx>,
+    tokens: Option<crate::nodes::stream::TokenRx>,
 ) -> Result<Outcome, RuntimeError> {
     // Subscribe first, then read, so nothing appended between is missed.
     let mut feed = rt.subscribe(id);
-    let mut tokens = tokens.unwrap_or_else(|| TokenRx::One(rt.tokens(id)));
+    let mut tokens = tokens.unwrap_or_else(|| crate::nodes::stream::TokenRx::One(rt.tokens(id)));
     let mut streaming = true;
     let settle = rt.settle(id);
     tokio::pin!(settle);

@@ -59,7 +59,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         Opened::Held(remote) => return fork_remote(&remote, id, &spec, &a).await,
         Opened::Local(s) => s,
     };
-    let tokens = a.follow.then(|| super::follow::TokenRx::All(s.rt.all_tokens()));
+    let tokens = a.follow.then(|| crate::nodes::stream::TokenRx::All(s.rt.all_tokens()));
     let fork = match s.rt.fork(id, &spec).await {
         Ok(fork) => fork,
         Err(e) => return s.finish(Err(e.into())).await,

@@ -85,7 +85,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         let json = a.json;
         async move {
             let r: Result<Outcome, RuntimeError> = if follow {
-                let tokens = s.early_tokens(id).map(super::follow::TokenRx::One);
+                let tokens = s.early_tokens(id).map(crate::nodes::stream::TokenRx::One);
                 follow_local(rt, id, &mut Printer::of(json, id, several), tokens).await
             } else {
                 rt.settle(id).await

@@ -107,7 +107,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         return s.interrupted(&[], &goes_on).await;
     }
     // Tokens of its streamed replies may come before its id is known here.
-    let tokens = a.follow.then(|| super::follow::TokenRx::All(s.rt.all_tokens()));
+    let tokens = a.follow.then(|| crate::nodes::stream::TokenRx::All(s.rt.all_tokens()));
     let submitted = match &a.session {
         Some(session) => s.rt.submit_in_session(&wf, input, session, a.key.as_deref()).await.map(|(id, _)| id),
         None => s.rt.submit_keyed(&wf, input, a.key.as_deref()).await,

@@ -117,6 +117,37 @@ impl StreamTo<'_> {
     }
 }
 
+/// Where a follower reads streamed tokens from, subscribed before the
+/// execution could stream: one execution's channel, or every execution's
+/// (subscribed before the id was known).
+pub enum TokenRx {
+    One(broadcast::Receiver<Token>),
+    All(broadcast::Receiver<(ExecutionId, Token)>),
+}
+
+impl TokenRx {
+    /// The next token of `id`; `None` once nothing more can come. A
+    /// follower that fell behind skips what it missed: the record that
+    /// ends the call holds the whole reply.
+    pub async fn next(&mut self, id: ExecutionId) -> Option<Token> {
+        use broadcast::error::RecvError;
+        loop {
+            match self {
+                TokenRx::One(rx) => match rx.recv().await {
+                    Ok(t) => return Some(t),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                },
+                TokenRx::All(rx) => match rx.recv().await {
+                    Ok((of, t)) if of == id => return Some(t),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,7 +137,7 @@ impl Exporter {
         match self.tx.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
                     tracing::warn!(
                         dropped = self.dropped.load(Ordering::Relaxed),
                         "OTLP export is behind: appends were left out of traces"

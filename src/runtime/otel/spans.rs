@@ -528,7 +528,7 @@ mod tests {
             response: j(r#"{"id":"r1","model":"gpt-x-2"}"#),
             usage,
         };
-        let events = vec![
+        let events = [
             (10, started()),
             (11, Event::NodeStarted { node: "a".into(), visit: 1, attempt: 1 }),
             (

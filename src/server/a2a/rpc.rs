@@ -271,10 +271,16 @@ async fn handle(
         Method::List => reply(id, list(&scope, name, dialect, p)),
         Method::Stream => match params::<SendMessageRequest>(name, p) {
             Err(e) => reply(id, Err(e)),
-            Ok(req) => match scope.accept(&req).await {
-                Err(e) => reply(id, Err(e)),
-                Ok((exec, after)) => stream::sse(scope.state, closing, id, dialect, exec, after, true),
-            },
+            Ok(req) => {
+                // Its streamed tokens may come before its id is known here.
+                let tokens = crate::nodes::stream::TokenRx::All(scope.state.rt.all_tokens());
+                match scope.accept(&req).await {
+                    Err(e) => reply(id, Err(e)),
+                    Ok((exec, after)) => {
+                        stream::sse(scope.state, closing, id, dialect, exec, after, stream::Opening::Fresh(tokens))
+                    }
+                }
+            }
         },
         Method::Subscribe => match params::<SubscribeToTaskRequest>(name, p).and_then(|r| scope.task(&r.id)) {
             Err(e) => reply(id, Err(e)),
@@ -286,7 +292,7 @@ async fn handle(
             }
             Ok((exec, _)) => {
                 let after = scope.state.rt.events(exec).map(|r| r.last().map_or(0, |r| r.seq)).unwrap_or(0);
-                stream::sse(scope.state, closing, id, dialect, exec, after, false)
+                stream::sse(scope.state, closing, id, dialect, exec, after, stream::Opening::Again)
             }
         },
         Method::Push => reply(

@@ -27,11 +27,20 @@ use super::dialect::{self, Dialect};
 use super::task;
 use crate::id::ExecutionId;
 use crate::journal::Event;
+use crate::nodes::stream::TokenRx;
 use crate::runtime::Runtime;
 use crate::server::AppState;
 
-/// Stream task `id` from after sequence `after`. `fresh`: the task was just
-/// started or answered, so it is shown as working until the journal says more.
+/// How a stream begins.
+pub enum Opening {
+    /// The task was just started or answered: it is shown as working until
+    /// the journal says more. Its tokens were subscribed to before.
+    Fresh(TokenRx),
+    /// A subscription to a task that runs.
+    Again,
+}
+
+/// Stream task `id` from after sequence `after` (see [`Opening`]).
 /// `closing` flips when the server begins to shut down: the stream ends
 /// there, so graceful shutdown does not wait on a task still working.
 pub fn sse(
@@ -41,10 +50,10 @@ pub fn sse(
     dialect: Dialect,
     id: ExecutionId,
     after: u64,
-    fresh: bool,
+    opening: Opening,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<SseEvent>(32);
-    tokio::spawn(follow(state.rt.clone(), rpc_id, dialect, id, after, fresh, tx));
+    tokio::spawn(follow(state.rt.clone(), rpc_id, dialect, id, after, opening, tx));
     let events =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
     let closed = async move {
@@ -85,12 +94,16 @@ async fn follow(
     dialect: Dialect,
     id: ExecutionId,
     mut after: u64,
-    fresh: bool,
+    opening: Opening,
     tx: mpsc::Sender<SseEvent>,
 ) {
+    let (fresh, mut tokens) = match opening {
+        Opening::Fresh(tokens) => (true, tokens),
+        Opening::Again => (false, TokenRx::One(rt.tokens(id))),
+    };
     // Subscribe first, then read, so no append falls between the two.
     let mut feed = rt.subscribe(id);
-    let mut tokens = Some(rt.tokens(id));
+    let mut streaming = true;
     let mut current = match task::snapshot(&rt, id) {
         Ok(t) => t,
         Err(e) => {
@@ -169,23 +182,16 @@ async fn follow(
         // Wait for the next durable append (sending streamed pieces
         // meanwhile), or for the client to go away.
         loop {
-            let token = async {
-                match &mut tokens {
-                    Some(rx) => Some(rx.recv().await),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
-                t = token => match t {
-                    Some(Ok(t)) => {
+                t = tokens.next(id), if streaming => match t {
+                    Some(t) => {
                         let event = token_event(&current, &t);
                         if tx.send(frame(&rpc_id, dialect, event, false)).await.is_err() {
                             return;
                         }
                     }
-                    Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                    Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) | None => tokens = None,
+                    None => streaming = false,
                 },
                 changed = feed.changed() => {
                     if changed.is_err() {
