@@ -553,7 +553,7 @@ async fn metrics_parse_and_have_every_family_and_openapi_lists_every_route_the_s
             count += 1;
         }
     }
-    assert_eq!(count, 22, "{paths:?}");
+    assert_eq!(count, 23, "{paths:?}");
     // And a route that is not there is a 404.
     assert_eq!(api.get("/nope").await.0, 404);
 }
