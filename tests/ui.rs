@@ -480,6 +480,20 @@ async fn an_approval_given_in_the_ui_resumes_the_execution() {
     browser.wait_text(".exec-head h1", |t| t.contains("completed")).await;
     browser.wait_count("#timeline .tl-row[data-node=pay][data-status=completed]", |n| n == 1).await;
     browser.screenshot("approval-after").await;
+
+    // Fork from the step after the approval, with a patch: a new execution that says where it came from.
+    browser.click("#timeline .tl-row[data-node=pay]").await;
+    browser.type_into("#details textarea[name=set]", r#"{"amount": 99}"#).await;
+    browser.click("#details button.fork").await;
+    let head = browser.wait_text(".exec-head", |t| t.contains("Forked from")).await;
+    assert!(head.contains(&id), "{head}");
+    let (_, page) = api.get("/executions?workflow=refund").await;
+    let rows = page["executions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{page}");
+    let fork = rows.iter().find(|r| r["id"] != id.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    let body = api.poll_until(&fork, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(body["state"]["amount"], 99, "{body}");
+    browser.screenshot("fork").await;
 }
 
 #[tokio::test]
