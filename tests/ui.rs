@@ -237,7 +237,8 @@ impl Browser {
         self.wait_count(css, |n| n > 0).await;
         let e = self.find_all(css).await.remove(0);
         self.session(reqwest::Method::POST, &format!("/element/{e}/clear"), Some(json!({}))).await;
-        let v = self.session(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({ "text": text }))).await;
+        let v =
+            self.session(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({ "text": text }))).await;
         assert!(v.get("error").is_none(), "typing into {css}: {v}");
     }
 

@@ -25,9 +25,10 @@ use super::session::{self, SESSION};
 use super::wal::overlay::Reads;
 use super::wal::{Batch, Wal, WalTuning};
 use super::{
-    Append, Damage, Error, ExecutionMeta, Freed, IndexPage, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration,
-    SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration, decode_tombstone,
-    decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Freed, IndexPage, Journal, KeptEvent, KeptRef, Listing, Part, Record,
+    Registration, SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration,
+    decode_tombstone, decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone,
+    encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;

@@ -198,7 +198,10 @@ fn op(r: &Route) -> Op {
             params.push(query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })));
             params.push(query("cursor", json!({ "type": "string", "pattern": "^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$" })));
             params.push(query("order", json!({ "type": "string", "enum": ["asc", "desc"] })));
-            params.push(query("key", json!({ "type": "string", "description": "only the execution of this idempotency key" })));
+            params.push(query(
+                "key",
+                json!({ "type": "string", "description": "only the execution of this idempotency key" }),
+            ));
             params.push(query("usage", json!({ "type": "boolean", "description": "add each row's tokens and cost" })));
             let damaged = json!({ "type": "object", "required": ["execution", "detail"], "properties": {
                     "execution": { "type": "string" }, "detail": { "type": "string" } } });

@@ -157,7 +157,13 @@ impl<'a> Reads<'a> {
         let range = owned(&range);
         let mut over = self.overlay.snapshot(&range);
         over.reverse();
-        MergedRev { over: over.into_iter(), over_next: None, sled: self.db.range(range), sled_next: None, sled_done: false }
+        MergedRev {
+            over: over.into_iter(),
+            over_next: None,
+            sled: self.db.range(range),
+            sled_next: None,
+            sled_done: false,
+        }
     }
 
     pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Merged {
