@@ -49,6 +49,23 @@ nodes:
     retry: { max_attempts: 2, backoff: constant, delay_ms: 200 }
 "#;
 
+/// Two branches, one of two steps, joined.
+const FAN: &str = r#"
+id: fan
+version: 1.0.0
+state_schema: { a: int, b: int, c: int, done: bool }
+nodes:
+  split:
+    type: parallel
+    branches: [left, right]
+    join: joined
+    merge: keys
+  left: { type: set, values: { a: 1 }, next: left2 }
+  left2: { type: set, values: { c: "{{ state.a + 1 }}" }, next: joined }
+  right: { type: set, values: { b: 2 }, next: joined }
+  joined: { type: set, values: { done: true } }
+"#;
+
 /// Parks on an approval.
 const REFUND: &str = r#"
 id: refund
@@ -302,14 +319,14 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 // ---- The server ----------------------------------------------------------
 
-/// A server with the three workflows registered.
+/// A server with the workflows registered.
 async fn server(dir: &std::path::Path, env: &[(&str, &str)], key: Option<&str>) -> (DevServer, Api) {
     let server = DevServer::start_env(dir, &[], env);
     let mut api = server.api();
     if let Some(k) = key {
         api = api.with_key(k);
     }
-    for yaml in [DONE, FAILS, REFUND] {
+    for yaml in [DONE, FAILS, REFUND, FAN] {
         let (s, b) = api.register_yaml(yaml).await;
         assert_eq!(s, 201, "{b}");
     }
@@ -446,6 +463,20 @@ async fn a_timeline_renders_for_a_completed_a_failed_and_a_waiting_execution() {
     browser.wait_count("#timeline .tl-row[data-node=ask][data-status=waiting] .mark.wait", |n| n == 1).await;
     browser.wait_text("#actions .approval .prompt", |t| t == "Refund 30 dollars?").await;
     browser.screenshot("timeline-waiting").await;
+
+    // A fan-out: its branches open as lanes under it.
+    let fan = start(&api, "fan", json!({}), None).await;
+    api.poll_until(&fan, LIMIT, |b| b["status"] == "completed").await;
+    browser.goto(&page(&fan)).await;
+    browser.wait_text("#timeline .tl-row[data-node=split] button.expand", |t| t.contains("2 branches")).await;
+    browser.click("#timeline .tl-row[data-node=split] button.expand").await;
+    browser.wait_count("#timeline .tl-row.tl-lane[data-node=left2][data-status=completed]", |n| n == 1).await;
+    browser.wait_count("#timeline .tl-row.tl-lane[data-node=right][data-status=completed]", |n| n == 1).await;
+    let lane = browser.wait_text("#timeline .tl-row.tl-lane[data-node=left2]", |t| t.contains("branch")).await;
+    assert!(lane.contains("left2"), "{lane}");
+    browser.click("#timeline .tl-row.tl-lane[data-node=left2]").await;
+    browser.wait_text("#details", |t| t.contains("In branch execution")).await;
+    browser.screenshot("timeline-lanes").await;
 
     // Pruned: said plainly.
     let (s, b) = api.post("/prune", &json!({ "older_than": "1ms", "status": ["completed"] })).await;
