@@ -142,6 +142,40 @@ pub struct Listing {
     pub cut_short: Option<String>,
 }
 
+/// One page of the execution index ([`Journal::page`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexPage {
+    /// The rows, in the order asked for.
+    pub rows: Vec<ExecutionMeta>,
+    /// Whether rows `keep` accepts follow the last one.
+    pub more: bool,
+    /// Index rows that do not decode, met on the way.
+    pub damaged: Vec<Damage>,
+}
+
+impl IndexPage {
+    /// The page of a whole `listing` (oldest first): every damaged row goes with it.
+    pub fn of(
+        listing: Listing,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        keep: &dyn Fn(&ExecutionMeta) -> bool,
+    ) -> IndexPage {
+        let Listing { rows, damaged, .. } = listing;
+        let past = |m: &ExecutionMeta| after.is_none_or(|c| if newest_first { m.id < c } else { m.id > c });
+        let matching = |m: &&ExecutionMeta| past(m) && keep(m);
+        let mut page: Vec<ExecutionMeta> = if newest_first {
+            rows.iter().rev().filter(matching).take(limit + 1).cloned().collect()
+        } else {
+            rows.iter().filter(matching).take(limit + 1).cloned().collect()
+        };
+        let more = page.len() > limit;
+        page.truncate(limit);
+        IndexPage { rows: page, more, damaged }
+    }
+}
+
 /// Where an execution stands, as kept in the execution index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,6 +357,20 @@ pub trait Journal: Send + Sync + 'static {
     /// Every index row that can be read, oldest first (see [`listing`](Self::listing)).
     fn list(&self) -> Result<Vec<ExecutionMeta>, Error> {
         Ok(self.listing()?.rows)
+    }
+    /// One page of the index in id order (oldest first, or newest first):
+    /// the rows past `after` that `keep` accepts, at most `limit`. This
+    /// default reads the whole [`listing`](Self::listing) and reports all
+    /// its damaged rows; a backend may scan only as far as the page goes
+    /// (and report the damaged rows it passed).
+    fn page(
+        &self,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        keep: &dyn Fn(&ExecutionMeta) -> bool,
+    ) -> Result<IndexPage, Error> {
+        Ok(IndexPage::of(self.listing()?, after, newest_first, limit, keep))
     }
     /// A stored workflow by content hash.
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error>;

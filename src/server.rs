@@ -6,6 +6,7 @@
 //! - [`a2a`]: every A2A-enabled workflow as an A2A agent (card and
 //!   JSON-RPC), over the same runtime.
 //! - [`error`]: `{error: {code, message, details}}` with the right status.
+//! - [`ui`]: the web UI at `/ui`, a page whose script calls the REST API.
 //! - [`wire`]: the JSON bodies of the REST API, as types the handlers and
 //!   [`crate::client`] share.
 //!
@@ -33,6 +34,7 @@ pub mod origin;
 pub mod policy;
 pub mod socket;
 pub mod sse;
+pub mod ui;
 pub mod wire;
 
 use std::future::Future;
@@ -138,8 +140,8 @@ pub struct AppState {
 /// (`Host`, `Origin`, a `POST`'s content type) before anything else runs;
 /// CORS answers only the configured origins; every error is JSON
 /// ([`error::json_errors`]); bodies are limited (413 JSON); every route
-/// but `/health`, `/openapi.json` and the agent cards is behind the
-/// API-key check.
+/// but `/health`, `/openapi.json`, the agent cards and the UI's shell and
+/// assets (which hold no data) is behind the API-key check.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let limit = config.body_limit;
@@ -151,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(api::public_routes())
         .merge(a2a::public_routes())
+        .merge(ui::routes())
         .merge(guarded)
         .layer(DefaultBodyLimit::max(limit))
         .layer(from_fn_with_state(limit, limits::limit))

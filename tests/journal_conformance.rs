@@ -134,6 +134,75 @@ async fn memory_journal_conforms() {
     conformance(Arc::new(MemoryJournal::new())).await;
 }
 
+/// Seven executions, completed and failed in turn, oldest first.
+async fn fill_pages(j: &dyn Journal) -> Vec<ExecutionId> {
+    let ids: Vec<ExecutionId> = (1..=7).map(|i| ExecutionId::new(i * 1_000)).collect();
+    let started = Event::ExecutionStarted {
+        workflow_id: "j".into(),
+        workflow_version: "0.1.0".into(),
+        workflow_hash: "h1".into(),
+        input: Json("{}".into()),
+        key: None,
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let status = if n % 2 == 0 { Status::Completed } else { Status::Failed };
+        let m = meta(*id, status, None);
+        let events = [started.clone()];
+        j.append(Append {
+            execution: *id,
+            first_seq: 1,
+            at_ms: 5,
+            events: &events,
+            meta: Some(&m),
+            workflow: None,
+            timers: &[],
+            waits: &[],
+            session: None,
+        })
+        .await
+        .unwrap();
+    }
+    ids
+}
+
+/// Pages of the index both ways, from cursors, filtered: the same on every backend.
+fn check_pages(j: &dyn Journal, ids: &[ExecutionId]) {
+    let all = |_: &ExecutionMeta| true;
+    let failed = |m: &ExecutionMeta| m.status == Status::Failed;
+    let page = |after: Option<ExecutionId>, newest: bool, limit: usize, keep: &dyn Fn(&ExecutionMeta) -> bool| {
+        let p = j.page(after, newest, limit, keep).unwrap();
+        (p.rows.iter().map(|m| m.id).collect::<Vec<_>>(), p.more)
+    };
+    assert_eq!(page(None, true, 3, &all), (vec![ids[6], ids[5], ids[4]], true));
+    assert_eq!(page(Some(ids[4]), true, 3, &all), (vec![ids[3], ids[2], ids[1]], true));
+    assert_eq!(page(Some(ids[1]), true, 3, &all), (vec![ids[0]], false));
+    assert_eq!(page(None, true, 7, &all), (ids.iter().rev().copied().collect(), false), "exactly a page: no more");
+    assert_eq!(page(None, true, 2, &failed), (vec![ids[5], ids[3]], true));
+    assert_eq!(page(Some(ids[3]), true, 2, &failed), (vec![ids[1]], false));
+    assert_eq!(page(Some(ids[2]), false, 2, &all), (vec![ids[3], ids[4]], true));
+    assert_eq!(page(None, false, 10, &failed), (vec![ids[1], ids[3], ids[5]], false));
+}
+
+#[tokio::test]
+async fn memory_journal_pages_the_index_both_ways() {
+    let j = MemoryJournal::new();
+    let ids = fill_pages(&j).await;
+    check_pages(&j, &ids);
+}
+
+#[tokio::test]
+async fn sled_journal_pages_the_index_both_ways_before_and_after_sled_applies_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path()).unwrap();
+    j.pause_apply(true);
+    let ids = fill_pages(&j).await;
+    check_pages(&j, &ids);
+    j.pause_apply(false);
+    drop(j);
+    let j = SledJournal::open(dir.path()).unwrap();
+    check_pages(&j, &ids);
+}
+
 #[tokio::test]
 async fn sled_journal_conforms_and_keeps_everything_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();

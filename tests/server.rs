@@ -553,7 +553,7 @@ async fn metrics_parse_and_have_every_family_and_openapi_lists_every_route_the_s
             count += 1;
         }
     }
-    assert_eq!(count, 22, "{paths:?}");
+    assert_eq!(count, 23, "{paths:?}");
     // And a route that is not there is a 404.
     assert_eq!(api.get("/nope").await.0, 404);
 }
@@ -604,4 +604,61 @@ async fn a_sigterm_mid_execution_closes_streams_and_the_next_server_finishes_it(
 #[tokio::test]
 async fn a_kill9_mid_execution_loses_nothing_and_the_next_server_finishes_it() {
     restart_mid_execution(true).await;
+}
+
+#[tokio::test]
+async fn the_list_pages_newest_first_finds_by_key_and_the_timeline_says_where_each_visit_sits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path(), &[]);
+    let api = server.api();
+    let (s, b) = api.register_yaml(&hello()).await;
+    assert_eq!(s, 201, "{b}");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let body =
+            json!({ "workflow_id": "hello", "input": { "name": format!("n{n}") }, "idempotency_key": format!("k{n}") });
+        let (s, b) = api.post("/executions", &body).await;
+        assert_eq!(s, 201, "{b}");
+        let id = b["id"].as_str().unwrap().to_string();
+        api.poll_until(&id, LIMIT, |b| b["status"] == "completed").await;
+        ids.push(id);
+    }
+    let rows = |p: &Value| -> Vec<String> {
+        p["executions"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    let (s, p) = api.get("/executions?order=desc&limit=2&usage=true").await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(rows(&p), [ids[4].clone(), ids[3].clone()]);
+    assert_eq!(p["next_cursor"], ids[3].as_str());
+    assert_eq!(p["executions"][0]["usage"]["input_tokens"], 0, "{p}");
+    let (_, p) = api.get(&format!("/executions?order=desc&limit=2&cursor={}", ids[3])).await;
+    assert_eq!(rows(&p), [ids[2].clone(), ids[1].clone()]);
+    assert!(p["executions"][0].get("usage").is_none(), "only when asked: {p}");
+    let (_, p) = api.get(&format!("/executions?order=desc&limit=2&cursor={}", ids[1])).await;
+    assert_eq!(rows(&p), [ids[0].clone()]);
+    assert_eq!(p["next_cursor"], Value::Null);
+    let (_, p) = api.get("/executions?order=desc&status=failed").await;
+    assert!(rows(&p).is_empty(), "{p}");
+    let (_, p) = api.get("/executions?key=k2").await;
+    assert_eq!(rows(&p), [ids[2].clone()]);
+    let (_, p) = api.get("/executions?key=k2&workflow=other").await;
+    assert!(rows(&p).is_empty(), "the key's execution, filtered out: {p}");
+    let (_, p) = api.get("/executions?key=nope").await;
+    assert!(rows(&p).is_empty(), "{p}");
+    let (s, e) = api.get("/executions?order=sideways").await;
+    assert_eq!(s, 400, "{e}");
+
+    let (s, t) = api.get(&format!("/executions/{}/timeline", ids[0])).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["input"]["name"], "n0");
+    let nodes = t["nodes"].as_array().unwrap();
+    let seqs = t["seqs"].as_array().unwrap();
+    assert_eq!(nodes[0]["node"], "greet");
+    assert_eq!(nodes.len(), seqs.len(), "{t}");
+    for (v, s) in nodes.iter().zip(seqs) {
+        let (started, completed) = (s["started"].as_u64().unwrap(), s["completed"].as_u64().unwrap());
+        assert!(started < completed && completed <= t["last_seq"].as_u64().unwrap(), "{v} {s}");
+    }
+    let (s, _) = api.get("/executions/exec_01K0000000000000000000000Z/timeline").await;
+    assert_eq!(s, 404);
 }

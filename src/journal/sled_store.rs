@@ -14,6 +14,7 @@
 //! that the flush at a checkpoint (which lets the log be truncated)
 //! stays small.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,9 +25,10 @@ use super::session::{self, SESSION};
 use super::wal::overlay::Reads;
 use super::wal::{Batch, Wal, WalTuning};
 use super::{
-    Append, Damage, Error, ExecutionMeta, Freed, Journal, KeptEvent, KeptRef, Listing, Part, Record, Registration,
-    SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration, decode_tombstone,
-    decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Freed, IndexPage, Journal, KeptEvent, KeptRef, Listing, Part, Record,
+    Registration, SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration,
+    decode_tombstone, decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone,
+    encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -454,6 +456,49 @@ impl Journal for SledJournal {
             break;
         }
         out.cut_short = (!cuts.is_empty()).then(|| cuts.join("; "));
+        Ok(out)
+    }
+
+    /// Newest first, the scan walks the index backwards from `after` and
+    /// stops one row past the page (reporting the damaged rows it passed);
+    /// oldest first, and when a page of the index cannot be read, it is
+    /// [`listing`](Journal::listing)'s page.
+    fn page(
+        &self,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        keep: &dyn Fn(&ExecutionMeta) -> bool,
+    ) -> Result<IndexPage, Error> {
+        if !newest_first {
+            return Ok(IndexPage::of(self.listing()?, after, false, limit, keep));
+        }
+        let end = match after {
+            Some(c) => Bound::Excluded(meta_key(c).to_vec()),
+            None => Bound::Excluded(vec![META + 1]),
+        };
+        let mut out = IndexPage::default();
+        for kv in self.reads().range_rev::<Vec<u8>, _>((Bound::Included(vec![META]), end)) {
+            let (k, v) = match kv {
+                Ok(kv) => kv,
+                Err(sled::Error::Corruption { .. }) => {
+                    return Ok(IndexPage::of(self.listing()?, after, true, limit, keep));
+                }
+                Err(other) => return Err(storage(other)),
+            };
+            let Some(id) = id_in(&k).filter(|_| k.len() == 17) else { continue };
+            match decode_meta_of(id, &v) {
+                Ok(meta) if keep(&meta) => {
+                    if out.rows.len() == limit {
+                        out.more = true;
+                        break;
+                    }
+                    out.rows.push(meta);
+                }
+                Ok(_) => {}
+                Err(damage) => out.damaged.push(damage),
+            }
+        }
         Ok(out)
     }
 

@@ -239,6 +239,15 @@ impl Journal for Observed {
     fn listing(&self) -> Result<Listing, Error> {
         self.inner.listing()
     }
+    fn page(
+        &self,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        keep: &dyn Fn(&ExecutionMeta) -> bool,
+    ) -> Result<crate::journal::IndexPage, Error> {
+        self.inner.page(after, newest_first, limit, keep)
+    }
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         self.inner.workflow(hash)
     }

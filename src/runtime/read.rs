@@ -47,6 +47,11 @@ impl Runtime {
         Ok(self.machine(id)?.usage)
     }
 
+    /// The execution submitted with the idempotency key `key`, if any.
+    pub fn by_key(&self, key: &str) -> Result<Option<ExecutionId>, Error> {
+        Ok(self.services().journal.find_key(key)?)
+    }
+
     /// The index row of one execution.
     pub fn status(&self, id: ExecutionId) -> Result<ExecutionMeta, Error> {
         match self.services().journal.meta(id)? {
@@ -85,6 +90,19 @@ impl Runtime {
         let mut listing = self.services().journal.listing()?;
         listing.rows.retain(|m| status.is_none_or(|s| m.status == s));
         Ok(listing)
+    }
+
+    /// One page of the execution index, oldest or newest first: the rows
+    /// past `after` (an id) that `keep` accepts, at most `limit`, whether
+    /// more follow, and the damaged rows met ([`journal::Journal::page`]).
+    pub fn page(
+        &self,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        keep: &dyn Fn(&ExecutionMeta) -> bool,
+    ) -> Result<journal::IndexPage, Error> {
+        Ok(self.services().journal.page(after, newest_first, limit, keep)?)
     }
 
     /// Every execution that cannot be read in full, and what fails: an

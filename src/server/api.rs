@@ -4,6 +4,7 @@
 //! - [`workflows`]: `POST/GET /workflows`, `GET /workflows/{id}`;
 //! - [`executions`]: `POST/GET /executions`, `GET /executions/{id}`, its
 //!   events, signal / approve / cancel (the live stream is [`super::sse`]);
+//! - [`timeline`]: `GET /executions/{id}/timeline`, one row per node visit;
 //! - [`events`]: `POST /events`, an external event by key;
 //! - [`sessions`]: `GET /sessions`, `GET /sessions/{id}`;
 //! - here: `GET /health` and `GET /openapi.json` (public), `GET /metrics`,
@@ -13,6 +14,7 @@ pub mod events;
 pub mod executions;
 mod ir_check;
 pub mod sessions;
+pub mod timeline;
 pub mod workflows;
 
 use axum::http::StatusCode;
@@ -36,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(executions::routes())
         .merge(events::routes())
         .merge(sessions::routes())
+        .merge(timeline::routes())
         .route("/metrics", get(super::metrics::serve))
 }
 

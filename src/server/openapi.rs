@@ -38,9 +38,10 @@ pub const ROUTES: &[Route] = &[
     route("get", "/workflows", "List registered workflows", true),
     route("get", "/workflows/{id}", "One registration and its IR; ?version=", true),
     route("post", "/executions", "Start an execution (idempotent with idempotency_key)", true),
-    route("get", "/executions", "List executions: ?status=&workflow=&limit=&cursor=", true),
+    route("get", "/executions", "List executions: ?status=&workflow=&key=&order=&limit=&cursor=&usage=", true),
     route("get", "/executions/{id}", "Status, state, error, usage, timings, waits", true),
     route("get", "/executions/{id}/events", "Journal records; ?after=SEQ", true),
+    route("get", "/executions/{id}/timeline", "One row per node visit, with the input and each visit's seqs", true),
     route(
         "get",
         "/executions/{id}/events/stream",
@@ -196,6 +197,12 @@ fn op(r: &Route) -> Op {
             params.push(query("workflow", json!({ "type": "string" })));
             params.push(query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })));
             params.push(query("cursor", json!({ "type": "string", "pattern": "^exec_[0-7][0-9A-HJKMNP-TV-Z]{25}$" })));
+            params.push(query("order", json!({ "type": "string", "enum": ["asc", "desc"] })));
+            params.push(query(
+                "key",
+                json!({ "type": "string", "description": "only the execution of this idempotency key" }),
+            ));
+            params.push(query("usage", json!({ "type": "boolean", "description": "add each row's tokens and cost" })));
             let damaged = json!({ "type": "object", "required": ["execution", "detail"], "properties": {
                     "execution": { "type": "string" }, "detail": { "type": "string" } } });
             let page = json!({ "type": "object", "required": ["executions", "next_cursor"], "properties": {
@@ -203,7 +210,28 @@ fn op(r: &Route) -> Op {
                     "next_cursor": { "type": ["string", "null"] },
                     "damaged": { "type": "array", "items": damaged,
                         "description": "executions whose index row, records or workflow cannot be read (unfiltered lists only)" } } });
-            (vec![(200, "a page, oldest first", json_body(page))], &[400, 500], None)
+            (vec![(200, "a page, oldest first (`order=desc`: newest first)", json_body(page))], &[400, 500], None)
+        }
+        ("get", "/executions/{id}/timeline") => {
+            let seqs = json!({ "type": "object", "required": ["started", "completed"], "properties": {
+                    "started": { "type": ["integer", "null"] }, "completed": { "type": ["integer", "null"] } } });
+            let visit = json!({ "type": "object",
+                    "required": ["node", "visit", "status", "scheduled_ms", "attempts", "errors", "usage"],
+                    "properties": { "node": { "type": "string" }, "visit": { "type": "integer" },
+                        "status": { "type": "string" }, "scheduled_ms": { "type": "integer" },
+                        "started_ms": { "type": ["integer", "null"] }, "finished_ms": { "type": ["integer", "null"] },
+                        "duration_us": { "type": ["integer", "null"] }, "attempts": { "type": "integer" },
+                        "patch": {}, "next": { "type": ["string", "null"] },
+                        "errors": { "type": "array", "items": { "type": "string" } }, "usage": schema("Usage"),
+                        "exchanges": { "type": "array" }, "calls": { "type": "array" }, "scores": { "type": "array" },
+                        "failures": { "type": "array" }, "waits": { "type": "array" }, "branches": { "type": "array" },
+                        "tool_approvals": { "type": "array" } } });
+            let body = json!({ "type": "object",
+                    "required": ["id", "input", "last_seq", "seqs", "nodes", "kept_signals", "session", "fork"],
+                    "properties": { "id": { "type": "string" }, "input": {}, "last_seq": { "type": "integer" },
+                        "seqs": { "type": "array", "items": seqs }, "nodes": { "type": "array", "items": visit },
+                        "kept_signals": { "type": "array" }, "session": {}, "fork": {} } });
+            (vec![(200, "the timeline", json_body(body))], &[400, 404, 410, 500], None)
         }
         ("get", "/executions/{id}") => {
             (vec![(200, "the execution", json_body(schema("Execution")))], &[400, 404, 410, 500], None)
@@ -423,7 +451,8 @@ fn components() -> Value {
                 "properties": { "id": text, "workflow_id": text, "version": text, "status": text,
                     "created_ms": ms, "updated_ms": ms, "workflow_hash": text, "key": { "type": ["string", "null"] },
                     "parent": { "type": ["string", "null"],
-                        "description": "the execution that started it (a parallel branch, a sub-workflow); null for one started on its own" } } },
+                        "description": "the execution that started it (a parallel branch, a sub-workflow); null for one started on its own" },
+                    "usage": { "$ref": "#/components/schemas/Usage", "description": "with `usage=true`" } } },
             "Usage": { "type": "object", "required": ["input_tokens", "output_tokens", "cost_usd"],
                 "properties": { "input_tokens": ms, "output_tokens": ms, "cost_usd": { "type": "number" } } },
             "Waiting": { "type": "object", "required": ["id", "node", "kind", "since_ms"], "properties": {

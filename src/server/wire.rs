@@ -174,6 +174,9 @@ pub struct Summary {
     /// `None` for one started on its own, or from a server that does not say.
     #[serde(default)]
     pub parent: Option<ExecutionId>,
+    /// Tokens and cost so far, when asked for (`?usage=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl Summary {
@@ -189,6 +192,7 @@ impl Summary {
             workflow_hash: Some(m.workflow_hash.clone()),
             key: m.key.clone(),
             parent,
+            usage: None,
         }
     }
 }

@@ -152,6 +152,20 @@ impl<'a> Reads<'a> {
         }
     }
 
+    /// The keys in `range`, last first.
+    pub(crate) fn range_rev<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> MergedRev {
+        let range = owned(&range);
+        let mut over = self.overlay.snapshot(&range);
+        over.reverse();
+        MergedRev {
+            over: over.into_iter(),
+            over_next: None,
+            sled: self.db.range(range),
+            sled_next: None,
+            sled_done: false,
+        }
+    }
+
     pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Merged {
         let prefix = prefix.as_ref().to_vec();
         // The first key past every key that starts with `prefix`.
@@ -242,6 +256,53 @@ impl Iterator for Merged {
     }
 }
 
+/// [`Merged`] backwards: the overlay merged over sled, last key first.
+pub(crate) struct MergedRev {
+    over: std::vec::IntoIter<(IVec, Option<IVec>)>,
+    over_next: Option<(IVec, Option<IVec>)>,
+    sled: sled::Iter,
+    sled_next: Option<(IVec, IVec)>,
+    sled_done: bool,
+}
+
+impl Iterator for MergedRev {
+    type Item = sled::Result<(IVec, IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.sled_next.is_none() && !self.sled_done {
+                match self.sled.next_back() {
+                    None => self.sled_done = true,
+                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Ok(kv)) => self.sled_next = Some(kv),
+                }
+            }
+            if self.over_next.is_none() {
+                self.over_next = self.over.next();
+            }
+            let overlay_first = match (&self.over_next, &self.sled_next) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((o, _)), Some((s, _))) => match o.cmp(s) {
+                    std::cmp::Ordering::Less => false,
+                    std::cmp::Ordering::Greater => true,
+                    std::cmp::Ordering::Equal => {
+                        self.sled_next = None; // overridden
+                        true
+                    }
+                },
+            };
+            if !overlay_first {
+                return self.sled_next.take().map(Ok);
+            }
+            if let Some((k, Some(v))) = self.over_next.take() {
+                return Some(Ok((k, v)));
+            } // else a removal: nothing to yield
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,7 +311,7 @@ mod tests {
         Arc::new(kvs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect())
     }
 
-    fn keys(m: Merged) -> Vec<(String, String)> {
+    fn keys(m: impl Iterator<Item = sled::Result<(IVec, IVec)>>) -> Vec<(String, String)> {
         m.map(|kv| {
             let (k, v) = kv.unwrap();
             (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
@@ -277,6 +338,13 @@ mod tests {
             "the removal hides sled's a3, the later put of a5 wins"
         );
         assert_eq!(keys(r.range("a2".."a5")), want(&[("a2", "o")]));
+        assert_eq!(
+            keys(r.range_rev("a".."b")),
+            want(&[("a9", "o"), ("a5", "o2"), ("a2", "o"), ("a1", "sled")]),
+            "backwards: the same merge, last key first"
+        );
+        assert_eq!(keys(r.range_rev("a2".."a5")), want(&[("a2", "o")]));
+        assert!(keys(r.range_rev("b".."a")).is_empty());
         assert_eq!(keys(r.iter()).len(), 5);
         assert_eq!(r.get("a3").unwrap(), None);
         assert_eq!(r.get("a5").unwrap().as_deref(), Some(&b"o2"[..]));

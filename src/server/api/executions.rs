@@ -21,7 +21,7 @@ use super::super::wire::{
 use super::super::{ApiError, AppState};
 use super::reply;
 use crate::id::ExecutionId;
-use crate::journal::Status;
+use crate::journal::{ExecutionMeta, Status};
 use crate::runtime::{Decision, WaitKind};
 
 /// `GET /executions` pages: default and largest `limit`.
@@ -94,6 +94,12 @@ struct ListQuery {
     workflow: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    order: Option<String>,
+    /// Only the execution submitted with this idempotency key.
+    key: Option<String>,
+    /// Add each row's tokens and cost (reads each listed execution's history).
+    usage: Option<bool>,
 }
 
 async fn list(
@@ -111,27 +117,41 @@ async fn list(
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
     }
+    let newest_first = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown order `{other}`: use asc or desc"))),
+    };
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
-    let listing = st.rt.listing(status)?;
-    let mut rows = listing.rows;
-    rows.retain(|m| q.workflow.as_deref().is_none_or(|w| m.workflow_id == w));
-    // Rows that cannot be read have no status or workflow to filter on: listed only unfiltered.
-    let damaged = match (status, &q.workflow) {
-        (None, None) => listing.damaged,
-        _ => Vec::new(),
+    let keep = |m: &ExecutionMeta| {
+        status.is_none_or(|s| m.status == s) && q.workflow.as_deref().is_none_or(|w| m.workflow_id == w)
     };
-    // Oldest first already: the index is keyed by id (a ULID: time, then random).
-    let start = match cursor {
-        Some(c) => rows.partition_point(|m| m.id <= c),
-        None => 0,
+    let (page, more, damaged) = if let Some(key) = q.key.as_deref() {
+        // One execution at most: the one submitted with the key.
+        let found = match st.rt.by_key(key)? {
+            Some(id) => st.rt.status(id).ok().filter(|m| keep(m) && cursor.is_none()),
+            None => None,
+        };
+        (found.into_iter().collect(), false, Vec::new())
+    } else {
+        // Rows that cannot be read have no status or workflow to filter on: listed only unfiltered.
+        let unfiltered = status.is_none() && q.workflow.is_none();
+        let p = st.rt.page(cursor, newest_first, limit, &keep)?;
+        (p.rows, p.more, if unfiltered { p.damaged } else { Vec::new() })
     };
-    let page = &rows[start.min(rows.len())..];
-    let more = page.len() > limit;
-    let page = &page[..page.len().min(limit)];
     let next = if more { page.last().map(|m| m.id.to_string()) } else { None };
     // A first record that cannot be read leaves the row without a parent:
     // the list still answers (`GET /executions/{id}` says what is damaged).
-    let rows = page.iter().map(|m| Summary::of(m, st.rt.parent_link(m.id).ok().flatten().map(|p| p.id))).collect();
+    let rows = page
+        .iter()
+        .map(|m| {
+            let mut row = Summary::of(m, st.rt.parent_link(m.id).ok().flatten().map(|p| p.id));
+            if q.usage == Some(true) {
+                row.usage = st.rt.usage(m.id).ok();
+            }
+            row
+        })
+        .collect();
     reply(&Page { executions: rows, next_cursor: next, damaged })
 }
 
