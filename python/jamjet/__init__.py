@@ -40,7 +40,7 @@ from .errors import (
 )
 from .models import Model, ModelReply
 from .tools import MCPServer, MCPTool, Tool, tool
-from .workflow import RunResult, Waiting, Workflow
+from .workflow import RunResult, StreamChunk, Waiting, Workflow
 from ._dict_state import State
 from .decorators import node, workflow, workflow_of
 from .loading import YamlWorkflow, load, run_child, run_child_sync
@@ -51,6 +51,7 @@ __all__ = [
     "Runtime",
     "Workflow",
     "RunResult",
+    "StreamChunk",
     "Waiting",
     "Agent",
     "AgentResult",

@@ -135,6 +135,20 @@ class Runtime:
         self, workflow: Workflow, input: str, key: str | None = None, wait: bool = True, *, callback: _Callback
     ) -> None: ...
 
+    def stream(
+        self,
+        workflow: Workflow,
+        input: str,
+        on_item: Callable[[int, str, str], None],
+        key: str | None = None,
+        *,
+        callback: _Callback,
+    ) -> None:
+        """``run``, following the execution: ``on_item(i, kind, json)`` gets
+        each piece of a streamed model reply (``"token"``) and each record
+        (``"event"``), numbered from 0 in the order they happened (calls may
+        overlap: order them by ``i``), and last ``"end"`` with the same JSON
+        as ``run``; ``callback`` gets that JSON too, or the error."""
     @overload
     def settle(self, id: str, callback: None = None) -> str:
         """Wait for execution ``id`` to end or park; the same JSON as ``run``."""

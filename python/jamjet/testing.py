@@ -127,7 +127,31 @@ class ModelServer:
                     self._send(400, {"error": {"message": "the body is not JSON"}})
                     return
                 status, payload = server._answer(self.path, body, {k.lower(): v for k, v in self.headers.items()})
-                self._send(status, payload)
+                if body.get("stream") is True and status == 200 and "choices" in payload:
+                    self._stream(payload)
+                else:
+                    self._send(status, payload)
+
+            def _stream(self, payload: dict[str, Any]) -> None:
+                """The reply as OpenAI streams it: a chunk per word, then usage, then [DONE]."""
+                message = payload["choices"][0]["message"]
+                base = {"id": payload.get("id"), "object": "chat.completion.chunk", "model": payload.get("model")}
+                chunks: list[dict[str, Any]] = []
+                for word in (message.get("content") or "").split(" "):
+                    piece = word if not chunks else " " + word
+                    chunks.append({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                if message.get("tool_calls"):
+                    calls = [{**c, "index": i} for i, c in enumerate(message["tool_calls"])]
+                    chunks.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}]})
+                finish = payload["choices"][0].get("finish_reason")
+                chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+                chunks.append({**base, "choices": [], "usage": payload.get("usage")})
+                data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()

@@ -3,10 +3,12 @@ the Rust runtime in this process."""
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
@@ -63,6 +65,28 @@ class RunResult(Generic[S]):
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """What :meth:`Workflow.stream` yields, in the order it happened.
+
+    - ``kind == "token"``: a piece of a model reply, as it is written (a
+      model node with ``stream: true``): ``text``, ``node``, ``attempt``,
+      and ``restarted`` (an earlier stream of this step was cut off, by a
+      retry or a crash: start its text over);
+    - ``kind == "event"``: a record of the journal, once it is durable
+      (``event``: ``{seq, at_ms, event}``);
+    - ``kind == "result"``, last: ``result``, the :class:`RunResult`.
+    """
+
+    kind: str
+    text: str = ""
+    node: str | None = None
+    attempt: int = 0
+    restarted: bool = False
+    event: dict[str, Any] | None = None
+    result: RunResult[Any] | None = None
 
 
 @dataclass
@@ -499,6 +523,56 @@ class Workflow:
         text = await call_async(lambda cb: native.run(compiled, self._input(state), key, callback=cb))
         return self._result(text, began)
 
+    async def stream(self, state: Any, *, key: str | None = None) -> AsyncIterator[StreamChunk]:
+        """Run as :meth:`run` does, yielding what happens as it happens:
+        the pieces of streamed model replies (``stream: true`` on a model
+        node), the journal's records, then the result (see
+        :class:`StreamChunk`). Only the whole reply is journaled, once."""
+        began = time.perf_counter()
+        compiled = self._ensure(self.runtime)
+        native = self.runtime.native
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
+
+        def on_item(i: int, kind: str, text: str) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (i, kind, text))
+            except RuntimeError:  # the caller's loop closed meanwhile
+                pass
+
+        done = asyncio.ensure_future(
+            call_async(lambda cb: native.stream(compiled, self._input(state), on_item, key, callback=cb))
+        )
+        # The native side numbers the items; its calls may arrive out of
+        # order. The last one, "end", carries the result.
+        waiting: list[tuple[int, str, str]] = []
+        following = 0
+        try:
+            while True:
+                if done.done():
+                    error = done.exception()
+                    if error is not None:
+                        raise error
+                    # It ended: what is on its way ("end" last) still comes.
+                    heapq.heappush(waiting, await queue.get())
+                else:
+                    get = asyncio.ensure_future(queue.get())
+                    finished, _ = await asyncio.wait({get, done}, return_when=asyncio.FIRST_COMPLETED)
+                    if get not in finished:
+                        get.cancel()
+                        continue
+                    heapq.heappush(waiting, get.result())
+                while waiting and waiting[0][0] == following:
+                    _, kind, text = heapq.heappop(waiting)
+                    following += 1
+                    if kind == "end":
+                        yield StreamChunk(kind="result", result=self._result(text, began))
+                        return
+                    yield _chunk(kind, text)
+        finally:
+            if not done.done():
+                done.cancel()
+
     def resume(self, execution_id: str) -> RunResult[Any]:
         """Wait for execution ``execution_id`` (of this workflow) to end or
         park again, resuming it here if it is not live."""
@@ -542,3 +616,16 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"jamjet.Workflow({self.name!r}, steps={[n.name for n in self._nodes]})"
+
+
+def _chunk(kind: str, text: str) -> StreamChunk:
+    data = json.loads(text)
+    if kind == "token":
+        return StreamChunk(
+            kind="token",
+            text=data["text"],
+            node=data["node"],
+            attempt=data["attempt"],
+            restarted=data["restarted"],
+        )
+    return StreamChunk(kind="event", event=data)

@@ -270,6 +270,73 @@ impl Runtime {
         drive(py, fut, callback, string)
     }
 
+    /// `run`, following the execution as it goes: `on_item(i, kind, json)`
+    /// gets each piece of a streamed model reply (`"token"`) and each
+    /// record (`"event"`), numbered from 0 in the order they happened (the
+    /// calls may overlap: the caller orders them by `i`), and last `"end"`
+    /// with the same JSON as `run` returns.
+    #[pyo3(signature = (workflow, input, on_item, key = None, callback = None))]
+    fn stream(
+        &self,
+        py: Python<'_>,
+        workflow: &Workflow,
+        input: &str,
+        on_item: Py<PyAny>,
+        key: Option<String>,
+        callback: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let rt = self.get()?;
+        let ir = workflow.ir.clone();
+        let input = json_arg("the input", input)?;
+        let on_item = Arc::new(on_item);
+        let fut = async move {
+            let mut n = 0u64;
+            let mut emit = |kind: &'static str, text: String| {
+                let (f, i) = (on_item.clone(), n);
+                n += 1;
+                crate::callers::call(Box::new(move |py| {
+                    if let Err(e) = f.call1(py, (i, kind, text)) {
+                        e.write_unraisable(py, None);
+                    }
+                }));
+            };
+            // Subscribed before the id is known: its first tokens may come at once.
+            let mut tokens = jamjet::nodes::stream::TokenRx::All(rt.all_tokens());
+            let (id, started) = rt.submit_once(&ir, input, key.as_deref()).await?;
+            let mut feed = rt.subscribe(id);
+            let settle = rt.settle(id);
+            tokio::pin!(settle);
+            let (mut last, mut appended, mut streaming, mut live) = (0u64, true, true, true);
+            let outcome = loop {
+                if std::mem::take(&mut appended) {
+                    for r in rt.events_after(id, last)? {
+                        last = r.seq;
+                        emit("event", serde_json::to_string(&r).expect("records serialize"));
+                    }
+                }
+                tokio::select! {
+                    biased;
+                    t = tokens.next(id), if streaming => match t {
+                        Some(t) => emit("token", serde_json::to_string(&t).expect("tokens serialize")),
+                        None => streaming = false,
+                    },
+                    outcome = &mut settle => break outcome?,
+                    changed = feed.changed(), if live => {
+                        live = changed.is_ok();
+                        appended = true;
+                    }
+                }
+            };
+            for r in rt.events_after(id, last)? {
+                emit("event", serde_json::to_string(&r).expect("records serialize"));
+            }
+            let report = report(&rt, id, started, outcome)?;
+            emit("end", report.clone());
+            Ok(report)
+        };
+        drive(py, fut, callback, string)
+    }
+
     /// Wait for execution `id` to end or park; the same JSON as `run`.
     #[pyo3(signature = (id, callback = None))]
     fn settle(&self, py: Python<'_>, id: &str, callback: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
