@@ -15,8 +15,10 @@ from jamjet.testing import ModelServer
 FLOW = """\
 id: streamed
 state_schema: { q: str, answer: str }
+models:
+  local: { provider: openai, model: gpt-4o-mini, base_url: "${OPENAI_BASE_URL}", api_key_env: OPENAI_API_KEY }
 nodes:
-  ask: { type: model, model: gpt-4o-mini, prompt: "{{ state.q }}", output_key: answer, stream: true }
+  ask: { type: model, model: local, prompt: "{{ state.q }}", output_key: answer, stream: true }
 """
 
 
