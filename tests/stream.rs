@@ -265,3 +265,40 @@ nodes:
     let last = &frames.last().unwrap()["result"];
     assert_eq!((last["status"]["state"].as_str(), last["final"].as_bool()), (Some("completed"), Some(true)), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_stream_true_streams_its_replies() {
+    let model = ModelServer::start().await;
+    model.script(Rule::always(Reply::stream("an agent writes this", 0, None)));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"id: streamed-agent
+state_schema: {{ q: str, answer: str }}
+models:
+  m: {{ provider: openai, model: test-model, base_url: "{base}", api_key_env: {KEY_VAR} }}
+agents:
+  writer: {{ model: m, instructions: "Write.", stream: true }}
+nodes:
+  write: {{ type: agent, agent: writer, message: "{{{{ state.q }}}}", output_key: answer }}
+"#,
+        base = model.openai_base()
+    );
+    let file = workflow_file(dir.path(), "a.yaml", &yaml);
+    let mut c = jamjet();
+    c.arg("--data-dir").arg(dir.path().join("data")).args([
+        "run",
+        &file,
+        "--follow",
+        "--json",
+        "--input",
+        r#"{"q": "go"}"#,
+    ]);
+    c.env(KEY_VAR, "k");
+    let done = tokio::task::spawn_blocking(move || run_bounded(c, LIMIT, "run --follow of an agent")).await.unwrap();
+    assert!(done.output.status.success(), "{}", String::from_utf8_lossy(&done.output.stderr));
+    let out = String::from_utf8_lossy(&done.output.stdout);
+    let tokens: Vec<Value> =
+        out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get("token").cloned()).collect();
+    assert_eq!(tokens.iter().map(|t| t["text"].as_str().unwrap()).collect::<String>(), "an agent writes this", "{out}");
+    assert!(tokens.iter().all(|t| t["node"] == "write"), "{out}");
+}

@@ -76,6 +76,10 @@ pub struct AgentDef {
     /// `None` for other strategies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<(String, ModelConfig)>,
+    /// Stream each of the agent's model replies to the execution's
+    /// followers as it is written (see `stream:` of a model node).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
     /// Where the agent's name is written; serialized as `null` for
     /// [`crate::ir::Workflow::content_hash`], like a node's.
     #[serde(default)]

@@ -34,6 +34,7 @@ const AGENT: &[&str] = &[
     "rounds",
     "judge",
     "description",
+    "stream",
 ];
 
 /// How many members of a cycle a finding names.
@@ -111,9 +112,11 @@ impl Ctx {
         let approval = f.get("approval").map_or(Some(ToolApproval::None), |y| self.tool_approval(name, y, &written));
         let tools = tools?;
         let approval = self.with_policy_approval(approval?, &tools);
+        let stream = optional(f.get("stream").map(|y| self.bool(y, "stream")));
         let (model, config) = model?;
         let Parameters { min_score, samples, models, debaters, rounds, judge } = parameters?;
         Some(AgentDef {
+            stream: stream?.unwrap_or(false),
             model,
             config,
             instructions: instructions?,

@@ -174,7 +174,7 @@ impl Agent<'_> {
             rounds_field: format!("`max_iterations` {} of agent `{}`", self.def.max_iterations, self.name),
             budgets: budgets(ctx, calls, self),
             journal_final: turn.journal_final,
-            stream: false,
+            stream: self.def.stream,
         };
         converse(ctx, calls, &conv, body, tools).await
     }
