@@ -149,20 +149,22 @@ impl<'a> Reads<'a> {
             sled: self.db.range(range),
             sled_next: None,
             sled_done: false,
+            back: false,
         }
     }
 
     /// The keys in `range`, last first.
-    pub(crate) fn range_rev<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> MergedRev {
+    pub(crate) fn range_rev<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Merged {
         let range = owned(&range);
         let mut over = self.overlay.snapshot(&range);
         over.reverse();
-        MergedRev {
+        Merged {
             over: over.into_iter(),
             over_next: None,
             sled: self.db.range(range),
             sled_next: None,
             sled_done: false,
+            back: true,
         }
     }
 
@@ -209,13 +211,15 @@ impl<'a> Reads<'a> {
     }
 }
 
-/// An ordered scan of the overlay merged over sled.
+/// An ordered scan of the overlay merged over sled: first key first, or
+/// (`back`) last key first, the overlay then given in that order too.
 pub(crate) struct Merged {
     over: std::vec::IntoIter<(IVec, Option<IVec>)>,
     over_next: Option<(IVec, Option<IVec>)>,
     sled: sled::Iter,
     sled_next: Option<(IVec, IVec)>,
     sled_done: bool,
+    back: bool,
 }
 
 impl Iterator for Merged {
@@ -224,7 +228,8 @@ impl Iterator for Merged {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if self.sled_next.is_none() && !self.sled_done {
-                match self.sled.next() {
+                let next = if self.back { self.sled.next_back() } else { self.sled.next() };
+                match next {
                     None => self.sled_done = true,
                     Some(Err(e)) => return Some(Err(e)),
                     Some(Ok(kv)) => self.sled_next = Some(kv),
@@ -237,61 +242,18 @@ impl Iterator for Merged {
                 (None, None) => return None,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some((o, _)), Some((s, _))) => match o.cmp(s) {
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Equal => {
-                        self.sled_next = None; // overridden
-                        true
+                (Some((o, _)), Some((s, _))) => {
+                    // Which comes first in the scan's direction.
+                    let order = if self.back { s.cmp(o) } else { o.cmp(s) };
+                    match order {
+                        std::cmp::Ordering::Greater => false,
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Equal => {
+                            self.sled_next = None; // overridden
+                            true
+                        }
                     }
-                },
-            };
-            if !overlay_first {
-                return self.sled_next.take().map(Ok);
-            }
-            if let Some((k, Some(v))) = self.over_next.take() {
-                return Some(Ok((k, v)));
-            } // else a removal: nothing to yield
-        }
-    }
-}
-
-/// [`Merged`] backwards: the overlay merged over sled, last key first.
-pub(crate) struct MergedRev {
-    over: std::vec::IntoIter<(IVec, Option<IVec>)>,
-    over_next: Option<(IVec, Option<IVec>)>,
-    sled: sled::Iter,
-    sled_next: Option<(IVec, IVec)>,
-    sled_done: bool,
-}
-
-impl Iterator for MergedRev {
-    type Item = sled::Result<(IVec, IVec)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.sled_next.is_none() && !self.sled_done {
-                match self.sled.next_back() {
-                    None => self.sled_done = true,
-                    Some(Err(e)) => return Some(Err(e)),
-                    Some(Ok(kv)) => self.sled_next = Some(kv),
                 }
-            }
-            if self.over_next.is_none() {
-                self.over_next = self.over.next();
-            }
-            let overlay_first = match (&self.over_next, &self.sled_next) {
-                (None, None) => return None,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some((o, _)), Some((s, _))) => match o.cmp(s) {
-                    std::cmp::Ordering::Less => false,
-                    std::cmp::Ordering::Greater => true,
-                    std::cmp::Ordering::Equal => {
-                        self.sled_next = None; // overridden
-                        true
-                    }
-                },
             };
             if !overlay_first {
                 return self.sled_next.take().map(Ok);
