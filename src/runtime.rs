@@ -53,7 +53,7 @@ pub use feed::{Delay, DelayKind, Feed, Observed};
 pub use fork::ForkSpec;
 pub use inbox::ANSWER_WITHIN;
 pub use leases::Unclaimed;
-pub use otel::OtlpConfig;
+pub use otel::{OtlpConfig, OtlpCounts};
 pub use replay::{Divergence, ReplayReport};
 pub use retention::{PRUNE_BATCH, PruneReport, Retention};
 pub use sessions::{

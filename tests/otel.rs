@@ -374,3 +374,40 @@ fn a_bad_endpoint_is_refused_before_anything_runs() {
     assert!(err.contains("--otlp-endpoint") && err.contains("http://127.0.0.1:4318"), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing was created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_server_exports_its_executions_and_counts_the_spans_in_metrics() {
+    let (url, shared) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::dev::DevServer::start_env(
+        dir.path(),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "20")],
+    );
+    let api = server.api();
+    let yaml = "id: served\nstate_schema: { x: int }\nnodes:\n  a: { type: set, values: { x: 1 }, next: b }\n  b: { type: set, values: { x: 2 } }\n";
+    assert_eq!(api.register_yaml(yaml).await.0, 201);
+    let (s, b) = api.post("/executions", &json!({"workflow_id": "served", "input": {}})).await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    until(&shared, Duration::from_secs(30), "the served execution's spans", |s| {
+        by_name(&s.spans, "run served").iter().any(|r| r.attributes["jamjet.execution.id"] == json!(id))
+    })
+    .await;
+    // The count is made after the collector answered: poll /metrics for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exported = loop {
+        let text = api.client.get(format!("{}/metrics", api.url)).send().await.unwrap().text().await.unwrap();
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix("jamjet_otlp_spans_exported_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if n >= 3 || Instant::now() > deadline {
+            assert!(text.contains("jamjet_otlp_appends_dropped_total 0"), "{text}");
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exported >= 3, "the run and its two visits: {exported}");
+}

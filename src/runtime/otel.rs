@@ -94,7 +94,26 @@ enum Msg {
 /// The exporter: a queue and the thread that empties it.
 pub struct Exporter {
     tx: SyncSender<Msg>,
+    counts: Arc<Counts>,
+}
+
+/// What the exporter did (for `/metrics`).
+#[derive(Default)]
+struct Counts {
+    exported: AtomicU64,
+    failed: AtomicU64,
     dropped: AtomicU64,
+}
+
+/// What the exporter did since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtlpCounts {
+    /// Spans the collector accepted.
+    pub spans_exported: u64,
+    /// Spans of posts that failed (dropped).
+    pub spans_failed: u64,
+    /// Durable appends left out of traces because the queue was full.
+    pub appends_dropped: u64,
 }
 
 impl Exporter {
@@ -114,7 +133,9 @@ impl Exporter {
             .build();
         exporter.set_resource(&resource);
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let counts = Arc::new(Counts::default());
         let worker = Worker {
+            counts: counts.clone(),
             rx,
             journal: Some(journal),
             exporter,
@@ -130,7 +151,7 @@ impl Exporter {
             .name("jamjet-otlp".into())
             .spawn(move || worker.run())
             .map_err(|e| format!("cannot start the OTLP exporter's thread: {e}"))?;
-        Ok(Arc::new(Exporter { tx, dropped: AtomicU64::new(0) }))
+        Ok(Arc::new(Exporter { tx, counts }))
     }
 
     /// `events` of `id`, from `first_seq`, appended at `at_ms`, are durable.
@@ -139,14 +160,23 @@ impl Exporter {
         match self.tx.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
+                if self.counts.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
                     tracing::warn!(
-                        dropped = self.dropped.load(Ordering::Relaxed),
+                        dropped = self.counts.dropped.load(Ordering::Relaxed),
                         "OTLP export is behind: appends were left out of traces"
                     );
                 }
             }
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// What it did so far.
+    pub fn counts(&self) -> OtlpCounts {
+        OtlpCounts {
+            spans_exported: self.counts.exported.load(Ordering::Relaxed),
+            spans_failed: self.counts.failed.load(Ordering::Relaxed),
+            appends_dropped: self.counts.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -163,6 +193,7 @@ impl Exporter {
 }
 
 struct Worker {
+    counts: Arc<Counts>,
     rx: Receiver<Msg>,
     /// Let go of before `finish` returns: the store may be opened again.
     journal: Option<Arc<dyn Journal>>,
@@ -273,7 +304,10 @@ impl Worker {
         while !self.buffer.is_empty() {
             let n = self.buffer.len().min(BATCH);
             let batch: Vec<SpanData> = self.buffer.drain(..n).map(|s| to_data(s, &self.scope)).collect();
-            if let Err(e) = futures::executor::block_on(self.exporter.export(batch)) {
+            let result = futures::executor::block_on(self.exporter.export(batch));
+            let counter = if result.is_ok() { &self.counts.exported } else { &self.counts.failed };
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            if let Err(e) = result {
                 let quiet = self.failed_at.is_some_and(|t| t.elapsed() < Duration::from_secs(60));
                 if !quiet {
                     tracing::warn!(url = %self.url, error = %e, spans = n, "could not post spans to the OTLP endpoint");

@@ -25,6 +25,11 @@ impl Runtime {
         self.inner.services.env.tokens.subscribe(id)
     }
 
+    /// What the OpenTelemetry exporter did, when traces are exported.
+    pub fn otlp_counts(&self) -> Option<super::OtlpCounts> {
+        self.inner.otel.as_ref().map(|e| e.counts())
+    }
+
     /// Follow every execution's streamed tokens from now on (before an
     /// execution's id is known: subscribe, then submit).
     pub fn all_tokens(&self) -> tokio::sync::broadcast::Receiver<(ExecutionId, crate::nodes::stream::Token)> {

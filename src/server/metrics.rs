@@ -22,6 +22,11 @@
 //!   executions taken, renewal rounds, appends refused by the fence) and
 //!   `jamjet_lease_owned_executions` (gauge: what this process holds now).
 //!
+//! - with `--otlp-endpoint`: `jamjet_otlp_spans_exported_total`,
+//!   `jamjet_otlp_spans_failed_total` and `jamjet_otlp_appends_dropped_total`
+//!   (counters: spans the collector took, spans of failed posts, appends
+//!   left out of traces because the exporter's queue was full).
+//!
 //! [`HttpMetrics`] counts requests in a middleware ([`count`]).
 
 use std::collections::HashMap;
@@ -69,6 +74,7 @@ struct Scrape {
     http: Vec<((String, String, u16), u64)>,
     process: crate::procstat::Usage,
     leases: Option<crate::journal::LeaseCounters>,
+    otlp: Option<crate::runtime::OtlpCounts>,
 }
 
 fn histogram(enc: &mut prometheus_client::encoding::MetricEncoder<'_>, s: &Snapshot) -> Result<(), std::fmt::Error> {
@@ -141,6 +147,21 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?
             .encode_gauge(&(p.peak_rss_bytes as i64))?;
+        if let Some(o) = &self.otlp {
+            for (name, help, n) in [
+                ("otlp_spans_exported", "Spans the OTLP collector accepted", o.spans_exported),
+                ("otlp_spans_failed", "Spans of OTLP posts that failed (dropped)", o.spans_failed),
+                (
+                    "otlp_appends_dropped",
+                    "Appends left out of traces: the exporter's queue was full",
+                    o.appends_dropped,
+                ),
+            ] {
+                encoder
+                    .encode_descriptor(name, help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
         if let Some(l) = &self.leases {
             for (name, help, n) in [
                 ("lease_claims", "Claims this process made on the shared store", l.claims),
@@ -192,6 +213,7 @@ pub async fn serve(
         http,
         process: crate::procstat::usage(),
         leases: st.rt.lease_counters(),
+        otlp: st.rt.otlp_counts(),
     };
     let mut registry = Registry::with_prefix("jamjet");
     registry.register_collector(Box::new(scrape));
