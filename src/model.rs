@@ -271,66 +271,63 @@ pub async fn send(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    if let Some(to) = stream.filter(|_| status.is_success() && is_sse) {
-        let limit = env.limits.max_response_bytes;
-        let raw = read_stream(resp, config.provider, to, limit).await.map_err(|e| match e {
-            Streamed::Body(crate::nodes::BodyError::Transport(t)) if hidden => {
-                crate::nodes::BodyError::Transport(t.without_url()).into_node_error(&url, &what, &env.limits)
-            }
-            Streamed::Body(b) => b.into_node_error(&url, &what, &env.limits),
-            // Cut short: the connection went; sent again, it may finish.
-            Streamed::Cut(why) => {
-                NodeError::new(ErrorClass::Connection, format!("model `{}` at {url}: {why}", config.model))
-            }
-            Streamed::Bad(why) => {
-                NodeError::new(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {why}", config.model))
-            }
-        })?;
-        let parsed = match config.provider {
-            Provider::Openai => openai::parse(&raw),
-            Provider::Anthropic => anthropic::parse(&raw),
-        }
-        .map_err(|e| {
-            let exchange = Exchange { request: body.clone(), response: raw.clone(), usage: Usage::default() };
-            NodeError::new(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model))
-                .with_exchange(exchange)
-        })?;
-        let usage = usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
-        return Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body });
-    }
-    let reply = crate::nodes::read_body(resp, env.limits.max_response_bytes)
-        .await
-        .map_err(|e| match e {
-            crate::nodes::BodyError::Transport(t) if hidden => crate::nodes::BodyError::Transport(t.without_url()),
-            other => other,
-        })
-        .map_err(|e| e.into_node_error(&url, &what, &env.limits))?;
-    // What the exchange of a failure records as the reply: the JSON, or the text.
-    let as_text = || Value::String(String::from_utf8_lossy(&reply).into_owned());
     let failed = |class: ErrorClass, message: String, response: Value| {
         let exchange = Exchange { request: body.clone(), response, usage: Usage::default() };
         NodeError::new(class, message).with_exchange(exchange)
     };
-    let raw: Result<Value, _> = serde_json::from_slice(&reply);
-    if !status.is_success() {
-        let class = crate::nodes::status_class(status);
-        let snippet: String = String::from_utf8_lossy(&reply).chars().take(300).collect();
-        let message = format!("model `{}` at {url} returned {status}: {snippet}", config.model);
-        let response = raw.unwrap_or_else(|_| as_text());
-        return Err(NodeError { retry_after_ms, ..failed(class, message, response) });
-    }
-    let raw = raw.map_err(|e| {
-        let snippet: String = String::from_utf8_lossy(&reply).chars().take(200).collect();
-        let message = format!("model `{}` at {url} replied with malformed JSON ({e}): {snippet:?}", config.model);
-        failed(ErrorClass::InvalidOutput, message, as_text())
+    // Nor in a body's transport errors.
+    let hide = |e: crate::nodes::BodyError| match e {
+        crate::nodes::BodyError::Transport(t) if hidden => crate::nodes::BodyError::Transport(t.without_url()),
+        other => other,
+    };
+    let raw = match stream.filter(|_| status.is_success() && is_sse) {
+        Some(to) => {
+            read_stream(resp, config.provider, to, env.limits.max_response_bytes).await.map_err(|e| match e {
+                Streamed::Body(b) => hide(b).into_node_error(&url, &what, &env.limits),
+                // Cut short: the connection went; sent again, it may finish.
+                Streamed::Cut(why) => {
+                    NodeError::new(ErrorClass::Connection, format!("model `{}` at {url}: {why}", config.model))
+                }
+                Streamed::Bad(why) => {
+                    NodeError::new(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {why}", config.model))
+                }
+            })?
+        }
+        None => {
+            let reply = crate::nodes::read_body(resp, env.limits.max_response_bytes)
+                .await
+                .map_err(|e| hide(e).into_node_error(&url, &what, &env.limits))?;
+            // What the exchange of a failure records as the reply: the JSON, or the text.
+            let as_text = || Value::String(String::from_utf8_lossy(&reply).into_owned());
+            let raw: Result<Value, _> = serde_json::from_slice(&reply);
+            if !status.is_success() {
+                let class = crate::nodes::status_class(status);
+                let snippet: String = String::from_utf8_lossy(&reply).chars().take(300).collect();
+                let message = format!("model `{}` at {url} returned {status}: {snippet}", config.model);
+                let response = raw.unwrap_or_else(|_| as_text());
+                return Err(NodeError { retry_after_ms, ..failed(class, message, response) });
+            }
+            raw.map_err(|e| {
+                let snippet: String = String::from_utf8_lossy(&reply).chars().take(200).collect();
+                let message =
+                    format!("model `{}` at {url} replied with malformed JSON ({e}): {snippet:?}", config.model);
+                failed(ErrorClass::InvalidOutput, message, as_text())
+            })?
+        }
+    };
+    let parsed = parse(config.provider, &raw).map_err(|e| {
+        failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model), raw.clone())
     })?;
-    let parsed = match config.provider {
-        Provider::Openai => openai::parse(&raw),
-        Provider::Anthropic => anthropic::parse(&raw),
-    }
-    .map_err(|e| failed(ErrorClass::InvalidOutput, format!("model `{}` at {url}: {e}", config.model), raw.clone()))?;
     let usage = usage(parsed.input_tokens, parsed.output_tokens, config.price.as_ref());
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request: body })
+}
+
+/// A reply in `provider`'s wire format: its text, tool calls and tokens.
+fn parse(provider: Provider, raw: &Value) -> Result<Parsed, String> {
+    match provider {
+        Provider::Openai => openai::parse(raw),
+        Provider::Anthropic => anthropic::parse(raw),
+    }
 }
 
 /// Why a streamed reply could not be read.
@@ -371,10 +368,7 @@ async fn read_stream(
 /// A reply journaled earlier (its raw JSON as the provider sent it), read
 /// back as [`send`] reads a fresh one, with the usage recorded then.
 pub fn journaled_reply(config: &ModelConfig, raw: Value, request: Value, usage: Usage) -> Result<ChatReply, String> {
-    let parsed = match config.provider {
-        Provider::Openai => openai::parse(&raw),
-        Provider::Anthropic => anthropic::parse(&raw),
-    }?;
+    let parsed = parse(config.provider, &raw)?;
     Ok(ChatReply { text: parsed.text, tool_calls: parsed.tool_calls, usage, raw, request })
 }
 
