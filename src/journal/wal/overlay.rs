@@ -140,31 +140,28 @@ impl<'a> Reads<'a> {
 
     /// The keys in `range`, in order.
     pub(crate) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Merged {
-        let range = owned(&range);
-        // The overlay first, then sled (see the module's header).
-        let over = self.overlay.snapshot(&range);
-        Merged {
-            over: over.into_iter(),
-            over_next: None,
-            sled: self.db.range(range),
-            sled_next: None,
-            sled_done: false,
-            back: false,
-        }
+        self.merged(&range, false)
     }
 
     /// The keys in `range`, last first.
     pub(crate) fn range_rev<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Merged {
-        let range = owned(&range);
+        self.merged(&range, true)
+    }
+
+    fn merged<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: &R, back: bool) -> Merged {
+        let range = owned(range);
+        // The overlay first, then sled (see the module's header).
         let mut over = self.overlay.snapshot(&range);
-        over.reverse();
+        if back {
+            over.reverse();
+        }
         Merged {
             over: over.into_iter(),
             over_next: None,
             sled: self.db.range(range),
             sled_next: None,
             sled_done: false,
-            back: true,
+            back,
         }
     }
 
