@@ -64,7 +64,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let s = match Session::open_resuming_all(data_dir).await? {
+    let s = match Session::open_resuming_all(data_dir, a.follow).await? {
         Opened::Held(remote) => return resume_remote(&remote, a.json).await,
         Opened::Local(s) => s,
     };

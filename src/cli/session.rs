@@ -104,7 +104,7 @@ impl Session {
     /// one line (see the module doc).
     /// When another process holds it, that process's socket instead.
     pub(crate) async fn open(data_dir: &Path, command: &str) -> Result<Opened, Failure> {
-        let s = match Session::start(data_dir, command, false).await? {
+        let s = match Session::start(data_dir, command, false, false).await? {
             Opened::Local(s) => s,
             held => return Ok(held),
         };
@@ -126,11 +126,13 @@ impl Session {
     /// and what waits on the clock (a timer, a retry delay), and say
     /// nothing; [`families`](Self::families) and
     /// [`skipped`](Self::skipped) tell what.
-    pub(crate) async fn open_resuming_all(data_dir: &Path) -> Result<Opened, Failure> {
-        Session::start(data_dir, "resume", true).await
+    /// With `follow`, the streamed tokens of what it resumes are kept
+    /// from before it resumes (see [`early_tokens`](Self::early_tokens)).
+    pub(crate) async fn open_resuming_all(data_dir: &Path, follow: bool) -> Result<Opened, Failure> {
+        Session::start(data_dir, "resume", true, follow).await
     }
 
-    async fn start(data_dir: &Path, command: &str, on_the_clock_too: bool) -> Result<Opened, Failure> {
+    async fn start(data_dir: &Path, command: &str, on_the_clock_too: bool, follow: bool) -> Result<Opened, Failure> {
         // Listen first: a Ctrl-C while opening is seen at the first await on it.
         let sigint = signal(SignalKind::interrupt()).ok();
         // Timers start once everything to resume is listed, so a deadline
@@ -150,8 +152,10 @@ impl Session {
             }
             let left = rt.unattended_all().await?;
             // Their streamed tokens may come as soon as they resume.
-            for (id, _) in &left {
-                early.insert(*id, rt.tokens(*id));
+            if follow {
+                for (id, _) in &left {
+                    early.insert(*id, rt.tokens(*id));
+                }
             }
             let report = rt.resume_all_reporting().await?;
             Ok::<_, crate::runtime::Error>((left, report))
