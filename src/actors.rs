@@ -46,7 +46,7 @@ pub use retry::RestartBudget;
 pub use shared::Shared;
 pub(crate) use timers::TimerWheel;
 pub use wait::{DEFAULT_KEEP, MAX_KEEP, Published, parse_keep};
-pub(crate) use wait::{Mailbox, keys as wait_keys};
+pub(crate) use wait::{Mailbox, changes as wait_changes, keys as wait_keys};
 
 /// The root of the execution tree `id` belongs to: itself, or the execution
 /// that started the branch or sub-workflow that (transitively) started it,

@@ -214,7 +214,9 @@ pub(crate) fn child_outcome(
     let mut written = Map::new();
     for r in &records {
         match &r.event {
-            Event::NodeCompleted { patch, .. } if branch => written.extend(patch.object()?),
+            Event::NodeCompleted { patch, .. } | Event::Forked { patch, .. } if branch => {
+                written.extend(patch.object()?)
+            }
             Event::ExecutionCompleted { .. } if branch => {
                 return Ok(BranchOutcome::Completed { patch: Json::from_map(&written) });
             }

@@ -1,8 +1,10 @@
-//! `jamjet fork <exec-id> --from NODE [--visit N] [--set '{"k": ...}']
-//! [--latest] [--follow] [--json]`: start a new execution that goes on from
-//! a node visit of another (its history up to there copied, the state it
-//! had there with `--set` merged over it and checked against the schema),
-//! then carry it on like `run`. The original is only read.
+//! `jamjet fork <exec-id> --from NODE [--visit N] [--branch N] [--set
+//! '{"k": ...}'] [--latest] [--follow] [--json]`: start a new execution
+//! that goes on from a node visit of another (its history up to there
+//! copied, the state it had there with `--set` merged over it and checked
+//! against the schema), then carry it on like `run`. A node inside a
+//! parallel node's branches is forked inside its branch (`--branch`, or
+//! the branch's own execution id, says which). The original is only read.
 
 use std::path::Path;
 
@@ -25,6 +27,9 @@ pub struct Args {
     /// Which visit of it (default: its last).
     #[arg(long, value_name = "N")]
     pub visit: Option<u32>,
+    /// For a node inside a parallel node's branches: which branch (needed when it ran in more than one).
+    #[arg(long, value_name = "N")]
+    pub branch: Option<u32>,
     /// Keys to set in the state at the fork, as a JSON object (checked against the state schema).
     #[arg(long, value_name = "JSON")]
     pub set: Option<String>,
@@ -50,7 +55,7 @@ pub(crate) async fn run(data_dir: &Path, a: Args) -> CliResult {
             other => return Err(Failure::usage(format!("--set must be a JSON object, not {other}"))),
         },
     };
-    let spec = ForkSpec { from: a.from.clone(), visit: a.visit, set, latest: a.latest };
+    let spec = ForkSpec { from: a.from.clone(), visit: a.visit, set, latest: a.latest, branch: a.branch };
     if let Some(url) = &a.server.server {
         return fork_remote(&Remote::server(url, &a.server)?, id, &spec, &a).await;
     }

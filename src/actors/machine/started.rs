@@ -29,10 +29,15 @@ pub(super) fn session_joined(_workflow: &Workflow, st: &mut ExecutionState, rec:
 
 /// `Forked`: the state at the fork with the patch merged over it; the
 /// fork's `NodeScheduled` follows in the same append and starts its node.
+/// In a forked branch the keys set count as keys it wrote: the join takes
+/// them.
 pub(super) fn forked(_workflow: &Workflow, st: &mut ExecutionState, rec: &Record) -> Vec<Command> {
     let Event::Forked { patch, .. } = &rec.event else { return Vec::new() };
     let Ok(patch) = patch.object() else { return inconsistent("a fork's patch is not an object".into()) };
     if !patch.is_empty() {
+        if let Some(written) = st.written.as_mut() {
+            written.extend(patch.clone());
+        }
         st.state_bytes = st.state_bytes_after(&patch);
         let state = Arc::make_mut(&mut st.state);
         state.extend(patch);
