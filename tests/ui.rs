@@ -82,6 +82,15 @@ nodes:
   refuse: { type: set, values: { status: refused } }
 "#;
 
+/// Parks until `parcel:<n>` arrives.
+const PARCEL: &str = r#"
+id: parcel
+version: 1.0.0
+state_schema: { n: int, parcel: any }
+nodes:
+  arrive: { type: wait, event: "parcel:{{ state.n }}", output_key: parcel }
+"#;
+
 // ---- The browser ---------------------------------------------------------
 
 /// A chromedriver process and one headless Chromium session.
@@ -326,7 +335,7 @@ async fn server(dir: &std::path::Path, env: &[(&str, &str)], key: Option<&str>) 
     if let Some(k) = key {
         api = api.with_key(k);
     }
-    for yaml in [DONE, FAILS, REFUND, FAN] {
+    for yaml in [DONE, FAILS, REFUND, FAN, PARCEL] {
         let (s, b) = api.register_yaml(yaml).await;
         assert_eq!(s, 201, "{b}");
     }
@@ -477,6 +486,19 @@ async fn a_timeline_renders_for_a_completed_a_failed_and_a_waiting_execution() {
     browser.click("#timeline .tl-row.tl-lane[data-node=left2]").await;
     browser.wait_text("#details", |t| t.contains("In branch execution")).await;
     browser.screenshot("timeline-lanes").await;
+    // Fork from the lane's step: only that branch goes on, from there, with the patch.
+    browser.type_into("#details textarea[name=set]", r#"{"a": 10}"#).await;
+    browser.click("#details button.fork").await;
+    let head = browser.wait_text(".exec-head", |t| t.contains("Forked from")).await;
+    assert!(head.contains(&fan), "{head}");
+    // The page is the fork's now.
+    let at = browser.session(reqwest::Method::GET, "/url", None).await;
+    let forked = at.as_str().and_then(|u| u.rsplit_once("#/executions/")).map(|(_, id)| id.to_string());
+    let forked = forked.unwrap_or_else(|| panic!("the fork's page: {at}"));
+    assert_ne!(forked, fan);
+    let body = api.poll_until(&forked, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!((body["state"]["c"].clone(), body["state"]["b"].clone()), (json!(11), json!(2)), "{body}");
+    browser.screenshot("fork-in-branch").await;
 
     // Pruned: said plainly.
     let (s, b) = api.post("/prune", &json!({ "older_than": "1ms", "status": ["completed"] })).await;
@@ -546,4 +568,73 @@ async fn with_api_keys_the_ui_asks_for_one_and_sends_it() {
     browser.click("#keyform button[type=submit]").await;
     browser.wait_text(&row(&id), |t| t.contains("completed")).await;
     browser.screenshot("list-with-key").await;
+}
+
+#[tokio::test]
+async fn a_signal_and_a_cancel_given_in_the_ui_move_the_execution_on() {
+    let Some(browser) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = server(dir.path(), &[], None).await;
+    let first = start(&api, "parcel", json!({ "n": 7 }), None).await;
+    let second = start(&api, "parcel", json!({ "n": 8 }), None).await;
+    for id in [&first, &second] {
+        api.poll_until(id, LIMIT, |b| b["status"] == "waiting").await;
+    }
+
+    // The signal form names the event the execution waits for; a payload goes with it.
+    browser.goto(&format!("{}/ui#/executions/{first}", server.url)).await;
+    let form = browser.wait_text("#actions .signal h3", |t| t.contains("parcel:7")).await;
+    assert!(form.contains("Waiting for event"), "{form}");
+    browser.type_into("#actions .signal textarea[name=payload]", r#"{"at": "the door"}"#).await;
+    browser.click("#actions .signal button.send").await;
+    let body = api.poll_until(&first, LIMIT, |b| b["status"] == "completed").await;
+    assert_eq!(body["state"]["parcel"], json!({ "at": "the door" }), "{body}");
+    browser.wait_text(".exec-head h1", |t| t.contains("completed")).await;
+    browser.screenshot("signal").await;
+
+    // Cancel asks first, then cancels with the reason given.
+    browser.goto(&format!("{}/ui#/executions/{second}", server.url)).await;
+    browser.type_into("#actions .cancel input[name=reason]", "sent elsewhere").await;
+    browser.click("#actions .cancel button.danger").await;
+    let v = browser.session(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await;
+    assert!(v.get("error").is_none(), "the confirmation: {v}");
+    let body = api.poll_until(&second, LIMIT, |b| b["status"] == "cancelled").await;
+    assert!(
+        body["error"].to_string().contains("sent elsewhere") || body.to_string().contains("sent elsewhere"),
+        "{body}"
+    );
+    browser.wait_text(".exec-head h1", |t| t.contains("cancelled")).await;
+    browser.screenshot("cancel").await;
+}
+
+#[tokio::test]
+async fn a_read_only_key_sees_executions_and_its_actions_are_refused() {
+    let Some(browser) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let digest = |k: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(k.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("{}  all\n{}  read  # dashboard\n", digest("ui-all"), digest("ui-read"))).unwrap();
+    let server = DevServer::start(&dir.path().join("data"), &["--api-keys-file", keys.to_str().unwrap()]);
+    let api = server.api().with_key("ui-all");
+    let (s, b) = api.register_yaml(REFUND).await;
+    assert_eq!(s, 201, "{b}");
+    let id = start(&api, "refund", json!({ "amount": 5 }), None).await;
+    api.poll_until(&id, LIMIT, |b| b["status"] == "waiting").await;
+
+    browser.goto(&format!("{}/ui", server.url)).await;
+    browser.wait_text("#notice", |t| t.contains("needs an API key")).await;
+    browser.type_into("#apikey", "ui-read").await;
+    browser.click("#keyform button[type=submit]").await;
+    browser.wait_text(&row(&id), |t| t.contains("waiting")).await;
+    browser.goto(&format!("{}/ui#/executions/{id}", server.url)).await;
+    browser.wait_text("#actions .approval .prompt", |t| t == "Refund 5 dollars?").await;
+    browser.click("#actions .approval button.approve").await;
+    let said = browser.wait_text("#notice", |t| t.contains("Not allowed")).await;
+    assert!(said.to_lowercase().contains("read"), "the refusal says why: {said}");
+    browser.screenshot("read-only-refused").await;
+    let (_, body) = api.get(&format!("/executions/{id}")).await;
+    assert_eq!(body["status"], "waiting", "nothing changed: {body}");
 }

@@ -733,7 +733,7 @@ function executionView(id, gen) {
         el("a", { href: "#/executions/" + encodeURIComponent(b.child), class: "mono" }, b.child), " ", badge(b.outcome || "running"),
         b.error ? " " + b.error : "")))));
     }
-    if (!selected.owner) parts.push(forkForm(v));
+    parts.push(forkForm(v, selected.owner));
     details.replaceChildren(...parts);
   }
 
@@ -748,7 +748,9 @@ function executionView(id, gen) {
     );
   }
 
-  function forkForm(v) {
+  // `branch`: the branch execution the step ran in (the fork is of this
+  // execution, going on inside that branch), or none.
+  function forkForm(v, branch) {
     const patch = el("textarea", { name: "set", rows: 3, placeholder: '{"key": "a corrected value"} (optional)' });
     const latest = el("input", { type: "checkbox", name: "latest" });
     const go = async () => {
@@ -766,7 +768,7 @@ function executionView(id, gen) {
         }
       }
       try {
-        const made = await api("POST", "/executions/" + encodeURIComponent(exec.id) + "/fork", {
+        const made = await api("POST", "/executions/" + encodeURIComponent(branch || exec.id) + "/fork", {
           from: v.node, visit: v.visit, set, latest: latest.checked,
         });
         location.hash = "#/executions/" + encodeURIComponent(made.id);
@@ -776,7 +778,9 @@ function executionView(id, gen) {
     };
     return section(
       "Fork from this step",
-      el("p", { class: "muted" }, "Start a new execution whose history up to " + v.node + " #" + v.visit + " is this one's, with the state it had there, patched with these keys."),
+      el("p", { class: "muted" }, branch
+        ? "Start a new execution whose history up to this fan-out is this one's; in it this branch goes on from " + v.node + " #" + v.visit + " with the state it had there, patched with these keys, and the branches that completed keep their results."
+        : "Start a new execution whose history up to " + v.node + " #" + v.visit + " is this one's, with the state it had there, patched with these keys."),
       patch,
       el("div", { class: "row" }, el("label", {}, latest, " on the latest version"),
         el("button", { type: "button", class: "fork", onclick: go }, "Fork")),
