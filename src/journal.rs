@@ -30,6 +30,7 @@ mod mailbox;
 mod memory;
 mod postgres;
 pub mod repair;
+mod row_index;
 mod session;
 mod sled_store;
 mod wal;
@@ -147,10 +148,29 @@ pub struct Listing {
 pub struct IndexPage {
     /// The rows, in the order asked for.
     pub rows: Vec<ExecutionMeta>,
-    /// Whether rows `keep` accepts follow the last one.
+    /// Whether rows the filter keeps follow the last one.
     pub more: bool,
     /// Index rows that do not decode, met on the way.
     pub damaged: Vec<Damage>,
+}
+
+/// Which index rows a page lists: those with `status`, of `workflow`
+/// (each only when given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowFilter {
+    pub status: Option<Status>,
+    pub workflow: Option<String>,
+}
+
+impl RowFilter {
+    pub fn keeps(&self, m: &ExecutionMeta) -> bool {
+        self.status.is_none_or(|s| m.status == s) && self.workflow.as_deref().is_none_or(|w| m.workflow_id == w)
+    }
+
+    /// It keeps every row.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none() && self.workflow.is_none()
+    }
 }
 
 impl IndexPage {
@@ -160,11 +180,11 @@ impl IndexPage {
         after: Option<ExecutionId>,
         newest_first: bool,
         limit: usize,
-        keep: &dyn Fn(&ExecutionMeta) -> bool,
+        filter: &RowFilter,
     ) -> IndexPage {
         let Listing { rows, damaged, .. } = listing;
         let past = |m: &ExecutionMeta| after.is_none_or(|c| if newest_first { m.id < c } else { m.id > c });
-        let matching = |m: &&ExecutionMeta| past(m) && keep(m);
+        let matching = |m: &&ExecutionMeta| past(m) && filter.keeps(m);
         let mut page: Vec<ExecutionMeta> = if newest_first {
             rows.iter().rev().filter(matching).take(limit + 1).cloned().collect()
         } else {
@@ -359,18 +379,19 @@ pub trait Journal: Send + Sync + 'static {
         Ok(self.listing()?.rows)
     }
     /// One page of the index in id order (oldest first, or newest first):
-    /// the rows past `after` that `keep` accepts, at most `limit`. This
+    /// the rows past `after` that `filter` keeps, at most `limit`. This
     /// default reads the whole [`listing`](Self::listing) and reports all
     /// its damaged rows; a backend may scan only as far as the page goes
-    /// (and report the damaged rows it passed).
+    /// (and report the damaged rows it passed), or read an index of the
+    /// rows `filter` keeps.
     fn page(
         &self,
         after: Option<ExecutionId>,
         newest_first: bool,
         limit: usize,
-        keep: &dyn Fn(&ExecutionMeta) -> bool,
+        filter: &RowFilter,
     ) -> Result<IndexPage, Error> {
-        Ok(IndexPage::of(self.listing()?, after, newest_first, limit, keep))
+        Ok(IndexPage::of(self.listing()?, after, newest_first, limit, filter))
     }
     /// A stored workflow by content hash.
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error>;

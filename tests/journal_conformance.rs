@@ -8,7 +8,8 @@ use std::sync::Arc;
 use jamjet::ExecutionId;
 use jamjet::ir;
 use jamjet::journal::{
-    Append, Event, ExecutionMeta, Journal, Json, MemoryJournal, PgJournal, SessionRecord, SledJournal, Status,
+    Append, Event, ExecutionMeta, Journal, Json, MemoryJournal, PgJournal, RowFilter, SessionRecord, SledJournal,
+    Status,
 };
 use support::pg::PgSchema;
 
@@ -167,10 +168,10 @@ async fn fill_pages(j: &dyn Journal) -> Vec<ExecutionId> {
 
 /// Pages of the index both ways, from cursors, filtered: the same on every backend.
 fn check_pages(j: &dyn Journal, ids: &[ExecutionId]) {
-    let all = |_: &ExecutionMeta| true;
-    let failed = |m: &ExecutionMeta| m.status == Status::Failed;
-    let page = |after: Option<ExecutionId>, newest: bool, limit: usize, keep: &dyn Fn(&ExecutionMeta) -> bool| {
-        let p = j.page(after, newest, limit, keep).unwrap();
+    let all = RowFilter::default();
+    let failed = RowFilter { status: Some(Status::Failed), workflow: None };
+    let page = |after: Option<ExecutionId>, newest: bool, limit: usize, filter: &RowFilter| {
+        let p = j.page(after, newest, limit, filter).unwrap();
         (p.rows.iter().map(|m| m.id).collect::<Vec<_>>(), p.more)
     };
     assert_eq!(page(None, true, 3, &all), (vec![ids[6], ids[5], ids[4]], true));
@@ -181,6 +182,46 @@ fn check_pages(j: &dyn Journal, ids: &[ExecutionId]) {
     assert_eq!(page(Some(ids[3]), true, 2, &failed), (vec![ids[1]], false));
     assert_eq!(page(Some(ids[2]), false, 2, &all), (vec![ids[3], ids[4]], true));
     assert_eq!(page(None, false, 10, &failed), (vec![ids[1], ids[3], ids[5]], false));
+    let of = |w: &str| RowFilter { status: None, workflow: Some(w.into()) };
+    assert_eq!(page(None, true, 2, &of("j")), (vec![ids[6], ids[5]], true));
+    assert_eq!(page(Some(ids[5]), false, 10, &of("j")), (vec![ids[6]], false));
+    assert_eq!(page(None, true, 10, &of("other")), (vec![], false), "a workflow that has no rows");
+    assert_eq!(page(None, true, 10, &of("j\u{0}")), (vec![], false), "nor one whose id starts like it");
+    let both = RowFilter { status: Some(Status::Completed), workflow: Some("j".into()) };
+    assert_eq!(page(None, false, 10, &both), (vec![ids[0], ids[2], ids[4], ids[6]], false));
+    let running = RowFilter { status: Some(Status::Running), workflow: None };
+    assert_eq!(page(None, true, 10, &running), (vec![], false), "no row is running");
+}
+
+/// The filters follow a row's status as it changes, and a pruned row.
+async fn check_filters_follow_changes(j: &dyn Journal, ids: &[ExecutionId]) {
+    let only = |status| RowFilter { status: Some(status), workflow: None };
+    let page =
+        |filter: &RowFilter| j.page(None, true, 10, filter).unwrap().rows.iter().map(|m| m.id).collect::<Vec<_>>();
+    // ids[0] ran again (a resumed row) and waits; then completes.
+    for (seq, status) in [(2, Status::Waiting), (3, Status::Completed)] {
+        j.append(Append {
+            execution: ids[0],
+            first_seq: seq,
+            at_ms: 6,
+            events: &[Event::NodeScheduled { node: "a".into(), visit: seq as u32 }],
+            meta: Some(&meta(ids[0], status, None)),
+            workflow: None,
+            timers: &[],
+            waits: &[],
+            session: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(page(&only(status)).last(), Some(&ids[0]), "{status:?}");
+        if status == Status::Completed {
+            assert_eq!(page(&only(Status::Waiting)), vec![], "it left the waiting rows");
+        }
+    }
+    j.prune(&[ids[1], ids[2]], 99).await.unwrap();
+    assert_eq!(page(&only(Status::Failed)), vec![ids[5], ids[3]]);
+    assert_eq!(page(&only(Status::Completed)), vec![ids[6], ids[4], ids[0]]);
+    assert_eq!(page(&RowFilter { status: None, workflow: Some("j".into()) }).len(), 5);
 }
 
 #[tokio::test]
@@ -188,6 +229,7 @@ async fn memory_journal_pages_the_index_both_ways() {
     let j = MemoryJournal::new();
     let ids = fill_pages(&j).await;
     check_pages(&j, &ids);
+    check_filters_follow_changes(&j, &ids).await;
 }
 
 #[tokio::test]
@@ -201,6 +243,19 @@ async fn sled_journal_pages_the_index_both_ways_before_and_after_sled_applies_th
     drop(j);
     let j = SledJournal::open(dir.path()).unwrap();
     check_pages(&j, &ids);
+    // A store written before the indexes of rows by status and workflow:
+    // opening it builds them from the rows.
+    j.forget_row_indexes().await.unwrap();
+    drop(j);
+    let j = SledJournal::open(dir.path()).unwrap();
+    check_pages(&j, &ids);
+    j.pause_apply(true);
+    check_filters_follow_changes(&j, &ids).await;
+    j.pause_apply(false);
+    drop(j);
+    let j = SledJournal::open(dir.path()).unwrap();
+    let failed = RowFilter { status: Some(Status::Failed), workflow: None };
+    assert_eq!(j.page(None, true, 10, &failed).unwrap().rows.len(), 2, "across a reopen");
 }
 
 #[tokio::test]

@@ -257,6 +257,8 @@ impl SledJournal {
                         out.bad.push(bad(Kind::IndexRow, id_in(&k), super::corrupt_detail(e)));
                     }
                 }
+                // Derived from the rows; built again at open when the marker is gone.
+                Some(super::row_index::BY_STATUS | super::row_index::BY_WORKFLOW | super::row_index::INDEXED) => {}
                 Some(super::session::SESSION) => {
                     if let Err(e) = super::session::decode_session(&v) {
                         out.bad.push(bad(Kind::Session, None, super::corrupt_detail(e)));
@@ -350,7 +352,9 @@ impl SledJournal {
 
     /// Write index changes durably (rows, idempotency keys, timers, waits).
     pub async fn write_index(&self, changes: &IndexChanges) -> Result<(), Error> {
-        let mut writes: Batch = Vec::new();
+        // The rows change under their indexes by status and workflow: the
+        // marker goes first, so the next open builds them again whole.
+        let mut writes: Batch = vec![(super::row_index::marker(), Vec::new())];
         writes.extend(changes.remove_rows.iter().map(|id| (meta_key(*id).to_vec(), Vec::new())));
         writes.extend(changes.put_rows.iter().map(|m| (meta_key(m.id).to_vec(), encode_meta(m))));
         writes.extend(changes.remove_keys.iter().map(|k| (prefixed(KEY, k), Vec::new())));
@@ -437,6 +441,8 @@ pub fn rebuild_store(data_dir: &Path, quarantine: &Path) -> Result<Replayed, Err
     }
     let db = open_sled(data_dir, &store)?;
     let replayed = archive::replay(data_dir, &db).map_err(Error::Storage)?;
+    // The rows come back as the archive had them: the next open indexes them again.
+    db.remove(super::row_index::marker()).map_err(|e| Error::Storage(format!("sled: {e}")))?;
     db.flush().map_err(|e| Error::Storage(format!("sled flush: {e}")))?;
     Ok(replayed)
 }

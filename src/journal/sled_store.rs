@@ -21,12 +21,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 
 use super::mailbox::{self, EXPIRY, KEPT, WAIT};
+use super::row_index;
 use super::session::{self, SESSION};
 use super::wal::overlay::Reads;
 use super::wal::{Batch, Wal, WalTuning};
 use super::{
     Append, Damage, Error, ExecutionMeta, Freed, IndexPage, Journal, KeptEvent, KeptRef, Listing, Part, Record,
-    Registration, SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration,
+    Registration, RowFilter, SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration,
     decode_tombstone, decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone,
     encode_workflow,
 };
@@ -37,6 +38,9 @@ use crate::ir::Workflow;
 /// does that); it keeps the data a checkpoint must flush small, so a
 /// checkpoint does not stall the writers.
 const SLED_FLUSH_MS: u64 = 500;
+
+/// Entries per batch when the indexes of rows are built at open.
+const INDEX_BATCH: usize = 10_000;
 
 pub(super) const EVENT: u8 = b'e';
 pub(super) const META: u8 = b'x';
@@ -203,7 +207,101 @@ impl SledJournal {
         remove_unfinished_snapshots(&path)?;
         let db = open_sled(dir, &path)?;
         let (wal, recovered) = Wal::open(dir, &dir.join("journal.log"), db.clone(), tuning)?;
-        Ok(SledJournal { wal, db, recovered, appends: AtomicU64::new(0), events: AtomicU64::new(0) })
+        let journal = SledJournal { wal, db, recovered, appends: AtomicU64::new(0), events: AtomicU64::new(0) };
+        journal.index_rows()?;
+        Ok(journal)
+    }
+
+    /// Build the indexes of rows by status and by workflow from the rows,
+    /// unless the marker says they are whole (see `row_index`): what was
+    /// there is removed first, the marker written last, in batches
+    /// through the log. A process that dies partway leaves no marker, and
+    /// the next open starts again.
+    fn index_rows(&self) -> Result<(), Error> {
+        if self.reads().contains_key(row_index::marker()).map_err(storage)? {
+            return Ok(());
+        }
+        let mut writes: Batch = Vec::new();
+        for prefix in [row_index::BY_STATUS, row_index::BY_WORKFLOW] {
+            for kv in self.reads().scan_prefix([prefix]) {
+                writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
+            }
+        }
+        // Unreadable rows have nothing to index: `jamjet repair` deals with them.
+        for row in self.listing()?.rows {
+            writes.extend(row_index::writes(None, Some(&row)));
+        }
+        writes.push((row_index::marker(), vec![1]));
+        let rows = writes.len();
+        for chunk in writes.chunks(INDEX_BATCH) {
+            futures::executor::block_on(self.wal.commit(chunk.to_vec()))?;
+        }
+        // In sled before the store is handed out: nothing of it is left in the log's backlog.
+        self.wal.settle();
+        tracing::debug!(entries = rows, "built the index of execution rows by status and workflow");
+        Ok(())
+    }
+
+    /// Forget the indexes of rows by status and workflow, as a store
+    /// written before them: the next open builds them again. For tests.
+    #[doc(hidden)]
+    pub async fn forget_row_indexes(&self) -> Result<(), Error> {
+        let mut writes: Batch = vec![(row_index::marker(), Vec::new())];
+        for prefix in [row_index::BY_STATUS, row_index::BY_WORKFLOW] {
+            for kv in self.reads().scan_prefix([prefix]) {
+                writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
+            }
+        }
+        self.wal.commit(writes).await
+    }
+
+    /// A page of the rows `filter` keeps, read through the index of its
+    /// status (or, without one, of its workflow): each entry's row is read
+    /// and checked again.
+    fn page_by_index(
+        &self,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        filter: &RowFilter,
+    ) -> Result<IndexPage, Error> {
+        let prefix = match (&filter.status, &filter.workflow) {
+            (Some(status), _) => row_index::status_prefix(*status),
+            (None, Some(workflow)) => row_index::workflow_prefix(workflow),
+            (None, None) => unreachable!("an empty filter reads the index of rows itself"),
+        };
+        let first = Bound::Included(row_index::entry(&prefix, ExecutionId::from_bytes([0; 16])));
+        let last = Bound::Included(row_index::entry(&prefix, ExecutionId::from_bytes([0xff; 16])));
+        let cursor = |id| Bound::Excluded(row_index::entry(&prefix, id));
+        let entries = match (newest_first, after) {
+            (true, after) => self.reads().range_rev((first, after.map_or(last, cursor))),
+            (false, after) => self.reads().range((after.map_or(first, cursor), last)),
+        };
+        let mut out = IndexPage::default();
+        for kv in entries {
+            let k = match kv {
+                Ok((k, _)) => k,
+                // A page of the index cannot be read: the rows themselves can.
+                Err(sled::Error::Corruption { .. }) => {
+                    return Ok(IndexPage::of(self.listing()?, after, newest_first, limit, filter));
+                }
+                Err(other) => return Err(storage(other)),
+            };
+            let Some(id) = row_index::id_of(&k) else { continue };
+            match self.meta(id) {
+                Ok(Some(meta)) if filter.keeps(&meta) => {
+                    if out.rows.len() == limit {
+                        out.more = true;
+                        break;
+                    }
+                    out.rows.push(meta);
+                }
+                Ok(_) => {}
+                Err(Error::Damaged(damage)) => out.damaged.push(damage),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(out)
     }
 
     /// What recovering the log at open dropped (damaged or torn frames),
@@ -329,6 +427,10 @@ impl Journal for SledJournal {
                 batch.push((key, encode_frame(append.at_ms, append.events)));
             }
             if let Some(meta) = append.meta {
+                // The row before (a damaged one counts as none: its old
+                // entries, if any, list nothing wrong, see `row_index`).
+                let old = self.meta(meta.id).ok().flatten();
+                batch.extend(row_index::writes(old.as_ref(), Some(meta)));
                 batch.push((meta_key(meta.id).to_vec(), encode_meta(meta)));
                 if let Some(key) = &meta.key {
                     batch.push((prefixed(KEY, key.as_bytes()), meta.id.to_bytes().to_vec()));
@@ -468,10 +570,13 @@ impl Journal for SledJournal {
         after: Option<ExecutionId>,
         newest_first: bool,
         limit: usize,
-        keep: &dyn Fn(&ExecutionMeta) -> bool,
+        filter: &RowFilter,
     ) -> Result<IndexPage, Error> {
+        if !filter.is_empty() {
+            return self.page_by_index(after, newest_first, limit, filter);
+        }
         if !newest_first {
-            return Ok(IndexPage::of(self.listing()?, after, false, limit, keep));
+            return Ok(IndexPage::of(self.listing()?, after, false, limit, filter));
         }
         let end = match after {
             Some(c) => Bound::Excluded(meta_key(c).to_vec()),
@@ -482,20 +587,19 @@ impl Journal for SledJournal {
             let (k, v) = match kv {
                 Ok(kv) => kv,
                 Err(sled::Error::Corruption { .. }) => {
-                    return Ok(IndexPage::of(self.listing()?, after, true, limit, keep));
+                    return Ok(IndexPage::of(self.listing()?, after, true, limit, filter));
                 }
                 Err(other) => return Err(storage(other)),
             };
             let Some(id) = id_in(&k).filter(|_| k.len() == 17) else { continue };
             match decode_meta_of(id, &v) {
-                Ok(meta) if keep(&meta) => {
+                Ok(meta) => {
                     if out.rows.len() == limit {
                         out.more = true;
                         break;
                     }
                     out.rows.push(meta);
                 }
-                Ok(_) => {}
                 Err(damage) => out.damaged.push(damage),
             }
         }
@@ -653,6 +757,7 @@ impl Journal for SledJournal {
                 let row = meta_key(id).to_vec();
                 bytes += (row.len() + encode_meta(&meta).len()) as u64;
                 batch.push((row, Vec::new()));
+                batch.extend(row_index::writes(Some(&meta), None));
                 if let Some(key) = &meta.key {
                     let k = prefixed(KEY, key.as_bytes());
                     if reads.get(&k).map_err(storage)?.is_some_and(|v| v.as_ref() == id.to_bytes()) {

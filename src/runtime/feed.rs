@@ -244,9 +244,9 @@ impl Journal for Observed {
         after: Option<ExecutionId>,
         newest_first: bool,
         limit: usize,
-        keep: &dyn Fn(&ExecutionMeta) -> bool,
+        filter: &crate::journal::RowFilter,
     ) -> Result<crate::journal::IndexPage, Error> {
-        self.inner.page(after, newest_first, limit, keep)
+        self.inner.page(after, newest_first, limit, filter)
     }
     fn workflow(&self, hash: &str) -> Result<Option<Workflow>, Error> {
         self.inner.workflow(hash)

@@ -98,16 +98,16 @@ impl Runtime {
     }
 
     /// One page of the execution index, oldest or newest first: the rows
-    /// past `after` (an id) that `keep` accepts, at most `limit`, whether
+    /// past `after` (an id) that `filter` keeps, at most `limit`, whether
     /// more follow, and the damaged rows met ([`journal::Journal::page`]).
     pub fn page(
         &self,
         after: Option<ExecutionId>,
         newest_first: bool,
         limit: usize,
-        keep: &dyn Fn(&ExecutionMeta) -> bool,
+        filter: &journal::RowFilter,
     ) -> Result<journal::IndexPage, Error> {
-        Ok(self.services().journal.page(after, newest_first, limit, keep)?)
+        Ok(self.services().journal.page(after, newest_first, limit, filter)?)
     }
 
     /// Every execution that cannot be read in full, and what fails: an

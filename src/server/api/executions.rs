@@ -21,7 +21,7 @@ use super::super::wire::{
 use super::super::{ApiError, AppState};
 use super::reply;
 use crate::id::ExecutionId;
-use crate::journal::{ExecutionMeta, Status};
+use crate::journal::{ExecutionMeta, RowFilter, Status};
 use crate::runtime::{Decision, WaitKind};
 
 /// `GET /executions` pages: default and largest `limit`.
@@ -123,9 +123,8 @@ async fn list(
         Some(other) => return Err(ApiError::bad_request(format!("unknown order `{other}`: use asc or desc"))),
     };
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
-    let keep = |m: &ExecutionMeta| {
-        status.is_none_or(|s| m.status == s) && q.workflow.as_deref().is_none_or(|w| m.workflow_id == w)
-    };
+    let filter = RowFilter { status, workflow: q.workflow.clone() };
+    let keep = |m: &ExecutionMeta| filter.keeps(m);
     let (page, more, damaged) = if let Some(key) = q.key.as_deref() {
         // One execution at most: the one submitted with the key.
         let found = match st.rt.by_key(key)? {
@@ -135,8 +134,8 @@ async fn list(
         (found.into_iter().collect(), false, Vec::new())
     } else {
         // Rows that cannot be read have no status or workflow to filter on: listed only unfiltered.
-        let unfiltered = status.is_none() && q.workflow.is_none();
-        let p = st.rt.page(cursor, newest_first, limit, &keep)?;
+        let unfiltered = filter.is_empty();
+        let p = st.rt.page(cursor, newest_first, limit, &filter)?;
         (p.rows, p.more, if unfiltered { p.damaged } else { Vec::new() })
     };
     let next = if more { page.last().map(|m| m.id.to_string()) } else { None };
