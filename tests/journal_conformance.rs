@@ -198,14 +198,15 @@ async fn check_filters_follow_changes(j: &dyn Journal, ids: &[ExecutionId]) {
     let only = |status| RowFilter { status: Some(status), workflow: None };
     let page =
         |filter: &RowFilter| j.page(None, true, 10, filter).unwrap().rows.iter().map(|m| m.id).collect::<Vec<_>>();
-    // ids[0] ran again (a resumed row) and waits; then completes.
-    for (seq, status) in [(2, Status::Waiting), (3, Status::Completed)] {
+    // A new execution runs, waits, then completes.
+    let z = ExecutionId::new(8_000);
+    for (seq, status) in [(1, Status::Running), (2, Status::Waiting), (3, Status::Completed)] {
         j.append(Append {
-            execution: ids[0],
+            execution: z,
             first_seq: seq,
             at_ms: 6,
             events: &[Event::NodeScheduled { node: "a".into(), visit: seq as u32 }],
-            meta: Some(&meta(ids[0], status, None)),
+            meta: Some(&meta(z, status, None)),
             workflow: None,
             timers: &[],
             waits: &[],
@@ -213,15 +214,15 @@ async fn check_filters_follow_changes(j: &dyn Journal, ids: &[ExecutionId]) {
         })
         .await
         .unwrap();
-        assert_eq!(page(&only(status)).last(), Some(&ids[0]), "{status:?}");
-        if status == Status::Completed {
-            assert_eq!(page(&only(Status::Waiting)), vec![], "it left the waiting rows");
+        assert_eq!(page(&only(status)).first(), Some(&z), "{status:?}");
+        for other in [Status::Running, Status::Waiting].into_iter().filter(|s| *s != status) {
+            assert!(!page(&only(other)).contains(&z), "it left the {other:?} rows");
         }
     }
     j.prune(&[ids[1], ids[2]], 99).await.unwrap();
     assert_eq!(page(&only(Status::Failed)), vec![ids[5], ids[3]]);
-    assert_eq!(page(&only(Status::Completed)), vec![ids[6], ids[4], ids[0]]);
-    assert_eq!(page(&RowFilter { status: None, workflow: Some("j".into()) }).len(), 5);
+    assert_eq!(page(&only(Status::Completed)), vec![z, ids[6], ids[4], ids[0]]);
+    assert_eq!(page(&RowFilter { status: None, workflow: Some("j".into()) }).len(), 6);
 }
 
 #[tokio::test]
@@ -230,6 +231,15 @@ async fn memory_journal_pages_the_index_both_ways() {
     let ids = fill_pages(&j).await;
     check_pages(&j, &ids);
     check_filters_follow_changes(&j, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_journal_pages_the_index_both_ways_in_sql() {
+    let Some(schema) = PgSchema::fresh().await else { return };
+    let j = pg(&schema).await;
+    let ids = fill_pages(&*j).await;
+    check_pages(&*j, &ids);
+    check_filters_follow_changes(&*j, &ids).await;
 }
 
 #[tokio::test]

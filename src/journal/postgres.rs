@@ -73,9 +73,9 @@ use super::inbox::{Answer, InboxNotice, Letter, Message, Refusal};
 use super::mailbox::{self, WaitChange};
 use super::session;
 use super::{
-    Append, Damage, Error, ExecutionMeta, Freed, Journal, KeptEvent, KeptRef, Leases, Listing, Part, Record,
-    Registration, SessionRecord, Stats, Timer, TimerChange, Tombstone, WorkerInfo, decode_meta_of, decode_registration,
-    decode_workflow, encode_frame, encode_meta, encode_registration, encode_workflow,
+    Append, Damage, Error, ExecutionMeta, Freed, IndexPage, Journal, KeptEvent, KeptRef, Leases, Listing, Part, Record,
+    Registration, RowFilter, SessionRecord, Stats, Timer, TimerChange, Tombstone, WorkerInfo, decode_meta_of,
+    decode_registration, decode_workflow, encode_frame, encode_meta, encode_registration, encode_workflow,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -560,6 +560,76 @@ impl Journal for PgJournal {
                 continue;
             };
             match decode_meta_of(id, &record) {
+                Ok(meta) => out.rows.push(meta),
+                Err(damage) => out.damaged.push(damage),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page in SQL: only the predicates `filter` and the cursor need
+    /// (each its own parameter), in id order either way, `limit + 1` rows
+    /// to say whether more follow.
+    fn page(
+        &self,
+        after: Option<ExecutionId>,
+        newest_first: bool,
+        limit: usize,
+        filter: &RowFilter,
+    ) -> Result<IndexPage, Error> {
+        if filter.workflow.as_deref().is_some_and(|w| w.contains('\0')) {
+            // PostgreSQL text holds no NUL, so no workflow id has one.
+            return Ok(IndexPage::default());
+        }
+        let mut sql = String::from("SELECT id, record FROM executions WHERE true");
+        let mut n = 0;
+        let mut param = |sql: &mut String, clause: &str| {
+            n += 1;
+            sql.push_str(&clause.replace('?', &format!("${n}")));
+        };
+        if filter.status.is_some() {
+            param(&mut sql, " AND status = ?");
+        }
+        if filter.workflow.is_some() {
+            param(&mut sql, " AND workflow_id = ?");
+        }
+        if after.is_some() {
+            param(&mut sql, if newest_first { " AND id < ?" } else { " AND id > ?" });
+        }
+        sql.push_str(if newest_first { " ORDER BY id DESC" } else { " ORDER BY id" });
+        param(&mut sql, " LIMIT ?");
+        let args = (
+            sql,
+            filter.status.map(|s| s.as_str().to_string()),
+            filter.workflow.clone(),
+            after.map(|a| a.to_bytes().to_vec()),
+            i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX),
+        );
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self.wait(
+            "listing a page of the executions".to_string(),
+            args,
+            |pool, (sql, status, workflow, after, limit)| async move {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                if let Some(status) = status {
+                    q = q.bind(status);
+                }
+                if let Some(workflow) = workflow {
+                    q = q.bind(workflow);
+                }
+                if let Some(after) = after {
+                    q = q.bind(after);
+                }
+                q.bind(limit).fetch_all(&pool).await
+            },
+        )?;
+        let mut out = IndexPage::default();
+        for (id, record) in rows {
+            let Ok(id) = id_from(&id, "the execution index") else { continue };
+            match decode_meta_of(id, &record) {
+                Ok(_) if out.rows.len() == limit => {
+                    out.more = true;
+                    break;
+                }
                 Ok(meta) => out.rows.push(meta),
                 Err(damage) => out.damaged.push(damage),
             }

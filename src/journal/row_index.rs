@@ -85,7 +85,7 @@ mod tests {
 
     fn row(status: Status, workflow: &str) -> ExecutionMeta {
         ExecutionMeta {
-            id: ExecutionId::new(7),
+            id: ExecutionId::from_bytes([7; 16]),
             workflow_id: workflow.into(),
             workflow_version: "1".into(),
             workflow_hash: "h".into(),

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_leases.sql"),
     include_str!("migrations/0003_inbox.sql"),
     include_str!("migrations/0004_pruned.sql"),
+    include_str!("migrations/0005_list_filters.sql"),
 ];
 
 /// The newest schema version this binary knows.
