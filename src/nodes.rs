@@ -98,6 +98,9 @@ pub struct NodeCtx<'a> {
     /// This attempt ran before, in a process that stopped before its end
     /// was journaled: what it streamed then is to be started over.
     pub resumed: bool,
+    /// In a branch or sub-workflow: its root execution and where it is
+    /// (streamed tokens go to the root's followers too).
+    pub inside: Option<(ExecutionId, crate::nodes::stream::Inside)>,
 }
 
 /// What a node attempt borrows, as the shared handles it is held in.

@@ -302,3 +302,63 @@ nodes:
     assert_eq!(tokens.iter().map(|t| t["text"].as_str().unwrap()).collect::<String>(), "an agent writes this", "{out}");
     assert!(tokens.iter().all(|t| t["node"] == "write"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_of_streaming_nodes_streams_every_branch_to_the_root_s_followers() {
+    let model = ModelServer::start().await;
+    model.script(Rule::contains("left", Reply::stream("left one two", 15, None)));
+    model.script(Rule::contains("right", Reply::stream("right three four", 15, None)));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"id: fan-stream
+state_schema: {{ l: str, r: str }}
+models:
+  m: {{ provider: openai, model: test-model, base_url: "{}", api_key_env: {KEY_VAR} }}
+nodes:
+  split: {{ type: parallel, branches: [left, right], merge: keys, join: done }}
+  left: {{ type: model, model: m, prompt: "say left", output_key: l, stream: true, next: done }}
+  right: {{ type: model, model: m, prompt: "say right", output_key: r, stream: true, next: done }}
+  done: {{ type: end }}
+"#,
+        model.openai_base()
+    );
+    let file = workflow_file(dir.path(), "fan.yaml", &yaml);
+    let data = dir.path().join("data");
+    let run = move |json: bool| {
+        let mut c = jamjet();
+        c.arg("--data-dir").arg(&data).args(["run", &file, "--follow"]).env(KEY_VAR, "k");
+        if json {
+            c.arg("--json");
+        }
+        c
+    };
+    let (people, machines) = tokio::task::spawn_blocking(move || {
+        (run_bounded(run(false), LIMIT, "run --follow"), run_bounded(run(true), LIMIT, "run --follow --json"))
+    })
+    .await
+    .unwrap();
+    assert!(people.output.status.success(), "{}", String::from_utf8_lossy(&people.output.stderr));
+    // Each branch's text on lines of its own, named by the branch, whatever the interleaving.
+    let out = String::from_utf8_lossy(&people.output.stdout);
+    for (branch, node, text) in [(0, "left", "left one two"), (1, "right", "right three four")] {
+        let prefix = format!("split branch {branch} / {node}  > ");
+        let said: String = out.lines().filter_map(|l| l.strip_prefix(&prefix)).collect();
+        assert_eq!(said, text, "{out}");
+    }
+    let out = String::from_utf8_lossy(&machines.output.stdout);
+    let tokens: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| l.get("token").cloned())
+        .collect();
+    for (branch, node, text) in [(0, "left", "left one two"), (1, "right", "right three four")] {
+        let mine: Vec<&Value> = tokens.iter().filter(|t| t["node"] == node).collect();
+        assert!(mine.iter().all(|t| t["inside"]["branch"] == branch && t["inside"]["parent_node"] == "split"), "{out}");
+        assert!(
+            mine.iter().all(|t| t["inside"]["execution"].as_str().is_some_and(|e| e.starts_with("exec_"))),
+            "{out}"
+        );
+        let said: String = mine.iter().map(|t| t["text"].as_str().unwrap()).collect();
+        assert_eq!(said, text, "in order: {out}");
+    }
+}

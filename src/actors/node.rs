@@ -54,6 +54,8 @@ pub(crate) struct NodeArgs {
     pub trace: Option<crate::nodes::trace::TraceContext>,
     /// The attempt was running when its execution was last stopped.
     pub resumed: bool,
+    /// In a branch or sub-workflow: its root and where it is.
+    pub inside: Option<(crate::id::ExecutionId, crate::nodes::stream::Inside)>,
 }
 
 /// How an attempt journals its calls: through its execution.
@@ -167,6 +169,7 @@ async fn run(me: ActorId, a: NodeArgs) -> Result<(), ActorProcessingErr> {
         }),
         history: &a.history,
         resumed: a.resumed,
+        inside: a.inside.clone(),
     };
     let began = Instant::now();
     let fut = executor_for(&node.kind).run(ctx);

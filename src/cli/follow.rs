@@ -23,18 +23,19 @@ pub(crate) struct Printer {
     /// text line starts with the id when `label_text`.
     execution: Option<ExecutionId>,
     label_text: bool,
-    /// A line of streamed text is open (a newline ends it before the next line).
-    streaming: bool,
+    /// The stream whose line of text is open (a newline ends it before
+    /// the next line): the branch it is in, the node, visit and attempt.
+    streaming: Option<(Option<ExecutionId>, String, u32, u32)>,
 }
 
 impl Printer {
     pub(crate) fn new(json: bool) -> Self {
-        Printer { json, last: 0, execution: None, label_text: false, streaming: false }
+        Printer { json, last: 0, execution: None, label_text: false, streaming: None }
     }
 
     /// A printer for the records of `id`, one of several followed at once.
     pub(crate) fn of(json: bool, id: ExecutionId, label_text: bool) -> Self {
-        Printer { json, last: 0, execution: Some(id), label_text, streaming: false }
+        Printer { json, last: 0, execution: Some(id), label_text, streaming: None }
     }
 
     /// Print `r` unless it was printed already.
@@ -77,25 +78,31 @@ impl Printer {
             let _ = writeln!(out, "{v}");
             return;
         }
-        if t.n == 0 || !self.streaming {
-            if self.streaming {
+        // Branches stream at once: a piece of another stream starts a line of its own.
+        let stream = (t.inside.as_ref().map(|i| i.execution), t.node.clone(), t.visit, t.attempt);
+        if t.n == 0 || self.streaming.as_ref() != Some(&stream) {
+            if self.streaming.is_some() {
                 let _ = writeln!(out);
             }
             let label = match self.execution.filter(|_| self.label_text) {
                 Some(id) => format!("{id}  "),
                 None => String::new(),
             };
+            let place = match &t.inside {
+                Some(i) => format!("{} branch {} / ", i.parent_node, i.branch),
+                None => String::new(),
+            };
             let again = if t.restarted { format!(" (streamed again, attempt {})", t.attempt) } else { String::new() };
-            let _ = write!(out, "{label}{}{again}  > ", t.node);
+            let _ = write!(out, "{label}{place}{}{again}  > ", t.node);
         }
         let _ = write!(out, "{}", t.text);
         let _ = out.flush();
-        self.streaming = true;
+        self.streaming = Some(stream);
     }
 
     /// End an open line of streamed text.
     fn end_stream(&mut self) {
-        if std::mem::take(&mut self.streaming) {
+        if self.streaming.take().is_some() {
             println!();
         }
     }

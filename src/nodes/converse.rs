@@ -138,6 +138,7 @@ async fn run<'a>(
                     visit: ctx.visit,
                     attempt: ctx.attempt,
                     restarted: ctx.attempt > 1 || ctx.resumed,
+                    root: ctx.inside.as_ref(),
                 });
                 (send(ctx.services, config, body, &key, conv.timeout, to.as_ref()).await?, true)
             }

@@ -236,6 +236,7 @@ impl StepAgent<'_> {
             // conversation so far ahead of its message, as an agent node is.
             history: &scope.history,
             resumed: false,
+            inside: None,
         };
         let mut calls = Calls::after(&ctx, *last);
         let first = *last;

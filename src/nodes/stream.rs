@@ -10,6 +10,10 @@
 //! tokens are marked `restarted`, so a follower knows to start the text
 //! over.
 //!
+//! A branch's or sub-workflow's tokens go to its own followers and to its
+//! root execution's, marked [`Inside`]: `jamjet run --follow` of a fan-out
+//! of streaming agents shows each branch's text.
+//!
 //! [`Tokens`] keeps one broadcast channel per execution someone follows: a
 //! token of an execution nobody follows costs a map lookup. A follower that
 //! falls [`BACKLOG`] tokens behind misses the oldest (and is told so by the
@@ -40,6 +44,20 @@ pub struct Token {
     /// An earlier stream of this visit ended before its reply was
     /// journaled (a retry, or a crash): this one starts the text over.
     pub restarted: bool,
+    /// A token of a branch or sub-workflow, as its root execution's
+    /// followers get it: where it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<Inside>,
+}
+
+/// The branch or sub-workflow a token was written in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inside {
+    /// Its own execution.
+    pub execution: ExecutionId,
+    /// The node of its parent that started it, and which of its children it is.
+    pub parent_node: String,
+    pub branch: u32,
 }
 
 /// The channels of the executions someone follows.
@@ -97,6 +115,9 @@ pub struct StreamTo<'a> {
     pub visit: u32,
     pub attempt: u32,
     pub restarted: bool,
+    /// For a branch or sub-workflow: its root execution, whose followers
+    /// get its tokens too, and where in the tree it is.
+    pub root: Option<&'a (ExecutionId, Inside)>,
 }
 
 impl StreamTo<'_> {
@@ -112,7 +133,11 @@ impl StreamTo<'_> {
             n,
             text: text.to_string(),
             restarted: self.restarted,
+            inside: None,
         };
+        if let Some((root, inside)) = self.root {
+            self.tokens.publish(*root, Token { inside: Some(inside.clone()), ..token.clone() });
+        }
         self.tokens.publish(self.execution, token);
     }
 }
@@ -156,7 +181,15 @@ mod tests {
     fn tokens_reach_followers_in_order_and_cost_nothing_without_them() {
         let tokens = Tokens::default();
         let id = ExecutionId::new(1);
-        let to = StreamTo { tokens: &tokens, execution: id, node: "ask", visit: 1, attempt: 1, restarted: false };
+        let to = StreamTo {
+            tokens: &tokens,
+            execution: id,
+            node: "ask",
+            visit: 1,
+            attempt: 1,
+            restarted: false,
+            root: None,
+        };
         to.send(0, "lost");
         assert!(tokens.channels.lock().unwrap().is_empty(), "no follower, no channel");
         let mut rx = tokens.subscribe(id);

@@ -70,6 +70,7 @@ pub(super) async fn carry_out(
                     history: st.machine.history.clone(),
                     trace: trace_of(st, &node, visit),
                     resumed: st.resumed.remove(&(node.clone(), visit, attempt)),
+                    inside: inside_of(st),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });
@@ -96,14 +97,9 @@ pub(super) async fn carry_out(
     Ok(())
 }
 
-/// The trace context of a node visit, when traces are exported: the
-/// execution tree's root is looked up once (see [`crate::actors::trace_root`]).
-fn trace_of(st: &mut State, node: &str, visit: u32) -> Option<crate::nodes::trace::TraceContext> {
-    use crate::nodes::trace;
-    if !st.services.tracing {
-        return None;
-    }
-    let root = match st.root {
+/// The execution tree's root, looked up once (see [`crate::actors::trace_root`]).
+fn root_of(st: &mut State) -> crate::id::ExecutionId {
+    match st.root {
         Some(root) => root,
         None => {
             let root = match &st.machine.parent {
@@ -112,8 +108,24 @@ fn trace_of(st: &mut State, node: &str, visit: u32) -> Option<crate::nodes::trac
             };
             *st.root.insert(root)
         }
-    };
+    }
+}
+
+/// The trace context of a node visit, when traces are exported.
+fn trace_of(st: &mut State, node: &str, visit: u32) -> Option<crate::nodes::trace::TraceContext> {
+    use crate::nodes::trace;
+    if !st.services.tracing {
+        return None;
+    }
+    let root = root_of(st);
     Some(trace::TraceContext { trace_id: trace::trace_id(root), span_id: trace::visit_span(st.id, node, visit) })
+}
+
+/// For a branch or sub-workflow: its root, and where it is in the tree.
+fn inside_of(st: &mut State) -> Option<(crate::id::ExecutionId, crate::nodes::stream::Inside)> {
+    let (parent_node, branch) = st.machine.parent.as_ref().map(|l| (l.node.clone(), l.branch))?;
+    let inside = crate::nodes::stream::Inside { execution: st.id, parent_node, branch };
+    Some((root_of(st), inside))
 }
 
 /// Hand an attempt to an idle NodeActor of this execution, or spawn one.

@@ -47,6 +47,7 @@ pub(super) fn ctx<'a>(st: &'a State, node: &str, visit: u32, attempt: u32) -> No
     let spec = st.wf.node(node).expect("active nodes are in the workflow");
     NodeCtx {
         resumed: false,
+        inside: None,
         execution_id: st.id,
         node: spec,
         visit,

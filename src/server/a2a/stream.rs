@@ -185,6 +185,8 @@ async fn follow(
             tokio::select! {
                 biased;
                 t = tokens.next(id), if streaming => match t {
+                    // A branch's or sub-workflow's text is not this task's reply.
+                    Some(t) if t.inside.is_some() => {}
                     Some(t) => {
                         let event = token_event(&current, &t);
                         if tx.send(frame(&rpc_id, dialect, event, false)).await.is_err() {
