@@ -238,7 +238,19 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
     let find = |rows: &[NodeVisit], node: &str, visit: u32| -> Option<usize> {
         rows.iter().rposition(|r| r.node == node && r.visit == visit)
     };
+    // A fork's copied records name fan-outs whose children ran in the
+    // original: those children are the original's. But for the fan-out a
+    // fork inside a branch goes on at (its `at_seq`): its branches run in
+    // the fork, unless their ends were kept (copied between that record
+    // and `Forked`).
+    let copied_from: Option<(ExecutionId, u64)> = records.iter().find_map(|r| match &r.event {
+        Event::Forked { from, at_seq, .. } => from.parse().ok().map(|f| (f, *at_seq)),
+        _ => None,
+    });
+    let mut forked = false;
     for r in records {
+        let kept_end = copied_from.filter(|(_, at_seq)| !forked && r.seq > *at_seq);
+        forked |= matches!(r.event, Event::Forked { .. });
         match &r.event {
             Event::NodeScheduled { node, visit } => rows.push(NodeVisit {
                 node: node.clone(),
@@ -375,11 +387,15 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                 }
             }
             Event::FanOut { node, visit, attempt, branches } => {
+                let ran_in = match copied_from {
+                    Some((from, at_seq)) if r.seq < at_seq => from,
+                    _ => id,
+                };
                 if let Some(i) = find(&rows, node, *visit) {
                     rows[i].branches.extend((0..*branches).map(|b| Branch {
                         branch: b,
                         attempt: *attempt,
-                        child: ExecutionId::child(id, node, *visit, *attempt, b),
+                        child: ExecutionId::child(ran_in, node, *visit, *attempt, b),
                         outcome: None,
                         error: None,
                         patch: None,
@@ -445,6 +461,9 @@ pub fn timeline(id: ExecutionId, records: &[Record]) -> Timeline {
                 if let Some(i) = find(&rows, node, *visit)
                     && let Some(b) = rows[i].branches.iter_mut().rev().find(|b| b.branch == *branch)
                 {
+                    if let Some((from, _)) = kept_end {
+                        b.child = ExecutionId::child(from, node, *visit, b.attempt, *branch);
+                    }
                     match outcome {
                         BranchOutcome::Completed { patch } => {
                             b.outcome = Some("completed");

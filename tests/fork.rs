@@ -168,9 +168,14 @@ async fn a_fork_after_at_and_inside_a_fan_out_keeps_the_results_it_does_not_run_
     assert_eq!(children.len(), 3, "{fan}");
     let forked_branch = jamjet_json(&data, &["inspect", children[1].as_str().unwrap(), "--json"]);
     assert_eq!(forked_branch["fork"]["node"], "wait_answer", "the branch says where it was forked: {forked_branch}");
+    // The kept branches were not started again: the fork's timeline names the original's.
+    let ask = done["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "ask").unwrap().clone();
+    let originals: Vec<&Value> = ask["branches"].as_array().unwrap().iter().map(|b| &b["child"]).collect();
+    assert_eq!((children[0], children[2]), (originals[0], originals[2]), "{fan}");
+    assert_ne!(children[1], originals[1]);
     for kept in [children[0], children[2]] {
-        let out = jamjet_out(&data, &["inspect", kept.as_str().unwrap(), "--json"]);
-        assert!(!out.status.success(), "branch {kept} was not started again: its answer was kept");
+        let parent = &jamjet_json(&data, &["inspect", kept.as_str().unwrap(), "--json"])["parent"];
+        assert_eq!(parent["id"], json!(id), "{parent}");
     }
     // Parents, forks and every branch (from its parent's state) replay as they ran.
     let out = jamjet_out(&data, &["replay", "--all"]);
@@ -247,14 +252,19 @@ async fn a_fork_from_inside_a_fan_out_branch_runs_only_that_branch_from_the_node
     let after = events(&data, &fork);
     let fan_out = before.iter().position(|e| e.get("FanOut").is_some()).unwrap();
     assert_eq!(after[1..=fan_out], before[1..=fan_out]);
-    assert_eq!(after[fan_out + 1]["Forked"]["from"], json!(id), "{after:?}");
-    assert_eq!(after[fan_out + 1]["Forked"]["node"], "split", "{after:?}");
-    let kept = &after[fan_out + 2]["BranchFinished"];
+    let kept = &after[fan_out + 1]["BranchFinished"];
     assert_eq!(kept["branch"], 1, "branch 1's end is kept: {after:?}");
+    assert_eq!(after[fan_out + 2]["Forked"]["from"], json!(id), "{after:?}");
+    assert_eq!(after[fan_out + 2]["Forked"]["node"], "split", "{after:?}");
+    assert_eq!(after[fan_out + 2]["Forked"]["at_seq"], json!(fan_out + 1), "{after:?}");
     // Its branch 0: the original branch's records up to `a2`, then the fork.
     let shown = jamjet_json(&data, &["inspect", &fork, "--json"]);
     let split = shown["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "split").unwrap().clone();
     let fork_a = split["branches"][0]["child"].as_str().unwrap().to_string();
+    let ran = jamjet_json(&data, &["inspect", &id, "--json"]);
+    let ran = ran["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "split").unwrap().clone();
+    assert_eq!(split["branches"][1]["child"], ran["branches"][1]["child"], "the kept branch is the original's");
+    assert_eq!(split["branches"][1]["status"], "completed", "{split}");
     let fork_a_events = events(&data, &fork_a);
     let cut = branch_a_before.iter().position(|e| e["NodeScheduled"]["node"] == "a2").unwrap();
     assert_eq!(fork_a_events[0]["BranchStarted"]["parent"], json!(fork));

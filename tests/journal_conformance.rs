@@ -253,9 +253,9 @@ async fn sled_journal_pages_the_index_both_ways_before_and_after_sled_applies_th
     drop(j);
     let j = SledJournal::open(dir.path()).unwrap();
     check_pages(&j, &ids);
-    // A store written before the indexes of rows by status and workflow:
-    // opening it builds them from the rows.
-    j.forget_row_indexes().await.unwrap();
+    // A store written before the index of rows by status: opening it
+    // builds it from the rows.
+    j.forget_row_index().await.unwrap();
     drop(j);
     let j = SledJournal::open(dir.path()).unwrap();
     check_pages(&j, &ids);

@@ -638,3 +638,46 @@ async fn a_read_only_key_sees_executions_and_its_actions_are_refused() {
     let (_, body) = api.get(&format!("/executions/{id}")).await;
     assert_eq!(body["status"], "waiting", "nothing changed: {body}");
 }
+
+#[tokio::test]
+async fn a_streamed_reply_shows_as_it_is_written() {
+    use support::model_server::{ModelServer, Reply, Rule};
+    let Some(browser) = Browser::start().await else { return };
+    let model = ModelServer::start().await;
+    // Two words, then the stream holds: the reply is half written while the page looks.
+    model.script(Rule::always(Reply::stream("alpha beta gamma", 20, Some(2))));
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start_env(
+        &dir.path().join("data"),
+        &["--allow-env", "JJ_UI_MODEL_KEY"],
+        &[("JJ_UI_MODEL_KEY", "k")],
+    );
+    let api = server.api();
+    let yaml = format!(
+        r#"id: talk
+state_schema: {{ answer: str }}
+models:
+  m: {{ provider: openai, model: test-model, base_url: "{}", api_key_env: JJ_UI_MODEL_KEY }}
+start: go
+nodes:
+  go: {{ type: wait, event: go, next: ask }}
+  ask: {{ type: model, model: m, prompt: "say it", output_key: answer, stream: true }}
+"#,
+        model.openai_base()
+    );
+    let (s, b) = api.register_yaml(&yaml).await;
+    assert_eq!(s, 201, "{b}");
+    let id = start(&api, "talk", json!({}), None).await;
+    api.poll_until(&id, LIMIT, |b| b["status"] == "waiting").await;
+    // The page follows the execution's event stream; then the model is asked.
+    browser.goto(&format!("{}/ui#/executions/{id}", server.url)).await;
+    browser.wait_count("#live[data-following=true]", |n| n == 1).await;
+    let (s, b) = api.post(&format!("/executions/{id}/signal"), &json!({ "key": "go" })).await;
+    assert!(s < 300, "{b}");
+    let text = browser.wait_text("#live .stream[data-node=ask] pre", |t| t.contains("alpha beta")).await;
+    assert!(!text.contains("gamma"), "only what was written so far: {text}");
+    browser.wait_text("#live .stream h4", |t| t == "ask").await;
+    let (_, body) = api.get(&format!("/executions/{id}")).await;
+    assert_eq!(body["status"], "running", "still being written: {body}");
+    browser.screenshot("streaming").await;
+}

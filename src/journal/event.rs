@@ -407,9 +407,10 @@ pub enum Event {
     },
     /// This execution is a fork of `from` (`jamjet fork`): the records
     /// before this one are `from`'s first `at_seq` records (its submission
-    /// without the idempotency key, naming the workflow this one runs), and
-    /// it goes on at `node` (visit `visit`) with `patch` merged into the
-    /// state. `version`: the version `from` ran, when this one moved to
+    /// without the idempotency key, naming the workflow this one runs) and,
+    /// for a fork inside a branch (`at_seq` is then the `FanOut`), the
+    /// `BranchFinished` of the branches it keeps; it goes on at `node`
+    /// (visit `visit`) with `patch` merged into the state. `version`: the version `from` ran, when this one moved to
     /// another (`--latest`).
     Forked {
         from: String,

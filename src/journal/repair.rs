@@ -258,7 +258,7 @@ impl SledJournal {
                     }
                 }
                 // Derived from the rows; built again at open when the marker is gone.
-                Some(super::row_index::BY_STATUS | super::row_index::BY_WORKFLOW | super::row_index::INDEXED) => {}
+                Some(super::row_index::BY_STATUS | super::row_index::INDEXED) => {}
                 Some(super::session::SESSION) => {
                     if let Err(e) = super::session::decode_session(&v) {
                         out.bad.push(bad(Kind::Session, None, super::corrupt_detail(e)));
@@ -352,8 +352,8 @@ impl SledJournal {
 
     /// Write index changes durably (rows, idempotency keys, timers, waits).
     pub async fn write_index(&self, changes: &IndexChanges) -> Result<(), Error> {
-        // The rows change under their indexes by status and workflow: the
-        // marker goes first, so the next open builds them again whole.
+        // The rows change under their index by status: the marker goes
+        // first, so the next open builds it again whole.
         let mut writes: Batch = vec![(super::row_index::marker(), Vec::new())];
         writes.extend(changes.remove_rows.iter().map(|id| (meta_key(*id).to_vec(), Vec::new())));
         writes.extend(changes.put_rows.iter().map(|m| (meta_key(m.id).to_vec(), encode_meta(m))));

@@ -39,7 +39,7 @@ use crate::ir::Workflow;
 /// checkpoint does not stall the writers.
 const SLED_FLUSH_MS: u64 = 500;
 
-/// Entries per batch when the indexes of rows are built at open.
+/// Entries per batch when the index of rows by status is built at open.
 const INDEX_BATCH: usize = 10_000;
 
 pub(super) const EVENT: u8 = b'e';
@@ -212,8 +212,8 @@ impl SledJournal {
         Ok(journal)
     }
 
-    /// Build the indexes of rows by status and by workflow from the rows,
-    /// unless the marker says they are whole (see `row_index`): what was
+    /// Build the index of rows by status from the rows, unless the
+    /// marker says it is whole (see `row_index`): what was
     /// there is removed first, the marker written last, in batches
     /// through the log. A process that dies partway leaves no marker, and
     /// the next open starts again.
@@ -222,10 +222,8 @@ impl SledJournal {
             return Ok(());
         }
         let mut writes: Batch = Vec::new();
-        for prefix in [row_index::BY_STATUS, row_index::BY_WORKFLOW] {
-            for kv in self.reads().scan_prefix([prefix]) {
-                writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
-            }
+        for kv in self.reads().scan_prefix([row_index::BY_STATUS]) {
+            writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
         }
         // Unreadable rows have nothing to index: `jamjet repair` deals with them.
         for row in self.listing()?.rows {
@@ -238,38 +236,31 @@ impl SledJournal {
         }
         // In sled before the store is handed out: nothing of it is left in the log's backlog.
         self.wal.settle();
-        tracing::debug!(entries = rows, "built the index of execution rows by status and workflow");
+        tracing::debug!(entries = rows, "built the index of execution rows by status");
         Ok(())
     }
 
-    /// Forget the indexes of rows by status and workflow, as a store
-    /// written before them: the next open builds them again. For tests.
+    /// Forget the index of rows by status, as a store written before it:
+    /// the next open builds it again. For tests.
     #[doc(hidden)]
-    pub async fn forget_row_indexes(&self) -> Result<(), Error> {
+    pub async fn forget_row_index(&self) -> Result<(), Error> {
         let mut writes: Batch = vec![(row_index::marker(), Vec::new())];
-        for prefix in [row_index::BY_STATUS, row_index::BY_WORKFLOW] {
-            for kv in self.reads().scan_prefix([prefix]) {
-                writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
-            }
+        for kv in self.reads().scan_prefix([row_index::BY_STATUS]) {
+            writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
         }
         self.wal.commit(writes).await
     }
 
-    /// A page of the rows `filter` keeps, read through the index of its
-    /// status (or, without one, of its workflow): each entry's row is read
-    /// and checked again.
+    /// A page of the rows with `status`, read through the index of rows
+    /// by status: each entry's row is read and checked against `filter`.
     fn page_by_index(
         &self,
+        prefix: Vec<u8>,
         after: Option<ExecutionId>,
         newest_first: bool,
         limit: usize,
         filter: &RowFilter,
     ) -> Result<IndexPage, Error> {
-        let prefix = match (&filter.status, &filter.workflow) {
-            (Some(status), _) => row_index::status_prefix(*status),
-            (None, Some(workflow)) => row_index::workflow_prefix(workflow),
-            (None, None) => unreachable!("an empty filter reads the index of rows itself"),
-        };
         let first = Bound::Included(row_index::entry(&prefix, ExecutionId::from_bytes([0; 16])));
         let last = Bound::Included(row_index::entry(&prefix, ExecutionId::from_bytes([0xff; 16])));
         let cursor = |id| Bound::Excluded(row_index::entry(&prefix, id));
@@ -427,9 +418,10 @@ impl Journal for SledJournal {
                 batch.push((key, encode_frame(append.at_ms, append.events)));
             }
             if let Some(meta) = append.meta {
-                // The row before (a damaged one counts as none: its old
-                // entries, if any, list nothing wrong, see `row_index`).
-                let old = self.meta(meta.id).ok().flatten();
+                // The row before: none for a first batch (a damaged one
+                // counts as none too: an old entry lists nothing wrong, see
+                // `row_index`).
+                let old = if append.first_seq == 1 { None } else { self.meta(meta.id).ok().flatten() };
                 batch.extend(row_index::writes(old.as_ref(), Some(meta)));
                 batch.push((meta_key(meta.id).to_vec(), encode_meta(meta)));
                 if let Some(key) = &meta.key {
@@ -572,8 +564,8 @@ impl Journal for SledJournal {
         limit: usize,
         filter: &RowFilter,
     ) -> Result<IndexPage, Error> {
-        if !filter.is_empty() {
-            return self.page_by_index(after, newest_first, limit, filter);
+        if let Some(prefix) = filter.status.and_then(row_index::status_prefix) {
+            return self.page_by_index(prefix, after, newest_first, limit, filter);
         }
         if !newest_first {
             return Ok(IndexPage::of(self.listing()?, after, false, limit, filter));
@@ -593,13 +585,14 @@ impl Journal for SledJournal {
             };
             let Some(id) = id_in(&k).filter(|_| k.len() == 17) else { continue };
             match decode_meta_of(id, &v) {
-                Ok(meta) => {
+                Ok(meta) if filter.keeps(&meta) => {
                     if out.rows.len() == limit {
                         out.more = true;
                         break;
                     }
                     out.rows.push(meta);
                 }
+                Ok(_) => {}
                 Err(damage) => out.damaged.push(damage),
             }
         }

@@ -8,9 +8,9 @@
 //!
 //! A node inside a parallel node's branches is forked inside its branch.
 //! The fork copies the original's records up to that fan-out (its
-//! `FanOut` included), then `Forked`, then the ends of the branches that
-//! had completed (none under `merge: first`, where one would decide the
-//! join before the forked branch ran). The branch the node ran in is forked
+//! `FanOut` included) and the ends of the branches that had completed
+//! (none under `merge: first`, where one would decide the join before the
+//! forked branch ran), then `Forked`. The branch the node ran in is forked
 //! like an execution of its own: its records up to the visit, `Forked` with
 //! the keys set, the visit scheduled again. Its first batch is appended
 //! before the fork's, under the id the fork's fan-out derives for it, so
@@ -271,15 +271,8 @@ pub fn plan_in_branch(
         }
     };
     let mut events = submission(records, f.at + 1, (workflow, hash))?;
-    events.push(Event::Forked {
-        from: original.to_string(),
-        at_seq: records[f.at].seq,
-        node: f.node.clone(),
-        visit: f.visit,
-        patch: Json::from_map(&Map::new()),
-        version: moved_from.clone(),
-    });
-    // The branches that completed in this attempt keep their results.
+    // The branches that completed in this attempt keep their results:
+    // their ends, copied, come before `Forked` (all it follows is copied).
     let attempt_over = |e: &Event| match e {
         Event::NodeStarted { node, visit, .. }
         | Event::FanOut { node, visit, .. }
@@ -300,6 +293,14 @@ pub fn plan_in_branch(
                 .cloned(),
         );
     }
+    events.push(Event::Forked {
+        from: original.to_string(),
+        at_seq: records[f.at].seq,
+        node: f.node.clone(),
+        visit: f.visit,
+        patch: Json::from_map(&Map::new()),
+        version: moved_from.clone(),
+    });
     let folded = fold(fork, &events, workflow, None, now)?;
 
     let child = ExecutionId::child(fork, &f.node, f.visit, f.attempt, inside.branch);
@@ -624,7 +625,7 @@ nodes:
             assert!(
                 matches!(&planned.events[0], Event::ExecutionStarted { key: None, workflow_hash, .. } if workflow_hash == "h2")
             );
-            assert!(matches!(&planned.events[4], Event::Forked { node, .. } if node == "split"));
+            assert!(matches!(planned.events.last(), Some(Event::Forked { node, at_seq: 4, .. }) if node == "split"));
             assert_eq!(child, ExecutionId::child(fork, "split", 1, 1, 1));
             assert!(matches!(&branch.events[0], Event::BranchStarted { parent, .. } if *parent == fork.to_string()));
             assert_eq!(branch.events[2], scheduled("b", 1), "the visit is scheduled again");

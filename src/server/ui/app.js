@@ -13,6 +13,7 @@ const MAX_LANES = 32;
 
 let timer = null; // the live-update timer of the current view
 let generation = 0; // bumped on every navigation: late answers of an old view are dropped
+let following = null; // the AbortController of the execution view's event stream
 
 // ---- DOM helpers -------------------------------------------------------
 
@@ -136,6 +137,8 @@ function route() {
   generation += 1;
   if (timer) clearTimeout(timer);
   timer = null;
+  if (following) following.abort();
+  following = null;
   notice("");
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, qs] = hash.split("?");
@@ -306,12 +309,16 @@ function executionView(id, gen) {
 
   const head = el("section", { class: "exec-head" });
   const actions = el("section", { class: "actions", id: "actions" });
+  const live = el("section", { class: "live", id: "live", hidden: true });
+  const streams = new Map(); // one streamed reply: "branch/node#visit.attempt" -> its text node
+  let actionsFor = null; // what the actions panel was drawn for
   const chart = el("section", { class: "timeline", id: "timeline" });
   const details = el("section", { class: "details", id: "details" });
   setView(
     el("p", {}, el("a", { href: "#/" }, "‹ Executions")),
     head,
     actions,
+    live,
     el("h2", {}, "Timeline"),
     chart,
     details,
@@ -331,7 +338,15 @@ function executionView(id, gen) {
       exec = x;
       tl = t;
       draw();
-      if (!TERMINAL.has(x.status)) timer = setTimeout(load, EXEC_POLL_MS);
+      if (!TERMINAL.has(x.status)) {
+        timer = setTimeout(load, EXEC_POLL_MS);
+        if (!following) follow();
+      } else {
+        if (following) following.abort();
+        live.hidden = true;
+        live.replaceChildren();
+        streams.clear();
+      }
     } catch (err) {
       if (gen !== generation) return;
       if (err instanceof ApiError && err.status === 410) return pruned(err);
@@ -344,6 +359,86 @@ function executionView(id, gen) {
       if (err instanceof ApiError && err.status === 401) return;
       timer = setTimeout(load, EXEC_POLL_MS * 3);
     }
+  }
+
+  // The execution's event stream (SSE read through fetch, which can send
+  // the API key): each durable record redraws at once, and a model node
+  // with `stream: true` (its branches' too) shows its reply as it is
+  // written. Polling goes on beside it, so a dropped stream loses nothing.
+  async function follow() {
+    const ctrl = new AbortController();
+    following = ctrl;
+    try {
+      const headers = { Accept: "text/event-stream" };
+      const key = apiKey();
+      if (key) headers.Authorization = "Bearer " + key;
+      // From the last record drawn: the history before it is on the page.
+      const after = tl && tl.last_seq ? "?after=" + tl.last_seq : "";
+      const url = "/executions/" + encodeURIComponent(id) + "/events/stream" + after;
+      const res = await fetch(url, { headers, cache: "no-store", credentials: "omit", signal: ctrl.signal });
+      if (!res.ok || !res.body) return;
+      live.dataset.following = "true";
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || gen !== generation) break;
+        buf += value;
+        let at;
+        while ((at = buf.search(/\r?\n\r?\n/)) >= 0) {
+          const block = buf.slice(0, at);
+          buf = buf.slice(at).replace(/^\r?\n\r?\n/, "");
+          sseEvent(block);
+        }
+      }
+    } catch (_) {
+      // Aborted (navigation, the end) or dropped: the polling goes on.
+    } finally {
+      if (following === ctrl) following = null;
+      delete live.dataset.following;
+    }
+  }
+
+  function sseEvent(block) {
+    let event = "message";
+    let data = "";
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+      if (field === "event") event = value;
+      else if (field === "data") data += (data ? "\n" : "") + value;
+    }
+    if (event === "token") {
+      try {
+        token(JSON.parse(data));
+      } catch (_) {
+        // Not a token: nothing to show.
+      }
+    } else {
+      // A record (or the end): redraw now rather than at the next poll.
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(load, 50);
+    }
+  }
+
+  function token(t) {
+    const where = t.inside ? t.inside.parent_node + " branch " + t.inside.branch + " / " : "";
+    const key = (t.inside ? t.inside.execution : "") + "/" + t.node + "#" + t.visit + "." + t.attempt;
+    let text = streams.get(key);
+    if (!text) {
+      text = document.createTextNode("");
+      streams.set(key, text);
+      const label = where + t.node + (t.visit > 1 ? " #" + t.visit : "") +
+        (t.restarted ? " (streamed again, attempt " + t.attempt + ")" : "");
+      if (live.hidden) {
+        live.hidden = false;
+        live.append(el("h2", {}, "Streaming"));
+      }
+      live.append(el("div", { class: "stream", "data-node": t.node }, el("h4", {}, label), el("pre", {}, text)));
+    }
+    text.appendData(t.text);
   }
 
   function pruned(err) {
@@ -419,6 +514,11 @@ function executionView(id, gen) {
   }
 
   function drawActions() {
+    // Redrawn only when what it offers changes: a redraw under a person
+    // typing into it would take the field away.
+    const offered = JSON.stringify([exec.status, exec.waiting]);
+    if (offered === actionsFor) return;
+    actionsFor = offered;
     if (TERMINAL.has(exec.status)) {
       actions.replaceChildren();
       return;
@@ -434,6 +534,7 @@ function executionView(id, gen) {
     parts.push(cancelForm());
     const focused = document.activeElement && actions.contains(document.activeElement);
     if (!focused) actions.replaceChildren(...parts);
+    else actionsFor = null; // drawn once the person is done with it
   }
 
   function approvalForm(target, w) {
