@@ -5,8 +5,10 @@
 //! - `list_newest_50_of_100000`: `GET /executions?order=desc&limit=50&usage=true`
 //!   (the UI's executions page) with 100,000 executions in the store;
 //! - `list_next_page_of_100000`: the same from a cursor in the middle of the index;
-//! - `list_filter_matching_none_of_100000`: `&status=failed` when none failed,
-//!   the worst case of a filter (the scan reads the whole index);
+//! - `list_filter_matching_none_of_100000`: `&status=failed` when none failed
+//!   (read through the index of rows by status: nothing);
+//! - `list_workflow_matching_none_of_100000`: `&workflow=nope`, the worst
+//!   case of a filter (a scan that reads every row);
 //! - `timeline_10000_events`: `GET /executions/{id}/timeline` of one
 //!   execution with 10,000 events (3,333 node visits).
 //!
@@ -153,9 +155,13 @@ fn ui(c: &mut Criterion) {
     g.bench_function(format!("list_next_page_of_{executions}"), |b| {
         b.to_async(&tokio).iter(|| get(format!("/executions?order=desc&limit=50&usage=true&cursor={middle}")))
     });
-    // The worst case of a filter: nothing matches, so the scan reads the whole index.
+    // A status filter that matches nothing: the index of rows by status has no entry for it.
     g.bench_function(format!("list_filter_matching_none_of_{executions}"), |b| {
         b.to_async(&tokio).iter(|| get("/executions?order=desc&limit=50&usage=true&status=failed".to_string()))
+    });
+    // A workflow filter that matches nothing: the worst case of a scan, every row read.
+    g.bench_function(format!("list_workflow_matching_none_of_{executions}"), |b| {
+        b.to_async(&tokio).iter(|| get("/executions?order=desc&limit=50&usage=true&workflow=nope".to_string()))
     });
     g.bench_function(format!("timeline_{}_events", 1 + 3 * visits), |b| {
         b.to_async(&tokio).iter(|| get(format!("/executions/{big}/timeline")))

@@ -584,6 +584,28 @@ fn decode_meta(bytes: &[u8]) -> Result<ExecutionMeta, Error> {
         .map_err(|e| Error::Corrupt(format!("execution index row does not decode: {e}")))
 }
 
+/// Whether the stored row `bytes` is one `filter` keeps, read without
+/// decoding the whole row (its text borrowed, nothing allocated); `None`
+/// when its head does not decode (the whole decode says why).
+fn row_kept(bytes: &[u8], filter: &RowFilter) -> Option<bool> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        _id: ExecutionId,
+        #[serde(borrow)]
+        workflow_id: &'a str,
+        #[serde(borrow)]
+        _version: &'a str,
+        #[serde(borrow)]
+        _hash: &'a str,
+        status: Status,
+    }
+    let head: Head<'_> = postcard::from_bytes(unversioned(bytes, "execution index row").ok()?).ok()?;
+    Some(
+        filter.status.is_none_or(|s| head.status == s)
+            && filter.workflow.as_deref().is_none_or(|w| head.workflow_id == w),
+    )
+}
+
 /// The index row of `id`, or what makes it damaged.
 fn decode_meta_of(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionMeta, Damage> {
     match decode_meta(bytes) {

@@ -17,6 +17,8 @@
 
 use super::wal::Batch;
 use super::{ExecutionId, ExecutionMeta, Status};
+#[cfg(test)]
+use super::RowFilter;
 
 pub(super) const BY_STATUS: u8 = b'i';
 /// Present (value: the format, 1) once the index holds every row.
@@ -100,5 +102,18 @@ mod tests {
         assert_eq!(writes(None, Some(&done)), vec![], "started and completed in one batch: nothing");
         assert_eq!(writes(Some(&done), None), vec![]);
         assert_eq!(id_of(&s(Status::Failed)), Some(id));
+    }
+
+    #[test]
+    fn a_stored_row_is_filtered_from_its_head() {
+        let stored = super::super::encode_meta(&row(Status::Waiting, "wf"));
+        let kept = |status, workflow: Option<&str>| {
+            super::super::row_kept(&stored, &RowFilter { status, workflow: workflow.map(Into::into) })
+        };
+        assert_eq!(kept(Some(Status::Waiting), Some("wf")), Some(true));
+        assert_eq!(kept(None, Some("wf")), Some(true));
+        assert_eq!(kept(Some(Status::Completed), None), Some(false));
+        assert_eq!(kept(None, Some("other")), Some(false));
+        assert_eq!(super::super::row_kept(b"\x01\xff", &RowFilter::default()), None, "a head that does not decode");
     }
 }

@@ -29,7 +29,7 @@ use super::{
     Append, Damage, Error, ExecutionMeta, Freed, IndexPage, Journal, KeptEvent, KeptRef, Listing, Part, Record,
     Registration, RowFilter, SessionRecord, Stats, Timer, TimerChange, Tombstone, decode_meta_of, decode_registration,
     decode_tombstone, decode_workflow, encode_frame, encode_meta, encode_registration, encode_tombstone,
-    encode_workflow,
+    encode_workflow, row_kept,
 };
 use crate::id::ExecutionId;
 use crate::ir::Workflow;
@@ -584,6 +584,10 @@ impl Journal for SledJournal {
                 Err(other) => return Err(storage(other)),
             };
             let Some(id) = id_in(&k).filter(|_| k.len() == 17) else { continue };
+            // Most rows a filter passes over are read no further than their head.
+            if row_kept(&v, filter) == Some(false) {
+                continue;
+            }
             match decode_meta_of(id, &v) {
                 Ok(meta) if filter.keeps(&meta) => {
                     if out.rows.len() == limit {
