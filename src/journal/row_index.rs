@@ -17,8 +17,6 @@
 
 use super::wal::Batch;
 use super::{ExecutionId, ExecutionMeta, Status};
-#[cfg(test)]
-use super::RowFilter;
 
 pub(super) const BY_STATUS: u8 = b'i';
 /// Present (value: the format, 1) once the index holds every row.
@@ -71,6 +69,7 @@ pub(super) fn writes(old: Option<&ExecutionMeta>, new: Option<&ExecutionMeta>) -
 
 #[cfg(test)]
 mod tests {
+    use super::super::RowFilter;
     use super::*;
 
     fn row(status: Status, workflow: &str) -> ExecutionMeta {
