@@ -354,6 +354,7 @@ impl SledJournal {
     pub async fn write_index(&self, changes: &IndexChanges) -> Result<(), Error> {
         // The rows change under their index by status: the marker goes
         // first, so the next open builds it again whole.
+        self.rows_indexed.store(false, std::sync::atomic::Ordering::Relaxed);
         let mut writes: Batch = vec![(super::row_index::marker(), Vec::new())];
         writes.extend(changes.remove_rows.iter().map(|id| (meta_key(*id).to_vec(), Vec::new())));
         writes.extend(changes.put_rows.iter().map(|m| (meta_key(m.id).to_vec(), encode_meta(m))));

@@ -16,7 +16,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
@@ -190,6 +190,9 @@ pub struct SledJournal {
     recovered: Vec<String>,
     appends: AtomicU64,
     events: AtomicU64,
+    /// The index of rows by status is whole (see `row_index`): filtered
+    /// pages read it; until then (it could not be built) they scan.
+    pub(super) rows_indexed: AtomicBool,
 }
 
 impl SledJournal {
@@ -207,8 +210,22 @@ impl SledJournal {
         remove_unfinished_snapshots(&path)?;
         let db = open_sled(dir, &path)?;
         let (wal, recovered) = Wal::open(dir, &dir.join("journal.log"), db.clone(), tuning)?;
-        let journal = SledJournal { wal, db, recovered, appends: AtomicU64::new(0), events: AtomicU64::new(0) };
-        journal.index_rows()?;
+        let journal = SledJournal {
+            wal,
+            db,
+            recovered,
+            appends: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            rows_indexed: AtomicBool::new(false),
+        };
+        // A store that cannot be indexed still opens (`jamjet repair` opens
+        // damaged ones): its filtered pages scan the rows.
+        match journal.index_rows() {
+            Ok(()) => journal.rows_indexed.store(true, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "the index of execution rows by status could not be built; filtered lists scan the rows")
+            }
+        }
         Ok(journal)
     }
 
@@ -244,6 +261,7 @@ impl SledJournal {
     /// the next open builds it again. For tests.
     #[doc(hidden)]
     pub async fn forget_row_index(&self) -> Result<(), Error> {
+        self.rows_indexed.store(false, Ordering::Relaxed);
         let mut writes: Batch = vec![(row_index::marker(), Vec::new())];
         for kv in self.reads().scan_prefix([row_index::BY_STATUS]) {
             writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
@@ -564,7 +582,9 @@ impl Journal for SledJournal {
         limit: usize,
         filter: &RowFilter,
     ) -> Result<IndexPage, Error> {
-        if let Some(prefix) = filter.status.and_then(row_index::status_prefix) {
+        if let Some(prefix) =
+            filter.status.and_then(row_index::status_prefix).filter(|_| self.rows_indexed.load(Ordering::Relaxed))
+        {
             return self.page_by_index(prefix, after, newest_first, limit, filter);
         }
         if !newest_first {
