@@ -303,6 +303,35 @@ async fn a_fork_from_inside_a_fan_out_branch_runs_only_that_branch_from_the_node
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_in_a_branch_of_a_branch_is_refused_naming_the_inner_fan_out_which_forks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = r#"id: nested
+state_schema: { v: int, w: int, z: int }
+nodes:
+  outer: { type: parallel, branches: [inner, side], merge: keys, join: done }
+  inner: { type: parallel, branches: [y], merge: keys, join: after }
+  y: { type: set, values: { v: 1 }, next: after }
+  after: { type: set, values: { w: "{{ state.v + 1 }}" }, next: done }
+  side: { type: set, values: { z: 3 }, next: done }
+  done: { type: end }
+"#;
+    let wf = workflow_file(dir.path(), "nested.yaml", yaml);
+    let original = jamjet_json(&data, &["run", &wf, "--json"]);
+    assert_eq!(original["state"], json!({"v": 1, "w": 2, "z": 3}), "{original}");
+    let id = original["id"].as_str().unwrap().to_string();
+    let out = jamjet_out(&data, &["fork", &id, "--from", "y"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("a node in a branch of a branch cannot be forked from: fork from the parallel node inside the branch (`inner`)"), "{}", stderr(&out));
+    // As it says: from `inner`, inside branch 0 of `outer`, with `v` set; `side` keeps its result.
+    let forked = jamjet_json(&data, &["fork", &id, "--from", "inner", "--set", r#"{"v": 5}"#, "--json"]);
+    assert_eq!(forked["status"], "completed", "{forked}");
+    assert_eq!(forked["state"], json!({"v": 1, "w": 2, "z": 3}), "y runs again and sets v: {forked}");
+    let forked = jamjet_json(&data, &["fork", &id, "--from", "after", "--set", r#"{"v": 5}"#, "--json"]);
+    assert_eq!(forked["state"], json!({"v": 5, "w": 6, "z": 3}), "after the inner join: {forked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_onto_the_latest_version_through_the_api_and_the_cli() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -401,10 +401,13 @@ impl Runtime {
         let ran = self.workflow_of(root).map_err(|e| Some(e.to_string()))?;
         let mut found = Vec::new();
         let mut no_visit = None;
+        // Fan-outs inside the branches: a node in a branch of a branch is not forked from (yet).
+        let mut nested = BTreeSet::new();
         for f in fan_outs(&ran, records) {
             for branch in (0..f.branches).filter(|b| spec.branch.is_none_or(|want| want == *b)) {
                 let child = ExecutionId::child(root, &f.node, f.visit, f.attempt, branch);
                 let branch_records = self.services().journal.read(child).map_err(|e| Some(e.to_string()))?;
+                nested.extend(fan_outs(&ran, &branch_records).into_iter().map(|inner| inner.node));
                 match cut(&branch_records, &spec.from, spec.visit) {
                     Ok(cut) => found.push(InBranch { fan_out: f.clone(), branch, child, records: branch_records, cut }),
                     Err(why) if why.contains("has no visit") => {
@@ -414,9 +417,18 @@ impl Runtime {
                 }
             }
         }
-        match found.is_empty() {
-            true => Err(no_visit),
-            false => choose(&spec.from, found).map_err(Some),
+        match (found.is_empty(), no_visit, nested.is_empty()) {
+            (true, None, false) => {
+                let inner: Vec<String> = nested.iter().map(|p| format!("`{p}`")).collect();
+                Err(Some(format!(
+                    "node `{}` did not run in it nor in its branches; a node in a branch of a branch cannot be \
+                     forked from: fork from the parallel node inside the branch ({}), whose branches run again",
+                    spec.from,
+                    inner.join(", ")
+                )))
+            }
+            (true, no_visit, _) => Err(no_visit),
+            (false, _, _) => choose(&spec.from, found).map_err(Some),
         }
     }
 
