@@ -70,7 +70,7 @@ pub(super) async fn carry_out(
                     history: st.machine.history.clone(),
                     trace: trace_of(st, &node, visit),
                     resumed: st.resumed.remove(&(node.clone(), visit, attempt)),
-                    inside: inside_of(st),
+                    inside: inside_of(st, &node),
                 };
                 let actor = start_node(myself, st, args).await?;
                 st.nodes.insert(actor.get_id(), Running { actor, node, visit, attempt });
@@ -121,9 +121,21 @@ fn trace_of(st: &mut State, node: &str, visit: u32) -> Option<crate::nodes::trac
     Some(trace::TraceContext { trace_id: trace::trace_id(root), span_id: trace::visit_span(st.id, node, visit) })
 }
 
-/// For a branch or sub-workflow: its root, and where it is in the tree.
-fn inside_of(st: &mut State) -> Option<(crate::id::ExecutionId, crate::nodes::stream::Inside)> {
-    let (parent_node, branch) = st.machine.parent.as_ref().map(|l| (l.node.clone(), l.branch))?;
+/// For a node that may stream (a model node or a local agent with
+/// `stream: true`) in a branch or sub-workflow: its root, and where it is
+/// in the tree. Nothing (no root looked up) for any other node.
+fn inside_of(st: &mut State, node: &str) -> Option<(crate::id::ExecutionId, crate::nodes::stream::Inside)> {
+    use crate::ir::NodeKind;
+    let link = st.machine.parent.as_ref()?;
+    let streams = match st.wf.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Model(m)) => m.stream,
+        Some(NodeKind::Agent(a)) => a.local && st.wf.agents.values().any(|d| d.stream),
+        _ => false,
+    };
+    if !streams {
+        return None;
+    }
+    let (parent_node, branch) = (link.node.clone(), link.branch);
     let inside = crate::nodes::stream::Inside { execution: st.id, parent_node, branch };
     Some((root_of(st), inside))
 }
