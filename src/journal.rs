@@ -164,7 +164,12 @@ pub struct RowFilter {
 
 impl RowFilter {
     pub fn keeps(&self, m: &ExecutionMeta) -> bool {
-        self.status.is_none_or(|s| m.status == s) && self.workflow.as_deref().is_none_or(|w| m.workflow_id == w)
+        self.keeps_one(m.status, &m.workflow_id)
+    }
+
+    /// It keeps a row with `status`, of `workflow`.
+    fn keeps_one(&self, status: Status, workflow: &str) -> bool {
+        self.status.is_none_or(|s| status == s) && self.workflow.as_deref().is_none_or(|w| workflow == w)
     }
 
     /// It keeps every row.
@@ -600,10 +605,7 @@ fn row_kept(bytes: &[u8], filter: &RowFilter) -> Option<bool> {
         status: Status,
     }
     let head: Head<'_> = postcard::from_bytes(unversioned(bytes, "execution index row").ok()?).ok()?;
-    Some(
-        filter.status.is_none_or(|s| head.status == s)
-            && filter.workflow.as_deref().is_none_or(|w| head.workflow_id == w),
-    )
+    Some(filter.keeps_one(head.status, head.workflow_id))
 }
 
 /// The index row of `id`, or what makes it damaged.

@@ -238,10 +238,7 @@ impl SledJournal {
         if self.reads().contains_key(row_index::marker()).map_err(storage)? {
             return Ok(());
         }
-        let mut writes: Batch = Vec::new();
-        for kv in self.reads().scan_prefix([row_index::BY_STATUS]) {
-            writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
-        }
+        let mut writes = self.row_index_removed()?;
         // Unreadable rows have nothing to index: `jamjet repair` deals with them.
         for row in self.listing()?.rows {
             writes.extend(row_index::writes(None, Some(&row)));
@@ -263,10 +260,16 @@ impl SledJournal {
     pub async fn forget_row_index(&self) -> Result<(), Error> {
         self.rows_indexed.store(false, Ordering::Relaxed);
         let mut writes: Batch = vec![(row_index::marker(), Vec::new())];
-        for kv in self.reads().scan_prefix([row_index::BY_STATUS]) {
-            writes.push((kv.map_err(storage)?.0.to_vec(), Vec::new()));
-        }
+        writes.extend(self.row_index_removed()?);
         self.wal.commit(writes).await
+    }
+
+    /// The removal of every entry of the index of rows by status.
+    fn row_index_removed(&self) -> Result<Batch, Error> {
+        self.reads()
+            .scan_prefix([row_index::BY_STATUS])
+            .map(|kv| Ok((kv.map_err(storage)?.0.to_vec(), Vec::new())))
+            .collect()
     }
 
     /// A page of the rows with `status`, read through the index of rows

@@ -21,7 +21,7 @@ use super::super::wire::{
 use super::super::{ApiError, AppState};
 use super::reply;
 use crate::id::ExecutionId;
-use crate::journal::{ExecutionMeta, RowFilter, Status};
+use crate::journal::{RowFilter, Status};
 use crate::runtime::{Decision, WaitKind};
 
 /// `GET /executions` pages: default and largest `limit`.
@@ -124,11 +124,10 @@ async fn list(
     };
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
     let filter = RowFilter { status, workflow: q.workflow.clone() };
-    let keep = |m: &ExecutionMeta| filter.keeps(m);
     let (page, more, damaged) = if let Some(key) = q.key.as_deref() {
         // One execution at most: the one submitted with the key.
         let found = match st.rt.by_key(key)? {
-            Some(id) => st.rt.status(id).ok().filter(|m| keep(m) && cursor.is_none()),
+            Some(id) => st.rt.status(id).ok().filter(|m| filter.keeps(m) && cursor.is_none()),
             None => None,
         };
         (found.into_iter().collect(), false, Vec::new())
