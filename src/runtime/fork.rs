@@ -345,11 +345,8 @@ impl Runtime {
         match &records[0].event {
             Event::BranchStarted { parent, parent_node, parent_visit, branch, .. }
             | Event::ChildStarted { parent, parent_node, parent_visit, branch, until: Some(_), .. } => {
-                if spec.branch.is_some_and(|b| b != *branch) {
-                    return Err(refused(format!(
-                        "it is branch {branch} of its parent, not branch {}",
-                        spec.branch.unwrap_or(0)
-                    )));
+                if let Some(asked) = spec.branch.filter(|b| b != branch) {
+                    return Err(refused(format!("it is branch {branch} of its parent, not branch {asked}")));
                 }
                 let root: ExecutionId =
                     parent.parse().map_err(|_| refused(format!("its parent id `{parent}` does not parse")))?;
@@ -378,15 +375,17 @@ impl Runtime {
             _ => match (spec.branch, cut(&records, &spec.from, spec.visit)) {
                 (None, Ok(at)) => self.start_fork(id, &records, Where::Root(at), spec).await,
                 (_, missed) => {
-                    let inside = self.find_branch(id, &records, spec).map_err(|why| match (missed, spec.branch) {
-                        (Err(in_root), None) if why.is_none() => refused(in_root),
-                        _ => refused(why.unwrap_or_else(|| {
-                            format!(
-                                "node `{}` never ran in branch {} of a fan-out of it",
-                                spec.from,
-                                spec.branch.unwrap_or(0)
-                            )
-                        })),
+                    // Said in order: why it is not clear which branch, then the
+                    // branch asked for, then why it is not in the root.
+                    let inside = self.find_branch(id, &records, spec).map_err(|why| {
+                        refused(match (why, spec.branch, missed) {
+                            (Some(why), _, _) => why,
+                            (None, Some(b), _) => {
+                                format!("node `{}` never ran in branch {b} of a fan-out of it", spec.from)
+                            }
+                            (None, None, Err(in_root)) => in_root,
+                            (None, None, Ok(_)) => format!("node `{}` never ran in a branch of it", spec.from),
+                        })
                     })?;
                     self.start_fork(id, &records, Where::Branch(inside), spec).await
                 }
